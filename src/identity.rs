@@ -1,0 +1,457 @@
+//! The caller's identity, and how the layer reads it from a request.
+//!
+//! The binding key is the OpenID Connect pair `(iss, sub)`: "the only guaranteed unique identifier
+//! for a given End-User" (OIDC Core §5.7), and the only claims that survive a token refresh
+//! unchanged. The token bytes, `jti`, `exp` and `cnf` all change across a refresh and must never be
+//! used as the key.
+//!
+//! An auth layer *outside* [`SessionBindingLayer`](crate::SessionBindingLayer) validates the
+//! token and puts the identity in the request extensions; an [`IdentityExtractor`] reads it back.
+//! Three adapters are ready:
+//!
+//! - [`FromIdentityExtension`] (the default) reads this crate's [`Identity`];
+//! - [`MapExtension`] reads any extension type and maps it with a closure;
+//! - [`FromClaims`] reads [`Claims`] (a JSON claims object) and takes the string `iss` and `sub`.
+//!
+//! A closure `Fn(&Parts) -> Result<Option<Identity>, IdentityError>` is an extractor too.
+
+use std::{fmt, marker::PhantomData, sync::Arc};
+
+use http::request::Parts;
+use serde_json::{Map, Value};
+use subtle::ConstantTimeEq;
+
+/// Longest `iss` or `sub` accepted, in bytes.
+///
+/// OIDC caps `sub` at 255 ASCII characters; the larger cap leaves room for long issuer URLs while
+/// still bounding what a binding store holds per session.
+pub const MAX_CLAIM_LEN: usize = 1024;
+
+/// A validated caller identity: the token issuer (`iss`) and subject (`sub`).
+///
+/// Both halves are non-empty, at most [`MAX_CLAIM_LEN`] bytes and contain no NUL. Equality is
+/// exact (case sensitive) and constant-time. Cloning is cheap (two reference counts).
+///
+/// ```
+/// use mcp_session_binding::Identity;
+///
+/// let alice = Identity::new("https://issuer.example", "alice").unwrap();
+/// assert_eq!(alice.iss(), "https://issuer.example");
+/// assert_eq!(alice.sub(), "alice");
+/// assert_ne!(alice, Identity::new("https://other.example", "alice").unwrap());
+/// assert!(Identity::new("", "alice").is_err());
+/// ```
+#[derive(Clone)]
+pub struct Identity {
+    iss: Arc<str>,
+    sub: Arc<str>,
+}
+
+impl Identity {
+    /// Builds an identity, checking both halves.
+    ///
+    /// # Errors
+    ///
+    /// [`IdentityError`] when a half is empty, too long, or contains NUL.
+    pub fn new(iss: impl Into<Arc<str>>, sub: impl Into<Arc<str>>) -> Result<Self, IdentityError> {
+        let iss = iss.into();
+        let sub = sub.into();
+        check_claim("iss", &iss)?;
+        check_claim("sub", &sub)?;
+        Ok(Self { iss, sub })
+    }
+
+    /// The issuer (`iss`).
+    #[must_use]
+    pub fn iss(&self) -> &str {
+        &self.iss
+    }
+
+    /// The subject (`sub`).
+    #[must_use]
+    pub fn sub(&self) -> &str {
+        &self.sub
+    }
+
+    /// Both halves, shared: lets a store keep one copy of the strings for all sessions of a user.
+    pub(crate) fn shared_parts(&self) -> (&Arc<str>, &Arc<str>) {
+        (&self.iss, &self.sub)
+    }
+
+    /// Rebuilds an identity from shared strings already checked by [`Identity::new`].
+    pub(crate) fn from_shared(iss: Arc<str>, sub: Arc<str>) -> Self {
+        Self { iss, sub }
+    }
+}
+
+fn check_claim(name: &'static str, value: &str) -> Result<(), IdentityError> {
+    if value.is_empty() {
+        return Err(IdentityError::invalid(name, "is empty"));
+    }
+    if value.len() > MAX_CLAIM_LEN {
+        return Err(IdentityError::invalid(name, "is too long"));
+    }
+    if value.as_bytes().contains(&0) {
+        return Err(IdentityError::invalid(name, "contains NUL"));
+    }
+    Ok(())
+}
+
+/// Constant-time byte comparison (the length is not secret).
+fn ct_eq(a: &str, b: &str) -> bool {
+    a.as_bytes().ct_eq(b.as_bytes()).into()
+}
+
+impl PartialEq for Identity {
+    fn eq(&self, other: &Self) -> bool {
+        // `&` rather than `&&`: both halves are always compared.
+        ct_eq(&self.iss, &other.iss) & ct_eq(&self.sub, &other.sub)
+    }
+}
+
+impl Eq for Identity {}
+
+impl std::hash::Hash for Identity {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.iss.hash(state);
+        self.sub.hash(state);
+    }
+}
+
+impl fmt::Debug for Identity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Identity")
+            .field("iss", &&*self.iss)
+            .field("sub", &&*self.sub)
+            .finish()
+    }
+}
+
+impl fmt::Display for Identity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.iss, self.sub)
+    }
+}
+
+/// Why an identity could not be read: a claim that is missing, not a string, empty, too long or
+/// contains NUL.
+///
+/// The layer answers such a request with 401 before it writes anything.
+///
+/// ```
+/// use mcp_session_binding::identity::{Claims, identity_from_claims};
+///
+/// let claims = Claims::from_value(serde_json::json!({"iss": "https://i.example", "sub": 42})).unwrap();
+/// let err = identity_from_claims(&claims).unwrap_err();
+/// assert_eq!(err.to_string(), "claim `sub` is not a string");
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IdentityError {
+    claim: &'static str,
+    problem: &'static str,
+}
+
+impl IdentityError {
+    /// An error about `claim` (for example `"sub"`), with a short reason (for example
+    /// `"is missing"`). For extractors written outside this crate.
+    #[must_use]
+    pub fn invalid(claim: &'static str, problem: &'static str) -> Self {
+        Self { claim, problem }
+    }
+
+    /// The claim at fault.
+    #[must_use]
+    pub fn claim(&self) -> &'static str {
+        self.claim
+    }
+}
+
+impl fmt::Display for IdentityError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "claim `{}` {}", self.claim, self.problem)
+    }
+}
+
+impl std::error::Error for IdentityError {}
+
+/// Reads the caller's identity from the request head.
+///
+/// Return `Ok(None)` when the request carries no identity (no auth layer ran, or it let an
+/// anonymous request through), and `Err` when it carries one that is unusable.
+///
+/// ```
+/// use mcp_session_binding::{Identity, IdentityExtractor, identity::IdentityError};
+/// use http::request::Parts;
+///
+/// // A closure is an extractor: here, the identity comes from a trusted gateway header.
+/// let from_gateway = |parts: &Parts| -> Result<Option<Identity>, IdentityError> {
+///     match parts.headers.get("x-gateway-user").and_then(|v| v.to_str().ok()) {
+///         Some(user) => Identity::new("https://gateway.internal", user).map(Some),
+///         None => Ok(None),
+///     }
+/// };
+/// let (parts, ()) = http::Request::builder()
+///     .header("x-gateway-user", "alice")
+///     .body(())
+///     .unwrap()
+///     .into_parts();
+/// assert_eq!(from_gateway.extract(&parts).unwrap().unwrap().sub(), "alice");
+/// ```
+pub trait IdentityExtractor: Clone + Send + Sync + 'static {
+    /// Reads the identity.
+    ///
+    /// # Errors
+    ///
+    /// [`IdentityError`] when an identity is present but unusable.
+    fn extract(&self, parts: &Parts) -> Result<Option<Identity>, IdentityError>;
+}
+
+impl<F> IdentityExtractor for F
+where
+    F: Fn(&Parts) -> Result<Option<Identity>, IdentityError> + Clone + Send + Sync + 'static,
+{
+    fn extract(&self, parts: &Parts) -> Result<Option<Identity>, IdentityError> {
+        self(parts)
+    }
+}
+
+/// Reads this crate's [`Identity`] from the request extensions. The default extractor.
+///
+/// ```
+/// use mcp_session_binding::{Identity, IdentityExtractor, identity::FromIdentityExtension};
+///
+/// let mut req = http::Request::new(());
+/// req.extensions_mut().insert(Identity::new("https://i.example", "alice").unwrap());
+/// let (parts, ()) = req.into_parts();
+/// assert_eq!(FromIdentityExtension.extract(&parts).unwrap().unwrap().sub(), "alice");
+/// ```
+#[derive(Clone, Copy, Debug, Default)]
+pub struct FromIdentityExtension;
+
+impl IdentityExtractor for FromIdentityExtension {
+    fn extract(&self, parts: &Parts) -> Result<Option<Identity>, IdentityError> {
+        Ok(parts.extensions.get::<Identity>().cloned())
+    }
+}
+
+/// Reads an extension of any type `T` and maps it to an [`Identity`] with a closure.
+///
+/// Use it to plug in another crate's auth layer without glue code.
+///
+/// ```
+/// use mcp_session_binding::{Identity, IdentityExtractor, identity::MapExtension};
+///
+/// #[derive(Clone)]
+/// struct User { tenant: String, id: String }
+///
+/// let extractor = MapExtension::new(|u: &User| Identity::new(u.tenant.as_str(), u.id.as_str()));
+/// let mut req = http::Request::new(());
+/// req.extensions_mut().insert(User { tenant: "https://acme.example".into(), id: "42".into() });
+/// let (parts, ()) = req.into_parts();
+/// assert_eq!(extractor.extract(&parts).unwrap().unwrap().sub(), "42");
+/// ```
+pub struct MapExtension<T, F> {
+    map: F,
+    _extension: PhantomData<fn(&T)>,
+}
+
+impl<T, F> MapExtension<T, F>
+where
+    T: Send + Sync + 'static,
+    F: Fn(&T) -> Result<Identity, IdentityError> + Clone + Send + Sync + 'static,
+{
+    /// Maps extension `T` with `map`. A request without a `T` has no identity.
+    pub fn new(map: F) -> Self {
+        Self {
+            map,
+            _extension: PhantomData,
+        }
+    }
+}
+
+impl<T, F: Clone> Clone for MapExtension<T, F> {
+    fn clone(&self) -> Self {
+        Self {
+            map: self.map.clone(),
+            _extension: PhantomData,
+        }
+    }
+}
+
+impl<T, F> fmt::Debug for MapExtension<T, F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MapExtension")
+            .field("extension", &std::any::type_name::<T>())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T, F> IdentityExtractor for MapExtension<T, F>
+where
+    T: Send + Sync + 'static,
+    F: Fn(&T) -> Result<Identity, IdentityError> + Clone + Send + Sync + 'static,
+{
+    fn extract(&self, parts: &Parts) -> Result<Option<Identity>, IdentityError> {
+        parts.extensions.get::<T>().map(&self.map).transpose()
+    }
+}
+
+/// A decoded claims object (the JWT payload), as an auth layer puts it in the request extensions.
+///
+/// ```
+/// use mcp_session_binding::identity::Claims;
+///
+/// let claims = Claims::from_value(serde_json::json!({"iss": "https://i.example", "sub": "alice"})).unwrap();
+/// assert_eq!(claims.get("sub").and_then(|v| v.as_str()), Some("alice"));
+/// assert!(Claims::from_value(serde_json::json!("not an object")).is_none());
+/// ```
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Claims(pub Map<String, Value>);
+
+impl Claims {
+    /// Wraps a JSON value, which must be an object.
+    #[must_use]
+    pub fn from_value(value: Value) -> Option<Self> {
+        match value {
+            Value::Object(map) => Some(Self(map)),
+            _ => None,
+        }
+    }
+
+    /// One claim.
+    #[must_use]
+    pub fn get(&self, name: &str) -> Option<&Value> {
+        self.0.get(name)
+    }
+}
+
+/// Takes `iss` and `sub` from a claims object. Both must be strings.
+///
+/// # Errors
+///
+/// [`IdentityError`] when a claim is missing, not a string, or fails [`Identity::new`]'s checks.
+///
+/// ```
+/// use mcp_session_binding::identity::{Claims, identity_from_claims};
+///
+/// let claims = Claims::from_value(serde_json::json!({"iss": "https://i.example", "sub": "alice"})).unwrap();
+/// assert_eq!(identity_from_claims(&claims).unwrap().sub(), "alice");
+/// let no_iss = Claims::from_value(serde_json::json!({"sub": "alice"})).unwrap();
+/// assert_eq!(identity_from_claims(&no_iss).unwrap_err().to_string(), "claim `iss` is missing");
+/// ```
+pub fn identity_from_claims(claims: &Claims) -> Result<Identity, IdentityError> {
+    let string_claim = |name: &'static str| match claims.get(name) {
+        None => Err(IdentityError::invalid(name, "is missing")),
+        Some(Value::String(s)) => Ok(s.as_str()),
+        Some(_) => Err(IdentityError::invalid(name, "is not a string")),
+    };
+    Identity::new(string_claim("iss")?, string_claim("sub")?)
+}
+
+/// Reads [`Claims`] from the request extensions and takes the identity from them.
+///
+/// ```
+/// use mcp_session_binding::{IdentityExtractor, identity::{Claims, FromClaims}};
+///
+/// let mut req = http::Request::new(());
+/// req.extensions_mut().insert(
+///     Claims::from_value(serde_json::json!({"iss": "https://i.example", "sub": null})).unwrap(),
+/// );
+/// let (parts, ()) = req.into_parts();
+/// assert!(FromClaims.extract(&parts).is_err());
+/// ```
+#[derive(Clone, Copy, Debug, Default)]
+pub struct FromClaims;
+
+impl IdentityExtractor for FromClaims {
+    fn extract(&self, parts: &Parts) -> Result<Option<Identity>, IdentityError> {
+        parts
+            .extensions
+            .get::<Claims>()
+            .map(identity_from_claims)
+            .transpose()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn parts_with<T: Clone + Send + Sync + 'static>(ext: T) -> Parts {
+        let mut req = http::Request::new(());
+        req.extensions_mut().insert(ext);
+        req.into_parts().0
+    }
+
+    #[test]
+    fn identity_rejects_empty_nul_and_oversized_halves() {
+        assert_eq!(
+            Identity::new("", "a").unwrap_err(),
+            IdentityError::invalid("iss", "is empty")
+        );
+        assert_eq!(
+            Identity::new("i", "").unwrap_err(),
+            IdentityError::invalid("sub", "is empty")
+        );
+        assert_eq!(
+            Identity::new("i", "a\0b").unwrap_err(),
+            IdentityError::invalid("sub", "contains NUL")
+        );
+        assert!(Identity::new("i", "x".repeat(MAX_CLAIM_LEN)).is_ok());
+        assert_eq!(
+            Identity::new("x".repeat(MAX_CLAIM_LEN + 1), "a").unwrap_err(),
+            IdentityError::invalid("iss", "is too long")
+        );
+    }
+
+    #[test]
+    fn equality_is_exact_and_covers_both_halves() {
+        let a = Identity::new("https://i", "alice").unwrap();
+        assert_eq!(a, Identity::new("https://i", "alice").unwrap());
+        assert_ne!(a, Identity::new("https://i", "Alice").unwrap());
+        assert_ne!(a, Identity::new("https://j", "alice").unwrap());
+        assert_ne!(a, Identity::new("https://i", "alice ").unwrap());
+    }
+
+    #[test]
+    fn claims_need_string_iss_and_sub() {
+        let cases = [
+            (json!({"sub": "a"}), "claim `iss` is missing"),
+            (json!({"iss": "i"}), "claim `sub` is missing"),
+            (json!({"iss": 1, "sub": "a"}), "claim `iss` is not a string"),
+            (json!({"iss": "i", "sub": ["a"]}), "claim `sub` is not a string"),
+            (json!({"iss": "i", "sub": null}), "claim `sub` is not a string"),
+            (json!({"iss": "i", "sub": ""}), "claim `sub` is empty"),
+        ];
+        for (value, message) in cases {
+            let claims = Claims::from_value(value).unwrap();
+            assert_eq!(
+                identity_from_claims(&claims).unwrap_err().to_string(),
+                message
+            );
+            assert!(FromClaims.extract(&parts_with(claims)).is_err());
+        }
+    }
+
+    #[test]
+    fn extractors_read_their_extension_or_report_none() {
+        let empty = http::Request::new(()).into_parts().0;
+        assert_eq!(FromIdentityExtension.extract(&empty).unwrap(), None);
+        assert_eq!(FromClaims.extract(&empty).unwrap(), None);
+        let alice = Identity::new("i", "alice").unwrap();
+        assert_eq!(
+            FromIdentityExtension
+                .extract(&parts_with(alice.clone()))
+                .unwrap(),
+            Some(alice.clone())
+        );
+        let map = MapExtension::new(|s: &String| Identity::new("i", s.as_str()));
+        assert_eq!(
+            map.extract(&parts_with("alice".to_string())).unwrap(),
+            Some(alice)
+        );
+        assert!(map.extract(&parts_with(String::new())).is_err());
+        assert_eq!(map.extract(&empty).unwrap(), None);
+    }
+}

@@ -1,0 +1,335 @@
+//! Where bindings live: the [`BindingStore`] trait, its value types, and the stores.
+//!
+//! # Semantics every store must have
+//!
+//! These are checked by [`conformance`], which every store runs.
+//!
+//! - [`bind`](BindingStore::bind) is an **atomic insert-if-absent** with a TTL. It never
+//!   overwrites: when the key is already bound (to anyone) or ended, it reports what it found.
+//! - [`lookup`](BindingStore::lookup) returns the [`Owner`], [`Lookup::Ended`], or
+//!   [`Lookup::Missing`] (unknown or expired). With `slide` set, it keeps an active binding alive
+//!   for `slide` from now, but writes at most once per half TTL, never on every request.
+//! - [`end`](BindingStore::end) replaces whatever is there with a tombstone that lives for its own
+//!   TTL. It is idempotent.
+//! - Errors keep their source and say, through [`StoreErrorKind`], whether they are transient
+//!   ([`StoreErrorKind::Unavailable`]: answer 503, retry) or not ([`StoreErrorKind::Corrupt`]:
+//!   the stored value does not parse; the layer fails closed).
+//!
+//! Keys are [`SessionKey`]s, a hash of the session id, so a dump of the store hands out no usable
+//! session id.
+//!
+//! The trait returns boxed futures, so it works both as a generic parameter and behind
+//! `Arc<dyn BindingStore>`.
+
+use std::{fmt, sync::Arc, time::Duration};
+
+use futures::future::BoxFuture;
+use sha2::{Digest, Sha256};
+
+use crate::Identity;
+
+pub mod codec;
+pub mod conformance;
+#[cfg(feature = "memory")]
+mod memory;
+
+#[cfg(feature = "memory")]
+pub use memory::MemoryStore;
+
+/// The store key of a session: the first 128 bits of SHA-256 over the `Mcp-Session-Id` value.
+///
+/// The session id is a bearer secret; the key is not. Its [`Debug`](fmt::Debug) and
+/// [`short`](Self::short) forms are safe to log.
+///
+/// ```
+/// use mcp_session_binding::store::SessionKey;
+///
+/// let key = SessionKey::from_session_id("3f2a9c1e-0b7d-4e8a-9c55-2d1f6b8e7a40");
+/// assert_eq!(key.to_hex().len(), 32);
+/// assert_eq!(key, SessionKey::from_session_id("3f2a9c1e-0b7d-4e8a-9c55-2d1f6b8e7a40"));
+/// assert_ne!(key, SessionKey::from_session_id("another"));
+/// ```
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct SessionKey([u8; 16]);
+
+/// Hashes eight of the key's bytes: the key is already a uniform hash.
+impl std::hash::Hash for SessionKey {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        state.write(&self.0[..8]);
+    }
+}
+
+impl SessionKey {
+    /// Derives the key of a session id.
+    #[must_use]
+    pub fn from_session_id(session_id: &str) -> Self {
+        let digest = Sha256::digest(session_id.as_bytes());
+        let mut key = [0; 16];
+        key.copy_from_slice(&digest[..16]);
+        Self(key)
+    }
+
+    /// The raw key bytes.
+    #[must_use]
+    pub fn as_bytes(&self) -> &[u8; 16] {
+        &self.0
+    }
+
+    /// The key as 32 lowercase hex digits (for text stores such as Redis).
+    #[must_use]
+    pub fn to_hex(&self) -> String {
+        use fmt::Write;
+        self.0.iter().fold(String::with_capacity(32), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
+    }
+
+    /// The first 8 hex digits: enough to correlate log lines, nothing to replay.
+    #[must_use]
+    pub fn short(&self) -> String {
+        self.to_hex()[..8].to_owned()
+    }
+}
+
+impl fmt::Debug for SessionKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SessionKey({}…)", self.short())
+    }
+}
+
+/// Who a session belongs to.
+///
+/// ```
+/// use mcp_session_binding::{Identity, store::Owner};
+///
+/// let owner = Owner::User(Identity::new("https://i.example", "alice").unwrap());
+/// assert!(owner.is_owned_by(Some(&Identity::new("https://i.example", "alice").unwrap())));
+/// assert!(!owner.is_owned_by(None));
+/// assert!(Owner::Anonymous.is_owned_by(None));
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Owner {
+    /// An anonymous session: only callers without an identity match it.
+    Anonymous,
+    /// A session bound to `(iss, sub)`.
+    User(Identity),
+}
+
+impl Owner {
+    /// The owner a caller would create: [`Owner::User`] with an identity, else
+    /// [`Owner::Anonymous`].
+    #[must_use]
+    pub fn of(caller: Option<&Identity>) -> Self {
+        caller.map_or(Self::Anonymous, |id| Self::User(id.clone()))
+    }
+
+    /// Whether `caller` may use a session owned by `self` (constant-time on the identity).
+    #[must_use]
+    pub fn is_owned_by(&self, caller: Option<&Identity>) -> bool {
+        match (self, caller) {
+            (Self::Anonymous, None) => true,
+            (Self::User(owner), Some(caller)) => owner == caller,
+            _ => false,
+        }
+    }
+}
+
+/// What [`BindingStore::lookup`] found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Lookup {
+    /// A live binding.
+    Bound(Owner),
+    /// A tombstone: the session was ended.
+    Ended,
+    /// Nothing: unknown or expired.
+    Missing,
+}
+
+/// What [`BindingStore::bind`] did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BindOutcome {
+    /// The binding was created.
+    Created,
+    /// The key was already bound; nothing was written. Holds the existing owner.
+    AlreadyBound(Owner),
+    /// The key holds a tombstone; nothing was written.
+    AlreadyEnded,
+}
+
+/// What kind of failure a [`StoreError`] is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum StoreErrorKind {
+    /// Transient: the store cannot be reached or timed out. The layer answers 503 and keeps the
+    /// session.
+    Unavailable,
+    /// The stored value does not parse (corrupt or written by an older version). The layer
+    /// treats it as a mismatch and fails closed.
+    Corrupt,
+    /// The store is full and refuses new bindings (it never evicts a live one).
+    CapacityExceeded,
+}
+
+/// A binding store failure. Keeps its source error.
+///
+/// ```
+/// use mcp_session_binding::store::{StoreError, StoreErrorKind};
+///
+/// let err = StoreError::unavailable(std::io::Error::other("connection refused"));
+/// assert_eq!(err.kind(), StoreErrorKind::Unavailable);
+/// assert!(err.is_transient());
+/// assert!(std::error::Error::source(&err).is_some());
+/// ```
+#[derive(Debug)]
+pub struct StoreError {
+    kind: StoreErrorKind,
+    source: Box<dyn std::error::Error + Send + Sync>,
+}
+
+impl StoreError {
+    /// A failure of `kind`, caused by `source`.
+    pub fn new(
+        kind: StoreErrorKind,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
+        Self {
+            kind,
+            source: source.into(),
+        }
+    }
+
+    /// A transient failure: connection refused, timeout, …
+    pub fn unavailable(source: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        Self::new(StoreErrorKind::Unavailable, source)
+    }
+
+    /// A stored value that does not parse.
+    pub fn corrupt(source: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        Self::new(StoreErrorKind::Corrupt, source)
+    }
+
+    /// The kind of failure.
+    #[must_use]
+    pub fn kind(&self) -> StoreErrorKind {
+        self.kind
+    }
+
+    /// Whether retrying later may succeed.
+    #[must_use]
+    pub fn is_transient(&self) -> bool {
+        self.kind == StoreErrorKind::Unavailable
+    }
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let what = match self.kind {
+            StoreErrorKind::Unavailable => "binding store unavailable",
+            StoreErrorKind::Corrupt => "stored binding is corrupt",
+            StoreErrorKind::CapacityExceeded => "binding store is full",
+        };
+        write!(f, "{what}: {}", self.source)
+    }
+}
+
+impl std::error::Error for StoreError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&*self.source)
+    }
+}
+
+/// Storage for session bindings. See the [module docs](self) for the semantics.
+///
+/// Implementations hold a cheap-to-clone handle (an `Arc` inside), like [`MemoryStore`].
+///
+/// ```
+/// # #[cfg(feature = "memory")] {
+/// use std::{sync::Arc, time::Duration};
+/// use mcp_session_binding::{Identity, store::*};
+///
+/// # tokio_test_block_on(async {
+/// let store: Arc<dyn BindingStore> = Arc::new(MemoryStore::new());
+/// let key = SessionKey::from_session_id("s-1");
+/// let alice = Owner::User(Identity::new("https://i.example", "alice").unwrap());
+/// let ttl = Duration::from_secs(60);
+/// assert_eq!(store.bind(key, &alice, ttl).await.unwrap(), BindOutcome::Created);
+/// assert_eq!(store.bind(key, &Owner::Anonymous, ttl).await.unwrap(), BindOutcome::AlreadyBound(alice.clone()));
+/// assert_eq!(store.lookup(key, None).await.unwrap(), Lookup::Bound(alice));
+/// store.end(key, ttl).await.unwrap();
+/// assert_eq!(store.lookup(key, None).await.unwrap(), Lookup::Ended);
+/// # });
+/// # fn tokio_test_block_on<F: std::future::Future>(f: F) -> F::Output {
+/// #     tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(f)
+/// # }
+/// # }
+/// ```
+pub trait BindingStore: Send + Sync + 'static {
+    /// Binds `key` to `owner` for `ttl`, if the key is absent (or expired). Atomic.
+    fn bind<'a>(
+        &'a self,
+        key: SessionKey,
+        owner: &'a Owner,
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<BindOutcome, StoreError>>;
+
+    /// Looks `key` up. With `slide`, keeps a live binding alive for `slide` from now, writing at
+    /// most once per half of `slide`.
+    fn lookup(
+        &self,
+        key: SessionKey,
+        slide: Option<Duration>,
+    ) -> BoxFuture<'_, Result<Lookup, StoreError>>;
+
+    /// Ends the session: a tombstone for `tombstone_ttl` replaces the binding. Idempotent.
+    fn end(&self, key: SessionKey, tombstone_ttl: Duration) -> BoxFuture<'_, Result<(), StoreError>>;
+
+    /// A synchronous [`lookup`](Self::lookup), for stores that can answer without waiting (such as
+    /// [`MemoryStore`]). The layer uses it to serve a matching request without allocating.
+    /// `None` (the default) means "ask [`lookup`](Self::lookup)".
+    fn lookup_now(
+        &self,
+        key: SessionKey,
+        slide: Option<Duration>,
+    ) -> Option<Result<Lookup, StoreError>> {
+        let _ = (key, slide);
+        None
+    }
+}
+
+impl<T: BindingStore + ?Sized> BindingStore for Arc<T> {
+    fn bind<'a>(
+        &'a self,
+        key: SessionKey,
+        owner: &'a Owner,
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<BindOutcome, StoreError>> {
+        (**self).bind(key, owner, ttl)
+    }
+
+    fn lookup(
+        &self,
+        key: SessionKey,
+        slide: Option<Duration>,
+    ) -> BoxFuture<'_, Result<Lookup, StoreError>> {
+        (**self).lookup(key, slide)
+    }
+
+    fn end(&self, key: SessionKey, tombstone_ttl: Duration) -> BoxFuture<'_, Result<(), StoreError>> {
+        (**self).end(key, tombstone_ttl)
+    }
+
+    fn lookup_now(
+        &self,
+        key: SessionKey,
+        slide: Option<Duration>,
+    ) -> Option<Result<Lookup, StoreError>> {
+        (**self).lookup_now(key, slide)
+    }
+}
+
+impl fmt::Debug for dyn BindingStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<BindingStore>")
+    }
+}
