@@ -1,11 +1,101 @@
-//! wip
+//! Binds MCP Streamable HTTP sessions to the caller's `(iss, sub)`, so a stolen `Mcp-Session-Id`
+//! is useless without a token for the same user.
+//!
+//! An MCP server on the Streamable HTTP transport hands each client a session id. Anyone who
+//! learns it can drive the session unless the server checks who is calling: the MCP security
+//! guidance says servers "SHOULD bind session IDs to user-specific information", with the user id
+//! "derived from the user token and not provided by the client". Binding to a hash of the bearer
+//! token is wrong: every OAuth refresh changes the token bytes and would kill the session. The
+//! issuer and subject survive a refresh, and together identify a user (OIDC Core §5.7).
+//!
+//! [`SessionBindingLayer`] is a tower layer that
+//!
+//! - binds a session to the caller's [`Identity`] when the response that creates it (the
+//!   `initialize` response, carrying a new `Mcp-Session-Id`) passes through, before it leaves the
+//!   layer;
+//! - checks the identity on every later request of that session: POSTs of any JSON-RPC message,
+//!   GET streams, DELETE;
+//! - refuses a caller who is not the owner with an MCP answer and ends the session;
+//! - keeps bindings in a pluggable [`BindingStore`](store::BindingStore): in memory by default,
+//!   Redis (feature `redis`) for several replicas.
+//!
+//! # Layer order
+//!
+//! ```text
+//! client ──► auth layer: validates the bearer token on every request, puts the Identity in the
+//!            request extensions
+//!        ──► SessionBindingLayer: binds on initialize, checks every later request
+//!        ──► MCP service (rmcp StreamableHttpService, or any tower Service speaking MCP)
+//! ```
+//!
+//! The auth layer runs first (it is added *after* the binding layer with axum's `.layer`, or
+//! *before* it in a `ServiceBuilder`). The binding identifies; it does not authenticate: the auth
+//! layer must validate every request's token.
+//!
+//! # Quick start
+//!
+//! ```
+//! use axum::{Router, middleware};
+//! use mcp_session_binding::{Identity, SessionBindingLayer};
+//!
+//! // Your auth layer: validate the token, then insert the caller's Identity.
+//! async fn auth(mut req: axum::extract::Request, next: middleware::Next) -> axum::response::Response {
+//!     // ... validate `Authorization: Bearer …` here ...
+//!     let identity = Identity::new("https://issuer.example", "alice").unwrap();
+//!     req.extensions_mut().insert(identity);
+//!     next.run(req).await
+//! }
+//!
+//! # async fn mcp() -> &'static str { "" }
+//! let app: Router = Router::new()
+//!     .route("/mcp", axum::routing::any(mcp)) // or .nest_service("/mcp", rmcp's StreamableHttpService)
+//!     .layer(SessionBindingLayer::new())        // inner: runs second
+//!     .layer(middleware::from_fn(auth));        // outer: runs first
+//! ```
+//!
+//! # Behaviour
+//!
+//! | request | answer |
+//! | --- | --- |
+//! | no `Mcp-Session-Id` | forwarded; a 2xx response with a new `Mcp-Session-Id` is bound (insert-if-absent) before it leaves the layer; no identity → 401 (or an anonymous session when [allowed](SessionBindingLayer::allow_anonymous)); id already bound or ended → 500; store error → 503; in each refusal the new inner session is ended |
+//! | session id, caller is the owner | forwarded untouched: no body buffering, streams flow; an owner `DELETE` that succeeds tombstones the binding |
+//! | session id, caller is not the owner (other `sub`, other `iss`, token on an anonymous session, none on a bound one), or the stored binding is corrupt | mismatch: `tools/call` → 200 with an `isError` result and the request's `id`; other requests → a JSON-RPC error with their `id`; a batch → one answer per request; GET, DELETE, notifications, responses, unparseable bodies → 403; then the session is ended (tombstone + `DELETE` to the inner service). [Configurable](MismatchAnswer): 404 like an unknown session, and/or keep the session |
+//! | unknown, expired or ended session | 404 |
+//! | malformed session header (empty, a byte outside 0x21–0x7E, too long, repeated) | 400 |
+//! | body over the cap, on the mismatch path | 413 |
+//! | binding store error | 503 with `Retry-After`; not forwarded, session kept |
+//! | an identity that is present but unusable (claim missing or not a string) | 401, nothing written |
+//! | `MCP-Protocol-Version` 2026-07-28 or later (sessionless) | forwarded; a stray `Mcp-Session-Id` is removed |
+//!
+//! Every answer the layer makes carries its [`RejectionReason`] in the response extensions, and a
+//! `tracing` event with a stable reason code.
+//!
+//! # Features
+//!
+//! - `memory` (default): [`MemoryStore`](store::MemoryStore).
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod after;
+mod body;
+mod classify;
+mod future;
 pub mod identity;
+#[cfg(feature = "jwt")]
+pub mod jwt;
+mod layer;
+mod rejection;
+mod service;
+mod session_id;
 pub mod store;
+mod trace;
 
+pub use body::ResponseBody;
+pub use future::ResponseFuture;
 pub use identity::{Identity, IdentityExtractor};
-
-/// placeholder
-#[derive(Debug)]
-pub struct SessionBindingLayer;
+pub use layer::{
+    DEFAULT_BINDING_TTL, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_SESSION_ID_LEN, DEFAULT_TOMBSTONE_TTL,
+    MismatchAnswer, SessionBindingLayer,
+};
+pub use rejection::{MISMATCH_MESSAGE, RejectionReason};
+pub use service::SessionBinding;
+pub use session_id::{FIRST_SESSIONLESS_REVISION, MCP_PROTOCOL_VERSION, MCP_SESSION_ID};

@@ -1,0 +1,90 @@
+//! The response body: the inner service's body, untouched, or the layer's own answer.
+
+use std::{
+    pin::Pin,
+    task::{Context, Poll},
+};
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::Full;
+use pin_project_lite::pin_project;
+
+pin_project! {
+    /// Response body of [`SessionBinding`](crate::SessionBinding): the inner body streamed as it
+    /// is (SSE included), or a small JSON answer made by the layer.
+    ///
+    /// ```
+    /// use http_body::Body;
+    /// use mcp_session_binding::ResponseBody;
+    ///
+    /// let body: ResponseBody<http_body_util::Empty<bytes::Bytes>> = ResponseBody::inner(Default::default());
+    /// assert!(body.is_end_stream());
+    /// ```
+    #[derive(Debug)]
+    pub struct ResponseBody<B> {
+        #[pin]
+        kind: Kind<B>,
+    }
+}
+
+pin_project! {
+    #[project = KindProj]
+    #[derive(Debug)]
+    enum Kind<B> {
+        Inner { #[pin] body: B },
+        Answer { body: Full<Bytes> },
+    }
+}
+
+impl<B> ResponseBody<B> {
+    /// Wraps an inner body.
+    pub fn inner(body: B) -> Self {
+        Self {
+            kind: Kind::Inner { body },
+        }
+    }
+
+    pub(crate) fn answer(body: Full<Bytes>) -> Self {
+        Self {
+            kind: Kind::Answer { body },
+        }
+    }
+}
+
+impl<B> Body for ResponseBody<B>
+where
+    B: Body<Data = Bytes>,
+{
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        match self.project().kind.project() {
+            KindProj::Inner { body } => body.poll_frame(cx),
+            KindProj::Answer { body } => match Pin::new(body).poll_frame(cx) {
+                Poll::Ready(Some(Ok(frame))) => Poll::Ready(Some(Ok(frame))),
+                Poll::Ready(Some(Err(never))) => match never {},
+                Poll::Ready(None) => Poll::Ready(None),
+                Poll::Pending => Poll::Pending,
+            },
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.kind {
+            Kind::Inner { body } => body.is_end_stream(),
+            Kind::Answer { body } => body.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.kind {
+            Kind::Inner { body } => body.size_hint(),
+            Kind::Answer { body } => body.size_hint(),
+        }
+    }
+}

@@ -1,0 +1,219 @@
+//! [`SessionBindingLayer`] and its configuration.
+
+use std::time::Duration;
+
+use tower::Layer;
+
+use crate::{
+    SessionBinding,
+    identity::{FromIdentityExtension, IdentityExtractor},
+    store::BindingStore,
+};
+
+/// Bindings live for 24 hours after the last refresh.
+pub const DEFAULT_BINDING_TTL: Duration = Duration::from_secs(24 * 3600);
+/// Tombstones of ended sessions live for 24 hours.
+pub const DEFAULT_TOMBSTONE_TTL: Duration = Duration::from_secs(24 * 3600);
+/// 4 MiB, rmcp's own request body cap.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
+/// Longest accepted `Mcp-Session-Id`, in bytes.
+pub const DEFAULT_MAX_SESSION_ID_LEN: usize = 1024;
+
+/// How a refused caller is answered.
+///
+/// ```
+/// use mcp_session_binding::{MismatchAnswer, SessionBindingLayer};
+///
+/// // No existence oracle: a stolen id answers exactly like an unknown one.
+/// let layer = SessionBindingLayer::new().mismatch_answer(MismatchAnswer::NotFound);
+/// # let _ = layer;
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum MismatchAnswer {
+    /// The MCP answer: `tools/call` gets HTTP 200 with an `isError` tool result, other requests a
+    /// JSON-RPC error with their `id`, a batch one answer per request; GET, DELETE,
+    /// notifications, responses and unparseable bodies get 403. The refused body is read, up to
+    /// the body cap, to build it.
+    #[default]
+    Mcp,
+    /// Exactly the answer for an unknown session (404), so a caller cannot tell that the id
+    /// exists. The body is not read.
+    NotFound,
+}
+
+/// Settings shared by the layer and its services. All `Copy`: cloning a service copies them.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Config {
+    pub(crate) binding_ttl: Duration,
+    pub(crate) tombstone_ttl: Duration,
+    pub(crate) sliding: bool,
+    pub(crate) allow_anonymous: bool,
+    pub(crate) end_on_mismatch: bool,
+    pub(crate) mismatch_answer: MismatchAnswer,
+    pub(crate) max_body_bytes: usize,
+    pub(crate) max_session_id_len: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            binding_ttl: DEFAULT_BINDING_TTL,
+            tombstone_ttl: DEFAULT_TOMBSTONE_TTL,
+            sliding: true,
+            allow_anonymous: false,
+            end_on_mismatch: true,
+            mismatch_answer: MismatchAnswer::Mcp,
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            max_session_id_len: DEFAULT_MAX_SESSION_ID_LEN,
+        }
+    }
+}
+
+/// Binds each MCP session to the caller's `(iss, sub)` and checks it on every later request.
+///
+/// Put it *inside* the auth layer (the auth layer runs first and puts the identity in the request
+/// extensions) and *outside* the MCP service. See the [crate docs](crate) for the behaviour.
+///
+/// ```
+/// use std::time::Duration;
+/// use mcp_session_binding::{SessionBindingLayer, store::MemoryStore};
+///
+/// let layer = SessionBindingLayer::new()                 // MemoryStore, reads `Identity`
+///     .store(MemoryStore::new().with_capacity(1_000_000))
+///     .binding_ttl(Duration::from_secs(8 * 3600))
+///     .max_body_bytes(1 << 20);
+/// # let _ = layer;
+/// ```
+#[derive(Clone, Debug)]
+#[must_use]
+pub struct SessionBindingLayer<St, I = FromIdentityExtension> {
+    store: St,
+    identity: I,
+    config: Config,
+}
+
+#[cfg(feature = "memory")]
+impl SessionBindingLayer<crate::store::MemoryStore> {
+    /// A layer on a new [`MemoryStore`](crate::store::MemoryStore), reading this crate's
+    /// [`Identity`](crate::Identity) from the request extensions, with the defaults.
+    pub fn new() -> Self {
+        Self::with_store(crate::store::MemoryStore::new())
+    }
+}
+
+#[cfg(feature = "memory")]
+impl Default for SessionBindingLayer<crate::store::MemoryStore> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<St: BindingStore + Clone> SessionBindingLayer<St> {
+    /// A layer on `store`, reading this crate's [`Identity`](crate::Identity), with the defaults.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use mcp_session_binding::{SessionBindingLayer, store::{BindingStore, MemoryStore}};
+    ///
+    /// // Chosen at run time, behind a trait object:
+    /// let store: Arc<dyn BindingStore> = Arc::new(MemoryStore::new());
+    /// let layer = SessionBindingLayer::with_store(store);
+    /// # let _ = layer;
+    /// ```
+    pub fn with_store(store: St) -> Self {
+        Self {
+            store,
+            identity: FromIdentityExtension,
+            config: Config::default(),
+        }
+    }
+}
+
+impl<St, I> SessionBindingLayer<St, I> {
+    /// Uses another binding store.
+    pub fn store<St2: BindingStore + Clone>(self, store: St2) -> SessionBindingLayer<St2, I> {
+        SessionBindingLayer {
+            store,
+            identity: self.identity,
+            config: self.config,
+        }
+    }
+
+    /// Reads the identity with another extractor.
+    ///
+    /// ```
+    /// use mcp_session_binding::{SessionBindingLayer, identity::FromClaims};
+    ///
+    /// let layer = SessionBindingLayer::new().identity(FromClaims);
+    /// # let _ = layer;
+    /// ```
+    pub fn identity<I2: IdentityExtractor>(self, identity: I2) -> SessionBindingLayer<St, I2> {
+        SessionBindingLayer {
+            store: self.store,
+            identity,
+            config: self.config,
+        }
+    }
+
+    /// How a refused caller is answered (default [`MismatchAnswer::Mcp`]).
+    pub fn mismatch_answer(mut self, answer: MismatchAnswer) -> Self {
+        self.config.mismatch_answer = answer;
+        self
+    }
+
+    /// Whether a mismatch ends the session (default `true`): the attacker had the id, so the
+    /// owner must re-initialize and get a fresh one.
+    pub fn end_session_on_mismatch(mut self, end: bool) -> Self {
+        self.config.end_on_mismatch = end;
+        self
+    }
+
+    /// Whether a request without identity may create a session (default `false`: 401). An
+    /// anonymous session is bound to a marker that only callers without identity match.
+    pub fn allow_anonymous(mut self, allow: bool) -> Self {
+        self.config.allow_anonymous = allow;
+        self
+    }
+
+    /// Cap on the body the mismatch path reads (default 4 MiB). Over it: 413.
+    pub fn max_body_bytes(mut self, bytes: usize) -> Self {
+        self.config.max_body_bytes = bytes;
+        self
+    }
+
+    /// Cap on the `Mcp-Session-Id` length (default 1024 bytes). Over it: 400.
+    pub fn max_session_id_len(mut self, bytes: usize) -> Self {
+        self.config.max_session_id_len = bytes;
+        self
+    }
+
+    /// How long a binding lives (default 24 h), counted from the last refresh when sliding.
+    /// Make it at least as long as the MCP server keeps idle sessions.
+    pub fn binding_ttl(mut self, ttl: Duration) -> Self {
+        self.config.binding_ttl = ttl;
+        self
+    }
+
+    /// How long the tombstone of an ended session lives (default 24 h). Until it expires, the id
+    /// can never be bound again; after, it reads as unknown (still 404).
+    pub fn tombstone_ttl(mut self, ttl: Duration) -> Self {
+        self.config.tombstone_ttl = ttl;
+        self
+    }
+
+    /// Whether activity extends a binding (default `true`). The store refreshes at most once per
+    /// half TTL, not on every request.
+    pub fn sliding_expiry(mut self, sliding: bool) -> Self {
+        self.config.sliding = sliding;
+        self
+    }
+}
+
+impl<S, St: Clone, I: Clone> Layer<S> for SessionBindingLayer<St, I> {
+    type Service = SessionBinding<S, St, I>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        SessionBinding::new(inner, self.store.clone(), self.identity.clone(), self.config)
+    }
+}

@@ -1,0 +1,317 @@
+//! [`SessionBinding`]: the service [`SessionBindingLayer`](crate::SessionBindingLayer) makes.
+
+use std::task::{Context, Poll};
+
+use bytes::{Buf, Bytes};
+use futures::future::FutureExt;
+use http::{HeaderValue, Method, Request, Response, header::CONTENT_LENGTH, request::Parts};
+use http_body::Body;
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use tower::Service;
+
+use crate::{
+    Identity, ResponseBody, ResponseFuture,
+    after::{After, AfterKind, InnerHead, end_session},
+    classify,
+    identity::IdentityExtractor,
+    layer::{Config, MismatchAnswer},
+    rejection::{self, RejectionReason},
+    session_id::{self, MCP_SESSION_ID, SessionHeader},
+    store::{BindingStore, Lookup, Owner, SessionKey, StoreError, StoreErrorKind},
+    trace,
+};
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Binds MCP sessions to the caller's identity and checks it on every request. Made by
+/// [`SessionBindingLayer`](crate::SessionBindingLayer).
+///
+/// Its responses carry [`ResponseBody`]; the inner service's error type passes through unchanged
+/// (every refusal is a response). Requests keep their body type, which must implement `Default`
+/// so the layer can send the inner service the `DELETE` that ends a session (axum's `Body` does;
+/// for hyper's `Incoming`, map the body first, for example to
+/// `http_body_util::combinators::BoxBody`).
+///
+/// ```
+/// use std::convert::Infallible;
+/// use http::{Request, Response, StatusCode};
+/// use http_body_util::Full;
+/// use bytes::Bytes;
+/// use tower::{ServiceBuilder, ServiceExt};
+/// use mcp_session_binding::SessionBindingLayer;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let mcp = tower::service_fn(|_req: Request<Full<Bytes>>| async {
+///     Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"{}"))))
+/// });
+/// let svc = ServiceBuilder::new().layer(SessionBindingLayer::new()).service(mcp);
+///
+/// // A session id nobody bound: 404, the MCP "session not found".
+/// let req = Request::post("/mcp")
+///     .header("mcp-session-id", "3f2a9c1e-0b7d-4e8a-9c55-2d1f6b8e7a40")
+///     .body(Full::default())
+///     .unwrap();
+/// let res = svc.oneshot(req).await.unwrap();
+/// assert_eq!(res.status(), StatusCode::NOT_FOUND);
+/// # }
+/// ```
+#[derive(Clone, Debug)]
+pub struct SessionBinding<S, St, I> {
+    inner: S,
+    store: St,
+    identity: I,
+    config: Config,
+}
+
+impl<S, St, I> SessionBinding<S, St, I> {
+    pub(crate) fn new(inner: S, store: St, identity: I, config: Config) -> Self {
+        Self {
+            inner,
+            store,
+            identity,
+            config,
+        }
+    }
+
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// The inner service, consuming the layer's service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S, St, I, ReqBody, ResBody> Service<Request<ReqBody>> for SessionBinding<S, St, I>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
+    S::Future: Send,
+    S::Error: Send,
+    St: BindingStore + Clone,
+    I: IdentityExtractor,
+    ReqBody: Body + Default + Send + 'static,
+    ReqBody::Data: Buf + Send,
+    ReqBody::Error: Into<BoxError>,
+    ResBody: Send + 'static,
+{
+    type Response = Response<ResponseBody<ResBody>>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S, St, ReqBody, ResBody>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
+        // The service polled ready is the one called; the clone stays for the next request.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let config = self.config;
+        let (mut parts, body) = request.into_parts();
+
+        // Protocol 2026-07-28 has no sessions: a session id on such a request is ignored (and
+        // removed, so no inner server routes the request into a session).
+        if session_id::is_sessionless(&parts.headers) {
+            parts.headers.remove(MCP_SESSION_ID);
+        }
+        let session = match session_id::session_header(&parts.headers, config.max_session_id_len) {
+            SessionHeader::Absent => None,
+            SessionHeader::Present(session) => Some(session.clone()),
+            SessionHeader::Malformed(why) => {
+                tracing::warn!(reason = "malformed_session_id", why, "request refused");
+                let answer = rejection::plain(RejectionReason::MalformedSessionId, Some(why));
+                return ResponseFuture::answer(answer);
+            }
+        };
+        let caller = match self.identity.extract(&parts) {
+            Ok(caller) => caller,
+            Err(error) => {
+                tracing::warn!(reason = "invalid_identity", %error, "request refused");
+                let detail = error.to_string();
+                let answer = rejection::plain(RejectionReason::InvalidIdentity, Some(&detail));
+                return ResponseFuture::answer(answer);
+            }
+        };
+
+        let Some(session) = session else {
+            // No session yet: forward, and bind the session the response may create.
+            let after = After {
+                inner: self.inner.clone(),
+                store: self.store.clone(),
+                config,
+                caller,
+                kind: AfterKind::BindNew(InnerHead::of(&parts)),
+            };
+            let future = inner.call(Request::from_parts(parts, body));
+            return ResponseFuture::inner(future, Some(after));
+        };
+
+        let key = SessionKey::from_session_id(session_id::as_str(&session));
+        let slide = config.sliding.then_some(config.binding_ttl);
+        let checked = Checked {
+            ready: inner,
+            spare: self.inner.clone(),
+            store: self.store.clone(),
+            config,
+            caller,
+            key,
+            session,
+            parts,
+            body,
+        };
+        match self.store.lookup_now(key, slide) {
+            Some(found) => checked.decide(found),
+            None => ResponseFuture::boxed(
+                async move {
+                    let found = checked.store.lookup(key, slide).await;
+                    checked.decide(found).await
+                }
+                .boxed(),
+            ),
+        }
+    }
+}
+
+/// A request that names a session, waiting for the store's answer.
+struct Checked<S, St, ReqBody> {
+    /// The service polled ready: the one to forward to.
+    ready: S,
+    /// A clone for the `DELETE` that ends a session.
+    spare: S,
+    store: St,
+    config: Config,
+    caller: Option<Identity>,
+    key: SessionKey,
+    session: HeaderValue,
+    parts: Parts,
+    body: ReqBody,
+}
+
+/// Why a caller is refused on a session.
+enum Refusal {
+    Mismatch { owner: Option<Identity> },
+    Corrupt,
+}
+
+impl<S, St, ReqBody, ResBody> Checked<S, St, ReqBody>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
+    S::Future: Send,
+    S::Error: Send,
+    St: BindingStore + Clone,
+    ReqBody: Body + Default + Send + 'static,
+    ReqBody::Data: Buf + Send,
+    ReqBody::Error: Into<BoxError>,
+    ResBody: Send + 'static,
+{
+    fn decide(self, found: Result<Lookup, StoreError>) -> ResponseFuture<S, St, ReqBody, ResBody> {
+        let refusal = match found {
+            Ok(Lookup::Bound(owner)) if self.owns(&owner) => return self.forward(),
+            Ok(Lookup::Bound(Owner::User(owner))) => Refusal::Mismatch { owner: Some(owner) },
+            Ok(Lookup::Bound(Owner::Anonymous)) => Refusal::Mismatch { owner: None },
+            Ok(Lookup::Missing) => return self.not_found(RejectionReason::UnknownSession),
+            Ok(Lookup::Ended) => return self.not_found(RejectionReason::EndedSession),
+            Err(error) if error.kind() == StoreErrorKind::Corrupt => {
+                tracing::error!(reason = "corrupt_binding", session = %self.key.short(), %error, "stored binding does not parse; failing closed");
+                Refusal::Corrupt
+            }
+            Err(error) => {
+                tracing::error!(reason = "store_error", session = %self.key.short(), %error, "binding store failed; request not forwarded");
+                return ResponseFuture::answer(rejection::plain(
+                    RejectionReason::StoreUnavailable,
+                    None,
+                ));
+            }
+        };
+        ResponseFuture::boxed(self.refuse(refusal).boxed())
+    }
+
+    fn owns(&self, owner: &Owner) -> bool {
+        owner.is_owned_by(self.caller.as_ref())
+            && (self.config.allow_anonymous || *owner != Owner::Anonymous)
+    }
+
+    fn forward(self) -> ResponseFuture<S, St, ReqBody, ResBody> {
+        let after = (self.parts.method == Method::DELETE).then(|| After {
+            inner: self.spare,
+            store: self.store,
+            config: self.config,
+            caller: self.caller,
+            kind: AfterKind::EndOnSuccess(self.key),
+        });
+        let mut ready = self.ready;
+        ResponseFuture::inner(ready.call(Request::from_parts(self.parts, self.body)), after)
+    }
+
+    fn not_found(self, reason: RejectionReason) -> ResponseFuture<S, St, ReqBody, ResBody> {
+        trace::rejected(reason, self.caller.as_ref(), self.key);
+        ResponseFuture::answer(rejection::plain(reason, None))
+    }
+
+    /// Answers a refused caller, then ends the session (unless configured not to).
+    async fn refuse(self, refusal: Refusal) -> Result<Response<ResponseBody<ResBody>>, S::Error> {
+        let reason = match refusal {
+            Refusal::Mismatch { owner } => {
+                trace::mismatch(self.caller.as_ref(), owner.as_ref(), self.key);
+                RejectionReason::IdentityMismatch
+            }
+            Refusal::Corrupt => RejectionReason::CorruptBinding,
+        };
+        let head = InnerHead::of(&self.parts);
+        let answer = match self.config.mismatch_answer {
+            MismatchAnswer::NotFound => rejection::plain(RejectionReason::UnknownSession, None),
+            MismatchAnswer::Mcp if self.parts.method == Method::POST => {
+                mcp_answer(&self.parts, self.body, self.config.max_body_bytes, reason).await
+            }
+            MismatchAnswer::Mcp => rejection::plain(reason, None),
+        };
+        if self.config.end_on_mismatch {
+            end_session(
+                self.spare,
+                &self.store,
+                Some(self.key),
+                &self.config,
+                &head,
+                self.session,
+            )
+            .await;
+        }
+        Ok(answer.map(ResponseBody::answer))
+    }
+}
+
+/// Reads a refused POST body (up to `cap`) and answers each request in it.
+async fn mcp_answer<B>(
+    parts: &Parts,
+    body: B,
+    cap: usize,
+    reason: RejectionReason,
+) -> Response<Full<Bytes>>
+where
+    B: Body,
+    B::Error: Into<BoxError>,
+{
+    let declared = parts
+        .headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > cap as u64) {
+        return rejection::plain(RejectionReason::BodyTooLarge, None);
+    }
+    match Limited::new(body, cap).collect().await {
+        Ok(collected) => rejection::mismatch(&classify::classify(&collected.to_bytes()), reason),
+        Err(error) if error.is::<LengthLimitError>() => {
+            rejection::plain(RejectionReason::BodyTooLarge, None)
+        }
+        Err(_) => rejection::plain(RejectionReason::BodyUnreadable, None),
+    }
+}

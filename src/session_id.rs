@@ -1,0 +1,119 @@
+//! Reading the `Mcp-Session-Id` and `MCP-Protocol-Version` headers.
+
+use http::{HeaderMap, HeaderName, HeaderValue};
+
+/// The session header (`Mcp-Session-Id`; header names are case-insensitive).
+pub const MCP_SESSION_ID: HeaderName = HeaderName::from_static("mcp-session-id");
+
+/// The protocol version header (`MCP-Protocol-Version`).
+pub const MCP_PROTOCOL_VERSION: HeaderName = HeaderName::from_static("mcp-protocol-version");
+
+/// The first protocol revision without sessions (SEP-2567).
+pub const FIRST_SESSIONLESS_REVISION: &str = "2026-07-28";
+
+/// What a request or response says about its session.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum SessionHeader<'a> {
+    Absent,
+    Present(&'a HeaderValue),
+    Malformed(&'static str),
+}
+
+/// Reads the session header: one value, 1 to `max_len` bytes, each in 0x21–0x7E.
+pub(crate) fn session_header(headers: &HeaderMap, max_len: usize) -> SessionHeader<'_> {
+    let mut values = headers.get_all(MCP_SESSION_ID).iter();
+    let Some(value) = values.next() else {
+        return SessionHeader::Absent;
+    };
+    if values.next().is_some() {
+        return SessionHeader::Malformed("Mcp-Session-Id header is repeated");
+    }
+    let bytes = value.as_bytes();
+    if bytes.is_empty() {
+        return SessionHeader::Malformed("Mcp-Session-Id header is empty");
+    }
+    if bytes.len() > max_len {
+        return SessionHeader::Malformed("Mcp-Session-Id header is too long");
+    }
+    if !bytes.iter().all(|b| (0x21..=0x7e).contains(b)) {
+        return SessionHeader::Malformed("Mcp-Session-Id header has a byte outside 0x21-0x7E");
+    }
+    SessionHeader::Present(value)
+}
+
+/// The session id text of a header [`session_header`] accepted (visible ASCII, so UTF-8).
+pub(crate) fn as_str(value: &HeaderValue) -> &str {
+    value.to_str().unwrap_or_default()
+}
+
+/// Whether the request names a sessionless protocol revision (2026-07-28 or later) in a single,
+/// well-formed `MCP-Protocol-Version` header. Anything ambiguous counts as a session-era request,
+/// which is the checked path.
+pub(crate) fn is_sessionless(headers: &HeaderMap) -> bool {
+    let mut values = headers.get_all(MCP_PROTOCOL_VERSION).iter();
+    let (Some(value), None) = (values.next(), values.next()) else {
+        return false;
+    };
+    let v = value.as_bytes();
+    let is_date = v.len() == 10
+        && v.iter().enumerate().all(|(i, b)| match i {
+            4 | 7 => *b == b'-',
+            _ => b.is_ascii_digit(),
+        });
+    is_date && v >= FIRST_SESSIONLESS_REVISION.as_bytes()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(name: &HeaderName, values: &[&[u8]]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for v in values {
+            map.append(name, HeaderValue::from_bytes(v).unwrap());
+        }
+        map
+    }
+
+    #[test]
+    fn accepts_visible_ascii() {
+        let map = headers(&MCP_SESSION_ID, &[b"3f2a9c1e-0b7d-4e8a-9c55-2d1f6b8e7a40"]);
+        assert!(matches!(session_header(&map, 1024), SessionHeader::Present(_)));
+        let map = headers(&MCP_SESSION_ID, &[b"!~"]);
+        assert!(matches!(session_header(&map, 1024), SessionHeader::Present(_)));
+    }
+
+    #[test]
+    fn rejects_malformed_values() {
+        assert_eq!(session_header(&HeaderMap::new(), 1024), SessionHeader::Absent);
+        for bad in [&b""[..], b"a b", b"caf\xc3\xa9", b"tab\there"] {
+            let map = headers(&MCP_SESSION_ID, &[bad]);
+            assert!(
+                matches!(session_header(&map, 1024), SessionHeader::Malformed(_)),
+                "{bad:?}"
+            );
+        }
+        let long = vec![b'a'; 1025];
+        let map = headers(&MCP_SESSION_ID, &[&long]);
+        assert!(matches!(session_header(&map, 1024), SessionHeader::Malformed(_)));
+        let map = headers(&MCP_SESSION_ID, &[b"same", b"same"]);
+        assert_eq!(
+            session_header(&map, 1024),
+            SessionHeader::Malformed("Mcp-Session-Id header is repeated")
+        );
+    }
+
+    #[test]
+    fn sessionless_needs_one_well_formed_recent_version() {
+        let yes = |v: &[&[u8]]| is_sessionless(&headers(&MCP_PROTOCOL_VERSION, v));
+        assert!(yes(&[b"2026-07-28"]));
+        assert!(yes(&[b"2027-01-01"]));
+        assert!(!yes(&[b"2025-11-25"]));
+        assert!(!yes(&[b"2025-03-26"]));
+        assert!(!yes(&[]));
+        assert!(!yes(&[b"9999"]));
+        assert!(!yes(&[b"2026-07-28 "]));
+        assert!(!yes(&[b"2026-07-28", b"2026-07-28"]));
+        assert!(!yes(&[b"2026-07-28", b"2025-06-18"]));
+    }
+}

@@ -1,0 +1,51 @@
+//! `tracing` events, with stable reason codes.
+//!
+//! Every event has `reason` (a stable code), `iss` and `sub` of the caller (empty when anonymous),
+//! and `session`: the first 8 hex digits of the session's [`SessionKey`], a hash. The session id
+//! itself and tokens are never logged.
+
+use crate::{Identity, RejectionReason, store::SessionKey};
+
+fn halves(caller: Option<&Identity>) -> (&str, &str) {
+    caller.map_or(("", ""), |id| (id.iss(), id.sub()))
+}
+
+/// A new session was bound.
+pub(crate) fn bound(caller: Option<&Identity>, key: SessionKey) {
+    let (iss, sub) = halves(caller);
+    tracing::info!(reason = "bound", iss, sub, session = %key.short(), "session bound");
+}
+
+/// The owner deleted its session, and it was tombstoned.
+pub(crate) fn owner_ended(caller: Option<&Identity>, key: SessionKey) {
+    let (iss, sub) = halves(caller);
+    tracing::info!(reason = "ended", iss, sub, session = %key.short(), "session deleted by its owner");
+}
+
+/// The layer answered instead of forwarding.
+pub(crate) fn rejected(reason: RejectionReason, caller: Option<&Identity>, key: SessionKey) {
+    let (iss, sub) = halves(caller);
+    let code = reason.code();
+    let session = key.short();
+    match reason {
+        RejectionReason::UnknownSession | RejectionReason::EndedSession => {
+            tracing::info!(reason = code, iss, sub, session, "request refused");
+        }
+        _ => tracing::warn!(reason = code, iss, sub, session, "request refused"),
+    }
+}
+
+/// A mismatch, with the owner the caller is not.
+pub(crate) fn mismatch(caller: Option<&Identity>, owner: Option<&Identity>, key: SessionKey) {
+    let (iss, sub) = halves(caller);
+    let (owner_iss, owner_sub) = halves(owner);
+    tracing::warn!(
+        reason = "mismatch",
+        iss,
+        sub,
+        owner_iss,
+        owner_sub,
+        session = %key.short(),
+        "caller identity does not match session owner"
+    );
+}
