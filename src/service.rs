@@ -248,7 +248,10 @@ where
             kind: AfterKind::EndOnSuccess(self.key),
         });
         let mut ready = self.ready;
-        ResponseFuture::inner(ready.call(Request::from_parts(self.parts, self.body)), after)
+        ResponseFuture::inner(
+            ready.call(Request::from_parts(self.parts, self.body)),
+            after,
+        )
     }
 
     fn not_found(self, reason: RejectionReason) -> ResponseFuture<S, St, ReqBody, ResBody> {

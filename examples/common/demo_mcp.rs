@@ -1,0 +1,145 @@
+//! The MCP server the examples and the integration tests share: one resource, one prompt, two
+//! tools, each answering with the identity the auth layer put on the request.
+//!
+//! Included with `#[path = "…/common/demo_mcp.rs"] mod demo_mcp;`, so it is not an example of its
+//! own.
+#![allow(dead_code)]
+
+use std::time::Duration;
+
+use mcp_session_binding::Identity;
+use rmcp::{
+    ErrorData as McpError, RoleServer, ServerHandler,
+    handler::server::{
+        router::{prompt::PromptRouter, tool::ToolRouter},
+        wrapper::Parameters,
+    },
+    model::{
+        ListResourcesResult, PaginatedRequestParams, PromptMessage, ReadResourceRequestParams,
+        ReadResourceResponse, ReadResourceResult, Resource, ResourceContents, Role,
+        ServerCapabilities, ServerConfig,
+    },
+    prompt, prompt_handler, prompt_router, schemars,
+    service::RequestContext,
+    tool, tool_handler, tool_router,
+    transport::streamable_http_server::{
+        StreamableHttpServerConfig, StreamableHttpService, session::local::LocalSessionManager,
+    },
+};
+
+/// The URI of the resource that tells the caller who they are.
+pub const WHOAMI_URI: &str = "session://whoami";
+
+/// Arguments of the `echo` tool.
+#[derive(Debug, serde::Deserialize, schemars::JsonSchema)]
+pub struct EchoArgs {
+    /// The text to send back.
+    pub text: String,
+}
+
+/// Arguments of the `greet` prompt.
+#[derive(Debug, serde::Deserialize, schemars::JsonSchema)]
+pub struct GreetArgs {
+    /// Who to greet.
+    pub name: String,
+}
+
+/// The demo MCP server.
+#[derive(Clone)]
+pub struct DemoMcp {
+    tool_router: ToolRouter<Self>,
+    prompt_router: PromptRouter<Self>,
+}
+
+impl Default for DemoMcp {
+    fn default() -> Self {
+        Self {
+            tool_router: Self::tool_router(),
+            prompt_router: Self::prompt_router(),
+        }
+    }
+}
+
+/// `<iss> <sub>` of the identity on the HTTP request, or `anonymous`.
+fn caller(context: &RequestContext<RoleServer>) -> String {
+    context
+        .extensions
+        .get::<http::request::Parts>()
+        .and_then(|parts| parts.extensions.get::<Identity>())
+        .map_or_else(|| "anonymous".to_owned(), ToString::to_string)
+}
+
+#[tool_router]
+impl DemoMcp {
+    /// The caller's identity, as `<iss> <sub>`.
+    #[tool(description = "Returns the caller's identity as `<iss> <sub>`")]
+    fn whoami(&self, context: RequestContext<RoleServer>) -> String {
+        caller(&context)
+    }
+
+    /// Sends the text back.
+    #[tool(description = "Returns its text argument")]
+    fn echo(&self, Parameters(EchoArgs { text }): Parameters<EchoArgs>) -> String {
+        text
+    }
+}
+
+#[prompt_router]
+impl DemoMcp {
+    /// A one-message greeting.
+    #[prompt(description = "A greeting for `name`")]
+    fn greet(&self, Parameters(GreetArgs { name }): Parameters<GreetArgs>) -> Vec<PromptMessage> {
+        vec![PromptMessage::new_text(
+            Role::User,
+            format!("Hello, {name}!"),
+        )]
+    }
+}
+
+#[tool_handler(router = self.tool_router)]
+#[prompt_handler(router = self.prompt_router)]
+impl ServerHandler for DemoMcp {
+    fn get_info(&self) -> ServerConfig {
+        ServerConfig::new(
+            ServerCapabilities::builder()
+                .enable_tools()
+                .enable_resources()
+                .enable_prompts()
+                .build(),
+        )
+        .with_instructions("Demo server for mcp-session-binding")
+    }
+
+    async fn list_resources(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListResourcesResult, McpError> {
+        Ok(ListResourcesResult::with_all_items(vec![Resource::new(
+            WHOAMI_URI, "whoami",
+        )]))
+    }
+
+    async fn read_resource(
+        &self,
+        request: ReadResourceRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<ReadResourceResponse, McpError> {
+        if request.uri != WHOAMI_URI {
+            return Err(McpError::resource_not_found("no such resource", None));
+        }
+        Ok(
+            ReadResourceResult::new(vec![ResourceContents::text(caller(&context), WHOAMI_URI)])
+                .into(),
+        )
+    }
+}
+
+/// The rmcp Streamable HTTP service for [`DemoMcp`], with in-memory sessions.
+pub fn service() -> StreamableHttpService<DemoMcp, LocalSessionManager> {
+    StreamableHttpService::new(
+        || Ok(DemoMcp::default()),
+        Default::default(),
+        StreamableHttpServerConfig::default().with_sse_keep_alive(Some(Duration::from_secs(15))),
+    )
+}

@@ -1,0 +1,410 @@
+//! Shared harness for the integration tests: the demo rmcp server behind a test auth layer and
+//! `SessionBindingLayer`, on a loopback port; raw HTTP helpers; an rmcp client whose bearer token
+//! can be rotated mid-session.
+#![allow(dead_code)]
+
+#[path = "../../examples/common/demo_mcp.rs"]
+pub mod demo_mcp;
+
+use std::{
+    collections::HashMap,
+    net::SocketAddr,
+    sync::{Arc, Mutex},
+};
+
+use axum::{Router, extract::Request, middleware::Next, response::IntoResponse};
+use futures::stream::BoxStream;
+use http::{HeaderName, HeaderValue, StatusCode};
+use mcp_session_binding::{
+    Identity, SessionBindingLayer, identity::IdentityExtractor, store::BindingStore,
+};
+use rmcp::{
+    RoleClient, ServiceExt,
+    model::ClientJsonRpcMessage,
+    service::RunningService,
+    transport::{
+        StreamableHttpClientTransport,
+        streamable_http_client::{
+            SseError, StreamableHttpClient, StreamableHttpClientTransportConfig,
+            StreamableHttpError, StreamableHttpPostResponse,
+        },
+    },
+};
+use serde_json::{Value, json};
+
+pub const ISS_A: &str = "https://issuer-a.example";
+pub const ISS_B: &str = "https://issuer-b.example";
+
+/// Test tokens are `<a|b>:<sub>:<nonce>`: issuer A or B, any subject, and a nonce that stands in
+/// for the fresh bytes of a refreshed token. `bad:*` tokens are refused with 401.
+pub fn token(iss: &str, sub: &str, nonce: u32) -> String {
+    let iss = if iss == ISS_A { "a" } else { "b" };
+    format!("{iss}:{sub}:{nonce}")
+}
+
+fn identity_of(token: &str) -> Option<Identity> {
+    let mut parts = token.splitn(3, ':');
+    let iss = match parts.next()? {
+        "a" => ISS_A,
+        "b" => ISS_B,
+        _ => return None,
+    };
+    let sub = parts.next()?;
+    parts.next()?;
+    Identity::new(iss, sub).ok()
+}
+
+/// The test auth layer: a valid bearer token puts its Identity in the extensions; no
+/// Authorization header passes with no identity; anything else is 401.
+async fn auth(mut request: Request, next: Next) -> axum::response::Response {
+    if let Some(value) = request.headers().get(http::header::AUTHORIZATION) {
+        let identity = value
+            .to_str()
+            .ok()
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .and_then(identity_of);
+        match identity {
+            Some(identity) => {
+                request.extensions_mut().insert(identity);
+            }
+            None => return (StatusCode::UNAUTHORIZED, "bad token").into_response(),
+        }
+    }
+    next.run(request).await
+}
+
+/// What reached the MCP service: (HTTP method, session header).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Seen {
+    pub method: http::Method,
+    pub session: Option<String>,
+}
+
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub url: String,
+    /// Every request that reached the inner MCP service, in order.
+    pub seen: Arc<Mutex<Vec<Seen>>>,
+    handle: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.handle.abort();
+    }
+}
+
+impl TestServer {
+    /// Requests that reached the inner service carrying `session`.
+    pub fn forwarded_with(&self, session: &str) -> Vec<http::Method> {
+        self.seen
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|s| s.session.as_deref() == Some(session))
+            .map(|s| s.method.clone())
+            .collect()
+    }
+
+    pub fn forwarded_count(&self) -> usize {
+        self.seen.lock().unwrap().len()
+    }
+}
+
+/// Starts the demo server behind the test auth layer and `layer`, on 127.0.0.1:0.
+pub async fn serve<St, I>(layer: SessionBindingLayer<St, I>) -> TestServer
+where
+    St: BindingStore + Clone,
+    I: IdentityExtractor,
+{
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let recorder = {
+        let seen = seen.clone();
+        tower::util::MapRequestLayer::new(move |request: Request| {
+            seen.lock().unwrap().push(Seen {
+                method: request.method().clone(),
+                session: request
+                    .headers()
+                    .get("mcp-session-id")
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned),
+            });
+            request
+        })
+    };
+    let mcp = tower::ServiceBuilder::new()
+        .layer(recorder)
+        .service(demo_mcp::service());
+    let app = Router::new()
+        .nest_service("/mcp", mcp)
+        .layer(layer)
+        .layer(axum::middleware::from_fn(auth));
+    serve_router(app, seen).await
+}
+
+pub async fn serve_router(app: Router, seen: Arc<Mutex<Vec<Seen>>>) -> TestServer {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let handle = tokio::spawn(async move {
+        axum::serve(listener, app).await.unwrap();
+    });
+    TestServer {
+        addr,
+        url: format!("http://{addr}/mcp"),
+        seen,
+        handle,
+    }
+}
+
+/// A raw HTTP answer.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: StatusCode,
+    pub headers: http::HeaderMap,
+    pub text: String,
+}
+
+impl Answer {
+    /// The JSON body, or the first JSON-RPC message of an SSE body.
+    pub fn json(&self) -> Value {
+        let is_sse = self
+            .headers
+            .get(http::header::CONTENT_TYPE)
+            .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
+        if is_sse {
+            for line in self.text.lines() {
+                if let Some(data) = line.strip_prefix("data:") {
+                    if let Ok(value) = serde_json::from_str::<Value>(data.trim()) {
+                        return value;
+                    }
+                }
+            }
+            panic!("no JSON-RPC message in SSE body: {:?}", self.text);
+        }
+        serde_json::from_str(&self.text)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", self.text))
+    }
+
+    pub fn session_id(&self) -> String {
+        self.headers
+            .get("mcp-session-id")
+            .expect("response has Mcp-Session-Id")
+            .to_str()
+            .unwrap()
+            .to_owned()
+    }
+}
+
+/// A raw HTTP client for the attacks.
+#[derive(Clone)]
+pub struct Raw {
+    pub http: reqwest::Client,
+    pub url: String,
+}
+
+pub const PROTOCOL: &str = "2025-11-25";
+
+pub fn initialize_body() -> Value {
+    json!({
+        "jsonrpc": "2.0", "id": 0, "method": "initialize",
+        "params": {
+            "protocolVersion": PROTOCOL,
+            "capabilities": {},
+            "clientInfo": {"name": "raw-test", "version": "0"}
+        }
+    })
+}
+
+pub fn tool_call(id: u64, name: &str, arguments: Value) -> Value {
+    json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": {"name": name, "arguments": arguments}})
+}
+
+impl Raw {
+    pub fn new(server: &TestServer) -> Self {
+        Self {
+            http: reqwest::Client::new(),
+            url: server.url.clone(),
+        }
+    }
+
+    pub fn request(
+        &self,
+        method: reqwest::Method,
+        session: Option<&str>,
+        token: Option<&str>,
+    ) -> reqwest::RequestBuilder {
+        let mut builder = self
+            .http
+            .request(method, &self.url)
+            .header("accept", "application/json, text/event-stream")
+            .header("content-type", "application/json");
+        if let Some(session) = session {
+            builder = builder
+                .header("mcp-session-id", session)
+                .header("mcp-protocol-version", PROTOCOL);
+        }
+        if let Some(token) = token {
+            builder = builder.bearer_auth(token);
+        }
+        builder
+    }
+
+    pub async fn send(builder: reqwest::RequestBuilder) -> Answer {
+        let response = builder.send().await.expect("request sent");
+        let status = response.status();
+        let headers = response.headers().clone();
+        let text = response.text().await.unwrap_or_default();
+        Answer {
+            status,
+            headers,
+            text,
+        }
+    }
+
+    pub async fn post(&self, session: Option<&str>, token: Option<&str>, body: &Value) -> Answer {
+        Self::send(
+            self.request(reqwest::Method::POST, session, token)
+                .body(body.to_string()),
+        )
+        .await
+    }
+
+    pub async fn post_bytes(
+        &self,
+        session: Option<&str>,
+        token: Option<&str>,
+        body: Vec<u8>,
+    ) -> Answer {
+        Self::send(
+            self.request(reqwest::Method::POST, session, token)
+                .body(body),
+        )
+        .await
+    }
+
+    /// Initializes a session (initialize + notifications/initialized) and returns its id.
+    pub async fn open_session(&self, token: Option<&str>) -> String {
+        let answer = self.post(None, token, &initialize_body()).await;
+        assert_eq!(answer.status, StatusCode::OK, "initialize: {answer:?}");
+        let session = answer.session_id();
+        let note = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
+        let answer = self.post(Some(&session), token, &note).await;
+        assert_eq!(
+            answer.status,
+            StatusCode::ACCEPTED,
+            "initialized: {answer:?}"
+        );
+        session
+    }
+
+    /// Calls `whoami` and returns the text it answered.
+    pub async fn whoami(&self, session: &str, token: Option<&str>, id: u64) -> Answer {
+        self.post(Some(session), token, &tool_call(id, "whoami", json!({})))
+            .await
+    }
+
+    pub async fn get_stream_status(&self, session: &str, token: Option<&str>) -> StatusCode {
+        let response = self
+            .request(reqwest::Method::GET, Some(session), token)
+            .header("accept", "text/event-stream")
+            .send()
+            .await
+            .unwrap();
+        response.status()
+    }
+
+    pub async fn delete(&self, session: &str, token: Option<&str>) -> Answer {
+        Self::send(self.request(reqwest::Method::DELETE, Some(session), token)).await
+    }
+}
+
+/// The text of the first content item of a tool result.
+pub fn tool_text(message: &Value) -> &str {
+    message["result"]["content"][0]["text"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no tool text in {message}"))
+}
+
+/// An rmcp HTTP client whose bearer token can be replaced while the session runs: a token
+/// refresh, seen from the server.
+#[derive(Clone)]
+pub struct RotatingClient {
+    http: reqwest::Client,
+    pub token: Arc<Mutex<String>>,
+}
+
+impl RotatingClient {
+    pub fn new(token: String) -> Self {
+        Self {
+            http: reqwest::Client::new(),
+            token: Arc::new(Mutex::new(token)),
+        }
+    }
+
+    pub fn rotate(&self, token: String) {
+        *self.token.lock().unwrap() = token;
+    }
+
+    fn current(&self) -> Option<String> {
+        Some(self.token.lock().unwrap().clone())
+    }
+
+    /// Connects an rmcp client to `url`: initialize handshake over Streamable HTTP.
+    pub async fn connect(self, url: &str) -> RunningService<RoleClient, ()> {
+        let mut config = StreamableHttpClientTransportConfig::with_uri(url);
+        config.reinit_on_expired_session = false;
+        let transport = StreamableHttpClientTransport::with_client(self, config);
+        ().serve(transport).await.expect("rmcp client initializes")
+    }
+}
+
+impl StreamableHttpClient for RotatingClient {
+    type Error = reqwest::Error;
+
+    async fn post_message(
+        &self,
+        uri: Arc<str>,
+        message: ClientJsonRpcMessage,
+        session_id: Option<Arc<str>>,
+        _auth: Option<String>,
+        custom_headers: HashMap<HeaderName, HeaderValue>,
+    ) -> Result<StreamableHttpPostResponse, StreamableHttpError<Self::Error>> {
+        self.http
+            .post_message(uri, message, session_id, self.current(), custom_headers)
+            .await
+    }
+
+    async fn delete_session(
+        &self,
+        uri: Arc<str>,
+        session_id: Arc<str>,
+        _auth: Option<String>,
+        custom_headers: HashMap<HeaderName, HeaderValue>,
+    ) -> Result<(), StreamableHttpError<Self::Error>> {
+        self.http
+            .delete_session(uri, session_id, self.current(), custom_headers)
+            .await
+    }
+
+    async fn get_stream(
+        &self,
+        uri: Arc<str>,
+        session_id: Option<Arc<str>>,
+        last_event_id: Option<String>,
+        _auth: Option<String>,
+        custom_headers: HashMap<HeaderName, HeaderValue>,
+    ) -> Result<
+        BoxStream<'static, Result<sse_stream::Sse, SseError>>,
+        StreamableHttpError<Self::Error>,
+    > {
+        self.http
+            .get_stream(
+                uri,
+                session_id,
+                last_event_id,
+                self.current(),
+                custom_headers,
+            )
+            .await
+    }
+}
