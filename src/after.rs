@@ -155,7 +155,10 @@ where
     let session = match session_id::session_header(response.headers(), config.max_session_id_len) {
         SessionHeader::Present(session) => session.clone(),
         SessionHeader::Absent | SessionHeader::Malformed(_) => {
-            tracing::error!(reason = "invalid_minted_session_id", "the inner service minted a session id that is not a valid Mcp-Session-Id");
+            tracing::error!(
+                reason = "invalid_minted_session_id",
+                "the inner service minted a session id that is not a valid Mcp-Session-Id"
+            );
             return refuse(RejectionReason::InvalidMintedSessionId);
         }
     };

@@ -59,7 +59,11 @@ impl<'a> Envelope<'a> {
         if !id_ok {
             return Message::Invalid;
         }
-        match (self.method, id, self.result.is_some() || self.error.is_some()) {
+        match (
+            self.method,
+            id,
+            self.result.is_some() || self.error.is_some(),
+        ) {
             (Some(method), Some(id), false) => Message::Request {
                 id,
                 tool_call: method == "tools/call",
@@ -114,23 +118,41 @@ mod tests {
     fn requests_keep_their_id_text() {
         assert_eq!(
             single(r#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"x"}}"#),
-            Message::Request { id: "7", tool_call: true }
+            Message::Request {
+                id: "7",
+                tool_call: true
+            }
         );
         assert_eq!(
             single(r#"{"jsonrpc":"2.0","id":"a\"b","method":"resources/read"}"#),
-            Message::Request { id: r#""a\"b""#, tool_call: false }
+            Message::Request {
+                id: r#""a\"b""#,
+                tool_call: false
+            }
         );
         assert_eq!(
             single(r#" {"method":"tools\/call","id":-1,"jsonrpc":"2.0"}"#),
-            Message::Request { id: "-1", tool_call: true }
+            Message::Request {
+                id: "-1",
+                tool_call: true
+            }
         );
     }
 
     #[test]
     fn notifications_and_responses_get_no_answer() {
-        assert_eq!(single(r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#), Message::NoAnswer);
-        assert_eq!(single(r#"{"jsonrpc":"2.0","id":1,"result":{}}"#), Message::NoAnswer);
-        assert_eq!(single(r#"{"jsonrpc":"2.0","id":1,"error":{"code":1,"message":"x"}}"#), Message::NoAnswer);
+        assert_eq!(
+            single(r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#),
+            Message::NoAnswer
+        );
+        assert_eq!(
+            single(r#"{"jsonrpc":"2.0","id":1,"result":{}}"#),
+            Message::NoAnswer
+        );
+        assert_eq!(
+            single(r#"{"jsonrpc":"2.0","id":1,"error":{"code":1,"message":"x"}}"#),
+            Message::NoAnswer
+        );
     }
 
     #[test]
@@ -150,8 +172,21 @@ mod tests {
             assert_eq!(single(body), Message::Invalid, "{body}");
         }
         // A null id is no request id: nothing to answer with.
-        assert_eq!(single(r#"{"jsonrpc":"2.0","id":null,"method":"tools/call"}"#), Message::NoAnswer);
-        for body in ["", "null", "{", "[]", "[", "\"x\"", "{} {}", "\u{feff}{}", "{\"jsonrpc\":\"2.0\"} x"] {
+        assert_eq!(
+            single(r#"{"jsonrpc":"2.0","id":null,"method":"tools/call"}"#),
+            Message::NoAnswer
+        );
+        for body in [
+            "",
+            "null",
+            "{",
+            "[]",
+            "[",
+            "\"x\"",
+            "{} {}",
+            "\u{feff}{}",
+            "{\"jsonrpc\":\"2.0\"} x",
+        ] {
             assert_eq!(classify(body.as_bytes()), Classified::Invalid, "{body:?}");
         }
         assert_eq!(classify(b"{\"a\":\"\xff\"}"), Classified::Invalid);
@@ -166,9 +201,15 @@ mod tests {
         assert_eq!(
             classify(body.as_bytes()),
             Classified::Batch(vec![
-                Message::Request { id: "1", tool_call: true },
+                Message::Request {
+                    id: "1",
+                    tool_call: true
+                },
                 Message::NoAnswer,
-                Message::Request { id: "\"b\"", tool_call: false },
+                Message::Request {
+                    id: "\"b\"",
+                    tool_call: false
+                },
                 Message::Invalid,
             ])
         );

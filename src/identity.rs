@@ -420,8 +420,14 @@ mod tests {
             (json!({"sub": "a"}), "claim `iss` is missing"),
             (json!({"iss": "i"}), "claim `sub` is missing"),
             (json!({"iss": 1, "sub": "a"}), "claim `iss` is not a string"),
-            (json!({"iss": "i", "sub": ["a"]}), "claim `sub` is not a string"),
-            (json!({"iss": "i", "sub": null}), "claim `sub` is not a string"),
+            (
+                json!({"iss": "i", "sub": ["a"]}),
+                "claim `sub` is not a string",
+            ),
+            (
+                json!({"iss": "i", "sub": null}),
+                "claim `sub` is not a string",
+            ),
             (json!({"iss": "i", "sub": ""}), "claim `sub` is empty"),
         ];
         for (value, message) in cases {

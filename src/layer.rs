@@ -214,6 +214,11 @@ impl<S, St: Clone, I: Clone> Layer<S> for SessionBindingLayer<St, I> {
     type Service = SessionBinding<S, St, I>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        SessionBinding::new(inner, self.store.clone(), self.identity.clone(), self.config)
+        SessionBinding::new(
+            inner,
+            self.store.clone(),
+            self.identity.clone(),
+            self.config,
+        )
     }
 }

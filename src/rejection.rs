@@ -95,10 +95,17 @@ fn error_object(code: i32, message: &str) -> String {
 
 /// A JSON-RPC error without `id` (the transport's "error response that has no id").
 fn error_without_id(code: i32, message: &str) -> String {
-    format!(r#"{{"jsonrpc":"2.0","error":{}}}"#, error_object(code, message))
+    format!(
+        r#"{{"jsonrpc":"2.0","error":{}}}"#,
+        error_object(code, message)
+    )
 }
 
-pub(crate) fn json(status: StatusCode, body: String, reason: RejectionReason) -> Response<Full<Bytes>> {
+pub(crate) fn json(
+    status: StatusCode,
+    body: String,
+    reason: RejectionReason,
+) -> Response<Full<Bytes>> {
     let mut response = Response::new(Full::new(Bytes::from(body)));
     *response.status_mut() = status;
     response.headers_mut().insert(
@@ -113,9 +120,11 @@ pub(crate) fn json(status: StatusCode, body: String, reason: RejectionReason) ->
 pub(crate) fn plain(reason: RejectionReason, detail: Option<&str>) -> Response<Full<Bytes>> {
     use RejectionReason as R;
     let (status, code, message) = match reason {
-        R::IdentityMismatch | R::CorruptBinding => {
-            (StatusCode::FORBIDDEN, code::INVALID_REQUEST, MISMATCH_MESSAGE)
-        }
+        R::IdentityMismatch | R::CorruptBinding => (
+            StatusCode::FORBIDDEN,
+            code::INVALID_REQUEST,
+            MISMATCH_MESSAGE,
+        ),
         R::UnknownSession | R::EndedSession => (
             StatusCode::NOT_FOUND,
             code::SESSION_NOT_FOUND,
@@ -165,9 +174,10 @@ pub(crate) fn plain(reason: RejectionReason, detail: Option<&str>) -> Response<F
     };
     let mut response = json(status, error_without_id(code, &message), reason);
     if reason == R::StoreUnavailable {
-        response
-            .headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECS));
+        response.headers_mut().insert(
+            header::RETRY_AFTER,
+            HeaderValue::from_static(RETRY_AFTER_SECS),
+        );
     }
     response
 }
@@ -251,7 +261,10 @@ mod tests {
 
     #[tokio::test]
     async fn notifications_and_invalid_bodies_get_403_without_id() {
-        for body in [&br#"{"jsonrpc":"2.0","method":"notifications/cancelled"}"#[..], b"nope"] {
+        for body in [
+            &br#"{"jsonrpc":"2.0","method":"notifications/cancelled"}"#[..],
+            b"nope",
+        ] {
             let (status, value) =
                 body_json(mismatch(&classify(body), RejectionReason::IdentityMismatch)).await;
             assert_eq!(status, StatusCode::FORBIDDEN);

@@ -78,14 +78,23 @@ mod tests {
     #[test]
     fn accepts_visible_ascii() {
         let map = headers(&MCP_SESSION_ID, &[b"3f2a9c1e-0b7d-4e8a-9c55-2d1f6b8e7a40"]);
-        assert!(matches!(session_header(&map, 1024), SessionHeader::Present(_)));
+        assert!(matches!(
+            session_header(&map, 1024),
+            SessionHeader::Present(_)
+        ));
         let map = headers(&MCP_SESSION_ID, &[b"!~"]);
-        assert!(matches!(session_header(&map, 1024), SessionHeader::Present(_)));
+        assert!(matches!(
+            session_header(&map, 1024),
+            SessionHeader::Present(_)
+        ));
     }
 
     #[test]
     fn rejects_malformed_values() {
-        assert_eq!(session_header(&HeaderMap::new(), 1024), SessionHeader::Absent);
+        assert_eq!(
+            session_header(&HeaderMap::new(), 1024),
+            SessionHeader::Absent
+        );
         for bad in [&b""[..], b"a b", b"caf\xc3\xa9", b"tab\there"] {
             let map = headers(&MCP_SESSION_ID, &[bad]);
             assert!(
@@ -95,7 +104,10 @@ mod tests {
         }
         let long = vec![b'a'; 1025];
         let map = headers(&MCP_SESSION_ID, &[&long]);
-        assert!(matches!(session_header(&map, 1024), SessionHeader::Malformed(_)));
+        assert!(matches!(
+            session_header(&map, 1024),
+            SessionHeader::Malformed(_)
+        ));
         let map = headers(&MCP_SESSION_ID, &[b"same", b"same"]);
         assert_eq!(
             session_header(&map, 1024),

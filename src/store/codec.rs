@@ -53,7 +53,9 @@ pub enum CodecError {
 impl fmt::Display for CodecError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::UnknownFormat => f.write_str("stored value is not a mcpsb1 binding (legacy or foreign format)"),
+            Self::UnknownFormat => {
+                f.write_str("stored value is not a mcpsb1 binding (legacy or foreign format)")
+            }
             Self::Malformed(why) => write!(f, "malformed mcpsb1 binding: {why}"),
         }
     }
@@ -107,7 +109,9 @@ pub fn decode(value: &str) -> Result<Stored, CodecError> {
     {
         return Err(CodecError::Malformed("bad length"));
     }
-    let len: usize = len.parse().map_err(|_| CodecError::Malformed("bad length"))?;
+    let len: usize = len
+        .parse()
+        .map_err(|_| CodecError::Malformed("bad length"))?;
     if len >= pair.len() || !pair.is_char_boundary(len) {
         return Err(CodecError::Malformed("length out of range"));
     }
@@ -153,8 +157,14 @@ mod tests {
 
     #[test]
     fn pairs_that_join_to_the_same_text_encode_differently() {
-        assert_ne!(encode_owner(&user("a:b", "c")), encode_owner(&user("a", "b:c")));
-        assert_ne!(encode_owner(&user("ab", "c")), encode_owner(&user("a", "bc")));
+        assert_ne!(
+            encode_owner(&user("a:b", "c")),
+            encode_owner(&user("a", "b:c"))
+        );
+        assert_ne!(
+            encode_owner(&user("ab", "c")),
+            encode_owner(&user("a", "bc"))
+        );
     }
 
     #[test]

@@ -46,10 +46,7 @@ pub fn fresh_key() -> SessionKey {
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos());
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    SessionKey::from_session_id(&format!(
-        "conformance-{nanos}-{n}-{}",
-        std::process::id()
-    ))
+    SessionKey::from_session_id(&format!("conformance-{nanos}-{n}-{}", std::process::id()))
 }
 
 fn user(sub: &str) -> Owner {
@@ -60,8 +57,15 @@ fn user(sub: &str) -> Owner {
 pub async fn bind_is_insert_if_absent<S: BindingStore>(store: &S) {
     let key = fresh_key();
     let (alice, bob) = (user("alice"), user("bob"));
-    assert_eq!(store.lookup(key, None).await.expect("lookup"), Lookup::Missing, "a fresh key is missing");
-    assert_eq!(store.bind(key, &alice, LONG).await.expect("bind"), BindOutcome::Created);
+    assert_eq!(
+        store.lookup(key, None).await.expect("lookup"),
+        Lookup::Missing,
+        "a fresh key is missing"
+    );
+    assert_eq!(
+        store.bind(key, &alice, LONG).await.expect("bind"),
+        BindOutcome::Created
+    );
     assert_eq!(
         store.bind(key, &bob, LONG).await.expect("bind"),
         BindOutcome::AlreadyBound(alice.clone()),
@@ -72,22 +76,43 @@ pub async fn bind_is_insert_if_absent<S: BindingStore>(store: &S) {
         BindOutcome::AlreadyBound(alice.clone()),
         "a second bind by the same owner is not a create"
     );
-    assert_eq!(store.lookup(key, None).await.expect("lookup"), Lookup::Bound(alice), "never overwritten");
+    assert_eq!(
+        store.lookup(key, None).await.expect("lookup"),
+        Lookup::Bound(alice),
+        "never overwritten"
+    );
     let other = fresh_key();
-    assert_eq!(store.lookup(other, None).await.expect("lookup"), Lookup::Missing, "keys are independent");
+    assert_eq!(
+        store.lookup(other, None).await.expect("lookup"),
+        Lookup::Missing,
+        "keys are independent"
+    );
 }
 
 /// The anonymous marker round-trips and differs from every user; `iss` is part of the owner.
 pub async fn anonymous_and_users_are_distinct<S: BindingStore>(store: &S) {
     let anon = fresh_key();
-    assert_eq!(store.bind(anon, &Owner::Anonymous, LONG).await.expect("bind"), BindOutcome::Created);
-    assert_eq!(store.lookup(anon, None).await.expect("lookup"), Lookup::Bound(Owner::Anonymous));
+    assert_eq!(
+        store
+            .bind(anon, &Owner::Anonymous, LONG)
+            .await
+            .expect("bind"),
+        BindOutcome::Created
+    );
+    assert_eq!(
+        store.lookup(anon, None).await.expect("lookup"),
+        Lookup::Bound(Owner::Anonymous)
+    );
 
     let key = fresh_key();
     let other_issuer = Owner::User(Identity::new("https://other.example", "alice").expect("valid"));
     store.bind(key, &other_issuer, LONG).await.expect("bind");
     let found = store.lookup(key, None).await.expect("lookup");
-    assert_eq!(found, Lookup::Bound(other_issuer), "iss must survive the round trip");
+    assert_eq!(
+        found,
+        Lookup::Bound(other_issuer),
+        "iss must survive the round trip"
+    );
     assert_ne!(found, Lookup::Bound(user("alice")));
 }
 
@@ -96,29 +121,55 @@ pub async fn end_is_a_tombstone_and_idempotent<S: BindingStore>(store: &S) {
     let key = fresh_key();
     store.bind(key, &user("alice"), LONG).await.expect("bind");
     store.end(key, LONG).await.expect("end");
-    assert_eq!(store.lookup(key, None).await.expect("lookup"), Lookup::Ended);
+    assert_eq!(
+        store.lookup(key, None).await.expect("lookup"),
+        Lookup::Ended
+    );
     store.end(key, LONG).await.expect("a second end succeeds");
-    assert_eq!(store.lookup(key, None).await.expect("lookup"), Lookup::Ended);
+    assert_eq!(
+        store.lookup(key, None).await.expect("lookup"),
+        Lookup::Ended
+    );
     assert_eq!(
         store.bind(key, &user("mallory"), LONG).await.expect("bind"),
         BindOutcome::AlreadyEnded,
         "an ended session is never re-bound"
     );
-    assert_eq!(store.lookup(key, Some(LONG)).await.expect("lookup"), Lookup::Ended, "sliding does not revive");
+    assert_eq!(
+        store.lookup(key, Some(LONG)).await.expect("lookup"),
+        Lookup::Ended,
+        "sliding does not revive"
+    );
 
     let never_bound = fresh_key();
-    store.end(never_bound, LONG).await.expect("end of an unknown key succeeds");
-    assert_eq!(store.lookup(never_bound, None).await.expect("lookup"), Lookup::Ended);
+    store
+        .end(never_bound, LONG)
+        .await
+        .expect("end of an unknown key succeeds");
+    assert_eq!(
+        store.lookup(never_bound, None).await.expect("lookup"),
+        Lookup::Ended
+    );
 }
 
 /// A binding is missing after its TTL, and the key can then be bound afresh.
 pub async fn bindings_expire<S: BindingStore>(store: &S) {
     let key = fresh_key();
     store.bind(key, &user("alice"), SHORT).await.expect("bind");
-    assert_eq!(store.lookup(key, None).await.expect("lookup"), Lookup::Bound(user("alice")));
+    assert_eq!(
+        store.lookup(key, None).await.expect("lookup"),
+        Lookup::Bound(user("alice"))
+    );
     tokio::time::sleep(SHORT * 2).await;
-    assert_eq!(store.lookup(key, None).await.expect("lookup"), Lookup::Missing, "expired binding");
-    assert_eq!(store.bind(key, &user("bob"), LONG).await.expect("bind"), BindOutcome::Created);
+    assert_eq!(
+        store.lookup(key, None).await.expect("lookup"),
+        Lookup::Missing,
+        "expired binding"
+    );
+    assert_eq!(
+        store.bind(key, &user("bob"), LONG).await.expect("bind"),
+        BindOutcome::Created
+    );
 }
 
 /// A tombstone is missing after its own TTL.
@@ -126,15 +177,25 @@ pub async fn tombstones_expire<S: BindingStore>(store: &S) {
     let key = fresh_key();
     store.bind(key, &user("alice"), LONG).await.expect("bind");
     store.end(key, SHORT).await.expect("end");
-    assert_eq!(store.lookup(key, None).await.expect("lookup"), Lookup::Ended);
+    assert_eq!(
+        store.lookup(key, None).await.expect("lookup"),
+        Lookup::Ended
+    );
     tokio::time::sleep(SHORT * 2).await;
-    assert_eq!(store.lookup(key, None).await.expect("lookup"), Lookup::Missing, "expired tombstone");
+    assert_eq!(
+        store.lookup(key, None).await.expect("lookup"),
+        Lookup::Missing,
+        "expired tombstone"
+    );
 }
 
 /// Lookups with `slide` keep a binding alive past its first TTL; without, it expires.
 pub async fn sliding_expiry_keeps_active_sessions<S: BindingStore>(store: &S) {
     let (active, idle) = (fresh_key(), fresh_key());
-    store.bind(active, &user("alice"), SHORT).await.expect("bind");
+    store
+        .bind(active, &user("alice"), SHORT)
+        .await
+        .expect("bind");
     store.bind(idle, &user("alice"), SHORT).await.expect("bind");
     let step = SHORT / 4;
     for _ in 0..12 {
@@ -145,7 +206,11 @@ pub async fn sliding_expiry_keeps_active_sessions<S: BindingStore>(store: &S) {
             "an active session must stay bound"
         );
     }
-    assert_eq!(store.lookup(idle, None).await.expect("lookup"), Lookup::Missing, "an idle one expires");
+    assert_eq!(
+        store.lookup(idle, None).await.expect("lookup"),
+        Lookup::Missing,
+        "an idle one expires"
+    );
 }
 
 /// Many concurrent binds of one key: exactly one creates, all others see the winner.
@@ -153,10 +218,9 @@ pub async fn concurrent_binds_have_one_winner<S: BindingStore>(store: &S) {
     for _ in 0..20 {
         let key = fresh_key();
         let owners: Vec<Owner> = (0..16).map(|i| user(&format!("user-{i}"))).collect();
-        let outcomes = futures::future::join_all(
-            owners.iter().map(|owner| store.bind(key, owner, LONG)),
-        )
-        .await;
+        let outcomes =
+            futures::future::join_all(owners.iter().map(|owner| store.bind(key, owner, LONG)))
+                .await;
         let outcomes: Vec<BindOutcome> = outcomes.into_iter().map(|r| r.expect("bind")).collect();
         let winners: Vec<usize> = (0..owners.len())
             .filter(|&i| outcomes[i] == BindOutcome::Created)
@@ -166,6 +230,9 @@ pub async fn concurrent_binds_have_one_winner<S: BindingStore>(store: &S) {
         for outcome in outcomes.iter().filter(|o| **o != BindOutcome::Created) {
             assert_eq!(*outcome, BindOutcome::AlreadyBound(winner.clone()));
         }
-        assert_eq!(store.lookup(key, None).await.expect("lookup"), Lookup::Bound(winner));
+        assert_eq!(
+            store.lookup(key, None).await.expect("lookup"),
+            Lookup::Bound(winner)
+        );
     }
 }

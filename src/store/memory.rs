@@ -215,7 +215,12 @@ impl MemoryStore {
         }
     }
 
-    fn bind_now(&self, key: SessionKey, owner: &Owner, ttl: Duration) -> Result<BindOutcome, StoreError> {
+    fn bind_now(
+        &self,
+        key: SessionKey,
+        owner: &Owner,
+        ttl: Duration,
+    ) -> Result<BindOutcome, StoreError> {
         let now = self.inner.now();
         let slot = || Slot {
             user: self.intern(owner),
@@ -289,7 +294,13 @@ impl MemoryStore {
             }
             Some(_) => true,
         };
-        if expired && self.inner.map.remove_if(&key, |_, slot| slot.expired(now)).is_some() {
+        if expired
+            && self
+                .inner
+                .map
+                .remove_if(&key, |_, slot| slot.expired(now))
+                .is_some()
+        {
             self.inner.len.fetch_sub(1, Ordering::Relaxed);
         }
         Lookup::Missing
@@ -351,7 +362,11 @@ impl BindingStore for MemoryStore {
         future::ready(Ok(self.lookup_sync(key, slide))).boxed()
     }
 
-    fn end(&self, key: SessionKey, tombstone_ttl: Duration) -> BoxFuture<'_, Result<(), StoreError>> {
+    fn end(
+        &self,
+        key: SessionKey,
+        tombstone_ttl: Duration,
+    ) -> BoxFuture<'_, Result<(), StoreError>> {
         self.end_now(key, tombstone_ttl);
         future::ready(Ok(())).boxed()
     }
@@ -387,9 +402,17 @@ mod tests {
     fn capacity_refuses_new_binds_and_never_evicts() {
         let store = MemoryStore::new().with_capacity(2);
         let ttl = Duration::from_secs(60);
-        let keys: Vec<_> = (0..3).map(|i| SessionKey::from_session_id(&i.to_string())).collect();
-        assert_eq!(store.bind_now(keys[0], &alice(), ttl).unwrap(), BindOutcome::Created);
-        assert_eq!(store.bind_now(keys[1], &alice(), ttl).unwrap(), BindOutcome::Created);
+        let keys: Vec<_> = (0..3)
+            .map(|i| SessionKey::from_session_id(&i.to_string()))
+            .collect();
+        assert_eq!(
+            store.bind_now(keys[0], &alice(), ttl).unwrap(),
+            BindOutcome::Created
+        );
+        assert_eq!(
+            store.bind_now(keys[1], &alice(), ttl).unwrap(),
+            BindOutcome::Created
+        );
         let err = store.bind_now(keys[2], &alice(), ttl).unwrap_err();
         assert_eq!(err.kind(), StoreErrorKind::CapacityExceeded);
         assert_eq!(store.lookup_sync(keys[0], None), Lookup::Bound(alice()));
@@ -403,7 +426,12 @@ mod tests {
         let a = SessionKey::from_session_id("a");
         let b = SessionKey::from_session_id("b");
         store.bind_now(a, &alice(), Duration::ZERO).unwrap();
-        assert_eq!(store.bind_now(b, &alice(), Duration::from_secs(60)).unwrap(), BindOutcome::Created);
+        assert_eq!(
+            store
+                .bind_now(b, &alice(), Duration::from_secs(60))
+                .unwrap(),
+            BindOutcome::Created
+        );
         assert_eq!(store.len(), 1);
     }
 
@@ -415,10 +443,23 @@ mod tests {
         store.bind_now(key, &alice(), ttl).unwrap();
         let before = store.remaining(key).unwrap();
         store.lookup_sync(key, Some(ttl));
-        assert_eq!(store.remaining(key).unwrap(), before, "no write while more than half is left");
-        store.inner.map.get(&key).unwrap().expires_at.fetch_sub(60_000, Ordering::Relaxed);
+        assert_eq!(
+            store.remaining(key).unwrap(),
+            before,
+            "no write while more than half is left"
+        );
+        store
+            .inner
+            .map
+            .get(&key)
+            .unwrap()
+            .expires_at
+            .fetch_sub(60_000, Ordering::Relaxed);
         store.lookup_sync(key, Some(ttl));
-        assert!(store.remaining(key).unwrap() > 90_000, "refreshed once under half");
+        assert!(
+            store.remaining(key).unwrap() > 90_000,
+            "refreshed once under half"
+        );
     }
 
     #[test]
@@ -427,7 +468,9 @@ mod tests {
         let ttl = Duration::from_secs(60);
         for i in 0..10 {
             let fresh = Owner::User(Identity::new("https://i.example", "alice").unwrap());
-            store.bind_now(SessionKey::from_session_id(&i.to_string()), &fresh, ttl).unwrap();
+            store
+                .bind_now(SessionKey::from_session_id(&i.to_string()), &fresh, ttl)
+                .unwrap();
         }
         assert_eq!(store.inner.users.len(), 1);
         let shared = store.inner.users.iter().next().unwrap().value().clone();
@@ -437,10 +480,16 @@ mod tests {
     #[test]
     fn sweep_removes_expired_entries_and_unused_identities() {
         let store = MemoryStore::new();
-        store.bind_now(SessionKey::from_session_id("a"), &alice(), Duration::ZERO).unwrap();
+        store
+            .bind_now(SessionKey::from_session_id("a"), &alice(), Duration::ZERO)
+            .unwrap();
         store.end_now(SessionKey::from_session_id("b"), Duration::ZERO);
         store
-            .bind_now(SessionKey::from_session_id("c"), &Owner::Anonymous, Duration::from_secs(60))
+            .bind_now(
+                SessionKey::from_session_id("c"),
+                &Owner::Anonymous,
+                Duration::from_secs(60),
+            )
             .unwrap();
         assert_eq!(store.sweep(), 2);
         assert_eq!(store.len(), 1);
