@@ -32,7 +32,11 @@ pub mod codec;
 pub mod conformance;
 #[cfg(feature = "memory")]
 mod memory;
+#[cfg(feature = "redis")]
+mod redis;
 
+#[cfg(feature = "redis")]
+pub use self::redis::RedisStore;
 #[cfg(feature = "memory")]
 pub use memory::MemoryStore;
 

@@ -1,0 +1,479 @@
+//! [`RedisStore`]: bindings in Redis, shared by every replica (feature `redis`).
+
+use std::{
+    fmt, io,
+    sync::{Arc, LazyLock},
+    time::Duration,
+};
+
+use ::redis::{
+    Client, ErrorKind, RedisError, Script, ServerErrorKind,
+    aio::{ConnectionManager, ConnectionManagerConfig},
+};
+use futures::future::{BoxFuture, FutureExt};
+
+use super::{
+    BindOutcome, BindingStore, Lookup, Owner, SessionKey, StoreError,
+    codec::{self, Stored},
+};
+
+/// The key prefix a [`RedisStore`] uses unless told otherwise.
+const DEFAULT_PREFIX: &str = "mcpsb:";
+/// The bound on one operation unless told otherwise.
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
+/// Redis refuses an expiry that overflows its clock; no binding needs more than ten years.
+const MAX_TTL_MS: u64 = 10 * 365 * 24 * 60 * 60 * 1000;
+
+/// `lookup` with a slide, in one round trip: read the value and, only for a live binding (not a
+/// tombstone) with less than half the slide left, push its expiry out to the full slide.
+///
+/// `KEYS[1]` the key, `ARGV[1]` the slide in milliseconds, `ARGV[2]` the tombstone encoding.
+/// A key without expiry (`PTTL` -1, written by hand) is left alone.
+const SLIDE_LUA: &str = r"
+local value = redis.call('GET', KEYS[1])
+if not value then
+  return false
+end
+if value ~= ARGV[2] then
+  local slide = tonumber(ARGV[1])
+  local left = redis.call('PTTL', KEYS[1])
+  if left >= 0 and left * 2 < slide then
+    redis.call('PEXPIRE', KEYS[1], slide)
+  end
+end
+return value
+";
+
+static SLIDE_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(SLIDE_LUA));
+
+/// Bindings in Redis: the store for several replicas behind a load balancer.
+///
+/// Every replica that points at the same Redis (and [prefix](Self::with_prefix)) sees the same
+/// bindings and tombstones, so a session bound on one replica is checked on all of them, and a
+/// session ended on one answers 404 on all of them.
+///
+/// # What Redis holds
+///
+/// One string per session. The key is the prefix plus [`SessionKey::to_hex`], a hash of the
+/// session id: a dump of Redis (or `KEYS *`, `MONITOR`, a replica, a backup) hands out no usable
+/// session id. The value is the versioned [`codec`] text, `mcpsb1:user:<n>:<iss><sub>`,
+/// `mcpsb1:anon`, or the tombstone `mcpsb1:ended`. Each key has an expiry; nothing is kept
+/// without one.
+///
+/// ```text
+/// mcpsb:5e0f3b7c1a9d2e4f6a8b0c1d2e3f4a5b  ->  "mcpsb1:user:17:https://i.examplealice"  PX 3600000
+/// ```
+///
+/// A value that does not decode (written by another program or an older scheme) is
+/// [`StoreErrorKind::Corrupt`](super::StoreErrorKind::Corrupt), as is a key of another Redis
+/// type (`WRONGTYPE`). The layer fails closed on it.
+///
+/// # Commands and cost
+///
+/// | operation | Redis commands | round trips |
+/// | --- | --- | --- |
+/// | [`bind`](BindingStore::bind) | `SET key value NX PX ttl GET` | 1 |
+/// | [`lookup`](BindingStore::lookup) without slide | `GET key` | 1 |
+/// | [`lookup`](BindingStore::lookup) with slide | `EVALSHA` of a script: `GET`, `PTTL`, and `PEXPIRE` only when less than half the slide is left | 1 |
+/// | [`end`](BindingStore::end) | `SET key tombstone PX ttl` | 1 |
+///
+/// So a busy session costs one read per request and one write per half slide, never a write
+/// per request. The first sliding lookup after Redis lost its script cache (a restart,
+/// `SCRIPT FLUSH`) costs two more round trips (`NOSCRIPT`, then `SCRIPT LOAD`).
+///
+/// # Redis version and deployment
+///
+/// - **Redis 7.0 or later** (or a compatible server, such as Valkey 7.2+): `bind` uses `SET` with
+///   both `NX` and `GET`, which older servers reject with a syntax error. The store reports that
+///   as [`Unavailable`](super::StoreErrorKind::Unavailable) with a note naming the version.
+/// - **Redis Cluster**: every operation touches exactly one key (the script declares it in
+///   `KEYS`), so each is atomic on the node that owns the key's slot. Bindings spread over the
+///   cluster; to keep them on one slot, put a hash tag in the prefix, such as `"{mcpsb}:"`.
+///   This type talks to one endpoint through a [`ConnectionManager`]: use it with a
+///   standalone server, a primary behind Sentinel or a proxy, or a cluster proxy. (Use the
+///   primary: a replica answers writes with `READONLY`.)
+/// - **Persistence and failover**: if Redis forgets a binding (restart without persistence,
+///   failover that lost the last writes), that session answers 404 and its client starts a new
+///   one. It is never handed to another caller. A lost tombstone is the same as an expired one.
+///
+/// # TTLs
+///
+/// The layer passes the TTLs; the store keeps them to the millisecond (at least 1 ms, at most
+/// ten years). Size the binding TTL (and the slide) to the inner server's idle session timeout:
+/// a binding that expires before its session turns that session into a 404. Size the tombstone
+/// TTL at least as long as the inner server could still accept the ended session id. Memory is
+/// about 100 bytes plus the `iss` and `sub` per live session.
+///
+/// # Failures
+///
+/// Every operation is bounded by [`with_timeout`](Self::with_timeout) (default 2 s). A timeout,
+/// a refused or dropped connection, or a server error (`OOM`, `LOADING`, `READONLY`, …) is
+/// [`Unavailable`](super::StoreErrorKind::Unavailable): the layer answers 503 and keeps the
+/// session. The [`ConnectionManager`] reconnects on its own, so after Redis comes back the same
+/// `RedisStore` works again, from the first operation on: an operation that meets a connection
+/// which turned out to be dead (refused, reset, broken pipe) runs once more, on the fresh
+/// connection, within the same timeout. `lookup` and `end` are idempotent. A `bind` retried
+/// after its first `SET NX` did reach Redis finds its own binding and reports
+/// [`AlreadyBound`](BindOutcome::AlreadyBound) instead of `Created`: the layer then refuses and
+/// ends that one session, as it would on the error, so the retry never weakens the
+/// insert-if-absent rule.
+///
+/// # Example
+///
+/// ```no_run
+/// use std::{sync::Arc, time::Duration};
+/// use mcp_session_binding::store::{BindingStore, RedisStore, StoreError};
+///
+/// # async fn run() -> Result<(), StoreError> {
+/// let store = RedisStore::connect("redis://127.0.0.1:6379/")
+///     .await?
+///     .with_prefix("myapp:mcpsb:")
+///     .with_timeout(Duration::from_millis(500));
+/// // Clones share one connection; hand one to every layer of this process.
+/// let shared: Arc<dyn BindingStore> = Arc::new(store.clone());
+/// # let _ = shared;
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub struct RedisStore {
+    conn: ConnectionManager,
+    prefix: Arc<str>,
+    timeout: Duration,
+}
+
+impl RedisStore {
+    /// A store on `conn`, with the default prefix `"mcpsb:"` and timeout (2 s).
+    ///
+    /// Build the manager with [`manager_config`](Self::manager_config) (or timeouts and a bounded
+    /// number of retries of your own), so that a stopped server fails operations quickly instead
+    /// of queueing them behind a long reconnect.
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use mcp_session_binding::store::RedisStore;
+    ///
+    /// # async fn run() -> redis::RedisResult<()> {
+    /// let client = redis::Client::open("redis://redis.internal:6379/0")?;
+    /// let timeout = Duration::from_secs(1);
+    /// let conn = client
+    ///     .get_connection_manager_with_config(RedisStore::manager_config(timeout))
+    ///     .await?;
+    /// let store = RedisStore::new(conn).with_timeout(timeout);
+    /// # let _ = store;
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[must_use]
+    pub fn new(conn: ConnectionManager) -> Self {
+        Self {
+            conn,
+            prefix: Arc::from(DEFAULT_PREFIX),
+            timeout: DEFAULT_TIMEOUT,
+        }
+    }
+
+    /// Connects to the Redis at `url` (`redis://[user:password@]host[:port][/db]`, or
+    /// `rediss://` when the `redis` crate has a TLS feature on) with
+    /// [`manager_config`](Self::manager_config) for the default timeout, and waits for the first
+    /// connection, at most the default timeout.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreErrorKind::Unavailable`](super::StoreErrorKind::Unavailable) when the URL does not
+    /// parse or the server cannot be reached in time.
+    ///
+    /// ```no_run
+    /// use mcp_session_binding::store::RedisStore;
+    ///
+    /// # async fn run() -> Result<(), mcp_session_binding::store::StoreError> {
+    /// let store = RedisStore::connect("redis://127.0.0.1:6379/").await?;
+    /// # let _ = store;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        let client = Client::open(url).map_err(StoreError::unavailable)?;
+        let connecting =
+            client.get_connection_manager_with_config(Self::manager_config(DEFAULT_TIMEOUT));
+        let conn = tokio::time::timeout(DEFAULT_TIMEOUT, connecting)
+            .await
+            .map_err(|_| timed_out("connect", DEFAULT_TIMEOUT))?
+            .map_err(StoreError::unavailable)?;
+        Ok(Self::new(conn))
+    }
+
+    /// The [`ConnectionManagerConfig`] this store recommends for an operation timeout of
+    /// `timeout`: connection and response timeouts of `timeout`, and at most two reconnect
+    /// retries 50–500 ms apart, so that a stopped server yields errors, not a hang, and a
+    /// restarted one is found again by the next operation.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use mcp_session_binding::store::RedisStore;
+    ///
+    /// let config = RedisStore::manager_config(Duration::from_secs(1));
+    /// assert_eq!(config.response_timeout(), Some(Duration::from_secs(1)));
+    /// assert_eq!(config.number_of_retries(), 2);
+    /// ```
+    #[must_use]
+    pub fn manager_config(timeout: Duration) -> ConnectionManagerConfig {
+        ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(timeout))
+            .set_response_timeout(Some(timeout))
+            .set_number_of_retries(2)
+            .set_min_delay(Duration::from_millis(50))
+            .set_max_delay(Duration::from_millis(500))
+    }
+
+    /// Sets the prefix of every key (default `"mcpsb:"`). Replicas that share bindings must use
+    /// the same prefix. On Redis Cluster, a hash tag such as `"{mcpsb}:"` keeps every binding
+    /// on one slot.
+    ///
+    /// ```no_run
+    /// # use mcp_session_binding::store::RedisStore;
+    /// # async fn run() -> Result<(), mcp_session_binding::store::StoreError> {
+    /// let store = RedisStore::connect("redis://127.0.0.1/").await?.with_prefix("tenant-a:mcpsb:");
+    /// assert_eq!(store.prefix(), "tenant-a:mcpsb:");
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[must_use]
+    pub fn with_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = Arc::from(prefix.into());
+        self
+    }
+
+    /// Bounds every operation (default 2 s): past it, the operation fails with
+    /// [`StoreErrorKind::Unavailable`](super::StoreErrorKind::Unavailable). Keep it at least as
+    /// long as the manager's response timeout, or the manager may not notice a dead connection.
+    ///
+    /// ```no_run
+    /// # use std::time::Duration;
+    /// # use mcp_session_binding::store::RedisStore;
+    /// # async fn run() -> Result<(), mcp_session_binding::store::StoreError> {
+    /// let store = RedisStore::connect("redis://127.0.0.1/").await?.with_timeout(Duration::from_millis(250));
+    /// assert_eq!(store.timeout(), Duration::from_millis(250));
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[must_use]
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// The key prefix.
+    #[must_use]
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// The bound on one operation.
+    #[must_use]
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// The Redis key that holds `key`'s binding: the prefix, then 32 hex digits.
+    ///
+    /// ```no_run
+    /// # use mcp_session_binding::store::{RedisStore, SessionKey};
+    /// # async fn run() -> Result<(), mcp_session_binding::store::StoreError> {
+    /// let store = RedisStore::connect("redis://127.0.0.1/").await?;
+    /// let key = SessionKey::from_session_id("3f2a9c1e-0b7d-4e8a-9c55-2d1f6b8e7a40");
+    /// assert_eq!(store.redis_key(key), format!("mcpsb:{}", key.to_hex()));
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[must_use]
+    pub fn redis_key(&self, key: SessionKey) -> String {
+        let mut out = String::with_capacity(self.prefix.len() + 32);
+        out.push_str(&self.prefix);
+        out.push_str(&key.to_hex());
+        out
+    }
+
+    /// Runs `op` under the timeout, once more if the first attempt met a dead connection.
+    async fn run<T, F, Fut>(&self, what: &'static str, op: F) -> Result<T, StoreError>
+    where
+        F: Fn(ConnectionManager) -> Fut,
+        Fut: Future<Output = Result<T, RedisError>>,
+    {
+        let attempts = async {
+            match op(self.conn.clone()).await {
+                Err(err) if connection_failed(&err) => op(self.conn.clone()).await,
+                done => done,
+            }
+        };
+        match tokio::time::timeout(self.timeout, attempts).await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(err)) => Err(redis_error(what, err)),
+            Err(_) => Err(timed_out(what, self.timeout)),
+        }
+    }
+}
+
+/// A failure of the connection rather than of the command: worth one more try, which the
+/// [`ConnectionManager`] runs on a fresh connection.
+fn connection_failed(err: &RedisError) -> bool {
+    err.is_connection_refusal() || err.is_connection_dropped() || err.is_unrecoverable_error()
+}
+
+fn timed_out(what: &str, after: Duration) -> StoreError {
+    StoreError::unavailable(io::Error::new(
+        io::ErrorKind::TimedOut,
+        format!("redis {what} timed out after {} ms", after.as_millis()),
+    ))
+}
+
+/// Maps a Redis failure: another type at the key is corrupt, everything else is transient.
+fn redis_error(what: &'static str, err: RedisError) -> StoreError {
+    if err.code() == Some("WRONGTYPE") {
+        return StoreError::corrupt(err);
+    }
+    let too_old = what == "bind"
+        && err.kind() == ErrorKind::Server(ServerErrorKind::ResponseError)
+        && err.detail().is_some_and(|d| d.contains("syntax error"));
+    if too_old {
+        return StoreError::unavailable(Noted {
+            note: "SET with NX and GET needs Redis 7.0 or later",
+            source: err,
+        });
+    }
+    StoreError::unavailable(err)
+}
+
+/// A Redis error with a note on what it likely means.
+#[derive(Debug)]
+struct Noted {
+    note: &'static str,
+    source: RedisError,
+}
+
+impl fmt::Display for Noted {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ({})", self.source, self.note)
+    }
+}
+
+impl std::error::Error for Noted {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.source)
+    }
+}
+
+/// A TTL as Redis milliseconds: at least 1 (Redis rejects 0), at most [`MAX_TTL_MS`].
+fn ttl_ms(ttl: Duration) -> u64 {
+    u64::try_from(ttl.as_millis())
+        .unwrap_or(u64::MAX)
+        .clamp(1, MAX_TTL_MS)
+}
+
+fn decode(value: &[u8]) -> Result<Stored, StoreError> {
+    codec::decode_bytes(value).map_err(StoreError::corrupt)
+}
+
+impl fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisStore")
+            .field("prefix", &self.prefix)
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl BindingStore for RedisStore {
+    fn bind<'a>(
+        &'a self,
+        key: SessionKey,
+        owner: &'a Owner,
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<BindOutcome, StoreError>> {
+        let mut set = ::redis::cmd("SET");
+        set.arg(self.redis_key(key))
+            .arg(codec::encode_owner(owner))
+            .arg("NX")
+            .arg("PX")
+            .arg(ttl_ms(ttl))
+            .arg("GET");
+        async move {
+            let old: Option<Vec<u8>> = self
+                .run("bind", |mut conn| {
+                    let set = &set;
+                    async move { set.query_async(&mut conn).await }
+                })
+                .await?;
+            match old {
+                None => Ok(BindOutcome::Created),
+                Some(old) => match decode(&old)? {
+                    Stored::Bound(owner) => Ok(BindOutcome::AlreadyBound(owner)),
+                    Stored::Ended => Ok(BindOutcome::AlreadyEnded),
+                },
+            }
+        }
+        .boxed()
+    }
+
+    fn lookup(
+        &self,
+        key: SessionKey,
+        slide: Option<Duration>,
+    ) -> BoxFuture<'_, Result<Lookup, StoreError>> {
+        let redis_key = self.redis_key(key);
+        async move {
+            let value: Option<Vec<u8>> = match slide {
+                None => {
+                    let mut get = ::redis::cmd("GET");
+                    get.arg(&redis_key);
+                    self.run("lookup", |mut conn| {
+                        let get = &get;
+                        async move { get.query_async(&mut conn).await }
+                    })
+                    .await?
+                }
+                Some(slide) => {
+                    let mut invocation = SLIDE_SCRIPT.prepare_invoke();
+                    invocation
+                        .key(&redis_key)
+                        .arg(ttl_ms(slide))
+                        .arg(codec::encode_ended());
+                    self.run("lookup", |mut conn| {
+                        let invocation = &invocation;
+                        async move { invocation.invoke_async(&mut conn).await }
+                    })
+                    .await?
+                }
+            };
+            Ok(match value {
+                None => Lookup::Missing,
+                Some(value) => match decode(&value)? {
+                    Stored::Bound(owner) => Lookup::Bound(owner),
+                    Stored::Ended => Lookup::Ended,
+                },
+            })
+        }
+        .boxed()
+    }
+
+    fn end(
+        &self,
+        key: SessionKey,
+        tombstone_ttl: Duration,
+    ) -> BoxFuture<'_, Result<(), StoreError>> {
+        let mut set = ::redis::cmd("SET");
+        set.arg(self.redis_key(key))
+            .arg(codec::encode_ended())
+            .arg("PX")
+            .arg(ttl_ms(tombstone_ttl));
+        async move {
+            self.run("end", |mut conn| {
+                let set = &set;
+                async move { set.query_async::<()>(&mut conn).await }
+            })
+            .await
+        }
+        .boxed()
+    }
+}

@@ -1,0 +1,498 @@
+//! `RedisStore` against a real `redis-server` started by the harness (no mock).
+//!
+//! Skipped, with a loud `SKIP:` line, when `redis-server` is not installed, unless `CI` or
+//! `REQUIRE_REDIS` is set.
+#![cfg(feature = "redis")]
+
+#[path = "support/redis_server.rs"]
+mod redis_server;
+
+use std::time::{Duration, Instant};
+
+use mcp_session_binding::{
+    Identity,
+    store::{
+        BindOutcome, BindingStore, Lookup, Owner, RedisStore, SessionKey, StoreErrorKind,
+        conformance,
+    },
+};
+use redis_server::RedisServer;
+
+const TTL: Duration = Duration::from_secs(300);
+
+fn alice() -> Owner {
+    Owner::User(Identity::new("https://issuer.example", "alice").unwrap())
+}
+
+fn bob() -> Owner {
+    Owner::User(Identity::new("https://issuer.example", "bob").unwrap())
+}
+
+async fn store(server: &RedisServer) -> RedisStore {
+    RedisStore::connect(&server.url())
+        .await
+        .expect("connect to the test redis")
+}
+
+/// The calls of each command since the last reset, without `config|resetstat` and `info`
+/// (the harness's own plumbing).
+fn calls(server: &RedisServer) -> Vec<(String, u64)> {
+    server
+        .command_calls()
+        .into_iter()
+        .filter(|(name, _)| !name.starts_with("config") && name != "info")
+        .collect()
+}
+
+fn count(calls: &[(String, u64)], name: &str) -> u64 {
+    calls.iter().find(|(n, _)| n == name).map_or(0, |(_, c)| *c)
+}
+
+#[tokio::test]
+async fn conformance_suite_passes() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let store = store(&server).await;
+    conformance::run_all(&store).await;
+    // And with another prefix, on the same server, without interference.
+    conformance::run_all(&store.clone().with_prefix("{other}:mcpsb:")).await;
+}
+
+#[tokio::test]
+async fn one_round_trip_per_bind_and_per_lookup() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let store = store(&server).await;
+    const N: u64 = 50;
+    let keys: Vec<SessionKey> = (0..N)
+        .map(|i| SessionKey::from_session_id(&format!("cost-{i}")))
+        .collect();
+
+    // N binds: N SETs, nothing else.
+    server.reset_stats();
+    for key in &keys {
+        assert_eq!(
+            store.bind(*key, &alice(), TTL).await.unwrap(),
+            BindOutcome::Created
+        );
+    }
+    let after_binds = calls(&server);
+    eprintln!("commandstats after {N} binds: {after_binds:?}");
+    assert_eq!(after_binds, vec![("set".to_owned(), N)]);
+
+    // N lookups without slide: N GETs.
+    server.reset_stats();
+    for key in &keys {
+        assert_eq!(
+            store.lookup(*key, None).await.unwrap(),
+            Lookup::Bound(alice())
+        );
+    }
+    let after_gets = calls(&server);
+    eprintln!("commandstats after {N} plain lookups: {after_gets:?}");
+    assert_eq!(after_gets, vec![("get".to_owned(), N)]);
+
+    // Load the script once (the first call on a fresh server is EVALSHA, NOSCRIPT, SCRIPT LOAD,
+    // EVALSHA), then measure.
+    store.lookup(keys[0], Some(TTL)).await.unwrap();
+    server.reset_stats();
+    for key in &keys {
+        assert_eq!(
+            store.lookup(*key, Some(TTL)).await.unwrap(),
+            Lookup::Bound(alice())
+        );
+    }
+    let fresh = calls(&server);
+    eprintln!("commandstats after {N} sliding lookups, TTL fresh: {fresh:?}");
+    // One EVALSHA per lookup; inside it one GET and one PTTL; no write.
+    assert_eq!(count(&fresh, "evalsha"), N);
+    assert_eq!(count(&fresh, "get"), N);
+    assert_eq!(count(&fresh, "pttl"), N);
+    assert_eq!(
+        count(&fresh, "pexpire"),
+        0,
+        "no write while more than half the TTL is left"
+    );
+    assert_eq!(count(&fresh, "set"), 0);
+    assert_eq!(fresh.len(), 3, "nothing else: {fresh:?}");
+
+    // Less than half the slide left: the first lookup refreshes once, the next ones do not.
+    let key = keys[1];
+    server.command(&["PEXPIRE", &store.redis_key(key), "100000"]);
+    server.reset_stats();
+    for _ in 0..N {
+        assert_eq!(
+            store.lookup(key, Some(TTL)).await.unwrap(),
+            Lookup::Bound(alice())
+        );
+    }
+    let refresh = calls(&server);
+    eprintln!("commandstats after {N} sliding lookups, TTL under half: {refresh:?}");
+    assert_eq!(count(&refresh, "evalsha"), N);
+    assert_eq!(
+        count(&refresh, "pexpire"),
+        1,
+        "exactly one write per half TTL"
+    );
+    let left: u64 = server
+        .command(&["PTTL", &store.redis_key(key)])
+        .parse()
+        .unwrap();
+    assert!(
+        left > 290_000,
+        "refreshed to the full slide, {left} ms left"
+    );
+
+    // A tombstone is never extended.
+    store.end(key, Duration::from_secs(10)).await.unwrap();
+    server.reset_stats();
+    assert_eq!(store.lookup(key, Some(TTL)).await.unwrap(), Lookup::Ended);
+    assert_eq!(count(&calls(&server), "pexpire"), 0);
+    let left: u64 = server
+        .command(&["PTTL", &store.redis_key(key)])
+        .parse()
+        .unwrap();
+    assert!(left <= 10_000);
+
+    // end: one SET.
+    server.reset_stats();
+    store.end(keys[2], TTL).await.unwrap();
+    assert_eq!(calls(&server), vec![("set".to_owned(), 1)]);
+}
+
+#[tokio::test]
+async fn stopped_redis_is_unavailable_quickly_and_a_restart_is_picked_up() {
+    let Some(mut server) = RedisServer::start() else {
+        return;
+    };
+    let timeout = Duration::from_millis(800);
+    let store = store(&server).await.with_timeout(timeout);
+    let key = SessionKey::from_session_id("outage");
+    assert_eq!(
+        store.bind(key, &alice(), TTL).await.unwrap(),
+        BindOutcome::Created
+    );
+
+    server.stop();
+    for round in 0..3 {
+        let fresh = SessionKey::from_session_id(&format!("outage-{round}"));
+        let started = Instant::now();
+        let mut errors = Vec::new();
+        for op in 0..4 {
+            let op_started = Instant::now();
+            let err = match op {
+                0 => store.bind(fresh, &alice(), TTL).await.unwrap_err(),
+                1 => store.lookup(key, None).await.unwrap_err(),
+                2 => store.lookup(key, Some(TTL)).await.unwrap_err(),
+                _ => store.end(key, TTL).await.unwrap_err(),
+            };
+            let took = op_started.elapsed();
+            assert!(
+                took <= timeout + Duration::from_millis(200),
+                "op {op} did not hang: {took:?}"
+            );
+            assert_eq!(err.kind(), StoreErrorKind::Unavailable, "{err}");
+            assert!(err.is_transient());
+            errors.push(err);
+        }
+        eprintln!(
+            "round {round}: 4 ops failed in {:?}: {}",
+            started.elapsed(),
+            errors[0]
+        );
+    }
+
+    server.restart();
+    // The restarted server has no data (no persistence) and no script cache. The same store
+    // value works again, from the first operation on.
+    let again = SessionKey::from_session_id("after-restart");
+    assert_eq!(
+        store.bind(again, &bob(), TTL).await.unwrap(),
+        BindOutcome::Created
+    );
+    assert_eq!(store.lookup(key, Some(TTL)).await.unwrap(), Lookup::Missing);
+    assert_eq!(store.lookup(key, None).await.unwrap(), Lookup::Missing);
+    assert_eq!(
+        store.lookup(again, Some(TTL)).await.unwrap(),
+        Lookup::Bound(bob())
+    );
+    store.end(again, TTL).await.unwrap();
+    assert_eq!(store.lookup(again, None).await.unwrap(), Lookup::Ended);
+}
+
+#[tokio::test]
+async fn first_operation_after_a_restart_succeeds() {
+    // With no other operation between the restart and it, each kind of operation meets the
+    // dead connection first, and must still succeed.
+    let Some(mut server) = RedisServer::start() else {
+        return;
+    };
+    let store = store(&server).await;
+    for op in 0..4 {
+        store
+            .lookup(SessionKey::from_session_id("warm"), None)
+            .await
+            .unwrap();
+        server.restart();
+        let key = SessionKey::from_session_id(&format!("first-after-restart-{op}"));
+        match op {
+            0 => assert_eq!(
+                store.bind(key, &alice(), TTL).await.unwrap(),
+                BindOutcome::Created
+            ),
+            1 => assert_eq!(store.lookup(key, None).await.unwrap(), Lookup::Missing),
+            2 => assert_eq!(store.lookup(key, Some(TTL)).await.unwrap(), Lookup::Missing),
+            _ => store.end(key, TTL).await.unwrap(),
+        }
+    }
+}
+
+#[tokio::test]
+async fn values_that_are_not_bindings_are_corrupt() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let store = store(&server).await;
+
+    let key = SessionKey::from_session_id("legacy");
+    server.command(&["SET", &store.redis_key(key), "sha256:abcd"]);
+    for slide in [None, Some(TTL)] {
+        let err = store.lookup(key, slide).await.unwrap_err();
+        assert_eq!(err.kind(), StoreErrorKind::Corrupt, "{err}");
+        assert!(!err.is_transient());
+    }
+    let err = store.bind(key, &alice(), TTL).await.unwrap_err();
+    assert_eq!(err.kind(), StoreErrorKind::Corrupt, "{err}");
+    assert_eq!(
+        server.command(&["GET", &store.redis_key(key)]),
+        "sha256:abcd",
+        "bind never overwrites"
+    );
+    assert_eq!(
+        server.command(&["PTTL", &store.redis_key(key)]),
+        "-1",
+        "a corrupt value is not extended"
+    );
+    // end replaces it with a tombstone.
+    store.end(key, TTL).await.unwrap();
+    assert_eq!(store.lookup(key, None).await.unwrap(), Lookup::Ended);
+
+    // A key of another type.
+    let listed = SessionKey::from_session_id("a-list");
+    server.command(&["RPUSH", &store.redis_key(listed), "x"]);
+    for slide in [None, Some(TTL)] {
+        assert_eq!(
+            store.lookup(listed, slide).await.unwrap_err().kind(),
+            StoreErrorKind::Corrupt
+        );
+    }
+    assert_eq!(
+        store.bind(listed, &alice(), TTL).await.unwrap_err().kind(),
+        StoreErrorKind::Corrupt
+    );
+
+    // Almost-valid encodings.
+    for value in [
+        "mcpsb1:user:99:ab",
+        "mcpsb1:anon ",
+        "mcpsb0:anon",
+        "mcpsb1:ended\n",
+    ] {
+        let key = SessionKey::from_session_id(value);
+        server.command(&["SET", &store.redis_key(key), value]);
+        assert_eq!(
+            store.lookup(key, None).await.unwrap_err().kind(),
+            StoreErrorKind::Corrupt,
+            "{value:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn redis_never_holds_the_session_id() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let store = store(&server).await.with_prefix("app:");
+    let session_id = "secret-session-id";
+    let key = SessionKey::from_session_id(session_id);
+    store.bind(key, &alice(), TTL).await.unwrap();
+    store.lookup(key, Some(TTL)).await.unwrap();
+    let other = SessionKey::from_session_id("secret-session-id-2");
+    store.end(other, TTL).await.unwrap();
+
+    let keys = server.command(&["KEYS", "*"]);
+    let mut keys: Vec<&str> = keys.lines().collect();
+    keys.sort_unstable();
+    let mut expected = vec![
+        format!("app:{}", key.to_hex()),
+        format!("app:{}", other.to_hex()),
+    ];
+    expected.sort_unstable();
+    assert_eq!(keys, expected);
+    for k in &keys {
+        assert!(!k.contains("secret"), "{k}");
+        let value = server.command(&["GET", k]);
+        assert!(!value.contains("secret"), "{value}");
+        assert!(value.starts_with("mcpsb1:"), "{value}");
+    }
+    assert_eq!(
+        server.command(&["GET", &format!("app:{}", key.to_hex())]),
+        "mcpsb1:user:22:https://issuer.examplealice"
+    );
+}
+
+#[tokio::test]
+async fn concurrent_binds_from_two_stores_have_one_winner() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let (a, b) = (store(&server).await, store(&server).await);
+    for run in 0..200 {
+        let key = SessionKey::from_session_id(&format!("race-{run}"));
+        let (alice_bind, bob_bind) = (alice(), bob());
+        let (ra, rb) = tokio::join!(a.bind(key, &alice_bind, TTL), b.bind(key, &bob_bind, TTL));
+        let (ra, rb) = (ra.unwrap(), rb.unwrap());
+        match (&ra, &rb) {
+            (BindOutcome::Created, BindOutcome::AlreadyBound(o)) => assert_eq!(*o, alice()),
+            (BindOutcome::AlreadyBound(o), BindOutcome::Created) => assert_eq!(*o, bob()),
+            other => panic!("run {run}: not exactly one winner: {other:?}"),
+        }
+        let winner = if ra == BindOutcome::Created {
+            alice()
+        } else {
+            bob()
+        };
+        assert_eq!(
+            a.lookup(key, None).await.unwrap(),
+            Lookup::Bound(winner.clone())
+        );
+        assert_eq!(b.lookup(key, None).await.unwrap(), Lookup::Bound(winner));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_binds_from_two_stores_on_separate_threads() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let (a, b) = (store(&server).await, store(&server).await);
+    let mut wins = [0u32; 2];
+    for run in 0..200u32 {
+        let key = SessionKey::from_session_id(&format!("race-thread-{run}"));
+        let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(2));
+        let spawn = |store: RedisStore, owner: Owner| {
+            let barrier = barrier.clone();
+            tokio::spawn(async move {
+                barrier.wait().await;
+                store.bind(key, &owner, TTL).await.unwrap()
+            })
+        };
+        // Alternate who is spawned first, so that each store wins some races.
+        let (ta, tb) = if run % 2 == 0 {
+            let ta = spawn(a.clone(), alice());
+            (ta, spawn(b.clone(), bob()))
+        } else {
+            let tb = spawn(b.clone(), bob());
+            (spawn(a.clone(), alice()), tb)
+        };
+        let outcomes = [ta.await.unwrap(), tb.await.unwrap()];
+        let winners: Vec<usize> = (0..2)
+            .filter(|&i| outcomes[i] == BindOutcome::Created)
+            .collect();
+        assert_eq!(winners.len(), 1, "run {run}: {outcomes:?}");
+        let (winner, loser) = (winners[0], 1 - winners[0]);
+        let owner = if winner == 0 { alice() } else { bob() };
+        assert_eq!(
+            outcomes[loser],
+            BindOutcome::AlreadyBound(owner.clone()),
+            "run {run}"
+        );
+        assert_eq!(a.lookup(key, None).await.unwrap(), Lookup::Bound(owner));
+        wins[winner] += 1;
+    }
+    eprintln!("wins (store a, store b) over 200 races: {wins:?}");
+    assert!(
+        wins[0] > 0 && wins[1] > 0,
+        "both stores won some races: {wins:?}"
+    );
+}
+
+#[tokio::test]
+async fn ttls_are_kept_and_clamped() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let store = store(&server).await;
+    let key = SessionKey::from_session_id("ttl");
+    store
+        .bind(key, &alice(), Duration::from_secs(42))
+        .await
+        .unwrap();
+    let left: u64 = server
+        .command(&["PTTL", &store.redis_key(key)])
+        .parse()
+        .unwrap();
+    assert!((41_000..=42_000).contains(&left), "{left}");
+
+    // A zero TTL is not a Redis error (Redis rejects PX 0): it expires at once.
+    let zero = SessionKey::from_session_id("zero");
+    assert_eq!(
+        store.bind(zero, &alice(), Duration::ZERO).await.unwrap(),
+        BindOutcome::Created
+    );
+    store.end(zero, Duration::ZERO).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert_eq!(store.lookup(zero, None).await.unwrap(), Lookup::Missing);
+
+    // A huge TTL is clamped instead of overflowing Redis's clock.
+    let huge = SessionKey::from_session_id("huge");
+    assert_eq!(
+        store.bind(huge, &alice(), Duration::MAX).await.unwrap(),
+        BindOutcome::Created
+    );
+    store.lookup(huge, Some(Duration::MAX)).await.unwrap();
+    store.end(huge, Duration::MAX).await.unwrap();
+    assert_eq!(store.lookup(huge, None).await.unwrap(), Lookup::Ended);
+}
+
+#[tokio::test]
+async fn unreachable_server_at_connect_is_unavailable() {
+    // A port nobody listens on: take a free one and keep nothing on it.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let started = Instant::now();
+    let err = RedisStore::connect(&format!("redis://127.0.0.1:{port}/"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), StoreErrorKind::Unavailable, "{err}");
+    assert!(started.elapsed() < Duration::from_secs(3));
+    let err = RedisStore::connect("not a url").await.unwrap_err();
+    assert_eq!(err.kind(), StoreErrorKind::Unavailable, "{err}");
+}
+
+#[tokio::test]
+async fn usable_behind_arc_dyn() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let store: std::sync::Arc<dyn BindingStore> = std::sync::Arc::new(store(&server).await);
+    let key = SessionKey::from_session_id("dyn");
+    assert_eq!(
+        store.bind(key, &Owner::Anonymous, TTL).await.unwrap(),
+        BindOutcome::Created
+    );
+    assert_eq!(
+        store.lookup(key, None).await.unwrap(),
+        Lookup::Bound(Owner::Anonymous)
+    );
+    assert!(
+        store.lookup_now(key, None).is_none(),
+        "Redis answers asynchronously only"
+    );
+}

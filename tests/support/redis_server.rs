@@ -1,0 +1,322 @@
+//! A real `redis-server` for tests: no mock, no system service.
+//!
+//! Use it from any test file:
+//!
+//! ```ignore
+//! #[path = "support/redis_server.rs"]
+//! mod redis_server;
+//!
+//! let Some(server) = redis_server::RedisServer::start() else { return };
+//! let url = server.url();
+//! ```
+//!
+//! [`RedisServer::start`] returns `None` (after printing a `SKIP:` line) when `redis-server` is
+//! not installed, unless `CI` or `REQUIRE_REDIS` is set: then it panics, so a CI run can never
+//! pass by skipping. Set `REDIS_SERVER` to the path of the binary to use another one.
+#![allow(dead_code)]
+
+use std::{
+    io::{Read, Write},
+    net::{Shutdown, TcpListener, TcpStream},
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    sync::atomic::{AtomicU32, Ordering},
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+};
+
+/// How long a fresh server may take to answer `PING`.
+const START_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A `redis-server` child process on `127.0.0.1`, with its own temporary directory, killed on
+/// drop.
+#[derive(Debug)]
+pub(crate) struct RedisServer {
+    binary: PathBuf,
+    port: u16,
+    dir: PathBuf,
+    child: Option<Child>,
+}
+
+impl RedisServer {
+    /// Starts a server on a free port and waits until it answers `PING`.
+    ///
+    /// `None` when `redis-server` is missing (and neither `CI` nor `REQUIRE_REDIS` is set).
+    ///
+    /// # Panics
+    ///
+    /// When the binary is missing and `CI` or `REQUIRE_REDIS` is set, or when the server does
+    /// not come up.
+    pub(crate) fn start() -> Option<Self> {
+        let Some(binary) = find_binary() else {
+            if std::env::var_os("CI").is_some() || std::env::var_os("REQUIRE_REDIS").is_some() {
+                panic!(
+                    "redis-server not found, and CI or REQUIRE_REDIS is set: install it \
+                     (Debian: apt-get install -y redis-server) or set REDIS_SERVER to its path"
+                );
+            }
+            eprintln!(
+                "SKIP: redis-server not found; Redis tests skipped (set CI or REQUIRE_REDIS to make this fatal)"
+            );
+            return None;
+        };
+        let dir = unique_dir();
+        std::fs::create_dir_all(&dir).expect("create the redis test directory");
+        // A port another process takes between the probe and the spawn makes the server exit;
+        // try a few.
+        let mut last_error = String::new();
+        for _ in 0..5 {
+            let mut server = Self {
+                binary: binary.clone(),
+                port: free_port(),
+                dir: dir.clone(),
+                child: None,
+            };
+            match server.spawn() {
+                Ok(()) => return Some(server),
+                Err(err) => last_error = err,
+            }
+        }
+        panic!("redis-server did not start: {last_error}");
+    }
+
+    /// `redis://127.0.0.1:PORT/`.
+    pub(crate) fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    /// The port the server listens on (kept across [`stop`](Self::stop) and
+    /// [`restart`](Self::restart)).
+    pub(crate) fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The server's working directory.
+    pub(crate) fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Whether the server process is running (as far as this handle knows).
+    pub(crate) fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+
+    /// Kills the server and waits for it to exit. The port and directory are kept. Idempotent.
+    pub(crate) fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Stops the server (if running) and starts a fresh one on the same port, with no data
+    /// (the harness disables persistence). Waits until it answers `PING`.
+    ///
+    /// # Panics
+    ///
+    /// When the server does not come back on its port.
+    pub(crate) fn restart(&mut self) {
+        self.stop();
+        // The old socket may linger for a moment; retry for a while.
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            match self.spawn() {
+                Ok(()) => return,
+                Err(err) if Instant::now() >= deadline => {
+                    panic!("redis-server did not restart on port {}: {err}", self.port)
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(100)),
+            }
+        }
+    }
+
+    /// Sends one command over a new connection and returns its reply as text (bulk strings as
+    /// their content, nil as empty, arrays one element a line). For test plumbing (`FLUSHALL`, `CONFIG RESETSTAT`,
+    /// `INFO commandstats`); tests of a store should use the store's own client.
+    ///
+    /// # Panics
+    ///
+    /// When the server cannot be reached.
+    pub(crate) fn command(&self, args: &[&str]) -> String {
+        let mut stream = TcpStream::connect(("127.0.0.1", self.port)).expect("connect to redis");
+        stream.set_read_timeout(Some(Duration::from_secs(5))).ok();
+        let mut request = format!("*{}\r\n", args.len());
+        for arg in args {
+            request.push_str(&format!("${}\r\n{arg}\r\n", arg.len()));
+        }
+        stream.write_all(request.as_bytes()).expect("send to redis");
+        read_reply(&mut stream)
+    }
+
+    /// Calls per command since start or the last `CONFIG RESETSTAT`, from `INFO commandstats`,
+    /// keyed by lowercase command name (`"set"`, `"get"`, `"evalsha"`, `"pexpire"`, …).
+    /// Commands run inside a script count too.
+    pub(crate) fn command_calls(&self) -> std::collections::BTreeMap<String, u64> {
+        self.command(&["INFO", "commandstats"])
+            .lines()
+            .filter_map(|line| {
+                let (name, stats) = line.strip_prefix("cmdstat_")?.split_once(':')?;
+                let calls = stats
+                    .split(',')
+                    .find_map(|kv| kv.strip_prefix("calls="))?
+                    .parse()
+                    .ok()?;
+                Some((name.to_owned(), calls))
+            })
+            .collect()
+    }
+
+    /// Resets the server's statistics (`CONFIG RESETSTAT`); the next
+    /// [`command_calls`](Self::command_calls) counts from here (the reset itself is not counted).
+    pub(crate) fn reset_stats(&self) {
+        self.command(&["CONFIG", "RESETSTAT"]);
+    }
+
+    fn spawn(&mut self) -> Result<(), String> {
+        let port = self.port.to_string();
+        let mut child = Command::new(&self.binary)
+            .args([
+                "--port",
+                &port,
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .arg("--dir")
+            .arg(&self.dir)
+            .args([
+                "--daemonize",
+                "no",
+                "--protected-mode",
+                "yes",
+                "--loglevel",
+                "warning",
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|err| format!("spawn {}: {err}", self.binary.display()))?;
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Err(format!("redis-server on port {port} exited: {status}"));
+            }
+            if ping(self.port) {
+                self.child = Some(child);
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!("redis-server on port {port} did not answer PING"));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.stop();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn find_binary() -> Option<PathBuf> {
+    if let Some(path) = std::env::var_os("REDIS_SERVER") {
+        let path = PathBuf::from(path);
+        return path.is_file().then_some(path);
+    }
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .chain([
+            "/usr/bin".into(),
+            "/usr/local/bin".into(),
+            "/usr/sbin".into(),
+        ])
+        .map(|dir| dir.join("redis-server"))
+        .find(|candidate| candidate.is_file())
+}
+
+fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
+    listener.local_addr().expect("local address").port()
+}
+
+fn unique_dir() -> PathBuf {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    std::env::temp_dir().join(format!(
+        "mcpsb-redis-{}-{nanos}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    ))
+}
+
+fn ping(port: u16) -> bool {
+    let Ok(mut stream) =
+        TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_millis(200))
+    else {
+        return false;
+    };
+    stream
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .ok();
+    if stream.write_all(b"PING\r\n").is_err() {
+        return false;
+    }
+    let mut buf = [0; 7];
+    let ok = stream.read_exact(&mut buf).is_ok() && &buf == b"+PONG\r\n";
+    let _ = stream.shutdown(Shutdown::Both);
+    ok
+}
+
+/// Reads one RESP2 reply and renders it as text (bulk strings as their content, arrays as
+/// lines).
+fn read_reply(stream: &mut TcpStream) -> String {
+    let line = read_line(stream);
+    let (kind, rest) = line.split_at(1);
+    match kind {
+        "+" | ":" => rest.to_owned(),
+        "-" => panic!("redis error: {rest}"),
+        "$" => {
+            let len: i64 = rest.parse().expect("bulk length");
+            if len < 0 {
+                return String::new();
+            }
+            let mut body = vec![0; usize::try_from(len).expect("length") + 2];
+            stream.read_exact(&mut body).expect("read bulk");
+            body.truncate(body.len() - 2);
+            String::from_utf8_lossy(&body).into_owned()
+        }
+        "*" => {
+            let n: i64 = rest.parse().expect("array length");
+            (0..n.max(0))
+                .map(|_| read_reply(stream))
+                .collect::<Vec<_>>()
+                .join("\n")
+        }
+        other => panic!("unexpected redis reply type {other:?}"),
+    }
+}
+
+fn read_line(stream: &mut TcpStream) -> String {
+    let mut line = Vec::new();
+    let mut byte = [0; 1];
+    loop {
+        stream.read_exact(&mut byte).expect("read from redis");
+        if byte[0] == b'\n' {
+            break;
+        }
+        line.push(byte[0]);
+    }
+    if line.last() == Some(&b'\r') {
+        line.pop();
+    }
+    String::from_utf8_lossy(&line).into_owned()
+}
