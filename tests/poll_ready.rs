@@ -83,7 +83,10 @@ async fn binds_then_forwards_to_the_ready_service<St: BindingStore + Clone>(stor
     handle.allow(1);
     assert!(service.poll_ready().is_ready());
     let pending = tokio::spawn(service.call(request(Some(SESSION))));
-    let (seen, reply) = handle.next_request().await.expect("session request forwarded");
+    let (seen, reply) = handle
+        .next_request()
+        .await
+        .expect("session request forwarded");
     assert_eq!(seen.headers()["mcp-session-id"], SESSION);
     reply.send_response(Response::new(Full::default()));
     assert_eq!(pending.await.unwrap().unwrap().status(), StatusCode::OK);

@@ -394,6 +394,45 @@ mod tests {
     }
 
     #[test]
+    fn concurrent_binds_across_threads_have_one_winner() {
+        for run in 0..200 {
+            let store = MemoryStore::new();
+            let key = SessionKey::from_session_id(&format!("race-{run}"));
+            let barrier = Arc::new(std::sync::Barrier::new(8));
+            let threads: Vec<_> = (0..8)
+                .map(|i| {
+                    let (store, barrier) = (store.clone(), barrier.clone());
+                    std::thread::spawn(move || {
+                        let owner =
+                            Owner::User(Identity::new("https://i", format!("u{i}")).unwrap());
+                        barrier.wait();
+                        (
+                            owner.clone(),
+                            store
+                                .bind_now(key, &owner, Duration::from_secs(60))
+                                .unwrap(),
+                        )
+                    })
+                })
+                .collect();
+            let outcomes: Vec<_> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+            let winners: Vec<_> = outcomes
+                .iter()
+                .filter(|(_, outcome)| *outcome == BindOutcome::Created)
+                .collect();
+            assert_eq!(winners.len(), 1, "run {run}");
+            let winner = winners[0].0.clone();
+            assert_eq!(store.lookup_sync(key, None), Lookup::Bound(winner.clone()));
+            for (_, outcome) in &outcomes {
+                if *outcome != BindOutcome::Created {
+                    assert_eq!(*outcome, BindOutcome::AlreadyBound(winner.clone()));
+                }
+            }
+            assert_eq!(store.len(), 1);
+        }
+    }
+
+    #[test]
     fn slot_stays_small() {
         assert!(std::mem::size_of::<Slot>() <= 24);
     }
