@@ -1,0 +1,101 @@
+//! Configuration errors: a key that does not load, a builder missing a required setting.
+
+use std::fmt;
+
+use jsonwebtoken::Algorithm;
+
+/// Why a key could not be loaded or a [`JwtAuthLayer`](super::JwtAuthLayer) could not be built.
+///
+/// These are start-up errors: the layer refuses to exist in a configuration that would accept
+/// tokens it should not, or no token at all.
+///
+/// ```
+/// use mcp_session_binding::jwt::{JwtAuthLayer, JwtConfigError, JwtKey};
+///
+/// // A 32-byte secret is the least HS256 accepts (RFC 7518 §3.2).
+/// assert!(matches!(JwtKey::hmac(b"too short"), Err(JwtConfigError::WeakHmacSecret { len: 9 })));
+///
+/// // The audience is required (RFC 8707): there is no "accept any audience" mode.
+/// let err = JwtAuthLayer::builder()
+///     .key(JwtKey::hmac([7u8; 32]).unwrap())
+///     .algorithm(jsonwebtoken::Algorithm::HS256)
+///     .issuer("https://auth.example.com")
+///     .build()
+///     .unwrap_err();
+/// assert!(matches!(err, JwtConfigError::NoAudience));
+/// ```
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum JwtConfigError {
+    /// No verification key was configured.
+    NoKeys,
+    /// No algorithm was allowed. There is no default: name the ones your issuer signs with.
+    NoAlgorithms,
+    /// No trusted issuer was configured.
+    NoIssuers,
+    /// No audience was configured (RFC 8707: the token must be meant for this server).
+    NoAudience,
+    /// An allowed algorithm has no configured key that could verify it (for example `RS256`
+    /// allowed, but only an HMAC secret configured).
+    NoKeyForAlgorithm(Algorithm),
+    /// An HMAC secret shorter than 32 bytes (RFC 7518 §3.2 requires at least the hash size).
+    WeakHmacSecret {
+        /// The secret's length, in bytes.
+        len: usize,
+    },
+    /// A key (PEM or JWK) that `jsonwebtoken` could not load.
+    InvalidKey(jsonwebtoken::errors::Error),
+    /// A JWK that cannot verify signatures with a supported algorithm (encryption key, unknown
+    /// key type or curve, unsupported `alg`).
+    UnsupportedJwk(&'static str),
+    /// A JWK set that is not valid JSON of the expected shape.
+    InvalidJwkSet(serde_json::Error),
+    /// A JWK set in which no key is usable for signature verification.
+    NoUsableJwk,
+    /// A value that cannot be put in the `WWW-Authenticate` challenge (it contains `"`, `\` or a
+    /// control character, or is empty). Names the parameter.
+    InvalidChallengeParameter(&'static str),
+    /// An empty issuer or audience string.
+    EmptyValue(&'static str),
+}
+
+impl fmt::Display for JwtConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NoKeys => f.write_str("no verification key configured"),
+            Self::NoAlgorithms => f.write_str("no signature algorithm allowed"),
+            Self::NoIssuers => f.write_str("no trusted issuer configured"),
+            Self::NoAudience => f.write_str("no audience configured (RFC 8707 requires one)"),
+            Self::NoKeyForAlgorithm(alg) => {
+                write!(
+                    f,
+                    "algorithm {alg:?} is allowed but no configured key can verify it"
+                )
+            }
+            Self::WeakHmacSecret { len } => write!(
+                f,
+                "HMAC secret is {len} bytes; at least 32 are required (RFC 7518 section 3.2)"
+            ),
+            Self::InvalidKey(err) => write!(f, "invalid key: {err}"),
+            Self::UnsupportedJwk(why) => write!(f, "unsupported JWK: {why}"),
+            Self::InvalidJwkSet(err) => write!(f, "invalid JWK set: {err}"),
+            Self::NoUsableJwk => f.write_str("the JWK set has no key usable for verification"),
+            Self::InvalidChallengeParameter(name) => write!(
+                f,
+                "`{name}` cannot be sent in WWW-Authenticate (empty, or contains a quote, \
+                 backslash or control character)"
+            ),
+            Self::EmptyValue(name) => write!(f, "empty {name}"),
+        }
+    }
+}
+
+impl std::error::Error for JwtConfigError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::InvalidKey(err) => Some(err),
+            Self::InvalidJwkSet(err) => Some(err),
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,164 @@
+//! The response future: a rejection, a pending revocation check, or the inner call.
+
+use std::{
+    fmt,
+    future::Future,
+    pin::Pin,
+    sync::Arc,
+    task::{Context, Poll, ready},
+};
+
+use http::{Request, Response};
+use pin_project_lite::pin_project;
+use tower::Service;
+
+use super::{JwtBody, JwtRejection, RevocationError, RevocationFuture, layer::Config};
+
+pin_project! {
+    /// Response future of [`JwtAuth`](super::JwtAuth).
+    pub struct ResponseFuture<S, ReqB>
+    where
+        S: Service<Request<ReqB>>,
+    {
+        #[pin]
+        state: State<S, ReqB>,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<S, ReqB>
+    where
+        S: Service<Request<ReqB>>,
+    {
+        Rejected {
+            response: Option<Response<bytes::Bytes>>,
+        },
+        Revocation {
+            #[pin]
+            check: tokio::time::Timeout<RevocationFuture>,
+            // The service instance `poll_ready` was called on, and the request to give it.
+            pending: Option<(S, Request<ReqB>)>,
+            config: Arc<Config>,
+        },
+        Inner {
+            #[pin]
+            future: S::Future,
+        },
+    }
+}
+
+impl<S, ReqB> ResponseFuture<S, ReqB>
+where
+    S: Service<Request<ReqB>>,
+{
+    pub(crate) fn rejected(response: Response<bytes::Bytes>) -> Self {
+        Self {
+            state: State::Rejected {
+                response: Some(response),
+            },
+        }
+    }
+
+    pub(crate) fn revocation(
+        check: RevocationFuture,
+        ready_service: S,
+        request: Request<ReqB>,
+        config: Arc<Config>,
+    ) -> Self {
+        Self {
+            state: State::Revocation {
+                check: tokio::time::timeout(config.revocation_timeout, check),
+                pending: Some((ready_service, request)),
+                config,
+            },
+        }
+    }
+
+    pub(crate) fn inner(future: S::Future) -> Self {
+        Self {
+            state: State::Inner { future },
+        }
+    }
+}
+
+impl<S, ReqB, ResB> Future for ResponseFuture<S, ReqB>
+where
+    S: Service<Request<ReqB>, Response = Response<ResB>>,
+{
+    type Output = Result<Response<JwtBody<ResB>>, S::Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        loop {
+            match this.state.as_mut().project() {
+                StateProj::Rejected { response } => {
+                    let response = response
+                        .take()
+                        .expect("ResponseFuture polled after completion");
+                    return Poll::Ready(Ok(response.map(JwtBody::rejection)));
+                }
+                StateProj::Inner { future } => {
+                    let response = ready!(future.poll(cx))?;
+                    return Poll::Ready(Ok(response.map(JwtBody::new)));
+                }
+                StateProj::Revocation {
+                    check,
+                    pending,
+                    config,
+                } => {
+                    let verdict = match ready!(check.poll(cx)) {
+                        Ok(verdict) => verdict,
+                        Err(_elapsed) => Err(RevocationError::timed_out(config.revocation_timeout)),
+                    };
+                    let rejection = match verdict {
+                        Ok(false) => None,
+                        Ok(true) => Some(JwtRejection::Revoked),
+                        Err(err) => {
+                            // Fail closed: an unanswered check never admits the token.
+                            tracing::warn!(
+                                reason = "revocation_unavailable",
+                                error = %err,
+                                "bearer token refused: revocation check failed"
+                            );
+                            Some(JwtRejection::RevocationUnavailable)
+                        }
+                    };
+                    let next = match rejection {
+                        Some(rejection) => {
+                            tracing::debug!(reason = rejection.code(), "bearer token rejected");
+                            State::Rejected {
+                                response: Some(config.rejector.response(rejection)),
+                            }
+                        }
+                        None => {
+                            let (mut service, request) = pending
+                                .take()
+                                .expect("ResponseFuture polled after completion");
+                            State::Inner {
+                                future: service.call(request),
+                            }
+                        }
+                    };
+                    this.state.set(next);
+                }
+            }
+        }
+    }
+}
+
+impl<S, ReqB> fmt::Debug for ResponseFuture<S, ReqB>
+where
+    S: Service<Request<ReqB>>,
+{
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = match &self.state {
+            State::Rejected { .. } => "rejected",
+            State::Revocation { .. } => "revocation_check",
+            State::Inner { .. } => "inner",
+        };
+        f.debug_struct("ResponseFuture")
+            .field("state", &state)
+            .finish()
+    }
+}

@@ -1,0 +1,290 @@
+//! The RFC 9728 protected resource metadata document, and a service that serves it.
+
+use std::{
+    convert::Infallible,
+    future::{Ready, ready},
+    task::{Context, Poll},
+};
+
+use bytes::Bytes;
+use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use http_body_util::Full;
+use serde::Serialize;
+use tower::Service;
+
+/// Path prefix of the metadata document (RFC 9728 §3).
+const WELL_KNOWN: &str = "/.well-known/oauth-protected-resource";
+
+/// An OAuth 2.0 Protected Resource Metadata document (RFC 9728 §2), which MCP servers must
+/// publish so that clients find their authorization server.
+///
+/// `bearer_methods_supported` is always `["header"]`: [`JwtAuth`](super::JwtAuth) reads the
+/// token from the `Authorization` header only.
+///
+/// ```
+/// use mcp_session_binding::jwt::ProtectedResourceMetadata;
+///
+/// let metadata = ProtectedResourceMetadata::new(
+///     "https://mcp.example.com/mcp",
+///     ["https://auth.example.com"],
+/// )
+/// .scopes_supported(["mcp:tools"]);
+/// assert_eq!(metadata.well_known_path(), "/.well-known/oauth-protected-resource/mcp");
+/// assert_eq!(
+///     metadata.well_known_url(),
+///     "https://mcp.example.com/.well-known/oauth-protected-resource/mcp"
+/// );
+/// assert_eq!(
+///     metadata.to_json(),
+///     serde_json::json!({
+///         "resource": "https://mcp.example.com/mcp",
+///         "authorization_servers": ["https://auth.example.com"],
+///         "scopes_supported": ["mcp:tools"],
+///         "bearer_methods_supported": ["header"],
+///     })
+/// );
+/// ```
+///
+/// Serving it from axum, at the RFC 9728 path derived from the resource (add the root path
+/// `/.well-known/oauth-protected-resource` too if older clients need it):
+///
+/// ```
+/// use mcp_session_binding::jwt::ProtectedResourceMetadata;
+///
+/// let metadata = ProtectedResourceMetadata::new("https://mcp.example.com/mcp", ["https://auth.example.com"]);
+/// let app: axum::Router = axum::Router::new()
+///     .route_service(&metadata.well_known_path(), metadata.clone().into_service());
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ProtectedResourceMetadata {
+    resource: String,
+    authorization_servers: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    scopes_supported: Option<Vec<String>>,
+    bearer_methods_supported: [&'static str; 1],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    resource_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    resource_documentation: Option<String>,
+}
+
+impl ProtectedResourceMetadata {
+    /// A document for `resource` (this server's canonical URI, the tokens' audience), trusting
+    /// the given authorization servers (their issuer identifiers).
+    pub fn new<I>(resource: impl Into<String>, authorization_servers: I) -> Self
+    where
+        I: IntoIterator,
+        I::Item: Into<String>,
+    {
+        Self {
+            resource: resource.into(),
+            authorization_servers: authorization_servers.into_iter().map(Into::into).collect(),
+            scopes_supported: None,
+            bearer_methods_supported: ["header"],
+            resource_name: None,
+            resource_documentation: None,
+        }
+    }
+
+    /// Sets `scopes_supported`.
+    #[must_use]
+    pub fn scopes_supported<I>(mut self, scopes: I) -> Self
+    where
+        I: IntoIterator,
+        I::Item: Into<String>,
+    {
+        self.scopes_supported = Some(scopes.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// Sets `resource_name`, a human-readable name.
+    #[must_use]
+    pub fn resource_name(mut self, name: impl Into<String>) -> Self {
+        self.resource_name = Some(name.into());
+        self
+    }
+
+    /// Sets `resource_documentation`, a URL of human-readable documentation.
+    #[must_use]
+    pub fn resource_documentation(mut self, url: impl Into<String>) -> Self {
+        self.resource_documentation = Some(url.into());
+        self
+    }
+
+    /// The `resource` identifier.
+    #[must_use]
+    pub fn resource(&self) -> &str {
+        &self.resource
+    }
+
+    /// The `authorization_servers`.
+    #[must_use]
+    pub fn authorization_servers(&self) -> &[String] {
+        &self.authorization_servers
+    }
+
+    /// Path at which RFC 9728 §3.1 places this document: `/.well-known/oauth-protected-resource`
+    /// followed by the resource's path (`https://h/mcp` gives
+    /// `/.well-known/oauth-protected-resource/mcp`; a resource without a path gives the bare
+    /// prefix). The query, if any, is dropped.
+    #[must_use]
+    pub fn well_known_path(&self) -> String {
+        let (_, path) = split_origin(&self.resource);
+        if path.is_empty() || path == "/" {
+            WELL_KNOWN.to_owned()
+        } else {
+            format!("{WELL_KNOWN}{path}")
+        }
+    }
+
+    /// Absolute URL of this document (the resource's origin and [`well_known_path`]): the value
+    /// to send as `resource_metadata` in `WWW-Authenticate`.
+    ///
+    /// [`well_known_path`]: Self::well_known_path
+    #[must_use]
+    pub fn well_known_url(&self) -> String {
+        let (origin, _) = split_origin(&self.resource);
+        format!("{origin}{}", self.well_known_path())
+    }
+
+    /// The document as JSON.
+    #[must_use]
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::to_value(self).unwrap_or_default()
+    }
+
+    /// A `200 OK` response with the document (`application/json`).
+    #[must_use]
+    pub fn response(&self) -> Response<Full<Bytes>> {
+        json_response(Bytes::from(self.to_json().to_string()))
+    }
+
+    /// A tower service that answers `GET` and `HEAD` with the document and anything else with
+    /// 405. Mount it with axum's `route_service`.
+    #[must_use]
+    pub fn into_service(self) -> MetadataService {
+        MetadataService {
+            body: Bytes::from(self.to_json().to_string()),
+        }
+    }
+}
+
+/// Splits `scheme://authority/path?query` into (`scheme://authority`, `/path`).
+fn split_origin(uri: &str) -> (&str, &str) {
+    let without_fragment = uri.split('#').next().unwrap_or(uri);
+    let without_query = without_fragment
+        .split('?')
+        .next()
+        .unwrap_or(without_fragment);
+    match without_query.find("://") {
+        Some(scheme_end) => {
+            let after = scheme_end + 3;
+            match without_query[after..].find('/') {
+                Some(slash) => without_query.split_at(after + slash),
+                None => (without_query, ""),
+            }
+        }
+        None => ("", without_query),
+    }
+}
+
+fn json_response(body: Bytes) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(body));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+/// Serves a [`ProtectedResourceMetadata`] document. Made by
+/// [`ProtectedResourceMetadata::into_service`].
+///
+/// ```
+/// use mcp_session_binding::jwt::ProtectedResourceMetadata;
+/// use tower::ServiceExt;
+///
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let service = ProtectedResourceMetadata::new("https://mcp.example.com/mcp", ["https://auth.example.com"])
+///     .into_service();
+/// let response = service.clone().oneshot(http::Request::new(())).await.unwrap();
+/// assert_eq!(response.status(), http::StatusCode::OK);
+/// let post = http::Request::post("/").body(()).unwrap();
+/// assert_eq!(service.oneshot(post).await.unwrap().status(), http::StatusCode::METHOD_NOT_ALLOWED);
+/// # });
+/// ```
+#[derive(Clone, Debug)]
+pub struct MetadataService {
+    body: Bytes,
+}
+
+impl<B> Service<Request<B>> for MetadataService {
+    type Response = Response<Full<Bytes>>;
+    type Error = Infallible;
+    type Future = Ready<Result<Self::Response, Infallible>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        let method = request.method();
+        if method == Method::GET || method == Method::HEAD {
+            return ready(Ok(json_response(self.body.clone())));
+        }
+        let mut response = Response::new(Full::new(Bytes::new()));
+        *response.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
+        response
+            .headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+        ready(Ok(response))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta(resource: &str) -> ProtectedResourceMetadata {
+        ProtectedResourceMetadata::new(resource, ["https://as.example"])
+    }
+
+    #[test]
+    fn well_known_location_follows_rfc_9728() {
+        let cases = [
+            (
+                "https://h.example",
+                "https://h.example/.well-known/oauth-protected-resource",
+            ),
+            (
+                "https://h.example/",
+                "https://h.example/.well-known/oauth-protected-resource",
+            ),
+            (
+                "https://h.example:8443/mcp",
+                "https://h.example:8443/.well-known/oauth-protected-resource/mcp",
+            ),
+            (
+                "https://h.example/a/b?x=1",
+                "https://h.example/.well-known/oauth-protected-resource/a/b",
+            ),
+        ];
+        for (resource, url) in cases {
+            assert_eq!(meta(resource).well_known_url(), url, "{resource}");
+        }
+    }
+
+    #[test]
+    fn optional_fields_are_omitted() {
+        let json = meta("https://h.example/mcp")
+            .resource_name("Demo")
+            .to_json();
+        assert_eq!(json["resource_name"], "Demo");
+        assert!(json.get("scopes_supported").is_none());
+        assert!(json.get("resource_documentation").is_none());
+        assert_eq!(
+            json["bearer_methods_supported"],
+            serde_json::json!(["header"])
+        );
+    }
+}

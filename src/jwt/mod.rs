@@ -1,0 +1,129 @@
+//! Bearer-token authentication with JWT access tokens (feature `jwt`).
+//!
+//! [`JwtAuthLayer`] validates the `Authorization: Bearer` token of **every** request (MCP:
+//! "authorization MUST be included in every HTTP request") and, on success, puts the caller's
+//! [`Identity`](crate::Identity) and the token's [`Claims`](crate::identity::Claims) in the
+//! request extensions. Stack it outside [`SessionBindingLayer`](crate::SessionBindingLayer),
+//! which reads that `Identity` by default: no glue code.
+//!
+//! ```text
+//! client ──► JwtAuthLayer ──► SessionBindingLayer ──► MCP service (rmcp, ...)
+//! ```
+//!
+//! # What is checked
+//!
+//! In this order; the first failure decides the [`JwtRejection`]:
+//!
+//! 1. The token comes from a single `Authorization: Bearer` header, and nowhere else: never the
+//!    query string (MCP forbids it) nor the body.
+//! 2. A signed JWT (JWS compact form): three base64url parts, a JSON header, no `crit`.
+//! 3. `alg` is in the allowlist. `none` is always refused (it cannot even be allowed).
+//! 4. Optionally `typ` is `at+jwt` or `application/at+jwt` (RFC 9068 §4).
+//! 5. A configured key verifies the signature; a `kid` in the header picks the key (see
+//!    [`JwtKeys`]). Keys embedded in or pointed to by the token (`jwk`, `jku`, `x5u`, `x5c`)
+//!    are never used.
+//! 6. `exp` is required and in the future, `nbf` (if present) in the past, both with a
+//!    configurable leeway; `iss` is one of the trusted issuers, exactly; `aud` contains one of
+//!    this server's audiences (required, RFC 8707).
+//! 7. `iss` and `sub` are strings that make a valid [`Identity`](crate::Identity).
+//! 8. Optionally, a [`RevocationCheck`] by `jti`. A revoked token gets 401. A check that errors
+//!    or times out gets **503 with `Retry-After`**: the token is never admitted on a failed
+//!    check (fail closed).
+//!
+//! # Failures
+//!
+//! Every rejection is a response, never an error of the service; the inner service is not
+//! called. The body is a JSON-RPC error without `id`
+//! (`{"jsonrpc":"2.0","id":null,"error":{"code":-32001,"message":"Unauthorized: …"}}`; `-32000`
+//! for 503) that says what failed and never echoes the token. The [`JwtRejection`] is in the
+//! response extensions.
+//!
+//! | situation | status | `WWW-Authenticate` |
+//! | --- | --- | --- |
+//! | no token (no header, another scheme, token only in the query string) | 401 | `Bearer resource_metadata="…"` |
+//! | malformed header (repeated, empty token, not RFC 6750 `b64token`) | 400 | `Bearer error="invalid_request", …` |
+//! | any invalid token (expired, bad signature, wrong audience, revoked, …) | 401 | `Bearer error="invalid_token", error_description="…", resource_metadata="…"` |
+//! | revocation check failed or timed out | 503, `Retry-After` | none |
+//!
+//! RFC 6750 §3.1 decides the split: `error=` only when a token was presented, and
+//! `invalid_request` with 400 for a request that is itself malformed. A client that sent two
+//! `Authorization` headers or `Bearer ` with nothing after it has a bug that re-authorizing
+//! would not fix. `resource_metadata` (RFC 9728 §5.1) is how MCP clients discover the
+//! authorization server: set it with [`JwtAuthLayerBuilder::resource_metadata`] or
+//! [`JwtAuthLayerBuilder::protected_resource`], and serve the document with
+//! [`ProtectedResourceMetadata`].
+//!
+//! # Logging
+//!
+//! `tracing` events carry a stable reason code ([`JwtRejection::code`]) at `debug` (rejections)
+//! and `warn` (revocation check failures). The token is never logged.
+//!
+//! # Crypto backend
+//!
+//! The feature enables `jsonwebtoken`'s `rust_crypto` backend. If something else in your
+//! dependency graph also enables its `aws_lc_rs` backend, `jsonwebtoken` cannot choose and
+//! panics on first use unless you install a provider with
+//! `jsonwebtoken::crypto::CryptoProvider::install_default` at start-up.
+//!
+//! # Example
+//!
+//! An axum server: the MCP endpoint behind the layer, the metadata document beside it.
+//!
+//! ```
+//! use axum::{Extension, Router, routing::post};
+//! use mcp_session_binding::{
+//!     Identity,
+//!     jwt::{JwtAuthLayer, JwtKey, ProtectedResourceMetadata, jsonwebtoken::Algorithm},
+//! };
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let metadata = ProtectedResourceMetadata::new(
+//!     "https://mcp.example.com/mcp",
+//!     ["https://auth.example.com"],
+//! );
+//! let auth = JwtAuthLayer::builder()
+//!     .keys(mcp_session_binding::jwt::JwtKeys::from_jwk_set_json(
+//!         r#"{"keys":[{"kty":"oct","kid":"k1","alg":"HS256","k":"MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY"}]}"#,
+//!     )?)
+//!     .algorithm(Algorithm::HS256)
+//!     .protected_resource(&metadata) // audience, issuers and resource_metadata
+//!     .build()?;
+//!
+//! let app: Router = Router::new()
+//!     .route(
+//!         "/mcp",
+//!         post(|Extension(who): Extension<Identity>| async move { format!("hello {}", who.sub()) }),
+//!     )
+//!     .layer(auth)
+//!     .route_service(&metadata.well_known_path(), metadata.clone().into_service());
+//! # let _ = app;
+//! # Ok(())
+//! # }
+//! ```
+
+mod body;
+mod error;
+mod future;
+mod keys;
+mod layer;
+mod metadata;
+mod reject;
+mod revocation;
+mod service;
+mod validate;
+
+pub use body::JwtBody;
+pub use error::JwtConfigError;
+pub use future::ResponseFuture;
+pub use keys::{JwtKey, JwtKeys};
+pub use layer::{JwtAuthLayer, JwtAuthLayerBuilder};
+pub use metadata::{MetadataService, ProtectedResourceMetadata};
+pub use reject::JwtRejection;
+pub use revocation::{RevocationCheck, RevocationError, RevocationFuture};
+pub use service::JwtAuth;
+
+/// The `jsonwebtoken` crate this module is built on, for [`Algorithm`], `DecodingKey`, `Jwk`
+/// and token encoding, at the matching version.
+pub use jsonwebtoken;
+/// A signature algorithm, re-exported from `jsonwebtoken`.
+pub use jsonwebtoken::Algorithm;

@@ -1,0 +1,313 @@
+//! [`JwtAuth`], the service the layer wraps around the inner one.
+
+use std::{
+    fmt,
+    sync::Arc,
+    task::{Context, Poll},
+};
+
+use http::{Request, Response};
+use tower::Service;
+
+use super::{JwtRejection, ResponseFuture, layer::Config, validate::bearer_token};
+use crate::identity::IdentityError;
+
+/// Service that authenticates every request with a JWT bearer access token, then calls the
+/// inner service with [`Identity`](crate::Identity) and [`Claims`](crate::identity::Claims) in
+/// the request extensions. Made by [`JwtAuthLayer`](super::JwtAuthLayer).
+///
+/// A refused request gets a response (401, 400 or 503) and never reaches the inner service; the
+/// inner service's error type passes through unchanged.
+///
+/// ```
+/// use http::{Request, Response, StatusCode};
+/// use mcp_session_binding::{Identity, jwt::{JwtAuthLayer, JwtKey, jsonwebtoken::{self, Algorithm}}};
+/// use tower::{Layer, ServiceExt, service_fn};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let secret = b"0123456789abcdef0123456789abcdef";
+/// let layer = JwtAuthLayer::builder()
+///     .key(JwtKey::hmac(secret)?)
+///     .algorithm(Algorithm::HS256)
+///     .issuer("https://auth.example.com")
+///     .audience("https://mcp.example.com/mcp")
+///     .build()?;
+/// let service = layer.layer(service_fn(|req: Request<String>| async move {
+///     let identity = req.extensions().get::<Identity>().unwrap();
+///     Ok::<_, std::convert::Infallible>(Response::new(identity.sub().to_owned()))
+/// }));
+///
+/// let claims = serde_json::json!({
+///     "iss": "https://auth.example.com",
+///     "sub": "alice",
+///     "aud": "https://mcp.example.com/mcp",
+///     "exp": jsonwebtoken::get_current_timestamp() + 300,
+/// });
+/// let token = jsonwebtoken::encode(
+///     &jsonwebtoken::Header::new(Algorithm::HS256),
+///     &claims,
+///     &jsonwebtoken::EncodingKey::from_secret(secret),
+/// )?;
+///
+/// let request = Request::builder()
+///     .header("authorization", format!("Bearer {token}"))
+///     .body(String::new())?;
+/// let response = service.clone().oneshot(request).await?;
+/// assert_eq!(response.status(), StatusCode::OK);
+///
+/// let response = service.oneshot(Request::new(String::new())).await?;
+/// assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+/// # Ok(())
+/// # }
+/// ```
+pub struct JwtAuth<S> {
+    inner: S,
+    config: Arc<Config>,
+}
+
+impl<S> JwtAuth<S> {
+    pub(crate) fn from_config(inner: S, config: Arc<Config>) -> Self {
+        Self { inner, config }
+    }
+
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Unwraps the inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S: Clone> Clone for JwtAuth<S> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            config: self.config.clone(),
+        }
+    }
+}
+
+impl<S: fmt::Debug> fmt::Debug for JwtAuth<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("JwtAuth")
+            .field("inner", &self.inner)
+            .field("config", &self.config)
+            .finish()
+    }
+}
+
+impl<S, ReqB, ResB> Service<Request<ReqB>> for JwtAuth<S>
+where
+    S: Service<Request<ReqB>, Response = Response<ResB>> + Clone,
+{
+    type Response = Response<super::JwtBody<ResB>>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S, ReqB>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request<ReqB>) -> Self::Future {
+        let config = &self.config;
+        let verified = bearer_token(request.headers())
+            .and_then(|token| config.verifier.verify(token))
+            .and_then(|verified| {
+                // With a revocation check, a token must name its `jti`: one without could never
+                // be revoked.
+                let jti = match &config.revocation {
+                    None => None,
+                    Some(_) => match verified.claims.get("jti") {
+                        Some(serde_json::Value::String(jti)) => Some(jti.clone()),
+                        Some(_) => return Err(invalid_jti("is not a string")),
+                        None => return Err(invalid_jti("is missing")),
+                    },
+                };
+                Ok((verified, jti))
+            });
+        let (verified, jti) = match verified {
+            Ok(ok) => ok,
+            Err(rejection) => {
+                tracing::debug!(reason = rejection.code(), "bearer token rejected");
+                return ResponseFuture::rejected(config.rejector.response(rejection));
+            }
+        };
+        tracing::trace!(
+            iss = verified.identity.iss(),
+            sub = verified.identity.sub(),
+            "bearer token verified"
+        );
+
+        let check = match (&config.revocation, jti) {
+            (Some(revocation), Some(jti)) => Some(revocation.is_revoked(&jti, &verified.claims)),
+            _ => None,
+        };
+        let extensions = request.extensions_mut();
+        extensions.insert(verified.identity);
+        extensions.insert(verified.claims);
+
+        match check {
+            None => ResponseFuture::inner(self.inner.call(request)),
+            Some(check) => {
+                // The inner call happens later, in the future: hand it the instance that
+                // `poll_ready` made ready, and keep a fresh clone here (tower's contract).
+                let clone = self.inner.clone();
+                let ready = std::mem::replace(&mut self.inner, clone);
+                ResponseFuture::revocation(check, ready, request, self.config.clone())
+            }
+        }
+    }
+}
+
+fn invalid_jti(problem: &'static str) -> JwtRejection {
+    JwtRejection::InvalidClaims(IdentityError::invalid("jti", problem))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{convert::Infallible, time::Duration};
+
+    use http::StatusCode;
+    use jsonwebtoken::{Algorithm, EncodingKey, Header, encode, get_current_timestamp};
+    use tower::{Layer, ServiceExt};
+    use tower_test::mock;
+
+    use super::*;
+    use crate::{
+        Identity,
+        jwt::{JwtAuthLayer, JwtKey},
+    };
+
+    const SECRET: &[u8; 32] = b"0123456789abcdef0123456789abcdef";
+
+    fn token(jti: &str) -> String {
+        let claims = serde_json::json!({
+            "iss": "https://i.example", "sub": "alice", "aud": "https://mcp.example/mcp",
+            "exp": get_current_timestamp() + 300, "jti": jti,
+        });
+        encode(
+            &Header::new(Algorithm::HS256),
+            &claims,
+            &EncodingKey::from_secret(SECRET),
+        )
+        .unwrap()
+    }
+
+    fn builder() -> crate::jwt::JwtAuthLayerBuilder {
+        JwtAuthLayer::builder()
+            .key(JwtKey::hmac(SECRET).unwrap())
+            .algorithm(Algorithm::HS256)
+            .issuer("https://i.example")
+            .audience("https://mcp.example/mcp")
+    }
+
+    fn request(token: &str) -> Request<()> {
+        Request::builder()
+            .header("authorization", format!("Bearer {token}"))
+            .body(())
+            .unwrap()
+    }
+
+    /// tower-test's mock panics when a clone that was not made ready is called: the revocation
+    /// path must hand the future the instance `poll_ready` was called on.
+    #[tokio::test]
+    async fn revocation_path_calls_the_ready_inner_instance() {
+        let layer = builder()
+            .revocation(|_jti: String| async {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                Ok::<_, Infallible>(false)
+            })
+            .build()
+            .unwrap();
+        let (mock, mut handle) = mock::pair::<Request<()>, Response<()>>();
+        let mut service = layer.layer(mock);
+
+        handle.allow(1);
+        service.ready().await.unwrap();
+        // The service keeps a fresh, not-yet-ready clone; the future holds the ready one.
+        let future = service.call(request(&token("j1")));
+
+        let respond = tokio::spawn(async move {
+            let (req, send) = handle.next_request().await.unwrap();
+            assert_eq!(req.extensions().get::<Identity>().unwrap().sub(), "alice");
+            send.send_response(Response::new(()));
+            handle
+        });
+        let response = future.await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        let _handle = respond.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn direct_path_calls_the_ready_inner() {
+        let (mock, mut handle) = mock::pair::<Request<()>, Response<()>>();
+        let mut service = builder().build().unwrap().layer(mock);
+        handle.allow(1);
+        service.ready().await.unwrap();
+        let future = service.call(request(&token("j1")));
+        let (req, send) = handle.next_request().await.unwrap();
+        assert!(req.extensions().get::<Identity>().is_some());
+        send.send_response(Response::new(()));
+        assert_eq!(future.await.unwrap().status(), StatusCode::OK);
+    }
+
+    #[tokio::test]
+    async fn rejected_requests_never_reach_the_inner_service() {
+        let (mock, mut handle) = mock::pair::<Request<()>, Response<()>>();
+        let mut service = builder()
+            .revocation(|_jti: String| async { Err::<bool, _>("store down") })
+            .build()
+            .unwrap()
+            .layer(mock);
+        handle.allow(2);
+        let response = service
+            .ready()
+            .await
+            .unwrap()
+            .call(request("not-a-jwt"))
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+        let response = service
+            .ready()
+            .await
+            .unwrap()
+            .call(request(&token("j")))
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            response.extensions().get::<JwtRejection>(),
+            Some(&JwtRejection::RevocationUnavailable)
+        );
+        // Nothing was sent to the inner service.
+        drop(service);
+        assert!(handle.next_request().await.is_none());
+    }
+
+    #[tokio::test]
+    async fn slow_revocation_check_times_out_closed() {
+        let (mock, _handle) = mock::pair::<Request<()>, Response<()>>();
+        let service = builder()
+            .revocation(|_jti: String| async {
+                tokio::time::sleep(Duration::from_secs(3600)).await;
+                Ok::<_, Infallible>(false)
+            })
+            .revocation_timeout(Duration::from_millis(20))
+            .build()
+            .unwrap()
+            .layer(mock);
+        let response = service.oneshot(request(&token("j"))).await.unwrap();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(response.headers()["retry-after"], "1");
+    }
+}

@@ -1,0 +1,825 @@
+#![cfg(feature = "jwt")]
+//! `JwtAuthLayer` over real HTTP on loopback: an axum server whose handler echoes the `Identity`
+//! it sees, driven with reqwest, with real HS256/RS256/ES256 tokens.
+
+use std::{
+    convert::Infallible,
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
+
+use axum::{Extension, Json, Router, routing::any};
+use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+use jsonwebtoken::{
+    Algorithm, EncodingKey, Header, encode, get_current_timestamp,
+    jwk::{Jwk, JwkSet},
+};
+use mcp_session_binding::{
+    Identity,
+    identity::Claims,
+    jwt::{
+        JwtAuthLayer, JwtAuthLayerBuilder, JwtKey, JwtKeys, ProtectedResourceMetadata,
+        RevocationError,
+    },
+};
+use serde_json::{Value, json};
+
+const ISS: &str = "https://auth.example.com";
+const AUD: &str = "https://mcp.example.com/mcp";
+const METADATA_URL: &str = "https://mcp.example.com/.well-known/oauth-protected-resource/mcp";
+const SECRET: &[u8] = b"test-secret-test-secret-test-secret!";
+const OTHER_SECRET: &[u8] = b"another-secret-another-secret-another";
+
+const RSA_A_PRIVATE: &str = include_str!("keys/rsa_a_private.pem");
+const RSA_A_PUBLIC: &str = include_str!("keys/rsa_a_public.pem");
+const RSA_B_PRIVATE: &str = include_str!("keys/rsa_b_private.pem");
+const EC_PRIVATE: &str = include_str!("keys/ec_private.pem");
+const EC_PUBLIC: &str = include_str!("keys/ec_public.pem");
+
+// ---------------------------------------------------------------------------------------------
+// Harness
+
+struct Server {
+    url: String,
+    calls: Arc<AtomicUsize>,
+    client: reqwest::Client,
+}
+
+/// Serves `POST/GET /mcp` (echoes the identity and the `jti` claim) behind `layer`, and the
+/// protected resource metadata document beside it.
+async fn serve(layer: JwtAuthLayer) -> Server {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counter = calls.clone();
+    let metadata = ProtectedResourceMetadata::new(AUD, [ISS]).scopes_supported(["mcp:tools"]);
+    let app = Router::new()
+        .route(
+            "/mcp",
+            any(
+                move |Extension(identity): Extension<Identity>,
+                      Extension(claims): Extension<Claims>| {
+                    counter.fetch_add(1, Ordering::SeqCst);
+                    async move {
+                        Json(json!({
+                            "iss": identity.iss(),
+                            "sub": identity.sub(),
+                            "jti": claims.get("jti"),
+                        }))
+                    }
+                },
+            ),
+        )
+        .layer(layer)
+        .route_service(&metadata.well_known_path(), metadata.into_service());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    Server {
+        url: format!("http://{addr}"),
+        calls,
+        client: reqwest::Client::new(),
+    }
+}
+
+struct Answer {
+    status: u16,
+    www_authenticate: Option<String>,
+    retry_after: Option<String>,
+    headers: String,
+    body: String,
+}
+
+impl Answer {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap()
+    }
+
+    fn message(&self) -> String {
+        self.json()["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    }
+
+    fn challenge(&self) -> &str {
+        self.www_authenticate
+            .as_deref()
+            .expect("WWW-Authenticate header")
+    }
+}
+
+impl Server {
+    async fn send(&self, request: reqwest::RequestBuilder) -> Answer {
+        let response = request.send().await.unwrap();
+        let header = |name: &str| {
+            response
+                .headers()
+                .get(name)
+                .map(|v| v.to_str().unwrap().to_owned())
+        };
+        let www_authenticate = header("www-authenticate");
+        let retry_after = header("retry-after");
+        let headers = format!("{:?}", response.headers());
+        Answer {
+            status: response.status().as_u16(),
+            www_authenticate,
+            retry_after,
+            headers,
+            body: response.text().await.unwrap(),
+        }
+    }
+
+    async fn with_token(&self, token: &str) -> Answer {
+        self.send(
+            self.client
+                .post(format!("{}/mcp", self.url))
+                .bearer_auth(token)
+                .body("{}"),
+        )
+        .await
+    }
+
+    fn calls(&self) -> usize {
+        self.calls.load(Ordering::SeqCst)
+    }
+}
+
+fn hs256_builder() -> JwtAuthLayerBuilder {
+    JwtAuthLayer::builder()
+        .key(JwtKey::hmac(SECRET).unwrap())
+        .algorithm(Algorithm::HS256)
+        .issuer(ISS)
+        .audience(AUD)
+        .resource_metadata(METADATA_URL)
+}
+
+async fn hs256_server() -> Server {
+    serve(hs256_builder().build().unwrap()).await
+}
+
+fn now() -> u64 {
+    get_current_timestamp()
+}
+
+/// Valid claims for the test server, with `changes` merged in (a `null` removes a claim).
+fn claims(changes: Value) -> Value {
+    let mut claims = json!({
+        "iss": ISS,
+        "sub": "alice",
+        "aud": AUD,
+        "exp": now() + 300,
+        "iat": now(),
+        "jti": "jti-1",
+    });
+    for (name, value) in changes.as_object().unwrap() {
+        if value.is_null() {
+            claims.as_object_mut().unwrap().remove(name);
+        } else {
+            claims[name] = value.clone();
+        }
+    }
+    claims
+}
+
+fn sign(header: &Header, claims: &Value, key: &EncodingKey) -> String {
+    encode(header, claims, key).unwrap()
+}
+
+fn hs256(claims: &Value) -> String {
+    sign(
+        &Header::new(Algorithm::HS256),
+        claims,
+        &EncodingKey::from_secret(SECRET),
+    )
+}
+
+/// Asserts a 401 `invalid_token` rejection that never reached the handler.
+fn assert_invalid_token(server: &Server, answer: &Answer, message_part: &str) {
+    assert_eq!(answer.status, 401, "body: {}", answer.body);
+    let challenge = answer.challenge();
+    assert!(challenge.starts_with("Bearer "), "challenge: {challenge}");
+    assert!(
+        challenge.contains(r#"error="invalid_token""#),
+        "challenge: {challenge}"
+    );
+    assert!(
+        challenge.contains(&format!(r#"resource_metadata="{METADATA_URL}""#)),
+        "challenge: {challenge}"
+    );
+    let body = answer.json();
+    assert_eq!(body["jsonrpc"], "2.0");
+    assert_eq!(body["id"], Value::Null);
+    assert_eq!(body["error"]["code"], -32001);
+    assert!(
+        answer.message().contains(message_part),
+        "message {:?} should mention {message_part:?}",
+        answer.message()
+    );
+    assert_eq!(server.calls(), 0, "the handler must not run");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Accepted tokens
+
+#[tokio::test]
+async fn valid_token_is_admitted_and_the_identity_reaches_the_handler() {
+    let server = hs256_server().await;
+    let answer = server.with_token(&hs256(&claims(json!({})))).await;
+    assert_eq!(answer.status, 200, "body: {}", answer.body);
+    assert_eq!(
+        answer.json(),
+        json!({"iss": ISS, "sub": "alice", "jti": "jti-1"})
+    );
+    assert_eq!(server.calls(), 1);
+}
+
+#[tokio::test]
+async fn audience_may_be_an_array_containing_ours() {
+    let server = hs256_server().await;
+    let token = hs256(&claims(json!({"aud": ["https://other.example", AUD]})));
+    assert_eq!(server.with_token(&token).await.status, 200);
+}
+
+#[tokio::test]
+async fn rs256_and_es256_pem_keys_verify() {
+    let layer = JwtAuthLayer::builder()
+        .key(JwtKey::rsa_pem(RSA_A_PUBLIC).unwrap())
+        .key(JwtKey::ec_pem(EC_PUBLIC).unwrap())
+        .algorithms([Algorithm::RS256, Algorithm::ES256])
+        .issuer(ISS)
+        .audience(AUD)
+        .resource_metadata(METADATA_URL)
+        .build()
+        .unwrap();
+    let server = serve(layer).await;
+
+    let rs = sign(
+        &Header::new(Algorithm::RS256),
+        &claims(json!({"sub": "rsa-user"})),
+        &EncodingKey::from_rsa_pem(RSA_A_PRIVATE.as_bytes()).unwrap(),
+    );
+    let answer = server.with_token(&rs).await;
+    assert_eq!(answer.status, 200, "body: {}", answer.body);
+    assert_eq!(answer.json()["sub"], "rsa-user");
+
+    let es = sign(
+        &Header::new(Algorithm::ES256),
+        &claims(json!({"sub": "ec-user"})),
+        &EncodingKey::from_ec_pem(EC_PRIVATE.as_bytes()).unwrap(),
+    );
+    let answer = server.with_token(&es).await;
+    assert_eq!(answer.status, 200, "body: {}", answer.body);
+    assert_eq!(answer.json()["sub"], "ec-user");
+    assert_eq!(server.calls(), 2);
+
+    // RS256 signed by a key the server does not know.
+    let foreign = sign(
+        &Header::new(Algorithm::RS256),
+        &claims(json!({})),
+        &EncodingKey::from_rsa_pem(RSA_B_PRIVATE.as_bytes()).unwrap(),
+    );
+    let answer = server.with_token(&foreign).await;
+    assert_eq!(answer.status, 401);
+    assert!(
+        answer.message().contains("signature"),
+        "{}",
+        answer.message()
+    );
+    assert_eq!(server.calls(), 2);
+}
+
+fn jwk(private_pem: &str, kid: &str) -> Jwk {
+    let key = EncodingKey::from_rsa_pem(private_pem.as_bytes()).unwrap();
+    let mut jwk = Jwk::from_encoding_key(&key, Algorithm::RS256).unwrap();
+    jwk.common.key_id = Some(kid.to_owned());
+    jwk
+}
+
+fn rs256_with_kid(private_pem: &str, kid: &str, claims: &Value) -> String {
+    let mut header = Header::new(Algorithm::RS256);
+    header.kid = Some(kid.to_owned());
+    sign(
+        &header,
+        claims,
+        &EncodingKey::from_rsa_pem(private_pem.as_bytes()).unwrap(),
+    )
+}
+
+#[tokio::test]
+async fn jwk_set_with_two_keys_picks_the_key_by_kid() {
+    let set = JwkSet {
+        keys: vec![jwk(RSA_A_PRIVATE, "key-a"), jwk(RSA_B_PRIVATE, "key-b")],
+    };
+    let json = serde_json::to_string(&set).unwrap();
+    assert!(!json.contains("\"d\""), "a JWK set holds public keys only");
+    let keys = JwtKeys::from_jwk_set_json(&json).unwrap();
+    assert_eq!(keys.len(), 2);
+    let server = serve(
+        JwtAuthLayer::builder()
+            .keys(keys)
+            .algorithm(Algorithm::RS256)
+            .issuer(ISS)
+            .audience(AUD)
+            .resource_metadata(METADATA_URL)
+            .build()
+            .unwrap(),
+    )
+    .await;
+
+    let by_b = rs256_with_kid(RSA_B_PRIVATE, "key-b", &claims(json!({"sub": "bob"})));
+    let answer = server.with_token(&by_b).await;
+    assert_eq!(answer.status, 200, "body: {}", answer.body);
+    assert_eq!(answer.json()["sub"], "bob");
+
+    let by_a = rs256_with_kid(RSA_A_PRIVATE, "key-a", &claims(json!({"sub": "ann"})));
+    let answer = server.with_token(&by_a).await;
+    assert_eq!(answer.status, 200, "body: {}", answer.body);
+    assert_eq!(answer.json()["sub"], "ann");
+    assert_eq!(server.calls(), 2);
+
+    // Signed by key b but naming key a: only key a is tried, and it does not verify.
+    let mislabelled = rs256_with_kid(RSA_B_PRIVATE, "key-a", &claims(json!({})));
+    let answer = server.with_token(&mislabelled).await;
+    assert_eq!(answer.status, 401);
+    assert!(
+        answer.message().contains("signature"),
+        "{}",
+        answer.message()
+    );
+
+    // A kid the server does not know.
+    let unknown = rs256_with_kid(RSA_B_PRIVATE, "key-z", &claims(json!({})));
+    let answer = server.with_token(&unknown).await;
+    assert_eq!(answer.status, 401);
+    assert!(answer.message().contains("kid"), "{}", answer.message());
+    assert_eq!(server.calls(), 2);
+}
+
+#[tokio::test]
+async fn leeway_accepts_a_just_expired_token() {
+    let just_expired = hs256(&claims(json!({"exp": now() - 10})));
+
+    let lenient = serve(
+        hs256_builder()
+            .leeway(Duration::from_secs(30))
+            .build()
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(lenient.with_token(&just_expired).await.status, 200);
+
+    let strict = serve(hs256_builder().leeway(Duration::ZERO).build().unwrap()).await;
+    let answer = strict.with_token(&just_expired).await;
+    assert_invalid_token(&strict, &answer, "expired");
+}
+
+#[tokio::test]
+async fn typ_check_accepts_only_access_token_types() {
+    let server = serve(
+        hs256_builder()
+            .require_access_token_type(true)
+            .build()
+            .unwrap(),
+    )
+    .await;
+    let with_typ = |typ: Option<&str>| {
+        let mut header = Header::new(Algorithm::HS256);
+        header.typ = typ.map(str::to_owned);
+        sign(
+            &header,
+            &claims(json!({})),
+            &EncodingKey::from_secret(SECRET),
+        )
+    };
+    assert_eq!(
+        server.with_token(&with_typ(Some("at+jwt"))).await.status,
+        200
+    );
+    assert_eq!(
+        server
+            .with_token(&with_typ(Some("application/at+jwt")))
+            .await
+            .status,
+        200
+    );
+    assert_eq!(server.calls(), 2);
+
+    for typ in [Some("JWT"), None] {
+        let answer = server.with_token(&with_typ(typ)).await;
+        assert_eq!(answer.status, 401, "typ {typ:?}");
+        assert!(answer.message().contains("typ"), "{}", answer.message());
+    }
+    assert_eq!(server.calls(), 2);
+
+    // Without the check, a plain `JWT` typ is fine.
+    let relaxed = hs256_server().await;
+    assert_eq!(relaxed.with_token(&with_typ(Some("JWT"))).await.status, 200);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Refused tokens
+
+#[tokio::test]
+async fn expired_token_is_refused() {
+    let server = hs256_server().await;
+    let answer = server
+        .with_token(&hs256(&claims(json!({"exp": now() - 3600}))))
+        .await;
+    assert_invalid_token(&server, &answer, "expired");
+}
+
+#[tokio::test]
+async fn token_without_a_numeric_exp_is_refused() {
+    let server = hs256_server().await;
+    for exp in [Value::Null, json!("tomorrow"), json!([1]), json!({"at": 1})] {
+        let answer = server
+            .with_token(&hs256(&claims(json!({"exp": exp}))))
+            .await;
+        assert_invalid_token(&server, &answer, "claim `exp` is");
+    }
+}
+
+#[tokio::test]
+async fn not_yet_valid_token_is_refused() {
+    let server = hs256_server().await;
+    let answer = server
+        .with_token(&hs256(&claims(json!({"nbf": now() + 3600}))))
+        .await;
+    assert_invalid_token(&server, &answer, "not valid yet");
+}
+
+#[tokio::test]
+async fn wrong_audience_is_refused() {
+    let server = hs256_server().await;
+    for aud in [
+        json!("https://other.example/mcp"),
+        json!(["https://other.example/mcp"]),
+        json!({"aud": AUD}),
+        json!([1, 2]),
+    ] {
+        let answer = server
+            .with_token(&hs256(&claims(json!({"aud": aud}))))
+            .await;
+        assert_invalid_token(&server, &answer, "audience");
+    }
+}
+
+#[tokio::test]
+async fn missing_audience_is_refused() {
+    let server = hs256_server().await;
+    let answer = server
+        .with_token(&hs256(&claims(json!({"aud": null}))))
+        .await;
+    assert_invalid_token(&server, &answer, "audience");
+}
+
+#[tokio::test]
+async fn token_signed_with_another_key_is_refused() {
+    let server = hs256_server().await;
+    let token = sign(
+        &Header::new(Algorithm::HS256),
+        &claims(json!({})),
+        &EncodingKey::from_secret(OTHER_SECRET),
+    );
+    let answer = server.with_token(&token).await;
+    assert_invalid_token(&server, &answer, "signature");
+}
+
+/// `{"alg":"none"}` + payload + empty signature, as an attacker would craft it.
+fn unsigned(alg: &str, claims: &Value) -> String {
+    let header = URL_SAFE_NO_PAD.encode(json!({"alg": alg, "typ": "JWT"}).to_string());
+    let payload = URL_SAFE_NO_PAD.encode(claims.to_string());
+    format!("{header}.{payload}.")
+}
+
+#[tokio::test]
+async fn alg_none_is_refused() {
+    let server = hs256_server().await;
+    for alg in ["none", "None", "NONE"] {
+        let answer = server.with_token(&unsigned(alg, &claims(json!({})))).await;
+        assert_invalid_token(&server, &answer, "algorithm");
+    }
+}
+
+#[tokio::test]
+async fn algorithm_outside_the_allowlist_is_refused() {
+    // HS384 signed with the right secret, but only HS256 is allowed.
+    let server = hs256_server().await;
+    let token = sign(
+        &Header::new(Algorithm::HS384),
+        &claims(json!({})),
+        &EncodingKey::from_secret(SECRET),
+    );
+    let answer = server.with_token(&token).await;
+    assert_invalid_token(&server, &answer, "algorithm");
+}
+
+#[tokio::test]
+async fn untrusted_issuer_is_refused() {
+    let server = hs256_server().await;
+    let answer = server
+        .with_token(&hs256(&claims(json!({"iss": "https://evil.example"}))))
+        .await;
+    assert_invalid_token(&server, &answer, "issuer");
+}
+
+#[tokio::test]
+async fn missing_sub_is_refused() {
+    let server = hs256_server().await;
+    let answer = server
+        .with_token(&hs256(&claims(json!({"sub": null}))))
+        .await;
+    assert_invalid_token(&server, &answer, "claim `sub` is missing");
+}
+
+#[tokio::test]
+async fn non_string_sub_is_refused() {
+    let server = hs256_server().await;
+    for sub in [json!(42), json!(["alice"]), json!({"id": "alice"})] {
+        let answer = server
+            .with_token(&hs256(&claims(json!({"sub": sub}))))
+            .await;
+        assert_invalid_token(&server, &answer, "claim `sub` is not a string");
+    }
+}
+
+#[tokio::test]
+async fn non_string_iss_is_refused() {
+    // An array containing a trusted issuer passes jsonwebtoken's issuer check; the identity
+    // rule (string `iss`) still refuses it.
+    let server = hs256_server().await;
+    let answer = server
+        .with_token(&hs256(&claims(json!({"iss": [ISS]}))))
+        .await;
+    assert_invalid_token(&server, &answer, "iss");
+}
+
+#[tokio::test]
+async fn garbage_token_is_refused() {
+    let server = hs256_server().await;
+    for token in ["abc", "a.b.c", "a.b.c.d.e"] {
+        let answer = server.with_token(token).await;
+        assert_invalid_token(&server, &answer, "well-formed");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// No token, malformed header
+
+#[tokio::test]
+async fn no_token_gets_a_challenge_without_error() {
+    let server = hs256_server().await;
+    let answer = server
+        .send(server.client.post(format!("{}/mcp", server.url)).body("{}"))
+        .await;
+    assert_eq!(answer.status, 401);
+    assert_eq!(
+        answer.challenge(),
+        format!(r#"Bearer resource_metadata="{METADATA_URL}""#)
+    );
+    assert!(answer.message().contains("Authorization: Bearer"));
+    assert_eq!(server.calls(), 0);
+}
+
+#[tokio::test]
+async fn token_in_the_query_string_only_is_ignored() {
+    let server = hs256_server().await;
+    let token = hs256(&claims(json!({})));
+    let answer = server
+        .send(
+            server
+                .client
+                .post(format!("{}/mcp?access_token={token}", server.url))
+                .body("{}"),
+        )
+        .await;
+    assert_eq!(answer.status, 401);
+    let challenge = answer.challenge();
+    assert!(!challenge.contains("error="), "challenge: {challenge}");
+    assert!(
+        challenge.contains("resource_metadata="),
+        "challenge: {challenge}"
+    );
+    assert!(!answer.body.contains(&token));
+    assert_eq!(server.calls(), 0);
+}
+
+#[tokio::test]
+async fn other_scheme_counts_as_no_token() {
+    let server = hs256_server().await;
+    let answer = server
+        .send(
+            server
+                .client
+                .post(format!("{}/mcp", server.url))
+                .basic_auth("alice", Some("pw")),
+        )
+        .await;
+    assert_eq!(answer.status, 401);
+    assert!(!answer.challenge().contains("error="));
+    assert_eq!(server.calls(), 0);
+}
+
+/// Decision: a malformed `Authorization` header is a malformed request (RFC 6750 §3.1
+/// `invalid_request`, 400), not an invalid token.
+#[tokio::test]
+async fn malformed_authorization_header_is_400_invalid_request() {
+    let server = hs256_server().await;
+    let token = hs256(&claims(json!({})));
+    let url = format!("{}/mcp", server.url);
+    let requests = [
+        // Two Authorization headers.
+        server
+            .client
+            .post(&url)
+            .header("authorization", format!("Bearer {token}"))
+            .header("authorization", format!("Bearer {token}")),
+        // Bearer with no token.
+        server.client.post(&url).header("authorization", "Bearer"),
+        // A token with characters outside b64token.
+        server
+            .client
+            .post(&url)
+            .header("authorization", format!("Bearer {token} extra")),
+    ];
+    for request in requests {
+        let answer = server.send(request).await;
+        assert_eq!(answer.status, 400, "body: {}", answer.body);
+        let challenge = answer.challenge();
+        assert!(
+            challenge.contains(r#"error="invalid_request""#),
+            "challenge: {challenge}"
+        );
+        assert!(
+            challenge.contains("resource_metadata="),
+            "challenge: {challenge}"
+        );
+        assert!(!answer.body.contains(&token));
+    }
+    assert_eq!(server.calls(), 0);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Revocation
+
+#[tokio::test]
+async fn revoked_jti_is_refused() {
+    let layer = hs256_builder()
+        .revocation(|jti: String| async move { Ok::<_, Infallible>(jti == "revoked-jti") })
+        .build()
+        .unwrap();
+    let server = serve(layer).await;
+
+    let answer = server
+        .with_token(&hs256(&claims(json!({"jti": "revoked-jti"}))))
+        .await;
+    assert_invalid_token(&server, &answer, "revoked");
+
+    let answer = server
+        .with_token(&hs256(&claims(json!({"jti": "fine-jti"}))))
+        .await;
+    assert_eq!(answer.status, 200, "body: {}", answer.body);
+    assert_eq!(answer.json()["jti"], "fine-jti");
+    assert_eq!(server.calls(), 1);
+}
+
+#[tokio::test]
+async fn token_without_jti_is_refused_when_revocation_is_on() {
+    let layer = hs256_builder()
+        .revocation(|_jti: String| async { Ok::<_, Infallible>(false) })
+        .build()
+        .unwrap();
+    let server = serve(layer).await;
+    let answer = server
+        .with_token(&hs256(&claims(json!({"jti": null}))))
+        .await;
+    assert_invalid_token(&server, &answer, "jti");
+}
+
+#[tokio::test]
+async fn failing_revocation_check_fails_closed_with_503() {
+    let checks = Arc::new(AtomicUsize::new(0));
+    let seen = checks.clone();
+    let layer = hs256_builder()
+        .revocation(move |_jti: String| {
+            seen.fetch_add(1, Ordering::SeqCst);
+            async { Err::<bool, _>(RevocationError::new("deny list unreachable")) }
+        })
+        .retry_after(Duration::from_secs(3))
+        .build()
+        .unwrap();
+    let server = serve(layer).await;
+
+    let token = hs256(&claims(json!({})));
+    let answer = server.with_token(&token).await;
+    assert_eq!(answer.status, 503, "body: {}", answer.body);
+    assert_eq!(answer.retry_after.as_deref(), Some("3"));
+    assert!(answer.www_authenticate.is_none());
+    assert_eq!(answer.json()["error"]["code"], -32000);
+    assert!(answer.message().contains("revocation"));
+    assert!(!answer.body.contains(&token));
+    assert_eq!(checks.load(Ordering::SeqCst), 1);
+    assert_eq!(server.calls(), 0, "the inner service must never be called");
+}
+
+#[tokio::test]
+async fn slow_revocation_check_fails_closed_with_503() {
+    let layer = hs256_builder()
+        .revocation(|_jti: String| async {
+            tokio::time::sleep(Duration::from_secs(60)).await;
+            Ok::<_, Infallible>(false)
+        })
+        .revocation_timeout(Duration::from_millis(50))
+        .build()
+        .unwrap();
+    let server = serve(layer).await;
+    let answer = server.with_token(&hs256(&claims(json!({})))).await;
+    assert_eq!(answer.status, 503);
+    assert_eq!(answer.retry_after.as_deref(), Some("1"));
+    assert_eq!(server.calls(), 0);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Leaks, metadata
+
+#[tokio::test]
+async fn responses_never_echo_the_token() {
+    let server = serve(
+        hs256_builder()
+            .revocation(|jti: String| async move { Ok::<_, Infallible>(jti == "revoked") })
+            .build()
+            .unwrap(),
+    )
+    .await;
+    let tokens = [
+        hs256(&claims(json!({"exp": now() - 3600}))),
+        hs256(&claims(json!({"aud": "https://other.example"}))),
+        hs256(&claims(json!({"sub": 7}))),
+        hs256(&claims(json!({"jti": "revoked"}))),
+        sign(
+            &Header::new(Algorithm::HS256),
+            &claims(json!({})),
+            &EncodingKey::from_secret(OTHER_SECRET),
+        ),
+        unsigned("none", &claims(json!({}))),
+    ];
+    for token in &tokens {
+        let answer = server.with_token(token).await;
+        assert_eq!(answer.status, 401);
+        for part in token.split('.').filter(|p| p.len() > 8) {
+            assert!(
+                !answer.body.contains(part),
+                "body echoes the token: {}",
+                answer.body
+            );
+            assert!(!answer.headers.contains(part), "headers echo the token");
+        }
+    }
+    assert_eq!(server.calls(), 0);
+}
+
+#[tokio::test]
+async fn protected_resource_metadata_is_served_and_named_in_the_challenge() {
+    let metadata = ProtectedResourceMetadata::new(AUD, [ISS]);
+    assert_eq!(metadata.well_known_url(), METADATA_URL);
+    let layer = JwtAuthLayer::builder()
+        .key(JwtKey::hmac(SECRET).unwrap())
+        .algorithm(Algorithm::HS256)
+        .protected_resource(&metadata)
+        .challenge_scope("mcp:tools")
+        .build()
+        .unwrap();
+    let server = serve(layer).await;
+
+    let answer = server
+        .send(server.client.get(format!(
+            "{}/.well-known/oauth-protected-resource/mcp",
+            server.url
+        )))
+        .await;
+    assert_eq!(answer.status, 200);
+    assert_eq!(
+        answer.json(),
+        json!({
+            "resource": AUD,
+            "authorization_servers": [ISS],
+            "scopes_supported": ["mcp:tools"],
+            "bearer_methods_supported": ["header"],
+        })
+    );
+
+    let answer = server
+        .send(server.client.post(format!("{}/mcp", server.url)))
+        .await;
+    assert_eq!(
+        answer.challenge(),
+        format!(r#"Bearer resource_metadata="{METADATA_URL}", scope="mcp:tools""#)
+    );
+    // `protected_resource` also set the audience and the issuer.
+    assert_eq!(
+        server.with_token(&hs256(&claims(json!({})))).await.status,
+        200
+    );
+}
