@@ -516,6 +516,43 @@ async fn algorithm_outside_the_allowlist_is_refused() {
     assert_invalid_token(&server, &answer, "algorithm");
 }
 
+/// The classic key-confusion attack: an HS256 token whose "secret" is the server's RSA public key.
+#[tokio::test]
+async fn rsa_public_key_is_never_used_as_an_hmac_secret() {
+    let layer = JwtAuthLayer::builder()
+        .key(JwtKey::rsa_pem(RSA_A_PUBLIC).unwrap())
+        .key(JwtKey::hmac(SECRET).unwrap())
+        .algorithms([Algorithm::RS256, Algorithm::HS256])
+        .issuer(ISS)
+        .audience(AUD)
+        .resource_metadata(METADATA_URL)
+        .build()
+        .unwrap();
+    let server = serve(layer).await;
+    let forged = sign(
+        &Header::new(Algorithm::HS256),
+        &claims(json!({})),
+        &EncodingKey::from_secret(RSA_A_PUBLIC.as_bytes()),
+    );
+    let answer = server.with_token(&forged).await;
+    assert_invalid_token(&server, &answer, "signature");
+
+    // Only RS256 allowed and only the RSA key: the same forgery is refused for its algorithm.
+    let rsa_only = serve(
+        JwtAuthLayer::builder()
+            .key(JwtKey::rsa_pem(RSA_A_PUBLIC).unwrap())
+            .algorithm(Algorithm::RS256)
+            .issuer(ISS)
+            .audience(AUD)
+            .resource_metadata(METADATA_URL)
+            .build()
+            .unwrap(),
+    )
+    .await;
+    let answer = rsa_only.with_token(&forged).await;
+    assert_invalid_token(&rsa_only, &answer, "algorithm");
+}
+
 #[tokio::test]
 async fn untrusted_issuer_is_refused() {
     let server = hs256_server().await;
