@@ -63,10 +63,10 @@ pub(crate) async fn end_session<S, St, ReqBody, ResBody>(
     ReqBody: Default,
 {
     let short = SessionKey::from_session_id(session_id::as_str(&session)).short();
-    if let Some(key) = tombstone {
-        if let Err(error) = store.end(key, config.tombstone_ttl).await {
-            tracing::error!(reason = "store_error", session = %short, %error, "could not tombstone an ended session");
-        }
+    if let Some(key) = tombstone
+        && let Err(error) = store.end(key, config.tombstone_ttl).await
+    {
+        tracing::error!(reason = "store_error", session = %short, %error, "could not tombstone an ended session");
     }
     match inner.oneshot(head.delete(session)).await {
         Ok(response) => {

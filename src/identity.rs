@@ -74,11 +74,13 @@ impl Identity {
     }
 
     /// Both halves, shared: lets a store keep one copy of the strings for all sessions of a user.
+    #[cfg_attr(not(feature = "memory"), allow(dead_code))]
     pub(crate) fn shared_parts(&self) -> (&Arc<str>, &Arc<str>) {
         (&self.iss, &self.sub)
     }
 
     /// Rebuilds an identity from shared strings already checked by [`Identity::new`].
+    #[cfg_attr(not(feature = "memory"), allow(dead_code))]
     pub(crate) fn from_shared(iss: Arc<str>, sub: Arc<str>) -> Self {
         Self { iss, sub }
     }

@@ -1,0 +1,188 @@
+//! The JWT-protected MCP server of the `mcp_server` and `demo` examples (and of the JWT
+//! integration tests): [`JwtAuthLayer`] outside, [`SessionBindingLayer`] inside, the MCP service
+//! innermost, and the RFC 9728 metadata document beside them. Also mints the HS256 tokens the
+//! examples hand out.
+//!
+//! Included with `#[path = "…/common/jwt_stack.rs"] mod jwt_stack;`, so it is not an example of
+//! its own.
+#![allow(dead_code)]
+
+use std::{
+    convert::Infallible,
+    sync::Arc,
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use axum::{
+    Router,
+    body::Body,
+    extract::{Request, State},
+    middleware::{self, Next},
+    response::{IntoResponse, Response},
+};
+use mcp_session_binding::{
+    SessionBindingLayer,
+    jwt::{
+        Algorithm, JwtAuthLayer, JwtConfigError, JwtKey, ProtectedResourceMetadata,
+        jsonwebtoken::{EncodingKey, Header, encode},
+    },
+    store::BindingStore,
+};
+use serde_json::json;
+use tower::{Layer, ServiceExt};
+
+/// The issuer trusted when `MCP_JWT_ISSUERS` is not set.
+pub const DEFAULT_ISSUER: &str = "https://issuer.example";
+/// The audience required when `MCP_JWT_AUDIENCE` is not set.
+pub const DEFAULT_AUDIENCE: &str = "mcp-session-binding-example";
+/// Lifetime of the tokens the examples mint.
+pub const TOKEN_LIFETIME: Duration = Duration::from_secs(3600);
+/// Root path of the protected resource metadata document (RFC 9728 §3).
+pub const METADATA_ROOT: &str = "/.well-known/oauth-protected-resource";
+
+/// How the stack is put together.
+#[derive(Clone)]
+pub struct StackConfig {
+    /// The HS256 secret (at least 32 bytes).
+    pub secret: Vec<u8>,
+    /// Trusted issuers: a token's `iss` must be one of them.
+    pub issuers: Vec<String>,
+    /// The audience a token's `aud` must contain.
+    pub audience: String,
+    /// Requests without `Authorization` pass the JWT layer with no identity, and may open
+    /// anonymous sessions. A token that is present is still validated.
+    pub allow_anonymous: bool,
+    /// The binding store, or `None` for the stack without `SessionBindingLayer` (a baseline for
+    /// benchmarks: no session is bound to anyone).
+    pub binding: Option<Arc<dyn BindingStore>>,
+}
+
+impl StackConfig {
+    /// The default issuer and audience, bindings in `store`, no anonymous sessions.
+    pub fn new(secret: impl Into<Vec<u8>>, store: Arc<dyn BindingStore>) -> Self {
+        Self {
+            secret: secret.into(),
+            issuers: vec![DEFAULT_ISSUER.to_owned()],
+            audience: DEFAULT_AUDIENCE.to_owned(),
+            allow_anonymous: false,
+            binding: Some(store),
+        }
+    }
+}
+
+/// The metadata document of the MCP endpoint at `{base_url}/mcp`.
+pub fn metadata(config: &StackConfig, base_url: &str) -> ProtectedResourceMetadata {
+    ProtectedResourceMetadata::new(format!("{base_url}/mcp"), config.issuers.clone())
+        .resource_name("mcp-session-binding example")
+}
+
+/// The application: `mcp` at `/mcp` behind `SessionBindingLayer` (when configured) behind
+/// `JwtAuthLayer`, and the metadata document at `/.well-known/oauth-protected-resource` and at
+/// its RFC 9728 path `/.well-known/oauth-protected-resource/mcp` (the one the 401 challenges
+/// name), outside the auth layer.
+///
+/// `base_url` is this server's origin as clients reach it (`http://127.0.0.1:8080`).
+///
+/// # Errors
+///
+/// When the JWT layer cannot be built (secret shorter than 32 bytes, empty issuer or audience).
+pub fn router<S>(config: &StackConfig, base_url: &str, mcp: S) -> Result<Router, JwtConfigError>
+where
+    S: tower::Service<Request, Error = Infallible> + Clone + Send + Sync + 'static,
+    S::Response: IntoResponse,
+    S::Future: Send + 'static,
+{
+    let metadata = metadata(config, base_url);
+    let auth = JwtAuthLayer::builder()
+        .key(JwtKey::hmac(&config.secret)?)
+        .algorithm(Algorithm::HS256)
+        .issuers(config.issuers.iter().cloned())
+        .audience(config.audience.clone())
+        .resource_metadata(metadata.well_known_url())
+        .build()?;
+
+    let mut app = Router::new().nest_service("/mcp", mcp);
+    if let Some(store) = &config.binding {
+        // Inner layer: runs after the auth layer, reads the Identity it inserted.
+        app = app.layer(
+            SessionBindingLayer::with_store(store.clone()).allow_anonymous(config.allow_anonymous),
+        );
+    }
+    // Outer layer: runs first.
+    app = if config.allow_anonymous {
+        app.layer(middleware::from_fn_with_state(auth, bearer_if_present))
+    } else {
+        app.layer(auth)
+    };
+    // Added after the layers, so outside them: the metadata is public.
+    Ok(app
+        .route_service(METADATA_ROOT, metadata.clone().into_service())
+        .route_service(&metadata.well_known_path(), metadata.into_service()))
+}
+
+/// Anonymous mode: a request without `Authorization` skips the JWT layer (and reaches the binding
+/// layer with no identity); any other request goes through it, so a bad token is still a 401.
+async fn bearer_if_present(
+    State(auth): State<JwtAuthLayer>,
+    request: Request,
+    next: Next,
+) -> Response {
+    if !request.headers().contains_key(http::header::AUTHORIZATION) {
+        return next.run(request).await;
+    }
+    match auth.layer(next).oneshot(request).await {
+        Ok(response) => response.map(Body::new),
+        Err(never) => match never {},
+    }
+}
+
+/// Mints HS256 access tokens for the examples and tests: what an authorization server would
+/// issue.
+#[derive(Clone)]
+pub struct TokenMinter {
+    key: EncodingKey,
+    audience: String,
+}
+
+impl TokenMinter {
+    /// Signs with `secret` for `audience`.
+    pub fn new(secret: &[u8], audience: impl Into<String>) -> Self {
+        Self {
+            key: EncodingKey::from_secret(secret),
+            audience: audience.into(),
+        }
+    }
+
+    /// A token for `(iss, sub)`, valid for [`TOKEN_LIFETIME`]. Every call gives new bytes (a
+    /// fresh random `jti`, the current `iat`), like a refreshed token: same user, new token.
+    pub fn token(&self, iss: &str, sub: &str) -> String {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .expect("clock after 1970")
+            .as_secs();
+        let claims = json!({
+            "iss": iss,
+            "sub": sub,
+            "aud": self.audience,
+            "iat": now,
+            "exp": now + TOKEN_LIFETIME.as_secs(),
+            "jti": hex(&random_bytes::<16>()),
+        });
+        encode(&Header::new(Algorithm::HS256), &claims, &self.key).expect("HS256 signing")
+    }
+}
+
+/// A random HS256 secret from the operating system's CSPRNG.
+pub fn random_secret() -> Vec<u8> {
+    random_bytes::<32>().to_vec()
+}
+
+fn random_bytes<const N: usize>() -> [u8; N] {
+    let mut bytes = [0u8; N];
+    getrandom::fill(&mut bytes).expect("the OS random number generator");
+    bytes
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

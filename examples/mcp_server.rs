@@ -1,0 +1,286 @@
+//! An MCP server on Streamable HTTP, protected by JWT bearer tokens, with every session bound to
+//! the caller's `(iss, sub)`.
+//!
+//! ```text
+//! cargo run --example mcp_server [-- --listen 127.0.0.1:8080] [--allow-anonymous]
+//!                                    [--without-binding] [--redis redis://127.0.0.1/]
+//! ```
+//!
+//! The stack: `JwtAuthLayer` (HS256) validates the bearer token of every request and puts the
+//! caller's `Identity` in the request extensions; `SessionBindingLayer` (in-memory store, or Redis
+//! with `--redis`) binds each session to that identity and checks it on every later request; the
+//! rmcp `StreamableHttpService` of `common/demo_mcp.rs` serves the tools `whoami` and `echo`, the
+//! resource `session://whoami` and the prompt `greet`. The RFC 9728 metadata document the 401
+//! challenges point to is served at `/.well-known/oauth-protected-resource` (and at its RFC 9728
+//! path, `/.well-known/oauth-protected-resource/mcp`).
+//!
+//! Environment: `MCP_JWT_SECRET` (the HS256 secret, at least 32 bytes), `MCP_JWT_ISSUERS`
+//! (trusted issuers, comma-separated, default `https://issuer.example`), `MCP_JWT_AUDIENCE`
+//! (default `mcp-session-binding-example`), `RUST_LOG` (logs on stderr, default `info`). Without
+//! `MCP_JWT_SECRET`, the server picks a random secret and prints tokens for `alice` and `bob` and
+//! a `curl` command that initializes a session.
+//!
+//! Once it listens, the server prints `listening on http://HOST:PORT/mcp` on stdout.
+
+#[path = "common/demo_mcp.rs"]
+mod demo_mcp;
+#[path = "common/jwt_stack.rs"]
+mod jwt_stack;
+
+use std::{io::Write, process::ExitCode, sync::Arc, time::Duration};
+
+use jwt_stack::{DEFAULT_AUDIENCE, DEFAULT_ISSUER, StackConfig, TokenMinter};
+use mcp_session_binding::store::{BindingStore, MemoryStore};
+use tracing_subscriber::EnvFilter;
+
+const USAGE: &str = "\
+usage: mcp_server [--listen ADDR] [--allow-anonymous] [--without-binding] [--redis URL]
+
+options:
+  --listen ADDR       address to listen on (default 127.0.0.1:8080; port 0 picks a free port)
+  --allow-anonymous   requests without a token may open anonymous sessions (a token that is
+                      sent is still validated)
+  --without-binding   the same stack without SessionBindingLayer (a baseline for benchmarks)
+  --redis URL         keep the bindings in Redis, shared by replicas (feature `redis`)
+  -h, --help          this text
+
+environment:
+  MCP_JWT_SECRET      HS256 secret, at least 32 bytes; unset: a random one, and tokens printed
+  MCP_JWT_ISSUERS     trusted issuers, comma-separated (default https://issuer.example)
+  MCP_JWT_AUDIENCE    required audience (default mcp-session-binding-example)
+  RUST_LOG            log filter, logs go to stderr (default info)";
+
+/// The command line.
+#[derive(Debug)]
+struct Args {
+    listen: String,
+    allow_anonymous: bool,
+    without_binding: bool,
+    redis: Option<String>,
+}
+
+impl Default for Args {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8080".to_owned(),
+            allow_anonymous: false,
+            without_binding: false,
+            redis: None,
+        }
+    }
+}
+
+impl Args {
+    /// Parses `--flag value` and `--flag=value`. `Ok(None)` asks for the usage text.
+    fn parse(mut args: impl Iterator<Item = String>) -> Result<Option<Self>, String> {
+        let mut parsed = Self::default();
+        while let Some(arg) = args.next() {
+            let (flag, inline) = match arg.split_once('=') {
+                Some((flag, value)) if flag.starts_with("--") => {
+                    (flag.to_owned(), Some(value.to_owned()))
+                }
+                _ => (arg, None),
+            };
+            let mut value = || {
+                inline
+                    .clone()
+                    .or_else(|| args.next())
+                    .ok_or_else(|| format!("{flag} needs a value"))
+            };
+            match flag.as_str() {
+                "--listen" => parsed.listen = value()?,
+                "--redis" => parsed.redis = Some(value()?),
+                "--allow-anonymous" | "--without-binding" if inline.is_some() => {
+                    return Err(format!("{flag} takes no value"));
+                }
+                "--allow-anonymous" => parsed.allow_anonymous = true,
+                "--without-binding" => parsed.without_binding = true,
+                "-h" | "--help" => return Ok(None),
+                _ => return Err(format!("unknown argument {flag:?}")),
+            }
+        }
+        if parsed.without_binding && parsed.redis.is_some() {
+            return Err("--redis and --without-binding exclude each other".to_owned());
+        }
+        Ok(Some(parsed))
+    }
+}
+
+/// Where the bindings live, or `None` with `--without-binding`.
+async fn binding_store(args: &Args) -> Result<Option<Arc<dyn BindingStore>>, String> {
+    if args.without_binding {
+        return Ok(None);
+    }
+    match &args.redis {
+        Some(url) => redis_store(url).await.map(Some),
+        None => {
+            let store = MemoryStore::new();
+            // Expired bindings are also dropped lazily; the sweeper bounds the memory of
+            // sessions nobody comes back to. It stops when the store is dropped.
+            drop(store.spawn_sweeper(Duration::from_secs(60)));
+            Ok(Some(Arc::new(store)))
+        }
+    }
+}
+
+#[cfg(feature = "redis")]
+async fn redis_store(url: &str) -> Result<Arc<dyn BindingStore>, String> {
+    let store = mcp_session_binding::store::RedisStore::connect(url)
+        .await
+        .map_err(|e| format!("cannot use Redis: {e}"))?;
+    tracing::info!("bindings are kept in Redis");
+    Ok(Arc::new(store))
+}
+
+#[cfg(not(feature = "redis"))]
+async fn redis_store(_url: &str) -> Result<Arc<dyn BindingStore>, String> {
+    Err("--redis needs the redis feature".to_owned())
+}
+
+/// The JWT settings from the environment.
+struct JwtSettings {
+    /// `None` when `MCP_JWT_SECRET` is unset.
+    secret: Option<Vec<u8>>,
+    issuers: Vec<String>,
+    audience: String,
+}
+
+impl JwtSettings {
+    fn from_env() -> Result<Self, String> {
+        let secret = match std::env::var("MCP_JWT_SECRET") {
+            Ok(secret) => Some(secret.into_bytes()),
+            Err(std::env::VarError::NotPresent) => None,
+            Err(std::env::VarError::NotUnicode(_)) => {
+                return Err("MCP_JWT_SECRET is not valid UTF-8".to_owned());
+            }
+        };
+        let issuers = match std::env::var("MCP_JWT_ISSUERS") {
+            Ok(list) => {
+                let issuers: Vec<String> = list
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|issuer| !issuer.is_empty())
+                    .map(str::to_owned)
+                    .collect();
+                if issuers.is_empty() {
+                    return Err("MCP_JWT_ISSUERS names no issuer".to_owned());
+                }
+                issuers
+            }
+            Err(_) => vec![DEFAULT_ISSUER.to_owned()],
+        };
+        let audience =
+            std::env::var("MCP_JWT_AUDIENCE").unwrap_or_else(|_| DEFAULT_AUDIENCE.to_owned());
+        Ok(Self {
+            secret,
+            issuers,
+            audience,
+        })
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .init();
+
+    let args = match Args::parse(std::env::args().skip(1)) {
+        Ok(Some(args)) => args,
+        Ok(None) => {
+            println!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        Err(message) => {
+            eprintln!("error: {message}\n\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    match run(args).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("error: {message}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn run(args: Args) -> Result<(), String> {
+    let JwtSettings {
+        secret,
+        issuers,
+        audience,
+    } = JwtSettings::from_env()?;
+    let generated = secret.is_none();
+    let secret = secret.unwrap_or_else(jwt_stack::random_secret);
+    let binding = binding_store(&args).await?;
+
+    let listener = tokio::net::TcpListener::bind(&args.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| format!("no local address: {e}"))?;
+    let base_url = format!("http://{addr}");
+    let url = format!("{base_url}/mcp");
+
+    let config = StackConfig {
+        secret,
+        issuers,
+        audience,
+        allow_anonymous: args.allow_anonymous,
+        binding,
+    };
+    let app = jwt_stack::router(&config, &base_url, demo_mcp::service())
+        .map_err(|e| format!("invalid JWT settings (MCP_JWT_*): {e}"))?;
+    tracing::info!(
+        issuers = ?config.issuers,
+        audience = %config.audience,
+        binding = config.binding.is_some(),
+        allow_anonymous = config.allow_anonymous,
+        "MCP server ready"
+    );
+
+    let mut stdout = std::io::stdout().lock();
+    if generated {
+        print_tokens(&mut stdout, &config, &url).map_err(|e| e.to_string())?;
+    }
+    writeln!(stdout, "listening on {url}").map_err(|e| e.to_string())?;
+    stdout.flush().map_err(|e| e.to_string())?;
+    drop(stdout);
+
+    axum::serve(listener, app)
+        .await
+        .map_err(|e| format!("server stopped: {e}"))
+}
+
+/// Without `MCP_JWT_SECRET`: tokens for alice and bob, and a `curl` command to start with.
+fn print_tokens(out: &mut impl Write, config: &StackConfig, url: &str) -> std::io::Result<()> {
+    let minter = TokenMinter::new(&config.secret, config.audience.clone());
+    let issuer = &config.issuers[0];
+    let alice = minter.token(issuer, "alice");
+    let bob = minter.token(issuer, "bob");
+    let initialize = serde_json::json!({
+        "jsonrpc": "2.0", "id": 1, "method": "initialize",
+        "params": {
+            "protocolVersion": "2025-11-25",
+            "capabilities": {},
+            "clientInfo": {"name": "curl", "version": "0"}
+        }
+    });
+    writeln!(
+        out,
+        "MCP_JWT_SECRET is not set: this run signs with a random secret. Tokens (iss {issuer}, \
+         aud {}, valid 1 hour):",
+        config.audience
+    )?;
+    writeln!(out, "  alice  {alice}")?;
+    writeln!(out, "  bob    {bob}")?;
+    writeln!(out, "Initialize a session as alice:")?;
+    writeln!(
+        out,
+        "  curl -i {url} -H 'Authorization: Bearer {alice}' -H 'Content-Type: application/json' \
+         -H 'Accept: application/json, text/event-stream' -d '{initialize}'"
+    )
+}

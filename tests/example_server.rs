@@ -1,0 +1,365 @@
+#![cfg(feature = "jwt")]
+//! The `mcp_server` example as a user runs it: the built binary in a child process, driven over
+//! loopback with real HS256 tokens minted here. And `cargo run --example demo`, as written.
+
+mod support;
+
+#[path = "support/example_bin.rs"]
+mod example_bin;
+
+use std::process::Command;
+
+use example_bin::{Spawned, cargo, cargo_selection, example};
+use http::StatusCode;
+use jsonwebtoken::{Algorithm, EncodingKey, Header, encode, get_current_timestamp};
+use serde_json::{Value, json};
+use support::{Raw, initialize_body, tool_text};
+
+const SECRET: &str = "example-server-test-secret-32-bytes+";
+const ISSUER: &str = "https://issuer.example";
+const AUDIENCE: &str = "mcp-session-binding-example";
+
+/// An HS256 token for `(iss, sub)` and `aud`, valid 5 minutes, with a unique `jti`.
+fn token(secret: &str, iss: &str, sub: &str, aud: &str) -> String {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let jti = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let claims = json!({
+        "iss": iss, "sub": sub, "aud": aud,
+        "iat": get_current_timestamp(), "exp": get_current_timestamp() + 300,
+        "jti": format!("t-{jti}"),
+    });
+    encode(
+        &Header::new(Algorithm::HS256),
+        &claims,
+        &EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .unwrap()
+}
+
+fn alice() -> String {
+    token(SECRET, ISSUER, "alice", AUDIENCE)
+}
+
+/// `mcp_server` with `args`, the JWT environment cleared, then `env` set.
+fn mcp_server(args: &[&str], env: &[(&str, &str)]) -> Spawned {
+    let mut command = Command::new(example("mcp_server"));
+    command
+        .args(["--listen", "127.0.0.1:0"])
+        .args(args)
+        .env_remove("MCP_JWT_SECRET")
+        .env_remove("MCP_JWT_ISSUERS")
+        .env_remove("MCP_JWT_AUDIENCE")
+        .env("RUST_LOG", "info");
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    Spawned::start(&mut command)
+}
+
+async fn whoami(raw: &Raw, session: &str, token: Option<&str>) -> String {
+    let answer = raw.whoami(session, token, 1).await;
+    assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
+    tool_text(&answer.json()).to_owned()
+}
+
+fn assert_is_error_result(answer: &support::Answer) {
+    assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
+    let message = answer.json();
+    assert_eq!(message["result"]["isError"], json!(true), "{message}");
+    assert_eq!(
+        tool_text(&message),
+        mcp_session_binding::MISMATCH_MESSAGE,
+        "{message}"
+    );
+}
+
+async fn get_json(url: &str) -> Value {
+    let response = reqwest::get(url).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK, "GET {url}");
+    assert_eq!(response.headers()["content-type"], "application/json");
+    response.json().await.unwrap()
+}
+
+#[tokio::test]
+async fn mcp_server_binds_sessions_behind_the_jwt_layer() {
+    let server = mcp_server(&[], &[("MCP_JWT_SECRET", SECRET)]);
+    assert!(
+        server.banner.is_empty(),
+        "with a secret, no tokens are printed: {:?}",
+        server.banner
+    );
+    assert!(
+        server.url.starts_with("http://127.0.0.1:"),
+        "{}",
+        server.url
+    );
+    let raw = Raw::at(server.url.clone());
+
+    let session = raw.open_session(Some(&alice())).await;
+    assert_eq!(
+        whoami(&raw, &session, Some(&alice())).await,
+        format!("{ISSUER} alice")
+    );
+    // The binding is on: bob's valid token does not open alice's session.
+    let bob = token(SECRET, ISSUER, "bob", AUDIENCE);
+    assert_is_error_result(&raw.whoami(&session, Some(&bob), 2).await);
+    assert_eq!(
+        raw.whoami(&session, Some(&alice()), 3).await.status,
+        StatusCode::NOT_FOUND
+    );
+
+    // A token signed with another secret: 401, and the challenge names the metadata.
+    let forged = token(
+        "another-secret-another-secret-another",
+        ISSUER,
+        "alice",
+        AUDIENCE,
+    );
+    let answer = raw.post(None, Some(&forged), &initialize_body()).await;
+    assert_eq!(answer.status, StatusCode::UNAUTHORIZED, "{answer:?}");
+    let challenge = answer.headers["www-authenticate"].to_str().unwrap();
+    let metadata_url = format!(
+        "{}/.well-known/oauth-protected-resource/mcp",
+        server.base_url()
+    );
+    assert!(challenge.starts_with("Bearer "), "{challenge}");
+    assert!(
+        challenge.contains(r#"error="invalid_token""#),
+        "{challenge}"
+    );
+    assert!(
+        challenge.contains(&format!(r#"resource_metadata="{metadata_url}""#)),
+        "{challenge}"
+    );
+
+    // No token and no anonymous mode: 401 too.
+    let answer = raw.post(None, None, &initialize_body()).await;
+    assert_eq!(answer.status, StatusCode::UNAUTHORIZED, "{answer:?}");
+    assert!(answer.headers.contains_key("www-authenticate"));
+
+    // The RFC 9728 document, at the URL the challenge names and at the root path.
+    let metadata = get_json(&metadata_url).await;
+    assert_eq!(metadata["resource"], json!(server.url));
+    assert_eq!(metadata["authorization_servers"], json!([ISSUER]));
+    assert_eq!(metadata["bearer_methods_supported"], json!(["header"]));
+    let root = get_json(&format!(
+        "{}/.well-known/oauth-protected-resource",
+        server.base_url()
+    ))
+    .await;
+    assert_eq!(root, metadata);
+}
+
+#[tokio::test]
+async fn mcp_server_reads_issuers_and_audience_from_the_environment() {
+    let server = mcp_server(
+        &[],
+        &[
+            ("MCP_JWT_SECRET", SECRET),
+            ("MCP_JWT_ISSUERS", "https://a.example, https://b.example"),
+            ("MCP_JWT_AUDIENCE", "custom-audience"),
+        ],
+    );
+    let raw = Raw::at(server.url.clone());
+    let carol = token(SECRET, "https://b.example", "carol", "custom-audience");
+    let session = raw.open_session(Some(&carol)).await;
+    assert_eq!(
+        whoami(&raw, &session, Some(&carol)).await,
+        "https://b.example carol"
+    );
+
+    for (iss, aud) in [
+        (ISSUER, "custom-audience"),     // no longer trusted
+        ("https://a.example", AUDIENCE), // the default audience is not accepted
+    ] {
+        let refused = token(SECRET, iss, "carol", aud);
+        let answer = raw.post(None, Some(&refused), &initialize_body()).await;
+        assert_eq!(answer.status, StatusCode::UNAUTHORIZED, "{iss} {aud}");
+    }
+    let metadata = get_json(&format!(
+        "{}/.well-known/oauth-protected-resource",
+        server.base_url()
+    ))
+    .await;
+    assert_eq!(
+        metadata["authorization_servers"],
+        json!(["https://a.example", "https://b.example"])
+    );
+}
+
+/// Splits a shell command line made of plain words and single-quoted words.
+fn shell_words(line: &str) -> Vec<String> {
+    let mut words = Vec::new();
+    let mut rest = line.trim();
+    while !rest.is_empty() {
+        if let Some(quoted) = rest.strip_prefix('\'') {
+            let end = quoted.find('\'').expect("closing quote");
+            words.push(quoted[..end].to_owned());
+            rest = quoted[end + 1..].trim_start();
+        } else {
+            let end = rest.find(' ').unwrap_or(rest.len());
+            words.push(rest[..end].to_owned());
+            rest = rest[end..].trim_start();
+        }
+    }
+    words
+}
+
+#[tokio::test]
+async fn mcp_server_without_a_secret_prints_tokens_that_work() {
+    let server = mcp_server(&[], &[]);
+    let printed = |user: &str| {
+        server
+            .banner
+            .iter()
+            .find_map(|line| {
+                let mut words = line.split_whitespace();
+                (words.next() == Some(user)).then(|| words.next().unwrap().to_owned())
+            })
+            .unwrap_or_else(|| panic!("no token for {user} in {:#?}", server.banner))
+    };
+    let (alice, bob) = (printed("alice"), printed("bob"));
+    let raw = Raw::at(server.url.clone());
+
+    let session = raw.open_session(Some(&alice)).await;
+    assert_eq!(
+        whoami(&raw, &session, Some(&alice)).await,
+        format!("{ISSUER} alice")
+    );
+    let session = raw.open_session(Some(&bob)).await;
+    assert_eq!(
+        whoami(&raw, &session, Some(&bob)).await,
+        format!("{ISSUER} bob")
+    );
+    // Signed with the random secret, not with some fixed one.
+    let guessed = token(SECRET, ISSUER, "alice", AUDIENCE);
+    let answer = raw.post(None, Some(&guessed), &initialize_body()).await;
+    assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
+
+    // The curl line, replayed word for word.
+    let curl = server
+        .banner
+        .iter()
+        .find(|line| line.trim_start().starts_with("curl "))
+        .unwrap_or_else(|| panic!("no curl line in {:#?}", server.banner));
+    let words = shell_words(curl);
+    assert_eq!(words[..3], ["curl", "-i", server.url.as_str()], "{curl}");
+    let mut request = reqwest::Client::new().post(&server.url);
+    let mut rest = words[3..].iter();
+    let mut sent_token = None;
+    while let Some(flag) = rest.next() {
+        let value = rest.next().expect("a value after each flag");
+        match flag.as_str() {
+            "-H" => {
+                let (name, value) = value.split_once(": ").expect("Name: value");
+                if let Some(token) = value.strip_prefix("Bearer ") {
+                    sent_token = Some(token.to_owned());
+                }
+                request = request.header(name, value);
+            }
+            "-d" => request = request.body(value.clone()),
+            _ => panic!("unexpected curl flag {flag} in {curl}"),
+        }
+    }
+    assert_eq!(sent_token, Some(alice), "the curl line uses alice's token");
+    let response = request.send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(response.headers().contains_key("mcp-session-id"));
+    assert!(
+        response
+            .text()
+            .await
+            .unwrap()
+            .contains(r#""protocolVersion""#)
+    );
+}
+
+#[tokio::test]
+async fn allow_anonymous_accepts_a_tokenless_initialize() {
+    let server = mcp_server(
+        &["--allow-anonymous", "--listen=127.0.0.1:0"],
+        &[("MCP_JWT_SECRET", SECRET)],
+    );
+    let raw = Raw::at(server.url.clone());
+    let session = raw.open_session(None).await;
+    assert_eq!(whoami(&raw, &session, None).await, "anonymous");
+    // Anonymous sessions are bound too: a token does not take one over.
+    assert_is_error_result(&raw.whoami(&session, Some(&alice()), 2).await);
+    // And identified sessions work as before.
+    let session = raw.open_session(Some(&alice())).await;
+    assert_eq!(
+        whoami(&raw, &session, Some(&alice())).await,
+        format!("{ISSUER} alice")
+    );
+}
+
+#[tokio::test]
+async fn without_binding_is_the_same_stack_minus_the_binding() {
+    let server = mcp_server(&["--without-binding"], &[("MCP_JWT_SECRET", SECRET)]);
+    let raw = Raw::at(server.url.clone());
+    let session = raw.open_session(Some(&alice())).await;
+    // No binding: bob's valid token drives alice's session (the baseline the layer fixes).
+    let bob = token(SECRET, ISSUER, "bob", AUDIENCE);
+    assert_eq!(
+        whoami(&raw, &session, Some(&bob)).await,
+        format!("{ISSUER} bob")
+    );
+    // The JWT layer is still there.
+    let answer = raw.post(None, None, &initialize_body()).await;
+    assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
+}
+
+#[test]
+fn bad_arguments_exit_with_status_2_and_the_usage() {
+    for args in [
+        &["--bogus"][..],
+        &["--listen"],
+        &["--allow-anonymous=yes"],
+        &["--without-binding", "--redis", "redis://127.0.0.1/"],
+    ] {
+        let output = Command::new(example("mcp_server"))
+            .args(args)
+            .env("MCP_JWT_SECRET", SECRET)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.starts_with("error: "), "{args:?}: {stderr}");
+        assert!(stderr.contains("usage: mcp_server"), "{args:?}: {stderr}");
+        assert!(output.stdout.is_empty(), "{args:?}");
+    }
+    let output = Command::new(example("mcp_server"))
+        .args(["--listen", "127.0.0.1:0"])
+        .env("MCP_JWT_SECRET", "too short")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("at least 32"));
+}
+
+/// `cargo run --example demo`, the command the README gives, succeeds and tells the story.
+#[test]
+fn the_demo_command_succeeds() {
+    let output = cargo()
+        .args(["run", "--quiet", "--example", "demo"])
+        .args(cargo_selection())
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("cargo runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "demo failed ({:?}):\n{stdout}\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    for expected in [
+        "same session",
+        "isError: \"Unauthorized: caller identity does not match session owner\"",
+        "404 Not Found",
+        "new session",
+        "Every step behaved as described.",
+    ] {
+        assert!(stdout.contains(expected), "{expected:?} missing:\n{stdout}");
+    }
+}
