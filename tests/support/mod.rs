@@ -5,30 +5,22 @@
 
 #[path = "../../examples/common/demo_mcp.rs"]
 pub mod demo_mcp;
+#[path = "../../examples/common/rotating_client.rs"]
+mod rotating_client;
+
+/// An rmcp client whose bearer token can be rotated mid-session (shared with the `demo` example).
+#[allow(unused_imports)]
+pub use rotating_client::RotatingClient;
 
 use std::{
-    collections::HashMap,
     net::SocketAddr,
     sync::{Arc, Mutex},
 };
 
 use axum::{Router, extract::Request, middleware::Next, response::IntoResponse};
-use futures::stream::BoxStream;
-use http::{HeaderName, HeaderValue, StatusCode};
+use http::StatusCode;
 use mcp_session_binding::{
     Identity, SessionBindingLayer, identity::IdentityExtractor, store::BindingStore,
-};
-use rmcp::{
-    RoleClient, ServiceExt,
-    model::ClientJsonRpcMessage,
-    service::RunningService,
-    transport::{
-        StreamableHttpClientTransport,
-        streamable_http_client::{
-            SseError, StreamableHttpClient, StreamableHttpClientTransportConfig,
-            StreamableHttpError, StreamableHttpPostResponse,
-        },
-    },
 };
 use serde_json::{Value, json};
 
@@ -173,10 +165,10 @@ impl Answer {
             .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
         if is_sse {
             for line in self.text.lines() {
-                if let Some(data) = line.strip_prefix("data:") {
-                    if let Ok(value) = serde_json::from_str::<Value>(data.trim()) {
-                        return value;
-                    }
+                if let Some(data) = line.strip_prefix("data:")
+                    && let Ok(value) = serde_json::from_str::<Value>(data.trim())
+                {
+                    return value;
                 }
             }
             panic!("no JSON-RPC message in SSE body: {:?}", self.text);
@@ -221,9 +213,14 @@ pub fn tool_call(id: u64, name: &str, arguments: Value) -> Value {
 
 impl Raw {
     pub fn new(server: &TestServer) -> Self {
+        Self::at(server.url.clone())
+    }
+
+    /// A raw client for the MCP endpoint at `url` (a server in another process, say).
+    pub fn at(url: impl Into<String>) -> Self {
         Self {
             http: reqwest::Client::new(),
-            url: server.url.clone(),
+            url: url.into(),
         }
     }
 
@@ -323,88 +320,4 @@ pub fn tool_text(message: &Value) -> &str {
     message["result"]["content"][0]["text"]
         .as_str()
         .unwrap_or_else(|| panic!("no tool text in {message}"))
-}
-
-/// An rmcp HTTP client whose bearer token can be replaced while the session runs: a token
-/// refresh, seen from the server.
-#[derive(Clone)]
-pub struct RotatingClient {
-    http: reqwest::Client,
-    pub token: Arc<Mutex<String>>,
-}
-
-impl RotatingClient {
-    pub fn new(token: String) -> Self {
-        Self {
-            http: reqwest::Client::new(),
-            token: Arc::new(Mutex::new(token)),
-        }
-    }
-
-    pub fn rotate(&self, token: String) {
-        *self.token.lock().unwrap() = token;
-    }
-
-    fn current(&self) -> Option<String> {
-        Some(self.token.lock().unwrap().clone())
-    }
-
-    /// Connects an rmcp client to `url`: initialize handshake over Streamable HTTP.
-    pub async fn connect(self, url: &str) -> RunningService<RoleClient, ()> {
-        let mut config = StreamableHttpClientTransportConfig::with_uri(url);
-        config.reinit_on_expired_session = false;
-        let transport = StreamableHttpClientTransport::with_client(self, config);
-        ().serve(transport).await.expect("rmcp client initializes")
-    }
-}
-
-impl StreamableHttpClient for RotatingClient {
-    type Error = reqwest::Error;
-
-    async fn post_message(
-        &self,
-        uri: Arc<str>,
-        message: ClientJsonRpcMessage,
-        session_id: Option<Arc<str>>,
-        _auth: Option<String>,
-        custom_headers: HashMap<HeaderName, HeaderValue>,
-    ) -> Result<StreamableHttpPostResponse, StreamableHttpError<Self::Error>> {
-        self.http
-            .post_message(uri, message, session_id, self.current(), custom_headers)
-            .await
-    }
-
-    async fn delete_session(
-        &self,
-        uri: Arc<str>,
-        session_id: Arc<str>,
-        _auth: Option<String>,
-        custom_headers: HashMap<HeaderName, HeaderValue>,
-    ) -> Result<(), StreamableHttpError<Self::Error>> {
-        self.http
-            .delete_session(uri, session_id, self.current(), custom_headers)
-            .await
-    }
-
-    async fn get_stream(
-        &self,
-        uri: Arc<str>,
-        session_id: Option<Arc<str>>,
-        last_event_id: Option<String>,
-        _auth: Option<String>,
-        custom_headers: HashMap<HeaderName, HeaderValue>,
-    ) -> Result<
-        BoxStream<'static, Result<sse_stream::Sse, SseError>>,
-        StreamableHttpError<Self::Error>,
-    > {
-        self.http
-            .get_stream(
-                uri,
-                session_id,
-                last_event_id,
-                self.current(),
-                custom_headers,
-            )
-            .await
-    }
 }
