@@ -363,3 +363,51 @@ fn the_demo_command_succeeds() {
         assert!(stdout.contains(expected), "{expected:?} missing:\n{stdout}");
     }
 }
+
+#[cfg(feature = "redis")]
+#[path = "support/redis_server.rs"]
+mod redis_server;
+
+/// Two replicas sharing one Redis: a stolen session id refused on one ends the session on both.
+#[cfg(feature = "redis")]
+#[tokio::test]
+async fn redis_flag_shares_bindings_between_replicas() {
+    let Some(redis) = redis_server::RedisServer::start() else {
+        return;
+    };
+    let redis_url = redis.url();
+    let replica = || {
+        mcp_server(
+            &["--redis", redis_url.as_str()],
+            &[("MCP_JWT_SECRET", SECRET)],
+        )
+    };
+    let (a, b) = (replica(), replica());
+    let (raw_a, raw_b) = (Raw::at(a.url.clone()), Raw::at(b.url.clone()));
+
+    let session = raw_a.open_session(Some(&alice())).await;
+    assert_eq!(
+        whoami(&raw_a, &session, Some(&alice())).await,
+        format!("{ISSUER} alice")
+    );
+    // Replica B has never seen the session, but the binding in Redis tells it whose it is.
+    let bob = token(SECRET, ISSUER, "bob", AUDIENCE);
+    assert_is_error_result(&raw_b.whoami(&session, Some(&bob), 2).await);
+    // B ended it in Redis: A, which holds the live session, now answers 404 too.
+    let answer = raw_a.whoami(&session, Some(&alice()), 3).await;
+    assert_eq!(answer.status, StatusCode::NOT_FOUND, "{answer:?}");
+}
+
+#[cfg(feature = "redis")]
+#[test]
+fn redis_flag_with_an_unreachable_redis_is_an_error() {
+    let output = Command::new(example("mcp_server"))
+        .args(["--listen", "127.0.0.1:0", "--redis", "redis://127.0.0.1:1/"])
+        .env("MCP_JWT_SECRET", SECRET)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("error: cannot use Redis"), "{stderr}");
+    assert!(output.stdout.is_empty(), "never says it is listening");
+}
