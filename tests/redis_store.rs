@@ -223,6 +223,56 @@ async fn stopped_redis_is_unavailable_quickly_and_a_restart_is_picked_up() {
 }
 
 #[tokio::test]
+async fn hung_redis_is_unavailable_within_the_timeout() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let timeout = Duration::from_millis(500);
+    let store = store(&server).await.with_timeout(timeout);
+    let key = SessionKey::from_session_id("hung");
+    store.bind(key, &alice(), TTL).await.unwrap();
+    store.lookup(key, Some(TTL)).await.unwrap();
+
+    server.pause();
+    for op in 0..4 {
+        let started = Instant::now();
+        let err = match op {
+            0 => store
+                .bind(SessionKey::from_session_id("hung-2"), &alice(), TTL)
+                .await
+                .unwrap_err(),
+            1 => store.lookup(key, None).await.unwrap_err(),
+            2 => store.lookup(key, Some(TTL)).await.unwrap_err(),
+            _ => store.end(key, TTL).await.unwrap_err(),
+        };
+        let took = started.elapsed();
+        assert_eq!(err.kind(), StoreErrorKind::Unavailable, "{err}");
+        assert!(
+            took >= timeout && took <= timeout + Duration::from_millis(300),
+            "op {op}: {took:?}"
+        );
+        eprintln!("hung server, op {op}: {err} after {took:?}");
+    }
+    server.resume();
+    // The connection is still good: the replies to the abandoned commands are discarded, and
+    // the next ones get their own.
+    assert_eq!(
+        store.lookup(key, None).await.unwrap(),
+        Lookup::Ended,
+        "the queued end ran"
+    );
+    let fresh = SessionKey::from_session_id("after-thaw");
+    assert_eq!(
+        store.bind(fresh, &bob(), TTL).await.unwrap(),
+        BindOutcome::Created
+    );
+    assert_eq!(
+        store.lookup(fresh, Some(TTL)).await.unwrap(),
+        Lookup::Bound(bob())
+    );
+}
+
+#[tokio::test]
 async fn first_operation_after_a_restart_succeeds() {
     // With no other operation between the restart and it, each kind of operation meets the
     // dead connection first, and must still succeed.

@@ -7,8 +7,9 @@ use std::{
 };
 
 use ::redis::{
-    Client, ErrorKind, RedisError, Script, ServerErrorKind,
+    Client, ErrorKind, IntoConnectionInfo, RedisError, Script, ServerErrorKind,
     aio::{ConnectionManager, ConnectionManagerConfig},
+    io::tcp::{TcpSettings, socket2},
 };
 use futures::future::{BoxFuture, FutureExt};
 
@@ -101,8 +102,9 @@ static SLIDE_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(SLIDE_LUA))
 /// The layer passes the TTLs; the store keeps them to the millisecond (at least 1 ms, at most
 /// ten years). Size the binding TTL (and the slide) to the inner server's idle session timeout:
 /// a binding that expires before its session turns that session into a 404. Size the tombstone
-/// TTL at least as long as the inner server could still accept the ended session id. Memory is
-/// about 100 bytes plus the `iss` and `sub` per live session.
+/// TTL at least as long as the inner server could still accept the ended session id. Each
+/// session (live or tombstoned) costs Redis about 110 bytes plus its `iss` and `sub`
+/// (`MEMORY USAGE` reports 136 bytes for a 22-byte `iss` and a 5-byte `sub`).
 ///
 /// # Failures
 ///
@@ -117,6 +119,12 @@ static SLIDE_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(SLIDE_LUA))
 /// [`AlreadyBound`](BindOutcome::AlreadyBound) instead of `Created`: the layer then refuses and
 /// ends that one session, as it would on the error, so the retry never weakens the
 /// insert-if-absent rule.
+///
+/// A hung server (or a network that drops packets) makes each operation fail at the timeout, not
+/// later. [`connect`](Self::connect) also sets TCP keepalive and, on Linux, `TCP_USER_TIMEOUT`
+/// ([`tcp_settings`](Self::tcp_settings)), so a connection to a Redis that vanished without
+/// closing it is dropped and replaced; with [`new`](Self::new), the manager's own settings
+/// apply.
 ///
 /// # Example
 ///
@@ -176,8 +184,8 @@ impl RedisStore {
 
     /// Connects to the Redis at `url` (`redis://[user:password@]host[:port][/db]`, or
     /// `rediss://` when the `redis` crate has a TLS feature on) with
-    /// [`manager_config`](Self::manager_config) for the default timeout, and waits for the first
-    /// connection, at most the default timeout.
+    /// [`manager_config`](Self::manager_config) and [`tcp_settings`](Self::tcp_settings) for the
+    /// default timeout, and waits for the first connection, at most the default timeout.
     ///
     /// # Errors
     ///
@@ -194,7 +202,11 @@ impl RedisStore {
     /// # }
     /// ```
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
-        let client = Client::open(url).map_err(StoreError::unavailable)?;
+        let info = url
+            .into_connection_info()
+            .map_err(StoreError::unavailable)?;
+        let tcp = Self::tcp_settings(info.tcp_settings().clone(), DEFAULT_TIMEOUT);
+        let client = Client::open(info.set_tcp_settings(tcp)).map_err(StoreError::unavailable)?;
         let connecting =
             client.get_connection_manager_with_config(Self::manager_config(DEFAULT_TIMEOUT));
         let conn = tokio::time::timeout(DEFAULT_TIMEOUT, connecting)
@@ -225,6 +237,33 @@ impl RedisStore {
             .set_number_of_retries(2)
             .set_min_delay(Duration::from_millis(50))
             .set_max_delay(Duration::from_millis(500))
+    }
+
+    /// `settings` with what [`connect`](Self::connect) adds for an operation timeout of
+    /// `timeout`: TCP keepalive probes after 10 s idle, and on Linux `TCP_USER_TIMEOUT` of twice
+    /// `timeout` (at least 1 s), so that a connection to a Redis that vanished without closing
+    /// it (a host or pod gone, a dropped NAT entry) fails and is replaced, instead of timing
+    /// every operation out until the kernel gives up on it many minutes later.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use mcp_session_binding::store::RedisStore;
+    /// use redis::IntoConnectionInfo;
+    ///
+    /// let info = "redis://127.0.0.1/".into_connection_info().unwrap();
+    /// let tcp = RedisStore::tcp_settings(info.tcp_settings().clone(), Duration::from_secs(2));
+    /// let client = redis::Client::open(info.set_tcp_settings(tcp)).unwrap();
+    /// # let _ = client;
+    /// ```
+    #[must_use]
+    pub fn tcp_settings(settings: TcpSettings, timeout: Duration) -> TcpSettings {
+        let keepalive = socket2::TcpKeepalive::new().with_time(Duration::from_secs(10));
+        let settings = settings.set_keepalive(keepalive);
+        #[cfg(any(target_os = "android", target_os = "fuchsia", target_os = "linux"))]
+        let settings = settings.set_user_timeout((timeout * 2).max(Duration::from_secs(1)));
+        #[cfg(not(any(target_os = "android", target_os = "fuchsia", target_os = "linux")))]
+        let _ = timeout;
+        settings
     }
 
     /// Sets the prefix of every key (default `"mcpsb:"`). Replicas that share bindings must use

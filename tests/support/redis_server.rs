@@ -54,7 +54,10 @@ impl RedisServer {
                      (Debian: apt-get install -y redis-server) or set REDIS_SERVER to its path"
                 );
             }
-            eprintln!(
+            // Straight to the process's stderr: `eprintln!` would be captured by the test
+            // harness and hidden for a passing test.
+            let _ = writeln!(
+                std::io::stderr(),
                 "SKIP: redis-server not found; Redis tests skipped (set CI or REQUIRE_REDIS to make this fatal)"
             );
             return None;
@@ -106,6 +109,34 @@ impl RedisServer {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+
+    /// Freezes the server (`SIGSTOP`): connections stay open and the kernel still accepts
+    /// bytes, but nothing answers, as with a hung server.
+    ///
+    /// # Panics
+    ///
+    /// When the server is not running or the signal cannot be sent.
+    pub(crate) fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    /// Thaws a [`pause`](Self::pause)d server (`SIGCONT`); it answers what queued up meanwhile.
+    ///
+    /// # Panics
+    ///
+    /// When the server is not running or the signal cannot be sent.
+    pub(crate) fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, signal: &str) {
+        let pid = self.child.as_ref().expect("redis-server is running").id();
+        let status = Command::new("kill")
+            .args([signal, &pid.to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill {signal} {pid}: {status}");
     }
 
     /// Stops the server (if running) and starts a fresh one on the same port, with no data
@@ -220,6 +251,7 @@ impl RedisServer {
 
 impl Drop for RedisServer {
     fn drop(&mut self) {
+        // SIGKILL ends a paused (SIGSTOPped) server too.
         self.stop();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
