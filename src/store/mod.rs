@@ -286,7 +286,11 @@ pub trait BindingStore: Send + Sync + 'static {
     ) -> BoxFuture<'_, Result<Lookup, StoreError>>;
 
     /// Ends the session: a tombstone for `tombstone_ttl` replaces the binding. Idempotent.
-    fn end(&self, key: SessionKey, tombstone_ttl: Duration) -> BoxFuture<'_, Result<(), StoreError>>;
+    fn end(
+        &self,
+        key: SessionKey,
+        tombstone_ttl: Duration,
+    ) -> BoxFuture<'_, Result<(), StoreError>>;
 
     /// A synchronous [`lookup`](Self::lookup), for stores that can answer without waiting (such as
     /// [`MemoryStore`]). The layer uses it to serve a matching request without allocating.
@@ -319,7 +323,11 @@ impl<T: BindingStore + ?Sized> BindingStore for Arc<T> {
         (**self).lookup(key, slide)
     }
 
-    fn end(&self, key: SessionKey, tombstone_ttl: Duration) -> BoxFuture<'_, Result<(), StoreError>> {
+    fn end(
+        &self,
+        key: SessionKey,
+        tombstone_ttl: Duration,
+    ) -> BoxFuture<'_, Result<(), StoreError>> {
         (**self).end(key, tombstone_ttl)
     }
 
