@@ -58,14 +58,13 @@ async fn serve(layer: JwtAuthLayer) -> Server {
         .route(
             "/mcp",
             any(
-                move |Extension(identity): Extension<Identity>,
-                      Extension(claims): Extension<Claims>| {
+                move |identity: Option<Extension<Identity>>, claims: Option<Extension<Claims>>| {
                     counter.fetch_add(1, Ordering::SeqCst);
                     async move {
                         Json(json!({
-                            "iss": identity.iss(),
-                            "sub": identity.sub(),
-                            "jti": claims.get("jti"),
+                            "iss": identity.as_ref().map(|i| i.iss().to_owned()),
+                            "sub": identity.as_ref().map(|i| i.sub().to_owned()),
+                            "jti": claims.and_then(|c| c.get("jti").cloned()),
                         }))
                     }
                 },
@@ -859,4 +858,45 @@ async fn protected_resource_metadata_is_served_and_named_in_the_challenge() {
         server.with_token(&hs256(&claims(json!({})))).await.status,
         200
     );
+}
+
+#[tokio::test]
+async fn allow_missing_token_admits_only_requests_without_authorization() {
+    let server = serve(hs256_builder().allow_missing_token(true).build().unwrap()).await;
+    let anonymous = server
+        .send(server.client.post(format!("{}/mcp", server.url)).body("{}"))
+        .await;
+    assert_eq!(anonymous.status, 200, "{}", anonymous.body);
+    assert_eq!(anonymous.json()["sub"], Value::Null, "no identity");
+    assert_eq!(server.calls(), 1);
+
+    // A token that is sent is still validated.
+    let expired = hs256(&claims(json!({"exp": now() - 3600})));
+    assert_eq!(server.with_token(&expired).await.status, 401);
+    let basic = server
+        .send(
+            server
+                .client
+                .post(format!("{}/mcp", server.url))
+                .header("authorization", "Basic YWxpY2U6c2VjcmV0")
+                .body("{}"),
+        )
+        .await;
+    assert_eq!(basic.status, 401);
+    assert_eq!(
+        server.calls(),
+        1,
+        "refused requests never reach the handler"
+    );
+    assert_eq!(
+        server.with_token(&hs256(&claims(json!({})))).await.status,
+        200
+    );
+
+    // Off by default.
+    let strict = hs256_server().await;
+    let answer = strict
+        .send(strict.client.post(format!("{}/mcp", strict.url)).body("{}"))
+        .await;
+    assert_eq!(answer.status, 401);
 }

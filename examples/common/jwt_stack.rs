@@ -13,13 +13,7 @@ use std::{
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
-use axum::{
-    Router,
-    body::Body,
-    extract::{Request, State},
-    middleware::{self, Next},
-    response::{IntoResponse, Response},
-};
+use axum::{Router, extract::Request, response::IntoResponse};
 use mcp_session_binding::{
     SessionBindingLayer,
     jwt::{
@@ -29,7 +23,6 @@ use mcp_session_binding::{
     store::BindingStore,
 };
 use serde_json::json;
-use tower::{Layer, ServiceExt};
 
 /// The issuer trusted when `MCP_JWT_ISSUERS` is not set.
 pub const DEFAULT_ISSUER: &str = "https://issuer.example";
@@ -99,6 +92,8 @@ where
         .issuers(config.issuers.iter().cloned())
         .audience(config.audience.clone())
         .resource_metadata(metadata.well_known_url())
+        // Anonymous mode: no Authorization header → no identity (a sent token is still checked).
+        .allow_missing_token(config.allow_anonymous)
         .build()?;
 
     let mut app = Router::new().nest_service("/mcp", mcp);
@@ -109,31 +104,11 @@ where
         );
     }
     // Outer layer: runs first.
-    app = if config.allow_anonymous {
-        app.layer(middleware::from_fn_with_state(auth, bearer_if_present))
-    } else {
-        app.layer(auth)
-    };
+    app = app.layer(auth);
     // Added after the layers, so outside them: the metadata is public.
     Ok(app
         .route_service(METADATA_ROOT, metadata.clone().into_service())
         .route_service(&metadata.well_known_path(), metadata.into_service()))
-}
-
-/// Anonymous mode: a request without `Authorization` skips the JWT layer (and reaches the binding
-/// layer with no identity); any other request goes through it, so a bad token is still a 401.
-async fn bearer_if_present(
-    State(auth): State<JwtAuthLayer>,
-    request: Request,
-    next: Next,
-) -> Response {
-    if !request.headers().contains_key(http::header::AUTHORIZATION) {
-        return next.run(request).await;
-    }
-    match auth.layer(next).oneshot(request).await {
-        Ok(response) => response.map(Body::new),
-        Err(never) => match never {},
-    }
 }
 
 /// Mints HS256 access tokens for the examples and tests: what an authorization server would

@@ -24,6 +24,7 @@ pub(crate) struct Config {
     pub(crate) rejector: Rejector,
     pub(crate) revocation: Option<Arc<dyn RevocationCheck>>,
     pub(crate) revocation_timeout: Duration,
+    pub(crate) allow_missing_token: bool,
 }
 
 impl fmt::Debug for Config {
@@ -33,6 +34,7 @@ impl fmt::Debug for Config {
             .field("rejector", &self.rejector)
             .field("revocation", &self.revocation.is_some())
             .field("revocation_timeout", &self.revocation_timeout)
+            .field("allow_missing_token", &self.allow_missing_token)
             .finish()
     }
 }
@@ -125,6 +127,7 @@ pub struct JwtAuthLayerBuilder {
     retry_after: Duration,
     resource_metadata: Option<String>,
     scope: Option<String>,
+    allow_missing_token: bool,
 }
 
 impl Default for JwtAuthLayerBuilder {
@@ -139,6 +142,7 @@ impl Default for JwtAuthLayerBuilder {
             revocation: None,
             revocation_timeout: DEFAULT_REVOCATION_TIMEOUT,
             retry_after: DEFAULT_RETRY_AFTER,
+            allow_missing_token: false,
             resource_metadata: None,
             scope: None,
         }
@@ -230,6 +234,30 @@ impl JwtAuthLayerBuilder {
         self.resource_metadata = Some(metadata.well_known_url());
         self = self.audience(metadata.resource());
         self.issuers(metadata.authorization_servers().iter().cloned())
+    }
+
+    /// Lets a request **without** an `Authorization` header through with no identity (default
+    /// `false`: 401). For anonymous sessions with
+    /// [`SessionBindingLayer::allow_anonymous`](crate::SessionBindingLayer::allow_anonymous): a
+    /// token that is sent is still validated (401 when invalid), and a malformed header is still
+    /// 400.
+    ///
+    /// ```
+    /// use mcp_session_binding::jwt::{JwtAuthLayer, JwtKey, jsonwebtoken::Algorithm};
+    ///
+    /// let layer = JwtAuthLayer::builder()
+    ///     .key(JwtKey::hmac(b"0123456789abcdef0123456789abcdef").unwrap())
+    ///     .algorithm(Algorithm::HS256)
+    ///     .issuer("https://auth.example.com")
+    ///     .audience("https://mcp.example.com/mcp")
+    ///     .allow_missing_token(true)
+    ///     .build()
+    ///     .unwrap();
+    /// # let _ = layer;
+    /// ```
+    pub fn allow_missing_token(mut self, allow: bool) -> Self {
+        self.allow_missing_token = allow;
+        self
     }
 
     /// Clock-skew leeway for `exp` and `nbf`, whole seconds (default 60 s). RFC 9068 advises "no
@@ -366,6 +394,7 @@ impl JwtAuthLayerBuilder {
             ),
             revocation: self.revocation,
             revocation_timeout: self.revocation_timeout,
+            allow_missing_token: self.allow_missing_token,
         };
         Ok(JwtAuthLayer {
             config: Arc::new(config),
