@@ -115,18 +115,24 @@ impl<S, St> After<S, St> {
         ReqBody: Default + Send + 'static,
         ResBody: Send + 'static,
     {
+        let After {
+            inner,
+            store,
+            config,
+            caller,
+            kind,
+        } = self;
         async move {
-            match self.kind {
+            match kind {
                 AfterKind::EndOnSuccess(key) => {
-                    match self.store.end(key, self.config.tombstone_ttl).await {
-                        Ok(()) => trace::owner_ended(self.caller.as_ref(), key),
+                    match store.end(key, config.tombstone_ttl).await {
+                        Ok(()) => trace::owner_ended(caller.as_ref(), key),
                         Err(error) => tracing::error!(reason = "store_error", session = %key.short(), %error, "could not tombstone a session its owner deleted"),
                     }
                     Ok(response.map(ResponseBody::inner))
                 }
-                AfterKind::BindNew(ref head) => {
-                    let head = head.clone();
-                    Ok(bind_new(self, head, response).await)
+                AfterKind::BindNew(head) => {
+                    Ok(bind_new(inner, &store, &config, caller, &head, response).await)
                 }
             }
         }
@@ -136,8 +142,11 @@ impl<S, St> After<S, St> {
 
 /// Binds the session a response just created, before the response leaves the layer.
 async fn bind_new<S, St, ReqBody, ResBody>(
-    after: After<S, St>,
-    head: InnerHead,
+    inner: S,
+    store: &St,
+    config: &Config,
+    caller: Option<Identity>,
+    head: &InnerHead,
     response: Response<ResBody>,
 ) -> Response<ResponseBody<ResBody>>
 where
@@ -145,13 +154,6 @@ where
     St: BindingStore,
     ReqBody: Default,
 {
-    let After {
-        inner,
-        store,
-        config,
-        caller,
-        ..
-    } = after;
     let session = match session_id::session_header(response.headers(), config.max_session_id_len) {
         SessionHeader::Present(session) => session.clone(),
         SessionHeader::Absent | SessionHeader::Malformed(_) => {
@@ -168,7 +170,7 @@ where
         (None, true) => Owner::Anonymous,
         (None, false) => {
             trace::rejected(RejectionReason::MissingIdentity, None, key);
-            end_session(inner, &store, None, &config, &head, session).await;
+            end_session(inner, store, None, config, head, session).await;
             return refuse(RejectionReason::MissingIdentity);
         }
     };
@@ -179,17 +181,17 @@ where
         }
         Ok(BindOutcome::AlreadyBound(_) | BindOutcome::AlreadyEnded) => {
             trace::rejected(RejectionReason::BindConflict, caller.as_ref(), key);
-            end_session(inner, &store, Some(key), &config, &head, session).await;
+            end_session(inner, store, Some(key), config, head, session).await;
             refuse(RejectionReason::BindConflict)
         }
         Err(error) if error.kind() == StoreErrorKind::Corrupt => {
             tracing::error!(reason = "corrupt_binding", session = %key.short(), %error, "a new session id collides with a corrupt stored value");
-            end_session(inner, &store, Some(key), &config, &head, session).await;
+            end_session(inner, store, Some(key), config, head, session).await;
             refuse(RejectionReason::BindConflict)
         }
         Err(error) => {
             tracing::error!(reason = "store_error", session = %key.short(), %error, "could not bind a new session; ending it");
-            end_session(inner, &store, None, &config, &head, session).await;
+            end_session(inner, store, None, config, head, session).await;
             refuse(RejectionReason::StoreUnavailable)
         }
     }
