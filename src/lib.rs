@@ -81,6 +81,7 @@ mod classify;
 mod future;
 pub mod identity;
 #[cfg(feature = "jwt")]
+#[cfg_attr(docsrs, doc(cfg(feature = "jwt")))]
 pub mod jwt;
 mod layer;
 mod rejection;
@@ -88,6 +89,12 @@ mod service;
 mod session_id;
 pub mod store;
 mod trace;
+
+/// Not API: hooks for the crate's benchmarks (`benches/`). May change or vanish in any release.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::classify::classify_len;
+}
 
 pub use body::ResponseBody;
 pub use future::ResponseFuture;

@@ -4,7 +4,7 @@ use std::task::{Context, Poll};
 
 use bytes::{Buf, Bytes};
 use futures::future::FutureExt;
-use http::{HeaderValue, Method, Request, Response, header::CONTENT_LENGTH, request::Parts};
+use http::{Method, Request, Response, header::CONTENT_LENGTH, request::Parts};
 use http_body::Body;
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use tower::Service;
@@ -111,9 +111,6 @@ where
     }
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
-        // The service polled ready is the one called; the clone stays for the next request.
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
         let config = self.config;
         let (mut parts, body) = request.into_parts();
 
@@ -122,12 +119,16 @@ where
         if session_id::is_sessionless(&parts.headers) {
             parts.headers.remove(MCP_SESSION_ID);
         }
-        let session = match session_id::session_header(&parts.headers, config.max_session_id_len) {
+        // The key is all the matching path needs of the header: no copy of the value is kept.
+        let key = match session_id::session_header(&parts.headers, config.max_session_id_len) {
             SessionHeader::Absent => None,
-            SessionHeader::Present(session) => Some(session.clone()),
+            SessionHeader::Present(session) => {
+                Some(SessionKey::from_session_id(session_id::as_str(session)))
+            }
             SessionHeader::Malformed(why) => {
                 tracing::warn!(reason = "malformed_session_id", why, "request refused");
                 let answer = rejection::plain(RejectionReason::MalformedSessionId, Some(why));
+                drop(self.take_ready());
                 return ResponseFuture::answer(answer);
             }
         };
@@ -137,12 +138,14 @@ where
                 tracing::warn!(reason = "invalid_identity", %error, "request refused");
                 let detail = error.to_string();
                 let answer = rejection::plain(RejectionReason::InvalidIdentity, Some(&detail));
+                drop(self.take_ready());
                 return ResponseFuture::answer(answer);
             }
         };
 
-        let Some(session) = session else {
+        let Some(key) = key else {
             // No session yet: forward, and bind the session the response may create.
+            let mut inner = self.take_ready();
             let after = After {
                 inner: self.inner.clone(),
                 store: self.store.clone(),
@@ -154,20 +157,34 @@ where
             return ResponseFuture::inner(future, Some(after));
         };
 
-        let key = SessionKey::from_session_id(session_id::as_str(&session));
         let slide = config.sliding.then_some(config.binding_ttl);
+        let found = self.store.lookup_now(key, slide);
+        if let Some(Ok(Lookup::Bound(owner))) = &found
+            && owns(owner, caller.as_ref(), &config)
+        {
+            // The matching path, on a store that answers at once: the inner service polled
+            // ready is called here, nothing is cloned or boxed (a DELETE, rare, needs the
+            // `After` that tombstones the session).
+            let after = (parts.method == Method::DELETE).then(|| After {
+                inner: self.inner.clone(),
+                store: self.store.clone(),
+                config,
+                caller,
+                kind: AfterKind::EndOnSuccess(key),
+            });
+            let future = self.inner.call(Request::from_parts(parts, body));
+            return ResponseFuture::inner(future, after);
+        }
         let checked = Checked {
-            ready: inner,
-            spare: self.inner.clone(),
+            ready: self.take_ready(),
             store: self.store.clone(),
             config,
             caller,
             key,
-            session,
             parts,
             body,
         };
-        match self.store.lookup_now(key, slide) {
+        match found {
             Some(found) => checked.decide(found),
             None => ResponseFuture::boxed(
                 async move {
@@ -180,17 +197,28 @@ where
     }
 }
 
+impl<S: Clone, St, I> SessionBinding<S, St, I> {
+    /// Takes the service polled ready, leaving a clone for the next request.
+    fn take_ready(&mut self) -> S {
+        let clone = self.inner.clone();
+        std::mem::replace(&mut self.inner, clone)
+    }
+}
+
+/// Whether `caller` may use a session owned by `owner`.
+fn owns(owner: &Owner, caller: Option<&Identity>, config: &Config) -> bool {
+    owner.is_owned_by(caller) && (config.allow_anonymous || *owner != Owner::Anonymous)
+}
+
 /// A request that names a session, waiting for the store's answer.
 struct Checked<S, St, ReqBody> {
-    /// The service polled ready: the one to forward to.
+    /// The service polled ready: the one to forward to, or to send the `DELETE` that ends the
+    /// session.
     ready: S,
-    /// A clone for the `DELETE` that ends a session.
-    spare: S,
     store: St,
     config: Config,
     caller: Option<Identity>,
     key: SessionKey,
-    session: HeaderValue,
     parts: Parts,
     body: ReqBody,
 }
@@ -235,13 +263,12 @@ where
     }
 
     fn owns(&self, owner: &Owner) -> bool {
-        owner.is_owned_by(self.caller.as_ref())
-            && (self.config.allow_anonymous || *owner != Owner::Anonymous)
+        owns(owner, self.caller.as_ref(), &self.config)
     }
 
     fn forward(self) -> ResponseFuture<S, St, ReqBody, ResBody> {
         let after = (self.parts.method == Method::DELETE).then(|| After {
-            inner: self.spare,
+            inner: self.ready.clone(),
             store: self.store,
             config: self.config,
             caller: self.caller,
@@ -269,6 +296,8 @@ where
             Refusal::Corrupt => RejectionReason::CorruptBinding,
         };
         let head = InnerHead::of(&self.parts);
+        // Present: only requests with a valid session header get here.
+        let session = self.parts.headers.get(MCP_SESSION_ID).cloned();
         let answer = match self.config.mismatch_answer {
             MismatchAnswer::NotFound => rejection::plain(RejectionReason::UnknownSession, None),
             MismatchAnswer::Mcp if self.parts.method == Method::POST => {
@@ -276,14 +305,14 @@ where
             }
             MismatchAnswer::Mcp => rejection::plain(reason, None),
         };
-        if self.config.end_on_mismatch {
+        if let (true, Some(session)) = (self.config.end_on_mismatch, session) {
             end_session(
-                self.spare,
+                self.ready,
                 &self.store,
                 Some(self.key),
                 &self.config,
                 &head,
-                self.session,
+                session,
             )
             .await;
         }
