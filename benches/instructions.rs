@@ -1,0 +1,81 @@
+//! Instructions per request added by `SessionBindingLayer` on the matching path, counted by
+//! valgrind's callgrind: repeatable on a busy machine, where wall-clock nanoseconds are not.
+//!
+//! Runs itself twice under callgrind, calling the same inner service (the `overhead` bench's
+//! `service_fn`) `REQUESTS` times bare and `REQUESTS` times behind the layer, with identical setup;
+//! the difference of the two totals divided by `REQUESTS` is the layer's cost. Prints a note and
+//! exits when valgrind is not installed.
+//!
+//! ```text
+//! cargo bench --all-features --bench instructions
+//! ```
+
+#[path = "common/mod.rs"]
+mod common;
+
+use std::process::Command;
+
+use bytes::Bytes;
+use common::{answer, bound_store, call_now, owner, post};
+use http::Request;
+use http_body_util::Full;
+use mcp_session_binding::SessionBindingLayer;
+use tower::Layer;
+
+const REQUESTS: usize = 20_000;
+
+/// One run: `REQUESTS` calls, bare or behind the layer.
+fn run(layered: bool) {
+    let caller = owner();
+    let body = Bytes::from(common::tool_call_text(common::KIB));
+    let requests: Vec<Request<Full<Bytes>>> = (0..REQUESTS).map(|_| post(&body, &caller)).collect();
+    let mut ok = 0;
+    if layered {
+        let mut service = SessionBindingLayer::new()
+            .store(bound_store())
+            .layer(tower::service_fn(answer::<Full<Bytes>>));
+        for request in requests {
+            ok += usize::from(call_now(&mut service, request).status().is_success());
+        }
+    } else {
+        // The same store, built and unused, so that setup is identical.
+        let _store = bound_store();
+        let mut service = tower::service_fn(answer::<Full<Bytes>>);
+        for request in requests {
+            ok += usize::from(call_now(&mut service, request).status().is_success());
+        }
+    }
+    assert_eq!(ok, REQUESTS);
+}
+
+/// Total instructions of this binary running `mode` under callgrind.
+fn count(mode: &str) -> Option<u64> {
+    let exe = std::env::current_exe().ok()?;
+    let output = Command::new("valgrind")
+        .args(["--tool=callgrind", "--callgrind-out-file=/dev/null"])
+        .arg(exe)
+        .arg(mode)
+        .output()
+        .ok()?;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    stderr.lines().find_map(|line| {
+        let (_, collected) = line.split_once("Collected :")?;
+        collected.trim().parse().ok()
+    })
+}
+
+fn main() {
+    match std::env::args().nth(1).as_deref() {
+        Some("bare") => return run(false),
+        Some("layer") => return run(true),
+        _ => {}
+    }
+    let (Some(bare), Some(layer)) = (count("bare"), count("layer")) else {
+        println!("instructions: valgrind (callgrind) not found, nothing measured");
+        return;
+    };
+    let added = (layer as f64 - bare as f64) / REQUESTS as f64;
+    println!(
+        "instructions: bare run {bare}, layer run {layer}: the layer adds {added:.0} instructions per request ({REQUESTS} requests, 1 KiB body, matching identity)"
+    );
+}

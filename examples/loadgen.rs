@@ -1,0 +1,477 @@
+//! End-to-end cost of `SessionBindingLayer`: the example server (`examples/mcp_server.rs`) with
+//! and without the layer, under the same loopback load, in one run.
+//!
+//! ```text
+//! cargo build --release --all-features --example mcp_server --example loadgen
+//! target/release/examples/loadgen [--rounds 5] [--seconds 3] [--warmup 0.5] [--concurrency 1,16,64]
+//!                                 [--server PATH] [--server-cpu N]
+//! ```
+//!
+//! On a 2-core machine, `taskset -c 0 target/release/examples/loadgen --server-cpu 1` gives the
+//! load generator one core and the server the other (`taskset`), which steadies the figures.
+//!
+//! It spawns `target/release/examples/mcp_server` (next to its own binary) twice, with
+//! `--without-binding` (bare) and without it (layer), both on `127.0.0.1:0`, with the same HS256
+//! secret and `RUST_LOG=warn`. Each server gets one established session per client (initialize,
+//! then notifications/initialized; one user per client, tokens minted here with `iss`, `sub`,
+//! `aud`, `exp`). Then, for several rounds, and for each concurrency, it runs the bare and the
+//! layered server one after the other (the order alternates each round, so machine drift
+//! cancels out): each client sends `tools/call whoami` on its session in a loop and reads the whole
+//! answer; after a warm-up, requests completed in the window are counted and their latencies
+//! kept. It prints, per concurrency: requests/s, p50 and p99 for both, the ratios layer/bare, and
+//! the server's CPU time per request (from `/proc`), which does not depend on which side (client
+//! or server) is the bottleneck on a shared machine.
+//!
+//! Every answer is checked (HTTP 200 and the caller's own `sub` in the result): a failed request
+//! stops the run. Requests go to loopback only, and the run is bounded in time.
+
+use std::{
+    process::Stdio,
+    sync::Arc,
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+};
+
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use tokio::{
+    io::{AsyncBufReadExt, BufReader},
+    process::{Child, Command},
+};
+
+const SECRET: &str = "loadgen-secret-0123456789abcdef0123456789abcdef";
+const ISSUER: &str = "https://issuer.example";
+const AUDIENCE: &str = "mcp-session-binding-example";
+const PROTOCOL: &str = "2025-11-25";
+const ACCEPT: &str = "application/json, text/event-stream";
+
+const INITIALIZE: &str = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"loadgen","version":"0"}}}"#;
+const INITIALIZED: &str = r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#;
+const WHOAMI: &str =
+    r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"whoami","arguments":{}}}"#;
+
+type Error = Box<dyn std::error::Error + Send + Sync>;
+
+/// The command line.
+struct Args {
+    rounds: usize,
+    window: Duration,
+    warmup: Duration,
+    concurrency: Vec<usize>,
+    /// The server binary; default: `mcp_server` next to this binary.
+    server: Option<std::path::PathBuf>,
+    /// Pin the servers to this CPU (with `taskset`).
+    server_cpu: Option<usize>,
+}
+
+impl Args {
+    fn parse() -> Result<Self, Error> {
+        let mut args = Self {
+            rounds: 5,
+            window: Duration::from_secs(3),
+            warmup: Duration::from_millis(500),
+            concurrency: vec![1, 16, 64],
+            server: None,
+            server_cpu: None,
+        };
+        let mut argv = std::env::args().skip(1);
+        while let Some(flag) = argv.next() {
+            let mut value = || argv.next().ok_or_else(|| format!("{flag} needs a value"));
+            match flag.as_str() {
+                "--rounds" => args.rounds = value()?.parse()?,
+                "--seconds" => args.window = Duration::from_secs_f64(value()?.parse()?),
+                "--warmup" => args.warmup = Duration::from_secs_f64(value()?.parse()?),
+                "--concurrency" => {
+                    args.concurrency = value()?
+                        .split(',')
+                        .map(str::parse)
+                        .collect::<Result<_, _>>()?;
+                }
+                "--server" => args.server = Some(value()?.into()),
+                "--server-cpu" => args.server_cpu = Some(value()?.parse()?),
+                // `cargo bench`-style invocations pass this; nothing to do.
+                "--bench" => {}
+                other => return Err(format!("unknown argument {other}").into()),
+            }
+        }
+        if args.rounds == 0 || args.concurrency.is_empty() || args.concurrency.contains(&0) {
+            return Err("rounds and concurrency must be positive".into());
+        }
+        Ok(args)
+    }
+}
+
+/// One server process.
+struct Server {
+    name: &'static str,
+    child: Child,
+    pid: u32,
+    url: String,
+    /// One established session per client: (bearer token, session id, sub).
+    sessions: Vec<Arc<Session>>,
+}
+
+struct Session {
+    token: String,
+    id: String,
+    sub: String,
+}
+
+fn token(sub: &str) -> String {
+    #[derive(serde::Serialize)]
+    struct Claims<'a> {
+        iss: &'a str,
+        sub: &'a str,
+        aud: &'a str,
+        iat: u64,
+        exp: u64,
+    }
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let claims = Claims {
+        iss: ISSUER,
+        sub,
+        aud: AUDIENCE,
+        iat: now,
+        exp: now + 3600,
+    };
+    jsonwebtoken::encode(
+        &Header::new(Algorithm::HS256),
+        &claims,
+        &EncodingKey::from_secret(SECRET.as_bytes()),
+    )
+    .expect("HS256 signing")
+}
+
+async fn spawn_server(
+    name: &'static str,
+    binary: Option<&std::path::Path>,
+    cpu: Option<usize>,
+    without_binding: bool,
+) -> Result<Server, Error> {
+    let path = match binary {
+        Some(path) => path.to_owned(),
+        None => std::env::current_exe()?
+            .with_file_name(format!("mcp_server{}", std::env::consts::EXE_SUFFIX)),
+    };
+    if !path.exists() {
+        return Err(format!(
+            "{} not found: build it first with `cargo build --release --all-features --example mcp_server`",
+            path.display()
+        )
+        .into());
+    }
+    let mut command = match cpu {
+        Some(cpu) => {
+            let mut taskset = Command::new("taskset");
+            taskset.args(["-c", &cpu.to_string()]).arg(&path);
+            taskset
+        }
+        None => Command::new(&path),
+    };
+    command
+        .args(["--listen", "127.0.0.1:0"])
+        .env("MCP_JWT_SECRET", SECRET)
+        .env_remove("MCP_JWT_ISSUERS")
+        .env_remove("MCP_JWT_AUDIENCE")
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true);
+    if without_binding {
+        command.arg("--without-binding");
+    }
+    let mut child = command.spawn()?;
+    let pid = child.id().ok_or("server exited at once")?;
+    let stdout = child.stdout.take().ok_or("no stdout")?;
+    let mut lines = BufReader::new(stdout).lines();
+    let url = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(line) = lines.next_line().await? {
+            if let Some(url) = line.strip_prefix("listening on ") {
+                return Ok::<_, std::io::Error>(Some(url.trim().to_owned()));
+            }
+        }
+        Ok(None)
+    })
+    .await??
+    .ok_or("the server exited before listening")?;
+    // Keep draining stdout so the server never blocks on a full pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    Ok(Server {
+        name,
+        child,
+        pid,
+        url,
+        sessions: Vec::new(),
+    })
+}
+
+async fn open_session(client: &reqwest::Client, url: &str, sub: String) -> Result<Session, Error> {
+    let token = token(&sub);
+    let response = client
+        .post(url)
+        .bearer_auth(&token)
+        .header("content-type", "application/json")
+        .header("accept", ACCEPT)
+        .body(INITIALIZE)
+        .send()
+        .await?;
+    if response.status() != reqwest::StatusCode::OK {
+        return Err(format!("initialize: {}", response.status()).into());
+    }
+    let id = response
+        .headers()
+        .get("mcp-session-id")
+        .ok_or("initialize: no Mcp-Session-Id")?
+        .to_str()?
+        .to_owned();
+    response.bytes().await?;
+    let response = client
+        .post(url)
+        .bearer_auth(&token)
+        .header("content-type", "application/json")
+        .header("accept", ACCEPT)
+        .header("mcp-protocol-version", PROTOCOL)
+        .header("mcp-session-id", &id)
+        .body(INITIALIZED)
+        .send()
+        .await?;
+    if response.status() != reqwest::StatusCode::ACCEPTED {
+        return Err(format!("notifications/initialized: {}", response.status()).into());
+    }
+    response.bytes().await?;
+    Ok(Session { token, id, sub })
+}
+
+/// One `tools/call whoami`; checks the answer.
+async fn whoami(client: &reqwest::Client, url: &str, session: &Session) -> Result<(), Error> {
+    let response = client
+        .post(url)
+        .bearer_auth(&session.token)
+        .header("content-type", "application/json")
+        .header("accept", ACCEPT)
+        .header("mcp-protocol-version", PROTOCOL)
+        .header("mcp-session-id", &session.id)
+        .body(WHOAMI)
+        .send()
+        .await?;
+    let status = response.status();
+    let body = response.bytes().await?;
+    let text = String::from_utf8_lossy(&body);
+    if status != reqwest::StatusCode::OK || !text.contains(session.sub.as_str()) {
+        return Err(format!("tools/call whoami: {status}: {text}").into());
+    }
+    Ok(())
+}
+
+/// Server CPU time so far (user + system), from `/proc/PID/stat`.
+fn cpu_time(pid: u32) -> Option<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which is in parentheses and may hold spaces).
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split(' ').collect();
+    // utime and stime are fields 14 and 15 of the whole line: 11 and 12 after the name.
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    // Linux reports in USER_HZ, 100 on every architecture Rust targets.
+    Some(Duration::from_millis(ticks * 10))
+}
+
+/// What one phase (one server, one concurrency, one round) measured.
+#[derive(Default)]
+struct Phase {
+    requests: u64,
+    elapsed: Duration,
+    latencies_ns: Vec<u64>,
+    server_cpu: Duration,
+}
+
+async fn phase(
+    client: &reqwest::Client,
+    server: &Server,
+    clients: usize,
+    warmup: Duration,
+    window: Duration,
+) -> Result<Phase, Error> {
+    let start = Instant::now();
+    let measure_from = start + warmup;
+    let measure_until = measure_from + window;
+    let cpu_before = Arc::new(tokio::sync::OnceCell::new());
+    let mut tasks = tokio::task::JoinSet::new();
+    for session in server.sessions.iter().take(clients) {
+        let session = Arc::clone(session);
+        let client = client.clone();
+        let url = server.url.clone();
+        let pid = server.pid;
+        let cpu_before = cpu_before.clone();
+        tasks.spawn(async move {
+            let mut latencies = Vec::new();
+            loop {
+                let sent = Instant::now();
+                if sent >= measure_until {
+                    break;
+                }
+                if sent >= measure_from {
+                    cpu_before
+                        .get_or_init(|| async move { cpu_time(pid) })
+                        .await;
+                }
+                whoami(&client, &url, &session).await?;
+                let done = Instant::now();
+                // Counted when sent and answered inside the window.
+                if sent >= measure_from && done <= measure_until {
+                    latencies.push(u64::try_from((done - sent).as_nanos()).unwrap_or(u64::MAX));
+                }
+            }
+            Ok::<_, Error>(latencies)
+        });
+    }
+    let mut result = Phase::default();
+    while let Some(joined) = tasks.join_next().await {
+        result.latencies_ns.extend(joined??);
+    }
+    let cpu_after = cpu_time(server.pid);
+    result.requests = result.latencies_ns.len() as u64;
+    result.elapsed = window;
+    if let (Some(Some(before)), Some(after)) = (cpu_before.get(), cpu_after) {
+        // The CPU reading closes after the last request of the window: the tail requests
+        // (sent before the end, answered after it) add a little to both servers alike.
+        result.server_cpu = after.saturating_sub(*before);
+    }
+    Ok(result)
+}
+
+/// All phases of one server at one concurrency, over the rounds.
+#[derive(Default)]
+struct Totals {
+    requests: u64,
+    elapsed: Duration,
+    latencies_ns: Vec<u64>,
+    server_cpu: Duration,
+    per_round_rps: Vec<f64>,
+}
+
+impl Totals {
+    fn add(&mut self, phase: Phase) {
+        self.per_round_rps
+            .push(phase.requests as f64 / phase.elapsed.as_secs_f64());
+        self.requests += phase.requests;
+        self.elapsed += phase.elapsed;
+        self.latencies_ns.extend(phase.latencies_ns);
+        self.server_cpu += phase.server_cpu;
+    }
+
+    fn rps(&self) -> f64 {
+        self.requests as f64 / self.elapsed.as_secs_f64()
+    }
+
+    fn percentile_us(&mut self, p: f64) -> f64 {
+        self.latencies_ns.sort_unstable();
+        let n = self.latencies_ns.len();
+        if n == 0 {
+            return f64::NAN;
+        }
+        let rank = ((p / 100.0) * n as f64).ceil() as usize;
+        self.latencies_ns[rank.clamp(1, n) - 1] as f64 / 1000.0
+    }
+
+    fn cpu_us_per_request(&self) -> f64 {
+        self.server_cpu.as_secs_f64() * 1e6 / self.requests.max(1) as f64
+    }
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() -> Result<(), Error> {
+    let args = Args::parse()?;
+    let max_clients = *args.concurrency.iter().max().unwrap_or(&1);
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(max_clients * 2)
+        .timeout(Duration::from_secs(30))
+        .build()?;
+
+    let mut servers = [
+        spawn_server("bare", args.server.as_deref(), args.server_cpu, true).await?,
+        spawn_server("layer", args.server.as_deref(), args.server_cpu, false).await?,
+    ];
+    for server in &mut servers {
+        for i in 0..max_clients {
+            let sub = format!("user-{i:04}-{:016x}", 0x9e37_79b9_7f4a_7c15_u64.wrapping_mul(i as u64 + 1));
+            server
+                .sessions
+                .push(Arc::new(open_session(&client, &server.url, sub).await?));
+        }
+    }
+    println!(
+        "loadgen: {} rounds x {:?} per phase (+{:?} warm-up), concurrency {:?}, tools/call whoami",
+        args.rounds, args.window, args.warmup, args.concurrency
+    );
+    println!(
+        "servers: bare (--without-binding) pid {} at {}, layer pid {} at {}",
+        servers[0].pid, servers[0].url, servers[1].pid, servers[1].url
+    );
+
+    let mut totals: Vec<[Totals; 2]> = args
+        .concurrency
+        .iter()
+        .map(|_| [Totals::default(), Totals::default()])
+        .collect();
+    for round in 0..args.rounds {
+        for (c, &clients) in args.concurrency.iter().enumerate() {
+            // Alternate which server goes first, so drift hits both alike.
+            let order = if (round + c) % 2 == 0 { [0, 1] } else { [1, 0] };
+            for which in order {
+                let measured =
+                    phase(&client, &servers[which], clients, args.warmup, args.window).await?;
+                eprintln!(
+                    "round {} concurrency {clients:>3} {:<5}: {:>8.0} req/s",
+                    round + 1,
+                    servers[which].name,
+                    measured.requests as f64 / measured.elapsed.as_secs_f64()
+                );
+                totals[c][which].add(measured);
+            }
+        }
+    }
+
+    println!();
+    println!(
+        "| clients | bare req/s | layer req/s | ratio | bare p50 µs | layer p50 µs | ratio | bare p99 µs | layer p99 µs | ratio | server CPU µs/req bare | layer | ratio |"
+    );
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for (c, &clients) in args.concurrency.iter().enumerate() {
+        let [bare, layer] = &mut totals[c];
+        let (b_rps, l_rps) = (bare.rps(), layer.rps());
+        let (b50, l50) = (bare.percentile_us(50.0), layer.percentile_us(50.0));
+        let (b99, l99) = (bare.percentile_us(99.0), layer.percentile_us(99.0));
+        let (bcpu, lcpu) = (bare.cpu_us_per_request(), layer.cpu_us_per_request());
+        println!(
+            "| {clients} | {b_rps:.0} | {l_rps:.0} | {:.3} | {b50:.0} | {l50:.0} | {:.3} | {b99:.0} | {l99:.0} | {:.3} | {bcpu:.1} | {lcpu:.1} | {:.3} |",
+            l_rps / b_rps,
+            l50 / b50,
+            l99 / b99,
+            lcpu / bcpu
+        );
+    }
+    println!();
+    for (c, &clients) in args.concurrency.iter().enumerate() {
+        let [bare, layer] = &totals[c];
+        let mut ratios: Vec<f64> = bare
+            .per_round_rps
+            .iter()
+            .zip(&layer.per_round_rps)
+            .map(|(b, l)| l / b)
+            .collect();
+        let shown: Vec<String> = ratios.iter().map(|r| format!("{r:.3}")).collect();
+        ratios.sort_by(f64::total_cmp);
+        println!(
+            "throughput ratio per round, {clients} clients: {} (median {:.3})",
+            shown.join(" "),
+            ratios[ratios.len() / 2]
+        );
+    }
+
+    for server in &mut servers {
+        server.child.kill().await?;
+    }
+    Ok(())
+}
