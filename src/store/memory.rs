@@ -25,7 +25,8 @@ use crate::Identity;
 ///   runs periodically.
 /// - Optional [capacity](Self::with_capacity): when full, new binds fail with
 ///   [`StoreErrorKind::CapacityExceeded`] (the layer answers 503). A live binding is never evicted.
-/// - Sessions of one user share one copy of the identity strings.
+/// - Sessions of one user share one copy of the identity strings, and users of one issuer one
+///   copy of the issuer.
 /// - Answers synchronously ([`BindingStore::lookup_now`]), so the layer's matching path does not
 ///   allocate.
 ///
@@ -49,8 +50,11 @@ pub struct MemoryStore {
 
 struct Inner {
     map: DashMap<SessionKey, Slot, BuildHasherDefault<KeyHasher>>,
-    /// Interned identities: one allocation per user, shared by all of its sessions.
-    users: DashMap<Identity, Arc<Identity>>,
+    /// Interned identities: one allocation per user, shared by all of its sessions. A set (the
+    /// map's key is the shared identity): 8 bytes a user in the table.
+    users: DashMap<Arc<Identity>, ()>,
+    /// Interned issuers: one copy of each issuer string, shared by all of its users.
+    issuers: DashMap<Arc<str>, ()>,
     len: AtomicUsize,
     capacity: Option<usize>,
     epoch: Instant,
@@ -62,6 +66,7 @@ impl Default for Inner {
         Self {
             map: DashMap::default(),
             users: DashMap::new(),
+            issuers: DashMap::new(),
             len: AtomicUsize::new(0),
             capacity: None,
             epoch: Instant::now(),
@@ -70,14 +75,18 @@ impl Default for Inner {
     }
 }
 
-/// One map value: 24 bytes.
+/// One map value: 16 bytes.
 struct Slot {
     /// `None` for anonymous sessions and tombstones.
     user: Option<Arc<Identity>>,
-    /// Milliseconds since the store's epoch.
-    expires_at: AtomicU64,
-    state: State,
+    /// Expiry in milliseconds since the store's epoch (below [`ENDED`]), with [`ENDED`] set for a
+    /// tombstone. The state never changes in place: a tombstone replaces the slot.
+    word: AtomicU64,
 }
+
+/// The bit of [`Slot::word`] that marks a tombstone; expiries are capped below it (2^63 ms is
+/// some 292 million years).
+const ENDED: u64 = 1 << 63;
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum State {
@@ -86,8 +95,32 @@ enum State {
 }
 
 impl Slot {
+    fn new(user: Option<Arc<Identity>>, expires_at: u64, state: State) -> Self {
+        let expires_at = expires_at.min(ENDED - 1);
+        let word = match state {
+            State::Bound => expires_at,
+            State::Ended => expires_at | ENDED,
+        };
+        Self {
+            user,
+            word: AtomicU64::new(word),
+        }
+    }
+
+    fn expires_at(&self) -> u64 {
+        self.word.load(Ordering::Relaxed) & !ENDED
+    }
+
+    fn state(&self) -> State {
+        if self.word.load(Ordering::Relaxed) & ENDED == 0 {
+            State::Bound
+        } else {
+            State::Ended
+        }
+    }
+
     fn expired(&self, now: u64) -> bool {
-        self.expires_at.load(Ordering::Relaxed) <= now
+        self.expires_at() <= now
     }
 
     fn owner(&self) -> Owner {
@@ -98,7 +131,7 @@ impl Slot {
     }
 
     fn lookup(&self) -> Lookup {
-        match self.state {
+        match self.state() {
             State::Bound => Lookup::Bound(self.owner()),
             State::Ended => Lookup::Ended,
         }
@@ -170,7 +203,10 @@ impl MemoryStore {
         self.inner.len.fetch_sub(removed, Ordering::Relaxed);
         self.inner
             .users
-            .retain(|_, shared| Arc::strong_count(shared) > 1);
+            .retain(|shared, ()| Arc::strong_count(shared) > 1);
+        self.inner
+            .issuers
+            .retain(|shared, ()| Arc::strong_count(shared) > 1);
         removed
     }
 
@@ -200,19 +236,29 @@ impl MemoryStore {
     }
 
     fn intern(&self, owner: &Owner) -> Option<Arc<Identity>> {
-        match owner {
-            Owner::Anonymous => None,
-            Owner::User(id) => Some(
-                self.inner
-                    .users
-                    .entry(id.clone())
-                    .or_insert_with(|| {
-                        let (iss, sub) = id.shared_parts();
-                        Arc::new(Identity::from_shared(iss.clone(), sub.clone()))
-                    })
-                    .clone(),
-            ),
+        let Owner::User(id) = owner else {
+            return None;
+        };
+        if let Some(user) = self.inner.users.get(id) {
+            return Some(Arc::clone(user.key()));
         }
+        let (iss, sub) = id.shared_parts();
+        let user = Arc::new(Identity::from_shared(self.intern_issuer(iss), sub.clone()));
+        // A concurrent bind may have interned the same user since: the entry keeps the first.
+        Some(Arc::clone(self.inner.users.entry(user).or_insert(()).key()))
+    }
+
+    fn intern_issuer(&self, iss: &Arc<str>) -> Arc<str> {
+        if let Some(shared) = self.inner.issuers.get(&**iss) {
+            return Arc::clone(shared.key());
+        }
+        Arc::clone(
+            self.inner
+                .issuers
+                .entry(Arc::clone(iss))
+                .or_insert(())
+                .key(),
+        )
     }
 
     fn bind_now(
@@ -222,10 +268,12 @@ impl MemoryStore {
         ttl: Duration,
     ) -> Result<BindOutcome, StoreError> {
         let now = self.inner.now();
-        let slot = || Slot {
-            user: self.intern(owner),
-            expires_at: AtomicU64::new(now.saturating_add(millis(ttl))),
-            state: State::Bound,
+        let slot = || {
+            Slot::new(
+                self.intern(owner),
+                now.saturating_add(millis(ttl)),
+                State::Bound,
+            )
         };
         if self.is_full() {
             self.sweep_when_full();
@@ -236,7 +284,7 @@ impl MemoryStore {
                     entry.insert(slot());
                     return Ok(BindOutcome::Created);
                 }
-                Ok(match entry.get().state {
+                Ok(match entry.get().state() {
                     State::Bound => BindOutcome::AlreadyBound(entry.get().owner()),
                     State::Ended => BindOutcome::AlreadyEnded,
                 })
@@ -281,13 +329,15 @@ impl MemoryStore {
         let expired = match self.inner.map.get(&key) {
             None => return Lookup::Missing,
             Some(slot) if !slot.expired(now) => {
-                if let (Some(slide), State::Bound) = (slide, slot.state) {
+                if let (Some(slide), State::Bound) = (slide, slot.state()) {
                     let slide = millis(slide);
-                    let expires = slot.expires_at.load(Ordering::Relaxed);
+                    let expires = slot.expires_at();
                     // Refresh only once half the window has passed: at most two writes per TTL.
+                    // A bound slot's word is its expiry (no ENDED bit), so `fetch_max` on it is
+                    // a max on the expiry.
                     if expires.saturating_sub(now) < slide / 2 {
-                        slot.expires_at
-                            .fetch_max(now.saturating_add(slide), Ordering::Relaxed);
+                        let refreshed = now.saturating_add(slide).min(ENDED - 1);
+                        slot.word.fetch_max(refreshed, Ordering::Relaxed);
                     }
                 }
                 return slot.lookup();
@@ -307,11 +357,11 @@ impl MemoryStore {
     }
 
     fn end_now(&self, key: SessionKey, tombstone_ttl: Duration) {
-        let tombstone = Slot {
-            user: None,
-            expires_at: AtomicU64::new(self.inner.now().saturating_add(millis(tombstone_ttl))),
-            state: State::Ended,
-        };
+        let tombstone = Slot::new(
+            None,
+            self.inner.now().saturating_add(millis(tombstone_ttl)),
+            State::Ended,
+        );
         if self.inner.map.insert(key, tombstone).is_none() {
             self.inner.len.fetch_add(1, Ordering::Relaxed);
         }
@@ -324,7 +374,7 @@ impl MemoryStore {
         self.inner
             .map
             .get(&key)
-            .map(|slot| slot.expires_at.load(Ordering::Relaxed).saturating_sub(now))
+            .map(|slot| slot.expires_at().saturating_sub(now))
     }
 }
 
@@ -434,7 +484,7 @@ mod tests {
 
     #[test]
     fn slot_stays_small() {
-        assert!(std::mem::size_of::<Slot>() <= 24);
+        assert!(std::mem::size_of::<Slot>() <= 16);
     }
 
     #[test]
@@ -492,7 +542,7 @@ mod tests {
             .map
             .get(&key)
             .unwrap()
-            .expires_at
+            .word
             .fetch_sub(60_000, Ordering::Relaxed);
         store.lookup_sync(key, Some(ttl));
         assert!(
@@ -512,8 +562,44 @@ mod tests {
                 .unwrap();
         }
         assert_eq!(store.inner.users.len(), 1);
-        let shared = store.inner.users.iter().next().unwrap().value().clone();
+        let shared = store.inner.users.iter().next().unwrap().key().clone();
         assert_eq!(Arc::strong_count(&shared), 12);
+    }
+
+    #[test]
+    fn users_of_one_issuer_share_the_issuer_string() {
+        let store = MemoryStore::new();
+        let ttl = Duration::from_secs(60);
+        for (i, sub) in ["alice", "bob"].into_iter().enumerate() {
+            let fresh = Owner::User(Identity::new(String::from("https://i.example"), sub).unwrap());
+            store
+                .bind_now(SessionKey::from_session_id(&i.to_string()), &fresh, ttl)
+                .unwrap();
+        }
+        assert_eq!(store.inner.users.len(), 2);
+        assert_eq!(store.inner.issuers.len(), 1);
+        let users: Vec<_> = store.inner.users.iter().map(|u| u.key().clone()).collect();
+        assert!(Arc::ptr_eq(
+            users[0].shared_parts().0,
+            users[1].shared_parts().0
+        ));
+    }
+
+    #[test]
+    fn huge_ttls_neither_expire_nor_turn_into_tombstones() {
+        let store = MemoryStore::new();
+        let (a, b) = (
+            SessionKey::from_session_id("a"),
+            SessionKey::from_session_id("b"),
+        );
+        store.bind_now(a, &alice(), Duration::MAX).unwrap();
+        assert_eq!(
+            store.lookup_sync(a, Some(Duration::MAX)),
+            Lookup::Bound(alice())
+        );
+        store.end_now(b, Duration::MAX);
+        assert_eq!(store.lookup_sync(b, None), Lookup::Ended);
+        assert_eq!(store.sweep(), 0);
     }
 
     #[test]
@@ -533,5 +619,6 @@ mod tests {
         assert_eq!(store.sweep(), 2);
         assert_eq!(store.len(), 1);
         assert_eq!(store.inner.users.len(), 0);
+        assert_eq!(store.inner.issuers.len(), 0);
     }
 }
