@@ -14,6 +14,21 @@
 //! challenges point to is served at `/.well-known/oauth-protected-resource` (and at its RFC 9728
 //! path, `/.well-known/oauth-protected-resource/mcp`).
 //!
+//! With `--redis URL`, any number of replicas can run behind one load balancer: the bindings live
+//! in Redis (`RedisStore`, keys `mcpsb:<hash>`), and so does rmcp's session state
+//! (`common/rmcp_redis_sessions.rs`, keys `mcpsb-session:<hash>`), so a replica that never saw a
+//! session restores it for its owner, refuses it to anyone else, and a session ended on one
+//! replica answers 404 on all of them. Two replicas on one Redis:
+//!
+//! ```text
+//! export MCP_JWT_SECRET=$(head -c 32 /dev/urandom | base64)
+//! cargo run --example mcp_server -- --redis redis://127.0.0.1:6379/ --listen 127.0.0.1:8081 &
+//! cargo run --example mcp_server -- --redis redis://127.0.0.1:6379/ --listen 127.0.0.1:8082 &
+//! ```
+//!
+//! A Redis that cannot be reached at start is an error (exit 2); one that goes away later makes
+//! requests on existing sessions answer 503 until it is back; the sessions and bindings are kept.
+//!
 //! Environment: `MCP_JWT_SECRET` (the HS256 secret, at least 32 bytes), `MCP_JWT_ISSUERS`
 //! (trusted issuers, comma-separated, default `https://issuer.example`), `MCP_JWT_AUDIENCE`
 //! (default `mcp-session-binding-example`), `RUST_LOG` (logs on stderr, default `info`). Without
@@ -26,6 +41,9 @@
 mod demo_mcp;
 #[path = "common/jwt_stack.rs"]
 mod jwt_stack;
+#[cfg(feature = "redis")]
+#[path = "common/rmcp_redis_sessions.rs"]
+mod rmcp_redis_sessions;
 
 use std::{io::Write, process::ExitCode, sync::Arc, time::Duration};
 
@@ -41,7 +59,9 @@ options:
   --allow-anonymous   requests without a token may open anonymous sessions (a token that is
                       sent is still validated)
   --without-binding   the same stack without SessionBindingLayer (a baseline for benchmarks)
-  --redis URL         keep the bindings in Redis, shared by replicas (feature `redis`)
+  --redis URL         keep the bindings and rmcp's session state in Redis
+                      (redis://HOST:PORT[/DB]), so that replicas sharing it serve
+                      every session (feature `redis`)
   -h, --help          this text
 
 environment:
@@ -137,6 +157,31 @@ async fn redis_store(_url: &str) -> Result<Arc<dyn BindingStore>, String> {
     Err("--redis needs the redis feature".to_owned())
 }
 
+/// The demo MCP service of `common/demo_mcp.rs`.
+type DemoService = rmcp::transport::streamable_http_server::StreamableHttpService<
+    demo_mcp::DemoMcp,
+    rmcp::transport::streamable_http_server::session::local::LocalSessionManager,
+>;
+
+/// The MCP service; with `--redis`, rmcp keeps its session state in Redis too, so that another
+/// replica can restore a session it does not hold.
+#[cfg(feature = "redis")]
+async fn mcp_service(args: &Args) -> Result<DemoService, String> {
+    let Some(url) = &args.redis else {
+        return Ok(demo_mcp::service());
+    };
+    let sessions = rmcp_redis_sessions::RedisSessionStore::connect(url)
+        .await
+        .map_err(|e| format!("cannot use Redis: {e}"))?;
+    tracing::info!("MCP session state is kept in Redis");
+    Ok(demo_mcp::service_with_session_store(Arc::new(sessions)))
+}
+
+#[cfg(not(feature = "redis"))]
+async fn mcp_service(_args: &Args) -> Result<DemoService, String> {
+    Ok(demo_mcp::service())
+}
+
 /// The JWT settings from the environment.
 struct JwtSettings {
     /// `None` when `MCP_JWT_SECRET` is unset.
@@ -215,6 +260,7 @@ async fn run(args: Args) -> Result<(), String> {
     let generated = secret.is_none();
     let secret = secret.unwrap_or_else(jwt_stack::random_secret);
     let binding = binding_store(&args).await?;
+    let mcp = mcp_service(&args).await?;
 
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
@@ -232,7 +278,7 @@ async fn run(args: Args) -> Result<(), String> {
         allow_anonymous: args.allow_anonymous,
         binding,
     };
-    let app = jwt_stack::router(&config, &base_url, demo_mcp::service())
+    let app = jwt_stack::router(&config, &base_url, mcp)
         .map_err(|e| format!("invalid JWT settings (MCP_JWT_*): {e}"))?;
     tracing::info!(
         issuers = ?config.issuers,

@@ -5,7 +5,7 @@
 //! own.
 #![allow(dead_code)]
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use mcp_session_binding::Identity;
 use rmcp::{
@@ -23,7 +23,8 @@ use rmcp::{
     service::RequestContext,
     tool, tool_handler, tool_router,
     transport::streamable_http_server::{
-        StreamableHttpServerConfig, StreamableHttpService, session::local::LocalSessionManager,
+        StreamableHttpServerConfig, StreamableHttpService,
+        session::{local::LocalSessionManager, store::SessionStore},
     },
 };
 
@@ -137,9 +138,25 @@ impl ServerHandler for DemoMcp {
 
 /// The rmcp Streamable HTTP service for [`DemoMcp`], with in-memory sessions.
 pub fn service() -> StreamableHttpService<DemoMcp, LocalSessionManager> {
-    StreamableHttpService::new(
-        || Ok(DemoMcp::default()),
-        Default::default(),
-        StreamableHttpServerConfig::default().with_sse_keep_alive(Some(Duration::from_secs(15))),
-    )
+    service_with(config())
+}
+
+/// The same service, with each session's `initialize` parameters also kept in `sessions`, so
+/// that a replica that does not hold a session restores it (rmcp's cross-instance restore).
+pub fn service_with_session_store(
+    sessions: Arc<dyn SessionStore>,
+) -> StreamableHttpService<DemoMcp, LocalSessionManager> {
+    let mut config = config();
+    config.session_store = Some(sessions);
+    service_with(config)
+}
+
+fn config() -> StreamableHttpServerConfig {
+    StreamableHttpServerConfig::default().with_sse_keep_alive(Some(Duration::from_secs(15)))
+}
+
+fn service_with(
+    config: StreamableHttpServerConfig,
+) -> StreamableHttpService<DemoMcp, LocalSessionManager> {
+    StreamableHttpService::new(|| Ok(DemoMcp::default()), Default::default(), config)
 }

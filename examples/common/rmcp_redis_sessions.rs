@@ -1,0 +1,261 @@
+//! rmcp's session state in Redis, so that any replica can serve any session: an implementation
+//! of rmcp's [`SessionStore`] on a `redis` [`ConnectionManager`].
+//!
+//! rmcp keeps each Streamable HTTP session in the memory of the process that created it. With a
+//! [`SessionStore`] in `StreamableHttpServerConfig::session_store`, it also saves the client's
+//! `initialize` parameters ([`SessionState`]) when a session is created; a replica that gets a
+//! request for a session it does not hold loads them and replays the `initialize` handshake
+//! ("transparent cross-instance restore"), then serves the request. Concurrent requests for the
+//! same unknown session on one replica wait for a single restore.
+//!
+//! The restore replays `initialize` with the HTTP request that triggered it, so the tools see
+//! that request's identity, never a stored or partial one. In front of rmcp,
+//! `SessionBindingLayer` checks that identity against the binding before the request reaches
+//! rmcp: only the session's owner can make a replica restore it.
+//!
+//! # What Redis holds
+//!
+//! ```text
+//! mcpsb-session:<SessionKey hex>  ->  {"initialize_params":{"protocolVersion":…,"clientInfo":…}}  PX ttl
+//! ```
+//!
+//! The key is the prefix and the same hash of the session id that [`RedisStore`] uses for the
+//! binding (`mcpsb:<SessionKey hex>`), so a dump of Redis hands out no session id either, and an
+//! operator can find a session's state next to its binding. The value is the JSON of
+//! [`SessionState`].
+//!
+//! | rmcp calls | when | Redis command |
+//! | --- | --- | --- |
+//! | `store` | a session was created (after the `initialize` answer) | `SET key json PX ttl` |
+//! | `load` | a replica meets a session id it does not hold | `GET key` |
+//! | `delete` | a `DELETE` of the session reached rmcp (the client's, or the binding layer ending it) | `DEL key` |
+//!
+//! rmcp does not tell the store about activity, so the state expires `ttl` after the session was
+//! created (default 24 h, the binding layer's default binding TTL). Past it, a replica that does
+//! not hold the session answers 404 and the client re-initializes; the replica that holds it
+//! keeps serving it. Make the TTL at least as long as a session may live.
+//!
+//! Errors (Redis unreachable, a timeout, a value that is not the JSON of a `SessionState`) are
+//! [`SessionStoreError`]s: rmcp logs a failed `store` or `delete` and goes on; a failed `load`
+//! answers 500 (the session is not restored).
+#![allow(dead_code)]
+
+use std::{fmt, future::Future, io, pin::Pin, sync::Arc, time::Duration};
+
+use mcp_session_binding::store::{RedisStore, SessionKey};
+use redis::{AsyncCommands, Client, IntoConnectionInfo, aio::ConnectionManager};
+use rmcp::transport::streamable_http_server::session::store::{
+    SessionState, SessionStore, SessionStoreError,
+};
+
+/// The key prefix unless told otherwise.
+pub const DEFAULT_PREFIX: &str = "mcpsb-session:";
+/// How long a session's state lives unless told otherwise.
+pub const DEFAULT_TTL: Duration = Duration::from_secs(24 * 3600);
+/// The bound on one operation unless told otherwise.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// rmcp [`SessionState`]s in Redis. Clones share one connection.
+#[derive(Clone)]
+pub struct RedisSessionStore {
+    conn: ConnectionManager,
+    prefix: Arc<str>,
+    ttl: Duration,
+    timeout: Duration,
+}
+
+impl fmt::Debug for RedisSessionStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisSessionStore")
+            .field("prefix", &self.prefix)
+            .field("ttl", &self.ttl)
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisSessionStore {
+    /// A store on `conn`, with the default prefix, TTL and timeout.
+    pub fn new(conn: ConnectionManager) -> Self {
+        Self {
+            conn,
+            prefix: Arc::from(DEFAULT_PREFIX),
+            ttl: DEFAULT_TTL,
+            timeout: DEFAULT_TIMEOUT,
+        }
+    }
+
+    /// Connects to the Redis at `url` with the connection settings [`RedisStore`] recommends
+    /// (bounded reconnects, TCP keepalive), waiting at most the default timeout.
+    pub async fn connect(url: &str) -> Result<Self, SessionStoreError> {
+        let info = url.into_connection_info()?;
+        let tcp = RedisStore::tcp_settings(info.tcp_settings().clone(), DEFAULT_TIMEOUT);
+        let client = Client::open(info.set_tcp_settings(tcp))?;
+        let connecting =
+            client.get_connection_manager_with_config(RedisStore::manager_config(DEFAULT_TIMEOUT));
+        let conn = tokio::time::timeout(DEFAULT_TIMEOUT, connecting)
+            .await
+            .map_err(|_| timed_out("connect", DEFAULT_TIMEOUT))??;
+        Ok(Self::new(conn))
+    }
+
+    /// Sets the key prefix (default `"mcpsb-session:"`). Replicas that share sessions must use
+    /// the same one.
+    pub fn with_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = Arc::from(prefix.into());
+        self
+    }
+
+    /// Sets how long a session's state lives after its creation (default 24 h; at least 1 ms).
+    pub fn with_ttl(mut self, ttl: Duration) -> Self {
+        self.ttl = ttl;
+        self
+    }
+
+    /// Bounds every operation (default 2 s).
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// The Redis key of `session_id`'s state: the prefix, then [`SessionKey::to_hex`].
+    pub fn redis_key(&self, session_id: &str) -> String {
+        format!(
+            "{}{}",
+            self.prefix,
+            SessionKey::from_session_id(session_id).to_hex()
+        )
+    }
+
+    fn ttl_ms(&self) -> u64 {
+        u64::try_from(self.ttl.as_millis())
+            .unwrap_or(u64::MAX)
+            .max(1)
+    }
+
+    /// Runs `op` under the timeout, once more if the first attempt met a dead connection (the
+    /// [`ConnectionManager`] runs the second on a fresh one, as after a Redis restart).
+    async fn run<T, F, Fut>(&self, what: &'static str, op: F) -> Result<T, SessionStoreError>
+    where
+        F: Fn(ConnectionManager) -> Fut,
+        Fut: Future<Output = redis::RedisResult<T>>,
+    {
+        let attempts = async {
+            match op(self.conn.clone()).await {
+                Err(err) if connection_failed(&err) => op(self.conn.clone()).await,
+                done => done,
+            }
+        };
+        match tokio::time::timeout(self.timeout, attempts).await {
+            Ok(result) => Ok(result?),
+            Err(_) => Err(timed_out(what, self.timeout).into()),
+        }
+    }
+
+    async fn load_state(
+        &self,
+        session_id: &str,
+    ) -> Result<Option<SessionState>, SessionStoreError> {
+        let key = self.redis_key(session_id);
+        let value: Option<Vec<u8>> = self
+            .run("load", |mut conn| {
+                let key = key.clone();
+                async move { conn.get(key).await }
+            })
+            .await?;
+        match value {
+            None => Ok(None),
+            Some(json) => Ok(Some(serde_json::from_slice(&json).map_err(|err| {
+                io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("stored session state is not a SessionState: {err}"),
+                )
+            })?)),
+        }
+    }
+
+    async fn store_state(
+        &self,
+        session_id: &str,
+        state: &SessionState,
+    ) -> Result<(), SessionStoreError> {
+        let json = serde_json::to_vec(state)?;
+        let mut set = redis::cmd("SET");
+        set.arg(self.redis_key(session_id))
+            .arg(json)
+            .arg("PX")
+            .arg(self.ttl_ms());
+        self.run("store", |mut conn| {
+            let set = &set;
+            async move { set.query_async::<()>(&mut conn).await }
+        })
+        .await
+    }
+
+    async fn delete_state(&self, session_id: &str) -> Result<(), SessionStoreError> {
+        let key = self.redis_key(session_id);
+        self.run("delete", |mut conn| {
+            let key = key.clone();
+            async move { conn.del::<_, ()>(key).await }
+        })
+        .await
+    }
+}
+
+/// A failure of the connection rather than of the command: worth one more try.
+fn connection_failed(err: &redis::RedisError) -> bool {
+    err.is_connection_refusal() || err.is_connection_dropped() || err.is_unrecoverable_error()
+}
+
+fn timed_out(what: &str, after: Duration) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::TimedOut,
+        format!(
+            "redis session store {what} timed out after {} ms",
+            after.as_millis()
+        ),
+    )
+}
+
+type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, SessionStoreError>> + Send + 'a>>;
+
+// rmcp declares the trait with `#[async_trait]`; these are the signatures it expands to.
+impl SessionStore for RedisSessionStore {
+    fn load<'life0, 'life1, 'async_trait>(
+        &'life0 self,
+        session_id: &'life1 str,
+    ) -> StoreFuture<'async_trait, Option<SessionState>>
+    where
+        'life0: 'async_trait,
+        'life1: 'async_trait,
+        Self: 'async_trait,
+    {
+        Box::pin(self.load_state(session_id))
+    }
+
+    fn store<'life0, 'life1, 'life2, 'async_trait>(
+        &'life0 self,
+        session_id: &'life1 str,
+        state: &'life2 SessionState,
+    ) -> StoreFuture<'async_trait, ()>
+    where
+        'life0: 'async_trait,
+        'life1: 'async_trait,
+        'life2: 'async_trait,
+        Self: 'async_trait,
+    {
+        Box::pin(self.store_state(session_id, state))
+    }
+
+    fn delete<'life0, 'life1, 'async_trait>(
+        &'life0 self,
+        session_id: &'life1 str,
+    ) -> StoreFuture<'async_trait, ()>
+    where
+        'life0: 'async_trait,
+        'life1: 'async_trait,
+        Self: 'async_trait,
+    {
+        Box::pin(self.delete_state(session_id))
+    }
+}

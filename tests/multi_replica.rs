@@ -1,0 +1,749 @@
+#![cfg(all(feature = "redis", feature = "jwt"))]
+//! Several replicas on one Redis: sessions work, and hijacks are refused, whichever replica a
+//! request lands on.
+//!
+//! Every test starts its own `redis-server` (tests/support/redis_server.rs; skipped with a
+//! `SKIP:` line when it is not installed, fatal under `CI`/`REQUIRE_REDIS`) and two replicas
+//! sharing it. A replica is the stack of the `mcp_server` example: `JwtAuthLayer` (HS256), then
+//! `SessionBindingLayer` on a [`RedisStore`], then the demo rmcp server whose session state is in
+//! Redis too (`examples/common/rmcp_redis_sessions.rs`), so a replica that does not hold a
+//! session restores it. In process (axum on loopback, with a recorder of what reaches the MCP
+//! service), except the process-restart test, which runs the example binary itself.
+//!
+//! What Redis holds, per session: the binding at `mcpsb:<SessionKey hex>` and rmcp's state at
+//! `mcpsb-session:<SessionKey hex>`.
+
+mod support;
+
+#[path = "support/example_bin.rs"]
+mod example_bin;
+#[path = "../examples/common/jwt_stack.rs"]
+mod jwt_stack;
+#[path = "support/redis_server.rs"]
+mod redis_server;
+#[path = "../examples/common/rmcp_redis_sessions.rs"]
+mod rmcp_redis_sessions;
+
+use std::{
+    collections::BTreeMap,
+    io::{BufRead, BufReader, Write},
+    process::{Command, Stdio},
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use axum::extract::Request;
+use example_bin::{Spawned, example};
+use http::StatusCode;
+use jwt_stack::{DEFAULT_AUDIENCE, DEFAULT_ISSUER, StackConfig, TokenMinter};
+use mcp_session_binding::{
+    Identity, MISMATCH_MESSAGE,
+    store::{BindOutcome, BindingStore, Owner, RedisStore, SessionKey},
+};
+use redis_server::RedisServer;
+use rmcp_redis_sessions::RedisSessionStore;
+use serde_json::{Value, json};
+use support::{Answer, Raw, Seen, demo_mcp, initialize_body, tool_call, tool_text};
+
+/// The HS256 secret every replica shares.
+const SECRET: &str = "multi-replica-test-secret-32-bytes!!";
+/// The bound on one binding-store operation in these tests (the default is 2 s).
+const STORE_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// A fresh token for `sub`: new bytes on every call, like a refreshed token.
+fn token(sub: &str) -> String {
+    TokenMinter::new(SECRET.as_bytes(), DEFAULT_AUDIENCE).token(DEFAULT_ISSUER, sub)
+}
+
+/// What `whoami` answers for `sub`.
+fn who(sub: &str) -> String {
+    format!("{DEFAULT_ISSUER} {sub}")
+}
+
+/// The Redis key of `session`'s binding.
+fn binding_key(session: &str) -> String {
+    format!("mcpsb:{}", SessionKey::from_session_id(session).to_hex())
+}
+
+/// The Redis key of `session`'s rmcp state.
+fn state_key(session: &str) -> String {
+    format!(
+        "{}{}",
+        rmcp_redis_sessions::DEFAULT_PREFIX,
+        SessionKey::from_session_id(session).to_hex()
+    )
+}
+
+/// The stored binding of `sub` (issuer [`DEFAULT_ISSUER`], 22 bytes).
+fn bound_to(sub: &str) -> String {
+    format!("mcpsb1:user:22:{DEFAULT_ISSUER}{sub}")
+}
+
+const TOMBSTONE: &str = "mcpsb1:ended";
+
+/// One replica, in this process.
+struct Replica {
+    raw: Raw,
+    /// Every request that reached the MCP service (behind both layers), in order.
+    seen: Arc<Mutex<Vec<Seen>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Replica {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Replica {
+    /// A replica whose bindings and rmcp sessions are in the Redis at `redis`.
+    async fn start(redis: &RedisServer) -> Self {
+        let bindings = RedisStore::connect(&redis.url())
+            .await
+            .expect("redis for the bindings")
+            .with_timeout(STORE_TIMEOUT);
+        let sessions = RedisSessionStore::connect(&redis.url())
+            .await
+            .expect("redis for the sessions");
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let recorder = {
+            let seen = seen.clone();
+            tower::util::MapRequestLayer::new(move |request: Request| {
+                seen.lock().unwrap().push(Seen {
+                    method: request.method().clone(),
+                    session: request
+                        .headers()
+                        .get("mcp-session-id")
+                        .and_then(|v| v.to_str().ok())
+                        .map(str::to_owned),
+                });
+                request
+            })
+        };
+        let mcp = tower::ServiceBuilder::new()
+            .layer(recorder)
+            .service(demo_mcp::service_with_session_store(Arc::new(sessions)));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base_url = format!("http://{}", listener.local_addr().unwrap());
+        let app = jwt_stack::router(
+            &StackConfig::new(SECRET, Arc::new(bindings)),
+            &base_url,
+            mcp,
+        )
+        .expect("the JWT stack");
+        let task = tokio::spawn(async move {
+            axum::serve(listener, app).await.unwrap();
+        });
+        Self {
+            raw: Raw::at(format!("{base_url}/mcp")),
+            seen,
+            task,
+        }
+    }
+
+    /// How many requests reached the MCP service.
+    fn forwarded(&self) -> usize {
+        self.seen.lock().unwrap().len()
+    }
+
+    /// The methods of the requests that reached the MCP service carrying `session`.
+    fn forwarded_with(&self, session: &str) -> Vec<http::Method> {
+        self.seen
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|s| s.session.as_deref() == Some(session))
+            .map(|s| s.method.clone())
+            .collect()
+    }
+
+    /// `whoami` by `sub` on `session`, which must answer 200: the text.
+    async fn whoami(&self, session: &str, sub: &str) -> String {
+        let answer = self.raw.whoami(session, Some(&token(sub)), 7).await;
+        assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
+        let message = answer.json();
+        assert_ne!(message["result"]["isError"], json!(true), "{message}");
+        tool_text(&message).to_owned()
+    }
+
+    /// `whoami` by `sub` on `session`: the status.
+    async fn whoami_status(&self, session: &str, sub: &str) -> StatusCode {
+        self.raw.whoami(session, Some(&token(sub)), 8).await.status
+    }
+}
+
+/// The binding layer's mismatch answer to a `tools/call`.
+fn assert_mismatch(answer: &Answer) {
+    assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
+    let message = answer.json();
+    assert_eq!(message["result"]["isError"], json!(true), "{message}");
+    assert_eq!(tool_text(&message), MISMATCH_MESSAGE, "{message}");
+}
+
+/// The binding layer's answer when its store is unreachable.
+fn assert_unavailable(answer: &Answer, what: &str) {
+    assert_eq!(
+        answer.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{what}: {answer:?}"
+    );
+    assert!(
+        answer.headers.contains_key(http::header::RETRY_AFTER),
+        "{what}: {answer:?}"
+    );
+    let body: Value = serde_json::from_str(&answer.text).expect("a JSON-RPC error body");
+    assert!(body["error"]["message"].is_string(), "{what}: {body}");
+}
+
+/// `GET key` on the test server, `""` for a missing key.
+fn get(redis: &RedisServer, key: &str) -> String {
+    redis.command(&["GET", key])
+}
+
+/// Redis command calls since the last [`RedisServer::reset_stats`], without the harness's own
+/// `INFO` and `CONFIG`.
+fn calls(redis: &RedisServer) -> BTreeMap<String, u64> {
+    let mut calls = redis.command_calls();
+    calls.retain(|name, _| !name.starts_with("info") && !name.starts_with("config"));
+    calls
+}
+
+fn counts(pairs: &[(&str, u64)]) -> BTreeMap<String, u64> {
+    pairs
+        .iter()
+        .map(|(name, n)| ((*name).to_owned(), *n))
+        .collect()
+}
+
+/// A session alice opens on A serves her on B, which never saw it: rmcp restores it from Redis
+/// (replaying `initialize` with the request in hand, so the tool sees the caller's own,
+/// complete identity) and the binding layer on B finds the binding in Redis. Back on A, it still
+/// works.
+#[tokio::test]
+async fn a_session_opened_on_a_serves_its_owner_on_b() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let (a, b) = (Replica::start(&redis).await, Replica::start(&redis).await);
+
+    let session = a.raw.open_session(Some(&token("alice"))).await;
+    assert_eq!(get(&redis, &binding_key(&session)), bound_to("alice"));
+    let state: Value = serde_json::from_str(&get(&redis, &state_key(&session))).unwrap();
+    assert_eq!(state["initialize_params"]["clientInfo"]["name"], "raw-test");
+    assert!(b.forwarded_with(&session).is_empty(), "B has not seen it");
+
+    assert_eq!(b.whoami(&session, "alice").await, who("alice"));
+    let echo = b
+        .raw
+        .post(
+            Some(&session),
+            Some(&token("alice")),
+            &tool_call(9, "echo", json!({"text": "on B"})),
+        )
+        .await;
+    assert_eq!(tool_text(&echo.json()), "on B", "{echo:?}");
+    assert_eq!(
+        b.forwarded_with(&session),
+        [http::Method::POST, http::Method::POST]
+    );
+    assert_eq!(a.whoami(&session, "alice").await, who("alice"));
+}
+
+/// Concurrent first requests for a session on a replica that does not hold it: all are served
+/// for their owner, and the replica restores the session once (one `GET` of its rmcp state; the
+/// other `GET`s counted are the ones inside the binding lookups' script).
+#[tokio::test]
+async fn concurrent_first_requests_on_b_restore_the_session_once() {
+    const N: u64 = 16;
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let (a, b) = (Replica::start(&redis).await, Replica::start(&redis).await);
+    let session = a.raw.open_session(Some(&token("alice"))).await;
+
+    let tokens: Vec<String> = (0..N).map(|_| token("alice")).collect();
+    redis.reset_stats();
+    let answers = futures::future::join_all(
+        (0..N).map(|id| b.raw.whoami(&session, Some(&tokens[id as usize]), id)),
+    )
+    .await;
+    for answer in &answers {
+        assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
+        assert_eq!(tool_text(&answer.json()), who("alice"));
+    }
+    assert_eq!(
+        calls(&redis),
+        counts(&[("evalsha", N), ("get", N + 1), ("pttl", N)]),
+        "N binding lookups, one restore"
+    );
+}
+
+/// mallory, with a valid token of her own, presents alice's session id on B: the `tools/call`
+/// gets the mismatch answer, nothing of hers reaches the MCP service (B does not even restore
+/// the session for her), and the session is ended: a tombstone in Redis, so alice gets 404 on
+/// A, which still holds the session in memory, and on B.
+#[tokio::test]
+async fn a_thief_on_b_is_refused_and_the_session_ends_on_every_replica() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let (a, b) = (Replica::start(&redis).await, Replica::start(&redis).await);
+    let session = a.raw.open_session(Some(&token("alice"))).await;
+    assert_eq!(a.whoami(&session, "alice").await, who("alice"));
+
+    let answer = b.raw.whoami(&session, Some(&token("mallory")), 2).await;
+    assert_mismatch(&answer);
+    assert_eq!(
+        b.forwarded_with(&session),
+        [http::Method::DELETE],
+        "only the layer's DELETE that ends the session reached B's MCP service"
+    );
+    assert_eq!(get(&redis, &binding_key(&session)), TOMBSTONE);
+    assert_eq!(
+        get(&redis, &state_key(&session)),
+        "",
+        "the DELETE removed rmcp's state"
+    );
+
+    let before = a.forwarded();
+    assert_eq!(
+        a.whoami_status(&session, "alice").await,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        b.whoami_status(&session, "alice").await,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(a.forwarded(), before, "the 404 came from the binding layer");
+}
+
+/// alice ends her session with a DELETE on B: A, where she opened it, answers 404 from then on.
+#[tokio::test]
+async fn an_owner_delete_on_b_ends_the_session_on_a() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let (a, b) = (Replica::start(&redis).await, Replica::start(&redis).await);
+    let session = a.raw.open_session(Some(&token("alice"))).await;
+
+    let answer = b.raw.delete(&session, Some(&token("alice"))).await;
+    assert!(answer.status.is_success(), "{answer:?}");
+    assert_eq!(b.forwarded_with(&session), [http::Method::DELETE]);
+    assert_eq!(get(&redis, &binding_key(&session)), TOMBSTONE);
+    assert_eq!(get(&redis, &state_key(&session)), "");
+
+    assert_eq!(
+        a.whoami_status(&session, "alice").await,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        b.whoami_status(&session, "alice").await,
+        StatusCode::NOT_FOUND
+    );
+}
+
+/// Redis stops mid-run and is restarted.
+///
+/// "Restarted" here means what a Redis with persistence does: its data was on disk when it
+/// stopped (the test takes a `SAVE` snapshot, since the harness runs Redis without automatic
+/// persistence), the process is killed (clients see refused connections), and a new process
+/// starts on the same port and loads the snapshot. The replicas keep running throughout.
+///
+/// While Redis is down, every request on a session gets 503 with `Retry-After` and a JSON-RPC
+/// error, whoever sends it, and none reaches the MCP service; an `initialize` also gets 503 and
+/// the session rmcp opened for it is ended (the layer never hands out an unbound session). Once
+/// Redis is back, the same replicas serve the same sessions from the first request: nothing
+/// was ended, no binding was lost, and a thief is still refused.
+#[tokio::test]
+async fn while_redis_is_down_requests_get_503_and_nothing_is_lost() {
+    let Some(mut redis) = RedisServer::start() else {
+        return;
+    };
+    let (a, b) = (Replica::start(&redis).await, Replica::start(&redis).await);
+    let alice = a.raw.open_session(Some(&token("alice"))).await;
+    let bob = b.raw.open_session(Some(&token("bob"))).await;
+    // A holds alice's session; B holds bob's, and alice's too once it restored it.
+    assert_eq!(b.whoami(&alice, "alice").await, who("alice"));
+    redis.command(&["SAVE"]);
+    let stored = [
+        (binding_key(&alice), get(&redis, &binding_key(&alice))),
+        (binding_key(&bob), get(&redis, &binding_key(&bob))),
+    ];
+    redis.stop();
+
+    let (seen_a, seen_b) = (a.forwarded(), b.forwarded());
+    let note = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
+    // Every kind of request on a session, by its owner and by a thief, on both replicas, all
+    // at once.
+    let mut requests = Vec::new();
+    for (replica, name) in [(&a, "A"), (&b, "B")] {
+        for (session, sub) in [(&alice, "alice"), (&bob, "bob"), (&alice, "mallory")] {
+            for kind in ["tools/call", "notification", "GET", "DELETE"] {
+                let (raw, session, t) = (replica.raw.clone(), session.clone(), token(sub));
+                let note = &note;
+                let answer = async move {
+                    let (session, t) = (Some(session.as_str()), Some(t.as_str()));
+                    match kind {
+                        "tools/call" => {
+                            raw.post(session, t, &tool_call(3, "whoami", json!({})))
+                                .await
+                        }
+                        "notification" => raw.post(session, t, note).await,
+                        "GET" => {
+                            let get = raw.request(reqwest::Method::GET, session, t);
+                            Raw::send(get.header("accept", "text/event-stream")).await
+                        }
+                        _ => Raw::send(raw.request(reqwest::Method::DELETE, session, t)).await,
+                    }
+                };
+                requests.push((format!("{kind} by {sub} on {name}"), answer));
+            }
+        }
+    }
+    let started = Instant::now();
+    let (names, answers): (Vec<String>, Vec<_>) = requests.into_iter().unzip();
+    let answers = futures::future::join_all(answers).await;
+    let elapsed = started.elapsed();
+    for (what, answer) in names.iter().zip(&answers) {
+        assert_unavailable(answer, what);
+    }
+    assert_eq!(a.forwarded(), seen_a, "nothing reached A's MCP service");
+    assert_eq!(b.forwarded(), seen_b, "nothing reached B's MCP service");
+    assert!(
+        elapsed < Duration::from_secs(5),
+        "{} requests answered in {elapsed:?}",
+        answers.len()
+    );
+
+    // A new session cannot be bound: 503, and the inner session is ended, not handed out.
+    let answer = a
+        .raw
+        .post(None, Some(&token("alice")), &initialize_body())
+        .await;
+    assert_unavailable(&answer, "initialize");
+    assert!(!answer.headers.contains_key("mcp-session-id"), "{answer:?}");
+    let seen: Vec<Seen> = a.seen.lock().unwrap()[seen_a..].to_vec();
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    assert_eq!(
+        (&seen[0].method, &seen[0].session),
+        (&http::Method::POST, &None)
+    );
+    assert_eq!(seen[1].method, http::Method::DELETE, "{seen:?}");
+    assert!(seen[1].session.is_some(), "{seen:?}");
+
+    redis.restart();
+    for (key, value) in &stored {
+        assert_eq!(&get(&redis, key), value, "the binding survived the restart");
+    }
+    // The first request after the restart is served.
+    assert_eq!(a.whoami(&alice, "alice").await, who("alice"));
+    assert_eq!(b.whoami(&alice, "alice").await, who("alice"));
+    assert_eq!(b.whoami(&bob, "bob").await, who("bob"));
+    // A never held bob's session: rmcp restores it from the snapshot.
+    assert_eq!(a.whoami(&bob, "bob").await, who("bob"));
+    assert_mismatch(&a.raw.whoami(&alice, Some(&token("mallory")), 4).await);
+    assert_eq!(
+        a.whoami_status(&alice, "alice").await,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(b.whoami(&bob, "bob").await, who("bob"));
+}
+
+/// A Redis that comes back empty (no persistence) has forgotten every binding: each session
+/// answers 404 on every replica, for its owner and for anyone else (an unbound session is never
+/// adopted by whoever calls first), and the owner opens a new one.
+#[tokio::test]
+async fn redis_restarted_without_its_data_turns_sessions_into_404() {
+    let Some(mut redis) = RedisServer::start() else {
+        return;
+    };
+    let (a, b) = (Replica::start(&redis).await, Replica::start(&redis).await);
+    let session = a.raw.open_session(Some(&token("alice"))).await;
+    assert_eq!(a.whoami(&session, "alice").await, who("alice"));
+
+    redis.restart();
+    assert_eq!(
+        a.whoami_status(&session, "mallory").await,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        a.whoami_status(&session, "alice").await,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        b.whoami_status(&session, "alice").await,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(get(&redis, &binding_key(&session)), "", "nobody adopted it");
+
+    let fresh = b.raw.open_session(Some(&token("alice"))).await;
+    assert_eq!(a.whoami(&fresh, "alice").await, who("alice"));
+}
+
+/// A binding value that this crate did not write (here a token-hash binding of some older
+/// scheme, written by hand) fails closed: the owner's own request gets the mismatch answer, the
+/// session is ended, and it answers 404 on both replicas.
+#[tokio::test]
+async fn a_stored_value_that_is_not_a_binding_fails_closed() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let (a, b) = (Replica::start(&redis).await, Replica::start(&redis).await);
+    let session = a.raw.open_session(Some(&token("alice"))).await;
+    let legacy = "sha256:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
+    redis.command(&["SET", &binding_key(&session), legacy]);
+
+    assert_mismatch(&b.raw.whoami(&session, Some(&token("alice")), 2).await);
+    assert_eq!(b.forwarded_with(&session), [http::Method::DELETE]);
+    assert_eq!(get(&redis, &binding_key(&session)), TOMBSTONE);
+    assert_eq!(
+        a.whoami_status(&session, "alice").await,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        b.whoami_status(&session, "alice").await,
+        StatusCode::NOT_FOUND
+    );
+}
+
+/// The cost, counted by Redis itself (`INFO commandstats`), through the HTTP stack:
+///
+/// - one `initialize` ⇒ one write for the binding (`SET … NX PX … GET`). The window holds
+///   exactly two `SET`s and nothing else, and both the binding key and rmcp's state key were
+///   written in it; each needs at least one write, so each got exactly one.
+/// - N checked requests of the owner on the replica that holds the session ⇒ exactly N
+///   lookups (`EVALSHA` of the sliding-expiry script, whose `GET` and `PTTL` Redis counts too)
+///   and no write: no `SET`, no `PEXPIRE` (the binding is far from half its TTL), nothing from
+///   rmcp.
+/// - the same N on the other replica ⇒ the same N lookups, plus one `GET` for rmcp's restore.
+#[tokio::test]
+async fn one_redis_round_trip_per_checked_request_and_per_bind() {
+    const N: u64 = 20;
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let (a, b) = (Replica::start(&redis).await, Replica::start(&redis).await);
+    // Warm up: the connections are open and the lookup script is in Redis' cache.
+    let warm = a.raw.open_session(Some(&token("bob"))).await;
+    assert_eq!(a.whoami(&warm, "bob").await, who("bob"));
+    assert_eq!(b.whoami(&warm, "bob").await, who("bob"));
+
+    redis.reset_stats();
+    let answer = a
+        .raw
+        .post(None, Some(&token("alice")), &initialize_body())
+        .await;
+    assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
+    let session = answer.session_id();
+    let bind = calls(&redis);
+    assert_eq!(get(&redis, &binding_key(&session)), bound_to("alice"));
+    assert!(!get(&redis, &state_key(&session)).is_empty());
+    assert_eq!(bind, counts(&[("set", 2)]), "one bind, one rmcp state");
+
+    redis.reset_stats();
+    let note = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
+    let answer = a
+        .raw
+        .post(Some(&session), Some(&token("alice")), &note)
+        .await;
+    assert_eq!(answer.status, StatusCode::ACCEPTED, "{answer:?}");
+    for _ in 1..N {
+        assert_eq!(a.whoami(&session, "alice").await, who("alice"));
+    }
+    let on_a = calls(&redis);
+    assert_eq!(
+        on_a,
+        counts(&[("evalsha", N), ("get", N), ("pttl", N)]),
+        "{N} checked requests on A"
+    );
+
+    redis.reset_stats();
+    for _ in 0..N {
+        assert_eq!(b.whoami(&session, "alice").await, who("alice"));
+    }
+    let on_b = calls(&redis);
+    assert_eq!(
+        on_b,
+        counts(&[("evalsha", N), ("get", N + 1), ("pttl", N)]),
+        "{N} checked requests on B, one restore"
+    );
+    println!("initialize: {bind:?}; {N} requests on A: {on_a:?}; {N} requests on B: {on_b:?}");
+}
+
+/// The example binary with `--redis`: sessions created before a crash (SIGKILL) of the only
+/// server process work for their owners after it starts again on the same Redis (on another
+/// port), and are still refused to others.
+#[tokio::test]
+async fn a_server_process_restart_keeps_every_binding() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let redis_url = redis.url();
+    let server = || {
+        let mut command = Command::new(example("mcp_server"));
+        command
+            .args(["--listen", "127.0.0.1:0", "--redis", redis_url.as_str()])
+            .env("MCP_JWT_SECRET", SECRET)
+            .env_remove("MCP_JWT_ISSUERS")
+            .env_remove("MCP_JWT_AUDIENCE")
+            .env("RUST_LOG", "warn");
+        Spawned::start(&mut command)
+    };
+
+    let first = server();
+    let raw = Raw::at(first.url.clone());
+    let alice = raw.open_session(Some(&token("alice"))).await;
+    let bob = raw.open_session(Some(&token("bob"))).await;
+    drop(first);
+
+    let second = server();
+    let raw = Raw::at(second.url.clone());
+    let whoami = async |session: &str, sub: &str| {
+        let answer = raw.whoami(session, Some(&token(sub)), 5).await;
+        assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
+        tool_text(&answer.json()).to_owned()
+    };
+    assert_eq!(whoami(&alice, "alice").await, who("alice"));
+    assert_eq!(whoami(&bob, "bob").await, who("bob"));
+    // bob's valid token does not open alice's session; that ends it, and only it.
+    assert_mismatch(&raw.whoami(&alice, Some(&token("bob")), 6).await);
+    let answer = raw.whoami(&alice, Some(&token("alice")), 7).await;
+    assert_eq!(answer.status, StatusCode::NOT_FOUND, "{answer:?}");
+    assert_eq!(whoami(&bob, "bob").await, who("bob"));
+}
+
+/// Environment variables of the child process of
+/// [`concurrent_binds_across_processes_have_exactly_one_winner`].
+const RACE_REDIS: &str = "MCPSB_RACE_REDIS";
+const RACE_IDS: &str = "MCPSB_RACE_IDS";
+const RACE_COUNT: usize = 400;
+
+/// The ids raced over, in the order the parent binds them (the child goes the other way).
+fn race_ids(prefix: &str) -> Vec<String> {
+    (0..RACE_COUNT).map(|i| format!("{prefix}-{i}")).collect()
+}
+
+/// Binds every id in `ids` to `owner`, four at a time, and returns the outcomes in `ids` order.
+async fn bind_all(store: &RedisStore, ids: &[String], owner: &Owner) -> Vec<BindOutcome> {
+    use futures::StreamExt;
+    futures::stream::iter(ids)
+        .map(|id| async move {
+            store
+                .bind(
+                    SessionKey::from_session_id(id),
+                    owner,
+                    Duration::from_secs(60),
+                )
+                .await
+                .expect("bind")
+        })
+        .buffered(4)
+        .collect()
+        .await
+}
+
+fn user(sub: &str) -> Owner {
+    Owner::User(Identity::new(DEFAULT_ISSUER, sub).unwrap())
+}
+
+/// Two processes (this test and a copy of this test binary, which runs
+/// [`bind_race_child`]) bind the same 400 session ids to different owners on one Redis, at the
+/// same time, in opposite orders (so they contend on the ids where they meet, and both win
+/// some). For every id exactly one bind reports `Created`, the other reports `AlreadyBound` with
+/// the winner, and Redis holds the winner.
+#[tokio::test]
+async fn concurrent_binds_across_processes_have_exactly_one_winner() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let prefix = format!("race-{}", std::process::id());
+    let ids = race_ids(&prefix);
+    let store = RedisStore::connect(&redis.url()).await.unwrap();
+
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "bind_race_child",
+            "--exact",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(RACE_REDIS, redis.url())
+        .env(RACE_IDS, &prefix)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut child_line = || loop {
+        let line = lines.next().expect("the child's output").unwrap();
+        // libtest may print `test bind_race_child ... ` on the same line.
+        if let Some((_, rest)) = line.split_once("race: ") {
+            return rest.to_owned();
+        }
+    };
+    assert_eq!(child_line(), "ready");
+    writeln!(child.stdin.as_mut().unwrap(), "go").unwrap();
+    let ours = bind_all(&store, &ids, &user("alice")).await;
+    let theirs: Vec<String> = (0..RACE_COUNT).map(|_| child_line()).collect();
+    assert!(child.wait().unwrap().success());
+
+    let mallory = user("mallory");
+    let (mut won, mut lost) = (0, 0);
+    for ((id, ours), theirs) in ids.iter().zip(&ours).zip(&theirs) {
+        let stored = get(
+            &redis,
+            &format!("mcpsb:{}", SessionKey::from_session_id(id).to_hex()),
+        );
+        match ours {
+            BindOutcome::Created => {
+                won += 1;
+                assert_eq!(theirs, &format!("{id} bound alice"), "{id}");
+                assert_eq!(stored, bound_to("alice"), "{id}");
+            }
+            BindOutcome::AlreadyBound(owner) => {
+                lost += 1;
+                assert_eq!(owner, &mallory, "{id}");
+                assert_eq!(theirs, &format!("{id} created"), "{id}");
+                assert_eq!(stored, bound_to("mallory"), "{id}");
+            }
+            other => panic!("{id}: {other:?}"),
+        }
+    }
+    println!("of {RACE_COUNT} ids, this process won {won}, the other {lost}");
+    assert!(
+        won > 0 && lost > 0,
+        "both processes won some ids (else they did not race): {won} / {lost}"
+    );
+}
+
+/// The child process of [`concurrent_binds_across_processes_have_exactly_one_winner`]: does
+/// nothing unless started by it.
+#[tokio::test]
+#[ignore = "the child process of concurrent_binds_across_processes_have_exactly_one_winner"]
+async fn bind_race_child() {
+    let (Ok(url), Ok(prefix)) = (std::env::var(RACE_REDIS), std::env::var(RACE_IDS)) else {
+        return;
+    };
+    let store = RedisStore::connect(&url).await.unwrap();
+    let mut ids = race_ids(&prefix);
+    ids.reverse();
+    println!("race: ready");
+    let mut go = String::new();
+    std::io::stdin().read_line(&mut go).unwrap();
+    let outcomes = bind_all(&store, &ids, &user("mallory")).await;
+    let mut report: BTreeMap<&str, String> = BTreeMap::new();
+    for (id, outcome) in ids.iter().zip(outcomes) {
+        let text = match outcome {
+            BindOutcome::Created => "created".to_owned(),
+            BindOutcome::AlreadyBound(Owner::User(identity)) => format!("bound {}", identity.sub()),
+            other => format!("{other:?}"),
+        };
+        report.insert(id, text);
+    }
+    // In the parent's order.
+    for id in race_ids(&prefix) {
+        println!("race: {id} {}", report[id.as_str()]);
+    }
+}
