@@ -61,7 +61,7 @@ options:
   --without-binding   the same stack without SessionBindingLayer (a baseline for benchmarks)
   --redis URL         keep the bindings and rmcp's session state in Redis
                       (redis://HOST:PORT[/DB]), so that replicas sharing it serve
-                      every session (feature `redis`)
+                      every session; give them the same MCP_JWT_SECRET (feature `redis`)
   -h, --help          this text
 
 environment:
