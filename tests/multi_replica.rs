@@ -26,7 +26,6 @@ mod rmcp_redis_sessions;
 
 use std::{
     collections::BTreeMap,
-    io::{BufRead, BufReader, Write},
     process::{Command, Stdio},
     sync::{Arc, Mutex},
     time::{Duration, Instant},
@@ -616,51 +615,64 @@ async fn a_server_process_restart_keeps_every_binding() {
 /// [`concurrent_binds_across_processes_have_exactly_one_winner`].
 const RACE_REDIS: &str = "MCPSB_RACE_REDIS";
 const RACE_IDS: &str = "MCPSB_RACE_IDS";
-const RACE_COUNT: usize = 400;
+/// How many session ids the two processes race for.
+const RACE_COUNT: usize = 200;
 
-/// The ids raced over, in the order the parent binds them (the child goes the other way).
+/// The ids raced over, in order.
 fn race_ids(prefix: &str) -> Vec<String> {
     (0..RACE_COUNT).map(|i| format!("{prefix}-{i}")).collect()
 }
 
-/// Binds every id in `ids` to `owner`, four at a time, and returns the outcomes in `ids` order.
-async fn bind_all(store: &RedisStore, ids: &[String], owner: &Owner) -> Vec<BindOutcome> {
-    use futures::StreamExt;
-    futures::stream::iter(ids)
-        .map(|id| async move {
-            store
-                .bind(
-                    SessionKey::from_session_id(id),
-                    owner,
-                    Duration::from_secs(60),
-                )
-                .await
-                .expect("bind")
-        })
-        .buffered(4)
-        .collect()
-        .await
+/// The list whose element starts round `i` of the race.
+fn race_start(prefix: &str, i: usize) -> String {
+    format!("{prefix}:start:{i}")
 }
 
 fn user(sub: &str) -> Owner {
     Owner::User(Identity::new(DEFAULT_ISSUER, sub).unwrap())
 }
 
-/// Two processes (this test and a copy of this test binary, which runs
-/// [`bind_race_child`]) bind the same 400 session ids to different owners on one Redis, at the
-/// same time, in opposite orders (so they contend on the ids where they meet, and both win
-/// some). For every id exactly one bind reports `Created`, the other reports `AlreadyBound` with
-/// the winner, and Redis holds the winner.
+/// One racer: for each id, waits for its round to start (`BLPOP` on a connection of its own),
+/// then binds the id to `owner` through `RedisStore`. The outcomes, in `ids` order.
+async fn race(url: &str, prefix: &str, owner: &Owner) -> Vec<BindOutcome> {
+    let store = RedisStore::connect(url).await.unwrap();
+    let client = redis::Client::open(url).unwrap();
+    let mut gate = client.get_multiplexed_async_connection().await.unwrap();
+    let mut outcomes = Vec::with_capacity(RACE_COUNT);
+    for (i, id) in race_ids(prefix).iter().enumerate() {
+        let _: (String, String) = redis::cmd("BLPOP")
+            .arg(race_start(prefix, i))
+            .arg(0)
+            .query_async(&mut gate)
+            .await
+            .unwrap();
+        let outcome = store
+            .bind(
+                SessionKey::from_session_id(id),
+                owner,
+                Duration::from_secs(60),
+            )
+            .await
+            .expect("bind");
+        outcomes.push(outcome);
+    }
+    outcomes
+}
+
+/// Two processes (this test, and a copy of this test binary running [`bind_race_child`]) race
+/// to bind the same 200 session ids to different owners on one Redis, through `RedisStore`.
+/// Each id is one round: both racers block on a Redis list (`BLPOP`), a starter thread waits
+/// until both are blocked and pushes two elements, Redis releases both in the same event-loop
+/// turn, and both send their bind at once. For every id exactly one bind reports `Created`, the
+/// other reports `AlreadyBound` with the winner, and Redis holds the winner. (A check-then-set
+/// bind, `GET` then `SET`, fails this test: two winners on some ids.)
 #[tokio::test]
 async fn concurrent_binds_across_processes_have_exactly_one_winner() {
     let Some(redis) = RedisServer::start() else {
         return;
     };
     let prefix = format!("race-{}", std::process::id());
-    let ids = race_ids(&prefix);
-    let store = RedisStore::connect(&redis.url()).await.unwrap();
-
-    let mut child = Command::new(std::env::current_exe().unwrap())
+    let child = Command::new(std::env::current_exe().unwrap())
         .args([
             "bind_race_child",
             "--exact",
@@ -670,28 +682,52 @@ async fn concurrent_binds_across_processes_have_exactly_one_winner() {
         ])
         .env(RACE_REDIS, redis.url())
         .env(RACE_IDS, &prefix)
-        .stdin(Stdio::piped())
+        .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
         .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut child_line = || loop {
-        let line = lines.next().expect("the child's output").unwrap();
-        // libtest may print `test bind_race_child ... ` on the same line.
-        if let Some((_, rest)) = line.split_once("race: ") {
-            return rest.to_owned();
-        }
+
+    // The starter: opens round i once both racers are blocked on it.
+    let starter = {
+        let (url, prefix) = (redis.url(), prefix.clone());
+        std::thread::spawn(move || {
+            let mut conn = redis::Client::open(url).unwrap().get_connection().unwrap();
+            let deadline = Instant::now() + Duration::from_secs(30);
+            for i in 0..RACE_COUNT {
+                loop {
+                    let info: String = redis::cmd("INFO").arg("clients").query(&mut conn).unwrap();
+                    if info.lines().any(|line| line.trim() == "blocked_clients:2") {
+                        break;
+                    }
+                    assert!(
+                        Instant::now() < deadline,
+                        "the racers never met at round {i}"
+                    );
+                    std::thread::yield_now();
+                }
+                let _: () = redis::cmd("RPUSH")
+                    .arg(race_start(&prefix, i))
+                    .arg("go")
+                    .arg("go")
+                    .query(&mut conn)
+                    .unwrap();
+            }
+        })
     };
-    assert_eq!(child_line(), "ready");
-    writeln!(child.stdin.as_mut().unwrap(), "go").unwrap();
-    let ours = bind_all(&store, &ids, &user("alice")).await;
-    let theirs: Vec<String> = (0..RACE_COUNT).map(|_| child_line()).collect();
-    assert!(child.wait().unwrap().success());
+    let ours = race(&redis.url(), &prefix, &user("alice")).await;
+    starter.join().expect("the starter");
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success(), "the child failed");
+    let theirs: Vec<String> = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|line| Some(line.split_once("race: ")?.1.to_owned()))
+        .collect();
+    assert_eq!(theirs.len(), RACE_COUNT, "{theirs:?}");
 
     let mallory = user("mallory");
     let (mut won, mut lost) = (0, 0);
-    for ((id, ours), theirs) in ids.iter().zip(&ours).zip(&theirs) {
+    for ((id, ours), theirs) in race_ids(&prefix).iter().zip(&ours).zip(&theirs) {
         let stored = get(
             &redis,
             &format!("mcpsb:{}", SessionKey::from_session_id(id).to_hex()),
@@ -726,24 +762,15 @@ async fn bind_race_child() {
     let (Ok(url), Ok(prefix)) = (std::env::var(RACE_REDIS), std::env::var(RACE_IDS)) else {
         return;
     };
-    let store = RedisStore::connect(&url).await.unwrap();
-    let mut ids = race_ids(&prefix);
-    ids.reverse();
-    println!("race: ready");
-    let mut go = String::new();
-    std::io::stdin().read_line(&mut go).unwrap();
-    let outcomes = bind_all(&store, &ids, &user("mallory")).await;
-    let mut report: BTreeMap<&str, String> = BTreeMap::new();
-    for (id, outcome) in ids.iter().zip(outcomes) {
+    let outcomes = race(&url, &prefix, &user("mallory")).await;
+    for (id, outcome) in race_ids(&prefix).iter().zip(outcomes) {
         let text = match outcome {
             BindOutcome::Created => "created".to_owned(),
-            BindOutcome::AlreadyBound(Owner::User(identity)) => format!("bound {}", identity.sub()),
+            BindOutcome::AlreadyBound(Owner::User(identity)) => {
+                format!("bound {}", identity.sub())
+            }
             other => format!("{other:?}"),
         };
-        report.insert(id, text);
-    }
-    // In the parent's order.
-    for id in race_ids(&prefix) {
-        println!("race: {id} {}", report[id.as_str()]);
+        println!("race: {id} {text}");
     }
 }
