@@ -3,7 +3,6 @@
 
 mod support;
 
-
 use bytes::Bytes;
 use http::{Request, StatusCode};
 use http_body_util::{BodyExt, combinators::BoxBody};
