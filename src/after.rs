@@ -57,23 +57,29 @@ pub(crate) async fn end_session<S, St, ReqBody, ResBody>(
     config: &Config,
     head: &InnerHead,
     session: HeaderValue,
+    caller: Option<&Identity>,
 ) where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,
     St: BindingStore,
     ReqBody: Default,
 {
-    let short = SessionKey::from_session_id(session_id::as_str(&session)).short();
+    let key = SessionKey::from_session_id(session_id::as_str(&session));
     if let Some(key) = tombstone
         && let Err(error) = store.end(key, config.tombstone_ttl).await
     {
-        tracing::error!(reason = "store_error", session = %short, %error, "could not tombstone an ended session");
+        trace::failed(
+            "store_error",
+            caller,
+            key,
+            &error,
+            "could not tombstone an ended session",
+        );
     }
     match inner.oneshot(head.delete(session)).await {
-        Ok(response) => {
-            tracing::info!(reason = "ended", session = %short, inner_status = response.status().as_u16(), "session ended");
-        }
+        Ok(response) => trace::ended(caller, key, Some(response.status().as_u16())),
         Err(_) => {
-            tracing::error!(reason = "ended", session = %short, "inner service failed the DELETE that ends the session");
+            let what = "inner service failed the DELETE that ends the session";
+            trace::failed("ended", caller, key, &"inner service error", what);
         }
     }
 }
@@ -127,7 +133,13 @@ impl<S, St> After<S, St> {
                 AfterKind::EndOnSuccess(key) => {
                     match store.end(key, config.tombstone_ttl).await {
                         Ok(()) => trace::owner_ended(caller.as_ref(), key),
-                        Err(error) => tracing::error!(reason = "store_error", session = %key.short(), %error, "could not tombstone a session its owner deleted"),
+                        Err(error) => trace::failed(
+                            "store_error",
+                            caller.as_ref(),
+                            key,
+                            &error,
+                            "could not tombstone a session its owner deleted",
+                        ),
                     }
                     Ok(response.map(ResponseBody::inner))
                 }
@@ -170,7 +182,7 @@ where
         (None, true) => Owner::Anonymous,
         (None, false) => {
             trace::rejected(RejectionReason::MissingIdentity, None, key);
-            end_session(inner, store, None, config, head, session).await;
+            end_session(inner, store, None, config, head, session, caller.as_ref()).await;
             return refuse(RejectionReason::MissingIdentity);
         }
     };
@@ -181,17 +193,37 @@ where
         }
         Ok(BindOutcome::AlreadyBound(_) | BindOutcome::AlreadyEnded) => {
             trace::rejected(RejectionReason::BindConflict, caller.as_ref(), key);
-            end_session(inner, store, Some(key), config, head, session).await;
+            end_session(
+                inner,
+                store,
+                Some(key),
+                config,
+                head,
+                session,
+                caller.as_ref(),
+            )
+            .await;
             refuse(RejectionReason::BindConflict)
         }
         Err(error) if error.kind() == StoreErrorKind::Corrupt => {
-            tracing::error!(reason = "corrupt_binding", session = %key.short(), %error, "a new session id collides with a corrupt stored value");
-            end_session(inner, store, Some(key), config, head, session).await;
+            let what = "a new session id collides with a corrupt stored value";
+            trace::failed("corrupt_binding", caller.as_ref(), key, &error, what);
+            end_session(
+                inner,
+                store,
+                Some(key),
+                config,
+                head,
+                session,
+                caller.as_ref(),
+            )
+            .await;
             refuse(RejectionReason::BindConflict)
         }
         Err(error) => {
-            tracing::error!(reason = "store_error", session = %key.short(), %error, "could not bind a new session; ending it");
-            end_session(inner, store, None, config, head, session).await;
+            let what = "could not bind a new session; ending it";
+            trace::failed("store_error", caller.as_ref(), key, &error, what);
+            end_session(inner, store, None, config, head, session, caller.as_ref()).await;
             refuse(RejectionReason::StoreUnavailable)
         }
     }

@@ -248,11 +248,19 @@ where
             Ok(Lookup::Missing) => return self.not_found(RejectionReason::UnknownSession),
             Ok(Lookup::Ended) => return self.not_found(RejectionReason::EndedSession),
             Err(error) if error.kind() == StoreErrorKind::Corrupt => {
-                tracing::error!(reason = "corrupt_binding", session = %self.key.short(), %error, "stored binding does not parse; failing closed");
+                let what = "stored binding does not parse; failing closed";
+                trace::failed(
+                    "corrupt_binding",
+                    self.caller.as_ref(),
+                    self.key,
+                    &error,
+                    what,
+                );
                 Refusal::Corrupt
             }
             Err(error) => {
-                tracing::error!(reason = "store_error", session = %self.key.short(), %error, "binding store failed; request not forwarded");
+                let what = "binding store failed; request not forwarded";
+                trace::failed("store_error", self.caller.as_ref(), self.key, &error, what);
                 return ResponseFuture::answer(rejection::plain(
                     RejectionReason::StoreUnavailable,
                     None,
@@ -313,6 +321,7 @@ where
                 &self.config,
                 &head,
                 session,
+                self.caller.as_ref(),
             )
             .await;
         }

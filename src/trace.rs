@@ -49,3 +49,21 @@ pub(crate) fn mismatch(caller: Option<&Identity>, owner: Option<&Identity>, key:
         "caller identity does not match session owner"
     );
 }
+
+/// A failure the layer logged but did not pass on (a store error, a failed `DELETE`).
+pub(crate) fn failed(
+    reason: &'static str,
+    caller: Option<&Identity>,
+    key: SessionKey,
+    error: &dyn std::fmt::Display,
+    what: &'static str,
+) {
+    let (iss, sub) = halves(caller);
+    tracing::error!(reason, iss, sub, session = %key.short(), %error, "{what}");
+}
+
+/// A session was ended by the layer (after a refusal).
+pub(crate) fn ended(caller: Option<&Identity>, key: SessionKey, inner_status: Option<u16>) {
+    let (iss, sub) = halves(caller);
+    tracing::info!(reason = "ended", iss, sub, session = %key.short(), inner_status, "session ended");
+}
