@@ -137,6 +137,10 @@ where
 pub async fn serve_router(app: Router, seen: Arc<Mutex<Vec<Seen>>>) -> TestServer {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
+    // Without TCP_NODELAY, each SSE answer waits for the client's delayed ACK (~40 ms).
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     let handle = tokio::spawn(async move {
         axum::serve(listener, app).await.unwrap();
     });
