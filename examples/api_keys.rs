@@ -144,6 +144,11 @@ async fn main() -> ExitCode {
     let _ = stdout.flush();
     drop(stdout);
 
+    // TCP_NODELAY: SSE answers are written in small pieces; without it each one waits ~40 ms for
+    // the client's delayed ACK.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     match axum::serve(listener, app).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -81,6 +81,9 @@ async fn run() -> Step {
     let config = StackConfig::new(secret.clone(), Arc::new(MemoryStore::new()));
     let app = jwt_stack::router(&config, &base_url, demo_mcp::service())
         .map_err(|e| format!("JWT layer: {e}"))?;
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     let server = tokio::spawn(async move { axum::serve(listener, app).await });
 
     let demo = Demo {

@@ -296,6 +296,11 @@ async fn run(args: Args) -> Result<(), String> {
     stdout.flush().map_err(|e| e.to_string())?;
     drop(stdout);
 
+    // TCP_NODELAY: SSE answers are written in small pieces; without it each one waits ~40 ms for
+    // the client's delayed ACK.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     axum::serve(listener, app)
         .await
         .map_err(|e| format!("server stopped: {e}"))
