@@ -31,8 +31,7 @@ fn run(layered: bool) {
     let requests: Vec<Request<Full<Bytes>>> = (0..REQUESTS).map(|_| post(&body, &caller)).collect();
     let mut ok = 0;
     if layered {
-        let mut service = SessionBindingLayer::new()
-            .store(bound_store())
+        let mut service = SessionBindingLayer::with_store(bound_store())
             .layer(tower::service_fn(answer::<Full<Bytes>>));
         for request in requests {
             ok += usize::from(call_now(&mut service, request).status().is_success());

@@ -5,6 +5,7 @@
 //! cargo build --release --all-features --example mcp_server --example loadgen
 //! target/release/examples/loadgen [--rounds 5] [--seconds 3] [--warmup 0.5] [--concurrency 1,16,64]
 //!                                 [--server PATH] [--server-cpu N]
+//! target/release/examples/loadgen --instructions 2000 [--server PATH]
 //! ```
 //!
 //! On a 2-core machine, `taskset -c 0 target/release/examples/loadgen --server-cpu 1` gives the
@@ -21,6 +22,11 @@
 //! kept. It prints, per concurrency: requests/s, p50 and p99 for both, the ratios layer/bare, and
 //! the server's CPU time per request (from `/proc`), which does not depend on which side (client
 //! or server) is the bottleneck on a shared machine.
+//!
+//! Wall-clock figures on a shared 2-core machine move with whatever else runs. `--instructions N`
+//! measures what does not: it runs each server under valgrind's callgrind, sends N sequential
+//! `tools/call whoami` on one session (after 50 warm-up calls), and reads how many instructions the
+//! server executed (all threads, `callgrind_control`), per request, with and without the layer.
 //!
 //! Every answer is checked (HTTP 200 and the caller's own `sub` in the result): a failed request
 //! stops the run. Requests go to loopback only, and the run is bounded in time.
@@ -60,6 +66,8 @@ struct Args {
     server: Option<std::path::PathBuf>,
     /// Pin the servers to this CPU (with `taskset`).
     server_cpu: Option<usize>,
+    /// Instead of the load: count the server's instructions over this many requests (callgrind).
+    instructions: Option<usize>,
 }
 
 impl Args {
@@ -71,6 +79,7 @@ impl Args {
             concurrency: vec![1, 16, 64],
             server: None,
             server_cpu: None,
+            instructions: None,
         };
         let mut argv = std::env::args().skip(1);
         while let Some(flag) = argv.next() {
@@ -87,6 +96,7 @@ impl Args {
                 }
                 "--server" => args.server = Some(value()?.into()),
                 "--server-cpu" => args.server_cpu = Some(value()?.parse()?),
+                "--instructions" => args.instructions = Some(value()?.parse()?),
                 // `cargo bench`-style invocations pass this; nothing to do.
                 "--bench" => {}
                 other => return Err(format!("unknown argument {other}").into()),
@@ -147,6 +157,7 @@ async fn spawn_server(
     name: &'static str,
     binary: Option<&std::path::Path>,
     cpu: Option<usize>,
+    callgrind: bool,
     without_binding: bool,
 ) -> Result<Server, Error> {
     let path = match binary {
@@ -161,13 +172,24 @@ async fn spawn_server(
         )
         .into());
     }
-    let mut command = match cpu {
-        Some(cpu) => {
+    let mut command = match (cpu, callgrind) {
+        (_, true) => {
+            let mut valgrind = Command::new("valgrind");
+            // LOADGEN_CALLGRIND_OUT=DIR keeps the profiles (for callgrind_annotate).
+            let out = std::env::var("LOADGEN_CALLGRIND_OUT")
+                .map_or_else(|_| "/dev/null".to_owned(), |dir| format!("{dir}/callgrind.{name}"));
+            valgrind
+                .args(["--tool=callgrind", "--dump-instr=no"])
+                .arg(format!("--callgrind-out-file={out}"))
+                .arg(&path);
+            valgrind
+        }
+        (Some(cpu), false) => {
             let mut taskset = Command::new("taskset");
             taskset.args(["-c", &cpu.to_string()]).arg(&path);
             taskset
         }
-        None => Command::new(&path),
+        (None, false) => Command::new(&path),
     };
     command
         .args(["--listen", "127.0.0.1:0"])
@@ -186,7 +208,7 @@ async fn spawn_server(
     let pid = child.id().ok_or("server exited at once")?;
     let stdout = child.stdout.take().ok_or("no stdout")?;
     let mut lines = BufReader::new(stdout).lines();
-    let url = tokio::time::timeout(Duration::from_secs(30), async {
+    let url = tokio::time::timeout(Duration::from_secs(120), async {
         while let Some(line) = lines.next_line().await? {
             if let Some(url) = line.strip_prefix("listening on ") {
                 return Ok::<_, std::io::Error>(Some(url.trim().to_owned()));
@@ -341,6 +363,31 @@ async fn phase(
     Ok(result)
 }
 
+/// The `p`th percentile (nearest rank) of latencies in nanoseconds, in microseconds.
+fn percentile_us(latencies_ns: &mut [u64], p: f64) -> f64 {
+    latencies_ns.sort_unstable();
+    let n = latencies_ns.len();
+    if n == 0 {
+        return f64::NAN;
+    }
+    let rank = ((p / 100.0) * n as f64).ceil() as usize;
+    latencies_ns[rank.clamp(1, n) - 1] as f64 / 1000.0
+}
+
+/// Median of the ratios `layer[i] / bare[i]`, and the ratios as text.
+fn median_ratio(bare: &[f64], layer: &[f64]) -> (f64, String) {
+    let mut ratios: Vec<f64> = bare.iter().zip(layer).map(|(b, l)| l / b).collect();
+    let shown: Vec<String> = ratios.iter().map(|r| format!("{r:.3}")).collect();
+    ratios.sort_by(f64::total_cmp);
+    let n = ratios.len();
+    let median = if n % 2 == 1 {
+        ratios[n / 2]
+    } else {
+        (ratios[n / 2 - 1] + ratios[n / 2]) / 2.0
+    };
+    (median, shown.join(" "))
+}
+
 /// All phases of one server at one concurrency, over the rounds.
 #[derive(Default)]
 struct Totals {
@@ -349,12 +396,15 @@ struct Totals {
     latencies_ns: Vec<u64>,
     server_cpu: Duration,
     per_round_rps: Vec<f64>,
+    per_round_p99: Vec<f64>,
 }
 
 impl Totals {
-    fn add(&mut self, phase: Phase) {
+    fn add(&mut self, mut phase: Phase) {
         self.per_round_rps
             .push(phase.requests as f64 / phase.elapsed.as_secs_f64());
+        self.per_round_p99
+            .push(percentile_us(&mut phase.latencies_ns, 99.0));
         self.requests += phase.requests;
         self.elapsed += phase.elapsed;
         self.latencies_ns.extend(phase.latencies_ns);
@@ -366,18 +416,73 @@ impl Totals {
     }
 
     fn percentile_us(&mut self, p: f64) -> f64 {
-        self.latencies_ns.sort_unstable();
-        let n = self.latencies_ns.len();
-        if n == 0 {
-            return f64::NAN;
-        }
-        let rank = ((p / 100.0) * n as f64).ceil() as usize;
-        self.latencies_ns[rank.clamp(1, n) - 1] as f64 / 1000.0
+        percentile_us(&mut self.latencies_ns, p)
     }
 
     fn cpu_us_per_request(&self) -> f64 {
         self.server_cpu.as_secs_f64() * 1e6 / self.requests.max(1) as f64
     }
+}
+
+/// Instructions the server executes (all threads), from `callgrind_control`.
+async fn server_instructions(pid: u32, zero: bool) -> Result<u64, Error> {
+    let mut command = Command::new("callgrind_control");
+    if zero {
+        command.arg("--zero");
+    } else {
+        command.args(["-e", "Ir"]);
+    }
+    let output = command.arg(pid.to_string()).output().await?;
+    if !output.status.success() {
+        return Err(format!("callgrind_control failed: {output:?}").into());
+    }
+    // `-e Ir` prints one `Th N  COUNT` line per thread.
+    let text = String::from_utf8_lossy(&output.stdout);
+    Ok(text
+        .lines()
+        .filter_map(|line| {
+            let mut words = line.split_whitespace();
+            (words.next()? == "Th").then_some(())?;
+            words.next()?;
+            words.next()?.replace(',', "").parse::<u64>().ok()
+        })
+        .sum())
+}
+
+/// `--instructions N`: each server under callgrind, one session, N sequential `tools/call
+/// whoami` after a warm-up; instructions the server executed per request.
+async fn instructions(args: &Args, client: &reqwest::Client, requests: usize) -> Result<(), Error> {
+    println!("server instructions per tools/call whoami (callgrind, {requests} sequential requests after 50 warm-up):");
+    let mut per_request = [0.0; 2];
+    for (which, name) in [(0, "bare"), (1, "layer")] {
+        let mut server =
+            spawn_server(name, args.server.as_deref(), None, true, which == 0).await?;
+        let session = open_session(client, &server.url, "user-0000".to_owned()).await?;
+        for _ in 0..50 {
+            whoami(client, &server.url, &session).await?;
+        }
+        server_instructions(server.pid, true).await?;
+        for _ in 0..requests {
+            whoami(client, &server.url, &session).await?;
+        }
+        let total = server_instructions(server.pid, false).await?;
+        if std::env::var_os("LOADGEN_CALLGRIND_OUT").is_some() {
+            Command::new("callgrind_control")
+                .arg("--dump")
+                .arg(server.pid.to_string())
+                .output()
+                .await?;
+        }
+        per_request[which] = total as f64 / requests as f64;
+        println!("  {name:<5}: {:.0} instructions per request", per_request[which]);
+        server.child.kill().await?;
+    }
+    println!(
+        "  layer adds {:.0} instructions per request (ratio {:.4})",
+        per_request[1] - per_request[0],
+        per_request[1] / per_request[0]
+    );
+    Ok(())
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -386,16 +491,22 @@ async fn main() -> Result<(), Error> {
     let max_clients = *args.concurrency.iter().max().unwrap_or(&1);
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(max_clients * 2)
-        .timeout(Duration::from_secs(30))
+        .timeout(Duration::from_secs(120))
         .build()?;
+    if let Some(requests) = args.instructions {
+        return instructions(&args, &client, requests).await;
+    }
 
     let mut servers = [
-        spawn_server("bare", args.server.as_deref(), args.server_cpu, true).await?,
-        spawn_server("layer", args.server.as_deref(), args.server_cpu, false).await?,
+        spawn_server("bare", args.server.as_deref(), args.server_cpu, false, true).await?,
+        spawn_server("layer", args.server.as_deref(), args.server_cpu, false, false).await?,
     ];
     for server in &mut servers {
         for i in 0..max_clients {
-            let sub = format!("user-{i:04}-{:016x}", 0x9e37_79b9_7f4a_7c15_u64.wrapping_mul(i as u64 + 1));
+            let sub = format!(
+                "user-{i:04}-{:016x}",
+                0x9e37_79b9_7f4a_7c15_u64.wrapping_mul(i as u64 + 1)
+            );
             server
                 .sessions
                 .push(Arc::new(open_session(&client, &server.url, sub).await?));
@@ -453,21 +564,13 @@ async fn main() -> Result<(), Error> {
         );
     }
     println!();
+    println!("Per round (each round runs both servers back to back), layer/bare:");
     for (c, &clients) in args.concurrency.iter().enumerate() {
         let [bare, layer] = &totals[c];
-        let mut ratios: Vec<f64> = bare
-            .per_round_rps
-            .iter()
-            .zip(&layer.per_round_rps)
-            .map(|(b, l)| l / b)
-            .collect();
-        let shown: Vec<String> = ratios.iter().map(|r| format!("{r:.3}")).collect();
-        ratios.sort_by(f64::total_cmp);
-        println!(
-            "throughput ratio per round, {clients} clients: {} (median {:.3})",
-            shown.join(" "),
-            ratios[ratios.len() / 2]
-        );
+        let (rps, rps_rounds) = median_ratio(&bare.per_round_rps, &layer.per_round_rps);
+        let (p99, p99_rounds) = median_ratio(&bare.per_round_p99, &layer.per_round_p99);
+        println!("  {clients:>3} clients: throughput median {rps:.3} [{rps_rounds}]");
+        println!("  {clients:>3} clients: p99        median {p99:.3} [{p99_rounds}]");
     }
 
     for server in &mut servers {

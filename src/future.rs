@@ -42,7 +42,10 @@ pin_project! {
         Inner {
             #[pin]
             future: S::Future,
-            after: Option<After<S, St>>,
+            // Boxed: the work after a response is rare (a new session, the owner's DELETE), and
+            // inline it would make every response future, moved at each layer of the stack, a
+            // few hundred bytes larger.
+            after: Option<Box<After<S, St>>>,
         },
         Boxed {
             future: BoxFuture<'static, Answer<ResBody, S::Error>>,
@@ -59,7 +62,10 @@ where
 {
     pub(crate) fn inner(future: S::Future, after: Option<After<S, St>>) -> Self {
         Self {
-            state: State::Inner { future, after },
+            state: State::Inner {
+                future,
+                after: after.map(Box::new),
+            },
         }
     }
 
@@ -97,7 +103,7 @@ where
                     let response = ready!(future.poll(cx))?;
                     match after.take() {
                         Some(after) if after.applies_to(&response) => {
-                            let future = after.run(response);
+                            let future = (*after).run(response);
                             state.set(State::Boxed { future });
                         }
                         _ => return Poll::Ready(Ok(response.map(ResponseBody::inner))),
