@@ -65,7 +65,10 @@ async fn events_carry_reason_identity_and_hashed_session_only() {
             .clone()
     };
     let bound = find("bound");
-    assert!(bound.contains("sub=\"alice\"") && bound.contains(ISS_A), "{bound}");
+    assert!(
+        bound.contains("sub=\"alice\"") && bound.contains(ISS_A),
+        "{bound}"
+    );
     assert!(bound.contains(&short), "{bound}");
     let mismatch = find("mismatch");
     assert!(mismatch.contains("sub=\"mallory\"") && mismatch.contains("owner_sub=\"alice\""));
@@ -78,7 +81,13 @@ async fn events_carry_reason_identity_and_hashed_session_only() {
 
     for line in &events {
         assert!(!line.contains(&session), "session id logged: {line}");
-        assert!(!line.contains(&alice) && !line.contains(&mallory), "token logged: {line}");
-        assert!(!line.contains("never-issued-session"), "session id logged: {line}");
+        assert!(
+            !line.contains(&alice) && !line.contains(&mallory),
+            "token logged: {line}"
+        );
+        assert!(
+            !line.contains("never-issued-session"),
+            "session id logged: {line}"
+        );
     }
 }
