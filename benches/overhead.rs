@@ -7,6 +7,8 @@
 //! - `rmcp/{bare,layer}/tools_call_whoami`: rmcp's `StreamableHttpService` (the demo server of
 //!   the examples) answering `tools/call whoami` on an established session, response body read to
 //!   the end. The layer's cost next to a real MCP server, without HTTP.
+//! - `hot_path/session_key_sha256`: the store key of a session id (SHA-256), the largest item of
+//!   the matching path on CPUs without SHA extensions.
 //! - `mismatch/{1KiB,1MiB}`: the refusal path through the service (another user's `tools/call`,
 //!   the body read and its envelope parsed, answered with an `isError` result). The session is
 //!   kept (`end_session_on_mismatch(false)`) so every iteration takes the same path.
@@ -25,7 +27,10 @@ use common::{
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use http::StatusCode;
 use http_body_util::Full;
-use mcp_session_binding::{Identity, SessionBindingLayer, store::MemoryStore};
+use mcp_session_binding::{
+    Identity, SessionBindingLayer,
+    store::{MemoryStore, SessionKey},
+};
 use tower::Layer;
 
 fn hot_path(c: &mut Criterion) {
@@ -122,5 +127,15 @@ fn rmcp(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, hot_path, mismatch, rmcp);
+/// The largest single item of the matching path: SHA-256 of the session id (the store key).
+fn session_key(c: &mut Criterion) {
+    let mut group = c.benchmark_group("hot_path");
+    group.sample_size(50);
+    group.bench_function("session_key_sha256", |b| {
+        b.iter(|| SessionKey::from_session_id(std::hint::black_box(common::SESSION)));
+    });
+    group.finish();
+}
+
+criterion_group!(benches, hot_path, session_key, mismatch, rmcp);
 criterion_main!(benches);

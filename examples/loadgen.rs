@@ -534,10 +534,11 @@ async fn main() -> Result<(), Error> {
                 let measured =
                     phase(&client, &servers[which], clients, args.warmup, args.window).await?;
                 eprintln!(
-                    "round {} concurrency {clients:>3} {:<5}: {:>8.0} req/s",
+                    "round {} concurrency {clients:>3} {:<5}: {:>8.0} req/s, server CPU {:>6.1} µs/req",
                     round + 1,
                     servers[which].name,
-                    measured.requests as f64 / measured.elapsed.as_secs_f64()
+                    measured.requests as f64 / measured.elapsed.as_secs_f64(),
+                    measured.server_cpu.as_secs_f64() * 1e6 / measured.requests.max(1) as f64
                 );
                 totals[c][which].add(measured);
             }
@@ -562,6 +563,16 @@ async fn main() -> Result<(), Error> {
             l99 / b99,
             lcpu / bcpu
         );
+    }
+    if let Some(c) = args.concurrency.iter().position(|&clients| clients == 1) {
+        let p50 = totals[c][0].percentile_us(50.0);
+        if p50 > 30_000.0 {
+            println!(
+                "\nwarning: p50 {p50:.0} µs at 1 client: the server's answers wait for delayed ACKs \
+                 (Nagle; the server does not set TCP_NODELAY), so these figures measure that \
+                 stall, not the servers"
+            );
+        }
     }
     println!();
     println!("Per round (each round runs both servers back to back), layer/bare:");
