@@ -374,18 +374,35 @@ fn percentile_us(latencies_ns: &mut [u64], p: f64) -> f64 {
     latencies_ns[rank.clamp(1, n) - 1] as f64 / 1000.0
 }
 
-/// Median of the ratios `layer[i] / bare[i]`, and the ratios as text.
+/// The ratios `layer[i] / bare[i]` of the rounds: their median, and as text their geometric
+/// mean with a 95% interval (mean of the logs ± 2 standard errors), then each ratio.
 fn median_ratio(bare: &[f64], layer: &[f64]) -> (f64, String) {
     let mut ratios: Vec<f64> = bare.iter().zip(layer).map(|(b, l)| l / b).collect();
     let shown: Vec<String> = ratios.iter().map(|r| format!("{r:.3}")).collect();
-    ratios.sort_by(f64::total_cmp);
-    let n = ratios.len();
-    let median = if n % 2 == 1 {
-        ratios[n / 2]
+    let logs: Vec<f64> = ratios.iter().map(|r| r.ln()).collect();
+    let n = logs.len() as f64;
+    let mean = logs.iter().sum::<f64>() / n;
+    let spread = if logs.len() > 1 {
+        let variance = logs.iter().map(|l| (l - mean).powi(2)).sum::<f64>() / (n - 1.0);
+        2.0 * (variance / n).sqrt()
     } else {
-        (ratios[n / 2 - 1] + ratios[n / 2]) / 2.0
+        f64::NAN
     };
-    (median, shown.join(" "))
+    ratios.sort_by(f64::total_cmp);
+    let k = ratios.len();
+    let median = if k % 2 == 1 {
+        ratios[k / 2]
+    } else {
+        (ratios[k / 2 - 1] + ratios[k / 2]) / 2.0
+    };
+    let text = format!(
+        "geometric mean {:.3}, 95% interval {:.3}-{:.3}; rounds: {}",
+        mean.exp(),
+        (mean - spread).exp(),
+        (mean + spread).exp(),
+        shown.join(" ")
+    );
+    (median, text)
 }
 
 /// All phases of one server at one concurrency, over the rounds.
@@ -580,8 +597,8 @@ async fn main() -> Result<(), Error> {
         let [bare, layer] = &totals[c];
         let (rps, rps_rounds) = median_ratio(&bare.per_round_rps, &layer.per_round_rps);
         let (p99, p99_rounds) = median_ratio(&bare.per_round_p99, &layer.per_round_p99);
-        println!("  {clients:>3} clients: throughput median {rps:.3} [{rps_rounds}]");
-        println!("  {clients:>3} clients: p99        median {p99:.3} [{p99_rounds}]");
+        println!("  {clients:>3} clients: throughput median {rps:.3}, {rps_rounds}");
+        println!("  {clients:>3} clients: p99        median {p99:.3}, {p99_rounds}");
     }
 
     for server in &mut servers {

@@ -1,15 +1,15 @@
 //! Memory per binding in `MemoryStore`, counted by a global allocator (`stats_alloc`).
 //!
 //! ```text
-//! cargo run --release --all-features --example memory_per_binding [-- SESSIONS]
+//! cargo run --release --all-features --example memory_per_binding [-- SESSIONS [PER_USER]]
 //! ```
 //!
 //! Binds `SESSIONS` sessions (default 1,000,000) with 36-character UUID-like session ids, for
 //! users with a realistic issuer (`https://login.example.com/tenant-1234/v2.0`) and 24-character
 //! subjects, in two shapes:
 //!
-//! - 10 sessions per user (100,000 users for a million sessions): a user keeps a few clients
-//!   (IDE, desktop app, CLI) and reconnects over the binding TTL;
+//! - `PER_USER` (default 10) sessions per user (100,000 users for a million sessions): a user
+//!   keeps a few clients (IDE, desktop app, CLI) and reconnects over the binding TTL;
 //! - 1 session per user: the worst case for the per-user interning.
 //!
 //! Each bind gets a fresh `Identity` (new strings), as an auth layer builds one per request: the
@@ -17,6 +17,10 @@
 //! (bytes requested from the allocator, after the session ids and identities of the loop were
 //! freed), divided by the number of bindings. Allocator bookkeeping (malloc headers, ~8-16 bytes
 //! per allocation) comes on top; the store makes one allocation per user plus its tables.
+//!
+//! The tables grow by doubling, so the figure depends on where `SESSIONS` falls between two
+//! sizes: a million entries sits just past a doubling (a table about half full), close to the
+//! worst case.
 
 use std::{alloc::System, time::Duration};
 
@@ -95,7 +99,9 @@ fn main() {
         .nth(1)
         .map(|n| n.parse().expect("SESSIONS is a number"))
         .unwrap_or(1_000_000);
-    let per_user: usize = std::env::args().nth(2).map_or(10, |n| n.parse().expect("PER_USER"));
+    let per_user: usize = std::env::args()
+        .nth(2)
+        .map_or(10, |n| n.parse().expect("PER_USER"));
     let users = (sessions / per_user).max(1);
     let shared = bytes_per_binding(sessions, users);
     println!("{sessions} bindings, {users} users x {per_user} sessions each:");
