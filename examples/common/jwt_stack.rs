@@ -23,6 +23,7 @@ use mcp_session_binding::{
     store::BindingStore,
 };
 use serde_json::json;
+use tower::{Layer, util::MapResponseLayer};
 
 /// The issuer trusted when `MCP_JWT_ISSUERS` is not set.
 pub const DEFAULT_ISSUER: &str = "https://issuer.example";
@@ -96,15 +97,20 @@ where
         .allow_missing_token(config.allow_anonymous)
         .build()?;
 
-    let mut app = Router::new().nest_service("/mcp", mcp);
-    if let Some(store) = &config.binding {
-        // Inner layer: runs after the auth layer, reads the Identity it inserted.
-        app = app.layer(
-            SessionBindingLayer::with_store(store.clone()).allow_anonymous(config.allow_anonymous),
-        );
-    }
+    // The binding layer wraps the MCP service itself (cheaper than `Router::layer`, which boxes and
+    // clones the route on every request); it runs after the auth layer and reads the Identity the
+    // auth layer inserted.
+    let app = match &config.binding {
+        Some(store) => {
+            let mcp = MapResponseLayer::new(IntoResponse::into_response).layer(mcp);
+            let binding = SessionBindingLayer::with_store(store.clone())
+                .allow_anonymous(config.allow_anonymous);
+            Router::new().nest_service("/mcp", binding.layer(mcp))
+        }
+        None => Router::new().nest_service("/mcp", mcp),
+    };
     // Outer layer: runs first.
-    app = app.layer(auth);
+    let app = app.layer(auth);
     // Added after the layers, so outside them: the metadata is public.
     Ok(app
         .route_service(METADATA_ROOT, metadata.clone().into_service())
