@@ -186,47 +186,38 @@ where
             return refuse(RejectionReason::MissingIdentity);
         }
     };
-    match store.bind(key, &owner, config.binding_ttl).await {
+    let (tombstone, reason) = match store.bind(key, &owner, config.binding_ttl).await {
         Ok(BindOutcome::Created) => {
             trace::bound(caller.as_ref(), key);
-            response.map(ResponseBody::inner)
+            return response.map(ResponseBody::inner);
         }
         Ok(BindOutcome::AlreadyBound(_) | BindOutcome::AlreadyEnded) => {
             trace::rejected(RejectionReason::BindConflict, caller.as_ref(), key);
-            end_session(
-                inner,
-                store,
-                Some(key),
-                config,
-                head,
-                session,
-                caller.as_ref(),
-            )
-            .await;
-            refuse(RejectionReason::BindConflict)
+            (Some(key), RejectionReason::BindConflict)
         }
         Err(error) if error.kind() == StoreErrorKind::Corrupt => {
             let what = "a new session id collides with a corrupt stored value";
             trace::failed("corrupt_binding", caller.as_ref(), key, &error, what);
-            end_session(
-                inner,
-                store,
-                Some(key),
-                config,
-                head,
-                session,
-                caller.as_ref(),
-            )
-            .await;
-            refuse(RejectionReason::BindConflict)
+            (Some(key), RejectionReason::BindConflict)
         }
         Err(error) => {
             let what = "could not bind a new session; ending it";
             trace::failed("store_error", caller.as_ref(), key, &error, what);
-            end_session(inner, store, None, config, head, session, caller.as_ref()).await;
-            refuse(RejectionReason::StoreUnavailable)
+            (None, RejectionReason::StoreUnavailable)
         }
-    }
+    };
+    // Never hand out a session that is not bound to its caller.
+    end_session(
+        inner,
+        store,
+        tombstone,
+        config,
+        head,
+        session,
+        caller.as_ref(),
+    )
+    .await;
+    refuse(reason)
 }
 
 fn refuse<B>(reason: RejectionReason) -> Response<ResponseBody<B>> {
