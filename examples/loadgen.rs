@@ -176,8 +176,10 @@ async fn spawn_server(
         (_, true) => {
             let mut valgrind = Command::new("valgrind");
             // LOADGEN_CALLGRIND_OUT=DIR keeps the profiles (for callgrind_annotate).
-            let out = std::env::var("LOADGEN_CALLGRIND_OUT")
-                .map_or_else(|_| "/dev/null".to_owned(), |dir| format!("{dir}/callgrind.{name}"));
+            let out = std::env::var("LOADGEN_CALLGRIND_OUT").map_or_else(
+                |_| "/dev/null".to_owned(),
+                |dir| format!("{dir}/callgrind.{name}"),
+            );
             valgrind
                 .args(["--tool=callgrind", "--dump-instr=no"])
                 .arg(format!("--callgrind-out-file={out}"))
@@ -469,11 +471,12 @@ async fn server_instructions(pid: u32, zero: bool) -> Result<u64, Error> {
 /// `--instructions N`: each server under callgrind, one session, N sequential `tools/call
 /// whoami` after a warm-up; instructions the server executed per request.
 async fn instructions(args: &Args, client: &reqwest::Client, requests: usize) -> Result<(), Error> {
-    println!("server instructions per tools/call whoami (callgrind, {requests} sequential requests after 50 warm-up):");
+    println!(
+        "server instructions per tools/call whoami (callgrind, {requests} sequential requests after 50 warm-up):"
+    );
     let mut per_request = [0.0; 2];
     for (which, name) in [(0, "bare"), (1, "layer")] {
-        let mut server =
-            spawn_server(name, args.server.as_deref(), None, true, which == 0).await?;
+        let mut server = spawn_server(name, args.server.as_deref(), None, true, which == 0).await?;
         let session = open_session(client, &server.url, "user-0000".to_owned()).await?;
         for _ in 0..50 {
             whoami(client, &server.url, &session).await?;
@@ -491,7 +494,10 @@ async fn instructions(args: &Args, client: &reqwest::Client, requests: usize) ->
                 .await?;
         }
         per_request[which] = total as f64 / requests as f64;
-        println!("  {name:<5}: {:.0} instructions per request", per_request[which]);
+        println!(
+            "  {name:<5}: {:.0} instructions per request",
+            per_request[which]
+        );
         server.child.kill().await?;
     }
     println!(
@@ -516,7 +522,14 @@ async fn main() -> Result<(), Error> {
 
     let mut servers = [
         spawn_server("bare", args.server.as_deref(), args.server_cpu, false, true).await?,
-        spawn_server("layer", args.server.as_deref(), args.server_cpu, false, false).await?,
+        spawn_server(
+            "layer",
+            args.server.as_deref(),
+            args.server_cpu,
+            false,
+            false,
+        )
+        .await?,
     ];
     for server in &mut servers {
         for i in 0..max_clients {
