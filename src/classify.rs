@@ -40,6 +40,7 @@ struct Envelope<'a> {
     id: Option<&'a RawValue>,
     #[serde(borrow)]
     method: Option<std::borrow::Cow<'a, str>>,
+    // Never read: declared so that a repeated `params` key is an error too, like the others.
     #[allow(dead_code)]
     params: Option<IgnoredAny>,
     result: Option<IgnoredAny>,

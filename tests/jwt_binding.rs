@@ -45,6 +45,10 @@ async fn serve(allow_anonymous: bool) -> Server {
         binding: Some(Arc::new(MemoryStore::new())),
     };
     let app = jwt_stack::router(&config, &base_url, demo_mcp::service()).unwrap();
+    // Without TCP_NODELAY, each SSE answer waits for the client's delayed ACK (~40 ms).
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     let handle = tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     let url = format!("{base_url}/mcp");
     Server {
