@@ -335,7 +335,7 @@ enum Wire {
 }
 
 /// The thief sends the head of a refused POST, then goes away while the layer waits for the
-/// body (HTTP/1.1: closes the connection; h2c: the stream is reset).
+/// body (HTTP/1.1: resets the connection; h2c: resets the stream).
 async fn send_and_vanish(server: &TestServer, wire: Wire, session: &str, thief: &str) {
     match wire {
         Wire::Http1 => {
@@ -343,6 +343,10 @@ async fn send_and_vanish(server: &TestServer, wire: Wire, session: &str, thief: 
             let head = head(server.addr, "POST", session, Some(thief), 1000, "");
             conn.send(head.as_bytes()).await;
             tokio::time::sleep(Duration::from_millis(100)).await;
+            // A reset, not a polite close: the server's connection task fails and drops the
+            // request's future while the layer waits for the body.
+            #[allow(deprecated)]
+            conn.stream.set_linger(Some(Duration::ZERO)).unwrap();
             drop(conn);
         }
         Wire::H2c => {
@@ -787,4 +791,52 @@ async fn early_answers_over_h2c_keep_the_connection() {
         assert_eq!(response.status(), StatusCode::NOT_FOUND);
         assert!(response.headers().get("connection").is_none());
     }
+}
+
+/// Whatever drops the response future (a timeout layer, a server shutting down, a reset
+/// connection), the ending completes.
+#[tokio::test]
+async fn ending_survives_a_dropped_response_future() {
+    use tower::{Service, ServiceExt};
+    let store = SlowEnd {
+        inner: MemoryStore::new(),
+        delay: Duration::from_millis(200),
+    };
+    let owner = Owner::User(mcp_session_binding::Identity::new(ISS_A, "alice").unwrap());
+    let key = SessionKey::from_session_id("s-1");
+    store
+        .bind(key, &owner, Duration::from_secs(60))
+        .await
+        .unwrap();
+    let deletes = Arc::new(Mutex::new(Vec::new()));
+    let inner = {
+        let deletes = deletes.clone();
+        tower::service_fn(move |request: http::Request<axum::body::Body>| {
+            deletes.lock().unwrap().push(request.method().clone());
+            async {
+                Ok::<_, std::convert::Infallible>(http::Response::new(axum::body::Body::empty()))
+            }
+        })
+    };
+    let mut service = tower::Layer::layer(&SessionBindingLayer::with_store(store.clone()), inner);
+    let never = futures::stream::pending::<Result<Bytes, std::io::Error>>();
+    let mut request = http::Request::post("/mcp")
+        .header("mcp-session-id", "s-1")
+        .body(axum::body::Body::from_stream(never))
+        .unwrap();
+    request
+        .extensions_mut()
+        .insert(mcp_session_binding::Identity::new(ISS_A, "mallory").unwrap());
+    let future = service.ready().await.unwrap().call(request);
+    assert!(
+        tokio::time::timeout(Duration::from_millis(50), future)
+            .await
+            .is_err(),
+        "answered before the body arrived"
+    );
+    eventually("the tombstone and the DELETE", || async {
+        store.lookup(key, None).await.unwrap() == Lookup::Ended
+            && deletes.lock().unwrap().contains(&http::Method::DELETE)
+    })
+    .await;
 }
