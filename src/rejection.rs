@@ -67,7 +67,7 @@ impl RejectionReason {
             Self::MalformedSessionId => "malformed_session_id",
             Self::BodyTooLarge => "body_too_large",
             Self::BodyUnreadable => "body_unreadable",
-            Self::StoreUnavailable => "store_error",
+            Self::StoreUnavailable => "store_unavailable",
             Self::MissingIdentity => "missing_identity",
             Self::InvalidIdentity => "invalid_identity",
             Self::BindConflict => "bind_conflict",
