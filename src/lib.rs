@@ -108,6 +108,7 @@ mod classify;
 mod early;
 mod future;
 pub mod identity;
+mod jsonrpc;
 #[cfg(feature = "jwt")]
 #[cfg_attr(docsrs, doc(cfg(feature = "jwt")))]
 pub mod jwt;
