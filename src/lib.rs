@@ -102,37 +102,25 @@
 //! - `memory` (default): [`MemoryStore`](store::MemoryStore).
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
-mod after;
-mod body;
-mod classify;
-mod early;
-mod future;
+mod binding;
 pub mod identity;
-mod jsonrpc;
 #[cfg(feature = "jwt")]
 #[cfg_attr(docsrs, doc(cfg(feature = "jwt")))]
 pub mod jwt;
-mod layer;
-mod rejection;
-mod service;
-mod session_id;
+mod protocol;
 pub mod store;
-mod trace;
 
 /// Not API: hooks for the crate's benchmarks (`benches/`). May change or vanish in any release.
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::classify::classify_len;
+    pub use crate::protocol::envelope::classify_len;
 }
 
-pub use body::ResponseBody;
-pub use future::ResponseFuture;
-pub use identity::{Identity, IdentityExtractor};
-pub use layer::{
+pub use binding::{
     DEFAULT_BINDING_TTL, DEFAULT_MAX_ANSWER_BYTES, DEFAULT_MAX_BATCH_ANSWERS,
     DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_SESSION_ID_LEN, DEFAULT_REFUSED_BODY_TIMEOUT,
-    DEFAULT_TOMBSTONE_TTL, MismatchAnswer, SessionBindingLayer,
+    DEFAULT_TOMBSTONE_TTL, MISMATCH_MESSAGE, MismatchAnswer, RejectionReason, ResponseBody,
+    ResponseFuture, SessionBinding, SessionBindingLayer,
 };
-pub use rejection::{MISMATCH_MESSAGE, RejectionReason};
-pub use service::SessionBinding;
-pub use session_id::{FIRST_SESSIONLESS_REVISION, MCP_PROTOCOL_VERSION, MCP_SESSION_ID};
+pub use identity::{Identity, IdentityExtractor};
+pub use protocol::{FIRST_SESSIONLESS_REVISION, MCP_PROTOCOL_VERSION, MCP_SESSION_ID};
