@@ -25,6 +25,11 @@ use subtle::ConstantTimeEq;
 ///
 /// OIDC caps `sub` at 255 ASCII characters; the larger cap leaves room for long issuer URLs while
 /// still bounding what a binding store holds per session.
+///
+/// ```
+/// use mcp_session_binding::{Identity, identity::MAX_CLAIM_LEN};
+/// assert!(Identity::new("https://issuer.example", "a".repeat(MAX_CLAIM_LEN + 1)).is_err());
+/// ```
 pub const MAX_CLAIM_LEN: usize = 1024;
 
 /// A validated caller identity: the token issuer (`iss`) and subject (`sub`).
@@ -53,6 +58,15 @@ impl Identity {
     /// # Errors
     ///
     /// [`IdentityError`] when a half is empty, too long, or contains NUL.
+    ///
+    /// ```
+    /// use mcp_session_binding::Identity;
+    ///
+    /// let alice = Identity::new("https://issuer.example", "alice").unwrap();
+    /// assert!(Identity::new("", "alice").is_err());
+    /// assert!(Identity::new("https://issuer.example", "a\0b").is_err());
+    /// # let _ = alice;
+    /// ```
     pub fn new(iss: impl Into<Arc<str>>, sub: impl Into<Arc<str>>) -> Result<Self, IdentityError> {
         let iss = iss.into();
         let sub = sub.into();
@@ -62,12 +76,26 @@ impl Identity {
     }
 
     /// The issuer (`iss`).
+    ///
+    /// ```
+    /// use mcp_session_binding::Identity;
+    ///
+    /// let alice = Identity::new("https://issuer.example", "alice").unwrap();
+    /// assert_eq!(alice.iss(), "https://issuer.example");
+    /// ```
     #[must_use]
     pub fn iss(&self) -> &str {
         &self.iss
     }
 
     /// The subject (`sub`).
+    ///
+    /// ```
+    /// use mcp_session_binding::Identity;
+    ///
+    /// let alice = Identity::new("https://issuer.example", "alice").unwrap();
+    /// assert_eq!(alice.sub(), "alice");
+    /// ```
     #[must_use]
     pub fn sub(&self) -> &str {
         &self.sub
@@ -156,12 +184,25 @@ pub struct IdentityError {
 impl IdentityError {
     /// An error about `claim` (for example `"sub"`), with a short reason (for example
     /// `"is missing"`). For extractors written outside this crate.
+    ///
+    /// ```
+    /// use mcp_session_binding::identity::IdentityError;
+    ///
+    /// let error = IdentityError::invalid("sub", "is missing");
+    /// assert_eq!(error.claim(), "sub");
+    /// ```
     #[must_use]
     pub fn invalid(claim: &'static str, problem: &'static str) -> Self {
         Self { claim, problem }
     }
 
     /// The claim at fault.
+    ///
+    /// ```
+    /// use mcp_session_binding::identity::IdentityError;
+    ///
+    /// assert_eq!(IdentityError::invalid("iss", "is not a string").claim(), "iss");
+    /// ```
     #[must_use]
     pub fn claim(&self) -> &'static str {
         self.claim
@@ -312,6 +353,13 @@ pub struct Claims(pub Map<String, Value>);
 
 impl Claims {
     /// Wraps a JSON value, which must be an object.
+    ///
+    /// ```
+    /// use mcp_session_binding::identity::Claims;
+    ///
+    /// assert!(Claims::from_value(serde_json::json!({"sub": "alice"})).is_some());
+    /// assert!(Claims::from_value(serde_json::json!([1])).is_none());
+    /// ```
     #[must_use]
     pub fn from_value(value: Value) -> Option<Self> {
         match value {
@@ -321,6 +369,13 @@ impl Claims {
     }
 
     /// One claim.
+    ///
+    /// ```
+    /// use mcp_session_binding::identity::Claims;
+    ///
+    /// let claims = Claims::from_value(serde_json::json!({"sub": "alice"})).unwrap();
+    /// assert_eq!(claims.get("sub"), Some(&serde_json::json!("alice")));
+    /// ```
     #[must_use]
     pub fn get(&self, name: &str) -> Option<&Value> {
         self.0.get(name)

@@ -39,6 +39,14 @@ pin_project! {
 
 impl<B> ResponseBody<B> {
     /// Wraps an inner body.
+    ///
+    /// ```
+    /// use http_body::Body;
+    /// use mcp_session_binding::ResponseBody;
+    ///
+    /// let body = ResponseBody::inner(http_body_util::Full::new(bytes::Bytes::from_static(b"{}")));
+    /// assert_eq!(body.size_hint().exact(), Some(2));
+    /// ```
     pub fn inner(body: B) -> Self {
         Self {
             kind: Kind::Inner { body },

@@ -16,19 +16,54 @@ use crate::{
 };
 
 /// Bindings live for 24 hours after the last refresh.
+///
+/// ```
+/// use mcp_session_binding::DEFAULT_BINDING_TTL;
+/// assert_eq!(DEFAULT_BINDING_TTL.as_secs(), 24 * 3600);
+/// ```
 pub const DEFAULT_BINDING_TTL: Duration = Duration::from_secs(24 * 3600);
 /// Tombstones of ended sessions live for 24 hours.
+///
+/// ```
+/// use mcp_session_binding::DEFAULT_TOMBSTONE_TTL;
+/// assert_eq!(DEFAULT_TOMBSTONE_TTL.as_secs(), 24 * 3600);
+/// ```
 pub const DEFAULT_TOMBSTONE_TTL: Duration = Duration::from_secs(24 * 3600);
 /// 4 MiB, rmcp's own request body cap.
+///
+/// ```
+/// use mcp_session_binding::DEFAULT_MAX_BODY_BYTES;
+/// assert_eq!(DEFAULT_MAX_BODY_BYTES, 4 << 20);
+/// ```
 pub const DEFAULT_MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
 /// Longest accepted `Mcp-Session-Id`, in bytes.
+///
+/// ```
+/// use mcp_session_binding::DEFAULT_MAX_SESSION_ID_LEN;
+/// assert_eq!(DEFAULT_MAX_SESSION_ID_LEN, 1024);
+/// ```
 pub const DEFAULT_MAX_SESSION_ID_LEN: usize = 1024;
 /// Largest answer the layer makes to a refused request, in bytes, whatever the request's body.
+///
+/// ```
+/// use mcp_session_binding::DEFAULT_MAX_ANSWER_BYTES;
+/// assert_eq!(DEFAULT_MAX_ANSWER_BYTES, 64 * 1024);
+/// ```
 pub const DEFAULT_MAX_ANSWER_BYTES: usize = 64 * 1024;
 /// Most answered entries in the answer to a refused JSON-RPC batch; a larger batch gets one
 /// error without `id`.
+///
+/// ```
+/// use mcp_session_binding::DEFAULT_MAX_BATCH_ANSWERS;
+/// assert_eq!(DEFAULT_MAX_BATCH_ANSWERS, 64);
+/// ```
 pub const DEFAULT_MAX_BATCH_ANSWERS: usize = 64;
 /// How long the layer waits for the body of a refused request before answering 408.
+///
+/// ```
+/// use mcp_session_binding::DEFAULT_REFUSED_BODY_TIMEOUT;
+/// assert_eq!(DEFAULT_REFUSED_BODY_TIMEOUT.as_secs(), 10);
+/// ```
 pub const DEFAULT_REFUSED_BODY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How a refused caller is answered.
@@ -154,6 +189,13 @@ pub struct SessionBindingLayer<St, I = FromIdentityExtension> {
 impl SessionBindingLayer<crate::store::MemoryStore> {
     /// A layer on a new [`MemoryStore`](crate::store::MemoryStore), reading this crate's
     /// [`Identity`](crate::Identity) from the request extensions, with the defaults.
+    ///
+    /// ```
+    /// use mcp_session_binding::SessionBindingLayer;
+    ///
+    /// let layer = SessionBindingLayer::new();
+    /// # let _ = layer;
+    /// ```
     pub fn new() -> Self {
         Self::with_store(crate::store::MemoryStore::new())
     }
@@ -191,6 +233,15 @@ impl<St: BindingStore + Clone> SessionBindingLayer<St> {
 
 impl<St, I> SessionBindingLayer<St, I> {
     /// Uses another binding store.
+    ///
+    /// ```
+    /// # #[cfg(feature = "memory")] {
+    /// use mcp_session_binding::{SessionBindingLayer, store::MemoryStore};
+    ///
+    /// let layer = SessionBindingLayer::new().store(MemoryStore::new());
+    /// # let _ = layer;
+    /// # }
+    /// ```
     pub fn store<St2: BindingStore + Clone>(self, store: St2) -> SessionBindingLayer<St2, I> {
         SessionBindingLayer {
             store,
@@ -218,6 +269,15 @@ impl<St, I> SessionBindingLayer<St, I> {
     }
 
     /// How a refused caller is answered (default [`MismatchAnswer::Mcp`]).
+    ///
+    /// ```
+    /// # #[cfg(feature = "memory")] {
+    /// use mcp_session_binding::{MismatchAnswer, SessionBindingLayer};
+    ///
+    /// let layer = SessionBindingLayer::new().mismatch_answer(MismatchAnswer::NotFound);
+    /// # let _ = layer;
+    /// # }
+    /// ```
     pub fn mismatch_answer(mut self, answer: MismatchAnswer) -> Self {
         self.config.mismatch_answer = answer;
         self
@@ -225,6 +285,15 @@ impl<St, I> SessionBindingLayer<St, I> {
 
     /// Whether a mismatch ends the session (default `true`): the attacker had the id, so the
     /// owner must re-initialize and get a fresh one.
+    ///
+    /// ```
+    /// # #[cfg(feature = "memory")] {
+    /// use mcp_session_binding::SessionBindingLayer;
+    ///
+    /// let layer = SessionBindingLayer::new().end_session_on_mismatch(false);
+    /// # let _ = layer;
+    /// # }
+    /// ```
     pub fn end_session_on_mismatch(mut self, end: bool) -> Self {
         self.config.end_on_mismatch = end;
         self
@@ -232,18 +301,45 @@ impl<St, I> SessionBindingLayer<St, I> {
 
     /// Whether a request without identity may create a session (default `false`: 401). An
     /// anonymous session is bound to a marker that only callers without identity match.
+    ///
+    /// ```
+    /// # #[cfg(feature = "memory")] {
+    /// use mcp_session_binding::SessionBindingLayer;
+    ///
+    /// let layer = SessionBindingLayer::new().allow_anonymous(true);
+    /// # let _ = layer;
+    /// # }
+    /// ```
     pub fn allow_anonymous(mut self, allow: bool) -> Self {
         self.config.allow_anonymous = allow;
         self
     }
 
     /// Cap on the body the mismatch path reads (default 4 MiB). Over it: 413.
+    ///
+    /// ```
+    /// # #[cfg(feature = "memory")] {
+    /// use mcp_session_binding::SessionBindingLayer;
+    ///
+    /// let layer = SessionBindingLayer::new().max_body_bytes(1 << 20);
+    /// # let _ = layer;
+    /// # }
+    /// ```
     pub fn max_body_bytes(mut self, bytes: usize) -> Self {
         self.config.max_body_bytes = bytes;
         self
     }
 
     /// Cap on the `Mcp-Session-Id` length (default 1024 bytes). Over it: 400.
+    ///
+    /// ```
+    /// # #[cfg(feature = "memory")] {
+    /// use mcp_session_binding::SessionBindingLayer;
+    ///
+    /// let layer = SessionBindingLayer::new().max_session_id_len(128);
+    /// # let _ = layer;
+    /// # }
+    /// ```
     pub fn max_session_id_len(mut self, bytes: usize) -> Self {
         self.config.max_session_id_len = bytes;
         self
@@ -251,6 +347,16 @@ impl<St, I> SessionBindingLayer<St, I> {
 
     /// How long a binding lives (default 24 h), counted from the last refresh when sliding.
     /// Make it at least as long as the MCP server keeps idle sessions.
+    ///
+    /// ```
+    /// # #[cfg(feature = "memory")] {
+    /// use std::time::Duration;
+    /// use mcp_session_binding::SessionBindingLayer;
+    ///
+    /// let layer = SessionBindingLayer::new().binding_ttl(Duration::from_secs(8 * 3600));
+    /// # let _ = layer;
+    /// # }
+    /// ```
     pub fn binding_ttl(mut self, ttl: Duration) -> Self {
         self.config.binding_ttl = ttl;
         self
@@ -258,6 +364,16 @@ impl<St, I> SessionBindingLayer<St, I> {
 
     /// How long the tombstone of an ended session lives (default 24 h). Until it expires, the id
     /// can never be bound again; after, it reads as unknown (still 404).
+    ///
+    /// ```
+    /// # #[cfg(feature = "memory")] {
+    /// use std::time::Duration;
+    /// use mcp_session_binding::SessionBindingLayer;
+    ///
+    /// let layer = SessionBindingLayer::new().tombstone_ttl(Duration::from_secs(3600));
+    /// # let _ = layer;
+    /// # }
+    /// ```
     pub fn tombstone_ttl(mut self, ttl: Duration) -> Self {
         self.config.tombstone_ttl = ttl;
         self
@@ -265,6 +381,15 @@ impl<St, I> SessionBindingLayer<St, I> {
 
     /// Whether activity extends a binding (default `true`). The store refreshes at most once per
     /// half TTL, not on every request.
+    ///
+    /// ```
+    /// # #[cfg(feature = "memory")] {
+    /// use mcp_session_binding::SessionBindingLayer;
+    ///
+    /// let layer = SessionBindingLayer::new().sliding_expiry(false);
+    /// # let _ = layer;
+    /// # }
+    /// ```
     pub fn sliding_expiry(mut self, sliding: bool) -> Self {
         self.config.sliding = sliding;
         self

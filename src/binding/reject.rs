@@ -12,6 +12,11 @@ use crate::protocol::{
 };
 
 /// The text of every mismatch answer.
+///
+/// ```
+/// use mcp_session_binding::MISMATCH_MESSAGE;
+/// assert!(MISMATCH_MESSAGE.starts_with("Unauthorized"));
+/// ```
 pub const MISMATCH_MESSAGE: &str = "Unauthorized: caller identity does not match session owner";
 
 /// Why the layer answered a request itself. Put in the response extensions of every answer it

@@ -124,16 +124,55 @@ impl<S, St, I> SessionBinding<S, St, I> {
     }
 
     /// The inner service.
+    ///
+    /// ```
+    /// # #[cfg(feature = "memory")] {
+    /// use mcp_session_binding::{SessionBinding, store::MemoryStore};
+    ///
+    /// let mcp = tower::service_fn(|_: http::Request<String>| async {
+    ///     Ok::<_, std::convert::Infallible>(http::Response::new(String::new()))
+    /// });
+    /// let mut service = SessionBinding::new(mcp, MemoryStore::new());
+    /// let inner: &_ = service.get_ref();
+    /// # let _ = inner;
+    /// # }
+    /// ```
     pub fn get_ref(&self) -> &S {
         &self.inner
     }
 
     /// The inner service, mutably.
+    ///
+    /// ```
+    /// # #[cfg(feature = "memory")] {
+    /// use mcp_session_binding::{SessionBinding, store::MemoryStore};
+    ///
+    /// let mcp = tower::service_fn(|_: http::Request<String>| async {
+    ///     Ok::<_, std::convert::Infallible>(http::Response::new(String::new()))
+    /// });
+    /// let mut service = SessionBinding::new(mcp, MemoryStore::new());
+    /// let inner: &mut _ = service.get_mut();
+    /// # let _ = inner;
+    /// # }
+    /// ```
     pub fn get_mut(&mut self) -> &mut S {
         &mut self.inner
     }
 
     /// The inner service, consuming the layer's service.
+    ///
+    /// ```
+    /// # #[cfg(feature = "memory")] {
+    /// use mcp_session_binding::{SessionBinding, store::MemoryStore};
+    ///
+    /// let mcp = tower::service_fn(|_: http::Request<String>| async {
+    ///     Ok::<_, std::convert::Infallible>(http::Response::new(String::new()))
+    /// });
+    /// let mut service = SessionBinding::new(mcp, MemoryStore::new());
+    /// let inner = service.into_inner();
+    /// # let _ = inner;
+    /// # }
+    /// ```
     pub fn into_inner(self) -> S {
         self.inner
     }

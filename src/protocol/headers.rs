@@ -3,15 +3,30 @@
 use http::{HeaderMap, HeaderName, HeaderValue};
 
 /// The session header (`Mcp-Session-Id`; header names are case-insensitive).
+///
+/// ```
+/// use mcp_session_binding::MCP_SESSION_ID;
+/// assert_eq!(MCP_SESSION_ID, "mcp-session-id");
+/// ```
 pub const MCP_SESSION_ID: HeaderName = HeaderName::from_static("mcp-session-id");
 
 /// The protocol version header (`MCP-Protocol-Version`).
+///
+/// ```
+/// use mcp_session_binding::MCP_PROTOCOL_VERSION;
+/// assert_eq!(MCP_PROTOCOL_VERSION, "mcp-protocol-version");
+/// ```
 pub const MCP_PROTOCOL_VERSION: HeaderName = HeaderName::from_static("mcp-protocol-version");
 
 /// `Last-Event-ID`: SSE resumption, which sessionless revisions removed.
 pub(crate) const LAST_EVENT_ID: HeaderName = HeaderName::from_static("last-event-id");
 
 /// The first protocol revision without sessions (SEP-2567).
+///
+/// ```
+/// use mcp_session_binding::FIRST_SESSIONLESS_REVISION;
+/// assert_eq!(FIRST_SESSIONLESS_REVISION, "2026-07-28");
+/// ```
 pub const FIRST_SESSIONLESS_REVISION: &str = "2026-07-28";
 
 /// What a request or response says about its session.
