@@ -94,6 +94,8 @@ mod trace;
 #[doc(hidden)]
 pub mod __private {
     pub use crate::classify::classify_len;
+    #[cfg(feature = "jwt")]
+    pub use crate::jwt::fuzzing::{parse_discovery, parse_jwks};
 }
 
 pub use body::ResponseBody;
