@@ -357,7 +357,7 @@ impl RemoteKeys {
                 .header(header::ACCEPT, "application/json")
                 .send()
                 .await
-                .map_err(|e| KeySourceError::Fetch(format!("{url}: {}", error_chain(&e))))?;
+                .map_err(|e| self.fetch_error(url, &e))?;
             if response
                 .content_length()
                 .is_some_and(|len| len > MAX_DOCUMENT_BYTES as u64)
@@ -368,7 +368,7 @@ impl RemoteKeys {
             while let Some(chunk) = response
                 .chunk()
                 .await
-                .map_err(|e| KeySourceError::Fetch(format!("{url}: {}", error_chain(&e))))?
+                .map_err(|e| self.fetch_error(url, &e))?
             {
                 if body.len() + chunk.len() > MAX_DOCUMENT_BYTES {
                     return Err(KeySourceError::TooLarge);
@@ -379,12 +379,22 @@ impl RemoteKeys {
         };
         tokio::time::timeout(self.options.fetch_timeout, exchange)
             .await
-            .map_err(|_| {
-                KeySourceError::Fetch(format!(
-                    "{url}: no complete answer within {:?}",
-                    self.options.fetch_timeout
-                ))
-            })?
+            .map_err(|_| self.timed_out(url))?
+    }
+
+    fn timed_out(&self, url: &str) -> KeySourceError {
+        KeySourceError::Fetch(format!(
+            "{url}: no complete answer within {:?}",
+            self.options.fetch_timeout
+        ))
+    }
+
+    fn fetch_error(&self, url: &str, err: &reqwest::Error) -> KeySourceError {
+        if err.is_timeout() {
+            self.timed_out(url)
+        } else {
+            KeySourceError::Fetch(format!("{url}: {}", error_chain(err)))
+        }
     }
 }
 
