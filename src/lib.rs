@@ -73,6 +73,10 @@
 //! # Features
 //!
 //! - `memory` (default): [`MemoryStore`](store::MemoryStore).
+//! - `jwt`: `jwt::JwtAuthLayer`, bearer JWT validation with issuer-bound keys.
+//! - `oidc` (implies `jwt`): issuers trusted by URL, through OpenID Connect discovery and their
+//!   JWK sets, refreshed and rotated (`JwtAuthLayerBuilder::issuer_discovery`); an HTTPS client
+//!   (reqwest with rustls).
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod after;
