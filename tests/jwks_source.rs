@@ -4,6 +4,11 @@
 //! hostile ones (wrong issuer, oversize, duplicate `kid`s, slow answers, ...). It counts the
 //! requests it gets. The end-to-end tests with a real OpenID provider are elsewhere.
 
+mod support;
+
+#[path = "support/example_bin.rs"]
+mod example_bin;
+
 use std::{
     convert::Infallible,
     sync::{Arc, Mutex},
@@ -667,4 +672,67 @@ async fn cache_control_and_logs_do_not_break_a_plain_fetch() {
         send(&layer, &token_for(&provider.issuer, &a)).await.status,
         200
     );
+}
+
+/// `mcp_server --issuer URL`: prints `issuer <URL> keys <kids>` before `listening on`, lists the
+/// issuer in its metadata, admits the issuer's tokens (with the required scope) and binds
+/// sessions to them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_example_trusts_an_issuer_by_url() {
+    let provider = Provider::start().await;
+    let (a, b) = (rsa(RSA_A, "a"), rsa(RSA_B, "b"));
+    provider.publish(&[a.public.clone(), b.public.clone()]);
+    let issuer = provider.issuer.clone();
+    let server = tokio::task::spawn_blocking(move || {
+        let mut command = std::process::Command::new(example_bin::example("mcp_server"));
+        command
+            .args(["--listen", "127.0.0.1:0", "--issuer", &issuer])
+            .args(["--jwks-refresh-min", "1", "--jwks-max-stale", "60"])
+            .args(["--require-scope", "mcp:tools"])
+            .env_remove("MCP_JWT_SECRET")
+            .env_remove("MCP_JWT_ISSUERS")
+            .env("MCP_JWT_AUDIENCE", AUD)
+            .env("RUST_LOG", "info");
+        example_bin::Spawned::start(&mut command)
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        server.banner,
+        vec![format!("issuer {} keys a,b", provider.issuer)],
+        "{}",
+        server.stderr()
+    );
+    let metadata: Value = reqwest::get(format!(
+        "{}/.well-known/oauth-protected-resource",
+        server.base_url()
+    ))
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(metadata["authorization_servers"], json!([provider.issuer]));
+
+    let token = |key: &SigningKey, scope: &str| {
+        let mut header = Header::new(key.alg);
+        header.kid = Some(key.kid.clone());
+        let claims = json!({
+            "iss": provider.issuer, "sub": "alice", "aud": AUD, "scope": scope,
+            "exp": get_current_timestamp() + 300,
+        });
+        encode(&header, &claims, &key.private).unwrap()
+    };
+    let raw = support::Raw::at(server.url.clone());
+    let session = raw.open_session(Some(&token(&a, "openid mcp:tools"))).await;
+    let answer = raw.whoami(&session, Some(&token(&b, "mcp:tools")), 2).await;
+    assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
+    let answer = raw
+        .post(
+            None,
+            Some(&token(&a, "openid")),
+            &support::initialize_body(),
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::FORBIDDEN, "{answer:?}");
 }
