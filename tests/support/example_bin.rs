@@ -18,6 +18,7 @@ pub fn cargo_selection() -> Vec<String> {
     let features: Vec<&str> = [
         ("memory", cfg!(feature = "memory")),
         ("jwt", cfg!(feature = "jwt")),
+        ("oidc", cfg!(feature = "oidc")),
         ("redis", cfg!(feature = "redis")),
     ]
     .into_iter()
