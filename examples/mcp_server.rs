@@ -4,9 +4,17 @@
 //! ```text
 //! cargo run --example mcp_server [-- --listen 127.0.0.1:8080] [--allow-anonymous]
 //!                                    [--without-binding] [--redis redis://127.0.0.1/]
+//!                                    [--issuer URL]... [--jwks-refresh-min SECS]
+//!                                    [--jwks-max-stale SECS] [--require-scope SCOPE]...
 //! ```
 //!
-//! The stack: `JwtAuthLayer` (HS256) validates the bearer token of every request and puts the
+//! With `--issuer URL` (repeatable), the server trusts that OpenID provider through discovery:
+//! it fetches `URL/.well-known/openid-configuration` (or the RFC 8414 document), then the JWK
+//! set it names, verifies each issuer's tokens with that issuer's keys only, refreshes them in
+//! the background and picks up rotated keys. Before listening it prints one line per issuer,
+//! `issuer <URL> keys <kid>,<kid>`. Without `--issuer` it runs the HS256 development mode below.
+//!
+//! The stack: `JwtAuthLayer` validates the bearer token of every request and puts the
 //! caller's `Identity` in the request extensions; `SessionBindingLayer` (in-memory store, or Redis
 //! with `--redis`) binds each session to that identity and checks it on every later request; the
 //! rmcp `StreamableHttpService` of `common/demo_mcp.rs` serves the tools `whoami` and `echo`, the
@@ -29,11 +37,11 @@
 //! A Redis that cannot be reached at start is an error (exit 2); one that goes away later makes
 //! requests on existing sessions answer 503 until it is back; the sessions and bindings are kept.
 //!
-//! Environment: `MCP_JWT_SECRET` (the HS256 secret, at least 32 bytes), `MCP_JWT_ISSUERS`
-//! (trusted issuers, comma-separated, default `https://issuer.example`), `MCP_JWT_AUDIENCE`
-//! (default `mcp-session-binding-example`), `RUST_LOG` (logs on stderr, default `info`). Without
-//! `MCP_JWT_SECRET`, the server picks a random secret and prints tokens for `alice` and `bob` and
-//! a `curl` command that initializes a session.
+//! Environment: `MCP_JWT_AUDIENCE` (default `mcp-session-binding-example`), `RUST_LOG` (logs on
+//! stderr, default `info`); for the HS256 development mode, `MCP_JWT_SECRET` (at least 32 bytes)
+//! and `MCP_JWT_ISSUERS` (the one issuer the secret belongs to, default
+//! `https://issuer.example`). Without `MCP_JWT_SECRET`, the server picks a random secret and
+//! prints tokens for `alice` and `bob` and a `curl` command that initializes a session.
 //!
 //! Once it listens, the server prints `listening on http://HOST:PORT/mcp` on stdout.
 
@@ -47,12 +55,14 @@ mod rmcp_redis_sessions;
 
 use std::{io::Write, process::ExitCode, sync::Arc, time::Duration};
 
-use jwt_stack::{DEFAULT_AUDIENCE, DEFAULT_ISSUER, StackConfig, TokenMinter};
+use jwt_stack::{DEFAULT_AUDIENCE, DEFAULT_ISSUER, StackConfig, TokenMinter, TrustedIssuer};
 use mcp_session_binding::store::{BindingStore, MemoryStore};
 use tracing_subscriber::EnvFilter;
 
 const USAGE: &str = "\
 usage: mcp_server [--listen ADDR] [--allow-anonymous] [--without-binding] [--redis URL]
+                  [--issuer URL]... [--jwks-refresh-min SECS] [--jwks-max-stale SECS]
+                  [--require-scope SCOPE]...
 
 options:
   --listen ADDR       address to listen on (default 127.0.0.1:8080; port 0 picks a free port)
@@ -62,12 +72,29 @@ options:
   --redis URL         keep the bindings and rmcp's session state in Redis
                       (redis://HOST:PORT[/DB]), so that replicas sharing it serve
                       every session; give them the same MCP_JWT_SECRET (feature `redis`)
+  --issuer URL        trust this OpenID provider through discovery (repeatable): its keys
+                      come from URL/.well-known/openid-configuration and its jwks_uri;
+                      https only, or http on a loopback host. Prints
+                      `issuer URL keys KID,KID` per issuer before listening. Without it:
+                      the HS256 development mode (MCP_JWT_SECRET)
+  --jwks-refresh-min SECS
+                      least time between two key refetches of one issuer triggered by an
+                      unknown kid or stale keys (default 30)
+  --jwks-max-stale SECS
+                      how long the last good keys of an issuer keep serving when refreshes
+                      fail, counted from the last successful fetch; then its tokens get 503
+                      with Retry-After (default 3600)
+  --require-scope SCOPE
+                      tokens must grant SCOPE in `scope` or `scp` (repeatable); otherwise
+                      403 insufficient_scope
   -h, --help          this text
 
 environment:
-  MCP_JWT_SECRET      HS256 secret, at least 32 bytes; unset: a random one, and tokens printed
-  MCP_JWT_ISSUERS     trusted issuers, comma-separated (default https://issuer.example)
   MCP_JWT_AUDIENCE    required audience (default mcp-session-binding-example)
+  MCP_JWT_SECRET      HS256 development mode: the secret, at least 32 bytes; unset: a random
+                      one, and tokens printed
+  MCP_JWT_ISSUERS     HS256 development mode: the one issuer the secret belongs to (default
+                      https://issuer.example)
   RUST_LOG            log filter, logs go to stderr (default info)";
 
 /// The command line.
@@ -77,6 +104,10 @@ struct Args {
     allow_anonymous: bool,
     without_binding: bool,
     redis: Option<String>,
+    issuers: Vec<String>,
+    jwks_refresh_min: Duration,
+    jwks_max_stale: Duration,
+    required_scopes: Vec<String>,
 }
 
 impl Default for Args {
@@ -86,8 +117,19 @@ impl Default for Args {
             allow_anonymous: false,
             without_binding: false,
             redis: None,
+            issuers: Vec::new(),
+            jwks_refresh_min: Duration::from_secs(30),
+            jwks_max_stale: Duration::from_secs(3600),
+            required_scopes: Vec::new(),
         }
     }
+}
+
+fn seconds(flag: &str, value: &str) -> Result<Duration, String> {
+    value
+        .parse::<u64>()
+        .map(Duration::from_secs)
+        .map_err(|_| format!("{flag} needs a whole number of seconds, not {value:?}"))
 }
 
 impl Args {
@@ -110,6 +152,10 @@ impl Args {
             match flag.as_str() {
                 "--listen" => parsed.listen = value()?,
                 "--redis" => parsed.redis = Some(value()?),
+                "--issuer" => parsed.issuers.push(value()?),
+                "--jwks-refresh-min" => parsed.jwks_refresh_min = seconds(&flag, &value()?)?,
+                "--jwks-max-stale" => parsed.jwks_max_stale = seconds(&flag, &value()?)?,
+                "--require-scope" => parsed.required_scopes.push(value()?),
                 "--allow-anonymous" | "--without-binding" if inline.is_some() => {
                     return Err(format!("{flag} takes no value"));
                 }
@@ -214,6 +260,14 @@ impl JwtSettings {
             }
             Err(_) => vec![DEFAULT_ISSUER.to_owned()],
         };
+        if issuers.len() > 1 {
+            // One secret for several issuers would let each mint tokens for the others' users.
+            return Err(format!(
+                "MCP_JWT_ISSUERS names {} issuers, but an HS256 secret belongs to exactly one \
+                 issuer; trust several OpenID providers with --issuer URL instead",
+                issuers.len()
+            ));
+        }
         let audience =
             std::env::var("MCP_JWT_AUDIENCE").unwrap_or_else(|_| DEFAULT_AUDIENCE.to_owned());
         Ok(Self {
@@ -252,13 +306,32 @@ async fn main() -> ExitCode {
 }
 
 async fn run(args: Args) -> Result<(), String> {
-    let JwtSettings {
-        secret,
-        issuers,
-        audience,
-    } = JwtSettings::from_env()?;
-    let generated = secret.is_none();
-    let secret = secret.unwrap_or_else(jwt_stack::random_secret);
+    let discovery = !args.issuers.is_empty();
+    let (trusted, audience, dev_secret) = if discovery {
+        for name in ["MCP_JWT_SECRET", "MCP_JWT_ISSUERS"] {
+            if std::env::var_os(name).is_some() {
+                tracing::warn!("{name} is ignored: --issuer trusts OpenID providers instead");
+            }
+        }
+        let audience =
+            std::env::var("MCP_JWT_AUDIENCE").unwrap_or_else(|_| DEFAULT_AUDIENCE.to_owned());
+        let trusted = args
+            .issuers
+            .iter()
+            .map(|issuer| TrustedIssuer::discovery(issuer.clone()))
+            .collect();
+        (trusted, audience, None)
+    } else {
+        let JwtSettings {
+            secret,
+            issuers,
+            audience,
+        } = JwtSettings::from_env()?;
+        let generated = secret.is_none();
+        let secret = secret.unwrap_or_else(jwt_stack::random_secret);
+        let trusted = vec![TrustedIssuer::hs256(issuers[0].clone(), secret.clone())];
+        (trusted, audience, generated.then_some(secret))
+    };
     let binding = binding_store(&args).await?;
     let mcp = mcp_service(&args).await?;
 
@@ -272,16 +345,31 @@ async fn run(args: Args) -> Result<(), String> {
     let url = format!("{base_url}/mcp");
 
     let config = StackConfig {
-        secret,
-        issuers,
+        issuers: trusted,
         audience,
         allow_anonymous: args.allow_anonymous,
         binding,
+        required_scopes: args.required_scopes.clone(),
+        jwks_refetch_interval: args.jwks_refresh_min,
+        jwks_max_stale: args.jwks_max_stale,
     };
-    let app = jwt_stack::router(&config, &base_url, mcp)
-        .map_err(|e| format!("invalid JWT settings (MCP_JWT_*): {e}"))?;
+    let auth = jwt_stack::auth_layer(&config, &base_url).map_err(|e| {
+        if discovery {
+            format!("invalid JWT settings: {e}")
+        } else {
+            format!("invalid JWT settings (MCP_JWT_*): {e}")
+        }
+    })?;
+    if discovery {
+        // Fail fast, and know the keys before serving.
+        auth.fetch_keys()
+            .await
+            .map_err(|e| format!("cannot load the signing keys of {e}"))?;
+    }
+    let key_ids = auth.key_ids();
+    let app = jwt_stack::router_with(&config, &base_url, mcp, auth);
     tracing::info!(
-        issuers = ?config.issuers,
+        issuers = ?config.issuer_names(),
         audience = %config.audience,
         binding = config.binding.is_some(),
         allow_anonymous = config.allow_anonymous,
@@ -289,8 +377,24 @@ async fn run(args: Args) -> Result<(), String> {
     );
 
     let mut stdout = std::io::stdout().lock();
-    if generated {
-        print_tokens(&mut stdout, &config, &url).map_err(|e| e.to_string())?;
+    if let Some(secret) = &dev_secret {
+        print_tokens(&mut stdout, secret, &config, &url).map_err(|e| e.to_string())?;
+    }
+    if discovery {
+        // One line per issuer, in the order given: `issuer <URL> keys <kid>,<kid>`.
+        for issuer in &args.issuers {
+            let kids = key_ids
+                .iter()
+                .find(|(i, _)| i == issuer)
+                .map(|(_, kids)| {
+                    kids.iter()
+                        .map(|kid| kid.as_deref().unwrap_or("-"))
+                        .collect::<Vec<_>>()
+                        .join(",")
+                })
+                .unwrap_or_default();
+            writeln!(stdout, "issuer {issuer} keys {kids}").map_err(|e| e.to_string())?;
+        }
     }
     writeln!(stdout, "listening on {url}").map_err(|e| e.to_string())?;
     stdout.flush().map_err(|e| e.to_string())?;
@@ -307,9 +411,14 @@ async fn run(args: Args) -> Result<(), String> {
 }
 
 /// Without `MCP_JWT_SECRET`: tokens for alice and bob, and a `curl` command to start with.
-fn print_tokens(out: &mut impl Write, config: &StackConfig, url: &str) -> std::io::Result<()> {
-    let minter = TokenMinter::new(&config.secret, config.audience.clone());
-    let issuer = &config.issuers[0];
+fn print_tokens(
+    out: &mut impl Write,
+    secret: &[u8],
+    config: &StackConfig,
+    url: &str,
+) -> std::io::Result<()> {
+    let minter = TokenMinter::new(secret, config.audience.clone());
+    let issuer = &config.issuers[0].issuer;
     let alice = minter.token(issuer, "alice");
     let bob = minter.token(issuer, "bob");
     let initialize = serde_json::json!({

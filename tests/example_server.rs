@@ -156,7 +156,7 @@ async fn mcp_server_reads_issuers_and_audience_from_the_environment() {
         &[],
         &[
             ("MCP_JWT_SECRET", SECRET),
-            ("MCP_JWT_ISSUERS", "https://a.example, https://b.example"),
+            ("MCP_JWT_ISSUERS", " https://b.example "),
             ("MCP_JWT_AUDIENCE", "custom-audience"),
         ],
     );
@@ -170,7 +170,7 @@ async fn mcp_server_reads_issuers_and_audience_from_the_environment() {
 
     for (iss, aud) in [
         (ISSUER, "custom-audience"),     // no longer trusted
-        ("https://a.example", AUDIENCE), // the default audience is not accepted
+        ("https://b.example", AUDIENCE), // the default audience is not accepted
     ] {
         let refused = token(SECRET, iss, "carol", aud);
         let answer = raw.post(None, Some(&refused), &initialize_body()).await;
@@ -183,8 +183,18 @@ async fn mcp_server_reads_issuers_and_audience_from_the_environment() {
     .await;
     assert_eq!(
         metadata["authorization_servers"],
-        json!(["https://a.example", "https://b.example"])
+        json!(["https://b.example"])
     );
+
+    // An HS256 secret belongs to one issuer: several issuers are refused (issue 12).
+    let output = Command::new(example("mcp_server"))
+        .args(["--listen", "127.0.0.1:0"])
+        .env("MCP_JWT_SECRET", SECRET)
+        .env("MCP_JWT_ISSUERS", "https://a.example,https://b.example")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("exactly one issuer"));
 }
 
 /// Splits a shell command line made of plain words and single-quoted words.

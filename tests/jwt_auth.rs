@@ -147,9 +147,8 @@ impl Server {
 
 fn hs256_builder() -> JwtAuthLayerBuilder {
     JwtAuthLayer::builder()
-        .key(JwtKey::hmac(SECRET).unwrap())
+        .issuer_keys(ISS, JwtKey::hmac(SECRET).unwrap())
         .algorithm(Algorithm::HS256)
-        .issuer(ISS)
         .audience(AUD)
         .resource_metadata(METADATA_URL)
 }
@@ -244,10 +243,14 @@ async fn audience_may_be_an_array_containing_ours() {
 #[tokio::test]
 async fn rs256_and_es256_pem_keys_verify() {
     let layer = JwtAuthLayer::builder()
-        .key(JwtKey::rsa_pem(RSA_A_PUBLIC).unwrap())
-        .key(JwtKey::ec_pem(EC_PUBLIC).unwrap())
+        .issuer_keys(
+            ISS,
+            vec![
+                JwtKey::rsa_pem(RSA_A_PUBLIC).unwrap(),
+                JwtKey::ec_pem(EC_PUBLIC).unwrap(),
+            ],
+        )
         .algorithms([Algorithm::RS256, Algorithm::ES256])
-        .issuer(ISS)
         .audience(AUD)
         .resource_metadata(METADATA_URL)
         .build()
@@ -317,9 +320,8 @@ async fn jwk_set_with_two_keys_picks_the_key_by_kid() {
     assert_eq!(keys.len(), 2);
     let server = serve(
         JwtAuthLayer::builder()
-            .keys(keys)
+            .issuer_keys(ISS, keys)
             .algorithm(Algorithm::RS256)
-            .issuer(ISS)
             .audience(AUD)
             .resource_metadata(METADATA_URL)
             .build()
@@ -519,10 +521,14 @@ async fn algorithm_outside_the_allowlist_is_refused() {
 #[tokio::test]
 async fn rsa_public_key_is_never_used_as_an_hmac_secret() {
     let layer = JwtAuthLayer::builder()
-        .key(JwtKey::rsa_pem(RSA_A_PUBLIC).unwrap())
-        .key(JwtKey::hmac(SECRET).unwrap())
+        .issuer_keys(
+            ISS,
+            vec![
+                JwtKey::rsa_pem(RSA_A_PUBLIC).unwrap(),
+                JwtKey::hmac(SECRET).unwrap(),
+            ],
+        )
         .algorithms([Algorithm::RS256, Algorithm::HS256])
-        .issuer(ISS)
         .audience(AUD)
         .resource_metadata(METADATA_URL)
         .build()
@@ -539,9 +545,8 @@ async fn rsa_public_key_is_never_used_as_an_hmac_secret() {
     // Only RS256 allowed and only the RSA key: the same forgery is refused for its algorithm.
     let rsa_only = serve(
         JwtAuthLayer::builder()
-            .key(JwtKey::rsa_pem(RSA_A_PUBLIC).unwrap())
+            .issuer_keys(ISS, JwtKey::rsa_pem(RSA_A_PUBLIC).unwrap())
             .algorithm(Algorithm::RS256)
-            .issuer(ISS)
             .audience(AUD)
             .resource_metadata(METADATA_URL)
             .build()
@@ -821,7 +826,7 @@ async fn protected_resource_metadata_is_served_and_named_in_the_challenge() {
     let metadata = ProtectedResourceMetadata::new(AUD, [ISS]);
     assert_eq!(metadata.well_known_url(), METADATA_URL);
     let layer = JwtAuthLayer::builder()
-        .key(JwtKey::hmac(SECRET).unwrap())
+        .issuer_keys(ISS, JwtKey::hmac(SECRET).unwrap())
         .algorithm(Algorithm::HS256)
         .protected_resource(&metadata)
         .challenge_scope("mcp:tools")
@@ -853,7 +858,7 @@ async fn protected_resource_metadata_is_served_and_named_in_the_challenge() {
         answer.challenge(),
         format!(r#"Bearer resource_metadata="{METADATA_URL}", scope="mcp:tools""#)
     );
-    // `protected_resource` also set the audience and the issuer.
+    // `protected_resource` also set the audience.
     assert_eq!(
         server.with_token(&hs256(&claims(json!({})))).await.status,
         200
@@ -899,4 +904,65 @@ async fn allow_missing_token_admits_only_requests_without_authorization() {
         .send(strict.client.post(format!("{}/mcp", strict.url)).body("{}"))
         .await;
     assert_eq!(answer.status, 401);
+}
+
+/// Issue 12 §3: required scopes, granted by `scope` (space separated) or `scp` (array or
+/// string); a token without them gets 403 `insufficient_scope` naming the required scopes.
+#[tokio::test]
+async fn required_scopes_are_granted_by_scope_or_scp_or_refused_with_403() {
+    let server = serve(
+        hs256_builder()
+            .required_scopes(["mcp:tools", "files:read"])
+            .build()
+            .unwrap(),
+    )
+    .await;
+    for granted in [
+        json!({"scope": "openid mcp:tools files:read"}),
+        json!({"scp": ["files:read", "mcp:tools"]}),
+        json!({"scp": "mcp:tools files:read"}),
+        json!({"scope": "mcp:tools", "scp": ["files:read"]}),
+    ] {
+        let answer = server.with_token(&hs256(&claims(granted.clone()))).await;
+        assert_eq!(answer.status, 200, "{granted}");
+    }
+    let calls = server.calls();
+    for lacking in [
+        json!({}),
+        json!({"scope": "mcp:tools"}),
+        json!({"scope": "mcp:tools files:readx"}),
+        json!({"scp": ["mcp:tools files:read"]}),
+        json!({"scope": ["mcp:tools", "files:read"]}),
+        json!({"scp": 7}),
+    ] {
+        let answer = server.with_token(&hs256(&claims(lacking.clone()))).await;
+        assert_eq!(answer.status, 403, "{lacking}");
+        assert_eq!(
+            answer.challenge(),
+            format!(
+                r#"Bearer error="insufficient_scope", error_description="the access token lacks a required scope", scope="mcp:tools files:read", resource_metadata="{METADATA_URL}""#
+            ),
+            "{lacking}"
+        );
+        assert!(
+            answer.message().starts_with("Forbidden: "),
+            "{}",
+            answer.body
+        );
+    }
+    assert_eq!(
+        server.calls(),
+        calls,
+        "refused requests never reach the handler"
+    );
+
+    // Other refusals name the required scopes in their challenge too.
+    let answer = server
+        .send(server.client.post(format!("{}/mcp", server.url)))
+        .await;
+    assert_eq!(answer.status, 401);
+    assert_eq!(
+        answer.challenge(),
+        format!(r#"Bearer resource_metadata="{METADATA_URL}", scope="mcp:tools files:read""#)
+    );
 }

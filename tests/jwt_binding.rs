@@ -11,13 +11,15 @@ mod jwt_stack;
 use std::{collections::HashSet, sync::Arc};
 
 use http::StatusCode;
-use jwt_stack::{DEFAULT_AUDIENCE, StackConfig, TokenMinter};
+use jwt_stack::{DEFAULT_AUDIENCE, StackConfig, TokenMinter, TrustedIssuer};
 use mcp_session_binding::{MISMATCH_MESSAGE, store::MemoryStore};
 use rmcp::model::CallToolRequestParams;
 use serde_json::{Value, json};
 use support::{Answer, Raw, RotatingClient, demo_mcp, initialize_body, tool_text};
 
-const SECRET: &[u8] = b"jwt-binding-test-secret-of-32+-bytes";
+/// Each issuer has its own HS256 secret: a key belongs to one issuer.
+const SECRET_1: &[u8] = b"jwt-binding-test-secret-of-32+-bytes";
+const SECRET_2: &[u8] = b"jwt-binding-second-issuer-secret-32b";
 const ISS_1: &str = "https://issuer-one.example";
 const ISS_2: &str = "https://issuer-two.example";
 
@@ -38,11 +40,12 @@ async fn serve(allow_anonymous: bool) -> Server {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base_url = format!("http://{}", listener.local_addr().unwrap());
     let config = StackConfig {
-        secret: SECRET.to_vec(),
-        issuers: vec![ISS_1.to_owned(), ISS_2.to_owned()],
-        audience: DEFAULT_AUDIENCE.to_owned(),
+        issuers: vec![
+            TrustedIssuer::hs256(ISS_1, SECRET_1),
+            TrustedIssuer::hs256(ISS_2, SECRET_2),
+        ],
         allow_anonymous,
-        binding: Some(Arc::new(MemoryStore::new())),
+        ..StackConfig::new(SECRET_1, Arc::new(MemoryStore::new()))
     };
     let app = jwt_stack::router(&config, &base_url, demo_mcp::service()).unwrap();
     // Without TCP_NODELAY, each SSE answer waits for the client's delayed ACK (~40 ms).
@@ -60,7 +63,8 @@ async fn serve(allow_anonymous: bool) -> Server {
 
 /// A fresh token (new `jti` and `iat`: new bytes) for `(iss, sub)`.
 fn token(iss: &str, sub: &str) -> String {
-    TokenMinter::new(SECRET, DEFAULT_AUDIENCE).token(iss, sub)
+    let secret = if iss == ISS_2 { SECRET_2 } else { SECRET_1 };
+    TokenMinter::new(secret, DEFAULT_AUDIENCE).token(iss, sub)
 }
 
 fn alice() -> String {
@@ -157,6 +161,37 @@ async fn the_same_sub_from_a_second_trusted_issuer_is_another_user() {
     assert_eq!(
         whoami_text(&server, &own, Some(&other_alice)).await,
         format!("{ISS_2} alice")
+    );
+}
+
+/// The forgery of issue 12: issuer 2's key signs a token that claims issuer 1's alice. It must
+/// not verify, so it never reaches alice's session.
+#[tokio::test]
+async fn a_token_signed_by_one_issuers_key_for_another_issuer_is_refused() {
+    let server = serve(false).await;
+    let session = server.raw.open_session(Some(&alice())).await;
+    for (claimed, secret) in [(ISS_1, SECRET_2), (ISS_2, SECRET_1)] {
+        let forged = TokenMinter::new(secret, DEFAULT_AUDIENCE).token(claimed, "alice");
+        let answer = server.raw.whoami(&session, Some(&forged), 4).await;
+        assert_eq!(
+            answer.status,
+            StatusCode::UNAUTHORIZED,
+            "{claimed}: {answer:?}"
+        );
+        let answer = server
+            .raw
+            .post(None, Some(&forged), &initialize_body())
+            .await;
+        assert_eq!(
+            answer.status,
+            StatusCode::UNAUTHORIZED,
+            "{claimed}: {answer:?}"
+        );
+    }
+    // alice's session is untouched.
+    assert_eq!(
+        whoami_text(&server, &session, Some(&alice())).await,
+        format!("{ISS_1} alice")
     );
 }
 

@@ -25,7 +25,7 @@ use mcp_session_binding::{
 use serde_json::json;
 use tower::{Layer, util::MapResponseLayer};
 
-/// The issuer trusted when `MCP_JWT_ISSUERS` is not set.
+/// The issuer trusted in the HS256 development mode when `MCP_JWT_ISSUERS` is not set.
 pub const DEFAULT_ISSUER: &str = "https://issuer.example";
 /// The audience required when `MCP_JWT_AUDIENCE` is not set.
 pub const DEFAULT_AUDIENCE: &str = "mcp-session-binding-example";
@@ -34,13 +34,48 @@ pub const TOKEN_LIFETIME: Duration = Duration::from_secs(3600);
 /// Root path of the protected resource metadata document (RFC 9728 §3).
 pub const METADATA_ROOT: &str = "/.well-known/oauth-protected-resource";
 
+/// How one trusted issuer's keys are had.
+#[derive(Clone)]
+pub enum IssuerKeys {
+    /// An HS256 secret (at least 32 bytes) that belongs to this issuer alone.
+    Hs256(Vec<u8>),
+    /// OpenID Connect discovery: the issuer's published JWK set, fetched and rotated.
+    Discovery,
+}
+
+/// A trusted issuer: a token's `iss` must be one of them, and it is verified with that
+/// issuer's keys only.
+#[derive(Clone)]
+pub struct TrustedIssuer {
+    /// The issuer identifier, exactly as tokens carry it in `iss`.
+    pub issuer: String,
+    /// Its keys.
+    pub keys: IssuerKeys,
+}
+
+impl TrustedIssuer {
+    /// An issuer whose tokens are HS256-signed with `secret`.
+    pub fn hs256(issuer: impl Into<String>, secret: impl Into<Vec<u8>>) -> Self {
+        Self {
+            issuer: issuer.into(),
+            keys: IssuerKeys::Hs256(secret.into()),
+        }
+    }
+
+    /// An issuer trusted through OpenID Connect discovery.
+    pub fn discovery(issuer: impl Into<String>) -> Self {
+        Self {
+            issuer: issuer.into(),
+            keys: IssuerKeys::Discovery,
+        }
+    }
+}
+
 /// How the stack is put together.
 #[derive(Clone)]
 pub struct StackConfig {
-    /// The HS256 secret (at least 32 bytes).
-    pub secret: Vec<u8>,
-    /// Trusted issuers: a token's `iss` must be one of them.
-    pub issuers: Vec<String>,
+    /// Trusted issuers, each with its own keys.
+    pub issuers: Vec<TrustedIssuer>,
     /// The audience a token's `aud` must contain.
     pub audience: String,
     /// Requests without `Authorization` pass the JWT layer with no identity, and may open
@@ -49,26 +84,98 @@ pub struct StackConfig {
     /// The binding store, or `None` for the stack without `SessionBindingLayer` (a baseline for
     /// benchmarks: no session is bound to anyone).
     pub binding: Option<Arc<dyn BindingStore>>,
+    /// Scopes every token must grant (403 `insufficient_scope` otherwise).
+    pub required_scopes: Vec<String>,
+    /// Discovery issuers: least time between two request-triggered key fetches.
+    pub jwks_refetch_interval: Duration,
+    /// Discovery issuers: how long the last good keys serve when refreshes fail.
+    pub jwks_max_stale: Duration,
 }
 
 impl StackConfig {
-    /// The default issuer and audience, bindings in `store`, no anonymous sessions.
+    /// The default issuer, signing HS256 with `secret`, and audience; bindings in `store`; no
+    /// anonymous sessions.
     pub fn new(secret: impl Into<Vec<u8>>, store: Arc<dyn BindingStore>) -> Self {
         Self {
-            secret: secret.into(),
-            issuers: vec![DEFAULT_ISSUER.to_owned()],
+            issuers: vec![TrustedIssuer::hs256(DEFAULT_ISSUER, secret)],
             audience: DEFAULT_AUDIENCE.to_owned(),
             allow_anonymous: false,
             binding: Some(store),
+            required_scopes: Vec::new(),
+            jwks_refetch_interval: Duration::from_secs(30),
+            jwks_max_stale: Duration::from_secs(3600),
         }
+    }
+
+    /// The trusted issuer identifiers, in order.
+    pub fn issuer_names(&self) -> Vec<String> {
+        self.issuers.iter().map(|i| i.issuer.clone()).collect()
     }
 }
 
-/// The metadata document of the MCP endpoint at `{base_url}/mcp`.
+/// The metadata document of the MCP endpoint at `{base_url}/mcp`: its `authorization_servers`
+/// are the trusted issuers.
 pub fn metadata(config: &StackConfig, base_url: &str) -> ProtectedResourceMetadata {
-    ProtectedResourceMetadata::new(format!("{base_url}/mcp"), config.issuers.clone())
-        .resource_name("mcp-session-binding example")
+    let mut metadata =
+        ProtectedResourceMetadata::new(format!("{base_url}/mcp"), config.issuer_names())
+            .resource_name("mcp-session-binding example");
+    if !config.required_scopes.is_empty() {
+        metadata = metadata.scopes_supported(config.required_scopes.clone());
+    }
+    metadata
 }
+
+/// The JWT layer: each issuer verified with its own keys only.
+///
+/// # Errors
+///
+/// When the layer cannot be built (secret shorter than 32 bytes or shared by two issuers, empty
+/// issuer or audience, an insecure discovery issuer).
+pub fn auth_layer(config: &StackConfig, base_url: &str) -> Result<JwtAuthLayer, JwtConfigError> {
+    let metadata = metadata(config, base_url);
+    let mut auth = JwtAuthLayer::builder();
+    let mut hs256 = false;
+    for trusted in &config.issuers {
+        auth = match &trusted.keys {
+            IssuerKeys::Hs256(secret) => {
+                hs256 = true;
+                auth.issuer_keys(trusted.issuer.clone(), JwtKey::hmac(secret)?)
+            }
+            IssuerKeys::Discovery => auth.issuer_discovery(trusted.issuer.clone()),
+        };
+    }
+    if hs256 {
+        auth = auth.algorithm(Algorithm::HS256);
+    }
+    if config
+        .issuers
+        .iter()
+        .any(|i| matches!(i.keys, IssuerKeys::Discovery))
+    {
+        auth = auth.algorithms(ASYMMETRIC_ALGORITHMS);
+    }
+    auth.audience(config.audience.clone())
+        .resource_metadata(metadata.well_known_url())
+        .required_scopes(config.required_scopes.iter().cloned())
+        .jwks_refetch_interval(config.jwks_refetch_interval)
+        .jwks_max_stale(config.jwks_max_stale)
+        // Anonymous mode: no Authorization header → no identity (a sent token is still checked).
+        .allow_missing_token(config.allow_anonymous)
+        .build()
+}
+
+/// Every algorithm an OpenID provider may sign access tokens with.
+pub const ASYMMETRIC_ALGORITHMS: [Algorithm; 9] = [
+    Algorithm::RS256,
+    Algorithm::RS384,
+    Algorithm::RS512,
+    Algorithm::PS256,
+    Algorithm::PS384,
+    Algorithm::PS512,
+    Algorithm::ES256,
+    Algorithm::ES384,
+    Algorithm::EdDSA,
+];
 
 /// The application: `mcp` at `/mcp` behind `SessionBindingLayer` (when configured) behind
 /// `JwtAuthLayer`, and the metadata document at `/.well-known/oauth-protected-resource` and at
@@ -79,24 +186,25 @@ pub fn metadata(config: &StackConfig, base_url: &str) -> ProtectedResourceMetada
 ///
 /// # Errors
 ///
-/// When the JWT layer cannot be built (secret shorter than 32 bytes, empty issuer or audience).
+/// When the JWT layer cannot be built (see [`auth_layer`]).
 pub fn router<S>(config: &StackConfig, base_url: &str, mcp: S) -> Result<Router, JwtConfigError>
 where
     S: tower::Service<Request, Error = Infallible> + Clone + Send + Sync + 'static,
     S::Response: IntoResponse,
     S::Future: Send + 'static,
 {
-    let metadata = metadata(config, base_url);
-    let auth = JwtAuthLayer::builder()
-        .key(JwtKey::hmac(&config.secret)?)
-        .algorithm(Algorithm::HS256)
-        .issuers(config.issuers.iter().cloned())
-        .audience(config.audience.clone())
-        .resource_metadata(metadata.well_known_url())
-        // Anonymous mode: no Authorization header → no identity (a sent token is still checked).
-        .allow_missing_token(config.allow_anonymous)
-        .build()?;
+    let auth = auth_layer(config, base_url)?;
+    Ok(router_with(config, base_url, mcp, auth))
+}
 
+/// [`router`] with a JWT layer built (and perhaps given its keys) beforehand.
+pub fn router_with<S>(config: &StackConfig, base_url: &str, mcp: S, auth: JwtAuthLayer) -> Router
+where
+    S: tower::Service<Request, Error = Infallible> + Clone + Send + Sync + 'static,
+    S::Response: IntoResponse,
+    S::Future: Send + 'static,
+{
+    let metadata = metadata(config, base_url);
     // The binding layer wraps the MCP service itself (cheaper than `Router::layer`, which boxes and
     // clones the route on every request); it runs after the auth layer and reads the Identity the
     // auth layer inserted.
@@ -112,9 +220,8 @@ where
     // Outer layer: runs first.
     let app = app.layer(auth);
     // Added after the layers, so outside them: the metadata is public.
-    Ok(app
-        .route_service(METADATA_ROOT, metadata.clone().into_service())
-        .route_service(&metadata.well_known_path(), metadata.into_service()))
+    app.route_service(METADATA_ROOT, metadata.clone().into_service())
+        .route_service(&metadata.well_known_path(), metadata.into_service())
 }
 
 /// Mints HS256 access tokens for the examples and tests: what an authorization server would

@@ -17,9 +17,8 @@ use jsonwebtoken::Algorithm;
 ///
 /// // The audience is required (RFC 8707): there is no "accept any audience" mode.
 /// let err = JwtAuthLayer::builder()
-///     .key(JwtKey::hmac([7u8; 32]).unwrap())
+///     .issuer_keys("https://auth.example.com", JwtKey::hmac([7u8; 32]).unwrap())
 ///     .algorithm(jsonwebtoken::Algorithm::HS256)
-///     .issuer("https://auth.example.com")
 ///     .build()
 ///     .unwrap_err();
 /// assert!(matches!(err, JwtConfigError::NoAudience));
@@ -27,7 +26,7 @@ use jsonwebtoken::Algorithm;
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum JwtConfigError {
-    /// No verification key was configured.
+    /// An issuer was given an empty set of keys.
     NoKeys,
     /// No algorithm was allowed. There is no default: name the ones your issuer signs with.
     NoAlgorithms,
@@ -57,6 +56,23 @@ pub enum JwtConfigError {
     InvalidChallengeParameter(&'static str),
     /// An empty issuer or audience string.
     EmptyValue(&'static str),
+    /// The same HMAC secret was given to two issuers. A secret belongs to exactly one issuer:
+    /// shared, it lets each issuer mint tokens for the other's users.
+    SharedHmacSecret {
+        /// The issuer that was given the secret first.
+        first: String,
+        /// The other issuer.
+        second: String,
+    },
+    /// An issuer listed in the protected resource metadata (`authorization_servers`) has no
+    /// keys: give it some with `issuer_keys` or `issuer_discovery`.
+    IssuerWithoutKeys(String),
+    /// An issuer was given both static keys and discovery.
+    ConflictingKeySources(String),
+    /// An issuer trusted through discovery is neither `https` nor `http` on a loopback host.
+    InsecureIssuer(String),
+    /// The HTTPS client for discovery could not be built (no usable trust store, ...).
+    HttpClient(String),
 }
 
 impl fmt::Display for JwtConfigError {
@@ -86,6 +102,25 @@ impl fmt::Display for JwtConfigError {
                  backslash or control character)"
             ),
             Self::EmptyValue(name) => write!(f, "empty {name}"),
+            Self::SharedHmacSecret { first, second } => write!(
+                f,
+                "the same HMAC secret is given to issuers {first:?} and {second:?}; \
+                 a secret belongs to exactly one issuer"
+            ),
+            Self::IssuerWithoutKeys(issuer) => write!(
+                f,
+                "issuer {issuer:?} is listed in the resource metadata but has no keys"
+            ),
+            Self::ConflictingKeySources(issuer) => write!(
+                f,
+                "issuer {issuer:?} is given both static keys and discovery"
+            ),
+            Self::InsecureIssuer(issuer) => write!(
+                f,
+                "issuer {issuer:?} cannot be trusted through discovery: https only, or http \
+                 on a loopback host"
+            ),
+            Self::HttpClient(why) => write!(f, "cannot build the HTTPS client: {why}"),
         }
     }
 }

@@ -12,7 +12,12 @@ use http::{Request, Response};
 use pin_project_lite::pin_project;
 use tower::Service;
 
-use super::{JwtBody, JwtRejection, RevocationError, RevocationFuture, layer::Config};
+use super::{
+    JwtBody, JwtRejection, RevocationError, RevocationFuture,
+    layer::Config,
+    service::{Admission, admit},
+    validate::Verified,
+};
 
 pin_project! {
     /// Response future of [`JwtAuth`](super::JwtAuth).
@@ -45,8 +50,20 @@ pin_project! {
             #[pin]
             future: S::Future,
         },
+        Verifying {
+            verifying: VerifyingFuture,
+            // The service instance `poll_ready` was called on, and the request to give it.
+            pending: Option<(S, Request<ReqB>)>,
+            config: Arc<Config>,
+        },
     }
 }
+
+/// A verification waiting for the issuer's keys (feature `oidc`).
+#[cfg(feature = "oidc")]
+type VerifyingFuture = futures::future::BoxFuture<'static, Result<Verified, JwtRejection>>;
+#[cfg(not(feature = "oidc"))]
+type VerifyingFuture = std::future::Pending<Result<Verified, JwtRejection>>;
 
 impl<S, ReqB> ResponseFuture<S, ReqB>
 where
@@ -69,6 +86,22 @@ where
         Self {
             state: State::Revocation {
                 check: tokio::time::timeout(config.revocation_timeout, check),
+                pending: Some((ready_service, request)),
+                config,
+            },
+        }
+    }
+
+    #[cfg(feature = "oidc")]
+    pub(crate) fn verifying(
+        verifying: VerifyingFuture,
+        ready_service: S,
+        request: Request<ReqB>,
+        config: Arc<Config>,
+    ) -> Self {
+        Self {
+            state: State::Verifying {
+                verifying,
                 pending: Some((ready_service, request)),
                 config,
             },
@@ -101,6 +134,30 @@ where
                 StateProj::Inner { future } => {
                     let response = ready!(future.poll(cx))?;
                     return Poll::Ready(Ok(response.map(JwtBody::new)));
+                }
+                StateProj::Verifying {
+                    verifying,
+                    pending,
+                    config,
+                } => {
+                    let verified = ready!(Pin::new(verifying).poll(cx));
+                    let (mut service, mut request) = pending
+                        .take()
+                        .expect("ResponseFuture polled after completion");
+                    let next = match admit(config, verified, &mut request) {
+                        Admission::Rejected(response) => State::Rejected {
+                            response: Some(response),
+                        },
+                        Admission::Forward => State::Inner {
+                            future: service.call(request),
+                        },
+                        Admission::Check(check) => State::Revocation {
+                            check: tokio::time::timeout(config.revocation_timeout, check),
+                            pending: Some((service, request)),
+                            config: config.clone(),
+                        },
+                    };
+                    this.state.set(next);
                 }
                 StateProj::Revocation {
                     check,
@@ -156,6 +213,7 @@ where
             State::Rejected { .. } => "rejected",
             State::Revocation { .. } => "revocation_check",
             State::Inner { .. } => "inner",
+            State::Verifying { .. } => "fetching_keys",
         };
         f.debug_struct("ResponseFuture")
             .field("state", &state)

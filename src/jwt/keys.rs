@@ -373,6 +373,12 @@ impl IntoIterator for JwtKeys {
     }
 }
 
+impl From<Vec<JwtKey>> for JwtKeys {
+    fn from(keys: Vec<JwtKey>) -> Self {
+        Self { keys }
+    }
+}
+
 impl From<JwtKey> for JwtKeys {
     fn from(key: JwtKey) -> Self {
         Self { keys: vec![key] }

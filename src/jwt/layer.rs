@@ -1,14 +1,21 @@
 //! [`JwtAuthLayer`] and its builder.
 
-use std::{collections::HashSet, fmt, sync::Arc, time::Duration};
+use std::{
+    collections::{HashMap, HashSet},
+    fmt,
+    sync::Arc,
+    time::Duration,
+};
+
+use subtle::ConstantTimeEq;
 
 use jsonwebtoken::{Algorithm, Validation};
 use tower::Layer;
 
 use super::{
-    JwtAuth, JwtConfigError, JwtKey, JwtKeys, ProtectedResourceMetadata, RevocationCheck,
+    JwtAuth, JwtConfigError, JwtKeys, ProtectedResourceMetadata, RevocationCheck,
     reject::{Rejector, is_quotable},
-    validate::Verifier,
+    validate::{KeySource, Verifier},
 };
 
 /// Default clock-skew leeway for `exp` and `nbf`.
@@ -49,9 +56,8 @@ impl fmt::Debug for Config {
 /// use mcp_session_binding::jwt::{JwtAuthLayer, JwtKey, jsonwebtoken::Algorithm};
 ///
 /// let layer = JwtAuthLayer::builder()
-///     .key(JwtKey::hmac(b"0123456789abcdef0123456789abcdef")?)
+///     .issuer_keys("https://auth.example.com", JwtKey::hmac(b"0123456789abcdef0123456789abcdef")?)
 ///     .algorithm(Algorithm::HS256)
-///     .issuer("https://auth.example.com")
 ///     .audience("https://mcp.example.com/mcp")
 ///     .resource_metadata("https://mcp.example.com/.well-known/oauth-protected-resource/mcp")
 ///     .leeway(Duration::from_secs(30))
@@ -65,9 +71,88 @@ pub struct JwtAuthLayer {
 }
 
 impl JwtAuthLayer {
-    /// Starts a builder. Keys, algorithms, issuers and the audience are required.
+    /// Starts a builder. Issuers with their keys, algorithms and the audience are required.
     pub fn builder() -> JwtAuthLayerBuilder {
         JwtAuthLayerBuilder::default()
+    }
+
+    /// The trusted issuers, sorted, each with the key ids (`kid`) it has now (`None` for a key
+    /// without one). An issuer trusted through discovery whose keys were not fetched yet has
+    /// an empty list.
+    ///
+    /// ```
+    /// use mcp_session_binding::jwt::{JwtAuthLayer, JwtKey, jsonwebtoken::Algorithm};
+    ///
+    /// let layer = JwtAuthLayer::builder()
+    ///     .issuer_keys("https://a.example", JwtKey::hmac([1u8; 32])?.with_kid("k1"))
+    ///     .algorithm(Algorithm::HS256)
+    ///     .audience("mcp")
+    ///     .build()?;
+    /// assert_eq!(
+    ///     layer.key_ids(),
+    ///     vec![("https://a.example".to_owned(), vec![Some("k1".to_owned())])]
+    /// );
+    /// # Ok::<(), mcp_session_binding::jwt::JwtConfigError>(())
+    /// ```
+    #[must_use]
+    pub fn key_ids(&self) -> Vec<(String, Vec<Option<String>>)> {
+        let mut issuers: Vec<_> = self
+            .config
+            .verifier
+            .issuers
+            .iter()
+            .map(|(issuer, source)| {
+                let kids =
+                    |keys: &JwtKeys| keys.iter().map(|k| k.kid().map(str::to_owned)).collect();
+                let kids = match source {
+                    KeySource::Static(keys) => kids(keys),
+                    #[cfg(feature = "oidc")]
+                    KeySource::Remote(remote) => {
+                        remote.current().map(|k| kids(&k)).unwrap_or_default()
+                    }
+                };
+                (issuer.clone(), kids)
+            })
+            .collect();
+        issuers.sort();
+        issuers
+    }
+
+    /// Fetches the keys of every issuer trusted through discovery now, concurrently, and waits
+    /// for them (feature `oidc`). Call it at start-up to fail fast and to log the keys before
+    /// serving; without it, the first request of each issuer fetches them. Needs a tokio
+    /// runtime.
+    ///
+    /// # Errors
+    ///
+    /// The first issuer whose discovery document or JWK set could not be fetched or was
+    /// refused, with the reason. The other issuers' keys are loaded all the same.
+    #[cfg(feature = "oidc")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "oidc")))]
+    pub async fn fetch_keys(&self) -> Result<(), super::IssuerKeysError> {
+        let remotes: Vec<_> = self
+            .config
+            .verifier
+            .issuers
+            .values()
+            .filter_map(|source| match source {
+                KeySource::Remote(remote) => Some(remote.clone()),
+                KeySource::Static(_) => None,
+            })
+            .collect();
+        let flights: Vec<_> = remotes.iter().map(|r| r.fetch_now("start-up")).collect();
+        futures::future::join_all(flights).await;
+        let mut remotes = remotes;
+        remotes.sort_by(|a, b| a.issuer().cmp(b.issuer()));
+        for remote in remotes {
+            if let Some(error) = remote.last_error() {
+                return Err(super::IssuerKeysError {
+                    issuer: remote.issuer().to_owned(),
+                    error,
+                });
+            }
+        }
+        Ok(())
     }
 }
 
@@ -89,10 +174,16 @@ impl fmt::Debug for JwtAuthLayer {
 
 /// Builder of [`JwtAuthLayer`].
 ///
-/// Required: at least one key, one algorithm, one trusted issuer and one audience. Everything
-/// else has a default: leeway 60 s, no `typ` check, no revocation check, revocation timeout
-/// 5 s, `Retry-After: 1`, no `resource_metadata` (set it: MCP clients discover the authorization
+/// Required: at least one trusted issuer **with its keys** ([`issuer_keys`](Self::issuer_keys),
+/// or [`issuer_discovery`](Self::issuer_discovery) with the `oidc` feature), one algorithm and
+/// one audience. A token is verified only with the keys of the issuer its `iss` names, so an
+/// issuer's key can never vouch for another issuer's users. Everything else has a default:
+/// leeway 60 s, no `typ` check, no scope check, no revocation check, revocation timeout 5 s,
+/// `Retry-After: 1`, no `resource_metadata` (set it: MCP clients discover the authorization
 /// server through it).
+///
+/// Migrating from the builder of 0.1 (`.key(k).issuer(i)`): write `.issuer_keys(i, k)`, once
+/// per issuer, each with its own keys.
 ///
 /// ```
 /// use mcp_session_binding::jwt::{JwtAuthLayer, JwtKey, jsonwebtoken::Algorithm};
@@ -104,9 +195,9 @@ impl fmt::Debug for JwtAuthLayer {
 ///     "-----END PUBLIC KEY-----\n",
 /// );
 /// let layer = JwtAuthLayer::builder()
-///     .key(JwtKey::ec_pem(ec_public_pem)?.with_kid("2024-05"))
-///     .algorithms([Algorithm::ES256])
-///     .issuers(["https://auth.example.com", "https://auth2.example.com"])
+///     .issuer_keys("https://auth.example.com", JwtKey::ec_pem(ec_public_pem)?.with_kid("2024-05"))
+///     .issuer_keys("https://auth2.example.com", JwtKey::hmac([7u8; 32])?)
+///     .algorithms([Algorithm::ES256, Algorithm::HS256])
 ///     .audience("https://mcp.example.com/mcp")
 ///     .require_access_token_type(true)
 ///     .revocation(|jti: String| async move { Ok::<_, std::io::Error>(jti == "revoked") })
@@ -116,10 +207,12 @@ impl fmt::Debug for JwtAuthLayer {
 /// ```
 #[must_use]
 pub struct JwtAuthLayerBuilder {
-    keys: JwtKeys,
+    /// Issuers in the order given, with their static keys (`None`: discovery).
+    issuers: Vec<(String, Option<JwtKeys>)>,
     algorithms: Vec<Algorithm>,
-    issuers: Vec<String>,
     audiences: Vec<String>,
+    /// Issuers a protected resource metadata document lists; each needs keys.
+    listed_issuers: Vec<String>,
     leeway: Duration,
     require_access_token_type: bool,
     revocation: Option<Arc<dyn RevocationCheck>>,
@@ -127,16 +220,27 @@ pub struct JwtAuthLayerBuilder {
     retry_after: Duration,
     resource_metadata: Option<String>,
     scope: Option<String>,
+    required_scopes: Vec<String>,
     allow_missing_token: bool,
+    jwks_refetch_interval: Duration,
+    jwks_max_stale: Duration,
+    jwks_fetch_timeout: Duration,
 }
+
+/// Default least time between two request-triggered key fetches of one issuer.
+pub const DEFAULT_JWKS_REFETCH_INTERVAL: Duration = Duration::from_secs(30);
+/// Default time the last good keys of an issuer keep serving, counted from their fetch.
+pub const DEFAULT_JWKS_MAX_STALE: Duration = Duration::from_secs(3600);
+/// Default bound of one discovery or JWK set request, body included.
+pub const DEFAULT_JWKS_FETCH_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl Default for JwtAuthLayerBuilder {
     fn default() -> Self {
         Self {
-            keys: JwtKeys::new(),
-            algorithms: Vec::new(),
             issuers: Vec::new(),
+            algorithms: Vec::new(),
             audiences: Vec::new(),
+            listed_issuers: Vec::new(),
             leeway: DEFAULT_LEEWAY,
             require_access_token_type: false,
             revocation: None,
@@ -145,6 +249,10 @@ impl Default for JwtAuthLayerBuilder {
             allow_missing_token: false,
             resource_metadata: None,
             scope: None,
+            required_scopes: Vec::new(),
+            jwks_refetch_interval: DEFAULT_JWKS_REFETCH_INTERVAL,
+            jwks_max_stale: DEFAULT_JWKS_MAX_STALE,
+            jwks_fetch_timeout: DEFAULT_JWKS_FETCH_TIMEOUT,
         }
     }
 }
@@ -152,9 +260,8 @@ impl Default for JwtAuthLayerBuilder {
 impl fmt::Debug for JwtAuthLayerBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("JwtAuthLayerBuilder")
-            .field("keys", &self.keys)
-            .field("algorithms", &self.algorithms)
             .field("issuers", &self.issuers)
+            .field("algorithms", &self.algorithms)
             .field("audiences", &self.audiences)
             .field("leeway", &self.leeway)
             .field("require_access_token_type", &self.require_access_token_type)
@@ -163,21 +270,119 @@ impl fmt::Debug for JwtAuthLayerBuilder {
             .field("retry_after", &self.retry_after)
             .field("resource_metadata", &self.resource_metadata)
             .field("scope", &self.scope)
-            .finish()
+            .field("required_scopes", &self.required_scopes)
+            .finish_non_exhaustive()
     }
 }
 
+/// The algorithms allowed by default when every issuer is trusted through discovery.
+pub(crate) const ASYMMETRIC_ALGORITHMS: [Algorithm; 9] = [
+    Algorithm::RS256,
+    Algorithm::RS384,
+    Algorithm::RS512,
+    Algorithm::PS256,
+    Algorithm::PS384,
+    Algorithm::PS512,
+    Algorithm::ES256,
+    Algorithm::ES384,
+    Algorithm::EdDSA,
+];
+
 impl JwtAuthLayerBuilder {
-    /// Adds a verification key.
-    pub fn key(mut self, key: JwtKey) -> Self {
-        self.keys.push(key);
+    /// Trusts `issuer` (the token's `iss` must equal it exactly, RFC 9068 §4) and verifies its
+    /// tokens with `keys`, and only its tokens: a key given here never verifies a token that
+    /// names another issuer. Calling it again for the same issuer adds keys.
+    ///
+    /// `keys` is a [`JwtKey`](super::JwtKey), a [`JwtKeys`] (a JWK set from [`JwtKeys::from_jwk_set_json`]) or
+    /// a `Vec<JwtKey>`.
+    ///
+    /// ```
+    /// use mcp_session_binding::jwt::{JwtAuthLayer, JwtKey, JwtKeys, jsonwebtoken::Algorithm};
+    ///
+    /// let layer = JwtAuthLayer::builder()
+    ///     .issuer_keys("https://a.example", JwtKey::hmac([1u8; 32])?)
+    ///     .issuer_keys("https://b.example", vec![JwtKey::hmac([2u8; 32])?.with_kid("b1")])
+    ///     .algorithm(Algorithm::HS256)
+    ///     .audience("https://mcp.example.com/mcp")
+    ///     .build()?;
+    /// # let _ = layer;
+    /// # Ok::<(), mcp_session_binding::jwt::JwtConfigError>(())
+    /// ```
+    pub fn issuer_keys(mut self, issuer: impl Into<String>, keys: impl Into<JwtKeys>) -> Self {
+        let issuer = issuer.into();
+        let keys = keys.into();
+        match self.issuers.iter_mut().find(|(i, _)| *i == issuer) {
+            Some((_, Some(existing))) => existing.extend(keys),
+            // Already trusted through discovery: `build` reports the conflict.
+            Some((_, None)) => self.issuers.push((issuer, Some(keys))),
+            None => self.issuers.push((issuer, Some(keys))),
+        }
         self
     }
 
-    /// Adds verification keys (for example a JWK set loaded with
-    /// [`JwtKeys::from_jwk_set_json`]).
-    pub fn keys(mut self, keys: impl IntoIterator<Item = JwtKey>) -> Self {
-        self.keys.extend(keys);
+    /// Trusts `issuer` through OpenID Connect discovery (feature `oidc`): its keys come from
+    /// the JWK set named by `{issuer}/.well-known/openid-configuration` (or, failing that, the
+    /// RFC 8414 `/.well-known/oauth-authorization-server` document), whose `issuer` must equal
+    /// `issuer` exactly.
+    ///
+    /// The keys are fetched on first use (or with [`JwtAuthLayer::fetch_keys`]), refreshed in
+    /// the background as the JWK set's `Cache-Control: max-age` says (clamped to 5 min..24 h),
+    /// and refetched when a token names an unknown `kid`, at most once per
+    /// [`jwks_refetch_interval`](Self::jwks_refetch_interval) per issuer, one fetch shared by
+    /// all waiting requests. When the provider cannot be reached, the last good keys serve for
+    /// [`jwks_max_stale`](Self::jwks_max_stale); after that its tokens get 503 with
+    /// `Retry-After`. `issuer` must be `https`, or `http` on a loopback host (development).
+    ///
+    /// Published keys are used for signatures only: `use` other than `sig`, symmetric keys,
+    /// RSA keys under 2048 bits and unknown key types are ignored; a set with duplicate `kid`s,
+    /// over 100 keys or over 256 KiB is refused as a whole (the last good keys stay).
+    ///
+    /// When no algorithm is set, RS256/384/512, PS256/384/512, ES256/384 and EdDSA are allowed.
+    /// A token's `alg` must match its key's type, curve and `alg`.
+    ///
+    /// ```
+    /// use mcp_session_binding::jwt::JwtAuthLayer;
+    ///
+    /// let layer = JwtAuthLayer::builder()
+    ///     .issuer_discovery("https://tenant.eu.auth0.com/")
+    ///     .audience("https://mcp.example.com/mcp")
+    ///     .build()?;
+    /// # let _ = layer;
+    /// # Ok::<(), mcp_session_binding::jwt::JwtConfigError>(())
+    /// ```
+    #[cfg(feature = "oidc")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "oidc")))]
+    pub fn issuer_discovery(mut self, issuer: impl Into<String>) -> Self {
+        self.issuers.push((issuer.into(), None));
+        self
+    }
+
+    /// Least time between two key fetches of one issuer triggered by requests (an unknown
+    /// `kid`, stale keys); default 30 s. A token signed with a new key is accepted at most this
+    /// long after it is first presented. Feature `oidc`.
+    #[cfg(feature = "oidc")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "oidc")))]
+    pub fn jwks_refetch_interval(mut self, interval: Duration) -> Self {
+        self.jwks_refetch_interval = interval;
+        self
+    }
+
+    /// How long an issuer's last good keys keep verifying tokens, counted from their last
+    /// successful fetch (default 1 h). Older keys are used only after a fetch succeeds; when it
+    /// fails, the issuer's tokens get 503 with `Retry-After`. Feature `oidc`.
+    #[cfg(feature = "oidc")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "oidc")))]
+    pub fn jwks_max_stale(mut self, max_stale: Duration) -> Self {
+        self.jwks_max_stale = max_stale;
+        self
+    }
+
+    /// Bound of each discovery or JWK set request, connection and body included (default 10 s).
+    /// Feature `oidc`.
+    #[cfg(feature = "oidc")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "oidc")))]
+    pub fn jwks_fetch_timeout(mut self, timeout: Duration) -> Self {
+        self.jwks_fetch_timeout = timeout;
         self
     }
 
@@ -192,21 +397,6 @@ impl JwtAuthLayerBuilder {
     /// Allows several signature algorithms.
     pub fn algorithms(self, algorithms: impl IntoIterator<Item = Algorithm>) -> Self {
         algorithms.into_iter().fold(self, Self::algorithm)
-    }
-
-    /// Trusts an issuer: the token's `iss` must equal one of them exactly (RFC 9068 §4).
-    pub fn issuer(mut self, issuer: impl Into<String>) -> Self {
-        self.issuers.push(issuer.into());
-        self
-    }
-
-    /// Trusts several issuers.
-    pub fn issuers<I>(self, issuers: I) -> Self
-    where
-        I: IntoIterator,
-        I::Item: Into<String>,
-    {
-        issuers.into_iter().fold(self, Self::issuer)
     }
 
     /// Accepts an audience: the token's `aud` (a string or an array) must contain one of them
@@ -226,14 +416,16 @@ impl JwtAuthLayerBuilder {
         audiences.into_iter().fold(self, Self::audience)
     }
 
-    /// Takes the `resource_metadata` URL, the audience and the trusted issuers from a protected
-    /// resource metadata document: its [well-known URL](ProtectedResourceMetadata::well_known_url),
-    /// its `resource` and its `authorization_servers` (RFC 9728 §2: these are issuer
-    /// identifiers).
+    /// Takes the `resource_metadata` URL and the audience from a protected resource metadata
+    /// document: its [well-known URL](ProtectedResourceMetadata::well_known_url) and its
+    /// `resource`. Its `authorization_servers` (issuer identifiers, RFC 9728 §2) must each be
+    /// given keys with [`issuer_keys`](Self::issuer_keys) or
+    /// [`issuer_discovery`](Self::issuer_discovery); `build` fails otherwise.
     pub fn protected_resource(mut self, metadata: &ProtectedResourceMetadata) -> Self {
         self.resource_metadata = Some(metadata.well_known_url());
-        self = self.audience(metadata.resource());
-        self.issuers(metadata.authorization_servers().iter().cloned())
+        self.listed_issuers
+            .extend(metadata.authorization_servers().iter().cloned());
+        self.audience(metadata.resource())
     }
 
     /// Lets a request **without** an `Authorization` header through with no identity (default
@@ -246,9 +438,8 @@ impl JwtAuthLayerBuilder {
     /// use mcp_session_binding::jwt::{JwtAuthLayer, JwtKey, jsonwebtoken::Algorithm};
     ///
     /// let layer = JwtAuthLayer::builder()
-    ///     .key(JwtKey::hmac(b"0123456789abcdef0123456789abcdef").unwrap())
+    ///     .issuer_keys("https://auth.example.com", JwtKey::hmac(b"0123456789abcdef0123456789abcdef").unwrap())
     ///     .algorithm(Algorithm::HS256)
-    ///     .issuer("https://auth.example.com")
     ///     .audience("https://mcp.example.com/mcp")
     ///     .allow_missing_token(true)
     ///     .build()
@@ -273,6 +464,40 @@ impl JwtAuthLayerBuilder {
     pub fn require_access_token_type(mut self, require: bool) -> Self {
         self.require_access_token_type = require;
         self
+    }
+
+    /// Requires a scope: a verified token must grant it in `scope` (space separated) or `scp`
+    /// (an array, or a space-separated string), or it gets **403** with
+    /// `WWW-Authenticate: Bearer error="insufficient_scope", scope="<required scopes>", …`
+    /// (MCP step-up authorization). Call again to require several; all are needed.
+    ///
+    /// ```
+    /// use mcp_session_binding::jwt::{JwtAuthLayer, JwtKey, jsonwebtoken::Algorithm};
+    ///
+    /// let layer = JwtAuthLayer::builder()
+    ///     .issuer_keys("https://auth.example.com", JwtKey::hmac([1u8; 32])?)
+    ///     .algorithm(Algorithm::HS256)
+    ///     .audience("https://mcp.example.com/mcp")
+    ///     .required_scope("mcp:tools")
+    ///     .build()?;
+    /// # let _ = layer;
+    /// # Ok::<(), mcp_session_binding::jwt::JwtConfigError>(())
+    /// ```
+    pub fn required_scope(mut self, scope: impl Into<String>) -> Self {
+        let scope = scope.into();
+        if !self.required_scopes.contains(&scope) {
+            self.required_scopes.push(scope);
+        }
+        self
+    }
+
+    /// Requires several scopes; see [`required_scope`](Self::required_scope).
+    pub fn required_scopes<I>(self, scopes: I) -> Self
+    where
+        I: IntoIterator,
+        I::Item: Into<String>,
+    {
+        scopes.into_iter().fold(self, Self::required_scope)
     }
 
     /// Checks every token's `jti` against a revocation check, which fails closed: see
@@ -312,7 +537,8 @@ impl JwtAuthLayerBuilder {
     }
 
     /// Scopes to name in the challenge's `scope` parameter (space separated), which MCP
-    /// (2025-11-25) says servers SHOULD send. The layer does not check scopes.
+    /// (2025-11-25) says servers SHOULD send. Checks nothing; see
+    /// [`required_scope`](Self::required_scope) for that (whose scopes are named by default).
     pub fn challenge_scope(mut self, scope: impl Into<String>) -> Self {
         self.scope = Some(scope.into());
         self
@@ -322,27 +548,58 @@ impl JwtAuthLayerBuilder {
     ///
     /// # Errors
     ///
-    /// [`JwtConfigError`] when a required setting is missing, an allowed algorithm has no key,
-    /// an issuer or audience is empty, or `resource_metadata`/`scope` cannot be quoted.
+    /// [`JwtConfigError`] when a required setting is missing, an issuer has no keys, one HMAC
+    /// secret is given to two issuers, an allowed algorithm has no key, an issuer or audience
+    /// is empty, or `resource_metadata`/`scope` cannot be quoted.
     pub fn build(self) -> Result<JwtAuthLayer, JwtConfigError> {
-        if self.keys.is_empty() {
-            return Err(JwtConfigError::NoKeys);
-        }
-        if self.algorithms.is_empty() {
-            return Err(JwtConfigError::NoAlgorithms);
-        }
-        if let Some(&alg) = self
-            .algorithms
-            .iter()
-            .find(|&&alg| !self.keys.iter().any(|key| key.can_verify(alg)))
-        {
-            return Err(JwtConfigError::NoKeyForAlgorithm(alg));
-        }
         if self.issuers.is_empty() {
             return Err(JwtConfigError::NoIssuers);
         }
-        if self.issuers.iter().any(String::is_empty) {
-            return Err(JwtConfigError::EmptyValue("issuer"));
+        let mut seen: HashSet<&str> = HashSet::new();
+        for (issuer, keys) in &self.issuers {
+            if issuer.is_empty() {
+                return Err(JwtConfigError::EmptyValue("issuer"));
+            }
+            if !seen.insert(issuer) {
+                // Only a static + discovery pair can repeat (static keys are merged).
+                return Err(JwtConfigError::ConflictingKeySources(issuer.clone()));
+            }
+            if keys.as_ref().is_some_and(JwtKeys::is_empty) {
+                return Err(JwtConfigError::NoKeys);
+            }
+            #[cfg(feature = "oidc")]
+            if keys.is_none() && !super::jwks::is_fetchable_url(issuer) {
+                return Err(JwtConfigError::InsecureIssuer(issuer.clone()));
+            }
+        }
+        if let Some(listed) = self
+            .listed_issuers
+            .iter()
+            .find(|listed| !seen.contains(listed.as_str()))
+        {
+            return Err(JwtConfigError::IssuerWithoutKeys(listed.clone()));
+        }
+        check_hmac_secrets_are_not_shared(&self.issuers)?;
+        let any_discovery = self.issuers.iter().any(|(_, keys)| keys.is_none());
+        let mut algorithms = self.algorithms.clone();
+        if algorithms.is_empty() {
+            if !any_discovery {
+                return Err(JwtConfigError::NoAlgorithms);
+            }
+            algorithms = ASYMMETRIC_ALGORITHMS.to_vec();
+        }
+        // With only static keys, every allowed algorithm must have a key (a typo would
+        // otherwise refuse every token); discovery keys are not known yet.
+        if !any_discovery
+            && let Some(&alg) = algorithms.iter().find(|&&alg| {
+                !self
+                    .issuers
+                    .iter()
+                    .flat_map(|(_, keys)| keys.iter().flatten())
+                    .any(|key| key.can_verify(alg))
+            })
+        {
+            return Err(JwtConfigError::NoKeyForAlgorithm(alg));
         }
         if self.audiences.is_empty() {
             return Err(JwtConfigError::NoAudience);
@@ -362,11 +619,19 @@ impl JwtAuthLayerBuilder {
         {
             return Err(JwtConfigError::InvalidChallengeParameter("scope"));
         }
+        if self
+            .required_scopes
+            .iter()
+            .any(|scope| !is_quotable(scope) || scope.contains(' '))
+        {
+            return Err(JwtConfigError::InvalidChallengeParameter("scope"));
+        }
+        let required_scope =
+            (!self.required_scopes.is_empty()).then(|| self.required_scopes.join(" "));
 
-        let issuers: HashSet<String> = self.issuers.into_iter().collect();
+        let issuer_set: HashSet<String> = self.issuers.iter().map(|(i, _)| i.clone()).collect();
         let audiences: HashSet<String> = self.audiences.into_iter().collect();
-        let validations = self
-            .algorithms
+        let validations = algorithms
             .iter()
             .map(|&alg| {
                 let mut validation = Validation::new(alg);
@@ -375,21 +640,58 @@ impl JwtAuthLayerBuilder {
                 validation.validate_nbf = true;
                 validation.validate_aud = true;
                 validation.set_required_spec_claims(&["exp", "iss", "aud"]);
-                validation.iss = Some(issuers.clone());
+                validation.iss = Some(issuer_set.clone());
                 validation.aud = Some(audiences.clone());
                 (alg, validation)
             })
             .collect();
 
+        #[cfg(feature = "oidc")]
+        let client = if any_discovery {
+            Some(
+                super::remote::http_client(self.jwks_fetch_timeout)
+                    .map_err(JwtConfigError::HttpClient)?,
+            )
+        } else {
+            None
+        };
+        let mut issuers = HashMap::with_capacity(self.issuers.len());
+        for (issuer, keys) in self.issuers {
+            let source = match keys {
+                Some(keys) => KeySource::Static(keys),
+                #[cfg(feature = "oidc")]
+                None => KeySource::Remote(Arc::new(super::remote::RemoteKeys::new(
+                    issuer.clone(),
+                    client.clone().expect("built when an issuer uses discovery"),
+                    super::remote::RemoteOptions {
+                        refetch_interval: self.jwks_refetch_interval,
+                        max_stale: self.jwks_max_stale,
+                        fetch_timeout: self.jwks_fetch_timeout,
+                    },
+                ))),
+                #[cfg(not(feature = "oidc"))]
+                None => unreachable!("discovery needs the oidc feature"),
+            };
+            issuers.insert(issuer, source);
+        }
+        #[cfg(not(feature = "oidc"))]
+        let _ = (
+            self.jwks_refetch_interval,
+            self.jwks_max_stale,
+            self.jwks_fetch_timeout,
+        );
+
         let config = Config {
             verifier: Verifier {
-                keys: self.keys,
+                issuers,
                 validations,
                 require_access_token_type: self.require_access_token_type,
+                required_scopes: self.required_scopes,
             },
-            rejector: Rejector::new(
+            rejector: Rejector::with_required_scope(
                 self.resource_metadata.as_deref(),
                 self.scope.as_deref(),
+                required_scope.as_deref(),
                 self.retry_after.as_secs(),
             ),
             revocation: self.revocation,
@@ -402,15 +704,44 @@ impl JwtAuthLayerBuilder {
     }
 }
 
+/// An HMAC secret belongs to exactly one issuer: the same secret under two issuers would let
+/// either mint tokens for the other's users.
+fn check_hmac_secrets_are_not_shared(
+    issuers: &[(String, Option<JwtKeys>)],
+) -> Result<(), JwtConfigError> {
+    let mut owners: Vec<(&[u8], &str)> = Vec::new();
+    for (issuer, keys) in issuers {
+        for key in keys.iter().flatten() {
+            if key.family() != jsonwebtoken::AlgorithmFamily::Hmac {
+                continue;
+            }
+            let Ok(secret) = key.decoding_key().try_get_as_bytes() else {
+                continue;
+            };
+            if let Some((_, owner)) = owners
+                .iter()
+                .find(|(s, owner)| *owner != issuer && bool::from(secret.ct_eq(s)))
+            {
+                return Err(JwtConfigError::SharedHmacSecret {
+                    first: (*owner).to_owned(),
+                    second: issuer.clone(),
+                });
+            }
+            owners.push((secret, issuer));
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::jwt::JwtKey;
 
     fn base() -> JwtAuthLayerBuilder {
         JwtAuthLayer::builder()
-            .key(JwtKey::hmac([1u8; 32]).unwrap())
+            .issuer_keys("https://i.example", JwtKey::hmac([1u8; 32]).unwrap())
             .algorithm(Algorithm::HS256)
-            .issuer("https://i.example")
             .audience("https://mcp.example/mcp")
     }
 
@@ -419,15 +750,23 @@ mod tests {
         assert!(base().build().is_ok());
         assert!(matches!(
             JwtAuthLayer::builder().build(),
-            Err(JwtConfigError::NoKeys)
+            Err(JwtConfigError::NoIssuers)
         ));
         assert!(matches!(
             base().algorithm(Algorithm::RS256).build(),
             Err(JwtConfigError::NoKeyForAlgorithm(Algorithm::RS256))
         ));
         assert!(matches!(
-            base().issuer("").build(),
+            base()
+                .issuer_keys("", JwtKey::hmac([3u8; 32]).unwrap())
+                .build(),
             Err(JwtConfigError::EmptyValue("issuer"))
+        ));
+        assert!(matches!(
+            base()
+                .issuer_keys("https://j.example", JwtKeys::new())
+                .build(),
+            Err(JwtConfigError::NoKeys)
         ));
         assert!(matches!(
             base().resource_metadata("https://x/\"").build(),
@@ -435,18 +774,51 @@ mod tests {
                 "resource_metadata"
             ))
         ));
+        assert!(matches!(
+            base().required_scope("a b").build(),
+            Err(JwtConfigError::InvalidChallengeParameter("scope"))
+        ));
     }
 
     #[test]
-    fn protected_resource_sets_audience_issuers_and_metadata_url() {
+    fn an_hmac_secret_belongs_to_one_issuer() {
+        let err = base()
+            .issuer_keys("https://j.example", JwtKey::hmac([1u8; 32]).unwrap())
+            .build()
+            .unwrap_err();
+        assert!(
+            matches!(&err, JwtConfigError::SharedHmacSecret { first, second }
+                if first == "https://i.example" && second == "https://j.example"),
+            "{err:?}"
+        );
+        // Adding a second secret to the same issuer is fine.
+        assert!(
+            base()
+                .issuer_keys("https://i.example", JwtKey::hmac([2u8; 32]).unwrap())
+                .build()
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn protected_resource_sets_audience_and_metadata_url_and_needs_keys_for_its_issuers() {
         let metadata = ProtectedResourceMetadata::new(
             "https://mcp.example.com/mcp",
             ["https://auth.example.com"],
         );
-        let layer = JwtAuthLayer::builder()
-            .key(JwtKey::hmac([1u8; 32]).unwrap())
-            .algorithm(Algorithm::HS256)
-            .protected_resource(&metadata)
+        let builder = || {
+            JwtAuthLayer::builder()
+                .algorithm(Algorithm::HS256)
+                .protected_resource(&metadata)
+        };
+        assert!(matches!(
+            builder()
+                .issuer_keys("https://other.example", JwtKey::hmac([1u8; 32]).unwrap())
+                .build(),
+            Err(JwtConfigError::IssuerWithoutKeys(i)) if i == "https://auth.example.com"
+        ));
+        let layer = builder()
+            .issuer_keys("https://auth.example.com", JwtKey::hmac([1u8; 32]).unwrap())
             .build()
             .unwrap();
         let (_, validation) = &layer.config.verifier.validations[0];
@@ -457,12 +829,30 @@ mod tests {
                 .unwrap()
                 .contains("https://mcp.example.com/mcp")
         );
-        assert!(
-            validation
-                .iss
-                .as_ref()
-                .unwrap()
-                .contains("https://auth.example.com")
-        );
+    }
+
+    #[cfg(feature = "oidc")]
+    #[test]
+    fn discovery_issuers_must_be_https_or_loopback() {
+        let builder = |issuer: &str| {
+            JwtAuthLayer::builder()
+                .issuer_discovery(issuer)
+                .audience("mcp")
+                .build()
+        };
+        assert!(builder("https://auth.example.com").is_ok());
+        assert!(builder("http://127.0.0.1:8080").is_ok());
+        assert!(matches!(
+            builder("http://auth.example.com"),
+            Err(JwtConfigError::InsecureIssuer(_))
+        ));
+        assert!(matches!(
+            JwtAuthLayer::builder()
+                .issuer_discovery("https://a.example")
+                .issuer_keys("https://a.example", JwtKey::hmac([1u8; 32]).unwrap())
+                .audience("mcp")
+                .build(),
+            Err(JwtConfigError::ConflictingKeySources(_))
+        ));
     }
 }

@@ -19,14 +19,18 @@
 //! 2. A signed JWT (JWS compact form): three base64url parts, a JSON header, no `crit`.
 //! 3. `alg` is in the allowlist. `none` is always refused (it cannot even be allowed).
 //! 4. Optionally `typ` is `at+jwt` or `application/at+jwt` (RFC 9068 §4).
-//! 5. A configured key verifies the signature; a `kid` in the header picks the key (see
-//!    [`JwtKeys`]). Keys embedded in or pointed to by the token (`jwk`, `jku`, `x5u`, `x5c`)
-//!    are never used.
+//! 5. `iss` (read before the signature is checked) names a trusted issuer, exactly, and only
+//!    **that issuer's** keys are tried: a key never verifies a token that claims another
+//!    issuer. A `kid` in the header picks the key (see [`JwtKeys`]). Keys embedded in or
+//!    pointed to by the token (`jwk`, `jku`, `x5u`, `x5c`) are never used. For an issuer trusted
+//!    through discovery (feature `oidc`), an unknown `kid` refetches its JWK set (rate limited,
+//!    single flight), and keys older than the staleness bound need a successful refresh.
 //! 6. `exp` is required and in the future, `nbf` (if present) in the past, both with a
-//!    configurable leeway; `iss` is one of the trusted issuers, exactly; `aud` contains one of
-//!    this server's audiences (required, RFC 8707).
+//!    configurable leeway; `aud` contains one of this server's audiences (required, RFC 8707).
 //! 7. `iss` and `sub` are strings that make a valid [`Identity`](crate::Identity).
-//! 8. Optionally, a [`RevocationCheck`] by `jti`. A revoked token gets 401. A check that errors
+//! 8. Optionally, the required scopes ([`JwtAuthLayerBuilder::required_scope`]): all granted
+//!    by `scope` or `scp`, or 403 `insufficient_scope`.
+//! 9. Optionally, a [`RevocationCheck`] by `jti`. A revoked token gets 401. A check that errors
 //!    or times out gets **503 with `Retry-After`**: the token is never admitted on a failed
 //!    check (fail closed).
 //!
@@ -43,7 +47,8 @@
 //! | no token (no header, another scheme, token only in the query string) | 401 | `Bearer resource_metadata="…"` |
 //! | malformed header (repeated, empty token, not RFC 6750 `b64token`) | 400 | `Bearer error="invalid_request", …` |
 //! | any invalid token (expired, bad signature, wrong audience, revoked, …) | 401 | `Bearer error="invalid_token", error_description="…", resource_metadata="…"` |
-//! | revocation check failed or timed out | 503, `Retry-After` | none |
+//! | a required scope is missing | 403 | `Bearer error="insufficient_scope", error_description="…", scope="…", resource_metadata="…"` |
+//! | revocation check failed or timed out; issuer's keys unavailable beyond the staleness bound | 503, `Retry-After` | none |
 //!
 //! RFC 6750 §3.1 decides the split: `error=` only when a token was presented, and
 //! `invalid_request` with 400 for a request that is itself malformed. A client that sent two
@@ -82,11 +87,16 @@
 //!     ["https://auth.example.com"],
 //! );
 //! let auth = JwtAuthLayer::builder()
-//!     .keys(mcp_session_binding::jwt::JwtKeys::from_jwk_set_json(
-//!         r#"{"keys":[{"kty":"oct","kid":"k1","alg":"HS256","k":"MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY"}]}"#,
-//!     )?)
+//!     // Each issuer with its own keys; with the `oidc` feature,
+//!     // `.issuer_discovery("https://auth.example.com")` fetches and rotates them instead.
+//!     .issuer_keys(
+//!         "https://auth.example.com",
+//!         mcp_session_binding::jwt::JwtKeys::from_jwk_set_json(
+//!             r#"{"keys":[{"kty":"oct","kid":"k1","alg":"HS256","k":"MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY"}]}"#,
+//!         )?,
+//!     )
 //!     .algorithm(Algorithm::HS256)
-//!     .protected_resource(&metadata) // audience, issuers and resource_metadata
+//!     .protected_resource(&metadata) // audience and resource_metadata
 //!     .build()?;
 //!
 //! let app: Router = Router::new()
@@ -104,10 +114,13 @@
 mod body;
 mod error;
 mod future;
+mod jwks;
 mod keys;
 mod layer;
 mod metadata;
 mod reject;
+#[cfg(feature = "oidc")]
+mod remote;
 mod revocation;
 mod service;
 mod validate;
@@ -115,8 +128,12 @@ mod validate;
 pub use body::JwtBody;
 pub use error::JwtConfigError;
 pub use future::ResponseFuture;
+pub use jwks::{IssuerKeysError, KeySourceError, MAX_DOCUMENT_BYTES, MAX_JWKS_KEYS};
 pub use keys::{JwtKey, JwtKeys};
-pub use layer::{JwtAuthLayer, JwtAuthLayerBuilder};
+pub use layer::{
+    DEFAULT_JWKS_FETCH_TIMEOUT, DEFAULT_JWKS_MAX_STALE, DEFAULT_JWKS_REFETCH_INTERVAL,
+    JwtAuthLayer, JwtAuthLayerBuilder,
+};
 pub use metadata::{MetadataService, ProtectedResourceMetadata};
 pub use reject::JwtRejection;
 pub use revocation::{RevocationCheck, RevocationError, RevocationFuture};
@@ -127,3 +144,28 @@ pub use service::JwtAuth;
 pub use jsonwebtoken;
 /// A signature algorithm, re-exported from `jsonwebtoken`.
 pub use jsonwebtoken::Algorithm;
+
+/// Not API: the parsers of published documents, for the fuzz targets.
+#[doc(hidden)]
+pub mod fuzzing {
+    /// Parses a published JWK set; the number of usable keys.
+    ///
+    /// # Errors
+    ///
+    /// Why the set is refused.
+    pub fn parse_jwks(bytes: &[u8]) -> Result<usize, super::KeySourceError> {
+        super::jwks::parse_jwks(bytes).map(|keys| keys.len())
+    }
+
+    /// Parses a discovery document for `expected_issuer`; its `jwks_uri`.
+    ///
+    /// # Errors
+    ///
+    /// Why the document is refused.
+    pub fn parse_discovery(
+        bytes: &[u8],
+        expected_issuer: &str,
+    ) -> Result<String, super::KeySourceError> {
+        super::jwks::parse_discovery(bytes, expected_issuer).map(|d| d.jwks_uri)
+    }
+}

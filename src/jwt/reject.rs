@@ -33,7 +33,8 @@ const UNAVAILABLE_ERROR_CODE: i64 = -32000;
 /// | --- | --- | --- |
 /// | [`Missing`](Self::Missing) | 401 | none |
 /// | [`MalformedHeader`](Self::MalformedHeader) | 400 | `invalid_request` |
-/// | [`RevocationUnavailable`](Self::RevocationUnavailable) | 503 (`Retry-After`) | none, no challenge |
+/// | [`RevocationUnavailable`](Self::RevocationUnavailable), [`KeysUnavailable`](Self::KeysUnavailable) | 503 (`Retry-After`) | none, no challenge |
+/// | [`InsufficientScope`](Self::InsufficientScope) | 403 | `insufficient_scope`, with the required `scope` |
 /// | every other reason | 401 | `invalid_token` |
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -70,6 +71,14 @@ pub enum JwtRejection {
     Revoked,
     /// The revocation check failed or timed out; the request was not let through.
     RevocationUnavailable,
+    /// The token is valid but lacks a required scope (`scope` or `scp` claim).
+    InsufficientScope,
+    /// The keys of the token's issuer could not be fetched, and the last good ones are older
+    /// than the staleness bound (or there never were any): fail closed.
+    KeysUnavailable {
+        /// Seconds until the next fetch may be tried, sent as `Retry-After`.
+        retry_after: u64,
+    },
 }
 
 impl JwtRejection {
@@ -78,7 +87,10 @@ impl JwtRejection {
     pub fn status(&self) -> StatusCode {
         match self {
             Self::MalformedHeader => StatusCode::BAD_REQUEST,
-            Self::RevocationUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::RevocationUnavailable | Self::KeysUnavailable { .. } => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            Self::InsufficientScope => StatusCode::FORBIDDEN,
             _ => StatusCode::UNAUTHORIZED,
         }
     }
@@ -87,8 +99,9 @@ impl JwtRejection {
     #[must_use]
     pub fn error_code(&self) -> Option<&'static str> {
         match self {
-            Self::Missing | Self::RevocationUnavailable => None,
+            Self::Missing | Self::RevocationUnavailable | Self::KeysUnavailable { .. } => None,
             Self::MalformedHeader => Some("invalid_request"),
+            Self::InsufficientScope => Some("insufficient_scope"),
             _ => Some("invalid_token"),
         }
     }
@@ -111,6 +124,8 @@ impl JwtRejection {
             Self::InvalidClaims(_) => "invalid_claims",
             Self::Revoked => "revoked",
             Self::RevocationUnavailable => "revocation_unavailable",
+            Self::InsufficientScope => "insufficient_scope",
+            Self::KeysUnavailable { .. } => "keys_unavailable",
         }
     }
 }
@@ -132,6 +147,10 @@ impl fmt::Display for JwtRejection {
             Self::InvalidClaims(err) => return write!(f, "invalid token claims: {err}"),
             Self::Revoked => "the access token has been revoked",
             Self::RevocationUnavailable => "the token revocation check is unavailable; retry later",
+            Self::InsufficientScope => "the access token lacks a required scope",
+            Self::KeysUnavailable { .. } => {
+                "the issuer's signing keys are unavailable; retry later"
+            }
         })
     }
 }
@@ -143,6 +162,9 @@ impl std::error::Error for JwtRejection {}
 pub(crate) struct Rejector {
     /// Pre-formatted `resource_metadata="…"` and `scope="…"` parameters.
     challenge_params: Vec<String>,
+    /// The parameters of the `insufficient_scope` challenge: `scope="<required scopes>"` and
+    /// `resource_metadata="…"`.
+    scope_challenge_params: Vec<String>,
     retry_after: HeaderValue,
 }
 
@@ -156,20 +178,41 @@ pub(crate) fn is_quotable(value: &str) -> bool {
 
 impl Rejector {
     /// `resource_metadata` and `scope` must already satisfy [`is_quotable`].
+    #[cfg(test)]
     pub(crate) fn new(
         resource_metadata: Option<&str>,
         scope: Option<&str>,
         retry_after_secs: u64,
     ) -> Self {
-        let mut challenge_params = Vec::new();
-        if let Some(url) = resource_metadata {
-            challenge_params.push(format!("resource_metadata=\"{url}\""));
-        }
-        if let Some(scope) = scope {
+        Self::with_required_scope(resource_metadata, scope, None, retry_after_secs)
+    }
+
+    /// Like [`new`](Self::new); `required_scope` (space separated, quotable) is named in the
+    /// `insufficient_scope` challenge, and in the others when `scope` is `None`.
+    pub(crate) fn with_required_scope(
+        resource_metadata: Option<&str>,
+        scope: Option<&str>,
+        required_scope: Option<&str>,
+        retry_after_secs: u64,
+    ) -> Self {
+        let metadata: Vec<String> = resource_metadata
+            .map(|url| format!("resource_metadata=\"{url}\""))
+            .into_iter()
+            .collect();
+        let mut challenge_params = metadata.clone();
+        if let Some(scope) = scope.or(required_scope) {
             challenge_params.push(format!("scope=\"{scope}\""));
         }
+        // `error="insufficient_scope", scope="…", resource_metadata="…"`, as MCP shows it.
+        let mut scope_challenge_params: Vec<String> = required_scope
+            .or(scope)
+            .map(|scope| format!("scope=\"{scope}\""))
+            .into_iter()
+            .collect();
+        scope_challenge_params.extend(metadata);
         Self {
             challenge_params,
+            scope_challenge_params,
             retry_after: HeaderValue::from(retry_after_secs),
         }
     }
@@ -185,7 +228,12 @@ impl Rejector {
                 .collect();
             params.push(format!("error_description=\"{description}\""));
         }
-        params.extend(self.challenge_params.iter().cloned());
+        let extra = if *rejection == JwtRejection::InsufficientScope {
+            &self.scope_challenge_params
+        } else {
+            &self.challenge_params
+        };
+        params.extend(extra.iter().cloned());
         let value = if params.is_empty() {
             "Bearer".to_owned()
         } else {
@@ -198,10 +246,10 @@ impl Rejector {
     /// The response for `rejection`, with the reason in its extensions.
     pub(crate) fn response(&self, rejection: JwtRejection) -> Response<Bytes> {
         let status = rejection.status();
-        let (code, prefix) = if status == StatusCode::SERVICE_UNAVAILABLE {
-            (UNAVAILABLE_ERROR_CODE, "Service unavailable")
-        } else {
-            (AUTH_ERROR_CODE, "Unauthorized")
+        let (code, prefix) = match status {
+            StatusCode::SERVICE_UNAVAILABLE => (UNAVAILABLE_ERROR_CODE, "Service unavailable"),
+            StatusCode::FORBIDDEN => (AUTH_ERROR_CODE, "Forbidden"),
+            _ => (AUTH_ERROR_CODE, "Unauthorized"),
         };
         let body = serde_json::json!({
             "jsonrpc": "2.0",
@@ -216,7 +264,9 @@ impl Rejector {
             HeaderValue::from_static("application/json"),
         );
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-        if status == StatusCode::SERVICE_UNAVAILABLE {
+        if let JwtRejection::KeysUnavailable { retry_after } = rejection {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(retry_after.max(1)));
+        } else if status == StatusCode::SERVICE_UNAVAILABLE {
             headers.insert(header::RETRY_AFTER, self.retry_after.clone());
         } else {
             headers.insert(header::WWW_AUTHENTICATE, self.challenge(&rejection));

@@ -9,7 +9,11 @@ use std::{
 use http::{Request, Response};
 use tower::Service;
 
-use super::{JwtRejection, ResponseFuture, layer::Config, validate::bearer_token};
+use super::{
+    JwtRejection, ResponseFuture, RevocationFuture,
+    layer::Config,
+    validate::{Verification, Verified, bearer_token},
+};
 use crate::identity::IdentityError;
 
 /// Service that authenticates every request with a JWT bearer access token, then calls the
@@ -28,9 +32,8 @@ use crate::identity::IdentityError;
 /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// let secret = b"0123456789abcdef0123456789abcdef";
 /// let layer = JwtAuthLayer::builder()
-///     .key(JwtKey::hmac(secret)?)
+///     .issuer_keys("https://auth.example.com", JwtKey::hmac(secret)?)
 ///     .algorithm(Algorithm::HS256)
-///     .issuer("https://auth.example.com")
 ///     .audience("https://mcp.example.com/mcp")
 ///     .build()?;
 /// let service = layer.layer(service_fn(|req: Request<String>| async move {
@@ -125,45 +128,24 @@ where
             tracing::trace!("no Authorization header; forwarded without identity");
             return ResponseFuture::inner(self.inner.call(request));
         }
-        let verified = bearer_token(request.headers())
-            .and_then(|token| config.verifier.verify(token))
-            .and_then(|verified| {
-                // With a revocation check, a token must name its `jti`: one without could never
-                // be revoked.
-                let jti = match &config.revocation {
-                    None => None,
-                    Some(_) => match verified.claims.get("jti") {
-                        Some(serde_json::Value::String(jti)) => Some(jti.clone()),
-                        Some(_) => return Err(invalid_jti("is not a string")),
-                        None => return Err(invalid_jti("is missing")),
-                    },
-                };
-                Ok((verified, jti))
-            });
-        let (verified, jti) = match verified {
-            Ok(ok) => ok,
-            Err(rejection) => {
-                tracing::debug!(reason = rejection.code(), "bearer token rejected");
-                return ResponseFuture::rejected(config.rejector.response(rejection));
-            }
+        let verified = match bearer_token(request.headers()) {
+            Err(rejection) => Err(rejection),
+            Ok(token) => match config.verifier.start(token, config) {
+                Verification::Done(verified) => verified,
+                #[cfg(feature = "oidc")]
+                Verification::Pending(verifying) => {
+                    // The issuer's keys are being fetched: the verdict, and the inner call,
+                    // come later in the future. Hand it the instance `poll_ready` made ready.
+                    let clone = self.inner.clone();
+                    let ready = std::mem::replace(&mut self.inner, clone);
+                    return ResponseFuture::verifying(verifying, ready, request, config.clone());
+                }
+            },
         };
-        tracing::trace!(
-            iss = verified.identity.iss(),
-            sub = verified.identity.sub(),
-            "bearer token verified"
-        );
-
-        let check = match (&config.revocation, jti) {
-            (Some(revocation), Some(jti)) => Some(revocation.is_revoked(&jti, &verified.claims)),
-            _ => None,
-        };
-        let extensions = request.extensions_mut();
-        extensions.insert(verified.identity);
-        extensions.insert(verified.claims);
-
-        match check {
-            None => ResponseFuture::inner(self.inner.call(request)),
-            Some(check) => {
+        match admit(config, verified, &mut request) {
+            Admission::Rejected(response) => ResponseFuture::rejected(response),
+            Admission::Forward => ResponseFuture::inner(self.inner.call(request)),
+            Admission::Check(check) => {
                 // The inner call happens later, in the future: hand it the instance that
                 // `poll_ready` made ready, and keep a fresh clone here (tower's contract).
                 let clone = self.inner.clone();
@@ -171,6 +153,68 @@ where
                 ResponseFuture::revocation(check, ready, request, self.config.clone())
             }
         }
+    }
+}
+
+/// What happens to a request once its token is verified (or refused).
+pub(crate) enum Admission {
+    /// Refused: this response.
+    Rejected(Response<bytes::Bytes>),
+    /// Admitted: identity and claims are in the request extensions.
+    Forward,
+    /// Admitted if this revocation check says the token is not revoked.
+    Check(RevocationFuture),
+}
+
+/// The step after verification, shared by the immediate and the deferred (keys being fetched)
+/// paths: the `jti` rule, the identity in the extensions, the revocation check to run.
+pub(crate) fn admit<B>(
+    config: &Config,
+    verified: Result<Verified, JwtRejection>,
+    request: &mut Request<B>,
+) -> Admission {
+    let verified = verified.and_then(|verified| {
+        // With a revocation check, a token must name its `jti`: one without could never
+        // be revoked.
+        let jti = match &config.revocation {
+            None => None,
+            Some(_) => match verified.claims.get("jti") {
+                Some(serde_json::Value::String(jti)) => Some(jti.clone()),
+                Some(_) => return Err(invalid_jti("is not a string")),
+                None => return Err(invalid_jti("is missing")),
+            },
+        };
+        Ok((verified, jti))
+    });
+    let (verified, jti) = match verified {
+        Ok(ok) => ok,
+        Err(rejection) => {
+            if let JwtRejection::KeysUnavailable { .. } = rejection {
+                tracing::warn!(
+                    reason = rejection.code(),
+                    "bearer token refused: {rejection}"
+                );
+            } else {
+                tracing::debug!(reason = rejection.code(), "bearer token rejected");
+            }
+            return Admission::Rejected(config.rejector.response(rejection));
+        }
+    };
+    tracing::trace!(
+        iss = verified.identity.iss(),
+        sub = verified.identity.sub(),
+        "bearer token verified"
+    );
+    let check = match (&config.revocation, jti) {
+        (Some(revocation), Some(jti)) => Some(revocation.is_revoked(&jti, &verified.claims)),
+        _ => None,
+    };
+    let extensions = request.extensions_mut();
+    extensions.insert(verified.identity);
+    extensions.insert(verified.claims);
+    match check {
+        None => Admission::Forward,
+        Some(check) => Admission::Check(check),
     }
 }
 
@@ -210,9 +254,8 @@ mod tests {
 
     fn builder() -> crate::jwt::JwtAuthLayerBuilder {
         JwtAuthLayer::builder()
-            .key(JwtKey::hmac(SECRET).unwrap())
+            .issuer_keys("https://i.example", JwtKey::hmac(SECRET).unwrap())
             .algorithm(Algorithm::HS256)
-            .issuer("https://i.example")
             .audience("https://mcp.example/mcp")
     }
 

@@ -1,13 +1,13 @@
 //! Reading the bearer token and verifying it. No I/O: the revocation check is the service's job.
 
-use std::str::FromStr;
+use std::{collections::HashMap, str::FromStr, sync::Arc};
 
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use http::{HeaderMap, header};
 use jsonwebtoken::{Algorithm, Validation, errors::ErrorKind};
 use serde_json::{Map, Value};
 
-use super::{JwtKey, JwtKeys, JwtRejection};
+use super::{JwtKey, JwtKeys, JwtRejection, layer::Config};
 use crate::identity::{Claims, Identity, IdentityError, identity_from_claims};
 
 /// Longest token accepted, in bytes. Real access tokens are a few KiB at most.
@@ -50,14 +50,28 @@ fn is_b64token(token: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"-._~+/".contains(&b))
 }
 
+/// Where one trusted issuer's keys come from.
+#[derive(Debug)]
+pub(crate) enum KeySource {
+    /// Keys given at build time.
+    Static(JwtKeys),
+    /// Keys fetched through discovery (feature `oidc`).
+    #[cfg(feature = "oidc")]
+    Remote(Arc<super::remote::RemoteKeys>),
+}
+
 /// The verification half of the configuration.
 #[derive(Debug)]
 pub(crate) struct Verifier {
-    pub(crate) keys: JwtKeys,
+    /// The trusted issuers, each with its own keys: a token is verified only with the keys of
+    /// the issuer its `iss` names.
+    pub(crate) issuers: HashMap<String, KeySource>,
     /// One `jsonwebtoken` validation per allowed algorithm (its `algorithms` holds only that one,
     /// as `jsonwebtoken` requires every listed algorithm to match the key's family).
     pub(crate) validations: Vec<(Algorithm, Validation)>,
     pub(crate) require_access_token_type: bool,
+    /// Scopes the token must all grant (`scope` or `scp`); empty: no check.
+    pub(crate) required_scopes: Vec<String>,
 }
 
 /// A verified token.
@@ -67,15 +81,96 @@ pub(crate) struct Verified {
     pub(crate) claims: Claims,
 }
 
+/// The outcome of [`Verifier::start`]: a verdict now, or after the issuer's keys are fetched.
+pub(crate) enum Verification {
+    Done(Result<Verified, JwtRejection>),
+    #[cfg(feature = "oidc")]
+    Pending(futures::future::BoxFuture<'static, Result<Verified, JwtRejection>>),
+}
+
+/// What the header and the unverified payload say.
+struct Parsed<'a> {
+    alg: Algorithm,
+    validation: &'a Validation,
+    kid: Option<String>,
+    iss: String,
+}
+
 impl Verifier {
-    /// Verifies the token: shape, `alg`, `typ`, key choice, signature, `exp`/`nbf`, `iss`, `aud`,
-    /// and string `iss`/`sub`.
-    pub(crate) fn verify(&self, token: &str) -> Result<Verified, JwtRejection> {
+    /// Verifies the token: shape, `alg`, `typ`, the issuer's keys, signature, `exp`/`nbf`,
+    /// `iss`, `aud`, string `iss`/`sub`, and the required scopes. When the issuer's keys must
+    /// be fetched first (unknown `kid`, stale keys), the verdict comes later.
+    #[cfg_attr(not(feature = "oidc"), allow(unused_variables))]
+    pub(crate) fn start(&self, token: &str, config: &Arc<Config>) -> Verification {
+        let parsed = match self.parse(token) {
+            Ok(parsed) => parsed,
+            Err(rejection) => return Verification::Done(Err(rejection)),
+        };
+        let Some(source) = self.issuers.get(&parsed.iss) else {
+            return Verification::Done(Err(JwtRejection::UntrustedIssuer));
+        };
+        match source {
+            KeySource::Static(keys) => Verification::Done(self.verify_with(token, &parsed, keys)),
+            #[cfg(feature = "oidc")]
+            KeySource::Remote(remote) => self.start_remote(token, parsed, remote, config),
+        }
+    }
+
+    #[cfg(feature = "oidc")]
+    fn start_remote(
+        &self,
+        token: &str,
+        parsed: Parsed<'_>,
+        remote: &Arc<super::remote::RemoteKeys>,
+        config: &Arc<Config>,
+    ) -> Verification {
+        use super::remote::Usable;
+        let flight = match remote.usable() {
+            Usable::Keys(keys) => {
+                let unknown_kid = parsed
+                    .kid
+                    .as_deref()
+                    .is_some_and(|kid| !keys.iter().any(|k| k.kid() == Some(kid)));
+                if !unknown_kid {
+                    return Verification::Done(self.verify_with(token, &parsed, &keys));
+                }
+                match remote.refetch("unknown kid") {
+                    Some(flight) => flight,
+                    None => return Verification::Done(Err(JwtRejection::UnknownKey)),
+                }
+            }
+            Usable::Stale => match remote.refetch("keys missing or stale") {
+                Some(flight) => flight,
+                None => {
+                    return Verification::Done(Err(JwtRejection::KeysUnavailable {
+                        retry_after: remote.retry_after(),
+                    }));
+                }
+            },
+        };
+        let token = token.to_owned();
+        let remote = remote.clone();
+        let config = config.clone();
+        Verification::Pending(Box::pin(async move {
+            flight.await;
+            let verifier = &config.verifier;
+            let parsed = verifier.parse(&token)?;
+            match remote.usable() {
+                Usable::Keys(keys) => verifier.verify_with(&token, &parsed, &keys),
+                Usable::Stale => Err(JwtRejection::KeysUnavailable {
+                    retry_after: remote.retry_after(),
+                }),
+            }
+        }))
+    }
+
+    /// The header checks, and the `iss` of the (not yet verified) payload, which picks the keys.
+    fn parse(&self, token: &str) -> Result<Parsed<'_>, JwtRejection> {
         if token.len() > MAX_TOKEN_LEN {
             return Err(JwtRejection::Malformed);
         }
         let mut parts = token.split('.');
-        let (Some(header), Some(_payload), Some(_signature), None) =
+        let (Some(header), Some(payload), Some(_signature), None) =
             (parts.next(), parts.next(), parts.next(), parts.next())
         else {
             return Err(JwtRejection::Malformed);
@@ -107,15 +202,53 @@ impl Verifier {
         }
         let kid = match header.get("kid") {
             None => None,
-            Some(Value::String(kid)) => Some(kid.as_str()),
+            Some(Value::String(kid)) => Some(kid.clone()),
             Some(_) => return Err(JwtRejection::Malformed),
         };
+        /// Only `iss`: the rest is read after the signature is verified.
+        #[derive(serde::Deserialize)]
+        struct Unverified {
+            iss: Option<Value>,
+        }
+        let unverified: Unverified = URL_SAFE_NO_PAD
+            .decode(payload)
+            .ok()
+            .and_then(|json| serde_json::from_slice(&json).ok())
+            .ok_or(JwtRejection::Malformed)?;
+        let Some(Value::String(iss)) = unverified.iss else {
+            return Err(invalid("iss", "is missing or not a string"));
+        };
+        Ok(Parsed {
+            alg,
+            validation,
+            kid,
+            iss,
+        })
+    }
 
+    /// Verifies with `keys` (the keys of the token's issuer), then checks the scopes.
+    fn verify_with(
+        &self,
+        token: &str,
+        parsed: &Parsed<'_>,
+        keys: &JwtKeys,
+    ) -> Result<Verified, JwtRejection> {
         let mut rejection = JwtRejection::UnknownKey;
-        for key in self.keys.candidates(kid, alg) {
-            match jsonwebtoken::decode::<Map<String, Value>>(token, key.decoding_key(), validation)
-            {
-                Ok(data) => return verified(Claims(data.claims)),
+        for key in keys.candidates(parsed.kid.as_deref(), parsed.alg) {
+            match jsonwebtoken::decode::<Map<String, Value>>(
+                token,
+                key.decoding_key(),
+                parsed.validation,
+            ) {
+                Ok(data) => {
+                    let verified = verified(Claims(data.claims))?;
+                    if verified.identity.iss() != parsed.iss {
+                        // Cannot happen: the signed payload is the one `iss` was read from.
+                        return Err(JwtRejection::UntrustedIssuer);
+                    }
+                    self.check_scopes(&verified.claims)?;
+                    return Ok(verified);
+                }
                 Err(err) => match err.kind() {
                     // This key did not sign it (or cannot be used): try the next one.
                     ErrorKind::InvalidSignature
@@ -126,13 +259,40 @@ impl Verifier {
                     | ErrorKind::InvalidAlgorithm => rejection = JwtRejection::BadSignature,
                     // `jsonwebtoken` cannot read the claims (an `iss`, `sub` or `aud` that is
                     // an array or object of the wrong shape fails its parse outright).
-                    ErrorKind::Json(_) => return Err(explain_unreadable(token, key, alg)),
+                    ErrorKind::Json(_) => return Err(explain_unreadable(token, key, parsed.alg)),
                     // The signature verified (claims are checked after it): a real verdict.
                     _ => return Err(claims_rejection(err.kind())),
                 },
             }
         }
         Err(rejection)
+    }
+
+    /// Every required scope is granted by `scope` (space separated, RFC 8693 §4.2 / RFC 9068)
+    /// or `scp` (an array of strings, or a space-separated string).
+    fn check_scopes(&self, claims: &Claims) -> Result<(), JwtRejection> {
+        if self.required_scopes.is_empty() {
+            return Ok(());
+        }
+        let mut granted: Vec<&str> = Vec::new();
+        for name in ["scope", "scp"] {
+            match claims.get(name) {
+                Some(Value::String(list)) => granted.extend(list.split(' ')),
+                Some(Value::Array(items)) => {
+                    granted.extend(items.iter().filter_map(Value::as_str));
+                }
+                _ => {}
+            }
+        }
+        if self
+            .required_scopes
+            .iter()
+            .all(|scope| granted.contains(&scope.as_str()))
+        {
+            Ok(())
+        } else {
+            Err(JwtRejection::InsufficientScope)
+        }
     }
 }
 
