@@ -1,4 +1,4 @@
-#![cfg(feature = "jwt")]
+#![cfg(feature = "oidc")]
 //! Against a real OpenID provider: `oidc-provider` from npm under Node, started by
 //! `support/oidc_provider.rs` on loopback, with real logins (authorization code + PKCE) and real
 //! `refresh_token` grants. Without node or the installed package, each test prints a `SKIP:`
