@@ -232,9 +232,7 @@ impl OidcProvider {
                 .build()
                 .expect("an HTTP client"),
         };
-        let key = provider.new_key();
-        provider.keys = vec![key];
-        provider.spawn().unwrap_or_else(|e| panic!("{e}"));
+        provider.spawn(true).unwrap_or_else(|e| panic!("{e}"));
         Some(provider)
     }
 
@@ -284,13 +282,7 @@ impl OidcProvider {
             "keygen failed: {}",
             String::from_utf8_lossy(&output.stderr)
         );
-        let value: Value = serde_json::from_slice(&output.stdout).expect("keygen prints JSON");
-        SigningKey {
-            kid: value["jwk"]["kid"].as_str().expect("kid").to_owned(),
-            alg: value["jwk"]["alg"].as_str().expect("alg").to_owned(),
-            jwk: value["jwk"].clone(),
-            pem: value["pem"].as_str().expect("pem").to_owned(),
-        }
+        signing_key(&serde_json::from_slice(&output.stdout).expect("keygen prints JSON"))
     }
 
     /// Kills the provider and waits for it to exit; the port, issuer and keys are kept.
@@ -310,12 +302,23 @@ impl OidcProvider {
     /// When `keys` is empty or the provider does not come back on its port.
     pub fn restart_with_keys(&mut self, keys: Vec<SigningKey>) {
         assert!(!keys.is_empty(), "a provider needs a signing key");
+        self.restart(keys, false);
+    }
+
+    /// Restarts on the same port and issuer with one new signing key; the old keys are dropped
+    /// (no longer published). Returns the new key.
+    pub fn rotate_key(&mut self) -> SigningKey {
+        self.restart(Vec::new(), true);
+        self.keys[0].clone()
+    }
+
+    fn restart(&mut self, keys: Vec<SigningKey>, new_key: bool) {
         self.stop();
         self.keys = keys;
         // The old socket may linger for a moment; retry for a while.
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
-            match self.spawn() {
+            match self.spawn(new_key) {
                 Ok(()) => return,
                 Err(err) if Instant::now() >= deadline => {
                     panic!("oidc-provider did not restart on port {}: {err}", self.port)
@@ -325,26 +328,26 @@ impl OidcProvider {
         }
     }
 
-    /// Restarts on the same port and issuer with one new signing key; the old keys are dropped
-    /// (no longer published). Returns the new key.
-    pub fn rotate_key(&mut self) -> SigningKey {
-        let key = self.new_key();
-        self.restart_with_keys(vec![key.clone()]);
-        key
-    }
-
     /// Starts node (port 0 the first time, then the same port) and waits for its `issuer` line.
-    fn spawn(&mut self) -> Result<(), String> {
+    /// With `new_key`, node makes a fresh key that signs, in front of `self.keys`.
+    fn spawn(&mut self, new_key: bool) -> Result<(), String> {
         let keys_file = self.dir.join("keys.json");
         let jwks = json!({"keys": self.keys.iter().map(|k| &k.jwk).collect::<Vec<_>>()});
         std::fs::write(&keys_file, jwks.to_string()).expect("write the key file");
-        let mut child = Command::new(&self.node)
+        let new_key_file = self.dir.join("new-key.json");
+        let _ = std::fs::remove_file(&new_key_file);
+        let mut command = Command::new(&self.node);
+        command
             .current_dir(script_dir())
             .arg("provider.mjs")
             .arg("serve")
             .args(["--port", &self.port.to_string()])
             .arg("--keys")
-            .arg(&keys_file)
+            .arg(&keys_file);
+        if new_key {
+            command.arg("--new-key").arg(&new_key_file);
+        }
+        let mut child = command
             .args(["--resource", &self.resource])
             .args(["--client-id", CLIENT_ID, "--redirect-uri", REDIRECT_URI])
             .stdin(Stdio::piped())
@@ -399,6 +402,11 @@ impl OidcProvider {
         );
         self.port = port;
         self.issuer = issuer;
+        if new_key {
+            let written = std::fs::read(&new_key_file).expect("the provider wrote its new key");
+            let key = signing_key(&serde_json::from_slice(&written).expect("a JSON key"));
+            self.keys.insert(0, key);
+        }
         self.process = Some(Process {
             child,
             _stdin: stdin,
@@ -619,6 +627,16 @@ fn form_body(pairs: &[(&str, &str)]) -> String {
         .query()
         .unwrap_or_default()
         .to_owned()
+}
+
+/// A key as `provider.mjs` writes it: `{"jwk": …, "pem": …}`.
+fn signing_key(value: &Value) -> SigningKey {
+    SigningKey {
+        kid: value["jwk"]["kid"].as_str().expect("kid").to_owned(),
+        alg: value["jwk"]["alg"].as_str().expect("alg").to_owned(),
+        jwk: value["jwk"].clone(),
+        pem: value["pem"].as_str().expect("pem").to_owned(),
+    }
 }
 
 /// `bytes` random bytes, base64url.

@@ -2,11 +2,13 @@
 //
 //   node provider.mjs keygen [RS256|ES256]
 //       prints one JSON line {"jwk": <private JWK with kid, alg, use>, "pem": <PKCS#8 PEM>}
-//   node provider.mjs serve --keys FILE --resource URI [--port N] [--client-id ID]
-//                           [--redirect-uri URI] [--access-token-ttl SECS]
+//   node provider.mjs serve --keys FILE --resource URI [--port N] [--new-key OUT]
+//                           [--client-id ID] [--redirect-uri URI] [--access-token-ttl SECS]
 //       serves the provider on http://127.0.0.1:N (N = 0 picks a free port), signing with the
 //       private JWKS in FILE ({"keys": [...]}, the first key signs), and prints
-//       `issuer http://127.0.0.1:PORT` on stdout once it accepts connections.
+//       `issuer http://127.0.0.1:PORT` on stdout once it accepts connections. With --new-key,
+//       it first makes a fresh RS256 key (while node loads the provider), which signs, and
+//       writes it to OUT as keygen prints it.
 //
 // The provider has two accounts, alice and bob; one public client (authorization code + PKCE,
 // refresh tokens, rotated on every use); resource indicators (RFC 8707): access tokens for the
@@ -19,18 +21,22 @@
 //
 // The provider state (grants, codes, refresh tokens) is in memory: a restart forgets it.
 
-import { generateKeyPairSync, randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { generateKeyPair, randomBytes } from 'node:crypto';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import { parseArgs } from 'node:util';
 
 const ACCOUNTS = new Set(['alice', 'bob']);
 const SCOPE = 'mcp';
 
-function keygen(alg = 'RS256') {
-  const { privateKey } = alg === 'ES256'
-    ? generateKeyPairSync('ec', { namedCurve: 'P-256' })
-    : generateKeyPairSync('rsa', { modulusLength: 2048 });
+// A fresh private key: {jwk (with kid, alg, use), pem (PKCS#8)}. The work runs off the main
+// thread, so it overlaps with loading the provider.
+async function keygen(alg = 'RS256') {
+  const { privateKey } = await new Promise((resolve, reject) => {
+    const done = (err, publicKey, key) => (err ? reject(err) : resolve({ privateKey: key }));
+    if (alg === 'ES256') generateKeyPair('ec', { namedCurve: 'P-256' }, done);
+    else generateKeyPair('rsa', { modulusLength: 2048 }, done);
+  });
   const jwk = {
     ...privateKey.export({ format: 'jwk' }),
     kid: `${alg.toLowerCase()}-${randomBytes(6).toString('hex')}`,
@@ -38,7 +44,7 @@ function keygen(alg = 'RS256') {
     use: 'sig',
   };
   const pem = privateKey.export({ format: 'pem', type: 'pkcs8' });
-  process.stdout.write(`${JSON.stringify({ jwk, pem })}\n`);
+  return { jwk, pem };
 }
 
 async function readForm(req) {
@@ -63,6 +69,7 @@ async function serve(argv) {
     options: {
       port: { type: 'string', default: '0' },
       keys: { type: 'string' },
+      'new-key': { type: 'string' },
       resource: { type: 'string' },
       'client-id': { type: 'string', default: 'mcp-test-client' },
       'redirect-uri': { type: 'string', default: 'http://127.0.0.1/callback' },
@@ -70,7 +77,14 @@ async function serve(argv) {
     },
   });
   if (!values.keys || !values.resource) throw new Error('serve needs --keys FILE and --resource URI');
+  const newKey = values['new-key'] ? keygen('RS256') : undefined;
+  const loading = import('oidc-provider');
   const jwks = JSON.parse(readFileSync(values.keys, 'utf8'));
+  if (newKey) {
+    const key = await newKey;
+    writeFileSync(values['new-key'], JSON.stringify(key));
+    jwks.keys.unshift(key.jwk);
+  }
   const signingAlg = jwks.keys[0].alg;
   const resource = values.resource;
   const accessTokenTTL = Number(values['access-token-ttl']);
@@ -83,7 +97,7 @@ async function serve(argv) {
   });
   const issuer = `http://127.0.0.1:${server.address().port}`;
 
-  const { default: Provider, errors } = await import('oidc-provider');
+  const { default: Provider, errors } = await loading;
   const provider = new Provider(issuer, {
     clients: [{
       client_id: values['client-id'],
@@ -190,7 +204,7 @@ async function serve(argv) {
 
 const [command, ...rest] = process.argv.slice(2);
 try {
-  if (command === 'keygen') keygen(rest[0]);
+  if (command === 'keygen') process.stdout.write(`${JSON.stringify(await keygen(rest[0]))}\n`);
   else if (command === 'serve') await serve(rest);
   else throw new Error('usage: provider.mjs keygen [RS256|ES256] | serve --keys FILE --resource URI');
 } catch (err) {
