@@ -4,6 +4,11 @@
 //! hostile ones (wrong issuer, oversize, duplicate `kid`s, slow answers, ...). It counts the
 //! requests it gets. The end-to-end tests with a real OpenID provider are elsewhere.
 
+mod support;
+
+#[path = "support/example_bin.rs"]
+mod example_bin;
+
 use std::{
     convert::Infallible,
     sync::{Arc, Mutex},
@@ -169,7 +174,7 @@ impl Provider {
         self.plan.lock().unwrap().jwks = canned;
     }
 
-    fn publish(&self, keys: &[Value]) {
+    fn publish(&self, keys: Vec<Value>) {
         self.set_jwks(Some(Canned::json(&json!({ "keys": keys }))));
     }
 
@@ -256,7 +261,7 @@ async fn send(layer: &JwtAuthLayer, token: &str) -> Answer {
 async fn discovery_then_jwks_verifies_the_issuers_tokens() {
     let provider = Provider::start().await;
     let a = rsa(RSA_A, "a");
-    provider.publish(&[a.public.clone()]);
+    provider.publish(vec![a.public.clone()]);
     let layer = provider.builder().build().unwrap();
     layer.fetch_keys().await.unwrap();
     assert_eq!(
@@ -276,7 +281,7 @@ async fn discovery_then_jwks_verifies_the_issuers_tokens() {
 async fn the_first_request_fetches_the_keys_when_nobody_did() {
     let provider = Provider::start().await;
     let a = rsa(RSA_A, "a");
-    provider.publish(&[a.public.clone()]);
+    provider.publish(vec![a.public.clone()]);
     let layer = provider.builder().build().unwrap();
     assert_eq!(
         send(&layer, &token_for(&provider.issuer, &a)).await.status,
@@ -289,7 +294,7 @@ async fn the_first_request_fetches_the_keys_when_nobody_did() {
 async fn rfc8414_metadata_is_the_fallback() {
     let provider = Provider::start().await;
     let a = rsa(RSA_A, "a");
-    provider.publish(&[a.public.clone()]);
+    provider.publish(vec![a.public.clone()]);
     provider.set_openid(None); // 404
     provider.set_oauth(Some(Canned::json(&provider.discovery())));
     let layer = provider.builder().build().unwrap();
@@ -318,7 +323,8 @@ async fn hostile_documents_fail_closed() {
         })
         .collect();
     type Setup = Box<dyn Fn(&Provider)>;
-    let cases: Vec<(&str, Setup, fn(&KeySourceError) -> bool)> = vec![
+    type Case = (&'static str, Setup, fn(&KeySourceError) -> bool);
+    let cases: Vec<Case> = vec![
         (
             "wrong issuer",
             Box::new(|p: &Provider| {
@@ -395,26 +401,26 @@ async fn hostile_documents_fail_closed() {
         ),
         (
             "too many keys",
-            Box::new(move |p: &Provider| p.publish(&many)),
+            Box::new(move |p: &Provider| p.publish(many.clone())),
             |e| matches!(e, KeySourceError::TooManyKeys(101)),
         ),
         (
             "duplicate kid",
             Box::new({
                 let key = a.public.clone();
-                move |p: &Provider| p.publish(&[key.clone(), key.clone()])
+                move |p: &Provider| p.publish(vec![key.clone(), key.clone()])
             }),
             |e| matches!(e, KeySourceError::DuplicateKid(kid) if kid == "a"),
         ),
         (
             "only an encryption key",
-            Box::new(move |p: &Provider| p.publish(&[enc.clone()])),
+            Box::new(move |p: &Provider| p.publish(vec![enc.clone()])),
             |e| matches!(e, KeySourceError::NoUsableKey),
         ),
         (
             "only a symmetric key",
             Box::new(|p: &Provider| {
-                p.publish(&[json!({"kty": "oct", "kid": "a", "k": "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY"})]);
+                p.publish(vec![json!({"kty": "oct", "kid": "a", "k": "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY"})]);
             }),
             |e| matches!(e, KeySourceError::NoUsableKey),
         ),
@@ -434,7 +440,7 @@ async fn hostile_documents_fail_closed() {
     ];
     for (name, setup, expected) in cases {
         let provider = Provider::start().await;
-        provider.publish(&[a.public.clone()]);
+        provider.publish(vec![a.public.clone()]);
         setup(&provider);
         let layer = provider.builder().build().unwrap();
         let err = layer.fetch_keys().await.unwrap_err();
@@ -456,7 +462,7 @@ async fn hostile_documents_fail_closed() {
 async fn an_unknown_kid_refetches_once_for_many_concurrent_requests() {
     let provider = Provider::start().await;
     let (a, b) = (rsa(RSA_A, "a"), rsa(RSA_B, "b"));
-    provider.publish(&[a.public.clone()]);
+    provider.publish(vec![a.public.clone()]);
     let layer = provider
         .builder()
         .jwks_refetch_interval(Duration::from_secs(3))
@@ -467,7 +473,7 @@ async fn an_unknown_kid_refetches_once_for_many_concurrent_requests() {
     tokio::time::sleep(Duration::from_millis(3100)).await;
 
     // Rotation: the provider publishes b; tokens signed with b arrive all at once.
-    provider.publish(&[a.public.clone(), b.public.clone()]);
+    provider.publish(vec![a.public.clone(), b.public.clone()]);
     let token = token_for(&provider.issuer, &b);
     let requests: Vec<_> = (0..64)
         .map(|_| {
@@ -506,7 +512,7 @@ async fn an_unknown_kid_refetches_once_for_many_concurrent_requests() {
 async fn rotation_picks_up_new_kids_within_the_interval_and_drops_removed_ones() {
     let provider = Provider::start().await;
     let (a, b) = (rsa(RSA_A, "a"), rsa(RSA_B, "b"));
-    provider.publish(&[a.public.clone()]);
+    provider.publish(vec![a.public.clone()]);
     let interval = Duration::from_secs(1);
     let layer = provider
         .builder()
@@ -516,7 +522,7 @@ async fn rotation_picks_up_new_kids_within_the_interval_and_drops_removed_ones()
     layer.fetch_keys().await.unwrap();
 
     // Right after the fetch: rate limited, so b is unknown for now...
-    provider.publish(&[b.public.clone()]);
+    provider.publish(vec![b.public.clone()]);
     let token_b = token_for(&provider.issuer, &b);
     let first = send(&layer, &token_b).await;
     assert_eq!(first.rejection, Some(JwtRejection::UnknownKey));
@@ -546,7 +552,7 @@ async fn rotation_picks_up_new_kids_within_the_interval_and_drops_removed_ones()
 async fn last_good_keys_serve_for_a_bounded_time_then_fail_closed() {
     let provider = Provider::start().await;
     let a = rsa(RSA_A, "a");
-    provider.publish(&[a.public.clone()]);
+    provider.publish(vec![a.public.clone()]);
     let layer = provider
         .builder()
         .jwks_refetch_interval(Duration::from_millis(200))
@@ -558,7 +564,7 @@ async fn last_good_keys_serve_for_a_bounded_time_then_fail_closed() {
 
     // A refresh (triggered by an unknown kid) meets a hostile set: the good keys stay.
     tokio::time::sleep(Duration::from_millis(300)).await;
-    provider.publish(&[a.public.clone(), a.public.clone()]);
+    provider.publish(vec![a.public.clone(), a.public.clone()]);
     let stranger = rsa(RSA_B, "nobody");
     assert_eq!(
         send(&layer, &token_for(&provider.issuer, &stranger))
@@ -583,7 +589,7 @@ async fn last_good_keys_serve_for_a_bounded_time_then_fail_closed() {
 
     // Back up: after the refetch interval, a request refreshes and is served.
     provider.set_openid(Some(Canned::json(&provider.discovery())));
-    provider.publish(&[a.public.clone()]);
+    provider.publish(vec![a.public.clone()]);
     let mut served = false;
     for _ in 0..30 {
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -619,7 +625,7 @@ async fn the_tokens_alg_must_match_the_published_key() {
         key.public["alg"] = json!("PS256");
         key
     };
-    provider.publish(&[
+    provider.publish(vec![
         rs.public.clone(),
         ec.public.clone(),
         ed.public.clone(),
@@ -667,4 +673,67 @@ async fn cache_control_and_logs_do_not_break_a_plain_fetch() {
         send(&layer, &token_for(&provider.issuer, &a)).await.status,
         200
     );
+}
+
+/// `mcp_server --issuer URL`: prints `issuer <URL> keys <kids>` before `listening on`, lists the
+/// issuer in its metadata, admits the issuer's tokens (with the required scope) and binds
+/// sessions to them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_example_trusts_an_issuer_by_url() {
+    let provider = Provider::start().await;
+    let (a, b) = (rsa(RSA_A, "a"), rsa(RSA_B, "b"));
+    provider.publish(vec![a.public.clone(), b.public.clone()]);
+    let issuer = provider.issuer.clone();
+    let server = tokio::task::spawn_blocking(move || {
+        let mut command = std::process::Command::new(example_bin::example("mcp_server"));
+        command
+            .args(["--listen", "127.0.0.1:0", "--issuer", &issuer])
+            .args(["--jwks-refresh-min", "1", "--jwks-max-stale", "60"])
+            .args(["--require-scope", "mcp:tools"])
+            .env_remove("MCP_JWT_SECRET")
+            .env_remove("MCP_JWT_ISSUERS")
+            .env("MCP_JWT_AUDIENCE", AUD)
+            .env("RUST_LOG", "info");
+        example_bin::Spawned::start(&mut command)
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        server.banner,
+        vec![format!("issuer {} keys a,b", provider.issuer)],
+        "{}",
+        server.stderr()
+    );
+    let metadata: Value = reqwest::get(format!(
+        "{}/.well-known/oauth-protected-resource",
+        server.base_url()
+    ))
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(metadata["authorization_servers"], json!([provider.issuer]));
+
+    let token = |key: &SigningKey, scope: &str| {
+        let mut header = Header::new(key.alg);
+        header.kid = Some(key.kid.clone());
+        let claims = json!({
+            "iss": provider.issuer, "sub": "alice", "aud": AUD, "scope": scope,
+            "exp": get_current_timestamp() + 300,
+        });
+        encode(&header, &claims, &key.private).unwrap()
+    };
+    let raw = support::Raw::at(server.url.clone());
+    let session = raw.open_session(Some(&token(&a, "openid mcp:tools"))).await;
+    let answer = raw.whoami(&session, Some(&token(&b, "mcp:tools")), 2).await;
+    assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
+    let answer = raw
+        .post(
+            None,
+            Some(&token(&a, "openid")),
+            &support::initialize_body(),
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::FORBIDDEN, "{answer:?}");
 }

@@ -340,6 +340,10 @@ impl JwtAuthLayerBuilder {
     /// When no algorithm is set, RS256/384/512, PS256/384/512, ES256/384 and EdDSA are allowed.
     /// A token's `alg` must match its key's type, curve and `alg`.
     ///
+    /// Fetches run as tokio tasks: the service must run on a tokio runtime (axum and
+    /// hyper-util servers do). Logs (`tracing`) name the issuer and its key ids when they are
+    /// loaded or change, and every failed fetch with its reason.
+    ///
     /// ```
     /// use mcp_session_binding::jwt::JwtAuthLayer;
     ///

@@ -61,7 +61,9 @@
 //! # Logging
 //!
 //! `tracing` events carry a stable reason code ([`JwtRejection::code`]) at `debug` (rejections)
-//! and `warn` (revocation check failures). The token is never logged.
+//! and `warn` (revocation check failures, unavailable keys). With discovery, `info` says which
+//! issuer's key ids are loaded and when they change, and `error` names every fetch that failed
+//! and why. The token is never logged.
 //!
 //! # Crypto backend
 //!

@@ -275,14 +275,15 @@ impl Verifier {
             return Ok(());
         }
         let mut granted: Vec<&str> = Vec::new();
-        for name in ["scope", "scp"] {
-            match claims.get(name) {
-                Some(Value::String(list)) => granted.extend(list.split(' ')),
-                Some(Value::Array(items)) => {
-                    granted.extend(items.iter().filter_map(Value::as_str));
-                }
-                _ => {}
-            }
+        // `scope` is a space-separated string (RFC 9068 §2.2.3); `scp` (Entra, Okta) an array
+        // of strings or a space-separated string. Anything else grants nothing.
+        if let Some(Value::String(list)) = claims.get("scope") {
+            granted.extend(list.split(' '));
+        }
+        match claims.get("scp") {
+            Some(Value::String(list)) => granted.extend(list.split(' ')),
+            Some(Value::Array(items)) => granted.extend(items.iter().filter_map(Value::as_str)),
+            _ => {}
         }
         if self
             .required_scopes
