@@ -211,8 +211,14 @@ where
     let app = match &config.binding {
         Some(store) => {
             let mcp = MapResponseLayer::new(IntoResponse::into_response).layer(mcp);
-            let binding = SessionBindingLayer::with_store(store.clone())
+            let mut binding = SessionBindingLayer::with_store(store.clone())
                 .allow_anonymous(config.allow_anonymous);
+            // The DELETE that ends a refused caller's session goes to this server's own origin,
+            // the Host its clients use (and rmcp accepts): on several replicas, a replica that
+            // has not created a session itself can still end one.
+            if let Ok(origin) = http::Uri::try_from(base_url) {
+                binding = binding.end_session_uri(origin);
+            }
             Router::new().nest_service("/mcp", binding.layer(mcp))
         }
         None => Router::new().nest_service("/mcp", mcp),
