@@ -119,9 +119,9 @@ pub mod store;
 /// Not API: hooks for the crate's benchmarks (`benches/`). May change or vanish in any release.
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::protocol::envelope::classify_len;
     #[cfg(feature = "jwt")]
     pub use crate::jwt::fuzzing::{parse_discovery, parse_jwks};
+    pub use crate::protocol::envelope::classify_len;
 }
 
 pub use binding::{

@@ -238,13 +238,13 @@ struct Answer {
 }
 
 async fn send(layer: &JwtAuthLayer, token: &str) -> Answer {
-    let service = layer.layer(service_fn(|req: Request<()>| async move {
+    let service = layer.layer(service_fn(|req: Request<String>| async move {
         assert!(req.extensions().get::<Identity>().is_some());
         Ok::<_, Infallible>(Response::new(()))
     }));
     let request = Request::builder()
         .header(header::AUTHORIZATION, format!("Bearer {token}"))
-        .body(())
+        .body(String::new())
         .unwrap();
     let response = service.oneshot(request).await.unwrap();
     Answer {

@@ -91,13 +91,13 @@ fn token(key: &IssuerKey, iss: &str) -> String {
 /// Status, `WWW-Authenticate` and rejection of `token`, through the layer around a handler that
 /// answers with the caller's identity.
 async fn send(layer: &JwtAuthLayer, token: &str) -> (StatusCode, String, Option<JwtRejection>) {
-    let service = layer.layer(service_fn(|req: Request<()>| async move {
+    let service = layer.layer(service_fn(|req: Request<String>| async move {
         let who = req.extensions().get::<Identity>().unwrap();
         Ok::<_, Infallible>(Response::new(format!("{} {}", who.iss(), who.sub())))
     }));
     let request = Request::builder()
         .header(header::AUTHORIZATION, format!("Bearer {token}"))
-        .body(())
+        .body(String::new())
         .unwrap();
     let response = service.oneshot(request).await.unwrap();
     let challenge = response

@@ -842,3 +842,42 @@ async fn ending_survives_a_dropped_response_future() {
     })
     .await;
 }
+
+/// The JWT layer's 401 is an early answer too: it drains a body that follows, and says
+/// `Connection: close` when the body does not come.
+#[cfg(feature = "jwt")]
+#[tokio::test]
+async fn the_jwt_layers_early_401_keeps_or_closes_the_connection() {
+    use mcp_session_binding::jwt::{JwtAuthLayer, JwtKey, jsonwebtoken::Algorithm};
+    let auth = JwtAuthLayer::builder()
+        .issuer_keys(ISS_A, JwtKey::hmac([7u8; 32]).unwrap())
+        .algorithm(Algorithm::HS256)
+        .audience("https://mcp.example/mcp")
+        .build()
+        .unwrap();
+    let app = Router::new()
+        .route("/mcp", axum::routing::any(|| async { "reached" }))
+        .layer(auth);
+    let server = serve_router(app, Arc::default()).await;
+    let body = tool_call(1, "whoami", json!({})).to_string();
+
+    let mut conn = Conn::open(server.addr).await;
+    let request = head(server.addr, "POST", "s", Some("not-a-jwt"), body.len(), "");
+    conn.send(request.as_bytes()).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    conn.send(body.as_bytes()).await;
+    let answer = conn.answer().await.expect("an answer");
+    assert_eq!(answer.status, 401);
+    assert_eq!(answer.header("connection"), None);
+    conn.send(head(server.addr, "GET", "s", None, 0, "").as_bytes())
+        .await;
+    let answer = conn.answer().await.expect("the connection is still usable");
+    assert_eq!(answer.status, 401);
+
+    let mut conn = Conn::open(server.addr).await;
+    conn.send(request.as_bytes()).await;
+    let answer = conn.answer().await.expect("an answer");
+    assert_eq!(answer.status, 401);
+    assert_eq!(answer.header("connection"), Some("close"));
+    assert!(conn.closed().await);
+}

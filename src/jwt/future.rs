@@ -9,8 +9,11 @@ use std::{
 };
 
 use http::{Request, Response};
+use http_body::Body;
 use pin_project_lite::pin_project;
 use tower::Service;
+
+use crate::protocol::early;
 
 use super::{
     JwtBody, JwtRejection, RevocationError, RevocationFuture,
@@ -38,6 +41,11 @@ pin_project! {
     {
         Rejected {
             response: Option<Response<bytes::Bytes>>,
+        },
+        // A rejection made before the request body was read: drains a small body first, or
+        // says `Connection: close` (HTTP/1.1).
+        Draining {
+            future: futures::future::BoxFuture<'static, Response<bytes::Bytes>>,
         },
         Revocation {
             #[pin]
@@ -69,11 +77,13 @@ impl<S, ReqB> ResponseFuture<S, ReqB>
 where
     S: Service<Request<ReqB>>,
 {
-    pub(crate) fn rejected(response: Response<bytes::Bytes>) -> Self {
+    pub(crate) fn rejected(response: Response<bytes::Bytes>, request: Request<ReqB>) -> Self
+    where
+        ReqB: Body + Send + 'static,
+        ReqB::Data: Send,
+    {
         Self {
-            state: State::Rejected {
-                response: Some(response),
-            },
+            state: rejection(response, request),
         }
     }
 
@@ -115,9 +125,31 @@ where
     }
 }
 
+/// The state that answers `request` with `response`, its body not read.
+fn rejection<S, ReqB>(response: Response<bytes::Bytes>, request: Request<ReqB>) -> State<S, ReqB>
+where
+    S: Service<Request<ReqB>>,
+    ReqB: Body + Send + 'static,
+    ReqB::Data: Send,
+{
+    let version = request.version();
+    let body = request.into_body();
+    if early::needs_care(version, &body) {
+        State::Draining {
+            future: Box::pin(early::answer(version, body, response)),
+        }
+    } else {
+        State::Rejected {
+            response: Some(response),
+        }
+    }
+}
+
 impl<S, ReqB, ResB> Future for ResponseFuture<S, ReqB>
 where
     S: Service<Request<ReqB>, Response = Response<ResB>>,
+    ReqB: Body + Send + 'static,
+    ReqB::Data: Send,
 {
     type Output = Result<Response<JwtBody<ResB>>, S::Error>;
 
@@ -129,6 +161,10 @@ where
                     let response = response
                         .take()
                         .expect("ResponseFuture polled after completion");
+                    return Poll::Ready(Ok(response.map(JwtBody::rejection)));
+                }
+                StateProj::Draining { future } => {
+                    let response = ready!(future.as_mut().poll(cx));
                     return Poll::Ready(Ok(response.map(JwtBody::rejection)));
                 }
                 StateProj::Inner { future } => {
@@ -145,9 +181,7 @@ where
                         .take()
                         .expect("ResponseFuture polled after completion");
                     let next = match admit(config, verified, &mut request) {
-                        Admission::Rejected(response) => State::Rejected {
-                            response: Some(response),
-                        },
+                        Admission::Rejected(response) => rejection(response, request),
                         Admission::Forward => State::Inner {
                             future: service.call(request),
                         },
@@ -184,9 +218,11 @@ where
                     let next = match rejection {
                         Some(rejection) => {
                             tracing::debug!(reason = rejection.code(), "bearer token rejected");
-                            State::Rejected {
-                                response: Some(config.rejector.response(rejection)),
-                            }
+                            let response = config.rejector.response(rejection);
+                            let (_, request) = pending
+                                .take()
+                                .expect("ResponseFuture polled after completion");
+                            self::rejection(response, request)
                         }
                         None => {
                             let (mut service, request) = pending
@@ -211,6 +247,7 @@ where
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let state = match &self.state {
             State::Rejected { .. } => "rejected",
+            State::Draining { .. } => "rejected_draining",
             State::Revocation { .. } => "revocation_check",
             State::Inner { .. } => "inner",
             State::Verifying { .. } => "fetching_keys",

@@ -38,9 +38,11 @@
 //!
 //! Every rejection is a response, never an error of the service; the inner service is not
 //! called. The body is a JSON-RPC error without `id`
-//! (`{"jsonrpc":"2.0","id":null,"error":{"code":-32001,"message":"Unauthorized: …"}}`; `-32000`
-//! for 503) that says what failed and never echoes the token. The [`JwtRejection`] is in the
-//! response extensions.
+//! (`{"jsonrpc":"2.0","error":{"code":-32000,"message":"Unauthorized: …"}}`, the same shape and
+//! code as the binding layer's "not authorized") that says what failed and never echoes the
+//! token. The [`JwtRejection`] is in the response extensions. An answer made before the request
+//! body was read drains a small body (64 KiB within 1 s) or, on HTTP/1.1, says
+//! `Connection: close`, so a pooled client never reuses a connection the server will close.
 //!
 //! | situation | status | `WWW-Authenticate` |
 //! | --- | --- | --- |

@@ -5,12 +5,7 @@ use std::fmt;
 use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode, header};
 
-use crate::identity::IdentityError;
-
-/// JSON-RPC error code of the 400 and 401 bodies (the MCP TypeScript SDK's "unauthorized").
-const AUTH_ERROR_CODE: i64 = -32001;
-/// JSON-RPC error code of the 503 body (implementation-defined server error).
-const UNAVAILABLE_ERROR_CODE: i64 = -32000;
+use crate::{identity::IdentityError, protocol::jsonrpc};
 
 /// Why [`JwtAuth`](super::JwtAuth) refused a request.
 ///
@@ -246,17 +241,15 @@ impl Rejector {
     /// The response for `rejection`, with the reason in its extensions.
     pub(crate) fn response(&self, rejection: JwtRejection) -> Response<Bytes> {
         let status = rejection.status();
-        let (code, prefix) = match status {
-            StatusCode::SERVICE_UNAVAILABLE => (UNAVAILABLE_ERROR_CODE, "Service unavailable"),
-            StatusCode::FORBIDDEN => (AUTH_ERROR_CODE, "Forbidden"),
-            _ => (AUTH_ERROR_CODE, "Unauthorized"),
+        let prefix = match status {
+            StatusCode::SERVICE_UNAVAILABLE => "Service unavailable",
+            StatusCode::FORBIDDEN => "Forbidden",
+            _ => "Unauthorized",
         };
-        let body = serde_json::json!({
-            "jsonrpc": "2.0",
-            "id": null,
-            "error": { "code": code, "message": format!("{prefix}: {rejection}") },
-        });
-        let mut response = Response::new(Bytes::from(body.to_string()));
+        // One code for "not authorized, or a dependency unavailable" in both layers; no `id`.
+        let message = format!("{prefix}: {rejection}");
+        let body = jsonrpc::error(jsonrpc::code::SERVER_ERROR, &message);
+        let mut response = Response::new(Bytes::from(body));
         *response.status_mut() = status;
         let headers = response.headers_mut();
         headers.insert(
@@ -317,8 +310,8 @@ mod tests {
         assert_eq!(response.headers()[header::RETRY_AFTER], "7");
         assert!(!response.headers().contains_key(header::WWW_AUTHENTICATE));
         let body: serde_json::Value = serde_json::from_slice(response.body()).unwrap();
-        assert_eq!(body["error"]["code"], UNAVAILABLE_ERROR_CODE);
-        assert_eq!(body["id"], serde_json::Value::Null);
+        assert_eq!(body["error"]["code"], jsonrpc::code::SERVER_ERROR);
+        assert!(body.get("id").is_none());
     }
 
     #[test]

@@ -111,6 +111,8 @@ impl<S: fmt::Debug> fmt::Debug for JwtAuth<S> {
 impl<S, ReqB, ResB> Service<Request<ReqB>> for JwtAuth<S>
 where
     S: Service<Request<ReqB>, Response = Response<ResB>> + Clone,
+    ReqB: http_body::Body + Send + 'static,
+    ReqB::Data: Send,
 {
     type Response = Response<super::JwtBody<ResB>>;
     type Error = S::Error;
@@ -143,7 +145,7 @@ where
             },
         };
         match admit(config, verified, &mut request) {
-            Admission::Rejected(response) => ResponseFuture::rejected(response),
+            Admission::Rejected(response) => ResponseFuture::rejected(response, request),
             Admission::Forward => ResponseFuture::inner(self.inner.call(request)),
             Admission::Check(check) => {
                 // The inner call happens later, in the future: hand it the instance that
@@ -259,10 +261,10 @@ mod tests {
             .audience("https://mcp.example/mcp")
     }
 
-    fn request(token: &str) -> Request<()> {
+    fn request(token: &str) -> Request<String> {
         Request::builder()
             .header("authorization", format!("Bearer {token}"))
-            .body(())
+            .body(String::new())
             .unwrap()
     }
 
@@ -277,7 +279,7 @@ mod tests {
             })
             .build()
             .unwrap();
-        let (mock, mut handle) = mock::pair::<Request<()>, Response<()>>();
+        let (mock, mut handle) = mock::pair::<Request<String>, Response<()>>();
         let mut service = layer.layer(mock);
 
         handle.allow(1);
@@ -298,7 +300,7 @@ mod tests {
 
     #[tokio::test]
     async fn direct_path_calls_the_ready_inner() {
-        let (mock, mut handle) = mock::pair::<Request<()>, Response<()>>();
+        let (mock, mut handle) = mock::pair::<Request<String>, Response<()>>();
         let mut service = builder().build().unwrap().layer(mock);
         handle.allow(1);
         service.ready().await.unwrap();
@@ -311,7 +313,7 @@ mod tests {
 
     #[tokio::test]
     async fn rejected_requests_never_reach_the_inner_service() {
-        let (mock, mut handle) = mock::pair::<Request<()>, Response<()>>();
+        let (mock, mut handle) = mock::pair::<Request<String>, Response<()>>();
         let mut service = builder()
             .revocation(|_jti: String| async { Err::<bool, _>("store down") })
             .build()
@@ -345,7 +347,7 @@ mod tests {
 
     #[tokio::test]
     async fn slow_revocation_check_times_out_closed() {
-        let (mock, _handle) = mock::pair::<Request<()>, Response<()>>();
+        let (mock, _handle) = mock::pair::<Request<String>, Response<()>>();
         let service = builder()
             .revocation(|_jti: String| async {
                 tokio::time::sleep(Duration::from_secs(3600)).await;
