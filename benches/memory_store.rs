@@ -80,7 +80,7 @@ fn lookup(c: &mut Criterion) {
     let keys: Vec<SessionKey> = (0..SESSIONS).map(key).collect();
     for (i, key) in keys.iter().enumerate() {
         let owner = &owners[i / SESSIONS_PER_USER];
-        futures::executor::block_on(store.bind(*key, owner, TTL)).unwrap();
+        futures::executor::block_on(store.bind(*key, owner, TTL, usize::MAX)).unwrap();
     }
     let mut group = c.benchmark_group("memory_store/lookup");
     group.sample_size(30);
@@ -116,7 +116,12 @@ fn bind(c: &mut Criterion) {
                 let elapsed = on_threads(threads, iters, &|t, _| {
                     for i in t * per_thread..(t + 1) * per_thread {
                         let owner = &owners[(i / SESSIONS_PER_USER) % owners.len()];
-                        let bound = futures::executor::block_on(store.bind(keys[i], owner, TTL));
+                        let bound = futures::executor::block_on(store.bind(
+                            keys[i],
+                            owner,
+                            TTL,
+                            usize::MAX,
+                        ));
                         black_box(bound.unwrap());
                     }
                 });

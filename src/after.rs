@@ -186,10 +186,18 @@ where
             return refuse(RejectionReason::MissingIdentity);
         }
     };
-    let (tombstone, reason) = match store.bind(key, &owner, config.binding_ttl).await {
+    let limit = config.session_limit(&owner);
+    let (tombstone, reason) = match store.bind(key, &owner, config.binding_ttl, limit).await {
         Ok(BindOutcome::Created) => {
             trace::bound(caller.as_ref(), key);
             return response.map(ResponseBody::inner);
+        }
+        Ok(BindOutcome::LimitReached { retry_after }) => {
+            // Nothing was written: no tombstone, the inner session is ended and no id leaves.
+            let reason = RejectionReason::TooManySessions;
+            trace::rejected(reason, caller.as_ref(), key);
+            end_session(inner, store, None, config, head, session, caller.as_ref()).await;
+            return rejection::too_many_sessions(retry_after).map(ResponseBody::answer);
         }
         Ok(BindOutcome::AlreadyBound(_) | BindOutcome::AlreadyEnded) => {
             trace::rejected(RejectionReason::BindConflict, caller.as_ref(), key);

@@ -100,7 +100,8 @@ pub use body::ResponseBody;
 pub use future::ResponseFuture;
 pub use identity::{Identity, IdentityExtractor};
 pub use layer::{
-    DEFAULT_BINDING_TTL, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_SESSION_ID_LEN, DEFAULT_TOMBSTONE_TTL,
+    DEFAULT_BINDING_TTL, DEFAULT_MAX_ANONYMOUS_SESSIONS, DEFAULT_MAX_BODY_BYTES,
+    DEFAULT_MAX_SESSION_ID_LEN, DEFAULT_MAX_SESSIONS_PER_IDENTITY, DEFAULT_TOMBSTONE_TTL,
     MismatchAnswer, SessionBindingLayer,
 };
 pub use rejection::{MISMATCH_MESSAGE, RejectionReason};

@@ -651,6 +651,7 @@ async fn race(url: &str, prefix: &str, owner: &Owner) -> Vec<BindOutcome> {
                 SessionKey::from_session_id(id),
                 owner,
                 Duration::from_secs(60),
+                usize::MAX,
             )
             .await
             .expect("bind");
