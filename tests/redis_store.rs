@@ -71,17 +71,41 @@ async fn one_round_trip_per_bind_and_per_lookup() {
         .map(|i| SessionKey::from_session_id(&format!("cost-{i}")))
         .collect();
 
-    // N binds: N SETs, nothing else.
+    // Load the bind script once (the first call on a fresh server is EVALSHA, NOSCRIPT,
+    // SCRIPT LOAD, EVALSHA), then measure.
+    let warm = SessionKey::from_session_id("cost-warm");
+    store.bind(warm, &bob(), TTL, NO_LIMIT).await.unwrap();
+    // N binds: one EVALSHA each (the limit is counted inside it), nothing else.
     server.reset_stats();
     for key in &keys {
         assert_eq!(
-            store.bind(*key, &alice(), TTL, NO_LIMIT).await.unwrap(),
+            store.bind(*key, &alice(), TTL, 100).await.unwrap(),
             BindOutcome::Created
         );
     }
     let after_binds = calls(&server);
     eprintln!("commandstats after {N} binds: {after_binds:?}");
-    assert_eq!(after_binds, vec![("set".to_owned(), N)]);
+    assert_eq!(count(&after_binds, "evalsha"), N, "one round trip per bind");
+    for (name, n) in [("get", N), ("set", N), ("zadd", N), ("zcard", N)] {
+        assert_eq!(count(&after_binds, name), n, "{name}");
+    }
+    let inside = [
+        "evalsha",
+        "get",
+        "time",
+        "zremrangebyscore",
+        "zcard",
+        "set",
+        "zadd",
+        "pttl",
+        "pexpire",
+    ];
+    assert!(
+        after_binds
+            .iter()
+            .all(|(name, _)| inside.contains(&name.as_str())),
+        "nothing else: {after_binds:?}"
+    );
 
     // N lookups without slide: N GETs.
     server.reset_stats();
@@ -133,9 +157,30 @@ async fn one_round_trip_per_bind_and_per_lookup() {
     eprintln!("commandstats after {N} sliding lookups, TTL under half: {refresh:?}");
     assert_eq!(count(&refresh, "evalsha"), N);
     assert_eq!(
-        count(&refresh, "pexpire"),
+        count(&refresh, "zadd"),
         1,
-        "exactly one write per half TTL"
+        "exactly one refresh per half TTL, of the key and of its owner set"
+    );
+    assert!(count(&refresh, "pexpire") <= 2, "{refresh:?}");
+    let owner_sets = server.command(&["KEYS", "mcpsb:owner:*"]);
+    let score: u64 = owner_sets
+        .lines()
+        .map(|set| server.command(&["ZSCORE", set, &store.redis_key(key)]))
+        .find(|score| !score.is_empty())
+        .expect("the binding is in its owner's set")
+        .parse()
+        .unwrap();
+    let redis_now_ms: u64 = server
+        .command(&["TIME"])
+        .lines()
+        .next()
+        .unwrap()
+        .parse::<u64>()
+        .unwrap()
+        * 1000;
+    assert!(
+        score > redis_now_ms + 290_000,
+        "the owner set counts the refreshed binding to its new expiry"
     );
     let left: u64 = server
         .command(&["PTTL", &store.redis_key(key)])
@@ -157,10 +202,15 @@ async fn one_round_trip_per_bind_and_per_lookup() {
         .unwrap();
     assert!(left <= 10_000);
 
-    // end: one SET.
+    // end: one EVAL (the tombstone, and the binding leaves its owner set).
     server.reset_stats();
     store.end(keys[2], TTL).await.unwrap();
-    assert_eq!(calls(&server), vec![("set".to_owned(), 1)]);
+    let ended = calls(&server);
+    eprintln!("commandstats after one end: {ended:?}");
+    assert_eq!(count(&ended, "eval"), 1);
+    assert_eq!(count(&ended, "set"), 1);
+    assert_eq!(count(&ended, "zrem"), 1);
+    assert_eq!(ended.len(), 4, "eval, get, set, zrem: {ended:?}");
 }
 
 #[tokio::test]
@@ -389,6 +439,21 @@ async fn redis_never_holds_the_session_id() {
     let keys = server.command(&["KEYS", "*"]);
     let mut keys: Vec<&str> = keys.lines().collect();
     keys.sort_unstable();
+    // The owner set: its name is a hash of the stored owner, its member the hashed key.
+    let owner_set = keys.remove(
+        keys.iter()
+            .position(|k| k.starts_with("app:owner:"))
+            .expect("alice's owner set"),
+    );
+    let hash = owner_set.strip_prefix("app:owner:").unwrap();
+    assert!(
+        hash.len() == 40 && hash.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{owner_set}"
+    );
+    assert_eq!(
+        server.command(&["ZRANGE", owner_set, "0", "-1"]),
+        format!("app:{}", key.to_hex())
+    );
     let mut expected = vec![
         format!("app:{}", key.to_hex()),
         format!("app:{}", other.to_hex()),

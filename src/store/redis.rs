@@ -131,7 +131,6 @@ return 1
 
 static BIND_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(BIND_LUA));
 static SLIDE_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(SLIDE_LUA));
-static END_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(END_LUA));
 
 /// Bindings in Redis: the store for several replicas behind a load balancer.
 ///
@@ -168,12 +167,12 @@ static END_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(END_LUA));
 /// | [`bind`](BindingStore::bind) | `EVALSHA` of a script: `GET key`; `TIME`, `ZREMRANGEBYSCORE` (expired members), `ZCARD`; then `SET key value PX ttl`, `ZADD`, `PTTL` and maybe `PEXPIRE` of the owner set. At the limit, `GET` of up to 64 of the owner's oldest keys instead of the writes | 1 |
 /// | [`lookup`](BindingStore::lookup) without slide | `GET key` | 1 |
 /// | [`lookup`](BindingStore::lookup) with slide | `EVALSHA` of a script: `GET`, `PTTL`; only when less than half the slide is left, `PEXPIRE` and the owner set's `ZADD` (new expiry) | 1 |
-/// | [`end`](BindingStore::end) | `EVALSHA` of a script: `GET`, `SET key tombstone PX ttl`, and `ZREM` from the owner set | 1 |
+/// | [`end`](BindingStore::end) | `EVAL` of a script (its text, so no script cache is needed): `GET`, `SET key tombstone PX ttl`, and `ZREM` from the owner set | 1 |
 ///
 /// So a busy session costs one read per request and one write per half slide, never a write
 /// per request; the per-owner limit costs no extra round trip, on binds or on checked requests.
-/// The first call of each script after Redis lost its script cache (a restart, `SCRIPT FLUSH`)
-/// costs two more round trips (`NOSCRIPT`, then `SCRIPT LOAD`).
+/// The first bind or sliding lookup after Redis lost its script cache (a restart,
+/// `SCRIPT FLUSH`) costs two more round trips (`NOSCRIPT`, then `SCRIPT LOAD`).
 ///
 /// # Redis version and deployment
 ///
@@ -584,16 +583,20 @@ impl BindingStore for RedisStore {
         key: SessionKey,
         tombstone_ttl: Duration,
     ) -> BoxFuture<'_, Result<(), StoreError>> {
-        let mut invocation = END_SCRIPT.prepare_invoke();
-        invocation
-            .key(self.redis_key(key))
+        // EVAL with the script's text, not EVALSHA: an end needs no script cache, so it is one
+        // round trip even on a Redis that just restarted, and one that was sent runs even if its
+        // caller stopped waiting.
+        let mut eval = ::redis::cmd("EVAL");
+        eval.arg(END_LUA)
+            .arg(1)
+            .arg(self.redis_key(key))
             .arg(codec::encode_ended())
             .arg(ttl_ms(tombstone_ttl))
             .arg(&*self.owner_prefix);
         async move {
             self.run("end", |mut conn| {
-                let invocation = &invocation;
-                async move { invocation.invoke_async::<()>(&mut conn).await }
+                let eval = &eval;
+                async move { eval.query_async::<()>(&mut conn).await }
             })
             .await
         }
