@@ -90,8 +90,9 @@ pub struct MemoryStore {
 struct Inner {
     map: DashMap<SessionKey, Slot, BuildHasherDefault<KeyHasher>>,
     /// Interned users: one entry (identity, live count, keys) per user with a binding, shared by
-    /// all of its sessions.
-    users: DashMap<Identity, Arc<OwnerEntry>>,
+    /// all of its sessions. A set (the map's key is the shared entry): 8 bytes a user in the
+    /// table.
+    users: DashMap<UserKey, ()>,
     /// The one owner every anonymous session shares.
     anonymous: Arc<OwnerEntry>,
     /// Interned issuers: one copy of each issuer string, shared by all of its users.
@@ -126,8 +127,9 @@ impl Default for Inner {
 
 /// One owner: a user, or the anonymous owner.
 struct OwnerEntry {
-    /// `None` for the anonymous owner.
-    id: Option<Identity>,
+    /// The user; for the anonymous owner, empty strings (which no [`Identity::new`] accepts).
+    id: Identity,
+    anonymous: bool,
     /// Bound slots of this owner that exist, expired ones included until reclaimed. Counted by
     /// [`Slot`] itself (up when a bound slot is made, down when it is dropped), so every way a
     /// binding leaves the map (end, expiry, sweep, replacement) frees its slot.
@@ -141,12 +143,36 @@ struct OwnerEntry {
 impl OwnerEntry {
     fn new(id: Option<Identity>) -> Self {
         Self {
-            id,
+            anonymous: id.is_none(),
+            id: id.unwrap_or_else(|| Identity::from_shared(Arc::from(""), Arc::from(""))),
             live: AtomicUsize::new(0),
             keys: Mutex::new(VecDeque::new()),
         }
     }
 }
+
+/// An interned user, looked up by its identity.
+struct UserKey(Arc<OwnerEntry>);
+
+impl std::borrow::Borrow<Identity> for UserKey {
+    fn borrow(&self) -> &Identity {
+        &self.0.id
+    }
+}
+
+impl std::hash::Hash for UserKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.0.id.hash(state);
+    }
+}
+
+impl PartialEq for UserKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.id == other.0.id
+    }
+}
+
+impl Eq for UserKey {}
 
 /// One map value: 16 bytes.
 struct Slot {
@@ -206,7 +232,7 @@ impl Slot {
 
     fn owner(&self) -> Owner {
         match self.owner.as_deref() {
-            Some(OwnerEntry { id: Some(id), .. }) => Owner::User(id.clone()),
+            Some(owner) if !owner.anonymous => Owner::User(owner.id.clone()),
             _ => Owner::Anonymous,
         }
     }
@@ -329,7 +355,7 @@ impl MemoryStore {
         self.inner.len.fetch_sub(removed, Ordering::Relaxed);
         self.inner
             .users
-            .retain(|_, shared| Arc::strong_count(shared) > 1);
+            .retain(|shared, ()| Arc::strong_count(&shared.0) > 1);
         self.inner
             .issuers
             .retain(|shared, ()| Arc::strong_count(shared) > 1);
@@ -368,17 +394,13 @@ impl MemoryStore {
             return Arc::clone(&self.inner.anonymous);
         };
         if let Some(user) = self.inner.users.get(id) {
-            return Arc::clone(user.value());
+            return Arc::clone(&user.key().0);
         }
         let (iss, sub) = id.shared_parts();
         let id = Identity::from_shared(self.intern_issuer(iss), sub.clone());
         // A concurrent bind may have interned the same user since: the entry keeps the first.
-        let entry = self
-            .inner
-            .users
-            .entry(id.clone())
-            .or_insert_with(|| Arc::new(OwnerEntry::new(Some(id))));
-        Arc::clone(entry.value())
+        let user = UserKey(Arc::new(OwnerEntry::new(Some(id))));
+        Arc::clone(&self.inner.users.entry(user).or_insert(()).key().0)
     }
 
     fn intern_issuer(&self, iss: &Arc<str>) -> Arc<str> {
@@ -559,13 +581,11 @@ impl MemoryStore {
             return;
         };
         drop(slot);
-        if let Some(id) = &owner.id
-            && Arc::strong_count(&owner) == 2
-        {
+        if !owner.anonymous && Arc::strong_count(&owner) == 2 {
             // Two: the table's and `owner`. A bind in flight holds a third.
             self.inner
                 .users
-                .remove_if(id, |_, shared| Arc::strong_count(shared) == 2);
+                .remove_if(&owner.id, |shared, ()| Arc::strong_count(&shared.0) == 2);
         }
     }
 
@@ -867,7 +887,7 @@ mod tests {
                 .unwrap();
         }
         assert_eq!(store.inner.users.len(), 1);
-        let shared = store.inner.users.iter().next().unwrap().value().clone();
+        let shared = store.inner.users.iter().next().unwrap().key().0.clone();
         // The table's, each of the ten slots', and this one.
         assert_eq!(Arc::strong_count(&shared), 12);
         assert_eq!(shared.live.load(Ordering::Relaxed), 10);
@@ -890,7 +910,12 @@ mod tests {
         }
         assert_eq!(store.inner.users.len(), 2);
         assert_eq!(store.inner.issuers.len(), 1);
-        let users: Vec<_> = store.inner.users.iter().map(|u| u.key().clone()).collect();
+        let users: Vec<_> = store
+            .inner
+            .users
+            .iter()
+            .map(|u| u.key().0.id.clone())
+            .collect();
         assert!(Arc::ptr_eq(
             users[0].shared_parts().0,
             users[1].shared_parts().0

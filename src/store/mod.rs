@@ -23,6 +23,22 @@
 //!   ([`StoreErrorKind::Unavailable`]: answer 503, retry) or not ([`StoreErrorKind::Corrupt`]:
 //!   the stored value does not parse; the layer fails closed).
 //!
+//! # Session limits
+//!
+//! The layer passes each bind a limit: [`max_sessions_per_identity`] for a user,
+//! [`max_anonymous_sessions`] for the anonymous owner. What counts is a live binding: bound, not
+//! ended, not expired. So a slot is freed by the owner's `DELETE` (the layer tombstones the
+//! session), by a refusal that ends the session, and by expiry. A binding kept alive by sliding
+//! expiry keeps its slot. Since a binding lives for the binding TTL after its last use, sessions
+//! a client abandoned (rmcp drops idle ones after about 5 minutes) keep counting until then:
+//! size the limit and the binding TTL together (see [`max_sessions_per_identity`]).
+//!
+//! [`MemoryStore`] counts exactly, per process. `RedisStore` (feature `redis`) counts in Redis, in the bind's own
+//! script, so every replica shares the count; on Redis Cluster its keys need a common hash tag.
+//!
+//! [`max_sessions_per_identity`]: crate::SessionBindingLayer::max_sessions_per_identity
+//! [`max_anonymous_sessions`]: crate::SessionBindingLayer::max_anonymous_sessions
+//!
 //! Keys are [`SessionKey`]s, a hash of the session id, so a dump of the store hands out no usable
 //! session id.
 //!
@@ -160,6 +176,7 @@ pub enum Lookup {
 
 /// What [`BindingStore::bind`] did.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum BindOutcome {
     /// The binding was created.
     Created,
