@@ -33,8 +33,9 @@
 //! a client abandoned (rmcp drops idle ones after about 5 minutes) keep counting until then:
 //! size the limit and the binding TTL together (see [`max_sessions_per_identity`]).
 //!
-//! [`MemoryStore`] counts exactly, per process. `RedisStore` (feature `redis`) counts in Redis, in the bind's own
-//! script, so every replica shares the count; on Redis Cluster its keys need a common hash tag.
+//! [`MemoryStore`] counts exactly, per process. `RedisStore` (feature `redis`) counts in Redis,
+//! in the bind's own script, so every replica shares the count; on Redis Cluster its keys need a
+//! common hash tag.
 //!
 //! [`max_sessions_per_identity`]: crate::SessionBindingLayer::max_sessions_per_identity
 //! [`max_anonymous_sessions`]: crate::SessionBindingLayer::max_anonymous_sessions
