@@ -199,9 +199,10 @@ static SLIDE_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(SLIDE_LUA))
 /// a binding that expires before its session turns that session into a 404. Size the tombstone
 /// TTL at least as long as the inner server could still accept the ended session id. Each
 /// session (live or tombstoned) costs Redis about 110 bytes plus its `iss` and `sub`
-/// (`MEMORY USAGE` reports 136 bytes for a 22-byte `iss` and a 5-byte `sub`), and a live one
-/// also about 50 bytes in its owner's set (a compact listpack while the owner has at most 128
-/// sessions).
+/// (`MEMORY USAGE` reports 136 bytes for a 22-byte `iss` and a 5-byte `sub`). A live one also
+/// takes about 50 bytes in its owner's set while the owner has at most 128 (a listpack: 560
+/// bytes for 10 members), about 140 beyond (a skiplist, as for the shared anonymous set: 28 KB
+/// for 200 members).
 ///
 /// # Failures
 ///
