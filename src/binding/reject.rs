@@ -4,7 +4,12 @@ use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode, header};
 use http_body_util::Full;
 
-use crate::classify::{Classified, Message};
+use serde_json::value::RawValue;
+
+use crate::protocol::{
+    envelope::{Classified, Message},
+    jsonrpc::{self, code},
+};
 
 /// The text of every mismatch answer.
 pub const MISMATCH_MESSAGE: &str = "Unauthorized: caller identity does not match session owner";
@@ -47,6 +52,15 @@ pub enum RejectionReason {
     /// The caller already holds its limit of live sessions (per identity, or the shared
     /// anonymous budget): 429 with `Retry-After`; the new inner session is ended.
     TooManySessions,
+    /// The body of a refused request did not arrive within the time limit: 408.
+    BodyTimeout,
+    /// A `GET` or `DELETE` naming a sessionless protocol revision (2026-07-28 or later), which has
+    /// no GET stream and no `DELETE`: 405 with `Allow: POST`.
+    SessionlessMethod,
+    /// A request created a session and carries an `Authorization` header, but no identity reached
+    /// the layer: the auth layer runs after it, or does not put the identity in the extensions.
+    /// 500; the new session is ended.
+    CredentialsWithoutIdentity,
 }
 
 impl RejectionReason {
@@ -61,12 +75,15 @@ impl RejectionReason {
             Self::MalformedSessionId => "malformed_session_id",
             Self::BodyTooLarge => "body_too_large",
             Self::BodyUnreadable => "body_unreadable",
-            Self::StoreUnavailable => "store_error",
+            Self::StoreUnavailable => "store_unavailable",
             Self::MissingIdentity => "missing_identity",
             Self::InvalidIdentity => "invalid_identity",
             Self::BindConflict => "bind_conflict",
             Self::InvalidMintedSessionId => "invalid_minted_session_id",
             Self::TooManySessions => "too_many_sessions",
+            Self::BodyTimeout => "body_timeout",
+            Self::SessionlessMethod => "sessionless_method",
+            Self::CredentialsWithoutIdentity => "credentials_without_identity",
         }
     }
 }
@@ -77,45 +94,11 @@ impl std::fmt::Display for RejectionReason {
     }
 }
 
-/// JSON-RPC error codes. Standard codes where one fits; -32001 for "session not found" (the
-/// TypeScript SDK's convention); never one of the -32020..-32099 codes 2026-07-28 reserves.
-mod code {
-    pub(super) const INVALID_REQUEST: i32 = -32600;
-    pub(super) const INTERNAL_ERROR: i32 = -32603;
-    pub(super) const SERVER_ERROR: i32 = -32000;
-    pub(super) const SESSION_NOT_FOUND: i32 = -32001;
-}
-
 /// Seconds a client should wait after a 503.
 const RETRY_AFTER_SECS: &str = "1";
 
-fn json_escape(text: &str) -> String {
-    serde_json::to_string(text).unwrap_or_else(|_| "\"\"".to_owned())
-}
-
-fn error_object(code: i32, message: &str) -> String {
-    format!(r#"{{"code":{code},"message":{}}}"#, json_escape(message))
-}
-
-/// A JSON-RPC error without `id` (the transport's "error response that has no id").
-fn error_without_id(code: i32, message: &str) -> String {
-    format!(
-        r#"{{"jsonrpc":"2.0","error":{}}}"#,
-        error_object(code, message)
-    )
-}
-
-pub(crate) fn json(
-    status: StatusCode,
-    body: String,
-    reason: RejectionReason,
-) -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(Bytes::from(body)));
-    *response.status_mut() = status;
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
+fn json(status: StatusCode, body: Vec<u8>, reason: RejectionReason) -> Response<Full<Bytes>> {
+    let mut response = jsonrpc::response(status, body);
     response.extensions_mut().insert(reason);
     response
 }
@@ -177,17 +160,41 @@ pub(crate) fn plain(reason: RejectionReason, detail: Option<&str>) -> Response<F
             code::INTERNAL_ERROR,
             "Internal error: the new session could not be bound",
         ),
+        R::BodyTimeout => (
+            StatusCode::REQUEST_TIMEOUT,
+            code::INVALID_REQUEST,
+            "Request body not received in time",
+        ),
+        R::SessionlessMethod => (
+            StatusCode::METHOD_NOT_ALLOWED,
+            code::INVALID_REQUEST,
+            "Method not allowed: this protocol revision has no GET stream and no DELETE",
+        ),
+        R::CredentialsWithoutIdentity => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            code::INTERNAL_ERROR,
+            "Internal error: the request carries credentials but no caller identity reached \
+             SessionBindingLayer; the authentication layer must run before it",
+        ),
     };
     let message = match detail {
         Some(detail) => format!("{message}: {detail}"),
         None => message.to_owned(),
     };
-    let mut response = json(status, error_without_id(code, &message), reason);
-    if reason == R::StoreUnavailable {
-        response.headers_mut().insert(
-            header::RETRY_AFTER,
-            HeaderValue::from_static(RETRY_AFTER_SECS),
-        );
+    let mut response = json(status, jsonrpc::error(code, &message), reason);
+    match reason {
+        R::StoreUnavailable => {
+            response.headers_mut().insert(
+                header::RETRY_AFTER,
+                HeaderValue::from_static(RETRY_AFTER_SECS),
+            );
+        }
+        R::SessionlessMethod => {
+            response
+                .headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static("POST"));
+        }
+        _ => {}
     }
     response
 }
@@ -205,52 +212,71 @@ pub(crate) fn too_many_sessions(retry_after: std::time::Duration) -> Response<Fu
 
 /// The answer to one refused JSON-RPC request: an `isError` result for `tools/call`, an error
 /// with the request's `id` otherwise. `id` is the request's raw JSON id text.
-fn answer(id: &str, tool_call: bool) -> String {
+fn answer(id: &str, tool_call: bool) -> Vec<u8> {
+    // The classifier only hands out ids that parsed as a JSON string or number.
+    let Ok(id) = serde_json::from_str::<&RawValue>(id) else {
+        return jsonrpc::error(code::INVALID_REQUEST, MISMATCH_MESSAGE);
+    };
     if tool_call {
-        format!(
-            r#"{{"jsonrpc":"2.0","id":{id},"result":{{"content":[{{"type":"text","text":{}}}],"isError":true}}}}"#,
-            json_escape(MISMATCH_MESSAGE)
-        )
+        jsonrpc::tool_error_for(id, MISMATCH_MESSAGE)
     } else {
-        format!(
-            r#"{{"jsonrpc":"2.0","id":{id},"error":{}}}"#,
-            error_object(code::INVALID_REQUEST, MISMATCH_MESSAGE)
-        )
+        jsonrpc::error_for(id, code::INVALID_REQUEST, MISMATCH_MESSAGE)
     }
 }
 
-/// The mismatch answer for a POST body.
-pub(crate) fn mismatch(body: &Classified<'_>, reason: RejectionReason) -> Response<Full<Bytes>> {
-    match body {
-        Classified::Single(Message::Request { id, tool_call }) => {
-            json(StatusCode::OK, answer(id, *tool_call), reason)
-        }
-        Classified::Batch(messages) => {
-            let answers: Vec<String> = messages
-                .iter()
-                .filter_map(|m| match m {
-                    Message::Request { id, tool_call } => Some(answer(id, *tool_call)),
-                    Message::NoAnswer => None,
-                    Message::Invalid => Some(format!(
-                        r#"{{"jsonrpc":"2.0","id":null,"error":{}}}"#,
-                        error_object(code::INVALID_REQUEST, MISMATCH_MESSAGE)
-                    )),
-                })
-                .collect();
-            if answers.is_empty() {
-                plain(reason, None)
-            } else {
-                json(StatusCode::OK, format!("[{}]", answers.join(",")), reason)
-            }
-        }
-        Classified::Single(_) | Classified::Invalid => plain(reason, None),
+/// Bytes an answer entry takes besides its `id`: the `isError` result (the longer of the two
+/// shapes), and a separating comma.
+const ENTRY_OVERHEAD: usize = 160;
+
+/// The mismatch answer for a POST body, at most `max_bytes` long: an answer that would be larger
+/// (many requests, a huge `id`) is the answer without `id` instead.
+pub(crate) fn mismatch(
+    body: &Classified<'_>,
+    reason: RejectionReason,
+    max_bytes: usize,
+) -> Response<Full<Bytes>> {
+    let requests: &[Message<'_>] = match body {
+        Classified::Single(message @ Message::Request { .. }) => std::slice::from_ref(message),
+        Classified::Batch(requests) if !requests.is_empty() => requests,
+        _ => return plain(reason, None),
+    };
+    let size = requests.iter().fold(2usize, |size, m| match m {
+        Message::Request { id, .. } => size.saturating_add(id.len() + ENTRY_OVERHEAD),
+        _ => size,
+    });
+    if size > max_bytes {
+        return plain(reason, None);
     }
+    let mut answers = requests.iter().filter_map(|m| match m {
+        Message::Request { id, tool_call } => Some(answer(id, *tool_call)),
+        _ => None,
+    });
+    let body = match body {
+        Classified::Batch(_) => {
+            let mut joined = Vec::with_capacity(size);
+            joined.push(b'[');
+            for (i, answer) in answers.enumerate() {
+                if i > 0 {
+                    joined.push(b',');
+                }
+                joined.extend_from_slice(&answer);
+            }
+            joined.push(b']');
+            joined
+        }
+        _ => answers.next().unwrap_or_default(),
+    };
+    json(StatusCode::OK, body, reason)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::classify::classify;
+    use crate::protocol::envelope;
+    fn classify(body: &[u8]) -> envelope::Classified<'_> {
+        envelope::classify(body, 64)
+    }
+    use http_body::Body;
     use http_body_util::BodyExt;
     use serde_json::{Value, json};
 
@@ -263,7 +289,8 @@ mod tests {
     #[tokio::test]
     async fn tool_call_mismatch_is_an_is_error_result_with_the_id() {
         let body = classify(br#"{"jsonrpc":"2.0","id":"x-1","method":"tools/call","params":{}}"#);
-        let (status, value) = body_json(mismatch(&body, RejectionReason::IdentityMismatch)).await;
+        let (status, value) =
+            body_json(mismatch(&body, RejectionReason::IdentityMismatch, 65536)).await;
         assert_eq!(status, StatusCode::OK);
         assert_eq!(
             value,
@@ -274,7 +301,8 @@ mod tests {
     #[tokio::test]
     async fn other_requests_get_a_json_rpc_error_with_the_id() {
         let body = classify(br#"{"jsonrpc":"2.0","id":3,"method":"prompts/get"}"#);
-        let (status, value) = body_json(mismatch(&body, RejectionReason::IdentityMismatch)).await;
+        let (status, value) =
+            body_json(mismatch(&body, RejectionReason::IdentityMismatch, 65536)).await;
         assert_eq!(status, StatusCode::OK);
         assert_eq!(value["id"], json!(3));
         assert_eq!(value["error"]["message"], json!(MISMATCH_MESSAGE));
@@ -286,8 +314,12 @@ mod tests {
             &br#"{"jsonrpc":"2.0","method":"notifications/cancelled"}"#[..],
             b"nope",
         ] {
-            let (status, value) =
-                body_json(mismatch(&classify(body), RejectionReason::IdentityMismatch)).await;
+            let (status, value) = body_json(mismatch(
+                &classify(body),
+                RejectionReason::IdentityMismatch,
+                65536,
+            ))
+            .await;
             assert_eq!(status, StatusCode::FORBIDDEN);
             assert!(value.get("id").is_none());
             assert_eq!(value["error"]["message"], json!(MISMATCH_MESSAGE));
@@ -299,7 +331,8 @@ mod tests {
         let body = classify(
             br#"[{"jsonrpc":"2.0","id":1,"method":"tools/call"},{"jsonrpc":"2.0","method":"notifications/progress"},{"jsonrpc":"2.0","id":2,"method":"tools/list"}]"#,
         );
-        let (status, value) = body_json(mismatch(&body, RejectionReason::IdentityMismatch)).await;
+        let (status, value) =
+            body_json(mismatch(&body, RejectionReason::IdentityMismatch, 65536)).await;
         assert_eq!(status, StatusCode::OK);
         let answers = value.as_array().unwrap();
         assert_eq!(answers.len(), 2);
@@ -309,9 +342,47 @@ mod tests {
         assert!(answers[1]["error"].is_object());
         let only_notes = classify(br#"[{"jsonrpc":"2.0","method":"notifications/progress"}]"#);
         assert_eq!(
-            mismatch(&only_notes, RejectionReason::IdentityMismatch).status(),
+            mismatch(&only_notes, RejectionReason::IdentityMismatch, 65536).status(),
             StatusCode::FORBIDDEN
         );
+    }
+
+    #[tokio::test]
+    async fn answers_over_the_size_bound_lose_their_ids() {
+        let id = "x".repeat(1000);
+        let single = format!(r#"{{"jsonrpc":"2.0","id":"{id}","method":"tools/call"}}"#);
+        let within = mismatch(
+            &classify(single.as_bytes()),
+            RejectionReason::IdentityMismatch,
+            2000,
+        );
+        assert_eq!(within.status(), StatusCode::OK);
+        let (status, value) = body_json(mismatch(
+            &classify(single.as_bytes()),
+            RejectionReason::IdentityMismatch,
+            1000,
+        ))
+        .await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        assert!(value.get("id").is_none());
+
+        let request = r#"{"jsonrpc":"2.0","id":12345,"method":"tools/call"}"#;
+        let batch = format!("[{}]", vec![request; 64].join(","));
+        let response = mismatch(
+            &classify(batch.as_bytes()),
+            RejectionReason::IdentityMismatch,
+            65536,
+        );
+        let size = response.body().size_hint().exact().unwrap();
+        assert!(size <= 65536 && size > 64 * 100, "{size}");
+        let (status, value) = body_json(mismatch(
+            &classify(batch.as_bytes()),
+            RejectionReason::IdentityMismatch,
+            4096,
+        ))
+        .await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        assert!(value.get("id").is_none());
     }
 
     #[test]

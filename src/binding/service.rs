@@ -1,0 +1,489 @@
+//! [`SessionBinding`]: the service [`SessionBindingLayer`](crate::SessionBindingLayer) makes.
+
+use std::{
+    marker::PhantomData,
+    sync::Arc,
+    task::{Context, Poll},
+};
+
+use bytes::{Buf, Bytes};
+use futures::{TryFuture, future::FutureExt};
+use http::{
+    Method, Request, Response, Version,
+    header::{AUTHORIZATION, CONTENT_LENGTH},
+    request::Parts,
+};
+use http_body::Body;
+use http_body_util::Full;
+use tower::Service;
+
+use crate::{
+    Identity, ResponseBody, ResponseFuture,
+    binding::layer::{Config, MismatchAnswer},
+    binding::reject::{self, RejectionReason},
+    binding::session::{After, AfterKind, InnerHead, end_session},
+    binding::trace,
+    identity::{FromIdentityExtension, IdentityExtractor},
+    protocol::{
+        early, envelope,
+        headers::{self, LAST_EVENT_ID, MCP_SESSION_ID, SessionHeader},
+    },
+    store::{BindingStore, Lookup, Owner, SessionKey, StoreError, StoreErrorKind},
+};
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+/// Binds MCP sessions to the caller's identity and checks it on every request. Made by
+/// [`SessionBindingLayer`](crate::SessionBindingLayer).
+///
+/// Its responses carry [`ResponseBody`]; the inner service's error type passes through unchanged
+/// (every refusal is a response). Requests keep their body type, which must implement `Default`
+/// so the layer can send the inner service the `DELETE` that ends a session (axum's `Body` does;
+/// for hyper's `Incoming`, map the body first, for example to
+/// `http_body_util::combinators::BoxBody`).
+///
+/// ```
+/// use std::convert::Infallible;
+/// use http::{Request, Response, StatusCode};
+/// use http_body_util::Full;
+/// use bytes::Bytes;
+/// use tower::{ServiceBuilder, ServiceExt};
+/// use mcp_session_binding::SessionBindingLayer;
+///
+/// # #[cfg(not(feature = "memory"))] fn main() {}
+/// # #[cfg(feature = "memory")]
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let mcp = tower::service_fn(|_req: Request<Full<Bytes>>| async {
+///     Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"{}"))))
+/// });
+/// let svc = ServiceBuilder::new().layer(SessionBindingLayer::new()).service(mcp);
+///
+/// // A session id nobody bound: 404, the MCP "session not found".
+/// let req = Request::post("/mcp")
+///     .header("mcp-session-id", "3f2a9c1e-0b7d-4e8a-9c55-2d1f6b8e7a40")
+///     .body(Full::default())
+///     .unwrap();
+/// let res = svc.oneshot(req).await.unwrap();
+/// assert_eq!(res.status(), StatusCode::NOT_FOUND);
+/// # }
+/// ```
+#[derive(Clone, Debug)]
+pub struct SessionBinding<S, St, I = FromIdentityExtension> {
+    inner: S,
+    store: St,
+    identity: I,
+    config: Arc<Config>,
+}
+
+impl<S, St: BindingStore + Clone> SessionBinding<S, St> {
+    /// Wraps `inner`, with bindings in `store`, reading this crate's [`Identity`] from the request
+    /// extensions, with the default settings. [`SessionBindingLayer`](crate::SessionBindingLayer)
+    /// configures the rest.
+    ///
+    /// ```
+    /// # #[cfg(feature = "memory")] {
+    /// use std::convert::Infallible;
+    /// use http::{Request, Response};
+    /// use mcp_session_binding::{SessionBinding, store::MemoryStore};
+    ///
+    /// let mcp = tower::service_fn(|_req: Request<String>| async {
+    ///     Ok::<_, Infallible>(Response::new(String::new()))
+    /// });
+    /// let service = SessionBinding::new(mcp, MemoryStore::new());
+    /// # let _ = service;
+    /// # }
+    /// ```
+    pub fn new(inner: S, store: St) -> Self {
+        Self::from_parts(inner, store, FromIdentityExtension, Arc::default())
+    }
+
+    /// A [`SessionBindingLayer`](crate::SessionBindingLayer) on `store`, with the defaults: the
+    /// same as [`SessionBindingLayer::with_store`](crate::SessionBindingLayer::with_store).
+    ///
+    /// ```
+    /// # #[cfg(feature = "memory")] {
+    /// use mcp_session_binding::{SessionBinding, store::MemoryStore};
+    ///
+    /// let layer = SessionBinding::<(), _>::layer(MemoryStore::new()).allow_anonymous(true);
+    /// # let _ = layer;
+    /// # }
+    /// ```
+    pub fn layer(store: St) -> crate::SessionBindingLayer<St> {
+        crate::SessionBindingLayer::with_store(store)
+    }
+}
+
+impl<S, St, I> SessionBinding<S, St, I> {
+    pub(crate) fn from_parts(inner: S, store: St, identity: I, config: Arc<Config>) -> Self {
+        Self {
+            inner,
+            store,
+            identity,
+            config,
+        }
+    }
+
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// The inner service, consuming the layer's service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S, St, I, ReqBody, ResBody> Service<Request<ReqBody>> for SessionBinding<S, St, I>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
+    S::Future: Send,
+    S::Error: Send,
+    St: BindingStore + Clone,
+    I: IdentityExtractor,
+    ReqBody: Body + Default + Send + 'static,
+    ReqBody::Data: Buf + Send,
+    ReqBody::Error: Into<BoxError>,
+    ResBody: Send + 'static,
+{
+    type Response = Response<ResponseBody<ResBody>>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future, ResBody>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
+        let (mut parts, body) = request.into_parts();
+
+        // Protocol 2026-07-28 has no sessions: a session id on such a request is ignored (and
+        // removed, so no inner server routes the request into a session), and so is
+        // `Last-Event-ID` (no resumption: an event store keyed by event id alone would replay
+        // another caller's stream). It has no GET stream and no DELETE either.
+        if headers::is_sessionless(&parts.headers) {
+            parts.headers.remove(MCP_SESSION_ID);
+            parts.headers.remove(LAST_EVENT_ID);
+            if parts.method == Method::GET || parts.method == Method::DELETE {
+                drop(self.take_ready());
+                let answer = reject::plain(RejectionReason::SessionlessMethod, None);
+                return early_answer(parts.version, body, answer);
+            }
+        }
+        // The key is all the matching path needs of the header: no copy of the value is kept.
+        let key = match headers::session_header(&parts.headers, self.config.max_session_id_len) {
+            SessionHeader::Absent => None,
+            SessionHeader::Present(session) => {
+                Some(SessionKey::from_session_id(headers::as_str(session)))
+            }
+            SessionHeader::Malformed(why) => {
+                let reason = RejectionReason::MalformedSessionId;
+                trace::rejected(reason, None, None, Some(why));
+                let answer = reject::plain(reason, Some(why));
+                drop(self.take_ready());
+                return early_answer(parts.version, body, answer);
+            }
+        };
+        let caller = match self.identity.extract(&parts) {
+            Ok(caller) => caller,
+            Err(error) => {
+                let detail = error.to_string();
+                let reason = RejectionReason::InvalidIdentity;
+                trace::rejected(reason, None, key, Some(&detail));
+                let answer = reject::plain(reason, Some(&detail));
+                drop(self.take_ready());
+                return early_answer(parts.version, body, answer);
+            }
+        };
+
+        let Some(key) = key else {
+            // No session yet: forward, and bind the session the response may create.
+            let mut inner = self.take_ready();
+            let after = After {
+                inner: self.inner.clone(),
+                store: self.store.clone(),
+                config: self.config.clone(),
+                caller,
+                kind: AfterKind::BindNew {
+                    head: InnerHead::of_creating(&parts),
+                    credentials: parts.headers.contains_key(AUTHORIZATION),
+                },
+                request: PhantomData,
+            };
+            let future = inner.call(Request::from_parts(parts, body));
+            return ResponseFuture::inner(future, Some(Box::new(after)));
+        };
+
+        let slide = self.config.sliding.then_some(self.config.binding_ttl);
+        let found = self.store.lookup_now(key, slide);
+        if let Some(Ok(Lookup::Bound(owner))) = &found
+            && owns(owner, caller.as_ref(), &self.config)
+        {
+            // The matching path, on a store that answers at once: the inner service polled
+            // ready is called here, nothing is cloned or boxed (a DELETE, rare, needs the
+            // `After` that tombstones the session).
+            let after = (parts.method == Method::DELETE).then(|| {
+                Box::new(After {
+                    inner: self.inner.clone(),
+                    store: self.store.clone(),
+                    config: self.config.clone(),
+                    caller,
+                    kind: AfterKind::EndOnSuccess(key),
+                    request: PhantomData,
+                }) as _
+            });
+            let future = self.inner.call(Request::from_parts(parts, body));
+            return ResponseFuture::inner(future, after);
+        }
+        let checked = Checked {
+            ready: self.take_ready(),
+            store: self.store.clone(),
+            config: self.config.clone(),
+            caller,
+            key,
+            parts,
+            body,
+        };
+        match found {
+            Some(found) => checked.decide(found),
+            None => ResponseFuture::boxed(
+                async move {
+                    let found = checked.store.lookup(key, slide).await;
+                    checked.decide(found).await
+                }
+                .boxed(),
+            ),
+        }
+    }
+}
+
+/// An answer made before the request body was read: ready at once when there is no body to
+/// worry about, else after draining a small one (or with `Connection: close`).
+fn early_answer<F, ReqBody, ResBody>(
+    version: Version,
+    body: ReqBody,
+    answer: Response<Full<Bytes>>,
+) -> ResponseFuture<F, ResBody>
+where
+    F: TryFuture<Ok = Response<ResBody>>,
+    F::Error: Send + 'static,
+    ReqBody: Body + Send + 'static,
+    ReqBody::Data: Send,
+    ResBody: Send + 'static,
+{
+    if !early::needs_care(version, &body) {
+        return ResponseFuture::answer(answer);
+    }
+    ResponseFuture::boxed(
+        async move {
+            let answer = early::answer(version, body, answer).await;
+            Ok(answer.map(ResponseBody::answer))
+        }
+        .boxed(),
+    )
+}
+
+impl<S: Clone, St, I> SessionBinding<S, St, I> {
+    /// Takes the service polled ready, leaving a clone for the next request.
+    fn take_ready(&mut self) -> S {
+        let clone = self.inner.clone();
+        std::mem::replace(&mut self.inner, clone)
+    }
+}
+
+/// Whether `caller` may use a session owned by `owner`.
+fn owns(owner: &Owner, caller: Option<&Identity>, config: &Config) -> bool {
+    owner.is_owned_by(caller) && (config.allow_anonymous || *owner != Owner::Anonymous)
+}
+
+/// A request that names a session, waiting for the store's answer.
+struct Checked<S, St, ReqBody> {
+    /// The service polled ready: the one to forward to, or to send the `DELETE` that ends the
+    /// session.
+    ready: S,
+    store: St,
+    config: Arc<Config>,
+    caller: Option<Identity>,
+    key: SessionKey,
+    parts: Parts,
+    body: ReqBody,
+}
+
+/// Why a caller is refused on a session.
+enum Refusal {
+    Mismatch { owner: Option<Identity> },
+    Corrupt,
+}
+
+impl<S, St, ReqBody, ResBody> Checked<S, St, ReqBody>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
+    S::Future: Send,
+    S::Error: Send,
+    St: BindingStore + Clone,
+    ReqBody: Body + Default + Send + 'static,
+    ReqBody::Data: Buf + Send,
+    ReqBody::Error: Into<BoxError>,
+    ResBody: Send + 'static,
+{
+    fn decide(self, found: Result<Lookup, StoreError>) -> ResponseFuture<S::Future, ResBody> {
+        let refusal = match found {
+            Ok(Lookup::Bound(owner)) if self.owns(&owner) => return self.forward(),
+            Ok(Lookup::Bound(Owner::User(owner))) => Refusal::Mismatch { owner: Some(owner) },
+            Ok(Lookup::Bound(Owner::Anonymous)) => Refusal::Mismatch { owner: None },
+            Ok(Lookup::Missing) => return self.not_found(RejectionReason::UnknownSession),
+            Ok(Lookup::Ended) => return self.not_found(RejectionReason::EndedSession),
+            Err(error) if error.kind() == StoreErrorKind::Corrupt => {
+                let what = "stored binding does not parse; failing closed";
+                trace::failed(
+                    RejectionReason::CorruptBinding,
+                    self.caller.as_ref(),
+                    self.key,
+                    &error,
+                    what,
+                );
+                Refusal::Corrupt
+            }
+            Err(error) => {
+                let what = "binding store failed; request not forwarded";
+                trace::failed(
+                    RejectionReason::StoreUnavailable,
+                    self.caller.as_ref(),
+                    self.key,
+                    &error,
+                    what,
+                );
+                let answer = reject::plain(RejectionReason::StoreUnavailable, None);
+                return early_answer(self.parts.version, self.body, answer);
+            }
+        };
+        ResponseFuture::boxed(self.refuse(refusal).boxed())
+    }
+
+    fn owns(&self, owner: &Owner) -> bool {
+        owns(owner, self.caller.as_ref(), &self.config)
+    }
+
+    fn forward(self) -> ResponseFuture<S::Future, ResBody> {
+        let after = (self.parts.method == Method::DELETE).then(|| {
+            Box::new(After {
+                inner: self.ready.clone(),
+                store: self.store,
+                config: self.config,
+                caller: self.caller,
+                kind: AfterKind::EndOnSuccess(self.key),
+                request: PhantomData,
+            }) as _
+        });
+        let mut ready = self.ready;
+        ResponseFuture::inner(
+            ready.call(Request::from_parts(self.parts, self.body)),
+            after,
+        )
+    }
+
+    fn not_found(self, reason: RejectionReason) -> ResponseFuture<S::Future, ResBody> {
+        trace::rejected(reason, self.caller.as_ref(), Some(self.key), None);
+        early_answer(self.parts.version, self.body, reject::plain(reason, None))
+    }
+
+    /// Answers a refused caller and ends the session (unless configured not to).
+    ///
+    /// The ending starts first, before the body is read, and is detached: it completes even if
+    /// the caller resets the stream or closes the connection. The MCP answer waits for it, so a
+    /// refused caller's answer means the session is over; the 404-style answer does not (it must
+    /// look like an unknown session's).
+    async fn refuse(self, refusal: Refusal) -> Result<Response<ResponseBody<ResBody>>, S::Error> {
+        let reason = match refusal {
+            Refusal::Mismatch { owner } => {
+                trace::mismatch(self.caller.as_ref(), owner.as_ref(), self.key);
+                RejectionReason::IdentityMismatch
+            }
+            Refusal::Corrupt => RejectionReason::CorruptBinding,
+        };
+        let Checked {
+            ready,
+            store,
+            config,
+            caller,
+            key,
+            parts,
+            body,
+        } = self;
+        // Present: only requests with a valid session header get here.
+        let session = parts.headers.get(MCP_SESSION_ID).cloned();
+        let ending = match (config.end_on_mismatch, session) {
+            (true, Some(session)) => Some(end_session(
+                ready,
+                store,
+                Some(key),
+                config.clone(),
+                InnerHead::for_ending(&config, &parts),
+                session,
+                caller,
+            )),
+            _ => None,
+        };
+        let version = parts.version;
+        let answer = match config.mismatch_answer {
+            MismatchAnswer::NotFound => {
+                let answer = reject::plain(RejectionReason::UnknownSession, None);
+                return Ok(early::answer(version, body, answer)
+                    .await
+                    .map(ResponseBody::answer));
+            }
+            MismatchAnswer::Mcp if parts.method == Method::POST => {
+                mcp_answer(&parts, body, &config, reason).await
+            }
+            MismatchAnswer::Mcp => early::answer(version, body, reject::plain(reason, None)).await,
+        };
+        if let Some(ending) = ending {
+            ending.await;
+        }
+        Ok(answer.map(ResponseBody::answer))
+    }
+}
+
+/// Reads a refused POST body (up to the cap, within the time limit) and answers each request in
+/// it, within the answer bound.
+async fn mcp_answer<B>(
+    parts: &Parts,
+    body: B,
+    config: &Config,
+    reason: RejectionReason,
+) -> Response<Full<Bytes>>
+where
+    B: Body,
+    B::Data: Buf,
+{
+    let declared = parts
+        .headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let read = early::read_bounded(
+        body,
+        declared,
+        config.max_body_bytes,
+        config.refused_body_timeout,
+    )
+    .await;
+    let failed = match read {
+        Ok(bytes) => {
+            let classified = envelope::classify(&bytes, config.max_batch_answers);
+            return reject::mismatch(&classified, reason, config.max_answer_bytes);
+        }
+        Err(early::ReadError::TooLarge) => RejectionReason::BodyTooLarge,
+        Err(early::ReadError::TimedOut) => RejectionReason::BodyTimeout,
+        Err(early::ReadError::Unreadable) => RejectionReason::BodyUnreadable,
+    };
+    // The body was not read to its end: the connection cannot carry another request.
+    let mut answer = reject::plain(failed, None);
+    early::close(parts.version, &mut answer);
+    answer
+}

@@ -1,0 +1,118 @@
+//! `tracing` events, all of them, with typed reason codes.
+//!
+//! Every event has `reason` (a stable code: a [`RejectionReason`] code, or one of `bound`, `ended`,
+//! `end_failed` for a session's life), `iss` and `sub` of the caller (empty when anonymous or not
+//! known yet), and `session`: the first 8 hex digits of the session's [`SessionKey`], a hash
+//! (empty when the request named no usable session). The session id itself and tokens are never
+//! logged.
+
+use crate::{Identity, RejectionReason, store::SessionKey};
+
+fn halves(caller: Option<&Identity>) -> (&str, &str) {
+    caller.map_or(("", ""), |id| (id.iss(), id.sub()))
+}
+
+fn short(key: Option<SessionKey>) -> String {
+    key.map(|k| k.short()).unwrap_or_default()
+}
+
+/// A new session was bound.
+pub(crate) fn bound(caller: Option<&Identity>, key: SessionKey) {
+    let (iss, sub) = halves(caller);
+    tracing::info!(reason = "bound", iss, sub, session = %key.short(), "session bound");
+}
+
+/// The owner deleted its session, and it was tombstoned.
+pub(crate) fn owner_ended(caller: Option<&Identity>, key: SessionKey) {
+    let (iss, sub) = halves(caller);
+    tracing::info!(reason = "ended", iss, sub, session = %key.short(), "session deleted by its owner");
+}
+
+/// The layer answered instead of forwarding. `key` is `None` when the request named no usable
+/// session; `detail` says more where the reason alone does not.
+pub(crate) fn rejected(
+    reason: RejectionReason,
+    caller: Option<&Identity>,
+    key: Option<SessionKey>,
+    detail: Option<&str>,
+) {
+    let (iss, sub) = halves(caller);
+    let code = reason.code();
+    let session = short(key);
+    let detail = detail.unwrap_or_default();
+    match reason {
+        RejectionReason::UnknownSession | RejectionReason::EndedSession => {
+            tracing::info!(reason = code, iss, sub, session, detail, "request refused");
+        }
+        RejectionReason::InvalidMintedSessionId => {
+            tracing::error!(reason = code, iss, sub, session, detail, "request refused");
+        }
+        _ => tracing::warn!(reason = code, iss, sub, session, detail, "request refused"),
+    }
+}
+
+/// A mismatch, with the owner the caller is not.
+pub(crate) fn mismatch(caller: Option<&Identity>, owner: Option<&Identity>, key: SessionKey) {
+    let (iss, sub) = halves(caller);
+    let (owner_iss, owner_sub) = halves(owner);
+    tracing::warn!(
+        reason = RejectionReason::IdentityMismatch.code(),
+        iss,
+        sub,
+        owner_iss,
+        owner_sub,
+        session = %key.short(),
+        "caller identity does not match session owner"
+    );
+}
+
+/// A failure of the store the layer logged (and answered for, or worked around).
+pub(crate) fn failed(
+    reason: RejectionReason,
+    caller: Option<&Identity>,
+    key: SessionKey,
+    error: &dyn std::fmt::Display,
+    what: &'static str,
+) {
+    let (iss, sub) = halves(caller);
+    tracing::error!(reason = reason.code(), iss, sub, session = %key.short(), %error, "{what}");
+}
+
+/// A session was ended by the layer (after a refusal).
+pub(crate) fn ended(caller: Option<&Identity>, key: SessionKey, inner_status: Option<u16>) {
+    let (iss, sub) = halves(caller);
+    tracing::info!(reason = "ended", iss, sub, session = %key.short(), inner_status, "session ended");
+}
+
+/// The inner service did not accept the `DELETE` that ends a session (`inner_status` is `None`
+/// when it failed with an error). The session is tombstoned all the same; the inner service keeps
+/// its state until its own idle timeout.
+pub(crate) fn end_failed(caller: Option<&Identity>, key: SessionKey, inner_status: Option<u16>) {
+    let (iss, sub) = halves(caller);
+    let hint = match inner_status {
+        Some(401 | 403) => {
+            "the inner service refused the DELETE that ends the session: an auth layer inside \
+             SessionBindingLayer? Put the auth layer outside it, or add credentials with \
+             SessionBindingLayer::end_request_hook"
+        }
+        _ => {
+            "the inner service did not accept the DELETE that ends the session; see \
+             SessionBindingLayer::end_session_uri and end_request_hook"
+        }
+    };
+    tracing::warn!(reason = "end_failed", iss, sub, session = %key.short(), inner_status, "{hint}");
+}
+
+/// A session-creating request carried credentials but no identity reached the layer.
+pub(crate) fn misconfigured(key: SessionKey) {
+    tracing::error!(
+        reason = RejectionReason::CredentialsWithoutIdentity.code(),
+        iss = "",
+        sub = "",
+        session = %key.short(),
+        "a session-creating request carries an Authorization header but no caller identity \
+         reached SessionBindingLayer: the authentication layer must run before (outside) it \
+         (added after it with axum's Router::layer, before it in a ServiceBuilder); refusing \
+         instead of binding an anonymous session"
+    );
+}
