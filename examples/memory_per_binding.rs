@@ -79,7 +79,7 @@ fn bytes_per_binding(sessions: usize, users: usize) -> f64 {
         let key = SessionKey::from_session_id(&session_id);
         let owner = Owner::User(Identity::new(ISS, sub(i % users)).expect("valid identity"));
         let outcome = store
-            .bind(key, &owner, TTL)
+            .bind(key, &owner, TTL, usize::MAX)
             .now_or_never()
             .expect("MemoryStore answers at once")
             .expect("unbounded store");

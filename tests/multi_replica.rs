@@ -500,8 +500,9 @@ async fn a_stored_value_that_is_not_a_binding_fails_closed() {
 
 /// The cost, counted by Redis itself (`INFO commandstats`), through the HTTP stack:
 ///
-/// - one `initialize` ⇒ one write for the binding (`SET … NX PX … GET`). The window holds
-///   exactly two `SET`s and nothing else, and both the binding key and rmcp's state key were
+/// - one `initialize` ⇒ one round trip for the binding: `EVALSHA` of the bind script (the
+///   insert-if-absent and the owner's session count, whose commands Redis counts too). The
+///   window holds exactly two `SET`s, and both the binding key and rmcp's state key were
 ///   written in it; each needs at least one write, so each got exactly one.
 /// - N checked requests of the owner on the replica that holds the session ⇒ exactly N
 ///   lookups (`EVALSHA` of the sliding-expiry script, whose `GET` and `PTTL` Redis counts too)
@@ -530,7 +531,23 @@ async fn one_redis_round_trip_per_checked_request_and_per_bind() {
     let bind = calls(&redis);
     assert_eq!(get(&redis, &binding_key(&session)), bound_to("alice"));
     assert!(!get(&redis, &state_key(&session)).is_empty());
-    assert_eq!(bind, counts(&[("set", 2)]), "one bind, one rmcp state");
+    // One round trip for the bind (the script, with the owner's count inside it), one write
+    // for rmcp's state.
+    assert_eq!(
+        bind,
+        counts(&[
+            ("evalsha", 1),
+            ("get", 1),
+            ("time", 1),
+            ("zremrangebyscore", 1),
+            ("zcard", 1),
+            ("set", 2),
+            ("zadd", 1),
+            ("pttl", 1),
+            ("pexpire", 1),
+        ]),
+        "one bind, one rmcp state"
+    );
 
     redis.reset_stats();
     let note = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
@@ -644,6 +661,7 @@ async fn race(url: &str, prefix: &str, owner: &Owner) -> Vec<BindOutcome> {
                 SessionKey::from_session_id(id),
                 owner,
                 Duration::from_secs(60),
+                usize::MAX,
             )
             .await
             .expect("bind");

@@ -45,8 +45,9 @@ impl BindingStore for AsyncOnly {
         key: SessionKey,
         owner: &'a Owner,
         ttl: Duration,
+        limit: usize,
     ) -> BoxFuture<'a, Result<BindOutcome, StoreError>> {
-        self.0.bind(key, owner, ttl)
+        self.0.bind(key, owner, ttl, limit)
     }
     fn lookup(
         &self,

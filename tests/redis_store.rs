@@ -19,6 +19,7 @@ use mcp_session_binding::{
 use redis_server::RedisServer;
 
 const TTL: Duration = Duration::from_secs(300);
+const NO_LIMIT: usize = usize::MAX;
 
 fn alice() -> Owner {
     Owner::User(Identity::new("https://issuer.example", "alice").unwrap())
@@ -70,17 +71,41 @@ async fn one_round_trip_per_bind_and_per_lookup() {
         .map(|i| SessionKey::from_session_id(&format!("cost-{i}")))
         .collect();
 
-    // N binds: N SETs, nothing else.
+    // Load the bind script once (the first call on a fresh server is EVALSHA, NOSCRIPT,
+    // SCRIPT LOAD, EVALSHA), then measure.
+    let warm = SessionKey::from_session_id("cost-warm");
+    store.bind(warm, &bob(), TTL, NO_LIMIT).await.unwrap();
+    // N binds: one EVALSHA each (the limit is counted inside it), nothing else.
     server.reset_stats();
     for key in &keys {
         assert_eq!(
-            store.bind(*key, &alice(), TTL).await.unwrap(),
+            store.bind(*key, &alice(), TTL, 100).await.unwrap(),
             BindOutcome::Created
         );
     }
     let after_binds = calls(&server);
     eprintln!("commandstats after {N} binds: {after_binds:?}");
-    assert_eq!(after_binds, vec![("set".to_owned(), N)]);
+    assert_eq!(count(&after_binds, "evalsha"), N, "one round trip per bind");
+    for (name, n) in [("get", N), ("set", N), ("zadd", N), ("zcard", N)] {
+        assert_eq!(count(&after_binds, name), n, "{name}");
+    }
+    let inside = [
+        "evalsha",
+        "get",
+        "time",
+        "zremrangebyscore",
+        "zcard",
+        "set",
+        "zadd",
+        "pttl",
+        "pexpire",
+    ];
+    assert!(
+        after_binds
+            .iter()
+            .all(|(name, _)| inside.contains(&name.as_str())),
+        "nothing else: {after_binds:?}"
+    );
 
     // N lookups without slide: N GETs.
     server.reset_stats();
@@ -132,9 +157,30 @@ async fn one_round_trip_per_bind_and_per_lookup() {
     eprintln!("commandstats after {N} sliding lookups, TTL under half: {refresh:?}");
     assert_eq!(count(&refresh, "evalsha"), N);
     assert_eq!(
-        count(&refresh, "pexpire"),
+        count(&refresh, "zadd"),
         1,
-        "exactly one write per half TTL"
+        "exactly one refresh per half TTL, of the key and of its owner set"
+    );
+    assert!(count(&refresh, "pexpire") <= 2, "{refresh:?}");
+    let owner_sets = server.command(&["KEYS", "mcpsb:owner:*"]);
+    let score: u64 = owner_sets
+        .lines()
+        .map(|set| server.command(&["ZSCORE", set, &store.redis_key(key)]))
+        .find(|score| !score.is_empty())
+        .expect("the binding is in its owner's set")
+        .parse()
+        .unwrap();
+    let redis_now_ms: u64 = server
+        .command(&["TIME"])
+        .lines()
+        .next()
+        .unwrap()
+        .parse::<u64>()
+        .unwrap()
+        * 1000;
+    assert!(
+        score > redis_now_ms + 290_000,
+        "the owner set counts the refreshed binding to its new expiry"
     );
     let left: u64 = server
         .command(&["PTTL", &store.redis_key(key)])
@@ -156,10 +202,15 @@ async fn one_round_trip_per_bind_and_per_lookup() {
         .unwrap();
     assert!(left <= 10_000);
 
-    // end: one SET.
+    // end: one EVAL (the tombstone, and the binding leaves its owner set).
     server.reset_stats();
     store.end(keys[2], TTL).await.unwrap();
-    assert_eq!(calls(&server), vec![("set".to_owned(), 1)]);
+    let ended = calls(&server);
+    eprintln!("commandstats after one end: {ended:?}");
+    assert_eq!(count(&ended, "eval"), 1);
+    assert_eq!(count(&ended, "set"), 1);
+    assert_eq!(count(&ended, "zrem"), 1);
+    assert_eq!(ended.len(), 4, "eval, get, set, zrem: {ended:?}");
 }
 
 #[tokio::test]
@@ -171,7 +222,7 @@ async fn stopped_redis_is_unavailable_quickly_and_a_restart_is_picked_up() {
     let store = store(&server).await.with_timeout(timeout);
     let key = SessionKey::from_session_id("outage");
     assert_eq!(
-        store.bind(key, &alice(), TTL).await.unwrap(),
+        store.bind(key, &alice(), TTL, NO_LIMIT).await.unwrap(),
         BindOutcome::Created
     );
 
@@ -183,7 +234,10 @@ async fn stopped_redis_is_unavailable_quickly_and_a_restart_is_picked_up() {
         for op in 0..4 {
             let op_started = Instant::now();
             let err = match op {
-                0 => store.bind(fresh, &alice(), TTL).await.unwrap_err(),
+                0 => store
+                    .bind(fresh, &alice(), TTL, NO_LIMIT)
+                    .await
+                    .unwrap_err(),
                 1 => store.lookup(key, None).await.unwrap_err(),
                 2 => store.lookup(key, Some(TTL)).await.unwrap_err(),
                 _ => store.end(key, TTL).await.unwrap_err(),
@@ -209,7 +263,7 @@ async fn stopped_redis_is_unavailable_quickly_and_a_restart_is_picked_up() {
     // value works again, from the first operation on.
     let again = SessionKey::from_session_id("after-restart");
     assert_eq!(
-        store.bind(again, &bob(), TTL).await.unwrap(),
+        store.bind(again, &bob(), TTL, NO_LIMIT).await.unwrap(),
         BindOutcome::Created
     );
     assert_eq!(store.lookup(key, Some(TTL)).await.unwrap(), Lookup::Missing);
@@ -230,7 +284,7 @@ async fn hung_redis_is_unavailable_within_the_timeout() {
     let timeout = Duration::from_millis(500);
     let store = store(&server).await.with_timeout(timeout);
     let key = SessionKey::from_session_id("hung");
-    store.bind(key, &alice(), TTL).await.unwrap();
+    store.bind(key, &alice(), TTL, NO_LIMIT).await.unwrap();
     store.lookup(key, Some(TTL)).await.unwrap();
 
     server.pause();
@@ -238,7 +292,12 @@ async fn hung_redis_is_unavailable_within_the_timeout() {
         let started = Instant::now();
         let err = match op {
             0 => store
-                .bind(SessionKey::from_session_id("hung-2"), &alice(), TTL)
+                .bind(
+                    SessionKey::from_session_id("hung-2"),
+                    &alice(),
+                    TTL,
+                    NO_LIMIT,
+                )
                 .await
                 .unwrap_err(),
             1 => store.lookup(key, None).await.unwrap_err(),
@@ -263,7 +322,7 @@ async fn hung_redis_is_unavailable_within_the_timeout() {
     );
     let fresh = SessionKey::from_session_id("after-thaw");
     assert_eq!(
-        store.bind(fresh, &bob(), TTL).await.unwrap(),
+        store.bind(fresh, &bob(), TTL, NO_LIMIT).await.unwrap(),
         BindOutcome::Created
     );
     assert_eq!(
@@ -289,7 +348,7 @@ async fn first_operation_after_a_restart_succeeds() {
         let key = SessionKey::from_session_id(&format!("first-after-restart-{op}"));
         match op {
             0 => assert_eq!(
-                store.bind(key, &alice(), TTL).await.unwrap(),
+                store.bind(key, &alice(), TTL, NO_LIMIT).await.unwrap(),
                 BindOutcome::Created
             ),
             1 => assert_eq!(store.lookup(key, None).await.unwrap(), Lookup::Missing),
@@ -313,7 +372,7 @@ async fn values_that_are_not_bindings_are_corrupt() {
         assert_eq!(err.kind(), StoreErrorKind::Corrupt, "{err}");
         assert!(!err.is_transient());
     }
-    let err = store.bind(key, &alice(), TTL).await.unwrap_err();
+    let err = store.bind(key, &alice(), TTL, NO_LIMIT).await.unwrap_err();
     assert_eq!(err.kind(), StoreErrorKind::Corrupt, "{err}");
     assert_eq!(
         server.command(&["GET", &store.redis_key(key)]),
@@ -339,7 +398,11 @@ async fn values_that_are_not_bindings_are_corrupt() {
         );
     }
     assert_eq!(
-        store.bind(listed, &alice(), TTL).await.unwrap_err().kind(),
+        store
+            .bind(listed, &alice(), TTL, NO_LIMIT)
+            .await
+            .unwrap_err()
+            .kind(),
         StoreErrorKind::Corrupt
     );
 
@@ -368,7 +431,7 @@ async fn redis_never_holds_the_session_id() {
     let store = store(&server).await.with_prefix("app:");
     let session_id = "secret-session-id";
     let key = SessionKey::from_session_id(session_id);
-    store.bind(key, &alice(), TTL).await.unwrap();
+    store.bind(key, &alice(), TTL, NO_LIMIT).await.unwrap();
     store.lookup(key, Some(TTL)).await.unwrap();
     let other = SessionKey::from_session_id("secret-session-id-2");
     store.end(other, TTL).await.unwrap();
@@ -376,6 +439,21 @@ async fn redis_never_holds_the_session_id() {
     let keys = server.command(&["KEYS", "*"]);
     let mut keys: Vec<&str> = keys.lines().collect();
     keys.sort_unstable();
+    // The owner set: its name is a hash of the stored owner, its member the hashed key.
+    let owner_set = keys.remove(
+        keys.iter()
+            .position(|k| k.starts_with("app:owner:"))
+            .expect("alice's owner set"),
+    );
+    let hash = owner_set.strip_prefix("app:owner:").unwrap();
+    assert!(
+        hash.len() == 40 && hash.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{owner_set}"
+    );
+    assert_eq!(
+        server.command(&["ZRANGE", owner_set, "0", "-1"]),
+        format!("app:{}", key.to_hex())
+    );
     let mut expected = vec![
         format!("app:{}", key.to_hex()),
         format!("app:{}", other.to_hex()),
@@ -403,7 +481,10 @@ async fn concurrent_binds_from_two_stores_have_one_winner() {
     for run in 0..200 {
         let key = SessionKey::from_session_id(&format!("race-{run}"));
         let (alice_bind, bob_bind) = (alice(), bob());
-        let (ra, rb) = tokio::join!(a.bind(key, &alice_bind, TTL), b.bind(key, &bob_bind, TTL));
+        let (ra, rb) = tokio::join!(
+            a.bind(key, &alice_bind, TTL, NO_LIMIT),
+            b.bind(key, &bob_bind, TTL, NO_LIMIT)
+        );
         let (ra, rb) = (ra.unwrap(), rb.unwrap());
         match (&ra, &rb) {
             (BindOutcome::Created, BindOutcome::AlreadyBound(o)) => assert_eq!(*o, alice()),
@@ -437,7 +518,7 @@ async fn concurrent_binds_from_two_stores_on_separate_threads() {
             let barrier = barrier.clone();
             tokio::spawn(async move {
                 barrier.wait().await;
-                store.bind(key, &owner, TTL).await.unwrap()
+                store.bind(key, &owner, TTL, NO_LIMIT).await.unwrap()
             })
         };
         // Alternate who is spawned first, so that each store wins some races.
@@ -478,7 +559,7 @@ async fn ttls_are_kept_and_clamped() {
     let store = store(&server).await;
     let key = SessionKey::from_session_id("ttl");
     store
-        .bind(key, &alice(), Duration::from_secs(42))
+        .bind(key, &alice(), Duration::from_secs(42), NO_LIMIT)
         .await
         .unwrap();
     let left: u64 = server
@@ -490,7 +571,10 @@ async fn ttls_are_kept_and_clamped() {
     // A zero TTL is not a Redis error (Redis rejects PX 0): it expires at once.
     let zero = SessionKey::from_session_id("zero");
     assert_eq!(
-        store.bind(zero, &alice(), Duration::ZERO).await.unwrap(),
+        store
+            .bind(zero, &alice(), Duration::ZERO, NO_LIMIT)
+            .await
+            .unwrap(),
         BindOutcome::Created
     );
     store.end(zero, Duration::ZERO).await.unwrap();
@@ -500,7 +584,10 @@ async fn ttls_are_kept_and_clamped() {
     // A huge TTL is clamped instead of overflowing Redis's clock.
     let huge = SessionKey::from_session_id("huge");
     assert_eq!(
-        store.bind(huge, &alice(), Duration::MAX).await.unwrap(),
+        store
+            .bind(huge, &alice(), Duration::MAX, NO_LIMIT)
+            .await
+            .unwrap(),
         BindOutcome::Created
     );
     store.lookup(huge, Some(Duration::MAX)).await.unwrap();
@@ -534,7 +621,10 @@ async fn usable_behind_arc_dyn() {
     let store: std::sync::Arc<dyn BindingStore> = std::sync::Arc::new(store(&server).await);
     let key = SessionKey::from_session_id("dyn");
     assert_eq!(
-        store.bind(key, &Owner::Anonymous, TTL).await.unwrap(),
+        store
+            .bind(key, &Owner::Anonymous, TTL, NO_LIMIT)
+            .await
+            .unwrap(),
         BindOutcome::Created
     );
     assert_eq!(

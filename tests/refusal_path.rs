@@ -308,8 +308,9 @@ impl<St: BindingStore> BindingStore for SlowEnd<St> {
         key: SessionKey,
         owner: &'a Owner,
         ttl: Duration,
+        limit: usize,
     ) -> BoxFuture<'a, Result<BindOutcome, StoreError>> {
-        self.inner.bind(key, owner, ttl)
+        self.inner.bind(key, owner, ttl, limit)
     }
 
     fn lookup(
@@ -807,7 +808,7 @@ async fn ending_survives_a_dropped_response_future() {
     let owner = Owner::User(mcp_session_binding::Identity::new(ISS_A, "alice").unwrap());
     let key = SessionKey::from_session_id("s-1");
     store
-        .bind(key, &owner, Duration::from_secs(60))
+        .bind(key, &owner, Duration::from_secs(60), usize::MAX)
         .await
         .unwrap();
     let deletes = Arc::new(Mutex::new(Vec::new()));

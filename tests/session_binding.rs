@@ -504,10 +504,11 @@ impl BindingStore for FlakyStore {
         key: SessionKey,
         owner: &'a Owner,
         ttl: Duration,
+        limit: usize,
     ) -> BoxFuture<'a, Result<BindOutcome, StoreError>> {
         match self.fail() {
             Some(error) => futures::future::ready(Err(error)).boxed(),
-            None => self.inner.bind(key, owner, ttl),
+            None => self.inner.bind(key, owner, ttl, limit),
         }
     }
 
@@ -600,6 +601,7 @@ async fn a_minted_id_that_is_already_bound_is_500_and_never_overwritten() {
             _: SessionKey,
             _: &'a Owner,
             _: Duration,
+            _: usize,
         ) -> BoxFuture<'a, Result<BindOutcome, StoreError>> {
             futures::future::ready(Ok(BindOutcome::AlreadyBound(Owner::Anonymous))).boxed()
         }

@@ -126,6 +126,7 @@ pub fn bound_store() -> MemoryStore {
             SessionKey::from_session_id(SESSION),
             &Owner::User(owner()),
             Duration::from_secs(3600),
+            usize::MAX,
         )
         .now_or_never()
         .unwrap()

@@ -43,6 +43,12 @@ pub const DEFAULT_MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
 /// assert_eq!(DEFAULT_MAX_SESSION_ID_LEN, 1024);
 /// ```
 pub const DEFAULT_MAX_SESSION_ID_LEN: usize = 1024;
+/// Live sessions one identity may hold at once: see
+/// [`SessionBindingLayer::max_sessions_per_identity`].
+pub const DEFAULT_MAX_SESSIONS_PER_IDENTITY: usize = 100;
+/// Live anonymous sessions, all anonymous callers together: see
+/// [`SessionBindingLayer::max_anonymous_sessions`].
+pub const DEFAULT_MAX_ANONYMOUS_SESSIONS: usize = 10_000;
 /// Largest answer the layer makes to a refused request, in bytes, whatever the request's body.
 ///
 /// ```
@@ -107,6 +113,8 @@ pub(crate) struct Config {
     pub(crate) mismatch_answer: MismatchAnswer,
     pub(crate) max_body_bytes: usize,
     pub(crate) max_session_id_len: usize,
+    pub(crate) max_sessions_per_identity: usize,
+    pub(crate) max_anonymous_sessions: usize,
     pub(crate) max_answer_bytes: usize,
     pub(crate) max_batch_answers: usize,
     pub(crate) refused_body_timeout: Duration,
@@ -117,6 +125,16 @@ pub(crate) struct Config {
     /// the inner service accepted, used for the `DELETE` that ends a session when no
     /// [`end_session_uri`](Self::end_session_uri) is configured.
     pub(crate) created_at: Arc<Mutex<Option<super::session::InnerHead>>>,
+}
+
+impl Config {
+    /// How many live sessions `owner` may hold.
+    pub(crate) fn session_limit(&self, owner: &crate::store::Owner) -> usize {
+        match owner {
+            crate::store::Owner::User(_) => self.max_sessions_per_identity,
+            crate::store::Owner::Anonymous => self.max_anonymous_sessions,
+        }
+    }
 }
 
 impl Default for Config {
@@ -130,6 +148,8 @@ impl Default for Config {
             mismatch_answer: MismatchAnswer::Mcp,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             max_session_id_len: DEFAULT_MAX_SESSION_ID_LEN,
+            max_sessions_per_identity: DEFAULT_MAX_SESSIONS_PER_IDENTITY,
+            max_anonymous_sessions: DEFAULT_MAX_ANONYMOUS_SESSIONS,
             max_answer_bytes: DEFAULT_MAX_ANSWER_BYTES,
             max_batch_answers: DEFAULT_MAX_BATCH_ANSWERS,
             refused_body_timeout: DEFAULT_REFUSED_BODY_TIMEOUT,
@@ -151,6 +171,8 @@ impl fmt::Debug for Config {
             .field("mismatch_answer", &self.mismatch_answer)
             .field("max_body_bytes", &self.max_body_bytes)
             .field("max_session_id_len", &self.max_session_id_len)
+            .field("max_sessions_per_identity", &self.max_sessions_per_identity)
+            .field("max_anonymous_sessions", &self.max_anonymous_sessions)
             .field("max_answer_bytes", &self.max_answer_bytes)
             .field("max_batch_answers", &self.max_batch_answers)
             .field("refused_body_timeout", &self.refused_body_timeout)
@@ -376,6 +398,70 @@ impl<St, I> SessionBindingLayer<St, I> {
     /// ```
     pub fn tombstone_ttl(mut self, ttl: Duration) -> Self {
         self.config.tombstone_ttl = ttl;
+        self
+    }
+
+    /// How many live sessions one identity (`iss`, `sub`) may hold at once (default
+    /// [`DEFAULT_MAX_SESSIONS_PER_IDENTITY`], 100). `usize::MAX`: no limit.
+    ///
+    /// A session-creating request over it is answered 429 with `Retry-After` (when the
+    /// identity's oldest binding expires) and a JSON-RPC error, reason `too_many_sessions`; the
+    /// session the inner service just created is ended, and no id is handed out. A session frees
+    /// its slot when its owner deletes it (`DELETE`), when the layer ends it, or when its
+    /// binding expires. The store counts, in the same step as the bind (one round trip on
+    /// Redis, shared by every replica); checking a request on a session costs nothing more.
+    ///
+    /// **Sizing.** A binding outlives its inner session when the client just goes away: rmcp
+    /// drops an idle session after about 5 minutes, but the binding lives for
+    /// [`binding_ttl`](Self::binding_ttl) (24 h by default) after its last use, and counts until
+    /// then. A client that re-initializes after every idle spell leaves one such binding each
+    /// time. So the limit must cover the sessions an identity opens within one binding TTL:
+    /// 100 in 24 h allows a re-initialization about every 15 minutes around the clock, from all
+    /// of that user's clients together. With rmcp, a binding TTL of an hour or two (still well
+    /// over its idle timeout) makes the same limit far roomier; a client that deletes its
+    /// sessions on exit never hits it. The default limit bounds what one identity can pin
+    /// (bindings, and the inner sessions behind them) while staying clear of normal use.
+    ///
+    /// ```
+    /// # #[cfg(feature = "memory")] {
+    /// use std::time::Duration;
+    /// use mcp_session_binding::SessionBindingLayer;
+    ///
+    /// let layer = SessionBindingLayer::new()
+    ///     .binding_ttl(Duration::from_secs(2 * 3600)) // rmcp idles sessions out after ~5 min
+    ///     .max_sessions_per_identity(50);
+    /// # let _ = layer;
+    /// # }
+    /// ```
+    pub fn max_sessions_per_identity(mut self, max: usize) -> Self {
+        self.config.max_sessions_per_identity = max;
+        self
+    }
+
+    /// How many live anonymous sessions there may be at once, all anonymous callers together
+    /// (default [`DEFAULT_MAX_ANONYMOUS_SESSIONS`], 10,000). Only matters with
+    /// [`allow_anonymous`](Self::allow_anonymous).
+    ///
+    /// Anonymous callers cannot be told apart, so they share one budget, separate from every
+    /// identity's: an anonymous flood meets 429 (`too_many_sessions`) once the budget is spent,
+    /// and authenticated users keep creating sessions. The flood can still lock out other
+    /// anonymous callers until its bindings expire; size this (and the binding TTL) for the
+    /// anonymous sessions you expect within one binding TTL. A
+    /// [`MemoryStore`](crate::store::MemoryStore) with a capacity also keeps anonymous bindings
+    /// to half of it, whatever this says.
+    ///
+    /// ```
+    /// # #[cfg(feature = "memory")] {
+    /// use mcp_session_binding::SessionBindingLayer;
+    ///
+    /// let layer = SessionBindingLayer::new()
+    ///     .allow_anonymous(true)
+    ///     .max_anonymous_sessions(1_000);
+    /// # let _ = layer;
+    /// # }
+    /// ```
+    pub fn max_anonymous_sessions(mut self, max: usize) -> Self {
+        self.config.max_anonymous_sessions = max;
         self
     }
 

@@ -54,6 +54,9 @@ pub enum RejectionReason {
     BindConflict,
     /// The inner service minted a session id that is not a valid header value: 500.
     InvalidMintedSessionId,
+    /// The caller already holds its limit of live sessions (per identity, or the shared
+    /// anonymous budget): 429 with `Retry-After`; the new inner session is ended.
+    TooManySessions,
     /// The body of a refused request did not arrive within the time limit: 408.
     BodyTimeout,
     /// A `GET` or `DELETE` naming a sessionless protocol revision (2026-07-28 or later), which has
@@ -82,6 +85,7 @@ impl RejectionReason {
             Self::InvalidIdentity => "invalid_identity",
             Self::BindConflict => "bind_conflict",
             Self::InvalidMintedSessionId => "invalid_minted_session_id",
+            Self::TooManySessions => "too_many_sessions",
             Self::BodyTimeout => "body_timeout",
             Self::SessionlessMethod => "sessionless_method",
             Self::CredentialsWithoutIdentity => "credentials_without_identity",
@@ -150,6 +154,12 @@ pub(crate) fn plain(reason: RejectionReason, detail: Option<&str>) -> Response<F
             code::SERVER_ERROR,
             "Unauthorized: the caller identity is invalid",
         ),
+        R::TooManySessions => (
+            StatusCode::TOO_MANY_REQUESTS,
+            code::SERVER_ERROR,
+            "Too many sessions: this caller already holds its limit of live sessions; end one \
+             (DELETE) or retry after the Retry-After delay",
+        ),
         R::BindConflict | R::InvalidMintedSessionId => (
             StatusCode::INTERNAL_SERVER_ERROR,
             code::INTERNAL_ERROR,
@@ -191,6 +201,17 @@ pub(crate) fn plain(reason: RejectionReason, detail: Option<&str>) -> Response<F
         }
         _ => {}
     }
+    response
+}
+
+/// The 429 for a caller at its session limit, with `Retry-After` in whole seconds (rounded up,
+/// at least 1).
+pub(crate) fn too_many_sessions(retry_after: std::time::Duration) -> Response<Full<Bytes>> {
+    let mut response = plain(RejectionReason::TooManySessions, None);
+    let secs = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
     response
 }
 
@@ -367,6 +388,20 @@ mod tests {
         .await;
         assert_eq!(status, StatusCode::FORBIDDEN);
         assert!(value.get("id").is_none());
+    }
+
+    #[test]
+    fn too_many_sessions_is_429_with_retry_after_in_whole_seconds() {
+        for (wait, header) in [(1, "1"), (1_000, "1"), (1_001, "2"), (86_400_000, "86400")] {
+            let response = too_many_sessions(std::time::Duration::from_millis(wait));
+            assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+            assert_eq!(response.headers()[header::RETRY_AFTER], header);
+            assert_eq!(
+                response.extensions().get::<RejectionReason>(),
+                Some(&RejectionReason::TooManySessions)
+            );
+        }
+        assert_eq!(RejectionReason::TooManySessions.code(), "too_many_sessions");
     }
 
     #[test]

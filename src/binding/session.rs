@@ -267,7 +267,8 @@ where
             return refuse(RejectionReason::MissingIdentity);
         }
     };
-    let (tombstone, reason) = match store.bind(key, &owner, config.binding_ttl).await {
+    let limit = config.session_limit(&owner);
+    let (tombstone, reason) = match store.bind(key, &owner, config.binding_ttl, limit).await {
         Ok(BindOutcome::Created) => {
             trace::bound(caller.as_ref(), key);
             if config.end_session_uri.is_none()
@@ -276,6 +277,13 @@ where
                 *created_at = Some(head);
             }
             return response.map(ResponseBody::inner);
+        }
+        Ok(BindOutcome::LimitReached { retry_after }) => {
+            // Nothing was written: no tombstone; the inner session is ended and no id leaves.
+            let reason = RejectionReason::TooManySessions;
+            trace::rejected(reason, caller.as_ref(), Some(key), None);
+            end_session(inner, store, None, config, head, session, caller).await;
+            return reject::too_many_sessions(retry_after).map(ResponseBody::answer);
         }
         Ok(BindOutcome::AlreadyBound(_) | BindOutcome::AlreadyEnded) => {
             trace::rejected(

@@ -11,8 +11,9 @@
 //! }
 //! ```
 //!
-//! The checks use fresh random session ids, so they can run against a store that holds other
-//! data (a shared Redis, say). They sleep for a few hundred milliseconds to observe expiry; the
+//! The checks use fresh random session ids and fresh users, so they can run against a store that
+//! holds other data (a shared Redis, say). [`anonymous_budget_is_separate`] counts the anonymous
+//! bindings already there; nothing else may bind or end anonymous sessions while it runs. They sleep for a few hundred milliseconds to observe expiry; the
 //! whole suite takes about three seconds.
 
 use std::{
@@ -26,6 +27,8 @@ use crate::Identity;
 const LONG: Duration = Duration::from_secs(300);
 /// Short enough to wait out, long enough not to expire between two calls on a busy machine.
 const SHORT: Duration = Duration::from_millis(600);
+/// The limit the checks that are not about limits pass.
+const NO_LIMIT: usize = usize::MAX;
 
 /// Runs every check.
 pub async fn run_all<S: BindingStore>(store: &S) {
@@ -36,6 +39,11 @@ pub async fn run_all<S: BindingStore>(store: &S) {
     tombstones_expire(store).await;
     sliding_expiry_keeps_active_sessions(store).await;
     concurrent_binds_have_one_winner(store).await;
+    limit_counts_live_bindings_per_owner(store).await;
+    ending_a_binding_frees_its_slot(store).await;
+    expiry_frees_a_slot_and_sliding_keeps_it(store).await;
+    concurrent_binds_never_exceed_the_limit(store).await;
+    anonymous_budget_is_separate(store).await;
 }
 
 /// A session key no other check or run uses.
@@ -53,6 +61,15 @@ fn user(sub: &str) -> Owner {
     Owner::User(Identity::new("https://issuer.example", sub).expect("valid identity"))
 }
 
+/// A user no other check or run uses.
+fn fresh_user() -> Owner {
+    user(&format!("user-{}", fresh_key().to_hex()))
+}
+
+fn is_limit(outcome: &BindOutcome) -> bool {
+    matches!(outcome, BindOutcome::LimitReached { .. })
+}
+
 /// `bind` creates once, then reports the existing owner and never overwrites it.
 pub async fn bind_is_insert_if_absent<S: BindingStore>(store: &S) {
     let key = fresh_key();
@@ -63,16 +80,16 @@ pub async fn bind_is_insert_if_absent<S: BindingStore>(store: &S) {
         "a fresh key is missing"
     );
     assert_eq!(
-        store.bind(key, &alice, LONG).await.expect("bind"),
+        store.bind(key, &alice, LONG, NO_LIMIT).await.expect("bind"),
         BindOutcome::Created
     );
     assert_eq!(
-        store.bind(key, &bob, LONG).await.expect("bind"),
+        store.bind(key, &bob, LONG, NO_LIMIT).await.expect("bind"),
         BindOutcome::AlreadyBound(alice.clone()),
         "a second bind must report the first owner"
     );
     assert_eq!(
-        store.bind(key, &alice, LONG).await.expect("bind"),
+        store.bind(key, &alice, LONG, NO_LIMIT).await.expect("bind"),
         BindOutcome::AlreadyBound(alice.clone()),
         "a second bind by the same owner is not a create"
     );
@@ -94,7 +111,7 @@ pub async fn anonymous_and_users_are_distinct<S: BindingStore>(store: &S) {
     let anon = fresh_key();
     assert_eq!(
         store
-            .bind(anon, &Owner::Anonymous, LONG)
+            .bind(anon, &Owner::Anonymous, LONG, NO_LIMIT)
             .await
             .expect("bind"),
         BindOutcome::Created
@@ -106,7 +123,10 @@ pub async fn anonymous_and_users_are_distinct<S: BindingStore>(store: &S) {
 
     let key = fresh_key();
     let other_issuer = Owner::User(Identity::new("https://other.example", "alice").expect("valid"));
-    store.bind(key, &other_issuer, LONG).await.expect("bind");
+    store
+        .bind(key, &other_issuer, LONG, NO_LIMIT)
+        .await
+        .expect("bind");
     let found = store.lookup(key, None).await.expect("lookup");
     assert_eq!(
         found,
@@ -119,7 +139,10 @@ pub async fn anonymous_and_users_are_distinct<S: BindingStore>(store: &S) {
 /// `end` leaves a tombstone, is idempotent, and a tombstoned key cannot be bound again.
 pub async fn end_is_a_tombstone_and_idempotent<S: BindingStore>(store: &S) {
     let key = fresh_key();
-    store.bind(key, &user("alice"), LONG).await.expect("bind");
+    store
+        .bind(key, &user("alice"), LONG, NO_LIMIT)
+        .await
+        .expect("bind");
     store.end(key, LONG).await.expect("end");
     assert_eq!(
         store.lookup(key, None).await.expect("lookup"),
@@ -131,7 +154,10 @@ pub async fn end_is_a_tombstone_and_idempotent<S: BindingStore>(store: &S) {
         Lookup::Ended
     );
     assert_eq!(
-        store.bind(key, &user("mallory"), LONG).await.expect("bind"),
+        store
+            .bind(key, &user("mallory"), LONG, NO_LIMIT)
+            .await
+            .expect("bind"),
         BindOutcome::AlreadyEnded,
         "an ended session is never re-bound"
     );
@@ -155,7 +181,10 @@ pub async fn end_is_a_tombstone_and_idempotent<S: BindingStore>(store: &S) {
 /// A binding is missing after its TTL, and the key can then be bound afresh.
 pub async fn bindings_expire<S: BindingStore>(store: &S) {
     let key = fresh_key();
-    store.bind(key, &user("alice"), SHORT).await.expect("bind");
+    store
+        .bind(key, &user("alice"), SHORT, NO_LIMIT)
+        .await
+        .expect("bind");
     assert_eq!(
         store.lookup(key, None).await.expect("lookup"),
         Lookup::Bound(user("alice"))
@@ -167,7 +196,10 @@ pub async fn bindings_expire<S: BindingStore>(store: &S) {
         "expired binding"
     );
     assert_eq!(
-        store.bind(key, &user("bob"), LONG).await.expect("bind"),
+        store
+            .bind(key, &user("bob"), LONG, NO_LIMIT)
+            .await
+            .expect("bind"),
         BindOutcome::Created
     );
 }
@@ -175,7 +207,10 @@ pub async fn bindings_expire<S: BindingStore>(store: &S) {
 /// A tombstone is missing after its own TTL.
 pub async fn tombstones_expire<S: BindingStore>(store: &S) {
     let key = fresh_key();
-    store.bind(key, &user("alice"), LONG).await.expect("bind");
+    store
+        .bind(key, &user("alice"), LONG, NO_LIMIT)
+        .await
+        .expect("bind");
     store.end(key, SHORT).await.expect("end");
     assert_eq!(
         store.lookup(key, None).await.expect("lookup"),
@@ -193,10 +228,13 @@ pub async fn tombstones_expire<S: BindingStore>(store: &S) {
 pub async fn sliding_expiry_keeps_active_sessions<S: BindingStore>(store: &S) {
     let (active, idle) = (fresh_key(), fresh_key());
     store
-        .bind(active, &user("alice"), SHORT)
+        .bind(active, &user("alice"), SHORT, NO_LIMIT)
         .await
         .expect("bind");
-    store.bind(idle, &user("alice"), SHORT).await.expect("bind");
+    store
+        .bind(idle, &user("alice"), SHORT, NO_LIMIT)
+        .await
+        .expect("bind");
     let step = SHORT / 4;
     for _ in 0..12 {
         tokio::time::sleep(step).await;
@@ -218,9 +256,12 @@ pub async fn concurrent_binds_have_one_winner<S: BindingStore>(store: &S) {
     for _ in 0..20 {
         let key = fresh_key();
         let owners: Vec<Owner> = (0..16).map(|i| user(&format!("user-{i}"))).collect();
-        let outcomes =
-            futures::future::join_all(owners.iter().map(|owner| store.bind(key, owner, LONG)))
-                .await;
+        let outcomes = futures::future::join_all(
+            owners
+                .iter()
+                .map(|owner| store.bind(key, owner, LONG, NO_LIMIT)),
+        )
+        .await;
         let outcomes: Vec<BindOutcome> = outcomes.into_iter().map(|r| r.expect("bind")).collect();
         let winners: Vec<usize> = (0..owners.len())
             .filter(|&i| outcomes[i] == BindOutcome::Created)
@@ -235,4 +276,211 @@ pub async fn concurrent_binds_have_one_winner<S: BindingStore>(store: &S) {
             Lookup::Bound(winner)
         );
     }
+}
+
+/// `bind` creates at most `limit` live bindings per owner; over it nothing is written and the
+/// outcome says how long until the oldest expires. Other owners are not affected, and a key that
+/// is already bound reports its owner whatever the count.
+pub async fn limit_counts_live_bindings_per_owner<S: BindingStore>(store: &S) {
+    let (alice, bob) = (fresh_user(), fresh_user());
+    let keys: Vec<SessionKey> = (0..3).map(|_| fresh_key()).collect();
+    for key in &keys {
+        assert_eq!(
+            store.bind(*key, &alice, LONG, 3).await.expect("bind"),
+            BindOutcome::Created,
+            "under the limit"
+        );
+    }
+    let over = fresh_key();
+    let outcome = store.bind(over, &alice, LONG, 3).await.expect("bind");
+    let BindOutcome::LimitReached { retry_after } = outcome else {
+        panic!("a fourth live binding with limit 3 must be refused: {outcome:?}");
+    };
+    assert!(
+        retry_after > Duration::ZERO && retry_after <= LONG,
+        "retry_after is the time until the oldest binding expires: {retry_after:?}"
+    );
+    assert_eq!(
+        store.lookup(over, None).await.expect("lookup"),
+        Lookup::Missing,
+        "a refused bind writes nothing"
+    );
+    assert_eq!(
+        store.bind(keys[0], &alice, LONG, 3).await.expect("bind"),
+        BindOutcome::AlreadyBound(alice.clone()),
+        "an existing key is reported, not counted"
+    );
+    assert_eq!(
+        store.bind(over, &bob, LONG, 3).await.expect("bind"),
+        BindOutcome::Created,
+        "another owner has its own count"
+    );
+    assert!(
+        is_limit(
+            &store
+                .bind(fresh_key(), &alice, LONG, 0)
+                .await
+                .expect("bind")
+        ),
+        "limit 0 refuses"
+    );
+    assert!(
+        is_limit(&store.bind(fresh_key(), &bob, LONG, 1).await.expect("bind")),
+        "bob holds one"
+    );
+}
+
+/// Ending a binding (the owner's `DELETE`, or a refusal) frees its slot at once; ending it twice
+/// frees nothing more.
+pub async fn ending_a_binding_frees_its_slot<S: BindingStore>(store: &S) {
+    let alice = fresh_user();
+    let (a, b) = (fresh_key(), fresh_key());
+    store.bind(a, &alice, LONG, 2).await.expect("bind");
+    store.bind(b, &alice, LONG, 2).await.expect("bind");
+    assert!(is_limit(
+        &store
+            .bind(fresh_key(), &alice, LONG, 2)
+            .await
+            .expect("bind")
+    ));
+    store.end(a, LONG).await.expect("end");
+    store.end(a, LONG).await.expect("a second end");
+    let c = fresh_key();
+    assert_eq!(
+        store.bind(c, &alice, LONG, 2).await.expect("bind"),
+        BindOutcome::Created,
+        "the ended binding's slot is free"
+    );
+    assert!(
+        is_limit(
+            &store
+                .bind(fresh_key(), &alice, LONG, 2)
+                .await
+                .expect("bind")
+        ),
+        "and only that one"
+    );
+    // Ending a key that was never bound frees nothing.
+    store.end(fresh_key(), LONG).await.expect("end");
+    assert!(is_limit(
+        &store
+            .bind(fresh_key(), &alice, LONG, 2)
+            .await
+            .expect("bind")
+    ));
+}
+
+/// An expired binding frees its slot; a binding kept alive by sliding lookups keeps it, past its
+/// first TTL.
+pub async fn expiry_frees_a_slot_and_sliding_keeps_it<S: BindingStore>(store: &S) {
+    let (alice, bob) = (fresh_user(), fresh_user());
+    store
+        .bind(fresh_key(), &alice, SHORT, 1)
+        .await
+        .expect("bind");
+    let active = fresh_key();
+    store.bind(active, &bob, SHORT, 1).await.expect("bind");
+    let outcome = store
+        .bind(fresh_key(), &alice, SHORT, 1)
+        .await
+        .expect("bind");
+    let BindOutcome::LimitReached { retry_after } = outcome else {
+        panic!("alice holds her one binding: {outcome:?}");
+    };
+    assert!(retry_after <= SHORT, "{retry_after:?}");
+    let step = SHORT / 4;
+    for _ in 0..12 {
+        tokio::time::sleep(step).await;
+        assert_eq!(
+            store.lookup(active, Some(SHORT)).await.expect("lookup"),
+            Lookup::Bound(bob.clone())
+        );
+    }
+    assert_eq!(
+        store
+            .bind(fresh_key(), &alice, SHORT, 1)
+            .await
+            .expect("bind"),
+        BindOutcome::Created,
+        "an expired binding frees its slot"
+    );
+    assert!(
+        is_limit(&store.bind(fresh_key(), &bob, SHORT, 1).await.expect("bind")),
+        "a binding kept alive by sliding still counts after its first TTL"
+    );
+}
+
+/// Many concurrent binds of one owner: exactly `limit` succeed.
+pub async fn concurrent_binds_never_exceed_the_limit<S: BindingStore>(store: &S) {
+    for _ in 0..5 {
+        let alice = fresh_user();
+        let keys: Vec<SessionKey> = (0..16).map(|_| fresh_key()).collect();
+        let outcomes =
+            futures::future::join_all(keys.iter().map(|key| store.bind(*key, &alice, LONG, 5)))
+                .await;
+        let created = outcomes
+            .into_iter()
+            .map(|r| r.expect("bind"))
+            .filter(|o| *o == BindOutcome::Created)
+            .count();
+        assert_eq!(created, 5, "exactly the limit of concurrent binds succeed");
+    }
+}
+
+/// All anonymous sessions share one budget, separate from every user's: at the anonymous limit,
+/// users still bind; ending an anonymous binding frees an anonymous slot.
+pub async fn anonymous_budget_is_separate<S: BindingStore>(store: &S) {
+    // How many live anonymous bindings the store already holds: the first limit that admits one
+    // more is that count plus one.
+    let first = fresh_key();
+    let mut held = None;
+    for limit in 1..=1000 {
+        match store
+            .bind(first, &Owner::Anonymous, LONG, limit)
+            .await
+            .expect("bind")
+        {
+            BindOutcome::Created => {
+                held = Some(limit);
+                break;
+            }
+            outcome => assert!(is_limit(&outcome), "{outcome:?}"),
+        }
+    }
+    let held = held.expect("the store holds fewer than 1000 live anonymous bindings");
+    let second = fresh_key();
+    assert_eq!(
+        store
+            .bind(second, &Owner::Anonymous, LONG, held + 1)
+            .await
+            .expect("bind"),
+        BindOutcome::Created
+    );
+    assert!(
+        is_limit(
+            &store
+                .bind(fresh_key(), &Owner::Anonymous, LONG, held + 1)
+                .await
+                .expect("bind")
+        ),
+        "the anonymous budget is spent"
+    );
+    assert_eq!(
+        store
+            .bind(fresh_key(), &fresh_user(), LONG, 1)
+            .await
+            .expect("bind"),
+        BindOutcome::Created,
+        "a spent anonymous budget never locks out a user"
+    );
+    store.end(first, LONG).await.expect("end");
+    assert_eq!(
+        store
+            .bind(fresh_key(), &Owner::Anonymous, LONG, held + 1)
+            .await
+            .expect("bind"),
+        BindOutcome::Created,
+        "ending an anonymous binding frees an anonymous slot"
+    );
+    store.end(second, LONG).await.expect("end");
 }

@@ -1,10 +1,11 @@
 //! [`MemoryStore`]: bindings in this process, on `dashmap`.
 
 use std::{
+    collections::VecDeque,
     fmt,
     hash::{BuildHasherDefault, Hasher},
     sync::{
-        Arc, Mutex,
+        Arc, Mutex, MutexGuard,
         atomic::{AtomicU64, AtomicUsize, Ordering},
     },
     time::{Duration, Instant},
@@ -16,15 +17,40 @@ use futures::future::{self, BoxFuture, FutureExt};
 use super::{BindOutcome, BindingStore, Lookup, Owner, SessionKey, StoreError, StoreErrorKind};
 use crate::Identity;
 
+/// Entries the reclaimer examines per write (bind or end), at most.
+const RECLAIM_STEP: usize = 64;
+/// The reclaimer stops early once it has passed over this many live entries: each write pays
+/// for a few live entries, and for as many expired ones as it finds, up to [`RECLAIM_STEP`].
+const RECLAIM_LIVE: usize = 4;
+/// Entries a bind into a full store examines to make room (expired entries, then tombstones).
+const ROOM_STEP: usize = 1024;
+/// Keys of one owner's index a bind at that owner's limit examines, at most.
+const OWNER_SCAN: usize = 256;
+/// Keys of the owner's index every bind examines, to keep the index near the live count.
+const OWNER_TIDY: usize = 2;
+
 /// Bindings in this process's memory: the default store.
 ///
 /// - Built on `dashmap`'s entry API: a bind is one insert-if-absent under the shard lock, so two
 ///   concurrent binds of one id cannot both win.
-/// - Expires bindings and tombstones lazily (an expired entry reads as missing and is replaced by
-///   the next bind) and in [`sweep`](Self::sweep), which [`spawn_sweeper`](Self::spawn_sweeper)
-///   runs periodically.
-/// - Optional [capacity](Self::with_capacity): when full, new binds fail with
-///   [`StoreErrorKind::CapacityExceeded`] (the layer answers 503). A live binding is never evicted.
+/// - **Reclaims expired entries by itself.** Every write (a bind or an end) also advances a
+///   reclaimer over the entries in the order they were written: it examines up to 64 of them,
+///   removes those that expired, and stops early after passing over 4 live ones. So no request
+///   pays more than that bounded step, no task or thread is needed (any runtime, or none), and
+///   expired bindings and tombstones stay a bounded fraction of the store while it is written
+///   to. The matching path (a lookup that finds the owner) does no reclaiming work. An expired
+///   entry also reads as missing at once, and is replaced by the next bind of its key.
+///   [`sweep`](Self::sweep) and [`spawn_sweeper`](Self::spawn_sweeper) remain for a store that
+///   is no longer written to.
+/// - **Per-owner limit** (see [`BindingStore::bind`]): exact, since the binds of one owner are
+///   serialized on that owner's lock. A bind at the limit first reclaims that owner's expired
+///   bindings (up to 256 of its keys) and reports
+///   [`LimitReached`](BindOutcome::LimitReached) only when the owner really holds `limit` live
+///   ones.
+/// - Optional [capacity](Self::with_capacity): when full, a new bind first reclaims expired
+///   entries, then evicts the oldest tombstones, and only then fails with
+///   [`StoreErrorKind::CapacityExceeded`] (the layer answers 503). A live binding is never
+///   evicted. Anonymous bindings may fill at most half of the capacity.
 /// - Sessions of one user share one copy of the identity strings, and users of one issuer one
 ///   copy of the issuer.
 /// - Answers synchronously ([`BindingStore::lookup_now`]), so the layer's matching path does not
@@ -36,12 +62,25 @@ use crate::Identity;
 /// use std::time::Duration;
 /// use mcp_session_binding::{Identity, store::*};
 ///
+/// # futures::executor::block_on(async {
 /// let store = MemoryStore::new().with_capacity(100_000);
-/// let key = SessionKey::from_session_id("s-1");
 /// let alice = Owner::User(Identity::new("https://i.example", "alice").unwrap());
-/// let found = store.lookup_now(key, None).unwrap().unwrap();
-/// assert_eq!(found, Lookup::Missing);
-/// # let _ = alice;
+/// let ttl = Duration::from_secs(60);
+/// // At most two live sessions for alice:
+/// for id in ["s-1", "s-2"] {
+///     let key = SessionKey::from_session_id(id);
+///     assert_eq!(store.bind(key, &alice, ttl, 2).await.unwrap(), BindOutcome::Created);
+/// }
+/// let third = SessionKey::from_session_id("s-3");
+/// assert!(matches!(
+///     store.bind(third, &alice, ttl, 2).await.unwrap(),
+///     BindOutcome::LimitReached { .. }
+/// ));
+/// // Ending one frees its slot.
+/// store.end(SessionKey::from_session_id("s-1"), ttl).await.unwrap();
+/// assert_eq!(store.bind(third, &alice, ttl, 2).await.unwrap(), BindOutcome::Created);
+/// assert_eq!(store.lookup_now(third, None).unwrap().unwrap(), Lookup::Bound(alice));
+/// # });
 /// ```
 #[derive(Clone, Default)]
 pub struct MemoryStore {
@@ -50,15 +89,23 @@ pub struct MemoryStore {
 
 struct Inner {
     map: DashMap<SessionKey, Slot, BuildHasherDefault<KeyHasher>>,
-    /// Interned identities: one allocation per user, shared by all of its sessions. A set (the
-    /// map's key is the shared identity): 8 bytes a user in the table.
-    users: DashMap<Arc<Identity>, ()>,
+    /// Interned users: one entry (identity, live count, keys) per user with a binding, shared by
+    /// all of its sessions. A set (the map's key is the shared entry): 8 bytes a user in the
+    /// table.
+    users: DashMap<UserKey, ()>,
+    /// The one owner every anonymous session shares.
+    anonymous: Arc<OwnerEntry>,
     /// Interned issuers: one copy of each issuer string, shared by all of its users.
     issuers: DashMap<Arc<str>, ()>,
     len: AtomicUsize,
     capacity: Option<usize>,
     epoch: Instant,
-    last_full_sweep: Mutex<Option<Instant>>,
+    /// Every key of the map at least once, in the order written: the reclaimer's queue. Keys
+    /// found live go to the back; keys found expired or gone leave it.
+    written: Mutex<VecDeque<SessionKey>>,
+    /// Milliseconds added to the clock, for tests of expiry.
+    #[cfg(test)]
+    skew: AtomicU64,
 }
 
 impl Default for Inner {
@@ -66,19 +113,71 @@ impl Default for Inner {
         Self {
             map: DashMap::default(),
             users: DashMap::new(),
+            anonymous: Arc::new(OwnerEntry::new(None)),
             issuers: DashMap::new(),
             len: AtomicUsize::new(0),
             capacity: None,
             epoch: Instant::now(),
-            last_full_sweep: Mutex::new(None),
+            written: Mutex::new(VecDeque::new()),
+            #[cfg(test)]
+            skew: AtomicU64::new(0),
         }
     }
 }
 
+/// One owner: a user, or the anonymous owner.
+struct OwnerEntry {
+    /// The user; for the anonymous owner, empty strings (which no [`Identity::new`] accepts).
+    id: Identity,
+    anonymous: bool,
+    /// Bound slots of this owner that exist, expired ones included until reclaimed. Counted by
+    /// [`Slot`] itself (up when a bound slot is made, down when it is dropped), so every way a
+    /// binding leaves the map (end, expiry, sweep, replacement) frees its slot.
+    live: AtomicUsize,
+    /// The keys this owner bound, oldest first. May still name keys since ended, expired or
+    /// reclaimed: they are dropped when examined. Locked by binds of this owner only, which
+    /// makes the limit check and the insert one step.
+    keys: Mutex<VecDeque<SessionKey>>,
+}
+
+impl OwnerEntry {
+    fn new(id: Option<Identity>) -> Self {
+        Self {
+            anonymous: id.is_none(),
+            id: id.unwrap_or_else(|| Identity::from_shared(Arc::from(""), Arc::from(""))),
+            live: AtomicUsize::new(0),
+            keys: Mutex::new(VecDeque::new()),
+        }
+    }
+}
+
+/// An interned user, looked up by its identity.
+struct UserKey(Arc<OwnerEntry>);
+
+impl std::borrow::Borrow<Identity> for UserKey {
+    fn borrow(&self) -> &Identity {
+        &self.0.id
+    }
+}
+
+impl std::hash::Hash for UserKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.0.id.hash(state);
+    }
+}
+
+impl PartialEq for UserKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.id == other.0.id
+    }
+}
+
+impl Eq for UserKey {}
+
 /// One map value: 16 bytes.
 struct Slot {
-    /// `None` for anonymous sessions and tombstones.
-    user: Option<Arc<Identity>>,
+    /// The owner of a binding; `None` for a tombstone.
+    owner: Option<Arc<OwnerEntry>>,
     /// Expiry in milliseconds since the store's epoch (below [`ENDED`]), with [`ENDED`] set for a
     /// tombstone. The state never changes in place: a tombstone replaces the slot.
     word: AtomicU64,
@@ -95,15 +194,19 @@ enum State {
 }
 
 impl Slot {
-    fn new(user: Option<Arc<Identity>>, expires_at: u64, state: State) -> Self {
-        let expires_at = expires_at.min(ENDED - 1);
-        let word = match state {
-            State::Bound => expires_at,
-            State::Ended => expires_at | ENDED,
-        };
+    /// A binding of `owner`: counts towards its limit until dropped.
+    fn bound(owner: Arc<OwnerEntry>, expires_at: u64) -> Self {
+        owner.live.fetch_add(1, Ordering::Relaxed);
         Self {
-            user,
-            word: AtomicU64::new(word),
+            owner: Some(owner),
+            word: AtomicU64::new(expires_at.min(ENDED - 1)),
+        }
+    }
+
+    fn ended(expires_at: u64) -> Self {
+        Self {
+            owner: None,
+            word: AtomicU64::new(expires_at.min(ENDED - 1) | ENDED),
         }
     }
 
@@ -123,10 +226,14 @@ impl Slot {
         self.expires_at() <= now
     }
 
+    fn is_owned_by(&self, owner: &Arc<OwnerEntry>) -> bool {
+        self.owner.as_ref().is_some_and(|o| Arc::ptr_eq(o, owner))
+    }
+
     fn owner(&self) -> Owner {
-        match &self.user {
-            Some(id) => Owner::User(Identity::clone(id)),
-            None => Owner::Anonymous,
+        match self.owner.as_deref() {
+            Some(owner) if !owner.anonymous => Owner::User(owner.id.clone()),
+            _ => Owner::Anonymous,
         }
     }
 
@@ -134,6 +241,14 @@ impl Slot {
         match self.state() {
             State::Bound => Lookup::Bound(self.owner()),
             State::Ended => Lookup::Ended,
+        }
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        if let Some(owner) = &self.owner {
+            owner.live.fetch_sub(1, Ordering::Relaxed);
         }
     }
 }
@@ -161,6 +276,12 @@ fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 impl MemoryStore {
     /// An empty, unbounded store.
     #[must_use]
@@ -168,9 +289,37 @@ impl MemoryStore {
         Self::default()
     }
 
-    /// Bounds the number of entries (bindings and tombstones). When full, a new bind first sweeps
-    /// expired entries (at most once a second) and then fails with
-    /// [`StoreErrorKind::CapacityExceeded`].
+    /// Bounds the number of entries (bindings and tombstones).
+    ///
+    /// When full, a new bind first reclaims expired entries, then evicts the oldest tombstones
+    /// (at most 1,024 entries examined), and then fails with
+    /// [`StoreErrorKind::CapacityExceeded`] (503). A live binding is never evicted.
+    ///
+    /// - Anonymous bindings may take at most half of `capacity`, whatever limit the layer asks
+    ///   for, so anonymous callers can never fill the store and lock authenticated users out.
+    /// - Evicting a tombstone early turns that ended session from "ended" into "unknown": both
+    ///   answer 404, and the id is never bound again unless the inner server mints the same id
+    ///   anew. That is the trade-off for never refusing a bind because of tombstones.
+    /// - Only many identities, each within its own limit, can fill it with live bindings: size
+    ///   it for your users times their per-identity limit, or accept 503s past that.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use mcp_session_binding::store::*;
+    ///
+    /// # futures::executor::block_on(async {
+    /// let store = MemoryStore::new().with_capacity(4);
+    /// let ttl = Duration::from_secs(60);
+    /// let mut created = 0;
+    /// for i in 0..10 {
+    ///     let key = SessionKey::from_session_id(&format!("anon-{i}"));
+    ///     if store.bind(key, &Owner::Anonymous, ttl, usize::MAX).await.unwrap() == BindOutcome::Created {
+    ///         created += 1;
+    ///     }
+    /// }
+    /// assert_eq!(created, 2, "anonymous sessions fill half the capacity at most");
+    /// # });
+    /// ```
     #[must_use]
     pub fn with_capacity(self, capacity: usize) -> Self {
         Self {
@@ -181,7 +330,7 @@ impl MemoryStore {
         }
     }
 
-    /// Number of entries, bindings and tombstones, expired ones included until swept.
+    /// Number of entries, bindings and tombstones, expired ones included until reclaimed.
     #[must_use]
     pub fn len(&self) -> usize {
         self.inner.len.load(Ordering::Relaxed)
@@ -193,8 +342,11 @@ impl MemoryStore {
         self.len() == 0
     }
 
-    /// Removes expired entries, and interned identities no session uses any more. Returns how many
-    /// entries it removed.
+    /// Removes every expired entry at once, and interned identities no session uses any more.
+    /// Returns how many entries it removed.
+    ///
+    /// Not needed for a store in use: writes reclaim expired entries as they go (see the type's
+    /// docs). It holds each shard's lock while it walks it, so lookups on that shard wait.
     pub fn sweep(&self) -> usize {
         let now = self.inner.now();
         let before = self.inner.map.len();
@@ -203,7 +355,7 @@ impl MemoryStore {
         self.inner.len.fetch_sub(removed, Ordering::Relaxed);
         self.inner
             .users
-            .retain(|shared, ()| Arc::strong_count(shared) > 1);
+            .retain(|shared, ()| Arc::strong_count(&shared.0) > 1);
         self.inner
             .issuers
             .retain(|shared, ()| Arc::strong_count(shared) > 1);
@@ -211,7 +363,8 @@ impl MemoryStore {
     }
 
     /// Runs [`sweep`](Self::sweep) every `period` on the current tokio runtime, until the returned
-    /// handle is aborted.
+    /// handle is aborted. Optional: writes reclaim expired entries by themselves; a sweeper only
+    /// helps a store that stops being written to while it still holds many expired entries.
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")]
@@ -235,17 +388,19 @@ impl MemoryStore {
         })
     }
 
-    fn intern(&self, owner: &Owner) -> Option<Arc<Identity>> {
+    /// The owner entry of `owner`, interned.
+    fn owner_entry(&self, owner: &Owner) -> Arc<OwnerEntry> {
         let Owner::User(id) = owner else {
-            return None;
+            return Arc::clone(&self.inner.anonymous);
         };
         if let Some(user) = self.inner.users.get(id) {
-            return Some(Arc::clone(user.key()));
+            return Arc::clone(&user.key().0);
         }
         let (iss, sub) = id.shared_parts();
-        let user = Arc::new(Identity::from_shared(self.intern_issuer(iss), sub.clone()));
+        let id = Identity::from_shared(self.intern_issuer(iss), sub.clone());
         // A concurrent bind may have interned the same user since: the entry keeps the first.
-        Some(Arc::clone(self.inner.users.entry(user).or_insert(()).key()))
+        let user = UserKey(Arc::new(OwnerEntry::new(Some(id))));
+        Arc::clone(&self.inner.users.entry(user).or_insert(()).key().0)
     }
 
     fn intern_issuer(&self, iss: &Arc<str>) -> Arc<str> {
@@ -261,35 +416,74 @@ impl MemoryStore {
         )
     }
 
+    /// The most live anonymous bindings this store accepts, whatever the layer asks for.
+    fn anonymous_ceiling(&self) -> usize {
+        self.inner.capacity.map_or(usize::MAX, |cap| cap / 2)
+    }
+
     fn bind_now(
         &self,
         key: SessionKey,
         owner: &Owner,
         ttl: Duration,
+        limit: usize,
     ) -> Result<BindOutcome, StoreError> {
-        let now = self.inner.now();
-        let slot = || {
-            Slot::new(
-                self.intern(owner),
-                now.saturating_add(millis(ttl)),
-                State::Bound,
-            )
+        let entry = self.owner_entry(owner);
+        let limit = match owner {
+            Owner::Anonymous => limit.min(self.anonymous_ceiling()),
+            Owner::User(_) => limit,
         };
-        if self.is_full() {
-            self.sweep_when_full();
+        let (outcome, inserted) = {
+            let mut keys = lock(&entry.keys);
+            self.bind_locked(&entry, &mut keys, key, ttl, limit)?
+        };
+        drop(entry);
+        let mut written = lock(&self.inner.written);
+        if inserted {
+            written.push_back(key);
         }
-        match self.inner.map.entry(key) {
-            Entry::Occupied(mut entry) => {
-                if entry.get().expired(now) {
-                    entry.insert(slot());
-                    return Ok(BindOutcome::Created);
-                }
-                Ok(match entry.get().state() {
-                    State::Bound => BindOutcome::AlreadyBound(entry.get().owner()),
-                    State::Ended => BindOutcome::AlreadyEnded,
-                })
+        self.reclaim(&mut written, self.inner.now(), RECLAIM_STEP, RECLAIM_LIVE);
+        Ok(outcome)
+    }
+
+    /// A bind, under the owner's lock: the count cannot grow meanwhile, since only binds of this
+    /// owner make its bound slots. Returns the outcome, and whether a new key entered the map.
+    fn bind_locked(
+        &self,
+        entry: &Arc<OwnerEntry>,
+        keys: &mut VecDeque<SessionKey>,
+        key: SessionKey,
+        ttl: Duration,
+        limit: usize,
+    ) -> Result<(BindOutcome, bool), StoreError> {
+        let now = self.inner.now();
+        let expires_at = now.saturating_add(millis(ttl));
+        self.scan_owner(entry, keys, now, OWNER_TIDY);
+        if let Some(found) = self.existing(key, now) {
+            return Ok((found, false));
+        }
+        if entry.live.load(Ordering::Relaxed) >= limit {
+            let earliest = self.scan_owner(entry, keys, now, OWNER_SCAN);
+            if entry.live.load(Ordering::Relaxed) >= limit {
+                let wait = earliest.map_or(ttl, |at| Duration::from_millis(at.saturating_sub(now)));
+                let retry_after = wait.max(Duration::from_millis(1));
+                return Ok((BindOutcome::LimitReached { retry_after }, false));
             }
-            Entry::Vacant(entry) => {
+        }
+        if self.is_full() {
+            self.make_room();
+        }
+        let outcome = match self.inner.map.entry(key) {
+            Entry::Occupied(mut occupied) => {
+                if occupied.get().expired(now) {
+                    // The old slot is dropped here, which frees its owner's slot.
+                    occupied.insert(Slot::bound(Arc::clone(entry), expires_at));
+                    (BindOutcome::Created, false)
+                } else {
+                    (found(occupied.get()), false)
+                }
+            }
+            Entry::Vacant(vacant) => {
                 let taken = self.inner.len.fetch_add(1, Ordering::Relaxed);
                 if self.inner.capacity.is_some_and(|cap| taken >= cap) {
                     self.inner.len.fetch_sub(1, Ordering::Relaxed);
@@ -298,8 +492,115 @@ impl MemoryStore {
                         format!("memory store holds its capacity of {taken} entries"),
                     ));
                 }
-                entry.insert(slot());
-                Ok(BindOutcome::Created)
+                vacant.insert(Slot::bound(Arc::clone(entry), expires_at));
+                (BindOutcome::Created, true)
+            }
+        };
+        if outcome.0 == BindOutcome::Created {
+            keys.push_back(key);
+        }
+        Ok(outcome)
+    }
+
+    /// What a live entry at `key` means to a bind, if there is one.
+    fn existing(&self, key: SessionKey, now: u64) -> Option<BindOutcome> {
+        let slot = self.inner.map.get(&key)?;
+        (!slot.expired(now)).then(|| found(&slot))
+    }
+
+    /// Examines up to `budget` keys at the front of an owner's index: keys of live bindings of
+    /// this owner go to the back, the others leave it (expired ones are reclaimed). Returns the
+    /// earliest expiry among the live ones seen.
+    fn scan_owner(
+        &self,
+        entry: &Arc<OwnerEntry>,
+        keys: &mut VecDeque<SessionKey>,
+        now: u64,
+        budget: usize,
+    ) -> Option<u64> {
+        let mut earliest: Option<u64> = None;
+        for _ in 0..budget.min(keys.len()) {
+            let Some(key) = keys.pop_front() else { break };
+            if let Some((expires_at, true)) = self.examine(key, now, Some(entry)) {
+                keys.push_back(key);
+                earliest = Some(earliest.map_or(expires_at, |e| e.min(expires_at)));
+            }
+        }
+        earliest
+    }
+
+    /// Looks at `key`: reclaims it if it expired. Returns `None` when no entry is left, else the
+    /// entry's expiry and whether it is a binding of `owner`.
+    fn examine(
+        &self,
+        key: SessionKey,
+        now: u64,
+        owner: Option<&Arc<OwnerEntry>>,
+    ) -> Option<(u64, bool)> {
+        let seen = self.inner.map.get(&key).map(|slot| {
+            (
+                slot.expired(now),
+                slot.expires_at(),
+                owner.is_some_and(|o| slot.is_owned_by(o)),
+            )
+        })?;
+        match seen {
+            (false, expires_at, mine) => Some((expires_at, mine)),
+            (true, ..) => {
+                if self.remove_if(key, |slot| slot.expired(now)) {
+                    None
+                } else {
+                    // Replaced meanwhile by a live entry (or removed by someone else).
+                    let slot = self.inner.map.get(&key)?;
+                    Some((
+                        slot.expires_at(),
+                        owner.is_some_and(|o| slot.is_owned_by(o)),
+                    ))
+                }
+            }
+        }
+    }
+
+    /// Removes the entry at `key` if `condition` holds; frees the interned user when that was
+    /// its last binding. Returns whether it removed one.
+    fn remove_if(&self, key: SessionKey, condition: impl FnOnce(&Slot) -> bool) -> bool {
+        match self.inner.map.remove_if(&key, |_, slot| condition(slot)) {
+            Some((_, slot)) => {
+                self.inner.len.fetch_sub(1, Ordering::Relaxed);
+                self.released(slot);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Drops a slot that left the map. When it held the last binding of a user, the user's
+    /// interned entry goes too (unless a bind holds it meanwhile).
+    fn released(&self, slot: Slot) {
+        let Some(owner) = slot.owner.clone() else {
+            return;
+        };
+        drop(slot);
+        if !owner.anonymous && Arc::strong_count(&owner) == 2 {
+            // Two: the table's and `owner`. A bind in flight holds a third.
+            self.inner
+                .users
+                .remove_if(&owner.id, |shared, ()| Arc::strong_count(&shared.0) == 2);
+        }
+    }
+
+    /// One step of the reclaimer: examines up to `budget` keys at the front of the queue,
+    /// reclaims the expired ones, sends live ones to the back, and stops after `live` of those.
+    fn reclaim(&self, queue: &mut VecDeque<SessionKey>, now: u64, budget: usize, live: usize) {
+        let mut seen_live = 0;
+        for _ in 0..budget.min(queue.len()) {
+            let Some(key) = queue.pop_front() else { break };
+            if self.examine(key, now, None).is_some() {
+                queue.push_back(key);
+                seen_live += 1;
+                if seen_live >= live {
+                    break;
+                }
             }
         }
     }
@@ -308,20 +609,22 @@ impl MemoryStore {
         self.inner.capacity.is_some_and(|cap| self.len() >= cap)
     }
 
-    fn sweep_when_full(&self) {
-        let now = Instant::now();
-        {
-            let mut last = self
-                .inner
-                .last_full_sweep
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            if last.is_some_and(|at| now.duration_since(at) < Duration::from_secs(1)) {
-                return;
+    /// Makes room in a full store: reclaims expired entries, then evicts tombstones, oldest
+    /// written first, examining at most [`ROOM_STEP`] entries. Never evicts a live binding.
+    fn make_room(&self) {
+        let now = self.inner.now();
+        let mut queue = lock(&self.inner.written);
+        for _ in 0..ROOM_STEP.min(queue.len()) {
+            if !self.is_full() {
+                break;
             }
-            *last = Some(now);
+            let Some(key) = queue.pop_front() else { break };
+            if self.examine(key, now, None).is_some()
+                && !self.remove_if(key, |slot| slot.state() == State::Ended)
+            {
+                queue.push_back(key);
+            }
         }
-        self.sweep();
     }
 
     fn lookup_sync(&self, key: SessionKey, slide: Option<Duration>) -> Lookup {
@@ -344,27 +647,26 @@ impl MemoryStore {
             }
             Some(_) => true,
         };
-        if expired
-            && self
-                .inner
-                .map
-                .remove_if(&key, |_, slot| slot.expired(now))
-                .is_some()
-        {
-            self.inner.len.fetch_sub(1, Ordering::Relaxed);
+        if expired {
+            self.remove_if(key, |slot| slot.expired(now));
         }
         Lookup::Missing
     }
 
     fn end_now(&self, key: SessionKey, tombstone_ttl: Duration) {
-        let tombstone = Slot::new(
-            None,
-            self.inner.now().saturating_add(millis(tombstone_ttl)),
-            State::Ended,
-        );
-        if self.inner.map.insert(key, tombstone).is_none() {
-            self.inner.len.fetch_add(1, Ordering::Relaxed);
+        let now = self.inner.now();
+        let tombstone = Slot::ended(now.saturating_add(millis(tombstone_ttl)));
+        let replaced = self.inner.map.insert(key, tombstone);
+        let mut written = lock(&self.inner.written);
+        match replaced {
+            // The key was already in the map, so it is already in the queue.
+            Some(old) => self.released(old),
+            None => {
+                self.inner.len.fetch_add(1, Ordering::Relaxed);
+                written.push_back(key);
+            }
         }
+        self.reclaim(&mut written, now, RECLAIM_STEP, RECLAIM_LIVE);
     }
 
     /// Milliseconds until the entry for `key` expires, for tests of sliding expiry.
@@ -378,10 +680,21 @@ impl MemoryStore {
     }
 }
 
+/// What a live slot means to a bind of its key.
+fn found(slot: &Slot) -> BindOutcome {
+    match slot.state() {
+        State::Bound => BindOutcome::AlreadyBound(slot.owner()),
+        State::Ended => BindOutcome::AlreadyEnded,
+    }
+}
+
 impl Inner {
     fn now(&self) -> u64 {
         // +1 so that a zero TTL is already expired.
-        millis(self.epoch.elapsed()) + 1
+        let now = millis(self.epoch.elapsed()) + 1;
+        #[cfg(test)]
+        let now = now + self.skew.load(Ordering::Relaxed);
+        now
     }
 }
 
@@ -400,8 +713,9 @@ impl BindingStore for MemoryStore {
         key: SessionKey,
         owner: &'a Owner,
         ttl: Duration,
+        limit: usize,
     ) -> BoxFuture<'a, Result<BindOutcome, StoreError>> {
-        future::ready(self.bind_now(key, owner, ttl)).boxed()
+        future::ready(self.bind_now(key, owner, ttl, limit)).boxed()
     }
 
     fn lookup(
@@ -434,6 +748,8 @@ impl BindingStore for MemoryStore {
 mod tests {
     use super::*;
 
+    const NO_LIMIT: usize = usize::MAX;
+
     fn alice() -> Owner {
         Owner::User(Identity::new("https://i.example", "alice").unwrap())
     }
@@ -459,7 +775,7 @@ mod tests {
                         (
                             owner.clone(),
                             store
-                                .bind_now(key, &owner, Duration::from_secs(60))
+                                .bind_now(key, &owner, Duration::from_secs(60), NO_LIMIT)
                                 .unwrap(),
                         )
                     })
@@ -495,14 +811,16 @@ mod tests {
             .map(|i| SessionKey::from_session_id(&i.to_string()))
             .collect();
         assert_eq!(
-            store.bind_now(keys[0], &alice(), ttl).unwrap(),
+            store.bind_now(keys[0], &alice(), ttl, NO_LIMIT).unwrap(),
             BindOutcome::Created
         );
         assert_eq!(
-            store.bind_now(keys[1], &alice(), ttl).unwrap(),
+            store.bind_now(keys[1], &alice(), ttl, NO_LIMIT).unwrap(),
             BindOutcome::Created
         );
-        let err = store.bind_now(keys[2], &alice(), ttl).unwrap_err();
+        let err = store
+            .bind_now(keys[2], &alice(), ttl, NO_LIMIT)
+            .unwrap_err();
         assert_eq!(err.kind(), StoreErrorKind::CapacityExceeded);
         assert_eq!(store.lookup_sync(keys[0], None), Lookup::Bound(alice()));
         assert_eq!(store.lookup_sync(keys[1], None), Lookup::Bound(alice()));
@@ -514,10 +832,12 @@ mod tests {
         let store = MemoryStore::new().with_capacity(1);
         let a = SessionKey::from_session_id("a");
         let b = SessionKey::from_session_id("b");
-        store.bind_now(a, &alice(), Duration::ZERO).unwrap();
+        store
+            .bind_now(a, &alice(), Duration::ZERO, NO_LIMIT)
+            .unwrap();
         assert_eq!(
             store
-                .bind_now(b, &alice(), Duration::from_secs(60))
+                .bind_now(b, &alice(), Duration::from_secs(60), NO_LIMIT)
                 .unwrap(),
             BindOutcome::Created
         );
@@ -529,7 +849,7 @@ mod tests {
         let store = MemoryStore::new();
         let key = SessionKey::from_session_id("s");
         let ttl = Duration::from_secs(100);
-        store.bind_now(key, &alice(), ttl).unwrap();
+        store.bind_now(key, &alice(), ttl, NO_LIMIT).unwrap();
         let before = store.remaining(key).unwrap();
         store.lookup_sync(key, Some(ttl));
         assert_eq!(
@@ -558,12 +878,19 @@ mod tests {
         for i in 0..10 {
             let fresh = Owner::User(Identity::new("https://i.example", "alice").unwrap());
             store
-                .bind_now(SessionKey::from_session_id(&i.to_string()), &fresh, ttl)
+                .bind_now(
+                    SessionKey::from_session_id(&i.to_string()),
+                    &fresh,
+                    ttl,
+                    NO_LIMIT,
+                )
                 .unwrap();
         }
         assert_eq!(store.inner.users.len(), 1);
-        let shared = store.inner.users.iter().next().unwrap().key().clone();
+        let shared = store.inner.users.iter().next().unwrap().key().0.clone();
+        // The table's, each of the ten slots', and this one.
         assert_eq!(Arc::strong_count(&shared), 12);
+        assert_eq!(shared.live.load(Ordering::Relaxed), 10);
     }
 
     #[test]
@@ -573,12 +900,22 @@ mod tests {
         for (i, sub) in ["alice", "bob"].into_iter().enumerate() {
             let fresh = Owner::User(Identity::new(String::from("https://i.example"), sub).unwrap());
             store
-                .bind_now(SessionKey::from_session_id(&i.to_string()), &fresh, ttl)
+                .bind_now(
+                    SessionKey::from_session_id(&i.to_string()),
+                    &fresh,
+                    ttl,
+                    NO_LIMIT,
+                )
                 .unwrap();
         }
         assert_eq!(store.inner.users.len(), 2);
         assert_eq!(store.inner.issuers.len(), 1);
-        let users: Vec<_> = store.inner.users.iter().map(|u| u.key().clone()).collect();
+        let users: Vec<_> = store
+            .inner
+            .users
+            .iter()
+            .map(|u| u.key().0.id.clone())
+            .collect();
         assert!(Arc::ptr_eq(
             users[0].shared_parts().0,
             users[1].shared_parts().0
@@ -592,7 +929,9 @@ mod tests {
             SessionKey::from_session_id("a"),
             SessionKey::from_session_id("b"),
         );
-        store.bind_now(a, &alice(), Duration::MAX).unwrap();
+        store
+            .bind_now(a, &alice(), Duration::MAX, NO_LIMIT)
+            .unwrap();
         assert_eq!(
             store.lookup_sync(a, Some(Duration::MAX)),
             Lookup::Bound(alice())
@@ -605,20 +944,255 @@ mod tests {
     #[test]
     fn sweep_removes_expired_entries_and_unused_identities() {
         let store = MemoryStore::new();
+        let ttl = Duration::from_secs(60);
         store
-            .bind_now(SessionKey::from_session_id("a"), &alice(), Duration::ZERO)
+            .bind_now(SessionKey::from_session_id("a"), &alice(), ttl, NO_LIMIT)
             .unwrap();
-        store.end_now(SessionKey::from_session_id("b"), Duration::ZERO);
+        store.end_now(SessionKey::from_session_id("b"), ttl);
         store
             .bind_now(
                 SessionKey::from_session_id("c"),
                 &Owner::Anonymous,
-                Duration::from_secs(60),
+                ttl * 10,
+                NO_LIMIT,
             )
             .unwrap();
+        advance(&store, ttl * 2);
         assert_eq!(store.sweep(), 2);
         assert_eq!(store.len(), 1);
         assert_eq!(store.inner.users.len(), 0);
         assert_eq!(store.inner.issuers.len(), 0);
+    }
+
+    fn advance(store: &MemoryStore, by: Duration) {
+        store.inner.skew.fetch_add(millis(by), Ordering::Relaxed);
+    }
+
+    fn user(i: usize) -> Owner {
+        Owner::User(Identity::new("https://i.example", format!("user-{i}")).unwrap())
+    }
+
+    fn key(i: usize) -> SessionKey {
+        SessionKey::from_session_id(&format!("session-{i}"))
+    }
+
+    #[test]
+    fn expired_entries_are_reclaimed_by_later_writes_without_sweep() {
+        let store = MemoryStore::new();
+        let ttl = Duration::from_secs(60);
+        for i in 0..100_000 {
+            store
+                .bind_now(key(i), &user(i % 10_000), ttl, NO_LIMIT)
+                .unwrap();
+        }
+        for i in 0..10 {
+            store.end_now(key(1_000_000 + i), ttl);
+        }
+        assert_eq!(store.len(), 100_010);
+        advance(&store, ttl * 2);
+        assert_eq!(store.len(), 100_010, "expiry alone removes nothing");
+        // Further activity: each write reclaims a bounded slice.
+        for i in 0..2_000 {
+            store.end_now(key(2_000_000 + i), Duration::ZERO);
+        }
+        assert!(store.len() < 100, "still {} entries", store.len());
+        assert_eq!(
+            store.inner.users.len(),
+            0,
+            "interned users are released too"
+        );
+        assert_eq!(store.inner.written.lock().unwrap().len(), store.len());
+    }
+
+    #[test]
+    fn one_write_examines_a_bounded_number_of_entries() {
+        let store = MemoryStore::new();
+        for i in 0..10_000 {
+            store
+                .bind_now(key(i), &user(i), Duration::from_secs(60), NO_LIMIT)
+                .unwrap();
+        }
+        advance(&store, Duration::from_secs(120));
+        store.end_now(key(99_999), Duration::from_secs(60));
+        assert_eq!(store.len(), 10_001 - RECLAIM_STEP);
+    }
+
+    #[test]
+    fn live_entries_are_not_reclaimed() {
+        let store = MemoryStore::new();
+        let ttl = Duration::from_secs(60);
+        for i in 0..1_000 {
+            store.bind_now(key(i), &user(i), ttl, NO_LIMIT).unwrap();
+        }
+        for i in 0..1_000 {
+            store.end_now(key(10_000 + i), ttl);
+        }
+        assert_eq!(store.len(), 2_000);
+        for i in 0..1_000 {
+            assert_eq!(store.lookup_sync(key(i), None), Lookup::Bound(user(i)));
+        }
+    }
+
+    #[test]
+    fn the_limit_counts_live_bindings_of_one_owner() {
+        let store = MemoryStore::new();
+        let ttl = Duration::from_secs(60);
+        for i in 0..3 {
+            assert_eq!(
+                store.bind_now(key(i), &alice(), ttl, 3).unwrap(),
+                BindOutcome::Created
+            );
+        }
+        let BindOutcome::LimitReached { retry_after } =
+            store.bind_now(key(3), &alice(), ttl, 3).unwrap()
+        else {
+            panic!("over the limit");
+        };
+        assert!(
+            retry_after <= ttl && retry_after > ttl / 2,
+            "{retry_after:?}"
+        );
+        assert_eq!(
+            store.lookup_sync(key(3), None),
+            Lookup::Missing,
+            "nothing written"
+        );
+        // Another owner is not affected; a bound key reports itself first.
+        assert_eq!(
+            store.bind_now(key(3), &user(1), ttl, 3).unwrap(),
+            BindOutcome::Created
+        );
+        assert_eq!(
+            store.bind_now(key(0), &alice(), ttl, 3).unwrap(),
+            BindOutcome::AlreadyBound(alice())
+        );
+        // Ending one frees a slot; so does expiry.
+        store.end_now(key(0), ttl);
+        assert_eq!(
+            store.bind_now(key(4), &alice(), ttl, 3).unwrap(),
+            BindOutcome::Created
+        );
+        assert!(matches!(
+            store.bind_now(key(5), &alice(), ttl, 3).unwrap(),
+            BindOutcome::LimitReached { .. }
+        ));
+        advance(&store, ttl * 2);
+        assert_eq!(
+            store.bind_now(key(5), &alice(), ttl, 3).unwrap(),
+            BindOutcome::Created
+        );
+        // Sweeping frees slots too (and never double counts).
+        advance(&store, ttl * 2);
+        store.sweep();
+        for i in 6..9 {
+            assert_eq!(
+                store.bind_now(key(i), &alice(), ttl, 3).unwrap(),
+                BindOutcome::Created
+            );
+        }
+        assert!(matches!(
+            store.bind_now(key(9), &alice(), ttl, 3).unwrap(),
+            BindOutcome::LimitReached { .. }
+        ));
+    }
+
+    #[test]
+    fn the_limit_holds_under_concurrent_binds() {
+        for run in 0..50 {
+            let store = MemoryStore::new();
+            let barrier = Arc::new(std::sync::Barrier::new(8));
+            let threads: Vec<_> = (0..8)
+                .map(|t| {
+                    let (store, barrier) = (store.clone(), barrier.clone());
+                    std::thread::spawn(move || {
+                        barrier.wait();
+                        (0..4)
+                            .filter(|i| {
+                                store
+                                    .bind_now(
+                                        key(run * 100 + t * 4 + i),
+                                        &alice(),
+                                        Duration::from_secs(60),
+                                        5,
+                                    )
+                                    .unwrap()
+                                    == BindOutcome::Created
+                            })
+                            .count()
+                    })
+                })
+                .collect();
+            let created: usize = threads.into_iter().map(|t| t.join().unwrap()).sum();
+            assert_eq!(created, 5, "run {run}");
+        }
+    }
+
+    #[test]
+    fn anonymous_bindings_take_at_most_half_the_capacity() {
+        let store = MemoryStore::new().with_capacity(10);
+        let ttl = Duration::from_secs(60);
+        let created = (0..20)
+            .filter(|&i| {
+                store
+                    .bind_now(key(i), &Owner::Anonymous, ttl, NO_LIMIT)
+                    .unwrap()
+                    == BindOutcome::Created
+            })
+            .count();
+        assert_eq!(created, 5);
+        for i in 0..5 {
+            assert_eq!(
+                store
+                    .bind_now(key(100 + i), &user(i), ttl, NO_LIMIT)
+                    .unwrap(),
+                BindOutcome::Created
+            );
+        }
+        assert_eq!(
+            store
+                .bind_now(key(200), &user(9), ttl, NO_LIMIT)
+                .unwrap_err()
+                .kind(),
+            StoreErrorKind::CapacityExceeded,
+            "full of live bindings"
+        );
+    }
+
+    #[test]
+    fn a_full_store_evicts_tombstones_oldest_first_before_refusing() {
+        let store = MemoryStore::new().with_capacity(4);
+        let ttl = Duration::from_secs(60);
+        for i in 0..4 {
+            store.end_now(key(i), ttl);
+        }
+        assert_eq!(store.len(), 4);
+        assert_eq!(
+            store.bind_now(key(10), &alice(), ttl, NO_LIMIT).unwrap(),
+            BindOutcome::Created
+        );
+        assert_eq!(store.len(), 4);
+        assert_eq!(
+            store.lookup_sync(key(0), None),
+            Lookup::Missing,
+            "the oldest tombstone went"
+        );
+        assert_eq!(store.lookup_sync(key(1), None), Lookup::Ended);
+        for i in 11..14 {
+            assert_eq!(
+                store.bind_now(key(i), &alice(), ttl, NO_LIMIT).unwrap(),
+                BindOutcome::Created
+            );
+        }
+        assert_eq!(
+            store
+                .bind_now(key(14), &alice(), ttl, NO_LIMIT)
+                .unwrap_err()
+                .kind(),
+            StoreErrorKind::CapacityExceeded,
+            "a live binding is never evicted"
+        );
+        for i in 10..14 {
+            assert_eq!(store.lookup_sync(key(i), None), Lookup::Bound(alice()));
+        }
     }
 }

@@ -6,14 +6,39 @@
 //!
 //! - [`bind`](BindingStore::bind) is an **atomic insert-if-absent** with a TTL. It never
 //!   overwrites: when the key is already bound (to anyone) or ended, it reports what it found.
+//! - `bind` also enforces a **per-owner limit** on live bindings, in the same atomic step: when
+//!   the owner already holds `limit` live bindings (bound, not expired, not ended), nothing is
+//!   written and it reports [`BindOutcome::LimitReached`]. All anonymous sessions count as one
+//!   owner, so the anonymous budget is one limit shared by every anonymous caller, and never
+//!   touches a user's budget. Ending a binding ([`end`](BindingStore::end)) or its expiry frees
+//!   its slot. A store must enforce the limit itself: the trait has no default that could skip
+//!   it, and [`conformance`] checks it.
 //! - [`lookup`](BindingStore::lookup) returns the [`Owner`], [`Lookup::Ended`], or
 //!   [`Lookup::Missing`] (unknown or expired). With `slide` set, it keeps an active binding alive
 //!   for `slide` from now, but writes at most once per half TTL, never on every request.
 //! - [`end`](BindingStore::end) replaces whatever is there with a tombstone that lives for its own
 //!   TTL. It is idempotent.
+//! - Expired bindings and tombstones are reclaimed by the store itself (no sweeper to run).
 //! - Errors keep their source and say, through [`StoreErrorKind`], whether they are transient
 //!   ([`StoreErrorKind::Unavailable`]: answer 503, retry) or not ([`StoreErrorKind::Corrupt`]:
 //!   the stored value does not parse; the layer fails closed).
+//!
+//! # Session limits
+//!
+//! The layer passes each bind a limit: [`max_sessions_per_identity`] for a user,
+//! [`max_anonymous_sessions`] for the anonymous owner. What counts is a live binding: bound, not
+//! ended, not expired. So a slot is freed by the owner's `DELETE` (the layer tombstones the
+//! session), by a refusal that ends the session, and by expiry. A binding kept alive by sliding
+//! expiry keeps its slot. Since a binding lives for the binding TTL after its last use, sessions
+//! a client abandoned (rmcp drops idle ones after about 5 minutes) keep counting until then:
+//! size the limit and the binding TTL together (see [`max_sessions_per_identity`]).
+//!
+//! [`MemoryStore`] counts exactly, per process. `RedisStore` (feature `redis`) counts in Redis,
+//! in the bind's own script, so every replica shares the count; on Redis Cluster its keys need a
+//! common hash tag.
+//!
+//! [`max_sessions_per_identity`]: crate::SessionBindingLayer::max_sessions_per_identity
+//! [`max_anonymous_sessions`]: crate::SessionBindingLayer::max_anonymous_sessions
 //!
 //! Keys are [`SessionKey`]s, a hash of the session id, so a dump of the store hands out no usable
 //! session id.
@@ -152,6 +177,7 @@ pub enum Lookup {
 
 /// What [`BindingStore::bind`] did.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum BindOutcome {
     /// The binding was created.
     Created,
@@ -159,6 +185,13 @@ pub enum BindOutcome {
     AlreadyBound(Owner),
     /// The key holds a tombstone; nothing was written.
     AlreadyEnded,
+    /// The owner already holds its limit of live bindings; nothing was written. The layer
+    /// answers 429 with `Retry-After` and ends the new inner session.
+    LimitReached {
+        /// How long until the owner's oldest live binding expires, if nothing frees a slot
+        /// sooner (its owner ending a session frees one at once). At least 1 ms.
+        retry_after: Duration,
+    },
 }
 
 /// What kind of failure a [`StoreError`] is.
@@ -257,8 +290,9 @@ impl std::error::Error for StoreError {
 /// let key = SessionKey::from_session_id("s-1");
 /// let alice = Owner::User(Identity::new("https://i.example", "alice").unwrap());
 /// let ttl = Duration::from_secs(60);
-/// assert_eq!(store.bind(key, &alice, ttl).await.unwrap(), BindOutcome::Created);
-/// assert_eq!(store.bind(key, &Owner::Anonymous, ttl).await.unwrap(), BindOutcome::AlreadyBound(alice.clone()));
+/// let limit = 100; // live bindings per owner
+/// assert_eq!(store.bind(key, &alice, ttl, limit).await.unwrap(), BindOutcome::Created);
+/// assert_eq!(store.bind(key, &Owner::Anonymous, ttl, limit).await.unwrap(), BindOutcome::AlreadyBound(alice.clone()));
 /// assert_eq!(store.lookup(key, None).await.unwrap(), Lookup::Bound(alice));
 /// store.end(key, ttl).await.unwrap();
 /// assert_eq!(store.lookup(key, None).await.unwrap(), Lookup::Ended);
@@ -269,12 +303,18 @@ impl std::error::Error for StoreError {
 /// # }
 /// ```
 pub trait BindingStore: Send + Sync + 'static {
-    /// Binds `key` to `owner` for `ttl`, if the key is absent (or expired). Atomic.
+    /// Binds `key` to `owner` for `ttl`, if the key is absent (or expired) and `owner` holds
+    /// fewer than `limit` live bindings. Atomic: the check of the key, the count and the write
+    /// are one step, so concurrent binds (from any replica) never exceed `limit`.
+    ///
+    /// A key already bound or ended is reported as such whatever the count. `limit` 0 refuses
+    /// every bind; `usize::MAX` means no limit.
     fn bind<'a>(
         &'a self,
         key: SessionKey,
         owner: &'a Owner,
         ttl: Duration,
+        limit: usize,
     ) -> BoxFuture<'a, Result<BindOutcome, StoreError>>;
 
     /// Looks `key` up. With `slide`, keeps a live binding alive for `slide` from now, writing at
@@ -311,8 +351,9 @@ impl<T: BindingStore + ?Sized> BindingStore for Arc<T> {
         key: SessionKey,
         owner: &'a Owner,
         ttl: Duration,
+        limit: usize,
     ) -> BoxFuture<'a, Result<BindOutcome, StoreError>> {
-        (**self).bind(key, owner, ttl)
+        (**self).bind(key, owner, ttl, limit)
     }
 
     fn lookup(

@@ -7,7 +7,7 @@ use std::{
 };
 
 use ::redis::{
-    Client, ErrorKind, IntoConnectionInfo, RedisError, Script, ServerErrorKind,
+    Client, IntoConnectionInfo, RedisError, Script, Value,
     aio::{ConnectionManager, ConnectionManagerConfig},
     io::tcp::{TcpSettings, socket2},
 };
@@ -25,12 +25,73 @@ const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
 /// Redis refuses an expiry that overflows its clock; no binding needs more than ten years.
 const MAX_TTL_MS: u64 = 10 * 365 * 24 * 60 * 60 * 1000;
 
-/// `lookup` with a slide, in one round trip: read the value and, only for a live binding (not a
-/// tombstone) with less than half the slide left, push its expiry out to the full slide.
+/// The middle of an owner set's key: `<prefix>owner:<SHA-1 hex of the stored owner value>`.
+const OWNER_SET: &str = "owner:";
+
+/// Lua: the current Redis time in milliseconds, as `now`.
+macro_rules! lua_now {
+    () => {
+        "local time = redis.call('TIME')\nlocal now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)\n"
+    };
+}
+
+/// `bind`, in one round trip: insert-if-absent and the owner's limit, atomically.
 ///
-/// `KEYS[1]` the key, `ARGV[1]` the slide in milliseconds, `ARGV[2]` the tombstone encoding.
-/// A key without expiry (`PTTL` -1, written by hand) is left alone.
-const SLIDE_LUA: &str = r"
+/// `KEYS[1]` the key; `ARGV[1]` the owner's encoding, `ARGV[2]` the TTL in milliseconds,
+/// `ARGV[3]` the limit, `ARGV[4]` the owner-set prefix. Returns the value already at the key, an
+/// integer (milliseconds until the owner's oldest binding expires) when the owner is at its
+/// limit, or nil once bound.
+///
+/// The owner set is a sorted set of the owner's session keys scored by expiry (Redis time, ms):
+/// members past their score are dropped first. At the limit, up to 64 of the oldest members are
+/// checked against their keys, so a binding removed behind the store's back (`DEL`, eviction)
+/// stops counting.
+const BIND_LUA: &str = concat!(
+    r"
+local old = redis.call('GET', KEYS[1])
+if old then
+  return old
+end
+local ttl = tonumber(ARGV[2])
+local limit = tonumber(ARGV[3])
+local set = ARGV[4] .. redis.sha1hex(ARGV[1])
+",
+    lua_now!(),
+    r"
+redis.call('ZREMRANGEBYSCORE', set, '-inf', now)
+if redis.call('ZCARD', set) >= limit then
+  for _, member in ipairs(redis.call('ZRANGE', set, 0, 63)) do
+    if redis.pcall('GET', member) ~= ARGV[1] then
+      redis.call('ZREM', set, member)
+    end
+  end
+  if redis.call('ZCARD', set) >= limit then
+    local oldest = redis.call('ZRANGE', set, 0, 0, 'WITHSCORES')
+    local wait = ttl
+    if oldest[2] then
+      wait = tonumber(oldest[2]) - now
+    end
+    return math.max(wait, 1)
+  end
+end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ttl)
+redis.call('ZADD', set, now + ttl, KEYS[1])
+if redis.call('PTTL', set) < ttl then
+  redis.call('PEXPIRE', set, ttl)
+end
+return false
+"
+);
+
+/// `lookup` with a slide, in one round trip: read the value and, only for a live binding (not a
+/// tombstone) with less than half the slide left, push its expiry out to the full slide, and its
+/// score in the owner set with it (so the owner's count keeps counting it).
+///
+/// `KEYS[1]` the key, `ARGV[1]` the slide in milliseconds, `ARGV[2]` the tombstone encoding,
+/// `ARGV[3]` the owner-set prefix. A key without expiry (`PTTL` -1, written by hand) is left
+/// alone.
+const SLIDE_LUA: &str = concat!(
+    r"
 local value = redis.call('GET', KEYS[1])
 if not value then
   return false
@@ -40,11 +101,35 @@ if value ~= ARGV[2] then
   local left = redis.call('PTTL', KEYS[1])
   if left >= 0 and left * 2 < slide then
     redis.call('PEXPIRE', KEYS[1], slide)
+    local set = ARGV[3] .. redis.sha1hex(value)
+",
+    lua_now!(),
+    r"
+    redis.call('ZADD', set, now + slide, KEYS[1])
+    if redis.call('PTTL', set) < slide then
+      redis.call('PEXPIRE', set, slide)
+    end
   end
 end
 return value
+"
+);
+
+/// `end`, in one round trip: the tombstone replaces whatever is there (a value of another type
+/// too), and a binding it replaces leaves its owner's set, freeing the slot.
+///
+/// `KEYS[1]` the key, `ARGV[1]` the tombstone encoding, `ARGV[2]` its TTL in milliseconds,
+/// `ARGV[3]` the owner-set prefix.
+const END_LUA: &str = r"
+local old = redis.pcall('GET', KEYS[1])
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+if type(old) == 'string' and old ~= ARGV[1] then
+  redis.call('ZREM', ARGV[3] .. redis.sha1hex(old), KEYS[1])
+end
+return 1
 ";
 
+static BIND_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(BIND_LUA));
 static SLIDE_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(SLIDE_LUA));
 
 /// Bindings in Redis: the store for several replicas behind a load balancer.
@@ -61,8 +146,14 @@ static SLIDE_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(SLIDE_LUA))
 /// `mcpsb1:anon`, or the tombstone `mcpsb1:ended`. Each key has an expiry; nothing is kept
 /// without one.
 ///
+/// And one sorted set per owner, for the per-owner limit: the keys of that owner's live
+/// bindings, scored by their expiry (Redis time, in ms). Its key is the prefix, `owner:`, and the
+/// SHA-1 (hex) of the owner's stored value, so every replica derives the same one. All anonymous
+/// sessions share one set (the anonymous budget). The set expires with its last binding.
+///
 /// ```text
 /// mcpsb:5e0f3b7c1a9d2e4f6a8b0c1d2e3f4a5b  ->  "mcpsb1:user:17:https://i.examplealice"  PX 3600000
+/// mcpsb:owner:<sha1 of that value>        ->  zset { "mcpsb:5e0f…4a5b": <expiry ms> }   PX 3600000
 /// ```
 ///
 /// A value that does not decode (written by another program or an older scheme) is
@@ -73,26 +164,30 @@ static SLIDE_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(SLIDE_LUA))
 ///
 /// | operation | Redis commands | round trips |
 /// | --- | --- | --- |
-/// | [`bind`](BindingStore::bind) | `SET key value NX PX ttl GET` | 1 |
+/// | [`bind`](BindingStore::bind) | `EVALSHA` of a script: `GET key`; `TIME`, `ZREMRANGEBYSCORE` (expired members), `ZCARD`; then `SET key value PX ttl`, `ZADD`, `PTTL` and maybe `PEXPIRE` of the owner set. At the limit, `GET` of up to 64 of the owner's oldest keys instead of the writes | 1 |
 /// | [`lookup`](BindingStore::lookup) without slide | `GET key` | 1 |
-/// | [`lookup`](BindingStore::lookup) with slide | `EVALSHA` of a script: `GET`, `PTTL`, and `PEXPIRE` only when less than half the slide is left | 1 |
-/// | [`end`](BindingStore::end) | `SET key tombstone PX ttl` | 1 |
+/// | [`lookup`](BindingStore::lookup) with slide | `EVALSHA` of a script: `GET`, `PTTL`; only when less than half the slide is left, `PEXPIRE` and the owner set's `ZADD` (new expiry) | 1 |
+/// | [`end`](BindingStore::end) | `EVAL` of a script (its text, so no script cache is needed): `GET`, `SET key tombstone PX ttl`, and `ZREM` from the owner set | 1 |
 ///
 /// So a busy session costs one read per request and one write per half slide, never a write
-/// per request. The first sliding lookup after Redis lost its script cache (a restart,
+/// per request; the per-owner limit costs no extra round trip, on binds or on checked requests.
+/// The first bind or sliding lookup after Redis lost its script cache (a restart,
 /// `SCRIPT FLUSH`) costs two more round trips (`NOSCRIPT`, then `SCRIPT LOAD`).
 ///
 /// # Redis version and deployment
 ///
-/// - **Redis 7.0 or later** (or a compatible server, such as Valkey 7.2+): `bind` uses `SET` with
-///   both `NX` and `GET`, which older servers reject with a syntax error. The store reports that
-///   as [`Unavailable`](super::StoreErrorKind::Unavailable) with a note naming the version.
-/// - **Redis Cluster**: every operation touches exactly one key (the script declares it in
-///   `KEYS`), so each is atomic on the node that owns the key's slot. Bindings spread over the
-///   cluster; to keep them on one slot, put a hash tag in the prefix, such as `"{mcpsb}:"`.
-///   This type talks to one endpoint through a [`ConnectionManager`]: use it with a
-///   standalone server, a primary behind Sentinel or a proxy, or a cluster proxy. (Use the
-///   primary: a replica answers writes with `READONLY`.)
+/// - **Redis 7.0 or later** (or a compatible server, such as Valkey 7.2+); tested on 7.0.
+/// - **Redis Cluster**: the scripts touch the session key (declared in `KEYS`) *and* keys they
+///   derive (the owner set, and at the limit the owner's other session keys), which Cluster only
+///   allows within one slot. So on Cluster every key of a store must share a slot: put a hash
+///   tag in the prefix, such as `"{mcpsb}:"`. (A per-owner tag cannot work: a lookup knows only
+///   the session id.) That keeps all bindings on one node. This type talks to one endpoint
+///   through a [`ConnectionManager`]: use it with a standalone server, a primary behind
+///   Sentinel or a proxy, or a cluster proxy. (Use the primary: a replica answers writes with
+///   `READONLY`.)
+/// - **Eviction**: run Redis with `maxmemory-policy noeviction` (the default). An evicted
+///   binding answers 404; an evicted owner set undercounts that owner until its bindings
+///   expire.
 /// - **Persistence and failover**: if Redis forgets a binding (restart without persistence,
 ///   failover that lost the last writes), that session answers 404 and its client starts a new
 ///   one. It is never handed to another caller. A lost tombstone is the same as an expired one.
@@ -104,7 +199,10 @@ static SLIDE_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(SLIDE_LUA))
 /// a binding that expires before its session turns that session into a 404. Size the tombstone
 /// TTL at least as long as the inner server could still accept the ended session id. Each
 /// session (live or tombstoned) costs Redis about 110 bytes plus its `iss` and `sub`
-/// (`MEMORY USAGE` reports 136 bytes for a 22-byte `iss` and a 5-byte `sub`).
+/// (`MEMORY USAGE` reports 136 bytes for a 22-byte `iss` and a 5-byte `sub`). A live one also
+/// takes about 50 bytes in its owner's set while the owner has at most 128 (a listpack: 560
+/// bytes for 10 members), about 140 beyond (a skiplist, as for the shared anonymous set: 28 KB
+/// for 200 members).
 ///
 /// # Failures
 ///
@@ -118,7 +216,7 @@ static SLIDE_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(SLIDE_LUA))
 /// after its first `SET NX` did reach Redis finds its own binding and reports
 /// [`AlreadyBound`](BindOutcome::AlreadyBound) instead of `Created`: the layer then refuses and
 /// ends that one session, as it would on the error, so the retry never weakens the
-/// insert-if-absent rule.
+/// insert-if-absent rule (nor the limit).
 ///
 /// A hung server (or a network that drops packets) makes each operation fail at the timeout, not
 /// later. [`connect`](Self::connect) also sets TCP keepalive and, on Linux, `TCP_USER_TIMEOUT`
@@ -148,6 +246,8 @@ static SLIDE_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(SLIDE_LUA))
 pub struct RedisStore {
     conn: ConnectionManager,
     prefix: Arc<str>,
+    /// `prefix` + [`OWNER_SET`].
+    owner_prefix: Arc<str>,
     timeout: Duration,
 }
 
@@ -178,6 +278,7 @@ impl RedisStore {
         Self {
             conn,
             prefix: Arc::from(DEFAULT_PREFIX),
+            owner_prefix: Arc::from(format!("{DEFAULT_PREFIX}{OWNER_SET}")),
             timeout: DEFAULT_TIMEOUT,
         }
     }
@@ -267,8 +368,8 @@ impl RedisStore {
     }
 
     /// Sets the prefix of every key (default `"mcpsb:"`). Replicas that share bindings must use
-    /// the same prefix. On Redis Cluster, a hash tag such as `"{mcpsb}:"` keeps every binding
-    /// on one slot.
+    /// the same prefix. On Redis Cluster, a hash tag such as `"{mcpsb}:"` is required: it keeps
+    /// every key of the store on one slot (see [Redis version and deployment](Self)).
     ///
     /// ```no_run
     /// # use mcp_session_binding::store::RedisStore;
@@ -280,7 +381,9 @@ impl RedisStore {
     /// ```
     #[must_use]
     pub fn with_prefix(mut self, prefix: impl Into<String>) -> Self {
-        self.prefix = Arc::from(prefix.into());
+        let prefix = prefix.into();
+        self.owner_prefix = Arc::from(format!("{prefix}{OWNER_SET}"));
+        self.prefix = Arc::from(prefix);
         self
     }
 
@@ -348,7 +451,7 @@ impl RedisStore {
         };
         match tokio::time::timeout(self.timeout, attempts).await {
             Ok(Ok(value)) => Ok(value),
-            Ok(Err(err)) => Err(redis_error(what, err)),
+            Ok(Err(err)) => Err(redis_error(err)),
             Err(_) => Err(timed_out(what, self.timeout)),
         }
     }
@@ -368,39 +471,11 @@ fn timed_out(what: &str, after: Duration) -> StoreError {
 }
 
 /// Maps a Redis failure: another type at the key is corrupt, everything else is transient.
-fn redis_error(what: &'static str, err: RedisError) -> StoreError {
+fn redis_error(err: RedisError) -> StoreError {
     if err.code() == Some("WRONGTYPE") {
         return StoreError::corrupt(err);
     }
-    let too_old = what == "bind"
-        && err.kind() == ErrorKind::Server(ServerErrorKind::ResponseError)
-        && err.detail().is_some_and(|d| d.contains("syntax error"));
-    if too_old {
-        return StoreError::unavailable(Noted {
-            note: "SET with NX and GET needs Redis 7.0 or later",
-            source: err,
-        });
-    }
     StoreError::unavailable(err)
-}
-
-/// A Redis error with a note on what it likely means.
-#[derive(Debug)]
-struct Noted {
-    note: &'static str,
-    source: RedisError,
-}
-
-impl fmt::Display for Noted {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} ({})", self.source, self.note)
-    }
-}
-
-impl std::error::Error for Noted {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        Some(&self.source)
-    }
 }
 
 /// A TTL as Redis milliseconds: at least 1 (Redis rejects 0), at most [`MAX_TTL_MS`].
@@ -429,27 +504,34 @@ impl BindingStore for RedisStore {
         key: SessionKey,
         owner: &'a Owner,
         ttl: Duration,
+        limit: usize,
     ) -> BoxFuture<'a, Result<BindOutcome, StoreError>> {
-        let mut set = ::redis::cmd("SET");
-        set.arg(self.redis_key(key))
+        let mut invocation = BIND_SCRIPT.prepare_invoke();
+        invocation
+            .key(self.redis_key(key))
             .arg(codec::encode_owner(owner))
-            .arg("NX")
-            .arg("PX")
             .arg(ttl_ms(ttl))
-            .arg("GET");
+            .arg(limit)
+            .arg(&*self.owner_prefix);
         async move {
-            let old: Option<Vec<u8>> = self
+            let reply: Value = self
                 .run("bind", |mut conn| {
-                    let set = &set;
-                    async move { set.query_async(&mut conn).await }
+                    let invocation = &invocation;
+                    async move { invocation.invoke_async(&mut conn).await }
                 })
                 .await?;
-            match old {
-                None => Ok(BindOutcome::Created),
-                Some(old) => match decode(&old)? {
+            match reply {
+                Value::Nil => Ok(BindOutcome::Created),
+                Value::Int(wait_ms) => Ok(BindOutcome::LimitReached {
+                    retry_after: Duration::from_millis(u64::try_from(wait_ms).unwrap_or(1).max(1)),
+                }),
+                Value::BulkString(old) => match decode(&old)? {
                     Stored::Bound(owner) => Ok(BindOutcome::AlreadyBound(owner)),
                     Stored::Ended => Ok(BindOutcome::AlreadyEnded),
                 },
+                other => Err(StoreError::unavailable(io::Error::other(format!(
+                    "unexpected reply to the bind script: {other:?}"
+                )))),
             }
         }
         .boxed()
@@ -477,7 +559,8 @@ impl BindingStore for RedisStore {
                     invocation
                         .key(&redis_key)
                         .arg(ttl_ms(slide))
-                        .arg(codec::encode_ended());
+                        .arg(codec::encode_ended())
+                        .arg(&*self.owner_prefix);
                     self.run("lookup", |mut conn| {
                         let invocation = &invocation;
                         async move { invocation.invoke_async(&mut conn).await }
@@ -501,15 +584,20 @@ impl BindingStore for RedisStore {
         key: SessionKey,
         tombstone_ttl: Duration,
     ) -> BoxFuture<'_, Result<(), StoreError>> {
-        let mut set = ::redis::cmd("SET");
-        set.arg(self.redis_key(key))
+        // EVAL with the script's text, not EVALSHA: an end needs no script cache, so it is one
+        // round trip even on a Redis that just restarted, and one that was sent runs even if its
+        // caller stopped waiting.
+        let mut eval = ::redis::cmd("EVAL");
+        eval.arg(END_LUA)
+            .arg(1)
+            .arg(self.redis_key(key))
             .arg(codec::encode_ended())
-            .arg("PX")
-            .arg(ttl_ms(tombstone_ttl));
+            .arg(ttl_ms(tombstone_ttl))
+            .arg(&*self.owner_prefix);
         async move {
             self.run("end", |mut conn| {
-                let set = &set;
-                async move { set.query_async::<()>(&mut conn).await }
+                let eval = &eval;
+                async move { eval.query_async::<()>(&mut conn).await }
             })
             .await
         }
