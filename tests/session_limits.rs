@@ -208,7 +208,7 @@ async fn a_bounded_store_full_of_anonymous_sessions_or_tombstones_still_serves_u
     // bindings to half of its capacity, so the flood gets 429, never the 503 of a full store.
     let server = serve(
         SessionBindingLayer::new()
-            .store(MemoryStore::new().with_capacity(8))
+            .store(MemoryStore::with_capacity(8))
             .allow_anonymous(true),
     )
     .await;

@@ -193,7 +193,7 @@ impl fmt::Debug for Config {
 /// use mcp_session_binding::{SessionBindingLayer, store::MemoryStore};
 ///
 /// let layer = SessionBindingLayer::new()                 // MemoryStore, reads `Identity`
-///     .store(MemoryStore::new().with_capacity(1_000_000))
+///     .store(MemoryStore::with_capacity(1_000_000))
 ///     .binding_ttl(Duration::from_secs(8 * 3600))
 ///     .max_body_bytes(1 << 20);
 /// # let _ = layer;

@@ -337,7 +337,7 @@ impl<S: Clone, St, I> SessionBinding<S, St, I> {
 
 /// Whether `caller` may use a session owned by `owner`.
 fn owns(owner: &Owner, caller: Option<&Identity>, config: &Config) -> bool {
-    owner.is_owned_by(caller) && (config.allow_anonymous || *owner != Owner::Anonymous)
+    owner.admits(caller) && (config.allow_anonymous || *owner != Owner::Anonymous)
 }
 
 /// A request that names a session, waiting for the store's answer.

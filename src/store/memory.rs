@@ -63,7 +63,7 @@ const OWNER_TIDY: usize = 2;
 /// use mcp_session_binding::{Identity, store::*};
 ///
 /// # futures::executor::block_on(async {
-/// let store = MemoryStore::new().with_capacity(100_000);
+/// let store = MemoryStore::with_capacity(100_000);
 /// let alice = Owner::User(Identity::new("https://i.example", "alice").unwrap());
 /// let ttl = Duration::from_secs(60);
 /// // At most two live sessions for alice:
@@ -308,7 +308,7 @@ impl MemoryStore {
     /// use mcp_session_binding::store::*;
     ///
     /// # futures::executor::block_on(async {
-    /// let store = MemoryStore::new().with_capacity(4);
+    /// let store = MemoryStore::with_capacity(4);
     /// let ttl = Duration::from_secs(60);
     /// let mut created = 0;
     /// for i in 0..10 {
@@ -321,7 +321,7 @@ impl MemoryStore {
     /// # });
     /// ```
     #[must_use]
-    pub fn with_capacity(self, capacity: usize) -> Self {
+    pub fn with_capacity(capacity: usize) -> Self {
         Self {
             inner: Arc::new(Inner {
                 capacity: Some(capacity),
@@ -805,7 +805,7 @@ mod tests {
 
     #[test]
     fn capacity_refuses_new_binds_and_never_evicts() {
-        let store = MemoryStore::new().with_capacity(2);
+        let store = MemoryStore::with_capacity(2);
         let ttl = Duration::from_secs(60);
         let keys: Vec<_> = (0..3)
             .map(|i| SessionKey::from_session_id(&i.to_string()))
@@ -829,7 +829,7 @@ mod tests {
 
     #[test]
     fn capacity_frees_up_when_entries_expire() {
-        let store = MemoryStore::new().with_capacity(1);
+        let store = MemoryStore::with_capacity(1);
         let a = SessionKey::from_session_id("a");
         let b = SessionKey::from_session_id("b");
         store
@@ -1129,7 +1129,7 @@ mod tests {
 
     #[test]
     fn anonymous_bindings_take_at_most_half_the_capacity() {
-        let store = MemoryStore::new().with_capacity(10);
+        let store = MemoryStore::with_capacity(10);
         let ttl = Duration::from_secs(60);
         let created = (0..20)
             .filter(|&i| {
@@ -1160,7 +1160,7 @@ mod tests {
 
     #[test]
     fn a_full_store_evicts_tombstones_oldest_first_before_refusing() {
-        let store = MemoryStore::new().with_capacity(4);
+        let store = MemoryStore::with_capacity(4);
         let ttl = Duration::from_secs(60);
         for i in 0..4 {
             store.end_now(key(i), ttl);

@@ -133,9 +133,9 @@ impl fmt::Debug for SessionKey {
 /// use mcp_session_binding::{Identity, store::Owner};
 ///
 /// let owner = Owner::User(Identity::new("https://i.example", "alice").unwrap());
-/// assert!(owner.is_owned_by(Some(&Identity::new("https://i.example", "alice").unwrap())));
-/// assert!(!owner.is_owned_by(None));
-/// assert!(Owner::Anonymous.is_owned_by(None));
+/// assert!(owner.admits(Some(&Identity::new("https://i.example", "alice").unwrap())));
+/// assert!(!owner.admits(None));
+/// assert!(Owner::Anonymous.admits(None));
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Owner {
@@ -155,7 +155,7 @@ impl Owner {
 
     /// Whether `caller` may use a session owned by `self` (constant-time on the identity).
     #[must_use]
-    pub fn is_owned_by(&self, caller: Option<&Identity>) -> bool {
+    pub fn admits(&self, caller: Option<&Identity>) -> bool {
         match (self, caller) {
             (Self::Anonymous, None) => true,
             (Self::User(owner), Some(caller)) => owner == caller,
