@@ -3,8 +3,7 @@
 
 mod support;
 
-#[path = "support/example_bin.rs"]
-mod example_bin;
+use support::example_bin;
 
 use std::process::Command;
 

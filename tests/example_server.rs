@@ -4,8 +4,7 @@
 
 mod support;
 
-#[path = "support/example_bin.rs"]
-mod example_bin;
+use support::example_bin;
 
 use std::process::Command;
 
@@ -374,9 +373,7 @@ fn the_demo_command_succeeds() {
     }
 }
 
-#[cfg(feature = "redis")]
-#[path = "support/redis_server.rs"]
-mod redis_server;
+use support::redis_server;
 
 /// Two replicas sharing one Redis: a stolen session id refused on one ends the session on both.
 #[cfg(feature = "redis")]

@@ -6,8 +6,7 @@
 
 mod support;
 
-#[path = "support/example_bin.rs"]
-mod example_bin;
+use support::example_bin;
 
 use std::{
     convert::Infallible,

@@ -15,12 +15,10 @@
 
 mod support;
 
-#[path = "support/example_bin.rs"]
-mod example_bin;
+use support::example_bin;
 #[path = "../examples/common/jwt_stack.rs"]
 mod jwt_stack;
-#[path = "support/redis_server.rs"]
-mod redis_server;
+use support::redis_server;
 #[path = "../examples/common/rmcp_redis_sessions.rs"]
 mod rmcp_redis_sessions;
 

@@ -6,10 +6,8 @@
 
 mod support;
 
-#[path = "support/example_bin.rs"]
-mod example_bin;
-#[path = "support/oidc_provider.rs"]
-mod oidc_provider;
+use support::example_bin;
+use support::oidc_provider;
 
 use std::{
     process::Command,

@@ -3,16 +3,16 @@
 //! `tower_test`'s mock panics when a clone that was not polled ready is called, so each test
 //! fails if the layer ever forwards to the wrong clone.
 
-use std::time::Duration;
+mod support;
 
 use bytes::Bytes;
-use futures::future::BoxFuture;
 use http::{Request, Response, StatusCode};
 use http_body_util::Full;
 use mcp_session_binding::{
     Identity, SessionBindingLayer,
-    store::{BindOutcome, BindingStore, Lookup, MemoryStore, Owner, SessionKey, StoreError},
+    store::{BindingStore, MemoryStore},
 };
+use support::fault_store::FaultStore;
 use tower::Layer;
 use tower_test::mock;
 
@@ -33,32 +33,6 @@ fn request(session: Option<&str>) -> Req {
     let mut request = builder.body(Full::default()).unwrap();
     request.extensions_mut().insert(alice());
     request
-}
-
-/// A store without a synchronous lookup, to drive the layer's asynchronous path.
-#[derive(Clone, Default)]
-struct AsyncOnly(MemoryStore);
-
-impl BindingStore for AsyncOnly {
-    fn bind<'a>(
-        &'a self,
-        key: SessionKey,
-        owner: &'a Owner,
-        ttl: Duration,
-        limit: usize,
-    ) -> BoxFuture<'a, Result<BindOutcome, StoreError>> {
-        self.0.bind(key, owner, ttl, limit)
-    }
-    fn lookup(
-        &self,
-        key: SessionKey,
-        slide: Option<Duration>,
-    ) -> BoxFuture<'_, Result<Lookup, StoreError>> {
-        self.0.lookup(key, slide)
-    }
-    fn end(&self, key: SessionKey, ttl: Duration) -> BoxFuture<'_, Result<(), StoreError>> {
-        self.0.end(key, ttl)
-    }
 }
 
 async fn binds_then_forwards_to_the_ready_service<St: BindingStore + Clone>(store: St) {
@@ -100,7 +74,8 @@ async fn synchronous_store_path_calls_the_ready_service() {
 
 #[tokio::test]
 async fn asynchronous_store_path_calls_the_ready_service() {
-    binds_then_forwards_to_the_ready_service(AsyncOnly::default()).await;
+    // The shared fault store never answers synchronously: the asynchronous path.
+    binds_then_forwards_to_the_ready_service(FaultStore::<MemoryStore>::default()).await;
 }
 
 #[tokio::test]

@@ -4,8 +4,9 @@
 //! `REQUIRE_REDIS` is set.
 #![cfg(feature = "redis")]
 
-#[path = "support/redis_server.rs"]
-mod redis_server;
+mod support;
+
+use support::redis_server;
 
 use std::time::{Duration, Instant};
 

@@ -4,9 +4,7 @@
 //! answers that keep HTTP/1.1 connections usable. Real rmcp servers over loopback TCP (HTTP/1.1
 //! and h2c); Redis cases against a real `redis-server`.
 
-#[cfg(feature = "redis")]
-#[path = "support/redis_server.rs"]
-mod redis_server;
+use support::redis_server;
 mod support;
 
 use std::{
@@ -19,14 +17,14 @@ use std::{
 
 use axum::{Router, extract::Request, middleware::Next, response::IntoResponse};
 use bytes::Bytes;
-use futures::{StreamExt, future::BoxFuture};
+use futures::StreamExt;
 use http::StatusCode;
 use mcp_session_binding::{
     SessionBindingLayer,
-    store::{BindOutcome, BindingStore, Lookup, MemoryStore, Owner, SessionKey, StoreError},
+    store::{BindingStore, Lookup, MemoryStore, Owner, SessionKey},
 };
 use serde_json::{Value, json};
-use support::*;
+use support::{fault_store::FaultStore, *};
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::TcpStream,
@@ -295,40 +293,6 @@ async fn a_refused_body_that_does_not_arrive_in_time_gets_408_and_the_session_en
 // ---------------------------------------------------------------------------------------------
 // Ending a session cannot be cancelled by the refused client.
 
-/// A store whose `end` (the tombstone write) takes a while, as a remote store can.
-#[derive(Clone)]
-struct SlowEnd<St> {
-    inner: St,
-    delay: Duration,
-}
-
-impl<St: BindingStore> BindingStore for SlowEnd<St> {
-    fn bind<'a>(
-        &'a self,
-        key: SessionKey,
-        owner: &'a Owner,
-        ttl: Duration,
-        limit: usize,
-    ) -> BoxFuture<'a, Result<BindOutcome, StoreError>> {
-        self.inner.bind(key, owner, ttl, limit)
-    }
-
-    fn lookup(
-        &self,
-        key: SessionKey,
-        slide: Option<Duration>,
-    ) -> BoxFuture<'_, Result<Lookup, StoreError>> {
-        self.inner.lookup(key, slide)
-    }
-
-    fn end(&self, key: SessionKey, ttl: Duration) -> BoxFuture<'_, Result<(), StoreError>> {
-        Box::pin(async move {
-            tokio::time::sleep(self.delay).await;
-            self.inner.end(key, ttl).await
-        })
-    }
-}
-
 #[derive(Clone, Copy, Debug)]
 enum Wire {
     Http1,
@@ -376,10 +340,7 @@ async fn send_and_vanish(server: &TestServer, wire: Wire, session: &str, thief: 
 }
 
 async fn ending_survives_the_thief_leaving<St: BindingStore + Clone>(store: St, wire: Wire) {
-    let slow = SlowEnd {
-        inner: store,
-        delay: Duration::from_millis(500),
-    };
+    let slow = FaultStore::new(store).slow_end(Duration::from_millis(500));
     let server = serve(SessionBindingLayer::with_store(slow)).await;
     let raw = Raw::new(&server);
     let alice = token(ISS_A, "alice", 1);
@@ -801,10 +762,7 @@ async fn early_answers_over_h2c_keep_the_connection() {
 #[tokio::test]
 async fn ending_survives_a_dropped_response_future() {
     use tower::{Service, ServiceExt};
-    let store = SlowEnd {
-        inner: MemoryStore::new(),
-        delay: Duration::from_millis(200),
-    };
+    let store = FaultStore::new(MemoryStore::new()).slow_end(Duration::from_millis(200));
     let owner = Owner::User(mcp_session_binding::Identity::new(ISS_A, "alice").unwrap());
     let key = SessionKey::from_session_id("s-1");
     store

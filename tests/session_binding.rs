@@ -3,23 +3,17 @@
 
 mod support;
 
-use std::{
-    sync::{
-        Arc,
-        atomic::{AtomicU8, Ordering},
-    },
-    time::Duration,
-};
-
-use futures::future::{BoxFuture, FutureExt};
 use http::{Method, StatusCode};
 use mcp_session_binding::{
     MISMATCH_MESSAGE, MismatchAnswer, SessionBindingLayer,
-    store::{BindOutcome, BindingStore, Lookup, MemoryStore, Owner, SessionKey, StoreError},
+    store::{BindingStore, Lookup, MemoryStore, SessionKey},
 };
 use rmcp::model::{CallToolRequestParams, GetPromptRequestParams, ReadResourceRequestParams};
 use serde_json::json;
-use support::*;
+use support::{
+    fault_store::{Fault, FaultStore},
+    *,
+};
 
 fn alice(nonce: u32) -> String {
     token(ISS_A, "alice", nonce)
@@ -478,65 +472,15 @@ async fn mismatch_can_answer_like_an_unknown_session() {
     assert_session_ended(&server, &raw, &session, &alice(2)).await;
 }
 
-/// A store whose failures a test switches on: 0 = healthy, 1 = unavailable, 2 = corrupt values.
-/// It has no synchronous lookup, so it also drives the layer's asynchronous path.
-#[derive(Clone, Default)]
-struct FlakyStore {
-    inner: MemoryStore,
-    mode: Arc<AtomicU8>,
-}
-
-impl FlakyStore {
-    fn fail(&self) -> Option<StoreError> {
-        match self.mode.load(Ordering::SeqCst) {
-            1 => Some(StoreError::unavailable(std::io::Error::other(
-                "connection refused",
-            ))),
-            2 => Some(StoreError::corrupt("stored value is not mcpsb1")),
-            _ => None,
-        }
-    }
-}
-
-impl BindingStore for FlakyStore {
-    fn bind<'a>(
-        &'a self,
-        key: SessionKey,
-        owner: &'a Owner,
-        ttl: Duration,
-        limit: usize,
-    ) -> BoxFuture<'a, Result<BindOutcome, StoreError>> {
-        match self.fail() {
-            Some(error) => futures::future::ready(Err(error)).boxed(),
-            None => self.inner.bind(key, owner, ttl, limit),
-        }
-    }
-
-    fn lookup(
-        &self,
-        key: SessionKey,
-        slide: Option<Duration>,
-    ) -> BoxFuture<'_, Result<Lookup, StoreError>> {
-        match self.fail() {
-            Some(error) => futures::future::ready(Err(error)).boxed(),
-            None => self.inner.lookup(key, slide),
-        }
-    }
-
-    fn end(&self, key: SessionKey, ttl: Duration) -> BoxFuture<'_, Result<(), StoreError>> {
-        self.inner.end(key, ttl)
-    }
-}
-
 #[tokio::test]
 async fn store_errors_are_503_and_keep_the_session() {
-    let store = FlakyStore::default();
+    let store = FaultStore::<MemoryStore>::default();
     let server = serve(SessionBindingLayer::with_store(store.clone())).await;
     let raw = Raw::new(&server);
     let session = raw.open_session(Some(&alice(1))).await;
     let before = server.forwarded_with(&session).len();
 
-    store.mode.store(1, Ordering::SeqCst);
+    store.set(Fault::Unavailable);
     for token in [alice(2), bob()] {
         let answer = raw.whoami(&session, Some(&token), 1).await;
         assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE);
@@ -552,7 +496,7 @@ async fn store_errors_are_503_and_keep_the_session() {
         "nothing forwarded, no DELETE"
     );
 
-    store.mode.store(0, Ordering::SeqCst);
+    store.set(Fault::None);
     assert_eq!(
         tool_text(&raw.whoami(&session, Some(&alice(3)), 2).await.json()),
         format!("{ISS_A} alice")
@@ -561,8 +505,8 @@ async fn store_errors_are_503_and_keep_the_session() {
 
 #[tokio::test]
 async fn bind_failure_hands_out_no_session() {
-    let store = FlakyStore::default();
-    store.mode.store(1, Ordering::SeqCst);
+    let store = FaultStore::<MemoryStore>::default();
+    store.set(Fault::Unavailable);
     let server = serve(SessionBindingLayer::with_store(store.clone())).await;
     let raw = Raw::new(&server);
     let answer = raw.post(None, Some(&alice(1)), &initialize_body()).await;
@@ -579,13 +523,13 @@ async fn bind_failure_hands_out_no_session() {
 
 #[tokio::test]
 async fn corrupt_binding_fails_closed_and_ends_the_session() {
-    let store = FlakyStore::default();
+    let store = FaultStore::<MemoryStore>::default();
     let server = serve(SessionBindingLayer::with_store(store.clone())).await;
     let raw = Raw::new(&server);
     let session = raw.open_session(Some(&alice(1))).await;
-    store.mode.store(2, Ordering::SeqCst);
+    store.set(Fault::Corrupt);
     assert_is_error_result(&raw.whoami(&session, Some(&alice(2)), 8).await, 8);
-    store.mode.store(0, Ordering::SeqCst);
+    store.set(Fault::None);
     assert_session_ended(&server, &raw, &session, &alice(3)).await;
 }
 
@@ -593,30 +537,8 @@ async fn corrupt_binding_fails_closed_and_ends_the_session() {
 async fn a_minted_id_that_is_already_bound_is_500_and_never_overwritten() {
     // The store already holds a binding for the id rmcp will mint next? Ids are random, so bind
     // every id in advance instead: a store that reports every bind as taken.
-    #[derive(Clone, Default)]
-    struct Taken(MemoryStore);
-    impl BindingStore for Taken {
-        fn bind<'a>(
-            &'a self,
-            _: SessionKey,
-            _: &'a Owner,
-            _: Duration,
-            _: usize,
-        ) -> BoxFuture<'a, Result<BindOutcome, StoreError>> {
-            futures::future::ready(Ok(BindOutcome::AlreadyBound(Owner::Anonymous))).boxed()
-        }
-        fn lookup(
-            &self,
-            key: SessionKey,
-            slide: Option<Duration>,
-        ) -> BoxFuture<'_, Result<Lookup, StoreError>> {
-            self.0.lookup(key, slide)
-        }
-        fn end(&self, key: SessionKey, ttl: Duration) -> BoxFuture<'_, Result<(), StoreError>> {
-            self.0.end(key, ttl)
-        }
-    }
-    let store = Taken::default();
+    let store = FaultStore::<MemoryStore>::default();
+    store.set(Fault::Taken);
     let server = serve(SessionBindingLayer::with_store(store.clone())).await;
     let raw = Raw::new(&server);
     let answer = raw.post(None, Some(&alice(1)), &initialize_body()).await;
@@ -629,7 +551,7 @@ async fn a_minted_id_that_is_already_bound_is_500_and_never_overwritten() {
         .expect("inner DELETE");
     let key = SessionKey::from_session_id(deleted.session.as_deref().unwrap());
     assert_eq!(
-        store.0.lookup(key, None).await.unwrap(),
+        store.inner.lookup(key, None).await.unwrap(),
         Lookup::Ended,
         "tombstoned"
     );

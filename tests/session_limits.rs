@@ -6,8 +6,7 @@
 
 mod support;
 
-#[path = "support/redis_server.rs"]
-mod redis_server;
+use support::redis_server;
 
 use std::time::Duration;
 

@@ -2,7 +2,7 @@
 //! features and profile this test was built with, so the nested cargo shares the build cache),
 //! starts a server example and waits for its `listening on http://…/mcp` line, kills it on drop.
 //!
-//! Included with `#[path = "support/example_bin.rs"] mod example_bin;`.
+//! Reached as `support::example_bin`.
 #![allow(dead_code)]
 
 use std::{

@@ -5,6 +5,11 @@
 
 #[path = "../../examples/common/demo_mcp.rs"]
 pub mod demo_mcp;
+pub mod example_bin;
+pub mod fault_store;
+#[cfg(feature = "oidc")]
+pub mod oidc_provider;
+pub mod redis_server;
 #[path = "../../examples/common/rotating_client.rs"]
 mod rotating_client;
 

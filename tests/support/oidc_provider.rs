@@ -2,8 +2,8 @@
 //! Certified), run by `tests/support/oidc/provider.mjs` under Node on 127.0.0.1. No mock.
 //!
 //! ```ignore
-//! #[path = "support/oidc_provider.rs"]
-//! mod oidc_provider;
+//! mod support;
+//! use support::oidc_provider;
 //!
 //! let Some(provider) = oidc_provider::OidcProvider::start(RESOURCE) else { return };
 //! let alice = provider.login("alice").await; // authorization code + PKCE, over HTTP

@@ -3,8 +3,8 @@
 //! Use it from any test file:
 //!
 //! ```ignore
-//! #[path = "support/redis_server.rs"]
-//! mod redis_server;
+//! mod support;
+//! use support::redis_server;
 //!
 //! let Some(server) = redis_server::RedisServer::start() else { return };
 //! let url = server.url();

@@ -1,0 +1,120 @@
+//! One fault-injecting binding store for every test: it wraps a real store (a `MemoryStore` by
+//! default, or a `RedisStore`) and, as a test switches it, fails `bind` and `lookup` as an
+//! unavailable or corrupt store would, reports every new id as already bound, or delays `end` (the
+//! tombstone write) as a remote store can. It never answers synchronously (`lookup_now`), so it
+//! also drives the layer's asynchronous path.
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicU8, AtomicU64, Ordering},
+    },
+    time::Duration,
+};
+
+use futures::{FutureExt, future::BoxFuture};
+use mcp_session_binding::store::{
+    BindOutcome, BindingStore, Lookup, MemoryStore, Owner, SessionKey, StoreError,
+};
+
+/// What `bind` and `lookup` do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Fault {
+    /// Pass through to the inner store.
+    None = 0,
+    /// Fail as an unreachable store: the layer answers 503.
+    Unavailable = 1,
+    /// Fail as a store holding a value that does not parse: the layer fails closed.
+    Corrupt = 2,
+    /// `bind` reports every id as already bound (a minted id that collides).
+    Taken = 3,
+}
+
+#[derive(Clone, Default)]
+pub struct FaultStore<St = MemoryStore> {
+    pub inner: St,
+    fault: Arc<AtomicU8>,
+    end_delay_ms: Arc<AtomicU64>,
+}
+
+impl<St> FaultStore<St> {
+    pub fn new(inner: St) -> Self {
+        Self {
+            inner,
+            fault: Arc::default(),
+            end_delay_ms: Arc::default(),
+        }
+    }
+
+    /// Switches the fault (every clone sees it).
+    pub fn set(&self, fault: Fault) {
+        self.fault.store(fault as u8, Ordering::SeqCst);
+    }
+
+    /// Delays every `end` by `delay`.
+    pub fn slow_end(self, delay: Duration) -> Self {
+        self.end_delay_ms
+            .store(delay.as_millis() as u64, Ordering::SeqCst);
+        self
+    }
+
+    fn fault(&self) -> Fault {
+        match self.fault.load(Ordering::SeqCst) {
+            1 => Fault::Unavailable,
+            2 => Fault::Corrupt,
+            3 => Fault::Taken,
+            _ => Fault::None,
+        }
+    }
+
+    fn error(&self) -> Option<StoreError> {
+        match self.fault() {
+            Fault::Unavailable => Some(StoreError::unavailable(std::io::Error::other(
+                "connection refused",
+            ))),
+            Fault::Corrupt => Some(StoreError::corrupt("stored value is not mcpsb1")),
+            Fault::None | Fault::Taken => None,
+        }
+    }
+}
+
+impl<St: BindingStore> BindingStore for FaultStore<St> {
+    fn bind<'a>(
+        &'a self,
+        key: SessionKey,
+        owner: &'a Owner,
+        ttl: Duration,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<BindOutcome, StoreError>> {
+        if self.fault() == Fault::Taken {
+            return futures::future::ready(Ok(BindOutcome::AlreadyBound(Owner::Anonymous))).boxed();
+        }
+        match self.error() {
+            Some(error) => futures::future::ready(Err(error)).boxed(),
+            None => self.inner.bind(key, owner, ttl, limit),
+        }
+    }
+
+    fn lookup(
+        &self,
+        key: SessionKey,
+        slide: Option<Duration>,
+    ) -> BoxFuture<'_, Result<Lookup, StoreError>> {
+        match self.error() {
+            Some(error) => futures::future::ready(Err(error)).boxed(),
+            None => self.inner.lookup(key, slide),
+        }
+    }
+
+    fn end(&self, key: SessionKey, ttl: Duration) -> BoxFuture<'_, Result<(), StoreError>> {
+        let delay = Duration::from_millis(self.end_delay_ms.load(Ordering::SeqCst));
+        async move {
+            if !delay.is_zero() {
+                tokio::time::sleep(delay).await;
+            }
+            self.inner.end(key, ttl).await
+        }
+        .boxed()
+    }
+}
