@@ -90,10 +90,62 @@ mod session_id;
 pub mod store;
 mod trace;
 
-/// Not API: hooks for the crate's benchmarks (`benches/`). May change or vanish in any release.
+/// Not API: hooks for the crate's benchmarks (`benches/`), fuzz targets (`fuzz/`) and
+/// `tests/fuzz_corpus.rs`. May change or vanish in any release.
 #[doc(hidden)]
 pub mod __private {
     pub use crate::classify::classify_len;
+
+    /// The `Mcp-Session-Id` header as the layer reads it: `Ok(None)` when absent, `Ok(Some(id))`
+    /// when accepted, `Err(why)` when malformed.
+    pub fn session_header(
+        headers: &http::HeaderMap,
+        max_len: usize,
+    ) -> Result<Option<&str>, &'static str> {
+        use crate::session_id::{SessionHeader, as_str, session_header};
+        match session_header(headers, max_len) {
+            SessionHeader::Absent => Ok(None),
+            SessionHeader::Present(value) => Ok(Some(as_str(value))),
+            SessionHeader::Malformed(why) => Err(why),
+        }
+    }
+
+    /// Whether the layer treats the request as sessionless (`MCP-Protocol-Version`).
+    pub fn is_sessionless(headers: &http::HeaderMap) -> bool {
+        crate::session_id::is_sessionless(headers)
+    }
+
+    /// One message as the body classifier sees it.
+    #[derive(Debug, PartialEq, Eq)]
+    pub enum Message<'a> {
+        /// A request, with its `id` as JSON text.
+        Request {
+            /// The `id`, as it appears in the body.
+            id: &'a str,
+            /// `method` is `tools/call`.
+            tool_call: bool,
+        },
+        /// A notification or a response.
+        NoAnswer,
+        /// Not a JSON-RPC message.
+        Invalid,
+    }
+
+    /// The body classifier: `None` for a body that is not JSON (or `[]`), `Some((false, [m]))`
+    /// for one message, `Some((true, messages))` for a batch.
+    pub fn classify(body: &[u8]) -> Option<(bool, Vec<Message<'_>>)> {
+        use crate::classify::{self, Classified};
+        let message = |m| match m {
+            classify::Message::Request { id, tool_call } => Message::Request { id, tool_call },
+            classify::Message::NoAnswer => Message::NoAnswer,
+            classify::Message::Invalid => Message::Invalid,
+        };
+        match classify::classify(body) {
+            Classified::Invalid => None,
+            Classified::Single(m) => Some((false, vec![message(m)])),
+            Classified::Batch(ms) => Some((true, ms.into_iter().map(message).collect())),
+        }
+    }
 }
 
 pub use body::ResponseBody;
