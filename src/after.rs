@@ -1,101 +1,167 @@
 //! Work after the inner service answered (binding a new session, tombstoning on the owner's
 //! DELETE), and ending a session.
 
+use std::{future::Future, sync::Arc};
+
 use futures::future::{BoxFuture, FutureExt};
-use http::{HeaderValue, Method, Request, Response, Uri, header::HOST};
+use http::{HeaderValue, Method, Request, Response, Uri, header::HOST, request::Parts};
 use tower::{Service, ServiceExt};
 
 use crate::{
     Identity, ResponseBody,
     layer::Config,
     rejection::{self, RejectionReason},
-    session_id::{self, MCP_PROTOCOL_VERSION, MCP_SESSION_ID, SessionHeader},
+    session_id::{self, MCP_SESSION_ID, SessionHeader},
     store::{BindOutcome, BindingStore, Owner, SessionKey, StoreErrorKind},
     trace,
 };
 
-/// What a `DELETE` to the inner service needs from the original request.
-#[derive(Clone, Debug)]
+/// The head of the `DELETE` that ends a session. It holds only values the layer trusts, never
+/// the refused caller's `Host`, query or `MCP-Protocol-Version` (which the inner service could
+/// refuse, leaving the session alive).
+#[derive(Clone, Debug, Default)]
 pub(crate) struct InnerHead {
-    uri: Uri,
+    uri: Option<Uri>,
     host: Option<HeaderValue>,
-    protocol_version: Option<HeaderValue>,
 }
 
 impl InnerHead {
-    pub(crate) fn of(parts: &http::request::Parts) -> Self {
+    /// The path (without query) and `Host` of a request whose response created a session: the
+    /// inner service accepted them.
+    pub(crate) fn of_creating(parts: &Parts) -> Self {
         Self {
-            uri: parts.uri.clone(),
+            uri: path_only(&parts.uri),
             host: parts.headers.get(HOST).cloned(),
-            protocol_version: parts.headers.get(MCP_PROTOCOL_VERSION).cloned(),
         }
     }
 
-    fn delete<B: Default>(&self, session: HeaderValue) -> Request<B> {
+    /// The head for ending a session a caller was refused on: the configured
+    /// [`end_session_uri`](crate::SessionBindingLayer::end_session_uri), else the head of the last
+    /// session created through this layer, else the refused request's path without its query.
+    pub(crate) fn for_ending(config: &Config, refused: &Parts) -> Self {
+        if let Some(uri) = &config.end_session_uri {
+            return Self {
+                host: uri
+                    .authority()
+                    .and_then(|a| HeaderValue::from_str(a.as_str()).ok()),
+                uri: Some(uri.clone()),
+            };
+        }
+        let recorded = config
+            .created_at
+            .lock()
+            .map(|head| head.clone())
+            .unwrap_or_default();
+        recorded.unwrap_or_else(|| Self {
+            uri: path_only(&refused.uri),
+            host: None,
+        })
+    }
+
+    fn delete<B: Default>(&self, session: HeaderValue, config: &Config) -> Request<B> {
         let mut request = Request::new(B::default());
         *request.method_mut() = Method::DELETE;
-        *request.uri_mut() = self.uri.clone();
+        if let Some(uri) = &self.uri {
+            *request.uri_mut() = uri.clone();
+        }
         let headers = request.headers_mut();
         headers.insert(MCP_SESSION_ID, session);
         if let Some(host) = &self.host {
             headers.insert(HOST, host.clone());
         }
-        if let Some(version) = &self.protocol_version {
-            headers.insert(MCP_PROTOCOL_VERSION, version.clone());
+        match &config.end_request_hook {
+            Some(hook) => {
+                let (mut parts, body) = request.into_parts();
+                hook(&mut parts);
+                Request::from_parts(parts, body)
+            }
+            None => request,
         }
-        request
+    }
+}
+
+fn path_only(uri: &Uri) -> Option<Uri> {
+    uri.path().parse().ok()
+}
+
+/// Runs `work` to completion even if the returned future is dropped (the client went away, the
+/// connection was reset): on a tokio runtime it is spawned. Outside one it runs inline.
+pub(crate) fn detach(work: impl Future<Output = ()> + Send + 'static) -> BoxFuture<'static, ()> {
+    match tokio::runtime::Handle::try_current() {
+        Ok(runtime) => {
+            let task = runtime.spawn(work);
+            async move {
+                let _ = task.await;
+            }
+            .boxed()
+        }
+        Err(_) => work.boxed(),
     }
 }
 
 /// Ends a session: tombstones `key` (when given) so every replica answers 404, then sends a
 /// `DELETE` to the inner service so it frees the session. Failures are logged, not returned: the
-/// caller's answer does not depend on them.
-pub(crate) async fn end_session<S, St, ReqBody, ResBody>(
+/// caller's answer does not depend on them. The work is [detached](detach): it completes even
+/// if the returned future is dropped.
+pub(crate) fn end_session<S, St, ReqBody, ResBody>(
     inner: S,
-    store: &St,
+    store: St,
     tombstone: Option<SessionKey>,
-    config: &Config,
-    head: &InnerHead,
+    config: Arc<Config>,
+    head: InnerHead,
     session: HeaderValue,
-    caller: Option<&Identity>,
-) where
-    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    caller: Option<Identity>,
+) -> BoxFuture<'static, ()>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Send + 'static,
+    S::Future: Send,
     St: BindingStore,
-    ReqBody: Default,
+    ReqBody: Default + Send + 'static,
+    ResBody: Send + 'static,
 {
-    let key = SessionKey::from_session_id(session_id::as_str(&session));
-    if let Some(key) = tombstone
-        && let Err(error) = store.end(key, config.tombstone_ttl).await
-    {
-        trace::failed(
-            "store_error",
-            caller,
-            key,
-            &error,
-            "could not tombstone an ended session",
-        );
-    }
-    match inner.oneshot(head.delete(session)).await {
-        Ok(response) => trace::ended(caller, key, Some(response.status().as_u16())),
-        Err(_) => {
-            let what = "inner service failed the DELETE that ends the session";
-            trace::failed("ended", caller, key, &"inner service error", what);
+    detach(async move {
+        let caller = caller.as_ref();
+        let key = SessionKey::from_session_id(session_id::as_str(&session));
+        if let Some(key) = tombstone
+            && let Err(error) = store.end(key, config.tombstone_ttl).await
+        {
+            trace::failed(
+                "store_error",
+                caller,
+                key,
+                &error,
+                "could not tombstone an ended session",
+            );
         }
-    }
+        let delete = head.delete(session, &config);
+        match inner.oneshot(delete).await {
+            Ok(response) => {
+                let status = response.status();
+                // 404: the inner service had already forgotten it; 405: it has no DELETE.
+                if status.is_success() || status == 404 || status == 405 {
+                    trace::ended(caller, key, Some(status.as_u16()));
+                } else {
+                    trace::end_failed(caller, key, Some(status.as_u16()));
+                }
+            }
+            Err(_) => trace::end_failed(caller, key, None),
+        }
+    })
 }
 
 /// Work to do once the inner service has answered.
 pub(crate) struct After<S, St> {
     pub(crate) inner: S,
     pub(crate) store: St,
-    pub(crate) config: Config,
+    pub(crate) config: Arc<Config>,
     pub(crate) caller: Option<Identity>,
     pub(crate) kind: AfterKind,
 }
 
 pub(crate) enum AfterKind {
-    /// A request without a session: bind the session its response creates.
-    BindNew(InnerHead),
+    /// A request without a session: bind the session its response creates. `credentials`: the
+    /// request carried an `Authorization` header.
+    BindNew { head: InnerHead, credentials: bool },
     /// The owner's `DELETE`: tombstone the session once the inner service agreed.
     EndOnSuccess(SessionKey),
 }
@@ -105,7 +171,7 @@ impl<S, St> After<S, St> {
     pub(crate) fn applies_to<B>(&self, response: &Response<B>) -> bool {
         response.status().is_success()
             && match self.kind {
-                AfterKind::BindNew(_) => response.headers().contains_key(MCP_SESSION_ID),
+                AfterKind::BindNew { .. } => response.headers().contains_key(MCP_SESSION_ID),
                 AfterKind::EndOnSuccess(_) => true,
             }
     }
@@ -117,7 +183,7 @@ impl<S, St> After<S, St> {
     where
         S: Service<Request<ReqBody>, Response = Response<ResBody>> + Send + 'static,
         S::Future: Send,
-        St: BindingStore,
+        St: BindingStore + Clone,
         ReqBody: Default + Send + 'static,
         ResBody: Send + 'static,
     {
@@ -131,20 +197,24 @@ impl<S, St> After<S, St> {
         async move {
             match kind {
                 AfterKind::EndOnSuccess(key) => {
-                    match store.end(key, config.tombstone_ttl).await {
-                        Ok(()) => trace::owner_ended(caller.as_ref(), key),
-                        Err(error) => trace::failed(
-                            "store_error",
-                            caller.as_ref(),
-                            key,
-                            &error,
-                            "could not tombstone a session its owner deleted",
-                        ),
-                    }
+                    let ttl = config.tombstone_ttl;
+                    detach(async move {
+                        match store.end(key, ttl).await {
+                            Ok(()) => trace::owner_ended(caller.as_ref(), key),
+                            Err(error) => trace::failed(
+                                "store_error",
+                                caller.as_ref(),
+                                key,
+                                &error,
+                                "could not tombstone a session its owner deleted",
+                            ),
+                        }
+                    })
+                    .await;
                     Ok(response.map(ResponseBody::inner))
                 }
-                AfterKind::BindNew(head) => {
-                    Ok(bind_new(inner, &store, &config, caller, &head, response).await)
+                AfterKind::BindNew { head, credentials } => {
+                    Ok(bind_new(inner, store, config, caller, head, credentials, response).await)
                 }
             }
         }
@@ -155,16 +225,19 @@ impl<S, St> After<S, St> {
 /// Binds the session a response just created, before the response leaves the layer.
 async fn bind_new<S, St, ReqBody, ResBody>(
     inner: S,
-    store: &St,
-    config: &Config,
+    store: St,
+    config: Arc<Config>,
     caller: Option<Identity>,
-    head: &InnerHead,
+    head: InnerHead,
+    credentials: bool,
     response: Response<ResBody>,
 ) -> Response<ResponseBody<ResBody>>
 where
-    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
-    St: BindingStore,
-    ReqBody: Default,
+    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Send + 'static,
+    S::Future: Send,
+    St: BindingStore + Clone,
+    ReqBody: Default + Send + 'static,
+    ResBody: Send + 'static,
 {
     let session = match session_id::session_header(response.headers(), config.max_session_id_len) {
         SessionHeader::Present(session) => session.clone(),
@@ -179,16 +252,28 @@ where
     let key = SessionKey::from_session_id(session_id::as_str(&session));
     let owner = match (&caller, config.allow_anonymous) {
         (Some(identity), _) => Owner::User(identity.clone()),
+        // Credentials but no identity: the auth layer is misplaced (inside this layer) or does
+        // not insert the identity. Binding would make the session anonymous, open to anyone.
+        (None, _) if credentials => {
+            trace::misconfigured(key);
+            end_session(inner, store, None, config, head, session, None).await;
+            return refuse(RejectionReason::CredentialsWithoutIdentity);
+        }
         (None, true) => Owner::Anonymous,
         (None, false) => {
             trace::rejected(RejectionReason::MissingIdentity, None, key);
-            end_session(inner, store, None, config, head, session, caller.as_ref()).await;
+            end_session(inner, store, None, config, head, session, None).await;
             return refuse(RejectionReason::MissingIdentity);
         }
     };
     let (tombstone, reason) = match store.bind(key, &owner, config.binding_ttl).await {
         Ok(BindOutcome::Created) => {
             trace::bound(caller.as_ref(), key);
+            if config.end_session_uri.is_none()
+                && let Ok(mut created_at) = config.created_at.lock()
+            {
+                *created_at = Some(head);
+            }
             return response.map(ResponseBody::inner);
         }
         Ok(BindOutcome::AlreadyBound(_) | BindOutcome::AlreadyEnded) => {
@@ -207,16 +292,7 @@ where
         }
     };
     // Never hand out a session that is not bound to its caller.
-    end_session(
-        inner,
-        store,
-        tombstone,
-        config,
-        head,
-        session,
-        caller.as_ref(),
-    )
-    .await;
+    end_session(inner, store, tombstone, config, head, session, caller).await;
     refuse(reason)
 }
 

@@ -29,7 +29,11 @@ pub(crate) enum Message<'a> {
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Classified<'a> {
     Single(Message<'a>),
+    /// A batch whose every element is a JSON-RPC message, with at most the configured number of
+    /// requests: the requests in it, in order (notifications and responses get no answer).
     Batch(Vec<Message<'a>>),
+    /// Not JSON-RPC, or a batch that cannot be answered entry by entry (empty, an element that is
+    /// not a JSON-RPC message, more requests than the cap): one error without `id`.
     Invalid,
 }
 
@@ -83,19 +87,75 @@ fn message(raw: &str) -> Message<'_> {
     }
 }
 
-/// Classifies a POST body.
-pub(crate) fn classify(body: &[u8]) -> Classified<'_> {
+/// Reads a batch element by element, keeping only its requests, and stops at the first element
+/// that is not a JSON-RPC message or at request `max + 1`: a refused 4 MiB batch of tiny elements
+/// never becomes millions of entries in memory.
+struct Batch<'a> {
+    requests: Vec<Message<'a>>,
+}
+
+struct BatchSeed {
+    max: usize,
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for BatchSeed {
+    type Value = Batch<'de>;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for BatchSeed {
+    type Value = Batch<'de>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON-RPC batch")
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        use serde::de::Error;
+        let mut requests = Vec::new();
+        let mut elements = 0usize;
+        while let Some(raw) = seq.next_element::<&'de RawValue>()? {
+            elements += 1;
+            match message(raw.get()) {
+                Message::Invalid => return Err(A::Error::custom("not a JSON-RPC message")),
+                Message::NoAnswer => {}
+                request @ Message::Request { .. } => {
+                    if requests.len() == self.max {
+                        return Err(A::Error::custom("too many requests"));
+                    }
+                    requests.push(request);
+                }
+            }
+        }
+        if elements == 0 {
+            return Err(A::Error::custom("empty batch"));
+        }
+        Ok(Batch { requests })
+    }
+}
+
+/// Classifies a POST body; a batch may hold at most `max_batch` requests.
+pub(crate) fn classify(body: &[u8], max_batch: usize) -> Classified<'_> {
     let Ok(text) = std::str::from_utf8(body) else {
         return Classified::Invalid;
     };
     let first = text.trim_start().as_bytes().first().copied();
     match first {
-        Some(b'[') => match serde_json::from_str::<Vec<&RawValue>>(text) {
-            Ok(items) if !items.is_empty() => {
-                Classified::Batch(items.into_iter().map(|raw| message(raw.get())).collect())
+        Some(b'[') => {
+            use serde::de::DeserializeSeed;
+            let mut de = serde_json::Deserializer::from_str(text);
+            let seed = BatchSeed { max: max_batch };
+            match seed
+                .deserialize(&mut de)
+                .and_then(|batch| de.end().map(|()| batch))
+            {
+                Ok(batch) => Classified::Batch(batch.requests),
+                Err(_) => Classified::Invalid,
             }
-            _ => Classified::Invalid,
-        },
+        }
         // One pass: the envelope parse validates the whole text (values it skips included, and
         // nothing but whitespace after the object), so when it succeeds the text is one JSON
         // object and its message is this envelope's. Only a failed parse needs the second look,
@@ -111,10 +171,10 @@ pub(crate) fn classify(body: &[u8]) -> Classified<'_> {
     }
 }
 
-/// How many messages [`classify`] finds in `body` (0 when the body is invalid). Not API: exported
-/// through `__private` for the crate's benchmarks only.
+/// How many requests [`classify`] finds in `body` (a single message counts 1; 0 when the body is
+/// invalid). Not API: exported through `__private` for the crate's benchmarks only.
 pub fn classify_len(body: &[u8]) -> usize {
-    match classify(body) {
+    match classify(body, usize::MAX) {
         Classified::Single(_) => 1,
         Classified::Batch(messages) => messages.len(),
         Classified::Invalid => 0,
@@ -126,7 +186,7 @@ mod tests {
     use super::*;
 
     fn single(body: &str) -> Message<'_> {
-        match classify(body.as_bytes()) {
+        match classify(body.as_bytes(), 64) {
             Classified::Single(m) => m,
             other => panic!("{other:?}"),
         }
@@ -205,31 +265,50 @@ mod tests {
             "\u{feff}{}",
             "{\"jsonrpc\":\"2.0\"} x",
         ] {
-            assert_eq!(classify(body.as_bytes()), Classified::Invalid, "{body:?}");
+            assert_eq!(
+                classify(body.as_bytes(), 64),
+                Classified::Invalid,
+                "{body:?}"
+            );
         }
-        assert_eq!(classify(b"{\"a\":\"\xff\"}"), Classified::Invalid);
+        assert_eq!(classify(b"{\"a\":\"\xff\"}", 64), Classified::Invalid);
     }
 
     #[test]
-    fn batches_classify_each_element() {
+    fn batches_keep_their_requests() {
         let body = r#"[{"jsonrpc":"2.0","id":1,"method":"tools/call"},
                        {"jsonrpc":"2.0","method":"notifications/progress"},
-                       {"jsonrpc":"2.0","id":"b","method":"tools/list"},
-                       7]"#;
+                       {"jsonrpc":"2.0","id":"b","method":"tools/list"}]"#;
         assert_eq!(
-            classify(body.as_bytes()),
+            classify(body.as_bytes(), 64),
             Classified::Batch(vec![
                 Message::Request {
                     id: "1",
                     tool_call: true
                 },
-                Message::NoAnswer,
                 Message::Request {
                     id: "\"b\"",
                     tool_call: false
                 },
-                Message::Invalid,
             ])
+        );
+        let notes = r#"[{"jsonrpc":"2.0","method":"notifications/progress"}]"#;
+        assert_eq!(classify(notes.as_bytes(), 64), Classified::Batch(vec![]));
+    }
+
+    #[test]
+    fn batches_with_an_invalid_element_or_too_many_requests_are_invalid() {
+        let with_junk = r#"[{"jsonrpc":"2.0","id":1,"method":"tools/call"},7]"#;
+        assert_eq!(classify(with_junk.as_bytes(), 64), Classified::Invalid);
+        assert_eq!(classify(b"[1,1,1,1]", 64), Classified::Invalid);
+        let request = r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#;
+        let batch = |n: usize| format!("[{}]", vec![request; n].join(","));
+        assert!(matches!(classify(batch(3).as_bytes(), 3), Classified::Batch(r) if r.len() == 3));
+        assert_eq!(classify(batch(4).as_bytes(), 3), Classified::Invalid);
+        // Trailing text after the array is not JSON.
+        assert_eq!(
+            classify(format!("{} x", batch(1)).as_bytes(), 3),
+            Classified::Invalid
         );
     }
 }

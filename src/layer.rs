@@ -1,7 +1,12 @@
 //! [`SessionBindingLayer`] and its configuration.
 
-use std::time::Duration;
+use std::{
+    fmt,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
+use http::{Uri, request::Parts};
 use tower::Layer;
 
 use crate::{
@@ -18,6 +23,13 @@ pub const DEFAULT_TOMBSTONE_TTL: Duration = Duration::from_secs(24 * 3600);
 pub const DEFAULT_MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
 /// Longest accepted `Mcp-Session-Id`, in bytes.
 pub const DEFAULT_MAX_SESSION_ID_LEN: usize = 1024;
+/// Largest answer the layer makes to a refused request, in bytes, whatever the request's body.
+pub const DEFAULT_MAX_ANSWER_BYTES: usize = 64 * 1024;
+/// Most answered entries in the answer to a refused JSON-RPC batch; a larger batch gets one
+/// error without `id`.
+pub const DEFAULT_MAX_BATCH_ANSWERS: usize = 64;
+/// How long the layer waits for the body of a refused request before answering 408.
+pub const DEFAULT_REFUSED_BODY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How a refused caller is answered.
 ///
@@ -42,8 +54,13 @@ pub enum MismatchAnswer {
     NotFound,
 }
 
-/// Settings shared by the layer and its services. All `Copy`: cloning a service copies them.
-#[derive(Clone, Copy, Debug)]
+/// A hook that adjusts the `DELETE` the layer sends the inner service to end a session; see
+/// [`SessionBindingLayer::end_request_hook`].
+pub(crate) type EndRequestHook = Arc<dyn Fn(&mut Parts) + Send + Sync>;
+
+/// Settings shared by the layer and its services, behind one `Arc`: cloning a service does not
+/// copy them.
+#[derive(Clone)]
 pub(crate) struct Config {
     pub(crate) binding_ttl: Duration,
     pub(crate) tombstone_ttl: Duration,
@@ -53,6 +70,16 @@ pub(crate) struct Config {
     pub(crate) mismatch_answer: MismatchAnswer,
     pub(crate) max_body_bytes: usize,
     pub(crate) max_session_id_len: usize,
+    pub(crate) max_answer_bytes: usize,
+    pub(crate) max_batch_answers: usize,
+    pub(crate) refused_body_timeout: Duration,
+    /// Where the inner `DELETE` that ends a session goes, when configured.
+    pub(crate) end_session_uri: Option<Uri>,
+    pub(crate) end_request_hook: Option<EndRequestHook>,
+    /// The path and `Host` of the last request through this layer that created a session: values
+    /// the inner service accepted, used for the `DELETE` that ends a session when no
+    /// [`end_session_uri`](Self::end_session_uri) is configured.
+    pub(crate) created_at: Arc<Mutex<Option<crate::after::InnerHead>>>,
 }
 
 impl Default for Config {
@@ -66,7 +93,33 @@ impl Default for Config {
             mismatch_answer: MismatchAnswer::Mcp,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             max_session_id_len: DEFAULT_MAX_SESSION_ID_LEN,
+            max_answer_bytes: DEFAULT_MAX_ANSWER_BYTES,
+            max_batch_answers: DEFAULT_MAX_BATCH_ANSWERS,
+            refused_body_timeout: DEFAULT_REFUSED_BODY_TIMEOUT,
+            end_session_uri: None,
+            end_request_hook: None,
+            created_at: Arc::default(),
         }
+    }
+}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("binding_ttl", &self.binding_ttl)
+            .field("tombstone_ttl", &self.tombstone_ttl)
+            .field("sliding", &self.sliding)
+            .field("allow_anonymous", &self.allow_anonymous)
+            .field("end_on_mismatch", &self.end_on_mismatch)
+            .field("mismatch_answer", &self.mismatch_answer)
+            .field("max_body_bytes", &self.max_body_bytes)
+            .field("max_session_id_len", &self.max_session_id_len)
+            .field("max_answer_bytes", &self.max_answer_bytes)
+            .field("max_batch_answers", &self.max_batch_answers)
+            .field("refused_body_timeout", &self.refused_body_timeout)
+            .field("end_session_uri", &self.end_session_uri)
+            .field("end_request_hook", &self.end_request_hook.is_some())
+            .finish_non_exhaustive()
     }
 }
 
@@ -208,6 +261,93 @@ impl<St, I> SessionBindingLayer<St, I> {
         self.config.sliding = sliding;
         self
     }
+
+    /// Largest answer to a refused request (default 64 KiB), whatever its body. An answer that
+    /// would be larger (a batch of many requests, a huge `id`) is replaced by one JSON-RPC error
+    /// without `id`.
+    ///
+    /// ```
+    /// use mcp_session_binding::SessionBindingLayer;
+    ///
+    /// let layer = SessionBindingLayer::new().max_answer_bytes(16 * 1024);
+    /// # let _ = layer;
+    /// ```
+    pub fn max_answer_bytes(mut self, bytes: usize) -> Self {
+        self.config.max_answer_bytes = bytes;
+        self
+    }
+
+    /// Most requests answered one by one in a refused JSON-RPC batch (default 64). A batch with
+    /// more requests, or with any element that is not a JSON-RPC message, gets one JSON-RPC error
+    /// without `id`.
+    ///
+    /// ```
+    /// use mcp_session_binding::SessionBindingLayer;
+    ///
+    /// let layer = SessionBindingLayer::new().max_batch_answers(16);
+    /// # let _ = layer;
+    /// ```
+    pub fn max_batch_answers(mut self, entries: usize) -> Self {
+        self.config.max_batch_answers = entries;
+        self
+    }
+
+    /// How long the layer reads the body of a refused request (default 10 s). Past it the
+    /// caller gets 408 with a JSON-RPC error; the session is ended all the same (ending starts
+    /// before the body is read).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use mcp_session_binding::SessionBindingLayer;
+    ///
+    /// let layer = SessionBindingLayer::new().refused_body_timeout(Duration::from_secs(2));
+    /// # let _ = layer;
+    /// ```
+    pub fn refused_body_timeout(mut self, timeout: Duration) -> Self {
+        self.config.refused_body_timeout = timeout;
+        self
+    }
+
+    /// Where the `DELETE` that ends a session is sent: its path, and its authority as the `Host`
+    /// header (for rmcp, a host in its `allowed_hosts`).
+    ///
+    /// The layer never copies the refused caller's URI, `Host` or `MCP-Protocol-Version` into
+    /// that `DELETE`. Without this setting it uses the path and `Host` of the last request
+    /// through this layer that created a session (values the inner service accepted); before any
+    /// session was created through it, the path of the refused request without its query and no
+    /// `Host`.
+    ///
+    /// ```
+    /// use mcp_session_binding::SessionBindingLayer;
+    ///
+    /// let layer = SessionBindingLayer::new()
+    ///     .end_session_uri(http::Uri::from_static("http://localhost:8080/mcp"));
+    /// # let _ = layer;
+    /// ```
+    pub fn end_session_uri(mut self, uri: Uri) -> Self {
+        self.config.end_session_uri = Some(uri);
+        self
+    }
+
+    /// A hook that adjusts the `DELETE` the layer sends the inner service to end a session,
+    /// for inner services that need more than the session id to accept it (an upstream that
+    /// wants credentials, a routing header). It runs last, on the request head the layer built.
+    ///
+    /// ```
+    /// use http::HeaderValue;
+    /// use mcp_session_binding::SessionBindingLayer;
+    ///
+    /// let layer = SessionBindingLayer::new().end_request_hook(|parts| {
+    ///     parts
+    ///         .headers
+    ///         .insert("x-internal-auth", HeaderValue::from_static("layer-secret"));
+    /// });
+    /// # let _ = layer;
+    /// ```
+    pub fn end_request_hook(mut self, hook: impl Fn(&mut Parts) + Send + Sync + 'static) -> Self {
+        self.config.end_request_hook = Some(Arc::new(hook));
+        self
+    }
 }
 
 impl<S, St: Clone, I: Clone> Layer<S> for SessionBindingLayer<St, I> {
@@ -218,7 +358,7 @@ impl<S, St: Clone, I: Clone> Layer<S> for SessionBindingLayer<St, I> {
             inner,
             self.store.clone(),
             self.identity.clone(),
-            self.config,
+            Arc::new(self.config.clone()),
         )
     }
 }

@@ -78,6 +78,7 @@
 mod after;
 mod body;
 mod classify;
+mod early;
 mod future;
 pub mod identity;
 #[cfg(feature = "jwt")]
@@ -152,8 +153,9 @@ pub use body::ResponseBody;
 pub use future::ResponseFuture;
 pub use identity::{Identity, IdentityExtractor};
 pub use layer::{
-    DEFAULT_BINDING_TTL, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_SESSION_ID_LEN, DEFAULT_TOMBSTONE_TTL,
-    MismatchAnswer, SessionBindingLayer,
+    DEFAULT_BINDING_TTL, DEFAULT_MAX_ANSWER_BYTES, DEFAULT_MAX_BATCH_ANSWERS,
+    DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_SESSION_ID_LEN, DEFAULT_REFUSED_BODY_TIMEOUT,
+    DEFAULT_TOMBSTONE_TTL, MismatchAnswer, SessionBindingLayer,
 };
 pub use rejection::{MISMATCH_MESSAGE, RejectionReason};
 pub use service::SessionBinding;

@@ -44,6 +44,15 @@ pub enum RejectionReason {
     BindConflict,
     /// The inner service minted a session id that is not a valid header value: 500.
     InvalidMintedSessionId,
+    /// The body of a refused request did not arrive within the time limit: 408.
+    BodyTimeout,
+    /// A `GET` or `DELETE` naming a sessionless protocol revision (2026-07-28 or later), which has
+    /// no GET stream and no `DELETE`: 405 with `Allow: POST`.
+    SessionlessMethod,
+    /// A request created a session and carries an `Authorization` header, but no identity reached
+    /// the layer: the auth layer runs after it, or does not put the identity in the extensions.
+    /// 500; the new session is ended.
+    CredentialsWithoutIdentity,
 }
 
 impl RejectionReason {
@@ -63,6 +72,9 @@ impl RejectionReason {
             Self::InvalidIdentity => "invalid_identity",
             Self::BindConflict => "bind_conflict",
             Self::InvalidMintedSessionId => "invalid_minted_session_id",
+            Self::BodyTimeout => "body_timeout",
+            Self::SessionlessMethod => "sessionless_method",
+            Self::CredentialsWithoutIdentity => "credentials_without_identity",
         }
     }
 }
@@ -167,17 +179,41 @@ pub(crate) fn plain(reason: RejectionReason, detail: Option<&str>) -> Response<F
             code::INTERNAL_ERROR,
             "Internal error: the new session could not be bound",
         ),
+        R::BodyTimeout => (
+            StatusCode::REQUEST_TIMEOUT,
+            code::INVALID_REQUEST,
+            "Request body not received in time",
+        ),
+        R::SessionlessMethod => (
+            StatusCode::METHOD_NOT_ALLOWED,
+            code::INVALID_REQUEST,
+            "Method not allowed: this protocol revision has no GET stream and no DELETE",
+        ),
+        R::CredentialsWithoutIdentity => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            code::INTERNAL_ERROR,
+            "Internal error: the request carries credentials but no caller identity reached \
+             SessionBindingLayer; the authentication layer must run before it",
+        ),
     };
     let message = match detail {
         Some(detail) => format!("{message}: {detail}"),
         None => message.to_owned(),
     };
     let mut response = json(status, error_without_id(code, &message), reason);
-    if reason == R::StoreUnavailable {
-        response.headers_mut().insert(
-            header::RETRY_AFTER,
-            HeaderValue::from_static(RETRY_AFTER_SECS),
-        );
+    match reason {
+        R::StoreUnavailable => {
+            response.headers_mut().insert(
+                header::RETRY_AFTER,
+                HeaderValue::from_static(RETRY_AFTER_SECS),
+            );
+        }
+        R::SessionlessMethod => {
+            response
+                .headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static("POST"));
+        }
+        _ => {}
     }
     response
 }
@@ -198,38 +234,48 @@ fn answer(id: &str, tool_call: bool) -> String {
     }
 }
 
-/// The mismatch answer for a POST body.
-pub(crate) fn mismatch(body: &Classified<'_>, reason: RejectionReason) -> Response<Full<Bytes>> {
-    match body {
-        Classified::Single(Message::Request { id, tool_call }) => {
-            json(StatusCode::OK, answer(id, *tool_call), reason)
-        }
-        Classified::Batch(messages) => {
-            let answers: Vec<String> = messages
-                .iter()
-                .filter_map(|m| match m {
-                    Message::Request { id, tool_call } => Some(answer(id, *tool_call)),
-                    Message::NoAnswer => None,
-                    Message::Invalid => Some(format!(
-                        r#"{{"jsonrpc":"2.0","id":null,"error":{}}}"#,
-                        error_object(code::INVALID_REQUEST, MISMATCH_MESSAGE)
-                    )),
-                })
-                .collect();
-            if answers.is_empty() {
-                plain(reason, None)
-            } else {
-                json(StatusCode::OK, format!("[{}]", answers.join(",")), reason)
-            }
-        }
-        Classified::Single(_) | Classified::Invalid => plain(reason, None),
+/// Bytes an answer entry takes besides its `id`: the `isError` result (the longer of the two
+/// shapes), and a separating comma.
+const ENTRY_OVERHEAD: usize = 160;
+
+/// The mismatch answer for a POST body, at most `max_bytes` long: an answer that would be larger
+/// (many requests, a huge `id`) is the answer without `id` instead.
+pub(crate) fn mismatch(
+    body: &Classified<'_>,
+    reason: RejectionReason,
+    max_bytes: usize,
+) -> Response<Full<Bytes>> {
+    let requests: &[Message<'_>] = match body {
+        Classified::Single(message @ Message::Request { .. }) => std::slice::from_ref(message),
+        Classified::Batch(requests) if !requests.is_empty() => requests,
+        _ => return plain(reason, None),
+    };
+    let size = requests.iter().fold(2usize, |size, m| match m {
+        Message::Request { id, .. } => size.saturating_add(id.len() + ENTRY_OVERHEAD),
+        _ => size,
+    });
+    if size > max_bytes {
+        return plain(reason, None);
     }
+    let mut answers = requests.iter().filter_map(|m| match m {
+        Message::Request { id, tool_call } => Some(answer(id, *tool_call)),
+        _ => None,
+    });
+    let body = match body {
+        Classified::Batch(_) => format!("[{}]", answers.collect::<Vec<_>>().join(",")),
+        _ => answers.next().unwrap_or_default(),
+    };
+    json(StatusCode::OK, body, reason)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::classify::classify;
+    use crate::classify;
+    fn classify(body: &[u8]) -> classify::Classified<'_> {
+        classify::classify(body, 64)
+    }
+    use http_body::Body;
     use http_body_util::BodyExt;
     use serde_json::{Value, json};
 
@@ -242,7 +288,8 @@ mod tests {
     #[tokio::test]
     async fn tool_call_mismatch_is_an_is_error_result_with_the_id() {
         let body = classify(br#"{"jsonrpc":"2.0","id":"x-1","method":"tools/call","params":{}}"#);
-        let (status, value) = body_json(mismatch(&body, RejectionReason::IdentityMismatch)).await;
+        let (status, value) =
+            body_json(mismatch(&body, RejectionReason::IdentityMismatch, 65536)).await;
         assert_eq!(status, StatusCode::OK);
         assert_eq!(
             value,
@@ -253,7 +300,8 @@ mod tests {
     #[tokio::test]
     async fn other_requests_get_a_json_rpc_error_with_the_id() {
         let body = classify(br#"{"jsonrpc":"2.0","id":3,"method":"prompts/get"}"#);
-        let (status, value) = body_json(mismatch(&body, RejectionReason::IdentityMismatch)).await;
+        let (status, value) =
+            body_json(mismatch(&body, RejectionReason::IdentityMismatch, 65536)).await;
         assert_eq!(status, StatusCode::OK);
         assert_eq!(value["id"], json!(3));
         assert_eq!(value["error"]["message"], json!(MISMATCH_MESSAGE));
@@ -265,8 +313,12 @@ mod tests {
             &br#"{"jsonrpc":"2.0","method":"notifications/cancelled"}"#[..],
             b"nope",
         ] {
-            let (status, value) =
-                body_json(mismatch(&classify(body), RejectionReason::IdentityMismatch)).await;
+            let (status, value) = body_json(mismatch(
+                &classify(body),
+                RejectionReason::IdentityMismatch,
+                65536,
+            ))
+            .await;
             assert_eq!(status, StatusCode::FORBIDDEN);
             assert!(value.get("id").is_none());
             assert_eq!(value["error"]["message"], json!(MISMATCH_MESSAGE));
@@ -278,7 +330,8 @@ mod tests {
         let body = classify(
             br#"[{"jsonrpc":"2.0","id":1,"method":"tools/call"},{"jsonrpc":"2.0","method":"notifications/progress"},{"jsonrpc":"2.0","id":2,"method":"tools/list"}]"#,
         );
-        let (status, value) = body_json(mismatch(&body, RejectionReason::IdentityMismatch)).await;
+        let (status, value) =
+            body_json(mismatch(&body, RejectionReason::IdentityMismatch, 65536)).await;
         assert_eq!(status, StatusCode::OK);
         let answers = value.as_array().unwrap();
         assert_eq!(answers.len(), 2);
@@ -288,9 +341,47 @@ mod tests {
         assert!(answers[1]["error"].is_object());
         let only_notes = classify(br#"[{"jsonrpc":"2.0","method":"notifications/progress"}]"#);
         assert_eq!(
-            mismatch(&only_notes, RejectionReason::IdentityMismatch).status(),
+            mismatch(&only_notes, RejectionReason::IdentityMismatch, 65536).status(),
             StatusCode::FORBIDDEN
         );
+    }
+
+    #[tokio::test]
+    async fn answers_over_the_size_bound_lose_their_ids() {
+        let id = "x".repeat(1000);
+        let single = format!(r#"{{"jsonrpc":"2.0","id":"{id}","method":"tools/call"}}"#);
+        let within = mismatch(
+            &classify(single.as_bytes()),
+            RejectionReason::IdentityMismatch,
+            2000,
+        );
+        assert_eq!(within.status(), StatusCode::OK);
+        let (status, value) = body_json(mismatch(
+            &classify(single.as_bytes()),
+            RejectionReason::IdentityMismatch,
+            1000,
+        ))
+        .await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        assert!(value.get("id").is_none());
+
+        let request = r#"{"jsonrpc":"2.0","id":12345,"method":"tools/call"}"#;
+        let batch = format!("[{}]", vec![request; 64].join(","));
+        let response = mismatch(
+            &classify(batch.as_bytes()),
+            RejectionReason::IdentityMismatch,
+            65536,
+        );
+        let size = response.body().size_hint().exact().unwrap();
+        assert!(size <= 65536 && size > 64 * 100, "{size}");
+        let (status, value) = body_json(mismatch(
+            &classify(batch.as_bytes()),
+            RejectionReason::IdentityMismatch,
+            4096,
+        ))
+        .await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        assert!(value.get("id").is_none());
     }
 
     #[test]

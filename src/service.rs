@@ -1,28 +1,34 @@
 //! [`SessionBinding`]: the service [`SessionBindingLayer`](crate::SessionBindingLayer) makes.
 
-use std::task::{Context, Poll};
+use std::{
+    sync::Arc,
+    task::{Context, Poll},
+};
 
 use bytes::{Buf, Bytes};
 use futures::future::FutureExt;
-use http::{Method, Request, Response, header::CONTENT_LENGTH, request::Parts};
+use http::{
+    Method, Request, Response, Version,
+    header::{AUTHORIZATION, CONTENT_LENGTH},
+    request::Parts,
+};
 use http_body::Body;
-use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use http_body_util::Full;
 use tower::Service;
 
 use crate::{
     Identity, ResponseBody, ResponseFuture,
     after::{After, AfterKind, InnerHead, end_session},
-    classify,
+    classify, early,
     identity::IdentityExtractor,
     layer::{Config, MismatchAnswer},
     rejection::{self, RejectionReason},
-    session_id::{self, MCP_SESSION_ID, SessionHeader},
+    session_id::{self, LAST_EVENT_ID, MCP_SESSION_ID, SessionHeader},
     store::{BindingStore, Lookup, Owner, SessionKey, StoreError, StoreErrorKind},
     trace,
 };
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
-
 /// Binds MCP sessions to the caller's identity and checks it on every request. Made by
 /// [`SessionBindingLayer`](crate::SessionBindingLayer).
 ///
@@ -61,11 +67,11 @@ pub struct SessionBinding<S, St, I> {
     inner: S,
     store: St,
     identity: I,
-    config: Config,
+    config: Arc<Config>,
 }
 
 impl<S, St, I> SessionBinding<S, St, I> {
-    pub(crate) fn new(inner: S, store: St, identity: I, config: Config) -> Self {
+    pub(crate) fn new(inner: S, store: St, identity: I, config: Arc<Config>) -> Self {
         Self {
             inner,
             store,
@@ -111,16 +117,23 @@ where
     }
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
-        let config = self.config;
         let (mut parts, body) = request.into_parts();
 
         // Protocol 2026-07-28 has no sessions: a session id on such a request is ignored (and
-        // removed, so no inner server routes the request into a session).
+        // removed, so no inner server routes the request into a session), and so is
+        // `Last-Event-ID` (no resumption: an event store keyed by event id alone would replay
+        // another caller's stream). It has no GET stream and no DELETE either.
         if session_id::is_sessionless(&parts.headers) {
             parts.headers.remove(MCP_SESSION_ID);
+            parts.headers.remove(LAST_EVENT_ID);
+            if parts.method == Method::GET || parts.method == Method::DELETE {
+                drop(self.take_ready());
+                let answer = rejection::plain(RejectionReason::SessionlessMethod, None);
+                return early_answer(parts.version, body, answer);
+            }
         }
         // The key is all the matching path needs of the header: no copy of the value is kept.
-        let key = match session_id::session_header(&parts.headers, config.max_session_id_len) {
+        let key = match session_id::session_header(&parts.headers, self.config.max_session_id_len) {
             SessionHeader::Absent => None,
             SessionHeader::Present(session) => {
                 Some(SessionKey::from_session_id(session_id::as_str(session)))
@@ -129,7 +142,7 @@ where
                 tracing::warn!(reason = "malformed_session_id", why, "request refused");
                 let answer = rejection::plain(RejectionReason::MalformedSessionId, Some(why));
                 drop(self.take_ready());
-                return ResponseFuture::answer(answer);
+                return early_answer(parts.version, body, answer);
             }
         };
         let caller = match self.identity.extract(&parts) {
@@ -139,7 +152,7 @@ where
                 let detail = error.to_string();
                 let answer = rejection::plain(RejectionReason::InvalidIdentity, Some(&detail));
                 drop(self.take_ready());
-                return ResponseFuture::answer(answer);
+                return early_answer(parts.version, body, answer);
             }
         };
 
@@ -149,18 +162,21 @@ where
             let after = After {
                 inner: self.inner.clone(),
                 store: self.store.clone(),
-                config,
+                config: self.config.clone(),
                 caller,
-                kind: AfterKind::BindNew(InnerHead::of(&parts)),
+                kind: AfterKind::BindNew {
+                    head: InnerHead::of_creating(&parts),
+                    credentials: parts.headers.contains_key(AUTHORIZATION),
+                },
             };
             let future = inner.call(Request::from_parts(parts, body));
             return ResponseFuture::inner(future, Some(after));
         };
 
-        let slide = config.sliding.then_some(config.binding_ttl);
+        let slide = self.config.sliding.then_some(self.config.binding_ttl);
         let found = self.store.lookup_now(key, slide);
         if let Some(Ok(Lookup::Bound(owner))) = &found
-            && owns(owner, caller.as_ref(), &config)
+            && owns(owner, caller.as_ref(), &self.config)
         {
             // The matching path, on a store that answers at once: the inner service polled
             // ready is called here, nothing is cloned or boxed (a DELETE, rare, needs the
@@ -168,7 +184,7 @@ where
             let after = (parts.method == Method::DELETE).then(|| After {
                 inner: self.inner.clone(),
                 store: self.store.clone(),
-                config,
+                config: self.config.clone(),
                 caller,
                 kind: AfterKind::EndOnSuccess(key),
             });
@@ -178,7 +194,7 @@ where
         let checked = Checked {
             ready: self.take_ready(),
             store: self.store.clone(),
-            config,
+            config: self.config.clone(),
             caller,
             key,
             parts,
@@ -195,6 +211,32 @@ where
             ),
         }
     }
+}
+
+/// An answer made before the request body was read: ready at once when there is no body to
+/// worry about, else after draining a small one (or with `Connection: close`).
+fn early_answer<S, St, ReqBody, ResBody>(
+    version: Version,
+    body: ReqBody,
+    answer: Response<Full<Bytes>>,
+) -> ResponseFuture<S, St, ReqBody, ResBody>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    S::Error: Send + 'static,
+    ReqBody: Body + Send + 'static,
+    ReqBody::Data: Send,
+    ResBody: Send + 'static,
+{
+    if !early::needs_care(version, &body) {
+        return ResponseFuture::answer(answer);
+    }
+    ResponseFuture::boxed(
+        async move {
+            let answer = early::answer(version, body, answer).await;
+            Ok(answer.map(ResponseBody::answer))
+        }
+        .boxed(),
+    )
 }
 
 impl<S: Clone, St, I> SessionBinding<S, St, I> {
@@ -216,7 +258,7 @@ struct Checked<S, St, ReqBody> {
     /// session.
     ready: S,
     store: St,
-    config: Config,
+    config: Arc<Config>,
     caller: Option<Identity>,
     key: SessionKey,
     parts: Parts,
@@ -261,10 +303,8 @@ where
             Err(error) => {
                 let what = "binding store failed; request not forwarded";
                 trace::failed("store_error", self.caller.as_ref(), self.key, &error, what);
-                return ResponseFuture::answer(rejection::plain(
-                    RejectionReason::StoreUnavailable,
-                    None,
-                ));
+                let answer = rejection::plain(RejectionReason::StoreUnavailable, None);
+                return early_answer(self.parts.version, self.body, answer);
             }
         };
         ResponseFuture::boxed(self.refuse(refusal).boxed())
@@ -291,10 +331,19 @@ where
 
     fn not_found(self, reason: RejectionReason) -> ResponseFuture<S, St, ReqBody, ResBody> {
         trace::rejected(reason, self.caller.as_ref(), self.key);
-        ResponseFuture::answer(rejection::plain(reason, None))
+        early_answer(
+            self.parts.version,
+            self.body,
+            rejection::plain(reason, None),
+        )
     }
 
-    /// Answers a refused caller, then ends the session (unless configured not to).
+    /// Answers a refused caller and ends the session (unless configured not to).
+    ///
+    /// The ending starts first, before the body is read, and is detached: it completes even if
+    /// the caller resets the stream or closes the connection. The MCP answer waits for it, so a
+    /// refused caller's answer means the session is over; the 404-style answer does not (it must
+    /// look like an unknown session's).
     async fn refuse(self, refusal: Refusal) -> Result<Response<ResponseBody<ResBody>>, S::Error> {
         let reason = match refusal {
             Refusal::Mismatch { owner } => {
@@ -303,56 +352,86 @@ where
             }
             Refusal::Corrupt => RejectionReason::CorruptBinding,
         };
-        let head = InnerHead::of(&self.parts);
+        let Checked {
+            ready,
+            store,
+            config,
+            caller,
+            key,
+            parts,
+            body,
+        } = self;
         // Present: only requests with a valid session header get here.
-        let session = self.parts.headers.get(MCP_SESSION_ID).cloned();
-        let answer = match self.config.mismatch_answer {
-            MismatchAnswer::NotFound => rejection::plain(RejectionReason::UnknownSession, None),
-            MismatchAnswer::Mcp if self.parts.method == Method::POST => {
-                mcp_answer(&self.parts, self.body, self.config.max_body_bytes, reason).await
-            }
-            MismatchAnswer::Mcp => rejection::plain(reason, None),
-        };
-        if let (true, Some(session)) = (self.config.end_on_mismatch, session) {
-            end_session(
-                self.ready,
-                &self.store,
-                Some(self.key),
-                &self.config,
-                &head,
+        let session = parts.headers.get(MCP_SESSION_ID).cloned();
+        let ending = match (config.end_on_mismatch, session) {
+            (true, Some(session)) => Some(end_session(
+                ready,
+                store,
+                Some(key),
+                config.clone(),
+                InnerHead::for_ending(&config, &parts),
                 session,
-                self.caller.as_ref(),
-            )
-            .await;
+                caller,
+            )),
+            _ => None,
+        };
+        let version = parts.version;
+        let answer = match config.mismatch_answer {
+            MismatchAnswer::NotFound => {
+                let answer = rejection::plain(RejectionReason::UnknownSession, None);
+                return Ok(early::answer(version, body, answer)
+                    .await
+                    .map(ResponseBody::answer));
+            }
+            MismatchAnswer::Mcp if parts.method == Method::POST => {
+                mcp_answer(&parts, body, &config, reason).await
+            }
+            MismatchAnswer::Mcp => {
+                early::answer(version, body, rejection::plain(reason, None)).await
+            }
+        };
+        if let Some(ending) = ending {
+            ending.await;
         }
         Ok(answer.map(ResponseBody::answer))
     }
 }
 
-/// Reads a refused POST body (up to `cap`) and answers each request in it.
+/// Reads a refused POST body (up to the cap, within the time limit) and answers each request in
+/// it, within the answer bound.
 async fn mcp_answer<B>(
     parts: &Parts,
     body: B,
-    cap: usize,
+    config: &Config,
     reason: RejectionReason,
 ) -> Response<Full<Bytes>>
 where
     B: Body,
-    B::Error: Into<BoxError>,
+    B::Data: Buf,
 {
     let declared = parts
         .headers
         .get(CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|len| len > cap as u64) {
-        return rejection::plain(RejectionReason::BodyTooLarge, None);
-    }
-    match Limited::new(body, cap).collect().await {
-        Ok(collected) => rejection::mismatch(&classify::classify(&collected.to_bytes()), reason),
-        Err(error) if error.is::<LengthLimitError>() => {
-            rejection::plain(RejectionReason::BodyTooLarge, None)
+    let read = early::read_bounded(
+        body,
+        declared,
+        config.max_body_bytes,
+        config.refused_body_timeout,
+    )
+    .await;
+    let failed = match read {
+        Ok(bytes) => {
+            let classified = classify::classify(&bytes, config.max_batch_answers);
+            return rejection::mismatch(&classified, reason, config.max_answer_bytes);
         }
-        Err(_) => rejection::plain(RejectionReason::BodyUnreadable, None),
-    }
+        Err(early::ReadError::TooLarge) => RejectionReason::BodyTooLarge,
+        Err(early::ReadError::TimedOut) => RejectionReason::BodyTimeout,
+        Err(early::ReadError::Unreadable) => RejectionReason::BodyUnreadable,
+    };
+    // The body was not read to its end: the connection cannot carry another request.
+    let mut answer = rejection::plain(failed, None);
+    early::close(parts.version, &mut answer);
+    answer
 }

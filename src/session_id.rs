@@ -8,6 +8,9 @@ pub const MCP_SESSION_ID: HeaderName = HeaderName::from_static("mcp-session-id")
 /// The protocol version header (`MCP-Protocol-Version`).
 pub const MCP_PROTOCOL_VERSION: HeaderName = HeaderName::from_static("mcp-protocol-version");
 
+/// `Last-Event-ID`: SSE resumption, which sessionless revisions removed.
+pub(crate) const LAST_EVENT_ID: HeaderName = HeaderName::from_static("last-event-id");
+
 /// The first protocol revision without sessions (SEP-2567).
 pub const FIRST_SESSIONLESS_REVISION: &str = "2026-07-28";
 

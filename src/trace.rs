@@ -67,3 +67,36 @@ pub(crate) fn ended(caller: Option<&Identity>, key: SessionKey, inner_status: Op
     let (iss, sub) = halves(caller);
     tracing::info!(reason = "ended", iss, sub, session = %key.short(), inner_status, "session ended");
 }
+
+/// The inner service did not accept the `DELETE` that ends a session (`inner_status` is `None`
+/// when it failed with an error). The session is tombstoned all the same; the inner service keeps
+/// its state until its own idle timeout.
+pub(crate) fn end_failed(caller: Option<&Identity>, key: SessionKey, inner_status: Option<u16>) {
+    let (iss, sub) = halves(caller);
+    let hint = match inner_status {
+        Some(401 | 403) => {
+            "the inner service refused the DELETE that ends the session: an auth layer inside \
+             SessionBindingLayer? Put the auth layer outside it, or add credentials with \
+             SessionBindingLayer::end_request_hook"
+        }
+        _ => {
+            "the inner service did not accept the DELETE that ends the session; see \
+             SessionBindingLayer::end_session_uri and end_request_hook"
+        }
+    };
+    tracing::warn!(reason = "end_failed", iss, sub, session = %key.short(), inner_status, "{hint}");
+}
+
+/// A session-creating request carried credentials but no identity reached the layer.
+pub(crate) fn misconfigured(key: SessionKey) {
+    tracing::error!(
+        reason = RejectionReason::CredentialsWithoutIdentity.code(),
+        iss = "",
+        sub = "",
+        session = %key.short(),
+        "a session-creating request carries an Authorization header but no caller identity \
+         reached SessionBindingLayer: the authentication layer must run before (outside) it \
+         (added after it with axum's Router::layer, before it in a ServiceBuilder); refusing \
+         instead of binding an anonymous session"
+    );
+}

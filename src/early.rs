@@ -1,0 +1,192 @@
+//! Answers made before the request body was read, and reading a refused body within bounds.
+//!
+//! An HTTP/1.1 server that answers before the request body arrived, then finds the body unread,
+//! closes the connection. A pooled client that already sent its next request on that connection
+//! gets "connection closed without a response". So every early answer either drains a small body
+//! first (at most [`DRAIN_MAX_BYTES`] within [`DRAIN_TIMEOUT`]) or, when the body is larger or
+//! slower than that, says `Connection: close` so no client reuses the connection. HTTP/2 resets
+//! the stream instead and needs neither.
+
+use std::time::Duration;
+
+use bytes::{Buf, Bytes, BytesMut};
+use http::{HeaderValue, Response, Version, header};
+use http_body::Body;
+use http_body_util::BodyExt;
+
+/// The most an early answer drains of a request body to keep the connection usable.
+pub(crate) const DRAIN_MAX_BYTES: usize = 64 * 1024;
+/// The longest an early answer waits to drain a request body.
+pub(crate) const DRAIN_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Whether an answer to a request with this version and body must deal with the unread body.
+pub(crate) fn needs_care<B: Body>(version: Version, body: &B) -> bool {
+    version < Version::HTTP_2 && !body.is_end_stream()
+}
+
+/// Reads and drops up to [`DRAIN_MAX_BYTES`] of `body` within [`DRAIN_TIMEOUT`]. Whether the body
+/// ended.
+async fn drain<B: Body>(body: B) -> bool {
+    let read = async {
+        let mut body = std::pin::pin!(body);
+        let mut seen = 0usize;
+        loop {
+            match body.frame().await {
+                None => return true,
+                Some(Err(_)) => return false,
+                Some(Ok(frame)) => {
+                    if let Some(data) = frame.data_ref() {
+                        seen = seen.saturating_add(data.remaining());
+                        if seen > DRAIN_MAX_BYTES {
+                            return false;
+                        }
+                    }
+                }
+            }
+        }
+    };
+    tokio::time::timeout(DRAIN_TIMEOUT, read)
+        .await
+        .unwrap_or(false)
+}
+
+/// Says `Connection: close` on an HTTP/1 answer whose request body was not fully read.
+pub(crate) fn close<B>(version: Version, response: &mut Response<B>) {
+    if version < Version::HTTP_2 {
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+}
+
+/// An answer made before the request body was read: drains a small body, or closes the
+/// connection after the answer.
+pub(crate) async fn answer<B: Body, R>(
+    version: Version,
+    body: B,
+    mut response: Response<R>,
+) -> Response<R> {
+    if needs_care(version, &body) && !drain(body).await {
+        close(version, &mut response);
+    }
+    response
+}
+
+/// Why a refused body could not be read whole.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum ReadError {
+    /// Over the cap (declared or read).
+    TooLarge,
+    /// The body failed (the client reset the stream, a decoding error).
+    Unreadable,
+    /// Not complete within the time limit.
+    TimedOut,
+}
+
+/// Reads a refused body: at most `cap` bytes (a declared `Content-Length` over it is refused
+/// before reading), within `timeout`. Holds at most `cap` bytes.
+pub(crate) async fn read_bounded<B>(
+    body: B,
+    declared: Option<u64>,
+    cap: usize,
+    timeout: Duration,
+) -> Result<Bytes, ReadError>
+where
+    B: Body,
+    B::Data: Buf,
+{
+    if declared.is_some_and(|len| len > cap as u64) {
+        return Err(ReadError::TooLarge);
+    }
+    let read = async {
+        let mut body = std::pin::pin!(body);
+        let mut collected = BytesMut::new();
+        while let Some(frame) = body.frame().await {
+            let Ok(frame) = frame else {
+                return Err(ReadError::Unreadable);
+            };
+            if let Ok(mut data) = frame.into_data() {
+                let len = data.remaining();
+                if collected.len().saturating_add(len) > cap {
+                    return Err(ReadError::TooLarge);
+                }
+                if collected.capacity() == 0 {
+                    // One allocation when the declared length is honest; never past the cap.
+                    let hint = declared.map_or(len, |d| d as usize).max(len).min(cap);
+                    collected.reserve(hint);
+                }
+                while data.has_remaining() {
+                    let chunk = data.chunk();
+                    collected.extend_from_slice(chunk);
+                    let n = chunk.len();
+                    data.advance(n);
+                }
+            }
+        }
+        Ok(collected.freeze())
+    };
+    tokio::time::timeout(timeout, read)
+        .await
+        .unwrap_or(Err(ReadError::TimedOut))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::{Full, StreamBody};
+
+    #[tokio::test]
+    async fn small_bodies_are_drained_and_keep_the_connection() {
+        let response = answer(
+            Version::HTTP_11,
+            Full::new(Bytes::from_static(b"{}")),
+            Response::new(()),
+        )
+        .await;
+        assert!(response.headers().get(header::CONNECTION).is_none());
+    }
+
+    #[tokio::test]
+    async fn large_or_stalled_bodies_close_http1_but_not_http2() {
+        let big = Full::new(Bytes::from(vec![b'x'; DRAIN_MAX_BYTES + 1]));
+        let response = answer(Version::HTTP_11, big, Response::new(())).await;
+        assert_eq!(response.headers()[header::CONNECTION], "close");
+
+        tokio::time::pause();
+        let stalled = StreamBody::new(futures::stream::pending::<
+            Result<http_body::Frame<Bytes>, std::convert::Infallible>,
+        >());
+        let response = answer(Version::HTTP_11, stalled, Response::new(())).await;
+        assert_eq!(response.headers()[header::CONNECTION], "close");
+
+        let big = Full::new(Bytes::from(vec![b'x'; DRAIN_MAX_BYTES + 1]));
+        let response = answer(Version::HTTP_2, big, Response::new(())).await;
+        assert!(response.headers().get(header::CONNECTION).is_none());
+    }
+
+    #[tokio::test]
+    async fn bounded_reads_stop_at_the_cap_and_the_deadline() {
+        let body = || Full::new(Bytes::from_static(b"0123456789"));
+        let timeout = Duration::from_secs(1);
+        assert_eq!(
+            read_bounded(body(), Some(10), 10, timeout).await.unwrap(),
+            "0123456789"
+        );
+        assert_eq!(
+            read_bounded(body(), None, 9, timeout).await,
+            Err(ReadError::TooLarge)
+        );
+        assert_eq!(
+            read_bounded(body(), Some(11), 10, timeout).await,
+            Err(ReadError::TooLarge)
+        );
+        tokio::time::pause();
+        let stalled = StreamBody::new(futures::stream::pending::<
+            Result<http_body::Frame<Bytes>, std::convert::Infallible>,
+        >());
+        assert_eq!(
+            read_bounded(stalled, None, 10, timeout).await,
+            Err(ReadError::TimedOut)
+        );
+    }
+}
