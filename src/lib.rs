@@ -132,16 +132,17 @@ pub mod __private {
         Invalid,
     }
 
-    /// The body classifier: `None` for a body that is not JSON (or `[]`), `Some((false, [m]))`
-    /// for one message, `Some((true, messages))` for a batch.
-    pub fn classify(body: &[u8]) -> Option<(bool, Vec<Message<'_>>)> {
+    /// The body classifier: `None` for a body answered with one error without `id` (not JSON-RPC,
+    /// or a batch that cannot be answered entry by entry), `Some((false, [m]))` for one message,
+    /// `Some((true, requests))` for a batch (its requests only, at most `max_batch`).
+    pub fn classify(body: &[u8], max_batch: usize) -> Option<(bool, Vec<Message<'_>>)> {
         use crate::classify::{self, Classified};
         let message = |m| match m {
             classify::Message::Request { id, tool_call } => Message::Request { id, tool_call },
             classify::Message::NoAnswer => Message::NoAnswer,
             classify::Message::Invalid => Message::Invalid,
         };
-        match classify::classify(body) {
+        match classify::classify(body, max_batch) {
             Classified::Invalid => None,
             Classified::Single(m) => Some((false, vec![message(m)])),
             Classified::Batch(ms) => Some((true, ms.into_iter().map(message).collect())),

@@ -9,7 +9,8 @@
 use http::{HeaderMap, HeaderValue};
 use mcp_session_binding::{
     __private::{self, Message},
-    DEFAULT_MAX_SESSION_ID_LEN, Identity, MCP_PROTOCOL_VERSION, MCP_SESSION_ID,
+    DEFAULT_MAX_BATCH_ANSWERS, DEFAULT_MAX_SESSION_ID_LEN, Identity, MCP_PROTOCOL_VERSION,
+    MCP_SESSION_ID,
     store::{Owner, codec},
 };
 use serde_json::{Value, value::RawValue};
@@ -125,53 +126,97 @@ fn is_sessionless_date(value: &[u8]) -> bool {
 
 /// The POST body classifier (the JSON-RPC envelope read on the mismatch path).
 ///
-/// Input: the body.
+/// Input: the body. It is classified with the default batch cap (64), with a cap of 1 and with
+/// no cap.
 ///
-/// Invariants: never panics; the body is classified (not invalid) exactly when it is JSON (by
-/// serde_json's syntax check) and an object or a non-empty array, and a batch has one message per
-/// element; a request's `id` is one JSON string or number, and an answer that embeds it is valid
-/// JSON; what a message is agrees with an independent reading of the object (`jsonrpc` is
-/// `"2.0"`, `tool_call` exactly when `method` is `tools/call`, a request has no `result`/`error`,
-/// a no-answer message is a notification or a response); a batch element is classified as the
-/// same body alone would be.
+/// Invariants: never panics. A JSON object (by serde_json's syntax check) is one message; a
+/// JSON array is a batch exactly when it is not empty and every element alone is a valid
+/// JSON-RPC message, and then the batch holds the requests among its elements, in order, as each
+/// element alone is classified (the batch path and the one-pass single path agree); a batch with
+/// more requests than the cap is refused whole; anything else is refused whole. A request's `id`
+/// is one JSON string or number, and an answer that embeds it is valid JSON. What a message is
+/// agrees with an independent reading of the object (`jsonrpc` is `"2.0"`, `tool_call` exactly
+/// when `method` is `tools/call`, a request has no `result`/`error`, a no-answer message is a
+/// notification or a response).
 pub fn classify(data: &[u8]) {
-    let classified = __private::classify(data);
+    let unlimited = __private::classify(data, usize::MAX);
+    for cap in [DEFAULT_MAX_BATCH_ANSWERS, 1] {
+        let capped = __private::classify(data, cap);
+        match &unlimited {
+            Some((true, requests)) if requests.len() > cap => {
+                assert_eq!(capped, None, "{} requests, cap {cap}", requests.len());
+            }
+            _ => assert_eq!(capped, unlimited, "cap {cap}"),
+        }
+    }
+
     let doc: Option<&RawValue> = serde_json::from_slice(data).ok();
-    let first = doc.and_then(|raw| raw.get().bytes().next());
-    match (first, &classified) {
+    match (doc.and_then(|raw| raw.get().bytes().next()), &unlimited) {
         (Some(b'{'), Some((false, messages))) => {
             assert_eq!(messages.len(), 1);
             check_message(doc.unwrap().get(), &messages[0]);
         }
-        (Some(b'['), Some((true, messages))) => {
+        (Some(b'{'), None) => panic!("a JSON object was not classified"),
+        (Some(b'['), classified) => {
             let elements: Vec<&RawValue> = serde_json::from_slice(data).expect("an array");
-            assert!(!elements.is_empty(), "[] is not a batch");
-            assert_eq!(elements.len(), messages.len(), "one message per element");
-            for (element, message) in elements.iter().zip(messages) {
+            let mut expected = Some(Vec::new());
+            for element in &elements {
                 let text = element.get();
-                check_message(text, message);
-                if text.starts_with('{') {
-                    // The batch path (a raw element, then the envelope) and the single-message
-                    // path (the envelope in one pass) agree.
-                    match __private::classify(text.as_bytes()) {
-                        Some((false, alone)) => {
-                            assert_eq!(alone.as_slice(), std::slice::from_ref(message));
-                        }
+                let alone = if text.starts_with('{') {
+                    // The element alone passes every check of a single message.
+                    classify(text.as_bytes());
+                    match __private::classify(text.as_bytes(), usize::MAX) {
+                        Some((false, mut alone)) => alone.pop().expect("one message"),
                         other => panic!("element {text} alone: {other:?}"),
                     }
                 } else {
-                    assert_eq!(*message, Message::Invalid, "{text}");
+                    Message::Invalid
+                };
+                match alone {
+                    Message::Invalid => expected = None,
+                    Message::NoAnswer => {}
+                    request @ Message::Request { .. } => {
+                        if let Some(requests) = &mut expected {
+                            requests.push(request);
+                        }
+                    }
                 }
             }
+            if elements.is_empty() {
+                expected = None;
+            }
+            let expected = expected.map(|requests| (true, requests));
+            assert_eq!(
+                classified,
+                &expected,
+                "batch of {} elements",
+                elements.len()
+            );
+            for message in expected.iter().flat_map(|(_, requests)| requests) {
+                check_request_id(message);
+            }
         }
-        (Some(b'['), None) => {
-            let elements: Vec<&RawValue> = serde_json::from_slice(data).expect("an array");
-            assert!(elements.is_empty(), "a JSON array was not classified");
-        }
-        (Some(b'{'), None) => panic!("a JSON object was not classified"),
         (_, None) => {}
         (first, classified) => panic!("{first:?} classified as {classified:?}"),
     }
+}
+
+fn check_request_id(message: &Message<'_>) {
+    let Message::Request { id, .. } = message else {
+        panic!("{message:?} in a batch is not a request");
+    };
+    let first = id.bytes().next().unwrap_or_default();
+    assert!(
+        first == b'"' || first == b'-' || first.is_ascii_digit(),
+        "id {id}"
+    );
+    let raw: &RawValue = serde_json::from_str(id).expect("the id is one JSON value");
+    assert_eq!(raw.get(), *id, "the id has no surrounding space");
+    let answer = format!(r#"{{"jsonrpc":"2.0","id":{id},"error":{{"code":1}}}}"#);
+    assert!(
+        serde_json::from_str::<&RawValue>(&answer).is_ok(),
+        "an answer with id {id} is not JSON"
+    );
 }
 
 fn check_message(text: &str, message: &Message<'_>) {
@@ -185,18 +230,7 @@ fn check_message(text: &str, message: &Message<'_>) {
     };
     match message {
         Message::Request { id, tool_call } => {
-            let first = id.bytes().next().unwrap_or_default();
-            assert!(
-                first == b'"' || first == b'-' || first.is_ascii_digit(),
-                "id {id}"
-            );
-            let raw: &RawValue = serde_json::from_str(id).expect("the id is one JSON value");
-            assert_eq!(raw.get(), *id, "the id has no surrounding space");
-            let answer = format!(r#"{{"jsonrpc":"2.0","id":{id},"error":{{"code":1}}}}"#);
-            assert!(
-                serde_json::from_str::<&RawValue>(&answer).is_ok(),
-                "an answer with id {id} is not JSON"
-            );
+            check_request_id(message);
             // Value cannot read every valid JSON text (numbers out of f64 range, deep nesting):
             // compare only when it can.
             if object.is_some() {
