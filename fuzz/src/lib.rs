@@ -318,7 +318,7 @@ pub fn codec(data: &[u8]) {
 /// 0 s.
 ///
 /// Invariants: never panics; the answer is ready at once (no I/O without a revocation check);
-/// a refusal is 400 or 401 and never echoes the token; raw header values are never accepted
+/// a refusal is 400 or 401 and never echoes a JWS-shaped token; raw header values are never accepted
 /// (nobody can sign without the secret); an accepted signed token has, by an independent reading
 /// of its JSON, `alg` HS256, no `crit`, `kid` absent or `k1`, a trusted string `iss` and a string
 /// `sub` equal to the identity handed on, an `aud` naming the audience, a numeric `exp` not in
@@ -458,7 +458,8 @@ mod jwt_impl {
                 parts.status
             );
             assert!(parts.extensions.get::<Identity>().is_none());
-            // Never echo the token (long enough not to occur by chance in the fixed text).
+            // Never echo the token. Only tokens shaped like a JWS (two dots, 32 bytes or more) are
+            // looked for: a shorter or other value can occur in the answer's fixed text.
             let mut answer = body;
             for (name, value) in &parts.headers {
                 answer.extend_from_slice(name.as_str().as_bytes());
@@ -466,7 +467,8 @@ mod jwt_impl {
             }
             for token in &sent {
                 let token = token.strip_prefix(b"Bearer ").unwrap_or(token);
-                if token.len() >= 16 {
+                let dots = token.iter().filter(|&&b| b == b'.').count();
+                if token.len() >= 32 && dots == 2 {
                     assert!(
                         !answer.windows(token.len()).any(|w| w == token),
                         "the answer echoes the token"
