@@ -1,7 +1,7 @@
 //! Work after the inner service answered (binding a new session, tombstoning on the owner's
 //! DELETE), and ending a session.
 
-use std::{future::Future, sync::Arc};
+use std::{future::Future, marker::PhantomData, sync::Arc};
 
 use futures::future::{BoxFuture, FutureExt};
 use http::{HeaderValue, Method, Request, Response, Uri, header::HOST, request::Parts};
@@ -9,6 +9,7 @@ use tower::{Service, ServiceExt};
 
 use crate::{
     Identity, ResponseBody,
+    future::AfterResponse,
     layer::Config,
     rejection::{self, RejectionReason},
     session_id::{self, MCP_SESSION_ID, SessionHeader},
@@ -126,7 +127,7 @@ where
             && let Err(error) = store.end(key, config.tombstone_ttl).await
         {
             trace::failed(
-                "store_error",
+                RejectionReason::StoreUnavailable,
                 caller,
                 key,
                 &error,
@@ -150,12 +151,13 @@ where
 }
 
 /// Work to do once the inner service has answered.
-pub(crate) struct After<S, St> {
+pub(crate) struct After<S, St, ReqBody> {
     pub(crate) inner: S,
     pub(crate) store: St,
     pub(crate) config: Arc<Config>,
     pub(crate) caller: Option<Identity>,
     pub(crate) kind: AfterKind,
+    pub(crate) request: PhantomData<fn(ReqBody)>,
 }
 
 pub(crate) enum AfterKind {
@@ -166,9 +168,15 @@ pub(crate) enum AfterKind {
     EndOnSuccess(SessionKey),
 }
 
-impl<S, St> After<S, St> {
-    /// Whether the response needs this work (the rest passes through untouched).
-    pub(crate) fn applies_to<B>(&self, response: &Response<B>) -> bool {
+impl<S, St, ReqBody, ResBody> AfterResponse<ResBody, S::Error> for After<S, St, ReqBody>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Send + 'static,
+    S::Future: Send,
+    St: BindingStore + Clone,
+    ReqBody: Default + Send + 'static,
+    ResBody: Send + 'static,
+{
+    fn applies_to(&self, response: &Response<ResBody>) -> bool {
         response.status().is_success()
             && match self.kind {
                 AfterKind::BindNew { .. } => response.headers().contains_key(MCP_SESSION_ID),
@@ -176,24 +184,18 @@ impl<S, St> After<S, St> {
             }
     }
 
-    pub(crate) fn run<ReqBody, ResBody>(
-        self,
+    fn run(
+        self: Box<Self>,
         response: Response<ResBody>,
-    ) -> BoxFuture<'static, Result<Response<ResponseBody<ResBody>>, S::Error>>
-    where
-        S: Service<Request<ReqBody>, Response = Response<ResBody>> + Send + 'static,
-        S::Future: Send,
-        St: BindingStore + Clone,
-        ReqBody: Default + Send + 'static,
-        ResBody: Send + 'static,
-    {
+    ) -> BoxFuture<'static, Result<Response<ResponseBody<ResBody>>, S::Error>> {
         let After {
             inner,
             store,
             config,
             caller,
             kind,
-        } = self;
+            request: _,
+        } = *self;
         async move {
             match kind {
                 AfterKind::EndOnSuccess(key) => {
@@ -202,7 +204,7 @@ impl<S, St> After<S, St> {
                         match store.end(key, ttl).await {
                             Ok(()) => trace::owner_ended(caller.as_ref(), key),
                             Err(error) => trace::failed(
-                                "store_error",
+                                RejectionReason::StoreUnavailable,
                                 caller.as_ref(),
                                 key,
                                 &error,
@@ -242,11 +244,10 @@ where
     let session = match session_id::session_header(response.headers(), config.max_session_id_len) {
         SessionHeader::Present(session) => session.clone(),
         SessionHeader::Absent | SessionHeader::Malformed(_) => {
-            tracing::error!(
-                reason = "invalid_minted_session_id",
-                "the inner service minted a session id that is not a valid Mcp-Session-Id"
-            );
-            return refuse(RejectionReason::InvalidMintedSessionId);
+            let what = "the inner service minted a session id that is not a valid Mcp-Session-Id";
+            let reason = RejectionReason::InvalidMintedSessionId;
+            trace::rejected(reason, caller.as_ref(), None, Some(what));
+            return refuse(reason);
         }
     };
     let key = SessionKey::from_session_id(session_id::as_str(&session));
@@ -261,7 +262,7 @@ where
         }
         (None, true) => Owner::Anonymous,
         (None, false) => {
-            trace::rejected(RejectionReason::MissingIdentity, None, key);
+            trace::rejected(RejectionReason::MissingIdentity, None, Some(key), None);
             end_session(inner, store, None, config, head, session, None).await;
             return refuse(RejectionReason::MissingIdentity);
         }
@@ -277,17 +278,34 @@ where
             return response.map(ResponseBody::inner);
         }
         Ok(BindOutcome::AlreadyBound(_) | BindOutcome::AlreadyEnded) => {
-            trace::rejected(RejectionReason::BindConflict, caller.as_ref(), key);
+            trace::rejected(
+                RejectionReason::BindConflict,
+                caller.as_ref(),
+                Some(key),
+                None,
+            );
             (Some(key), RejectionReason::BindConflict)
         }
         Err(error) if error.kind() == StoreErrorKind::Corrupt => {
             let what = "a new session id collides with a corrupt stored value";
-            trace::failed("corrupt_binding", caller.as_ref(), key, &error, what);
+            trace::failed(
+                RejectionReason::CorruptBinding,
+                caller.as_ref(),
+                key,
+                &error,
+                what,
+            );
             (Some(key), RejectionReason::BindConflict)
         }
         Err(error) => {
             let what = "could not bind a new session; ending it";
-            trace::failed("store_error", caller.as_ref(), key, &error, what);
+            trace::failed(
+                RejectionReason::StoreUnavailable,
+                caller.as_ref(),
+                key,
+                &error,
+                what,
+            );
             (None, RejectionReason::StoreUnavailable)
         }
     };

@@ -171,7 +171,7 @@ pub(crate) fn classify(body: &[u8], max_batch: usize) -> Classified<'_> {
     }
 }
 
-/// How many requests [`classify`] finds in `body` (a single message counts 1; 0 when the body is
+/// How many requests `classify` finds in `body` (a single message counts 1; 0 when the body is
 /// invalid). Not API: exported through `__private` for the crate's benchmarks only.
 pub fn classify_len(body: &[u8]) -> usize {
     match classify(body, usize::MAX) {

@@ -7,69 +7,75 @@ use std::{
 };
 
 use bytes::Bytes;
-use futures::future::BoxFuture;
-use http::{Request, Response};
+use futures::{TryFuture, future::BoxFuture};
+use http::Response;
 use http_body_util::Full;
 use pin_project_lite::pin_project;
-use tower::Service;
 
-use crate::{ResponseBody, after::After, store::BindingStore};
+use crate::ResponseBody;
 
-type Answer<ResBody, E> = Result<Response<ResponseBody<ResBody>>, E>;
+type Answer<B, E> = Result<Response<ResponseBody<B>>, E>;
+
+/// Work to do once the inner service answered (binding a new session, tombstoning on the owner's
+/// `DELETE`), behind a box so the future does not carry the service's and store's types.
+pub(crate) trait AfterResponse<B, E>: Send {
+    /// Whether the response needs this work (the rest passes through untouched).
+    fn applies_to(&self, response: &Response<B>) -> bool;
+    /// Does the work; the response leaves the layer when it is done.
+    fn run(self: Box<Self>, response: Response<B>) -> BoxFuture<'static, Answer<B, E>>;
+}
 
 pin_project! {
-    /// Response future of [`SessionBinding`](crate::SessionBinding).
+    /// Response future of [`SessionBinding`](crate::SessionBinding): `F` is the inner service's
+    /// future, `B` its response body.
     ///
     /// A request whose session matches, on a store that answers synchronously (such as
     /// [`MemoryStore`](crate::store::MemoryStore)), is just the inner future: no allocation. Store
     /// round trips and the rare paths (binding a new session, refusing a caller) run in a boxed
     /// future.
-    pub struct ResponseFuture<S, St, ReqBody, ResBody>
+    pub struct ResponseFuture<F, B>
     where
-        S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+        F: TryFuture<Ok = Response<B>>,
     {
         #[pin]
-        state: State<S, St, ReqBody, ResBody>,
+        state: State<F, B>,
     }
 }
 
 pin_project! {
     #[project = StateProj]
-    enum State<S, St, ReqBody, ResBody>
+    enum State<F, B>
     where
-        S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+        F: TryFuture<Ok = Response<B>>,
     {
         Inner {
             #[pin]
-            future: S::Future,
+            future: F,
             // Boxed: the work after a response is rare (a new session, the owner's DELETE), and
             // inline it would make every response future, moved at each layer of the stack, a
             // few hundred bytes larger.
-            after: Option<Box<After<S, St>>>,
+            after: Option<Box<dyn AfterResponse<B, F::Error>>>,
         },
         Boxed {
-            future: BoxFuture<'static, Answer<ResBody, S::Error>>,
+            future: BoxFuture<'static, Answer<B, F::Error>>,
         },
         Ready {
-            response: Option<Response<ResponseBody<ResBody>>>,
+            response: Option<Response<ResponseBody<B>>>,
         },
     }
 }
 
-impl<S, St, ReqBody, ResBody> ResponseFuture<S, St, ReqBody, ResBody>
+impl<F, B> ResponseFuture<F, B>
 where
-    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    F: TryFuture<Ok = Response<B>>,
 {
-    pub(crate) fn inner(future: S::Future, after: Option<After<S, St>>) -> Self {
+    pub(crate) fn inner(future: F, after: Option<Box<dyn AfterResponse<B, F::Error>>>) -> Self {
         Self {
-            state: State::Inner {
-                future,
-                after: after.map(Box::new),
-            },
+            state: State::Inner { future, after },
         }
     }
 
-    pub(crate) fn boxed(future: BoxFuture<'static, Answer<ResBody, S::Error>>) -> Self {
+    pub(crate) fn boxed(future: BoxFuture<'static, Answer<B, F::Error>>) -> Self {
         Self {
             state: State::Boxed { future },
         }
@@ -84,26 +90,21 @@ where
     }
 }
 
-impl<S, St, ReqBody, ResBody> Future for ResponseFuture<S, St, ReqBody, ResBody>
+impl<F, B> Future for ResponseFuture<F, B>
 where
-    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
-    S::Future: Send,
-    S::Error: Send,
-    St: BindingStore + Clone,
-    ReqBody: Default + Send + 'static,
-    ResBody: Send + 'static,
+    F: TryFuture<Ok = Response<B>>,
 {
-    type Output = Answer<ResBody, S::Error>;
+    type Output = Answer<B, F::Error>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut state = self.project().state;
         loop {
             match state.as_mut().project() {
                 StateProj::Inner { future, after } => {
-                    let response = ready!(future.poll(cx))?;
+                    let response = ready!(future.try_poll(cx))?;
                     match after.take() {
                         Some(after) if after.applies_to(&response) => {
-                            let future = (*after).run(response);
+                            let future = after.run(response);
                             state.set(State::Boxed { future });
                         }
                         _ => return Poll::Ready(Ok(response.map(ResponseBody::inner))),
@@ -120,9 +121,9 @@ where
     }
 }
 
-impl<S, St, ReqBody, ResBody> std::fmt::Debug for ResponseFuture<S, St, ReqBody, ResBody>
+impl<F, B> std::fmt::Debug for ResponseFuture<F, B>
 where
-    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    F: TryFuture<Ok = Response<B>>,
 {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ResponseFuture").finish_non_exhaustive()

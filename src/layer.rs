@@ -354,7 +354,7 @@ impl<S, St: Clone, I: Clone> Layer<S> for SessionBindingLayer<St, I> {
     type Service = SessionBinding<S, St, I>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        SessionBinding::new(
+        SessionBinding::from_parts(
             inner,
             self.store.clone(),
             self.identity.clone(),

@@ -57,15 +57,42 @@
 //!
 //! | request | answer |
 //! | --- | --- |
-//! | no `Mcp-Session-Id` | forwarded; a 2xx response with a new `Mcp-Session-Id` is bound (insert-if-absent) before it leaves the layer; no identity → 401 (or an anonymous session when [allowed](SessionBindingLayer::allow_anonymous)); id already bound or ended → 500; store error → 503; in each refusal the new inner session is ended |
+//! | no `Mcp-Session-Id` | forwarded; a 2xx response with a new `Mcp-Session-Id` is bound (insert-if-absent) before it leaves the layer; no identity → 401 (or an anonymous session when [allowed](SessionBindingLayer::allow_anonymous)); an `Authorization` header but no identity (the auth layer runs after this one) → 500 `credentials_without_identity`, even with anonymous sessions allowed; id already bound or ended → 500; store error → 503; in each refusal the new inner session is ended |
 //! | session id, caller is the owner | forwarded untouched: no body buffering, streams flow; an owner `DELETE` that succeeds tombstones the binding |
-//! | session id, caller is not the owner (other `sub`, other `iss`, token on an anonymous session, none on a bound one), or the stored binding is corrupt | mismatch: `tools/call` → 200 with an `isError` result and the request's `id`; other requests → a JSON-RPC error with their `id`; a batch → one answer per request; GET, DELETE, notifications, responses, unparseable bodies → 403; then the session is ended (tombstone + `DELETE` to the inner service). [Configurable](MismatchAnswer): 404 like an unknown session, and/or keep the session |
+//! | session id, caller is not the owner (other `sub`, other `iss`, token on an anonymous session, none on a bound one), or the stored binding is corrupt | mismatch: the session is ended first (tombstone + `DELETE` to the inner service), then `tools/call` → 200 with an `isError` result and the request's `id`; other requests → a JSON-RPC error with their `id`; a batch → one answer per request (at most [64](SessionBindingLayer::max_batch_answers)); GET, DELETE, notifications, responses, unparseable bodies, larger batches or answers over [64 KiB](SessionBindingLayer::max_answer_bytes) → 403 without `id`; a body not received within [10 s](SessionBindingLayer::refused_body_timeout) → 408. [Configurable](MismatchAnswer): 404 like an unknown session, and/or keep the session |
 //! | unknown, expired or ended session | 404 |
 //! | malformed session header (empty, a byte outside 0x21–0x7E, too long, repeated) | 400 |
 //! | body over the cap, on the mismatch path | 413 |
 //! | binding store error | 503 with `Retry-After`; not forwarded, session kept |
 //! | an identity that is present but unusable (claim missing or not a string) | 401, nothing written |
-//! | `MCP-Protocol-Version` 2026-07-28 or later (sessionless) | forwarded; a stray `Mcp-Session-Id` is removed |
+//! | `MCP-Protocol-Version` 2026-07-28 or later (sessionless) | POST forwarded without `Mcp-Session-Id` and `Last-Event-ID`; GET and DELETE → 405 with `Allow: POST`, not forwarded (the revision has no GET stream, no `DELETE`, no resumption) |
+//!
+//! # Refusals cost little, and cannot be cancelled
+//!
+//! - **Bounded answers.** The answer to a refused request is at most
+//!   [`max_answer_bytes`](SessionBindingLayer::max_answer_bytes) (64 KiB), whatever the body. The
+//!   refused body is read up to [`max_body_bytes`](SessionBindingLayer::max_body_bytes) (4 MiB)
+//!   and classified element by element, stopping at the first element that is not a JSON-RPC
+//!   message or past [`max_batch_answers`](SessionBindingLayer::max_batch_answers) requests, so
+//!   a request holds at most its body and its answer.
+//! - **The session ends first.** On a mismatch the ending starts before the body is read, and
+//!   runs on its own task: a client that resets the stream, closes the connection, or never sends
+//!   the body cannot keep the session alive. The MCP answer is sent once the session is ended;
+//!   the 404-style answer ([`MismatchAnswer::NotFound`]) does not wait, so it looks like an
+//!   unknown session's.
+//! - **A trusted cleanup `DELETE`.** The `DELETE` sent to the inner service carries only the
+//!   session id, and the path and `Host` of [configuration](SessionBindingLayer::end_session_uri)
+//!   or of the last session created through the layer, never the refused caller's `Host`, query
+//!   or `MCP-Protocol-Version`. When the inner service does not accept it (anything but 2xx, 404,
+//!   405), the layer logs `end_failed` at `warn`; the tombstone holds all the same. An
+//!   [`end_request_hook`](SessionBindingLayer::end_request_hook) adds what an inner service
+//!   needs (credentials, say).
+//! - **Connections stay usable.** An answer made before the request body was read drains a
+//!   small body (64 KiB within 1 s) or, on HTTP/1.1, says `Connection: close`, so a pooled client
+//!   never sends its next request on a connection the server is about to close.
+//! - **Event ids.** rmcp's event stores key events by id alone. On a legacy session the layer
+//!   checks the session a `GET` with `Last-Event-ID` names, not which session the event id
+//!   belongs to; sessionless requests lose `Last-Event-ID` before they are forwarded.
 //!
 //! Every answer the layer makes carries its [`RejectionReason`] in the response extensions, and a
 //! `tracing` event with a stable reason code.
@@ -81,6 +108,7 @@ mod classify;
 mod early;
 mod future;
 pub mod identity;
+mod jsonrpc;
 #[cfg(feature = "jwt")]
 #[cfg_attr(docsrs, doc(cfg(feature = "jwt")))]
 pub mod jwt;

@@ -4,7 +4,12 @@ use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode, header};
 use http_body_util::Full;
 
-use crate::classify::{Classified, Message};
+use serde_json::value::RawValue;
+
+use crate::{
+    classify::{Classified, Message},
+    jsonrpc::{self, code},
+};
 
 /// The text of every mismatch answer.
 pub const MISMATCH_MESSAGE: &str = "Unauthorized: caller identity does not match session owner";
@@ -67,7 +72,7 @@ impl RejectionReason {
             Self::MalformedSessionId => "malformed_session_id",
             Self::BodyTooLarge => "body_too_large",
             Self::BodyUnreadable => "body_unreadable",
-            Self::StoreUnavailable => "store_error",
+            Self::StoreUnavailable => "store_unavailable",
             Self::MissingIdentity => "missing_identity",
             Self::InvalidIdentity => "invalid_identity",
             Self::BindConflict => "bind_conflict",
@@ -85,45 +90,11 @@ impl std::fmt::Display for RejectionReason {
     }
 }
 
-/// JSON-RPC error codes. Standard codes where one fits; -32001 for "session not found" (the
-/// TypeScript SDK's convention); never one of the -32020..-32099 codes 2026-07-28 reserves.
-mod code {
-    pub(super) const INVALID_REQUEST: i32 = -32600;
-    pub(super) const INTERNAL_ERROR: i32 = -32603;
-    pub(super) const SERVER_ERROR: i32 = -32000;
-    pub(super) const SESSION_NOT_FOUND: i32 = -32001;
-}
-
 /// Seconds a client should wait after a 503.
 const RETRY_AFTER_SECS: &str = "1";
 
-fn json_escape(text: &str) -> String {
-    serde_json::to_string(text).unwrap_or_else(|_| "\"\"".to_owned())
-}
-
-fn error_object(code: i32, message: &str) -> String {
-    format!(r#"{{"code":{code},"message":{}}}"#, json_escape(message))
-}
-
-/// A JSON-RPC error without `id` (the transport's "error response that has no id").
-fn error_without_id(code: i32, message: &str) -> String {
-    format!(
-        r#"{{"jsonrpc":"2.0","error":{}}}"#,
-        error_object(code, message)
-    )
-}
-
-pub(crate) fn json(
-    status: StatusCode,
-    body: String,
-    reason: RejectionReason,
-) -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(Bytes::from(body)));
-    *response.status_mut() = status;
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
+fn json(status: StatusCode, body: Vec<u8>, reason: RejectionReason) -> Response<Full<Bytes>> {
+    let mut response = jsonrpc::response(status, body);
     response.extensions_mut().insert(reason);
     response
 }
@@ -200,7 +171,7 @@ pub(crate) fn plain(reason: RejectionReason, detail: Option<&str>) -> Response<F
         Some(detail) => format!("{message}: {detail}"),
         None => message.to_owned(),
     };
-    let mut response = json(status, error_without_id(code, &message), reason);
+    let mut response = json(status, jsonrpc::error(code, &message), reason);
     match reason {
         R::StoreUnavailable => {
             response.headers_mut().insert(
@@ -220,17 +191,15 @@ pub(crate) fn plain(reason: RejectionReason, detail: Option<&str>) -> Response<F
 
 /// The answer to one refused JSON-RPC request: an `isError` result for `tools/call`, an error
 /// with the request's `id` otherwise. `id` is the request's raw JSON id text.
-fn answer(id: &str, tool_call: bool) -> String {
+fn answer(id: &str, tool_call: bool) -> Vec<u8> {
+    // The classifier only hands out ids that parsed as a JSON string or number.
+    let Ok(id) = serde_json::from_str::<&RawValue>(id) else {
+        return jsonrpc::error(code::INVALID_REQUEST, MISMATCH_MESSAGE);
+    };
     if tool_call {
-        format!(
-            r#"{{"jsonrpc":"2.0","id":{id},"result":{{"content":[{{"type":"text","text":{}}}],"isError":true}}}}"#,
-            json_escape(MISMATCH_MESSAGE)
-        )
+        jsonrpc::tool_error_for(id, MISMATCH_MESSAGE)
     } else {
-        format!(
-            r#"{{"jsonrpc":"2.0","id":{id},"error":{}}}"#,
-            error_object(code::INVALID_REQUEST, MISMATCH_MESSAGE)
-        )
+        jsonrpc::error_for(id, code::INVALID_REQUEST, MISMATCH_MESSAGE)
     }
 }
 
@@ -262,7 +231,18 @@ pub(crate) fn mismatch(
         _ => None,
     });
     let body = match body {
-        Classified::Batch(_) => format!("[{}]", answers.collect::<Vec<_>>().join(",")),
+        Classified::Batch(_) => {
+            let mut joined = Vec::with_capacity(size);
+            joined.push(b'[');
+            for (i, answer) in answers.enumerate() {
+                if i > 0 {
+                    joined.push(b',');
+                }
+                joined.extend_from_slice(&answer);
+            }
+            joined.push(b']');
+            joined
+        }
         _ => answers.next().unwrap_or_default(),
     };
     json(StatusCode::OK, body, reason)

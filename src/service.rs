@@ -1,12 +1,13 @@
 //! [`SessionBinding`]: the service [`SessionBindingLayer`](crate::SessionBindingLayer) makes.
 
 use std::{
+    marker::PhantomData,
     sync::Arc,
     task::{Context, Poll},
 };
 
 use bytes::{Buf, Bytes};
-use futures::future::FutureExt;
+use futures::{TryFuture, future::FutureExt};
 use http::{
     Method, Request, Response, Version,
     header::{AUTHORIZATION, CONTENT_LENGTH},
@@ -20,7 +21,7 @@ use crate::{
     Identity, ResponseBody, ResponseFuture,
     after::{After, AfterKind, InnerHead, end_session},
     classify, early,
-    identity::IdentityExtractor,
+    identity::{FromIdentityExtension, IdentityExtractor},
     layer::{Config, MismatchAnswer},
     rejection::{self, RejectionReason},
     session_id::{self, LAST_EVENT_ID, MCP_SESSION_ID, SessionHeader},
@@ -63,15 +64,49 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// # }
 /// ```
 #[derive(Clone, Debug)]
-pub struct SessionBinding<S, St, I> {
+pub struct SessionBinding<S, St, I = FromIdentityExtension> {
     inner: S,
     store: St,
     identity: I,
     config: Arc<Config>,
 }
 
+impl<S, St: BindingStore + Clone> SessionBinding<S, St> {
+    /// Wraps `inner`, with bindings in `store`, reading this crate's [`Identity`] from the request
+    /// extensions, with the default settings. [`SessionBindingLayer`](crate::SessionBindingLayer)
+    /// configures the rest.
+    ///
+    /// ```
+    /// use std::convert::Infallible;
+    /// use http::{Request, Response};
+    /// use mcp_session_binding::{SessionBinding, store::MemoryStore};
+    ///
+    /// let mcp = tower::service_fn(|_req: Request<String>| async {
+    ///     Ok::<_, Infallible>(Response::new(String::new()))
+    /// });
+    /// let service = SessionBinding::new(mcp, MemoryStore::new());
+    /// # let _ = service;
+    /// ```
+    pub fn new(inner: S, store: St) -> Self {
+        Self::from_parts(inner, store, FromIdentityExtension, Arc::default())
+    }
+
+    /// A [`SessionBindingLayer`](crate::SessionBindingLayer) on `store`, with the defaults: the
+    /// same as [`SessionBindingLayer::with_store`](crate::SessionBindingLayer::with_store).
+    ///
+    /// ```
+    /// use mcp_session_binding::{SessionBinding, store::MemoryStore};
+    ///
+    /// let layer = SessionBinding::<(), _>::layer(MemoryStore::new()).allow_anonymous(true);
+    /// # let _ = layer;
+    /// ```
+    pub fn layer(store: St) -> crate::SessionBindingLayer<St> {
+        crate::SessionBindingLayer::with_store(store)
+    }
+}
+
 impl<S, St, I> SessionBinding<S, St, I> {
-    pub(crate) fn new(inner: S, store: St, identity: I, config: Arc<Config>) -> Self {
+    pub(crate) fn from_parts(inner: S, store: St, identity: I, config: Arc<Config>) -> Self {
         Self {
             inner,
             store,
@@ -110,7 +145,7 @@ where
 {
     type Response = Response<ResponseBody<ResBody>>;
     type Error = S::Error;
-    type Future = ResponseFuture<S, St, ReqBody, ResBody>;
+    type Future = ResponseFuture<S::Future, ResBody>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
@@ -139,8 +174,9 @@ where
                 Some(SessionKey::from_session_id(session_id::as_str(session)))
             }
             SessionHeader::Malformed(why) => {
-                tracing::warn!(reason = "malformed_session_id", why, "request refused");
-                let answer = rejection::plain(RejectionReason::MalformedSessionId, Some(why));
+                let reason = RejectionReason::MalformedSessionId;
+                trace::rejected(reason, None, None, Some(why));
+                let answer = rejection::plain(reason, Some(why));
                 drop(self.take_ready());
                 return early_answer(parts.version, body, answer);
             }
@@ -148,9 +184,10 @@ where
         let caller = match self.identity.extract(&parts) {
             Ok(caller) => caller,
             Err(error) => {
-                tracing::warn!(reason = "invalid_identity", %error, "request refused");
                 let detail = error.to_string();
-                let answer = rejection::plain(RejectionReason::InvalidIdentity, Some(&detail));
+                let reason = RejectionReason::InvalidIdentity;
+                trace::rejected(reason, None, key, Some(&detail));
+                let answer = rejection::plain(reason, Some(&detail));
                 drop(self.take_ready());
                 return early_answer(parts.version, body, answer);
             }
@@ -168,9 +205,10 @@ where
                     head: InnerHead::of_creating(&parts),
                     credentials: parts.headers.contains_key(AUTHORIZATION),
                 },
+                request: PhantomData,
             };
             let future = inner.call(Request::from_parts(parts, body));
-            return ResponseFuture::inner(future, Some(after));
+            return ResponseFuture::inner(future, Some(Box::new(after)));
         };
 
         let slide = self.config.sliding.then_some(self.config.binding_ttl);
@@ -181,12 +219,15 @@ where
             // The matching path, on a store that answers at once: the inner service polled
             // ready is called here, nothing is cloned or boxed (a DELETE, rare, needs the
             // `After` that tombstones the session).
-            let after = (parts.method == Method::DELETE).then(|| After {
-                inner: self.inner.clone(),
-                store: self.store.clone(),
-                config: self.config.clone(),
-                caller,
-                kind: AfterKind::EndOnSuccess(key),
+            let after = (parts.method == Method::DELETE).then(|| {
+                Box::new(After {
+                    inner: self.inner.clone(),
+                    store: self.store.clone(),
+                    config: self.config.clone(),
+                    caller,
+                    kind: AfterKind::EndOnSuccess(key),
+                    request: PhantomData,
+                }) as _
             });
             let future = self.inner.call(Request::from_parts(parts, body));
             return ResponseFuture::inner(future, after);
@@ -215,14 +256,14 @@ where
 
 /// An answer made before the request body was read: ready at once when there is no body to
 /// worry about, else after draining a small one (or with `Connection: close`).
-fn early_answer<S, St, ReqBody, ResBody>(
+fn early_answer<F, ReqBody, ResBody>(
     version: Version,
     body: ReqBody,
     answer: Response<Full<Bytes>>,
-) -> ResponseFuture<S, St, ReqBody, ResBody>
+) -> ResponseFuture<F, ResBody>
 where
-    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
-    S::Error: Send + 'static,
+    F: TryFuture<Ok = Response<ResBody>>,
+    F::Error: Send + 'static,
     ReqBody: Body + Send + 'static,
     ReqBody::Data: Send,
     ResBody: Send + 'static,
@@ -282,7 +323,7 @@ where
     ReqBody::Error: Into<BoxError>,
     ResBody: Send + 'static,
 {
-    fn decide(self, found: Result<Lookup, StoreError>) -> ResponseFuture<S, St, ReqBody, ResBody> {
+    fn decide(self, found: Result<Lookup, StoreError>) -> ResponseFuture<S::Future, ResBody> {
         let refusal = match found {
             Ok(Lookup::Bound(owner)) if self.owns(&owner) => return self.forward(),
             Ok(Lookup::Bound(Owner::User(owner))) => Refusal::Mismatch { owner: Some(owner) },
@@ -292,7 +333,7 @@ where
             Err(error) if error.kind() == StoreErrorKind::Corrupt => {
                 let what = "stored binding does not parse; failing closed";
                 trace::failed(
-                    "corrupt_binding",
+                    RejectionReason::CorruptBinding,
                     self.caller.as_ref(),
                     self.key,
                     &error,
@@ -302,7 +343,13 @@ where
             }
             Err(error) => {
                 let what = "binding store failed; request not forwarded";
-                trace::failed("store_error", self.caller.as_ref(), self.key, &error, what);
+                trace::failed(
+                    RejectionReason::StoreUnavailable,
+                    self.caller.as_ref(),
+                    self.key,
+                    &error,
+                    what,
+                );
                 let answer = rejection::plain(RejectionReason::StoreUnavailable, None);
                 return early_answer(self.parts.version, self.body, answer);
             }
@@ -314,13 +361,16 @@ where
         owns(owner, self.caller.as_ref(), &self.config)
     }
 
-    fn forward(self) -> ResponseFuture<S, St, ReqBody, ResBody> {
-        let after = (self.parts.method == Method::DELETE).then(|| After {
-            inner: self.ready.clone(),
-            store: self.store,
-            config: self.config,
-            caller: self.caller,
-            kind: AfterKind::EndOnSuccess(self.key),
+    fn forward(self) -> ResponseFuture<S::Future, ResBody> {
+        let after = (self.parts.method == Method::DELETE).then(|| {
+            Box::new(After {
+                inner: self.ready.clone(),
+                store: self.store,
+                config: self.config,
+                caller: self.caller,
+                kind: AfterKind::EndOnSuccess(self.key),
+                request: PhantomData,
+            }) as _
         });
         let mut ready = self.ready;
         ResponseFuture::inner(
@@ -329,8 +379,8 @@ where
         )
     }
 
-    fn not_found(self, reason: RejectionReason) -> ResponseFuture<S, St, ReqBody, ResBody> {
-        trace::rejected(reason, self.caller.as_ref(), self.key);
+    fn not_found(self, reason: RejectionReason) -> ResponseFuture<S::Future, ResBody> {
+        trace::rejected(reason, self.caller.as_ref(), Some(self.key), None);
         early_answer(
             self.parts.version,
             self.body,

@@ -1,13 +1,19 @@
-//! `tracing` events, with stable reason codes.
+//! `tracing` events, all of them, with typed reason codes.
 //!
-//! Every event has `reason` (a stable code), `iss` and `sub` of the caller (empty when anonymous),
-//! and `session`: the first 8 hex digits of the session's [`SessionKey`], a hash. The session id
-//! itself and tokens are never logged.
+//! Every event has `reason` (a stable code: a [`RejectionReason`] code, or one of `bound`, `ended`,
+//! `end_failed` for a session's life), `iss` and `sub` of the caller (empty when anonymous or not
+//! known yet), and `session`: the first 8 hex digits of the session's [`SessionKey`], a hash
+//! (empty when the request named no usable session). The session id itself and tokens are never
+//! logged.
 
 use crate::{Identity, RejectionReason, store::SessionKey};
 
 fn halves(caller: Option<&Identity>) -> (&str, &str) {
     caller.map_or(("", ""), |id| (id.iss(), id.sub()))
+}
+
+fn short(key: Option<SessionKey>) -> String {
+    key.map(|k| k.short()).unwrap_or_default()
 }
 
 /// A new session was bound.
@@ -22,16 +28,26 @@ pub(crate) fn owner_ended(caller: Option<&Identity>, key: SessionKey) {
     tracing::info!(reason = "ended", iss, sub, session = %key.short(), "session deleted by its owner");
 }
 
-/// The layer answered instead of forwarding.
-pub(crate) fn rejected(reason: RejectionReason, caller: Option<&Identity>, key: SessionKey) {
+/// The layer answered instead of forwarding. `key` is `None` when the request named no usable
+/// session; `detail` says more where the reason alone does not.
+pub(crate) fn rejected(
+    reason: RejectionReason,
+    caller: Option<&Identity>,
+    key: Option<SessionKey>,
+    detail: Option<&str>,
+) {
     let (iss, sub) = halves(caller);
     let code = reason.code();
-    let session = key.short();
+    let session = short(key);
+    let detail = detail.unwrap_or_default();
     match reason {
         RejectionReason::UnknownSession | RejectionReason::EndedSession => {
-            tracing::info!(reason = code, iss, sub, session, "request refused");
+            tracing::info!(reason = code, iss, sub, session, detail, "request refused");
         }
-        _ => tracing::warn!(reason = code, iss, sub, session, "request refused"),
+        RejectionReason::InvalidMintedSessionId => {
+            tracing::error!(reason = code, iss, sub, session, detail, "request refused");
+        }
+        _ => tracing::warn!(reason = code, iss, sub, session, detail, "request refused"),
     }
 }
 
@@ -40,7 +56,7 @@ pub(crate) fn mismatch(caller: Option<&Identity>, owner: Option<&Identity>, key:
     let (iss, sub) = halves(caller);
     let (owner_iss, owner_sub) = halves(owner);
     tracing::warn!(
-        reason = "mismatch",
+        reason = RejectionReason::IdentityMismatch.code(),
         iss,
         sub,
         owner_iss,
@@ -50,16 +66,16 @@ pub(crate) fn mismatch(caller: Option<&Identity>, owner: Option<&Identity>, key:
     );
 }
 
-/// A failure the layer logged but did not pass on (a store error, a failed `DELETE`).
+/// A failure of the store the layer logged (and answered for, or worked around).
 pub(crate) fn failed(
-    reason: &'static str,
+    reason: RejectionReason,
     caller: Option<&Identity>,
     key: SessionKey,
     error: &dyn std::fmt::Display,
     what: &'static str,
 ) {
     let (iss, sub) = halves(caller);
-    tracing::error!(reason, iss, sub, session = %key.short(), %error, "{what}");
+    tracing::error!(reason = reason.code(), iss, sub, session = %key.short(), %error, "{what}");
 }
 
 /// A session was ended by the layer (after a refusal).

@@ -108,14 +108,7 @@ impl Replica {
         let recorder = {
             let seen = seen.clone();
             tower::util::MapRequestLayer::new(move |request: Request| {
-                seen.lock().unwrap().push(Seen {
-                    method: request.method().clone(),
-                    session: request
-                        .headers()
-                        .get("mcp-session-id")
-                        .and_then(|v| v.to_str().ok())
-                        .map(str::to_owned),
-                });
+                seen.lock().unwrap().push(Seen::of(&request));
                 request
             })
         };

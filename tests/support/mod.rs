@@ -46,9 +46,9 @@ fn identity_of(token: &str) -> Option<Identity> {
     Identity::new(iss, sub).ok()
 }
 
-/// The test auth layer: a valid bearer token puts its Identity in the extensions; no
+/// The test auth layer (for `axum::middleware::from_fn`): a valid bearer token puts its Identity in the extensions; no
 /// Authorization header passes with no identity; anything else is 401.
-async fn auth(mut request: Request, next: Next) -> axum::response::Response {
+pub async fn auth(mut request: Request, next: Next) -> axum::response::Response {
     if let Some(value) = request.headers().get(http::header::AUTHORIZATION) {
         let identity = value
             .to_str()
@@ -70,6 +70,26 @@ async fn auth(mut request: Request, next: Next) -> axum::response::Response {
 pub struct Seen {
     pub method: http::Method,
     pub session: Option<String>,
+    /// The `Last-Event-ID` header, when the request had one.
+    pub last_event_id: Option<String>,
+}
+
+impl Seen {
+    /// What `request` shows of itself.
+    pub fn of<B>(request: &http::Request<B>) -> Self {
+        let header = |name: &str| {
+            request
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        Self {
+            method: request.method().clone(),
+            session: header("mcp-session-id"),
+            last_event_id: header("last-event-id"),
+        }
+    }
 }
 
 pub struct TestServer {
@@ -113,14 +133,7 @@ where
     let recorder = {
         let seen = seen.clone();
         tower::util::MapRequestLayer::new(move |request: Request| {
-            seen.lock().unwrap().push(Seen {
-                method: request.method().clone(),
-                session: request
-                    .headers()
-                    .get("mcp-session-id")
-                    .and_then(|v| v.to_str().ok())
-                    .map(str::to_owned),
-            });
+            seen.lock().unwrap().push(Seen::of(&request));
             request
         })
     };

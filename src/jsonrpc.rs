@@ -1,0 +1,148 @@
+//! The JSON-RPC 2.0 answers both middlewares make, built with serde in one place.
+//!
+//! An error that answers no particular request (a refused GET, an unparseable body, a failed
+//! authentication) has no `id` member at all: MCP's transport calls it "an error response that
+//! has no id", and it cannot be mistaken for an answer to a request whose id is `null`.
+//!
+//! Codes mean one thing each, across both layers:
+//!
+//! | code | meaning |
+//! | --- | --- |
+//! | `-32600` | invalid request: a refused caller (identity mismatch), a malformed or too-large request, a body not received in time, a method the revision does not have |
+//! | `-32603` | internal error: the layer cannot bind a new session, or is misconfigured |
+//! | `-32000` | not authorized, or a dependency is unavailable (store, revocation check, keys): retry or re-authorize |
+//! | `-32001` | session not found (the TypeScript SDK's convention): re-initialize |
+//!
+//! None of them is in `-32020..-32099`, which revision 2026-07-28 reserves for the specification.
+
+use bytes::Bytes;
+use http::{HeaderValue, Response, StatusCode, header};
+use http_body_util::Full;
+use serde::Serialize;
+use serde_json::value::RawValue;
+
+/// The JSON-RPC error codes the layers use.
+pub(crate) mod code {
+    /// A refused or malformed request.
+    pub(crate) const INVALID_REQUEST: i32 = -32600;
+    /// The layer failed (binding a new session) or is misconfigured.
+    pub(crate) const INTERNAL_ERROR: i32 = -32603;
+    /// Not authorized, or a dependency unavailable.
+    pub(crate) const SERVER_ERROR: i32 = -32000;
+    /// The session is unknown, expired or ended.
+    pub(crate) const SESSION_NOT_FOUND: i32 = -32001;
+}
+
+#[derive(Serialize)]
+struct ErrorObject<'a> {
+    code: i32,
+    message: &'a str,
+}
+
+#[derive(Serialize)]
+struct ErrorResponse<'a> {
+    jsonrpc: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id: Option<&'a RawValue>,
+    error: ErrorObject<'a>,
+}
+
+#[derive(Serialize)]
+struct TextContent<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    text: &'a str,
+}
+
+#[derive(Serialize)]
+struct ToolResult<'a> {
+    content: [TextContent<'a>; 1],
+    #[serde(rename = "isError")]
+    is_error: bool,
+}
+
+#[derive(Serialize)]
+struct ResultResponse<'a> {
+    jsonrpc: &'static str,
+    id: &'a RawValue,
+    result: ToolResult<'a>,
+}
+
+fn to_vec(value: &impl Serialize) -> Vec<u8> {
+    // These types hold only strings, numbers and already-valid raw JSON: serializing them cannot
+    // fail.
+    serde_json::to_vec(value).unwrap_or_default()
+}
+
+/// An error without `id`.
+pub(crate) fn error(code: i32, message: &str) -> Vec<u8> {
+    to_vec(&ErrorResponse {
+        jsonrpc: "2.0",
+        id: None,
+        error: ErrorObject { code, message },
+    })
+}
+
+/// An error answering the request with `id`.
+pub(crate) fn error_for(id: &RawValue, code: i32, message: &str) -> Vec<u8> {
+    to_vec(&ErrorResponse {
+        jsonrpc: "2.0",
+        id: Some(id),
+        error: ErrorObject { code, message },
+    })
+}
+
+/// A `tools/call` result with `isError: true` and one text item, answering the request with `id`.
+pub(crate) fn tool_error_for(id: &RawValue, text: &str) -> Vec<u8> {
+    to_vec(&ResultResponse {
+        jsonrpc: "2.0",
+        id,
+        result: ToolResult {
+            content: [TextContent { kind: "text", text }],
+            is_error: true,
+        },
+    })
+}
+
+/// A JSON answer with `status`.
+pub(crate) fn response(status: StatusCode, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(body.into()));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{Value, json};
+
+    fn parse(bytes: &[u8]) -> Value {
+        serde_json::from_slice(bytes).unwrap()
+    }
+
+    #[test]
+    fn errors_without_id_have_no_id_member() {
+        assert_eq!(
+            parse(&error(code::SESSION_NOT_FOUND, "Session \"x\" not found")),
+            json!({"jsonrpc": "2.0", "error": {"code": -32001, "message": "Session \"x\" not found"}})
+        );
+    }
+
+    #[test]
+    fn answers_carry_the_request_id_as_it_was_written() {
+        let id: &RawValue = serde_json::from_str(r#""a\"b""#).unwrap();
+        assert_eq!(
+            parse(&error_for(id, code::INVALID_REQUEST, "no")),
+            json!({"jsonrpc": "2.0", "id": "a\"b", "error": {"code": -32600, "message": "no"}})
+        );
+        let id: &RawValue = serde_json::from_str("7").unwrap();
+        assert_eq!(
+            parse(&tool_error_for(id, "no")),
+            json!({"jsonrpc": "2.0", "id": 7, "result": {"content": [{"type": "text", "text": "no"}], "isError": true}})
+        );
+    }
+}
