@@ -102,28 +102,19 @@
 //! - `memory` (default): [`MemoryStore`](store::MemoryStore).
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
-mod after;
-mod body;
-mod classify;
-mod early;
-mod future;
+mod binding;
 pub mod identity;
-mod jsonrpc;
 #[cfg(feature = "jwt")]
 #[cfg_attr(docsrs, doc(cfg(feature = "jwt")))]
 pub mod jwt;
-mod layer;
-mod rejection;
-mod service;
-mod session_id;
+mod protocol;
 pub mod store;
-mod trace;
 
 /// Not API: hooks for the crate's benchmarks (`benches/`), fuzz targets (`fuzz/`) and
 /// `tests/fuzz_corpus.rs`. May change or vanish in any release.
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::classify::classify_len;
+    pub use crate::protocol::envelope::classify_len;
 
     /// The `Mcp-Session-Id` header as the layer reads it: `Ok(None)` when absent, `Ok(Some(id))`
     /// when accepted, `Err(why)` when malformed.
@@ -131,7 +122,7 @@ pub mod __private {
         headers: &http::HeaderMap,
         max_len: usize,
     ) -> Result<Option<&str>, &'static str> {
-        use crate::session_id::{SessionHeader, as_str, session_header};
+        use crate::protocol::headers::{SessionHeader, as_str, session_header};
         match session_header(headers, max_len) {
             SessionHeader::Absent => Ok(None),
             SessionHeader::Present(value) => Ok(Some(as_str(value))),
@@ -141,7 +132,7 @@ pub mod __private {
 
     /// Whether the layer treats the request as sessionless (`MCP-Protocol-Version`).
     pub fn is_sessionless(headers: &http::HeaderMap) -> bool {
-        crate::session_id::is_sessionless(headers)
+        crate::protocol::headers::is_sessionless(headers)
     }
 
     /// One message as the body classifier sees it.
@@ -164,7 +155,7 @@ pub mod __private {
     /// or a batch that cannot be answered entry by entry), `Some((false, [m]))` for one message,
     /// `Some((true, requests))` for a batch (its requests only, at most `max_batch`).
     pub fn classify(body: &[u8], max_batch: usize) -> Option<(bool, Vec<Message<'_>>)> {
-        use crate::classify::{self, Classified};
+        use crate::protocol::envelope::{self as classify, Classified};
         let message = |m| match m {
             classify::Message::Request { id, tool_call } => Message::Request { id, tool_call },
             classify::Message::NoAnswer => Message::NoAnswer,
@@ -178,14 +169,11 @@ pub mod __private {
     }
 }
 
-pub use body::ResponseBody;
-pub use future::ResponseFuture;
-pub use identity::{Identity, IdentityExtractor};
-pub use layer::{
+pub use binding::{
     DEFAULT_BINDING_TTL, DEFAULT_MAX_ANSWER_BYTES, DEFAULT_MAX_BATCH_ANSWERS,
     DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_SESSION_ID_LEN, DEFAULT_REFUSED_BODY_TIMEOUT,
-    DEFAULT_TOMBSTONE_TTL, MismatchAnswer, SessionBindingLayer,
+    DEFAULT_TOMBSTONE_TTL, MISMATCH_MESSAGE, MismatchAnswer, RejectionReason, ResponseBody,
+    ResponseFuture, SessionBinding, SessionBindingLayer,
 };
-pub use rejection::{MISMATCH_MESSAGE, RejectionReason};
-pub use service::SessionBinding;
-pub use session_id::{FIRST_SESSIONLESS_REVISION, MCP_PROTOCOL_VERSION, MCP_SESSION_ID};
+pub use identity::{Identity, IdentityExtractor};
+pub use protocol::{FIRST_SESSIONLESS_REVISION, MCP_PROTOCOL_VERSION, MCP_SESSION_ID};

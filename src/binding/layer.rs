@@ -79,7 +79,7 @@ pub(crate) struct Config {
     /// The path and `Host` of the last request through this layer that created a session: values
     /// the inner service accepted, used for the `DELETE` that ends a session when no
     /// [`end_session_uri`](Self::end_session_uri) is configured.
-    pub(crate) created_at: Arc<Mutex<Option<crate::after::InnerHead>>>,
+    pub(crate) created_at: Arc<Mutex<Option<super::session::InnerHead>>>,
 }
 
 impl Default for Config {

@@ -9,12 +9,12 @@ use tower::{Service, ServiceExt};
 
 use crate::{
     Identity, ResponseBody,
-    future::AfterResponse,
-    layer::Config,
-    rejection::{self, RejectionReason},
-    session_id::{self, MCP_SESSION_ID, SessionHeader},
+    binding::future::AfterResponse,
+    binding::layer::Config,
+    binding::reject::{self, RejectionReason},
+    binding::trace,
+    protocol::headers::{self, MCP_SESSION_ID, SessionHeader},
     store::{BindOutcome, BindingStore, Owner, SessionKey, StoreErrorKind},
-    trace,
 };
 
 /// The head of the `DELETE` that ends a session. It holds only values the layer trusts, never
@@ -122,7 +122,7 @@ where
 {
     detach(async move {
         let caller = caller.as_ref();
-        let key = SessionKey::from_session_id(session_id::as_str(&session));
+        let key = SessionKey::from_session_id(headers::as_str(&session));
         if let Some(key) = tombstone
             && let Err(error) = store.end(key, config.tombstone_ttl).await
         {
@@ -241,7 +241,7 @@ where
     ReqBody: Default + Send + 'static,
     ResBody: Send + 'static,
 {
-    let session = match session_id::session_header(response.headers(), config.max_session_id_len) {
+    let session = match headers::session_header(response.headers(), config.max_session_id_len) {
         SessionHeader::Present(session) => session.clone(),
         SessionHeader::Absent | SessionHeader::Malformed(_) => {
             let what = "the inner service minted a session id that is not a valid Mcp-Session-Id";
@@ -250,7 +250,7 @@ where
             return refuse(reason);
         }
     };
-    let key = SessionKey::from_session_id(session_id::as_str(&session));
+    let key = SessionKey::from_session_id(headers::as_str(&session));
     let owner = match (&caller, config.allow_anonymous) {
         (Some(identity), _) => Owner::User(identity.clone()),
         // Credentials but no identity: the auth layer is misplaced (inside this layer) or does
@@ -315,5 +315,5 @@ where
 }
 
 fn refuse<B>(reason: RejectionReason) -> Response<ResponseBody<B>> {
-    rejection::plain(reason, None).map(ResponseBody::answer)
+    reject::plain(reason, None).map(ResponseBody::answer)
 }

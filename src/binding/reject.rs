@@ -6,8 +6,8 @@ use http_body_util::Full;
 
 use serde_json::value::RawValue;
 
-use crate::{
-    classify::{Classified, Message},
+use crate::protocol::{
+    envelope::{Classified, Message},
     jsonrpc::{self, code},
 };
 
@@ -251,9 +251,9 @@ pub(crate) fn mismatch(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::classify;
-    fn classify(body: &[u8]) -> classify::Classified<'_> {
-        classify::classify(body, 64)
+    use crate::protocol::envelope;
+    fn classify(body: &[u8]) -> envelope::Classified<'_> {
+        envelope::classify(body, 64)
     }
     use http_body::Body;
     use http_body_util::BodyExt;

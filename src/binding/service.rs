@@ -19,14 +19,16 @@ use tower::Service;
 
 use crate::{
     Identity, ResponseBody, ResponseFuture,
-    after::{After, AfterKind, InnerHead, end_session},
-    classify, early,
+    binding::layer::{Config, MismatchAnswer},
+    binding::reject::{self, RejectionReason},
+    binding::session::{After, AfterKind, InnerHead, end_session},
+    binding::trace,
     identity::{FromIdentityExtension, IdentityExtractor},
-    layer::{Config, MismatchAnswer},
-    rejection::{self, RejectionReason},
-    session_id::{self, LAST_EVENT_ID, MCP_SESSION_ID, SessionHeader},
+    protocol::{
+        early, envelope,
+        headers::{self, LAST_EVENT_ID, MCP_SESSION_ID, SessionHeader},
+    },
     store::{BindingStore, Lookup, Owner, SessionKey, StoreError, StoreErrorKind},
-    trace,
 };
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -158,25 +160,25 @@ where
         // removed, so no inner server routes the request into a session), and so is
         // `Last-Event-ID` (no resumption: an event store keyed by event id alone would replay
         // another caller's stream). It has no GET stream and no DELETE either.
-        if session_id::is_sessionless(&parts.headers) {
+        if headers::is_sessionless(&parts.headers) {
             parts.headers.remove(MCP_SESSION_ID);
             parts.headers.remove(LAST_EVENT_ID);
             if parts.method == Method::GET || parts.method == Method::DELETE {
                 drop(self.take_ready());
-                let answer = rejection::plain(RejectionReason::SessionlessMethod, None);
+                let answer = reject::plain(RejectionReason::SessionlessMethod, None);
                 return early_answer(parts.version, body, answer);
             }
         }
         // The key is all the matching path needs of the header: no copy of the value is kept.
-        let key = match session_id::session_header(&parts.headers, self.config.max_session_id_len) {
+        let key = match headers::session_header(&parts.headers, self.config.max_session_id_len) {
             SessionHeader::Absent => None,
             SessionHeader::Present(session) => {
-                Some(SessionKey::from_session_id(session_id::as_str(session)))
+                Some(SessionKey::from_session_id(headers::as_str(session)))
             }
             SessionHeader::Malformed(why) => {
                 let reason = RejectionReason::MalformedSessionId;
                 trace::rejected(reason, None, None, Some(why));
-                let answer = rejection::plain(reason, Some(why));
+                let answer = reject::plain(reason, Some(why));
                 drop(self.take_ready());
                 return early_answer(parts.version, body, answer);
             }
@@ -187,7 +189,7 @@ where
                 let detail = error.to_string();
                 let reason = RejectionReason::InvalidIdentity;
                 trace::rejected(reason, None, key, Some(&detail));
-                let answer = rejection::plain(reason, Some(&detail));
+                let answer = reject::plain(reason, Some(&detail));
                 drop(self.take_ready());
                 return early_answer(parts.version, body, answer);
             }
@@ -350,7 +352,7 @@ where
                     &error,
                     what,
                 );
-                let answer = rejection::plain(RejectionReason::StoreUnavailable, None);
+                let answer = reject::plain(RejectionReason::StoreUnavailable, None);
                 return early_answer(self.parts.version, self.body, answer);
             }
         };
@@ -381,11 +383,7 @@ where
 
     fn not_found(self, reason: RejectionReason) -> ResponseFuture<S::Future, ResBody> {
         trace::rejected(reason, self.caller.as_ref(), Some(self.key), None);
-        early_answer(
-            self.parts.version,
-            self.body,
-            rejection::plain(reason, None),
-        )
+        early_answer(self.parts.version, self.body, reject::plain(reason, None))
     }
 
     /// Answers a refused caller and ends the session (unless configured not to).
@@ -428,7 +426,7 @@ where
         let version = parts.version;
         let answer = match config.mismatch_answer {
             MismatchAnswer::NotFound => {
-                let answer = rejection::plain(RejectionReason::UnknownSession, None);
+                let answer = reject::plain(RejectionReason::UnknownSession, None);
                 return Ok(early::answer(version, body, answer)
                     .await
                     .map(ResponseBody::answer));
@@ -436,9 +434,7 @@ where
             MismatchAnswer::Mcp if parts.method == Method::POST => {
                 mcp_answer(&parts, body, &config, reason).await
             }
-            MismatchAnswer::Mcp => {
-                early::answer(version, body, rejection::plain(reason, None)).await
-            }
+            MismatchAnswer::Mcp => early::answer(version, body, reject::plain(reason, None)).await,
         };
         if let Some(ending) = ending {
             ending.await;
@@ -473,15 +469,15 @@ where
     .await;
     let failed = match read {
         Ok(bytes) => {
-            let classified = classify::classify(&bytes, config.max_batch_answers);
-            return rejection::mismatch(&classified, reason, config.max_answer_bytes);
+            let classified = envelope::classify(&bytes, config.max_batch_answers);
+            return reject::mismatch(&classified, reason, config.max_answer_bytes);
         }
         Err(early::ReadError::TooLarge) => RejectionReason::BodyTooLarge,
         Err(early::ReadError::TimedOut) => RejectionReason::BodyTimeout,
         Err(early::ReadError::Unreadable) => RejectionReason::BodyUnreadable,
     };
     // The body was not read to its end: the connection cannot carry another request.
-    let mut answer = rejection::plain(failed, None);
+    let mut answer = reject::plain(failed, None);
     early::close(parts.version, &mut answer);
     answer
 }

@@ -1,0 +1,32 @@
+//! The session-binding middleware: [`SessionBindingLayer`] and the [`SessionBinding`] service it
+//! makes.
+//!
+//! One role per file:
+//!
+//! - `layer`: [`SessionBindingLayer`], its settings and defaults;
+//! - `service`: [`SessionBinding`]: reads the session header and the caller, checks the binding,
+//!   forwards or refuses;
+//! - `future`: [`ResponseFuture`], the inner call unboxed on the matching path;
+//! - `body`: [`ResponseBody`], the inner body or the layer's own answer;
+//! - `session`: binding the session a response creates, and ending a session (tombstone and the
+//!   inner `DELETE`, on a task the client cannot cancel);
+//! - `reject`: [`RejectionReason`] and the answers the layer makes;
+//! - `trace`: every log event, with its reason code.
+
+mod body;
+mod future;
+mod layer;
+mod reject;
+mod service;
+pub(crate) mod session;
+mod trace;
+
+pub use body::ResponseBody;
+pub use future::ResponseFuture;
+pub use layer::{
+    DEFAULT_BINDING_TTL, DEFAULT_MAX_ANSWER_BYTES, DEFAULT_MAX_BATCH_ANSWERS,
+    DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_SESSION_ID_LEN, DEFAULT_REFUSED_BODY_TIMEOUT,
+    DEFAULT_TOMBSTONE_TTL, MismatchAnswer, SessionBindingLayer,
+};
+pub use reject::{MISMATCH_MESSAGE, RejectionReason};
+pub use service::SessionBinding;

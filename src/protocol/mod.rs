@@ -1,0 +1,15 @@
+//! What the MCP Streamable HTTP transport and JSON-RPC say, in one place for both middlewares.
+//!
+//! - `headers`: `Mcp-Session-Id`, `MCP-Protocol-Version` and `Last-Event-ID`: names, and the
+//!   rules for reading them (session-id syntax, sessionless revisions);
+//! - `envelope`: reading the JSON-RPC envelope of a refused POST body;
+//! - `jsonrpc`: the JSON-RPC answers both layers make, and their error codes;
+//! - `early`: answers made before the request body was read (drain it, or close the HTTP/1.1
+//!   connection), and reading a refused body within bounds.
+
+pub(crate) mod early;
+pub(crate) mod envelope;
+pub(crate) mod headers;
+pub(crate) mod jsonrpc;
+
+pub use headers::{FIRST_SESSIONLESS_REVISION, MCP_PROTOCOL_VERSION, MCP_SESSION_ID};
