@@ -1,7 +1,7 @@
 //! Composing `SessionBindingLayer` with your own auth: static API keys.
 //!
 //! ```text
-//! cargo run --example api_keys [-- --listen 127.0.0.1:8080]
+//! cargo run --all-features --example api_keys [-- --listen 127.0.0.1:8080]
 //! ```
 //!
 //! The binding layer does not care how a caller was authenticated: it reads the [`Identity`] an

@@ -11,7 +11,7 @@
 //! 6. alice re-initializes and works again.
 //!
 //! ```text
-//! cargo run --example demo
+//! cargo run --all-features --example demo
 //! ```
 //!
 //! It prints a transcript on stdout and exits with a non-zero status if any step does not behave

@@ -2,7 +2,7 @@
 //! the caller's `(iss, sub)`.
 //!
 //! ```text
-//! cargo run --example mcp_server [-- --listen 127.0.0.1:8080] [--allow-anonymous]
+//! cargo run --all-features --example mcp_server [-- --listen 127.0.0.1:8080] [--allow-anonymous]
 //!                                    [--without-binding] [--redis redis://127.0.0.1/]
 //! ```
 //!
@@ -22,8 +22,8 @@
 //!
 //! ```text
 //! export MCP_JWT_SECRET=$(head -c 32 /dev/urandom | base64)
-//! cargo run --example mcp_server -- --redis redis://127.0.0.1:6379/ --listen 127.0.0.1:8081 &
-//! cargo run --example mcp_server -- --redis redis://127.0.0.1:6379/ --listen 127.0.0.1:8082 &
+//! cargo run --all-features --example mcp_server -- --redis redis://127.0.0.1:6379/ --listen 127.0.0.1:8081 &
+//! cargo run --all-features --example mcp_server -- --redis redis://127.0.0.1:6379/ --listen 127.0.0.1:8082 &
 //! ```
 //!
 //! A Redis that cannot be reached at start is an error (exit 2); one that goes away later makes

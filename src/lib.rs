@@ -35,6 +35,7 @@
 //! # Quick start
 //!
 //! ```
+//! # #[cfg(feature = "memory")] {
 //! use axum::{Router, middleware};
 //! use mcp_session_binding::{Identity, SessionBindingLayer};
 //!
@@ -51,6 +52,7 @@
 //!     .route("/mcp", axum::routing::any(mcp)) // or .nest_service("/mcp", rmcp's StreamableHttpService)
 //!     .layer(SessionBindingLayer::new())        // inner: runs second
 //!     .layer(middleware::from_fn(auth));        // outer: runs first
+//! # }
 //! ```
 //!
 //! # Behaviour

@@ -337,7 +337,7 @@ fn bad_arguments_exit_with_status_2_and_the_usage() {
     assert!(String::from_utf8_lossy(&output.stderr).contains("at least 32"));
 }
 
-/// `cargo run --example demo`, the command the README gives, succeeds and tells the story.
+/// `cargo run --all-features --example demo`, the command the README gives, succeeds and tells the story.
 #[test]
 fn the_demo_command_succeeds() {
     let output = cargo()

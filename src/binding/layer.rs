@@ -34,11 +34,13 @@ pub const DEFAULT_REFUSED_BODY_TIMEOUT: Duration = Duration::from_secs(10);
 /// How a refused caller is answered.
 ///
 /// ```
+/// # #[cfg(feature = "memory")] {
 /// use mcp_session_binding::{MismatchAnswer, SessionBindingLayer};
 ///
 /// // No existence oracle: a stolen id answers exactly like an unknown one.
 /// let layer = SessionBindingLayer::new().mismatch_answer(MismatchAnswer::NotFound);
 /// # let _ = layer;
+/// # }
 /// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
@@ -129,6 +131,7 @@ impl fmt::Debug for Config {
 /// extensions) and *outside* the MCP service. See the [crate docs](crate) for the behaviour.
 ///
 /// ```
+/// # #[cfg(feature = "memory")] {
 /// use std::time::Duration;
 /// use mcp_session_binding::{SessionBindingLayer, store::MemoryStore};
 ///
@@ -137,6 +140,7 @@ impl fmt::Debug for Config {
 ///     .binding_ttl(Duration::from_secs(8 * 3600))
 ///     .max_body_bytes(1 << 20);
 /// # let _ = layer;
+/// # }
 /// ```
 #[derive(Clone, Debug)]
 #[must_use]
@@ -166,6 +170,7 @@ impl<St: BindingStore + Clone> SessionBindingLayer<St> {
     /// A layer on `store`, reading this crate's [`Identity`](crate::Identity), with the defaults.
     ///
     /// ```
+    /// # #[cfg(feature = "memory")] {
     /// use std::sync::Arc;
     /// use mcp_session_binding::{SessionBindingLayer, store::{BindingStore, MemoryStore}};
     ///
@@ -173,6 +178,7 @@ impl<St: BindingStore + Clone> SessionBindingLayer<St> {
     /// let store: Arc<dyn BindingStore> = Arc::new(MemoryStore::new());
     /// let layer = SessionBindingLayer::with_store(store);
     /// # let _ = layer;
+    /// # }
     /// ```
     pub fn with_store(store: St) -> Self {
         Self {
@@ -196,10 +202,12 @@ impl<St, I> SessionBindingLayer<St, I> {
     /// Reads the identity with another extractor.
     ///
     /// ```
+    /// # #[cfg(feature = "memory")] {
     /// use mcp_session_binding::{SessionBindingLayer, identity::FromClaims};
     ///
     /// let layer = SessionBindingLayer::new().identity(FromClaims);
     /// # let _ = layer;
+    /// # }
     /// ```
     pub fn identity<I2: IdentityExtractor>(self, identity: I2) -> SessionBindingLayer<St, I2> {
         SessionBindingLayer {
@@ -267,10 +275,12 @@ impl<St, I> SessionBindingLayer<St, I> {
     /// without `id`.
     ///
     /// ```
+    /// # #[cfg(feature = "memory")] {
     /// use mcp_session_binding::SessionBindingLayer;
     ///
     /// let layer = SessionBindingLayer::new().max_answer_bytes(16 * 1024);
     /// # let _ = layer;
+    /// # }
     /// ```
     pub fn max_answer_bytes(mut self, bytes: usize) -> Self {
         self.config.max_answer_bytes = bytes;
@@ -282,10 +292,12 @@ impl<St, I> SessionBindingLayer<St, I> {
     /// without `id`.
     ///
     /// ```
+    /// # #[cfg(feature = "memory")] {
     /// use mcp_session_binding::SessionBindingLayer;
     ///
     /// let layer = SessionBindingLayer::new().max_batch_answers(16);
     /// # let _ = layer;
+    /// # }
     /// ```
     pub fn max_batch_answers(mut self, entries: usize) -> Self {
         self.config.max_batch_answers = entries;
@@ -297,11 +309,13 @@ impl<St, I> SessionBindingLayer<St, I> {
     /// before the body is read).
     ///
     /// ```
+    /// # #[cfg(feature = "memory")] {
     /// use std::time::Duration;
     /// use mcp_session_binding::SessionBindingLayer;
     ///
     /// let layer = SessionBindingLayer::new().refused_body_timeout(Duration::from_secs(2));
     /// # let _ = layer;
+    /// # }
     /// ```
     pub fn refused_body_timeout(mut self, timeout: Duration) -> Self {
         self.config.refused_body_timeout = timeout;
@@ -318,11 +332,13 @@ impl<St, I> SessionBindingLayer<St, I> {
     /// `Host`.
     ///
     /// ```
+    /// # #[cfg(feature = "memory")] {
     /// use mcp_session_binding::SessionBindingLayer;
     ///
     /// let layer = SessionBindingLayer::new()
     ///     .end_session_uri(http::Uri::from_static("http://localhost:8080/mcp"));
     /// # let _ = layer;
+    /// # }
     /// ```
     pub fn end_session_uri(mut self, uri: Uri) -> Self {
         self.config.end_session_uri = Some(uri);
@@ -334,6 +350,7 @@ impl<St, I> SessionBindingLayer<St, I> {
     /// wants credentials, a routing header). It runs last, on the request head the layer built.
     ///
     /// ```
+    /// # #[cfg(feature = "memory")] {
     /// use http::HeaderValue;
     /// use mcp_session_binding::SessionBindingLayer;
     ///
@@ -343,6 +360,7 @@ impl<St, I> SessionBindingLayer<St, I> {
     ///         .insert("x-internal-auth", HeaderValue::from_static("layer-secret"));
     /// });
     /// # let _ = layer;
+    /// # }
     /// ```
     pub fn end_request_hook(mut self, hook: impl Fn(&mut Parts) + Send + Sync + 'static) -> Self {
         self.config.end_request_hook = Some(Arc::new(hook));

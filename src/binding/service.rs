@@ -49,6 +49,8 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// use tower::{ServiceBuilder, ServiceExt};
 /// use mcp_session_binding::SessionBindingLayer;
 ///
+/// # #[cfg(not(feature = "memory"))] fn main() {}
+/// # #[cfg(feature = "memory")]
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() {
 /// let mcp = tower::service_fn(|_req: Request<Full<Bytes>>| async {
@@ -79,6 +81,7 @@ impl<S, St: BindingStore + Clone> SessionBinding<S, St> {
     /// configures the rest.
     ///
     /// ```
+    /// # #[cfg(feature = "memory")] {
     /// use std::convert::Infallible;
     /// use http::{Request, Response};
     /// use mcp_session_binding::{SessionBinding, store::MemoryStore};
@@ -88,6 +91,7 @@ impl<S, St: BindingStore + Clone> SessionBinding<S, St> {
     /// });
     /// let service = SessionBinding::new(mcp, MemoryStore::new());
     /// # let _ = service;
+    /// # }
     /// ```
     pub fn new(inner: S, store: St) -> Self {
         Self::from_parts(inner, store, FromIdentityExtension, Arc::default())
@@ -97,10 +101,12 @@ impl<S, St: BindingStore + Clone> SessionBinding<S, St> {
     /// same as [`SessionBindingLayer::with_store`](crate::SessionBindingLayer::with_store).
     ///
     /// ```
+    /// # #[cfg(feature = "memory")] {
     /// use mcp_session_binding::{SessionBinding, store::MemoryStore};
     ///
     /// let layer = SessionBinding::<(), _>::layer(MemoryStore::new()).allow_anonymous(true);
     /// # let _ = layer;
+    /// # }
     /// ```
     pub fn layer(store: St) -> crate::SessionBindingLayer<St> {
         crate::SessionBindingLayer::with_store(store)
