@@ -109,7 +109,9 @@ fn listen_address(mut args: impl Iterator<Item = String>) -> Result<Option<Strin
 async fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,rmcp=warn".into()),
+        )
         .init();
     const USAGE: &str = "usage: api_keys [--listen ADDR]   (default 127.0.0.1:8080; port 0 picks a free port)\n\
                          keys: key-alice, key-bob";

@@ -117,12 +117,65 @@ pub mod jwt;
 mod protocol;
 pub mod store;
 
-/// Not API: hooks for the crate's benchmarks (`benches/`). May change or vanish in any release.
+/// Not API: hooks for the crate's benchmarks (`benches/`), fuzz targets (`fuzz/`) and
+/// `tests/fuzz_corpus.rs`. May change or vanish in any release.
 #[doc(hidden)]
 pub mod __private {
     #[cfg(feature = "jwt")]
     pub use crate::jwt::fuzzing::{parse_discovery, parse_jwks};
     pub use crate::protocol::envelope::classify_len;
+
+    /// The `Mcp-Session-Id` header as the layer reads it: `Ok(None)` when absent, `Ok(Some(id))`
+    /// when accepted, `Err(why)` when malformed.
+    pub fn session_header(
+        headers: &http::HeaderMap,
+        max_len: usize,
+    ) -> Result<Option<&str>, &'static str> {
+        use crate::protocol::headers::{SessionHeader, as_str, session_header};
+        match session_header(headers, max_len) {
+            SessionHeader::Absent => Ok(None),
+            SessionHeader::Present(value) => Ok(Some(as_str(value))),
+            SessionHeader::Malformed(why) => Err(why),
+        }
+    }
+
+    /// Whether the layer treats the request as sessionless (`MCP-Protocol-Version`).
+    pub fn is_sessionless(headers: &http::HeaderMap) -> bool {
+        crate::protocol::headers::is_sessionless(headers)
+    }
+
+    /// One message as the body classifier sees it.
+    #[derive(Debug, PartialEq, Eq)]
+    pub enum Message<'a> {
+        /// A request, with its `id` as JSON text.
+        Request {
+            /// The `id`, as it appears in the body.
+            id: &'a str,
+            /// `method` is `tools/call`.
+            tool_call: bool,
+        },
+        /// A notification or a response.
+        NoAnswer,
+        /// Not a JSON-RPC message.
+        Invalid,
+    }
+
+    /// The body classifier: `None` for a body answered with one error without `id` (not JSON-RPC,
+    /// or a batch that cannot be answered entry by entry), `Some((false, [m]))` for one message,
+    /// `Some((true, requests))` for a batch (its requests only, at most `max_batch`).
+    pub fn classify(body: &[u8], max_batch: usize) -> Option<(bool, Vec<Message<'_>>)> {
+        use crate::protocol::envelope::{self as classify, Classified};
+        let message = |m| match m {
+            classify::Message::Request { id, tool_call } => Message::Request { id, tool_call },
+            classify::Message::NoAnswer => Message::NoAnswer,
+            classify::Message::Invalid => Message::Invalid,
+        };
+        match classify::classify(body, max_batch) {
+            Classified::Invalid => None,
+            Classified::Single(m) => Some((false, vec![message(m)])),
+            Classified::Batch(ms) => Some((true, ms.into_iter().map(message).collect())),
+        }
+    }
 }
 
 pub use binding::{

@@ -1,0 +1,64 @@
+//! Replays the committed fuzz corpus (`fuzz/corpus/<target>/`) through the fuzz targets' checks
+//! (`fuzz/src/lib.rs`), on stable, as ordinary tests. Fuzzing itself needs nightly and
+//! `cargo fuzz`; see `fuzz/Cargo.toml`.
+
+#[path = "../fuzz/src/lib.rs"]
+mod fuzz;
+
+use std::path::{Path, PathBuf};
+
+/// The corpus files of `target`, sorted. A target without a corpus is a failure.
+fn corpus(target: &str) -> Vec<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fuzz/corpus")
+        .join(target);
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|entry| entry.expect("a directory entry").path())
+        .filter(|path| path.is_file())
+        .collect();
+    files.sort();
+    assert!(!files.is_empty(), "no corpus in {}", dir.display());
+    files
+}
+
+fn replay(target: &str) {
+    for path in corpus(target) {
+        let data = std::fs::read(&path).expect("a corpus file");
+        let result = std::panic::catch_unwind(|| fuzz::run(target, &data));
+        assert!(
+            result.is_ok(),
+            "{target}: {} fails its check (input {:?})",
+            path.display(),
+            String::from_utf8_lossy(&data)
+        );
+    }
+}
+
+#[test]
+fn every_target_has_a_corpus() {
+    for target in fuzz::TARGETS {
+        corpus(target);
+    }
+}
+
+#[test]
+fn session_header_corpus() {
+    replay("session_header");
+}
+
+#[test]
+fn classify_corpus() {
+    replay("classify");
+}
+
+#[test]
+fn codec_corpus() {
+    replay("codec");
+}
+
+#[test]
+#[cfg(feature = "jwt")]
+fn jwt_corpus() {
+    replay("jwt");
+}
