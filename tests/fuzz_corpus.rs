@@ -62,3 +62,15 @@ fn codec_corpus() {
 fn jwt_corpus() {
     replay("jwt");
 }
+
+#[test]
+#[cfg(feature = "jwt")]
+fn jwks_corpus() {
+    replay("jwks");
+}
+
+#[test]
+#[cfg(feature = "jwt")]
+fn discovery_corpus() {
+    replay("discovery");
+}

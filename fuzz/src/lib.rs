@@ -16,7 +16,14 @@ use mcp_session_binding::{
 use serde_json::{Value, value::RawValue};
 
 /// The names of the targets, as in `fuzz/Cargo.toml` and `fuzz/corpus/`.
-pub const TARGETS: &[&str] = &["session_header", "classify", "codec", "jwt"];
+pub const TARGETS: &[&str] = &[
+    "session_header",
+    "classify",
+    "codec",
+    "jwt",
+    "jwks",
+    "discovery",
+];
 
 /// Runs the check of `target` on `data` (for the corpus replay).
 pub fn run(target: &str, data: &[u8]) {
@@ -25,6 +32,8 @@ pub fn run(target: &str, data: &[u8]) {
         "classify" => classify(data),
         "codec" => codec(data),
         "jwt" => jwt(data),
+        "jwks" => jwks(data),
+        "discovery" => discovery(data),
         other => panic!("unknown fuzz target {other}"),
     }
 }
@@ -311,18 +320,22 @@ pub fn codec(data: &[u8]) {
 /// Input: a mode byte, then
 /// - even mode: `Authorization` header values (split at `\n`), sent as they are;
 /// - odd mode: a token header (JSON text), `0x00`, claims (JSON text): the target signs
-///   `base64url(header).base64url(claims)` with the layer's HS256 secret and sends
-///   `Bearer <token>`, so the claims checks behind the signature are reached.
+///   `base64url(header).base64url(claims)` with an HS256 secret and sends `Bearer <token>`, so
+///   the claims checks behind the signature are reached. Bit 1 of the mode picks the secret:
+///   issuer A's (`0`) or issuer B's (`1`).
 ///
-/// The layer trusts two issuers, one audience, HS256 (kid `k1`) and RS256 (kid `r1`), leeway
-/// 0 s.
+/// The layer trusts issuer A (an HS256 secret with kid `k1`, and an RS256 key with kid `r1`) and
+/// issuer B (another HS256 secret, without kid), one audience, leeway 0 s.
 ///
-/// Invariants: never panics; the answer is ready at once (no I/O without a revocation check);
-/// a refusal is 400 or 401 and never echoes a JWS-shaped token; raw header values are never accepted
-/// (nobody can sign without the secret); an accepted signed token has, by an independent reading
-/// of its JSON, `alg` HS256, no `crit`, `kid` absent or `k1`, a trusted string `iss` and a string
-/// `sub` equal to the identity handed on, an `aud` naming the audience, a numeric `exp` not in
-/// the past and no `nbf` in the future; `identity_from_claims` agrees with the claims.
+/// Invariants: never panics; the answer is ready at once (no I/O without a revocation check or
+/// discovery); a refusal is 400 or 401 and never echoes a JWS-shaped token; raw header values
+/// are never accepted (nobody can sign without a secret); **a token is accepted only for the
+/// issuer whose key signed it** (keys belong to issuers: a token signed with A's secret that
+/// claims B is refused, and the other way round); an accepted signed token has, by an
+/// independent reading of its JSON, `alg` HS256, no `crit`, a string `kid` if any (`k1` for
+/// issuer A), a string `sub` equal to the identity handed on, an `aud` naming the audience, a
+/// numeric `exp` not in the past and no `nbf` in the future; `identity_from_claims` agrees with
+/// the claims.
 #[cfg(feature = "jwt")]
 pub fn jwt(data: &[u8]) {
     jwt_impl::check(data);
@@ -353,7 +366,8 @@ mod jwt_impl {
     use serde_json::{Map, Value};
     use tower::{Layer, Service, service_fn};
 
-    pub const SECRET: &[u8] = b"fuzz-target-hs256-secret-32-bytes-long";
+    pub const SECRET_A: &[u8] = b"fuzz-target-hs256-secret-32-bytes-long";
+    pub const SECRET_B: &[u8] = b"another-hs256-secret-for-issuer-b-32b";
     pub const ISSUERS: [&str; 2] = ["https://issuer-a.example", "https://issuer-b.example"];
     pub const AUDIENCE: &str = "https://mcp.example/mcp";
 
@@ -362,10 +376,15 @@ mod jwt_impl {
         LAYER.get_or_init(|| {
             let rsa = include_str!("../../tests/keys/rsa_a_public.pem");
             JwtAuthLayer::builder()
-                .key(JwtKey::hmac(SECRET).unwrap().with_kid("k1"))
-                .key(JwtKey::rsa_pem(rsa).unwrap().with_kid("r1"))
+                .issuer_keys(
+                    ISSUERS[0],
+                    vec![
+                        JwtKey::hmac(SECRET_A).unwrap().with_kid("k1"),
+                        JwtKey::rsa_pem(rsa).unwrap().with_kid("r1"),
+                    ],
+                )
+                .issuer_keys(ISSUERS[1], JwtKey::hmac(SECRET_B).unwrap())
                 .algorithms([Algorithm::HS256, Algorithm::RS256])
-                .issuers(ISSUERS)
                 .audience(AUDIENCE)
                 .leeway(Duration::ZERO)
                 .build()
@@ -390,10 +409,10 @@ mod jwt_impl {
         out
     }
 
-    /// An HS256 token over exactly these header and claims bytes.
-    pub fn sign(header: &[u8], claims: &[u8]) -> String {
+    /// An HS256 token over exactly these header and claims bytes, signed with `secret`.
+    pub fn sign(secret: &[u8], header: &[u8], claims: &[u8]) -> String {
         let input = format!("{}.{}", b64url(header), b64url(claims));
-        let key = jsonwebtoken::EncodingKey::from_secret(SECRET);
+        let key = jsonwebtoken::EncodingKey::from_secret(secret);
         let signature = jsonwebtoken::crypto::sign(input.as_bytes(), &key, Algorithm::HS256)
             .expect("HS256 signs");
         format!("{input}.{signature}")
@@ -418,11 +437,12 @@ mod jwt_impl {
                 Some(i) => (&rest[..i], &rest[i + 1..]),
                 None => (rest, &[][..]),
             };
-            let token = sign(header, claims);
+            let signer = usize::from(mode >> 1 & 1);
+            let token = sign([SECRET_A, SECRET_B][signer], header, claims);
             let value = HeaderValue::try_from(format!("Bearer {token}")).expect("b64 is visible");
             sent.push(token.into_bytes());
             request.headers_mut().append(AUTHORIZATION, value);
-            Some((header, claims))
+            Some((signer, header, claims))
         } else {
             for value in rest.split(|&b| b == b'\n') {
                 if let Ok(value) = HeaderValue::from_bytes(value) {
@@ -478,11 +498,11 @@ mod jwt_impl {
         } else {
             let identity = parts.extensions.get::<Identity>().expect("an identity");
             let claims = parts.extensions.get::<Claims>().expect("claims");
-            let (header, claims_json) = signed.expect("only a signed token is accepted");
-            accepted(header, claims_json, identity, claims);
+            let (signer, header, claims_json) = signed.expect("only a signed token is accepted");
+            accepted(signer, header, claims_json, identity, claims);
         }
 
-        if let Some((_, claims)) = signed
+        if let Some((_, _, claims)) = signed
             && let Ok(Value::Object(map)) = serde_json::from_slice::<Value>(claims)
         {
             let string = |name: &str| map.get(name).and_then(Value::as_str);
@@ -526,7 +546,13 @@ mod jwt_impl {
         panic!("more than 16 body frames")
     }
 
-    fn accepted(header: &[u8], claims_json: &[u8], identity: &Identity, claims: &Claims) {
+    fn accepted(
+        signer: usize,
+        header: &[u8],
+        claims_json: &[u8],
+        identity: &Identity,
+        claims: &Claims,
+    ) {
         let header: Map<String, Value> =
             serde_json::from_slice(header).expect("an accepted header is a JSON object");
         assert_eq!(header.get("alg"), Some(&Value::from("HS256")));
@@ -542,7 +568,11 @@ mod jwt_impl {
         assert_eq!(&claims.0, &map, "the claims handed on are the token's");
         let iss = map.get("iss").and_then(Value::as_str).expect("string iss");
         let sub = map.get("sub").and_then(Value::as_str).expect("string sub");
-        assert!(ISSUERS.contains(&iss), "untrusted iss {iss:?} accepted");
+        assert_eq!(
+            iss, ISSUERS[signer],
+            "a token signed with {}'s key accepted for {iss:?}",
+            ISSUERS[signer]
+        );
         assert_eq!((identity.iss(), identity.sub()), (iss, sub));
         let aud_ok = match map.get("aud") {
             Some(Value::String(aud)) => aud == AUDIENCE,
@@ -563,3 +593,87 @@ mod jwt_impl {
         }
     }
 }
+
+/// A published JWK set (`__private::parse_jwks`).
+///
+/// Input: the document.
+///
+/// Invariants: never panics; an accepted set is a JSON object of at most 256 KiB whose `keys`
+/// array holds at most 100 entries, and yields between 1 and that many usable keys.
+#[cfg(feature = "jwt")]
+pub fn jwks(data: &[u8]) {
+    let Ok(usable) = __private::parse_jwks(data) else {
+        return;
+    };
+    assert!(data.len() <= 256 * 1024, "{} bytes accepted", data.len());
+    let doc: serde_json::Map<String, Value> =
+        serde_json::from_slice(data).expect("an accepted set is a JSON object");
+    let keys = doc
+        .get("keys")
+        .and_then(Value::as_array)
+        .expect("a `keys` array");
+    assert!(keys.len() <= 100, "{} keys accepted", keys.len());
+    assert!(
+        (1..=keys.len()).contains(&usable),
+        "{usable} usable keys of {}",
+        keys.len()
+    );
+}
+
+/// A discovery document (`__private::parse_discovery`).
+///
+/// Input: the configured issuer, `0x00`, the document (without `0x00`: the issuer is
+/// `https://issuer.example` and the whole input is the document).
+///
+/// Invariants: never panics; an accepted document is a JSON object of at most 256 KiB whose
+/// `issuer` equals the configured issuer exactly and whose `jwks_uri` is the URL returned; that
+/// URL is `https`, or `http` whose host, as the HTTP client's URL parser (reqwest's `Url`) reads
+/// it, is a loopback host without user info: the loopback exception cannot be steered to another
+/// host.
+#[cfg(feature = "jwt")]
+pub fn discovery(data: &[u8]) {
+    let (issuer, doc) = match data.iter().position(|&b| b == 0) {
+        Some(i) => (String::from_utf8_lossy(&data[..i]), &data[i + 1..]),
+        None => ("https://issuer.example".into(), data),
+    };
+    let Ok(jwks_uri) = __private::parse_discovery(doc, &issuer) else {
+        return;
+    };
+    assert!(doc.len() <= 256 * 1024, "{} bytes accepted", doc.len());
+    let map: serde_json::Map<String, Value> =
+        serde_json::from_slice(doc).expect("an accepted document is a JSON object");
+    assert_eq!(map.get("issuer").and_then(Value::as_str), Some(&*issuer));
+    assert_eq!(
+        map.get("jwks_uri").and_then(Value::as_str),
+        Some(&*jwks_uri)
+    );
+    let lower = jwks_uri.to_ascii_lowercase();
+    if lower.starts_with("https://") {
+        return;
+    }
+    assert!(lower.starts_with("http://"), "{jwks_uri}");
+    let Ok(url) = reqwest::Url::parse(&jwks_uri) else {
+        return; // the fetch fails before anything is sent
+    };
+    // `host_str`: a domain (lowercased), an IPv4 address, or an IPv6 address in brackets.
+    let host = url.host_str().unwrap_or_default();
+    let loopback = host == "localhost"
+        || host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    assert!(loopback, "http URL {jwks_uri} reaches host {host:?}");
+    assert!(
+        url.username().is_empty() && url.password().is_none(),
+        "{jwks_uri}"
+    );
+}
+
+/// Without the `jwt` feature there is nothing to check.
+#[cfg(not(feature = "jwt"))]
+pub fn jwks(_data: &[u8]) {}
+
+/// Without the `jwt` feature there is nothing to check.
+#[cfg(not(feature = "jwt"))]
+pub fn discovery(_data: &[u8]) {}
