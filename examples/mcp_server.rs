@@ -95,7 +95,7 @@ environment:
                       one, and tokens printed
   MCP_JWT_ISSUERS     HS256 development mode: the one issuer the secret belongs to (default
                       https://issuer.example)
-  RUST_LOG            log filter, logs go to stderr (default info)";
+  RUST_LOG            log filter, logs go to stderr (default info,rmcp=warn)";
 
 /// The command line.
 #[derive(Debug)]

@@ -19,8 +19,7 @@
 
 mod support;
 
-#[path = "support/example_bin.rs"]
-mod example_bin;
+use support::example_bin;
 
 use std::{
     io::{BufRead, BufReader, Read},
