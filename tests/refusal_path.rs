@@ -4,6 +4,7 @@
 //! answers that keep HTTP/1.1 connections usable. Real rmcp servers over loopback TCP (HTTP/1.1
 //! and h2c); Redis cases against a real `redis-server`.
 
+#[cfg(feature = "redis")]
 use support::redis_server;
 mod support;
 
