@@ -506,17 +506,7 @@ async fn gate(request: Request, next: Next) -> axum::response::Response {
 }
 
 async fn serve_gated(layer: SessionBindingLayer<MemoryStore>) -> TestServer {
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let recorder = {
-        let seen = seen.clone();
-        tower::util::MapRequestLayer::new(move |request: Request| {
-            seen.lock().unwrap().push(Seen::of(&request));
-            request
-        })
-    };
-    let mcp = tower::ServiceBuilder::new()
-        .layer(recorder)
-        .service(demo_mcp::service());
+    let (mcp, seen) = recorded_mcp();
     let app = Router::new()
         .nest_service("/mcp", mcp)
         .layer(axum::middleware::from_fn(gate))
@@ -613,17 +603,7 @@ async fn credentials_without_identity_are_refused_even_in_anonymous_mode() {
     let captured = Captured::default();
     let _guard = captured.install();
     for anonymous in [true, false] {
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let recorder = {
-            let seen = seen.clone();
-            tower::util::MapRequestLayer::new(move |request: Request| {
-                seen.lock().unwrap().push(Seen::of(&request));
-                request
-            })
-        };
-        let mcp = tower::ServiceBuilder::new()
-            .layer(recorder)
-            .service(demo_mcp::service());
+        let (mcp, seen) = recorded_mcp();
         // The wrong order: the auth layer runs after the binding layer.
         let app = Router::new()
             .nest_service("/mcp", mcp)

@@ -137,6 +137,9 @@ impl ServerHandler for DemoMcp {
 }
 
 /// The rmcp Streamable HTTP service for [`DemoMcp`], with in-memory sessions.
+/// The demo server's rmcp service type.
+pub type Service = StreamableHttpService<DemoMcp, LocalSessionManager>;
+
 pub fn service() -> StreamableHttpService<DemoMcp, LocalSessionManager> {
     service_with(config())
 }

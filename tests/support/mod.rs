@@ -128,23 +128,30 @@ impl TestServer {
     }
 }
 
+/// Every request that reached the inner MCP service, in order.
+pub type Recorded = Arc<Mutex<Vec<Seen>>>;
+
+/// The demo MCP service behind a request recorder.
+pub type RecordedMcp<F> = tower::util::MapRequest<demo_mcp::Service, F>;
+
+/// The demo MCP service behind a recorder of every request that reaches it.
+pub fn recorded_mcp() -> (RecordedMcp<impl Fn(Request) -> Request + Clone>, Recorded) {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let record = seen.clone();
+    let mcp = tower::util::MapRequest::new(demo_mcp::service(), move |request: Request| {
+        record.lock().unwrap().push(Seen::of(&request));
+        request
+    });
+    (mcp, seen)
+}
+
 /// Starts the demo server behind the test auth layer and `layer`, on 127.0.0.1:0.
 pub async fn serve<St, I>(layer: SessionBindingLayer<St, I>) -> TestServer
 where
     St: BindingStore + Clone,
     I: IdentityExtractor,
 {
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let recorder = {
-        let seen = seen.clone();
-        tower::util::MapRequestLayer::new(move |request: Request| {
-            seen.lock().unwrap().push(Seen::of(&request));
-            request
-        })
-    };
-    let mcp = tower::ServiceBuilder::new()
-        .layer(recorder)
-        .service(demo_mcp::service());
+    let (mcp, seen) = recorded_mcp();
     let app = Router::new()
         .nest_service("/mcp", mcp)
         .layer(layer)
