@@ -6,7 +6,7 @@
 
 mod support;
 
-use support::example_bin;
+use support::{example_bin, keys::signing_keys};
 
 use std::{
     convert::Infallible,
@@ -31,10 +31,6 @@ use serde_json::{Value, json};
 use tower::{Layer, ServiceExt, service_fn};
 
 const AUD: &str = "https://mcp.example.com/mcp";
-const RSA_A: &str = include_str!("keys/rsa_a_private.pem");
-const RSA_B: &str = include_str!("keys/rsa_b_private.pem");
-const EC_A: &str = include_str!("keys/ec_private.pem");
-const ED: &str = include_str!("keys/ed_private.pem");
 
 /// One canned answer.
 #[derive(Clone)]
@@ -259,7 +255,7 @@ async fn send(layer: &JwtAuthLayer, token: &str) -> Answer {
 #[tokio::test]
 async fn discovery_then_jwks_verifies_the_issuers_tokens() {
     let provider = Provider::start().await;
-    let a = rsa(RSA_A, "a");
+    let a = rsa(signing_keys().rsa_a.private.as_str(), "a");
     provider.publish(vec![a.public.clone()]);
     let layer = provider.builder().build().unwrap();
     layer.fetch_keys().await.unwrap();
@@ -279,7 +275,7 @@ async fn discovery_then_jwks_verifies_the_issuers_tokens() {
 #[tokio::test]
 async fn the_first_request_fetches_the_keys_when_nobody_did() {
     let provider = Provider::start().await;
-    let a = rsa(RSA_A, "a");
+    let a = rsa(signing_keys().rsa_a.private.as_str(), "a");
     provider.publish(vec![a.public.clone()]);
     let layer = provider.builder().build().unwrap();
     assert_eq!(
@@ -292,7 +288,7 @@ async fn the_first_request_fetches_the_keys_when_nobody_did() {
 #[tokio::test]
 async fn rfc8414_metadata_is_the_fallback() {
     let provider = Provider::start().await;
-    let a = rsa(RSA_A, "a");
+    let a = rsa(signing_keys().rsa_a.private.as_str(), "a");
     provider.publish(vec![a.public.clone()]);
     provider.set_openid(None); // 404
     provider.set_oauth(Some(Canned::json(&provider.discovery())));
@@ -308,7 +304,7 @@ async fn rfc8414_metadata_is_the_fallback() {
 /// no last good keys), never a panic.
 #[tokio::test]
 async fn hostile_documents_fail_closed() {
-    let a = rsa(RSA_A, "a");
+    let a = rsa(signing_keys().rsa_a.private.as_str(), "a");
     let enc = {
         let mut key = a.public.clone();
         key["use"] = json!("enc");
@@ -460,7 +456,10 @@ async fn hostile_documents_fail_closed() {
 #[tokio::test]
 async fn an_unknown_kid_refetches_once_for_many_concurrent_requests() {
     let provider = Provider::start().await;
-    let (a, b) = (rsa(RSA_A, "a"), rsa(RSA_B, "b"));
+    let (a, b) = (
+        rsa(signing_keys().rsa_a.private.as_str(), "a"),
+        rsa(signing_keys().rsa_b.private.as_str(), "b"),
+    );
     provider.publish(vec![a.public.clone()]);
     let layer = provider
         .builder()
@@ -487,7 +486,7 @@ async fn an_unknown_kid_refetches_once_for_many_concurrent_requests() {
 
     // Unknown kids within the interval do not refetch (no stampede), whatever their number:
     // at most the one refetch scheduled for the end of the interval.
-    let stranger = rsa(RSA_B, "nobody");
+    let stranger = rsa(signing_keys().rsa_b.private.as_str(), "nobody");
     let (before, start) = (provider.jwks_hits(), std::time::Instant::now());
     for _ in 0..20 {
         let answer = send(&layer, &token_for(&provider.issuer, &stranger)).await;
@@ -510,7 +509,10 @@ async fn an_unknown_kid_refetches_once_for_many_concurrent_requests() {
 #[tokio::test]
 async fn rotation_picks_up_new_kids_within_the_interval_and_drops_removed_ones() {
     let provider = Provider::start().await;
-    let (a, b) = (rsa(RSA_A, "a"), rsa(RSA_B, "b"));
+    let (a, b) = (
+        rsa(signing_keys().rsa_a.private.as_str(), "a"),
+        rsa(signing_keys().rsa_b.private.as_str(), "b"),
+    );
     provider.publish(vec![a.public.clone()]);
     let interval = Duration::from_secs(1);
     let layer = provider
@@ -550,7 +552,7 @@ async fn rotation_picks_up_new_kids_within_the_interval_and_drops_removed_ones()
 #[tokio::test]
 async fn last_good_keys_serve_for_a_bounded_time_then_fail_closed() {
     let provider = Provider::start().await;
-    let a = rsa(RSA_A, "a");
+    let a = rsa(signing_keys().rsa_a.private.as_str(), "a");
     provider.publish(vec![a.public.clone()]);
     let layer = provider
         .builder()
@@ -564,7 +566,7 @@ async fn last_good_keys_serve_for_a_bounded_time_then_fail_closed() {
     // A refresh (triggered by an unknown kid) meets a hostile set: the good keys stay.
     tokio::time::sleep(Duration::from_millis(300)).await;
     provider.publish(vec![a.public.clone(), a.public.clone()]);
-    let stranger = rsa(RSA_B, "nobody");
+    let stranger = rsa(signing_keys().rsa_b.private.as_str(), "nobody");
     assert_eq!(
         send(&layer, &token_for(&provider.issuer, &stranger))
             .await
@@ -604,20 +606,20 @@ async fn last_good_keys_serve_for_a_bounded_time_then_fail_closed() {
 #[tokio::test]
 async fn the_tokens_alg_must_match_the_published_key() {
     let provider = Provider::start().await;
-    let rs = rsa(RSA_A, "rs");
+    let rs = rsa(signing_keys().rsa_a.private.as_str(), "rs");
     let ec = signing(
-        EncodingKey::from_ec_pem(EC_A.as_bytes()).unwrap(),
+        EncodingKey::from_ec_pem(signing_keys().ec_a.private.as_str().as_bytes()).unwrap(),
         Algorithm::ES256,
         "ec",
     );
     let ed = signing(
-        EncodingKey::from_ed_pem(ED.as_bytes()).unwrap(),
+        EncodingKey::from_ed_pem(signing_keys().ed.private.as_str().as_bytes()).unwrap(),
         Algorithm::EdDSA,
         "ed",
     );
     let ps = {
         let mut key = signing(
-            EncodingKey::from_rsa_pem(RSA_B.as_bytes()).unwrap(),
+            EncodingKey::from_rsa_pem(signing_keys().rsa_b.private.as_str().as_bytes()).unwrap(),
             Algorithm::PS256,
             "ps",
         );
@@ -661,7 +663,7 @@ async fn the_tokens_alg_must_match_the_published_key() {
 #[tokio::test]
 async fn cache_control_and_logs_do_not_break_a_plain_fetch() {
     let provider = Provider::start().await;
-    let a = rsa(RSA_A, "a");
+    let a = rsa(signing_keys().rsa_a.private.as_str(), "a");
     provider.set_jwks(Some(Canned {
         cache_control: Some("public, max-age=86400000".into()),
         ..Canned::json(&json!({ "keys": [a.public] }))
@@ -680,7 +682,10 @@ async fn cache_control_and_logs_do_not_break_a_plain_fetch() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_example_trusts_an_issuer_by_url() {
     let provider = Provider::start().await;
-    let (a, b) = (rsa(RSA_A, "a"), rsa(RSA_B, "b"));
+    let (a, b) = (
+        rsa(signing_keys().rsa_a.private.as_str(), "a"),
+        rsa(signing_keys().rsa_b.private.as_str(), "b"),
+    );
     provider.publish(vec![a.public.clone(), b.public.clone()]);
     let issuer = provider.issuer.clone();
     let server = tokio::task::spawn_blocking(move || {

@@ -2,6 +2,10 @@
 //! `JwtAuthLayer` over real HTTP on loopback: an axum server whose handler echoes the `Identity`
 //! it sees, driven with reqwest, with real HS256/RS256/ES256 tokens.
 
+mod support;
+
+use support::keys::signing_keys;
+
 use std::{
     convert::Infallible,
     sync::{
@@ -32,12 +36,6 @@ const AUD: &str = "https://mcp.example.com/mcp";
 const METADATA_URL: &str = "https://mcp.example.com/.well-known/oauth-protected-resource/mcp";
 const SECRET: &[u8] = b"test-secret-test-secret-test-secret!";
 const OTHER_SECRET: &[u8] = b"another-secret-another-secret-another";
-
-const RSA_A_PRIVATE: &str = include_str!("keys/rsa_a_private.pem");
-const RSA_A_PUBLIC: &str = include_str!("keys/rsa_a_public.pem");
-const RSA_B_PRIVATE: &str = include_str!("keys/rsa_b_private.pem");
-const EC_PRIVATE: &str = include_str!("keys/ec_private.pem");
-const EC_PUBLIC: &str = include_str!("keys/ec_public.pem");
 
 // ---------------------------------------------------------------------------------------------
 // Harness
@@ -249,8 +247,8 @@ async fn rs256_and_es256_pem_keys_verify() {
         .issuer_keys(
             ISS,
             vec![
-                JwtKey::rsa_pem(RSA_A_PUBLIC).unwrap(),
-                JwtKey::ec_pem(EC_PUBLIC).unwrap(),
+                JwtKey::rsa_pem(signing_keys().rsa_a.public.as_str()).unwrap(),
+                JwtKey::ec_pem(signing_keys().ec_a.public.as_str()).unwrap(),
             ],
         )
         .algorithms([Algorithm::RS256, Algorithm::ES256])
@@ -263,7 +261,7 @@ async fn rs256_and_es256_pem_keys_verify() {
     let rs = sign(
         &Header::new(Algorithm::RS256),
         &claims(json!({"sub": "rsa-user"})),
-        &EncodingKey::from_rsa_pem(RSA_A_PRIVATE.as_bytes()).unwrap(),
+        &EncodingKey::from_rsa_pem(signing_keys().rsa_a.private.as_str().as_bytes()).unwrap(),
     );
     let answer = server.with_token(&rs).await;
     assert_eq!(answer.status, 200, "body: {}", answer.body);
@@ -272,7 +270,7 @@ async fn rs256_and_es256_pem_keys_verify() {
     let es = sign(
         &Header::new(Algorithm::ES256),
         &claims(json!({"sub": "ec-user"})),
-        &EncodingKey::from_ec_pem(EC_PRIVATE.as_bytes()).unwrap(),
+        &EncodingKey::from_ec_pem(signing_keys().ec_a.private.as_str().as_bytes()).unwrap(),
     );
     let answer = server.with_token(&es).await;
     assert_eq!(answer.status, 200, "body: {}", answer.body);
@@ -283,7 +281,7 @@ async fn rs256_and_es256_pem_keys_verify() {
     let foreign = sign(
         &Header::new(Algorithm::RS256),
         &claims(json!({})),
-        &EncodingKey::from_rsa_pem(RSA_B_PRIVATE.as_bytes()).unwrap(),
+        &EncodingKey::from_rsa_pem(signing_keys().rsa_b.private.as_str().as_bytes()).unwrap(),
     );
     let answer = server.with_token(&foreign).await;
     assert_eq!(answer.status, 401);
@@ -315,7 +313,10 @@ fn rs256_with_kid(private_pem: &str, kid: &str, claims: &Value) -> String {
 #[tokio::test]
 async fn jwk_set_with_two_keys_picks_the_key_by_kid() {
     let set = JwkSet {
-        keys: vec![jwk(RSA_A_PRIVATE, "key-a"), jwk(RSA_B_PRIVATE, "key-b")],
+        keys: vec![
+            jwk(signing_keys().rsa_a.private.as_str(), "key-a"),
+            jwk(signing_keys().rsa_b.private.as_str(), "key-b"),
+        ],
     };
     let json = serde_json::to_string(&set).unwrap();
     assert!(!json.contains("\"d\""), "a JWK set holds public keys only");
@@ -332,19 +333,31 @@ async fn jwk_set_with_two_keys_picks_the_key_by_kid() {
     )
     .await;
 
-    let by_b = rs256_with_kid(RSA_B_PRIVATE, "key-b", &claims(json!({"sub": "bob"})));
+    let by_b = rs256_with_kid(
+        signing_keys().rsa_b.private.as_str(),
+        "key-b",
+        &claims(json!({"sub": "bob"})),
+    );
     let answer = server.with_token(&by_b).await;
     assert_eq!(answer.status, 200, "body: {}", answer.body);
     assert_eq!(answer.json()["sub"], "bob");
 
-    let by_a = rs256_with_kid(RSA_A_PRIVATE, "key-a", &claims(json!({"sub": "ann"})));
+    let by_a = rs256_with_kid(
+        signing_keys().rsa_a.private.as_str(),
+        "key-a",
+        &claims(json!({"sub": "ann"})),
+    );
     let answer = server.with_token(&by_a).await;
     assert_eq!(answer.status, 200, "body: {}", answer.body);
     assert_eq!(answer.json()["sub"], "ann");
     assert_eq!(server.calls(), 2);
 
     // Signed by key b but naming key a: only key a is tried, and it does not verify.
-    let mislabelled = rs256_with_kid(RSA_B_PRIVATE, "key-a", &claims(json!({})));
+    let mislabelled = rs256_with_kid(
+        signing_keys().rsa_b.private.as_str(),
+        "key-a",
+        &claims(json!({})),
+    );
     let answer = server.with_token(&mislabelled).await;
     assert_eq!(answer.status, 401);
     assert!(
@@ -354,7 +367,11 @@ async fn jwk_set_with_two_keys_picks_the_key_by_kid() {
     );
 
     // A kid the server does not know.
-    let unknown = rs256_with_kid(RSA_B_PRIVATE, "key-z", &claims(json!({})));
+    let unknown = rs256_with_kid(
+        signing_keys().rsa_b.private.as_str(),
+        "key-z",
+        &claims(json!({})),
+    );
     let answer = server.with_token(&unknown).await;
     assert_eq!(answer.status, 401);
     assert!(answer.message().contains("kid"), "{}", answer.message());
@@ -527,7 +544,7 @@ async fn rsa_public_key_is_never_used_as_an_hmac_secret() {
         .issuer_keys(
             ISS,
             vec![
-                JwtKey::rsa_pem(RSA_A_PUBLIC).unwrap(),
+                JwtKey::rsa_pem(signing_keys().rsa_a.public.as_str()).unwrap(),
                 JwtKey::hmac(SECRET).unwrap(),
             ],
         )
@@ -540,7 +557,7 @@ async fn rsa_public_key_is_never_used_as_an_hmac_secret() {
     let forged = sign(
         &Header::new(Algorithm::HS256),
         &claims(json!({})),
-        &EncodingKey::from_secret(RSA_A_PUBLIC.as_bytes()),
+        &EncodingKey::from_secret(signing_keys().rsa_a.public.as_str().as_bytes()),
     );
     let answer = server.with_token(&forged).await;
     assert_invalid_token(&server, &answer, "signature");
@@ -548,7 +565,10 @@ async fn rsa_public_key_is_never_used_as_an_hmac_secret() {
     // Only RS256 allowed and only the RSA key: the same forgery is refused for its algorithm.
     let rsa_only = serve(
         JwtAuthLayer::builder()
-            .issuer_keys(ISS, JwtKey::rsa_pem(RSA_A_PUBLIC).unwrap())
+            .issuer_keys(
+                ISS,
+                JwtKey::rsa_pem(signing_keys().rsa_a.public.as_str()).unwrap(),
+            )
             .algorithm(Algorithm::RS256)
             .audience(AUD)
             .resource_metadata(METADATA_URL)

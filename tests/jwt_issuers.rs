@@ -3,6 +3,10 @@
 //! issuer's key that claims the other issuer is refused with 401 `invalid_token`, for every
 //! pairing of RSA, EC and HMAC keys, with and without `kid`s.
 
+mod support;
+
+use support::keys::signing_keys;
+
 use std::convert::Infallible;
 
 use http::{Request, Response, StatusCode, header};
@@ -38,23 +42,23 @@ fn issuer_key(kind: Kind, which: usize, with_kid: bool) -> IssuerKey {
     let (alg, verify, sign) = match (kind, which) {
         (Kind::Rsa, 0) => (
             Algorithm::RS256,
-            JwtKey::rsa_pem(include_str!("keys/rsa_a_public.pem")).unwrap(),
-            EncodingKey::from_rsa_pem(include_bytes!("keys/rsa_a_private.pem")).unwrap(),
+            JwtKey::rsa_pem(&signing_keys().rsa_a.public).unwrap(),
+            EncodingKey::from_rsa_pem(signing_keys().rsa_a.private.as_bytes()).unwrap(),
         ),
         (Kind::Rsa, _) => (
             Algorithm::RS256,
-            JwtKey::rsa_pem(include_str!("keys/rsa_b_public.pem")).unwrap(),
-            EncodingKey::from_rsa_pem(include_bytes!("keys/rsa_b_private.pem")).unwrap(),
+            JwtKey::rsa_pem(&signing_keys().rsa_b.public).unwrap(),
+            EncodingKey::from_rsa_pem(signing_keys().rsa_b.private.as_bytes()).unwrap(),
         ),
         (Kind::Ec, 0) => (
             Algorithm::ES256,
-            JwtKey::ec_pem(include_str!("keys/ec_public.pem")).unwrap(),
-            EncodingKey::from_ec_pem(include_bytes!("keys/ec_private.pem")).unwrap(),
+            JwtKey::ec_pem(&signing_keys().ec_a.public).unwrap(),
+            EncodingKey::from_ec_pem(signing_keys().ec_a.private.as_bytes()).unwrap(),
         ),
         (Kind::Ec, _) => (
             Algorithm::ES256,
-            JwtKey::ec_pem(include_str!("keys/ec_b_public.pem")).unwrap(),
-            EncodingKey::from_ec_pem(include_bytes!("keys/ec_b_private.pem")).unwrap(),
+            JwtKey::ec_pem(&signing_keys().ec_b.public).unwrap(),
+            EncodingKey::from_ec_pem(signing_keys().ec_b.private.as_bytes()).unwrap(),
         ),
         (Kind::Hmac, n) => {
             let secret = [b'a' + n as u8; 32];

@@ -7,6 +7,7 @@
 pub mod demo_mcp;
 pub mod example_bin;
 pub mod fault_store;
+pub mod keys;
 #[cfg(feature = "oidc")]
 pub mod oidc_provider;
 pub mod redis_server;
