@@ -6,7 +6,10 @@
 
 mod support;
 
-use support::{example_bin, keys::signing_keys};
+use support::{
+    example_bin,
+    keys::{header, signing_keys},
+};
 
 use std::{
     convert::Infallible,
@@ -22,10 +25,10 @@ use axum::{
     routing::get,
 };
 use http::{Request, Response, StatusCode, header};
-use jsonwebtoken::{Algorithm, EncodingKey, Header, encode, get_current_timestamp, jwk::Jwk};
+use jsonwebtoken::{EncodingKey, encode, get_current_timestamp, jwk::Jwk};
 use mcp_session_binding::{
     Identity,
-    jwt::{JwtAuthLayer, JwtAuthLayerBuilder, JwtRejection, KeySourceError},
+    jwt::{Algorithm, JwtAuthLayer, JwtAuthLayerBuilder, JwtRejection, KeySourceError},
 };
 use serde_json::{Value, json};
 use tower::{Layer, ServiceExt, service_fn};
@@ -202,7 +205,7 @@ fn rsa(pem: &str, kid: &str) -> SigningKey {
 }
 
 fn signing(private: EncodingKey, alg: Algorithm, kid: &str) -> SigningKey {
-    let mut jwk = Jwk::from_encoding_key(&private, alg).unwrap();
+    let mut jwk = Jwk::from_encoding_key(&private, alg.as_str().parse().unwrap()).unwrap();
     jwk.common.key_id = Some(kid.to_owned());
     SigningKey {
         alg,
@@ -217,7 +220,7 @@ fn token_for(issuer: &str, key: &SigningKey) -> String {
 }
 
 fn token_with(issuer: &str, key: &SigningKey, alg: Algorithm, kid: Option<&str>) -> String {
-    let mut header = Header::new(alg);
+    let mut header = header(alg);
     header.kid = kid.map(str::to_owned);
     let claims = json!({
         "iss": issuer, "sub": "alice", "aud": AUD,
@@ -608,18 +611,18 @@ async fn the_tokens_alg_must_match_the_published_key() {
     let provider = Provider::start().await;
     let rs = rsa(signing_keys().rsa_a.private.as_str(), "rs");
     let ec = signing(
-        EncodingKey::from_ec_pem(signing_keys().ec_a.private.as_str().as_bytes()).unwrap(),
+        EncodingKey::from_ec_pem(signing_keys().ec_a.private.as_bytes()).unwrap(),
         Algorithm::ES256,
         "ec",
     );
     let ed = signing(
-        EncodingKey::from_ed_pem(signing_keys().ed.private.as_str().as_bytes()).unwrap(),
+        EncodingKey::from_ed_pem(signing_keys().ed.private.as_bytes()).unwrap(),
         Algorithm::EdDSA,
         "ed",
     );
     let ps = {
         let mut key = signing(
-            EncodingKey::from_rsa_pem(signing_keys().rsa_b.private.as_str().as_bytes()).unwrap(),
+            EncodingKey::from_rsa_pem(signing_keys().rsa_b.private.as_bytes()).unwrap(),
             Algorithm::PS256,
             "ps",
         );
@@ -720,7 +723,7 @@ async fn the_example_trusts_an_issuer_by_url() {
     assert_eq!(metadata["authorization_servers"], json!([provider.issuer]));
 
     let token = |key: &SigningKey, scope: &str| {
-        let mut header = Header::new(key.alg);
+        let mut header = header(key.alg);
         header.kid = Some(key.kid.clone());
         let claims = json!({
             "iss": provider.issuer, "sub": "alice", "aud": AUD, "scope": scope,

@@ -4,7 +4,7 @@
 
 mod support;
 
-use support::keys::signing_keys;
+use support::keys::{header, signing_keys};
 
 use std::{
     convert::Infallible,
@@ -18,14 +18,14 @@ use std::{
 use axum::{Extension, Json, Router, routing::any};
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use jsonwebtoken::{
-    Algorithm, EncodingKey, Header, encode, get_current_timestamp,
+    EncodingKey, encode, get_current_timestamp,
     jwk::{Jwk, JwkSet},
 };
 use mcp_session_binding::{
     Identity,
     identity::Claims,
     jwt::{
-        JwtAuthLayer, JwtAuthLayerBuilder, JwtKey, JwtKeys, ProtectedResourceMetadata,
+        Algorithm, JwtAuthLayer, JwtAuthLayerBuilder, JwtKey, JwtKeys, ProtectedResourceMetadata,
         RevocationError,
     },
 };
@@ -179,13 +179,13 @@ fn claims(changes: Value) -> Value {
     claims
 }
 
-fn sign(header: &Header, claims: &Value, key: &EncodingKey) -> String {
+fn sign(header: &jsonwebtoken::Header, claims: &Value, key: &EncodingKey) -> String {
     encode(header, claims, key).unwrap()
 }
 
 fn hs256(claims: &Value) -> String {
     sign(
-        &Header::new(Algorithm::HS256),
+        &header(Algorithm::HS256),
         claims,
         &EncodingKey::from_secret(SECRET),
     )
@@ -259,18 +259,18 @@ async fn rs256_and_es256_pem_keys_verify() {
     let server = serve(layer).await;
 
     let rs = sign(
-        &Header::new(Algorithm::RS256),
+        &header(Algorithm::RS256),
         &claims(json!({"sub": "rsa-user"})),
-        &EncodingKey::from_rsa_pem(signing_keys().rsa_a.private.as_str().as_bytes()).unwrap(),
+        &EncodingKey::from_rsa_pem(signing_keys().rsa_a.private.as_bytes()).unwrap(),
     );
     let answer = server.with_token(&rs).await;
     assert_eq!(answer.status, 200, "body: {}", answer.body);
     assert_eq!(answer.json()["sub"], "rsa-user");
 
     let es = sign(
-        &Header::new(Algorithm::ES256),
+        &header(Algorithm::ES256),
         &claims(json!({"sub": "ec-user"})),
-        &EncodingKey::from_ec_pem(signing_keys().ec_a.private.as_str().as_bytes()).unwrap(),
+        &EncodingKey::from_ec_pem(signing_keys().ec_a.private.as_bytes()).unwrap(),
     );
     let answer = server.with_token(&es).await;
     assert_eq!(answer.status, 200, "body: {}", answer.body);
@@ -279,9 +279,9 @@ async fn rs256_and_es256_pem_keys_verify() {
 
     // RS256 signed by a key the server does not know.
     let foreign = sign(
-        &Header::new(Algorithm::RS256),
+        &header(Algorithm::RS256),
         &claims(json!({})),
-        &EncodingKey::from_rsa_pem(signing_keys().rsa_b.private.as_str().as_bytes()).unwrap(),
+        &EncodingKey::from_rsa_pem(signing_keys().rsa_b.private.as_bytes()).unwrap(),
     );
     let answer = server.with_token(&foreign).await;
     assert_eq!(answer.status, 401);
@@ -295,13 +295,13 @@ async fn rs256_and_es256_pem_keys_verify() {
 
 fn jwk(private_pem: &str, kid: &str) -> Jwk {
     let key = EncodingKey::from_rsa_pem(private_pem.as_bytes()).unwrap();
-    let mut jwk = Jwk::from_encoding_key(&key, Algorithm::RS256).unwrap();
+    let mut jwk = Jwk::from_encoding_key(&key, jsonwebtoken::Algorithm::RS256).unwrap();
     jwk.common.key_id = Some(kid.to_owned());
     jwk
 }
 
 fn rs256_with_kid(private_pem: &str, kid: &str, claims: &Value) -> String {
-    let mut header = Header::new(Algorithm::RS256);
+    let mut header = header(Algorithm::RS256);
     header.kid = Some(kid.to_owned());
     sign(
         &header,
@@ -406,7 +406,7 @@ async fn typ_check_accepts_only_access_token_types() {
     )
     .await;
     let with_typ = |typ: Option<&str>| {
-        let mut header = Header::new(Algorithm::HS256);
+        let mut header = header(Algorithm::HS256);
         header.typ = typ.map(str::to_owned);
         sign(
             &header,
@@ -457,7 +457,7 @@ fn refused_tokens() -> Vec<(&'static str, String, &'static str)> {
         (
             "signed with another key",
             sign(
-                &Header::new(Algorithm::HS256),
+                &header(Algorithm::HS256),
                 &claims(json!({})),
                 &EncodingKey::from_secret(OTHER_SECRET),
             ),
@@ -467,7 +467,7 @@ fn refused_tokens() -> Vec<(&'static str, String, &'static str)> {
             // HS384 signed with the right secret, but only HS256 is allowed.
             "algorithm outside the allowlist",
             sign(
-                &Header::new(Algorithm::HS384),
+                &header(Algorithm::HS384),
                 &claims(json!({})),
                 &EncodingKey::from_secret(SECRET),
             ),
@@ -555,9 +555,9 @@ async fn rsa_public_key_is_never_used_as_an_hmac_secret() {
         .unwrap();
     let server = serve(layer).await;
     let forged = sign(
-        &Header::new(Algorithm::HS256),
+        &header(Algorithm::HS256),
         &claims(json!({})),
-        &EncodingKey::from_secret(signing_keys().rsa_a.public.as_str().as_bytes()),
+        &EncodingKey::from_secret(signing_keys().rsa_a.public.as_bytes()),
     );
     let answer = server.with_token(&forged).await;
     assert_invalid_token(&server, &answer, "signature");
@@ -774,7 +774,7 @@ async fn responses_never_echo_the_token() {
         hs256(&claims(json!({"sub": 7}))),
         hs256(&claims(json!({"jti": "revoked"}))),
         sign(
-            &Header::new(Algorithm::HS256),
+            &header(Algorithm::HS256),
             &claims(json!({})),
             &EncodingKey::from_secret(OTHER_SECRET),
         ),

@@ -5,15 +5,15 @@
 
 mod support;
 
-use support::keys::signing_keys;
+use support::keys::{header, signing_keys};
 
 use std::convert::Infallible;
 
 use http::{Request, Response, StatusCode, header};
-use jsonwebtoken::{Algorithm, EncodingKey, Header, encode, get_current_timestamp};
+use jsonwebtoken::{EncodingKey, encode, get_current_timestamp};
 use mcp_session_binding::{
     Identity,
-    jwt::{JwtAuthLayer, JwtKey, JwtRejection},
+    jwt::{Algorithm, JwtAuthLayer, JwtKey, JwtRejection},
 };
 use serde_json::json;
 use tower::{Layer, ServiceExt, service_fn};
@@ -83,7 +83,7 @@ fn issuer_key(kind: Kind, which: usize, with_kid: bool) -> IssuerKey {
 }
 
 fn token(key: &IssuerKey, iss: &str) -> String {
-    let mut header = Header::new(key.alg);
+    let mut header = header(key.alg);
     header.kid = key.kid.clone();
     let claims = json!({
         "iss": iss, "sub": "alice", "aud": AUD,

@@ -788,7 +788,7 @@ async fn ending_survives_a_dropped_response_future() {
 #[cfg(feature = "jwt")]
 #[tokio::test]
 async fn the_jwt_layers_early_401_keeps_or_closes_the_connection() {
-    use mcp_session_binding::jwt::{JwtAuthLayer, JwtKey, jsonwebtoken::Algorithm};
+    use mcp_session_binding::jwt::{Algorithm, JwtAuthLayer, JwtKey};
     let auth = JwtAuthLayer::builder()
         .issuer_keys(ISS_A, JwtKey::hmac([7u8; 32]).unwrap())
         .algorithm(Algorithm::HS256)

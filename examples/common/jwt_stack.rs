@@ -14,12 +14,10 @@ use std::{
 };
 
 use axum::{Router, extract::Request, response::IntoResponse};
+use jsonwebtoken::{EncodingKey, Header, encode};
 use mcp_session_binding::{
     SessionBindingLayer,
-    jwt::{
-        Algorithm, JwtAuthLayer, JwtConfigError, JwtKey, ProtectedResourceMetadata,
-        jsonwebtoken::{EncodingKey, Header, encode},
-    },
+    jwt::{Algorithm, JwtAuthLayer, JwtConfigError, JwtKey, ProtectedResourceMetadata},
     store::BindingStore,
 };
 use serde_json::json;
@@ -262,7 +260,12 @@ impl TokenMinter {
             "exp": now + TOKEN_LIFETIME.as_secs(),
             "jti": hex(&random_bytes::<16>()),
         });
-        encode(&Header::new(Algorithm::HS256), &claims, &self.key).expect("HS256 signing")
+        encode(
+            &Header::new(jsonwebtoken::Algorithm::HS256),
+            &claims,
+            &self.key,
+        )
+        .expect("HS256 signing")
     }
 }
 

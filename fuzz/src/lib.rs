@@ -361,7 +361,7 @@ mod jwt_impl {
     use mcp_session_binding::{
         Identity,
         identity::{Claims, identity_from_claims},
-        jwt::{Algorithm, JwtAuthLayer, JwtKey, jsonwebtoken},
+        jwt::{Algorithm, JwtAuthLayer, JwtKey},
     };
     use serde_json::{Map, Value};
     use tower::{Layer, Service, service_fn};
@@ -413,8 +413,9 @@ mod jwt_impl {
     pub fn sign(secret: &[u8], header: &[u8], claims: &[u8]) -> String {
         let input = format!("{}.{}", b64url(header), b64url(claims));
         let key = jsonwebtoken::EncodingKey::from_secret(secret);
-        let signature = jsonwebtoken::crypto::sign(input.as_bytes(), &key, Algorithm::HS256)
-            .expect("HS256 signs");
+        let signature =
+            jsonwebtoken::crypto::sign(input.as_bytes(), &key, jsonwebtoken::Algorithm::HS256)
+                .expect("HS256 signs");
         format!("{input}.{signature}")
     }
 

@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use jsonwebtoken::Algorithm;
+use super::Algorithm;
 
 /// Why a key could not be loaded or a [`JwtAuthLayer`](super::JwtAuthLayer) could not be built.
 ///
@@ -18,7 +18,7 @@ use jsonwebtoken::Algorithm;
 /// // The audience is required (RFC 8707): there is no "accept any audience" mode.
 /// let err = JwtAuthLayer::builder()
 ///     .issuer_keys("https://auth.example.com", JwtKey::hmac([7u8; 32]).unwrap())
-///     .algorithm(jsonwebtoken::Algorithm::HS256)
+///     .algorithm(mcp_session_binding::jwt::Algorithm::HS256)
 ///     .build()
 ///     .unwrap_err();
 /// assert!(matches!(err, JwtConfigError::NoAudience));
@@ -42,8 +42,8 @@ pub enum JwtConfigError {
         /// The secret's length, in bytes.
         len: usize,
     },
-    /// A key (PEM or JWK) that `jsonwebtoken` could not load.
-    InvalidKey(jsonwebtoken::errors::Error),
+    /// A key (PEM or JWK) that could not be loaded; the source says why.
+    InvalidKey(Box<dyn std::error::Error + Send + Sync>),
     /// A JWK that cannot verify signatures with a supported algorithm (encryption key, unknown
     /// key type or curve, unsupported `alg`).
     UnsupportedJwk(&'static str),
@@ -85,7 +85,7 @@ impl fmt::Display for JwtConfigError {
             Self::NoKeyForAlgorithm(alg) => {
                 write!(
                     f,
-                    "algorithm {alg:?} is allowed but no configured key can verify it"
+                    "algorithm {alg} is allowed but no configured key can verify it"
                 )
             }
             Self::WeakHmacSecret { len } => write!(
@@ -125,10 +125,17 @@ impl fmt::Display for JwtConfigError {
     }
 }
 
+impl JwtConfigError {
+    /// A key the JWT library could not load.
+    pub(crate) fn invalid_key(err: jsonwebtoken::errors::Error) -> Self {
+        Self::InvalidKey(Box::new(err))
+    }
+}
+
 impl std::error::Error for JwtConfigError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            Self::InvalidKey(err) => Some(err),
+            Self::InvalidKey(err) => Some(err.as_ref()),
             Self::InvalidJwkSet(err) => Some(err),
             _ => None,
         }

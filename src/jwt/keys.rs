@@ -3,11 +3,11 @@
 use std::fmt;
 
 use jsonwebtoken::{
-    Algorithm, AlgorithmFamily, DecodingKey,
+    DecodingKey,
     jwk::{AlgorithmParameters, EllipticCurve, Jwk, JwkSet, KeyOperations, PublicKeyUse},
 };
 
-use super::JwtConfigError;
+use super::{Algorithm, JwtConfigError, KeyFamily};
 
 /// Shortest HMAC secret accepted, in bytes (RFC 7518 §3.2: at least the size of the hash).
 const MIN_HMAC_SECRET_LEN: usize = 32;
@@ -20,11 +20,11 @@ const MIN_HMAC_SECRET_LEN: usize = 32;
 /// curve too (P-256 to `ES256`, P-384 to `ES384`).
 ///
 /// ```
-/// use mcp_session_binding::jwt::{JwtKey, jsonwebtoken::{Algorithm, AlgorithmFamily}};
+/// use mcp_session_binding::jwt::{Algorithm, JwtKey, KeyFamily};
 ///
 /// let key = JwtKey::hmac(b"0123456789abcdef0123456789abcdef").unwrap().with_kid("2024-05");
 /// assert_eq!(key.kid(), Some("2024-05"));
-/// assert_eq!(key.family(), AlgorithmFamily::Hmac);
+/// assert_eq!(key.family(), KeyFamily::Hmac);
 /// assert!(key.can_verify(Algorithm::HS512));
 /// assert!(!key.can_verify(Algorithm::RS256));
 /// assert!(!key.with_algorithm(Algorithm::HS256).can_verify(Algorithm::HS512));
@@ -59,7 +59,7 @@ impl JwtKey {
     pub fn rsa_pem(pem: impl AsRef<[u8]>) -> Result<Self, JwtConfigError> {
         DecodingKey::from_rsa_pem(pem.as_ref())
             .map(Self::from_decoding_key)
-            .map_err(JwtConfigError::InvalidKey)
+            .map_err(JwtConfigError::invalid_key)
     }
 
     /// An EC public key in PEM (`BEGIN PUBLIC KEY`), pinned by its curve: P-256 to `ES256`,
@@ -69,14 +69,16 @@ impl JwtKey {
     ///
     /// [`JwtConfigError::InvalidKey`] when the PEM does not hold a P-256 or P-384 public key.
     pub fn ec_pem(pem: impl AsRef<[u8]>) -> Result<Self, JwtConfigError> {
-        let key = DecodingKey::from_ec_pem(pem.as_ref()).map_err(JwtConfigError::InvalidKey)?;
+        let key = DecodingKey::from_ec_pem(pem.as_ref()).map_err(JwtConfigError::invalid_key)?;
         // An uncompressed SEC1 point: 0x04, then x and y.
         let algorithm = match key.try_get_as_bytes().map(<[u8]>::len) {
             Ok(65) => Algorithm::ES256,
             Ok(97) => Algorithm::ES384,
             _ => {
-                return Err(JwtConfigError::InvalidKey(
-                    jsonwebtoken::errors::ErrorKind::InvalidEcdsaKey.into(),
+                return Err(JwtConfigError::invalid_key(
+                    jsonwebtoken::errors::Error::from(
+                        jsonwebtoken::errors::ErrorKind::InvalidEcdsaKey,
+                    ),
                 ));
             }
         };
@@ -91,7 +93,7 @@ impl JwtKey {
     pub fn ed_pem(pem: impl AsRef<[u8]>) -> Result<Self, JwtConfigError> {
         DecodingKey::from_ed_pem(pem.as_ref())
             .map(|key| Self::from_decoding_key(key).with_algorithm(Algorithm::EdDSA))
-            .map_err(JwtConfigError::InvalidKey)
+            .map_err(JwtConfigError::invalid_key)
     }
 
     /// A JSON Web Key. Takes its `kid`, and pins the algorithm to its `alg` (or to its curve).
@@ -102,7 +104,7 @@ impl JwtKey {
     /// curve, or with an `alg` that is not a supported signature algorithm;
     /// [`JwtConfigError::InvalidKey`] for key material that does not decode;
     /// [`JwtConfigError::WeakHmacSecret`] for an `oct` key shorter than 32 bytes.
-    pub fn from_jwk(jwk: &Jwk) -> Result<Self, JwtConfigError> {
+    pub(crate) fn from_jwk(jwk: &Jwk) -> Result<Self, JwtConfigError> {
         if matches!(jwk.common.public_key_use, Some(ref u) if *u != PublicKeyUse::Signature) {
             return Err(JwtConfigError::UnsupportedJwk("`use` is not `sig`"));
         }
@@ -113,8 +115,12 @@ impl JwtKey {
         }
         let pinned = match jwk.common.key_algorithm {
             Some(alg) => Some(
-                Algorithm::try_from(alg)
-                    .map_err(|_| JwtConfigError::UnsupportedJwk("`alg` is not a JWS algorithm"))?,
+                jsonwebtoken::Algorithm::try_from(alg)
+                    .ok()
+                    .and_then(Algorithm::from_jsonwebtoken)
+                    .ok_or(JwtConfigError::UnsupportedJwk(
+                        "`alg` is not a JWS algorithm",
+                    ))?,
             ),
             None => None,
         };
@@ -131,15 +137,15 @@ impl JwtKey {
             AlgorithmParameters::RSA(_) | AlgorithmParameters::OctetKey(_) => None,
             _ => return Err(JwtConfigError::UnsupportedJwk("unsupported key type")),
         };
-        let key = DecodingKey::from_jwk(jwk).map_err(JwtConfigError::InvalidKey)?;
-        if key.family() == AlgorithmFamily::Hmac {
+        let key = DecodingKey::from_jwk(jwk).map_err(JwtConfigError::invalid_key)?;
+        if key.family() == jsonwebtoken::AlgorithmFamily::Hmac {
             let len = key.try_get_as_bytes().map_or(0, <[u8]>::len);
             if len < MIN_HMAC_SECRET_LEN {
                 return Err(JwtConfigError::WeakHmacSecret { len });
             }
         }
         if let Some(alg) = pinned
-            && alg.family() != key.family()
+            && alg.family() != KeyFamily::of(key.family())
         {
             return Err(JwtConfigError::UnsupportedJwk(
                 "`alg` does not match the key type",
@@ -152,11 +158,8 @@ impl JwtKey {
         })
     }
 
-    /// Wraps a [`DecodingKey`] built by other means (for example from RSA components).
-    ///
-    /// No strength check is made here; prefer [`JwtKey::hmac`] for secrets.
-    #[must_use]
-    pub fn from_decoding_key(key: DecodingKey) -> Self {
+    /// Wraps a key the JWT library loaded. No strength check is made here.
+    fn from_decoding_key(key: DecodingKey) -> Self {
         Self {
             kid: None,
             key,
@@ -194,15 +197,15 @@ impl JwtKey {
 
     /// The key's algorithm family.
     #[must_use]
-    pub fn family(&self) -> AlgorithmFamily {
-        self.key.family()
+    pub fn family(&self) -> KeyFamily {
+        KeyFamily::of(self.key.family())
     }
 
     /// Whether this key may verify a token signed with `algorithm`: same family, and the pinned
     /// algorithm if there is one.
     #[must_use]
     pub fn can_verify(&self, algorithm: Algorithm) -> bool {
-        self.key.family() == algorithm.family() && self.algorithm.is_none_or(|a| a == algorithm)
+        self.family() == algorithm.family() && self.algorithm.is_none_or(|a| a == algorithm)
     }
 
     pub(crate) fn decoding_key(&self) -> &DecodingKey {
@@ -269,15 +272,8 @@ impl JwtKeys {
         self.keys.push(key);
     }
 
-    /// Loads a JWK set. Keys that cannot verify signatures (encryption keys, unknown key types or
-    /// curves, non-JWS `alg`) are skipped; keys of a supported type whose material does not load
-    /// are an error.
-    ///
-    /// # Errors
-    ///
-    /// [`JwtConfigError::InvalidKey`] or [`JwtConfigError::WeakHmacSecret`] for a broken key,
-    /// [`JwtConfigError::NoUsableJwk`] when no key is left.
-    pub fn from_jwk_set(set: &JwkSet) -> Result<Self, JwtConfigError> {
+    /// Loads a parsed JWK set (see [`JwtKeys::from_jwk_set_json`]).
+    fn from_jwk_set(set: &JwkSet) -> Result<Self, JwtConfigError> {
         let mut keys = Vec::with_capacity(set.keys.len());
         for jwk in &set.keys {
             match JwtKey::from_jwk(jwk) {
@@ -295,12 +291,16 @@ impl JwtKeys {
     }
 
     /// Parses and loads a JWK set document (`{"keys": [...]}`), as served at an authorization
-    /// server's `jwks_uri`.
+    /// server's `jwks_uri`. Each key takes its `kid` and is pinned to its `alg` (or to its
+    /// curve). Keys that cannot verify signatures (encryption keys, unknown key types or curves,
+    /// non-JWS `alg`) are skipped; keys of a supported type whose material does not load are an
+    /// error.
     ///
     /// # Errors
     ///
-    /// [`JwtConfigError::InvalidJwkSet`] for JSON that is not a JWK set, then as
-    /// [`JwtKeys::from_jwk_set`].
+    /// [`JwtConfigError::InvalidJwkSet`] for JSON that is not a JWK set,
+    /// [`JwtConfigError::InvalidKey`] or [`JwtConfigError::WeakHmacSecret`] for a broken key,
+    /// [`JwtConfigError::NoUsableJwk`] when no key is left.
     pub fn from_jwk_set_json(json: &str) -> Result<Self, JwtConfigError> {
         let set: JwkSet = serde_json::from_str(json).map_err(JwtConfigError::InvalidJwkSet)?;
         Self::from_jwk_set(&set)

@@ -9,7 +9,9 @@ use std::{
 
 use subtle::ConstantTimeEq;
 
-use jsonwebtoken::{Algorithm, Validation};
+use jsonwebtoken::Validation;
+
+use super::Algorithm;
 use tower::Layer;
 
 use super::{
@@ -53,7 +55,7 @@ impl fmt::Debug for Config {
 ///
 /// ```
 /// use std::time::Duration;
-/// use mcp_session_binding::jwt::{JwtAuthLayer, JwtKey, jsonwebtoken::Algorithm};
+/// use mcp_session_binding::jwt::{Algorithm, JwtAuthLayer, JwtKey};
 ///
 /// let layer = JwtAuthLayer::builder()
 ///     .issuer_keys("https://auth.example.com", JwtKey::hmac(b"0123456789abcdef0123456789abcdef")?)
@@ -81,7 +83,7 @@ impl JwtAuthLayer {
     /// an empty list.
     ///
     /// ```
-    /// use mcp_session_binding::jwt::{JwtAuthLayer, JwtKey, jsonwebtoken::Algorithm};
+    /// use mcp_session_binding::jwt::{Algorithm, JwtAuthLayer, JwtKey};
     ///
     /// let layer = JwtAuthLayer::builder()
     ///     .issuer_keys("https://a.example", JwtKey::hmac([1u8; 32])?.with_kid("k1"))
@@ -186,7 +188,7 @@ impl fmt::Debug for JwtAuthLayer {
 /// per issuer, each with its own keys.
 ///
 /// ```
-/// use mcp_session_binding::jwt::{JwtAuthLayer, JwtKey, jsonwebtoken::Algorithm};
+/// use mcp_session_binding::jwt::{Algorithm, JwtAuthLayer, JwtKey};
 ///
 /// let ec_public_pem = concat!(
 ///     "-----BEGIN PUBLIC KEY-----\n",
@@ -297,7 +299,7 @@ impl JwtAuthLayerBuilder {
     /// a `Vec<JwtKey>`.
     ///
     /// ```
-    /// use mcp_session_binding::jwt::{JwtAuthLayer, JwtKey, JwtKeys, jsonwebtoken::Algorithm};
+    /// use mcp_session_binding::jwt::{Algorithm, JwtAuthLayer, JwtKey, JwtKeys};
     ///
     /// let layer = JwtAuthLayer::builder()
     ///     .issuer_keys("https://a.example", JwtKey::hmac([1u8; 32])?)
@@ -439,7 +441,7 @@ impl JwtAuthLayerBuilder {
     /// 400.
     ///
     /// ```
-    /// use mcp_session_binding::jwt::{JwtAuthLayer, JwtKey, jsonwebtoken::Algorithm};
+    /// use mcp_session_binding::jwt::{Algorithm, JwtAuthLayer, JwtKey};
     ///
     /// let layer = JwtAuthLayer::builder()
     ///     .issuer_keys("https://auth.example.com", JwtKey::hmac(b"0123456789abcdef0123456789abcdef").unwrap())
@@ -476,7 +478,7 @@ impl JwtAuthLayerBuilder {
     /// (MCP step-up authorization). Call again to require several; all are needed.
     ///
     /// ```
-    /// use mcp_session_binding::jwt::{JwtAuthLayer, JwtKey, jsonwebtoken::Algorithm};
+    /// use mcp_session_binding::jwt::{Algorithm, JwtAuthLayer, JwtKey};
     ///
     /// let layer = JwtAuthLayer::builder()
     ///     .issuer_keys("https://auth.example.com", JwtKey::hmac([1u8; 32])?)
@@ -638,7 +640,7 @@ impl JwtAuthLayerBuilder {
         let validations = algorithms
             .iter()
             .map(|&alg| {
-                let mut validation = Validation::new(alg);
+                let mut validation = Validation::new(alg.to_jsonwebtoken());
                 validation.leeway = self.leeway.as_secs();
                 validation.validate_exp = true;
                 validation.validate_nbf = true;
@@ -716,7 +718,7 @@ fn check_hmac_secrets_are_not_shared(
     let mut owners: Vec<(&[u8], &str)> = Vec::new();
     for (issuer, keys) in issuers {
         for key in keys.iter().flatten() {
-            if key.family() != jsonwebtoken::AlgorithmFamily::Hmac {
+            if key.family() != super::KeyFamily::Hmac {
                 continue;
             }
             let Ok(secret) = key.decoding_key().try_get_as_bytes() else {

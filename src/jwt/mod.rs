@@ -82,7 +82,7 @@
 //! use axum::{Extension, Router, routing::post};
 //! use mcp_session_binding::{
 //!     Identity,
-//!     jwt::{JwtAuthLayer, JwtKey, ProtectedResourceMetadata, jsonwebtoken::Algorithm},
+//!     jwt::{Algorithm, JwtAuthLayer, JwtKey, ProtectedResourceMetadata},
 //! };
 //!
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -115,6 +115,7 @@
 //! # }
 //! ```
 
+mod algorithm;
 mod body;
 mod error;
 mod future;
@@ -129,6 +130,7 @@ mod revocation;
 mod service;
 mod validate;
 
+pub use algorithm::{Algorithm, KeyFamily, UnknownAlgorithm};
 pub use body::JwtBody;
 pub use error::JwtConfigError;
 pub use future::ResponseFuture;
@@ -142,12 +144,6 @@ pub use metadata::{MetadataService, ProtectedResourceMetadata};
 pub use reject::JwtRejection;
 pub use revocation::{RevocationCheck, RevocationError, RevocationFuture};
 pub use service::JwtAuth;
-
-/// The `jsonwebtoken` crate this module is built on, for [`Algorithm`], `DecodingKey`, `Jwk`
-/// and token encoding, at the matching version.
-pub use jsonwebtoken;
-/// A signature algorithm, re-exported from `jsonwebtoken`.
-pub use jsonwebtoken::Algorithm;
 
 /// Not API: the parsers of published documents, for the fuzz targets.
 #[doc(hidden)]

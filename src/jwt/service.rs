@@ -25,7 +25,7 @@ use crate::identity::IdentityError;
 ///
 /// ```
 /// use http::{Request, Response, StatusCode};
-/// use mcp_session_binding::{Identity, jwt::{JwtAuthLayer, JwtKey, jsonwebtoken::{self, Algorithm}}};
+/// use mcp_session_binding::{Identity, jwt::{Algorithm, JwtAuthLayer, JwtKey}};
 /// use tower::{Layer, ServiceExt, service_fn};
 ///
 /// # #[tokio::main(flavor = "current_thread")]
@@ -48,7 +48,7 @@ use crate::identity::IdentityError;
 ///     "exp": jsonwebtoken::get_current_timestamp() + 300,
 /// });
 /// let token = jsonwebtoken::encode(
-///     &jsonwebtoken::Header::new(Algorithm::HS256),
+///     &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
 ///     &claims,
 ///     &jsonwebtoken::EncodingKey::from_secret(secret),
 /// )?;
@@ -229,14 +229,14 @@ mod tests {
     use std::{convert::Infallible, time::Duration};
 
     use http::StatusCode;
-    use jsonwebtoken::{Algorithm, EncodingKey, Header, encode, get_current_timestamp};
+    use jsonwebtoken::{EncodingKey, Header, encode, get_current_timestamp};
     use tower::{Layer, ServiceExt};
     use tower_test::mock;
 
     use super::*;
     use crate::{
         Identity,
-        jwt::{JwtAuthLayer, JwtKey},
+        jwt::{Algorithm, JwtAuthLayer, JwtKey},
     };
 
     const SECRET: &[u8; 32] = b"0123456789abcdef0123456789abcdef";
@@ -247,7 +247,7 @@ mod tests {
             "exp": get_current_timestamp() + 300, "jti": jti,
         });
         encode(
-            &Header::new(Algorithm::HS256),
+            &Header::new(jsonwebtoken::Algorithm::HS256),
             &claims,
             &EncodingKey::from_secret(SECRET),
         )

@@ -4,7 +4,9 @@ use std::{collections::HashMap, str::FromStr, sync::Arc};
 
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use http::{HeaderMap, header};
-use jsonwebtoken::{Algorithm, Validation, errors::ErrorKind};
+use jsonwebtoken::{Validation, errors::ErrorKind};
+
+use super::Algorithm;
 use serde_json::{Map, Value};
 
 use super::{JwtKey, JwtKeys, JwtRejection, layer::Config};
@@ -303,9 +305,13 @@ fn explain_unreadable(token: &str, key: &JwtKey, alg: Algorithm) -> JwtRejection
     let Some((message, signature)) = token.rsplit_once('.') else {
         return JwtRejection::Malformed;
     };
-    let authentic =
-        jsonwebtoken::crypto::verify(signature, message.as_bytes(), key.decoding_key(), alg)
-            .unwrap_or(false);
+    let authentic = jsonwebtoken::crypto::verify(
+        signature,
+        message.as_bytes(),
+        key.decoding_key(),
+        alg.to_jsonwebtoken(),
+    )
+    .unwrap_or(false);
     if !authentic {
         return JwtRejection::Malformed;
     }

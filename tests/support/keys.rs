@@ -71,3 +71,9 @@ fn openssl(command: &mut Command, input: Option<&str>) -> String {
     );
     String::from_utf8(output.stdout).expect("PEM is ASCII")
 }
+
+/// A JWT header for `alg`, the crate's algorithm in the signing library's terms.
+#[cfg(feature = "jwt")]
+pub fn header(alg: mcp_session_binding::jwt::Algorithm) -> jsonwebtoken::Header {
+    jsonwebtoken::Header::new(alg.as_str().parse().expect("the same algorithm names"))
+}
