@@ -44,6 +44,7 @@ struct Server {
     url: String,
     calls: Arc<AtomicUsize>,
     client: reqwest::Client,
+    _serving: support::TestServer,
 }
 
 /// Serves `POST/GET /mcp` (echoes the identity and the `jti` claim) behind `layer`, and the
@@ -70,13 +71,12 @@ async fn serve(layer: JwtAuthLayer) -> Server {
         )
         .layer(layer)
         .route_service(&metadata.well_known_path(), metadata.into_service());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let (listener, url) = support::listen().await;
     Server {
-        url: format!("http://{addr}"),
+        url,
         calls,
         client: reqwest::Client::new(),
+        _serving: support::serve_on(listener, app, support::Recorded::default()),
     }
 }
 

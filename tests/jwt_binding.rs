@@ -15,7 +15,9 @@ use jwt_stack::{DEFAULT_AUDIENCE, StackConfig, TokenMinter, TrustedIssuer};
 use mcp_session_binding::{MISMATCH_MESSAGE, store::MemoryStore};
 use rmcp::model::CallToolRequestParams;
 use serde_json::{Value, json};
-use support::{Answer, Raw, RotatingClient, demo_mcp, initialize_body, tool_text};
+use support::{
+    Answer, Raw, Recorded, RotatingClient, TestServer, demo_mcp, initialize_body, tool_text,
+};
 
 /// Each issuer has its own HS256 secret: a key belongs to one issuer.
 const SECRET_1: &[u8] = b"jwt-binding-test-secret-of-32+-bytes";
@@ -27,18 +29,11 @@ const ISS_2: &str = "https://issuer-two.example";
 struct Server {
     url: String,
     raw: Raw,
-    handle: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.handle.abort();
-    }
+    _serving: TestServer,
 }
 
 async fn serve(allow_anonymous: bool) -> Server {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base_url = format!("http://{}", listener.local_addr().unwrap());
+    let (listener, base_url) = support::listen().await;
     let config = StackConfig {
         issuers: vec![
             TrustedIssuer::hs256(ISS_1, SECRET_1),
@@ -48,16 +43,11 @@ async fn serve(allow_anonymous: bool) -> Server {
         ..StackConfig::new(SECRET_1, Arc::new(MemoryStore::new()))
     };
     let app = jwt_stack::router(&config, &base_url, demo_mcp::service()).unwrap();
-    // Without TCP_NODELAY, each SSE answer waits for the client's delayed ACK (~40 ms).
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    let handle = tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    let url = format!("{base_url}/mcp");
+    let serving = support::serve_on(listener, app, Recorded::default());
     Server {
-        raw: Raw::at(url.clone()),
-        url,
-        handle,
+        raw: Raw::at(serving.url.clone()),
+        url: serving.url.clone(),
+        _serving: serving,
     }
 }
 

@@ -132,18 +132,31 @@ impl TestServer {
 /// Every request that reached the inner MCP service, in order.
 pub type Recorded = Arc<Mutex<Vec<Seen>>>;
 
-/// The demo MCP service behind a request recorder.
-pub type RecordedMcp<F> = tower::util::MapRequest<demo_mcp::Service, F>;
+/// A service behind a request recorder.
+pub type RecordedService<S, F> = tower::util::MapRequest<S, F>;
 
-/// The demo MCP service behind a recorder of every request that reaches it.
-pub fn recorded_mcp() -> (RecordedMcp<impl Fn(Request) -> Request + Clone>, Recorded) {
+/// The demo MCP service behind a request recorder.
+pub type RecordedMcp<F> = RecordedService<demo_mcp::Service, F>;
+
+/// `service` behind a recorder of every request that reaches it.
+pub fn recorded<S>(
+    service: S,
+) -> (
+    RecordedService<S, impl Fn(Request) -> Request + Clone>,
+    Recorded,
+) {
     let seen = Arc::new(Mutex::new(Vec::new()));
     let record = seen.clone();
-    let mcp = tower::util::MapRequest::new(demo_mcp::service(), move |request: Request| {
+    let service = tower::util::MapRequest::new(service, move |request: Request| {
         record.lock().unwrap().push(Seen::of(&request));
         request
     });
-    (mcp, seen)
+    (service, seen)
+}
+
+/// The demo MCP service behind a recorder of every request that reaches it.
+pub fn recorded_mcp() -> (RecordedMcp<impl Fn(Request) -> Request + Clone>, Recorded) {
+    recorded(demo_mcp::service())
 }
 
 /// Starts the demo server behind the test auth layer and `layer`, on 127.0.0.1:0.
@@ -160,8 +173,22 @@ where
     serve_router(app, seen).await
 }
 
-pub async fn serve_router(app: Router, seen: Arc<Mutex<Vec<Seen>>>) -> TestServer {
+pub async fn serve_router(app: Router, seen: Recorded) -> TestServer {
+    let (listener, _) = listen().await;
+    serve_on(listener, app, seen)
+}
+
+/// A listener on 127.0.0.1:0 and its base URL (`http://127.0.0.1:PORT`), for apps that must know
+/// their own URL before they are built.
+pub async fn listen() -> (tokio::net::TcpListener, String) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base_url = format!("http://{}", listener.local_addr().unwrap());
+    (listener, base_url)
+}
+
+/// Serves `app` on `listener` until the returned server is dropped; `seen` is what its recorder
+/// records (see [`recorded`]), or empty.
+pub fn serve_on(listener: tokio::net::TcpListener, app: Router, seen: Recorded) -> TestServer {
     let addr = listener.local_addr().unwrap();
     // Without TCP_NODELAY, each SSE answer waits for the client's delayed ACK (~40 ms).
     let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
