@@ -3,34 +3,12 @@
 
 mod support;
 
-use std::{
-    io::Write,
-    sync::{Arc, Mutex},
-};
-
 use mcp_session_binding::{SessionBindingLayer, store::SessionKey};
-use support::*;
-
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
+use support::{logs::Captured, *};
 
 /// Lines of the events with a `reason` field.
 fn events(captured: &Captured) -> Vec<String> {
-    let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
-    text.lines()
-        .filter(|line| line.contains("reason="))
-        .map(str::to_owned)
-        .collect()
+    captured.lines_with("reason=")
 }
 
 // The server runs on the test's own thread (current-thread runtime), so the thread-local
@@ -38,13 +16,7 @@ fn events(captured: &Captured) -> Vec<String> {
 #[tokio::test(flavor = "current_thread")]
 async fn events_carry_reason_identity_and_hashed_session_only() {
     let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .with_max_level(tracing::Level::INFO)
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let _guard = captured.install();
 
     let server = serve(SessionBindingLayer::new()).await;
     let raw = Raw::new(&server);

@@ -10,7 +10,6 @@ mod support;
 
 use std::{
     future::Future,
-    io::Write,
     net::SocketAddr,
     sync::{Arc, Mutex},
     time::{Duration, Instant},
@@ -25,7 +24,7 @@ use mcp_session_binding::{
     store::{BindingStore, Lookup, MemoryStore, Owner, SessionKey},
 };
 use serde_json::{Value, json};
-use support::{fault_store::FaultStore, *};
+use support::{fault_store::FaultStore, logs::Captured, *};
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::TcpStream,
@@ -458,41 +457,6 @@ async fn the_cleanup_delete_ignores_what_the_refused_caller_sent() {
         assert_eq!(answer.json()["result"]["isError"], json!(true), "{what}");
         assert_stream_closes(stream, what).await;
         assert_ended(&server, &raw, &session, &alice).await;
-    }
-}
-
-/// Log lines written while a test runs on a current-thread runtime (a thread-local subscriber).
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Captured {
-    fn install(&self) -> tracing::subscriber::DefaultGuard {
-        let writer = self.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .with_writer(move || writer.clone())
-            .with_ansi(false)
-            .with_max_level(tracing::Level::INFO)
-            .finish();
-        tracing::subscriber::set_default(subscriber)
-    }
-
-    fn lines_with(&self, needle: &str) -> Vec<String> {
-        String::from_utf8(self.0.lock().unwrap().clone())
-            .unwrap()
-            .lines()
-            .filter(|l| l.contains(needle))
-            .map(str::to_owned)
-            .collect()
     }
 }
 

@@ -8,6 +8,7 @@ pub mod demo_mcp;
 pub mod example_bin;
 pub mod fault_store;
 pub mod keys;
+pub mod logs;
 #[cfg(feature = "oidc")]
 pub mod oidc_provider;
 pub mod redis_server;
