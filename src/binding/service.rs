@@ -51,8 +51,7 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 ///
 /// # #[cfg(not(feature = "memory"))] fn main() {}
 /// # #[cfg(feature = "memory")]
-/// # #[tokio::main(flavor = "current_thread")]
-/// # async fn main() {
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
 /// let mcp = tower::service_fn(|_req: Request<Full<Bytes>>| async {
 ///     Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"{}"))))
 /// });
@@ -65,7 +64,7 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 ///     .unwrap();
 /// let res = svc.oneshot(req).await.unwrap();
 /// assert_eq!(res.status(), StatusCode::NOT_FOUND);
-/// # }
+/// # });
 /// ```
 #[derive(Clone, Debug)]
 pub struct SessionBinding<S, St, I = FromIdentityExtension> {

@@ -13,8 +13,23 @@ use serde_json::{Map, Value};
 use super::{JwtConfigError, JwtKey, JwtKeys};
 
 /// Largest discovery document or JWK set accepted, in bytes.
+///
+/// ```
+/// use mcp_session_binding::jwt::{JwtKeys, MAX_DOCUMENT_BYTES};
+///
+/// // A published key set is read up to this size; a static one given in code is not limited.
+/// assert_eq!(MAX_DOCUMENT_BYTES, 256 * 1024);
+/// # let _ = JwtKeys::new();
+/// ```
 pub const MAX_DOCUMENT_BYTES: usize = 256 * 1024;
 /// Most keys accepted in one published JWK set.
+///
+/// ```
+/// use mcp_session_binding::jwt::MAX_JWKS_KEYS;
+///
+/// // A JWK set served at a `jwks_uri` with more keys than this is refused whole.
+/// assert_eq!(MAX_JWKS_KEYS, 100);
+/// ```
 pub const MAX_JWKS_KEYS: usize = 100;
 /// Smallest RSA modulus accepted from a published JWK set, in bits.
 const MIN_RSA_BITS: usize = 2048;

@@ -204,7 +204,7 @@ fn json_response(body: Bytes) -> Response<Full<Bytes>> {
 /// use mcp_session_binding::jwt::ProtectedResourceMetadata;
 /// use tower::ServiceExt;
 ///
-/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
 /// let service = ProtectedResourceMetadata::new("https://mcp.example.com/mcp", ["https://auth.example.com"])
 ///     .into_service();
 /// let response = service.clone().oneshot(http::Request::new(())).await.unwrap();

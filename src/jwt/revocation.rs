@@ -5,6 +5,20 @@ use std::{fmt, future::Future, pin::Pin, time::Duration};
 use crate::identity::Claims;
 
 /// The future a [`RevocationCheck`] returns: `Ok(true)` when the token is revoked.
+///
+/// ```
+/// use mcp_session_binding::{identity::Claims, jwt::{RevocationCheck, RevocationFuture}};
+///
+/// // A check that looks the `jti` up in a fixed deny list and never fails.
+/// struct DenyList(Vec<String>);
+/// impl RevocationCheck for DenyList {
+///     fn is_revoked(&self, jti: &str, _claims: &Claims) -> RevocationFuture {
+///         let revoked = self.0.iter().any(|denied| denied == jti);
+///         Box::pin(async move { Ok(revoked) })
+///     }
+/// }
+/// # let _ = DenyList(vec!["jti-leaked".to_owned()]);
+/// ```
 pub type RevocationFuture =
     Pin<Box<dyn Future<Output = Result<bool, RevocationError>> + Send + 'static>>;
 
@@ -46,7 +60,7 @@ pub type RevocationFuture =
 ///     }
 /// }
 ///
-/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
 /// let claims = Claims::default();
 /// assert!(by_closure.is_revoked("jti-1", &claims).await.unwrap());
 /// assert!(!by_closure.is_revoked("jti-2", &claims).await.unwrap());

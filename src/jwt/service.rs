@@ -28,8 +28,7 @@ use crate::identity::IdentityError;
 /// use mcp_session_binding::{Identity, jwt::{Algorithm, JwtAuthLayer, JwtKey}};
 /// use tower::{Layer, ServiceExt, service_fn};
 ///
-/// # #[tokio::main(flavor = "current_thread")]
-/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
 /// let secret = b"0123456789abcdef0123456789abcdef";
 /// let layer = JwtAuthLayer::builder()
 ///     .issuer_keys("https://auth.example.com", JwtKey::hmac(secret)?)
@@ -61,8 +60,8 @@ use crate::identity::IdentityError;
 ///
 /// let response = service.oneshot(Request::new(String::new())).await?;
 /// assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
-/// # Ok(())
-/// # }
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # }).unwrap();
 /// ```
 pub struct JwtAuth<S> {
     inner: S,

@@ -31,6 +31,15 @@ const SHORT: Duration = Duration::from_millis(600);
 const NO_LIMIT: usize = usize::MAX;
 
 /// Runs every check.
+///
+/// ```
+/// # #[cfg(feature = "memory")] {
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// use mcp_session_binding::store::{MemoryStore, conformance};
+/// conformance::run_all(&MemoryStore::new()).await;
+/// # });
+/// # }
+/// ```
 pub async fn run_all<S: BindingStore>(store: &S) {
     bind_is_insert_if_absent(store).await;
     anonymous_and_users_are_distinct(store).await;
@@ -47,6 +56,11 @@ pub async fn run_all<S: BindingStore>(store: &S) {
 }
 
 /// A session key no other check or run uses.
+///
+/// ```
+/// use mcp_session_binding::store::conformance::fresh_key;
+/// assert_ne!(fresh_key(), fresh_key());
+/// ```
 #[must_use]
 pub fn fresh_key() -> SessionKey {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
@@ -71,6 +85,15 @@ fn is_limit(outcome: &BindOutcome) -> bool {
 }
 
 /// `bind` creates once, then reports the existing owner and never overwrites it.
+///
+/// ```
+/// # #[cfg(feature = "memory")] {
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// use mcp_session_binding::store::{MemoryStore, conformance};
+/// conformance::bind_is_insert_if_absent(&MemoryStore::new()).await;
+/// # });
+/// # }
+/// ```
 pub async fn bind_is_insert_if_absent<S: BindingStore>(store: &S) {
     let key = fresh_key();
     let (alice, bob) = (user("alice"), user("bob"));
@@ -107,6 +130,15 @@ pub async fn bind_is_insert_if_absent<S: BindingStore>(store: &S) {
 }
 
 /// The anonymous marker round-trips and differs from every user; `iss` is part of the owner.
+///
+/// ```
+/// # #[cfg(feature = "memory")] {
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// use mcp_session_binding::store::{MemoryStore, conformance};
+/// conformance::anonymous_and_users_are_distinct(&MemoryStore::new()).await;
+/// # });
+/// # }
+/// ```
 pub async fn anonymous_and_users_are_distinct<S: BindingStore>(store: &S) {
     let anon = fresh_key();
     assert_eq!(
@@ -137,6 +169,15 @@ pub async fn anonymous_and_users_are_distinct<S: BindingStore>(store: &S) {
 }
 
 /// `end` leaves a tombstone, is idempotent, and a tombstoned key cannot be bound again.
+///
+/// ```
+/// # #[cfg(feature = "memory")] {
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// use mcp_session_binding::store::{MemoryStore, conformance};
+/// conformance::end_is_a_tombstone_and_idempotent(&MemoryStore::new()).await;
+/// # });
+/// # }
+/// ```
 pub async fn end_is_a_tombstone_and_idempotent<S: BindingStore>(store: &S) {
     let key = fresh_key();
     store
@@ -179,6 +220,15 @@ pub async fn end_is_a_tombstone_and_idempotent<S: BindingStore>(store: &S) {
 }
 
 /// A binding is missing after its TTL, and the key can then be bound afresh.
+///
+/// ```
+/// # #[cfg(feature = "memory")] {
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// use mcp_session_binding::store::{MemoryStore, conformance};
+/// conformance::bindings_expire(&MemoryStore::new()).await;
+/// # });
+/// # }
+/// ```
 pub async fn bindings_expire<S: BindingStore>(store: &S) {
     let key = fresh_key();
     store
@@ -205,6 +255,15 @@ pub async fn bindings_expire<S: BindingStore>(store: &S) {
 }
 
 /// A tombstone is missing after its own TTL.
+///
+/// ```
+/// # #[cfg(feature = "memory")] {
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// use mcp_session_binding::store::{MemoryStore, conformance};
+/// conformance::tombstones_expire(&MemoryStore::new()).await;
+/// # });
+/// # }
+/// ```
 pub async fn tombstones_expire<S: BindingStore>(store: &S) {
     let key = fresh_key();
     store
@@ -225,6 +284,15 @@ pub async fn tombstones_expire<S: BindingStore>(store: &S) {
 }
 
 /// Lookups with `slide` keep a binding alive past its first TTL; without, it expires.
+///
+/// ```
+/// # #[cfg(feature = "memory")] {
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// use mcp_session_binding::store::{MemoryStore, conformance};
+/// conformance::sliding_expiry_keeps_active_sessions(&MemoryStore::new()).await;
+/// # });
+/// # }
+/// ```
 pub async fn sliding_expiry_keeps_active_sessions<S: BindingStore>(store: &S) {
     let (active, idle) = (fresh_key(), fresh_key());
     store
@@ -252,6 +320,15 @@ pub async fn sliding_expiry_keeps_active_sessions<S: BindingStore>(store: &S) {
 }
 
 /// Many concurrent binds of one key: exactly one creates, all others see the winner.
+///
+/// ```
+/// # #[cfg(feature = "memory")] {
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// use mcp_session_binding::store::{MemoryStore, conformance};
+/// conformance::concurrent_binds_have_one_winner(&MemoryStore::new()).await;
+/// # });
+/// # }
+/// ```
 pub async fn concurrent_binds_have_one_winner<S: BindingStore>(store: &S) {
     for _ in 0..20 {
         let key = fresh_key();
@@ -281,6 +358,15 @@ pub async fn concurrent_binds_have_one_winner<S: BindingStore>(store: &S) {
 /// `bind` creates at most `limit` live bindings per owner; over it nothing is written and the
 /// outcome says how long until the oldest expires. Other owners are not affected, and a key that
 /// is already bound reports its owner whatever the count.
+///
+/// ```
+/// # #[cfg(feature = "memory")] {
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// use mcp_session_binding::store::{MemoryStore, conformance};
+/// conformance::limit_counts_live_bindings_per_owner(&MemoryStore::new()).await;
+/// # });
+/// # }
+/// ```
 pub async fn limit_counts_live_bindings_per_owner<S: BindingStore>(store: &S) {
     let (alice, bob) = (fresh_user(), fresh_user());
     let keys: Vec<SessionKey> = (0..3).map(|_| fresh_key()).collect();
@@ -332,6 +418,15 @@ pub async fn limit_counts_live_bindings_per_owner<S: BindingStore>(store: &S) {
 
 /// Ending a binding (the owner's `DELETE`, or a refusal) frees its slot at once; ending it twice
 /// frees nothing more.
+///
+/// ```
+/// # #[cfg(feature = "memory")] {
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// use mcp_session_binding::store::{MemoryStore, conformance};
+/// conformance::ending_a_binding_frees_its_slot(&MemoryStore::new()).await;
+/// # });
+/// # }
+/// ```
 pub async fn ending_a_binding_frees_its_slot<S: BindingStore>(store: &S) {
     let alice = fresh_user();
     let (a, b) = (fresh_key(), fresh_key());
@@ -372,6 +467,15 @@ pub async fn ending_a_binding_frees_its_slot<S: BindingStore>(store: &S) {
 
 /// An expired binding frees its slot; a binding kept alive by sliding lookups keeps it, past its
 /// first TTL.
+///
+/// ```
+/// # #[cfg(feature = "memory")] {
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// use mcp_session_binding::store::{MemoryStore, conformance};
+/// conformance::expiry_frees_a_slot_and_sliding_keeps_it(&MemoryStore::new()).await;
+/// # });
+/// # }
+/// ```
 pub async fn expiry_frees_a_slot_and_sliding_keeps_it<S: BindingStore>(store: &S) {
     let (alice, bob) = (fresh_user(), fresh_user());
     store
@@ -411,6 +515,15 @@ pub async fn expiry_frees_a_slot_and_sliding_keeps_it<S: BindingStore>(store: &S
 }
 
 /// Many concurrent binds of one owner: exactly `limit` succeed.
+///
+/// ```
+/// # #[cfg(feature = "memory")] {
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// use mcp_session_binding::store::{MemoryStore, conformance};
+/// conformance::concurrent_binds_never_exceed_the_limit(&MemoryStore::new()).await;
+/// # });
+/// # }
+/// ```
 pub async fn concurrent_binds_never_exceed_the_limit<S: BindingStore>(store: &S) {
     for _ in 0..5 {
         let alice = fresh_user();
@@ -429,6 +542,15 @@ pub async fn concurrent_binds_never_exceed_the_limit<S: BindingStore>(store: &S)
 
 /// All anonymous sessions share one budget, separate from every user's: at the anonymous limit,
 /// users still bind; ending an anonymous binding frees an anonymous slot.
+///
+/// ```
+/// # #[cfg(feature = "memory")] {
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// use mcp_session_binding::store::{MemoryStore, conformance};
+/// conformance::anonymous_budget_is_separate(&MemoryStore::new()).await;
+/// # });
+/// # }
+/// ```
 pub async fn anonymous_budget_is_separate<S: BindingStore>(store: &S) {
     // How many live anonymous bindings the store already holds: the first limit that admits one
     // more is that count plus one.

@@ -62,7 +62,7 @@ const OWNER_TIDY: usize = 2;
 /// use std::time::Duration;
 /// use mcp_session_binding::{Identity, store::*};
 ///
-/// # futures::executor::block_on(async {
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
 /// let store = MemoryStore::with_capacity(100_000);
 /// let alice = Owner::User(Identity::new("https://i.example", "alice").unwrap());
 /// let ttl = Duration::from_secs(60);
@@ -307,7 +307,7 @@ impl MemoryStore {
     /// use std::time::Duration;
     /// use mcp_session_binding::store::*;
     ///
-    /// # futures::executor::block_on(async {
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
     /// let store = MemoryStore::with_capacity(4);
     /// let ttl = Duration::from_secs(60);
     /// let mut created = 0;
@@ -367,12 +367,11 @@ impl MemoryStore {
     /// helps a store that stops being written to while it still holds many expired entries.
     ///
     /// ```
-    /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() {
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
     /// let store = mcp_session_binding::store::MemoryStore::new();
     /// let sweeper = store.spawn_sweeper(std::time::Duration::from_secs(60));
     /// sweeper.abort();
-    /// # }
+    /// # });
     /// ```
     #[must_use = "aborting or dropping the handle decides the sweeper's lifetime"]
     pub fn spawn_sweeper(&self, period: Duration) -> tokio::task::JoinHandle<()> {

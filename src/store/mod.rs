@@ -165,6 +165,23 @@ impl Owner {
 }
 
 /// What [`BindingStore::lookup`] found.
+///
+/// ```
+/// # #[cfg(feature = "memory")] {
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// use std::time::Duration;
+/// use mcp_session_binding::store::{BindingStore, Lookup, MemoryStore, Owner, SessionKey};
+///
+/// let store = MemoryStore::new();
+/// let key = SessionKey::from_session_id("session-1");
+/// assert_eq!(store.lookup(key, None).await.unwrap(), Lookup::Missing);
+/// store.bind(key, &Owner::Anonymous, Duration::from_secs(60), 10).await.unwrap();
+/// assert_eq!(store.lookup(key, None).await.unwrap(), Lookup::Bound(Owner::Anonymous));
+/// store.end(key, Duration::from_secs(60)).await.unwrap();
+/// assert_eq!(store.lookup(key, None).await.unwrap(), Lookup::Ended);
+/// # });
+/// # }
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Lookup {
     /// A live binding.
@@ -176,6 +193,24 @@ pub enum Lookup {
 }
 
 /// What [`BindingStore::bind`] did.
+///
+/// ```
+/// # #[cfg(feature = "memory")] {
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// use std::time::Duration;
+/// use mcp_session_binding::{Identity, store::{BindOutcome, BindingStore, MemoryStore, Owner, SessionKey}};
+///
+/// let store = MemoryStore::new();
+/// let alice = Owner::User(Identity::new("https://i.example", "alice").unwrap());
+/// let ttl = Duration::from_secs(60);
+/// let (first, second) = (SessionKey::from_session_id("s1"), SessionKey::from_session_id("s2"));
+/// assert_eq!(store.bind(first, &alice, ttl, 1).await.unwrap(), BindOutcome::Created);
+/// assert_eq!(store.bind(first, &Owner::Anonymous, ttl, 1).await.unwrap(), BindOutcome::AlreadyBound(alice.clone()));
+/// // A limit of one live session per owner.
+/// assert!(matches!(store.bind(second, &alice, ttl, 1).await.unwrap(), BindOutcome::LimitReached { .. }));
+/// # });
+/// # }
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum BindOutcome {
@@ -195,6 +230,15 @@ pub enum BindOutcome {
 }
 
 /// What kind of failure a [`StoreError`] is.
+///
+/// ```
+/// use mcp_session_binding::store::{StoreError, StoreErrorKind};
+///
+/// let err = StoreError::unavailable("connection refused");
+/// assert_eq!(err.kind(), StoreErrorKind::Unavailable);
+/// assert!(err.is_transient());
+/// assert!(!StoreError::corrupt("bad value").is_transient());
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum StoreErrorKind {
@@ -285,7 +329,7 @@ impl std::error::Error for StoreError {
 /// use std::{sync::Arc, time::Duration};
 /// use mcp_session_binding::{Identity, store::*};
 ///
-/// # tokio_test_block_on(async {
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
 /// let store: Arc<dyn BindingStore> = Arc::new(MemoryStore::new());
 /// let key = SessionKey::from_session_id("s-1");
 /// let alice = Owner::User(Identity::new("https://i.example", "alice").unwrap());
@@ -297,9 +341,6 @@ impl std::error::Error for StoreError {
 /// store.end(key, ttl).await.unwrap();
 /// assert_eq!(store.lookup(key, None).await.unwrap(), Lookup::Ended);
 /// # });
-/// # fn tokio_test_block_on<F: std::future::Future>(f: F) -> F::Output {
-/// #     tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(f)
-/// # }
 /// # }
 /// ```
 pub trait BindingStore: Send + Sync + 'static {
