@@ -150,7 +150,7 @@ pub fn auth_layer(config: &StackConfig, base_url: &str) -> Result<JwtAuthLayer, 
         .iter()
         .any(|i| matches!(i.keys, IssuerKeys::Discovery))
     {
-        auth = auth.algorithms(ASYMMETRIC_ALGORITHMS);
+        auth = auth.algorithms(Algorithm::ASYMMETRIC);
     }
     auth.audience(config.audience.clone())
         .resource_metadata(metadata.well_known_url())
@@ -162,18 +162,6 @@ pub fn auth_layer(config: &StackConfig, base_url: &str) -> Result<JwtAuthLayer, 
         .build()
 }
 
-/// Every algorithm an OpenID provider may sign access tokens with.
-pub const ASYMMETRIC_ALGORITHMS: [Algorithm; 9] = [
-    Algorithm::RS256,
-    Algorithm::RS384,
-    Algorithm::RS512,
-    Algorithm::PS256,
-    Algorithm::PS384,
-    Algorithm::PS512,
-    Algorithm::ES256,
-    Algorithm::ES384,
-    Algorithm::EdDSA,
-];
 
 /// The application: `mcp` at `/mcp` behind `SessionBindingLayer` (when configured) behind
 /// `JwtAuthLayer`, and the metadata document at `/.well-known/oauth-protected-resource` and at

@@ -84,6 +84,26 @@ const ALL: [(Algorithm, &str); 12] = [
 ];
 
 impl Algorithm {
+    /// Every public-key algorithm: what an OpenID provider may sign access tokens with, and the
+    /// default allowlist when every issuer is trusted through discovery.
+    ///
+    /// ```
+    /// use mcp_session_binding::jwt::{Algorithm, KeyFamily};
+    /// assert!(Algorithm::ASYMMETRIC.iter().all(|alg| alg.family() != KeyFamily::Hmac));
+    /// assert_eq!(Algorithm::ASYMMETRIC.len(), 9);
+    /// ```
+    pub const ASYMMETRIC: [Algorithm; 9] = [
+        Self::RS256,
+        Self::RS384,
+        Self::RS512,
+        Self::PS256,
+        Self::PS384,
+        Self::PS512,
+        Self::ES256,
+        Self::ES384,
+        Self::EdDSA,
+    ];
+
     /// The algorithm's name as it appears in a token's `alg` header.
     ///
     /// ```

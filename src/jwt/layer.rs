@@ -301,18 +301,6 @@ impl fmt::Debug for JwtAuthLayerBuilder {
     }
 }
 
-/// The algorithms allowed by default when every issuer is trusted through discovery.
-pub(crate) const ASYMMETRIC_ALGORITHMS: [Algorithm; 9] = [
-    Algorithm::RS256,
-    Algorithm::RS384,
-    Algorithm::RS512,
-    Algorithm::PS256,
-    Algorithm::PS384,
-    Algorithm::PS512,
-    Algorithm::ES256,
-    Algorithm::ES384,
-    Algorithm::EdDSA,
-];
 
 impl JwtAuthLayerBuilder {
     /// Trusts `issuer` (the token's `iss` must equal it exactly, RFC 9068 §4) and verifies its
@@ -616,7 +604,7 @@ impl JwtAuthLayerBuilder {
             if !any_discovery {
                 return Err(JwtConfigError::NoAlgorithms);
             }
-            algorithms = ASYMMETRIC_ALGORITHMS.to_vec();
+            algorithms = Algorithm::ASYMMETRIC.to_vec();
         }
         // With only static keys, every allowed algorithm must have a key (a typo would
         // otherwise refuse every token); discovery keys are not known yet.
