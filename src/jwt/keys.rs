@@ -56,6 +56,26 @@ impl JwtKey {
     /// # Errors
     ///
     /// [`JwtConfigError::InvalidKey`] when the PEM does not hold an RSA public key.
+    ///
+    /// ```
+    /// use mcp_session_binding::jwt::{Algorithm, JwtKey, KeyFamily};
+    ///
+    /// let pem = concat!(
+    ///     "-----BEGIN PUBLIC KEY-----\n",
+    ///     "MIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEApS8iNJ8GRnfm8/wD0m2P\n",
+    ///     "82el6BHSsedPeltAiuNYhPb/sHQKa4Ebjiq2pWM1vNWf4ZMRRBU1xtlrbEQUp0WO\n",
+    ///     "CFiPfo+DYS/a877Y6a7H+uEapu2qNBQhjETE8Vf/OizZ0rXO5M0gcwrATMsgqY7X\n",
+    ///     "5PQu/7scgdGHnUo9E4irBXrEODnYaH9de17/8uvu2RC/pWVsTLQLpo3fd2sDmFz/\n",
+    ///     "5Qza0sNowcjOilMbS0yExqaR6pdryXiZpY32KWZtxbNOoj+I19TvY8g9ljAyRR3b\n",
+    ///     "tcJva7HiyT1brvoVy+AV1FRYH6jKXQP72gHfziyGqsbGvW8SbrPzbt0L81GQoixZ\n",
+    ///     "CwIDAQAB\n",
+    ///     "-----END PUBLIC KEY-----\n",
+    /// );
+    /// let key = JwtKey::rsa_pem(pem).unwrap();
+    /// assert_eq!(key.family(), KeyFamily::Rsa);
+    /// assert!(key.can_verify(Algorithm::RS256) && key.can_verify(Algorithm::PS512));
+    /// assert!(JwtKey::rsa_pem("not a key").is_err());
+    /// ```
     pub fn rsa_pem(pem: impl AsRef<[u8]>) -> Result<Self, JwtConfigError> {
         DecodingKey::from_rsa_pem(pem.as_ref())
             .map(Self::from_decoding_key)
@@ -68,6 +88,20 @@ impl JwtKey {
     /// # Errors
     ///
     /// [`JwtConfigError::InvalidKey`] when the PEM does not hold a P-256 or P-384 public key.
+    ///
+    /// ```
+    /// use mcp_session_binding::jwt::{Algorithm, JwtKey};
+    ///
+    /// let pem = concat!(
+    ///     "-----BEGIN PUBLIC KEY-----\n",
+    ///     "MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE4Cgs6djN7vM56WD5JVyOJeRGE6jg\n",
+    ///     "PazgJjpDFgLiSV2VqRkKvw/krNLOBB7HKXaqJi74fLiD3qefE79/1N2+jA==\n",
+    ///     "-----END PUBLIC KEY-----\n",
+    /// );
+    /// let key = JwtKey::ec_pem(pem).unwrap();
+    /// assert_eq!(key.algorithm(), Some(Algorithm::ES256)); // a P-256 key
+    /// assert!(!key.can_verify(Algorithm::ES384));
+    /// ```
     pub fn ec_pem(pem: impl AsRef<[u8]>) -> Result<Self, JwtConfigError> {
         let key = DecodingKey::from_ec_pem(pem.as_ref()).map_err(JwtConfigError::invalid_key)?;
         // An uncompressed SEC1 point: 0x04, then x and y.
@@ -90,6 +124,15 @@ impl JwtKey {
     /// # Errors
     ///
     /// [`JwtConfigError::InvalidKey`] when the PEM does not hold an Ed25519 public key.
+    ///
+    /// ```
+    /// use mcp_session_binding::jwt::{Algorithm, JwtKey};
+    ///
+    /// let pem = "-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEAreSUF/+DLbAtZQSipBcAUoJE8yjnYMxpZyXJqVqbnTw=\n-----END PUBLIC KEY-----\n";
+    /// let key = JwtKey::ed_pem(pem).unwrap().with_kid("ed-1");
+    /// assert_eq!(key.algorithm(), Some(Algorithm::EdDSA));
+    /// assert_eq!(key.kid(), Some("ed-1"));
+    /// ```
     pub fn ed_pem(pem: impl AsRef<[u8]>) -> Result<Self, JwtConfigError> {
         DecodingKey::from_ed_pem(pem.as_ref())
             .map(|key| Self::from_decoding_key(key).with_algorithm(Algorithm::EdDSA))
