@@ -225,6 +225,7 @@ pub struct SessionBindingLayer<St, I = FromIdentityExtension> {
 }
 
 #[cfg(feature = "memory")]
+#[cfg_attr(docsrs, doc(cfg(feature = "memory")))]
 impl SessionBindingLayer<crate::store::MemoryStore> {
     /// A layer on a new [`MemoryStore`](crate::store::MemoryStore), reading this crate's
     /// [`Identity`](crate::Identity) from the request extensions, with the defaults.
@@ -241,6 +242,7 @@ impl SessionBindingLayer<crate::store::MemoryStore> {
 }
 
 #[cfg(feature = "memory")]
+#[cfg_attr(docsrs, doc(cfg(feature = "memory")))]
 impl Default for SessionBindingLayer<crate::store::MemoryStore> {
     fn default() -> Self {
         Self::new()

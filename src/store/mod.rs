@@ -63,6 +63,7 @@ mod redis;
 #[cfg(feature = "redis")]
 pub use self::redis::RedisStore;
 #[cfg(feature = "memory")]
+#[cfg_attr(docsrs, doc(cfg(feature = "memory")))]
 pub use memory::MemoryStore;
 
 /// The store key of a session: the first 128 bits of SHA-256 over the `Mcp-Session-Id` value.
