@@ -115,6 +115,7 @@ pub mod identity;
 #[cfg_attr(docsrs, doc(cfg(feature = "jwt")))]
 pub mod jwt;
 mod protocol;
+mod ready;
 pub mod store;
 
 /// Not API: hooks for the crate's benchmarks (`benches/`), fuzz targets (`fuzz/`) and

@@ -162,7 +162,6 @@ pub fn auth_layer(config: &StackConfig, base_url: &str) -> Result<JwtAuthLayer, 
         .build()
 }
 
-
 /// The application: `mcp` at `/mcp` behind `SessionBindingLayer` (when configured) behind
 /// `JwtAuthLayer`, and the metadata document at `/.well-known/oauth-protected-resource` and at
 /// its RFC 9728 path `/.well-known/oauth-protected-resource/mcp` (the one the 401 challenges

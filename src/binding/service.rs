@@ -329,8 +329,7 @@ where
 impl<S: Clone, St, I> SessionBinding<S, St, I> {
     /// Takes the service polled ready, leaving a clone for the next request.
     fn take_ready(&mut self) -> S {
-        let clone = self.inner.clone();
-        std::mem::replace(&mut self.inner, clone)
+        crate::ready::take_ready(&mut self.inner)
     }
 }
 

@@ -301,7 +301,6 @@ impl fmt::Debug for JwtAuthLayerBuilder {
     }
 }
 
-
 impl JwtAuthLayerBuilder {
     /// Trusts `issuer` (the token's `iss` must equal it exactly, RFC 9068 §4) and verifies its
     /// tokens with `keys`, and only its tokens: a key given here never verifies a token that

@@ -14,7 +14,7 @@ use super::{
     layer::Config,
     validate::{Verification, Verified, bearer_token},
 };
-use crate::identity::IdentityError;
+use crate::{identity::IdentityError, ready::take_ready};
 
 /// Service that authenticates every request with a JWT bearer access token, then calls the
 /// inner service with [`Identity`](crate::Identity) and [`Claims`](crate::identity::Claims) in
@@ -137,20 +137,22 @@ where
                 Verification::Pending(verifying) => {
                     // The issuer's keys are being fetched: the verdict, and the inner call,
                     // come later in the future. Hand it the instance `poll_ready` made ready.
-                    let clone = self.inner.clone();
-                    let ready = std::mem::replace(&mut self.inner, clone);
+                    let ready = take_ready(&mut self.inner);
                     return ResponseFuture::verifying(verifying, ready, request, config.clone());
                 }
             },
         };
         match admit(config, verified, &mut request) {
-            Admission::Rejected(response) => ResponseFuture::rejected(response, request),
+            Admission::Rejected(response) => {
+                // Refused before the inner call: release what `poll_ready` reserved.
+                drop(take_ready(&mut self.inner));
+                ResponseFuture::rejected(response, request)
+            }
             Admission::Forward => ResponseFuture::inner(self.inner.call(request)),
             Admission::Check(check) => {
                 // The inner call happens later, in the future: hand it the instance that
                 // `poll_ready` made ready, and keep a fresh clone here (tower's contract).
-                let clone = self.inner.clone();
-                let ready = std::mem::replace(&mut self.inner, clone);
+                let ready = take_ready(&mut self.inner);
                 ResponseFuture::revocation(check, ready, request, self.config.clone())
             }
         }
@@ -308,6 +310,27 @@ mod tests {
         assert!(req.extensions().get::<Identity>().is_some());
         send.send_response(Response::new(()));
         assert_eq!(future.await.unwrap().status(), StatusCode::OK);
+    }
+
+    /// A refused request releases what the inner service reserved in `poll_ready`: here the one
+    /// permit of a concurrency limit, which another connection's clone then gets.
+    #[tokio::test]
+    async fn a_refusal_releases_the_ready_inner_instance() {
+        let inner = tower::limit::ConcurrencyLimit::new(
+            tower::service_fn(|_req: Request<String>| async {
+                Ok::<_, Infallible>(Response::new(()))
+            }),
+            1,
+        );
+        let mut first = builder().build().unwrap().layer(inner);
+        let mut second = first.clone();
+        first.ready().await.unwrap();
+        let refused = first.call(request("not-a-jwt")).await.unwrap();
+        assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+        tokio::time::timeout(Duration::from_secs(5), second.ready())
+            .await
+            .expect("the refused request's permit was released")
+            .unwrap();
     }
 
     #[tokio::test]
