@@ -114,6 +114,7 @@ pub mod identity;
 #[cfg(feature = "jwt")]
 #[cfg_attr(docsrs, doc(cfg(feature = "jwt")))]
 pub mod jwt;
+pub mod origin;
 mod protocol;
 pub mod store;
 
