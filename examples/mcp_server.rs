@@ -6,7 +6,14 @@
 //!                                    [--without-binding] [--redis redis://127.0.0.1/]
 //!                                    [--issuer URL]... [--jwks-refresh-min SECS]
 //!                                    [--jwks-max-stale SECS] [--require-scope SCOPE]...
+//!                                    [--cors-origin ORIGIN]...
 //! ```
+//!
+//! Browser clients: `--cors-origin ORIGIN` (repeatable) lets pages of that origin call the
+//! server (tower-http's `CorsLayer`, outermost: preflights need no token, every answer carries
+//! the CORS headers, `Mcp-Session-Id` is exposed). A request with any other `Origin` gets 403
+//! (`OriginLayer`, the MCP transport's DNS-rebinding rule); clients that send no `Origin` (SDKs,
+//! curl) are not affected. See `common/browser.rs`.
 //!
 //! With `--issuer URL` (repeatable), the server trusts that OpenID provider through discovery:
 //! it fetches `URL/.well-known/openid-configuration` (or the RFC 8414 document), then the JWK
@@ -45,6 +52,8 @@
 //!
 //! Once it listens, the server prints `listening on http://HOST:PORT/mcp` on stdout.
 
+#[path = "common/browser.rs"]
+mod browser;
 #[path = "common/demo_mcp.rs"]
 mod demo_mcp;
 #[path = "common/jwt_stack.rs"]
@@ -62,7 +71,7 @@ use tracing_subscriber::EnvFilter;
 const USAGE: &str = "\
 usage: mcp_server [--listen ADDR] [--allow-anonymous] [--without-binding] [--redis URL]
                   [--issuer URL]... [--jwks-refresh-min SECS] [--jwks-max-stale SECS]
-                  [--require-scope SCOPE]...
+                  [--require-scope SCOPE]... [--cors-origin ORIGIN]...
 
 options:
   --listen ADDR       address to listen on (default 127.0.0.1:8080; port 0 picks a free port)
@@ -87,6 +96,9 @@ options:
   --require-scope SCOPE
                       tokens must grant SCOPE in `scope` or `scp` (repeatable); otherwise
                       403 insufficient_scope
+  --cors-origin ORIGIN
+                      let browser pages of ORIGIN (scheme://host[:port]) call the server
+                      (CORS; repeatable); requests with any other Origin get 403
   -h, --help          this text
 
 environment:
@@ -108,6 +120,7 @@ struct Args {
     jwks_refresh_min: Duration,
     jwks_max_stale: Duration,
     required_scopes: Vec<String>,
+    cors_origins: Vec<String>,
 }
 
 impl Default for Args {
@@ -121,6 +134,7 @@ impl Default for Args {
             jwks_refresh_min: Duration::from_secs(30),
             jwks_max_stale: Duration::from_secs(3600),
             required_scopes: Vec::new(),
+            cors_origins: Vec::new(),
         }
     }
 }
@@ -156,6 +170,7 @@ impl Args {
                 "--jwks-refresh-min" => parsed.jwks_refresh_min = seconds(&flag, &value()?)?,
                 "--jwks-max-stale" => parsed.jwks_max_stale = seconds(&flag, &value()?)?,
                 "--require-scope" => parsed.required_scopes.push(value()?),
+                "--cors-origin" => parsed.cors_origins.push(value()?),
                 "--allow-anonymous" | "--without-binding" if inline.is_some() => {
                     return Err(format!("{flag} takes no value"));
                 }
@@ -370,6 +385,8 @@ async fn run(args: Args) -> Result<(), String> {
     }
     let key_ids = auth.key_ids();
     let app = jwt_stack::router_with(&config, &base_url, mcp, auth);
+    let app =
+        browser::layers(app, &args.cors_origins).map_err(|e| format!("--cors-origin: {e}"))?;
     tracing::info!(
         issuers = ?config.issuer_names(),
         audience = %config.audience,

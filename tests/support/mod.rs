@@ -6,6 +6,7 @@
 #[path = "../../examples/common/demo_mcp.rs"]
 pub mod demo_mcp;
 pub mod example_bin;
+pub mod external;
 pub mod fault_store;
 #[cfg(feature = "oidc")]
 pub mod oidc_provider;
