@@ -10,6 +10,7 @@ pub mod external;
 pub mod fault_store;
 #[cfg(feature = "oidc")]
 pub mod oidc_provider;
+pub mod python_upstream;
 pub mod redis_server;
 #[path = "../../examples/common/rotating_client.rs"]
 mod rotating_client;
