@@ -184,11 +184,13 @@ async fn sse_answers_flow_event_by_event() {
     let mut body = {
         let mut call = tool_call(20, "stream", json!({"key": "k1", "steps": 3}));
         call["params"]["_meta"] = json!({"progressToken": "p1"});
-        let response = through
+        let send = through
             .request(reqwest::Method::POST, Some(&session), Some(&alice))
             .body(call.to_string())
-            .send()
+            .send();
+        let response = tokio::time::timeout(Duration::from_secs(20), send)
             .await
+            .expect("the response head within 20 s, while the tool runs")
             .unwrap();
         assert_eq!(response.status(), StatusCode::OK);
         assert!(
