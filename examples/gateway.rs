@@ -200,8 +200,7 @@ async fn binding_store(args: &Args) -> Result<Option<Arc<dyn BindingStore>>, Str
     }
 }
 
-/// Headers that belong to one connection, never forwarded (RFC 9110 §7.6.1), and the caller's
-/// credentials for the gateway.
+/// Headers that belong to one connection, never forwarded (RFC 9110 §7.6.1).
 const NOT_FORWARDED: [HeaderName; 9] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),

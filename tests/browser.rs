@@ -252,6 +252,72 @@ async fn foreign_malformed_or_repeated_origins_get_403_before_authentication() {
     assert_eq!(answer.status, StatusCode::FORBIDDEN, "{answer:?}");
 }
 
+/// 408 (a refused body that never arrives) and 503 (the binding store down) reach the page
+/// with CORS headers too.
+#[tokio::test]
+async fn slow_body_and_store_outage_answers_carry_cors_headers() {
+    let Some(mut redis) = support::redis_server::RedisServer::start() else {
+        return;
+    };
+    let mut command = Command::new(example("mcp_server"));
+    command
+        .args(["--listen", "127.0.0.1:0", "--cors-origin", PAGE_ORIGIN])
+        .args(["--redis", &redis.url()])
+        .env("MCP_JWT_SECRET", SECRET)
+        .env_remove("MCP_JWT_ISSUERS")
+        .env_remove("MCP_JWT_AUDIENCE")
+        .env("RUST_LOG", "warn");
+    let server = Spawned::start(&mut command);
+    let page = raw_from(&server.url, PAGE_ORIGIN);
+    let alice = minter().token(DEFAULT_ISSUER, "alice");
+    let bob = minter().token(DEFAULT_ISSUER, "bob");
+
+    // 408: Bob's refused POST announces a body and never sends it; the layer stops waiting
+    // after 10 s. Raw bytes, since an HTTP client always sends the body it announces.
+    let session = page.open_session(Some(&alice)).await;
+    let addr = server
+        .base_url()
+        .strip_prefix("http://")
+        .unwrap()
+        .to_owned();
+    let mut tcp = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let head = format!(
+        "POST /mcp HTTP/1.1\r\nHost: {addr}\r\nOrigin: {PAGE_ORIGIN}\r\n\
+         Authorization: Bearer {bob}\r\nMcp-Session-Id: {session}\r\n\
+         MCP-Protocol-Version: {}\r\nContent-Type: application/json\r\n\
+         Accept: application/json, text/event-stream\r\nContent-Length: 100\r\n\r\n{{\"jsonrpc\"",
+        support::PROTOCOL
+    );
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    tcp.write_all(head.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    let read = async {
+        let mut chunk = [0u8; 4096];
+        while !answer.windows(4).any(|w| w == b"\r\n\r\n") {
+            match tcp.read(&mut chunk).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => answer.extend_from_slice(&chunk[..n]),
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(30), read)
+        .await
+        .expect("an answer within 30 s");
+    let head = String::from_utf8_lossy(&answer).to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 408"), "{head}");
+    assert!(
+        head.contains(&format!("access-control-allow-origin: {PAGE_ORIGIN}")),
+        "{head}"
+    );
+
+    // 503: the binding store is down.
+    let session = page.open_session(Some(&alice)).await;
+    redis.stop();
+    let answer = page.whoami(&session, Some(&alice), 2).await;
+    assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE, "{answer:?}");
+    assert_cors(&answer);
+}
+
 fn server_without_origins() -> Spawned {
     server(&[])
 }

@@ -335,11 +335,21 @@ async fn an_unreachable_upstream_gets_502_with_a_json_rpc_error() {
         .local_addr()
         .unwrap()
         .port();
-    let gateway = gateway(&format!("http://127.0.0.1:{port}/mcp"), &[]);
-    let answer = Raw::at(&gateway.url)
-        .post(None, Some(&token("alice")), &support::initialize_body())
-        .await;
+    let page = "http://127.0.0.1:9";
+    let gateway = gateway(
+        &format!("http://127.0.0.1:{port}/mcp"),
+        &["--cors-origin", page],
+    );
+    let answer = Raw::send(
+        Raw::at(&gateway.url)
+            .request(reqwest::Method::POST, None, Some(&token("alice")))
+            .header("origin", page)
+            .body(support::initialize_body().to_string()),
+    )
+    .await;
     assert_eq!(answer.status, StatusCode::BAD_GATEWAY, "{answer:?}");
+    // A page of an allowed origin can read it (--cors-origin).
+    assert_eq!(answer.headers["access-control-allow-origin"], page);
     let body = answer.json();
     assert_eq!(body["jsonrpc"], json!("2.0"));
     assert!(body["error"]["code"].is_i64(), "{body}");
