@@ -6,7 +6,14 @@
 //!                                    [--without-binding] [--redis redis://127.0.0.1/]
 //!                                    [--issuer URL]... [--jwks-refresh-min SECS]
 //!                                    [--jwks-max-stale SECS] [--require-scope SCOPE]...
+//!                                    [--cors-origin ORIGIN]...
 //! ```
+//!
+//! Browser clients: `--cors-origin ORIGIN` (repeatable) lets pages of that origin call the
+//! server (tower-http's `CorsLayer`, outermost: preflights need no token, every answer carries
+//! the CORS headers, `Mcp-Session-Id` is exposed). A request with any other `Origin` gets 403
+//! (`OriginLayer`, the MCP transport's DNS-rebinding rule); clients that send no `Origin` (SDKs,
+//! curl) are not affected. See `common/browser.rs`.
 //!
 //! With `--issuer URL` (repeatable), the server trusts that OpenID provider through discovery:
 //! it fetches `URL/.well-known/openid-configuration` (or the RFC 8414 document), then the JWK
@@ -45,6 +52,8 @@
 //!
 //! Once it listens, the server prints `listening on http://HOST:PORT/mcp` on stdout.
 
+#[path = "common/browser.rs"]
+mod browser;
 #[path = "common/demo_mcp.rs"]
 mod demo_mcp;
 #[path = "common/jwt_stack.rs"]
@@ -55,14 +64,14 @@ mod rmcp_redis_sessions;
 
 use std::{io::Write, process::ExitCode, sync::Arc, time::Duration};
 
-use jwt_stack::{DEFAULT_AUDIENCE, DEFAULT_ISSUER, StackConfig, TokenMinter, TrustedIssuer};
+use jwt_stack::StackConfig;
 use mcp_session_binding::store::{BindingStore, MemoryStore};
 use tracing_subscriber::EnvFilter;
 
 const USAGE: &str = "\
 usage: mcp_server [--listen ADDR] [--allow-anonymous] [--without-binding] [--redis URL]
                   [--issuer URL]... [--jwks-refresh-min SECS] [--jwks-max-stale SECS]
-                  [--require-scope SCOPE]...
+                  [--require-scope SCOPE]... [--cors-origin ORIGIN]...
 
 options:
   --listen ADDR       address to listen on (default 127.0.0.1:8080; port 0 picks a free port)
@@ -87,6 +96,9 @@ options:
   --require-scope SCOPE
                       tokens must grant SCOPE in `scope` or `scp` (repeatable); otherwise
                       403 insufficient_scope
+  --cors-origin ORIGIN
+                      let browser pages of ORIGIN (scheme://host[:port]) call the server
+                      (CORS; repeatable); requests with any other Origin get 403
   -h, --help          this text
 
 environment:
@@ -108,6 +120,7 @@ struct Args {
     jwks_refresh_min: Duration,
     jwks_max_stale: Duration,
     required_scopes: Vec<String>,
+    cors_origins: Vec<String>,
 }
 
 impl Default for Args {
@@ -121,6 +134,7 @@ impl Default for Args {
             jwks_refresh_min: Duration::from_secs(30),
             jwks_max_stale: Duration::from_secs(3600),
             required_scopes: Vec::new(),
+            cors_origins: Vec::new(),
         }
     }
 }
@@ -156,6 +170,7 @@ impl Args {
                 "--jwks-refresh-min" => parsed.jwks_refresh_min = seconds(&flag, &value()?)?,
                 "--jwks-max-stale" => parsed.jwks_max_stale = seconds(&flag, &value()?)?,
                 "--require-scope" => parsed.required_scopes.push(value()?),
+                "--cors-origin" => parsed.cors_origins.push(value()?),
                 "--allow-anonymous" | "--without-binding" if inline.is_some() => {
                     return Err(format!("{flag} takes no value"));
                 }
@@ -228,56 +243,6 @@ async fn mcp_service(_args: &Args) -> Result<DemoService, String> {
     Ok(demo_mcp::service())
 }
 
-/// The JWT settings from the environment.
-struct JwtSettings {
-    /// `None` when `MCP_JWT_SECRET` is unset.
-    secret: Option<Vec<u8>>,
-    issuers: Vec<String>,
-    audience: String,
-}
-
-impl JwtSettings {
-    fn from_env() -> Result<Self, String> {
-        let secret = match std::env::var("MCP_JWT_SECRET") {
-            Ok(secret) => Some(secret.into_bytes()),
-            Err(std::env::VarError::NotPresent) => None,
-            Err(std::env::VarError::NotUnicode(_)) => {
-                return Err("MCP_JWT_SECRET is not valid UTF-8".to_owned());
-            }
-        };
-        let issuers = match std::env::var("MCP_JWT_ISSUERS") {
-            Ok(list) => {
-                let issuers: Vec<String> = list
-                    .split(',')
-                    .map(str::trim)
-                    .filter(|issuer| !issuer.is_empty())
-                    .map(str::to_owned)
-                    .collect();
-                if issuers.is_empty() {
-                    return Err("MCP_JWT_ISSUERS names no issuer".to_owned());
-                }
-                issuers
-            }
-            Err(_) => vec![DEFAULT_ISSUER.to_owned()],
-        };
-        if issuers.len() > 1 {
-            // One secret for several issuers would let each mint tokens for the others' users.
-            return Err(format!(
-                "MCP_JWT_ISSUERS names {} issuers, but an HS256 secret belongs to exactly one \
-                 issuer; trust several OpenID providers with --issuer URL instead",
-                issuers.len()
-            ));
-        }
-        let audience =
-            std::env::var("MCP_JWT_AUDIENCE").unwrap_or_else(|_| DEFAULT_AUDIENCE.to_owned());
-        Ok(Self {
-            secret,
-            issuers,
-            audience,
-        })
-    }
-}
-
 #[tokio::main]
 async fn main() -> ExitCode {
     tracing_subscriber::fmt()
@@ -309,31 +274,11 @@ async fn main() -> ExitCode {
 
 async fn run(args: Args) -> Result<(), String> {
     let discovery = !args.issuers.is_empty();
-    let (trusted, audience, dev_secret) = if discovery {
-        for name in ["MCP_JWT_SECRET", "MCP_JWT_ISSUERS"] {
-            if std::env::var_os(name).is_some() {
-                tracing::warn!("{name} is ignored: --issuer trusts OpenID providers instead");
-            }
-        }
-        let audience =
-            std::env::var("MCP_JWT_AUDIENCE").unwrap_or_else(|_| DEFAULT_AUDIENCE.to_owned());
-        let trusted = args
-            .issuers
-            .iter()
-            .map(|issuer| TrustedIssuer::discovery(issuer.clone()))
-            .collect();
-        (trusted, audience, None)
-    } else {
-        let JwtSettings {
-            secret,
-            issuers,
-            audience,
-        } = JwtSettings::from_env()?;
-        let generated = secret.is_none();
-        let secret = secret.unwrap_or_else(jwt_stack::random_secret);
-        let trusted = vec![TrustedIssuer::hs256(issuers[0].clone(), secret.clone())];
-        (trusted, audience, generated.then_some(secret))
-    };
+    let jwt_stack::Issuers {
+        trusted,
+        audience,
+        dev_secret,
+    } = jwt_stack::issuers_from_env(&args.issuers)?;
     let binding = binding_store(&args).await?;
     let mcp = mcp_service(&args).await?;
 
@@ -370,6 +315,8 @@ async fn run(args: Args) -> Result<(), String> {
     }
     let key_ids = auth.key_ids();
     let app = jwt_stack::router_with(&config, &base_url, mcp, auth);
+    let app =
+        browser::layers(app, &args.cors_origins).map_err(|e| format!("--cors-origin: {e}"))?;
     tracing::info!(
         issuers = ?config.issuer_names(),
         audience = %config.audience,
@@ -380,7 +327,7 @@ async fn run(args: Args) -> Result<(), String> {
 
     let mut stdout = std::io::stdout().lock();
     if let Some(secret) = &dev_secret {
-        print_tokens(&mut stdout, secret, &config, &url).map_err(|e| e.to_string())?;
+        jwt_stack::print_tokens(&mut stdout, secret, &config, &url).map_err(|e| e.to_string())?;
     }
     if discovery {
         // One line per issuer, in the order given: `issuer <URL> keys <kid>,<kid>`.
@@ -410,39 +357,4 @@ async fn run(args: Args) -> Result<(), String> {
     axum::serve(listener, app)
         .await
         .map_err(|e| format!("server stopped: {e}"))
-}
-
-/// Without `MCP_JWT_SECRET`: tokens for alice and bob, and a `curl` command to start with.
-fn print_tokens(
-    out: &mut impl Write,
-    secret: &[u8],
-    config: &StackConfig,
-    url: &str,
-) -> std::io::Result<()> {
-    let minter = TokenMinter::new(secret, config.audience.clone());
-    let issuer = &config.issuers[0].issuer;
-    let alice = minter.token(issuer, "alice");
-    let bob = minter.token(issuer, "bob");
-    let initialize = serde_json::json!({
-        "jsonrpc": "2.0", "id": 1, "method": "initialize",
-        "params": {
-            "protocolVersion": "2025-11-25",
-            "capabilities": {},
-            "clientInfo": {"name": "curl", "version": "0"}
-        }
-    });
-    writeln!(
-        out,
-        "MCP_JWT_SECRET is not set: this run signs with a random secret. Tokens (iss {issuer}, \
-         aud {}, valid 1 hour):",
-        config.audience
-    )?;
-    writeln!(out, "  alice  {alice}")?;
-    writeln!(out, "  bob    {bob}")?;
-    writeln!(out, "Initialize a session as alice:")?;
-    writeln!(
-        out,
-        "  curl -i {url} -H 'Authorization: Bearer {alice}' -H 'Content-Type: application/json' \
-         -H 'Accept: application/json, text/event-stream' -d '{initialize}'"
-    )
 }

@@ -32,6 +32,9 @@
 //! *before* it in a `ServiceBuilder`). The binding identifies; it does not authenticate: the auth
 //! layer must validate every request's token.
 //!
+//! For browser clients, [`origin::OriginLayer`] (403 for a foreign `Origin`, the MCP transport's
+//! DNS-rebinding rule) goes in front of the auth layer, with tower-http's `CorsLayer` outermost.
+//!
 //! # Quick start
 //!
 //! ```
@@ -114,6 +117,7 @@ pub mod identity;
 #[cfg(feature = "jwt")]
 #[cfg_attr(docsrs, doc(cfg(feature = "jwt")))]
 pub mod jwt;
+pub mod origin;
 mod protocol;
 mod ready;
 pub mod store;

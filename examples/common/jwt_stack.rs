@@ -9,6 +9,7 @@
 
 use std::{
     convert::Infallible,
+    io::Write,
     sync::Arc,
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
@@ -269,4 +270,140 @@ fn random_bytes<const N: usize>() -> [u8; N] {
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The trusted issuers and audience of a server run, from its `--issuer` flags and the
+/// environment.
+pub struct Issuers {
+    /// Trusted issuers, each with its own keys.
+    pub trusted: Vec<TrustedIssuer>,
+    /// The audience a token's `aud` must contain (`MCP_JWT_AUDIENCE`).
+    pub audience: String,
+    /// In the HS256 development mode without `MCP_JWT_SECRET`: the random secret picked for
+    /// this run (tokens are printed with [`print_tokens`]).
+    pub dev_secret: Option<Vec<u8>>,
+}
+
+/// With `--issuer URL` flags (`discovery_issuers`): those OpenID providers, trusted through
+/// discovery. Without: the HS256 development mode, `MCP_JWT_SECRET` (or a random secret) for
+/// the one issuer `MCP_JWT_ISSUERS` names.
+///
+/// # Errors
+///
+/// When the environment is not usable (see `JwtSettings`).
+pub fn issuers_from_env(discovery_issuers: &[String]) -> Result<Issuers, String> {
+    let (trusted, audience, dev_secret) = if !discovery_issuers.is_empty() {
+        for name in ["MCP_JWT_SECRET", "MCP_JWT_ISSUERS"] {
+            if std::env::var_os(name).is_some() {
+                tracing::warn!("{name} is ignored: --issuer trusts OpenID providers instead");
+            }
+        }
+        let audience =
+            std::env::var("MCP_JWT_AUDIENCE").unwrap_or_else(|_| DEFAULT_AUDIENCE.to_owned());
+        let trusted = discovery_issuers
+            .iter()
+            .map(|issuer| TrustedIssuer::discovery(issuer.clone()))
+            .collect();
+        (trusted, audience, None)
+    } else {
+        let JwtSettings {
+            secret,
+            issuers,
+            audience,
+        } = JwtSettings::from_env()?;
+        let generated = secret.is_none();
+        let secret = secret.unwrap_or_else(random_secret);
+        let trusted = vec![TrustedIssuer::hs256(issuers[0].clone(), secret.clone())];
+        (trusted, audience, generated.then_some(secret))
+    };
+    Ok(Issuers {
+        trusted,
+        audience,
+        dev_secret,
+    })
+}
+
+/// The JWT settings from the environment.
+struct JwtSettings {
+    /// `None` when `MCP_JWT_SECRET` is unset.
+    secret: Option<Vec<u8>>,
+    issuers: Vec<String>,
+    audience: String,
+}
+
+impl JwtSettings {
+    fn from_env() -> Result<Self, String> {
+        let secret = match std::env::var("MCP_JWT_SECRET") {
+            Ok(secret) => Some(secret.into_bytes()),
+            Err(std::env::VarError::NotPresent) => None,
+            Err(std::env::VarError::NotUnicode(_)) => {
+                return Err("MCP_JWT_SECRET is not valid UTF-8".to_owned());
+            }
+        };
+        let issuers = match std::env::var("MCP_JWT_ISSUERS") {
+            Ok(list) => {
+                let issuers: Vec<String> = list
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|issuer| !issuer.is_empty())
+                    .map(str::to_owned)
+                    .collect();
+                if issuers.is_empty() {
+                    return Err("MCP_JWT_ISSUERS names no issuer".to_owned());
+                }
+                issuers
+            }
+            Err(_) => vec![DEFAULT_ISSUER.to_owned()],
+        };
+        if issuers.len() > 1 {
+            // One secret for several issuers would let each mint tokens for the others' users.
+            return Err(format!(
+                "MCP_JWT_ISSUERS names {} issuers, but an HS256 secret belongs to exactly one \
+                 issuer; trust several OpenID providers with --issuer URL instead",
+                issuers.len()
+            ));
+        }
+        let audience =
+            std::env::var("MCP_JWT_AUDIENCE").unwrap_or_else(|_| DEFAULT_AUDIENCE.to_owned());
+        Ok(Self {
+            secret,
+            issuers,
+            audience,
+        })
+    }
+}
+
+/// Without `MCP_JWT_SECRET`: tokens for alice and bob, and a `curl` command to start with.
+pub fn print_tokens(
+    out: &mut impl Write,
+    secret: &[u8],
+    config: &StackConfig,
+    url: &str,
+) -> std::io::Result<()> {
+    let minter = TokenMinter::new(secret, config.audience.clone());
+    let issuer = &config.issuers[0].issuer;
+    let alice = minter.token(issuer, "alice");
+    let bob = minter.token(issuer, "bob");
+    let initialize = serde_json::json!({
+        "jsonrpc": "2.0", "id": 1, "method": "initialize",
+        "params": {
+            "protocolVersion": "2025-11-25",
+            "capabilities": {},
+            "clientInfo": {"name": "curl", "version": "0"}
+        }
+    });
+    writeln!(
+        out,
+        "MCP_JWT_SECRET is not set: this run signs with a random secret. Tokens (iss {issuer}, \
+         aud {}, valid 1 hour):",
+        config.audience
+    )?;
+    writeln!(out, "  alice  {alice}")?;
+    writeln!(out, "  bob    {bob}")?;
+    writeln!(out, "Initialize a session as alice:")?;
+    writeln!(
+        out,
+        "  curl -i {url} -H 'Authorization: Bearer {alice}' -H 'Content-Type: application/json' \
+         -H 'Accept: application/json, text/event-stream' -d '{initialize}'"
+    )
 }

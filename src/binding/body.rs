@@ -11,8 +11,9 @@ use http_body_util::Full;
 use pin_project_lite::pin_project;
 
 pin_project! {
-    /// Response body of [`SessionBinding`](crate::SessionBinding): the inner body streamed as it
-    /// is (SSE included), or a small JSON answer made by the layer.
+    /// Response body of [`SessionBinding`](crate::SessionBinding) and
+    /// [`OriginCheck`](crate::origin::OriginCheck): the inner body streamed as it is (SSE
+    /// included), or a small JSON answer made by the layer.
     ///
     /// ```
     /// use http_body::Body;

@@ -6,11 +6,13 @@
 #[path = "../../examples/common/demo_mcp.rs"]
 pub mod demo_mcp;
 pub mod example_bin;
+pub mod external;
 pub mod fault_store;
 pub mod keys;
 pub mod logs;
 #[cfg(feature = "oidc")]
 pub mod oidc_provider;
+pub mod python_upstream;
 pub mod redis_server;
 #[path = "../../examples/common/rotating_client.rs"]
 mod rotating_client;

@@ -1,0 +1,415 @@
+//! A gateway: JWT authentication and session binding in front of any MCP server on Streamable
+//! HTTP, whatever language it is written in.
+//!
+//! ```text
+//! cargo run --all-features --example gateway -- --upstream http://127.0.0.1:8000/mcp
+//!                                [--listen 127.0.0.1:8080] [--allow-anonymous] [--without-binding]
+//!                                [--redis redis://127.0.0.1/] [--issuer URL]...
+//!                                [--jwks-refresh-min SECS] [--jwks-max-stale SECS]
+//!                                [--require-scope SCOPE]... [--cors-origin ORIGIN]...
+//!                                [--upstream-timeout SECS]
+//! ```
+//!
+//! It serves `/mcp` with the stack of the `mcp_server` example (`common/jwt_stack.rs`:
+//! `JwtAuthLayer`, then `SessionBindingLayer`; `common/browser.rs`: CORS and the `Origin`
+//! check with `--cors-origin`), and instead of an MCP service of its own, a reverse proxy to
+//! `--upstream`:
+//!
+//! - Bodies stream both ways as they come: a request body is sent upstream while it arrives,
+//!   and an SSE answer reaches the client event by event (nothing is buffered).
+//! - Hop-by-hop headers (`Connection` and those it names, `Keep-Alive`, `TE`, `Trailer`,
+//!   `Transfer-Encoding`, `Upgrade`, `Proxy-*`) are dropped both ways; `Host` is the
+//!   upstream's. The end-to-end headers, among them `Mcp-Session-Id`, `MCP-Protocol-Version`,
+//!   `Mcp-Method`, `Mcp-Name` and `Last-Event-ID`, pass. The caller's `Authorization` does not:
+//!   the token was issued for the gateway, and MCP forbids passing it on to another server.
+//! - When the upstream cannot be reached, fails, or sends no response head within
+//!   `--upstream-timeout` (30 s), the client gets 502 with a JSON-RPC error. Redirects are not
+//!   followed.
+//! - A refused caller's session ends upstream too: the binding layer's `DELETE` goes through
+//!   the proxy, so the upstream answers 404 for that session from then on.
+//!
+//! The flags and environment variables are those of `mcp_server` (`--help`), plus `--upstream
+//! URL` (required) and `--upstream-timeout SECS`. With `--redis URL`, the bindings live in
+//! Redis: several gateways in front of one upstream share them. Once it listens, the gateway
+//! prints `listening on http://HOST:PORT/mcp` on stdout.
+
+#[path = "common/browser.rs"]
+mod browser;
+#[path = "common/jwt_stack.rs"]
+mod jwt_stack;
+
+use std::{
+    convert::Infallible,
+    io::Write,
+    process::ExitCode,
+    sync::Arc,
+    task::{Context, Poll},
+    time::Duration,
+};
+
+use axum::{body::Body, extract::Request, response::Response};
+use futures::future::BoxFuture;
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use jwt_stack::StackConfig;
+use mcp_session_binding::store::{BindingStore, MemoryStore};
+use tracing_subscriber::EnvFilter;
+
+const USAGE: &str = "\
+usage: gateway --upstream URL [--listen ADDR] [--allow-anonymous] [--without-binding]
+               [--redis URL] [--issuer URL]... [--jwks-refresh-min SECS]
+               [--jwks-max-stale SECS] [--require-scope SCOPE]... [--cors-origin ORIGIN]...
+               [--upstream-timeout SECS]
+
+options:
+  --upstream URL      the MCP endpoint to protect (http or https), e.g.
+                      http://127.0.0.1:8000/mcp (required)
+  --upstream-timeout SECS
+                      longest wait for the upstream's response head; then 502 (default 30)
+  --listen ADDR       address to listen on (default 127.0.0.1:8080; port 0 picks a free port)
+  --allow-anonymous   requests without a token may open anonymous sessions
+  --without-binding   the same gateway without SessionBindingLayer (a baseline)
+  --redis URL         keep the bindings in Redis (redis://HOST:PORT[/DB]), shared by every
+                      gateway in front of the upstream (feature `redis`)
+  --issuer URL        trust this OpenID provider through discovery (repeatable); without
+                      it: the HS256 development mode (MCP_JWT_SECRET)
+  --jwks-refresh-min SECS, --jwks-max-stale SECS, --require-scope SCOPE
+                      as for mcp_server
+  --cors-origin ORIGIN
+                      let browser pages of ORIGIN call the gateway (CORS; repeatable);
+                      requests with any other Origin get 403
+  -h, --help          this text
+
+environment: MCP_JWT_AUDIENCE, MCP_JWT_SECRET, MCP_JWT_ISSUERS, RUST_LOG, as for mcp_server";
+
+/// The command line.
+#[derive(Debug)]
+struct Args {
+    upstream: reqwest::Url,
+    upstream_timeout: Duration,
+    listen: String,
+    allow_anonymous: bool,
+    without_binding: bool,
+    redis: Option<String>,
+    issuers: Vec<String>,
+    jwks_refresh_min: Duration,
+    jwks_max_stale: Duration,
+    required_scopes: Vec<String>,
+    cors_origins: Vec<String>,
+}
+
+fn seconds(flag: &str, value: &str) -> Result<Duration, String> {
+    match value.parse::<u64>() {
+        Ok(secs) if secs > 0 => Ok(Duration::from_secs(secs)),
+        _ => Err(format!(
+            "{flag} needs a positive whole number of seconds, not {value:?}"
+        )),
+    }
+}
+
+fn upstream_url(value: &str) -> Result<reqwest::Url, String> {
+    let url = reqwest::Url::parse(value).map_err(|e| format!("--upstream {value:?}: {e}"))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+        return Err(format!("--upstream {value:?}: not an http or https URL"));
+    }
+    if url.fragment().is_some() || !url.username().is_empty() || url.password().is_some() {
+        return Err(format!(
+            "--upstream {value:?}: no user info or fragment, please"
+        ));
+    }
+    Ok(url)
+}
+
+impl Args {
+    /// Parses `--flag value` and `--flag=value`. `Ok(None)` asks for the usage text.
+    fn parse(mut args: impl Iterator<Item = String>) -> Result<Option<Self>, String> {
+        let mut upstream = None;
+        let mut parsed = Self {
+            upstream: reqwest::Url::parse("http://unset.invalid/").expect("a valid URL"),
+            upstream_timeout: Duration::from_secs(30),
+            listen: "127.0.0.1:8080".to_owned(),
+            allow_anonymous: false,
+            without_binding: false,
+            redis: None,
+            issuers: Vec::new(),
+            jwks_refresh_min: Duration::from_secs(30),
+            jwks_max_stale: Duration::from_secs(3600),
+            required_scopes: Vec::new(),
+            cors_origins: Vec::new(),
+        };
+        while let Some(arg) = args.next() {
+            let (flag, inline) = match arg.split_once('=') {
+                Some((flag, value)) if flag.starts_with("--") => {
+                    (flag.to_owned(), Some(value.to_owned()))
+                }
+                _ => (arg, None),
+            };
+            let mut value = || {
+                inline
+                    .clone()
+                    .or_else(|| args.next())
+                    .ok_or_else(|| format!("{flag} needs a value"))
+            };
+            match flag.as_str() {
+                "--upstream" => upstream = Some(upstream_url(&value()?)?),
+                "--upstream-timeout" => parsed.upstream_timeout = seconds(&flag, &value()?)?,
+                "--listen" => parsed.listen = value()?,
+                "--redis" => parsed.redis = Some(value()?),
+                "--issuer" => parsed.issuers.push(value()?),
+                "--jwks-refresh-min" => parsed.jwks_refresh_min = seconds(&flag, &value()?)?,
+                "--jwks-max-stale" => parsed.jwks_max_stale = seconds(&flag, &value()?)?,
+                "--require-scope" => parsed.required_scopes.push(value()?),
+                "--cors-origin" => parsed.cors_origins.push(value()?),
+                "--allow-anonymous" | "--without-binding" if inline.is_some() => {
+                    return Err(format!("{flag} takes no value"));
+                }
+                "--allow-anonymous" => parsed.allow_anonymous = true,
+                "--without-binding" => parsed.without_binding = true,
+                "-h" | "--help" => return Ok(None),
+                _ => return Err(format!("unknown argument {flag:?}")),
+            }
+        }
+        parsed.upstream = upstream.ok_or("--upstream URL is required")?;
+        if parsed.without_binding && parsed.redis.is_some() {
+            return Err("--redis and --without-binding exclude each other".to_owned());
+        }
+        Ok(Some(parsed))
+    }
+}
+
+/// Where the bindings live, or `None` with `--without-binding`.
+async fn binding_store(args: &Args) -> Result<Option<Arc<dyn BindingStore>>, String> {
+    if args.without_binding {
+        return Ok(None);
+    }
+    let Some(url) = &args.redis else {
+        let store = MemoryStore::new();
+        drop(store.spawn_sweeper(Duration::from_secs(60)));
+        return Ok(Some(Arc::new(store)));
+    };
+    #[cfg(feature = "redis")]
+    {
+        let store = mcp_session_binding::store::RedisStore::connect(url)
+            .await
+            .map_err(|e| format!("cannot use Redis: {e}"))?;
+        Ok(Some(Arc::new(store)))
+    }
+    #[cfg(not(feature = "redis"))]
+    {
+        let _ = url;
+        Err("--redis needs the redis feature".to_owned())
+    }
+}
+
+/// Headers that belong to one connection, never forwarded (RFC 9110 §7.6.1).
+const NOT_FORWARDED: [HeaderName; 9] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+];
+
+/// `headers` without the hop-by-hop ones (and those `Connection` names).
+fn end_to_end(headers: &HeaderMap) -> HeaderMap {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|name| HeaderName::try_from(name.trim()).ok())
+        .collect();
+    let mut kept = headers.clone();
+    for name in NOT_FORWARDED.iter().chain(&named) {
+        kept.remove(name);
+    }
+    kept
+}
+
+/// A reverse proxy to one MCP endpoint, as a tower service (what `SessionBindingLayer` wraps).
+#[derive(Clone)]
+struct Proxy {
+    client: reqwest::Client,
+    upstream: reqwest::Url,
+    head_timeout: Duration,
+}
+
+impl Proxy {
+    fn new(upstream: reqwest::Url, head_timeout: Duration) -> Result<Self, String> {
+        let client = reqwest::Client::builder()
+            .no_proxy()
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(Duration::from_secs(5))
+            .tcp_nodelay(true)
+            .pool_idle_timeout(Duration::from_secs(60))
+            .build()
+            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+        Ok(Self {
+            client,
+            upstream,
+            head_timeout,
+        })
+    }
+
+    async fn forward(self, request: Request) -> Response {
+        let (parts, body) = request.into_parts();
+        // Mounted at /mcp: only /mcp itself (and its query) maps to the upstream endpoint.
+        if !matches!(parts.uri.path(), "" | "/") {
+            return error(StatusCode::NOT_FOUND, "Not found");
+        }
+        let mut url = self.upstream.clone();
+        if let Some(query) = parts.uri.query() {
+            url.set_query(Some(query));
+        }
+        let mut headers = end_to_end(&parts.headers);
+        headers.remove(header::HOST);
+        headers.remove(header::AUTHORIZATION);
+        let mut upstream = self.client.request(parts.method, url).headers(headers);
+        if !http_body::Body::is_end_stream(&body) {
+            // Streamed as it arrives: nothing is buffered here.
+            upstream = upstream.body(reqwest::Body::wrap_stream(body.into_data_stream()));
+        }
+        let response = match tokio::time::timeout(self.head_timeout, upstream.send()).await {
+            Ok(Ok(response)) => response,
+            Ok(Err(err)) => {
+                tracing::warn!(reason = "upstream_error", error = %err, "upstream request failed");
+                return error(StatusCode::BAD_GATEWAY, "Bad gateway: upstream unavailable");
+            }
+            Err(_) => {
+                tracing::warn!(
+                    reason = "upstream_timeout",
+                    timeout = ?self.head_timeout,
+                    "upstream sent no response head in time"
+                );
+                return error(StatusCode::BAD_GATEWAY, "Bad gateway: upstream timed out");
+            }
+        };
+        let response: http::Response<reqwest::Body> = response.into();
+        let (mut parts, body) = response.into_parts();
+        parts.headers = end_to_end(&parts.headers);
+        // Frame by frame: an SSE event reaches the client when the upstream sends it.
+        Response::from_parts(parts, Body::new(body))
+    }
+}
+
+impl tower::Service<Request> for Proxy {
+    type Response = Response;
+    type Error = Infallible;
+    type Future = BoxFuture<'static, Result<Response, Infallible>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Request) -> Self::Future {
+        let proxy = self.clone();
+        Box::pin(async move { Ok(proxy.forward(request).await) })
+    }
+}
+
+/// A JSON-RPC error without `id` (code -32000), with `status`.
+fn error(status: StatusCode, message: &str) -> Response {
+    let body = serde_json::json!({
+        "jsonrpc": "2.0",
+        "error": {"code": -32000, "message": message},
+    });
+    let mut response = Response::new(Body::from(body.to_string()));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .init();
+
+    let args = match Args::parse(std::env::args().skip(1)) {
+        Ok(Some(args)) => args,
+        Ok(None) => {
+            println!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        Err(message) => {
+            eprintln!("error: {message}\n\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    match run(args).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("error: {message}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn run(args: Args) -> Result<(), String> {
+    let jwt_stack::Issuers {
+        trusted,
+        audience,
+        dev_secret,
+    } = jwt_stack::issuers_from_env(&args.issuers)?;
+    let binding = binding_store(&args).await?;
+    let proxy = Proxy::new(args.upstream.clone(), args.upstream_timeout)?;
+
+    let listener = tokio::net::TcpListener::bind(&args.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| format!("no local address: {e}"))?;
+    let base_url = format!("http://{addr}");
+    let url = format!("{base_url}/mcp");
+
+    let config = StackConfig {
+        issuers: trusted,
+        audience,
+        allow_anonymous: args.allow_anonymous,
+        binding,
+        required_scopes: args.required_scopes.clone(),
+        jwks_refetch_interval: args.jwks_refresh_min,
+        jwks_max_stale: args.jwks_max_stale,
+    };
+    let auth = jwt_stack::auth_layer(&config, &base_url)
+        .map_err(|e| format!("invalid JWT settings: {e}"))?;
+    if !args.issuers.is_empty() {
+        auth.fetch_keys()
+            .await
+            .map_err(|e| format!("cannot load the signing keys of {e}"))?;
+    }
+    // The binding layer ends a refused caller's session with a DELETE to its inner service:
+    // here the proxy, so the session ends upstream too.
+    let app = jwt_stack::router_with(&config, &base_url, proxy, auth);
+    let app =
+        browser::layers(app, &args.cors_origins).map_err(|e| format!("--cors-origin: {e}"))?;
+    tracing::info!(
+        upstream = %args.upstream,
+        binding = config.binding.is_some(),
+        allow_anonymous = config.allow_anonymous,
+        "gateway ready"
+    );
+
+    let mut stdout = std::io::stdout().lock();
+    if let Some(secret) = &dev_secret {
+        jwt_stack::print_tokens(&mut stdout, secret, &config, &url).map_err(|e| e.to_string())?;
+    }
+    writeln!(stdout, "listening on {url}").map_err(|e| e.to_string())?;
+    stdout.flush().map_err(|e| e.to_string())?;
+    drop(stdout);
+
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
+    axum::serve(listener, app)
+        .await
+        .map_err(|e| format!("gateway stopped: {e}"))
+}

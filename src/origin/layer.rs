@@ -1,0 +1,122 @@
+//! [`OriginLayer`]: which origins may call.
+
+use std::sync::Arc;
+
+use tower::Layer;
+
+use super::{InvalidOrigin, OriginCheck, canonical};
+
+/// Tower layer that answers 403 to a request whose `Origin` header is present and not allowed
+/// (the MCP transport's DNS-rebinding rule); requests without `Origin` pass. See the
+/// [module docs](super).
+///
+/// ```
+/// use mcp_session_binding::origin::OriginLayer;
+///
+/// let layer = OriginLayer::new()
+///     .allow("https://app.example")?
+///     .allow("http://localhost:5173")?;
+/// assert!(layer.allows("https://APP.example:443"));
+/// assert!(!layer.allows("https://evil.example"));
+/// # Ok::<(), mcp_session_binding::origin::InvalidOrigin>(())
+/// ```
+#[derive(Clone, Debug, Default)]
+#[must_use]
+pub struct OriginLayer {
+    /// Canonical forms (see `canonical`), sorted and without duplicates.
+    allowed: Arc<[String]>,
+}
+
+impl OriginLayer {
+    /// A layer that allows no origin: only requests without an `Origin` header pass (what a
+    /// server with no browser clients wants).
+    ///
+    /// ```
+    /// use mcp_session_binding::origin::OriginLayer;
+    ///
+    /// assert!(!OriginLayer::new().allows("http://127.0.0.1:8080"));
+    /// ```
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Also allows `origin`, written `scheme://host[:port]` as browsers send it (no path, not
+    /// even `/`). Scheme and host are compared case-insensitively, and a default port (80 for
+    /// `http`, 443 for `https`) may be written or not.
+    ///
+    /// # Errors
+    ///
+    /// When `origin` is not `scheme://host[:port]`; `null` (the opaque origin of sandboxed
+    /// frames and `file:` pages) cannot be allowed.
+    ///
+    /// ```
+    /// use mcp_session_binding::origin::OriginLayer;
+    ///
+    /// assert!(OriginLayer::new().allow("null").is_err());
+    /// assert!(OriginLayer::new().allow("https://app.example/").is_err());
+    /// ```
+    pub fn allow(self, origin: impl AsRef<str>) -> Result<Self, InvalidOrigin> {
+        let origin = origin.as_ref();
+        let canonical = canonical(origin).map_err(|why| InvalidOrigin {
+            origin: origin.to_owned(),
+            why,
+        })?;
+        let mut allowed = self.allowed.to_vec();
+        if let Err(at) = allowed.binary_search(&canonical) {
+            allowed.insert(at, canonical);
+        }
+        Ok(Self {
+            allowed: allowed.into(),
+        })
+    }
+
+    /// A layer allowing each of `origins` (see [`allow`](Self::allow)).
+    ///
+    /// # Errors
+    ///
+    /// The first origin that is not `scheme://host[:port]`.
+    ///
+    /// ```
+    /// use mcp_session_binding::origin::OriginLayer;
+    ///
+    /// let flags = vec!["http://127.0.0.1:3000".to_owned(), "https://app.example".to_owned()];
+    /// let layer = OriginLayer::allowing(&flags)?;
+    /// assert!(layer.allows("http://127.0.0.1:3000"));
+    /// # Ok::<(), mcp_session_binding::origin::InvalidOrigin>(())
+    /// ```
+    pub fn allowing<I>(origins: I) -> Result<Self, InvalidOrigin>
+    where
+        I: IntoIterator,
+        I::Item: AsRef<str>,
+    {
+        origins
+            .into_iter()
+            .try_fold(Self::new(), |layer, origin| layer.allow(origin))
+    }
+
+    /// Whether a request with this `Origin` value would be forwarded.
+    ///
+    /// ```
+    /// use mcp_session_binding::origin::OriginLayer;
+    ///
+    /// let layer = OriginLayer::new().allow("http://[::1]:8080")?;
+    /// assert!(layer.allows("http://[::1]:8080"));
+    /// assert!(!layer.allows("null"));
+    /// # Ok::<(), mcp_session_binding::origin::InvalidOrigin>(())
+    /// ```
+    pub fn allows(&self, origin: &str) -> bool {
+        canonical(origin).is_ok_and(|origin| self.allowed.binary_search(&origin).is_ok())
+    }
+
+    pub(crate) fn allowed(&self) -> &Arc<[String]> {
+        &self.allowed
+    }
+}
+
+impl<S> Layer<S> for OriginLayer {
+    type Service = OriginCheck<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        OriginCheck::new(inner, self.clone())
+    }
+}
