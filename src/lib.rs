@@ -107,6 +107,8 @@
 //! - `oidc` (implies `jwt`): issuers trusted by URL, through OpenID Connect discovery and their
 //!   JWK sets, refreshed and rotated (`JwtAuthLayerBuilder::issuer_discovery`); an HTTPS client
 //!   (reqwest with rustls).
+//! - `axum`: [`Identity`] as an axum extractor (and `Option<Identity>`), with
+//!   `identity::MissingIdentity` (401) as its rejection; depends on `axum-core` only.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod binding;

@@ -239,6 +239,8 @@ where
                 return early_answer(parts.version, body, answer);
             }
         };
+        // Handlers see the identity compared here, whichever extractor read it.
+        crate::identity::expose(&mut parts.extensions, caller.as_ref());
 
         let Some(key) = key else {
             // No session yet: forward, and bind the session the response may create.
