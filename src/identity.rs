@@ -564,8 +564,8 @@ impl axum_core::response::IntoResponse for MissingIdentity {
     fn into_response(self) -> axum_core::response::Response {
         use crate::protocol::jsonrpc;
         let body = jsonrpc::error(jsonrpc::code::SERVER_ERROR, &self.to_string());
-        let mut response = jsonrpc::response(http::StatusCode::UNAUTHORIZED, body)
-            .map(axum_core::body::Body::new);
+        let mut response =
+            jsonrpc::response(http::StatusCode::UNAUTHORIZED, body).map(axum_core::body::Body::new);
         response.headers_mut().insert(
             http::header::WWW_AUTHENTICATE,
             http::HeaderValue::from_static("Bearer"),

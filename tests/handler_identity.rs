@@ -88,7 +88,11 @@ async fn rmcp_tool_behind_from_claims_sees_the_bound_identity() {
     assert_eq!(tool_text(&answer.json()), format!("{ISS_A} alice"));
     // And the binding is the one compared: another subject is refused.
     let answer = raw.whoami(&session, Some("bob"), 2).await;
-    assert_eq!(answer.json()["result"]["isError"], json!(true), "{answer:?}");
+    assert_eq!(
+        answer.json()["result"]["isError"],
+        json!(true),
+        "{answer:?}"
+    );
 }
 
 #[tokio::test]
