@@ -119,6 +119,11 @@ pub mod jwt;
 mod protocol;
 pub mod store;
 
+/// The README's Rust blocks, compiled as doc tests: its Quick start must build as written.
+#[cfg(all(doctest, feature = "jwt", feature = "memory"))]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
+
 /// Not API: hooks for the crate's benchmarks (`benches/`), fuzz targets (`fuzz/`) and
 /// `tests/fuzz_corpus.rs`. May change or vanish in any release.
 #[doc(hidden)]
