@@ -243,7 +243,11 @@ async fn binding_layer_over_grpc_routes_passes_them_and_still_checks_sessions() 
     let session = raw.open_session(Some(&alice)).await;
     let bob = support::token(ISS_A, "bob", 1);
     let answer = Raw::send(
-        raw.request(reqwest::Method::GET, Some(&session), Some(&bob))
+        raw.http
+            .get(&raw.url)
+            .bearer_auth(&bob)
+            .header("mcp-session-id", &session)
+            .header("mcp-protocol-version", support::PROTOCOL)
             .header("content-type", "application/grpc")
             .header("accept", "text/event-stream"),
     )
