@@ -31,6 +31,13 @@ use crate::{identity::IdentityError, protocol::jsonrpc};
 /// | [`RevocationUnavailable`](Self::RevocationUnavailable), [`KeysUnavailable`](Self::KeysUnavailable) | 503 (`Retry-After`) | none, no challenge |
 /// | [`InsufficientScope`](Self::InsufficientScope) | 403 | `insufficient_scope`, with the required `scope` |
 /// | every other reason | 401 | `invalid_token` |
+///
+/// A gRPC request (`content-type: application/grpc`, `application/grpc+proto`,
+/// `application/grpc-web…`) gets a gRPC status instead, as a trailers-only response (HTTP 200, no
+/// body): `grpc-status` 14 (`UNAVAILABLE`) for the 503 reasons, 7 (`PERMISSION_DENIED`) for
+/// [`InsufficientScope`](Self::InsufficientScope), 16 (`UNAUTHENTICATED`) for the others;
+/// `grpc-message` says why. The same headers (`WWW-Authenticate`, `Retry-After`) and the reason in
+/// the extensions come with it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum JwtRejection {
