@@ -14,6 +14,15 @@
 //! - [`FromClaims`] reads [`Claims`] (a JSON claims object) and takes the string `iss` and `sub`.
 //!
 //! A closure `Fn(&Parts) -> Result<Option<Identity>, IdentityError>` is an extractor too.
+//!
+//! # What handlers see
+//!
+//! Whatever extractor read it, the layer puts the [`Identity`] it compared in the request
+//! extensions before it calls the inner service, so a handler (an rmcp tool reads them from the
+//! `http::request::Parts` in its request context; axum handlers take `Identity` as an extractor
+//! with the feature `axum`) sees exactly the identity the session is bound to. When the extractor
+//! found none (an anonymous session), the layer removes any `Identity` another layer left there:
+//! the handler sees none either.
 
 use std::{fmt, marker::PhantomData, sync::Arc};
 
@@ -111,6 +120,32 @@ impl Identity {
     #[cfg_attr(not(feature = "memory"), allow(dead_code))]
     pub(crate) fn from_shared(iss: Arc<str>, sub: Arc<str>) -> Self {
         Self { iss, sub }
+    }
+
+    /// Whether both halves are the very same strings as `other`'s (a clone of it): cheaper than
+    /// comparing them, and never true for two identities that differ.
+    fn is_clone_of(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.iss, &other.iss) && Arc::ptr_eq(&self.sub, &other.sub)
+    }
+}
+
+/// Makes the request extensions hold exactly the identity the binding layer compared: `caller`
+/// when there is one (unless the extensions already hold that very value, as with the default
+/// [`FromIdentityExtension`]: nothing is allocated then), and no [`Identity`] at all when the
+/// extractor found none, so a handler never sees an identity the binding did not use.
+pub(crate) fn expose(extensions: &mut http::Extensions, caller: Option<&Identity>) {
+    match caller {
+        Some(caller) => {
+            if !extensions
+                .get::<Identity>()
+                .is_some_and(|present| present.is_clone_of(caller))
+            {
+                extensions.insert(caller.clone());
+            }
+        }
+        None => {
+            extensions.remove::<Identity>();
+        }
     }
 }
 
@@ -430,6 +465,115 @@ impl IdentityExtractor for FromClaims {
     }
 }
 
+/// Handlers read the caller's [`Identity`] as an axum extractor (feature `axum`).
+///
+/// Behind [`SessionBindingLayer`](crate::SessionBindingLayer) it is the identity the binding
+/// compared, whichever [`IdentityExtractor`] read it (the layer puts it in the request
+/// extensions); without the binding layer, the one the auth layer inserted. A request without
+/// one is answered with [`MissingIdentity`]: 401. Take `Option<Identity>` where anonymous
+/// callers are welcome (`None` for them, never a rejection).
+///
+/// ```
+/// use axum::{Router, routing::get};
+/// use mcp_session_binding::Identity;
+///
+/// async fn me(identity: Identity) -> String {
+///     format!("hello {} from {}", identity.sub(), identity.iss())
+/// }
+///
+/// async fn maybe(identity: Option<Identity>) -> String {
+///     identity.map_or_else(|| "anonymous".to_owned(), |i| i.sub().to_owned())
+/// }
+///
+/// let app: Router = Router::new().route("/me", get(me)).route("/maybe", get(maybe));
+/// # let _ = app;
+/// ```
+#[cfg(feature = "axum")]
+#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
+impl<S: Send + Sync> axum_core::extract::FromRequestParts<S> for Identity {
+    type Rejection = MissingIdentity;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        parts
+            .extensions
+            .get::<Identity>()
+            .cloned()
+            .ok_or(MissingIdentity)
+    }
+}
+
+/// `Option<Identity>` as an axum extractor (feature `axum`): `None` for a request without an
+/// identity (an anonymous session, a route without auth). It never rejects.
+///
+/// ```
+/// use mcp_session_binding::Identity;
+///
+/// async fn handler(identity: Option<Identity>) -> &'static str {
+///     if identity.is_some() { "signed in" } else { "anonymous" }
+/// }
+/// let app: axum::Router = axum::Router::new().route("/", axum::routing::get(handler));
+/// # let _ = app;
+/// ```
+#[cfg(feature = "axum")]
+#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
+impl<S: Send + Sync> axum_core::extract::OptionalFromRequestParts<S> for Identity {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        _state: &S,
+    ) -> Result<Option<Self>, Self::Rejection> {
+        Ok(parts.extensions.get::<Identity>().cloned())
+    }
+}
+
+/// The rejection of the [`Identity`] axum extractor (feature `axum`): the request carries no
+/// identity, because no auth layer ran on this route or it let an anonymous request through.
+///
+/// As a response it is `401 Unauthorized` with `WWW-Authenticate: Bearer` and a JSON-RPC error
+/// body (code `-32000`, no `id`), like the crate's other refusals.
+///
+/// ```
+/// use axum_core::response::IntoResponse;
+/// use mcp_session_binding::identity::MissingIdentity;
+///
+/// let response = MissingIdentity.into_response();
+/// assert_eq!(response.status(), http::StatusCode::UNAUTHORIZED);
+/// assert_eq!(response.headers()["www-authenticate"], "Bearer");
+/// ```
+#[cfg(feature = "axum")]
+#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MissingIdentity;
+
+#[cfg(feature = "axum")]
+impl fmt::Display for MissingIdentity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(
+            "Unauthorized: no caller identity on this request; an authentication layer must run \
+             before this handler and put the identity in the request extensions",
+        )
+    }
+}
+
+#[cfg(feature = "axum")]
+impl std::error::Error for MissingIdentity {}
+
+#[cfg(feature = "axum")]
+impl axum_core::response::IntoResponse for MissingIdentity {
+    fn into_response(self) -> axum_core::response::Response {
+        use crate::protocol::jsonrpc;
+        let body = jsonrpc::error(jsonrpc::code::SERVER_ERROR, &self.to_string());
+        let mut response =
+            jsonrpc::response(http::StatusCode::UNAUTHORIZED, body).map(axum_core::body::Body::new);
+        response.headers_mut().insert(
+            http::header::WWW_AUTHENTICATE,
+            http::HeaderValue::from_static("Bearer"),
+        );
+        response
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -495,6 +639,30 @@ mod tests {
             );
             assert!(FromClaims.extract(&parts_with(claims)).is_err());
         }
+    }
+
+    #[test]
+    fn expose_leaves_exactly_the_compared_identity() {
+        let alice = Identity::new("i", "alice").unwrap();
+        let bob = Identity::new("i", "bob").unwrap();
+        // The same value (the default extractor's clone): kept as it is.
+        let mut extensions = http::Extensions::new();
+        extensions.insert(alice.clone());
+        expose(&mut extensions, Some(&alice));
+        assert!(extensions.get::<Identity>().unwrap().is_clone_of(&alice));
+        // An equal identity built elsewhere: replaced by the compared one.
+        let equal = Identity::new("i", "alice").unwrap();
+        expose(&mut extensions, Some(&equal));
+        assert!(extensions.get::<Identity>().unwrap().is_clone_of(&equal));
+        // Another identity: replaced.
+        expose(&mut extensions, Some(&bob));
+        assert_eq!(extensions.get::<Identity>(), Some(&bob));
+        // None compared: none left.
+        expose(&mut extensions, None);
+        assert_eq!(extensions.get::<Identity>(), None);
+        // Missing: inserted.
+        expose(&mut extensions, Some(&alice));
+        assert_eq!(extensions.get::<Identity>(), Some(&alice));
     }
 
     #[test]

@@ -66,7 +66,7 @@
 //! | no `Mcp-Session-Id`, and the identity already holds its limit of live sessions ([100](SessionBindingLayer::max_sessions_per_identity); anonymous callers share a [separate budget](SessionBindingLayer::max_anonymous_sessions)) | 429 with `Retry-After` and a JSON-RPC error (`too_many_sessions`); the new inner session is ended |
 //! | session id, caller is the owner | forwarded untouched: no body buffering, streams flow; an owner `DELETE` that succeeds tombstones the binding |
 //! | session id, caller is not the owner (other `sub`, other `iss`, token on an anonymous session, none on a bound one), or the stored binding is corrupt | mismatch: the session is ended first (tombstone + `DELETE` to the inner service), then `tools/call` → 200 with an `isError` result and the request's `id`; other requests → a JSON-RPC error with their `id`; a batch → one answer per request (at most [64](SessionBindingLayer::max_batch_answers)); GET, DELETE, notifications, responses, unparseable bodies, larger batches or answers over [64 KiB](SessionBindingLayer::max_answer_bytes) → 403 without `id`; a body not received within [10 s](SessionBindingLayer::refused_body_timeout) → 408. [Configurable](MismatchAnswer): 404 like an unknown session, and/or keep the session |
-//! | unknown, expired or ended session | 404 |
+//! | unknown, expired or ended session | 404; a `DELETE` of an ended session → 204, not forwarded (idempotent: client shutdown code works after a refused hijack; from anyone, a tombstone has no owner; 404 with [`MismatchAnswer::NotFound`], where 204 would reveal that a refused id had been live) |
 //! | malformed session header (empty, a byte outside 0x21–0x7E, too long, repeated) | 400 |
 //! | body over the cap, on the mismatch path | 413 |
 //! | binding store error | 503 with `Retry-After`; not forwarded, session kept |
@@ -110,6 +110,8 @@
 //! - `oidc` (implies `jwt`): issuers trusted by URL, through OpenID Connect discovery and their
 //!   JWK sets, refreshed and rotated (`JwtAuthLayerBuilder::issuer_discovery`); an HTTPS client
 //!   (reqwest with rustls).
+//! - `axum`: [`Identity`] as an axum extractor (and `Option<Identity>`), with
+//!   `identity::MissingIdentity` (401) as its rejection; depends on `axum-core` only.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod binding;
@@ -121,6 +123,11 @@ pub mod origin;
 mod protocol;
 mod ready;
 pub mod store;
+
+/// The README's Rust blocks, compiled as doc tests: its Quick start must build as written.
+#[cfg(all(doctest, feature = "jwt", feature = "memory"))]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
 
 /// Not API: hooks for the crate's benchmarks (`benches/`), fuzz targets (`fuzz/`) and
 /// `tests/fuzz_corpus.rs`. May change or vanish in any release.

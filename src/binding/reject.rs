@@ -36,7 +36,8 @@ pub enum RejectionReason {
     CorruptBinding,
     /// The session has no binding (unknown or expired): 404.
     UnknownSession,
-    /// The session was ended: 404.
+    /// The session was ended: 404; a `DELETE` of it gets 204 (it is already gone), unless the
+    /// mismatch answer is [`MismatchAnswer::NotFound`](crate::MismatchAnswer::NotFound).
     EndedSession,
     /// `Mcp-Session-Id` is empty, repeated, too long or has a byte outside 0x21–0x7E: 400.
     MalformedSessionId,
@@ -201,6 +202,17 @@ pub(crate) fn plain(reason: RejectionReason, detail: Option<&str>) -> Response<F
         }
         _ => {}
     }
+    response
+}
+
+/// The answer to a `DELETE` of a session that was already ended: 204, no body; the reason
+/// ([`RejectionReason::EndedSession`]) in the extensions, like every answer the layer makes.
+pub(crate) fn already_ended() -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::default());
+    *response.status_mut() = StatusCode::NO_CONTENT;
+    response
+        .extensions_mut()
+        .insert(RejectionReason::EndedSession);
     response
 }
 

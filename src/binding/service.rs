@@ -238,6 +238,8 @@ where
                 return early_answer(parts.version, body, answer);
             }
         };
+        // Handlers see the identity compared here, whichever extractor read it.
+        crate::identity::expose(&mut parts.extensions, caller.as_ref());
 
         let Some(key) = key else {
             // No session yet: forward, and bind the session the response may create.
@@ -374,6 +376,7 @@ where
             Ok(Lookup::Bound(Owner::User(owner))) => Refusal::Mismatch { owner: Some(owner) },
             Ok(Lookup::Bound(Owner::Anonymous)) => Refusal::Mismatch { owner: None },
             Ok(Lookup::Missing) => return self.not_found(RejectionReason::UnknownSession),
+            Ok(Lookup::Ended) if self.deletes_idempotently() => return self.already_ended(),
             Ok(Lookup::Ended) => return self.not_found(RejectionReason::EndedSession),
             Err(error) if error.kind() == StoreErrorKind::Corrupt => {
                 let what = "stored binding does not parse; failing closed";
@@ -422,6 +425,22 @@ where
             ready.call(Request::from_parts(self.parts, self.body)),
             after,
         )
+    }
+
+    /// A `DELETE` of a session the layer already ended answers 204, so client shutdown code
+    /// (the TypeScript SDK's `terminateSession()` throws on 404) works after a refused hijack.
+    /// Whoever asks: a tombstone has no owner, and the session is over either way. Not with
+    /// [`MismatchAnswer::NotFound`]: there, 204 after a 404 would tell a thief that the id it
+    /// was refused on had been a live session.
+    fn deletes_idempotently(&self) -> bool {
+        self.parts.method == Method::DELETE && self.config.mismatch_answer == MismatchAnswer::Mcp
+    }
+
+    fn already_ended(self) -> ResponseFuture<S::Future, ResBody> {
+        let detail = "DELETE of an ended session: answered 204";
+        let reason = RejectionReason::EndedSession;
+        trace::rejected(reason, self.caller.as_ref(), Some(self.key), Some(detail));
+        early_answer(self.parts.version, self.body, reject::already_ended())
     }
 
     fn not_found(self, reason: RejectionReason) -> ResponseFuture<S::Future, ResBody> {

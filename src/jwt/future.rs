@@ -218,10 +218,11 @@ where
                     let next = match rejection {
                         Some(rejection) => {
                             tracing::debug!(reason = rejection.code(), "bearer token rejected");
-                            let response = config.rejector.response(rejection);
                             let (_, request) = pending
                                 .take()
                                 .expect("ResponseFuture polled after completion");
+                            let response =
+                                config.rejector.response_to(rejection, request.headers());
                             self::rejection(response, request)
                         }
                         None => {

@@ -3,7 +3,7 @@
 use std::fmt;
 
 use bytes::Bytes;
-use http::{HeaderValue, Response, StatusCode, header};
+use http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode, header};
 
 use crate::{identity::IdentityError, protocol::jsonrpc};
 
@@ -31,6 +31,13 @@ use crate::{identity::IdentityError, protocol::jsonrpc};
 /// | [`RevocationUnavailable`](Self::RevocationUnavailable), [`KeysUnavailable`](Self::KeysUnavailable) | 503 (`Retry-After`) | none, no challenge |
 /// | [`InsufficientScope`](Self::InsufficientScope) | 403 | `insufficient_scope`, with the required `scope` |
 /// | every other reason | 401 | `invalid_token` |
+///
+/// A gRPC request (`content-type: application/grpc`, `application/grpc+proto`,
+/// `application/grpc-web…`) gets a gRPC status instead, as a trailers-only response (HTTP 200, no
+/// body): `grpc-status` 14 (`UNAVAILABLE`) for the 503 reasons, 7 (`PERMISSION_DENIED`) for
+/// [`InsufficientScope`](Self::InsufficientScope), 16 (`UNAUTHENTICATED`) for the others;
+/// `grpc-message` says why. The same headers (`WWW-Authenticate`, `Retry-After`) and the reason in
+/// the extensions come with it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum JwtRejection {
@@ -152,6 +159,68 @@ impl fmt::Display for JwtRejection {
 
 impl std::error::Error for JwtRejection {}
 
+/// The `grpc-status` header of a gRPC answer.
+const GRPC_STATUS: HeaderName = HeaderName::from_static("grpc-status");
+/// The `grpc-message` header of a gRPC answer.
+const GRPC_MESSAGE: HeaderName = HeaderName::from_static("grpc-message");
+
+/// The content type of a gRPC answer to a request with these headers, when the request is a gRPC
+/// call: `content-type` is `application/grpc` (or `application/grpc+proto`, `…;params`), or the
+/// gRPC-Web forms `application/grpc-web[+…]` and `application/grpc-web-text[+…]`, which take a
+/// trailers-only answer in the headers too. Media types compare case-insensitively. Anything
+/// else (`application/grpcx`, no `content-type`) is not gRPC.
+pub(crate) fn grpc_content_type(headers: &HeaderMap) -> Option<&'static str> {
+    let value = headers.get(header::CONTENT_TYPE)?.as_bytes();
+    let rest = strip_prefix_ignore_case(value, b"application/grpc")?;
+    let (answer, rest) = if let Some(rest) = strip_prefix_ignore_case(rest, b"-web-text") {
+        ("application/grpc-web-text", rest)
+    } else if let Some(rest) = strip_prefix_ignore_case(rest, b"-web") {
+        ("application/grpc-web", rest)
+    } else {
+        ("application/grpc", rest)
+    };
+    matches!(rest.first(), None | Some(b'+' | b';' | b' ')).then_some(answer)
+}
+
+fn strip_prefix_ignore_case<'a>(value: &'a [u8], prefix: &[u8]) -> Option<&'a [u8]> {
+    let head = value.get(..prefix.len())?;
+    head.eq_ignore_ascii_case(prefix)
+        .then(|| &value[prefix.len()..])
+}
+
+/// The gRPC status code for a rejection's HTTP status.
+fn grpc_status(status: StatusCode) -> &'static str {
+    match status {
+        StatusCode::SERVICE_UNAVAILABLE => "14", // UNAVAILABLE
+        StatusCode::FORBIDDEN => "7",            // PERMISSION_DENIED
+        _ => "16",                               // UNAUTHENTICATED (401, and 400: a bad header)
+    }
+}
+
+/// `grpc-message` encoding (gRPC over HTTP/2, "Responses"): bytes outside visible ASCII and `%`
+/// become `%XX`.
+fn grpc_percent_encode(message: &str) -> String {
+    let mut encoded = String::with_capacity(message.len());
+    for byte in message.bytes() {
+        if (0x20..0x7f).contains(&byte) && byte != b'%' {
+            encoded.push(char::from(byte));
+        } else {
+            encoded.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    encoded
+}
+
+/// The message of a rejection, as the answers say it.
+fn message(rejection: &JwtRejection) -> String {
+    let prefix = match rejection.status() {
+        StatusCode::SERVICE_UNAVAILABLE => "Service unavailable",
+        StatusCode::FORBIDDEN => "Forbidden",
+        _ => "Unauthorized",
+    };
+    format!("{prefix}: {rejection}")
+}
+
 /// Builds rejection responses: the `WWW-Authenticate` challenge and the JSON-RPC error body.
 #[derive(Clone, Debug)]
 pub(crate) struct Rejector {
@@ -238,24 +307,63 @@ impl Rejector {
         HeaderValue::try_from(value).unwrap_or_else(|_| HeaderValue::from_static("Bearer"))
     }
 
+    /// The response for `rejection` of a request with `request_headers`: a gRPC status for a
+    /// gRPC request (see [`grpc_content_type`]), the HTTP answer with a JSON-RPC body otherwise.
+    pub(crate) fn response_to(
+        &self,
+        rejection: JwtRejection,
+        request_headers: &HeaderMap,
+    ) -> Response<Bytes> {
+        match grpc_content_type(request_headers) {
+            Some(content_type) => self.grpc_response(rejection, content_type),
+            None => self.response(rejection),
+        }
+    }
+
     /// The response for `rejection`, with the reason in its extensions.
     pub(crate) fn response(&self, rejection: JwtRejection) -> Response<Bytes> {
         let status = rejection.status();
-        let prefix = match status {
-            StatusCode::SERVICE_UNAVAILABLE => "Service unavailable",
-            StatusCode::FORBIDDEN => "Forbidden",
-            _ => "Unauthorized",
-        };
+        let message = message(&rejection);
         // One code for "not authorized, or a dependency unavailable" in both layers; no `id`.
-        let message = format!("{prefix}: {rejection}");
         let body = jsonrpc::error(jsonrpc::code::SERVER_ERROR, &message);
         let mut response = Response::new(Bytes::from(body));
         *response.status_mut() = status;
-        let headers = response.headers_mut();
-        headers.insert(
+        response.headers_mut().insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         );
+        self.finish(rejection, response)
+    }
+
+    /// The gRPC answer for `rejection`: a trailers-only response (HTTP 200, no body, the status
+    /// in the headers), which gRPC clients read as a call status rather than a protocol error.
+    /// `grpc-status` is 16 (`UNAUTHENTICATED`) for a missing or invalid token, 7
+    /// (`PERMISSION_DENIED`) for a missing scope, 14 (`UNAVAILABLE`) when the keys or the
+    /// revocation check are unavailable; `grpc-message` is the reason, percent-encoded as the
+    /// gRPC spec says. `WWW-Authenticate` and `Retry-After` are kept for clients that read them.
+    fn grpc_response(
+        &self,
+        rejection: JwtRejection,
+        content_type: &'static str,
+    ) -> Response<Bytes> {
+        let mut response = Response::new(Bytes::new());
+        let headers = response.headers_mut();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+        headers.insert(
+            GRPC_STATUS,
+            HeaderValue::from_static(grpc_status(rejection.status())),
+        );
+        // Percent-encoded: visible ASCII only, a valid header value.
+        if let Ok(value) = HeaderValue::try_from(grpc_percent_encode(&message(&rejection))) {
+            headers.insert(GRPC_MESSAGE, value);
+        }
+        self.finish(rejection, response)
+    }
+
+    /// The headers every rejection carries, and the reason in the extensions.
+    fn finish(&self, rejection: JwtRejection, mut response: Response<Bytes>) -> Response<Bytes> {
+        let status = rejection.status();
+        let headers = response.headers_mut();
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         if let JwtRejection::KeysUnavailable { retry_after } = rejection {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(retry_after.max(1)));
@@ -312,6 +420,81 @@ mod tests {
         let body: serde_json::Value = serde_json::from_slice(response.body()).unwrap();
         assert_eq!(body["error"]["code"], jsonrpc::code::SERVER_ERROR);
         assert!(body.get("id").is_none());
+    }
+
+    fn headers(content_type: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::CONTENT_TYPE, content_type.parse().unwrap());
+        headers
+    }
+
+    #[test]
+    fn grpc_requests_are_known_by_their_content_type() {
+        for (content_type, answer) in [
+            ("application/grpc", Some("application/grpc")),
+            ("application/grpc+proto", Some("application/grpc")),
+            ("Application/GRPC;charset=utf-8", Some("application/grpc")),
+            ("application/grpc-web", Some("application/grpc-web")),
+            ("application/grpc-web+proto", Some("application/grpc-web")),
+            (
+                "application/grpc-web-text",
+                Some("application/grpc-web-text"),
+            ),
+            ("application/grpcx", None),
+            ("application/grpc-webby", None),
+            ("application/json", None),
+            ("application/grp", None),
+            ("", None),
+        ] {
+            assert_eq!(
+                grpc_content_type(&headers(content_type)),
+                answer,
+                "{content_type:?}"
+            );
+        }
+        assert_eq!(grpc_content_type(&HeaderMap::new()), None);
+    }
+
+    #[test]
+    fn grpc_rejections_are_trailers_only_statuses() {
+        let rejector = Rejector::new(Some("https://m/x"), None, 3);
+        let grpc = headers("application/grpc");
+        for (rejection, status) in [
+            (JwtRejection::Missing, "16"),
+            (JwtRejection::Expired, "16"),
+            (JwtRejection::MalformedHeader, "16"),
+            (JwtRejection::InsufficientScope, "7"),
+            (JwtRejection::RevocationUnavailable, "14"),
+            (JwtRejection::KeysUnavailable { retry_after: 9 }, "14"),
+        ] {
+            let response = rejector.response_to(rejection.clone(), &grpc);
+            assert_eq!(response.status(), StatusCode::OK, "{rejection:?}");
+            assert!(response.body().is_empty(), "trailers-only: no body");
+            let headers = response.headers();
+            assert_eq!(headers[header::CONTENT_TYPE], "application/grpc");
+            assert_eq!(headers["grpc-status"], status, "{rejection:?}");
+            let message = headers["grpc-message"].to_str().unwrap();
+            assert!(message.starts_with(match status {
+                "14" => "Service unavailable: ",
+                "7" => "Forbidden: ",
+                _ => "Unauthorized: ",
+            }));
+            assert_eq!(
+                response.extensions().get::<JwtRejection>(),
+                Some(&rejection)
+            );
+        }
+        // The same rejection of a non-gRPC request is the HTTP answer.
+        let response = rejector.response_to(JwtRejection::Missing, &headers("application/json"));
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+        assert!(!response.headers().contains_key("grpc-status"));
+    }
+
+    #[test]
+    fn grpc_message_is_percent_encoded() {
+        assert_eq!(grpc_percent_encode("a b%c"), "a b%25c");
+        assert_eq!(grpc_percent_encode("é\\n"), "%C3%A9\\n");
+        assert_eq!(grpc_percent_encode("x\ny"), "x%0Ay");
     }
 
     #[test]

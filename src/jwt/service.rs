@@ -200,7 +200,8 @@ pub(crate) fn admit<B>(
             } else {
                 tracing::debug!(reason = rejection.code(), "bearer token rejected");
             }
-            return Admission::Rejected(config.rejector.response(rejection));
+            let response = config.rejector.response_to(rejection, request.headers());
+            return Admission::Rejected(response);
         }
     };
     tracing::trace!(
