@@ -34,14 +34,12 @@
 
 #[path = "common/demo_mcp.rs"]
 mod demo_mcp;
-#[path = "common/hs256_env.rs"]
-mod hs256_env;
 #[path = "common/jwt_stack.rs"]
 mod jwt_stack;
 
 use std::{io::Write, process::ExitCode, sync::Arc, time::Duration};
 
-use jwt_stack::{StackConfig, TokenMinter, TrustedIssuer};
+use jwt_stack::StackConfig;
 use mcp_session_binding::store::MemoryStore;
 use tonic::{
     service::Routes,
@@ -107,9 +105,12 @@ async fn main() -> ExitCode {
 }
 
 async fn run(listen: &str) -> Result<(), String> {
-    let settings = hs256_env::JwtSettings::from_env()?;
-    let generated = settings.secret.is_none();
-    let secret = settings.secret.unwrap_or_else(jwt_stack::random_secret);
+    // The HS256 development mode of `mcp_server` (no `--issuer` flags here).
+    let jwt_stack::Issuers {
+        trusted,
+        audience,
+        dev_secret,
+    } = jwt_stack::issuers_from_env(&[])?;
 
     let listener = tokio::net::TcpListener::bind(listen)
         .await
@@ -123,12 +124,9 @@ async fn run(listen: &str) -> Result<(), String> {
     // Expired bindings are also dropped lazily; the sweeper bounds the memory of sessions nobody
     // comes back to.
     drop(store.spawn_sweeper(Duration::from_secs(60)));
-    let mut config = StackConfig::new(secret.clone(), Arc::new(store));
-    config.issuers = vec![TrustedIssuer::hs256(
-        settings.issuers[0].clone(),
-        secret.clone(),
-    )];
-    config.audience = settings.audience;
+    let mut config = StackConfig::new(Vec::new(), Arc::new(store));
+    config.issuers = trusted;
+    config.audience = audience;
     let auth = jwt_stack::auth_layer(&config, &base_url)
         .map_err(|e| format!("invalid JWT settings (MCP_JWT_*): {e}"))?;
 
@@ -141,20 +139,9 @@ async fn run(listen: &str) -> Result<(), String> {
     let app = Routes::from(mcp.merge(grpc));
 
     let mut stdout = std::io::stdout().lock();
-    if generated {
-        let minter = TokenMinter::new(&secret, config.audience.clone());
-        let issuer = &config.issuers[0].issuer;
-        writeln!(
-            stdout,
-            "MCP_JWT_SECRET is not set: this run signs with a random secret. Tokens (iss \
-             {issuer}, aud {}, valid 1 hour):",
-            config.audience
-        )
-        .map_err(|e| e.to_string())?;
-        for sub in ["alice", "bob"] {
-            writeln!(stdout, "  {sub:<5}  {}", minter.token(issuer, sub))
-                .map_err(|e| e.to_string())?;
-        }
+    if let Some(secret) = &dev_secret {
+        jwt_stack::print_tokens(&mut stdout, secret, &config, &format!("{base_url}/mcp"))
+            .map_err(|e| e.to_string())?;
     }
     writeln!(stdout, "listening on {base_url}/mcp").map_err(|e| e.to_string())?;
     stdout.flush().map_err(|e| e.to_string())?;
