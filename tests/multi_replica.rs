@@ -35,7 +35,7 @@ use http::StatusCode;
 use jwt_stack::{DEFAULT_AUDIENCE, DEFAULT_ISSUER, StackConfig, TokenMinter};
 use mcp_session_binding::{
     Identity, MISMATCH_MESSAGE,
-    store::{BindOutcome, BindingStore, Owner, RedisStore, SessionKey},
+    store::{BindOutcome, BindingStore, Owner, RedisOptions, RedisStore, SessionKey},
 };
 use redis_server::RedisServer;
 use rmcp_redis_sessions::RedisSessionStore;
@@ -95,10 +95,10 @@ impl Drop for Replica {
 impl Replica {
     /// A replica whose bindings and rmcp sessions are in the Redis at `redis`.
     async fn start(redis: &RedisServer) -> Self {
-        let bindings = RedisStore::connect(&redis.url())
+        let options = RedisOptions::new().timeout(STORE_TIMEOUT);
+        let bindings = RedisStore::connect_with(&redis.url(), options)
             .await
-            .expect("redis for the bindings")
-            .with_timeout(STORE_TIMEOUT);
+            .expect("redis for the bindings");
         let sessions = RedisSessionStore::connect(&redis.url())
             .await
             .expect("redis for the sessions");

@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 use mcp_session_binding::{
     Identity,
     store::{
-        BindOutcome, BindingStore, Lookup, Owner, RedisStore, SessionKey, StoreErrorKind,
-        conformance,
+        BindOutcome, BindingStore, Lookup, Owner, RedisOptions, RedisStore, SessionKey,
+        StoreErrorKind, conformance,
     },
 };
 use redis_server::RedisServer;
@@ -31,7 +31,11 @@ fn bob() -> Owner {
 }
 
 async fn store(server: &RedisServer) -> RedisStore {
-    RedisStore::connect(&server.url())
+    store_with(server, RedisOptions::new()).await
+}
+
+async fn store_with(server: &RedisServer, options: RedisOptions) -> RedisStore {
+    RedisStore::connect_with(&server.url(), options)
         .await
         .expect("connect to the test redis")
 }
@@ -58,7 +62,11 @@ async fn conformance_suite_passes() {
     let store = store(&server).await;
     conformance::run_all(&store).await;
     // And with another prefix, on the same server, without interference.
-    conformance::run_all(&store.clone().with_prefix("{other}:mcpsb:")).await;
+    let other =
+        RedisStore::connect_with(&server.url(), RedisOptions::new().prefix("{other}:mcpsb:"))
+            .await
+            .unwrap();
+    conformance::run_all(&other).await;
 }
 
 #[tokio::test]
@@ -220,7 +228,7 @@ async fn stopped_redis_is_unavailable_quickly_and_a_restart_is_picked_up() {
         return;
     };
     let timeout = Duration::from_millis(800);
-    let store = store(&server).await.with_timeout(timeout);
+    let store = store_with(&server, RedisOptions::new().timeout(timeout)).await;
     let key = SessionKey::from_session_id("outage");
     assert_eq!(
         store.bind(key, &alice(), TTL, NO_LIMIT).await.unwrap(),
@@ -283,7 +291,7 @@ async fn hung_redis_is_unavailable_within_the_timeout() {
         return;
     };
     let timeout = Duration::from_millis(500);
-    let store = store(&server).await.with_timeout(timeout);
+    let store = store_with(&server, RedisOptions::new().timeout(timeout)).await;
     let key = SessionKey::from_session_id("hung");
     store.bind(key, &alice(), TTL, NO_LIMIT).await.unwrap();
     store.lookup(key, Some(TTL)).await.unwrap();
@@ -429,7 +437,7 @@ async fn redis_never_holds_the_session_id() {
     let Some(server) = RedisServer::start() else {
         return;
     };
-    let store = store(&server).await.with_prefix("app:");
+    let store = store_with(&server, RedisOptions::new().prefix("app:")).await;
     let session_id = "secret-session-id";
     let key = SessionKey::from_session_id(session_id);
     store.bind(key, &alice(), TTL, NO_LIMIT).await.unwrap();

@@ -101,19 +101,19 @@ impl RedisSessionStore {
 
     /// Sets the key prefix (default `"mcpsb-session:"`). Replicas that share sessions must use
     /// the same one.
-    pub fn with_prefix(mut self, prefix: impl Into<String>) -> Self {
+    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
         self.prefix = Arc::from(prefix.into());
         self
     }
 
     /// Sets how long a session's state lives after its creation (default 24 h; at least 1 ms).
-    pub fn with_ttl(mut self, ttl: Duration) -> Self {
+    pub fn ttl(mut self, ttl: Duration) -> Self {
         self.ttl = ttl;
         self
     }
 
     /// Bounds every operation (default 2 s).
-    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+    pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
         self
     }

@@ -134,7 +134,7 @@ static SLIDE_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(SLIDE_LUA))
 
 /// Bindings in Redis: the store for several replicas behind a load balancer.
 ///
-/// Every replica that points at the same Redis (and [prefix](Self::with_prefix)) sees the same
+/// Every replica that points at the same Redis (and [prefix](RedisOptions::prefix)) sees the same
 /// bindings and tombstones, so a session bound on one replica is checked on all of them, and a
 /// session ended on one answers 404 on all of them.
 ///
@@ -206,7 +206,7 @@ static SLIDE_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(SLIDE_LUA))
 ///
 /// # Failures
 ///
-/// Every operation is bounded by [`with_timeout`](Self::with_timeout) (default 2 s). A timeout,
+/// Every operation is bounded by the [timeout](RedisOptions::timeout) (default 2 s). A timeout,
 /// a refused or dropped connection, or a server error (`OOM`, `LOADING`, `READONLY`, …) is
 /// [`Unavailable`](super::StoreErrorKind::Unavailable): the layer answers 503 and keeps the
 /// session. The [`ConnectionManager`] reconnects on its own, so after Redis comes back the same
@@ -228,13 +228,13 @@ static SLIDE_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(SLIDE_LUA))
 ///
 /// ```no_run
 /// use std::{sync::Arc, time::Duration};
-/// use mcp_session_binding::store::{BindingStore, RedisStore, StoreError};
+/// use mcp_session_binding::store::{BindingStore, RedisOptions, RedisStore, StoreError};
 ///
 /// # async fn run() -> Result<(), StoreError> {
-/// let store = RedisStore::connect("redis://127.0.0.1:6379/")
-///     .await?
-///     .with_prefix("myapp:mcpsb:")
-///     .with_timeout(Duration::from_millis(500));
+/// let options = RedisOptions::new()
+///     .prefix("myapp:mcpsb:")
+///     .timeout(Duration::from_millis(500));
+/// let store = RedisStore::connect_with("redis://127.0.0.1:6379/", options).await?;
 /// // Clones share one connection; hand one to every layer of this process.
 /// let shared: Arc<dyn BindingStore> = Arc::new(store.clone());
 /// # let _ = shared;
@@ -251,8 +251,79 @@ pub struct RedisStore {
     timeout: Duration,
 }
 
+/// How a [`RedisStore`] uses its Redis: the key prefix and the bound on one operation.
+///
+/// A builder: start from [`RedisOptions::new`] (the defaults), set what differs, and pass it to
+/// [`RedisStore::connect_with`] or [`RedisStore::with_options`].
+///
+/// ```
+/// use std::time::Duration;
+/// use mcp_session_binding::store::RedisOptions;
+///
+/// let options = RedisOptions::new()
+///     .prefix("tenant-a:mcpsb:")
+///     .timeout(Duration::from_millis(500));
+/// # let _ = options;
+/// ```
+#[derive(Clone, Debug)]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+#[must_use]
+pub struct RedisOptions {
+    prefix: String,
+    timeout: Duration,
+}
+
+impl Default for RedisOptions {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl RedisOptions {
+    /// The defaults: prefix `"mcpsb:"`, timeout 2 s.
+    ///
+    /// ```
+    /// let options = mcp_session_binding::store::RedisOptions::new();
+    /// # let _ = options;
+    /// ```
+    pub fn new() -> Self {
+        Self {
+            prefix: DEFAULT_PREFIX.to_owned(),
+            timeout: DEFAULT_TIMEOUT,
+        }
+    }
+
+    /// The prefix of every key (default `"mcpsb:"`). Replicas that share bindings must use the
+    /// same prefix. On Redis Cluster, a hash tag such as `"{mcpsb}:"` keeps every key of the
+    /// store on one slot, as its scripts need (see [Redis version and deployment](RedisStore)).
+    ///
+    /// ```
+    /// let options = mcp_session_binding::store::RedisOptions::new().prefix("tenant-a:mcpsb:");
+    /// # let _ = options;
+    /// ```
+    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+
+    /// Bounds every operation, and the first connection (default 2 s): past it, the operation
+    /// fails with [`StoreErrorKind::Unavailable`](super::StoreErrorKind::Unavailable). With
+    /// [`RedisStore::with_options`], keep it at least as long as the connection's own response
+    /// timeout, or a dead connection may go unnoticed.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// let options = mcp_session_binding::store::RedisOptions::new().timeout(Duration::from_millis(250));
+    /// # let _ = options;
+    /// ```
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+}
+
 impl RedisStore {
-    /// A store on `conn`, with the default prefix `"mcpsb:"` and timeout (2 s).
+    /// A store on `conn`, with the default [`RedisOptions`].
     ///
     /// Build the manager with [`manager_config`](Self::manager_config) (or timeouts and a bounded
     /// number of retries of your own), so that a stopped server fails operations quickly instead
@@ -264,29 +335,48 @@ impl RedisStore {
     ///
     /// # async fn run() -> redis::RedisResult<()> {
     /// let client = redis::Client::open("redis://redis.internal:6379/0")?;
-    /// let timeout = Duration::from_secs(1);
     /// let conn = client
-    ///     .get_connection_manager_with_config(RedisStore::manager_config(timeout))
+    ///     .get_connection_manager_with_config(RedisStore::manager_config(Duration::from_secs(2)))
     ///     .await?;
-    /// let store = RedisStore::new(conn).with_timeout(timeout);
+    /// let store = RedisStore::new(conn);
     /// # let _ = store;
     /// # Ok(())
     /// # }
     /// ```
     #[must_use]
     pub fn new(conn: ConnectionManager) -> Self {
+        Self::with_options(conn, RedisOptions::new())
+    }
+
+    /// A store on `conn`, with `options`.
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use mcp_session_binding::store::{RedisOptions, RedisStore};
+    ///
+    /// # async fn run() -> redis::RedisResult<()> {
+    /// let client = redis::Client::open("redis://redis.internal:6379/0")?;
+    /// let timeout = Duration::from_secs(1);
+    /// let conn = client
+    ///     .get_connection_manager_with_config(RedisStore::manager_config(timeout))
+    ///     .await?;
+    /// let store = RedisStore::with_options(conn, RedisOptions::new().timeout(timeout));
+    /// assert_eq!(store.timeout(), timeout);
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[must_use]
+    pub fn with_options(conn: ConnectionManager, options: RedisOptions) -> Self {
         Self {
             conn,
-            prefix: Arc::from(DEFAULT_PREFIX),
-            owner_prefix: Arc::from(format!("{DEFAULT_PREFIX}{OWNER_SET}")),
-            timeout: DEFAULT_TIMEOUT,
+            owner_prefix: Arc::from(format!("{}{OWNER_SET}", options.prefix)),
+            prefix: Arc::from(options.prefix),
+            timeout: options.timeout,
         }
     }
 
-    /// Connects to the Redis at `url` (`redis://[user:password@]host[:port][/db]`, or
-    /// `rediss://` when the `redis` crate has a TLS feature on) with
-    /// [`manager_config`](Self::manager_config) and [`tcp_settings`](Self::tcp_settings) for the
-    /// default timeout, and waits for the first connection, at most the default timeout.
+    /// Connects to the Redis at `url` with the default [`RedisOptions`]: see
+    /// [`connect_with`](Self::connect_with).
     ///
     /// # Errors
     ///
@@ -303,18 +393,44 @@ impl RedisStore {
     /// # }
     /// ```
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        Self::connect_with(url, RedisOptions::new()).await
+    }
+
+    /// Connects to the Redis at `url` (`redis://[user:password@]host[:port][/db]`) with
+    /// [`manager_config`](Self::manager_config) and [`tcp_settings`](Self::tcp_settings) for the
+    /// options' timeout, and waits for the first connection, at most that timeout.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreErrorKind::Unavailable`](super::StoreErrorKind::Unavailable) when the URL does not
+    /// parse or the server cannot be reached in time.
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use mcp_session_binding::store::{RedisOptions, RedisStore};
+    ///
+    /// # async fn run() -> Result<(), mcp_session_binding::store::StoreError> {
+    /// let options = RedisOptions::new()
+    ///     .prefix("myapp:mcpsb:")
+    ///     .timeout(Duration::from_millis(500));
+    /// let store = RedisStore::connect_with("redis://127.0.0.1:6379/", options).await?;
+    /// assert_eq!(store.prefix(), "myapp:mcpsb:");
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn connect_with(url: &str, options: RedisOptions) -> Result<Self, StoreError> {
+        let timeout = options.timeout;
         let info = url
             .into_connection_info()
             .map_err(StoreError::unavailable)?;
-        let tcp = Self::tcp_settings(info.tcp_settings().clone(), DEFAULT_TIMEOUT);
+        let tcp = Self::tcp_settings(info.tcp_settings().clone(), timeout);
         let client = Client::open(info.set_tcp_settings(tcp)).map_err(StoreError::unavailable)?;
-        let connecting =
-            client.get_connection_manager_with_config(Self::manager_config(DEFAULT_TIMEOUT));
-        let conn = tokio::time::timeout(DEFAULT_TIMEOUT, connecting)
+        let connecting = client.get_connection_manager_with_config(Self::manager_config(timeout));
+        let conn = tokio::time::timeout(timeout, connecting)
             .await
-            .map_err(|_| timed_out("connect", DEFAULT_TIMEOUT))?
+            .map_err(|_| timed_out("connect", timeout))?
             .map_err(StoreError::unavailable)?;
-        Ok(Self::new(conn))
+        Ok(Self::with_options(conn, options))
     }
 
     /// The [`ConnectionManagerConfig`] this store recommends for an operation timeout of
@@ -365,45 +481,6 @@ impl RedisStore {
         #[cfg(not(any(target_os = "android", target_os = "fuchsia", target_os = "linux")))]
         let _ = timeout;
         settings
-    }
-
-    /// Sets the prefix of every key (default `"mcpsb:"`). Replicas that share bindings must use
-    /// the same prefix. On Redis Cluster, a hash tag such as `"{mcpsb}:"` is required: it keeps
-    /// every key of the store on one slot (see [Redis version and deployment](Self)).
-    ///
-    /// ```no_run
-    /// # use mcp_session_binding::store::RedisStore;
-    /// # async fn run() -> Result<(), mcp_session_binding::store::StoreError> {
-    /// let store = RedisStore::connect("redis://127.0.0.1/").await?.with_prefix("tenant-a:mcpsb:");
-    /// assert_eq!(store.prefix(), "tenant-a:mcpsb:");
-    /// # Ok(())
-    /// # }
-    /// ```
-    #[must_use]
-    pub fn with_prefix(mut self, prefix: impl Into<String>) -> Self {
-        let prefix = prefix.into();
-        self.owner_prefix = Arc::from(format!("{prefix}{OWNER_SET}"));
-        self.prefix = Arc::from(prefix);
-        self
-    }
-
-    /// Bounds every operation (default 2 s): past it, the operation fails with
-    /// [`StoreErrorKind::Unavailable`](super::StoreErrorKind::Unavailable). Keep it at least as
-    /// long as the manager's response timeout, or the manager may not notice a dead connection.
-    ///
-    /// ```no_run
-    /// # use std::time::Duration;
-    /// # use mcp_session_binding::store::RedisStore;
-    /// # async fn run() -> Result<(), mcp_session_binding::store::StoreError> {
-    /// let store = RedisStore::connect("redis://127.0.0.1/").await?.with_timeout(Duration::from_millis(250));
-    /// assert_eq!(store.timeout(), Duration::from_millis(250));
-    /// # Ok(())
-    /// # }
-    /// ```
-    #[must_use]
-    pub fn with_timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = timeout;
-        self
     }
 
     /// The key prefix.
