@@ -7,7 +7,7 @@ use std::{
 };
 
 use ::redis::{
-    Client, IntoConnectionInfo, RedisError, Script, Value,
+    Client, ConnectionAddr, IntoConnectionInfo, RedisError, Script, Value,
     aio::{ConnectionManager, ConnectionManagerConfig},
     io::tcp::{TcpSettings, socket2},
 };
@@ -244,11 +244,79 @@ static SLIDE_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(SLIDE_LUA))
 #[derive(Clone)]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub struct RedisStore {
-    conn: ConnectionManager,
+    conn: RedisConnection,
     prefix: Arc<str>,
     /// `prefix` + [`OWNER_SET`].
     owner_prefix: Arc<str>,
     timeout: Duration,
+}
+
+/// The connection a [`RedisStore`] talks through: a [`ConnectionManager`] to one server (which
+/// reconnects on its own). Cheap to clone; clones share the connection.
+///
+/// It is a [`redis::aio::ConnectionLike`](::redis::aio::ConnectionLike), so any `redis` command
+/// runs on it ([`RedisStore::connection`]).
+///
+/// ```no_run
+/// use mcp_session_binding::store::{RedisConnection, RedisStore};
+///
+/// # async fn run() -> redis::RedisResult<()> {
+/// let client = redis::Client::open("redis://127.0.0.1/")?;
+/// let conn: RedisConnection = client.get_connection_manager().await?.into();
+/// let store = RedisStore::new(conn);
+/// # let _ = store;
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub struct RedisConnection(Conn);
+
+#[derive(Clone)]
+enum Conn {
+    Single(ConnectionManager),
+}
+
+impl From<ConnectionManager> for RedisConnection {
+    fn from(conn: ConnectionManager) -> Self {
+        Self(Conn::Single(conn))
+    }
+}
+
+impl fmt::Debug for RedisConnection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self.0 {
+            Conn::Single(_) => "RedisConnection(single)",
+        })
+    }
+}
+
+impl ::redis::aio::ConnectionLike for RedisConnection {
+    fn req_packed_command<'a>(
+        &'a mut self,
+        cmd: &'a ::redis::Cmd,
+    ) -> ::redis::RedisFuture<'a, Value> {
+        match &mut self.0 {
+            Conn::Single(conn) => conn.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        cmd: &'a ::redis::Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> ::redis::RedisFuture<'a, Vec<Value>> {
+        match &mut self.0 {
+            Conn::Single(conn) => conn.req_packed_commands(cmd, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match &self.0 {
+            Conn::Single(conn) => conn.get_db(),
+        }
+    }
 }
 
 /// How a [`RedisStore`] uses its Redis: the key prefix and the bound on one operation.
@@ -271,6 +339,9 @@ pub struct RedisStore {
 pub struct RedisOptions {
     prefix: String,
     timeout: Duration,
+    /// PEM of the CAs that a `rediss://` server's certificate must chain to.
+    #[cfg(feature = "redis-tls")]
+    ca_pem: Option<Arc<[u8]>>,
 }
 
 impl Default for RedisOptions {
@@ -290,6 +361,8 @@ impl RedisOptions {
         Self {
             prefix: DEFAULT_PREFIX.to_owned(),
             timeout: DEFAULT_TIMEOUT,
+            #[cfg(feature = "redis-tls")]
+            ca_pem: None,
         }
     }
 
@@ -320,6 +393,102 @@ impl RedisOptions {
         self.timeout = timeout;
         self
     }
+
+    /// Trust only these CAs (PEM, one or more `CERTIFICATE` blocks) for a `rediss://` server,
+    /// instead of the system's roots: for a Redis whose certificate a private CA issued (the
+    /// usual case for managed Redis and for self-signed deployments). The server's certificate
+    /// must chain to one of them and name the host of the URL (DNS name or IP address).
+    ///
+    /// [`RedisStore::connect_with`] fails with a `redis://` URL when a CA is set, and with a
+    /// PEM that holds no certificate. Without a CA, a `rediss://` URL trusts the system's roots.
+    ///
+    /// ```no_run
+    /// use mcp_session_binding::store::{RedisOptions, RedisStore};
+    ///
+    /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    /// let ca = std::fs::read("/etc/redis/ca.pem")?;
+    /// let options = RedisOptions::new().ca_pem(ca);
+    /// let store = RedisStore::connect_with("rediss://redis.internal:6380/", options).await?;
+    /// # let _ = store;
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[cfg(feature = "redis-tls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "redis-tls")))]
+    pub fn ca_pem(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.ca_pem = Some(Arc::from(pem.into()));
+        self
+    }
+
+    /// A client for `url` with these options: TCP settings, and TLS roots when set.
+    fn client(&self, url: &str) -> Result<Client, StoreError> {
+        let info = url
+            .into_connection_info()
+            .map_err(|err| config_error(format!("invalid Redis URL: {err}")))?;
+        let tcp = RedisStore::tcp_settings(info.tcp_settings().clone(), self.timeout);
+        let info = info.set_tcp_settings(tcp);
+        #[cfg(feature = "redis-tls")]
+        if matches!(info.addr(), ConnectionAddr::TcpTls { .. }) {
+            default_crypto_provider();
+        }
+        #[cfg(feature = "redis-tls")]
+        if let Some(pem) = &self.ca_pem {
+            if !matches!(info.addr(), ConnectionAddr::TcpTls { .. }) {
+                return Err(config_error(format!(
+                    "a CA is set for {}, but the URL is not rediss://",
+                    info.addr()
+                )));
+            }
+            if !pem
+                .windows(CERTIFICATE_PEM.len())
+                .any(|w| w == CERTIFICATE_PEM)
+            {
+                return Err(config_error("the CA PEM holds no certificate".to_owned()));
+            }
+            let certs = ::redis::TlsCertificates {
+                client_tls: None,
+                root_cert: Some(pem.to_vec()),
+            };
+            return Client::build_with_tls(info, certs)
+                .map_err(|err| config_error(format!("invalid Redis TLS settings: {err}")));
+        }
+        Client::open(info).map_err(|err| config_error(format!("invalid Redis URL: {err}")))
+    }
+}
+
+/// The start of a PEM certificate block.
+#[cfg(feature = "redis-tls")]
+const CERTIFICATE_PEM: &[u8] = b"-----BEGIN CERTIFICATE-----";
+
+/// rustls needs a process-wide crypto provider when more than one is compiled in (another crate
+/// may enable ring next to this crate's aws-lc-rs): install aws-lc-rs unless the application
+/// installed one.
+#[cfg(feature = "redis-tls")]
+fn default_crypto_provider() {
+    if rustls::crypto::CryptoProvider::get_default().is_none() {
+        // Losing a race with another installer is fine: a provider is installed either way.
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    }
+}
+
+/// A configuration error: no server can fix it, but it is reported as the store's error.
+fn config_error(message: String) -> StoreError {
+    StoreError::unavailable(io::Error::new(io::ErrorKind::InvalidInput, message))
+}
+
+/// The first connection failed: what, where, and a hint for a plain URL against a TLS port.
+fn connect_error(info: &ConnectionAddr, err: &RedisError) -> StoreError {
+    let hint = if matches!(info, ConnectionAddr::Tcp(..))
+        && (err.is_connection_dropped() || err.is_unrecoverable_error())
+    {
+        " (the server closed the connection during the handshake: if it only accepts TLS, use a rediss:// URL)"
+    } else {
+        ""
+    };
+    StoreError::unavailable(io::Error::new(
+        io::ErrorKind::ConnectionRefused,
+        format!("cannot connect to Redis at {info}: {err}{hint}"),
+    ))
 }
 
 impl RedisStore {
@@ -344,7 +513,7 @@ impl RedisStore {
     /// # }
     /// ```
     #[must_use]
-    pub fn new(conn: ConnectionManager) -> Self {
+    pub fn new(conn: impl Into<RedisConnection>) -> Self {
         Self::with_options(conn, RedisOptions::new())
     }
 
@@ -366,9 +535,9 @@ impl RedisStore {
     /// # }
     /// ```
     #[must_use]
-    pub fn with_options(conn: ConnectionManager, options: RedisOptions) -> Self {
+    pub fn with_options(conn: impl Into<RedisConnection>, options: RedisOptions) -> Self {
         Self {
-            conn,
+            conn: conn.into(),
             owner_prefix: Arc::from(format!("{}{OWNER_SET}", options.prefix)),
             prefix: Arc::from(options.prefix),
             timeout: options.timeout,
@@ -396,14 +565,18 @@ impl RedisStore {
         Self::connect_with(url, RedisOptions::new()).await
     }
 
-    /// Connects to the Redis at `url` (`redis://[user:password@]host[:port][/db]`) with
+    /// Connects to the Redis at `url` (`redis://[user:password@]host[:port][/db]`, or
+    /// `rediss://…` for TLS with the feature `redis-tls`) with
     /// [`manager_config`](Self::manager_config) and [`tcp_settings`](Self::tcp_settings) for the
     /// options' timeout, and waits for the first connection, at most that timeout.
     ///
     /// # Errors
     ///
-    /// [`StoreErrorKind::Unavailable`](super::StoreErrorKind::Unavailable) when the URL does not
-    /// parse or the server cannot be reached in time.
+    /// [`StoreErrorKind::Unavailable`](super::StoreErrorKind::Unavailable) when the URL or the
+    /// TLS settings are invalid, or the server cannot be reached in time. The message names the
+    /// address (never the password) and the cause; a `redis://` URL whose server closes the
+    /// connection at once (as a TLS-only port does) adds a hint to use `rediss://`. A TLS
+    /// server whose certificate does not chain to the trusted CAs fails here too.
     ///
     /// ```no_run
     /// use std::time::Duration;
@@ -420,16 +593,12 @@ impl RedisStore {
     /// ```
     pub async fn connect_with(url: &str, options: RedisOptions) -> Result<Self, StoreError> {
         let timeout = options.timeout;
-        let info = url
-            .into_connection_info()
-            .map_err(StoreError::unavailable)?;
-        let tcp = Self::tcp_settings(info.tcp_settings().clone(), timeout);
-        let client = Client::open(info.set_tcp_settings(tcp)).map_err(StoreError::unavailable)?;
+        let client = options.client(url)?;
         let connecting = client.get_connection_manager_with_config(Self::manager_config(timeout));
         let conn = tokio::time::timeout(timeout, connecting)
             .await
             .map_err(|_| timed_out("connect", timeout))?
-            .map_err(StoreError::unavailable)?;
+            .map_err(|err| connect_error(client.get_connection_info().addr(), &err))?;
         Ok(Self::with_options(conn, options))
     }
 
@@ -514,10 +683,27 @@ impl RedisStore {
         out
     }
 
+    /// The store's connection: clones share it. Other data of the application (rmcp's session
+    /// state, say) can use it too, as the `mcp_server` example does, instead of opening one more.
+    ///
+    /// ```no_run
+    /// # use mcp_session_binding::store::RedisStore;
+    /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    /// let store = RedisStore::connect("redis://127.0.0.1/").await?;
+    /// let mut conn = store.connection();
+    /// let _: () = redis::cmd("SET").arg("app:greeting").arg("hello").query_async(&mut conn).await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[must_use]
+    pub fn connection(&self) -> RedisConnection {
+        self.conn.clone()
+    }
+
     /// Runs `op` under the timeout, once more if the first attempt met a dead connection.
     async fn run<T, F, Fut>(&self, what: &'static str, op: F) -> Result<T, StoreError>
     where
-        F: Fn(ConnectionManager) -> Fut,
+        F: Fn(RedisConnection) -> Fut,
         Fut: Future<Output = Result<T, RedisError>>,
     {
         let attempts = async {

@@ -35,6 +35,10 @@ pub(crate) struct RedisServer {
     port: u16,
     dir: PathBuf,
     child: Option<Child>,
+    /// Set for a TLS-only server ([`start_tls`](Self::start_tls)).
+    tls: bool,
+    /// Extra `redis-server` arguments (cluster mode).
+    extra: Vec<String>,
 }
 
 impl RedisServer {
@@ -47,6 +51,33 @@ impl RedisServer {
     /// When the binary is missing and `CI` or `REQUIRE_REDIS` is set, or when the server does
     /// not come up.
     pub(crate) fn start() -> Option<Self> {
+        Self::start_with(false, &[])
+    }
+
+    /// Starts a TLS-only server (no plain port) on a free port, with a certificate for
+    /// `127.0.0.1` and `localhost` issued by a fresh CA that `openssl` makes in the server's
+    /// directory ([`ca_file`](Self::ca_file)); clients need no certificate. Waits until the port
+    /// accepts connections.
+    ///
+    /// `None` when `redis-server` or `openssl` is missing (and neither `CI` nor `REQUIRE_REDIS`
+    /// is set).
+    ///
+    /// # Panics
+    ///
+    /// As [`start`](Self::start), and when `openssl` fails.
+    pub(crate) fn start_tls() -> Option<Self> {
+        if !on_path("openssl") {
+            skip_or_panic("openssl not found (Debian: apt-get install -y openssl)")?;
+        }
+        Self::start_with(true, &[])
+    }
+
+    /// Starts a server with extra arguments (such as `--cluster-enabled yes`).
+    pub(crate) fn start_with_args(args: &[&str]) -> Option<Self> {
+        Self::start_with(false, args)
+    }
+
+    fn start_with(tls: bool, extra: &[&str]) -> Option<Self> {
         let Some(binary) = find_binary() else {
             if std::env::var_os("CI").is_some() || std::env::var_os("REQUIRE_REDIS").is_some() {
                 panic!(
@@ -64,6 +95,9 @@ impl RedisServer {
         };
         let dir = unique_dir();
         std::fs::create_dir_all(&dir).expect("create the redis test directory");
+        if tls {
+            make_certificates(&dir);
+        }
         // A port another process takes between the probe and the spawn makes the server exit;
         // try a few.
         let mut last_error = String::new();
@@ -73,6 +107,8 @@ impl RedisServer {
                 port: free_port(),
                 dir: dir.clone(),
                 child: None,
+                tls,
+                extra: extra.iter().map(|&arg| arg.to_owned()).collect(),
             };
             match server.spawn() {
                 Ok(()) => return Some(server),
@@ -82,9 +118,21 @@ impl RedisServer {
         panic!("redis-server did not start: {last_error}");
     }
 
-    /// `redis://127.0.0.1:PORT/`.
+    /// `redis://127.0.0.1:PORT/`, or `rediss://…` for a TLS server.
     pub(crate) fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/", self.port)
+        let scheme = if self.tls { "rediss" } else { "redis" };
+        format!("{scheme}://127.0.0.1:{}/", self.port)
+    }
+
+    /// The CA that issued a TLS server's certificate (PEM).
+    pub(crate) fn ca_file(&self) -> PathBuf {
+        self.dir.join("ca.pem")
+    }
+
+    /// A CA that issued nothing this server presents (PEM): a client trusting only it must
+    /// refuse the server.
+    pub(crate) fn other_ca_file(&self) -> PathBuf {
+        self.dir.join("other-ca.pem")
     }
 
     /// The port the server listens on (kept across [`stop`](Self::stop) and
@@ -204,17 +252,23 @@ impl RedisServer {
 
     fn spawn(&mut self) -> Result<(), String> {
         let port = self.port.to_string();
-        let mut child = Command::new(&self.binary)
-            .args([
-                "--port",
-                &port,
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
+        let mut command = Command::new(&self.binary);
+        if self.tls {
+            command.args(["--port", "0", "--tls-port", &port]);
+            for (flag, file) in [
+                ("--tls-cert-file", "server.pem"),
+                ("--tls-key-file", "server.key"),
+                ("--tls-ca-cert-file", "ca.pem"),
+            ] {
+                command.arg(flag).arg(self.dir.join(file));
+            }
+            command.args(["--tls-auth-clients", "no"]);
+        } else {
+            command.args(["--port", &port]);
+        }
+        let mut child = command
+            .args(&self.extra)
+            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
             .arg("--dir")
             .arg(&self.dir)
             .args([
@@ -235,7 +289,16 @@ impl RedisServer {
             if let Ok(Some(status)) = child.try_wait() {
                 return Err(format!("redis-server on port {port} exited: {status}"));
             }
-            if ping(self.port) {
+            let up = if self.tls {
+                TcpStream::connect_timeout(
+                    &([127, 0, 0, 1], self.port).into(),
+                    Duration::from_millis(200),
+                )
+                .is_ok()
+            } else {
+                ping(self.port)
+            };
+            if up {
                 self.child = Some(child);
                 return Ok(());
             }
@@ -255,6 +318,105 @@ impl Drop for RedisServer {
         self.stop();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// `None` after a loud `SKIP:` line, or a panic under `CI` / `REQUIRE_REDIS`.
+fn skip_or_panic(what: &str) -> Option<()> {
+    if std::env::var_os("CI").is_some() || std::env::var_os("REQUIRE_REDIS").is_some() {
+        panic!("{what}, and CI or REQUIRE_REDIS is set");
+    }
+    let _ = writeln!(std::io::stderr(), "SKIP: {what}; test skipped");
+    None
+}
+
+/// Whether `name` is an executable on `PATH` (or in the usual directories).
+pub(crate) fn on_path(name: &str) -> bool {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/bin".into(), "/usr/local/bin".into()])
+        .any(|dir| dir.join(name).is_file())
+}
+
+/// A CA (`ca.pem`), a server certificate for `127.0.0.1` and `localhost` that it issued
+/// (`server.pem`, `server.key`), and an unrelated CA (`other-ca.pem`), in `dir`; P-256 keys,
+/// valid one day.
+fn make_certificates(dir: &Path) {
+    let openssl = |args: &[&str]| {
+        let output = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run openssl");
+        assert!(
+            output.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    };
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    for (name, subject) in [
+        ("ca", "/CN=mcpsb test CA"),
+        ("other-ca", "/CN=mcpsb other CA"),
+    ] {
+        let (key, cert) = (format!("{name}.key"), format!("{name}.pem"));
+        let mut args = vec!["req", "-x509"];
+        args.extend(ec);
+        args.extend([
+            "-keyout",
+            &key,
+            "-out",
+            &cert,
+            "-days",
+            "1",
+            "-subj",
+            subject,
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign",
+        ]);
+        openssl(&args);
+    }
+    let mut args = vec!["req"];
+    args.extend(ec);
+    args.extend([
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+        "-subj",
+        "/CN=127.0.0.1",
+    ]);
+    openssl(&args);
+    std::fs::write(
+        dir.join("server.ext"),
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\nbasicConstraints=CA:FALSE\n",
+    )
+    .expect("write server.ext");
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.pem",
+        "-days",
+        "1",
+        "-extfile",
+        "server.ext",
+    ]);
 }
 
 fn find_binary() -> Option<PathBuf> {
