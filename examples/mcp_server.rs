@@ -4,7 +4,7 @@
 //! ```text
 //! cargo run --all-features --example mcp_server [-- --listen 127.0.0.1:8080] [--allow-anonymous]
 //!                                    [--without-binding] [--redis redis://127.0.0.1/]
-//!                                    [--redis-ca PATH]
+//!                                    [--redis-cluster redis://HOST:PORT]... [--redis-ca PATH]
 //!                                    [--issuer URL]... [--jwks-refresh-min SECS]
 //!                                    [--jwks-max-stale SECS] [--require-scope SCOPE]...
 //! ```
@@ -62,7 +62,7 @@ use tracing_subscriber::EnvFilter;
 
 const USAGE: &str = "\
 usage: mcp_server [--listen ADDR] [--allow-anonymous] [--without-binding] [--redis URL]
-                  [--redis-ca PATH]
+                  [--redis-cluster URL]... [--redis-ca PATH]
                   [--issuer URL]... [--jwks-refresh-min SECS] [--jwks-max-stale SECS]
                   [--require-scope SCOPE]...
 
@@ -75,6 +75,8 @@ options:
                       (redis://HOST:PORT[/DB]), so that replicas sharing it serve
                       every session; give them the same MCP_JWT_SECRET (feature `redis`);
                       rediss://HOST:PORT for TLS (feature `redis-tls`)
+  --redis-cluster URL the same on a Redis Cluster: URL is one seed node (repeatable); the
+                      bindings share one hash tag, rmcp's session state spreads over the slots
   --redis-ca PATH     with rediss://: trust only the CA certificates in this PEM file
                       (default: the system's roots)
   --issuer URL        trust this OpenID provider through discovery (repeatable): its keys
@@ -109,6 +111,7 @@ struct Args {
     allow_anonymous: bool,
     without_binding: bool,
     redis: Option<String>,
+    redis_cluster: Vec<String>,
     redis_ca: Option<String>,
     issuers: Vec<String>,
     jwks_refresh_min: Duration,
@@ -123,6 +126,7 @@ impl Default for Args {
             allow_anonymous: false,
             without_binding: false,
             redis: None,
+            redis_cluster: Vec::new(),
             redis_ca: None,
             issuers: Vec::new(),
             jwks_refresh_min: Duration::from_secs(30),
@@ -159,6 +163,7 @@ impl Args {
             match flag.as_str() {
                 "--listen" => parsed.listen = value()?,
                 "--redis" => parsed.redis = Some(value()?),
+                "--redis-cluster" => parsed.redis_cluster.push(value()?),
                 "--redis-ca" => parsed.redis_ca = Some(value()?),
                 "--issuer" => parsed.issuers.push(value()?),
                 "--jwks-refresh-min" => parsed.jwks_refresh_min = seconds(&flag, &value()?)?,
@@ -173,11 +178,15 @@ impl Args {
                 _ => return Err(format!("unknown argument {flag:?}")),
             }
         }
-        if parsed.without_binding && parsed.redis.is_some() {
-            return Err("--redis and --without-binding exclude each other".to_owned());
+        let cluster = !parsed.redis_cluster.is_empty();
+        if parsed.without_binding && (parsed.redis.is_some() || cluster) {
+            return Err("--redis and --redis-cluster exclude --without-binding".to_owned());
         }
-        if parsed.redis_ca.is_some() && parsed.redis.is_none() {
-            return Err("--redis-ca needs --redis".to_owned());
+        if parsed.redis.is_some() && cluster {
+            return Err("--redis and --redis-cluster exclude each other".to_owned());
+        }
+        if parsed.redis_ca.is_some() && parsed.redis.is_none() && !cluster {
+            return Err("--redis-ca needs --redis or --redis-cluster".to_owned());
         }
         Ok(Some(parsed))
     }
@@ -213,9 +222,9 @@ type Redis = MemoryStore;
 #[cfg(feature = "redis")]
 async fn redis(args: &Args) -> Result<Option<Redis>, String> {
     use mcp_session_binding::store::{RedisOptions, RedisStore};
-    let Some(url) = &args.redis else {
+    if args.redis.is_none() && args.redis_cluster.is_empty() {
         return Ok(None);
-    };
+    }
     #[allow(unused_mut)]
     let mut options = RedisOptions::new();
     if let Some(path) = &args.redis_ca {
@@ -228,19 +237,21 @@ async fn redis(args: &Args) -> Result<Option<Redis>, String> {
         #[cfg(not(feature = "redis-tls"))]
         return Err(format!("--redis-ca {path} needs the redis-tls feature"));
     }
-    let store = RedisStore::connect_with(url, options)
-        .await
-        .map_err(|e| format!("cannot use Redis: {e}"))?;
+    let store = match &args.redis {
+        Some(url) => RedisStore::connect_with(url, options).await,
+        None => RedisStore::connect_cluster(&args.redis_cluster, options).await,
+    }
+    .map_err(|e| format!("cannot use Redis: {e}"))?;
     tracing::info!("bindings and MCP session state are kept in Redis");
     Ok(Some(store))
 }
 
 #[cfg(not(feature = "redis"))]
 async fn redis(args: &Args) -> Result<Option<Redis>, String> {
-    match args.redis {
-        Some(_) => Err("--redis needs the redis feature".to_owned()),
-        None => Ok(None),
+    if args.redis.is_some() || !args.redis_cluster.is_empty() {
+        return Err("--redis and --redis-cluster need the redis feature".to_owned());
     }
+    Ok(None)
 }
 
 /// The demo MCP service of `common/demo_mcp.rs`.

@@ -9,6 +9,8 @@ use std::{
 use ::redis::{
     Client, ConnectionAddr, IntoConnectionInfo, RedisError, Script, Value,
     aio::{ConnectionManager, ConnectionManagerConfig},
+    cluster::ClusterClientBuilder,
+    cluster_async::ClusterConnection,
     io::tcp::{TcpSettings, socket2},
 };
 use futures::future::{BoxFuture, FutureExt};
@@ -177,20 +179,32 @@ static SLIDE_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(SLIDE_LUA))
 /// # Redis version and deployment
 ///
 /// - **Redis 7.0 or later** (or a compatible server, such as Valkey 7.2+); tested on 7.0.
-/// - **Redis Cluster**: the scripts touch the session key (declared in `KEYS`) *and* keys they
-///   derive (the owner set, and at the limit the owner's other session keys), which Cluster only
-///   allows within one slot. So on Cluster every key of a store must share a slot: put a hash
-///   tag in the prefix, such as `"{mcpsb}:"`. (A per-owner tag cannot work: a lookup knows only
-///   the session id.) That keeps all bindings on one node. This type talks to one endpoint
-///   through a [`ConnectionManager`]: use it with a standalone server, a primary behind
-///   Sentinel or a proxy, or a cluster proxy. (Use the primary: a replica answers writes with
-///   `READONLY`.)
+/// - **One server** ([`connect`](Self::connect), [`connect_with`](Self::connect_with)): a
+///   standalone server, a primary behind Sentinel or a proxy, or a managed service's single
+///   (primary) endpoint. Use the primary: a replica answers writes with `READONLY`.
+/// - **Redis Cluster** ([`connect_cluster`](Self::connect_cluster)): the scripts touch the
+///   session key (declared in `KEYS`) *and* keys they derive (the owner set, and at the limit
+///   the owner's other session keys), which Cluster only allows within one slot. So every key
+///   of a store shares one hash tag: the prefix's own (`"app:{bindings}:"`), or the whole prefix
+///   made a tag (`"mcpsb:"` becomes `"{mcpsb:}"`). (A per-owner tag cannot work: a lookup knows
+///   only the session id.) The bindings of one store therefore live on one shard (a primary
+///   and its replicas): the cluster gives failover, and room for other data (rmcp's session
+///   state spreads over every slot), not more binding capacity than one primary. One primary
+///   holds about 5 million sessions per GiB and serves checked requests at its single-thread
+///   rate (see the README's scale table); past that, run several stores with distinct tags
+///   (one per tenant or deployment), each on its own shard.
+/// - **TLS** (feature `redis-tls`): `rediss://` URLs, with the system's roots or
+///   [`RedisOptions::ca_pem`].
 /// - **Eviction**: run Redis with `maxmemory-policy noeviction` (the default). An evicted
 ///   binding answers 404; an evicted owner set undercounts that owner until its bindings
 ///   expire.
 /// - **Persistence and failover**: if Redis forgets a binding (restart without persistence,
-///   failover that lost the last writes), that session answers 404 and its client starts a new
-///   one. It is never handed to another caller. A lost tombstone is the same as an expired one.
+///   failover that lost the last writes: replication is asynchronous), that session answers
+///   404 and its client starts a new one. It is never handed to another caller. A lost
+///   tombstone is the same as an expired one: the ended session works again for its owner
+///   only, until the inner server forgets it. On a cluster, operations during a failover fail
+///   ([`Unavailable`](super::StoreErrorKind::Unavailable): 503) until a replica is promoted and
+///   the client has learnt the new slot map (seconds: about twice `cluster-node-timeout`).
 ///
 /// # TTLs
 ///
@@ -207,9 +221,9 @@ static SLIDE_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(SLIDE_LUA))
 /// # Failures
 ///
 /// Every operation is bounded by the [timeout](RedisOptions::timeout) (default 2 s). A timeout,
-/// a refused or dropped connection, or a server error (`OOM`, `LOADING`, `READONLY`, …) is
-/// [`Unavailable`](super::StoreErrorKind::Unavailable): the layer answers 503 and keeps the
-/// session. The [`ConnectionManager`] reconnects on its own, so after Redis comes back the same
+/// a refused or dropped connection, or a server error (`OOM`, `LOADING`, `READONLY`,
+/// `CLUSTERDOWN`, …) is [`Unavailable`](super::StoreErrorKind::Unavailable): the layer answers
+/// 503 and keeps the session. The connection reconnects on its own, so after Redis comes back the same
 /// `RedisStore` works again, from the first operation on: an operation that meets a connection
 /// which turned out to be dead (refused, reset, broken pipe) runs once more, on the fresh
 /// connection, within the same timeout. `lookup` and `end` are idempotent. A `bind` retried
@@ -251,8 +265,9 @@ pub struct RedisStore {
     timeout: Duration,
 }
 
-/// The connection a [`RedisStore`] talks through: a [`ConnectionManager`] to one server (which
-/// reconnects on its own). Cheap to clone; clones share the connection.
+/// The connection a [`RedisStore`] talks through: a [`ConnectionManager`] to one server, or a
+/// [`ClusterConnection`] to a Redis Cluster (both reconnect on their own; the cluster one follows
+/// slot moves and failovers). Cheap to clone; clones share the connection.
 ///
 /// It is a [`redis::aio::ConnectionLike`](::redis::aio::ConnectionLike), so any `redis` command
 /// runs on it ([`RedisStore::connection`]).
@@ -275,6 +290,24 @@ pub struct RedisConnection(Conn);
 #[derive(Clone)]
 enum Conn {
     Single(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+impl RedisConnection {
+    /// Whether this is a connection to a Redis Cluster.
+    ///
+    /// ```no_run
+    /// # use mcp_session_binding::store::RedisStore;
+    /// # async fn run() -> Result<(), mcp_session_binding::store::StoreError> {
+    /// let store = RedisStore::connect("redis://127.0.0.1/").await?;
+    /// assert!(!store.connection().is_cluster());
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[must_use]
+    pub fn is_cluster(&self) -> bool {
+        matches!(self.0, Conn::Cluster(_))
+    }
 }
 
 impl From<ConnectionManager> for RedisConnection {
@@ -283,10 +316,17 @@ impl From<ConnectionManager> for RedisConnection {
     }
 }
 
+impl From<ClusterConnection> for RedisConnection {
+    fn from(conn: ClusterConnection) -> Self {
+        Self(Conn::Cluster(conn))
+    }
+}
+
 impl fmt::Debug for RedisConnection {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self.0 {
             Conn::Single(_) => "RedisConnection(single)",
+            Conn::Cluster(_) => "RedisConnection(cluster)",
         })
     }
 }
@@ -298,6 +338,7 @@ impl ::redis::aio::ConnectionLike for RedisConnection {
     ) -> ::redis::RedisFuture<'a, Value> {
         match &mut self.0 {
             Conn::Single(conn) => conn.req_packed_command(cmd),
+            Conn::Cluster(conn) => conn.req_packed_command(cmd),
         }
     }
 
@@ -309,12 +350,14 @@ impl ::redis::aio::ConnectionLike for RedisConnection {
     ) -> ::redis::RedisFuture<'a, Vec<Value>> {
         match &mut self.0 {
             Conn::Single(conn) => conn.req_packed_commands(cmd, offset, count),
+            Conn::Cluster(conn) => conn.req_packed_commands(cmd, offset, count),
         }
     }
 
     fn get_db(&self) -> i64 {
         match &self.0 {
             Conn::Single(conn) => conn.get_db(),
+            Conn::Cluster(conn) => conn.get_db(),
         }
     }
 }
@@ -420,6 +463,48 @@ impl RedisOptions {
         self
     }
 
+    /// A cluster client for `seeds` with these options: timeouts, bounded retries, TCP settings,
+    /// and TLS roots when set.
+    fn cluster_client(
+        &self,
+        seeds: &[impl AsRef<str>],
+    ) -> Result<::redis::cluster::ClusterClient, StoreError> {
+        if seeds.is_empty() {
+            return Err(config_error("no Redis Cluster seed node".to_owned()));
+        }
+        let mut infos = Vec::with_capacity(seeds.len());
+        for seed in seeds {
+            let info = seed
+                .as_ref()
+                .into_connection_info()
+                .map_err(|err| config_error(format!("invalid Redis Cluster seed URL: {err}")))?;
+            #[cfg(feature = "redis-tls")]
+            if matches!(info.addr(), ConnectionAddr::TcpTls { .. }) {
+                default_crypto_provider();
+            }
+            infos.push(info);
+        }
+        let tcp = RedisStore::tcp_settings(infos[0].tcp_settings().clone(), self.timeout);
+        #[allow(unused_mut)]
+        let mut builder = ClusterClientBuilder::new(infos)
+            .tcp_settings(tcp)
+            .connection_timeout(self.timeout)
+            .response_timeout(self.timeout)
+            .retries(2)
+            .min_retry_wait(50)
+            .max_retry_wait(500);
+        #[cfg(feature = "redis-tls")]
+        if let Some(pem) = &self.ca_pem {
+            builder = builder.certs(::redis::TlsCertificates {
+                client_tls: None,
+                root_cert: Some(pem.to_vec()),
+            });
+        }
+        builder
+            .build()
+            .map_err(|err| config_error(format!("invalid Redis Cluster settings: {err}")))
+    }
+
     /// A client for `url` with these options: TCP settings, and TLS roots when set.
     fn client(&self, url: &str) -> Result<Client, StoreError> {
         let info = url
@@ -454,6 +539,14 @@ impl RedisOptions {
         }
         Client::open(info).map_err(|err| config_error(format!("invalid Redis URL: {err}")))
     }
+}
+
+/// Whether Redis Cluster hashes `key` by a hash tag: a `{` followed later by a `}` with at least
+/// one byte between them.
+fn has_hash_tag(key: &str) -> bool {
+    key.split_once('{')
+        .and_then(|(_, rest)| rest.find('}'))
+        .is_some_and(|end| end > 0)
 }
 
 /// The start of a PEM certificate block.
@@ -534,14 +627,66 @@ impl RedisStore {
     /// # Ok(())
     /// # }
     /// ```
+    ///
+    /// On a cluster connection, a prefix without a hash tag is wrapped in braces (`"mcpsb:"`
+    /// becomes `"{mcpsb:}"`), so that every key of the store, owner sets included, is on one
+    /// slot, as its scripts need.
     #[must_use]
     pub fn with_options(conn: impl Into<RedisConnection>, options: RedisOptions) -> Self {
+        let conn = conn.into();
+        let prefix = if conn.is_cluster() && !has_hash_tag(&options.prefix) {
+            format!("{{{}}}", options.prefix)
+        } else {
+            options.prefix
+        };
         Self {
-            conn: conn.into(),
-            owner_prefix: Arc::from(format!("{}{OWNER_SET}", options.prefix)),
-            prefix: Arc::from(options.prefix),
+            conn,
+            owner_prefix: Arc::from(format!("{prefix}{OWNER_SET}")),
+            prefix: Arc::from(prefix),
             timeout: options.timeout,
         }
+    }
+
+    /// Connects to the Redis Cluster that `seeds` belong to (one or more node URLs,
+    /// `redis://host:port` or `rediss://…`; the client discovers the other nodes and the slot
+    /// map from them), with `options`, waiting at most the options' timeout for the first
+    /// connection.
+    ///
+    /// Every key of the store shares one hash tag (see [`with_options`](Self::with_options)),
+    /// so the bindings live on one shard (one primary and its replicas): see
+    /// [Redis version and deployment](Self).
+    ///
+    /// # Errors
+    ///
+    /// [`StoreErrorKind::Unavailable`](super::StoreErrorKind::Unavailable) when no seed is given,
+    /// a seed or the TLS settings are invalid, or the cluster cannot be reached in time.
+    ///
+    /// ```no_run
+    /// use mcp_session_binding::store::{RedisOptions, RedisStore};
+    ///
+    /// # async fn run() -> Result<(), mcp_session_binding::store::StoreError> {
+    /// let seeds = ["redis://10.0.0.1:6379", "redis://10.0.0.2:6379"];
+    /// let store = RedisStore::connect_cluster(&seeds, RedisOptions::new()).await?;
+    /// assert_eq!(store.prefix(), "{mcpsb:}");
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn connect_cluster(
+        seeds: &[impl AsRef<str>],
+        options: RedisOptions,
+    ) -> Result<Self, StoreError> {
+        let timeout = options.timeout;
+        let client = options.cluster_client(seeds)?;
+        let conn = tokio::time::timeout(timeout, client.get_async_connection())
+            .await
+            .map_err(|_| timed_out("cluster connect", timeout))?
+            .map_err(|err| {
+                StoreError::unavailable(io::Error::new(
+                    io::ErrorKind::ConnectionRefused,
+                    format!("cannot connect to the Redis Cluster: {err}"),
+                ))
+            })?;
+        Ok(Self::with_options(conn, options))
     }
 
     /// Connects to the Redis at `url` with the default [`RedisOptions`]: see
@@ -865,5 +1010,21 @@ impl BindingStore for RedisStore {
             .await
         }
         .boxed()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::has_hash_tag;
+
+    #[test]
+    fn hash_tags_are_found_as_redis_cluster_finds_them() {
+        for tagged in ["{mcpsb}:", "app:{b}:", "{a}{", "x{y}z{w}"] {
+            assert!(has_hash_tag(tagged), "{tagged}");
+        }
+        // An empty tag (`{}`) hashes the whole key in Redis Cluster.
+        for untagged in ["mcpsb:", "{}:", "{mcpsb", "}{", "a}b{"] {
+            assert!(!has_hash_tag(untagged), "{untagged}");
+        }
     }
 }

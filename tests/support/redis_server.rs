@@ -514,3 +514,194 @@ fn read_line(stream: &mut TcpStream) -> String {
     }
     String::from_utf8_lossy(&line).into_owned()
 }
+
+/// How long a fresh cluster may take to reach `cluster_state:ok`, and a failover to finish.
+const CLUSTER_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A Redis Cluster on loopback: 3 masters and 3 replicas (`redis-server --cluster-enabled yes`,
+/// joined by `redis-cli --cluster create … --cluster-replicas 1`), node timeout 1 s so that a
+/// failover takes seconds. Killed on drop.
+#[derive(Debug)]
+pub(crate) struct RedisCluster {
+    pub(crate) nodes: Vec<RedisServer>,
+}
+
+impl RedisCluster {
+    /// Starts the six nodes, creates the cluster and waits (at most 30 s) until every node reports
+    /// `cluster_state:ok` and knows all six, and every replica is in sync with its master.
+    ///
+    /// `None` when `redis-server` or `redis-cli` is missing (and neither `CI` nor
+    /// `REQUIRE_REDIS` is set).
+    ///
+    /// # Panics
+    ///
+    /// When a node does not start or the cluster does not form in time.
+    pub(crate) fn start() -> Option<Self> {
+        if !on_path("redis-cli") {
+            skip_or_panic("redis-cli not found (Debian: apt-get install -y redis-tools)")?;
+        }
+        let args = [
+            "--cluster-enabled",
+            "yes",
+            "--cluster-config-file",
+            "nodes.conf",
+            "--cluster-node-timeout",
+            "1000",
+            // Replicas sync at once (the default waits 5 s for more replicas), so a master can
+            // be failed over as soon as the cluster is up.
+            "--repl-diskless-sync-delay",
+            "0",
+        ];
+        let mut nodes = Vec::with_capacity(6);
+        for _ in 0..6 {
+            nodes.push(RedisServer::start_with_args(&args)?);
+        }
+        let addresses: Vec<String> = nodes
+            .iter()
+            .map(|node| format!("127.0.0.1:{}", node.port()))
+            .collect();
+        let output = Command::new("redis-cli")
+            .arg("--cluster")
+            .arg("create")
+            .args(&addresses)
+            .args(["--cluster-replicas", "1", "--cluster-yes"])
+            .stdin(Stdio::null())
+            .output()
+            .expect("run redis-cli --cluster create");
+        assert!(
+            output.status.success(),
+            "redis-cli --cluster create: {}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let cluster = Self { nodes };
+        cluster.wait_until("every node sees a healthy cluster", |cluster| {
+            cluster.nodes.iter().all(|node| {
+                node.command(&["CLUSTER", "INFO"])
+                    .lines()
+                    .any(|line| line.trim() == "cluster_state:ok")
+                    && node.command(&["CLUSTER", "NODES"]).lines().count() == 6
+                    && (node.command(&["ROLE"]).lines().next() == Some("master")
+                        || node
+                            .command(&["INFO", "replication"])
+                            .lines()
+                            .any(|line| line.trim() == "master_link_status:up"))
+            })
+        });
+        Some(cluster)
+    }
+
+    /// The seed URLs, one per node.
+    pub(crate) fn urls(&self) -> Vec<String> {
+        self.nodes.iter().map(RedisServer::url).collect()
+    }
+
+    /// The running node that is the master of `key`'s slot, as seen by the first running node.
+    ///
+    /// # Panics
+    ///
+    /// When no running node knows a master for the slot.
+    pub(crate) fn master_of(&self, key: &str) -> &RedisServer {
+        self.try_master_of(key)
+            .unwrap_or_else(|| panic!("no live master for {key:?}"))
+    }
+
+    fn try_master_of(&self, key: &str) -> Option<&RedisServer> {
+        let node = self.nodes.iter().find(|node| node.is_running())?;
+        let slot: u16 = node
+            .command(&["CLUSTER", "KEYSLOT", key])
+            .parse()
+            .expect("a slot");
+        let nodes = node.command(&["CLUSTER", "NODES"]);
+        let port = nodes.lines().find_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let flags = fields.get(2)?;
+            if !flags.contains("master") || flags.contains("fail") {
+                return None;
+            }
+            let owns = fields.iter().skip(8).any(|range| {
+                let (from, to) = range.split_once('-').unwrap_or((range, range));
+                matches!((from.parse::<u16>(), to.parse::<u16>()), (Ok(a), Ok(b)) if (a..=b).contains(&slot))
+            });
+            owns.then(|| fields[1].split(['@', ',']).next()?.rsplit(':').next()?.parse::<u16>().ok())?
+        })?;
+        self.nodes
+            .iter()
+            .find(|node| node.port() == port && node.is_running())
+    }
+
+    /// `GET key` on the master of its slot, `""` for a missing key.
+    pub(crate) fn get(&self, key: &str) -> String {
+        self.master_of(key).command(&["GET", key])
+    }
+
+    /// Kills the master of `key`'s slot and waits (at most 30 s) until a replica took its
+    /// place and every surviving node reports `cluster_state:ok`. The port of the killed node.
+    pub(crate) fn fail_over(&mut self, key: &str) -> u16 {
+        let port = self.master_of(key).port();
+        let node = self
+            .nodes
+            .iter_mut()
+            .find(|node| node.port() == port)
+            .expect("the master");
+        node.stop();
+        self.wait_until("a replica replaced the killed master", |cluster| {
+            cluster
+                .try_master_of(key)
+                .is_some_and(|master| master.port() != port)
+                && cluster.nodes.iter().filter(|n| n.is_running()).all(|n| {
+                    n.command(&["CLUSTER", "INFO"])
+                        .lines()
+                        .any(|line| line.trim() == "cluster_state:ok")
+                })
+        });
+        port
+    }
+
+    /// Resets the statistics of every running node.
+    pub(crate) fn reset_stats(&self) {
+        for node in self.nodes.iter().filter(|node| node.is_running()) {
+            node.reset_stats();
+        }
+    }
+
+    /// Calls per command over every running master (see [`RedisServer::command_calls`]);
+    /// replicas are left out, as they run the writes their master replicates, and the cluster
+    /// client's own `CLUSTER …` commands too.
+    pub(crate) fn command_calls(&self) -> std::collections::BTreeMap<String, u64> {
+        let mut calls = std::collections::BTreeMap::new();
+        let masters = self.nodes.iter().filter(|node| {
+            node.is_running() && node.command(&["ROLE"]).lines().next() == Some("master")
+        });
+        for node in masters {
+            for (name, n) in node.command_calls() {
+                if !name.starts_with("cluster") && name != "role" {
+                    *calls.entry(name).or_insert(0) += n;
+                }
+            }
+        }
+        calls
+    }
+
+    fn wait_until(&self, what: &str, done: impl Fn(&Self) -> bool) {
+        let deadline = Instant::now() + CLUSTER_TIMEOUT;
+        while !done(self) {
+            if Instant::now() >= deadline {
+                let views: Vec<String> = self
+                    .nodes
+                    .iter()
+                    .filter(|node| node.is_running())
+                    .map(|node| {
+                        let nodes = node.command(&["CLUSTER", "NODES"]);
+                        format!("node {}:\n{nodes}", node.port())
+                    })
+                    .collect();
+                panic!(
+                    "{what}: not within {CLUSTER_TIMEOUT:?}\n{}",
+                    views.join("\n")
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
