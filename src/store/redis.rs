@@ -90,19 +90,20 @@ return false
 /// score in the owner set with it (so the owner's count keeps counting it).
 ///
 /// `KEYS[1]` the key, `ARGV[1]` the slide in milliseconds, `ARGV[2]` the tombstone encoding,
-/// `ARGV[3]` the owner-set prefix. A key without expiry (`PTTL` -1, written by hand) is left
-/// alone.
+/// `ARGV[3]` the owner-set prefix. Returns nil for a missing key, else `{value, ms left}` (`-1`
+/// for a key without expiry, written by hand, which is left alone).
 const SLIDE_LUA: &str = concat!(
     r"
 local value = redis.call('GET', KEYS[1])
 if not value then
   return false
 end
+local left = redis.call('PTTL', KEYS[1])
 if value ~= ARGV[2] then
   local slide = tonumber(ARGV[1])
-  local left = redis.call('PTTL', KEYS[1])
   if left >= 0 and left * 2 < slide then
     redis.call('PEXPIRE', KEYS[1], slide)
+    left = slide
     local set = ARGV[3] .. redis.sha1hex(value)
 ",
     lua_now!(),
@@ -113,7 +114,7 @@ if value ~= ARGV[2] then
     end
   end
 end
-return value
+return {value, left}
 "
 );
 
@@ -190,8 +191,7 @@ static SLIDE_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(SLIDE_LUA))
 ///   only the session id.) The bindings of one store therefore live on one shard (a primary
 ///   and its replicas): the cluster gives failover, and room for other data (rmcp's session
 ///   state spreads over every slot), not more binding capacity than one primary. One primary
-///   holds about 5 million sessions per GiB and serves checked requests at its single-thread
-///   rate (see the README's scale table); past that, run several stores with distinct tags
+///   holds about 3 million sessions per GiB (see the README's scale table); past that, run several stores with distinct tags
 ///   (one per tenant or deployment), each on its own shard.
 /// - **TLS** (feature `redis-tls`): `rediss://` URLs, with the system's roots or
 ///   [`RedisOptions::ca_pem`].
@@ -263,6 +263,61 @@ pub struct RedisStore {
     /// `prefix` + [`OWNER_SET`].
     owner_prefix: Arc<str>,
     timeout: Duration,
+    /// When this store last learnt each binding's expiry: see [`Fresh`].
+    fresh: Arc<Fresh>,
+}
+
+/// How many bindings [`Fresh`] remembers; past it, it starts over (each forgotten binding costs
+/// one script call on its next checked request, which remembers it again).
+const FRESH_CAPACITY: usize = 100_000;
+
+/// What this store knows of its bindings' expiries, so that a sliding lookup is a plain `GET`
+/// while the binding has more than half its slide left, and the slide script runs only when it
+/// may have to write.
+///
+/// For each key: the local time until which the binding is known to have more than half the
+/// slide left, learnt from this store's own bind (its TTL) and slide scripts (the TTL Redis
+/// reported), counted from when the command was sent, so it errs early. Only the expiry is
+/// remembered, never the value: every lookup still reads the binding (its owner, or a tombstone
+/// another replica wrote) from Redis. Another replica's slide only makes the real expiry later
+/// than remembered (an early script call, which finds the TTL fresh and writes nothing).
+#[derive(Debug, Default)]
+struct Fresh(std::sync::Mutex<std::collections::HashMap<SessionKey, tokio::time::Instant>>);
+
+impl Fresh {
+    /// Whether `key` is known to have more than half of `slide` left.
+    fn is_fresh(&self, key: SessionKey, slide: Duration) -> bool {
+        let Some(due) = tokio::time::Instant::now().checked_add(slide / 2) else {
+            return false;
+        };
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&key)
+            .is_some_and(|expiry| *expiry > due)
+    }
+
+    /// `key` had `left` until its expiry when a command sent at `sent` ran.
+    fn learn(&self, key: SessionKey, sent: tokio::time::Instant, left: Duration) {
+        let Some(expiry) = sent.checked_add(left) else {
+            return self.forget(key);
+        };
+        let mut map = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if map.len() >= FRESH_CAPACITY && !map.contains_key(&key) {
+            map.clear();
+        }
+        map.insert(key, expiry);
+    }
+
+    fn forget(&self, key: SessionKey) {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(&key);
+    }
 }
 
 /// The connection a [`RedisStore`] talks through: a [`ConnectionManager`] to one server, or a
@@ -644,6 +699,7 @@ impl RedisStore {
             owner_prefix: Arc::from(format!("{prefix}{OWNER_SET}")),
             prefix: Arc::from(prefix),
             timeout: options.timeout,
+            fresh: Arc::default(),
         }
     }
 
@@ -922,6 +978,7 @@ impl BindingStore for RedisStore {
             .arg(limit)
             .arg(&*self.owner_prefix);
         async move {
+            let sent = tokio::time::Instant::now();
             let reply: Value = self
                 .run("bind", |mut conn| {
                     let invocation = &invocation;
@@ -929,7 +986,11 @@ impl BindingStore for RedisStore {
                 })
                 .await?;
             match reply {
-                Value::Nil => Ok(BindOutcome::Created),
+                Value::Nil => {
+                    self.fresh
+                        .learn(key, sent, Duration::from_millis(ttl_ms(ttl)));
+                    Ok(BindOutcome::Created)
+                }
                 Value::Int(wait_ms) => Ok(BindOutcome::LimitReached {
                     retry_after: Duration::from_millis(u64::try_from(wait_ms).unwrap_or(1).max(1)),
                 }),
@@ -953,27 +1014,48 @@ impl BindingStore for RedisStore {
         let redis_key = self.redis_key(key);
         async move {
             let value: Option<Vec<u8>> = match slide {
-                None => {
-                    let mut get = ::redis::cmd("GET");
-                    get.arg(&redis_key);
-                    self.run("lookup", |mut conn| {
-                        let get = &get;
-                        async move { get.query_async(&mut conn).await }
-                    })
-                    .await?
-                }
-                Some(slide) => {
+                Some(slide) if !self.fresh.is_fresh(key, slide) => {
                     let mut invocation = SLIDE_SCRIPT.prepare_invoke();
                     invocation
                         .key(&redis_key)
                         .arg(ttl_ms(slide))
                         .arg(codec::encode_ended())
                         .arg(&*self.owner_prefix);
-                    self.run("lookup", |mut conn| {
-                        let invocation = &invocation;
-                        async move { invocation.invoke_async(&mut conn).await }
-                    })
-                    .await?
+                    let sent = tokio::time::Instant::now();
+                    let reply: Option<(Vec<u8>, i64)> = self
+                        .run("lookup", |mut conn| {
+                            let invocation = &invocation;
+                            async move { invocation.invoke_async(&mut conn).await }
+                        })
+                        .await?;
+                    match &reply {
+                        Some((value, left))
+                            if *left >= 0 && value != codec::encode_ended().as_bytes() =>
+                        {
+                            let left = Duration::from_millis(left.unsigned_abs());
+                            self.fresh.learn(key, sent, left);
+                        }
+                        _ => self.fresh.forget(key),
+                    }
+                    reply.map(|(value, _)| value)
+                }
+                // No slide, or a binding known to have more than half its slide left: a plain
+                // GET, no script.
+                _ => {
+                    let mut get = ::redis::cmd("GET");
+                    get.arg(&redis_key);
+                    let value: Option<Vec<u8>> = self
+                        .run("lookup", |mut conn| {
+                            let get = &get;
+                            async move { get.query_async(&mut conn).await }
+                        })
+                        .await?;
+                    // Gone or ended: nothing to slide any more.
+                    let ended = codec::encode_ended().as_bytes();
+                    if slide.is_some() && value.as_deref().is_none_or(|v| v == ended) {
+                        self.fresh.forget(key);
+                    }
+                    value
                 }
             };
             Ok(match value {
@@ -1002,6 +1084,7 @@ impl BindingStore for RedisStore {
             .arg(codec::encode_ended())
             .arg(ttl_ms(tombstone_ttl))
             .arg(&*self.owner_prefix);
+        self.fresh.forget(key);
         async move {
             self.run("end", |mut conn| {
                 let eval = &eval;

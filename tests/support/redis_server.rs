@@ -666,8 +666,8 @@ impl RedisCluster {
     }
 
     /// Calls per command over every running master (see [`RedisServer::command_calls`]);
-    /// replicas are left out, as they run the writes their master replicates, and the cluster
-    /// client's own `CLUSTER …` commands too.
+    /// replicas are left out, as they run the writes their master replicates, and so are the
+    /// cluster client's own `CLUSTER …` commands and the replicas' `REPLCONF ACK`s.
     pub(crate) fn command_calls(&self) -> std::collections::BTreeMap<String, u64> {
         let mut calls = std::collections::BTreeMap::new();
         let masters = self.nodes.iter().filter(|node| {
@@ -675,7 +675,7 @@ impl RedisCluster {
         });
         for node in masters {
             for (name, n) in node.command_calls() {
-                if !name.starts_with("cluster") && name != "role" {
+                if !name.starts_with("cluster") && name != "role" && name != "replconf" {
                     *calls.entry(name).or_insert(0) += n;
                 }
             }
