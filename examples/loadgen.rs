@@ -6,7 +6,14 @@
 //! target/release/examples/loadgen [--rounds 5] [--seconds 3] [--warmup 0.5] [--concurrency 1,16,64]
 //!                                 [--server PATH] [--server-cpu N]
 //! target/release/examples/loadgen --instructions 2000 [--server PATH]
+//! target/release/examples/loadgen --redis redis://127.0.0.1:6379/ [--concurrency 16,64] …
 //! ```
+//!
+//! With `--redis URL`, the two servers both have the layer: one keeps its bindings in a
+//! `MemoryStore` (`memory`, the baseline), the other in the Redis at `URL` (`redis`, with
+//! `--redis URL`, so rmcp's session state is there too); the ratios are redis/memory. Use a
+//! local `redis-server` that nothing else loads. `--instructions N --redis URL` counts the
+//! server instructions per request of the two.
 //!
 //! On a 2-core machine, `taskset -c 0 target/release/examples/loadgen --server-cpu 1` gives the
 //! load generator one core and the server the other (`taskset`), which steadies the figures.
@@ -68,6 +75,8 @@ struct Args {
     server_cpu: Option<usize>,
     /// Instead of the load: count the server's instructions over this many requests (callgrind).
     instructions: Option<usize>,
+    /// Compare the layer on `MemoryStore` with the layer on the Redis at this URL.
+    redis: Option<String>,
 }
 
 impl Args {
@@ -80,6 +89,7 @@ impl Args {
             server: None,
             server_cpu: None,
             instructions: None,
+            redis: None,
         };
         let mut argv = std::env::args().skip(1);
         while let Some(flag) = argv.next() {
@@ -97,6 +107,7 @@ impl Args {
                 "--server" => args.server = Some(value()?.into()),
                 "--server-cpu" => args.server_cpu = Some(value()?.parse()?),
                 "--instructions" => args.instructions = Some(value()?.parse()?),
+                "--redis" => args.redis = Some(value()?),
                 // `cargo bench`-style invocations pass this; nothing to do.
                 "--bench" => {}
                 other => return Err(format!("unknown argument {other}").into()),
@@ -106,6 +117,20 @@ impl Args {
             return Err("rounds and concurrency must be positive".into());
         }
         Ok(args)
+    }
+
+    /// The two servers compared: (name, extra server arguments); the first is the baseline.
+    fn servers(&self) -> [(&'static str, Vec<String>); 2] {
+        match &self.redis {
+            None => [
+                ("bare", vec!["--without-binding".to_owned()]),
+                ("layer", Vec::new()),
+            ],
+            Some(url) => [
+                ("memory", Vec::new()),
+                ("redis", vec!["--redis".to_owned(), url.clone()]),
+            ],
+        }
     }
 }
 
@@ -158,7 +183,7 @@ async fn spawn_server(
     binary: Option<&std::path::Path>,
     cpu: Option<usize>,
     callgrind: bool,
-    without_binding: bool,
+    extra: &[String],
 ) -> Result<Server, Error> {
     let path = match binary {
         Some(path) => path.to_owned(),
@@ -203,9 +228,7 @@ async fn spawn_server(
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .kill_on_drop(true);
-    if without_binding {
-        command.arg("--without-binding");
-    }
+    command.args(extra);
     let mut child = command.spawn()?;
     let pid = child.id().ok_or("server exited at once")?;
     let stdout = child.stdout.take().ok_or("no stdout")?;
@@ -475,8 +498,9 @@ async fn instructions(args: &Args, client: &reqwest::Client, requests: usize) ->
         "server instructions per tools/call whoami (callgrind, {requests} sequential requests after 50 warm-up):"
     );
     let mut per_request = [0.0; 2];
-    for (which, name) in [(0, "bare"), (1, "layer")] {
-        let mut server = spawn_server(name, args.server.as_deref(), None, true, which == 0).await?;
+    let servers = args.servers();
+    for (which, (name, extra)) in servers.iter().enumerate() {
+        let mut server = spawn_server(name, args.server.as_deref(), None, true, extra).await?;
         let session = open_session(client, &server.url, "user-0000".to_owned()).await?;
         for _ in 0..50 {
             whoami(client, &server.url, &session).await?;
@@ -501,8 +525,10 @@ async fn instructions(args: &Args, client: &reqwest::Client, requests: usize) ->
         server.child.kill().await?;
     }
     println!(
-        "  layer adds {:.0} instructions per request (ratio {:.4})",
+        "  {} adds {:.0} instructions per request to {} (ratio {:.4})",
+        servers[1].0,
         per_request[1] - per_request[0],
+        servers[0].0,
         per_request[1] / per_request[0]
     );
     Ok(())
@@ -520,14 +546,22 @@ async fn main() -> Result<(), Error> {
         return instructions(&args, &client, requests).await;
     }
 
+    let [(base_name, base_args), (other_name, other_args)] = args.servers();
     let mut servers = [
-        spawn_server("bare", args.server.as_deref(), args.server_cpu, false, true).await?,
         spawn_server(
-            "layer",
+            base_name,
             args.server.as_deref(),
             args.server_cpu,
             false,
+            &base_args,
+        )
+        .await?,
+        spawn_server(
+            other_name,
+            args.server.as_deref(),
+            args.server_cpu,
             false,
+            &other_args,
         )
         .await?,
     ];
@@ -547,8 +581,15 @@ async fn main() -> Result<(), Error> {
         args.rounds, args.window, args.warmup, args.concurrency
     );
     println!(
-        "servers: bare (--without-binding) pid {} at {}, layer pid {} at {}",
-        servers[0].pid, servers[0].url, servers[1].pid, servers[1].url
+        "servers: {} {:?} pid {} at {}, {} {:?} pid {} at {}",
+        base_name,
+        base_args,
+        servers[0].pid,
+        servers[0].url,
+        other_name,
+        other_args,
+        servers[1].pid,
+        servers[1].url
     );
 
     let mut totals: Vec<[Totals; 2]> = args
@@ -576,8 +617,9 @@ async fn main() -> Result<(), Error> {
     }
 
     println!();
+    let (b, l) = (base_name, other_name);
     println!(
-        "| clients | bare req/s | layer req/s | ratio | bare p50 µs | layer p50 µs | ratio | bare p99 µs | layer p99 µs | ratio | server CPU µs/req bare | layer | ratio |"
+        "| clients | {b} req/s | {l} req/s | ratio | {b} p50 µs | {l} p50 µs | ratio | {b} p99 µs | {l} p99 µs | ratio | server CPU µs/req {b} | {l} | ratio |"
     );
     println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for (c, &clients) in args.concurrency.iter().enumerate() {
@@ -605,7 +647,7 @@ async fn main() -> Result<(), Error> {
         }
     }
     println!();
-    println!("Per round (each round runs both servers back to back), layer/bare:");
+    println!("Per round (each round runs both servers back to back), {l}/{b}:");
     for (c, &clients) in args.concurrency.iter().enumerate() {
         let [bare, layer] = &totals[c];
         let (rps, rps_rounds) = median_ratio(&bare.per_round_rps, &layer.per_round_rps);

@@ -4,6 +4,7 @@
 //! ```text
 //! cargo run --all-features --example mcp_server [-- --listen 127.0.0.1:8080] [--allow-anonymous]
 //!                                    [--without-binding] [--redis redis://127.0.0.1/]
+//!                                    [--redis-cluster redis://HOST:PORT]... [--redis-ca PATH]
 //!                                    [--issuer URL]... [--jwks-refresh-min SECS]
 //!                                    [--jwks-max-stale SECS] [--require-scope SCOPE]...
 //!                                    [--cors-origin ORIGIN]...
@@ -70,6 +71,7 @@ use tracing_subscriber::EnvFilter;
 
 const USAGE: &str = "\
 usage: mcp_server [--listen ADDR] [--allow-anonymous] [--without-binding] [--redis URL]
+                  [--redis-cluster URL]... [--redis-ca PATH]
                   [--issuer URL]... [--jwks-refresh-min SECS] [--jwks-max-stale SECS]
                   [--require-scope SCOPE]... [--cors-origin ORIGIN]...
 
@@ -80,7 +82,12 @@ options:
   --without-binding   the same stack without SessionBindingLayer (a baseline for benchmarks)
   --redis URL         keep the bindings and rmcp's session state in Redis
                       (redis://HOST:PORT[/DB]), so that replicas sharing it serve
-                      every session; give them the same MCP_JWT_SECRET (feature `redis`)
+                      every session; give them the same MCP_JWT_SECRET (feature `redis`);
+                      rediss://HOST:PORT for TLS (feature `redis-tls`)
+  --redis-cluster URL the same on a Redis Cluster: URL is one seed node (repeatable); the
+                      bindings share one hash tag, rmcp's session state spreads over the slots
+  --redis-ca PATH     with rediss://: trust only the CA certificates in this PEM file
+                      (default: the system's roots)
   --issuer URL        trust this OpenID provider through discovery (repeatable): its keys
                       come from URL/.well-known/openid-configuration and its jwks_uri;
                       https only, or http on a loopback host. Prints
@@ -116,6 +123,8 @@ struct Args {
     allow_anonymous: bool,
     without_binding: bool,
     redis: Option<String>,
+    redis_cluster: Vec<String>,
+    redis_ca: Option<String>,
     issuers: Vec<String>,
     jwks_refresh_min: Duration,
     jwks_max_stale: Duration,
@@ -130,6 +139,8 @@ impl Default for Args {
             allow_anonymous: false,
             without_binding: false,
             redis: None,
+            redis_cluster: Vec::new(),
+            redis_ca: None,
             issuers: Vec::new(),
             jwks_refresh_min: Duration::from_secs(30),
             jwks_max_stale: Duration::from_secs(3600),
@@ -166,6 +177,8 @@ impl Args {
             match flag.as_str() {
                 "--listen" => parsed.listen = value()?,
                 "--redis" => parsed.redis = Some(value()?),
+                "--redis-cluster" => parsed.redis_cluster.push(value()?),
+                "--redis-ca" => parsed.redis_ca = Some(value()?),
                 "--issuer" => parsed.issuers.push(value()?),
                 "--jwks-refresh-min" => parsed.jwks_refresh_min = seconds(&flag, &value()?)?,
                 "--jwks-max-stale" => parsed.jwks_max_stale = seconds(&flag, &value()?)?,
@@ -180,20 +193,30 @@ impl Args {
                 _ => return Err(format!("unknown argument {flag:?}")),
             }
         }
-        if parsed.without_binding && parsed.redis.is_some() {
-            return Err("--redis and --without-binding exclude each other".to_owned());
+        let cluster = !parsed.redis_cluster.is_empty();
+        if parsed.without_binding && (parsed.redis.is_some() || cluster) {
+            return Err("--redis and --redis-cluster exclude --without-binding".to_owned());
+        }
+        if parsed.redis.is_some() && cluster {
+            return Err("--redis and --redis-cluster exclude each other".to_owned());
+        }
+        if parsed.redis_ca.is_some() && parsed.redis.is_none() && !cluster {
+            return Err("--redis-ca needs --redis or --redis-cluster".to_owned());
         }
         Ok(Some(parsed))
     }
 }
 
 /// Where the bindings live, or `None` with `--without-binding`.
-async fn binding_store(args: &Args) -> Result<Option<Arc<dyn BindingStore>>, String> {
+async fn binding_store(
+    args: &Args,
+    redis: Option<&Redis>,
+) -> Result<Option<Arc<dyn BindingStore>>, String> {
     if args.without_binding {
         return Ok(None);
     }
-    match &args.redis {
-        Some(url) => redis_store(url).await.map(Some),
+    match redis {
+        Some(redis) => Ok(Some(Arc::new(redis.clone()))),
         None => {
             let store = MemoryStore::new();
             // Expired bindings are also dropped lazily; the sweeper bounds the memory of
@@ -204,18 +227,46 @@ async fn binding_store(args: &Args) -> Result<Option<Arc<dyn BindingStore>>, Str
     }
 }
 
+/// The Redis of `--redis`: the bindings' store, whose connection rmcp's session state shares.
 #[cfg(feature = "redis")]
-async fn redis_store(url: &str) -> Result<Arc<dyn BindingStore>, String> {
-    let store = mcp_session_binding::store::RedisStore::connect(url)
-        .await
-        .map_err(|e| format!("cannot use Redis: {e}"))?;
-    tracing::info!("bindings are kept in Redis");
-    Ok(Arc::new(store))
+type Redis = mcp_session_binding::store::RedisStore;
+#[cfg(not(feature = "redis"))]
+type Redis = MemoryStore;
+
+/// Connects to the Redis of `--redis` (`None` without it).
+#[cfg(feature = "redis")]
+async fn redis(args: &Args) -> Result<Option<Redis>, String> {
+    use mcp_session_binding::store::{RedisOptions, RedisStore};
+    if args.redis.is_none() && args.redis_cluster.is_empty() {
+        return Ok(None);
+    }
+    #[allow(unused_mut)]
+    let mut options = RedisOptions::new();
+    if let Some(path) = &args.redis_ca {
+        #[cfg(feature = "redis-tls")]
+        {
+            let pem =
+                std::fs::read(path).map_err(|e| format!("cannot read --redis-ca {path}: {e}"))?;
+            options = options.ca_pem(pem);
+        }
+        #[cfg(not(feature = "redis-tls"))]
+        return Err(format!("--redis-ca {path} needs the redis-tls feature"));
+    }
+    let store = match &args.redis {
+        Some(url) => RedisStore::connect_with(url, options).await,
+        None => RedisStore::connect_cluster(&args.redis_cluster, options).await,
+    }
+    .map_err(|e| format!("cannot use Redis: {e}"))?;
+    tracing::info!("bindings and MCP session state are kept in Redis");
+    Ok(Some(store))
 }
 
 #[cfg(not(feature = "redis"))]
-async fn redis_store(_url: &str) -> Result<Arc<dyn BindingStore>, String> {
-    Err("--redis needs the redis feature".to_owned())
+async fn redis(args: &Args) -> Result<Option<Redis>, String> {
+    if args.redis.is_some() || !args.redis_cluster.is_empty() {
+        return Err("--redis and --redis-cluster need the redis feature".to_owned());
+    }
+    Ok(None)
 }
 
 /// The demo MCP service of `common/demo_mcp.rs`.
@@ -227,20 +278,18 @@ type DemoService = rmcp::transport::streamable_http_server::StreamableHttpServic
 /// The MCP service; with `--redis`, rmcp keeps its session state in Redis too, so that another
 /// replica can restore a session it does not hold.
 #[cfg(feature = "redis")]
-async fn mcp_service(args: &Args) -> Result<DemoService, String> {
-    let Some(url) = &args.redis else {
-        return Ok(demo_mcp::service());
-    };
-    let sessions = rmcp_redis_sessions::RedisSessionStore::connect(url)
-        .await
-        .map_err(|e| format!("cannot use Redis: {e}"))?;
-    tracing::info!("MCP session state is kept in Redis");
-    Ok(demo_mcp::service_with_session_store(Arc::new(sessions)))
+fn mcp_service(redis: Option<&Redis>) -> DemoService {
+    match redis {
+        Some(store) => demo_mcp::service_with_session_store(Arc::new(
+            rmcp_redis_sessions::RedisSessionStore::sharing(store),
+        )),
+        None => demo_mcp::service(),
+    }
 }
 
 #[cfg(not(feature = "redis"))]
-async fn mcp_service(_args: &Args) -> Result<DemoService, String> {
-    Ok(demo_mcp::service())
+fn mcp_service(_redis: Option<&Redis>) -> DemoService {
+    demo_mcp::service()
 }
 
 #[tokio::main]
@@ -279,8 +328,9 @@ async fn run(args: Args) -> Result<(), String> {
         audience,
         dev_secret,
     } = jwt_stack::issuers_from_env(&args.issuers)?;
-    let binding = binding_store(&args).await?;
-    let mcp = mcp_service(&args).await?;
+    let redis = redis(&args).await?;
+    let binding = binding_store(&args, redis.as_ref()).await?;
+    let mcp = mcp_service(redis.as_ref());
 
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await

@@ -35,9 +35,9 @@ use http::StatusCode;
 use jwt_stack::{DEFAULT_AUDIENCE, DEFAULT_ISSUER, StackConfig, TokenMinter};
 use mcp_session_binding::{
     Identity, MISMATCH_MESSAGE,
-    store::{BindOutcome, BindingStore, Owner, RedisStore, SessionKey},
+    store::{BindOutcome, BindingStore, Owner, RedisOptions, RedisStore, SessionKey},
 };
-use redis_server::RedisServer;
+use redis_server::{RedisCluster, RedisServer};
 use rmcp_redis_sessions::RedisSessionStore;
 use serde_json::{Value, json};
 use support::{Answer, Raw, Seen, demo_mcp, initialize_body, tool_call, tool_text};
@@ -57,11 +57,6 @@ fn who(sub: &str) -> String {
     format!("{DEFAULT_ISSUER} {sub}")
 }
 
-/// The Redis key of `session`'s binding.
-fn binding_key(session: &str) -> String {
-    format!("mcpsb:{}", SessionKey::from_session_id(session).to_hex())
-}
-
 /// The Redis key of `session`'s rmcp state.
 fn state_key(session: &str) -> String {
     format!(
@@ -77,6 +72,143 @@ fn bound_to(sub: &str) -> String {
 }
 
 const TOMBSTONE: &str = "mcpsb1:ended";
+
+/// Where the replicas keep their bindings and rmcp's sessions: one `redis-server`, or a Redis
+/// Cluster of 3 masters and 3 replicas. The scenarios that do not stop Redis run on both (see
+/// [`on_both`]).
+enum Backend {
+    Single(RedisServer),
+    Cluster(RedisCluster),
+}
+
+impl Backend {
+    fn single() -> Option<Self> {
+        RedisServer::start().map(Self::Single)
+    }
+
+    fn cluster() -> Option<Self> {
+        RedisCluster::start().map(Self::Cluster)
+    }
+
+    /// The bindings' store, as a replica opens it.
+    async fn store(&self) -> RedisStore {
+        let options = RedisOptions::new().timeout(STORE_TIMEOUT);
+        match self {
+            Self::Single(server) => RedisStore::connect_with(&server.url(), options).await,
+            Self::Cluster(cluster) => RedisStore::connect_cluster(&cluster.urls(), options).await,
+        }
+        .expect("redis for the bindings")
+    }
+
+    /// The example server's flags for this Redis.
+    fn server_args(&self) -> Vec<String> {
+        match self {
+            Self::Single(server) => vec!["--redis".to_owned(), server.url()],
+            Self::Cluster(cluster) => cluster
+                .urls()
+                .into_iter()
+                .flat_map(|url| ["--redis-cluster".to_owned(), url])
+                .collect(),
+        }
+    }
+
+    /// The single server.
+    ///
+    /// # Panics
+    ///
+    /// On a cluster.
+    fn server(&self) -> &RedisServer {
+        match self {
+            Self::Single(server) => server,
+            Self::Cluster(_) => panic!("a single-server scenario"),
+        }
+    }
+
+    fn server_mut(&mut self) -> &mut RedisServer {
+        match self {
+            Self::Single(server) => server,
+            Self::Cluster(_) => panic!("a single-server scenario"),
+        }
+    }
+
+    /// The Redis key of `session`'s binding: `mcpsb:<hex>`, on a cluster `{mcpsb:}<hex>` (the
+    /// store's hash tag).
+    fn binding_key(&self, session: &str) -> String {
+        let prefix = match self {
+            Self::Single(_) => "mcpsb:",
+            Self::Cluster(_) => "{mcpsb:}",
+        };
+        format!("{prefix}{}", SessionKey::from_session_id(session).to_hex())
+    }
+
+    /// `GET key` (on the master of its slot), `""` for a missing key.
+    fn get(&self, key: &str) -> String {
+        match self {
+            Self::Single(server) => server.command(&["GET", key]),
+            Self::Cluster(cluster) => cluster.get(key),
+        }
+    }
+
+    /// `SET key value` (on the master of its slot).
+    fn set(&self, key: &str, value: &str) {
+        match self {
+            Self::Single(server) => server.command(&["SET", key, value]),
+            Self::Cluster(cluster) => cluster.master_of(key).command(&["SET", key, value]),
+        };
+    }
+
+    fn reset_stats(&self) {
+        match self {
+            Self::Single(server) => server.reset_stats(),
+            Self::Cluster(cluster) => cluster.reset_stats(),
+        }
+    }
+
+    /// Redis command calls since the last [`reset_stats`](Self::reset_stats) (on a cluster,
+    /// summed over the masters), without the harness's own `INFO`, `CONFIG` and `ROLE`.
+    fn command_calls(&self) -> BTreeMap<String, u64> {
+        let mut calls = match self {
+            Self::Single(server) => server.command_calls(),
+            Self::Cluster(cluster) => cluster.command_calls(),
+        };
+        calls.retain(|name, _| !name.starts_with("info") && !name.starts_with("config"));
+        calls
+    }
+}
+
+/// Runs each scenario twice: `<scenario>::single` on one `redis-server`, `<scenario>::cluster` on
+/// a Redis Cluster.
+macro_rules! on_both {
+    ($($scenario:ident),* $(,)?) => {
+        $(
+            mod $scenario {
+                #[tokio::test]
+                async fn single() {
+                    if let Some(redis) = super::Backend::single() {
+                        super::$scenario(redis).await;
+                    }
+                }
+
+                #[tokio::test]
+                async fn cluster() {
+                    if let Some(redis) = super::Backend::cluster() {
+                        super::$scenario(redis).await;
+                    }
+                }
+            }
+        )*
+    };
+}
+
+on_both!(
+    a_session_opened_on_a_serves_its_owner_on_b,
+    concurrent_first_requests_on_b_restore_the_session_once,
+    a_thief_on_b_is_refused_and_the_session_ends_on_every_replica,
+    an_owner_delete_on_b_ends_the_session_on_a,
+    a_stored_value_that_is_not_a_binding_fails_closed,
+    one_redis_round_trip_per_checked_request_and_per_bind,
+    a_server_process_restart_keeps_every_binding,
+);
 
 /// One replica, in this process.
 struct Replica {
@@ -94,14 +226,9 @@ impl Drop for Replica {
 
 impl Replica {
     /// A replica whose bindings and rmcp sessions are in the Redis at `redis`.
-    async fn start(redis: &RedisServer) -> Self {
-        let bindings = RedisStore::connect(&redis.url())
-            .await
-            .expect("redis for the bindings")
-            .with_timeout(STORE_TIMEOUT);
-        let sessions = RedisSessionStore::connect(&redis.url())
-            .await
-            .expect("redis for the sessions");
+    async fn start(redis: &Backend) -> Self {
+        let bindings = redis.store().await;
+        let sessions = RedisSessionStore::sharing(&bindings);
         let seen = Arc::new(Mutex::new(Vec::new()));
         let recorder = {
             let seen = seen.clone();
@@ -185,19 +312,6 @@ fn assert_unavailable(answer: &Answer, what: &str) {
     assert!(body["error"]["message"].is_string(), "{what}: {body}");
 }
 
-/// `GET key` on the test server, `""` for a missing key.
-fn get(redis: &RedisServer, key: &str) -> String {
-    redis.command(&["GET", key])
-}
-
-/// Redis command calls since the last [`RedisServer::reset_stats`], without the harness's own
-/// `INFO` and `CONFIG`.
-fn calls(redis: &RedisServer) -> BTreeMap<String, u64> {
-    let mut calls = redis.command_calls();
-    calls.retain(|name, _| !name.starts_with("info") && !name.starts_with("config"));
-    calls
-}
-
 fn counts(pairs: &[(&str, u64)]) -> BTreeMap<String, u64> {
     pairs
         .iter()
@@ -209,16 +323,12 @@ fn counts(pairs: &[(&str, u64)]) -> BTreeMap<String, u64> {
 /// (replaying `initialize` with the request in hand, so the tool sees the caller's own,
 /// complete identity) and the binding layer on B finds the binding in Redis. Back on A, it still
 /// works.
-#[tokio::test]
-async fn a_session_opened_on_a_serves_its_owner_on_b() {
-    let Some(redis) = RedisServer::start() else {
-        return;
-    };
+async fn a_session_opened_on_a_serves_its_owner_on_b(redis: Backend) {
     let (a, b) = (Replica::start(&redis).await, Replica::start(&redis).await);
 
     let session = a.raw.open_session(Some(&token("alice"))).await;
-    assert_eq!(get(&redis, &binding_key(&session)), bound_to("alice"));
-    let state: Value = serde_json::from_str(&get(&redis, &state_key(&session))).unwrap();
+    assert_eq!(redis.get(&redis.binding_key(&session)), bound_to("alice"));
+    let state: Value = serde_json::from_str(&redis.get(&state_key(&session))).unwrap();
     assert_eq!(state["initialize_params"]["clientInfo"]["name"], "raw-test");
     assert!(b.forwarded_with(&session).is_empty(), "B has not seen it");
 
@@ -241,15 +351,15 @@ async fn a_session_opened_on_a_serves_its_owner_on_b() {
 
 /// Concurrent first requests for a session on a replica that does not hold it: all are served
 /// for their owner, and the replica restores the session once (one `GET` of its rmcp state; the
-/// other `GET`s counted are the ones inside the binding lookups' script).
-#[tokio::test]
-async fn concurrent_first_requests_on_b_restore_the_session_once() {
+/// other `GET`s are the binding lookups': the script for those that ran before the replica
+/// learnt the binding's expiry, plain `GET`s after).
+async fn concurrent_first_requests_on_b_restore_the_session_once(redis: Backend) {
     const N: u64 = 16;
-    let Some(redis) = RedisServer::start() else {
-        return;
-    };
     let (a, b) = (Replica::start(&redis).await, Replica::start(&redis).await);
     let session = a.raw.open_session(Some(&token("alice"))).await;
+    // Warm up: B's first sliding lookup loads the script into Redis.
+    let warm = a.raw.open_session(Some(&token("bob"))).await;
+    assert_eq!(b.whoami(&warm, "bob").await, who("bob"));
 
     let tokens: Vec<String> = (0..N).map(|_| token("alice")).collect();
     redis.reset_stats();
@@ -261,9 +371,14 @@ async fn concurrent_first_requests_on_b_restore_the_session_once() {
         assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
         assert_eq!(tool_text(&answer.json()), who("alice"));
     }
+    // N binding lookups (each a GET, inside the script or plain), one restore; the lookups
+    // that ran before the first script answered ran the script too, the others were GETs.
+    let calls = redis.command_calls();
+    let scripts = calls.get("evalsha").copied().unwrap_or(0);
+    assert!((1..=N).contains(&scripts), "{calls:?}");
     assert_eq!(
-        calls(&redis),
-        counts(&[("evalsha", N), ("get", N + 1), ("pttl", N)]),
+        calls,
+        counts(&[("evalsha", scripts), ("get", N + 1), ("pttl", scripts)]),
         "N binding lookups, one restore"
     );
 }
@@ -272,11 +387,7 @@ async fn concurrent_first_requests_on_b_restore_the_session_once() {
 /// gets the mismatch answer, nothing of hers reaches the MCP service (B does not even restore
 /// the session for her), and the session is ended: a tombstone in Redis, so alice gets 404 on
 /// A, which still holds the session in memory, and on B.
-#[tokio::test]
-async fn a_thief_on_b_is_refused_and_the_session_ends_on_every_replica() {
-    let Some(redis) = RedisServer::start() else {
-        return;
-    };
+async fn a_thief_on_b_is_refused_and_the_session_ends_on_every_replica(redis: Backend) {
     let (a, b) = (Replica::start(&redis).await, Replica::start(&redis).await);
     let session = a.raw.open_session(Some(&token("alice"))).await;
     assert_eq!(a.whoami(&session, "alice").await, who("alice"));
@@ -288,9 +399,9 @@ async fn a_thief_on_b_is_refused_and_the_session_ends_on_every_replica() {
         [http::Method::DELETE],
         "only the layer's DELETE that ends the session reached B's MCP service"
     );
-    assert_eq!(get(&redis, &binding_key(&session)), TOMBSTONE);
+    assert_eq!(redis.get(&redis.binding_key(&session)), TOMBSTONE);
     assert_eq!(
-        get(&redis, &state_key(&session)),
+        redis.get(&state_key(&session)),
         "",
         "the DELETE removed rmcp's state"
     );
@@ -308,19 +419,15 @@ async fn a_thief_on_b_is_refused_and_the_session_ends_on_every_replica() {
 }
 
 /// alice ends her session with a DELETE on B: A, where she opened it, answers 404 from then on.
-#[tokio::test]
-async fn an_owner_delete_on_b_ends_the_session_on_a() {
-    let Some(redis) = RedisServer::start() else {
-        return;
-    };
+async fn an_owner_delete_on_b_ends_the_session_on_a(redis: Backend) {
     let (a, b) = (Replica::start(&redis).await, Replica::start(&redis).await);
     let session = a.raw.open_session(Some(&token("alice"))).await;
 
     let answer = b.raw.delete(&session, Some(&token("alice"))).await;
     assert!(answer.status.is_success(), "{answer:?}");
     assert_eq!(b.forwarded_with(&session), [http::Method::DELETE]);
-    assert_eq!(get(&redis, &binding_key(&session)), TOMBSTONE);
-    assert_eq!(get(&redis, &state_key(&session)), "");
+    assert_eq!(redis.get(&redis.binding_key(&session)), TOMBSTONE);
+    assert_eq!(redis.get(&state_key(&session)), "");
 
     assert_eq!(
         a.whoami_status(&session, "alice").await,
@@ -346,7 +453,7 @@ async fn an_owner_delete_on_b_ends_the_session_on_a() {
 /// was ended, no binding was lost, and a thief is still refused.
 #[tokio::test]
 async fn while_redis_is_down_requests_get_503_and_nothing_is_lost() {
-    let Some(mut redis) = RedisServer::start() else {
+    let Some(mut redis) = Backend::single() else {
         return;
     };
     let (a, b) = (Replica::start(&redis).await, Replica::start(&redis).await);
@@ -354,12 +461,15 @@ async fn while_redis_is_down_requests_get_503_and_nothing_is_lost() {
     let bob = b.raw.open_session(Some(&token("bob"))).await;
     // A holds alice's session; B holds bob's, and alice's too once it restored it.
     assert_eq!(b.whoami(&alice, "alice").await, who("alice"));
-    redis.command(&["SAVE"]);
+    redis.server().command(&["SAVE"]);
     let stored = [
-        (binding_key(&alice), get(&redis, &binding_key(&alice))),
-        (binding_key(&bob), get(&redis, &binding_key(&bob))),
+        (
+            redis.binding_key(&alice),
+            redis.get(&redis.binding_key(&alice)),
+        ),
+        (redis.binding_key(&bob), redis.get(&redis.binding_key(&bob))),
     ];
-    redis.stop();
+    redis.server_mut().stop();
 
     let (seen_a, seen_b) = (a.forwarded(), b.forwarded());
     let note = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
@@ -421,9 +531,9 @@ async fn while_redis_is_down_requests_get_503_and_nothing_is_lost() {
     assert_eq!(seen[1].method, http::Method::DELETE, "{seen:?}");
     assert!(seen[1].session.is_some(), "{seen:?}");
 
-    redis.restart();
+    redis.server_mut().restart();
     for (key, value) in &stored {
-        assert_eq!(&get(&redis, key), value, "the binding survived the restart");
+        assert_eq!(&redis.get(key), value, "the binding survived the restart");
     }
     // The first request after the restart is served.
     assert_eq!(a.whoami(&alice, "alice").await, who("alice"));
@@ -444,14 +554,14 @@ async fn while_redis_is_down_requests_get_503_and_nothing_is_lost() {
 /// adopted by whoever calls first), and the owner opens a new one.
 #[tokio::test]
 async fn redis_restarted_without_its_data_turns_sessions_into_404() {
-    let Some(mut redis) = RedisServer::start() else {
+    let Some(mut redis) = Backend::single() else {
         return;
     };
     let (a, b) = (Replica::start(&redis).await, Replica::start(&redis).await);
     let session = a.raw.open_session(Some(&token("alice"))).await;
     assert_eq!(a.whoami(&session, "alice").await, who("alice"));
 
-    redis.restart();
+    redis.server_mut().restart();
     assert_eq!(
         a.whoami_status(&session, "mallory").await,
         StatusCode::NOT_FOUND
@@ -464,7 +574,11 @@ async fn redis_restarted_without_its_data_turns_sessions_into_404() {
         b.whoami_status(&session, "alice").await,
         StatusCode::NOT_FOUND
     );
-    assert_eq!(get(&redis, &binding_key(&session)), "", "nobody adopted it");
+    assert_eq!(
+        redis.get(&redis.binding_key(&session)),
+        "",
+        "nobody adopted it"
+    );
 
     let fresh = b.raw.open_session(Some(&token("alice"))).await;
     assert_eq!(a.whoami(&fresh, "alice").await, who("alice"));
@@ -473,19 +587,15 @@ async fn redis_restarted_without_its_data_turns_sessions_into_404() {
 /// A binding value that this crate did not write (here a token-hash binding of some older
 /// scheme, written by hand) fails closed: the owner's own request gets the mismatch answer, the
 /// session is ended, and it answers 404 on both replicas.
-#[tokio::test]
-async fn a_stored_value_that_is_not_a_binding_fails_closed() {
-    let Some(redis) = RedisServer::start() else {
-        return;
-    };
+async fn a_stored_value_that_is_not_a_binding_fails_closed(redis: Backend) {
     let (a, b) = (Replica::start(&redis).await, Replica::start(&redis).await);
     let session = a.raw.open_session(Some(&token("alice"))).await;
     let legacy = "sha256:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
-    redis.command(&["SET", &binding_key(&session), legacy]);
+    redis.set(&redis.binding_key(&session), legacy);
 
     assert_mismatch(&b.raw.whoami(&session, Some(&token("alice")), 2).await);
     assert_eq!(b.forwarded_with(&session), [http::Method::DELETE]);
-    assert_eq!(get(&redis, &binding_key(&session)), TOMBSTONE);
+    assert_eq!(redis.get(&redis.binding_key(&session)), TOMBSTONE);
     assert_eq!(
         a.whoami_status(&session, "alice").await,
         StatusCode::NOT_FOUND
@@ -502,17 +612,14 @@ async fn a_stored_value_that_is_not_a_binding_fails_closed() {
 ///   insert-if-absent and the owner's session count, whose commands Redis counts too). The
 ///   window holds exactly two `SET`s, and both the binding key and rmcp's state key were
 ///   written in it; each needs at least one write, so each got exactly one.
-/// - N checked requests of the owner on the replica that holds the session ⇒ exactly N
-///   lookups (`EVALSHA` of the sliding-expiry script, whose `GET` and `PTTL` Redis counts too)
-///   and no write: no `SET`, no `PEXPIRE` (the binding is far from half its TTL), nothing from
-///   rmcp.
-/// - the same N on the other replica ⇒ the same N lookups, plus one `GET` for rmcp's restore.
-#[tokio::test]
-async fn one_redis_round_trip_per_checked_request_and_per_bind() {
+/// - N checked requests of the owner on the replica that bound the session ⇒ exactly N plain
+///   `GET`s: that replica knows the binding has more than half its TTL left, so no script and
+///   no write (no `SET`, no `PEXPIRE`), nothing from rmcp.
+/// - the same N on the other replica ⇒ one `EVALSHA` of the sliding-expiry script (its `GET`
+///   and `PTTL`; it learns the TTL, writes nothing), then `GET`s, plus one `GET` for rmcp's
+///   restore.
+async fn one_redis_round_trip_per_checked_request_and_per_bind(redis: Backend) {
     const N: u64 = 20;
-    let Some(redis) = RedisServer::start() else {
-        return;
-    };
     let (a, b) = (Replica::start(&redis).await, Replica::start(&redis).await);
     // Warm up: the connections are open and the lookup script is in Redis' cache.
     let warm = a.raw.open_session(Some(&token("bob"))).await;
@@ -526,9 +633,9 @@ async fn one_redis_round_trip_per_checked_request_and_per_bind() {
         .await;
     assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
     let session = answer.session_id();
-    let bind = calls(&redis);
-    assert_eq!(get(&redis, &binding_key(&session)), bound_to("alice"));
-    assert!(!get(&redis, &state_key(&session)).is_empty());
+    let bind = redis.command_calls();
+    assert_eq!(redis.get(&redis.binding_key(&session)), bound_to("alice"));
+    assert!(!redis.get(&state_key(&session)).is_empty());
     // One round trip for the bind (the script, with the owner's count inside it), one write
     // for rmcp's state.
     assert_eq!(
@@ -557,22 +664,22 @@ async fn one_redis_round_trip_per_checked_request_and_per_bind() {
     for _ in 1..N {
         assert_eq!(a.whoami(&session, "alice").await, who("alice"));
     }
-    let on_a = calls(&redis);
+    let on_a = redis.command_calls();
     assert_eq!(
         on_a,
-        counts(&[("evalsha", N), ("get", N), ("pttl", N)]),
-        "{N} checked requests on A"
+        counts(&[("get", N)]),
+        "{N} checked requests on A, which bound the session and knows its TTL is fresh"
     );
 
     redis.reset_stats();
     for _ in 0..N {
         assert_eq!(b.whoami(&session, "alice").await, who("alice"));
     }
-    let on_b = calls(&redis);
+    let on_b = redis.command_calls();
     assert_eq!(
         on_b,
-        counts(&[("evalsha", N), ("get", N + 1), ("pttl", N)]),
-        "{N} checked requests on B, one restore"
+        counts(&[("evalsha", 1), ("get", N + 1), ("pttl", 1)]),
+        "{N} checked requests on B: one script that learns the TTL, then GETs; one restore"
     );
     println!("initialize: {bind:?}; {N} requests on A: {on_a:?}; {N} requests on B: {on_b:?}");
 }
@@ -580,16 +687,13 @@ async fn one_redis_round_trip_per_checked_request_and_per_bind() {
 /// The example binary with `--redis`: sessions created before a crash (SIGKILL) of the only
 /// server process work for their owners after it starts again on the same Redis (on another
 /// port), and are still refused to others.
-#[tokio::test]
-async fn a_server_process_restart_keeps_every_binding() {
-    let Some(redis) = RedisServer::start() else {
-        return;
-    };
-    let redis_url = redis.url();
+async fn a_server_process_restart_keeps_every_binding(redis: Backend) {
+    let redis_args = redis.server_args();
     let server = || {
         let mut command = Command::new(example("mcp_server"));
         command
-            .args(["--listen", "127.0.0.1:0", "--redis", redis_url.as_str()])
+            .args(["--listen", "127.0.0.1:0"])
+            .args(&redis_args)
             .env("MCP_JWT_SECRET", SECRET)
             .env_remove("MCP_JWT_ISSUERS")
             .env_remove("MCP_JWT_AUDIENCE")
@@ -617,6 +721,63 @@ async fn a_server_process_restart_keeps_every_binding() {
     let answer = raw.whoami(&alice, Some(&token("alice")), 7).await;
     assert_eq!(answer.status, StatusCode::NOT_FOUND, "{answer:?}");
     assert_eq!(whoami(&bob, "bob").await, who("bob"));
+}
+
+/// On a Redis Cluster, the master that holds the bindings is killed (SIGKILL) while two replicas
+/// serve sessions. Until a replica of it is promoted, requests get 503 (or already work); after
+/// the promotion, each session works for its owner or answers 404 (a write the dead master had
+/// not replicated is lost), and never works for anyone else; new sessions work on both replicas.
+#[tokio::test]
+async fn a_cluster_failover_never_hands_a_session_to_another_caller() {
+    let Some(mut redis) = Backend::cluster() else {
+        return;
+    };
+    let (a, b) = (Replica::start(&redis).await, Replica::start(&redis).await);
+    let mut sessions = Vec::new();
+    for (i, sub) in ["alice", "bob", "carol", "dave"].iter().enumerate() {
+        let replica = if i % 2 == 0 { &a } else { &b };
+        let session = replica.raw.open_session(Some(&token(sub))).await;
+        assert_eq!(replica.whoami(&session, sub).await, who(sub));
+        sessions.push((session, *sub));
+    }
+    let key = redis.binding_key(&sessions[0].0);
+    let Backend::Cluster(cluster) = &mut redis else {
+        unreachable!()
+    };
+    let killed = cluster.fail_over(&key);
+    eprintln!("killed the master on port {killed}; a replica took over");
+
+    for (session, sub) in &sessions {
+        for replica in [&a, &b] {
+            // The clients may need a moment to find the new master: 503 until then (bounded).
+            let deadline = Instant::now() + Duration::from_secs(20);
+            let status = loop {
+                let status = replica.whoami_status(session, sub).await;
+                if status != StatusCode::SERVICE_UNAVAILABLE || Instant::now() >= deadline {
+                    break status;
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            };
+            assert!(
+                [StatusCode::OK, StatusCode::NOT_FOUND].contains(&status),
+                "{sub}'s session after the failover: {status}"
+            );
+        }
+        // Anyone else: refused (the mismatch answer, which ends the session) or 404; never
+        // served as themselves on it.
+        let answer = b.raw.whoami(session, Some(&token("mallory")), 5).await;
+        if answer.status == StatusCode::OK {
+            assert_mismatch(&answer);
+        } else {
+            assert_eq!(answer.status, StatusCode::NOT_FOUND, "{answer:?}");
+        }
+        assert_eq!(a.whoami_status(session, sub).await, StatusCode::NOT_FOUND);
+    }
+    for (replica, other) in [(&a, &b), (&b, &a)] {
+        let fresh = replica.raw.open_session(Some(&token("erin"))).await;
+        assert_eq!(other.whoami(&fresh, "erin").await, who("erin"));
+        assert_mismatch(&other.raw.whoami(&fresh, Some(&token("mallory")), 6).await);
+    }
 }
 
 /// Environment variables of the child process of
@@ -677,7 +838,7 @@ async fn race(url: &str, prefix: &str, owner: &Owner) -> Vec<BindOutcome> {
 /// bind, `GET` then `SET`, fails this test: two winners on some ids.)
 #[tokio::test]
 async fn concurrent_binds_across_processes_have_exactly_one_winner() {
-    let Some(redis) = RedisServer::start() else {
+    let Some(redis) = Backend::single() else {
         return;
     };
     let prefix = format!("race-{}", std::process::id());
@@ -689,7 +850,7 @@ async fn concurrent_binds_across_processes_have_exactly_one_winner() {
             "--nocapture",
             "--test-threads=1",
         ])
-        .env(RACE_REDIS, redis.url())
+        .env(RACE_REDIS, redis.server().url())
         .env(RACE_IDS, &prefix)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -699,7 +860,7 @@ async fn concurrent_binds_across_processes_have_exactly_one_winner() {
 
     // The starter: opens round i once both racers are blocked on it.
     let starter = {
-        let (url, prefix) = (redis.url(), prefix.clone());
+        let (url, prefix) = (redis.server().url(), prefix.clone());
         std::thread::spawn(move || {
             let mut conn = redis::Client::open(url).unwrap().get_connection().unwrap();
             let deadline = Instant::now() + Duration::from_secs(30);
@@ -724,7 +885,7 @@ async fn concurrent_binds_across_processes_have_exactly_one_winner() {
             }
         })
     };
-    let ours = race(&redis.url(), &prefix, &user("alice")).await;
+    let ours = race(&redis.server().url(), &prefix, &user("alice")).await;
     starter.join().expect("the starter");
     let output = child.wait_with_output().unwrap();
     assert!(output.status.success(), "the child failed");
@@ -737,10 +898,10 @@ async fn concurrent_binds_across_processes_have_exactly_one_winner() {
     let mallory = user("mallory");
     let (mut won, mut lost) = (0, 0);
     for ((id, ours), theirs) in race_ids(&prefix).iter().zip(&ours).zip(&theirs) {
-        let stored = get(
-            &redis,
-            &format!("mcpsb:{}", SessionKey::from_session_id(id).to_hex()),
-        );
+        let stored = redis.get(&format!(
+            "mcpsb:{}",
+            SessionKey::from_session_id(id).to_hex()
+        ));
         match ours {
             BindOutcome::Created => {
                 won += 1;

@@ -1,5 +1,6 @@
 //! rmcp's session state in Redis, so that any replica can serve any session: an implementation
-//! of rmcp's [`SessionStore`] on a `redis` [`ConnectionManager`].
+//! of rmcp's [`SessionStore`] on the connection of a [`RedisStore`] ([`RedisConnection`]: one
+//! server, TLS or not, or a Redis Cluster).
 //!
 //! rmcp keeps each Streamable HTTP session in the memory of the process that created it. With a
 //! [`SessionStore`] in `StreamableHttpServerConfig::session_store`, it also saves the client's
@@ -42,8 +43,8 @@
 
 use std::{fmt, future::Future, io, pin::Pin, sync::Arc, time::Duration};
 
-use mcp_session_binding::store::{RedisStore, SessionKey};
-use redis::{AsyncCommands, Client, IntoConnectionInfo, aio::ConnectionManager};
+use mcp_session_binding::store::{RedisConnection, RedisStore, SessionKey};
+use redis::AsyncCommands;
 use rmcp::transport::streamable_http_server::session::store::{
     SessionState, SessionStore, SessionStoreError,
 };
@@ -58,7 +59,7 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
 /// rmcp [`SessionState`]s in Redis. Clones share one connection.
 #[derive(Clone)]
 pub struct RedisSessionStore {
-    conn: ConnectionManager,
+    conn: RedisConnection,
     prefix: Arc<str>,
     ttl: Duration,
     timeout: Duration,
@@ -76,7 +77,7 @@ impl fmt::Debug for RedisSessionStore {
 
 impl RedisSessionStore {
     /// A store on `conn`, with the default prefix, TTL and timeout.
-    pub fn new(conn: ConnectionManager) -> Self {
+    pub fn new(conn: RedisConnection) -> Self {
         Self {
             conn,
             prefix: Arc::from(DEFAULT_PREFIX),
@@ -85,35 +86,32 @@ impl RedisSessionStore {
         }
     }
 
-    /// Connects to the Redis at `url` with the connection settings [`RedisStore`] recommends
-    /// (bounded reconnects, TCP keepalive), waiting at most the default timeout.
+    /// A store on the connection of the bindings' `store` (one connection for both).
+    pub fn sharing(store: &RedisStore) -> Self {
+        Self::new(store.connection())
+    }
+
+    /// Connects to the Redis at `url` as [`RedisStore::connect`] does (bounded reconnects, TCP
+    /// keepalive), waiting at most the default timeout.
     pub async fn connect(url: &str) -> Result<Self, SessionStoreError> {
-        let info = url.into_connection_info()?;
-        let tcp = RedisStore::tcp_settings(info.tcp_settings().clone(), DEFAULT_TIMEOUT);
-        let client = Client::open(info.set_tcp_settings(tcp))?;
-        let connecting =
-            client.get_connection_manager_with_config(RedisStore::manager_config(DEFAULT_TIMEOUT));
-        let conn = tokio::time::timeout(DEFAULT_TIMEOUT, connecting)
-            .await
-            .map_err(|_| timed_out("connect", DEFAULT_TIMEOUT))??;
-        Ok(Self::new(conn))
+        Ok(Self::sharing(&RedisStore::connect(url).await?))
     }
 
     /// Sets the key prefix (default `"mcpsb-session:"`). Replicas that share sessions must use
     /// the same one.
-    pub fn with_prefix(mut self, prefix: impl Into<String>) -> Self {
+    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
         self.prefix = Arc::from(prefix.into());
         self
     }
 
     /// Sets how long a session's state lives after its creation (default 24 h; at least 1 ms).
-    pub fn with_ttl(mut self, ttl: Duration) -> Self {
+    pub fn ttl(mut self, ttl: Duration) -> Self {
         self.ttl = ttl;
         self
     }
 
     /// Bounds every operation (default 2 s).
-    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+    pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
         self
     }
@@ -134,10 +132,10 @@ impl RedisSessionStore {
     }
 
     /// Runs `op` under the timeout, once more if the first attempt met a dead connection (the
-    /// [`ConnectionManager`] runs the second on a fresh one, as after a Redis restart).
+    /// connection runs the second on a fresh one, as after a Redis restart).
     async fn run<T, F, Fut>(&self, what: &'static str, op: F) -> Result<T, SessionStoreError>
     where
-        F: Fn(ConnectionManager) -> Fut,
+        F: Fn(RedisConnection) -> Fut,
         Fut: Future<Output = redis::RedisResult<T>>,
     {
         let attempts = async {

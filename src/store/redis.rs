@@ -7,8 +7,10 @@ use std::{
 };
 
 use ::redis::{
-    Client, IntoConnectionInfo, RedisError, Script, Value,
+    Client, ConnectionAddr, IntoConnectionInfo, RedisError, Script, Value,
     aio::{ConnectionManager, ConnectionManagerConfig},
+    cluster::ClusterClientBuilder,
+    cluster_async::ClusterConnection,
     io::tcp::{TcpSettings, socket2},
 };
 use futures::future::{BoxFuture, FutureExt};
@@ -88,19 +90,20 @@ return false
 /// score in the owner set with it (so the owner's count keeps counting it).
 ///
 /// `KEYS[1]` the key, `ARGV[1]` the slide in milliseconds, `ARGV[2]` the tombstone encoding,
-/// `ARGV[3]` the owner-set prefix. A key without expiry (`PTTL` -1, written by hand) is left
-/// alone.
+/// `ARGV[3]` the owner-set prefix. Returns nil for a missing key, else `{value, ms left}` (`-1`
+/// for a key without expiry, written by hand, which is left alone).
 const SLIDE_LUA: &str = concat!(
     r"
 local value = redis.call('GET', KEYS[1])
 if not value then
   return false
 end
+local left = redis.call('PTTL', KEYS[1])
 if value ~= ARGV[2] then
   local slide = tonumber(ARGV[1])
-  local left = redis.call('PTTL', KEYS[1])
   if left >= 0 and left * 2 < slide then
     redis.call('PEXPIRE', KEYS[1], slide)
+    left = slide
     local set = ARGV[3] .. redis.sha1hex(value)
 ",
     lua_now!(),
@@ -111,7 +114,7 @@ if value ~= ARGV[2] then
     end
   end
 end
-return value
+return {value, left}
 "
 );
 
@@ -134,7 +137,7 @@ static SLIDE_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(SLIDE_LUA))
 
 /// Bindings in Redis: the store for several replicas behind a load balancer.
 ///
-/// Every replica that points at the same Redis (and [prefix](Self::with_prefix)) sees the same
+/// Every replica that points at the same Redis (and [prefix](RedisOptions::prefix)) sees the same
 /// bindings and tombstones, so a session bound on one replica is checked on all of them, and a
 /// session ended on one answers 404 on all of them.
 ///
@@ -177,20 +180,31 @@ static SLIDE_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(SLIDE_LUA))
 /// # Redis version and deployment
 ///
 /// - **Redis 7.0 or later** (or a compatible server, such as Valkey 7.2+); tested on 7.0.
-/// - **Redis Cluster**: the scripts touch the session key (declared in `KEYS`) *and* keys they
-///   derive (the owner set, and at the limit the owner's other session keys), which Cluster only
-///   allows within one slot. So on Cluster every key of a store must share a slot: put a hash
-///   tag in the prefix, such as `"{mcpsb}:"`. (A per-owner tag cannot work: a lookup knows only
-///   the session id.) That keeps all bindings on one node. This type talks to one endpoint
-///   through a [`ConnectionManager`]: use it with a standalone server, a primary behind
-///   Sentinel or a proxy, or a cluster proxy. (Use the primary: a replica answers writes with
-///   `READONLY`.)
+/// - **One server** ([`connect`](Self::connect), [`connect_with`](Self::connect_with)): a
+///   standalone server, a primary behind Sentinel or a proxy, or a managed service's single
+///   (primary) endpoint. Use the primary: a replica answers writes with `READONLY`.
+/// - **Redis Cluster** ([`connect_cluster`](Self::connect_cluster)): the scripts touch the
+///   session key (declared in `KEYS`) *and* keys they derive (the owner set, and at the limit
+///   the owner's other session keys), which Cluster only allows within one slot. So every key
+///   of a store shares one hash tag: the prefix's own (`"app:{bindings}:"`), or the whole prefix
+///   made a tag (`"mcpsb:"` becomes `"{mcpsb:}"`). (A per-owner tag cannot work: a lookup knows
+///   only the session id.) The bindings of one store therefore live on one shard (a primary
+///   and its replicas): the cluster gives failover, and room for other data (rmcp's session
+///   state spreads over every slot), not more binding capacity than one primary. One primary
+///   holds about 3 million sessions per GiB (see the README's scale table); past that, run several stores with distinct tags
+///   (one per tenant or deployment), each on its own shard.
+/// - **TLS** (feature `redis-tls`): `rediss://` URLs, with the system's roots or
+///   [`RedisOptions::ca_pem`].
 /// - **Eviction**: run Redis with `maxmemory-policy noeviction` (the default). An evicted
 ///   binding answers 404; an evicted owner set undercounts that owner until its bindings
 ///   expire.
 /// - **Persistence and failover**: if Redis forgets a binding (restart without persistence,
-///   failover that lost the last writes), that session answers 404 and its client starts a new
-///   one. It is never handed to another caller. A lost tombstone is the same as an expired one.
+///   failover that lost the last writes: replication is asynchronous), that session answers
+///   404 and its client starts a new one. It is never handed to another caller. A lost
+///   tombstone is the same as an expired one: the ended session works again for its owner
+///   only, until the inner server forgets it. On a cluster, operations during a failover fail
+///   ([`Unavailable`](super::StoreErrorKind::Unavailable): 503) until a replica is promoted and
+///   the client has learnt the new slot map (seconds: about twice `cluster-node-timeout`).
 ///
 /// # TTLs
 ///
@@ -206,10 +220,10 @@ static SLIDE_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(SLIDE_LUA))
 ///
 /// # Failures
 ///
-/// Every operation is bounded by [`with_timeout`](Self::with_timeout) (default 2 s). A timeout,
-/// a refused or dropped connection, or a server error (`OOM`, `LOADING`, `READONLY`, …) is
-/// [`Unavailable`](super::StoreErrorKind::Unavailable): the layer answers 503 and keeps the
-/// session. The [`ConnectionManager`] reconnects on its own, so after Redis comes back the same
+/// Every operation is bounded by the [timeout](RedisOptions::timeout) (default 2 s). A timeout,
+/// a refused or dropped connection, or a server error (`OOM`, `LOADING`, `READONLY`,
+/// `CLUSTERDOWN`, …) is [`Unavailable`](super::StoreErrorKind::Unavailable): the layer answers
+/// 503 and keeps the session. The connection reconnects on its own, so after Redis comes back the same
 /// `RedisStore` works again, from the first operation on: an operation that meets a connection
 /// which turned out to be dead (refused, reset, broken pipe) runs once more, on the fresh
 /// connection, within the same timeout. `lookup` and `end` are idempotent. A `bind` retried
@@ -228,13 +242,13 @@ static SLIDE_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(SLIDE_LUA))
 ///
 /// ```no_run
 /// use std::{sync::Arc, time::Duration};
-/// use mcp_session_binding::store::{BindingStore, RedisStore, StoreError};
+/// use mcp_session_binding::store::{BindingStore, RedisOptions, RedisStore, StoreError};
 ///
 /// # async fn run() -> Result<(), StoreError> {
-/// let store = RedisStore::connect("redis://127.0.0.1:6379/")
-///     .await?
-///     .with_prefix("myapp:mcpsb:")
-///     .with_timeout(Duration::from_millis(500));
+/// let options = RedisOptions::new()
+///     .prefix("myapp:mcpsb:")
+///     .timeout(Duration::from_millis(500));
+/// let store = RedisStore::connect_with("redis://127.0.0.1:6379/", options).await?;
 /// // Clones share one connection; hand one to every layer of this process.
 /// let shared: Arc<dyn BindingStore> = Arc::new(store.clone());
 /// # let _ = shared;
@@ -244,15 +258,389 @@ static SLIDE_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(SLIDE_LUA))
 #[derive(Clone)]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub struct RedisStore {
-    conn: ConnectionManager,
+    conn: RedisConnection,
     prefix: Arc<str>,
     /// `prefix` + [`OWNER_SET`].
     owner_prefix: Arc<str>,
     timeout: Duration,
+    /// When this store last learnt each binding's expiry: see [`Fresh`].
+    fresh: Arc<Fresh>,
+}
+
+/// How many bindings [`Fresh`] remembers; past it, it starts over (each forgotten binding costs
+/// one script call on its next checked request, which remembers it again).
+const FRESH_CAPACITY: usize = 100_000;
+
+/// What this store knows of its bindings' expiries, so that a sliding lookup is a plain `GET`
+/// while the binding has more than half its slide left, and the slide script runs only when it
+/// may have to write.
+///
+/// For each key: the local time until which the binding is known to have more than half the
+/// slide left, learnt from this store's own bind (its TTL) and slide scripts (the TTL Redis
+/// reported), counted from when the command was sent, so it errs early. Only the expiry is
+/// remembered, never the value: every lookup still reads the binding (its owner, or a tombstone
+/// another replica wrote) from Redis. Another replica's slide only makes the real expiry later
+/// than remembered (an early script call, which finds the TTL fresh and writes nothing).
+#[derive(Debug, Default)]
+struct Fresh(std::sync::Mutex<std::collections::HashMap<SessionKey, tokio::time::Instant>>);
+
+impl Fresh {
+    /// Whether `key` is known to have more than half of `slide` left.
+    fn is_fresh(&self, key: SessionKey, slide: Duration) -> bool {
+        let Some(due) = tokio::time::Instant::now().checked_add(slide / 2) else {
+            return false;
+        };
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&key)
+            .is_some_and(|expiry| *expiry > due)
+    }
+
+    /// `key` had `left` until its expiry when a command sent at `sent` ran.
+    fn learn(&self, key: SessionKey, sent: tokio::time::Instant, left: Duration) {
+        let Some(expiry) = sent.checked_add(left) else {
+            return self.forget(key);
+        };
+        let mut map = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if map.len() >= FRESH_CAPACITY && !map.contains_key(&key) {
+            map.clear();
+        }
+        map.insert(key, expiry);
+    }
+
+    fn forget(&self, key: SessionKey) {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(&key);
+    }
+}
+
+/// The connection a [`RedisStore`] talks through: a [`ConnectionManager`] to one server, or a
+/// [`ClusterConnection`] to a Redis Cluster (both reconnect on their own; the cluster one follows
+/// slot moves and failovers). Cheap to clone; clones share the connection.
+///
+/// It is a [`redis::aio::ConnectionLike`](::redis::aio::ConnectionLike), so any `redis` command
+/// runs on it ([`RedisStore::connection`]).
+///
+/// ```no_run
+/// use mcp_session_binding::store::{RedisConnection, RedisStore};
+///
+/// # async fn run() -> redis::RedisResult<()> {
+/// let client = redis::Client::open("redis://127.0.0.1/")?;
+/// let conn: RedisConnection = client.get_connection_manager().await?.into();
+/// let store = RedisStore::new(conn);
+/// # let _ = store;
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub struct RedisConnection(Conn);
+
+#[derive(Clone)]
+enum Conn {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+impl RedisConnection {
+    /// Whether this is a connection to a Redis Cluster.
+    ///
+    /// ```no_run
+    /// # use mcp_session_binding::store::RedisStore;
+    /// # async fn run() -> Result<(), mcp_session_binding::store::StoreError> {
+    /// let store = RedisStore::connect("redis://127.0.0.1/").await?;
+    /// assert!(!store.connection().is_cluster());
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[must_use]
+    pub fn is_cluster(&self) -> bool {
+        matches!(self.0, Conn::Cluster(_))
+    }
+}
+
+impl From<ConnectionManager> for RedisConnection {
+    fn from(conn: ConnectionManager) -> Self {
+        Self(Conn::Single(conn))
+    }
+}
+
+impl From<ClusterConnection> for RedisConnection {
+    fn from(conn: ClusterConnection) -> Self {
+        Self(Conn::Cluster(conn))
+    }
+}
+
+impl fmt::Debug for RedisConnection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self.0 {
+            Conn::Single(_) => "RedisConnection(single)",
+            Conn::Cluster(_) => "RedisConnection(cluster)",
+        })
+    }
+}
+
+impl ::redis::aio::ConnectionLike for RedisConnection {
+    fn req_packed_command<'a>(
+        &'a mut self,
+        cmd: &'a ::redis::Cmd,
+    ) -> ::redis::RedisFuture<'a, Value> {
+        match &mut self.0 {
+            Conn::Single(conn) => conn.req_packed_command(cmd),
+            Conn::Cluster(conn) => conn.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        cmd: &'a ::redis::Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> ::redis::RedisFuture<'a, Vec<Value>> {
+        match &mut self.0 {
+            Conn::Single(conn) => conn.req_packed_commands(cmd, offset, count),
+            Conn::Cluster(conn) => conn.req_packed_commands(cmd, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match &self.0 {
+            Conn::Single(conn) => conn.get_db(),
+            Conn::Cluster(conn) => conn.get_db(),
+        }
+    }
+}
+
+/// How a [`RedisStore`] uses its Redis: the key prefix and the bound on one operation.
+///
+/// A builder: start from [`RedisOptions::new`] (the defaults), set what differs, and pass it to
+/// [`RedisStore::connect_with`] or [`RedisStore::with_options`].
+///
+/// ```
+/// use std::time::Duration;
+/// use mcp_session_binding::store::RedisOptions;
+///
+/// let options = RedisOptions::new()
+///     .prefix("tenant-a:mcpsb:")
+///     .timeout(Duration::from_millis(500));
+/// # let _ = options;
+/// ```
+#[derive(Clone, Debug)]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+#[must_use]
+pub struct RedisOptions {
+    prefix: String,
+    timeout: Duration,
+    /// PEM of the CAs that a `rediss://` server's certificate must chain to.
+    #[cfg(feature = "redis-tls")]
+    ca_pem: Option<Arc<[u8]>>,
+}
+
+impl Default for RedisOptions {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl RedisOptions {
+    /// The defaults: prefix `"mcpsb:"`, timeout 2 s.
+    ///
+    /// ```
+    /// let options = mcp_session_binding::store::RedisOptions::new();
+    /// # let _ = options;
+    /// ```
+    pub fn new() -> Self {
+        Self {
+            prefix: DEFAULT_PREFIX.to_owned(),
+            timeout: DEFAULT_TIMEOUT,
+            #[cfg(feature = "redis-tls")]
+            ca_pem: None,
+        }
+    }
+
+    /// The prefix of every key (default `"mcpsb:"`). Replicas that share bindings must use the
+    /// same prefix. On Redis Cluster, a hash tag such as `"{mcpsb}:"` keeps every key of the
+    /// store on one slot, as its scripts need (see [Redis version and deployment](RedisStore)).
+    ///
+    /// ```
+    /// let options = mcp_session_binding::store::RedisOptions::new().prefix("tenant-a:mcpsb:");
+    /// # let _ = options;
+    /// ```
+    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+
+    /// Bounds every operation, and the first connection (default 2 s): past it, the operation
+    /// fails with [`StoreErrorKind::Unavailable`](super::StoreErrorKind::Unavailable). With
+    /// [`RedisStore::with_options`], keep it at least as long as the connection's own response
+    /// timeout, or a dead connection may go unnoticed.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// let options = mcp_session_binding::store::RedisOptions::new().timeout(Duration::from_millis(250));
+    /// # let _ = options;
+    /// ```
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Trust only these CAs (PEM, one or more `CERTIFICATE` blocks) for a `rediss://` server,
+    /// instead of the system's roots: for a Redis whose certificate a private CA issued (the
+    /// usual case for managed Redis and for self-signed deployments). The server's certificate
+    /// must chain to one of them and name the host of the URL (DNS name or IP address).
+    ///
+    /// [`RedisStore::connect_with`] fails with a `redis://` URL when a CA is set, and with a
+    /// PEM that holds no certificate. Without a CA, a `rediss://` URL trusts the system's roots.
+    ///
+    /// ```no_run
+    /// use mcp_session_binding::store::{RedisOptions, RedisStore};
+    ///
+    /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    /// let ca = std::fs::read("/etc/redis/ca.pem")?;
+    /// let options = RedisOptions::new().ca_pem(ca);
+    /// let store = RedisStore::connect_with("rediss://redis.internal:6380/", options).await?;
+    /// # let _ = store;
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[cfg(feature = "redis-tls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "redis-tls")))]
+    pub fn ca_pem(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.ca_pem = Some(Arc::from(pem.into()));
+        self
+    }
+
+    /// A cluster client for `seeds` with these options: timeouts, bounded retries, TCP settings,
+    /// and TLS roots when set.
+    fn cluster_client(
+        &self,
+        seeds: &[impl AsRef<str>],
+    ) -> Result<::redis::cluster::ClusterClient, StoreError> {
+        if seeds.is_empty() {
+            return Err(config_error("no Redis Cluster seed node".to_owned()));
+        }
+        let mut infos = Vec::with_capacity(seeds.len());
+        for seed in seeds {
+            let info = seed
+                .as_ref()
+                .into_connection_info()
+                .map_err(|err| config_error(format!("invalid Redis Cluster seed URL: {err}")))?;
+            #[cfg(feature = "redis-tls")]
+            if matches!(info.addr(), ConnectionAddr::TcpTls { .. }) {
+                default_crypto_provider();
+            }
+            infos.push(info);
+        }
+        let tcp = RedisStore::tcp_settings(infos[0].tcp_settings().clone(), self.timeout);
+        #[allow(unused_mut)]
+        let mut builder = ClusterClientBuilder::new(infos)
+            .tcp_settings(tcp)
+            .connection_timeout(self.timeout)
+            .response_timeout(self.timeout)
+            .retries(2)
+            .min_retry_wait(50)
+            .max_retry_wait(500);
+        #[cfg(feature = "redis-tls")]
+        if let Some(pem) = &self.ca_pem {
+            builder = builder.certs(::redis::TlsCertificates {
+                client_tls: None,
+                root_cert: Some(pem.to_vec()),
+            });
+        }
+        builder
+            .build()
+            .map_err(|err| config_error(format!("invalid Redis Cluster settings: {err}")))
+    }
+
+    /// A client for `url` with these options: TCP settings, and TLS roots when set.
+    fn client(&self, url: &str) -> Result<Client, StoreError> {
+        let info = url
+            .into_connection_info()
+            .map_err(|err| config_error(format!("invalid Redis URL: {err}")))?;
+        let tcp = RedisStore::tcp_settings(info.tcp_settings().clone(), self.timeout);
+        let info = info.set_tcp_settings(tcp);
+        #[cfg(feature = "redis-tls")]
+        if matches!(info.addr(), ConnectionAddr::TcpTls { .. }) {
+            default_crypto_provider();
+        }
+        #[cfg(feature = "redis-tls")]
+        if let Some(pem) = &self.ca_pem {
+            if !matches!(info.addr(), ConnectionAddr::TcpTls { .. }) {
+                return Err(config_error(format!(
+                    "a CA is set for {}, but the URL is not rediss://",
+                    info.addr()
+                )));
+            }
+            if !pem
+                .windows(CERTIFICATE_PEM.len())
+                .any(|w| w == CERTIFICATE_PEM)
+            {
+                return Err(config_error("the CA PEM holds no certificate".to_owned()));
+            }
+            let certs = ::redis::TlsCertificates {
+                client_tls: None,
+                root_cert: Some(pem.to_vec()),
+            };
+            return Client::build_with_tls(info, certs)
+                .map_err(|err| config_error(format!("invalid Redis TLS settings: {err}")));
+        }
+        Client::open(info).map_err(|err| config_error(format!("invalid Redis URL: {err}")))
+    }
+}
+
+/// Whether Redis Cluster hashes `key` by a hash tag: a `{` followed later by a `}` with at least
+/// one byte between them.
+fn has_hash_tag(key: &str) -> bool {
+    key.split_once('{')
+        .and_then(|(_, rest)| rest.find('}'))
+        .is_some_and(|end| end > 0)
+}
+
+/// The start of a PEM certificate block.
+#[cfg(feature = "redis-tls")]
+const CERTIFICATE_PEM: &[u8] = b"-----BEGIN CERTIFICATE-----";
+
+/// rustls needs a process-wide crypto provider when more than one is compiled in (another crate
+/// may enable ring next to this crate's aws-lc-rs): install aws-lc-rs unless the application
+/// installed one.
+#[cfg(feature = "redis-tls")]
+fn default_crypto_provider() {
+    if rustls::crypto::CryptoProvider::get_default().is_none() {
+        // Losing a race with another installer is fine: a provider is installed either way.
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    }
+}
+
+/// A configuration error: no server can fix it, but it is reported as the store's error.
+fn config_error(message: String) -> StoreError {
+    StoreError::unavailable(io::Error::new(io::ErrorKind::InvalidInput, message))
+}
+
+/// The first connection failed: what, where, and a hint for a plain URL against a TLS port.
+fn connect_error(info: &ConnectionAddr, err: &RedisError) -> StoreError {
+    let hint = if matches!(info, ConnectionAddr::Tcp(..))
+        && (err.is_connection_dropped() || err.is_unrecoverable_error())
+    {
+        " (the server closed the connection during the handshake: if it only accepts TLS, use a rediss:// URL)"
+    } else {
+        ""
+    };
+    StoreError::unavailable(io::Error::new(
+        io::ErrorKind::ConnectionRefused,
+        format!("cannot connect to Redis at {info}: {err}{hint}"),
+    ))
 }
 
 impl RedisStore {
-    /// A store on `conn`, with the default prefix `"mcpsb:"` and timeout (2 s).
+    /// A store on `conn`, with the default [`RedisOptions`].
     ///
     /// Build the manager with [`manager_config`](Self::manager_config) (or timeouts and a bounded
     /// number of retries of your own), so that a stopped server fails operations quickly instead
@@ -264,29 +652,101 @@ impl RedisStore {
     ///
     /// # async fn run() -> redis::RedisResult<()> {
     /// let client = redis::Client::open("redis://redis.internal:6379/0")?;
-    /// let timeout = Duration::from_secs(1);
     /// let conn = client
-    ///     .get_connection_manager_with_config(RedisStore::manager_config(timeout))
+    ///     .get_connection_manager_with_config(RedisStore::manager_config(Duration::from_secs(2)))
     ///     .await?;
-    /// let store = RedisStore::new(conn).with_timeout(timeout);
+    /// let store = RedisStore::new(conn);
     /// # let _ = store;
     /// # Ok(())
     /// # }
     /// ```
     #[must_use]
-    pub fn new(conn: ConnectionManager) -> Self {
+    pub fn new(conn: impl Into<RedisConnection>) -> Self {
+        Self::with_options(conn, RedisOptions::new())
+    }
+
+    /// A store on `conn`, with `options`.
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use mcp_session_binding::store::{RedisOptions, RedisStore};
+    ///
+    /// # async fn run() -> redis::RedisResult<()> {
+    /// let client = redis::Client::open("redis://redis.internal:6379/0")?;
+    /// let timeout = Duration::from_secs(1);
+    /// let conn = client
+    ///     .get_connection_manager_with_config(RedisStore::manager_config(timeout))
+    ///     .await?;
+    /// let store = RedisStore::with_options(conn, RedisOptions::new().timeout(timeout));
+    /// assert_eq!(store.timeout(), timeout);
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// On a cluster connection, a prefix without a hash tag is wrapped in braces (`"mcpsb:"`
+    /// becomes `"{mcpsb:}"`), so that every key of the store, owner sets included, is on one
+    /// slot, as its scripts need.
+    #[must_use]
+    pub fn with_options(conn: impl Into<RedisConnection>, options: RedisOptions) -> Self {
+        let conn = conn.into();
+        let prefix = if conn.is_cluster() && !has_hash_tag(&options.prefix) {
+            format!("{{{}}}", options.prefix)
+        } else {
+            options.prefix
+        };
         Self {
             conn,
-            prefix: Arc::from(DEFAULT_PREFIX),
-            owner_prefix: Arc::from(format!("{DEFAULT_PREFIX}{OWNER_SET}")),
-            timeout: DEFAULT_TIMEOUT,
+            owner_prefix: Arc::from(format!("{prefix}{OWNER_SET}")),
+            prefix: Arc::from(prefix),
+            timeout: options.timeout,
+            fresh: Arc::default(),
         }
     }
 
-    /// Connects to the Redis at `url` (`redis://[user:password@]host[:port][/db]`, or
-    /// `rediss://` when the `redis` crate has a TLS feature on) with
-    /// [`manager_config`](Self::manager_config) and [`tcp_settings`](Self::tcp_settings) for the
-    /// default timeout, and waits for the first connection, at most the default timeout.
+    /// Connects to the Redis Cluster that `seeds` belong to (one or more node URLs,
+    /// `redis://host:port` or `rediss://…`; the client discovers the other nodes and the slot
+    /// map from them), with `options`, waiting at most the options' timeout for the first
+    /// connection.
+    ///
+    /// Every key of the store shares one hash tag (see [`with_options`](Self::with_options)),
+    /// so the bindings live on one shard (one primary and its replicas): see
+    /// [Redis version and deployment](Self).
+    ///
+    /// # Errors
+    ///
+    /// [`StoreErrorKind::Unavailable`](super::StoreErrorKind::Unavailable) when no seed is given,
+    /// a seed or the TLS settings are invalid, or the cluster cannot be reached in time.
+    ///
+    /// ```no_run
+    /// use mcp_session_binding::store::{RedisOptions, RedisStore};
+    ///
+    /// # async fn run() -> Result<(), mcp_session_binding::store::StoreError> {
+    /// let seeds = ["redis://10.0.0.1:6379", "redis://10.0.0.2:6379"];
+    /// let store = RedisStore::connect_cluster(&seeds, RedisOptions::new()).await?;
+    /// assert_eq!(store.prefix(), "{mcpsb:}");
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn connect_cluster(
+        seeds: &[impl AsRef<str>],
+        options: RedisOptions,
+    ) -> Result<Self, StoreError> {
+        let timeout = options.timeout;
+        let client = options.cluster_client(seeds)?;
+        let conn = tokio::time::timeout(timeout, client.get_async_connection())
+            .await
+            .map_err(|_| timed_out("cluster connect", timeout))?
+            .map_err(|err| {
+                StoreError::unavailable(io::Error::new(
+                    io::ErrorKind::ConnectionRefused,
+                    format!("cannot connect to the Redis Cluster: {err}"),
+                ))
+            })?;
+        Ok(Self::with_options(conn, options))
+    }
+
+    /// Connects to the Redis at `url` with the default [`RedisOptions`]: see
+    /// [`connect_with`](Self::connect_with).
     ///
     /// # Errors
     ///
@@ -303,18 +763,44 @@ impl RedisStore {
     /// # }
     /// ```
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
-        let info = url
-            .into_connection_info()
-            .map_err(StoreError::unavailable)?;
-        let tcp = Self::tcp_settings(info.tcp_settings().clone(), DEFAULT_TIMEOUT);
-        let client = Client::open(info.set_tcp_settings(tcp)).map_err(StoreError::unavailable)?;
-        let connecting =
-            client.get_connection_manager_with_config(Self::manager_config(DEFAULT_TIMEOUT));
-        let conn = tokio::time::timeout(DEFAULT_TIMEOUT, connecting)
+        Self::connect_with(url, RedisOptions::new()).await
+    }
+
+    /// Connects to the Redis at `url` (`redis://[user:password@]host[:port][/db]`, or
+    /// `rediss://…` for TLS with the feature `redis-tls`) with
+    /// [`manager_config`](Self::manager_config) and [`tcp_settings`](Self::tcp_settings) for the
+    /// options' timeout, and waits for the first connection, at most that timeout.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreErrorKind::Unavailable`](super::StoreErrorKind::Unavailable) when the URL or the
+    /// TLS settings are invalid, or the server cannot be reached in time. The message names the
+    /// address (never the password) and the cause; a `redis://` URL whose server closes the
+    /// connection at once (as a TLS-only port does) adds a hint to use `rediss://`. A TLS
+    /// server whose certificate does not chain to the trusted CAs fails here too.
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use mcp_session_binding::store::{RedisOptions, RedisStore};
+    ///
+    /// # async fn run() -> Result<(), mcp_session_binding::store::StoreError> {
+    /// let options = RedisOptions::new()
+    ///     .prefix("myapp:mcpsb:")
+    ///     .timeout(Duration::from_millis(500));
+    /// let store = RedisStore::connect_with("redis://127.0.0.1:6379/", options).await?;
+    /// assert_eq!(store.prefix(), "myapp:mcpsb:");
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn connect_with(url: &str, options: RedisOptions) -> Result<Self, StoreError> {
+        let timeout = options.timeout;
+        let client = options.client(url)?;
+        let connecting = client.get_connection_manager_with_config(Self::manager_config(timeout));
+        let conn = tokio::time::timeout(timeout, connecting)
             .await
-            .map_err(|_| timed_out("connect", DEFAULT_TIMEOUT))?
-            .map_err(StoreError::unavailable)?;
-        Ok(Self::new(conn))
+            .map_err(|_| timed_out("connect", timeout))?
+            .map_err(|err| connect_error(client.get_connection_info().addr(), &err))?;
+        Ok(Self::with_options(conn, options))
     }
 
     /// The [`ConnectionManagerConfig`] this store recommends for an operation timeout of
@@ -367,45 +853,6 @@ impl RedisStore {
         settings
     }
 
-    /// Sets the prefix of every key (default `"mcpsb:"`). Replicas that share bindings must use
-    /// the same prefix. On Redis Cluster, a hash tag such as `"{mcpsb}:"` is required: it keeps
-    /// every key of the store on one slot (see [Redis version and deployment](Self)).
-    ///
-    /// ```no_run
-    /// # use mcp_session_binding::store::RedisStore;
-    /// # async fn run() -> Result<(), mcp_session_binding::store::StoreError> {
-    /// let store = RedisStore::connect("redis://127.0.0.1/").await?.with_prefix("tenant-a:mcpsb:");
-    /// assert_eq!(store.prefix(), "tenant-a:mcpsb:");
-    /// # Ok(())
-    /// # }
-    /// ```
-    #[must_use]
-    pub fn with_prefix(mut self, prefix: impl Into<String>) -> Self {
-        let prefix = prefix.into();
-        self.owner_prefix = Arc::from(format!("{prefix}{OWNER_SET}"));
-        self.prefix = Arc::from(prefix);
-        self
-    }
-
-    /// Bounds every operation (default 2 s): past it, the operation fails with
-    /// [`StoreErrorKind::Unavailable`](super::StoreErrorKind::Unavailable). Keep it at least as
-    /// long as the manager's response timeout, or the manager may not notice a dead connection.
-    ///
-    /// ```no_run
-    /// # use std::time::Duration;
-    /// # use mcp_session_binding::store::RedisStore;
-    /// # async fn run() -> Result<(), mcp_session_binding::store::StoreError> {
-    /// let store = RedisStore::connect("redis://127.0.0.1/").await?.with_timeout(Duration::from_millis(250));
-    /// assert_eq!(store.timeout(), Duration::from_millis(250));
-    /// # Ok(())
-    /// # }
-    /// ```
-    #[must_use]
-    pub fn with_timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = timeout;
-        self
-    }
-
     /// The key prefix.
     #[must_use]
     pub fn prefix(&self) -> &str {
@@ -437,10 +884,27 @@ impl RedisStore {
         out
     }
 
+    /// The store's connection: clones share it. Other data of the application (rmcp's session
+    /// state, say) can use it too, as the `mcp_server` example does, instead of opening one more.
+    ///
+    /// ```no_run
+    /// # use mcp_session_binding::store::RedisStore;
+    /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    /// let store = RedisStore::connect("redis://127.0.0.1/").await?;
+    /// let mut conn = store.connection();
+    /// let _: () = redis::cmd("SET").arg("app:greeting").arg("hello").query_async(&mut conn).await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[must_use]
+    pub fn connection(&self) -> RedisConnection {
+        self.conn.clone()
+    }
+
     /// Runs `op` under the timeout, once more if the first attempt met a dead connection.
     async fn run<T, F, Fut>(&self, what: &'static str, op: F) -> Result<T, StoreError>
     where
-        F: Fn(ConnectionManager) -> Fut,
+        F: Fn(RedisConnection) -> Fut,
         Fut: Future<Output = Result<T, RedisError>>,
     {
         let attempts = async {
@@ -514,6 +978,7 @@ impl BindingStore for RedisStore {
             .arg(limit)
             .arg(&*self.owner_prefix);
         async move {
+            let sent = tokio::time::Instant::now();
             let reply: Value = self
                 .run("bind", |mut conn| {
                     let invocation = &invocation;
@@ -521,7 +986,11 @@ impl BindingStore for RedisStore {
                 })
                 .await?;
             match reply {
-                Value::Nil => Ok(BindOutcome::Created),
+                Value::Nil => {
+                    self.fresh
+                        .learn(key, sent, Duration::from_millis(ttl_ms(ttl)));
+                    Ok(BindOutcome::Created)
+                }
                 Value::Int(wait_ms) => Ok(BindOutcome::LimitReached {
                     retry_after: Duration::from_millis(u64::try_from(wait_ms).unwrap_or(1).max(1)),
                 }),
@@ -545,27 +1014,48 @@ impl BindingStore for RedisStore {
         let redis_key = self.redis_key(key);
         async move {
             let value: Option<Vec<u8>> = match slide {
-                None => {
-                    let mut get = ::redis::cmd("GET");
-                    get.arg(&redis_key);
-                    self.run("lookup", |mut conn| {
-                        let get = &get;
-                        async move { get.query_async(&mut conn).await }
-                    })
-                    .await?
-                }
-                Some(slide) => {
+                Some(slide) if !self.fresh.is_fresh(key, slide) => {
                     let mut invocation = SLIDE_SCRIPT.prepare_invoke();
                     invocation
                         .key(&redis_key)
                         .arg(ttl_ms(slide))
                         .arg(codec::encode_ended())
                         .arg(&*self.owner_prefix);
-                    self.run("lookup", |mut conn| {
-                        let invocation = &invocation;
-                        async move { invocation.invoke_async(&mut conn).await }
-                    })
-                    .await?
+                    let sent = tokio::time::Instant::now();
+                    let reply: Option<(Vec<u8>, i64)> = self
+                        .run("lookup", |mut conn| {
+                            let invocation = &invocation;
+                            async move { invocation.invoke_async(&mut conn).await }
+                        })
+                        .await?;
+                    match &reply {
+                        Some((value, left))
+                            if *left >= 0 && value != codec::encode_ended().as_bytes() =>
+                        {
+                            let left = Duration::from_millis(left.unsigned_abs());
+                            self.fresh.learn(key, sent, left);
+                        }
+                        _ => self.fresh.forget(key),
+                    }
+                    reply.map(|(value, _)| value)
+                }
+                // No slide, or a binding known to have more than half its slide left: a plain
+                // GET, no script.
+                _ => {
+                    let mut get = ::redis::cmd("GET");
+                    get.arg(&redis_key);
+                    let value: Option<Vec<u8>> = self
+                        .run("lookup", |mut conn| {
+                            let get = &get;
+                            async move { get.query_async(&mut conn).await }
+                        })
+                        .await?;
+                    // Gone or ended: nothing to slide any more.
+                    let ended = codec::encode_ended().as_bytes();
+                    if slide.is_some() && value.as_deref().is_none_or(|v| v == ended) {
+                        self.fresh.forget(key);
+                    }
+                    value
                 }
             };
             Ok(match value {
@@ -594,6 +1084,7 @@ impl BindingStore for RedisStore {
             .arg(codec::encode_ended())
             .arg(ttl_ms(tombstone_ttl))
             .arg(&*self.owner_prefix);
+        self.fresh.forget(key);
         async move {
             self.run("end", |mut conn| {
                 let eval = &eval;
@@ -602,5 +1093,21 @@ impl BindingStore for RedisStore {
             .await
         }
         .boxed()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::has_hash_tag;
+
+    #[test]
+    fn hash_tags_are_found_as_redis_cluster_finds_them() {
+        for tagged in ["{mcpsb}:", "app:{b}:", "{a}{", "x{y}z{w}"] {
+            assert!(has_hash_tag(tagged), "{tagged}");
+        }
+        // An empty tag (`{}`) hashes the whole key in Redis Cluster.
+        for untagged in ["mcpsb:", "{}:", "{mcpsb", "}{", "a}b{"] {
+            assert!(!has_hash_tag(untagged), "{untagged}");
+        }
     }
 }

@@ -20,6 +20,7 @@ pub fn cargo_selection() -> Vec<String> {
         ("jwt", cfg!(feature = "jwt")),
         ("oidc", cfg!(feature = "oidc")),
         ("redis", cfg!(feature = "redis")),
+        ("redis-tls", cfg!(feature = "redis-tls")),
     ]
     .into_iter()
     .filter_map(|(name, on)| on.then_some(name))

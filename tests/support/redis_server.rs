@@ -35,6 +35,10 @@ pub(crate) struct RedisServer {
     port: u16,
     dir: PathBuf,
     child: Option<Child>,
+    /// Set for a TLS-only server ([`start_tls`](Self::start_tls)).
+    tls: bool,
+    /// Extra `redis-server` arguments (cluster mode).
+    extra: Vec<String>,
 }
 
 impl RedisServer {
@@ -47,6 +51,33 @@ impl RedisServer {
     /// When the binary is missing and `CI` or `REQUIRE_REDIS` is set, or when the server does
     /// not come up.
     pub(crate) fn start() -> Option<Self> {
+        Self::start_with(false, &[])
+    }
+
+    /// Starts a TLS-only server (no plain port) on a free port, with a certificate for
+    /// `127.0.0.1` and `localhost` issued by a fresh CA that `openssl` makes in the server's
+    /// directory ([`ca_file`](Self::ca_file)); clients need no certificate. Waits until the port
+    /// accepts connections.
+    ///
+    /// `None` when `redis-server` or `openssl` is missing (and neither `CI` nor `REQUIRE_REDIS`
+    /// is set).
+    ///
+    /// # Panics
+    ///
+    /// As [`start`](Self::start), and when `openssl` fails.
+    pub(crate) fn start_tls() -> Option<Self> {
+        if !on_path("openssl") {
+            skip_or_panic("openssl not found (Debian: apt-get install -y openssl)")?;
+        }
+        Self::start_with(true, &[])
+    }
+
+    /// Starts a server with extra arguments (such as `--cluster-enabled yes`).
+    pub(crate) fn start_with_args(args: &[&str]) -> Option<Self> {
+        Self::start_with(false, args)
+    }
+
+    fn start_with(tls: bool, extra: &[&str]) -> Option<Self> {
         let Some(binary) = find_binary() else {
             if std::env::var_os("CI").is_some() || std::env::var_os("REQUIRE_REDIS").is_some() {
                 panic!(
@@ -64,6 +95,9 @@ impl RedisServer {
         };
         let dir = unique_dir();
         std::fs::create_dir_all(&dir).expect("create the redis test directory");
+        if tls {
+            make_certificates(&dir);
+        }
         // A port another process takes between the probe and the spawn makes the server exit;
         // try a few.
         let mut last_error = String::new();
@@ -73,6 +107,8 @@ impl RedisServer {
                 port: free_port(),
                 dir: dir.clone(),
                 child: None,
+                tls,
+                extra: extra.iter().map(|&arg| arg.to_owned()).collect(),
             };
             match server.spawn() {
                 Ok(()) => return Some(server),
@@ -82,9 +118,21 @@ impl RedisServer {
         panic!("redis-server did not start: {last_error}");
     }
 
-    /// `redis://127.0.0.1:PORT/`.
+    /// `redis://127.0.0.1:PORT/`, or `rediss://…` for a TLS server.
     pub(crate) fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/", self.port)
+        let scheme = if self.tls { "rediss" } else { "redis" };
+        format!("{scheme}://127.0.0.1:{}/", self.port)
+    }
+
+    /// The CA that issued a TLS server's certificate (PEM).
+    pub(crate) fn ca_file(&self) -> PathBuf {
+        self.dir.join("ca.pem")
+    }
+
+    /// A CA that issued nothing this server presents (PEM): a client trusting only it must
+    /// refuse the server.
+    pub(crate) fn other_ca_file(&self) -> PathBuf {
+        self.dir.join("other-ca.pem")
     }
 
     /// The port the server listens on (kept across [`stop`](Self::stop) and
@@ -204,17 +252,23 @@ impl RedisServer {
 
     fn spawn(&mut self) -> Result<(), String> {
         let port = self.port.to_string();
-        let mut child = Command::new(&self.binary)
-            .args([
-                "--port",
-                &port,
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
+        let mut command = Command::new(&self.binary);
+        if self.tls {
+            command.args(["--port", "0", "--tls-port", &port]);
+            for (flag, file) in [
+                ("--tls-cert-file", "server.pem"),
+                ("--tls-key-file", "server.key"),
+                ("--tls-ca-cert-file", "ca.pem"),
+            ] {
+                command.arg(flag).arg(self.dir.join(file));
+            }
+            command.args(["--tls-auth-clients", "no"]);
+        } else {
+            command.args(["--port", &port]);
+        }
+        let mut child = command
+            .args(&self.extra)
+            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
             .arg("--dir")
             .arg(&self.dir)
             .args([
@@ -235,7 +289,16 @@ impl RedisServer {
             if let Ok(Some(status)) = child.try_wait() {
                 return Err(format!("redis-server on port {port} exited: {status}"));
             }
-            if ping(self.port) {
+            let up = if self.tls {
+                TcpStream::connect_timeout(
+                    &([127, 0, 0, 1], self.port).into(),
+                    Duration::from_millis(200),
+                )
+                .is_ok()
+            } else {
+                ping(self.port)
+            };
+            if up {
                 self.child = Some(child);
                 return Ok(());
             }
@@ -255,6 +318,105 @@ impl Drop for RedisServer {
         self.stop();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// `None` after a loud `SKIP:` line, or a panic under `CI` / `REQUIRE_REDIS`.
+fn skip_or_panic(what: &str) -> Option<()> {
+    if std::env::var_os("CI").is_some() || std::env::var_os("REQUIRE_REDIS").is_some() {
+        panic!("{what}, and CI or REQUIRE_REDIS is set");
+    }
+    let _ = writeln!(std::io::stderr(), "SKIP: {what}; test skipped");
+    None
+}
+
+/// Whether `name` is an executable on `PATH` (or in the usual directories).
+pub(crate) fn on_path(name: &str) -> bool {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/bin".into(), "/usr/local/bin".into()])
+        .any(|dir| dir.join(name).is_file())
+}
+
+/// A CA (`ca.pem`), a server certificate for `127.0.0.1` and `localhost` that it issued
+/// (`server.pem`, `server.key`), and an unrelated CA (`other-ca.pem`), in `dir`; P-256 keys,
+/// valid one day.
+fn make_certificates(dir: &Path) {
+    let openssl = |args: &[&str]| {
+        let output = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run openssl");
+        assert!(
+            output.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    };
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    for (name, subject) in [
+        ("ca", "/CN=mcpsb test CA"),
+        ("other-ca", "/CN=mcpsb other CA"),
+    ] {
+        let (key, cert) = (format!("{name}.key"), format!("{name}.pem"));
+        let mut args = vec!["req", "-x509"];
+        args.extend(ec);
+        args.extend([
+            "-keyout",
+            &key,
+            "-out",
+            &cert,
+            "-days",
+            "1",
+            "-subj",
+            subject,
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign",
+        ]);
+        openssl(&args);
+    }
+    let mut args = vec!["req"];
+    args.extend(ec);
+    args.extend([
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+        "-subj",
+        "/CN=127.0.0.1",
+    ]);
+    openssl(&args);
+    std::fs::write(
+        dir.join("server.ext"),
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\nbasicConstraints=CA:FALSE\n",
+    )
+    .expect("write server.ext");
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.pem",
+        "-days",
+        "1",
+        "-extfile",
+        "server.ext",
+    ]);
 }
 
 fn find_binary() -> Option<PathBuf> {
@@ -351,4 +513,195 @@ fn read_line(stream: &mut TcpStream) -> String {
         line.pop();
     }
     String::from_utf8_lossy(&line).into_owned()
+}
+
+/// How long a fresh cluster may take to reach `cluster_state:ok`, and a failover to finish.
+const CLUSTER_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A Redis Cluster on loopback: 3 masters and 3 replicas (`redis-server --cluster-enabled yes`,
+/// joined by `redis-cli --cluster create … --cluster-replicas 1`), node timeout 1 s so that a
+/// failover takes seconds. Killed on drop.
+#[derive(Debug)]
+pub(crate) struct RedisCluster {
+    pub(crate) nodes: Vec<RedisServer>,
+}
+
+impl RedisCluster {
+    /// Starts the six nodes, creates the cluster and waits (at most 30 s) until every node reports
+    /// `cluster_state:ok` and knows all six, and every replica is in sync with its master.
+    ///
+    /// `None` when `redis-server` or `redis-cli` is missing (and neither `CI` nor
+    /// `REQUIRE_REDIS` is set).
+    ///
+    /// # Panics
+    ///
+    /// When a node does not start or the cluster does not form in time.
+    pub(crate) fn start() -> Option<Self> {
+        if !on_path("redis-cli") {
+            skip_or_panic("redis-cli not found (Debian: apt-get install -y redis-tools)")?;
+        }
+        let args = [
+            "--cluster-enabled",
+            "yes",
+            "--cluster-config-file",
+            "nodes.conf",
+            "--cluster-node-timeout",
+            "1000",
+            // Replicas sync at once (the default waits 5 s for more replicas), so a master can
+            // be failed over as soon as the cluster is up.
+            "--repl-diskless-sync-delay",
+            "0",
+        ];
+        let mut nodes = Vec::with_capacity(6);
+        for _ in 0..6 {
+            nodes.push(RedisServer::start_with_args(&args)?);
+        }
+        let addresses: Vec<String> = nodes
+            .iter()
+            .map(|node| format!("127.0.0.1:{}", node.port()))
+            .collect();
+        let output = Command::new("redis-cli")
+            .arg("--cluster")
+            .arg("create")
+            .args(&addresses)
+            .args(["--cluster-replicas", "1", "--cluster-yes"])
+            .stdin(Stdio::null())
+            .output()
+            .expect("run redis-cli --cluster create");
+        assert!(
+            output.status.success(),
+            "redis-cli --cluster create: {}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let cluster = Self { nodes };
+        cluster.wait_until("every node sees a healthy cluster", |cluster| {
+            cluster.nodes.iter().all(|node| {
+                node.command(&["CLUSTER", "INFO"])
+                    .lines()
+                    .any(|line| line.trim() == "cluster_state:ok")
+                    && node.command(&["CLUSTER", "NODES"]).lines().count() == 6
+                    && (node.command(&["ROLE"]).lines().next() == Some("master")
+                        || node
+                            .command(&["INFO", "replication"])
+                            .lines()
+                            .any(|line| line.trim() == "master_link_status:up"))
+            })
+        });
+        Some(cluster)
+    }
+
+    /// The seed URLs, one per node.
+    pub(crate) fn urls(&self) -> Vec<String> {
+        self.nodes.iter().map(RedisServer::url).collect()
+    }
+
+    /// The running node that is the master of `key`'s slot, as seen by the first running node.
+    ///
+    /// # Panics
+    ///
+    /// When no running node knows a master for the slot.
+    pub(crate) fn master_of(&self, key: &str) -> &RedisServer {
+        self.try_master_of(key)
+            .unwrap_or_else(|| panic!("no live master for {key:?}"))
+    }
+
+    fn try_master_of(&self, key: &str) -> Option<&RedisServer> {
+        let node = self.nodes.iter().find(|node| node.is_running())?;
+        let slot: u16 = node
+            .command(&["CLUSTER", "KEYSLOT", key])
+            .parse()
+            .expect("a slot");
+        let nodes = node.command(&["CLUSTER", "NODES"]);
+        let port = nodes.lines().find_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let flags = fields.get(2)?;
+            if !flags.contains("master") || flags.contains("fail") {
+                return None;
+            }
+            let owns = fields.iter().skip(8).any(|range| {
+                let (from, to) = range.split_once('-').unwrap_or((range, range));
+                matches!((from.parse::<u16>(), to.parse::<u16>()), (Ok(a), Ok(b)) if (a..=b).contains(&slot))
+            });
+            owns.then(|| fields[1].split(['@', ',']).next()?.rsplit(':').next()?.parse::<u16>().ok())?
+        })?;
+        self.nodes
+            .iter()
+            .find(|node| node.port() == port && node.is_running())
+    }
+
+    /// `GET key` on the master of its slot, `""` for a missing key.
+    pub(crate) fn get(&self, key: &str) -> String {
+        self.master_of(key).command(&["GET", key])
+    }
+
+    /// Kills the master of `key`'s slot and waits (at most 30 s) until a replica took its
+    /// place and every surviving node reports `cluster_state:ok`. The port of the killed node.
+    pub(crate) fn fail_over(&mut self, key: &str) -> u16 {
+        let port = self.master_of(key).port();
+        let node = self
+            .nodes
+            .iter_mut()
+            .find(|node| node.port() == port)
+            .expect("the master");
+        node.stop();
+        self.wait_until("a replica replaced the killed master", |cluster| {
+            cluster
+                .try_master_of(key)
+                .is_some_and(|master| master.port() != port)
+                && cluster.nodes.iter().filter(|n| n.is_running()).all(|n| {
+                    n.command(&["CLUSTER", "INFO"])
+                        .lines()
+                        .any(|line| line.trim() == "cluster_state:ok")
+                })
+        });
+        port
+    }
+
+    /// Resets the statistics of every running node.
+    pub(crate) fn reset_stats(&self) {
+        for node in self.nodes.iter().filter(|node| node.is_running()) {
+            node.reset_stats();
+        }
+    }
+
+    /// Calls per command over every running master (see [`RedisServer::command_calls`]);
+    /// replicas are left out, as they run the writes their master replicates, and so are the
+    /// cluster client's own `CLUSTER …` commands and the replicas' `REPLCONF ACK`s.
+    pub(crate) fn command_calls(&self) -> std::collections::BTreeMap<String, u64> {
+        let mut calls = std::collections::BTreeMap::new();
+        let masters = self.nodes.iter().filter(|node| {
+            node.is_running() && node.command(&["ROLE"]).lines().next() == Some("master")
+        });
+        for node in masters {
+            for (name, n) in node.command_calls() {
+                if !name.starts_with("cluster") && name != "role" && name != "replconf" {
+                    *calls.entry(name).or_insert(0) += n;
+                }
+            }
+        }
+        calls
+    }
+
+    fn wait_until(&self, what: &str, done: impl Fn(&Self) -> bool) {
+        let deadline = Instant::now() + CLUSTER_TIMEOUT;
+        while !done(self) {
+            if Instant::now() >= deadline {
+                let views: Vec<String> = self
+                    .nodes
+                    .iter()
+                    .filter(|node| node.is_running())
+                    .map(|node| {
+                        let nodes = node.command(&["CLUSTER", "NODES"]);
+                        format!("node {}:\n{nodes}", node.port())
+                    })
+                    .collect();
+                panic!(
+                    "{what}: not within {CLUSTER_TIMEOUT:?}\n{}",
+                    views.join("\n")
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
 }
