@@ -5,8 +5,7 @@
 
 mod support;
 
-#[path = "../examples/common/jwt_stack.rs"]
-mod jwt_stack;
+use support::jwt_stack;
 
 use std::{
     process::{Command, Stdio},

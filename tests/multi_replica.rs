@@ -16,20 +16,17 @@
 mod support;
 
 use support::example_bin;
-#[path = "../examples/common/jwt_stack.rs"]
-mod jwt_stack;
+use support::jwt_stack;
 use support::redis_server;
-#[path = "../examples/common/rmcp_redis_sessions.rs"]
-mod rmcp_redis_sessions;
+use support::rmcp_redis_sessions;
 
 use std::{
     collections::BTreeMap,
     process::{Command, Stdio},
-    sync::{Arc, Mutex},
+    sync::Arc,
     time::{Duration, Instant},
 };
 
-use axum::extract::Request;
 use example_bin::{Spawned, example};
 use http::StatusCode;
 use jwt_stack::{DEFAULT_AUDIENCE, DEFAULT_ISSUER, StackConfig, TokenMinter};
@@ -40,7 +37,7 @@ use mcp_session_binding::{
 use redis_server::{RedisCluster, RedisServer};
 use rmcp_redis_sessions::RedisSessionStore;
 use serde_json::{Value, json};
-use support::{Answer, Raw, Seen, demo_mcp, initialize_body, tool_call, tool_text};
+use support::{Answer, Raw, Seen, TestServer, demo_mcp, initialize_body, tool_call, tool_text};
 
 /// The HS256 secret every replica shares.
 const SECRET: &str = "multi-replica-test-secret-32-bytes!!";
@@ -213,15 +210,8 @@ on_both!(
 /// One replica, in this process.
 struct Replica {
     raw: Raw,
-    /// Every request that reached the MCP service (behind both layers), in order.
-    seen: Arc<Mutex<Vec<Seen>>>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for Replica {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
+    /// The server, and every request that reached the MCP service (behind both layers).
+    server: TestServer,
 }
 
 impl Replica {
@@ -229,49 +219,30 @@ impl Replica {
     async fn start(redis: &Backend) -> Self {
         let bindings = redis.store().await;
         let sessions = RedisSessionStore::sharing(&bindings);
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let recorder = {
-            let seen = seen.clone();
-            tower::util::MapRequestLayer::new(move |request: Request| {
-                seen.lock().unwrap().push(Seen::of(&request));
-                request
-            })
-        };
-        let mcp = tower::ServiceBuilder::new()
-            .layer(recorder)
-            .service(demo_mcp::service_with_session_store(Arc::new(sessions)));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base_url = format!("http://{}", listener.local_addr().unwrap());
+        let (mcp, seen) =
+            support::recorded(demo_mcp::service_with_session_store(Arc::new(sessions)));
+        let (listener, base_url) = support::listen().await;
         let app = jwt_stack::router(
             &StackConfig::new(SECRET, Arc::new(bindings)),
             &base_url,
             mcp,
         )
         .expect("the JWT stack");
-        let task = tokio::spawn(async move {
-            axum::serve(listener, app).await.unwrap();
-        });
+        let server = support::serve_on(listener, app, seen);
         Self {
-            raw: Raw::at(format!("{base_url}/mcp")),
-            seen,
-            task,
+            raw: Raw::at(server.url.clone()),
+            server,
         }
     }
 
     /// How many requests reached the MCP service.
     fn forwarded(&self) -> usize {
-        self.seen.lock().unwrap().len()
+        self.server.forwarded_count()
     }
 
     /// The methods of the requests that reached the MCP service carrying `session`.
     fn forwarded_with(&self, session: &str) -> Vec<http::Method> {
-        self.seen
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|s| s.session.as_deref() == Some(session))
-            .map(|s| s.method.clone())
-            .collect()
+        self.server.forwarded_with(session)
     }
 
     /// `whoami` by `sub` on `session`, which must answer 200: the text.
@@ -522,7 +493,7 @@ async fn while_redis_is_down_requests_get_503_and_nothing_is_lost() {
         .await;
     assert_unavailable(&answer, "initialize");
     assert!(!answer.headers.contains_key("mcp-session-id"), "{answer:?}");
-    let seen: Vec<Seen> = a.seen.lock().unwrap()[seen_a..].to_vec();
+    let seen: Vec<Seen> = a.server.seen.lock().unwrap()[seen_a..].to_vec();
     assert_eq!(seen.len(), 2, "{seen:?}");
     assert_eq!(
         (&seen[0].method, &seen[0].session),

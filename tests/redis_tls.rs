@@ -176,8 +176,7 @@ async fn the_example_server_takes_rediss_and_a_ca_file() {
 
 /// An HS256 token of the example server's development mode for `sub`.
 fn jwt_token(sub: &str) -> String {
-    #[path = "../examples/common/jwt_stack.rs"]
-    mod jwt_stack;
+    use support::jwt_stack;
     jwt_stack::TokenMinter::new(SECRET.as_bytes(), jwt_stack::DEFAULT_AUDIENCE)
         .token(jwt_stack::DEFAULT_ISSUER, sub)
 }

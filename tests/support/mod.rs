@@ -8,12 +8,18 @@ pub mod demo_mcp;
 pub mod example_bin;
 pub mod external;
 pub mod fault_store;
+#[cfg(feature = "jwt")]
+#[path = "../../examples/common/jwt_stack.rs"]
+pub mod jwt_stack;
 pub mod keys;
 pub mod logs;
 #[cfg(feature = "oidc")]
 pub mod oidc_provider;
 pub mod python_upstream;
 pub mod redis_server;
+#[cfg(feature = "redis")]
+#[path = "../../examples/common/rmcp_redis_sessions.rs"]
+pub mod rmcp_redis_sessions;
 #[path = "../../examples/common/rotating_client.rs"]
 mod rotating_client;
 
