@@ -34,6 +34,7 @@ pin_project! {
     enum Kind<B> {
         Inner { #[pin] body: B },
         Answer { body: Full<Bytes> },
+        Scanned { #[pin] body: B, scan: Box<crate::binding::tasks::TaskScan> },
     }
 }
 
@@ -50,6 +51,12 @@ impl<B> ResponseBody<B> {
     pub fn inner(body: B) -> Self {
         Self {
             kind: Kind::Inner { body },
+        }
+    }
+
+    pub(crate) fn scanned(body: B, scan: Box<crate::binding::tasks::TaskScan>) -> Self {
+        Self {
+            kind: Kind::Scanned { body, scan },
         }
     }
 
@@ -79,6 +86,7 @@ where
                 Poll::Ready(None) => Poll::Ready(None),
                 Poll::Pending => Poll::Pending,
             },
+            KindProj::Scanned { body, scan } => scan.poll_frame(body, cx),
         }
     }
 
@@ -86,6 +94,7 @@ where
         match &self.kind {
             Kind::Inner { body } => body.is_end_stream(),
             Kind::Answer { body } => body.is_end_stream(),
+            Kind::Scanned { scan, .. } => scan.is_end_stream(),
         }
     }
 
@@ -93,6 +102,8 @@ where
         match &self.kind {
             Kind::Inner { body } => body.size_hint(),
             Kind::Answer { body } => body.size_hint(),
+            // A scanned answer may be rewritten: its length is not known in advance.
+            Kind::Scanned { .. } => SizeHint::default(),
         }
     }
 }
