@@ -107,6 +107,8 @@
 //! - `oidc` (implies `jwt`): issuers trusted by URL, through OpenID Connect discovery and their
 //!   JWK sets, refreshed and rotated (`JwtAuthLayerBuilder::issuer_discovery`); an HTTPS client
 //!   (reqwest with rustls).
+//! - `request-state`: [`state::RequestStateLayer`], MRTR `requestState` sealed to the caller
+//!   (XChaCha20-Poly1305).
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod binding;
@@ -115,6 +117,9 @@ pub mod identity;
 #[cfg_attr(docsrs, doc(cfg(feature = "jwt")))]
 pub mod jwt;
 mod protocol;
+#[cfg(feature = "request-state")]
+#[cfg_attr(docsrs, doc(cfg(feature = "request-state")))]
+pub mod state;
 pub mod store;
 
 /// Not API: hooks for the crate's benchmarks (`benches/`), fuzz targets (`fuzz/`) and

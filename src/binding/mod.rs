@@ -22,6 +22,8 @@ mod reject;
 mod service;
 pub(crate) mod session;
 mod tasks;
+
+pub(crate) use tasks::MCP_METHOD;
 mod trace;
 
 pub use body::ResponseBody;

@@ -52,6 +52,7 @@ use crate::{
         early,
         envelope::{self, Classified, Message},
         jsonrpc::{self, code},
+        sse,
     },
     store::{BindOutcome, BindingStore, Lookup, Owner, SessionKey, StoreErrorKind},
 };
@@ -447,32 +448,6 @@ impl fmt::Debug for TaskScan {
     }
 }
 
-/// The end of the first SSE event in `buf` (past its blank line), if it is complete.
-fn event_end(buf: &[u8]) -> Option<usize> {
-    let lf = memchr::memmem::find(buf, b"\n\n").map(|i| i + 2);
-    let crlf = memchr::memmem::find(buf, b"\r\n\r\n").map(|i| i + 4);
-    match (lf, crlf) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
-    }
-}
-
-/// The JSON of an SSE event: its `data:` lines, joined.
-fn sse_data(event: &[u8]) -> Vec<u8> {
-    let mut data = Vec::new();
-    for line in event.split(|b| *b == b'\n') {
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
-        if let Some(rest) = line.strip_prefix(b"data:") {
-            let rest = rest.strip_prefix(b" ").unwrap_or(rest);
-            if !data.is_empty() {
-                data.push(b'\n');
-            }
-            data.extend_from_slice(rest);
-        }
-    }
-    data
-}
-
 #[derive(Deserialize)]
 struct Scanned<'a> {
     #[serde(borrow)]
@@ -504,7 +479,7 @@ impl TaskScan {
             return;
         }
         let data = match self.framing {
-            Framing::Sse => sse_data(&event),
+            Framing::Sse => sse::data(&event),
             Framing::Json => event.to_vec(),
         };
         let Ok(message) = serde_json::from_slice::<Scanned<'_>>(&data) else {
@@ -577,7 +552,7 @@ impl TaskScan {
                 return;
             }
             let end = match self.framing {
-                Framing::Sse => event_end(&self.buf),
+                Framing::Sse => sse::event_end(&self.buf),
                 Framing::Json => None,
             };
             match end {
@@ -728,16 +703,5 @@ mod tests {
         assert_ne!(task_owner(None), Some(Owner::Anonymous));
         let bob = Identity::new("https://i.example", "bob").unwrap();
         assert_ne!(Some(owner), task_owner(Some(&bob)));
-    }
-
-    #[test]
-    fn sse_events_split_and_join() {
-        assert_eq!(event_end(b"data: x\n\ndata: y"), Some(9));
-        assert_eq!(event_end(b"data: x\r\n\r\n"), Some(11));
-        assert_eq!(event_end(b"data: x\n"), None);
-        assert_eq!(
-            sse_data(b"id: 1\ndata: {\"a\":\ndata: 1}\n\n"),
-            b"{\"a\":\n1}"
-        );
     }
 }
