@@ -460,3 +460,184 @@ async fn listen_streams_carry_only_the_callers_tasks() {
     assert_eq!(events[0]["params"]["taskId"], "task-of-a");
     assert_eq!(events[1]["method"], "notifications/tools/list_changed");
 }
+
+// ---- requestState sealed to the principal ----
+
+use mcp_session_binding::state::{RequestStateLayer, StateKeys};
+
+const KEY_A: [u8; 32] = [0x11; 32];
+
+/// The demo server behind the test auth layer, `SessionBindingLayer` and a
+/// `RequestStateLayer` with `keys` and `ttl`.
+async fn serve_sealed(keys: StateKeys, ttl: Duration) -> TestServer {
+    let (mcp, seen) = support::recorded_mcp();
+    let app = Router::new()
+        .nest_service("/mcp", mcp)
+        .layer(RequestStateLayer::new(keys).ttl(ttl))
+        .layer(SessionBindingLayer::new())
+        .layer(axum::middleware::from_fn(support::auth));
+    serve_router(app, seen).await
+}
+
+fn call(id: u64, tool: &str, text: &str, state: Option<Value>) -> Value {
+    let mut params = json!({"name": tool, "arguments": {"text": text}});
+    if let Some(state) = state {
+        params["requestState"] = state;
+        params["inputResponses"] =
+            json!({"confirm": {"action": "accept", "content": {"ok": true}}});
+    }
+    request(id, "tools/call", params)
+}
+
+async fn tool_call(raw: &Raw, token: &str, tool: &str, body: &Value) -> Answer {
+    modern(raw, Some(token), "tools/call", Some(tool), body).await
+}
+
+/// alice's first `confirm_echo` round: the sealed state.
+async fn first_round(raw: &Raw, token: &str, text: &str) -> String {
+    let answer = tool_call(
+        raw,
+        token,
+        "confirm_echo",
+        &call(1, "confirm_echo", text, None),
+    )
+    .await;
+    let message = answer.json();
+    assert_eq!(
+        message["result"]["resultType"], "input_required",
+        "{message}"
+    );
+    assert!(
+        message["result"]["inputRequests"]["confirm"].is_object(),
+        "{message}"
+    );
+    let state = message["result"]["requestState"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(state.starts_with("mcpsb1."), "not sealed: {state}");
+    assert!(
+        !state.contains("confirm:"),
+        "the server's state leaks: {state}"
+    );
+    state
+}
+
+fn assert_invalid_state(answer: &Answer, id: u64) {
+    assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
+    let message = answer.json();
+    assert_eq!(message["id"], id, "{message}");
+    assert_eq!(message["error"]["code"], -32602, "{message}");
+    assert_eq!(
+        message["error"]["message"], "Invalid or expired requestState",
+        "{message}"
+    );
+}
+
+#[tokio::test]
+async fn request_state_completes_for_its_caller_only() {
+    let server = serve_sealed(StateKeys::new(KEY_A), Duration::from_secs(300)).await;
+    let raw = Raw::new(&server);
+    let state = first_round(&raw, &alice(), "hi").await;
+    let forwarded = server.forwarded_count();
+
+    // bob replays alice's state: refused, and the tool does not run.
+    let replay = call(2, "confirm_echo", "hi", Some(Value::from(state.clone())));
+    assert_invalid_state(&tool_call(&raw, &bob(), "confirm_echo", &replay).await, 2);
+    // Her state on another tool, or with other arguments, or tampered.
+    let other_tool = call(3, "echo", "hi", Some(Value::from(state.clone())));
+    assert_invalid_state(&tool_call(&raw, &alice(), "echo", &other_tool).await, 3);
+    let other_args = call(4, "confirm_echo", "bye", Some(Value::from(state.clone())));
+    assert_invalid_state(
+        &tool_call(&raw, &alice(), "confirm_echo", &other_args).await,
+        4,
+    );
+    let mut tampered = state.clone().into_bytes();
+    let at = tampered.len() / 2;
+    tampered[at] = if tampered[at] == b'A' { b'B' } else { b'A' };
+    let tampered = call(
+        5,
+        "confirm_echo",
+        "hi",
+        Some(Value::from(String::from_utf8(tampered).unwrap())),
+    );
+    assert_invalid_state(
+        &tool_call(&raw, &alice(), "confirm_echo", &tampered).await,
+        5,
+    );
+    // The plain state the server wrote is not accepted either.
+    let plain = call(6, "confirm_echo", "hi", Some(Value::from("confirm:hi")));
+    assert_invalid_state(&tool_call(&raw, &alice(), "confirm_echo", &plain).await, 6);
+    assert_eq!(
+        server.forwarded_count(),
+        forwarded,
+        "a refusal was forwarded"
+    );
+
+    // alice completes.
+    let retry = call(7, "confirm_echo", "hi", Some(Value::from(state)));
+    let done = tool_call(&raw, &alice(), "confirm_echo", &retry)
+        .await
+        .json();
+    assert_eq!(support::tool_text(&done), "hi", "{done}");
+}
+
+#[tokio::test]
+async fn expired_request_state_is_refused() {
+    let server = serve_sealed(StateKeys::new(KEY_A), Duration::from_secs(1)).await;
+    let raw = Raw::new(&server);
+    let state = first_round(&raw, &alice(), "late").await;
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let retry = call(2, "confirm_echo", "late", Some(Value::from(state)));
+    assert_invalid_state(&tool_call(&raw, &alice(), "confirm_echo", &retry).await, 2);
+}
+
+/// Bad `requestState` values: each a clear JSON-RPC error with the request's id.
+#[tokio::test]
+async fn bad_request_states_get_clear_errors() {
+    let server = serve_sealed(StateKeys::new(KEY_A), Duration::from_secs(300)).await;
+    let raw = Raw::new(&server);
+    let cases = [
+        ("a number", json!(5)),
+        ("an object", json!({"s": "x"})),
+        ("null", Value::Null),
+        ("oversized", Value::from("A".repeat(70 * 1024))),
+        ("not base64", Value::from("mcpsb1.!!!not base64!!!")),
+        ("empty", Value::from("")),
+        ("another format", Value::from("rs1.abc.def")),
+    ];
+    for (i, (what, state)) in cases.into_iter().enumerate() {
+        let id = 10 + i as u64;
+        let body = call(id, "confirm_echo", "x", Some(state));
+        let answer = tool_call(&raw, &alice(), "confirm_echo", &body).await;
+        assert_eq!(answer.status, StatusCode::OK, "{what}: {answer:?}");
+        let message = answer.json();
+        assert_eq!(message["id"], id, "{what}: {message}");
+        assert_eq!(message["error"]["code"], -32602, "{what}: {message}");
+    }
+}
+
+/// Two replicas with the same keys: a state sealed on A opens on B, for alice only; a rotated
+/// ring (new key first, old key kept) still opens it.
+#[tokio::test]
+async fn replicas_share_state_keys() {
+    let a = serve_sealed(StateKeys::new(KEY_A), Duration::from_secs(300)).await;
+    let rotated = StateKeys::new([0x22; 32]).with_key(KEY_A);
+    let b = serve_sealed(rotated, Duration::from_secs(300)).await;
+    let state = first_round(&Raw::new(&a), &alice(), "across").await;
+    let on_b = Raw::new(&b);
+    let retry = call(2, "confirm_echo", "across", Some(Value::from(state)));
+    assert_invalid_state(&tool_call(&on_b, &bob(), "confirm_echo", &retry).await, 2);
+    let done = tool_call(&on_b, &alice(), "confirm_echo", &retry)
+        .await
+        .json();
+    assert_eq!(support::tool_text(&done), "across", "{done}");
+    // Without the key, B refuses it.
+    let c = serve_sealed(StateKeys::new([0x33; 32]), Duration::from_secs(300)).await;
+    let state = first_round(&Raw::new(&a), &alice(), "x").await;
+    let retry = call(3, "confirm_echo", "x", Some(Value::from(state)));
+    assert_invalid_state(
+        &tool_call(&Raw::new(&c), &alice(), "confirm_echo", &retry).await,
+        3,
+    );
+}

@@ -15,13 +15,15 @@ use rmcp::{
     ErrorData as McpError, RoleServer, ServerHandler,
     handler::server::{
         router::{prompt::PromptRouter, tool::ToolRouter},
+        tool::{InputResponses, RequestState},
         wrapper::Parameters,
     },
     model::{
         CallToolResponse, CallToolResult, CancelTaskParams, ContentBlock, CreateTaskResult,
-        GetTaskParams, GetTaskResult, ListResourcesResult, PaginatedRequestParams, PromptMessage,
-        ReadResourceRequestParams, ReadResourceResponse, ReadResourceResult, Resource,
-        ResourceContents, Role, ServerCapabilities, ServerConfig, UpdateTaskParams,
+        ElicitRequest, ElicitRequestParams, GetTaskParams, GetTaskResult, InputRequest,
+        InputRequests, InputRequiredResult, ListResourcesResult, PaginatedRequestParams,
+        PromptMessage, ReadResourceRequestParams, ReadResourceResponse, ReadResourceResult,
+        Resource, ResourceContents, Role, ServerCapabilities, ServerConfig, UpdateTaskParams,
     },
     prompt, prompt_handler, prompt_router, schemars,
     service::RequestContext,
@@ -131,6 +133,52 @@ impl DemoMcp {
             })
         });
         Ok(CallToolResponse::Task(CreateTaskResult::new(task)))
+    }
+
+    /// Sends the text back once the user confirms (MRTR, revision 2026-07-28): the first call
+    /// answers `input_required` with an elicitation and a `requestState`; the retry with that
+    /// state and an accepting answer returns the text. The state is plain here: the
+    /// `RequestStateLayer` in front seals it to the caller, the tool and these arguments.
+    #[tool(description = "Returns its text argument after the user confirms (multi round-trip)")]
+    async fn confirm_echo(
+        &self,
+        Parameters(EchoArgs { text }): Parameters<EchoArgs>,
+        RequestState(state): RequestState,
+        InputResponses(responses): InputResponses,
+    ) -> Result<CallToolResponse, McpError> {
+        let Some(state) = state else {
+            let mut requests = InputRequests::new();
+            let schema = serde_json::from_value(serde_json::json!({
+                "type": "object",
+                "properties": {"ok": {"type": "boolean"}},
+            }))
+            .map_err(|e| McpError::internal_error(e.to_string(), None))?;
+            let ask = ElicitRequestParams::FormElicitationParams {
+                meta: None,
+                message: format!("Echo {text:?}?"),
+                requested_schema: schema,
+            };
+            requests.insert(
+                "confirm".to_owned(),
+                InputRequest::Elicitation(ElicitRequest::new(ask)),
+            );
+            let state = format!("confirm:{text}");
+            return Ok(InputRequiredResult::new(Some(requests), Some(state)).into());
+        };
+        if state != format!("confirm:{text}") {
+            return Err(McpError::invalid_params(
+                "requestState does not match",
+                None,
+            ));
+        }
+        let accepted = responses
+            .as_ref()
+            .and_then(|r| r.get("confirm"))
+            .is_some_and(|answer| answer["action"] == "accept");
+        if !accepted {
+            return Err(McpError::invalid_params("not confirmed", None));
+        }
+        Ok(CallToolResult::success(vec![ContentBlock::text(text)]).into())
     }
 }
 
