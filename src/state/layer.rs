@@ -310,7 +310,7 @@ where
                     rewritten
                 }
                 Ok(None) => bytes.clone(),
-                Err(refusal) => return Ok(refusal.map(StateBody::answer)),
+                Err(id) => return Ok(refuse(id.as_ref()).map(StateBody::answer)),
             };
             let response = ready
                 .call(Request::from_parts(parts, B::from(forward)))
@@ -382,19 +382,20 @@ fn digest(params: &Value) -> String {
 }
 
 /// Opens the `requestState` of a request body: `Ok(None)` when it has none, `Ok(Some(body))`
-/// with the server's own state put back, `Err(answer)` when it must be refused.
+/// with the server's own state put back, `Err(id)` when it must be refused (answered with the
+/// request's `id`, when it has one).
 fn open_request(
     bytes: &[u8],
     caller: Option<&Identity>,
     config: &StateConfig,
-) -> Result<Option<Bytes>, Response<Full<Bytes>>> {
+) -> Result<Option<Bytes>, Option<Value>> {
     if memchr::memmem::find(bytes, b"requestState").is_none() {
         return Ok(None);
     }
     // The body names a requestState somewhere: it must parse, or it is refused (a body rmcp
     // would read differently from this parser is never forwarded with a state in it).
     let Ok(mut message) = serde_json::from_slice::<Value>(bytes) else {
-        return Err(refuse(None));
+        return Err(None);
     };
     let id = message.get("id").cloned();
     let method = message
@@ -408,7 +409,7 @@ fn open_request(
     let Some(state) = params.get("requestState") else {
         return Ok(None);
     };
-    let refused = || Err(refuse(id.as_ref()));
+    let refused = || Err(id.clone());
     let Some(state) = state.as_str() else {
         return refused();
     };
