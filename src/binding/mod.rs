@@ -23,6 +23,7 @@ mod service;
 pub(crate) mod session;
 mod tasks;
 
+#[cfg(feature = "request-state")]
 pub(crate) use tasks::MCP_METHOD;
 mod trace;
 

@@ -26,6 +26,7 @@ pub(crate) fn data(event: &[u8]) -> Vec<u8> {
     data
 }
 
+#[cfg(feature = "request-state")]
 /// An SSE event carrying `json` as its data, with the other fields (`id:`, `event:`, `retry:`)
 /// of `original` kept as they were.
 pub(crate) fn with_data(original: &[u8], json: &[u8]) -> Vec<u8> {
@@ -62,6 +63,7 @@ mod tests {
         assert_eq!(event_end(b"data: x\r\n\r\n"), Some(11));
         assert_eq!(event_end(b"data: x\n"), None);
         assert_eq!(data(b"id: 1\ndata: {\"a\":\ndata: 1}\n\n"), b"{\"a\":\n1}");
+        #[cfg(feature = "request-state")]
         assert_eq!(
             with_data(b"id: 3\ndata: {\ndata: }\n\n", b"{}"),
             b"id: 3\ndata: {}\n\n"
