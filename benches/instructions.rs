@@ -24,6 +24,69 @@ use tower::Layer;
 
 const REQUESTS: usize = 20_000;
 
+/// A sessionless (revision 2026-07-28) `tools/call`: no session id, `Mcp-Method` and `Mcp-Name`.
+fn modern(body: &Bytes, caller: &mcp_session_binding::Identity) -> Request<Full<Bytes>> {
+    let mut request = post(body, caller);
+    let headers = request.headers_mut();
+    headers.remove("mcp-session-id");
+    headers.insert(
+        "mcp-protocol-version",
+        http::HeaderValue::from_static("2026-07-28"),
+    );
+    headers.insert("mcp-method", http::HeaderValue::from_static("tools/call"));
+    headers.insert("mcp-name", http::HeaderValue::from_static("echo"));
+    request
+}
+
+/// The inner service for sessionless runs: `answer`, labelled JSON (the layer scans JSON and
+/// SSE answers of `tools/call` for a task).
+async fn answer_json(
+    request: Request<Full<Bytes>>,
+) -> Result<http::Response<Full<Bytes>>, std::convert::Infallible> {
+    let mut response = answer(request).await?;
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    Ok(response)
+}
+
+/// Reads a response body to its end (the scan runs as the body is read).
+fn drain<B: http_body::Body>(response: http::Response<B>) -> bool {
+    use futures::FutureExt;
+    use http_body_util::BodyExt;
+    let ok = response.status().is_success();
+    ok && response
+        .into_body()
+        .collect()
+        .now_or_never()
+        .is_some_and(|r| r.is_ok())
+}
+
+/// One sessionless run: `REQUESTS` `tools/call`s without a task, bare or behind the layer, each
+/// answer read to its end.
+fn run_modern(layered: bool) {
+    let caller = owner();
+    let body = Bytes::from(common::tool_call_text(common::KIB));
+    let requests: Vec<Request<Full<Bytes>>> =
+        (0..REQUESTS).map(|_| modern(&body, &caller)).collect();
+    let mut ok = 0;
+    if layered {
+        let mut service =
+            SessionBindingLayer::with_store(bound_store()).layer(tower::service_fn(answer_json));
+        for request in requests {
+            ok += usize::from(drain(call_now(&mut service, request)));
+        }
+    } else {
+        let _store = bound_store();
+        let mut service = tower::service_fn(answer_json);
+        for request in requests {
+            ok += usize::from(drain(call_now(&mut service, request)));
+        }
+    }
+    assert_eq!(ok, REQUESTS);
+}
+
 /// One run: `REQUESTS` calls, bare or behind the layer.
 fn run(layered: bool) {
     let caller = owner();
@@ -67,6 +130,8 @@ fn main() {
     match std::env::args().nth(1).as_deref() {
         Some("bare") => return run(false),
         Some("layer") => return run(true),
+        Some("modern-bare") => return run_modern(false),
+        Some("modern-layer") => return run_modern(true),
         _ => {}
     }
     let (Some(bare), Some(layer)) = (count("bare"), count("layer")) else {
@@ -76,5 +141,12 @@ fn main() {
     let added = (layer as f64 - bare as f64) / REQUESTS as f64;
     println!(
         "instructions: bare run {bare}, layer run {layer}: the layer adds {added:.0} instructions per request ({REQUESTS} requests, 1 KiB body, matching identity)"
+    );
+    let (Some(bare), Some(layer)) = (count("modern-bare"), count("modern-layer")) else {
+        return;
+    };
+    let added = (layer as f64 - bare as f64) / REQUESTS as f64;
+    println!(
+        "instructions: sessionless tools/call (2026-07-28, no task): bare run {bare}, layer run {layer}: the layer adds {added:.0} instructions per request (answer scanned for a task)"
     );
 }

@@ -114,6 +114,9 @@ environment:
                       one, and tokens printed
   MCP_JWT_ISSUERS     HS256 development mode: the one issuer the secret belongs to (default
                       https://issuer.example)
+  MCP_STATE_KEYS      keys that seal MRTR requestState (feature `request-state`):
+                      comma-separated base64, 32 bytes each, the first seals; unset: a
+                      random key per process (replicas need the same keys)
   RUST_LOG            log filter, logs go to stderr (default info,rmcp=warn)";
 
 /// The command line.
@@ -331,6 +334,9 @@ async fn run(args: Args) -> Result<(), String> {
     let redis = redis(&args).await?;
     let binding = binding_store(&args, redis.as_ref()).await?;
     let mcp = mcp_service(redis.as_ref());
+    // MRTR requestState sealed to the caller (revision 2026-07-28), inside the binding layer.
+    #[cfg(feature = "request-state")]
+    let mcp = tower::Layer::layer(&state_layer()?, mcp);
 
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
@@ -407,4 +413,24 @@ async fn run(args: Args) -> Result<(), String> {
     axum::serve(listener, app)
         .await
         .map_err(|e| format!("server stopped: {e}"))
+}
+
+/// The `requestState` sealing layer: keys from `MCP_STATE_KEYS` (comma-separated base64, 32
+/// bytes each; the first seals, all open), else one random key for this process.
+#[cfg(feature = "request-state")]
+fn state_layer() -> Result<mcp_session_binding::state::RequestStateLayer, String> {
+    use mcp_session_binding::state::{RequestStateLayer, StateKeys};
+    let keys = match std::env::var("MCP_STATE_KEYS") {
+        Ok(list) => {
+            StateKeys::from_base64_list(&list).map_err(|e| format!("MCP_STATE_KEYS: {e}"))?
+        }
+        Err(_) => {
+            tracing::warn!(
+                "MCP_STATE_KEYS is not set: requestState is sealed with a random key of this \
+                 process; replicas need MCP_STATE_KEYS, with the same keys on each"
+            );
+            StateKeys::random()
+        }
+    };
+    Ok(RequestStateLayer::new(keys))
 }

@@ -112,6 +112,8 @@
 //!   (reqwest with rustls).
 //! - `axum`: [`Identity`] as an axum extractor (and `Option<Identity>`), with
 //!   `identity::MissingIdentity` (401) as its rejection; depends on `axum-core` only.
+//! - `request-state`: [`state::RequestStateLayer`], MRTR `requestState` sealed to the caller
+//!   (XChaCha20-Poly1305).
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod binding;
@@ -122,6 +124,9 @@ pub mod jwt;
 pub mod origin;
 mod protocol;
 mod ready;
+#[cfg(feature = "request-state")]
+#[cfg_attr(docsrs, doc(cfg(feature = "request-state")))]
+pub mod state;
 pub mod store;
 
 /// The README's Rust blocks, compiled as doc tests: its Quick start must build as written.
@@ -193,9 +198,9 @@ pub mod __private {
 pub use binding::{
     DEFAULT_BINDING_TTL, DEFAULT_MAX_ANONYMOUS_SESSIONS, DEFAULT_MAX_ANSWER_BYTES,
     DEFAULT_MAX_BATCH_ANSWERS, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_SESSION_ID_LEN,
-    DEFAULT_MAX_SESSIONS_PER_IDENTITY, DEFAULT_REFUSED_BODY_TIMEOUT, DEFAULT_TOMBSTONE_TTL,
-    MISMATCH_MESSAGE, MismatchAnswer, RejectionReason, ResponseBody, ResponseFuture,
-    SessionBinding, SessionBindingLayer,
+    DEFAULT_MAX_SESSIONS_PER_IDENTITY, DEFAULT_MAX_TASK_ID_LEN, DEFAULT_REFUSED_BODY_TIMEOUT,
+    DEFAULT_TASK_TTL, DEFAULT_TOMBSTONE_TTL, MISMATCH_MESSAGE, MismatchAnswer, RejectionReason,
+    ResponseBody, ResponseFuture, SessionBinding, SessionBindingLayer,
 };
 pub use identity::{Identity, IdentityExtractor};
 pub use protocol::{FIRST_SESSIONLESS_REVISION, MCP_PROTOCOL_VERSION, MCP_SESSION_ID};

@@ -35,6 +35,7 @@ pin_project! {
     enum Kind<B> {
         Inner { #[pin] body: B },
         Answer { body: Full<Bytes> },
+        Scanned { #[pin] body: B, scan: Box<crate::binding::tasks::TaskScan> },
     }
 }
 
@@ -51,6 +52,12 @@ impl<B> ResponseBody<B> {
     pub fn inner(body: B) -> Self {
         Self {
             kind: Kind::Inner { body },
+        }
+    }
+
+    pub(crate) fn scanned(body: B, scan: Box<crate::binding::tasks::TaskScan>) -> Self {
+        Self {
+            kind: Kind::Scanned { body, scan },
         }
     }
 
@@ -80,6 +87,7 @@ where
                 Poll::Ready(None) => Poll::Ready(None),
                 Poll::Pending => Poll::Pending,
             },
+            KindProj::Scanned { body, scan } => scan.poll_frame(body, cx),
         }
     }
 
@@ -87,6 +95,7 @@ where
         match &self.kind {
             Kind::Inner { body } => body.is_end_stream(),
             Kind::Answer { body } => body.is_end_stream(),
+            Kind::Scanned { scan, .. } => scan.is_end_stream(),
         }
     }
 
@@ -94,6 +103,8 @@ where
         match &self.kind {
             Kind::Inner { body } => body.size_hint(),
             Kind::Answer { body } => body.size_hint(),
+            // A scanned answer may be rewritten: its length is not known in advance.
+            Kind::Scanned { .. } => SizeHint::default(),
         }
     }
 }

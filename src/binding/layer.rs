@@ -89,6 +89,21 @@ pub const DEFAULT_MAX_BATCH_ANSWERS: usize = 64;
 /// ```
 pub const DEFAULT_REFUSED_BODY_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Longest task id the layer accepts in `Mcp-Name` on `tasks/*` requests, in bytes.
+///
+/// ```
+/// use mcp_session_binding::DEFAULT_MAX_TASK_ID_LEN;
+/// assert_eq!(DEFAULT_MAX_TASK_ID_LEN, 256);
+/// ```
+pub const DEFAULT_MAX_TASK_ID_LEN: usize = 256;
+/// Longest a task record lives without being checked: see [`SessionBindingLayer::task_ttl`].
+///
+/// ```
+/// use mcp_session_binding::DEFAULT_TASK_TTL;
+/// assert_eq!(DEFAULT_TASK_TTL.as_secs(), 24 * 3600);
+/// ```
+pub const DEFAULT_TASK_TTL: Duration = Duration::from_secs(24 * 3600);
+
 /// How a refused caller is answered.
 ///
 /// ```
@@ -135,6 +150,10 @@ pub(crate) struct Config {
     pub(crate) max_answer_bytes: usize,
     pub(crate) max_batch_answers: usize,
     pub(crate) refused_body_timeout: Duration,
+    /// Whether sessionless tasks are bound to their creator.
+    pub(crate) bind_tasks: bool,
+    pub(crate) task_ttl: Duration,
+    pub(crate) max_task_id_len: usize,
     /// Where the inner `DELETE` that ends a session goes, when configured.
     pub(crate) end_session_uri: Option<Uri>,
     pub(crate) end_request_hook: Option<EndRequestHook>,
@@ -170,6 +189,9 @@ impl Default for Config {
             max_answer_bytes: DEFAULT_MAX_ANSWER_BYTES,
             max_batch_answers: DEFAULT_MAX_BATCH_ANSWERS,
             refused_body_timeout: DEFAULT_REFUSED_BODY_TIMEOUT,
+            bind_tasks: true,
+            task_ttl: DEFAULT_TASK_TTL,
+            max_task_id_len: DEFAULT_MAX_TASK_ID_LEN,
             end_session_uri: None,
             end_request_hook: None,
             created_at: Arc::default(),
@@ -193,6 +215,9 @@ impl fmt::Debug for Config {
             .field("max_answer_bytes", &self.max_answer_bytes)
             .field("max_batch_answers", &self.max_batch_answers)
             .field("refused_body_timeout", &self.refused_body_timeout)
+            .field("bind_tasks", &self.bind_tasks)
+            .field("task_ttl", &self.task_ttl)
+            .field("max_task_id_len", &self.max_task_id_len)
             .field("end_session_uri", &self.end_session_uri)
             .field("end_request_hook", &self.end_request_hook.is_some())
             .finish_non_exhaustive()
@@ -417,6 +442,66 @@ impl<St, I> SessionBindingLayer<St, I> {
     /// ```
     pub fn tombstone_ttl(mut self, ttl: Duration) -> Self {
         self.config.tombstone_ttl = ttl;
+        self
+    }
+
+    /// Whether tasks (MCP tasks extension, revision 2026-07-28 and later) are bound to the
+    /// principal whose `tools/call` created them (default `true`).
+    ///
+    /// The layer records each task id a sessionless `tools/call` answer creates
+    /// (`result.resultType == "task"`, JSON or SSE) in the binding store, before the answer
+    /// leaves the layer; `tasks/get`, `tasks/update` and `tasks/cancel` (task id from
+    /// `Mcp-Name`) by anyone else get JSON-RPC `-32602` `unknown task: <id>`, exactly as an
+    /// unknown task, and are not forwarded; `notifications/tasks` about other callers' tasks are
+    /// dropped from `subscriptions/listen` streams. Task records do not count against
+    /// [`max_sessions_per_identity`](Self::max_sessions_per_identity). Off: sessionless requests
+    /// pass untouched, and task ids are bearer tokens.
+    ///
+    /// ```
+    /// # #[cfg(feature = "memory")] {
+    /// use mcp_session_binding::SessionBindingLayer;
+    ///
+    /// let layer = SessionBindingLayer::new().bind_tasks(false);
+    /// # let _ = layer;
+    /// # }
+    /// ```
+    pub fn bind_tasks(mut self, bind: bool) -> Self {
+        self.config.bind_tasks = bind;
+        self
+    }
+
+    /// The longest a task record lives (default [`DEFAULT_TASK_TTL`], 24 h): twice the task's
+    /// own `ttlMs` plus a minute when that is shorter. Each check of the task slides it. Make it
+    /// at least as long as the MCP server keeps tasks without a TTL: once the record expires,
+    /// the task is refused to everyone.
+    ///
+    /// ```
+    /// # #[cfg(feature = "memory")] {
+    /// use std::time::Duration;
+    /// use mcp_session_binding::SessionBindingLayer;
+    ///
+    /// let layer = SessionBindingLayer::new().task_ttl(Duration::from_secs(3600));
+    /// # let _ = layer;
+    /// # }
+    /// ```
+    pub fn task_ttl(mut self, ttl: Duration) -> Self {
+        self.config.task_ttl = ttl;
+        self
+    }
+
+    /// Cap on the task id in `Mcp-Name` (default [`DEFAULT_MAX_TASK_ID_LEN`], 256 bytes). Over
+    /// it: JSON-RPC `-32602`, not forwarded.
+    ///
+    /// ```
+    /// # #[cfg(feature = "memory")] {
+    /// use mcp_session_binding::SessionBindingLayer;
+    ///
+    /// let layer = SessionBindingLayer::new().max_task_id_len(64);
+    /// # let _ = layer;
+    /// # }
+    /// ```
+    pub fn max_task_id_len(mut self, bytes: usize) -> Self {
+        self.config.max_task_id_len = bytes;
         self
     }
 

@@ -10,6 +10,8 @@
 //! - `body`: [`ResponseBody`], the inner body or the layer's own answer;
 //! - `session`: binding the session a response creates, and ending a session (tombstone and the
 //!   inner `DELETE`, on a task the client cannot cancel);
+//! - `tasks`: tasks (revision 2026-07-28) bound to the principal that created them: recorded
+//!   from `tools/call` answers, checked on `tasks/*`, filtered on `subscriptions/listen`;
 //! - `reject`: [`RejectionReason`] and the answers the layer makes;
 //! - `trace`: every log event, with its reason code.
 
@@ -19,6 +21,10 @@ mod layer;
 mod reject;
 mod service;
 pub(crate) mod session;
+mod tasks;
+
+#[cfg(feature = "request-state")]
+pub(crate) use tasks::MCP_METHOD;
 mod trace;
 
 pub use body::ResponseBody;
@@ -26,8 +32,8 @@ pub use future::ResponseFuture;
 pub use layer::{
     DEFAULT_BINDING_TTL, DEFAULT_MAX_ANONYMOUS_SESSIONS, DEFAULT_MAX_ANSWER_BYTES,
     DEFAULT_MAX_BATCH_ANSWERS, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_SESSION_ID_LEN,
-    DEFAULT_MAX_SESSIONS_PER_IDENTITY, DEFAULT_REFUSED_BODY_TIMEOUT, DEFAULT_TOMBSTONE_TTL,
-    MismatchAnswer, SessionBindingLayer,
+    DEFAULT_MAX_SESSIONS_PER_IDENTITY, DEFAULT_MAX_TASK_ID_LEN, DEFAULT_REFUSED_BODY_TIMEOUT,
+    DEFAULT_TASK_TTL, DEFAULT_TOMBSTONE_TTL, MismatchAnswer, SessionBindingLayer,
 };
 pub use reject::{MISMATCH_MESSAGE, RejectionReason};
 pub use service::SessionBinding;

@@ -67,6 +67,16 @@ pub enum RejectionReason {
     /// the layer: the auth layer runs after it, or does not put the identity in the extensions.
     /// 500; the new session is ended.
     CredentialsWithoutIdentity,
+    /// A `tasks/get`, `tasks/update` or `tasks/cancel` on a task the caller did not create (or
+    /// that is unknown, or whose record expired): JSON-RPC `-32602` `unknown task: <id>` with the
+    /// request's `id`, as for a task that does not exist; not forwarded.
+    UnknownTask,
+    /// A `tasks/*` request whose task id is unusable (no `Mcp-Name`, repeated, empty, over the
+    /// length cap): JSON-RPC `-32602` with the request's `id`; not forwarded.
+    InvalidTaskRequest,
+    /// A new task could not be recorded for its creator (store error, id already recorded): its
+    /// id is withheld and the answer is a JSON-RPC error, so no one can use the task.
+    TaskNotRecorded,
 }
 
 impl RejectionReason {
@@ -90,6 +100,9 @@ impl RejectionReason {
             Self::BodyTimeout => "body_timeout",
             Self::SessionlessMethod => "sessionless_method",
             Self::CredentialsWithoutIdentity => "credentials_without_identity",
+            Self::UnknownTask => "unknown_task",
+            Self::InvalidTaskRequest => "invalid_task_request",
+            Self::TaskNotRecorded => "task_not_recorded",
         }
     }
 }
@@ -175,6 +188,16 @@ pub(crate) fn plain(reason: RejectionReason, detail: Option<&str>) -> Response<F
             StatusCode::METHOD_NOT_ALLOWED,
             code::INVALID_REQUEST,
             "Method not allowed: this protocol revision has no GET stream and no DELETE",
+        ),
+        R::UnknownTask | R::InvalidTaskRequest => (
+            StatusCode::BAD_REQUEST,
+            code::INVALID_PARAMS,
+            "Invalid params: unknown task",
+        ),
+        R::TaskNotRecorded => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            code::SERVER_ERROR,
+            "The task could not be recorded for its creator; retry",
         ),
         R::CredentialsWithoutIdentity => (
             StatusCode::INTERNAL_SERVER_ERROR,

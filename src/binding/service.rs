@@ -22,6 +22,7 @@ use crate::{
     binding::layer::{Config, MismatchAnswer},
     binding::reject::{self, RejectionReason},
     binding::session::{After, AfterKind, InnerHead, end_session},
+    binding::tasks::{self, Route},
     binding::trace,
     identity::{FromIdentityExtension, IdentityExtractor},
     protocol::{
@@ -204,7 +205,8 @@ where
         // removed, so no inner server routes the request into a session), and so is
         // `Last-Event-ID` (no resumption: an event store keyed by event id alone would replay
         // another caller's stream). It has no GET stream and no DELETE either.
-        if headers::is_sessionless(&parts.headers) {
+        let sessionless = headers::is_sessionless(&parts.headers);
+        if sessionless {
             parts.headers.remove(MCP_SESSION_ID);
             parts.headers.remove(LAST_EVENT_ID);
             if parts.method == Method::GET || parts.method == Method::DELETE {
@@ -242,6 +244,36 @@ where
         crate::identity::expose(&mut parts.extensions, caller.as_ref());
 
         let Some(key) = key else {
+            if sessionless && self.config.bind_tasks && parts.method == Method::POST {
+                let mode = match tasks::route(&parts.headers, self.config.max_task_id_len) {
+                    Some(Route::Check(task_id)) => {
+                        let task_id = task_id.map(str::to_owned);
+                        let check = tasks::check(
+                            self.take_ready(),
+                            self.store.clone(),
+                            self.config.clone(),
+                            caller,
+                            task_id,
+                            parts,
+                            body,
+                        );
+                        return ResponseFuture::boxed(check.boxed());
+                    }
+                    Some(Route::Create) => Some(tasks::Mode::Create),
+                    Some(Route::Listen) => Some(tasks::Mode::Listen),
+                    None => None,
+                };
+                if let Some(mode) = mode {
+                    let capture = tasks::Capture {
+                        store: self.store.clone(),
+                        config: self.config.clone(),
+                        caller,
+                        mode,
+                    };
+                    let future = self.take_ready().call(Request::from_parts(parts, body));
+                    return ResponseFuture::inner(future, Some(Box::new(capture)));
+                }
+            }
             // No session yet: forward, and bind the session the response may create.
             let mut inner = self.take_ready();
             let after = After {

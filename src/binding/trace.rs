@@ -22,6 +22,12 @@ pub(crate) fn bound(caller: Option<&Identity>, key: SessionKey) {
     tracing::info!(reason = "bound", iss, sub, session = %key.short(), "session bound");
 }
 
+/// A task a `tools/call` created was recorded for its creator.
+pub(crate) fn task_recorded(caller: Option<&Identity>, key: SessionKey) {
+    let (iss, sub) = halves(caller);
+    tracing::info!(reason = "task_recorded", iss, sub, task = %key.short(), "task recorded");
+}
+
 /// The owner deleted its session, and it was tombstoned.
 pub(crate) fn owner_ended(caller: Option<&Identity>, key: SessionKey) {
     let (iss, sub) = halves(caller);

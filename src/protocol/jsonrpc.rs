@@ -9,6 +9,7 @@
 //! | code | meaning |
 //! | --- | --- |
 //! | `-32600` | invalid request: a refused caller (identity mismatch), a malformed or too-large request, a body not received in time, a method the revision does not have |
+//! | `-32602` | invalid params: a task the caller did not create, or an unusable task request (rmcp's answer for an unknown task) |
 //! | `-32603` | internal error: the layer cannot bind a new session, or is misconfigured |
 //! | `-32000` | not authorized, or a dependency is unavailable (store, revocation check, keys): retry or re-authorize |
 //! | `-32001` | session not found (the TypeScript SDK's convention): re-initialize |
@@ -25,6 +26,8 @@ use serde_json::value::RawValue;
 pub(crate) mod code {
     /// A refused or malformed request.
     pub(crate) const INVALID_REQUEST: i32 = -32600;
+    /// Invalid params: a task the caller may not use (the same answer as an unknown task).
+    pub(crate) const INVALID_PARAMS: i32 = -32602;
     /// The layer failed (binding a new session) or is misconfigured.
     pub(crate) const INTERNAL_ERROR: i32 = -32603;
     /// Not authorized, or a dependency unavailable.

@@ -4,6 +4,7 @@
 //!   rules for reading them (session-id syntax, sessionless revisions);
 //! - `envelope`: reading the JSON-RPC envelope of a refused POST body;
 //! - `jsonrpc`: the JSON-RPC answers both layers make, and their error codes;
+//! - `sse`: Server-Sent Events framing: where an event ends, its data, rewriting it;
 //! - `early`: answers made before the request body was read (drain it, or close the HTTP/1.1
 //!   connection), and reading a refused body within bounds.
 
@@ -11,5 +12,6 @@ pub(crate) mod early;
 pub(crate) mod envelope;
 pub(crate) mod headers;
 pub(crate) mod jsonrpc;
+pub(crate) mod sse;
 
 pub use headers::{FIRST_SESSIONLESS_REVISION, MCP_PROTOCOL_VERSION, MCP_SESSION_ID};

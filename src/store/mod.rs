@@ -99,6 +99,28 @@ impl SessionKey {
         Self(key)
     }
 
+    /// Derives the store key of a task id (MCP tasks): a key space of its own, separate from
+    /// session keys. The hash covers a fixed prefix that ends in a NUL byte, which no
+    /// `Mcp-Session-Id` (visible ASCII) can contain, so no session id and task id share a key.
+    ///
+    /// ```
+    /// use mcp_session_binding::store::SessionKey;
+    ///
+    /// let task = SessionKey::from_task_id("786512e2-9e0d-44bd-8f29-789f320fe840");
+    /// assert_ne!(task, SessionKey::from_session_id("786512e2-9e0d-44bd-8f29-789f320fe840"));
+    /// assert_eq!(task, SessionKey::from_task_id("786512e2-9e0d-44bd-8f29-789f320fe840"));
+    /// ```
+    #[must_use]
+    pub fn from_task_id(task_id: &str) -> Self {
+        let digest = Sha256::new()
+            .chain_update(b"mcp-session-binding/task\0")
+            .chain_update(task_id.as_bytes())
+            .finalize();
+        let mut key = [0; 16];
+        key.copy_from_slice(&digest[..16]);
+        Self(key)
+    }
+
     /// The raw key bytes.
     #[must_use]
     pub fn as_bytes(&self) -> &[u8; 16] {

@@ -1,0 +1,707 @@
+//! Tasks (MCP tasks extension, revision 2026-07-28 and later) bound to the principal whose
+//! `tools/call` created them.
+//!
+//! Revision 2026-07-28 has no sessions, so the hijack a session binding stops moved to task ids:
+//! whoever knows one can poll, feed or cancel the task. This module
+//!
+//! - **records** each task a `tools/call` creates: the answer (JSON, or an event of an SSE
+//!   stream) whose `result.resultType` is `"task"` carries `result.taskId`; the layer stores
+//!   `taskId → (iss, sub)` under [`SessionKey::from_task_id`], a key space of its own in the
+//!   same [`BindingStore`] (so on Redis every replica sees it), before that answer leaves the
+//!   layer;
+//! - **checks** `tasks/get`, `tasks/update` and `tasks/cancel`: the task id is the `Mcp-Name`
+//!   header, trusted because the request names a revision (2026-07-28 or later) whose servers
+//!   must reject a header that does not match the body. A task the caller did not create, an
+//!   unknown one, and an expired record all get the same answer: JSON-RPC `-32602`
+//!   `unknown task: <id>` with the request's `id` (rmcp's own answer for an unknown task), and
+//!   nothing is forwarded, so the answer tells nothing about other callers' tasks;
+//! - **filters** `subscriptions/listen` streams: a `notifications/tasks` event about a task the
+//!   caller did not create is dropped.
+//!
+//! Which requests take these paths is decided from the `Mcp-Method` header alone: every other
+//! request passes as before, and no request body is read except to answer a refused one.
+//!
+//! Task records have an owner of their own kind (see [`task_owner`]), so tasks never count
+//! against the per-identity session limits.
+
+use std::{
+    collections::VecDeque,
+    fmt,
+    sync::Arc,
+    task::{Context, Poll},
+    time::Duration,
+};
+
+use bytes::{Bytes, BytesMut};
+use futures::future::{BoxFuture, FutureExt};
+use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode, header};
+use http_body::{Body, Frame};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use tower::Service;
+
+use crate::{
+    Identity, ResponseBody,
+    binding::{
+        future::AfterResponse,
+        layer::Config,
+        reject::{self, RejectionReason},
+        trace,
+    },
+    protocol::{
+        early,
+        envelope::{self, Classified, Message},
+        jsonrpc::{self, code},
+        sse,
+    },
+    store::{BindOutcome, BindingStore, Lookup, Owner, SessionKey, StoreErrorKind},
+};
+
+/// `Mcp-Method`: the request's JSON-RPC method, mirrored in a header (revision 2026-07-28).
+pub(crate) const MCP_METHOD: HeaderName = HeaderName::from_static("mcp-method");
+/// `Mcp-Name`: `params.name`, `params.uri`, or for `tasks/*` the `params.taskId`.
+pub(crate) const MCP_NAME: HeaderName = HeaderName::from_static("mcp-name");
+
+/// What the layer does with a sessionless request, by its `Mcp-Method`.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Route<'a> {
+    /// `tools/call`: its answer may create a task, to record.
+    Create,
+    /// `tasks/get`, `tasks/update`, `tasks/cancel`: the task id from `Mcp-Name`, or why it is
+    /// unusable.
+    Check(Result<&'a str, &'static str>),
+    /// `subscriptions/listen`: task notifications on its stream are filtered.
+    Listen,
+}
+
+/// One header value, if the header is present exactly once.
+fn single<'a>(headers: &'a HeaderMap, name: &HeaderName) -> Option<&'a HeaderValue> {
+    let mut values = headers.get_all(name).iter();
+    match (values.next(), values.next()) {
+        (Some(value), None) => Some(value),
+        _ => None,
+    }
+}
+
+/// The route of a sessionless POST, from its headers only. `None`: nothing to do.
+pub(crate) fn route(headers: &HeaderMap, max_task_id_len: usize) -> Option<Route<'_>> {
+    let method = single(headers, &MCP_METHOD)?.as_bytes();
+    match method {
+        b"tools/call" => Some(Route::Create),
+        b"subscriptions/listen" => Some(Route::Listen),
+        b"tasks/get" | b"tasks/update" | b"tasks/cancel" => {
+            Some(Route::Check(task_name(headers, max_task_id_len)))
+        }
+        _ => None,
+    }
+}
+
+/// The task id a `tasks/*` request names in `Mcp-Name`.
+fn task_name(headers: &HeaderMap, max_len: usize) -> Result<&str, &'static str> {
+    let mut values = headers.get_all(MCP_NAME).iter();
+    let value = match (values.next(), values.next()) {
+        (None, _) => return Err("the Mcp-Name header (the task id) is required"),
+        (Some(_), Some(_)) => return Err("the Mcp-Name header is repeated"),
+        (Some(value), None) => value,
+    };
+    let bytes = value.as_bytes();
+    if bytes.is_empty() {
+        return Err("the Mcp-Name header is empty");
+    }
+    if bytes.len() > max_len {
+        return Err("the task id is too long");
+    }
+    if !bytes.iter().all(|b| (0x20..=0x7e).contains(b)) {
+        return Err("the Mcp-Name header has a byte outside 0x20-0x7E");
+    }
+    value
+        .to_str()
+        .map_err(|_| "the Mcp-Name header is not text")
+}
+
+/// Issuer prefix of the owner a task record holds. Task owners are never session owners: the
+/// store counts live bindings per owner, and tasks must not take session slots.
+const TASK_OWNER_PREFIX: &str = "urn:mcp-session-binding:task-owner:";
+/// The owner of tasks created without an identity (only callers without one match it). It does
+/// not start with [`TASK_OWNER_PREFIX`], so no identity maps to it.
+const ANONYMOUS_TASK_OWNER: &str = "urn:mcp-session-binding:anonymous-task-owner";
+
+/// The owner recorded for a task `caller` creates: a one-to-one mapping of the caller to an
+/// owner no session ever has.
+pub(crate) fn task_owner(caller: Option<&Identity>) -> Option<Owner> {
+    let identity = match caller {
+        Some(id) => Identity::new(format!("{TASK_OWNER_PREFIX}{}", id.iss()), id.sub()),
+        None => Identity::new(ANONYMOUS_TASK_OWNER, "anonymous"),
+    };
+    identity.ok().map(Owner::User)
+}
+
+/// How long a task record lives: twice the task's `ttlMs` (rmcp keeps a finished task for one
+/// more TTL) plus a minute, at most the configured [task TTL](crate::SessionBindingLayer::task_ttl);
+/// the configured TTL when the task has none. Each check slides it.
+fn record_ttl(ttl_ms: Option<u64>, config: &Config) -> Duration {
+    ttl_ms.map_or(config.task_ttl, |ms| {
+        Duration::from_millis(ms.saturating_mul(2))
+            .saturating_add(Duration::from_secs(60))
+            .min(config.task_ttl)
+    })
+}
+
+/// Checks a `tasks/get`, `tasks/update` or `tasks/cancel`: forwards it when the caller created
+/// the task, else answers without forwarding.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn check<S, St, ReqBody, ResBody>(
+    mut ready: S,
+    store: St,
+    config: Arc<Config>,
+    caller: Option<Identity>,
+    task_id: Result<String, &'static str>,
+    parts: http::request::Parts,
+    body: ReqBody,
+) -> Result<Response<ResponseBody<ResBody>>, S::Error>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    St: BindingStore,
+    ReqBody: Body,
+    ReqBody::Data: bytes::Buf,
+{
+    let task_id = match task_id {
+        Ok(task_id) => task_id,
+        Err(why) => {
+            let reason = RejectionReason::InvalidTaskRequest;
+            trace::rejected(reason, caller.as_ref(), None, Some(why));
+            let answer = refusal(&parts, body, &config, reason, why).await;
+            return Ok(answer.map(ResponseBody::answer));
+        }
+    };
+    let key = SessionKey::from_task_id(&task_id);
+    let owner = task_owner(caller.as_ref());
+    match store.lookup(key, Some(config.task_ttl)).await {
+        Ok(Lookup::Bound(recorded)) if Some(&recorded) == owner.as_ref() => {
+            let response = ready.call(Request::from_parts(parts, body)).await?;
+            Ok(response.map(ResponseBody::inner))
+        }
+        Ok(_) => {
+            let reason = RejectionReason::UnknownTask;
+            trace::rejected(reason, caller.as_ref(), Some(key), None);
+            let message = format!("unknown task: {task_id}");
+            let answer = refusal(&parts, body, &config, reason, &message).await;
+            Ok(answer.map(ResponseBody::answer))
+        }
+        Err(error) => {
+            let reason = if error.kind() == StoreErrorKind::Corrupt {
+                RejectionReason::CorruptBinding
+            } else {
+                RejectionReason::StoreUnavailable
+            };
+            trace::failed(reason, caller.as_ref(), key, &error, "task check failed");
+            if reason == RejectionReason::CorruptBinding {
+                let message = format!("unknown task: {task_id}");
+                let answer = refusal(&parts, body, &config, reason, &message).await;
+                return Ok(answer.map(ResponseBody::answer));
+            }
+            let answer = early::answer(parts.version, body, reject::plain(reason, None)).await;
+            Ok(answer.map(ResponseBody::answer))
+        }
+    }
+}
+
+/// A `-32602` answer with `message`, carrying the refused request's `id` (its body is read
+/// within the layer's bounds). A body without a usable id gets 400 and no `id`.
+async fn refusal<B>(
+    parts: &http::request::Parts,
+    body: B,
+    config: &Config,
+    reason: RejectionReason,
+    message: &str,
+) -> Response<http_body_util::Full<Bytes>>
+where
+    B: Body,
+    B::Data: bytes::Buf,
+{
+    let declared = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let read = early::read_bounded(
+        body,
+        declared,
+        config.max_body_bytes,
+        config.refused_body_timeout,
+    )
+    .await;
+    let bytes = match read {
+        Ok(bytes) => bytes,
+        Err(failed) => {
+            let failed = match failed {
+                early::ReadError::TooLarge => RejectionReason::BodyTooLarge,
+                early::ReadError::TimedOut => RejectionReason::BodyTimeout,
+                early::ReadError::Unreadable => RejectionReason::BodyUnreadable,
+            };
+            let mut answer = reject::plain(failed, None);
+            early::close(parts.version, &mut answer);
+            return answer;
+        }
+    };
+    let id = match envelope::classify(&bytes, 1) {
+        Classified::Single(Message::Request { id, .. }) => {
+            serde_json::from_str::<&RawValue>(id).ok()
+        }
+        _ => None,
+    };
+    let (status, body) = match id {
+        // The id came from the body, bounded by the body cap; the answer is bounded too.
+        Some(id) if id.get().len() + message.len() < config.max_answer_bytes => (
+            StatusCode::OK,
+            jsonrpc::error_for(id, code::INVALID_PARAMS, message),
+        ),
+        _ => (
+            StatusCode::BAD_REQUEST,
+            jsonrpc::error(code::INVALID_PARAMS, message),
+        ),
+    };
+    let mut answer = jsonrpc::response(status, body);
+    answer.extensions_mut().insert(reason);
+    answer
+}
+
+/// What a scanned answer is inspected for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Mode {
+    /// A `tools/call` answer: record the task it creates.
+    Create,
+    /// A `subscriptions/listen` stream: drop notifications about other callers' tasks.
+    Listen,
+}
+
+/// The work after a sessionless `tools/call` or `subscriptions/listen` answered: wrap its body
+/// in a [`TaskScan`].
+pub(crate) struct Capture<St> {
+    pub(crate) store: St,
+    pub(crate) config: Arc<Config>,
+    pub(crate) caller: Option<Identity>,
+    pub(crate) mode: Mode,
+}
+
+/// How a body is framed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Framing {
+    Json,
+    Sse,
+}
+
+fn framing<B>(response: &Response<B>) -> Option<Framing> {
+    let content_type = response.headers().get(header::CONTENT_TYPE)?.as_bytes();
+    let starts = |prefix: &[u8]| {
+        content_type.len() >= prefix.len()
+            && content_type[..prefix.len()].eq_ignore_ascii_case(prefix)
+    };
+    if starts(b"text/event-stream") {
+        Some(Framing::Sse)
+    } else if starts(b"application/json") {
+        Some(Framing::Json)
+    } else {
+        None
+    }
+}
+
+impl<St, ResBody, E> AfterResponse<ResBody, E> for Capture<St>
+where
+    St: BindingStore + Clone,
+    ResBody: Send + 'static,
+    E: Send + 'static,
+{
+    fn applies_to(&self, response: &Response<ResBody>) -> bool {
+        response.status().is_success() && framing(response).is_some()
+    }
+
+    fn run(
+        self: Box<Self>,
+        response: Response<ResBody>,
+    ) -> BoxFuture<'static, Result<Response<ResponseBody<ResBody>>, E>> {
+        let framing = framing(&response).unwrap_or(Framing::Json);
+        let (mut parts, body) = response.into_parts();
+        // The answer may be rewritten (a task that could not be recorded): its length may change.
+        parts.headers.remove(header::CONTENT_LENGTH);
+        let Capture {
+            store,
+            config,
+            caller,
+            mode,
+        } = *self;
+        let cap = config.max_body_bytes;
+        let scan = TaskScan {
+            recorder: Arc::new(Recorder {
+                store,
+                config,
+                caller,
+            }),
+            mode,
+            framing,
+            cap,
+            buf: BytesMut::new(),
+            out: VecDeque::new(),
+            pending: None,
+            passthrough: false,
+            inner_done: false,
+        };
+        let body = ResponseBody::scanned(body, Box::new(scan));
+        futures::future::ready(Ok(Response::from_parts(parts, body))).boxed()
+    }
+}
+
+/// Records and checks tasks for one caller, behind a trait object so the response body does not
+/// carry the store's type.
+trait TaskRecorder: Send + Sync {
+    /// Records that the caller created `task_id`. Whether it worked.
+    fn record(&self, task_id: String, ttl_ms: Option<u64>) -> BoxFuture<'static, bool>;
+    /// Whether the caller created `task_id`.
+    fn owns(&self, task_id: String) -> BoxFuture<'static, bool>;
+}
+
+struct Recorder<St> {
+    store: St,
+    config: Arc<Config>,
+    caller: Option<Identity>,
+}
+
+impl<St: BindingStore + Clone> TaskRecorder for Recorder<St> {
+    fn record(&self, task_id: String, ttl_ms: Option<u64>) -> BoxFuture<'static, bool> {
+        let store = self.store.clone();
+        let ttl = record_ttl(ttl_ms, &self.config);
+        let caller = self.caller.clone();
+        async move {
+            let key = SessionKey::from_task_id(&task_id);
+            let Some(owner) = task_owner(caller.as_ref()) else {
+                return false;
+            };
+            // Tasks have no limit of their own: their owner is not a session owner.
+            match store.bind(key, &owner, ttl, usize::MAX).await {
+                Ok(BindOutcome::Created) => {
+                    trace::task_recorded(caller.as_ref(), key);
+                    true
+                }
+                Ok(BindOutcome::AlreadyBound(existing)) if existing == owner => true,
+                Ok(_) => {
+                    let reason = RejectionReason::TaskNotRecorded;
+                    let what = "the task id is already recorded for someone else";
+                    trace::rejected(reason, caller.as_ref(), Some(key), Some(what));
+                    false
+                }
+                Err(error) => {
+                    let reason = RejectionReason::TaskNotRecorded;
+                    let what = "could not record a new task; its id is withheld";
+                    trace::failed(reason, caller.as_ref(), key, &error, what);
+                    false
+                }
+            }
+        }
+        .boxed()
+    }
+
+    fn owns(&self, task_id: String) -> BoxFuture<'static, bool> {
+        let store = self.store.clone();
+        let owner = task_owner(self.caller.as_ref());
+        async move {
+            let key = SessionKey::from_task_id(&task_id);
+            matches!(store.lookup(key, None).await, Ok(Lookup::Bound(recorded)) if Some(&recorded) == owner.as_ref())
+        }
+        .boxed()
+    }
+}
+
+/// An event waiting for the store.
+struct Pending {
+    future: BoxFuture<'static, bool>,
+    /// The event, passed on when the store says yes.
+    event: Bytes,
+    /// Passed on instead when the store says no (`None`: drop the event).
+    instead: Option<Bytes>,
+}
+
+/// The state of a scanned answer body: the inner body's bytes pass through event by event
+/// (SSE) or whole (JSON, up to the body cap); an event that creates a task is held until the
+/// task is recorded.
+pub(crate) struct TaskScan {
+    recorder: Arc<dyn TaskRecorder>,
+    mode: Mode,
+    framing: Framing,
+    /// Most bytes held while looking for the end of an event (or of a JSON answer); past it the
+    /// rest passes unscanned (a task in it is never recorded, so no one can use it).
+    cap: usize,
+    buf: BytesMut,
+    out: VecDeque<Frame<Bytes>>,
+    pending: Option<Pending>,
+    passthrough: bool,
+    inner_done: bool,
+}
+
+impl fmt::Debug for TaskScan {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TaskScan")
+            .field("mode", &self.mode)
+            .field("framing", &self.framing)
+            .field("buffered", &self.buf.len())
+            .field("passthrough", &self.passthrough)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Deserialize)]
+struct Scanned<'a> {
+    #[serde(borrow)]
+    id: Option<&'a RawValue>,
+    method: Option<String>,
+    result: Option<ScannedResult>,
+    params: Option<ScannedParams>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ScannedResult {
+    result_type: Option<String>,
+    task_id: Option<String>,
+    ttl_ms: Option<u64>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ScannedParams {
+    task_id: Option<String>,
+}
+
+impl TaskScan {
+    /// The event as it goes out: SSE events as they came, JSON as the whole body.
+    fn handle(&mut self, event: Bytes) {
+        if memchr::memmem::find(&event, b"taskId").is_none() {
+            self.out.push_back(Frame::data(event));
+            return;
+        }
+        let data = match self.framing {
+            Framing::Sse => sse::data(&event),
+            Framing::Json => event.to_vec(),
+        };
+        let Ok(message) = serde_json::from_slice::<Scanned<'_>>(&data) else {
+            self.out.push_back(Frame::data(event));
+            return;
+        };
+        match self.mode {
+            Mode::Create => {
+                let created = message.result.as_ref().and_then(|r| {
+                    (r.result_type.as_deref() == Some("task"))
+                        .then(|| r.task_id.clone())
+                        .flatten()
+                });
+                if message.result.is_some() {
+                    // The answer: nothing after it can create a task.
+                    self.passthrough = true;
+                }
+                let (Some(task_id), Some(id)) = (created, message.id) else {
+                    self.out.push_back(Frame::data(event));
+                    return;
+                };
+                let ttl_ms = message.result.as_ref().and_then(|r| r.ttl_ms);
+                let error = jsonrpc::error_for(
+                    id,
+                    code::SERVER_ERROR,
+                    "The task could not be recorded for its creator, so it cannot be used; retry",
+                );
+                let instead = match self.framing {
+                    Framing::Sse => {
+                        let mut framed = b"data: ".to_vec();
+                        framed.extend_from_slice(&error);
+                        framed.extend_from_slice(b"\n\n");
+                        framed
+                    }
+                    Framing::Json => error,
+                };
+                self.pending = Some(Pending {
+                    future: self.recorder.record(task_id, ttl_ms),
+                    event,
+                    instead: Some(Bytes::from(instead)),
+                });
+            }
+            Mode::Listen => {
+                let about = message
+                    .method
+                    .as_deref()
+                    .filter(|m| m.starts_with("notifications/tasks"))
+                    .and(message.params)
+                    .and_then(|p| p.task_id);
+                match about {
+                    Some(task_id) => {
+                        self.pending = Some(Pending {
+                            future: self.recorder.owns(task_id),
+                            event,
+                            instead: None,
+                        });
+                    }
+                    None => self.out.push_back(Frame::data(event)),
+                }
+            }
+        }
+    }
+
+    /// Handles every complete event in the buffer (or the whole JSON body once it ended).
+    fn drain_events(&mut self) {
+        while self.pending.is_none() && !self.buf.is_empty() {
+            if self.passthrough {
+                let rest = self.buf.split().freeze();
+                self.out.push_back(Frame::data(rest));
+                return;
+            }
+            let end = match self.framing {
+                Framing::Sse => sse::event_end(&self.buf),
+                Framing::Json => None,
+            };
+            match end {
+                Some(end) => {
+                    let event = self.buf.split_to(end).freeze();
+                    self.handle(event);
+                }
+                None if self.inner_done => {
+                    let rest = self.buf.split().freeze();
+                    self.handle(rest);
+                }
+                None if self.buf.len() > self.cap => {
+                    self.passthrough = true;
+                }
+                None => return,
+            }
+        }
+    }
+
+    /// Polls the scan over `body`.
+    pub(crate) fn poll_frame<B>(
+        &mut self,
+        mut body: std::pin::Pin<&mut B>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>>
+    where
+        B: Body<Data = Bytes>,
+    {
+        loop {
+            if let Some(frame) = self.out.pop_front() {
+                return Poll::Ready(Some(Ok(frame)));
+            }
+            if let Some(pending) = &mut self.pending {
+                let yes = std::task::ready!(pending.future.poll_unpin(cx));
+                let pending = self.pending.take().expect("pending event");
+                let send = if yes {
+                    Some(pending.event)
+                } else {
+                    pending.instead
+                };
+                if let Some(send) = send {
+                    self.out.push_back(Frame::data(send));
+                }
+                self.drain_events();
+                continue;
+            }
+            if self.inner_done {
+                if self.buf.is_empty() {
+                    return Poll::Ready(None);
+                }
+                self.drain_events();
+                continue;
+            }
+            match std::task::ready!(body.as_mut().poll_frame(cx)) {
+                Some(Ok(frame)) => match frame.into_data() {
+                    Ok(data) if self.passthrough && self.buf.is_empty() => {
+                        return Poll::Ready(Some(Ok(Frame::data(data))));
+                    }
+                    Ok(data) => {
+                        self.buf.extend_from_slice(&data);
+                        self.drain_events();
+                    }
+                    Err(frame) => {
+                        // Trailers: whatever is held goes first, unscanned.
+                        self.passthrough = true;
+                        if !self.buf.is_empty() {
+                            let rest = self.buf.split().freeze();
+                            self.out.push_back(Frame::data(rest));
+                        }
+                        self.out.push_back(frame);
+                    }
+                },
+                Some(Err(error)) => return Poll::Ready(Some(Err(error))),
+                None => {
+                    self.inner_done = true;
+                }
+            }
+        }
+    }
+
+    /// Whether nothing more will come.
+    pub(crate) fn is_end_stream(&self) -> bool {
+        self.inner_done && self.buf.is_empty() && self.out.is_empty() && self.pending.is_none()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.append(
+                HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                HeaderValue::from_str(value).unwrap(),
+            );
+        }
+        map
+    }
+
+    #[test]
+    fn routes_come_from_mcp_method() {
+        let route_of = |pairs: &[(&str, &str)]| {
+            route(&headers(pairs), 8).map(|r| match r {
+                Route::Check(r) => format!("check {r:?}"),
+                other => format!("{other:?}"),
+            })
+        };
+        assert_eq!(route_of(&[("mcp-method", "tools/call")]).unwrap(), "Create");
+        assert_eq!(
+            route_of(&[("mcp-method", "subscriptions/listen")]).unwrap(),
+            "Listen"
+        );
+        assert_eq!(route_of(&[("mcp-method", "tools/list")]), None);
+        assert_eq!(route_of(&[]), None);
+        assert_eq!(
+            route_of(&[("mcp-method", "tools/call"), ("mcp-method", "tools/call")]),
+            None
+        );
+        assert_eq!(
+            route_of(&[("mcp-method", "tasks/get"), ("mcp-name", "abc")]).unwrap(),
+            r#"check Ok("abc")"#
+        );
+        for (name, why) in [
+            (None, "the Mcp-Name header (the task id) is required"),
+            (Some("123456789"), "the task id is too long"),
+            (Some(""), "the Mcp-Name header is empty"),
+        ] {
+            let mut pairs = vec![("mcp-method", "tasks/cancel")];
+            if let Some(name) = name {
+                pairs.push(("mcp-name", name));
+            }
+            assert_eq!(
+                route_of(&pairs).unwrap(),
+                format!("check Err({why:?})"),
+                "{name:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn task_owners_are_never_session_owners() {
+        let alice = Identity::new("https://i.example", "alice").unwrap();
+        let owner = task_owner(Some(&alice)).unwrap();
+        assert_ne!(owner, Owner::User(alice.clone()));
+        assert_ne!(Some(owner.clone()), task_owner(None));
+        assert_ne!(task_owner(None), Some(Owner::Anonymous));
+        let bob = Identity::new("https://i.example", "bob").unwrap();
+        assert_ne!(Some(owner), task_owner(Some(&bob)));
+    }
+}

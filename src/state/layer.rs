@@ -1,0 +1,771 @@
+//! [`RequestStateLayer`], the [`RequestState`] service it makes, and its response body.
+
+use std::{
+    collections::VecDeque,
+    fmt,
+    pin::Pin,
+    sync::Arc,
+    task::{Context, Poll},
+    time::Duration,
+};
+
+use bytes::{Buf, Bytes, BytesMut};
+use futures::future::{BoxFuture, FutureExt};
+use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::Full;
+use pin_project_lite::pin_project;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use tower::{Layer, Service};
+
+use super::keys::{Claims, StateKeys, now_secs};
+use crate::{
+    Identity,
+    identity::{FromIdentityExtension, IdentityExtractor},
+    protocol::{
+        early, headers,
+        jsonrpc::{self, code},
+        sse,
+    },
+};
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// How long a sealed `requestState` opens: 5 minutes.
+///
+/// ```
+/// use mcp_session_binding::state::DEFAULT_STATE_TTL;
+/// assert_eq!(DEFAULT_STATE_TTL.as_secs(), 300);
+/// ```
+pub const DEFAULT_STATE_TTL: Duration = Duration::from_secs(300);
+/// Longest `requestState` a request may carry, in bytes: 64 KiB.
+///
+/// ```
+/// use mcp_session_binding::state::DEFAULT_MAX_STATE_BYTES;
+/// assert_eq!(DEFAULT_MAX_STATE_BYTES, 64 * 1024);
+/// ```
+pub const DEFAULT_MAX_STATE_BYTES: usize = 64 * 1024;
+
+/// The message of every refused `requestState` (the Python and TypeScript SDKs' wording).
+///
+/// ```
+/// use mcp_session_binding::state::INVALID_STATE_MESSAGE;
+/// assert_eq!(INVALID_STATE_MESSAGE, "Invalid or expired requestState");
+/// ```
+pub const INVALID_STATE_MESSAGE: &str = "Invalid or expired requestState";
+
+/// The methods whose results may be `input_required` (MRTR, revision 2026-07-28).
+const MRTR_METHODS: [&[u8]; 3] = [b"tools/call", b"prompts/get", b"resources/read"];
+
+#[derive(Debug)]
+struct StateConfig {
+    keys: StateKeys,
+    ttl: Duration,
+    max_state_bytes: usize,
+    max_body_bytes: usize,
+    body_timeout: Duration,
+}
+
+/// Seals MRTR `requestState` (revision 2026-07-28) to the caller, and opens it on the retry.
+///
+/// On a sessionless `tools/call`, `prompts/get` or `resources/read` (decided from the
+/// `MCP-Protocol-Version` and `Mcp-Method` headers; every other request passes untouched):
+///
+/// - **answer:** an `input_required` result with a `requestState` (JSON, or the last event of an
+///   SSE stream; earlier events pass unchanged) gets the state replaced by an envelope sealed
+///   with XChaCha20-Poly1305 that binds the caller's `(iss, sub)` (or "anonymous"), the method,
+///   the target (`params.name` / `params.uri`), a SHA-256 digest of `params.arguments`, and an
+///   expiry ([`ttl`](Self::ttl));
+/// - **retry:** a request with `params.requestState` has it opened and checked, and is forwarded
+///   with the server's original state. Anything else (not a string, over
+///   [`max_state_bytes`](Self::max_state_bytes), not an envelope of these keys, tampered,
+///   expired, another caller, method, target or arguments) gets JSON-RPC `-32602`
+///   [`INVALID_STATE_MESSAGE`] with the request's `id`, and nothing is forwarded.
+///
+/// The request body of those three methods is read (up to
+/// [`max_body_bytes`](Self::max_body_bytes)) and forwarded as a new body, so the request body
+/// type must be buildable from [`Bytes`] (axum's `Body` is). Put the layer inside the auth layer
+/// (it reads the [`Identity`] from the request extensions, like
+/// [`SessionBindingLayer`](crate::SessionBindingLayer)).
+///
+/// ```
+/// use mcp_session_binding::state::{RequestStateLayer, StateKeys};
+///
+/// let layer = RequestStateLayer::new(StateKeys::random())
+///     .ttl(std::time::Duration::from_secs(120));
+/// # let _ = layer;
+/// ```
+#[derive(Clone, Debug)]
+#[must_use]
+pub struct RequestStateLayer<I = FromIdentityExtension> {
+    config: StateConfigBuilder,
+    identity: I,
+}
+
+#[derive(Clone, Debug)]
+struct StateConfigBuilder {
+    keys: StateKeys,
+    ttl: Duration,
+    max_state_bytes: usize,
+    max_body_bytes: usize,
+    body_timeout: Duration,
+}
+
+impl RequestStateLayer {
+    /// A layer sealing with the first key of `keys`, reading this crate's [`Identity`].
+    pub fn new(keys: StateKeys) -> Self {
+        Self {
+            config: StateConfigBuilder {
+                keys,
+                ttl: DEFAULT_STATE_TTL,
+                max_state_bytes: DEFAULT_MAX_STATE_BYTES,
+                max_body_bytes: crate::DEFAULT_MAX_BODY_BYTES,
+                body_timeout: crate::DEFAULT_REFUSED_BODY_TIMEOUT,
+            },
+            identity: FromIdentityExtension,
+        }
+    }
+}
+
+impl<I> RequestStateLayer<I> {
+    /// How long a sealed state opens (default [`DEFAULT_STATE_TTL`], 5 minutes).
+    ///
+    /// ```
+    /// use mcp_session_binding::state::{RequestStateLayer, StateKeys};
+    ///
+    /// let layer = RequestStateLayer::new(StateKeys::random()).ttl(std::time::Duration::from_secs(60));
+    /// # let _ = layer;
+    /// ```
+    pub fn ttl(mut self, ttl: Duration) -> Self {
+        self.config.ttl = ttl;
+        self
+    }
+
+    /// Longest `requestState` a request may carry (default [`DEFAULT_MAX_STATE_BYTES`]).
+    ///
+    /// ```
+    /// use mcp_session_binding::state::{RequestStateLayer, StateKeys};
+    ///
+    /// let layer = RequestStateLayer::new(StateKeys::random()).max_state_bytes(4096);
+    /// # let _ = layer;
+    /// ```
+    pub fn max_state_bytes(mut self, bytes: usize) -> Self {
+        self.config.max_state_bytes = bytes;
+        self
+    }
+
+    /// Cap on the request bodies (and answer events) the layer reads (default 4 MiB). Over it:
+    /// 413, not forwarded; an answer event over it passes unsealed (its state then never opens).
+    ///
+    /// ```
+    /// use mcp_session_binding::state::{RequestStateLayer, StateKeys};
+    ///
+    /// let layer = RequestStateLayer::new(StateKeys::random()).max_body_bytes(1 << 20);
+    /// # let _ = layer;
+    /// ```
+    pub fn max_body_bytes(mut self, bytes: usize) -> Self {
+        self.config.max_body_bytes = bytes;
+        self
+    }
+
+    /// Reads the identity with another extractor.
+    ///
+    /// ```
+    /// use mcp_session_binding::{identity::FromClaims, state::{RequestStateLayer, StateKeys}};
+    ///
+    /// let layer = RequestStateLayer::new(StateKeys::random()).identity(FromClaims);
+    /// # let _ = layer;
+    /// ```
+    pub fn identity<I2: IdentityExtractor>(self, identity: I2) -> RequestStateLayer<I2> {
+        RequestStateLayer {
+            config: self.config,
+            identity,
+        }
+    }
+}
+
+impl<S, I: Clone> Layer<S> for RequestStateLayer<I> {
+    type Service = RequestState<S, I>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        let c = self.config.clone();
+        RequestState {
+            inner,
+            identity: self.identity.clone(),
+            config: Arc::new(StateConfig {
+                keys: c.keys,
+                ttl: c.ttl,
+                max_state_bytes: c.max_state_bytes,
+                max_body_bytes: c.max_body_bytes,
+                body_timeout: c.body_timeout,
+            }),
+        }
+    }
+}
+
+/// The service [`RequestStateLayer`] makes.
+///
+/// ```
+/// use mcp_session_binding::state::{RequestStateLayer, StateKeys};
+/// use tower::Layer;
+///
+/// let mcp = tower::service_fn(|_: http::Request<http_body_util::Full<bytes::Bytes>>| async {
+///     Ok::<_, std::convert::Infallible>(http::Response::new(http_body_util::Empty::<bytes::Bytes>::new()))
+/// });
+/// let service = RequestStateLayer::new(StateKeys::random()).layer(mcp);
+/// # let _ = service;
+/// ```
+#[derive(Clone)]
+pub struct RequestState<S, I = FromIdentityExtension> {
+    inner: S,
+    identity: I,
+    config: Arc<StateConfig>,
+}
+
+impl<S: fmt::Debug, I> fmt::Debug for RequestState<S, I> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RequestState")
+            .field("inner", &self.inner)
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S, I, B, RB> Service<Request<B>> for RequestState<S, I>
+where
+    S: Service<Request<B>, Response = Response<RB>> + Clone + Send + 'static,
+    S::Future: Send,
+    S::Error: Send,
+    I: IdentityExtractor,
+    B: Body + From<Bytes> + Send + 'static,
+    B::Data: Buf + Send,
+    B::Error: Into<BoxError>,
+    RB: Send + 'static,
+{
+    type Response = Response<StateBody<RB>>;
+    type Error = S::Error;
+    type Future = BoxFuture<'static, Result<Self::Response, S::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        let clone = self.inner.clone();
+        let mut ready = std::mem::replace(&mut self.inner, clone);
+        let (mut parts, body) = request.into_parts();
+        let mrtr = parts.method == Method::POST
+            && headers::is_sessionless(&parts.headers)
+            && parts
+                .headers
+                .get(crate::binding::MCP_METHOD)
+                .is_some_and(|m| MRTR_METHODS.contains(&m.as_bytes()));
+        if !mrtr {
+            let future = ready.call(Request::from_parts(parts, body));
+            return async move { Ok(future.await?.map(StateBody::inner)) }.boxed();
+        }
+        // An identity that is present but unusable counts as none: it opens only anonymous states.
+        let caller = self.identity.extract(&parts).ok().flatten();
+        let config = self.config.clone();
+        async move {
+            let declared = parts
+                .headers
+                .get(header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<u64>().ok());
+            let bytes = match early::read_bounded(
+                body,
+                declared,
+                config.max_body_bytes,
+                config.body_timeout,
+            )
+            .await
+            {
+                Ok(bytes) => bytes,
+                Err(error) => {
+                    let (status, message) = match error {
+                        early::ReadError::TooLarge => {
+                            (StatusCode::PAYLOAD_TOO_LARGE, "Request body too large")
+                        }
+                        early::ReadError::TimedOut => (
+                            StatusCode::REQUEST_TIMEOUT,
+                            "Request body not received in time",
+                        ),
+                        early::ReadError::Unreadable => {
+                            (StatusCode::BAD_REQUEST, "Request body could not be read")
+                        }
+                    };
+                    let mut answer =
+                        jsonrpc::response(status, jsonrpc::error(code::INVALID_REQUEST, message));
+                    early::close(parts.version, &mut answer);
+                    return Ok(answer.map(StateBody::answer));
+                }
+            };
+            let forward = match open_request(&bytes, caller.as_ref(), &config) {
+                Ok(Some(rewritten)) => {
+                    parts
+                        .headers
+                        .insert(header::CONTENT_LENGTH, HeaderValue::from(rewritten.len()));
+                    rewritten
+                }
+                Ok(None) => bytes.clone(),
+                Err(id) => return Ok(refuse(id.as_ref()).map(StateBody::answer)),
+            };
+            let response = ready
+                .call(Request::from_parts(parts, B::from(forward)))
+                .await?;
+            let Some(framing) = framing(&response) else {
+                return Ok(response.map(StateBody::inner));
+            };
+            let (mut parts, body) = response.into_parts();
+            parts.headers.remove(header::CONTENT_LENGTH);
+            let scan = StateScan {
+                seal: Seal {
+                    request: bytes,
+                    caller,
+                    config: config.clone(),
+                },
+                framing,
+                cap: config.max_body_bytes,
+                buf: BytesMut::new(),
+                out: VecDeque::new(),
+                passthrough: false,
+                inner_done: false,
+            };
+            Ok(Response::from_parts(
+                parts,
+                StateBody {
+                    kind: Kind::Scan {
+                        body,
+                        scan: Box::new(scan),
+                    },
+                },
+            ))
+        }
+        .boxed()
+    }
+}
+
+/// The JSON-RPC `-32602` refusal, with the request's `id` when it has a usable one.
+fn refuse(id: Option<&Value>) -> Response<Full<Bytes>> {
+    let data = serde_json::json!({"reason": "invalid_request_state"});
+    let message = match id.filter(|id| id.is_string() || id.is_number()) {
+        Some(id) => serde_json::json!({"jsonrpc": "2.0", "id": id, "error": {
+            "code": code::INVALID_PARAMS, "message": INVALID_STATE_MESSAGE, "data": data}}),
+        None => serde_json::json!({"jsonrpc": "2.0", "error": {
+            "code": code::INVALID_PARAMS, "message": INVALID_STATE_MESSAGE, "data": data}}),
+    };
+    let body = serde_json::to_vec(&message).unwrap_or_default();
+    jsonrpc::response(StatusCode::OK, body)
+}
+
+/// The target of an MRTR request: `params.uri` for `resources/read`, else `params.name`.
+fn target<'a>(method: &str, params: &'a Value) -> &'a str {
+    let key = if method == "resources/read" {
+        "uri"
+    } else {
+        "name"
+    };
+    params.get(key).and_then(Value::as_str).unwrap_or_default()
+}
+
+/// SHA-256 of the arguments' JSON (`null` when absent), hex.
+fn digest(params: &Value) -> String {
+    let arguments = params.get("arguments").unwrap_or(&Value::Null);
+    let hash = Sha256::digest(serde_json::to_vec(arguments).unwrap_or_default());
+    hash.iter().fold(String::with_capacity(64), |mut s, b| {
+        use fmt::Write;
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}
+
+/// Opens the `requestState` of a request body: `Ok(None)` when it has none, `Ok(Some(body))`
+/// with the server's own state put back, `Err(id)` when it must be refused (answered with the
+/// request's `id`, when it has one).
+fn open_request(
+    bytes: &[u8],
+    caller: Option<&Identity>,
+    config: &StateConfig,
+) -> Result<Option<Bytes>, Option<Value>> {
+    if memchr::memmem::find(bytes, b"requestState").is_none() {
+        return Ok(None);
+    }
+    // The body names a requestState somewhere: it must parse, or it is refused (a body rmcp
+    // would read differently from this parser is never forwarded with a state in it).
+    let Ok(mut message) = serde_json::from_slice::<Value>(bytes) else {
+        return Err(None);
+    };
+    let id = message.get("id").cloned();
+    let method = message
+        .get("method")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned();
+    let Some(params) = message.get_mut("params").and_then(Value::as_object_mut) else {
+        return Ok(None);
+    };
+    let Some(state) = params.get("requestState") else {
+        return Ok(None);
+    };
+    let refused = || Err(id.clone());
+    let Some(state) = state.as_str() else {
+        return refused();
+    };
+    if state.len() > config.max_state_bytes {
+        return refused();
+    }
+    let Some(claims) = config.keys.open(state) else {
+        return refused();
+    };
+    let params_value = Value::Object(params.clone());
+    let principal = caller.map(|c| (c.iss().to_owned(), c.sub().to_owned()));
+    let valid = claims.exp >= now_secs()
+        && claims.p == principal
+        && claims.m == method
+        && claims.t == target(&method, &params_value)
+        && claims.a == digest(&params_value);
+    if !valid {
+        return refused();
+    }
+    params.insert("requestState".to_owned(), Value::String(claims.s));
+    Ok(Some(Bytes::from(
+        serde_json::to_vec(&message).unwrap_or_default(),
+    )))
+}
+
+/// What sealing an answer's state needs: the request it answers, and the caller.
+struct Seal {
+    request: Bytes,
+    caller: Option<Identity>,
+    config: Arc<StateConfig>,
+}
+
+impl Seal {
+    /// The answer `data` with its `input_required` state sealed; `None` when it has none.
+    fn seal(&self, data: &[u8]) -> Option<Vec<u8>> {
+        let mut message = serde_json::from_slice::<Value>(data).ok()?;
+        let result = message.get_mut("result")?.as_object_mut()?;
+        if result.get("resultType").and_then(Value::as_str) != Some("input_required") {
+            return None;
+        }
+        let state = result.get("requestState")?.as_str()?.to_owned();
+        let request = serde_json::from_slice::<Value>(&self.request).ok();
+        let method = request
+            .as_ref()
+            .and_then(|r| r.get("method"))
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let params = request
+            .as_ref()
+            .and_then(|r| r.get("params"))
+            .cloned()
+            .unwrap_or(Value::Null);
+        let exp = now_secs().saturating_add(self.config.ttl.as_secs());
+        let digest = digest(&params);
+        let claims = Claims {
+            p: self.caller.as_ref().map(|c| (c.iss(), c.sub())),
+            m: method,
+            t: target(method, &params),
+            a: &digest,
+            exp,
+            s: &state,
+        };
+        match self.config.keys.seal(&claims) {
+            Some(sealed) => {
+                result.insert("requestState".to_owned(), Value::String(sealed));
+            }
+            // Never hand out an unsealed state: without one, the retry cannot carry it.
+            None => {
+                result.remove("requestState");
+            }
+        }
+        serde_json::to_vec(&message).ok()
+    }
+}
+
+/// How an answer is framed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Framing {
+    Json,
+    Sse,
+}
+
+fn framing<B>(response: &Response<B>) -> Option<Framing> {
+    if !response.status().is_success() {
+        return None;
+    }
+    let content_type = response.headers().get(header::CONTENT_TYPE)?.as_bytes();
+    let starts = |prefix: &[u8]| {
+        content_type.len() >= prefix.len()
+            && content_type[..prefix.len()].eq_ignore_ascii_case(prefix)
+    };
+    if starts(b"text/event-stream") {
+        Some(Framing::Sse)
+    } else if starts(b"application/json") {
+        Some(Framing::Json)
+    } else {
+        None
+    }
+}
+
+/// The scan of an answer: events pass as they come; the one with an `input_required` state is
+/// rewritten.
+struct StateScan {
+    seal: Seal,
+    framing: Framing,
+    cap: usize,
+    buf: BytesMut,
+    out: VecDeque<Frame<Bytes>>,
+    passthrough: bool,
+    inner_done: bool,
+}
+
+impl StateScan {
+    fn handle(&mut self, event: Bytes) {
+        if memchr::memmem::find(&event, b"requestState").is_none() {
+            self.out.push_back(Frame::data(event));
+            return;
+        }
+        let rewritten = match self.framing {
+            Framing::Sse => self
+                .seal
+                .seal(&sse::data(&event))
+                .map(|json| sse::with_data(&event, &json)),
+            Framing::Json => self.seal.seal(&event),
+        };
+        match rewritten {
+            Some(rewritten) => {
+                // The final answer: nothing after it.
+                self.passthrough = true;
+                self.out.push_back(Frame::data(Bytes::from(rewritten)));
+            }
+            None => self.out.push_back(Frame::data(event)),
+        }
+    }
+
+    fn drain(&mut self) {
+        while !self.buf.is_empty() {
+            if self.passthrough {
+                let rest = self.buf.split().freeze();
+                self.out.push_back(Frame::data(rest));
+                return;
+            }
+            let end = match self.framing {
+                Framing::Sse => sse::event_end(&self.buf),
+                Framing::Json => None,
+            };
+            match end {
+                Some(end) => {
+                    let event = self.buf.split_to(end).freeze();
+                    self.handle(event);
+                }
+                None if self.inner_done => {
+                    let rest = self.buf.split().freeze();
+                    self.handle(rest);
+                }
+                None if self.buf.len() > self.cap => self.passthrough = true,
+                None => return,
+            }
+        }
+    }
+
+    fn poll_frame<B: Body<Data = Bytes>>(
+        &mut self,
+        mut body: Pin<&mut B>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+        loop {
+            if let Some(frame) = self.out.pop_front() {
+                return Poll::Ready(Some(Ok(frame)));
+            }
+            if self.inner_done {
+                if self.buf.is_empty() {
+                    return Poll::Ready(None);
+                }
+                self.drain();
+                continue;
+            }
+            match std::task::ready!(body.as_mut().poll_frame(cx)) {
+                Some(Ok(frame)) => match frame.into_data() {
+                    Ok(data) if self.passthrough && self.buf.is_empty() => {
+                        return Poll::Ready(Some(Ok(Frame::data(data))));
+                    }
+                    Ok(data) => {
+                        self.buf.extend_from_slice(&data);
+                        self.drain();
+                    }
+                    Err(frame) => {
+                        self.passthrough = true;
+                        if !self.buf.is_empty() {
+                            let rest = self.buf.split().freeze();
+                            self.out.push_back(Frame::data(rest));
+                        }
+                        self.out.push_back(frame);
+                    }
+                },
+                Some(Err(error)) => return Poll::Ready(Some(Err(error))),
+                None => self.inner_done = true,
+            }
+        }
+    }
+}
+
+pin_project! {
+    /// Response body of [`RequestState`]: the inner body, the inner body with its
+    /// `input_required` state sealed, or the layer's own answer.
+    ///
+    /// ```
+    /// use http_body::Body;
+    /// use mcp_session_binding::state::StateBody;
+    ///
+    /// let body = StateBody::inner(http_body_util::Empty::<bytes::Bytes>::new());
+    /// assert!(body.is_end_stream());
+    /// ```
+    pub struct StateBody<B> {
+        #[pin]
+        kind: Kind<B>,
+    }
+}
+
+pin_project! {
+    #[project = KindProj]
+    enum Kind<B> {
+        Inner { #[pin] body: B },
+        Scan { #[pin] body: B, scan: Box<StateScan> },
+        Answer { body: Full<Bytes> },
+    }
+}
+
+impl<B> fmt::Debug for StateBody<B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StateBody").finish_non_exhaustive()
+    }
+}
+
+impl<B> StateBody<B> {
+    /// Wraps an inner body, passed as it is.
+    pub fn inner(body: B) -> Self {
+        Self {
+            kind: Kind::Inner { body },
+        }
+    }
+
+    fn answer(body: Full<Bytes>) -> Self {
+        Self {
+            kind: Kind::Answer { body },
+        }
+    }
+}
+
+impl<B: Body<Data = Bytes>> Body for StateBody<B> {
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        match self.project().kind.project() {
+            KindProj::Inner { body } => body.poll_frame(cx),
+            KindProj::Scan { body, scan } => scan.poll_frame(body, cx),
+            KindProj::Answer { body } => match Pin::new(body).poll_frame(cx) {
+                Poll::Ready(Some(Ok(frame))) => Poll::Ready(Some(Ok(frame))),
+                Poll::Ready(Some(Err(never))) => match never {},
+                Poll::Ready(None) => Poll::Ready(None),
+                Poll::Pending => Poll::Pending,
+            },
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.kind {
+            Kind::Inner { body } => body.is_end_stream(),
+            Kind::Scan { scan, .. } => {
+                scan.inner_done && scan.buf.is_empty() && scan.out.is_empty()
+            }
+            Kind::Answer { body } => body.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.kind {
+            Kind::Inner { body } => body.size_hint(),
+            Kind::Scan { .. } => SizeHint::default(),
+            Kind::Answer { body } => body.size_hint(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> StateConfig {
+        StateConfig {
+            keys: StateKeys::new([9; 32]),
+            ttl: DEFAULT_STATE_TTL,
+            max_state_bytes: 1024,
+            max_body_bytes: 1 << 20,
+            body_timeout: Duration::from_secs(1),
+        }
+    }
+
+    fn call(state: &str, args: Value) -> Vec<u8> {
+        serde_json::to_vec(
+            &serde_json::json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+            "params": {"name": "confirm_echo", "arguments": args, "requestState": state}}),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn states_open_only_for_their_caller_target_and_arguments() {
+        let config = Arc::new(config());
+        let alice = Identity::new("https://i.example", "alice").unwrap();
+        let bob = Identity::new("https://i.example", "bob").unwrap();
+        let request = call("", serde_json::json!({"text": "hi"}));
+        let seal = Seal {
+            request: Bytes::from(request),
+            caller: Some(alice.clone()),
+            config: config.clone(),
+        };
+        let answer = br#"{"jsonrpc":"2.0","id":1,"result":{"resultType":"input_required","requestState":"inner"}}"#;
+        let sealed: Value = serde_json::from_slice(&seal.seal(answer).unwrap()).unwrap();
+        let state = sealed["result"]["requestState"].as_str().unwrap();
+        assert_ne!(state, "inner");
+
+        let retry = call(state, serde_json::json!({"text": "hi"}));
+        let opened = open_request(&retry, Some(&alice), &config)
+            .unwrap()
+            .unwrap();
+        let opened: Value = serde_json::from_slice(&opened).unwrap();
+        assert_eq!(opened["params"]["requestState"], "inner");
+
+        assert!(open_request(&retry, Some(&bob), &config).is_err());
+        assert!(open_request(&retry, None, &config).is_err());
+        let other_args = call(state, serde_json::json!({"text": "bye"}));
+        assert!(open_request(&other_args, Some(&alice), &config).is_err());
+        for bad in [
+            serde_json::json!(5),
+            serde_json::json!("x".repeat(1025)),
+            serde_json::json!("not base64 !"),
+        ] {
+            let body = serde_json::to_vec(&serde_json::json!({"jsonrpc": "2.0", "id": 3,
+                "method": "tools/call", "params": {"name": "confirm_echo", "requestState": bad}}))
+            .unwrap();
+            assert!(open_request(&body, Some(&alice), &config).is_err());
+        }
+        assert!(open_request(b"{\"requestState\"", Some(&alice), &config).is_err());
+        assert!(
+            open_request(&call_without_state(), Some(&alice), &config)
+                .unwrap()
+                .is_none()
+        );
+    }
+
+    fn call_without_state() -> Vec<u8> {
+        br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo"}}"#.to_vec()
+    }
+}
