@@ -21,6 +21,8 @@ pub fn cargo_selection() -> Vec<String> {
         ("oidc", cfg!(feature = "oidc")),
         ("redis", cfg!(feature = "redis")),
         ("redis-tls", cfg!(feature = "redis-tls")),
+        ("axum", cfg!(feature = "axum")),
+        ("request-state", cfg!(feature = "request-state")),
     ]
     .into_iter()
     .filter_map(|(name, on)| on.then_some(name))
