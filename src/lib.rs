@@ -106,6 +106,9 @@
 //! # Features
 //!
 //! - `memory` (default): [`MemoryStore`](store::MemoryStore).
+//! - `redis`: `store::RedisStore`, bindings shared by several replicas on one Redis (7.0+) or a
+//!   Redis Cluster.
+//! - `redis-tls` (implies `redis`): `rediss://` with a CA of your own (rustls).
 //! - `jwt`: `jwt::JwtAuthLayer`, bearer JWT validation with issuer-bound keys.
 //! - `oidc` (implies `jwt`): issuers trusted by URL, through OpenID Connect discovery and their
 //!   JWK sets, refreshed and rotated (`JwtAuthLayerBuilder::issuer_discovery`); an HTTPS client
