@@ -377,6 +377,20 @@ impl JwtAuthLayerBuilder {
     /// Least time between two key fetches of one issuer triggered by requests (an unknown
     /// `kid`, stale keys); default 30 s. A token signed with a new key is accepted at most this
     /// long after it is first presented. Feature `oidc`.
+    ///
+    /// ```
+    /// use std::{sync::Arc, time::Duration};
+    /// use mcp_session_binding::jwt::{Algorithm, JwtAuthLayer, JwtKey, ProtectedResourceMetadata};
+    ///
+    /// let layer = JwtAuthLayer::builder()
+    ///     .issuer_keys("https://auth.example.com", JwtKey::hmac([7u8; 32]).unwrap())
+    ///     .algorithm(Algorithm::HS256)
+    ///     .audience("https://mcp.example.com/mcp")
+    ///     .jwks_refetch_interval(Duration::from_secs(60))
+    ///     .build()
+    ///     .unwrap();
+    /// # let _ = layer;
+    /// ```
     #[cfg(feature = "oidc")]
     #[cfg_attr(docsrs, doc(cfg(feature = "oidc")))]
     pub fn jwks_refetch_interval(mut self, interval: Duration) -> Self {
@@ -387,6 +401,20 @@ impl JwtAuthLayerBuilder {
     /// How long an issuer's last good keys keep verifying tokens, counted from their last
     /// successful fetch (default 1 h). Older keys are used only after a fetch succeeds; when it
     /// fails, the issuer's tokens get 503 with `Retry-After`. Feature `oidc`.
+    ///
+    /// ```
+    /// use std::{sync::Arc, time::Duration};
+    /// use mcp_session_binding::jwt::{Algorithm, JwtAuthLayer, JwtKey, ProtectedResourceMetadata};
+    ///
+    /// let layer = JwtAuthLayer::builder()
+    ///     .issuer_keys("https://auth.example.com", JwtKey::hmac([7u8; 32]).unwrap())
+    ///     .algorithm(Algorithm::HS256)
+    ///     .audience("https://mcp.example.com/mcp")
+    ///     .jwks_max_stale(Duration::from_secs(6 * 3600))
+    ///     .build()
+    ///     .unwrap();
+    /// # let _ = layer;
+    /// ```
     #[cfg(feature = "oidc")]
     #[cfg_attr(docsrs, doc(cfg(feature = "oidc")))]
     pub fn jwks_max_stale(mut self, max_stale: Duration) -> Self {
@@ -396,6 +424,20 @@ impl JwtAuthLayerBuilder {
 
     /// Bound of each discovery or JWK set request, connection and body included (default 10 s).
     /// Feature `oidc`.
+    ///
+    /// ```
+    /// use std::{sync::Arc, time::Duration};
+    /// use mcp_session_binding::jwt::{Algorithm, JwtAuthLayer, JwtKey, ProtectedResourceMetadata};
+    ///
+    /// let layer = JwtAuthLayer::builder()
+    ///     .issuer_keys("https://auth.example.com", JwtKey::hmac([7u8; 32]).unwrap())
+    ///     .algorithm(Algorithm::HS256)
+    ///     .audience("https://mcp.example.com/mcp")
+    ///     .jwks_fetch_timeout(Duration::from_secs(5))
+    ///     .build()
+    ///     .unwrap();
+    /// # let _ = layer;
+    /// ```
     #[cfg(feature = "oidc")]
     #[cfg_attr(docsrs, doc(cfg(feature = "oidc")))]
     pub fn jwks_fetch_timeout(mut self, timeout: Duration) -> Self {
@@ -412,6 +454,20 @@ impl JwtAuthLayerBuilder {
     }
 
     /// Allows several signature algorithms.
+    ///
+    /// ```
+    /// use std::{sync::Arc, time::Duration};
+    /// use mcp_session_binding::jwt::{Algorithm, JwtAuthLayer, JwtKey, ProtectedResourceMetadata};
+    ///
+    /// let layer = JwtAuthLayer::builder()
+    ///     .issuer_keys("https://auth.example.com", JwtKey::hmac([7u8; 32]).unwrap())
+    ///     .algorithm(Algorithm::HS256)
+    ///     .audience("https://mcp.example.com/mcp")
+    ///     .algorithms([Algorithm::HS256, Algorithm::HS512])
+    ///     .build()
+    ///     .unwrap();
+    /// # let _ = layer;
+    /// ```
     pub fn algorithms(self, algorithms: impl IntoIterator<Item = Algorithm>) -> Self {
         algorithms.into_iter().fold(self, Self::algorithm)
     }
@@ -425,6 +481,20 @@ impl JwtAuthLayerBuilder {
     }
 
     /// Accepts several audiences.
+    ///
+    /// ```
+    /// use std::{sync::Arc, time::Duration};
+    /// use mcp_session_binding::jwt::{Algorithm, JwtAuthLayer, JwtKey, ProtectedResourceMetadata};
+    ///
+    /// let layer = JwtAuthLayer::builder()
+    ///     .issuer_keys("https://auth.example.com", JwtKey::hmac([7u8; 32]).unwrap())
+    ///     .algorithm(Algorithm::HS256)
+    ///     .audience("https://mcp.example.com/mcp")
+    ///     .audiences(["https://mcp.example.com/mcp", "https://mcp.example.com"])
+    ///     .build()
+    ///     .unwrap();
+    /// # let _ = layer;
+    /// ```
     pub fn audiences<I>(self, audiences: I) -> Self
     where
         I: IntoIterator,
@@ -438,6 +508,19 @@ impl JwtAuthLayerBuilder {
     /// `resource`. Its `authorization_servers` (issuer identifiers, RFC 9728 §2) must each be
     /// given keys with [`issuer_keys`](Self::issuer_keys) or
     /// [`issuer_discovery`](Self::issuer_discovery); `build` fails otherwise.
+    ///
+    /// ```
+    /// use mcp_session_binding::jwt::{Algorithm, JwtAuthLayer, JwtKey, ProtectedResourceMetadata};
+    ///
+    /// let metadata = ProtectedResourceMetadata::new("https://mcp.example.com/mcp", ["https://auth.example.com"]);
+    /// let layer = JwtAuthLayer::builder()
+    ///     .issuer_keys("https://auth.example.com", JwtKey::hmac([7u8; 32]).unwrap())
+    ///     .algorithm(Algorithm::HS256)
+    ///     .protected_resource(&metadata) // the audience, and the metadata URL in the challenge
+    ///     .build()
+    ///     .unwrap();
+    /// # let _ = layer;
+    /// ```
     pub fn protected_resource(mut self, metadata: &ProtectedResourceMetadata) -> Self {
         self.resource_metadata = Some(metadata.well_known_url());
         self.listed_issuers
@@ -470,6 +553,20 @@ impl JwtAuthLayerBuilder {
 
     /// Clock-skew leeway for `exp` and `nbf`, whole seconds (default 60 s). RFC 9068 advises "no
     /// more than a few minutes".
+    ///
+    /// ```
+    /// use std::{sync::Arc, time::Duration};
+    /// use mcp_session_binding::jwt::{Algorithm, JwtAuthLayer, JwtKey, ProtectedResourceMetadata};
+    ///
+    /// let layer = JwtAuthLayer::builder()
+    ///     .issuer_keys("https://auth.example.com", JwtKey::hmac([7u8; 32]).unwrap())
+    ///     .algorithm(Algorithm::HS256)
+    ///     .audience("https://mcp.example.com/mcp")
+    ///     .leeway(Duration::from_secs(30))
+    ///     .build()
+    ///     .unwrap();
+    /// # let _ = layer;
+    /// ```
     pub fn leeway(mut self, leeway: Duration) -> Self {
         self.leeway = leeway;
         self
@@ -478,6 +575,20 @@ impl JwtAuthLayerBuilder {
     /// Requires the header `typ` to be `at+jwt` or `application/at+jwt` (RFC 9068 §4), so that an
     /// ID token or another JWT from the same issuer is not accepted as an access token. Off by
     /// default, as not every authorization server sets it.
+    ///
+    /// ```
+    /// use std::{sync::Arc, time::Duration};
+    /// use mcp_session_binding::jwt::{Algorithm, JwtAuthLayer, JwtKey, ProtectedResourceMetadata};
+    ///
+    /// let layer = JwtAuthLayer::builder()
+    ///     .issuer_keys("https://auth.example.com", JwtKey::hmac([7u8; 32]).unwrap())
+    ///     .algorithm(Algorithm::HS256)
+    ///     .audience("https://mcp.example.com/mcp")
+    ///     .require_access_token_type(true) // `typ` must be `at+jwt` (RFC 9068)
+    ///     .build()
+    ///     .unwrap();
+    /// # let _ = layer;
+    /// ```
     pub fn require_access_token_type(mut self, require: bool) -> Self {
         self.require_access_token_type = require;
         self
@@ -509,6 +620,20 @@ impl JwtAuthLayerBuilder {
     }
 
     /// Requires several scopes; see [`required_scope`](Self::required_scope).
+    ///
+    /// ```
+    /// use std::{sync::Arc, time::Duration};
+    /// use mcp_session_binding::jwt::{Algorithm, JwtAuthLayer, JwtKey, ProtectedResourceMetadata};
+    ///
+    /// let layer = JwtAuthLayer::builder()
+    ///     .issuer_keys("https://auth.example.com", JwtKey::hmac([7u8; 32]).unwrap())
+    ///     .algorithm(Algorithm::HS256)
+    ///     .audience("https://mcp.example.com/mcp")
+    ///     .required_scopes(["mcp:tools"])
+    ///     .build()
+    ///     .unwrap();
+    /// # let _ = layer;
+    /// ```
     pub fn required_scopes<I>(self, scopes: I) -> Self
     where
         I: IntoIterator,
@@ -522,24 +647,81 @@ impl JwtAuthLayerBuilder {
     ///
     /// The check's timeout uses the tokio timer: the service must run on a tokio runtime with
     /// time enabled (axum and hyper-util servers do).
+    ///
+    /// ```
+    /// use std::{sync::Arc, time::Duration};
+    /// use mcp_session_binding::jwt::{Algorithm, JwtAuthLayer, JwtKey, ProtectedResourceMetadata};
+    ///
+    /// let layer = JwtAuthLayer::builder()
+    ///     .issuer_keys("https://auth.example.com", JwtKey::hmac([7u8; 32]).unwrap())
+    ///     .algorithm(Algorithm::HS256)
+    ///     .audience("https://mcp.example.com/mcp")
+    ///     .revocation(|jti: String| async move { Ok::<_, std::convert::Infallible>(jti == "revoked") })
+    ///     .build()
+    ///     .unwrap();
+    /// # let _ = layer;
+    /// ```
     pub fn revocation(mut self, check: impl RevocationCheck) -> Self {
         self.revocation = Some(Arc::new(check));
         self
     }
 
     /// Like [`revocation`](Self::revocation), with a check already behind an `Arc`.
+    ///
+    /// ```
+    /// use std::{sync::Arc, time::Duration};
+    /// use mcp_session_binding::jwt::{Algorithm, JwtAuthLayer, JwtKey, ProtectedResourceMetadata};
+    ///
+    /// let layer = JwtAuthLayer::builder()
+    ///     .issuer_keys("https://auth.example.com", JwtKey::hmac([7u8; 32]).unwrap())
+    ///     .algorithm(Algorithm::HS256)
+    ///     .audience("https://mcp.example.com/mcp")
+    ///     .revocation_shared(Arc::new(|jti: String| async move { Ok::<_, std::convert::Infallible>(jti == "revoked") }))
+    ///     .build()
+    ///     .unwrap();
+    /// # let _ = layer;
+    /// ```
     pub fn revocation_shared(mut self, check: Arc<dyn RevocationCheck>) -> Self {
         self.revocation = Some(check);
         self
     }
 
     /// How long the revocation check may take before the layer answers 503 (default 5 s).
+    ///
+    /// ```
+    /// use std::{sync::Arc, time::Duration};
+    /// use mcp_session_binding::jwt::{Algorithm, JwtAuthLayer, JwtKey, ProtectedResourceMetadata};
+    ///
+    /// let layer = JwtAuthLayer::builder()
+    ///     .issuer_keys("https://auth.example.com", JwtKey::hmac([7u8; 32]).unwrap())
+    ///     .algorithm(Algorithm::HS256)
+    ///     .audience("https://mcp.example.com/mcp")
+    ///     .revocation(|_jti: String| async { Ok::<_, std::convert::Infallible>(false) })
+    ///     .revocation_timeout(Duration::from_millis(500))
+    ///     .build()
+    ///     .unwrap();
+    /// # let _ = layer;
+    /// ```
     pub fn revocation_timeout(mut self, timeout: Duration) -> Self {
         self.revocation_timeout = timeout;
         self
     }
 
     /// `Retry-After` of the 503 sent when the revocation check fails, whole seconds (default 1).
+    ///
+    /// ```
+    /// use std::{sync::Arc, time::Duration};
+    /// use mcp_session_binding::jwt::{Algorithm, JwtAuthLayer, JwtKey, ProtectedResourceMetadata};
+    ///
+    /// let layer = JwtAuthLayer::builder()
+    ///     .issuer_keys("https://auth.example.com", JwtKey::hmac([7u8; 32]).unwrap())
+    ///     .algorithm(Algorithm::HS256)
+    ///     .audience("https://mcp.example.com/mcp")
+    ///     .retry_after(Duration::from_secs(10))
+    ///     .build()
+    ///     .unwrap();
+    /// # let _ = layer;
+    /// ```
     pub fn retry_after(mut self, retry_after: Duration) -> Self {
         self.retry_after = retry_after;
         self
@@ -548,6 +730,20 @@ impl JwtAuthLayerBuilder {
     /// URL of this server's protected resource metadata, sent as `resource_metadata` in every
     /// `WWW-Authenticate` challenge (RFC 9728 §5.1). MCP clients use it to find the
     /// authorization server.
+    ///
+    /// ```
+    /// use std::{sync::Arc, time::Duration};
+    /// use mcp_session_binding::jwt::{Algorithm, JwtAuthLayer, JwtKey, ProtectedResourceMetadata};
+    ///
+    /// let layer = JwtAuthLayer::builder()
+    ///     .issuer_keys("https://auth.example.com", JwtKey::hmac([7u8; 32]).unwrap())
+    ///     .algorithm(Algorithm::HS256)
+    ///     .audience("https://mcp.example.com/mcp")
+    ///     .resource_metadata("https://mcp.example.com/.well-known/oauth-protected-resource/mcp")
+    ///     .build()
+    ///     .unwrap();
+    /// # let _ = layer;
+    /// ```
     pub fn resource_metadata(mut self, url: impl Into<String>) -> Self {
         self.resource_metadata = Some(url.into());
         self
@@ -556,6 +752,20 @@ impl JwtAuthLayerBuilder {
     /// Scopes to name in the challenge's `scope` parameter (space separated), which MCP
     /// (2025-11-25) says servers SHOULD send. Checks nothing; see
     /// [`required_scope`](Self::required_scope) for that (whose scopes are named by default).
+    ///
+    /// ```
+    /// use std::{sync::Arc, time::Duration};
+    /// use mcp_session_binding::jwt::{Algorithm, JwtAuthLayer, JwtKey, ProtectedResourceMetadata};
+    ///
+    /// let layer = JwtAuthLayer::builder()
+    ///     .issuer_keys("https://auth.example.com", JwtKey::hmac([7u8; 32]).unwrap())
+    ///     .algorithm(Algorithm::HS256)
+    ///     .audience("https://mcp.example.com/mcp")
+    ///     .challenge_scope("mcp:tools")
+    ///     .build()
+    ///     .unwrap();
+    /// # let _ = layer;
+    /// ```
     pub fn challenge_scope(mut self, scope: impl Into<String>) -> Self {
         self.scope = Some(scope.into());
         self
@@ -568,6 +778,19 @@ impl JwtAuthLayerBuilder {
     /// [`JwtConfigError`] when a required setting is missing, an issuer has no keys, one HMAC
     /// secret is given to two issuers, an allowed algorithm has no key, an issuer or audience
     /// is empty, or `resource_metadata`/`scope` cannot be quoted.
+    ///
+    /// ```
+    /// use mcp_session_binding::jwt::{Algorithm, JwtAuthLayer, JwtConfigError, JwtKey};
+    ///
+    /// let builder = || {
+    ///     JwtAuthLayer::builder()
+    ///         .issuer_keys("https://auth.example.com", JwtKey::hmac([7u8; 32]).unwrap())
+    ///         .audience("https://mcp.example.com/mcp")
+    /// };
+    /// // No algorithm allowed: refused at start-up, not at the first request.
+    /// assert!(matches!(builder().build(), Err(JwtConfigError::NoAlgorithms)));
+    /// assert!(builder().algorithm(Algorithm::HS256).build().is_ok());
+    /// ```
     pub fn build(self) -> Result<JwtAuthLayer, JwtConfigError> {
         if self.issuers.is_empty() {
             return Err(JwtConfigError::NoIssuers);

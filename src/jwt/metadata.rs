@@ -87,6 +87,14 @@ impl ProtectedResourceMetadata {
     }
 
     /// Sets `scopes_supported`.
+    ///
+    /// ```
+    /// use mcp_session_binding::jwt::ProtectedResourceMetadata;
+    ///
+    /// let metadata = ProtectedResourceMetadata::new("https://mcp.example.com/mcp", ["https://auth.example.com"])
+    ///     .scopes_supported(["mcp:tools", "mcp:resources"]);;
+    /// assert_eq!(metadata.to_json()["scopes_supported"][0], "mcp:tools");
+    /// ```
     #[must_use]
     pub fn scopes_supported<I>(mut self, scopes: I) -> Self
     where
@@ -98,6 +106,14 @@ impl ProtectedResourceMetadata {
     }
 
     /// Sets `resource_name`, a human-readable name.
+    ///
+    /// ```
+    /// use mcp_session_binding::jwt::ProtectedResourceMetadata;
+    ///
+    /// let metadata = ProtectedResourceMetadata::new("https://mcp.example.com/mcp", ["https://auth.example.com"])
+    ///     .resource_name("Example MCP server");;
+    /// assert_eq!(metadata.to_json()["resource_name"], "Example MCP server");
+    /// ```
     #[must_use]
     pub fn resource_name(mut self, name: impl Into<String>) -> Self {
         self.resource_name = Some(name.into());
@@ -105,6 +121,14 @@ impl ProtectedResourceMetadata {
     }
 
     /// Sets `resource_documentation`, a URL of human-readable documentation.
+    ///
+    /// ```
+    /// use mcp_session_binding::jwt::ProtectedResourceMetadata;
+    ///
+    /// let metadata = ProtectedResourceMetadata::new("https://mcp.example.com/mcp", ["https://auth.example.com"])
+    ///     .resource_documentation("https://mcp.example.com/docs");;
+    /// assert_eq!(metadata.to_json()["resource_documentation"], "https://mcp.example.com/docs");
+    /// ```
     #[must_use]
     pub fn resource_documentation(mut self, url: impl Into<String>) -> Self {
         self.resource_documentation = Some(url.into());
@@ -112,12 +136,28 @@ impl ProtectedResourceMetadata {
     }
 
     /// The `resource` identifier.
+    ///
+    /// ```
+    /// use mcp_session_binding::jwt::ProtectedResourceMetadata;
+    ///
+    /// let metadata = ProtectedResourceMetadata::new("https://mcp.example.com/mcp", ["https://auth.example.com"])
+    ///     ;;
+    /// assert_eq!(metadata.resource(), "https://mcp.example.com/mcp");
+    /// ```
     #[must_use]
     pub fn resource(&self) -> &str {
         &self.resource
     }
 
     /// The `authorization_servers`.
+    ///
+    /// ```
+    /// use mcp_session_binding::jwt::ProtectedResourceMetadata;
+    ///
+    /// let metadata = ProtectedResourceMetadata::new("https://mcp.example.com/mcp", ["https://auth.example.com"])
+    ///     ;;
+    /// assert_eq!(metadata.authorization_servers(), ["https://auth.example.com"]);
+    /// ```
     #[must_use]
     pub fn authorization_servers(&self) -> &[String] {
         &self.authorization_servers
@@ -127,6 +167,14 @@ impl ProtectedResourceMetadata {
     /// followed by the resource's path (`https://h/mcp` gives
     /// `/.well-known/oauth-protected-resource/mcp`; a resource without a path gives the bare
     /// prefix). The query, if any, is dropped.
+    ///
+    /// ```
+    /// use mcp_session_binding::jwt::ProtectedResourceMetadata;
+    ///
+    /// let metadata = ProtectedResourceMetadata::new("https://mcp.example.com/mcp", ["https://auth.example.com"])
+    ///     ;;
+    /// assert_eq!(metadata.well_known_path(), "/.well-known/oauth-protected-resource/mcp");
+    /// ```
     #[must_use]
     pub fn well_known_path(&self) -> String {
         let (_, path) = split_origin(&self.resource);
@@ -141,6 +189,14 @@ impl ProtectedResourceMetadata {
     /// to send as `resource_metadata` in `WWW-Authenticate`.
     ///
     /// [`well_known_path`]: Self::well_known_path
+    ///
+    /// ```
+    /// use mcp_session_binding::jwt::ProtectedResourceMetadata;
+    ///
+    /// let metadata = ProtectedResourceMetadata::new("https://mcp.example.com/mcp", ["https://auth.example.com"])
+    ///     ;;
+    /// assert_eq!(metadata.well_known_url(), "https://mcp.example.com/.well-known/oauth-protected-resource/mcp");
+    /// ```
     #[must_use]
     pub fn well_known_url(&self) -> String {
         let (origin, _) = split_origin(&self.resource);
@@ -148,12 +204,30 @@ impl ProtectedResourceMetadata {
     }
 
     /// The document as JSON.
+    ///
+    /// ```
+    /// use mcp_session_binding::jwt::ProtectedResourceMetadata;
+    ///
+    /// let metadata = ProtectedResourceMetadata::new("https://mcp.example.com/mcp", ["https://auth.example.com"])
+    ///     ;;
+    /// assert_eq!(metadata.to_json()["resource"], "https://mcp.example.com/mcp");
+    /// ```
     #[must_use]
     pub fn to_json(&self) -> serde_json::Value {
         serde_json::to_value(self).unwrap_or_default()
     }
 
     /// A `200 OK` response with the document (`application/json`).
+    ///
+    /// ```
+    /// use mcp_session_binding::jwt::ProtectedResourceMetadata;
+    ///
+    /// let metadata = ProtectedResourceMetadata::new("https://mcp.example.com/mcp", ["https://auth.example.com"])
+    ///     ;;
+    /// let response = metadata.response();
+    /// assert_eq!(response.status(), http::StatusCode::OK);
+    /// assert_eq!(response.headers()["content-type"], "application/json");
+    /// ```
     #[must_use]
     pub fn response(&self) -> Response<Full<Bytes>> {
         json_response(Bytes::from(self.to_json().to_string()))
