@@ -81,6 +81,12 @@ pub enum RejectionReason {
 
 impl RejectionReason {
     /// The stable reason code, as used in log events.
+    ///
+    /// ```
+    /// use mcp_session_binding::RejectionReason;
+    /// assert_eq!(RejectionReason::IdentityMismatch.code(), "mismatch");
+    /// assert_eq!(RejectionReason::UnknownSession.code(), "unknown_session");
+    /// ```
     #[must_use]
     pub fn code(self) -> &'static str {
         match self {

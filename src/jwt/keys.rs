@@ -42,6 +42,14 @@ impl JwtKey {
     /// # Errors
     ///
     /// [`JwtConfigError::WeakHmacSecret`] when the secret is shorter than 32 bytes.
+    ///
+    /// ```
+    /// use mcp_session_binding::jwt::{Algorithm, JwtConfigError, JwtKey};
+    ///
+    /// let key = JwtKey::hmac(b"0123456789abcdef0123456789abcdef").unwrap();
+    /// assert!(key.can_verify(Algorithm::HS256));
+    /// assert!(matches!(JwtKey::hmac(b"short"), Err(JwtConfigError::WeakHmacSecret { len: 5 })));
+    /// ```
     pub fn hmac(secret: impl AsRef<[u8]>) -> Result<Self, JwtConfigError> {
         let secret = secret.as_ref();
         if secret.len() < MIN_HMAC_SECRET_LEN {
@@ -212,6 +220,12 @@ impl JwtKey {
 
     /// Sets the key id. A token whose header names a `kid` is verified only with the keys that
     /// carry that `kid` (see [`JwtKeys`] for the exact rule).
+    ///
+    /// ```
+    /// use mcp_session_binding::jwt::{JwtKey, JwtKeys};
+    /// let key = JwtKey::hmac([7u8; 32]).unwrap().with_kid("2024-05");
+    /// assert_eq!(key.kid(), Some("2024-05"));
+    /// ```
     #[must_use]
     pub fn with_kid(mut self, kid: impl Into<String>) -> Self {
         self.kid = Some(kid.into());
@@ -220,6 +234,13 @@ impl JwtKey {
 
     /// Pins the key to one algorithm: tokens signed with another algorithm of the same family
     /// are not verified with it.
+    ///
+    /// ```
+    /// use mcp_session_binding::jwt::{Algorithm, JwtKey};
+    /// let key = JwtKey::hmac([7u8; 32]).unwrap().with_algorithm(Algorithm::HS512);
+    /// assert!(key.can_verify(Algorithm::HS512));
+    /// assert!(!key.can_verify(Algorithm::HS256));
+    /// ```
     #[must_use]
     pub fn with_algorithm(mut self, algorithm: Algorithm) -> Self {
         self.algorithm = Some(algorithm);
@@ -227,18 +248,34 @@ impl JwtKey {
     }
 
     /// The key id, if any.
+    ///
+    /// ```
+    /// use mcp_session_binding::jwt::{JwtKey, JwtKeys};
+    /// assert_eq!(JwtKey::hmac([7u8; 32]).unwrap().kid(), None);
+    /// ```
     #[must_use]
     pub fn kid(&self) -> Option<&str> {
         self.kid.as_deref()
     }
 
     /// The pinned algorithm, if any.
+    ///
+    /// ```
+    /// use mcp_session_binding::jwt::{Algorithm, JwtKey};
+    /// assert_eq!(JwtKey::hmac([7u8; 32]).unwrap().algorithm(), None); // any HS* algorithm
+    /// assert_eq!(JwtKey::hmac([7u8; 32]).unwrap().with_algorithm(Algorithm::HS384).algorithm(), Some(Algorithm::HS384));
+    /// ```
     #[must_use]
     pub fn algorithm(&self) -> Option<Algorithm> {
         self.algorithm
     }
 
     /// The key's algorithm family.
+    ///
+    /// ```
+    /// use mcp_session_binding::jwt::{JwtKey, KeyFamily};
+    /// assert_eq!(JwtKey::hmac([7u8; 32]).unwrap().family(), KeyFamily::Hmac);
+    /// ```
     #[must_use]
     pub fn family(&self) -> KeyFamily {
         KeyFamily::of(self.key.family())
@@ -246,6 +283,13 @@ impl JwtKey {
 
     /// Whether this key may verify a token signed with `algorithm`: same family, and the pinned
     /// algorithm if there is one.
+    ///
+    /// ```
+    /// use mcp_session_binding::jwt::{Algorithm, JwtKey};
+    /// let key = JwtKey::hmac([7u8; 32]).unwrap();
+    /// assert!(key.can_verify(Algorithm::HS256));
+    /// assert!(!key.can_verify(Algorithm::RS256)); // never an HMAC secret for an RSA signature
+    /// ```
     #[must_use]
     pub fn can_verify(&self, algorithm: Algorithm) -> bool {
         self.family() == algorithm.family() && self.algorithm.is_none_or(|a| a == algorithm)
@@ -298,12 +342,26 @@ pub struct JwtKeys {
 
 impl JwtKeys {
     /// An empty set.
+    ///
+    /// ```
+    /// use mcp_session_binding::jwt::{JwtKey, JwtKeys};
+    /// let keys = JwtKeys::new().with_key(JwtKey::hmac([7u8; 32]).unwrap());
+    /// assert_eq!(keys.len(), 1);
+    /// ```
     #[must_use]
     pub fn new() -> Self {
         Self::default()
     }
 
     /// Adds a key.
+    ///
+    /// ```
+    /// use mcp_session_binding::jwt::{JwtKey, JwtKeys};
+    /// let keys = JwtKeys::new()
+    ///     .with_key(JwtKey::hmac([7u8; 32]).unwrap().with_kid("old"))
+    ///     .with_key(JwtKey::hmac([8u8; 32]).unwrap().with_kid("new"));
+    /// assert_eq!(keys.iter().filter_map(JwtKey::kid).collect::<Vec<_>>(), ["old", "new"]);
+    /// ```
     #[must_use]
     pub fn with_key(mut self, key: JwtKey) -> Self {
         self.keys.push(key);
@@ -311,6 +369,13 @@ impl JwtKeys {
     }
 
     /// Adds a key.
+    ///
+    /// ```
+    /// use mcp_session_binding::jwt::{JwtKey, JwtKeys};
+    /// let mut keys = JwtKeys::new();
+    /// keys.push(JwtKey::hmac([7u8; 32]).unwrap());
+    /// assert!(!keys.is_empty());
+    /// ```
     pub fn push(&mut self, key: JwtKey) {
         self.keys.push(key);
     }
@@ -344,24 +409,54 @@ impl JwtKeys {
     /// [`JwtConfigError::InvalidJwkSet`] for JSON that is not a JWK set,
     /// [`JwtConfigError::InvalidKey`] or [`JwtConfigError::WeakHmacSecret`] for a broken key,
     /// [`JwtConfigError::NoUsableJwk`] when no key is left.
+    ///
+    /// ```
+    /// use mcp_session_binding::jwt::{Algorithm, JwtKeys};
+    ///
+    /// let json = r#"{"keys": [
+    ///     {"kty": "oct", "kid": "k1", "alg": "HS256", "k": "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY"},
+    ///     {"kty": "RSA", "use": "enc", "kid": "e1", "n": "AQAB", "e": "AQAB"}
+    /// ]}"#;
+    /// let keys = JwtKeys::from_jwk_set_json(json).unwrap(); // the encryption key is skipped
+    /// assert_eq!(keys.len(), 1);
+    /// let key = keys.iter().next().unwrap();
+    /// assert_eq!((key.kid(), key.algorithm()), (Some("k1"), Some(Algorithm::HS256)));
+    /// assert!(JwtKeys::from_jwk_set_json("{}").is_err());
+    /// ```
     pub fn from_jwk_set_json(json: &str) -> Result<Self, JwtConfigError> {
         let set: JwkSet = serde_json::from_str(json).map_err(JwtConfigError::InvalidJwkSet)?;
         Self::from_jwk_set(&set)
     }
 
     /// Number of keys.
+    ///
+    /// ```
+    /// use mcp_session_binding::jwt::{JwtKey, JwtKeys};
+    /// assert_eq!(JwtKeys::new().len(), 0);
+    /// ```
     #[must_use]
     pub fn len(&self) -> usize {
         self.keys.len()
     }
 
     /// Whether the set is empty.
+    ///
+    /// ```
+    /// use mcp_session_binding::jwt::{JwtKey, JwtKeys};
+    /// assert!(JwtKeys::new().is_empty());
+    /// ```
     #[must_use]
     pub fn is_empty(&self) -> bool {
         self.keys.is_empty()
     }
 
     /// The keys, in order.
+    ///
+    /// ```
+    /// use mcp_session_binding::jwt::{JwtKey, JwtKeys};
+    /// let keys = JwtKeys::new().with_key(JwtKey::hmac([7u8; 32]).unwrap().with_kid("a"));
+    /// assert_eq!(keys.iter().next().and_then(JwtKey::kid), Some("a"));
+    /// ```
     pub fn iter(&self) -> std::slice::Iter<'_, JwtKey> {
         self.keys.iter()
     }

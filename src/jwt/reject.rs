@@ -85,6 +85,14 @@ pub enum JwtRejection {
 
 impl JwtRejection {
     /// The HTTP status of the rejection response.
+    ///
+    /// ```
+    /// use http::StatusCode;
+    /// use mcp_session_binding::jwt::JwtRejection;
+    /// assert_eq!(JwtRejection::Expired.status(), StatusCode::UNAUTHORIZED);
+    /// assert_eq!(JwtRejection::InsufficientScope.status(), StatusCode::FORBIDDEN);
+    /// assert_eq!(JwtRejection::RevocationUnavailable.status(), StatusCode::SERVICE_UNAVAILABLE);
+    /// ```
     #[must_use]
     pub fn status(&self) -> StatusCode {
         match self {
@@ -98,6 +106,12 @@ impl JwtRejection {
     }
 
     /// The RFC 6750 `error` code sent in `WWW-Authenticate`: none when no token was presented.
+    ///
+    /// ```
+    /// use mcp_session_binding::jwt::JwtRejection;
+    /// assert_eq!(JwtRejection::Missing.error_code(), None); // a bare challenge
+    /// assert_eq!(JwtRejection::BadSignature.error_code(), Some("invalid_token"));
+    /// ```
     #[must_use]
     pub fn error_code(&self) -> Option<&'static str> {
         match self {
@@ -109,6 +123,11 @@ impl JwtRejection {
     }
 
     /// A stable, snake_case reason code for logs and metrics.
+    ///
+    /// ```
+    /// use mcp_session_binding::jwt::JwtRejection;
+    /// assert_eq!(JwtRejection::Expired.code(), "expired");
+    /// ```
     #[must_use]
     pub fn code(&self) -> &'static str {
         match self {

@@ -91,6 +91,14 @@ impl std::hash::Hash for SessionKey {
 
 impl SessionKey {
     /// Derives the key of a session id.
+    ///
+    /// ```
+    /// use mcp_session_binding::store::SessionKey;
+    ///
+    /// let key = SessionKey::from_session_id("0f1e2d3c-session");
+    /// assert_eq!(key, SessionKey::from_session_id("0f1e2d3c-session"));
+    /// assert_ne!(key, SessionKey::from_session_id("0f1e2d3c-session2"));
+    /// ```
     #[must_use]
     pub fn from_session_id(session_id: &str) -> Self {
         let digest = Sha256::digest(session_id.as_bytes());
@@ -122,12 +130,24 @@ impl SessionKey {
     }
 
     /// The raw key bytes.
+    ///
+    /// ```
+    /// use mcp_session_binding::store::SessionKey;
+    /// assert_eq!(SessionKey::from_session_id("s").as_bytes().len(), 16);
+    /// ```
     #[must_use]
     pub fn as_bytes(&self) -> &[u8; 16] {
         &self.0
     }
 
     /// The key as 32 lowercase hex digits (for text stores such as Redis).
+    ///
+    /// ```
+    /// use mcp_session_binding::store::SessionKey;
+    /// let hex = SessionKey::from_session_id("s").to_hex();
+    /// assert_eq!(hex.len(), 32);
+    /// assert!(hex.bytes().all(|b| b.is_ascii_hexdigit()));
+    /// ```
     #[must_use]
     pub fn to_hex(&self) -> String {
         use fmt::Write;
@@ -138,6 +158,13 @@ impl SessionKey {
     }
 
     /// The first 8 hex digits: enough to correlate log lines, nothing to replay.
+    ///
+    /// ```
+    /// use mcp_session_binding::store::SessionKey;
+    /// let key = SessionKey::from_session_id("s");
+    /// assert_eq!(key.short().len(), 8); // what log events carry
+    /// assert!(key.to_hex().starts_with(&key.short()));
+    /// ```
     #[must_use]
     pub fn short(&self) -> String {
         self.to_hex()[..8].to_owned()
@@ -171,12 +198,32 @@ pub enum Owner {
 impl Owner {
     /// The owner a caller would create: [`Owner::User`] with an identity, else
     /// [`Owner::Anonymous`].
+    ///
+    /// ```
+    /// use mcp_session_binding::{Identity, store::Owner};
+    ///
+    /// let alice = Identity::new("https://i.example", "alice").unwrap();
+    /// assert_eq!(Owner::of(Some(&alice)), Owner::User(alice.clone()));
+    /// assert_eq!(Owner::of(None), Owner::Anonymous);
+    /// ```
     #[must_use]
     pub fn of(caller: Option<&Identity>) -> Self {
         caller.map_or(Self::Anonymous, |id| Self::User(id.clone()))
     }
 
     /// Whether `caller` may use a session owned by `self` (constant-time on the identity).
+    ///
+    /// ```
+    /// use mcp_session_binding::{Identity, store::Owner};
+    ///
+    /// let alice = Identity::new("https://i.example", "alice").unwrap();
+    /// let bob = Identity::new("https://i.example", "bob").unwrap();
+    /// let owner = Owner::User(alice.clone());
+    /// assert!(owner.admits(Some(&alice)));
+    /// assert!(!owner.admits(Some(&bob)));
+    /// assert!(!owner.admits(None));
+    /// assert!(Owner::Anonymous.admits(None));
+    /// ```
     #[must_use]
     pub fn admits(&self, caller: Option<&Identity>) -> bool {
         match (self, caller) {
@@ -293,6 +340,13 @@ pub struct StoreError {
 
 impl StoreError {
     /// A failure of `kind`, caused by `source`.
+    ///
+    /// ```
+    /// use mcp_session_binding::store::{StoreError, StoreErrorKind};
+    ///
+    /// let err = StoreError::new(StoreErrorKind::CapacityExceeded, "10000 bindings");
+    /// assert_eq!(err.kind(), StoreErrorKind::CapacityExceeded);
+    /// ```
     pub fn new(
         kind: StoreErrorKind,
         source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
@@ -304,22 +358,45 @@ impl StoreError {
     }
 
     /// A transient failure: connection refused, timeout, …
+    ///
+    /// ```
+    /// use mcp_session_binding::store::StoreError;
+    /// let err = StoreError::unavailable(std::io::Error::from(std::io::ErrorKind::ConnectionRefused));
+    /// assert!(err.is_transient()); // the layer answers 503 and keeps the session
+    /// ```
     pub fn unavailable(source: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
         Self::new(StoreErrorKind::Unavailable, source)
     }
 
     /// A stored value that does not parse.
+    ///
+    /// ```
+    /// use mcp_session_binding::store::{StoreError, StoreErrorKind};
+    /// let err = StoreError::corrupt("sha256:9f86d081");
+    /// assert_eq!(err.kind(), StoreErrorKind::Corrupt); // the layer fails closed
+    /// ```
     pub fn corrupt(source: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
         Self::new(StoreErrorKind::Corrupt, source)
     }
 
     /// The kind of failure.
+    ///
+    /// ```
+    /// use mcp_session_binding::store::{StoreError, StoreErrorKind};
+    /// assert_eq!(StoreError::unavailable("timeout").kind(), StoreErrorKind::Unavailable);
+    /// ```
     #[must_use]
     pub fn kind(&self) -> StoreErrorKind {
         self.kind
     }
 
     /// Whether retrying later may succeed.
+    ///
+    /// ```
+    /// use mcp_session_binding::store::StoreError;
+    /// assert!(StoreError::unavailable("timeout").is_transient());
+    /// assert!(!StoreError::corrupt("bad value").is_transient());
+    /// ```
     #[must_use]
     pub fn is_transient(&self) -> bool {
         self.kind == StoreErrorKind::Unavailable
