@@ -339,6 +339,18 @@ where
     F: Fn(&T) -> Result<Identity, IdentityError> + Clone + Send + Sync + 'static,
 {
     /// Maps extension `T` with `map`. A request without a `T` has no identity.
+    ///
+    /// ```
+    /// use mcp_session_binding::{Identity, SessionBindingLayer, identity::MapExtension};
+    ///
+    /// /// What an API-key auth layer puts in the request extensions.
+    /// #[derive(Clone)]
+    /// struct ApiKeyUser(String);
+    ///
+    /// let extractor = MapExtension::new(|user: &ApiKeyUser| Identity::new("urn:api-keys", user.0.clone()));
+    /// # #[cfg(feature = "memory")]
+    /// let layer = SessionBindingLayer::new().identity(extractor);
+    /// ```
     pub fn new(map: F) -> Self {
         Self {
             map,

@@ -101,6 +101,13 @@ pub struct RevocationError {
 
 impl RevocationError {
     /// Wraps the underlying error.
+    ///
+    /// ```
+    /// use mcp_session_binding::jwt::RevocationError;
+    ///
+    /// let err = RevocationError::new(std::io::Error::from(std::io::ErrorKind::TimedOut));
+    /// assert!(std::error::Error::source(&err).is_some());
+    /// ```
     pub fn new(source: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
         Self {
             source: source.into(),

@@ -81,6 +81,14 @@ impl StateKeys {
     }
 
     /// Adds a key that only opens (an older key, during a rotation).
+    ///
+    /// ```
+    /// use mcp_session_binding::state::StateKeys;
+    ///
+    /// // During a rotation: the new key seals, the old one still opens.
+    /// let keys = StateKeys::random().with_key([3u8; 32]);
+    /// assert_eq!(keys.len(), 2);
+    /// ```
     #[must_use]
     pub fn with_key(mut self, key: [u8; 32]) -> Self {
         self.ciphers.push(XChaCha20Poly1305::new(&key.into()));
@@ -108,6 +116,16 @@ impl StateKeys {
     /// # Errors
     ///
     /// [`StateKeyError`] when the list is empty or a key is not base64 of 32 bytes.
+    ///
+    /// ```
+    /// use mcp_session_binding::state::StateKeys;
+    ///
+    /// let new = "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=";
+    /// let old = "AgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgI";
+    /// assert_eq!(StateKeys::from_base64_list(&format!("{new},{old}")).unwrap().len(), 2);
+    /// assert!(StateKeys::from_base64_list("").is_err());
+    /// assert!(StateKeys::from_base64_list("c2hvcnQ=").is_err()); // not 32 bytes
+    /// ```
     pub fn from_base64_list(list: &str) -> Result<Self, StateKeyError> {
         let mut ciphers = Vec::new();
         for text in list.split(',').map(str::trim).filter(|t| !t.is_empty()) {
@@ -135,12 +153,22 @@ impl StateKeys {
     }
 
     /// How many keys the ring holds.
+    ///
+    /// ```
+    /// use mcp_session_binding::state::StateKeys;
+    /// assert_eq!(StateKeys::random().len(), 1);
+    /// ```
     #[must_use]
     pub fn len(&self) -> usize {
         self.ciphers.len()
     }
 
     /// Whether the ring is empty (never, for a ring built by this type's constructors).
+    ///
+    /// ```
+    /// use mcp_session_binding::state::StateKeys;
+    /// assert!(!StateKeys::random().is_empty());
+    /// ```
     #[must_use]
     pub fn is_empty(&self) -> bool {
         self.ciphers.is_empty()

@@ -114,6 +114,13 @@ struct StateConfigBuilder {
 
 impl RequestStateLayer {
     /// A layer sealing with the first key of `keys`, reading this crate's [`Identity`].
+    ///
+    /// ```
+    /// use mcp_session_binding::state::{RequestStateLayer, StateKeys};
+    ///
+    /// let layer = RequestStateLayer::new(StateKeys::random());
+    /// # let _ = layer;
+    /// ```
     pub fn new(keys: StateKeys) -> Self {
         Self {
             config: StateConfigBuilder {
@@ -646,6 +653,14 @@ impl<B> fmt::Debug for StateBody<B> {
 
 impl<B> StateBody<B> {
     /// Wraps an inner body, passed as it is.
+    ///
+    /// ```
+    /// use http_body::Body;
+    /// use mcp_session_binding::state::StateBody;
+    ///
+    /// let body = StateBody::inner(http_body_util::Full::new(bytes::Bytes::from_static(b"{}")));
+    /// assert_eq!(body.size_hint().exact(), Some(2));
+    /// ```
     pub fn inner(body: B) -> Self {
         Self {
             kind: Kind::Inner { body },
