@@ -644,51 +644,51 @@ async fn replicas_share_state_keys() {
 
 /// A `tasks/*` request can be served sessionless by rmcp without naming revision 2026-07-28 in
 /// its header: rmcp treats any request whose `_meta` carries a protocol version and client
-/// capabilities as sessionless, whatever version they name. bob tries that on alice's task:
-/// the header says 2025-11-25, there is no `Mcp-Method`/`Mcp-Name` and no session.
-///
-/// KNOWN GAP (issue 8 stays open): this test fails today. The layer decides the era from the
-/// header alone and cannot read and re-forward a request body of any type, so it forwards this
-/// request unchecked, and rmcp 3.9 serves alice's task to bob. See README, "Sessionless era",
-/// "Known gap". Run it with `cargo test --all-features --test sessionless -- --ignored`.
+/// capabilities as sessionless, whatever version they name. bob tries that on alice's task, with
+/// an older revision in the header, no `Mcp-Method`/`Mcp-Name`, with no session and with a
+/// session of his own. The layer removes the header from such requests, so rmcp refuses them.
 #[tokio::test]
-#[ignore = "known gap: a legacy MCP-Protocol-Version header with 2026-07-28 _meta keys bypasses the task check (README, Sessionless era)"]
 async fn a_legacy_header_does_not_get_around_the_task_check() {
     let server = serve_demo(SessionBindingLayer::new()).await;
     let raw = Raw::new(&server);
     let task_id = create_task(&raw, &alice(), "secret", 200).await;
-    for version in ["2025-11-25", "2025-06-18"] {
-        for method in ["tasks/get", "tasks/cancel"] {
-            let body = json!({
-                "jsonrpc": "2.0", "id": 9, "method": method,
-                "params": {
-                    "taskId": task_id,
-                    "_meta": {
-                        "io.modelcontextprotocol/protocolVersion": version,
-                        "io.modelcontextprotocol/clientCapabilities": {
-                            "extensions": {"io.modelcontextprotocol/tasks": {}}
+    let bobs_session = raw.open_session(Some(&bob())).await;
+    for session in [None, Some(bobs_session.as_str())] {
+        for version in ["2025-11-25", "2025-06-18"] {
+            for method in ["tasks/get", "tasks/cancel"] {
+                let body = json!({
+                    "jsonrpc": "2.0", "id": 9, "method": method,
+                    "params": {
+                        "taskId": task_id,
+                        "_meta": {
+                            "io.modelcontextprotocol/protocolVersion": version,
+                            "io.modelcontextprotocol/clientCapabilities": {
+                                "extensions": {"io.modelcontextprotocol/tasks": {}}
+                            }
                         }
                     }
-                }
-            });
-            let answer = Raw::send(
-                raw.http
+                });
+                let mut request = raw
+                    .http
                     .post(&raw.url)
                     .header("accept", "application/json, text/event-stream")
                     .header("content-type", "application/json")
                     .header("mcp-protocol-version", version)
                     .bearer_auth(bob())
-                    .body(body.to_string()),
-            )
-            .await;
-            let message = answer.json();
-            eprintln!("{version} {method}: {} {message}", answer.status);
-            assert!(
-                message.get("result").is_none(),
-                "bob got a result for alice's task with a {version} header: {message}"
-            );
+                    .body(body.to_string());
+                if let Some(session) = session {
+                    request = request.header("mcp-session-id", session);
+                }
+                let answer = Raw::send(request).await;
+                let text = format!("{} {}", answer.status, answer.text);
+                assert!(
+                    !text.contains("\"result\""),
+                    "bob, {version} header, session {session:?}, {method}: {text}"
+                );
+            }
         }
     }
+    // bob cancelled nothing: alice's task completes.
     let done = wait_terminal(&raw, &alice(), &task_id).await;
     assert_eq!(done["result"]["status"], "completed", "{done}");
 }

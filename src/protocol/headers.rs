@@ -64,6 +64,22 @@ pub(crate) fn as_str(value: &HeaderValue) -> &str {
     value.to_str().unwrap_or_default()
 }
 
+/// Removes `MCP-Protocol-Version` from a request that does not name a sessionless revision.
+///
+/// The layers decide which requests carry task ids or `requestState` from that header, as
+/// revision 2026-07-28 lets them: its servers must reject a header that does not match the body.
+/// But rmcp also serves a request the 2026-07-28 way (without its session) when the body's
+/// `_meta` names a protocol version and client capabilities, whatever older revision the header
+/// names, so such a request would pass unchecked. Without the header, rmcp refuses every request
+/// whose `_meta` names a version (header mismatch) and serves the others as before: on a
+/// session-era request the header is only validated (the session keeps the version it
+/// negotiated; `initialize` carries its own), and clients of 2025-03-26 never sent it.
+pub(crate) fn remove_session_era_version(headers: &mut HeaderMap) {
+    if !is_sessionless(headers) {
+        headers.remove(MCP_PROTOCOL_VERSION);
+    }
+}
+
 /// Whether the request names a sessionless protocol revision (2026-07-28 or later) in a single,
 /// well-formed `MCP-Protocol-Version` header. Anything ambiguous counts as a session-era request,
 /// which is the checked path.
