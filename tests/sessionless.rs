@@ -692,3 +692,47 @@ async fn a_legacy_header_does_not_get_around_the_task_check() {
     let done = wait_terminal(&raw, &alice(), &task_id).await;
     assert_eq!(done["result"]["status"], "completed", "{done}");
 }
+
+/// The same legacy-header path around `RequestStateLayer` alone: a plain state the server would
+/// accept, sent with an older revision in the header and 2026-07-28 `_meta` keys, must not make
+/// the tool run.
+#[tokio::test]
+async fn a_legacy_header_does_not_get_around_the_state_check() {
+    let (mcp, seen) = support::recorded_mcp();
+    let app = Router::new()
+        .nest_service("/mcp", mcp)
+        .layer(RequestStateLayer::new(StateKeys::random()))
+        .layer(axum::middleware::from_fn(support::auth));
+    let server = serve_router(app, seen).await;
+    let raw = Raw::new(&server);
+    let version = "2025-11-25";
+    let body = json!({
+        "jsonrpc": "2.0", "id": 3, "method": "tools/call",
+        "params": {
+            "name": "confirm_echo",
+            "arguments": {"text": "hi"},
+            "requestState": "confirm:hi",
+            "inputResponses": {"confirm": {"action": "accept", "content": {"ok": true}}},
+            "_meta": {
+                "io.modelcontextprotocol/protocolVersion": version,
+                "io.modelcontextprotocol/clientCapabilities": {}
+            }
+        }
+    });
+    let answer = Raw::send(
+        raw.http
+            .post(&raw.url)
+            .header("accept", "application/json, text/event-stream")
+            .header("content-type", "application/json")
+            .header("mcp-protocol-version", version)
+            .bearer_auth(alice())
+            .body(body.to_string()),
+    )
+    .await;
+    assert!(
+        !answer.text.contains("\"result\""),
+        "an unsealed state was accepted: {} {}",
+        answer.status,
+        answer.text
+    );
+}
