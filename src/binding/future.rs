@@ -33,6 +33,22 @@ pin_project! {
     /// [`MemoryStore`](crate::store::MemoryStore)), is just the inner future: no allocation. Store
     /// round trips and the rare paths (binding a new session, refusing a caller) run in a boxed
     /// future.
+    ///
+    /// ```
+    /// # #[cfg(feature = "memory")] {
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// use mcp_session_binding::{ResponseFuture, SessionBindingLayer};
+    /// use tower::{Layer, Service, ServiceExt};
+    ///
+    /// let mut service = SessionBindingLayer::new().layer(tower::service_fn(|_: http::Request<String>| async {
+    ///     Ok::<_, std::convert::Infallible>(http::Response::new(String::new()))
+    /// }));
+    /// // A request without a session, whose answer creates none: passed through.
+    /// let future: ResponseFuture<_, String> = service.ready().await.unwrap().call(http::Request::new(String::new()));
+    /// assert_eq!(future.await.unwrap().status(), http::StatusCode::OK);
+    /// # });
+    /// # }
+    /// ```
     pub struct ResponseFuture<F, B>
     where
         F: TryFuture<Ok = Response<B>>,

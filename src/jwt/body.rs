@@ -37,6 +37,14 @@ pin_project! {
 
 impl<B> JwtBody<B> {
     /// Wraps the inner service's body.
+    ///
+    /// ```
+    /// use http_body::Body;
+    /// use mcp_session_binding::jwt::JwtBody;
+    ///
+    /// let body = JwtBody::new(http_body_util::Full::new(bytes::Bytes::from_static(b"{}")));
+    /// assert_eq!(body.size_hint().exact(), Some(2));
+    /// ```
     pub fn new(body: B) -> Self {
         Self {
             kind: Kind::Inner { body },
@@ -52,6 +60,11 @@ impl<B> JwtBody<B> {
     }
 
     /// Whether this is a rejection's body rather than the inner service's.
+    ///
+    /// ```
+    /// use mcp_session_binding::jwt::JwtBody;
+    /// assert!(!JwtBody::new(http_body_util::Empty::<bytes::Bytes>::new()).is_rejection());
+    /// ```
     pub fn is_rejection(&self) -> bool {
         matches!(self.kind, Kind::Rejection { .. })
     }

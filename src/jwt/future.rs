@@ -24,6 +24,25 @@ use super::{
 
 pin_project! {
     /// Response future of [`JwtAuth`](super::JwtAuth).
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// use mcp_session_binding::jwt::{Algorithm, JwtAuthLayer, JwtKey, ResponseFuture};
+    /// use tower::{Layer, Service, ServiceExt};
+    ///
+    /// let layer = JwtAuthLayer::builder()
+    ///     .issuer_keys("https://auth.example.com", JwtKey::hmac([7u8; 32]).unwrap())
+    ///     .algorithm(Algorithm::HS256)
+    ///     .audience("https://mcp.example.com/mcp")
+    ///     .build()
+    ///     .unwrap();
+    /// let mut service = layer.layer(tower::service_fn(|_: http::Request<String>| async {
+    ///     Ok::<_, std::convert::Infallible>(http::Response::new(String::new()))
+    /// }));
+    /// let future: ResponseFuture<_, String> = service.ready().await.unwrap().call(http::Request::new(String::new()));
+    /// assert_eq!(future.await.unwrap().status(), http::StatusCode::UNAUTHORIZED);
+    /// # });
+    /// ```
     pub struct ResponseFuture<S, ReqB>
     where
         S: Service<Request<ReqB>>,

@@ -74,6 +74,18 @@ pub struct JwtAuthLayer {
 
 impl JwtAuthLayer {
     /// Starts a builder. Issuers with their keys, algorithms and the audience are required.
+    ///
+    /// ```
+    /// use mcp_session_binding::jwt::{Algorithm, JwtAuthLayer, JwtKey};
+    ///
+    /// let layer = JwtAuthLayer::builder()
+    ///     .issuer_keys("https://auth.example.com", JwtKey::hmac([7u8; 32]).unwrap())
+    ///     .algorithm(Algorithm::HS256)
+    ///     .audience("https://mcp.example.com/mcp")
+    ///     .build()
+    ///     .unwrap();
+    /// # let _ = layer;
+    /// ```
     pub fn builder() -> JwtAuthLayerBuilder {
         JwtAuthLayerBuilder::default()
     }
@@ -129,6 +141,19 @@ impl JwtAuthLayer {
     ///
     /// The first issuer whose discovery document or JWK set could not be fetched or was
     /// refused, with the reason. The other issuers' keys are loaded all the same.
+    ///
+    /// ```no_run
+    /// # async fn start() -> Result<(), Box<dyn std::error::Error>> {
+    /// use mcp_session_binding::jwt::JwtAuthLayer;
+    ///
+    /// let layer = JwtAuthLayer::builder()
+    ///     .issuer_discovery("https://auth.example.com")
+    ///     .audience("https://mcp.example.com/mcp")
+    ///     .build()?;
+    /// layer.fetch_keys().await?; // before the server accepts requests
+    /// # Ok(())
+    /// # }
+    /// ```
     #[cfg(feature = "oidc")]
     #[cfg_attr(docsrs, doc(cfg(feature = "oidc")))]
     pub async fn fetch_keys(&self) -> Result<(), super::IssuerKeysError> {
@@ -446,6 +471,17 @@ impl JwtAuthLayerBuilder {
     }
 
     /// Allows a signature algorithm. `none` cannot be allowed.
+    ///
+    /// ```
+    /// use mcp_session_binding::jwt::{Algorithm, JwtAuthLayer, JwtKey};
+    ///
+    /// let layer = JwtAuthLayer::builder()
+    ///     .issuer_keys("https://auth.example.com", JwtKey::hmac([7u8; 32]).unwrap())
+    ///     .algorithm(Algorithm::HS256)
+    ///     .audience("https://mcp.example.com/mcp")
+    ///     .build();
+    /// assert!(layer.is_ok());
+    /// ```
     pub fn algorithm(mut self, algorithm: Algorithm) -> Self {
         if !self.algorithms.contains(&algorithm) {
             self.algorithms.push(algorithm);
@@ -475,6 +511,18 @@ impl JwtAuthLayerBuilder {
     /// Accepts an audience: the token's `aud` (a string or an array) must contain one of them
     /// exactly. Use this server's canonical resource URI (RFC 8707; MCP: without a trailing
     /// slash).
+    ///
+    /// ```
+    /// use mcp_session_binding::jwt::{Algorithm, JwtAuthLayer, JwtConfigError, JwtKey};
+    ///
+    /// let builder = || {
+    ///     JwtAuthLayer::builder()
+    ///         .issuer_keys("https://auth.example.com", JwtKey::hmac([7u8; 32]).unwrap())
+    ///         .algorithm(Algorithm::HS256)
+    /// };
+    /// assert!(matches!(builder().build(), Err(JwtConfigError::NoAudience)));
+    /// assert!(builder().audience("https://mcp.example.com/mcp").build().is_ok());
+    /// ```
     pub fn audience(mut self, audience: impl Into<String>) -> Self {
         self.audiences.push(audience.into());
         self

@@ -71,6 +71,13 @@ pub struct ProtectedResourceMetadata {
 impl ProtectedResourceMetadata {
     /// A document for `resource` (this server's canonical URI, the tokens' audience), trusting
     /// the given authorization servers (their issuer identifiers).
+    ///
+    /// ```
+    /// use mcp_session_binding::jwt::ProtectedResourceMetadata;
+    ///
+    /// let metadata = ProtectedResourceMetadata::new("https://mcp.example.com/mcp", ["https://auth.example.com"]);
+    /// assert_eq!(metadata.to_json()["authorization_servers"][0], "https://auth.example.com");
+    /// ```
     pub fn new<I>(resource: impl Into<String>, authorization_servers: I) -> Self
     where
         I: IntoIterator,
@@ -140,8 +147,7 @@ impl ProtectedResourceMetadata {
     /// ```
     /// use mcp_session_binding::jwt::ProtectedResourceMetadata;
     ///
-    /// let metadata = ProtectedResourceMetadata::new("https://mcp.example.com/mcp", ["https://auth.example.com"])
-    ///     ;;
+    /// let metadata = ProtectedResourceMetadata::new("https://mcp.example.com/mcp", ["https://auth.example.com"]);
     /// assert_eq!(metadata.resource(), "https://mcp.example.com/mcp");
     /// ```
     #[must_use]
@@ -154,8 +160,7 @@ impl ProtectedResourceMetadata {
     /// ```
     /// use mcp_session_binding::jwt::ProtectedResourceMetadata;
     ///
-    /// let metadata = ProtectedResourceMetadata::new("https://mcp.example.com/mcp", ["https://auth.example.com"])
-    ///     ;;
+    /// let metadata = ProtectedResourceMetadata::new("https://mcp.example.com/mcp", ["https://auth.example.com"]);
     /// assert_eq!(metadata.authorization_servers(), ["https://auth.example.com"]);
     /// ```
     #[must_use]
@@ -171,8 +176,7 @@ impl ProtectedResourceMetadata {
     /// ```
     /// use mcp_session_binding::jwt::ProtectedResourceMetadata;
     ///
-    /// let metadata = ProtectedResourceMetadata::new("https://mcp.example.com/mcp", ["https://auth.example.com"])
-    ///     ;;
+    /// let metadata = ProtectedResourceMetadata::new("https://mcp.example.com/mcp", ["https://auth.example.com"]);
     /// assert_eq!(metadata.well_known_path(), "/.well-known/oauth-protected-resource/mcp");
     /// ```
     #[must_use]
@@ -193,8 +197,7 @@ impl ProtectedResourceMetadata {
     /// ```
     /// use mcp_session_binding::jwt::ProtectedResourceMetadata;
     ///
-    /// let metadata = ProtectedResourceMetadata::new("https://mcp.example.com/mcp", ["https://auth.example.com"])
-    ///     ;;
+    /// let metadata = ProtectedResourceMetadata::new("https://mcp.example.com/mcp", ["https://auth.example.com"]);
     /// assert_eq!(metadata.well_known_url(), "https://mcp.example.com/.well-known/oauth-protected-resource/mcp");
     /// ```
     #[must_use]
@@ -208,8 +211,7 @@ impl ProtectedResourceMetadata {
     /// ```
     /// use mcp_session_binding::jwt::ProtectedResourceMetadata;
     ///
-    /// let metadata = ProtectedResourceMetadata::new("https://mcp.example.com/mcp", ["https://auth.example.com"])
-    ///     ;;
+    /// let metadata = ProtectedResourceMetadata::new("https://mcp.example.com/mcp", ["https://auth.example.com"]);
     /// assert_eq!(metadata.to_json()["resource"], "https://mcp.example.com/mcp");
     /// ```
     #[must_use]
@@ -222,8 +224,7 @@ impl ProtectedResourceMetadata {
     /// ```
     /// use mcp_session_binding::jwt::ProtectedResourceMetadata;
     ///
-    /// let metadata = ProtectedResourceMetadata::new("https://mcp.example.com/mcp", ["https://auth.example.com"])
-    ///     ;;
+    /// let metadata = ProtectedResourceMetadata::new("https://mcp.example.com/mcp", ["https://auth.example.com"]);
     /// let response = metadata.response();
     /// assert_eq!(response.status(), http::StatusCode::OK);
     /// assert_eq!(response.headers()["content-type"], "application/json");
@@ -235,6 +236,15 @@ impl ProtectedResourceMetadata {
 
     /// A tower service that answers `GET` and `HEAD` with the document and anything else with
     /// 405. Mount it with axum's `route_service`.
+    ///
+    /// ```
+    /// use mcp_session_binding::jwt::ProtectedResourceMetadata;
+    ///
+    /// let metadata = ProtectedResourceMetadata::new("https://mcp.example.com/mcp", ["https://auth.example.com"]);
+    /// let app: axum::Router = axum::Router::new()
+    ///     .route_service(&metadata.well_known_path(), metadata.clone().into_service());
+    /// # let _ = app;
+    /// ```
     #[must_use]
     pub fn into_service(self) -> MetadataService {
         MetadataService {

@@ -190,6 +190,20 @@ where
 
 pin_project! {
     /// Response future of [`OriginCheck`]: the inner service's future `F`, or the layer's 403.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// use mcp_session_binding::origin::{OriginLayer, ResponseFuture};
+    /// use tower::{Layer, Service, ServiceExt};
+    ///
+    /// let mut service = OriginLayer::new().layer(tower::service_fn(|_: http::Request<String>| async {
+    ///     Ok::<_, std::convert::Infallible>(http::Response::new(String::new()))
+    /// }));
+    /// let request = http::Request::builder().header("origin", "https://evil.example").body(String::new()).unwrap();
+    /// let future: ResponseFuture<_> = service.ready().await.unwrap().call(request);
+    /// assert_eq!(future.await.unwrap().status(), http::StatusCode::FORBIDDEN);
+    /// # });
+    /// ```
     pub struct ResponseFuture<F> {
         #[pin]
         state: State<F>,

@@ -854,12 +854,29 @@ impl RedisStore {
     }
 
     /// The key prefix.
+    ///
+    /// ```
+    /// # async fn f(conn: redis::aio::ConnectionManager) {
+    /// use mcp_session_binding::store::{RedisOptions, RedisStore};
+    /// let store = RedisStore::with_options(conn, RedisOptions::new().prefix("{tenant-a}:mcpsb:"));
+    /// assert_eq!(store.prefix(), "{tenant-a}:mcpsb:");
+    /// # }
+    /// ```
     #[must_use]
     pub fn prefix(&self) -> &str {
         &self.prefix
     }
 
     /// The bound on one operation.
+    ///
+    /// ```
+    /// # async fn f(conn: redis::aio::ConnectionManager) {
+    /// use std::time::Duration;
+    /// use mcp_session_binding::store::{RedisOptions, RedisStore};
+    /// let store = RedisStore::with_options(conn, RedisOptions::new().timeout(Duration::from_millis(250)));
+    /// assert_eq!(store.timeout(), Duration::from_millis(250));
+    /// # }
+    /// ```
     #[must_use]
     pub fn timeout(&self) -> Duration {
         self.timeout
