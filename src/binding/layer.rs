@@ -47,23 +47,27 @@ pub const DEFAULT_MAX_SESSION_ID_LEN: usize = 1024;
 /// [`SessionBindingLayer::max_sessions_per_identity`].
 ///
 /// ```
+/// # #[cfg(feature = "memory")] {
 /// use mcp_session_binding::{DEFAULT_MAX_SESSIONS_PER_IDENTITY, SessionBindingLayer};
 ///
 /// // A deployment whose clients open many parallel sessions raises the default.
 /// let layer = SessionBindingLayer::new().max_sessions_per_identity(4 * DEFAULT_MAX_SESSIONS_PER_IDENTITY);
 /// # let _ = layer;
+/// # }
 /// ```
 pub const DEFAULT_MAX_SESSIONS_PER_IDENTITY: usize = 100;
 /// Live anonymous sessions, all anonymous callers together: see
 /// [`SessionBindingLayer::max_anonymous_sessions`].
 ///
 /// ```
+/// # #[cfg(feature = "memory")] {
 /// use mcp_session_binding::{DEFAULT_MAX_ANONYMOUS_SESSIONS, SessionBindingLayer};
 ///
 /// let layer = SessionBindingLayer::new()
 ///     .allow_anonymous(true)
 ///     .max_anonymous_sessions(DEFAULT_MAX_ANONYMOUS_SESSIONS / 10);
 /// # let _ = layer;
+/// # }
 /// ```
 pub const DEFAULT_MAX_ANONYMOUS_SESSIONS: usize = 10_000;
 /// Largest answer the layer makes to a refused request, in bytes, whatever the request's body.
