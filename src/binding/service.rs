@@ -50,8 +50,7 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// use tower::{ServiceBuilder, ServiceExt};
 /// use mcp_session_binding::SessionBindingLayer;
 ///
-/// # #[cfg(not(feature = "memory"))] fn main() {}
-/// # #[cfg(feature = "memory")]
+/// # #[cfg(feature = "memory")] {
 /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
 /// let mcp = tower::service_fn(|_req: Request<Full<Bytes>>| async {
 ///     Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"{}"))))
@@ -66,6 +65,7 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// let res = svc.oneshot(req).await.unwrap();
 /// assert_eq!(res.status(), StatusCode::NOT_FOUND);
 /// # });
+/// # }
 /// ```
 #[derive(Clone, Debug)]
 pub struct SessionBinding<S, St, I = FromIdentityExtension> {
