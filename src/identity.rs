@@ -28,7 +28,6 @@ use std::{fmt, marker::PhantomData, sync::Arc};
 
 use http::request::Parts;
 use serde_json::{Map, Value};
-use subtle::ConstantTimeEq;
 
 /// Longest `iss` or `sub` accepted, in bytes.
 ///
@@ -164,7 +163,7 @@ fn check_claim(name: &'static str, value: &str) -> Result<(), IdentityError> {
 
 /// Constant-time byte comparison (the length is not secret).
 fn ct_eq(a: &str, b: &str) -> bool {
-    a.as_bytes().ct_eq(b.as_bytes()).into()
+    constant_time_eq::constant_time_eq(a.as_bytes(), b.as_bytes())
 }
 
 impl PartialEq for Identity {

@@ -110,14 +110,14 @@ async fn the_204_carries_its_reason_in_the_extensions() {
     use bytes::Bytes;
     use http::Request;
     use http_body_util::Full;
-    use mcp_session_binding::store::{BindingStore, MemoryStore, SessionKey};
+    use mcp_session_binding::store::{BindingStore, MemoryStore};
     use std::time::Duration;
     use tower::{Layer, ServiceExt};
 
     let store = MemoryStore::new();
     let id = "ended-session-1";
     store
-        .end(SessionKey::from_session_id(id), Duration::from_secs(60))
+        .end(store.key_derivation().session(id), Duration::from_secs(60))
         .await
         .unwrap();
     let inner = tower::service_fn(|_: Request<Full<Bytes>>| async {

@@ -3,7 +3,10 @@
 
 mod support;
 
-use mcp_session_binding::{SessionBindingLayer, store::SessionKey};
+use mcp_session_binding::{
+    SessionBindingLayer,
+    store::{BindingStore, MemoryStore},
+};
 use support::{logs::Captured, *};
 
 /// Lines of the events with a `reason` field.
@@ -18,7 +21,8 @@ async fn events_carry_reason_identity_and_hashed_session_only() {
     let captured = Captured::default();
     let _guard = captured.install();
 
-    let server = serve(SessionBindingLayer::new()).await;
+    let store = MemoryStore::new();
+    let server = serve(SessionBindingLayer::with_store(store.clone())).await;
     let raw = Raw::new(&server);
     let alice = token(ISS_A, "alice", 1);
     let mallory = token(ISS_A, "mallory", 1);
@@ -28,7 +32,7 @@ async fn events_carry_reason_identity_and_hashed_session_only() {
     raw.whoami("never-issued-session", Some(&alice), 3).await;
 
     let events = events(&captured);
-    let short = SessionKey::from_session_id(&session).short();
+    let short = store.key_derivation().session(&session).short();
     let find = |reason: &str| {
         events
             .iter()

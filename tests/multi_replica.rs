@@ -32,7 +32,7 @@ use http::StatusCode;
 use jwt_stack::{DEFAULT_AUDIENCE, DEFAULT_ISSUER, StackConfig, TokenMinter};
 use mcp_session_binding::{
     Identity, MISMATCH_MESSAGE,
-    store::{BindOutcome, BindingStore, Owner, RedisOptions, RedisStore, SessionKey},
+    store::{BindOutcome, BindingStore, KeySecret, Owner, RedisOptions, RedisStore, SessionKey},
 };
 use redis_server::{RedisCluster, RedisServer};
 use rmcp_redis_sessions::RedisSessionStore;
@@ -87,9 +87,9 @@ impl Backend {
         RedisCluster::start().map(Self::Cluster)
     }
 
-    /// The bindings' store, as a replica opens it.
-    async fn store(&self) -> RedisStore {
-        let options = RedisOptions::new().timeout(STORE_TIMEOUT);
+    /// The bindings' store, as a replica with `options` opens it (with the tests' timeout).
+    async fn store_with(&self, options: RedisOptions) -> RedisStore {
+        let options = options.timeout(STORE_TIMEOUT);
         match self {
             Self::Single(server) => RedisStore::connect_with(&server.url(), options).await,
             Self::Cluster(cluster) => RedisStore::connect_cluster(&cluster.urls(), options).await,
@@ -205,6 +205,7 @@ on_both!(
     a_stored_value_that_is_not_a_binding_fails_closed,
     one_redis_round_trip_per_checked_request_and_per_bind,
     a_server_process_restart_keeps_every_binding,
+    a_key_secret_rollout_logs_nobody_out_and_still_refuses_thieves,
 );
 
 /// One replica, in this process.
@@ -217,7 +218,12 @@ struct Replica {
 impl Replica {
     /// A replica whose bindings and rmcp sessions are in the Redis at `redis`.
     async fn start(redis: &Backend) -> Self {
-        let bindings = redis.store().await;
+        Self::start_with(redis, RedisOptions::new()).await
+    }
+
+    /// A replica whose binding store has `options`.
+    async fn start_with(redis: &Backend, options: RedisOptions) -> Self {
+        let bindings = redis.store_with(options).await;
         let sessions = RedisSessionStore::sharing(&bindings);
         let (mcp, seen) =
             support::recorded(demo_mcp::service_with_session_store(Arc::new(sessions)));
@@ -288,6 +294,49 @@ fn counts(pairs: &[(&str, u64)]) -> BTreeMap<String, u64> {
         .iter()
         .map(|(name, n)| ((*name).to_owned(), *n))
         .collect()
+}
+
+/// The key secret rolled out to a deployment on format-1 keys (SHA-256): A has no secret yet, B
+/// has one (format 2, still reading format 1), C has one and no longer reads format 1.
+/// - alice's session from A keeps working on B (found under its format-1 key), and a thief on
+///   B is refused and ends it there: the tombstone lands on the format-1 key, so A refuses too;
+/// - a session opened on B is stored under its keyed key only;
+/// - once format-1 reads are off (C), a format-1 session is unknown: 404.
+async fn a_key_secret_rollout_logs_nobody_out_and_still_refuses_thieves(redis: Backend) {
+    let secret = || KeySecret::from_material(b"rollout-test-secret-of-32-bytes!!").unwrap();
+    let a = Replica::start(&redis).await;
+    let b = Replica::start_with(&redis, RedisOptions::new().key_secret(secret())).await;
+    let c_options = RedisOptions::new()
+        .key_secret(secret())
+        .reading_format_1_keys(false);
+    let c = Replica::start_with(&redis, c_options).await;
+
+    let old = a.raw.open_session(Some(&token("alice"))).await;
+    assert_eq!(redis.get(&redis.binding_key(&old)), bound_to("alice"));
+    assert_eq!(b.whoami(&old, "alice").await, who("alice"));
+    assert_eq!(c.whoami_status(&old, "alice").await, StatusCode::NOT_FOUND);
+    assert_eq!(
+        b.whoami(&old, "alice").await,
+        who("alice"),
+        "C changed nothing"
+    );
+
+    let thief = b.raw.whoami(&old, Some(&token("mallory")), 3).await;
+    assert_mismatch(&thief);
+    assert_eq!(redis.get(&redis.binding_key(&old)), TOMBSTONE);
+    assert_eq!(a.whoami_status(&old, "alice").await, StatusCode::NOT_FOUND);
+    assert_eq!(b.whoami_status(&old, "alice").await, StatusCode::NOT_FOUND);
+
+    let new = b.raw.open_session(Some(&token("alice"))).await;
+    let keyed = redis
+        .store_with(RedisOptions::new().key_secret(secret()))
+        .await;
+    let keyed_key = keyed.redis_key(keyed.key_derivation().session(&new));
+    assert_eq!(redis.get(&keyed_key), bound_to("alice"));
+    assert_eq!(redis.get(&redis.binding_key(&new)), "", "no format-1 key");
+    assert_eq!(c.whoami(&new, "alice").await, who("alice"));
+    assert_mismatch(&c.raw.whoami(&new, Some(&token("mallory")), 4).await);
+    assert_eq!(redis.get(&keyed_key), TOMBSTONE);
 }
 
 /// A session alice opens on A serves her on B, which never saw it: rmcp restores it from Redis

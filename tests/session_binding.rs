@@ -6,7 +6,7 @@ mod support;
 use http::{Method, StatusCode};
 use mcp_session_binding::{
     MISMATCH_MESSAGE, MismatchAnswer, SessionBindingLayer,
-    store::{BindingStore, Lookup, MemoryStore, SessionKey},
+    store::{BindingStore, Lookup, MemoryStore},
 };
 use rmcp::model::{CallToolRequestParams, GetPromptRequestParams, ReadResourceRequestParams};
 use serde_json::json;
@@ -549,7 +549,7 @@ async fn a_minted_id_that_is_already_bound_is_500_and_never_overwritten() {
         .iter()
         .find(|s| s.method == Method::DELETE)
         .expect("inner DELETE");
-    let key = SessionKey::from_session_id(deleted.session.as_deref().unwrap());
+    let key = (store.key_derivation()).session(deleted.session.as_deref().unwrap());
     assert_eq!(
         store.inner.lookup(key, None).await.unwrap(),
         Lookup::Ended,

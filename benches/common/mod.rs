@@ -13,7 +13,7 @@ use http_body::Body;
 use http_body_util::{BodyExt, Full};
 use mcp_session_binding::{
     Identity,
-    store::{BindingStore, MemoryStore, Owner, SessionKey},
+    store::{BindingStore, MemoryStore, Owner},
 };
 use tower::{Service, ServiceExt};
 
@@ -123,7 +123,7 @@ pub fn bound_store() -> MemoryStore {
     let store = MemoryStore::new();
     store
         .bind(
-            SessionKey::from_session_id(SESSION),
+            store.key_derivation().session(SESSION),
             &Owner::User(owner()),
             Duration::from_secs(3600),
             usize::MAX,

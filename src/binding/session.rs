@@ -122,7 +122,7 @@ where
 {
     detach(async move {
         let caller = caller.as_ref();
-        let key = SessionKey::from_session_id(headers::as_str(&session));
+        let key = store.key_derivation().session(headers::as_str(&session));
         if let Some(key) = tombstone
             && let Err(error) = store.end(key, config.tombstone_ttl).await
         {
@@ -250,7 +250,7 @@ where
             return refuse(reason);
         }
     };
-    let key = SessionKey::from_session_id(headers::as_str(&session));
+    let key = store.key_derivation().session(headers::as_str(&session));
     let owner = match (&caller, config.allow_anonymous) {
         (Some(identity), _) => Owner::User(identity.clone()),
         // Credentials but no identity: the auth layer is misplaced (inside this layer) or does

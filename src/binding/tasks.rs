@@ -54,7 +54,7 @@ use crate::{
         jsonrpc::{self, code},
         sse,
     },
-    store::{BindOutcome, BindingStore, Lookup, Owner, SessionKey, StoreErrorKind},
+    store::{BindOutcome, BindingStore, Lookup, Owner, StoreErrorKind},
 };
 
 /// `Mcp-Method`: the request's JSON-RPC method, mirrored in a header (revision 2026-07-28).
@@ -174,7 +174,7 @@ where
             return Ok(answer.map(ResponseBody::answer));
         }
     };
-    let key = SessionKey::from_task_id(&task_id);
+    let key = store.key_derivation().task(&task_id);
     let owner = task_owner(caller.as_ref());
     match store.lookup(key, Some(config.task_ttl)).await {
         Ok(Lookup::Bound(recorded)) if Some(&recorded) == owner.as_ref() => {
@@ -372,7 +372,7 @@ impl<St: BindingStore + Clone> TaskRecorder for Recorder<St> {
         let ttl = record_ttl(ttl_ms, &self.config);
         let caller = self.caller.clone();
         async move {
-            let key = SessionKey::from_task_id(&task_id);
+            let key = store.key_derivation().task(&task_id);
             let Some(owner) = task_owner(caller.as_ref()) else {
                 return false;
             };
@@ -404,7 +404,7 @@ impl<St: BindingStore + Clone> TaskRecorder for Recorder<St> {
         let store = self.store.clone();
         let owner = task_owner(self.caller.as_ref());
         async move {
-            let key = SessionKey::from_task_id(&task_id);
+            let key = store.key_derivation().task(&task_id);
             matches!(store.lookup(key, None).await, Ok(Lookup::Bound(recorded)) if Some(&recorded) == owner.as_ref())
         }
         .boxed()

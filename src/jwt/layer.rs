@@ -7,8 +7,6 @@ use std::{
     time::Duration,
 };
 
-use subtle::ConstantTimeEq;
-
 use jsonwebtoken::Validation;
 
 use super::Algorithm;
@@ -1012,10 +1010,9 @@ fn check_hmac_secrets_are_not_shared(
             let Ok(secret) = key.decoding_key().try_get_as_bytes() else {
                 continue;
             };
-            if let Some((_, owner)) = owners
-                .iter()
-                .find(|(s, owner)| *owner != issuer && bool::from(secret.ct_eq(s)))
-            {
+            if let Some((_, owner)) = owners.iter().find(|(s, owner)| {
+                *owner != issuer && constant_time_eq::constant_time_eq(secret, s)
+            }) {
                 return Err(JwtConfigError::SharedHmacSecret {
                     first: (*owner).to_owned(),
                     second: issuer.clone(),

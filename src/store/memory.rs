@@ -14,7 +14,10 @@ use std::{
 use dashmap::{DashMap, mapref::entry::Entry};
 use futures::future::{self, BoxFuture, FutureExt};
 
-use super::{BindOutcome, BindingStore, Lookup, Owner, SessionKey, StoreError, StoreErrorKind};
+use super::{
+    BindOutcome, BindingStore, KeyDerivation, KeySecret, Lookup, Owner, SessionKey, StoreError,
+    StoreErrorKind,
+};
 use crate::Identity;
 
 /// Entries the reclaimer examines per write (bind or end), at most.
@@ -55,6 +58,9 @@ const OWNER_TIDY: usize = 2;
 ///   copy of the issuer.
 /// - Answers synchronously ([`BindingStore::lookup_now`]), so the layer's matching path does not
 ///   allocate.
+/// - Keys are [format 2](super::keys) with a random [`KeySecret`](super::KeySecret) drawn when
+///   the store is made: nothing outside this process ever reads them, and an id of little
+///   entropy cannot be matched to its key.
 ///
 /// One process only: with several replicas, use a shared store (the `redis` feature).
 ///
@@ -103,6 +109,8 @@ struct Inner {
     /// Every key of the map at least once, in the order written: the reclaimer's queue. Keys
     /// found live go to the back; keys found expired or gone leave it.
     written: Mutex<VecDeque<SessionKey>>,
+    /// Format 2, with a secret of this store's own.
+    keys: KeyDerivation,
     /// Milliseconds added to the clock, for tests of expiry.
     #[cfg(test)]
     skew: AtomicU64,
@@ -119,6 +127,7 @@ impl Default for Inner {
             capacity: None,
             epoch: Instant::now(),
             written: Mutex::new(VecDeque::new()),
+            keys: KeyDerivation::keyed(KeySecret::random()),
             #[cfg(test)]
             skew: AtomicU64::new(0),
         }
@@ -740,6 +749,10 @@ impl BindingStore for MemoryStore {
         slide: Option<Duration>,
     ) -> Option<Result<Lookup, StoreError>> {
         Some(Ok(self.lookup_sync(key, slide)))
+    }
+
+    fn key_derivation(&self) -> &KeyDerivation {
+        &self.inner.keys
     }
 }
 

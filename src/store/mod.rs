@@ -41,7 +41,10 @@
 //! [`max_anonymous_sessions`]: crate::SessionBindingLayer::max_anonymous_sessions
 //!
 //! Keys are [`SessionKey`]s, a hash of the session id, so a dump of the store hands out no usable
-//! session id.
+//! session id. Each store says how its keys are derived ([`BindingStore::key_derivation`], the
+//! [`keys`] module): [`MemoryStore`] keys them with a random secret of its own (format 2),
+//! `RedisStore` with the deployment's [`KeySecret`] when it has one, other stores with SHA-256
+//! (format 1).
 //!
 //! The trait returns boxed futures, so it works both as a generic parameter and behind
 //! `Arc<dyn BindingStore>`.
@@ -49,12 +52,12 @@
 use std::{fmt, sync::Arc, time::Duration};
 
 use futures::future::BoxFuture;
-use sha2::{Digest, Sha256};
 
 use crate::Identity;
 
 pub mod codec;
 pub mod conformance;
+pub mod keys;
 #[cfg(feature = "memory")]
 mod memory;
 #[cfg(feature = "redis")]
@@ -67,7 +70,12 @@ pub use self::redis::{RedisConnection, RedisOptions, RedisStore};
 #[cfg_attr(docsrs, doc(cfg(feature = "memory")))]
 pub use memory::MemoryStore;
 
-/// The store key of a session: the first 128 bits of SHA-256 over the `Mcp-Session-Id` value.
+pub use keys::{KeyDerivation, KeySecret};
+
+/// The store key of a session (or task): 128 bits derived from its id by the store's
+/// [`KeyDerivation`]. [`from_session_id`](Self::from_session_id) and
+/// [`from_task_id`](Self::from_task_id) derive format 1 (SHA-256, unkeyed); see the [`keys`]
+/// module for format 2 (keyed BLAKE3).
 ///
 /// The session id is a bearer secret; the key is not. Its [`Debug`](fmt::Debug) and
 /// [`short`](Self::short) forms are safe to log.
@@ -91,7 +99,8 @@ impl std::hash::Hash for SessionKey {
 }
 
 impl SessionKey {
-    /// Derives the key of a session id.
+    /// Derives the format-1 key of a session id: the first 128 bits of SHA-256 over it. The
+    /// layers derive keys with their store's [`BindingStore::key_derivation`] instead.
     ///
     /// ```
     /// use mcp_session_binding::store::SessionKey;
@@ -102,13 +111,10 @@ impl SessionKey {
     /// ```
     #[must_use]
     pub fn from_session_id(session_id: &str) -> Self {
-        let digest = Sha256::digest(session_id.as_bytes());
-        let mut key = [0; 16];
-        key.copy_from_slice(&digest[..16]);
-        Self(key)
+        keys::sha256(b"", session_id.as_bytes())
     }
 
-    /// Derives the store key of a task id (MCP tasks): a key space of its own, separate from
+    /// Derives the format-1 store key of a task id (MCP tasks): a key space of its own, separate from
     /// session keys. The hash covers a fixed prefix that ends in a NUL byte, which no
     /// `Mcp-Session-Id` (visible ASCII) can contain, so no session id and task id share a key.
     ///
@@ -121,13 +127,7 @@ impl SessionKey {
     /// ```
     #[must_use]
     pub fn from_task_id(task_id: &str) -> Self {
-        let digest = Sha256::new()
-            .chain_update(b"mcp-session-binding/task\0")
-            .chain_update(task_id.as_bytes())
-            .finalize();
-        let mut key = [0; 16];
-        key.copy_from_slice(&digest[..16]);
-        Self(key)
+        keys::sha256_task(task_id)
     }
 
     /// The raw key bytes.
@@ -485,6 +485,20 @@ pub trait BindingStore: Send + Sync + 'static {
         let _ = (key, slide);
         None
     }
+
+    /// How the layers derive this store's keys from session and task ids. The default is
+    /// format 1 ([`KeyDerivation::sha256`]), which every process derives alike; a store read by
+    /// one process only can key its keys with a random [`KeySecret`] (as [`MemoryStore`] does).
+    ///
+    /// ```
+    /// # #[cfg(feature = "memory")] {
+    /// use mcp_session_binding::store::{BindingStore, MemoryStore};
+    /// assert_eq!(MemoryStore::new().key_derivation().format(), 2);
+    /// # }
+    /// ```
+    fn key_derivation(&self) -> &KeyDerivation {
+        &keys::SHA256
+    }
 }
 
 impl<T: BindingStore + ?Sized> BindingStore for Arc<T> {
@@ -520,6 +534,10 @@ impl<T: BindingStore + ?Sized> BindingStore for Arc<T> {
         slide: Option<Duration>,
     ) -> Option<Result<Lookup, StoreError>> {
         (**self).lookup_now(key, slide)
+    }
+
+    fn key_derivation(&self) -> &KeyDerivation {
+        (**self).key_derivation()
     }
 }
 

@@ -16,7 +16,7 @@ use ::redis::{
 use futures::future::{BoxFuture, FutureExt};
 
 use super::{
-    BindOutcome, BindingStore, Lookup, Owner, SessionKey, StoreError,
+    BindOutcome, BindingStore, KeyDerivation, KeySecret, Lookup, Owner, SessionKey, StoreError,
     codec::{self, Stored},
 };
 
@@ -265,6 +265,7 @@ pub struct RedisStore {
     timeout: Duration,
     /// When this store last learnt each binding's expiry: see [`Fresh`].
     fresh: Arc<Fresh>,
+    keys: Arc<KeyDerivation>,
 }
 
 /// How many bindings [`Fresh`] remembers; past it, it starts over (each forgotten binding costs
@@ -437,6 +438,7 @@ impl ::redis::aio::ConnectionLike for RedisConnection {
 pub struct RedisOptions {
     prefix: String,
     timeout: Duration,
+    keys: KeyDerivation,
     /// PEM of the CAs that a `rediss://` server's certificate must chain to.
     #[cfg(feature = "redis-tls")]
     ca_pem: Option<Arc<[u8]>>,
@@ -459,6 +461,7 @@ impl RedisOptions {
         Self {
             prefix: DEFAULT_PREFIX.to_owned(),
             timeout: DEFAULT_TIMEOUT,
+            keys: KeyDerivation::sha256(),
             #[cfg(feature = "redis-tls")]
             ca_pem: None,
         }
@@ -489,6 +492,54 @@ impl RedisOptions {
     /// ```
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
+        self
+    }
+
+    /// Keys session and task keys with `secret` ([format 2](super::keys): keyed BLAKE3) instead
+    /// of unkeyed SHA-256 (format 1, the default): a dump of Redis then cannot be matched to
+    /// session ids even when they are guessable, and each request costs less CPU.
+    ///
+    /// - **Every replica** that shares the store must use the same secret; a replica with
+    ///   another (or none) finds none of the others' sessions and answers 404 on them.
+    /// - **Switching** a running deployment from format 1: lookups that find nothing under the
+    ///   format-2 key also look for the format-1 key, so sessions bound before the switch keep
+    ///   working until they expire ([`reading_format_1_keys`](Self::reading_format_1_keys),
+    ///   on by default with a secret). Replicas still on format 1 during a rolling upgrade do
+    ///   not find the sessions bound by upgraded ones: upgrade behind session affinity, or
+    ///   accept that those clients start a new session.
+    /// - **Rotating** the secret is the same move: new keys, and the old ones are not found
+    ///   (their sessions answer 404 and clients start new ones). Rotate when the secret may have
+    ///   leaked, not on a schedule: unlike a signing key, it protects no data in transit.
+    ///
+    /// ```
+    /// use mcp_session_binding::store::{KeySecret, RedisOptions};
+    ///
+    /// # let from_env = "0123456789abcdef0123456789abcdef".to_owned();
+    /// // For example from an environment variable, the same on every replica:
+    /// let secret = KeySecret::from_material(from_env.as_bytes()).expect("32 bytes or more");
+    /// let options = RedisOptions::new().key_secret(secret);
+    /// # let _ = options;
+    /// ```
+    pub fn key_secret(mut self, secret: KeySecret) -> Self {
+        self.keys = KeyDerivation::keyed(secret).reading_format_1(true);
+        self
+    }
+
+    /// With a [`key_secret`](Self::key_secret), whether a session not found under its keyed key
+    /// is also looked for under its format-1 (SHA-256) key (default `true`): the migration from
+    /// format 1. It costs a second round trip for unknown session ids only; turn it off once
+    /// one binding TTL has passed since every replica has the secret.
+    ///
+    /// ```
+    /// use mcp_session_binding::store::{KeySecret, RedisOptions};
+    ///
+    /// let options = RedisOptions::new()
+    ///     .key_secret(KeySecret::from_material(&[9; 32]).unwrap())
+    ///     .reading_format_1_keys(false);
+    /// # let _ = options;
+    /// ```
+    pub fn reading_format_1_keys(mut self, yes: bool) -> Self {
+        self.keys = self.keys.reading_format_1(yes);
         self
     }
 
@@ -700,6 +751,7 @@ impl RedisStore {
             prefix: Arc::from(prefix),
             timeout: options.timeout,
             fresh: Arc::default(),
+            keys: Arc::new(options.keys),
         }
     }
 
@@ -975,6 +1027,7 @@ impl fmt::Debug for RedisStore {
         f.debug_struct("RedisStore")
             .field("prefix", &self.prefix)
             .field("timeout", &self.timeout)
+            .field("keys", &self.keys)
             .finish_non_exhaustive()
     }
 }
@@ -1110,6 +1163,10 @@ impl BindingStore for RedisStore {
             .await
         }
         .boxed()
+    }
+
+    fn key_derivation(&self) -> &KeyDerivation {
+        &self.keys
     }
 }
 

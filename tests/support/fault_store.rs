@@ -14,7 +14,7 @@ use std::{
 
 use futures::{FutureExt, future::BoxFuture};
 use mcp_session_binding::store::{
-    BindOutcome, BindingStore, Lookup, MemoryStore, Owner, SessionKey, StoreError,
+    BindOutcome, BindingStore, KeyDerivation, Lookup, MemoryStore, Owner, SessionKey, StoreError,
 };
 
 /// What `bind` and `lookup` do.
@@ -116,5 +116,9 @@ impl<St: BindingStore> BindingStore for FaultStore<St> {
             self.inner.end(key, ttl).await
         }
         .boxed()
+    }
+
+    fn key_derivation(&self) -> &KeyDerivation {
+        self.inner.key_derivation()
     }
 }
