@@ -37,6 +37,9 @@
 mod browser;
 #[path = "common/jwt_stack.rs"]
 mod jwt_stack;
+#[cfg(feature = "redis")]
+#[path = "common/key_secret.rs"]
+mod key_secret;
 
 use std::{
     convert::Infallible,
@@ -79,7 +82,8 @@ options:
                       requests with any other Origin get 403
   -h, --help          this text
 
-environment: MCP_JWT_AUDIENCE, MCP_JWT_SECRET, MCP_JWT_ISSUERS, RUST_LOG, as for mcp_server";
+environment: MCP_JWT_AUDIENCE, MCP_JWT_SECRET, MCP_JWT_ISSUERS, MCP_KEY_SECRET, RUST_LOG, as for
+mcp_server";
 
 /// The command line.
 #[derive(Debug)]
@@ -188,7 +192,8 @@ async fn binding_store(args: &Args) -> Result<Option<Arc<dyn BindingStore>>, Str
     };
     #[cfg(feature = "redis")]
     {
-        let store = mcp_session_binding::store::RedisStore::connect(url)
+        let options = key_secret::redis_options()?;
+        let store = mcp_session_binding::store::RedisStore::connect_with(url, options)
             .await
             .map_err(|e| format!("cannot use Redis: {e}"))?;
         Ok(Some(Arc::new(store)))

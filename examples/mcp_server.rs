@@ -60,6 +60,9 @@ mod demo_mcp;
 #[path = "common/jwt_stack.rs"]
 mod jwt_stack;
 #[cfg(feature = "redis")]
+#[path = "common/key_secret.rs"]
+mod key_secret;
+#[cfg(feature = "redis")]
 #[path = "common/rmcp_redis_sessions.rs"]
 mod rmcp_redis_sessions;
 
@@ -114,6 +117,8 @@ environment:
                       one, and tokens printed
   MCP_JWT_ISSUERS     HS256 development mode: the one issuer the secret belongs to (default
                       https://issuer.example)
+  MCP_KEY_SECRET      with --redis: keys the bindings' Redis keys (at least 32 bytes, the
+                      same on every replica); unset: unkeyed SHA-256 keys
   MCP_STATE_KEYS      keys that seal MRTR requestState (feature `request-state`):
                       comma-separated base64, 32 bytes each, the first seals; unset: a
                       random key per process (replicas need the same keys)
@@ -239,12 +244,12 @@ type Redis = MemoryStore;
 /// Connects to the Redis of `--redis` (`None` without it).
 #[cfg(feature = "redis")]
 async fn redis(args: &Args) -> Result<Option<Redis>, String> {
-    use mcp_session_binding::store::{RedisOptions, RedisStore};
+    use mcp_session_binding::store::RedisStore;
     if args.redis.is_none() && args.redis_cluster.is_empty() {
         return Ok(None);
     }
     #[allow(unused_mut)]
-    let mut options = RedisOptions::new();
+    let mut options = key_secret::redis_options()?;
     if let Some(path) = &args.redis_ca {
         #[cfg(feature = "redis-tls")]
         {

@@ -128,8 +128,8 @@ impl Backend {
         }
     }
 
-    /// The Redis key of `session`'s binding: `mcpsb:<hex>`, on a cluster `{mcpsb:}<hex>` (the
-    /// store's hash tag).
+    /// The Redis key of `session`'s binding in format 1 (no key secret): `mcpsb:<hex>`, on a
+    /// cluster `{mcpsb:}<hex>` (the store's hash tag).
     fn binding_key(&self, session: &str) -> String {
         let prefix = match self {
             Self::Single(_) => "mcpsb:",
@@ -709,7 +709,9 @@ async fn one_redis_round_trip_per_checked_request_and_per_bind(redis: Backend) {
 /// port), and are still refused to others.
 async fn a_server_process_restart_keeps_every_binding(redis: Backend) {
     let redis_args = redis.server_args();
-    let server = || {
+    // The first process keys nothing; the second is given MCP_KEY_SECRET (format 2), and
+    // still finds the bindings the first wrote (format 1).
+    let server = |key_secret: Option<&str>| {
         let mut command = Command::new(example("mcp_server"));
         command
             .args(["--listen", "127.0.0.1:0"])
@@ -717,17 +719,21 @@ async fn a_server_process_restart_keeps_every_binding(redis: Backend) {
             .env("MCP_JWT_SECRET", SECRET)
             .env_remove("MCP_JWT_ISSUERS")
             .env_remove("MCP_JWT_AUDIENCE")
+            .env_remove("MCP_KEY_SECRET")
             .env("RUST_LOG", "warn");
+        if let Some(secret) = key_secret {
+            command.env("MCP_KEY_SECRET", secret);
+        }
         Spawned::start(&mut command)
     };
 
-    let first = server();
+    let first = server(None);
     let raw = Raw::at(first.url.clone());
     let alice = raw.open_session(Some(&token("alice"))).await;
     let bob = raw.open_session(Some(&token("bob"))).await;
     drop(first);
 
-    let second = server();
+    let second = server(Some("restart-test-key-secret-32-bytes!!"));
     let raw = Raw::at(second.url.clone());
     let whoami = async |session: &str, sub: &str| {
         let answer = raw.whoami(session, Some(&token(sub)), 5).await;
@@ -741,6 +747,10 @@ async fn a_server_process_restart_keeps_every_binding(redis: Backend) {
     let answer = raw.whoami(&alice, Some(&token("alice")), 7).await;
     assert_eq!(answer.status, StatusCode::NOT_FOUND, "{answer:?}");
     assert_eq!(whoami(&bob, "bob").await, who("bob"));
+    // A session of the second process has a keyed key only.
+    let carol = raw.open_session(Some(&token("carol"))).await;
+    assert_eq!(whoami(&carol, "carol").await, who("carol"));
+    assert_eq!(redis.get(&redis.binding_key(&carol)), "", "no format-1 key");
 }
 
 /// On a Redis Cluster, the master that holds the bindings is killed (SIGKILL) while two replicas

@@ -20,9 +20,11 @@
 //! mcpsb-session:<SessionKey hex>  ->  {"initialize_params":{"protocolVersion":…,"clientInfo":…}}  PX ttl
 //! ```
 //!
-//! The key is the prefix and the same hash of the session id that [`RedisStore`] uses for the
-//! binding (`mcpsb:<SessionKey hex>`), so a dump of Redis hands out no session id either, and an
-//! operator can find a session's state next to its binding. The value is the JSON of
+//! The key is the prefix and the format-1 hash of the session id (SHA-256, what [`RedisStore`]
+//! uses for the binding without a key secret: `mcpsb:<SessionKey hex>`), so a dump of Redis hands
+//! out no session id either. It stays format 1 when the bindings are keyed with a secret: rmcp's
+//! ids are random UUIDs, which no guess can match to their hash, and a format of its own would
+//! need its own migration. The value is the JSON of
 //! [`SessionState`].
 //!
 //! | rmcp calls | when | Redis command |

@@ -205,12 +205,13 @@ where
         // removed, so no inner server routes the request into a session), and so is
         // `Last-Event-ID` (no resumption: an event store keyed by event id alone would replay
         // another caller's stream). It has no GET stream and no DELETE either.
-        let sessionless = headers::is_sessionless(&parts.headers);
-        if self.config.bind_tasks && parts.method == Method::POST {
+        let sessionless = if self.config.bind_tasks && parts.method == Method::POST {
             // Task ids are checked on requests whose header names 2026-07-28 or later; make
             // sure the inner server cannot serve any other request that way.
-            headers::remove_session_era_version(&mut parts.headers);
-        }
+            headers::remove_session_era_version(&mut parts.headers)
+        } else {
+            headers::is_sessionless(&parts.headers)
+        };
         if sessionless {
             parts.headers.remove(MCP_SESSION_ID);
             parts.headers.remove(LAST_EVENT_ID);

@@ -53,7 +53,11 @@ pub(crate) fn session_header(headers: &HeaderMap, max_len: usize) -> SessionHead
     if bytes.len() > max_len {
         return SessionHeader::Malformed("Mcp-Session-Id header is too long");
     }
-    if !bytes.iter().all(|b| (0x21..=0x7e).contains(b)) {
+    // A fold rather than `all`: no early exit, so the check runs on many bytes at a time.
+    if !bytes
+        .iter()
+        .fold(true, |ok, b| ok & (0x21..=0x7e).contains(b))
+    {
         return SessionHeader::Malformed("Mcp-Session-Id header has a byte outside 0x21-0x7E");
     }
     SessionHeader::Present(value)
@@ -61,7 +65,8 @@ pub(crate) fn session_header(headers: &HeaderMap, max_len: usize) -> SessionHead
 
 /// The session id text of a header [`session_header`] accepted (visible ASCII, so UTF-8).
 pub(crate) fn as_str(value: &HeaderValue) -> &str {
-    value.to_str().unwrap_or_default()
+    // `from_utf8` checks ASCII a word at a time; `HeaderValue::to_str` a byte at a time.
+    std::str::from_utf8(value.as_bytes()).unwrap_or_default()
 }
 
 /// Removes `MCP-Protocol-Version` from a request that does not name a sessionless revision.
@@ -74,27 +79,39 @@ pub(crate) fn as_str(value: &HeaderValue) -> &str {
 /// whose `_meta` names a version (header mismatch) and serves the others as before: on a
 /// session-era request the header is only validated (the session keeps the version it
 /// negotiated; `initialize` carries its own), and clients of 2025-03-26 never sent it.
-pub(crate) fn remove_session_era_version(headers: &mut HeaderMap) {
-    if !is_sessionless(headers) {
+///
+/// Returns whether the request is sessionless ([`is_sessionless`]), from the same single look
+/// at the header.
+pub(crate) fn remove_session_era_version(headers: &mut HeaderMap) -> bool {
+    // Not the entry API: it reserves room for an insertion first, which can grow the map.
+    let sessionless = is_sessionless(headers);
+    if !sessionless {
         headers.remove(MCP_PROTOCOL_VERSION);
     }
+    sessionless
 }
 
 /// Whether the request names a sessionless protocol revision (2026-07-28 or later) in a single,
 /// well-formed `MCP-Protocol-Version` header. Anything ambiguous counts as a session-era request,
 /// which is the checked path.
 pub(crate) fn is_sessionless(headers: &HeaderMap) -> bool {
-    let mut values = headers.get_all(MCP_PROTOCOL_VERSION).iter();
+    names_sessionless_revision(headers.get_all(MCP_PROTOCOL_VERSION).iter())
+}
+
+/// Whether these `MCP-Protocol-Version` values are one well-formed revision of 2026-07-28 or
+/// later.
+fn names_sessionless_revision<'a>(mut values: impl Iterator<Item = &'a HeaderValue>) -> bool {
     let (Some(value), None) = (values.next(), values.next()) else {
         return false;
     };
     let v = value.as_bytes();
-    let is_date = v.len() == 10
+    // The comparison first: it settles every session-era revision ("2025-…") at once.
+    v.len() == 10
+        && v >= FIRST_SESSIONLESS_REVISION.as_bytes()
         && v.iter().enumerate().all(|(i, b)| match i {
             4 | 7 => *b == b'-',
             _ => b.is_ascii_digit(),
-        });
-    is_date && v >= FIRST_SESSIONLESS_REVISION.as_bytes()
+        })
 }
 
 #[cfg(test)]

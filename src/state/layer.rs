@@ -261,13 +261,10 @@ where
     fn call(&mut self, request: Request<B>) -> Self::Future {
         let mut ready = crate::ready::take_ready(&mut self.inner);
         let (mut parts, body) = request.into_parts();
-        if parts.method == Method::POST {
-            // `requestState` is checked on requests whose header names 2026-07-28 or later;
-            // make sure the inner server cannot serve any other request that way.
-            headers::remove_session_era_version(&mut parts.headers);
-        }
+        // `requestState` is checked on requests whose header names 2026-07-28 or later; make
+        // sure the inner server cannot serve any other request that way.
         let mrtr = parts.method == Method::POST
-            && headers::is_sessionless(&parts.headers)
+            && headers::remove_session_era_version(&mut parts.headers)
             && parts
                 .headers
                 .get(crate::binding::MCP_METHOD)
