@@ -262,7 +262,7 @@ impl Drop for Slot {
     }
 }
 
-/// The keys are already uniform hashes (SHA-256 prefixes of server-minted ids), so the map uses
+/// The keys are already uniform hashes (keyed BLAKE3 or SHA-256 of server-minted ids), so the map uses
 /// eight of their bytes as the hash instead of hashing them again.
 #[derive(Default)]
 struct KeyHasher(u64);
