@@ -8,11 +8,7 @@ use std::{
 
 use bytes::{Buf, Bytes};
 use futures::{TryFuture, future::FutureExt};
-use http::{
-    Method, Request, Response, Version,
-    header::{AUTHORIZATION, CONTENT_LENGTH},
-    request::Parts,
-};
+use http::{Method, Request, Response, Version, header::AUTHORIZATION, request::Parts};
 use http_body::Body;
 use http_body_util::Full;
 use tower::Service;
@@ -583,29 +579,11 @@ where
     B: Body,
     B::Data: Buf,
 {
-    let declared = parts
-        .headers
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    let read = early::read_bounded(
-        body,
-        declared,
-        config.max_body_bytes,
-        config.refused_body_timeout,
-    )
-    .await;
-    let failed = match read {
+    match reject::read_refused(parts, body, config).await {
         Ok(bytes) => {
             let classified = envelope::classify(&bytes, config.max_batch_answers);
-            return reject::mismatch(&classified, reason, config.max_answer_bytes);
+            reject::mismatch(&classified, reason, config.max_answer_bytes)
         }
-        Err(early::ReadError::TooLarge) => RejectionReason::BodyTooLarge,
-        Err(early::ReadError::TimedOut) => RejectionReason::BodyTimeout,
-        Err(early::ReadError::Unreadable) => RejectionReason::BodyUnreadable,
-    };
-    // The body was not read to its end: the connection cannot carry another request.
-    let mut answer = reject::plain(failed, None);
-    early::close(parts.version, &mut answer);
-    answer
+        Err(answer) => answer,
+    }
 }

@@ -219,30 +219,9 @@ where
     B: Body,
     B::Data: bytes::Buf,
 {
-    let declared = parts
-        .headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    let read = early::read_bounded(
-        body,
-        declared,
-        config.max_body_bytes,
-        config.refused_body_timeout,
-    )
-    .await;
-    let bytes = match read {
+    let bytes = match reject::read_refused(parts, body, config).await {
         Ok(bytes) => bytes,
-        Err(failed) => {
-            let failed = match failed {
-                early::ReadError::TooLarge => RejectionReason::BodyTooLarge,
-                early::ReadError::TimedOut => RejectionReason::BodyTimeout,
-                early::ReadError::Unreadable => RejectionReason::BodyUnreadable,
-            };
-            let mut answer = reject::plain(failed, None);
-            early::close(parts.version, &mut answer);
-            return answer;
-        }
+        Err(answer) => return answer,
     };
     let id = match envelope::classify(&bytes, 1) {
         Classified::Single(Message::Request { id, .. }) => {
