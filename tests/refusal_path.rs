@@ -21,7 +21,7 @@ use futures::StreamExt;
 use http::StatusCode;
 use mcp_session_binding::{
     SessionBindingLayer,
-    store::{BindingStore, Lookup, MemoryStore, Owner, SessionKey},
+    store::{BindingStore, Lookup, MemoryStore, Owner},
 };
 use serde_json::{Value, json};
 use support::{fault_store::FaultStore, logs::Captured, *};
@@ -709,7 +709,7 @@ async fn ending_survives_a_dropped_response_future() {
     use tower::{Service, ServiceExt};
     let store = FaultStore::new(MemoryStore::new()).slow_end(Duration::from_millis(200));
     let owner = Owner::User(mcp_session_binding::Identity::new(ISS_A, "alice").unwrap());
-    let key = SessionKey::from_session_id("s-1");
+    let key = store.key_derivation().session("s-1");
     store
         .bind(key, &owner, Duration::from_secs(60), usize::MAX)
         .await
