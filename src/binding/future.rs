@@ -22,7 +22,13 @@ pub(crate) trait AfterResponse<B, E>: Send {
     /// Whether the response needs this work (the rest passes through untouched).
     fn applies_to(&self, response: &Response<B>) -> bool;
     /// Does the work; the response leaves the layer when it is done.
-    fn run(self: Box<Self>, response: Response<B>) -> BoxFuture<'static, Answer<B, E>>;
+    fn run(self: Box<Self>, response: Response<B>) -> Then<B, E>;
+}
+
+/// What [`AfterResponse::run`] gives back: the answer at once, or work to wait for.
+pub(crate) enum Then<B, E> {
+    Now(Answer<B, E>),
+    Later(BoxFuture<'static, Answer<B, E>>),
 }
 
 pin_project! {
@@ -119,10 +125,10 @@ where
                 StateProj::Inner { future, after } => {
                     let response = ready!(future.try_poll(cx))?;
                     match after.take() {
-                        Some(after) if after.applies_to(&response) => {
-                            let future = after.run(response);
-                            state.set(State::Boxed { future });
-                        }
+                        Some(after) if after.applies_to(&response) => match after.run(response) {
+                            Then::Now(answer) => return Poll::Ready(answer),
+                            Then::Later(future) => state.set(State::Boxed { future }),
+                        },
                         _ => return Poll::Ready(Ok(response.map(ResponseBody::inner))),
                     }
                 }

@@ -218,7 +218,12 @@ where
             }
         }
         // The key is all the matching path needs of the header: no copy of the value is kept.
-        let key = match headers::session_header(&parts.headers, self.config.max_session_id_len) {
+        let header = if sessionless {
+            SessionHeader::Absent // removed above
+        } else {
+            headers::session_header(&parts.headers, self.config.max_session_id_len)
+        };
+        let key = match header {
             SessionHeader::Absent => None,
             SessionHeader::Present(session) => Some(
                 self.store

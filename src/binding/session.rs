@@ -9,7 +9,7 @@ use tower::{Service, ServiceExt};
 
 use crate::{
     Identity, ResponseBody,
-    binding::future::AfterResponse,
+    binding::future::{AfterResponse, Then},
     binding::layer::Config,
     binding::reject::{self, RejectionReason},
     binding::trace,
@@ -184,10 +184,7 @@ where
             }
     }
 
-    fn run(
-        self: Box<Self>,
-        response: Response<ResBody>,
-    ) -> BoxFuture<'static, Result<Response<ResponseBody<ResBody>>, S::Error>> {
+    fn run(self: Box<Self>, response: Response<ResBody>) -> Then<ResBody, S::Error> {
         let After {
             inner,
             store,
@@ -196,7 +193,7 @@ where
             kind,
             request: _,
         } = *self;
-        async move {
+        let work = async move {
             match kind {
                 AfterKind::EndOnSuccess(key) => {
                     let ttl = config.tombstone_ttl;
@@ -220,7 +217,8 @@ where
                 }
             }
         }
-        .boxed()
+        .boxed();
+        Then::Later(work)
     }
 }
 

@@ -43,7 +43,7 @@ use tower::Service;
 use crate::{
     Identity, ResponseBody,
     binding::{
-        future::AfterResponse,
+        future::{AfterResponse, Then},
         layer::Config,
         reject::{self, RejectionReason},
         trace,
@@ -295,27 +295,15 @@ where
         response.status().is_success() && framing(response).is_some()
     }
 
-    fn run(
-        self: Box<Self>,
-        response: Response<ResBody>,
-    ) -> BoxFuture<'static, Result<Response<ResponseBody<ResBody>>, E>> {
+    fn run(self: Box<Self>, response: Response<ResBody>) -> Then<ResBody, E> {
         let framing = framing(&response).unwrap_or(Framing::Json);
         let (mut parts, body) = response.into_parts();
         // The answer may be rewritten (a task that could not be recorded): its length may change.
         parts.headers.remove(header::CONTENT_LENGTH);
-        let Capture {
-            store,
-            config,
-            caller,
-            mode,
-        } = *self;
-        let cap = config.max_body_bytes;
+        let (mode, cap) = (self.mode, self.config.max_body_bytes);
         let scan = TaskScan {
-            recorder: Arc::new(Recorder {
-                store,
-                config,
-                caller,
-            }),
+            // The capture's own box, made the recorder: no allocation.
+            recorder: self,
             mode,
             framing,
             cap,
@@ -326,7 +314,7 @@ where
             inner_done: false,
         };
         let body = ResponseBody::scanned(body, Box::new(scan));
-        futures::future::ready(Ok(Response::from_parts(parts, body))).boxed()
+        Then::Now(Ok(Response::from_parts(parts, body)))
     }
 }
 
@@ -339,13 +327,7 @@ trait TaskRecorder: Send + Sync {
     fn owns(&self, task_id: String) -> BoxFuture<'static, bool>;
 }
 
-struct Recorder<St> {
-    store: St,
-    config: Arc<Config>,
-    caller: Option<Identity>,
-}
-
-impl<St: BindingStore + Clone> TaskRecorder for Recorder<St> {
+impl<St: BindingStore + Clone> TaskRecorder for Capture<St> {
     fn record(&self, task_id: String, ttl_ms: Option<u64>) -> BoxFuture<'static, bool> {
         let store = self.store.clone();
         let ttl = record_ttl(ttl_ms, &self.config);
@@ -403,7 +385,7 @@ struct Pending {
 /// (SSE) or whole (JSON, up to the body cap); an event that creates a task is held until the
 /// task is recorded.
 pub(crate) struct TaskScan {
-    recorder: Arc<dyn TaskRecorder>,
+    recorder: Box<dyn TaskRecorder>,
     mode: Mode,
     framing: Framing,
     /// Most bytes held while looking for the end of an event (or of a JSON answer); past it the
@@ -450,10 +432,17 @@ struct ScannedParams {
     task_id: Option<String>,
 }
 
+/// Whether `bytes` holds `taskId`, which every message that creates or is about a task carries.
+fn names_a_task(bytes: &[u8]) -> bool {
+    static TASK_ID: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+        std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"taskId"));
+    TASK_ID.find(bytes).is_some()
+}
+
 impl TaskScan {
     /// The event as it goes out: SSE events as they came, JSON as the whole body.
     fn handle(&mut self, event: Bytes) {
-        if memchr::memmem::find(&event, b"taskId").is_none() {
+        if !names_a_task(&event) {
             self.out.push_back(Frame::data(event));
             return;
         }
@@ -522,6 +511,16 @@ impl TaskScan {
         }
     }
 
+    /// Whether `data`, a frame that arrived with nothing buffered, is complete events (SSE) or the
+    /// whole body (JSON) and names no task: what [`handle`](Self::handle) passes on unchanged.
+    fn whole_and_plain<B: Body>(&self, data: &Bytes, body: &std::pin::Pin<&mut B>) -> bool {
+        let whole = match self.framing {
+            Framing::Sse => data.ends_with(b"\n\n") || data.ends_with(b"\r\n\r\n"),
+            Framing::Json => body.is_end_stream(),
+        };
+        whole && !names_a_task(data)
+    }
+
     /// Handles every complete event in the buffer (or the whole JSON body once it ended).
     fn drain_events(&mut self) {
         while self.pending.is_none() && !self.buf.is_empty() {
@@ -588,6 +587,10 @@ impl TaskScan {
             match std::task::ready!(body.as_mut().poll_frame(cx)) {
                 Some(Ok(frame)) => match frame.into_data() {
                     Ok(data) if self.passthrough && self.buf.is_empty() => {
+                        return Poll::Ready(Some(Ok(Frame::data(data))));
+                    }
+                    Ok(data) if self.buf.is_empty() && self.whole_and_plain(&data, &body) => {
+                        // What `handle` would pass on unchanged, without copying it.
                         return Poll::Ready(Some(Ok(Frame::data(data))));
                     }
                     Ok(data) => {

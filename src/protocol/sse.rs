@@ -2,8 +2,12 @@
 
 /// The end of the first SSE event in `buf` (past its blank line), if it is complete.
 pub(crate) fn event_end(buf: &[u8]) -> Option<usize> {
-    let lf = memchr::memmem::find(buf, b"\n\n").map(|i| i + 2);
-    let crlf = memchr::memmem::find(buf, b"\r\n\r\n").map(|i| i + 4);
+    use memchr::memmem::Finder;
+    use std::sync::LazyLock;
+    static LF: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\n\n"));
+    static CRLF: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\r\n\r\n"));
+    let lf = LF.find(buf).map(|i| i + 2);
+    let crlf = CRLF.find(buf).map(|i| i + 4);
     match (lf, crlf) {
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),
