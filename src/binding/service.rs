@@ -228,7 +228,7 @@ where
             SessionHeader::Present(session) => Some(
                 self.store
                     .key_derivation()
-                    .session(headers::as_str(session)),
+                    .session_bytes(session.as_bytes()),
             ),
             SessionHeader::Malformed(why) => {
                 let reason = RejectionReason::MalformedSessionId;

@@ -3,12 +3,15 @@
 //! | format | derivation | who uses it |
 //! | --- | --- | --- |
 //! | 1 | SHA-256 of the id, first 128 bits; unkeyed | [`SessionKey::from_session_id`], stores that do not say otherwise, `RedisStore` without a [`KeySecret`] |
-//! | 2 | BLAKE3 keyed with a subkey of a deployment [`KeySecret`], first 128 bits | [`MemoryStore`](super::MemoryStore) (a random secret of its own), `RedisStore` with [`RedisOptions::key_secret`](super::RedisOptions::key_secret) |
+//! | 2 | BLAKE3 keyed with a subkey of a deployment [`KeySecret`], first 128 bits | `RedisStore` with [`RedisOptions::key_secret`](super::RedisOptions::key_secret) |
+//! | 3 | SipHash-2-4-128 with random keys drawn by the process; never leaves it | [`MemoryStore`](super::MemoryStore) |
 //!
-//! Both hide the session id: a dump of the store hands out no usable id. Format 2 also hides
-//! *which* id a key belongs to from whoever lacks the secret, even for ids of little entropy
-//! (a format-1 key can be checked against guessed ids), and costs about a sixth of format 1
-//! (no CPU of the target machines has SHA extensions for free).
+//! All hide the session id: a dump of the store hands out no usable id. Formats 2 and 3 also
+//! hide *which* id a key belongs to from whoever lacks the secret, even for ids of little
+//! entropy (a format-1 key can be checked against guessed ids). Format 2 costs about a sixth of
+//! format 1 per key, format 3 about a tenth (on CPUs without SHA extensions); format 3, a PRF
+//! made for hash tables, is for keys that stay in one process, format 2 for keys that a shared
+//! store keeps.
 //!
 //! A store says which format it writes with [`BindingStore::key_derivation`]; the layers derive
 //! every key through it. A store that switches from format 1 to 2 keeps answering for the
@@ -49,7 +52,7 @@ pub const MIN_SECRET_MATERIAL: usize = 32;
 /// let secret = KeySecret::from_material(b"0123456789abcdef0123456789abcdef").unwrap();
 /// assert_eq!(format!("{secret:?}"), "KeySecret(..)");
 /// assert!(KeySecret::from_material(b"too short").is_err());
-/// // Or random (for a store no other process reads):
+/// // Or random (for a store no other process reads, or a test):
 /// let _one_process_only = KeySecret::random();
 /// ```
 #[derive(Clone)]
@@ -81,9 +84,9 @@ impl KeySecret {
         Ok(Self(blake3::derive_key(MATERIAL_CONTEXT, material)))
     }
 
-    /// A random secret from the operating system. Right for a store that lives in one process
-    /// (what [`MemoryStore`](super::MemoryStore) uses); wrong for a shared store, where every
-    /// replica must derive the same keys.
+    /// A random secret from the operating system: for a store only this process reads (a
+    /// [`KeyDerivation::local`] is cheaper there), or tests. Wrong for a shared store, where
+    /// every replica must derive the same keys.
     ///
     /// # Panics
     ///
@@ -139,6 +142,7 @@ impl std::error::Error for ShortSecret {}
 enum Format {
     Sha256,
     Keyed { session: [u8; 32], task: [u8; 32] },
+    Local { session: [u8; 16], task: [u8; 16] },
 }
 
 /// How a store's keys are derived: the key format, and whether lookups also try format 1.
@@ -201,6 +205,32 @@ impl KeyDerivation {
         }
     }
 
+    /// Format 3: SipHash-2-4-128 with random keys, one for sessions and one for tasks. For a
+    /// store that lives in this process only (what [`MemoryStore`](super::MemoryStore) uses):
+    /// the keys mean nothing to another process, or to this one after a restart.
+    ///
+    /// ```
+    /// use mcp_session_binding::store::KeyDerivation;
+    ///
+    /// let keys = KeyDerivation::local();
+    /// assert_eq!(keys.format(), 3);
+    /// assert_eq!(keys.session("s-1"), keys.session("s-1"));
+    /// assert_ne!(keys.session("s-1"), KeyDerivation::local().session("s-1"));
+    /// ```
+    #[must_use]
+    pub fn local() -> Self {
+        let mut random = [0; 32];
+        getrandom::fill(&mut random).expect("the operating system's random source failed");
+        let (session, task) = random.split_at(16);
+        Self {
+            format: Format::Local {
+                session: session.try_into().expect("16 bytes"),
+                task: task.try_into().expect("16 bytes"),
+            },
+            reading_format_1: false,
+        }
+    }
+
     /// With `true`, a session not found under its key is also looked for under its format-1
     /// key: the migration of a shared store from format 1 to format 2, without logging anyone
     /// out. Costs a second lookup (and SHA-256) for unknown session ids only; turn it off once
@@ -220,7 +250,7 @@ impl KeyDerivation {
         self
     }
 
-    /// The format keys are written in: 1 or 2.
+    /// The format keys are written in: 1, 2 or 3.
     ///
     /// ```
     /// use mcp_session_binding::store::KeyDerivation;
@@ -231,6 +261,7 @@ impl KeyDerivation {
         match self.format {
             Format::Sha256 => 1,
             Format::Keyed { .. } => 2,
+            Format::Local { .. } => 3,
         }
     }
 
@@ -244,9 +275,15 @@ impl KeyDerivation {
     /// ```
     #[must_use]
     pub fn session(&self, session_id: &str) -> SessionKey {
+        self.session_bytes(session_id.as_bytes())
+    }
+
+    /// [`session`](Self::session) of a header's bytes, known to be visible ASCII.
+    pub(crate) fn session_bytes(&self, session_id: &[u8]) -> SessionKey {
         match &self.format {
-            Format::Sha256 => SessionKey::from_session_id(session_id),
-            Format::Keyed { session, .. } => keyed(session, session_id.as_bytes()),
+            Format::Sha256 => sha256(b"", session_id),
+            Format::Keyed { session, .. } => keyed(session, session_id),
+            Format::Local { session, .. } => local(session, session_id),
         }
     }
 
@@ -263,6 +300,7 @@ impl KeyDerivation {
         match &self.format {
             Format::Sha256 => SessionKey::from_task_id(task_id),
             Format::Keyed { task, .. } => keyed(task, task_id.as_bytes()),
+            Format::Local { task, .. } => local(task, task_id.as_bytes()),
         }
     }
 
@@ -313,6 +351,14 @@ fn keyed(key: &[u8; 32], id: &[u8]) -> SessionKey {
     SessionKey(out)
 }
 
+fn local(key: &[u8; 16], id: &[u8]) -> SessionKey {
+    use siphasher::sip128::{Hasher128, SipHasher24};
+    use std::hash::Hasher;
+    let mut hasher = SipHasher24::new_with_key(key);
+    hasher.write(id);
+    SessionKey(hasher.finish128().as_bytes())
+}
+
 /// Format 1: the first 128 bits of SHA-256 over `prefix` then `id`.
 pub(super) fn sha256(prefix: &[u8], id: &[u8]) -> SessionKey {
     let digest = Sha256::new()
@@ -350,6 +396,10 @@ mod tests {
         assert_ne!(a.session("s"), a.task("s"));
         assert_ne!(a.session("s"), KeyDerivation::sha256().session("s"));
         assert_ne!(a.task("s"), KeyDerivation::sha256().task("s"));
+        let local = KeyDerivation::local();
+        assert_ne!(local.session("s"), local.task("s"));
+        assert_ne!(local.session("s"), a.session("s"));
+        assert_eq!(local.format_1_session("s"), None);
         assert_eq!(a.format_1_session("s"), None);
         assert_eq!(
             a.clone().reading_format_1(true).format_1_session("s"),

@@ -15,8 +15,7 @@ use dashmap::{DashMap, mapref::entry::Entry};
 use futures::future::{self, BoxFuture, FutureExt};
 
 use super::{
-    BindOutcome, BindingStore, KeyDerivation, KeySecret, Lookup, Owner, SessionKey, StoreError,
-    StoreErrorKind,
+    BindOutcome, BindingStore, KeyDerivation, Lookup, Owner, SessionKey, StoreError, StoreErrorKind,
 };
 use crate::Identity;
 
@@ -58,9 +57,9 @@ const OWNER_TIDY: usize = 2;
 ///   copy of the issuer.
 /// - Answers synchronously ([`BindingStore::lookup_now`]), so the layer's matching path does not
 ///   allocate.
-/// - Keys are [format 2](super::keys) with a random [`KeySecret`](super::KeySecret) drawn when
-///   the store is made: nothing outside this process ever reads them, and an id of little
-///   entropy cannot be matched to its key.
+/// - Keys are [format 3](super::keys) (SipHash-2-4-128) with random keys drawn when the store
+///   is made: nothing outside this process ever reads them, and an id of little entropy cannot
+///   be matched to its key.
 ///
 /// One process only: with several replicas, use a shared store (the `redis` feature).
 ///
@@ -109,7 +108,7 @@ struct Inner {
     /// Every key of the map at least once, in the order written: the reclaimer's queue. Keys
     /// found live go to the back; keys found expired or gone leave it.
     written: Mutex<VecDeque<SessionKey>>,
-    /// Format 2, with a secret of this store's own.
+    /// Format 3, with random keys of this store's own.
     keys: KeyDerivation,
     /// Milliseconds added to the clock, for tests of expiry.
     #[cfg(test)]
@@ -127,7 +126,7 @@ impl Default for Inner {
             capacity: None,
             epoch: Instant::now(),
             written: Mutex::new(VecDeque::new()),
-            keys: KeyDerivation::keyed(KeySecret::random()),
+            keys: KeyDerivation::local(),
             #[cfg(test)]
             skew: AtomicU64::new(0),
         }
@@ -262,7 +261,7 @@ impl Drop for Slot {
     }
 }
 
-/// The keys are already uniform hashes (keyed BLAKE3 or SHA-256 of server-minted ids), so the map uses
+/// The keys are already uniform hashes (SipHash, keyed BLAKE3 or SHA-256 of session ids), so the map uses
 /// eight of their bytes as the hash instead of hashing them again.
 #[derive(Default)]
 struct KeyHasher(u64);

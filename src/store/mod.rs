@@ -42,7 +42,7 @@
 //!
 //! Keys are [`SessionKey`]s, a hash of the session id, so a dump of the store hands out no usable
 //! session id. Each store says how its keys are derived ([`BindingStore::key_derivation`], the
-//! [`keys`] module): [`MemoryStore`] keys them with a random secret of its own (format 2),
+//! [`keys`] module): [`MemoryStore`] keys them with random keys of its own (format 3),
 //! `RedisStore` with the deployment's [`KeySecret`] when it has one, other stores with SHA-256
 //! (format 1).
 //!
@@ -488,12 +488,13 @@ pub trait BindingStore: Send + Sync + 'static {
 
     /// How the layers derive this store's keys from session and task ids. The default is
     /// format 1 ([`KeyDerivation::sha256`]), which every process derives alike; a store read by
-    /// one process only can key its keys with a random [`KeySecret`] (as [`MemoryStore`] does).
+    /// one process only can key them with random keys ([`KeyDerivation::local`], as
+    /// [`MemoryStore`] does), a shared one with a deployment [`KeySecret`].
     ///
     /// ```
     /// # #[cfg(feature = "memory")] {
     /// use mcp_session_binding::store::{BindingStore, MemoryStore};
-    /// assert_eq!(MemoryStore::new().key_derivation().format(), 2);
+    /// assert_eq!(MemoryStore::new().key_derivation().format(), 3);
     /// # }
     /// ```
     fn key_derivation(&self) -> &KeyDerivation {
