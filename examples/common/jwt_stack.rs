@@ -14,7 +14,7 @@ use std::{
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
-use axum::{Router, extract::Request, response::IntoResponse};
+use axum::{Router, extract::Request};
 use jsonwebtoken::{EncodingKey, Header, encode};
 use mcp_session_binding::{
     SessionBindingLayer,
@@ -22,7 +22,7 @@ use mcp_session_binding::{
     store::BindingStore,
 };
 use serde_json::json;
-use tower::{Layer, util::MapResponseLayer};
+use tower::Layer;
 
 /// The issuer trusted in the HS256 development mode when `MCP_JWT_ISSUERS` is not set.
 pub const DEFAULT_ISSUER: &str = "https://issuer.example";
@@ -173,22 +173,32 @@ pub fn auth_layer(config: &StackConfig, base_url: &str) -> Result<JwtAuthLayer, 
 /// # Errors
 ///
 /// When the JWT layer cannot be built (see [`auth_layer`]).
-pub fn router<S>(config: &StackConfig, base_url: &str, mcp: S) -> Result<Router, JwtConfigError>
+pub fn router<S, B>(config: &StackConfig, base_url: &str, mcp: S) -> Result<Router, JwtConfigError>
 where
-    S: tower::Service<Request, Error = Infallible> + Clone + Send + Sync + 'static,
-    S::Response: IntoResponse,
+    S: tower::Service<Request, Response = http::Response<B>, Error = Infallible>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
     S::Future: Send + 'static,
+    B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+    B::Error: Into<axum::BoxError>,
 {
     let auth = auth_layer(config, base_url)?;
     Ok(router_with(config, base_url, mcp, auth))
 }
 
 /// [`router`] with a JWT layer built (and perhaps given its keys) beforehand.
-pub fn router_with<S>(config: &StackConfig, base_url: &str, mcp: S, auth: JwtAuthLayer) -> Router
+pub fn router_with<S, B>(config: &StackConfig, base_url: &str, mcp: S, auth: JwtAuthLayer) -> Router
 where
-    S: tower::Service<Request, Error = Infallible> + Clone + Send + Sync + 'static,
-    S::Response: IntoResponse,
+    S: tower::Service<Request, Response = http::Response<B>, Error = Infallible>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
     S::Future: Send + 'static,
+    B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+    B::Error: Into<axum::BoxError>,
 {
     let metadata = metadata(config, base_url);
     // The binding layer wraps the MCP service itself (cheaper than `Router::layer`, which boxes and
@@ -196,7 +206,6 @@ where
     // auth layer inserted.
     let app = match &config.binding {
         Some(store) => {
-            let mcp = MapResponseLayer::new(IntoResponse::into_response).layer(mcp);
             let mut binding = SessionBindingLayer::with_store(store.clone())
                 .allow_anonymous(config.allow_anonymous);
             // The DELETE that ends a refused caller's session goes to this server's own origin,
