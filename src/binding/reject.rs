@@ -317,6 +317,42 @@ pub(crate) fn mismatch(
     json(StatusCode::OK, body, reason)
 }
 
+/// Reads the body of a request the layer refuses, within the layer's bounds (size cap, time
+/// limit), to answer it in kind. A body that cannot be read to its end gets its answer instead
+/// (413, 408 or 400, with `Connection: close`: the connection cannot carry another request).
+pub(crate) async fn read_refused<B>(
+    parts: &http::request::Parts,
+    body: B,
+    config: &Config,
+) -> Result<Bytes, Response<Full<Bytes>>>
+where
+    B: http_body::Body,
+    B::Data: bytes::Buf,
+{
+    let declared = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let read = early::read_bounded(
+        body,
+        declared,
+        config.max_body_bytes,
+        config.refused_body_timeout,
+    )
+    .await;
+    read.map_err(|failed| {
+        let failed = match failed {
+            early::ReadError::TooLarge => RejectionReason::BodyTooLarge,
+            early::ReadError::TimedOut => RejectionReason::BodyTimeout,
+            early::ReadError::Unreadable => RejectionReason::BodyUnreadable,
+        };
+        let mut answer = plain(failed, None);
+        early::close(parts.version, &mut answer);
+        answer
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -457,40 +493,4 @@ mod tests {
             Some(&RejectionReason::StoreUnavailable)
         );
     }
-}
-
-/// Reads the body of a request the layer refuses, within the layer's bounds (size cap, time
-/// limit), to answer it in kind. A body that cannot be read to its end gets its answer instead
-/// (413, 408 or 400, with `Connection: close`: the connection cannot carry another request).
-pub(crate) async fn read_refused<B>(
-    parts: &http::request::Parts,
-    body: B,
-    config: &Config,
-) -> Result<Bytes, Response<Full<Bytes>>>
-where
-    B: http_body::Body,
-    B::Data: bytes::Buf,
-{
-    let declared = parts
-        .headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    let read = early::read_bounded(
-        body,
-        declared,
-        config.max_body_bytes,
-        config.refused_body_timeout,
-    )
-    .await;
-    read.map_err(|failed| {
-        let failed = match failed {
-            early::ReadError::TooLarge => RejectionReason::BodyTooLarge,
-            early::ReadError::TimedOut => RejectionReason::BodyTimeout,
-            early::ReadError::Unreadable => RejectionReason::BodyUnreadable,
-        };
-        let mut answer = plain(failed, None);
-        early::close(parts.version, &mut answer);
-        answer
-    })
 }
