@@ -2,14 +2,19 @@
 //!
 //! - `subscriptions/listen` (revision 2026-07-28): a real rmcp server (the demo server, whose
 //!   `slow_echo` runs as an rmcp task) behind the test auth layer, `SessionBindingLayer` (which
-//!   records the tasks) and `TaskParamsLayer` on the same store; memory and Redis stores.
+//!   records the tasks) and `TaskParamsLayer` on the same store; memory and Redis stores. rmcp 3.9
+//!   does not serve `subscriptions/listen` (it answers `-32601`), so an accepted listen is one
+//!   that reaches it.
 //! - Legacy 2025-11-25 tasks: rmcp does not implement them (it serves the 2026-07-28 tasks
 //!   extension only, without `tasks/result` or `tasks/list`), so they are driven through a
 //!   scripted inner service that answers the 2025-11-25 wire shapes.
 
 mod support;
 
-use std::sync::{Arc, Mutex};
+use std::sync::{
+    Arc, Mutex,
+    atomic::{AtomicU64, Ordering},
+};
 
 use axum::Router;
 use http::StatusCode;
@@ -234,4 +239,378 @@ async fn other_requests_pass() {
     let session = raw.open_session(Some(&alice())).await;
     let answer = raw.whoami(&session, Some(&alice()), 3).await;
     assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
+}
+
+// ---- Legacy 2025-11-25 tasks, on a scripted inner service ----
+
+/// A scripted 2025-11-25 server (rmcp does not serve these tasks): `initialize` opens a session;
+/// a `tools/call` with `params.task` answers a `CreateTaskResult` whose `result.task.taskId` is
+/// `legacy-<text>`, as JSON or, for the tool `sse`, as an SSE stream with a notification first;
+/// `tasks/get|result|cancel` answer with the task id they name; `tasks/list` lists every task;
+/// notifications get 202; anything else an empty result.
+fn legacy_server() -> (Router, support::Recorded) {
+    use axum::{body::Body, response::Response};
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let record = seen.clone();
+    let sessions = Arc::new(AtomicU64::new(0));
+    let handler = move |request: axum::extract::Request| {
+        let (record, sessions) = (record.clone(), sessions.clone());
+        async move {
+            record.lock().unwrap().push(support::Seen::of(&request));
+            let bytes = axum::body::to_bytes(request.into_body(), usize::MAX)
+                .await
+                .unwrap();
+            let message: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+            let json = |body: Value| {
+                Response::builder()
+                    .header("content-type", "application/json")
+                    .body(Body::from(body.to_string()))
+                    .unwrap()
+            };
+            if message.is_array() {
+                return json(json!([]));
+            }
+            let Some(id) = message.get("id").cloned() else {
+                return Response::builder().status(202).body(Body::empty()).unwrap();
+            };
+            let params = &message["params"];
+            let result = |result: Value| json!({"jsonrpc": "2.0", "id": id, "result": result});
+            match message["method"].as_str().unwrap_or_default() {
+                "initialize" => {
+                    let n = sessions.fetch_add(1, Ordering::Relaxed);
+                    let mut answer = json(result(json!({
+                        "protocolVersion": "2025-11-25", "capabilities": {"tasks": {}},
+                        "serverInfo": {"name": "legacy", "version": "0"}})));
+                    answer.headers_mut().insert(
+                        "mcp-session-id",
+                        format!("legacy-session-{n}").parse().unwrap(),
+                    );
+                    answer
+                }
+                "tools/call" if params.get("task").is_some() => {
+                    let text = params["arguments"]["text"].as_str().unwrap_or_default();
+                    let created = result(json!({"task": {
+                        "taskId": format!("legacy-{text}"), "status": "working",
+                        "createdAt": "2026-11-30T00:00:00Z", "ttl": 60000, "pollInterval": 100}}));
+                    if params["name"] != "sse" {
+                        return json(created);
+                    }
+                    let note = json!({"jsonrpc": "2.0", "method": "notifications/progress",
+                        "params": {"progressToken": 1, "progress": 0}});
+                    Response::builder()
+                        .header("content-type", "text/event-stream")
+                        .body(Body::from(format!("data: {note}\n\ndata: {created}\n\n")))
+                        .unwrap()
+                }
+                "tasks/get" | "tasks/result" | "tasks/cancel" => json(result(
+                    json!({"taskId": params["taskId"], "status": "working"}),
+                )),
+                "tasks/list" => json(result(json!({"tasks": [{"taskId": "legacy-a"}]}))),
+                _ => json(result(json!({}))),
+            }
+        }
+    };
+    let app = Router::new().route("/mcp", axum::routing::post(handler));
+    (app, seen)
+}
+
+/// The legacy server behind the test auth layer, `SessionBindingLayer` and `layer`, both on
+/// `store`.
+async fn serve_legacy<St: BindingStore + Clone>(
+    store: St,
+    layer: impl FnOnce(TaskParamsLayer<St>) -> TaskParamsLayer<St>,
+) -> TestServer {
+    let (inner, seen) = legacy_server();
+    let app = inner
+        .layer(layer(TaskParamsLayer::new(store.clone())))
+        .layer(SessionBindingLayer::with_store(store))
+        .layer(axum::middleware::from_fn(support::auth));
+    serve_router(app, seen).await
+}
+
+/// The JSON-RPC messages of an answer (JSON, or the events of an SSE stream).
+fn messages(answer: &Answer) -> Vec<Value> {
+    if !answer.text.starts_with("data:") {
+        return vec![answer.json()];
+    }
+    answer
+        .text
+        .lines()
+        .filter_map(|line| line.strip_prefix("data: "))
+        .map(|data| serde_json::from_str(data).unwrap())
+        .collect()
+}
+
+/// Starts a legacy task in `session` (the tool `sse` answers with an SSE stream); its id.
+async fn create_legacy_task(
+    raw: &Raw,
+    session: &str,
+    token: &str,
+    tool: &str,
+    text: &str,
+) -> String {
+    let body = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+        "params": {"name": tool, "arguments": {"text": text}, "task": {"ttl": 60000}}});
+    let answer = raw.post(Some(session), Some(token), &body).await;
+    assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
+    let last = messages(&answer).pop().unwrap();
+    last["result"]["task"]["taskId"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no task in {answer:?}"))
+        .to_owned()
+}
+
+/// A legacy `tasks/*` request naming `task_id` in `params.taskId`.
+async fn legacy_task_request(
+    raw: &Raw,
+    session: &str,
+    token: &str,
+    method: &str,
+    task_id: &str,
+) -> Answer {
+    let body = json!({"jsonrpc": "2.0", "id": 7, "method": method, "params": {"taskId": task_id}});
+    raw.post(Some(session), Some(token), &body).await
+}
+
+/// alice's legacy tasks (created by a JSON and by an SSE answer) are hers: bob's `tasks/get`,
+/// `tasks/result` and `tasks/cancel` on them, from his own session, are answered exactly like a
+/// random id, and nothing reaches the server; alice's own are served.
+async fn legacy_tasks_are_bound_to_their_creator<St: BindingStore + Clone>(store: St) {
+    let server = serve_legacy(store, |layer| layer.legacy_tasks(true)).await;
+    let raw = Raw::new(&server);
+    let (alices_session, bobs_session) = (
+        raw.open_session(Some(&alice())).await,
+        raw.open_session(Some(&bob())).await,
+    );
+    let json_task = create_legacy_task(&raw, &alices_session, &alice(), "echo", "a").await;
+    let sse_task = create_legacy_task(&raw, &alices_session, &alice(), "sse", "b").await;
+    assert_eq!(
+        (json_task.as_str(), sse_task.as_str()),
+        ("legacy-a", "legacy-b")
+    );
+    let random = "legacy-never-created";
+    let forwarded = server.forwarded_count();
+    for task_id in [&json_task, &sse_task] {
+        for method in ["tasks/get", "tasks/result", "tasks/cancel"] {
+            let theirs = legacy_task_request(&raw, &bobs_session, &bob(), method, task_id).await;
+            assert_refused(&theirs, 7, &format!("unknown task: {task_id}"));
+            let unknown = legacy_task_request(&raw, &bobs_session, &bob(), method, random).await;
+            assert_eq!(
+                without(&theirs, task_id),
+                without(&unknown, random),
+                "{method}"
+            );
+        }
+    }
+    // A task request sent as a notification (no id) is refused too, without an id.
+    let note = json!({"jsonrpc": "2.0", "method": "tasks/cancel", "params": {"taskId": json_task}});
+    let answer = raw.post(Some(&bobs_session), Some(&bob()), &note).await;
+    assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{answer:?}");
+    assert_eq!(answer.json()["error"]["code"], -32602, "{answer:?}");
+    assert_eq!(
+        server.forwarded_count(),
+        forwarded,
+        "a refused task request was forwarded"
+    );
+
+    for task_id in [&json_task, &sse_task] {
+        for method in ["tasks/get", "tasks/result", "tasks/cancel"] {
+            let mine = legacy_task_request(&raw, &alices_session, &alice(), method, task_id).await;
+            assert_eq!(
+                mine.json()["result"]["taskId"],
+                task_id.as_str(),
+                "{method}: {mine:?}"
+            );
+        }
+    }
+    // A task is bound to its creator, not to the session that created it.
+    let other_session = raw.open_session(Some(&alice())).await;
+    let mine = legacy_task_request(&raw, &other_session, &alice(), "tasks/get", &json_task).await;
+    assert_eq!(
+        mine.json()["result"]["taskId"],
+        json_task.as_str(),
+        "{mine:?}"
+    );
+}
+
+#[tokio::test]
+async fn memory_legacy_tasks_are_bound_to_their_creator() {
+    legacy_tasks_are_bound_to_their_creator(MemoryStore::new()).await;
+}
+
+#[tokio::test]
+async fn redis_legacy_tasks_are_bound_to_their_creator() {
+    let Some(redis) = support::redis_server::RedisServer::start() else {
+        return;
+    };
+    let store = mcp_session_binding::store::RedisStore::connect(&redis.url())
+        .await
+        .unwrap();
+    legacy_tasks_are_bound_to_their_creator(store).await;
+}
+
+/// `tasks/list` is refused with a clear JSON-RPC error and the request's id: the layer cannot
+/// tell whose tasks the server lists.
+#[tokio::test]
+async fn legacy_task_list_is_refused() {
+    let server = serve_legacy(MemoryStore::new(), |layer| layer.legacy_tasks(true)).await;
+    let raw = Raw::new(&server);
+    let session = raw.open_session(Some(&alice())).await;
+    create_legacy_task(&raw, &session, &alice(), "echo", "a").await;
+    let forwarded = server.forwarded_count();
+    let body = json!({"jsonrpc": "2.0", "id": 8, "method": "tasks/list", "params": {}});
+    let answer = raw.post(Some(&session), Some(&alice()), &body).await;
+    assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
+    let json = answer.json();
+    assert_eq!(json["id"], 8, "{json}");
+    assert_eq!(json["error"]["code"], -32600, "{json}");
+    assert_eq!(json["error"]["message"], TASK_LIST_REFUSED, "{json}");
+    assert_eq!(
+        server.forwarded_count(),
+        forwarded,
+        "tasks/list was forwarded"
+    );
+}
+
+/// Legacy tasks are opt-in: by default no session-era body is read, and a task request passes
+/// to the server unchecked.
+#[tokio::test]
+async fn legacy_tasks_are_off_by_default() {
+    let server = serve_legacy(MemoryStore::new(), |layer| layer).await;
+    let raw = Raw::new(&server);
+    let alices = raw.open_session(Some(&alice())).await;
+    let bobs = raw.open_session(Some(&bob())).await;
+    let task_id = create_legacy_task(&raw, &alices, &alice(), "echo", "a").await;
+    let answer = legacy_task_request(&raw, &bobs, &bob(), "tasks/get", &task_id).await;
+    assert_eq!(
+        answer.json()["result"]["taskId"],
+        task_id.as_str(),
+        "{answer:?}"
+    );
+}
+
+/// Bad legacy task requests: each a clear answer, none forwarded; a batch without task requests
+/// passes.
+#[tokio::test]
+async fn bad_legacy_requests_get_clear_errors() {
+    let server = serve_legacy(MemoryStore::new(), |layer| {
+        layer
+            .legacy_tasks(true)
+            .max_task_id_len(16)
+            .max_body_bytes(4096)
+    })
+    .await;
+    let raw = Raw::new(&server);
+    let session = raw.open_session(Some(&alice())).await;
+    let task_id = create_legacy_task(&raw, &session, &alice(), "echo", "a").await;
+    let forwarded = server.forwarded_count();
+    let get = |params: Value| {
+        json!({"jsonrpc": "2.0", "id": 9, "method": "tasks/get", "params": params}).to_string()
+    };
+    let cases = [
+        (
+            "taskId a number",
+            get(json!({"taskId": 5})),
+            "params.taskId must be a string",
+        ),
+        (
+            "taskId an object",
+            get(json!({"taskId": {"id": task_id}})),
+            "params.taskId must be a string",
+        ),
+        (
+            "taskId missing",
+            get(json!({})),
+            "params.taskId (the task id) is required",
+        ),
+        (
+            "params missing",
+            r#"{"jsonrpc":"2.0","id":9,"method":"tasks/get"}"#.to_owned(),
+            "params.taskId (the task id) is required",
+        ),
+        (
+            "taskId empty",
+            get(json!({"taskId": ""})),
+            "params.taskId is empty",
+        ),
+        (
+            "taskId over the cap",
+            get(json!({"taskId": "x".repeat(17)})),
+            "the task id is too long",
+        ),
+        (
+            "params positional",
+            get(json!([task_id])),
+            "params must be an object without repeated keys",
+        ),
+        (
+            "taskId repeated",
+            get(json!({"taskId": "other"})).replace(
+                r#""taskId":"other""#,
+                &format!(r#""taskId":"other","taskId":"{task_id}""#),
+            ),
+            "params must be an object without repeated keys",
+        ),
+    ];
+    for (what, body, message) in cases {
+        let answer = raw
+            .post_bytes(Some(&session), Some(&alice()), body.into_bytes())
+            .await;
+        assert_refused_with(&answer, what, message);
+    }
+    let call =
+        json!({"jsonrpc": "2.0", "id": 1, "method": "tasks/get", "params": {"taskId": task_id}});
+    let bodies = [
+        (
+            "not JSON",
+            b"{\"jsonrpc\": ".to_vec(),
+            StatusCode::BAD_REQUEST,
+            -32600,
+        ),
+        (
+            "a repeated method",
+            format!(r#"{{"jsonrpc":"2.0","id":9,"method":"ping","method":"tasks/list"}}"#)
+                .into_bytes(),
+            StatusCode::BAD_REQUEST,
+            -32600,
+        ),
+        (
+            "over the body cap",
+            get(json!({"taskId": task_id, "pad": "x".repeat(5000)})).into_bytes(),
+            StatusCode::PAYLOAD_TOO_LARGE,
+            -32600,
+        ),
+        (
+            "a batch with a task request",
+            json!([{"jsonrpc": "2.0", "id": 2, "method": "ping"}, call])
+                .to_string()
+                .into_bytes(),
+            StatusCode::BAD_REQUEST,
+            -32600,
+        ),
+    ];
+    for (what, body, status, code) in bodies {
+        let answer = raw.post_bytes(Some(&session), Some(&alice()), body).await;
+        assert_eq!(answer.status, status, "{what}: {answer:?}");
+        let json = answer.json();
+        assert!(json.get("id").is_none(), "{what}: {json}");
+        assert_eq!(json["error"]["code"], code, "{what}: {json}");
+    }
+    assert_eq!(
+        server.forwarded_count(),
+        forwarded,
+        "a bad request was forwarded"
+    );
+    let batch = json!([{"jsonrpc": "2.0", "id": 2, "method": "ping"}, {"jsonrpc": "2.0", "method": "notifications/x"}]);
+    let answer = raw.post(Some(&session), Some(&alice()), &batch).await;
+    assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
+    assert_eq!(server.forwarded_count(), forwarded + 1);
+}
+
+fn assert_refused_with(answer: &Answer, what: &str, message: &str) {
+    assert_eq!(answer.status, StatusCode::OK, "{what}: {answer:?}");
+    let json = answer.json();
+    assert_eq!(json["id"], 9, "{what}: {json}");
+    assert_eq!(json["error"]["code"], -32602, "{what}: {json}");
+    assert_eq!(json["error"]["message"], message, "{what}: {json}");
 }

@@ -388,7 +388,7 @@ fn legacy_message(message: &Envelope<'_>, max_id_len: usize) -> Plan {
             task_id: Some(raw), ..
         })) => raw,
         Ok(_) => return Plan::invalid("params.taskId (the task id) is required"),
-        Err(()) => return Plan::invalid("params must be an object with a taskId"),
+        Err(()) => return Plan::invalid("params must be an object without repeated keys"),
     };
     match task_id(raw, max_id_len, "params.taskId") {
         Ok(task_id) => Plan::Check(vec![task_id]),
