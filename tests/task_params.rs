@@ -449,6 +449,30 @@ async fn redis_legacy_tasks_are_bound_to_their_creator() {
     legacy_tasks_are_bound_to_their_creator(store).await;
 }
 
+/// An expired task record is refused like an unknown task, to its creator too (the record lives
+/// at most `task_ttl`).
+#[tokio::test]
+async fn expired_legacy_task_records_are_refused() {
+    let server = serve_legacy(MemoryStore::new(), |layer| {
+        layer
+            .legacy_tasks(true)
+            .task_ttl(std::time::Duration::from_secs(1))
+    })
+    .await;
+    let raw = Raw::new(&server);
+    let session = raw.open_session(Some(&alice())).await;
+    let task_id = create_legacy_task(&raw, &session, &alice(), "echo", "a").await;
+    let fresh = legacy_task_request(&raw, &session, &alice(), "tasks/get", &task_id).await;
+    assert_eq!(
+        fresh.json()["result"]["taskId"],
+        task_id.as_str(),
+        "{fresh:?}"
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    let expired = legacy_task_request(&raw, &session, &alice(), "tasks/get", &task_id).await;
+    assert_refused(&expired, 7, &format!("unknown task: {task_id}"));
+}
+
 /// `tasks/list` is refused with a clear JSON-RPC error and the request's id: the layer cannot
 /// tell whose tasks the server lists.
 #[tokio::test]
@@ -569,7 +593,8 @@ async fn bad_legacy_requests_get_clear_errors() {
         ),
         (
             "a repeated method",
-            format!(r#"{{"jsonrpc":"2.0","id":9,"method":"ping","method":"tasks/list"}}"#)
+            r#"{"jsonrpc":"2.0","id":9,"method":"ping","method":"tasks/list"}"#
+                .to_owned()
                 .into_bytes(),
             StatusCode::BAD_REQUEST,
             -32600,
