@@ -639,3 +639,36 @@ fn assert_refused_with(answer: &Answer, what: &str, message: &str) {
     assert_eq!(json["error"]["code"], -32602, "{what}: {json}");
     assert_eq!(json["error"]["message"], message, "{what}: {json}");
 }
+
+/// The example server wires `TaskParamsLayer` inside its binding layer: bob's
+/// `subscriptions/listen` naming alice's task is refused, alice's reaches rmcp. Tokens are the
+/// ones the example prints when it runs without `MCP_JWT_SECRET`.
+#[cfg(all(feature = "jwt", feature = "oidc"))]
+#[tokio::test]
+async fn the_example_server_checks_listen() {
+    use support::example_bin::{Spawned, example};
+    let server = Spawned::start(
+        std::process::Command::new(example("mcp_server"))
+            .args(["--listen", "127.0.0.1:0"])
+            .env_remove("MCP_JWT_SECRET")
+            .env_remove("MCP_JWT_ISSUERS")
+            .env_remove("MCP_JWT_AUDIENCE"),
+    );
+    let printed = |who: &str| {
+        server
+            .banner
+            .iter()
+            .find_map(|line| line.trim().strip_prefix(who))
+            .map(|token| token.trim().to_owned())
+            .unwrap_or_else(|| panic!("no {who} token in {:?}", server.banner))
+    };
+    let (alice, bob) = (printed("alice "), printed("bob "));
+    let raw = Raw::at(server.url.clone());
+    let task_id = create_task(&raw, &alice, "example", 10).await;
+    let refused = listen(&raw, Some(&bob), json!([task_id])).await;
+    assert_refused(&refused, 5, &format!("unknown task: {task_id}"));
+    let served = listen(&raw, Some(&alice), json!([task_id])).await;
+    assert!(!served.text.contains("unknown task"), "{served:?}");
+    // rmcp 3.9 has no `subscriptions/listen`: its own answer says so.
+    assert_eq!(served.json()["error"]["code"], -32601, "{served:?}");
+}
