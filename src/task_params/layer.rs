@@ -119,7 +119,9 @@ impl<St> TaskParamsLayer<St> {
     }
 
     /// Whether `subscriptions/listen` requests (2026-07-28) may name only the caller's tasks in
-    /// `params.notifications.taskIds` (default `true`).
+    /// `params.notifications.taskIds` (default `true`). The binding layer records the tasks:
+    /// with its [`bind_tasks`](crate::SessionBindingLayer::bind_tasks) off, turn this off too,
+    /// or every listen naming a task is refused.
     ///
     /// ```
     /// # #[cfg(feature = "memory")] {
