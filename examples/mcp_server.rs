@@ -342,6 +342,15 @@ async fn run(args: Args) -> Result<(), String> {
     // MRTR requestState sealed to the caller (revision 2026-07-28), inside the binding layer.
     #[cfg(feature = "request-state")]
     let mcp = tower::Layer::layer(&state_layer()?, mcp);
+    // Task ids in request bodies (`subscriptions/listen`) bound to their creator: inside the
+    // binding layer, on its store. Legacy 2025-11-25 tasks stay off: rmcp does not serve them.
+    let tasks_store: Arc<dyn BindingStore> = match &binding {
+        Some(store) => store.clone(),
+        None => Arc::new(MemoryStore::new()),
+    };
+    let task_params = mcp_session_binding::task_params::TaskParamsLayer::new(tasks_store)
+        .check_listen(binding.is_some());
+    let mcp = tower::Layer::layer(&task_params, mcp);
 
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await

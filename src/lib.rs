@@ -131,6 +131,7 @@ mod ready;
 #[cfg_attr(docsrs, doc(cfg(feature = "request-state")))]
 pub mod state;
 pub mod store;
+pub mod task_params;
 
 /// The README's Rust blocks, compiled as doc tests: its Quick start must build as written.
 #[cfg(all(doctest, feature = "jwt", feature = "memory"))]

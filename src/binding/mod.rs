@@ -16,16 +16,16 @@
 //! - `trace`: every log event, with its reason code.
 
 mod body;
-mod future;
-mod layer;
-mod reject;
+pub(crate) mod future;
+pub(crate) mod layer;
+pub(crate) mod reject;
 mod service;
 pub(crate) mod session;
-mod tasks;
+pub(crate) mod tasks;
 
 #[cfg(feature = "request-state")]
 pub(crate) use tasks::MCP_METHOD;
-mod trace;
+pub(crate) mod trace;
 
 pub use body::ResponseBody;
 pub use future::ResponseFuture;

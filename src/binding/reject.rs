@@ -329,14 +329,9 @@ where
     B: http_body::Body,
     B::Data: bytes::Buf,
 {
-    let declared = parts
-        .headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
     let read = early::read_bounded(
         body,
-        declared,
+        early::declared_length(&parts.headers),
         config.max_body_bytes,
         config.refused_body_timeout,
     )

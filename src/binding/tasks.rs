@@ -208,7 +208,7 @@ where
 
 /// A `-32602` answer with `message`, carrying the refused request's `id` (its body is read
 /// within the layer's bounds). A body without a usable id gets 400 and no `id`.
-async fn refusal<B>(
+pub(crate) async fn refusal<B>(
     parts: &http::request::Parts,
     body: B,
     config: &Config,
@@ -219,11 +219,22 @@ where
     B: Body,
     B::Data: bytes::Buf,
 {
-    let bytes = match reject::read_refused(parts, body, config).await {
-        Ok(bytes) => bytes,
-        Err(answer) => return answer,
-    };
-    let id = match envelope::classify(&bytes, 1) {
+    match reject::read_refused(parts, body, config).await {
+        Ok(bytes) => answer_for(&bytes, config, reason, code::INVALID_PARAMS, message),
+        Err(answer) => answer,
+    }
+}
+
+/// A JSON-RPC error (`code`, `message`) answering the request in `bytes` with its `id`; a body
+/// without a usable id (a batch, a notification, not JSON-RPC) gets 400 and no `id`.
+pub(crate) fn answer_for(
+    bytes: &[u8],
+    config: &Config,
+    reason: RejectionReason,
+    code: i32,
+    message: &str,
+) -> Response<http_body_util::Full<Bytes>> {
+    let id = match envelope::classify(bytes, 1) {
         Classified::Single(Message::Request { id, .. }) => {
             serde_json::from_str::<&RawValue>(id).ok()
         }
@@ -231,14 +242,10 @@ where
     };
     let (status, body) = match id {
         // The id came from the body, bounded by the body cap; the answer is bounded too.
-        Some(id) if id.get().len() + message.len() < config.max_answer_bytes => (
-            StatusCode::OK,
-            jsonrpc::error_for(id, code::INVALID_PARAMS, message),
-        ),
-        _ => (
-            StatusCode::BAD_REQUEST,
-            jsonrpc::error(code::INVALID_PARAMS, message),
-        ),
+        Some(id) if id.get().len() + message.len() < config.max_answer_bytes => {
+            (StatusCode::OK, jsonrpc::error_for(id, code, message))
+        }
+        _ => (StatusCode::BAD_REQUEST, jsonrpc::error(code, message)),
     };
     let mut answer = jsonrpc::response(status, body);
     answer.extensions_mut().insert(reason);
@@ -250,6 +257,9 @@ where
 pub(crate) enum Mode {
     /// A `tools/call` answer: record the task it creates.
     Create,
+    /// The answer to a session-era (2025-11-25) `tools/call` with `params.task`: record
+    /// `result.task.taskId` (`TaskParamsLayer` with legacy tasks).
+    LegacyCreate,
     /// A `subscriptions/listen` stream: drop notifications about other callers' tasks.
     Listen,
 }
@@ -424,6 +434,16 @@ struct ScannedResult {
     result_type: Option<String>,
     task_id: Option<String>,
     ttl_ms: Option<u64>,
+    /// The 2025-11-25 `CreateTaskResult`: `result.task`.
+    task: Option<ScannedTask>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ScannedTask {
+    task_id: Option<String>,
+    /// Milliseconds, or `null`.
+    ttl: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -455,12 +475,21 @@ impl TaskScan {
             return;
         };
         match self.mode {
-            Mode::Create => {
-                let created = message.result.as_ref().and_then(|r| {
-                    (r.result_type.as_deref() == Some("task"))
-                        .then(|| r.task_id.clone())
-                        .flatten()
-                });
+            Mode::Create | Mode::LegacyCreate => {
+                let result = message.result.as_ref();
+                let (created, ttl_ms) = if self.mode == Mode::LegacyCreate {
+                    let task = result.and_then(|r| r.task.as_ref());
+                    (
+                        task.and_then(|t| t.task_id.clone()),
+                        task.and_then(|t| t.ttl),
+                    )
+                } else {
+                    let task = result.filter(|r| r.result_type.as_deref() == Some("task"));
+                    (
+                        task.and_then(|r| r.task_id.clone()),
+                        task.and_then(|r| r.ttl_ms),
+                    )
+                };
                 if message.result.is_some() {
                     // The answer: nothing after it can create a task.
                     self.passthrough = true;
@@ -469,7 +498,6 @@ impl TaskScan {
                     self.out.push_back(Frame::data(event));
                     return;
                 };
-                let ttl_ms = message.result.as_ref().and_then(|r| r.ttl_ms);
                 let error = jsonrpc::error_for(
                     id,
                     code::SERVER_ERROR,

@@ -72,6 +72,14 @@ pub(crate) async fn answer<B: Body, R>(
     response
 }
 
+/// The `Content-Length` a request declares, if it declares one that parses.
+pub(crate) fn declared_length(headers: &http::HeaderMap) -> Option<u64> {
+    headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+}
+
 /// Why a refused body could not be read whole.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum ReadError {

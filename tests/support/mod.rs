@@ -13,6 +13,7 @@ pub mod fault_store;
 pub mod jwt_stack;
 pub mod keys;
 pub mod logs;
+pub mod modern;
 #[cfg(feature = "oidc")]
 pub mod oidc_provider;
 pub mod python_upstream;

@@ -1,0 +1,232 @@
+//! [`TaskParamsLayer`] and its settings.
+
+use std::{sync::Arc, time::Duration};
+
+use tower::Layer;
+
+use super::service::TaskParams;
+use crate::{binding::layer::Config, store::BindingStore};
+
+/// Most task ids one `subscriptions/listen` may name in `params.notifications.taskIds`: 64.
+/// Each costs a store lookup; a request naming more gets JSON-RPC `-32602`.
+///
+/// ```
+/// use mcp_session_binding::task_params::DEFAULT_MAX_LISTEN_TASK_IDS;
+/// assert_eq!(DEFAULT_MAX_LISTEN_TASK_IDS, 64);
+/// ```
+pub const DEFAULT_MAX_LISTEN_TASK_IDS: usize = 64;
+
+/// The message of the answer to a legacy `tasks/list` (JSON-RPC `-32600`, with the request's
+/// `id`): see [the module docs](super#why-taskslist-is-refused).
+///
+/// ```
+/// use mcp_session_binding::task_params::TASK_LIST_REFUSED;
+/// assert!(TASK_LIST_REFUSED.contains("tasks/get"));
+/// ```
+pub const TASK_LIST_REFUSED: &str = "tasks/list is not available: tasks are bound to their \
+     creator and the list cannot be filtered; poll each of your tasks with tasks/get";
+
+/// The settings of the layer and its services, behind one `Arc`.
+#[derive(Clone, Debug)]
+pub(super) struct Settings {
+    /// Body cap, time limit, answer cap, task TTL and id cap: the binding layer's settings and
+    /// defaults, so both layers answer alike.
+    pub(super) config: Arc<Config>,
+    pub(super) legacy: bool,
+    pub(super) listen: bool,
+    pub(super) max_listen_task_ids: usize,
+}
+
+/// Binds the task ids that request bodies carry to the caller whose `tools/call` created them:
+/// `subscriptions/listen` (2026-07-28) and, opt-in, the legacy 2025-11-25 tasks. See the
+/// [module docs](super).
+///
+/// Put it *inside* [`SessionBindingLayer`](crate::SessionBindingLayer), on the **same store**
+/// (clone it: on Redis every replica shares the records), with the same
+/// [`task_ttl`](Self::task_ttl) and [`max_task_id_len`](Self::max_task_id_len). It reads the
+/// caller's [`Identity`](crate::Identity) from the request extensions, where the binding layer
+/// leaves the identity it checked.
+///
+/// ```
+/// # #[cfg(feature = "memory")] {
+/// use mcp_session_binding::{SessionBindingLayer, store::MemoryStore, task_params::TaskParamsLayer};
+/// use tower::ServiceBuilder;
+///
+/// let store = MemoryStore::new();
+/// let mcp = tower::service_fn(|_: http::Request<http_body_util::Full<bytes::Bytes>>| async {
+///     Ok::<_, std::convert::Infallible>(http::Response::new(http_body_util::Empty::<bytes::Bytes>::new()))
+/// });
+/// let service = ServiceBuilder::new()
+///     .layer(SessionBindingLayer::with_store(store.clone())) // outer: checks, records tasks
+///     .layer(TaskParamsLayer::new(store))                     // inner: reads task ids in bodies
+///     .service(mcp);
+/// # let _ = service;
+/// # }
+/// ```
+#[derive(Clone, Debug)]
+#[must_use]
+pub struct TaskParamsLayer<St> {
+    store: St,
+    settings: Settings,
+}
+
+impl<St: BindingStore + Clone> TaskParamsLayer<St> {
+    /// A layer on `store` (the binding layer's): `subscriptions/listen` checked, legacy tasks
+    /// off, the binding layer's defaults for the caps and the task TTL.
+    ///
+    /// ```
+    /// # #[cfg(feature = "memory")] {
+    /// use mcp_session_binding::{store::MemoryStore, task_params::TaskParamsLayer};
+    ///
+    /// let layer = TaskParamsLayer::new(MemoryStore::new());
+    /// # let _ = layer;
+    /// # }
+    /// ```
+    pub fn new(store: St) -> Self {
+        Self {
+            store,
+            settings: Settings {
+                config: Arc::new(Config::default()),
+                legacy: false,
+                listen: true,
+                max_listen_task_ids: DEFAULT_MAX_LISTEN_TASK_IDS,
+            },
+        }
+    }
+}
+
+impl<St> TaskParamsLayer<St> {
+    fn config(&mut self) -> &mut Config {
+        Arc::make_mut(&mut self.settings.config)
+    }
+
+    /// Whether legacy (2025-11-25) tasks are bound to their creator (default `false`). On, the
+    /// body of every session-era POST is read and parsed: see
+    /// [the cost](super#legacy-tasks-cost-a-body-read-on-every-session-era-post).
+    ///
+    /// ```
+    /// # #[cfg(feature = "memory")] {
+    /// use mcp_session_binding::{store::MemoryStore, task_params::TaskParamsLayer};
+    ///
+    /// // A server that serves 2025-11-25 tasks (rmcp does not).
+    /// let layer = TaskParamsLayer::new(MemoryStore::new()).legacy_tasks(true);
+    /// # let _ = layer;
+    /// # }
+    /// ```
+    pub fn legacy_tasks(mut self, on: bool) -> Self {
+        self.settings.legacy = on;
+        self
+    }
+
+    /// Whether `subscriptions/listen` requests (2026-07-28) may name only the caller's tasks in
+    /// `params.notifications.taskIds` (default `true`). The binding layer records the tasks:
+    /// with its [`bind_tasks`](crate::SessionBindingLayer::bind_tasks) off, turn this off too,
+    /// or every listen naming a task is refused.
+    ///
+    /// ```
+    /// # #[cfg(feature = "memory")] {
+    /// use mcp_session_binding::{store::MemoryStore, task_params::TaskParamsLayer};
+    ///
+    /// let layer = TaskParamsLayer::new(MemoryStore::new()).check_listen(false);
+    /// # let _ = layer;
+    /// # }
+    /// ```
+    pub fn check_listen(mut self, on: bool) -> Self {
+        self.settings.listen = on;
+        self
+    }
+
+    /// Cap on the request bodies the layer reads (default
+    /// [`DEFAULT_MAX_BODY_BYTES`](crate::DEFAULT_MAX_BODY_BYTES), 4 MiB). Over it: 413, not
+    /// forwarded.
+    ///
+    /// ```
+    /// # #[cfg(feature = "memory")] {
+    /// use mcp_session_binding::{store::MemoryStore, task_params::TaskParamsLayer};
+    ///
+    /// let layer = TaskParamsLayer::new(MemoryStore::new()).max_body_bytes(1 << 20);
+    /// # let _ = layer;
+    /// # }
+    /// ```
+    pub fn max_body_bytes(mut self, bytes: usize) -> Self {
+        self.config().max_body_bytes = bytes;
+        self
+    }
+
+    /// How long the layer waits for a body it reads (default
+    /// [`DEFAULT_REFUSED_BODY_TIMEOUT`](crate::DEFAULT_REFUSED_BODY_TIMEOUT), 10 s). Past it:
+    /// 408, not forwarded.
+    ///
+    /// ```
+    /// # #[cfg(feature = "memory")] {
+    /// use mcp_session_binding::{store::MemoryStore, task_params::TaskParamsLayer};
+    ///
+    /// let layer = TaskParamsLayer::new(MemoryStore::new()).body_timeout(std::time::Duration::from_secs(2));
+    /// # let _ = layer;
+    /// # }
+    /// ```
+    pub fn body_timeout(mut self, timeout: Duration) -> Self {
+        self.config().refused_body_timeout = timeout;
+        self
+    }
+
+    /// The longest a legacy task record lives (default
+    /// [`DEFAULT_TASK_TTL`](crate::DEFAULT_TASK_TTL), 24 h): twice the task's own `ttl` plus a
+    /// minute when that is shorter; each check slides it. Use the binding layer's
+    /// [`task_ttl`](crate::SessionBindingLayer::task_ttl).
+    ///
+    /// ```
+    /// # #[cfg(feature = "memory")] {
+    /// use mcp_session_binding::{store::MemoryStore, task_params::TaskParamsLayer};
+    ///
+    /// let layer = TaskParamsLayer::new(MemoryStore::new()).task_ttl(std::time::Duration::from_secs(3600));
+    /// # let _ = layer;
+    /// # }
+    /// ```
+    pub fn task_ttl(mut self, ttl: Duration) -> Self {
+        self.config().task_ttl = ttl;
+        self
+    }
+
+    /// Cap on a task id in a body (default
+    /// [`DEFAULT_MAX_TASK_ID_LEN`](crate::DEFAULT_MAX_TASK_ID_LEN), 256 bytes). Over it:
+    /// JSON-RPC `-32602`, not forwarded. Use the binding layer's
+    /// [`max_task_id_len`](crate::SessionBindingLayer::max_task_id_len).
+    ///
+    /// ```
+    /// # #[cfg(feature = "memory")] {
+    /// use mcp_session_binding::{store::MemoryStore, task_params::TaskParamsLayer};
+    ///
+    /// let layer = TaskParamsLayer::new(MemoryStore::new()).max_task_id_len(64);
+    /// # let _ = layer;
+    /// # }
+    /// ```
+    pub fn max_task_id_len(mut self, bytes: usize) -> Self {
+        self.config().max_task_id_len = bytes;
+        self
+    }
+
+    /// Most task ids one `subscriptions/listen` may name (default
+    /// [`DEFAULT_MAX_LISTEN_TASK_IDS`]). Over it: JSON-RPC `-32602`, not forwarded.
+    ///
+    /// ```
+    /// # #[cfg(feature = "memory")] {
+    /// use mcp_session_binding::{store::MemoryStore, task_params::TaskParamsLayer};
+    ///
+    /// let layer = TaskParamsLayer::new(MemoryStore::new()).max_listen_task_ids(16);
+    /// # let _ = layer;
+    /// # }
+    /// ```
+    pub fn max_listen_task_ids(mut self, max: usize) -> Self {
+        self.settings.max_listen_task_ids = max;
+        self
+    }
+}
+
+impl<S, St: Clone> Layer<S> for TaskParamsLayer<St> {
+    type Service = TaskParams<S, St>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        TaskParams::new(inner, self.store.clone(), Arc::new(self.settings.clone()))
+    }
+}

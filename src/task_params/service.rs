@@ -1,0 +1,575 @@
+//! [`TaskParams`], the service [`TaskParamsLayer`](super::TaskParamsLayer) makes: which requests
+//! it reads, what it reads in them, and the checks.
+
+use std::{
+    borrow::Cow,
+    fmt,
+    sync::Arc,
+    task::{Context, Poll},
+    time::Duration,
+};
+
+use bytes::{Buf, Bytes};
+use futures::future::FutureExt;
+use http::{Method, Request, Response};
+use http_body::Body;
+use serde::{
+    Deserialize,
+    de::{IgnoredAny, SeqAccess, Visitor},
+};
+use serde_json::value::RawValue;
+use tower::Service;
+
+use super::layer::{Settings, TASK_LIST_REFUSED};
+use crate::{
+    Identity, ResponseBody, ResponseFuture,
+    binding::{
+        future::AfterResponse,
+        reject::{self, RejectionReason},
+        tasks::{self, Capture, Mode, Route},
+        trace,
+    },
+    protocol::{headers, jsonrpc::code},
+    store::{BindingStore, Lookup, SessionKey, StoreErrorKind},
+};
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The service [`TaskParamsLayer`](super::TaskParamsLayer) makes.
+///
+/// ```
+/// # #[cfg(feature = "memory")] {
+/// use mcp_session_binding::{store::MemoryStore, task_params::{TaskParams, TaskParamsLayer}};
+/// use tower::Layer;
+///
+/// let mcp = tower::service_fn(|_: http::Request<http_body_util::Full<bytes::Bytes>>| async {
+///     Ok::<_, std::convert::Infallible>(http::Response::new(http_body_util::Empty::<bytes::Bytes>::new()))
+/// });
+/// let service: TaskParams<_, MemoryStore> = TaskParamsLayer::new(MemoryStore::new()).layer(mcp);
+/// # let _ = service;
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct TaskParams<S, St> {
+    inner: S,
+    store: St,
+    settings: Arc<Settings>,
+}
+
+impl<S, St> TaskParams<S, St> {
+    pub(super) fn new(inner: S, store: St, settings: Arc<Settings>) -> Self {
+        Self {
+            inner,
+            store,
+            settings,
+        }
+    }
+}
+
+impl<S: fmt::Debug, St> fmt::Debug for TaskParams<S, St> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TaskParams")
+            .field("inner", &self.inner)
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Which body the layer reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Read {
+    /// A sessionless `subscriptions/listen`.
+    Listen,
+    /// A session-era POST (legacy tasks on).
+    Legacy,
+}
+
+impl<S, St, B, RB> Service<Request<B>> for TaskParams<S, St>
+where
+    S: Service<Request<B>, Response = Response<RB>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+    St: BindingStore + Clone,
+    B: Body + From<Bytes> + Send + 'static,
+    B::Data: Buf + Send,
+    B::Error: Into<BoxError>,
+    RB: Send + 'static,
+{
+    type Response = Response<ResponseBody<RB>>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future, RB>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        let settings = &self.settings;
+        let read = if request.method() != Method::POST {
+            None
+        } else if headers::is_sessionless(request.headers()) {
+            let max = settings.config.max_task_id_len;
+            (settings.listen && tasks::route(request.headers(), max) == Some(Route::Listen))
+                .then_some(Read::Listen)
+        } else {
+            settings.legacy.then_some(Read::Legacy)
+        };
+        let Some(read) = read else {
+            return ResponseFuture::inner(self.inner.call(request), None);
+        };
+        let ready = crate::ready::take_ready(&mut self.inner);
+        let (store, settings) = (self.store.clone(), self.settings.clone());
+        ResponseFuture::boxed(handle(ready, store, settings, read, request).boxed())
+    }
+}
+
+/// What to do with a request whose body was read.
+#[derive(Debug, PartialEq, Eq)]
+enum Plan {
+    /// Forward it; scan the answer for a task it creates when `true`.
+    Forward { capture: bool },
+    /// Forward it if the caller created every one of these tasks (sorted, no repeats).
+    Check(Vec<String>),
+    /// Answer with a JSON-RPC error (`code`, `message`) carrying the request's `id`.
+    Refuse {
+        reason: RejectionReason,
+        code: i32,
+        message: Cow<'static, str>,
+    },
+    /// Not a JSON-RPC body the layer can read: 400, nothing forwarded.
+    Unreadable,
+}
+
+impl Plan {
+    fn invalid(message: impl Into<Cow<'static, str>>) -> Self {
+        Self::Refuse {
+            reason: RejectionReason::InvalidTaskRequest,
+            code: code::INVALID_PARAMS,
+            message: message.into(),
+        }
+    }
+}
+
+async fn handle<S, St, B, RB>(
+    mut ready: S,
+    store: St,
+    settings: Arc<Settings>,
+    read: Read,
+    request: Request<B>,
+) -> Result<Response<ResponseBody<RB>>, S::Error>
+where
+    S: Service<Request<B>, Response = Response<RB>> + Send,
+    S::Future: Send,
+    St: BindingStore + Clone,
+    B: Body + From<Bytes> + Send,
+    B::Data: Buf + Send,
+    RB: Send + 'static,
+    S::Error: Send + 'static,
+{
+    let config = &settings.config;
+    let (parts, body) = request.into_parts();
+    let caller = parts.extensions.get::<Identity>().cloned();
+    let bytes = match reject::read_refused(&parts, body, config).await {
+        Ok(bytes) => bytes,
+        Err(answer) => {
+            trace_answer(&answer, caller.as_ref(), None, "task request body not read");
+            return Ok(answer.map(ResponseBody::answer));
+        }
+    };
+    let plan = match read {
+        Read::Listen => listen_plan(&bytes, &settings),
+        Read::Legacy => legacy_plan(&bytes, config.max_task_id_len),
+    };
+    let capture = match plan {
+        Plan::Forward { capture } => capture,
+        Plan::Check(task_ids) => {
+            // A legacy check slides the record, as the binding layer's `tasks/*` check does.
+            let slide = (read == Read::Legacy).then_some(config.task_ttl);
+            match check(&store, caller.as_ref(), &task_ids, slide).await {
+                Ok(()) => false,
+                Err(Refused::Task(task_id)) => {
+                    let reason = RejectionReason::UnknownTask;
+                    let key = store.key_derivation().task(&task_id);
+                    trace::rejected(reason, caller.as_ref(), Some(key), None);
+                    let message = format!("unknown task: {task_id}");
+                    let answer =
+                        tasks::answer_for(&bytes, config, reason, code::INVALID_PARAMS, &message);
+                    return Ok(answer.map(ResponseBody::answer));
+                }
+                Err(Refused::Store) => {
+                    let answer = reject::plain(RejectionReason::StoreUnavailable, None);
+                    return Ok(answer.map(ResponseBody::answer));
+                }
+            }
+        }
+        Plan::Refuse {
+            reason,
+            code,
+            message,
+        } => {
+            trace::rejected(reason, caller.as_ref(), None, Some(&message));
+            let answer = tasks::answer_for(&bytes, config, reason, code, &message);
+            return Ok(answer.map(ResponseBody::answer));
+        }
+        Plan::Unreadable => {
+            let why = "the body is not a JSON-RPC message the layer can read";
+            let answer = reject::plain(RejectionReason::BodyUnreadable, Some(why));
+            trace_answer(&answer, caller.as_ref(), None, why);
+            return Ok(answer.map(ResponseBody::answer));
+        }
+    };
+    let response = ready
+        .call(Request::from_parts(parts, B::from(bytes)))
+        .await?;
+    if !capture {
+        return Ok(response.map(ResponseBody::inner));
+    }
+    let capture = Box::new(Capture {
+        store,
+        config: settings.config.clone(),
+        caller,
+        mode: Mode::LegacyCreate,
+    });
+    if AfterResponse::<RB, S::Error>::applies_to(&*capture, &response) {
+        AfterResponse::<RB, S::Error>::run(capture, response)
+            .finish()
+            .await
+    } else {
+        Ok(response.map(ResponseBody::inner))
+    }
+}
+
+/// Logs an answer the layer made, with the reason it carries.
+fn trace_answer<T>(
+    answer: &Response<T>,
+    caller: Option<&Identity>,
+    key: Option<SessionKey>,
+    why: &str,
+) {
+    if let Some(reason) = answer.extensions().get::<RejectionReason>() {
+        trace::rejected(*reason, caller, key, Some(why));
+    }
+}
+
+/// Why a check refused.
+enum Refused {
+    /// This task is not the caller's (or unknown, expired, or its record corrupt).
+    Task(String),
+    /// The store failed.
+    Store,
+}
+
+/// Whether the caller created every task in `task_ids`.
+async fn check<St: BindingStore>(
+    store: &St,
+    caller: Option<&Identity>,
+    task_ids: &[String],
+    slide: Option<Duration>,
+) -> Result<(), Refused> {
+    let owner = tasks::task_owner(caller);
+    for task_id in task_ids {
+        let key = store.key_derivation().task(task_id);
+        match store.lookup(key, slide).await {
+            Ok(Lookup::Bound(recorded)) if Some(&recorded) == owner.as_ref() => {}
+            Ok(_) => return Err(Refused::Task(task_id.clone())),
+            Err(error) if error.kind() == StoreErrorKind::Corrupt => {
+                let reason = RejectionReason::CorruptBinding;
+                trace::failed(reason, caller, key, &error, "task check failed");
+                return Err(Refused::Task(task_id.clone()));
+            }
+            Err(error) => {
+                let reason = RejectionReason::StoreUnavailable;
+                trace::failed(reason, caller, key, &error, "task check failed");
+                return Err(Refused::Store);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A JSON-RPC message as far as the layer reads it. Envelope keys are declared so that a repeated
+/// one makes the body unreadable (no parser difference can hide a method).
+#[derive(Deserialize)]
+struct Envelope<'a> {
+    #[serde(borrow)]
+    method: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    params: Option<&'a RawValue>,
+    #[allow(dead_code)]
+    id: Option<IgnoredAny>,
+    #[allow(dead_code)]
+    jsonrpc: Option<IgnoredAny>,
+    #[allow(dead_code)]
+    result: Option<IgnoredAny>,
+    #[allow(dead_code)]
+    error: Option<IgnoredAny>,
+}
+
+/// `params` of a legacy task request, or of a `tools/call`.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct LegacyParams<'a> {
+    #[serde(borrow)]
+    task_id: Option<&'a RawValue>,
+    task: Option<IgnoredAny>,
+}
+
+#[derive(Deserialize)]
+struct ListenParams<'a> {
+    #[serde(borrow)]
+    notifications: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct ListenNotifications<'a> {
+    #[serde(borrow, rename = "taskIds")]
+    task_ids: Option<&'a RawValue>,
+}
+
+/// `raw` read as an object of type `T`: `Ok(None)` when absent or `null`; `Err(())` when it is
+/// not an object (a struct would also read an array, by position) or does not parse.
+fn object<'a, T: Deserialize<'a>>(raw: Option<&'a RawValue>) -> Result<Option<T>, ()> {
+    let Some(raw) = raw else { return Ok(None) };
+    match raw.get().trim_start().as_bytes().first() {
+        Some(b'{') => serde_json::from_str(raw.get()).map(Some).map_err(|_| ()),
+        Some(b'n') if raw.get().trim() == "null" => Ok(None),
+        _ => Err(()),
+    }
+}
+
+/// A task id from a body: a string, 1 to `max_len` bytes.
+fn task_id(raw: &RawValue, max_len: usize, what: &str) -> Result<String, Plan> {
+    let Ok(task_id) = serde_json::from_str::<String>(raw.get()) else {
+        return Err(Plan::invalid(format!("{what} must be a string")));
+    };
+    if task_id.is_empty() {
+        return Err(Plan::invalid(format!("{what} is empty")));
+    }
+    if task_id.len() > max_len {
+        return Err(Plan::invalid("the task id is too long"));
+    }
+    Ok(task_id)
+}
+
+/// The plan for a session-era message (legacy tasks on).
+fn legacy_message(message: &Envelope<'_>, max_id_len: usize) -> Plan {
+    let method = message.method.as_deref().unwrap_or_default();
+    let task_method = matches!(method, "tasks/get" | "tasks/result" | "tasks/cancel");
+    if !task_method && method != "tools/call" && method != "tasks/list" {
+        return Plan::Forward { capture: false };
+    }
+    if method == "tasks/list" {
+        return Plan::Refuse {
+            reason: RejectionReason::InvalidTaskRequest,
+            code: code::INVALID_REQUEST,
+            message: Cow::Borrowed(TASK_LIST_REFUSED),
+        };
+    }
+    let params = object::<LegacyParams<'_>>(message.params);
+    if !task_method {
+        // A `tools/call`: its answer may create a task when it asked for one. Params the layer
+        // cannot read create no task it could record: the answer passes unscanned.
+        let capture = matches!(params, Ok(Some(LegacyParams { task: Some(_), .. })));
+        return Plan::Forward { capture };
+    }
+    let raw = match params {
+        Ok(Some(LegacyParams {
+            task_id: Some(raw), ..
+        })) => raw,
+        Ok(_) => return Plan::invalid("params.taskId (the task id) is required"),
+        Err(()) => return Plan::invalid("params must be an object without repeated keys"),
+    };
+    match task_id(raw, max_id_len, "params.taskId") {
+        Ok(task_id) => Plan::Check(vec![task_id]),
+        Err(refused) => refused,
+    }
+}
+
+/// Whether a batch holds any legacy task request; read element by element.
+struct BatchHasTasks {
+    max_id_len: usize,
+}
+
+impl<'de> Visitor<'de> for BatchHasTasks {
+    type Value = bool;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON-RPC batch")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<bool, A::Error> {
+        let mut found = false;
+        while let Some(message) = seq.next_element::<Envelope<'de>>()? {
+            found |= legacy_message(&message, self.max_id_len) != Plan::Forward { capture: false };
+        }
+        Ok(found)
+    }
+}
+
+/// The plan for a session-era body (legacy tasks on).
+fn legacy_plan(bytes: &[u8], max_id_len: usize) -> Plan {
+    let Ok(text) = std::str::from_utf8(bytes) else {
+        return Plan::Unreadable;
+    };
+    if text.trim_start().starts_with('[') {
+        let mut de = serde_json::Deserializer::from_str(text);
+        let visitor = BatchHasTasks { max_id_len };
+        return match serde::Deserializer::deserialize_seq(&mut de, visitor)
+            .and_then(|found| de.end().map(|()| found))
+        {
+            Ok(false) => Plan::Forward { capture: false },
+            Ok(true) => Plan::Refuse {
+                reason: RejectionReason::InvalidTaskRequest,
+                code: code::INVALID_REQUEST,
+                message: Cow::Borrowed(
+                    "task requests may not be sent in a JSON-RPC batch (revision 2025-11-25 has \
+                     no batches)",
+                ),
+            },
+            Err(_) => Plan::Unreadable,
+        };
+    }
+    match serde_json::from_str::<Envelope<'_>>(text) {
+        Ok(message) => legacy_message(&message, max_id_len),
+        Err(_) => Plan::Unreadable,
+    }
+}
+
+/// Task ids of a `subscriptions/listen`, read one by one: at most `max` kept, the rest counted.
+struct TaskIds<'de> {
+    max: usize,
+    ids: Vec<&'de RawValue>,
+    more: bool,
+}
+
+impl<'de> Visitor<'de> for TaskIds<'de> {
+    type Value = Self;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an array of task ids")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(mut self, mut seq: A) -> Result<Self, A::Error> {
+        while self.ids.len() < self.max {
+            match seq.next_element::<&'de RawValue>()? {
+                Some(id) => self.ids.push(id),
+                None => return Ok(self),
+            }
+        }
+        // Past the cap: the rest is only skipped (the body is bounded by the body cap).
+        while seq.next_element::<IgnoredAny>()?.is_some() {
+            self.more = true;
+        }
+        Ok(self)
+    }
+}
+
+/// The plan for a sessionless `subscriptions/listen` body.
+fn listen_plan(bytes: &[u8], settings: &Settings) -> Plan {
+    let Ok(message) = serde_json::from_slice::<Envelope<'_>>(bytes) else {
+        return Plan::Unreadable;
+    };
+    let what = "params.notifications.taskIds";
+    let notifications = match object::<ListenParams<'_>>(message.params) {
+        Ok(params) => params.and_then(|p| p.notifications),
+        Err(()) => return Plan::invalid("params must be an object without repeated keys"),
+    };
+    let raw = match object::<ListenNotifications<'_>>(notifications) {
+        Ok(notifications) => notifications.and_then(|n| n.task_ids),
+        Err(()) => {
+            return Plan::invalid("params.notifications must be an object without repeated keys");
+        }
+    };
+    let Some(raw) = raw.filter(|raw| raw.get() != "null") else {
+        return Plan::Forward { capture: false };
+    };
+    let mut de = serde_json::Deserializer::from_str(raw.get());
+    let visitor = TaskIds {
+        max: settings.max_listen_task_ids,
+        ids: Vec::new(),
+        more: false,
+    };
+    let Ok(found) = serde::Deserializer::deserialize_seq(&mut de, visitor) else {
+        return Plan::invalid(format!("{what} must be an array of task ids"));
+    };
+    if found.more {
+        return Plan::invalid(format!(
+            "{what} names more than {} tasks",
+            settings.max_listen_task_ids
+        ));
+    }
+    let mut task_ids = Vec::with_capacity(found.ids.len());
+    for raw in found.ids {
+        match task_id(raw, settings.config.max_task_id_len, "each task id") {
+            Ok(task_id) => task_ids.push(task_id),
+            Err(refused) => return refused,
+        }
+    }
+    task_ids.sort_unstable();
+    task_ids.dedup();
+    Plan::Check(task_ids)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn legacy(body: &str) -> Plan {
+        legacy_plan(body.as_bytes(), 8)
+    }
+
+    #[test]
+    fn legacy_bodies_are_read_strictly() {
+        let forward = Plan::Forward { capture: false };
+        assert_eq!(
+            legacy(r#"{"jsonrpc":"2.0","id":1,"method":"tasks\/get","params":{"taskId":"t1"}}"#),
+            Plan::Check(vec!["t1".into()])
+        );
+        assert_eq!(
+            legacy(
+                r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"x","task":{}}}"#
+            ),
+            Plan::Forward { capture: true }
+        );
+        assert_eq!(
+            legacy(r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"x"}}"#),
+            forward
+        );
+        assert_eq!(
+            legacy(r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#),
+            forward
+        );
+        // A repeated method or task id could make the server read another one.
+        for body in [
+            r#"{"jsonrpc":"2.0","id":1,"method":"ping","method":"tasks/get","params":{"taskId":"t"}}"#,
+            r#"not json"#,
+            r#""#,
+            r#"[1]"#,
+        ] {
+            assert_eq!(legacy(body), Plan::Unreadable, "{body}");
+        }
+        assert!(matches!(
+            legacy(
+                r#"{"jsonrpc":"2.0","id":1,"method":"tasks/get","params":{"taskId":"a","taskId":"b"}}"#
+            ),
+            Plan::Refuse { .. }
+        ));
+        // Positional params are not read as the task id.
+        assert!(matches!(
+            legacy(r#"{"jsonrpc":"2.0","id":1,"method":"tasks/get","params":["t1"]}"#),
+            Plan::Refuse { .. }
+        ));
+        assert_eq!(
+            legacy(
+                r#"[{"jsonrpc":"2.0","id":1,"method":"ping"},{"jsonrpc":"2.0","method":"notifications/x"}]"#
+            ),
+            forward
+        );
+        assert!(matches!(
+            legacy(
+                r#"[{"jsonrpc":"2.0","id":1,"method":"ping"},{"jsonrpc":"2.0","id":2,"method":"tasks/list"}]"#
+            ),
+            Plan::Refuse { .. }
+        ));
+    }
+}
