@@ -5,7 +5,7 @@
 //! cargo build --release --all-features --example mcp_server --example loadgen
 //! target/release/examples/loadgen [--rounds 5] [--seconds 3] [--warmup 0.5] [--concurrency 1,16,64]
 //!                                 [--server PATH] [--server-cpu N]
-//! target/release/examples/loadgen --instructions 2000 [--server PATH]
+//! target/release/examples/loadgen --instructions 2000 [--rounds 5] [--server PATH]
 //! target/release/examples/loadgen --redis redis://127.0.0.1:6379/ [--concurrency 16,64] …
 //! ```
 //!
@@ -492,44 +492,59 @@ async fn server_instructions(pid: u32, zero: bool) -> Result<u64, Error> {
 }
 
 /// `--instructions N`: each server under callgrind, one session, N sequential `tools/call
-/// whoami` after a warm-up; instructions the server executed per request.
+/// whoami` after a warm-up; instructions the server executed per request. `--rounds` rounds,
+/// the two servers alternating; the median ratio is the figure (the server's threads make each
+/// count move by a few hundred instructions per request).
 async fn instructions(args: &Args, client: &reqwest::Client, requests: usize) -> Result<(), Error> {
     println!(
-        "server instructions per tools/call whoami (callgrind, {requests} sequential requests after 50 warm-up):"
+        "server instructions per tools/call whoami (callgrind, {requests} sequential requests after 50 warm-up, {} rounds):",
+        args.rounds
     );
-    let mut per_request = [0.0; 2];
     let servers = args.servers();
-    for (which, (name, extra)) in servers.iter().enumerate() {
-        let mut server = spawn_server(name, args.server.as_deref(), None, true, extra).await?;
-        let session = open_session(client, &server.url, "user-0000".to_owned()).await?;
-        for _ in 0..50 {
-            whoami(client, &server.url, &session).await?;
+    let mut ratios = Vec::new();
+    for round in 1..=args.rounds.max(1) {
+        let mut per_request = [0.0; 2];
+        for (which, (name, extra)) in servers.iter().enumerate() {
+            let mut server = spawn_server(name, args.server.as_deref(), None, true, extra).await?;
+            let session = open_session(client, &server.url, "user-0000".to_owned()).await?;
+            for _ in 0..50 {
+                whoami(client, &server.url, &session).await?;
+            }
+            server_instructions(server.pid, true).await?;
+            for _ in 0..requests {
+                whoami(client, &server.url, &session).await?;
+            }
+            let total = server_instructions(server.pid, false).await?;
+            if std::env::var_os("LOADGEN_CALLGRIND_OUT").is_some() {
+                Command::new("callgrind_control")
+                    .arg("--dump")
+                    .arg(server.pid.to_string())
+                    .output()
+                    .await?;
+            }
+            per_request[which] = total as f64 / requests as f64;
+            server.child.kill().await?;
         }
-        server_instructions(server.pid, true).await?;
-        for _ in 0..requests {
-            whoami(client, &server.url, &session).await?;
-        }
-        let total = server_instructions(server.pid, false).await?;
-        if std::env::var_os("LOADGEN_CALLGRIND_OUT").is_some() {
-            Command::new("callgrind_control")
-                .arg("--dump")
-                .arg(server.pid.to_string())
-                .output()
-                .await?;
-        }
-        per_request[which] = total as f64 / requests as f64;
+        let ratio = per_request[1] / per_request[0];
         println!(
-            "  {name:<5}: {:.0} instructions per request",
-            per_request[which]
+            "  round {round}: {} {:.0}, {} {:.0} instructions per request: {} adds {:.0} (ratio {ratio:.4})",
+            servers[0].0,
+            per_request[0],
+            servers[1].0,
+            per_request[1],
+            servers[1].0,
+            per_request[1] - per_request[0],
         );
-        server.child.kill().await?;
+        ratios.push(ratio);
     }
+    ratios.sort_by(f64::total_cmp);
     println!(
-        "  {} adds {:.0} instructions per request to {} (ratio {:.4})",
+        "  median ratio {} / {}: {:.4} (range {:.4}-{:.4})",
         servers[1].0,
-        per_request[1] - per_request[0],
         servers[0].0,
-        per_request[1] / per_request[0]
+        ratios[ratios.len() / 2],
+        ratios[0],
+        ratios[ratios.len() - 1]
     );
     Ok(())
 }

@@ -53,6 +53,33 @@ pub async fn run_all<S: BindingStore>(store: &S) {
     expiry_frees_a_slot_and_sliding_keeps_it(store).await;
     concurrent_binds_never_exceed_the_limit(store).await;
     anonymous_budget_is_separate(store).await;
+    key_derivation_is_stable(store);
+}
+
+/// The store derives one key per id, the same on every call, and session and task ids apart:
+/// the layers derive a key when they bind and again on every check.
+///
+/// ```
+/// # #[cfg(feature = "memory")] {
+/// use mcp_session_binding::store::{MemoryStore, conformance};
+/// conformance::key_derivation_is_stable(&MemoryStore::new());
+/// # }
+/// ```
+///
+/// # Panics
+///
+/// If the store breaks the rule.
+pub fn key_derivation_is_stable<S: BindingStore>(store: &S) {
+    let id = "3f2a9c1e-0b7d-4e8a-9c55-2d1f6b8e7a40";
+    let keys = store.key_derivation();
+    assert_eq!(keys.session(id), store.key_derivation().session(id));
+    assert_eq!(keys.task(id), store.key_derivation().task(id));
+    assert_ne!(keys.session(id), keys.session("another id"));
+    assert_ne!(
+        keys.session(id),
+        keys.task(id),
+        "session and task keys share a space"
+    );
 }
 
 /// A session key no other check or run uses.
