@@ -84,7 +84,11 @@ pub(crate) fn as_str(value: &HeaderValue) -> &str {
 /// at the header.
 pub(crate) fn remove_session_era_version(headers: &mut HeaderMap) -> bool {
     // Not the entry API: it reserves room for an insertion first, which can grow the map.
-    let sessionless = is_sessionless(headers);
+    let mut values = headers.get_all(MCP_PROTOCOL_VERSION).iter().peekable();
+    if values.peek().is_none() {
+        return false; // nothing to remove: no second lookup
+    }
+    let sessionless = names_sessionless_revision(values);
     if !sessionless {
         headers.remove(MCP_PROTOCOL_VERSION);
     }
