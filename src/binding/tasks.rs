@@ -6,7 +6,7 @@
 //!
 //! - **records** each task a `tools/call` creates: the answer (JSON, or an event of an SSE
 //!   stream) whose `result.resultType` is `"task"` carries `result.taskId`; the layer stores
-//!   `taskId → (iss, sub)` under [`SessionKey::from_task_id`], a key space of its own in the
+//!   `taskId → (iss, sub)` under [`KeyDerivation::task`], a key space of its own in the
 //!   same [`BindingStore`] (so on Redis every replica sees it), before that answer leaves the
 //!   layer;
 //! - **checks** `tasks/get`, `tasks/update` and `tasks/cancel`: the task id is the `Mcp-Name`
@@ -23,6 +23,8 @@
 //!
 //! Task records have an owner of their own kind (see [`task_owner`]), so tasks never count
 //! against the per-identity session limits.
+//!
+//! [`KeyDerivation::task`]: crate::store::KeyDerivation::task
 
 use std::{
     collections::VecDeque,
