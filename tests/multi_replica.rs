@@ -974,3 +974,59 @@ async fn bind_race_child() {
         println!("race: {id} {text}");
     }
 }
+
+/// Two processes of the example server on one Redis, with the same `MCP_KEY_SECRET` (keyed task
+/// keys): a task alice creates on A is hers on B too. bob's `subscriptions/listen` naming it on
+/// B gets the layer's `-32602` (`TaskParamsLayer` reads the record A wrote); alice's passes the
+/// layers and reaches rmcp on B, which has no `subscriptions/listen` (`-32601`).
+#[tokio::test]
+async fn a_task_created_on_a_is_bound_on_b_for_listen() {
+    use support::modern::{MODERN, create_task, request};
+    let Some(redis) = Backend::single() else {
+        return;
+    };
+    let redis_args = redis.server_args();
+    let server = || {
+        let mut command = Command::new(example("mcp_server"));
+        command
+            .args(["--listen", "127.0.0.1:0"])
+            .args(&redis_args)
+            .env("MCP_JWT_SECRET", SECRET)
+            .env("MCP_KEY_SECRET", "listen-test-key-secret-of-32-bytes!")
+            .env_remove("MCP_JWT_ISSUERS")
+            .env_remove("MCP_JWT_AUDIENCE")
+            .env("RUST_LOG", "warn");
+        Spawned::start(&mut command)
+    };
+    let (a, b) = (server(), server());
+    let task = create_task(&Raw::at(a.url.clone()), &token("alice"), "on A", 50).await;
+
+    let on_b = Raw::at(b.url.clone());
+    let listen = async |sub: &str| {
+        let body = request(
+            5,
+            "subscriptions/listen",
+            json!({"notifications": {"taskIds": [task]}}),
+        );
+        let builder = on_b
+            .http
+            .post(&on_b.url)
+            .header("accept", "application/json, text/event-stream")
+            .header("content-type", "application/json")
+            .header("mcp-protocol-version", MODERN)
+            .header("mcp-method", "subscriptions/listen")
+            .bearer_auth(token(sub))
+            .body(body.to_string());
+        Raw::send(builder).await
+    };
+    let bobs = listen("bob").await;
+    assert_eq!(bobs.status, StatusCode::OK, "{bobs:?}");
+    let bobs = bobs.json();
+    assert_eq!(bobs["id"], 5, "{bobs}");
+    assert_eq!(bobs["error"]["code"], -32602, "{bobs}");
+    assert_eq!(bobs["error"]["message"], format!("unknown task: {task}"));
+    // rmcp's own answer (404, method not found): alice's listen passed both layers.
+    let alices = listen("alice").await.json();
+    assert_eq!(alices["error"]["code"], -32601, "{alices}");
+}
+
