@@ -38,6 +38,12 @@ const MATERIAL_CONTEXT: &str = "mcp-session-binding 2026-12-01 key secret from m
 const FORMAT_1_TASK_PREFIX: &[u8] = b"mcp-session-binding/task\0";
 
 /// The least key material [`KeySecret::from_material`] takes, in bytes.
+///
+/// ```
+/// use mcp_session_binding::store::{KeySecret, keys::MIN_SECRET_MATERIAL};
+/// assert!(KeySecret::from_material(&[7; MIN_SECRET_MATERIAL]).is_ok());
+/// assert!(KeySecret::from_material(&[7; MIN_SECRET_MATERIAL - 1]).is_err());
+/// ```
 pub const MIN_SECRET_MATERIAL: usize = 32;
 
 /// A deployment secret that keys the store keys (format 2). Every replica that shares a store
