@@ -1029,4 +1029,3 @@ async fn a_task_created_on_a_is_bound_on_b_for_listen() {
     let alices = listen("alice").await.json();
     assert_eq!(alices["error"]["code"], -32601, "{alices}");
 }
-
