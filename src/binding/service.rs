@@ -459,7 +459,10 @@ where
     /// [`KeyDerivation::reading_format_1`]: crate::store::KeyDerivation::reading_format_1
     fn format_1_key(&self) -> Option<SessionKey> {
         let session = self.parts.headers.get(MCP_SESSION_ID)?;
-        let key = (self.store.key_derivation()).format_1_session(headers::as_str(session))?;
+        let key = self
+            .store
+            .key_derivation()
+            .format_1_session(headers::as_str(session))?;
         (key != self.key).then_some(key)
     }
 

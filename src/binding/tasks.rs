@@ -210,7 +210,7 @@ where
 
 /// A `-32602` answer with `message`, carrying the refused request's `id` (its body is read
 /// within the layer's bounds). A body without a usable id gets 400 and no `id`.
-pub(crate) async fn refusal<B>(
+async fn refusal<B>(
     parts: &http::request::Parts,
     body: B,
     config: &Config,
