@@ -6,14 +6,15 @@
 //! target/release/examples/loadgen [--rounds 5] [--seconds 3] [--warmup 0.5] [--concurrency 1,16,64]
 //!                                 [--server PATH] [--server-cpu N]
 //! target/release/examples/loadgen --instructions 2000 [--rounds 5] [--server PATH]
-//! target/release/examples/loadgen --redis redis://127.0.0.1:6379/ [--concurrency 16,64] …
+//! target/release/examples/loadgen --redis redis://127.0.0.1:6379/ [--redis-cache-ms MS] [--concurrency 16,64] …
 //! ```
 //!
 //! With `--redis URL`, the two servers both have the layer: one keeps its bindings in a
 //! `MemoryStore` (`memory`, the baseline), the other in the Redis at `URL` (`redis`, with
 //! `--redis URL`, so rmcp's session state is there too); the ratios are redis/memory. Use a
 //! local `redis-server` that nothing else loads. `--instructions N --redis URL` counts the
-//! server instructions per request of the two.
+//! server instructions per request of the two. `--redis-cache-ms MS` gives the Redis server the
+//! same flag (the store's client-side cache).
 //!
 //! On a 2-core machine, `taskset -c 0 target/release/examples/loadgen --server-cpu 1` gives the
 //! load generator one core and the server the other (`taskset`), which steadies the figures.
@@ -77,6 +78,8 @@ struct Args {
     instructions: Option<usize>,
     /// Compare the layer on `MemoryStore` with the layer on the Redis at this URL.
     redis: Option<String>,
+    /// `--redis-cache-ms`, passed on to the Redis server.
+    redis_cache_ms: Option<u64>,
 }
 
 impl Args {
@@ -90,6 +93,7 @@ impl Args {
             server_cpu: None,
             instructions: None,
             redis: None,
+            redis_cache_ms: None,
         };
         let mut argv = std::env::args().skip(1);
         while let Some(flag) = argv.next() {
@@ -108,6 +112,7 @@ impl Args {
                 "--server-cpu" => args.server_cpu = Some(value()?.parse()?),
                 "--instructions" => args.instructions = Some(value()?.parse()?),
                 "--redis" => args.redis = Some(value()?),
+                "--redis-cache-ms" => args.redis_cache_ms = Some(value()?.parse()?),
                 // `cargo bench`-style invocations pass this; nothing to do.
                 "--bench" => {}
                 other => return Err(format!("unknown argument {other}").into()),
@@ -126,10 +131,13 @@ impl Args {
                 ("bare", vec!["--without-binding".to_owned()]),
                 ("layer", Vec::new()),
             ],
-            Some(url) => [
-                ("memory", Vec::new()),
-                ("redis", vec!["--redis".to_owned(), url.clone()]),
-            ],
+            Some(url) => {
+                let mut redis = vec!["--redis".to_owned(), url.clone()];
+                if let Some(ms) = self.redis_cache_ms {
+                    redis.extend(["--redis-cache-ms".to_owned(), ms.to_string()]);
+                }
+                [("memory", Vec::new()), ("redis", redis)]
+            }
         }
     }
 }

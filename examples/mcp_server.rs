@@ -5,6 +5,7 @@
 //! cargo run --all-features --example mcp_server [-- --listen 127.0.0.1:8080] [--allow-anonymous]
 //!                                    [--without-binding] [--redis redis://127.0.0.1/]
 //!                                    [--redis-cluster redis://HOST:PORT]... [--redis-ca PATH]
+//!                                    [--redis-cache-ms MS]
 //!                                    [--issuer URL]... [--jwks-refresh-min SECS]
 //!                                    [--jwks-max-stale SECS] [--require-scope SCOPE]...
 //!                                    [--cors-origin ORIGIN]...
@@ -74,7 +75,7 @@ use tracing_subscriber::EnvFilter;
 
 const USAGE: &str = "\
 usage: mcp_server [--listen ADDR] [--allow-anonymous] [--without-binding] [--redis URL]
-                  [--redis-cluster URL]... [--redis-ca PATH]
+                  [--redis-cluster URL]... [--redis-ca PATH] [--redis-cache-ms MS]
                   [--issuer URL]... [--jwks-refresh-min SECS] [--jwks-max-stale SECS]
                   [--require-scope SCOPE]... [--cors-origin ORIGIN]...
 
@@ -91,6 +92,10 @@ options:
                       bindings share one hash tag, rmcp's session state spreads over the slots
   --redis-ca PATH     with rediss://: trust only the CA certificates in this PEM file
                       (default: the system's roots)
+  --redis-cache-ms MS with --redis: keep bindings in this process too (Redis client-side
+                      caching, invalidated by Redis), so most requests cost no round trip;
+                      a session ended on another replica is refused here within one
+                      invalidation, and never more than MS milliseconds later
   --issuer URL        trust this OpenID provider through discovery (repeatable): its keys
                       come from URL/.well-known/openid-configuration and its jwks_uri;
                       https only, or http on a loopback host. Prints
@@ -133,6 +138,7 @@ struct Args {
     redis: Option<String>,
     redis_cluster: Vec<String>,
     redis_ca: Option<String>,
+    redis_cache: Option<Duration>,
     issuers: Vec<String>,
     jwks_refresh_min: Duration,
     jwks_max_stale: Duration,
@@ -149,6 +155,7 @@ impl Default for Args {
             redis: None,
             redis_cluster: Vec::new(),
             redis_ca: None,
+            redis_cache: None,
             issuers: Vec::new(),
             jwks_refresh_min: Duration::from_secs(30),
             jwks_max_stale: Duration::from_secs(3600),
@@ -187,6 +194,13 @@ impl Args {
                 "--redis" => parsed.redis = Some(value()?),
                 "--redis-cluster" => parsed.redis_cluster.push(value()?),
                 "--redis-ca" => parsed.redis_ca = Some(value()?),
+                "--redis-cache-ms" => {
+                    let ms = value()?;
+                    let ms: u64 = ms.parse().ok().filter(|ms| *ms > 0).ok_or_else(|| {
+                        format!("--redis-cache-ms {ms:?}: not a positive number of milliseconds")
+                    })?;
+                    parsed.redis_cache = Some(Duration::from_millis(ms));
+                }
                 "--issuer" => parsed.issuers.push(value()?),
                 "--jwks-refresh-min" => parsed.jwks_refresh_min = seconds(&flag, &value()?)?,
                 "--jwks-max-stale" => parsed.jwks_max_stale = seconds(&flag, &value()?)?,
@@ -210,6 +224,9 @@ impl Args {
         }
         if parsed.redis_ca.is_some() && parsed.redis.is_none() && !cluster {
             return Err("--redis-ca needs --redis or --redis-cluster".to_owned());
+        }
+        if parsed.redis_cache.is_some() && parsed.redis.is_none() {
+            return Err("--redis-cache-ms needs --redis (one Redis endpoint)".to_owned());
         }
         Ok(Some(parsed))
     }
@@ -259,6 +276,9 @@ async fn redis(args: &Args) -> Result<Option<Redis>, String> {
         }
         #[cfg(not(feature = "redis-tls"))]
         return Err(format!("--redis-ca {path} needs the redis-tls feature"));
+    }
+    if let Some(max_staleness) = args.redis_cache {
+        options = options.client_side_cache(max_staleness);
     }
     let store = match &args.redis {
         Some(url) => RedisStore::connect_with(url, options).await,

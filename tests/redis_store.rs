@@ -672,3 +672,235 @@ async fn knowing_the_expiry_never_hides_what_another_replica_wrote() {
     tokio::time::sleep(Duration::from_millis(20)).await;
     assert_eq!(a.lookup(key, Some(TTL)).await.unwrap(), Lookup::Missing);
 }
+
+/// A store with the client-side cache (`max_staleness`, operations bounded by 1 s), once its
+/// tracking is on: it has served a lookup of a binding from the cache, without a `GET`.
+async fn cached_store(server: &RedisServer, url: &str, max_staleness: Duration) -> RedisStore {
+    let timeout = Duration::from_secs(1);
+    let store = RedisStore::connect_with(
+        url,
+        RedisOptions::new()
+            .client_side_cache(max_staleness)
+            .timeout(timeout),
+    )
+    .await
+    .expect("connect to the test redis");
+    let probe = SessionKey::from_session_id(&format!("probe-{url}-{max_staleness:?}"));
+    store.bind(probe, &alice(), TTL, NO_LIMIT).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        store.lookup(probe, None).await.unwrap();
+        server.reset_stats();
+        assert_eq!(
+            store.lookup(probe, None).await.unwrap(),
+            Lookup::Bound(alice())
+        );
+        if count(&calls(server), "get") == 0 {
+            return store;
+        }
+        assert!(Instant::now() < deadline, "the cache never served a lookup");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Looks `key` up on `store` until it is no longer `Bound`: what it became, and how long it took.
+async fn until_not_bound(store: &RedisStore, key: SessionKey) -> (Lookup, Duration) {
+    let started = Instant::now();
+    loop {
+        match store.lookup(key, None).await.unwrap() {
+            Lookup::Bound(_) => {
+                assert!(
+                    started.elapsed() < Duration::from_secs(2),
+                    "still served as bound after 2 s"
+                );
+                tokio::task::yield_now().await;
+            }
+            other => return (other, started.elapsed()),
+        }
+    }
+}
+
+#[tokio::test]
+async fn conformance_suite_passes_with_the_client_side_cache() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let store = cached_store(&server, &server.url(), Duration::from_secs(5)).await;
+    conformance::run_all(&store).await;
+}
+
+#[tokio::test]
+async fn the_client_side_cache_saves_round_trips_and_hears_every_other_writer() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let a = cached_store(&server, &server.url(), Duration::from_secs(5)).await;
+    let b = store(&server).await;
+
+    // Repeated checks of a binding cost one GET, sliding or not while the TTL is fresh.
+    let key = SessionKey::from_session_id("cached");
+    a.bind(key, &alice(), TTL, NO_LIMIT).await.unwrap();
+    server.reset_stats();
+    for _ in 0..50 {
+        assert_eq!(a.lookup(key, None).await.unwrap(), Lookup::Bound(alice()));
+        assert_eq!(
+            a.lookup(key, Some(TTL)).await.unwrap(),
+            Lookup::Bound(alice())
+        );
+    }
+    let stats = calls(&server);
+    assert_eq!(count(&stats, "get"), 1, "{stats:?}");
+    assert_eq!(count(&stats, "evalsha"), 0, "{stats:?}");
+
+    // Each kind of change by someone else reaches the cache: an end on another replica, a
+    // DEL, another value, an expiry, a FLUSHDB.
+    let mut windows = Vec::new();
+    for round in 0..5 {
+        let key = SessionKey::from_session_id(&format!("changed-{round}"));
+        a.bind(key, &alice(), TTL, NO_LIMIT).await.unwrap();
+        a.lookup(key, None).await.unwrap();
+        assert_eq!(a.lookup(key, None).await.unwrap(), Lookup::Bound(alice()));
+        let redis_key = a.redis_key(key);
+        match round {
+            0 => b.end(key, TTL).await.unwrap(),
+            1 => drop(server.command(&["DEL", &redis_key])),
+            2 => drop(server.command(&["SET", &redis_key, "sha256:abcd"])),
+            3 => drop(server.command(&["PEXPIRE", &redis_key, "1"])),
+            _ => drop(server.command(&["FLUSHDB"])),
+        }
+        let started = Instant::now();
+        let seen = loop {
+            match a.lookup(key, None).await {
+                Ok(Lookup::Bound(_)) => {
+                    assert!(
+                        started.elapsed() < Duration::from_secs(2),
+                        "round {round}: the change never reached the cache"
+                    );
+                    tokio::task::yield_now().await;
+                }
+                other => break other,
+            }
+        };
+        windows.push(started.elapsed());
+        match round {
+            0 => assert_eq!(seen.unwrap(), Lookup::Ended),
+            2 => assert_eq!(seen.unwrap_err().kind(), StoreErrorKind::Corrupt),
+            _ => assert_eq!(seen.unwrap(), Lookup::Missing, "round {round}"),
+        }
+    }
+    eprintln!("client-side cache: change seen after {windows:?} (end, DEL, SET, expiry, FLUSHDB)");
+
+    // This store's own end never waits for an invalidation.
+    let key = SessionKey::from_session_id("ended-here");
+    a.bind(key, &alice(), TTL, NO_LIMIT).await.unwrap();
+    a.lookup(key, None).await.unwrap();
+    a.end(key, TTL).await.unwrap();
+    assert_eq!(a.lookup(key, None).await.unwrap(), Lookup::Ended);
+}
+
+#[tokio::test]
+async fn a_killed_tracking_connection_empties_the_cache_until_tracking_is_back() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let a = cached_store(&server, &server.url(), Duration::from_secs(5)).await;
+    let b = store(&server).await;
+    let key = SessionKey::from_session_id("kill-tracking");
+    a.bind(key, &alice(), TTL, NO_LIMIT).await.unwrap();
+    a.lookup(key, None).await.unwrap();
+
+    // Kill the tracking connection and end the session while it is gone.
+    let killed = server.command(&["CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes"]);
+    eprintln!("killed {killed} connections");
+    b.end(key, TTL).await.unwrap();
+    let (seen, after) = until_not_bound(&a, key).await;
+    assert_eq!(seen, Lookup::Ended);
+    eprintln!("end seen {after:?} after the kill");
+
+    // Tracking comes back on a new connection, and the cache serves again.
+    let fresh = SessionKey::from_session_id("after-kill");
+    a.bind(fresh, &bob(), TTL, NO_LIMIT).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        a.lookup(fresh, None).await.unwrap();
+        server.reset_stats();
+        a.lookup(fresh, None).await.unwrap();
+        if count(&calls(&server), "get") == 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "tracking never came back");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    b.end(fresh, TTL).await.unwrap();
+    assert_eq!(until_not_bound(&a, fresh).await.0, Lookup::Ended);
+}
+
+#[tokio::test]
+async fn a_hung_tracking_connection_stops_the_cache_within_max_staleness() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let proxy = support::tcp_proxy::TcpProxy::start(
+        format!("127.0.0.1:{}", server.port()).parse().unwrap(),
+    )
+    .await;
+    // Shorter than the operations' timeout (1 s): the bound holds before the tracking
+    // connection's PING times out.
+    let max_staleness = Duration::from_millis(300);
+    let url = format!("redis://{}/", proxy.addr());
+    let a = cached_store(&server, &url, max_staleness).await;
+    let b = store(&server).await;
+    let key = SessionKey::from_session_id("hung-tracking");
+    a.bind(key, &alice(), TTL, NO_LIMIT).await.unwrap();
+    a.lookup(key, None).await.unwrap();
+    assert_eq!(a.lookup(key, None).await.unwrap(), Lookup::Bound(alice()));
+
+    // The network between A and Redis drops everything, silently; B ends the session.
+    proxy.freeze(true);
+    // After the freeze: a PING whose answer got through was sent before this instant.
+    let frozen = Instant::now();
+    b.end(key, TTL).await.unwrap();
+    let mut last_bound = None;
+    let mut refused = 0;
+    while frozen.elapsed() < max_staleness * 3 {
+        let asked = frozen.elapsed();
+        match a.lookup(key, None).await {
+            Ok(Lookup::Bound(_)) => last_bound = Some(asked),
+            Ok(other) => panic!("{other:?} through a frozen network"),
+            Err(err) => {
+                assert_eq!(err.kind(), StoreErrorKind::Unavailable, "{err}");
+                refused += 1;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    eprintln!("frozen tracking: served from the cache until {last_bound:?}, then {refused} errors");
+    assert!(
+        last_bound.is_none_or(|at| at < max_staleness),
+        "served {last_bound:?} after the freeze, bound {max_staleness:?}"
+    );
+    assert!(refused > 0, "never went to Redis");
+
+    // Once the network is back, A sees the end.
+    proxy.freeze(false);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        match a.lookup(key, None).await {
+            Ok(Lookup::Ended) => break,
+            Ok(Lookup::Bound(_)) => panic!("bound after the end, the network back"),
+            other => assert!(Instant::now() < deadline, "{other:?}"),
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn the_client_side_cache_needs_one_endpoint() {
+    let err = RedisStore::connect_cluster(
+        &["redis://127.0.0.1:1/"],
+        RedisOptions::new().client_side_cache(Duration::from_secs(1)),
+    )
+    .await
+    .unwrap_err();
+    assert!(err.to_string().contains("client-side cache"), "{err}");
+}

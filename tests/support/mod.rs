@@ -23,6 +23,7 @@ pub mod redis_server;
 pub mod rmcp_redis_sessions;
 #[path = "../../examples/common/rotating_client.rs"]
 mod rotating_client;
+pub mod tcp_proxy;
 
 /// An rmcp client whose bearer token can be rotated mid-session (shared with the `demo` example).
 #[allow(unused_imports)]

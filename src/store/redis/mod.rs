@@ -7,7 +7,7 @@ use std::{
 };
 
 use ::redis::{
-    Client, ConnectionAddr, IntoConnectionInfo, RedisError, Script, Value,
+    Client, ConnectionAddr, IntoConnectionInfo, ProtocolVersion, RedisError, Script, Value,
     aio::{ConnectionManager, ConnectionManagerConfig},
     cluster::ClusterClientBuilder,
     cluster_async::ClusterConnection,
@@ -15,6 +15,9 @@ use ::redis::{
 };
 use futures::future::{BoxFuture, FutureExt};
 
+mod cache;
+
+use self::cache::LocalCache;
 use super::{
     BindOutcome, BindingStore, KeyDerivation, KeySecret, Lookup, Owner, SessionKey, StoreError,
     codec::{self, Stored},
@@ -266,7 +269,12 @@ pub struct RedisStore {
     /// When this store last learnt each binding's expiry: see [`Fresh`].
     fresh: Arc<Fresh>,
     keys: Arc<KeyDerivation>,
+    /// The client-side cache, with [`RedisOptions::client_side_cache`].
+    cache: Option<Arc<LocalCache>>,
 }
+
+/// How many bindings a [client-side cache](RedisOptions::client_side_cache) keeps by default.
+const DEFAULT_CACHE_CAPACITY: usize = 100_000;
 
 /// How many bindings [`Fresh`] remembers; past it, it starts over (each forgotten binding costs
 /// one script call on its next checked request, which remembers it again).
@@ -439,6 +447,8 @@ pub struct RedisOptions {
     prefix: String,
     timeout: Duration,
     keys: KeyDerivation,
+    /// [`RedisOptions::client_side_cache`]: the staleness bound, and how many bindings.
+    cache: Option<(Duration, usize)>,
     /// PEM of the CAs that a `rediss://` server's certificate must chain to.
     #[cfg(feature = "redis-tls")]
     ca_pem: Option<Arc<[u8]>>,
@@ -462,6 +472,7 @@ impl RedisOptions {
             prefix: DEFAULT_PREFIX.to_owned(),
             timeout: DEFAULT_TIMEOUT,
             keys: KeyDerivation::sha256(),
+            cache: None,
             #[cfg(feature = "redis-tls")]
             ca_pem: None,
         }
@@ -543,6 +554,66 @@ impl RedisOptions {
         self
     }
 
+    /// Keeps bindings read from Redis in this process (server-assisted client-side caching), so
+    /// that a checked request usually costs no round trip: at most `capacity` bindings (see
+    /// [`client_side_cache_capacity`](Self::client_side_cache_capacity)), each served only while
+    /// Redis is known to tell this store when it changes.
+    ///
+    /// - **How.** [`connect_with`](RedisStore::connect_with) opens one more connection (RESP3),
+    ///   on which Redis sends an invalidation for every key under the prefix that changes
+    ///   (`CLIENT TRACKING ON BCAST PREFIX`), whichever replica changed it. A lookup that finds
+    ///   the binding cached answers at once; one that does not reads it with `GET` and keeps it.
+    ///   Sliding expiry is unchanged: once less than half the slide is left, the lookup runs the
+    ///   slide script on Redis, cached or not.
+    /// - **The window.** A session ended (or a binding changed) on another replica stops being
+    ///   served from this cache when its invalidation arrives, about one loopback or LAN
+    ///   round trip after the write, and **never later than `max_staleness`** after it: the
+    ///   tracking connection `PING`s every quarter of `max_staleness` (at most every second), and
+    ///   cached bindings are served only within `max_staleness` of the last `PING` that came
+    ///   back, so a slow, hung or lost connection stops the cache instead of letting it go stale.
+    ///   On a lost connection the cache empties and lookups read Redis until tracking is back.
+    /// - **Who the window can help.** Only the owner of the session: a cached binding still
+    ///   names its owner, so any other caller is refused as without the cache. What a stale entry
+    ///   allows is the owner's use of a session that another replica ended moments before.
+    /// - **Where.** One Redis server (or a primary behind a single endpoint), through
+    ///   [`connect_with`](RedisStore::connect_with): [`connect_cluster`](RedisStore::connect_cluster)
+    ///   refuses the option, and [`with_options`](RedisStore::with_options) (a connection of
+    ///   your own, so no URL to open the tracking connection with) ignores it, with a warning.
+    ///   Redis 6.0 or later (RESP3).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use mcp_session_binding::store::RedisOptions;
+    ///
+    /// let options = RedisOptions::new().client_side_cache(Duration::from_millis(500));
+    /// # let _ = options;
+    /// ```
+    pub fn client_side_cache(mut self, max_staleness: Duration) -> Self {
+        let capacity = self.cache.map_or(DEFAULT_CACHE_CAPACITY, |(_, c)| c);
+        self.cache = Some((max_staleness, capacity));
+        self
+    }
+
+    /// With a [`client_side_cache`](Self::client_side_cache), how many bindings it keeps
+    /// (default 100,000, about 150 bytes each plus the identities; at least 1). Past it the
+    /// cache empties and fills again from the next lookups.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use mcp_session_binding::store::RedisOptions;
+    ///
+    /// let options = RedisOptions::new()
+    ///     .client_side_cache(Duration::from_millis(500))
+    ///     .client_side_cache_capacity(10_000);
+    /// # let _ = options;
+    /// ```
+    pub fn client_side_cache_capacity(mut self, capacity: usize) -> Self {
+        if let Some((_, c)) = &mut self.cache {
+            *c = capacity.max(1);
+        }
+        self
+    }
+
     /// Trust only these CAs (PEM, one or more `CERTIFICATE` blocks) for a `rediss://` server,
     /// instead of the system's roots: for a Redis whose certificate a private CA issued (the
     /// usual case for managed Redis and for self-signed deployments). The server's certificate
@@ -611,13 +682,18 @@ impl RedisOptions {
             .map_err(|err| config_error(format!("invalid Redis Cluster settings: {err}")))
     }
 
-    /// A client for `url` with these options: TCP settings, and TLS roots when set.
-    fn client(&self, url: &str) -> Result<Client, StoreError> {
+    /// A client for `url` with these options: TCP settings, and TLS roots when set; RESP3 when
+    /// `resp3`.
+    fn client(&self, url: &str, resp3: bool) -> Result<Client, StoreError> {
         let info = url
             .into_connection_info()
             .map_err(|err| config_error(format!("invalid Redis URL: {err}")))?;
         let tcp = RedisStore::tcp_settings(info.tcp_settings().clone(), self.timeout);
-        let info = info.set_tcp_settings(tcp);
+        let mut info = info.set_tcp_settings(tcp);
+        if resp3 {
+            let settings = info.redis_settings().clone();
+            info = info.set_redis_settings(settings.set_protocol(ProtocolVersion::RESP3));
+        }
         #[cfg(feature = "redis-tls")]
         if matches!(info.addr(), ConnectionAddr::TcpTls { .. }) {
             default_crypto_provider();
@@ -740,6 +816,12 @@ impl RedisStore {
     #[must_use]
     pub fn with_options(conn: impl Into<RedisConnection>, options: RedisOptions) -> Self {
         let conn = conn.into();
+        if options.cache.is_some() {
+            tracing::warn!(
+                target: "mcp_session_binding",
+                "RedisOptions::client_side_cache is ignored by RedisStore::with_options: use RedisStore::connect_with"
+            );
+        }
         let prefix = if conn.is_cluster() && !has_hash_tag(&options.prefix) {
             format!("{{{}}}", options.prefix)
         } else {
@@ -752,6 +834,7 @@ impl RedisStore {
             timeout: options.timeout,
             fresh: Arc::default(),
             keys: Arc::new(options.keys),
+            cache: None,
         }
     }
 
@@ -783,6 +866,11 @@ impl RedisStore {
         seeds: &[impl AsRef<str>],
         options: RedisOptions,
     ) -> Result<Self, StoreError> {
+        if options.cache.is_some() {
+            return Err(config_error(
+                "the client-side cache needs one Redis endpoint, not a Redis Cluster".to_owned(),
+            ));
+        }
         let timeout = options.timeout;
         let client = options.cluster_client(seeds)?;
         let conn = tokio::time::timeout(timeout, client.get_async_connection())
@@ -844,15 +932,27 @@ impl RedisStore {
     /// # Ok(())
     /// # }
     /// ```
-    pub async fn connect_with(url: &str, options: RedisOptions) -> Result<Self, StoreError> {
+    pub async fn connect_with(url: &str, mut options: RedisOptions) -> Result<Self, StoreError> {
         let timeout = options.timeout;
-        let client = options.client(url)?;
+        let client = options.client(url, false)?;
         let connecting = client.get_connection_manager_with_config(Self::manager_config(timeout));
         let conn = tokio::time::timeout(timeout, connecting)
             .await
             .map_err(|_| timed_out("connect", timeout))?
             .map_err(|err| connect_error(client.get_connection_info().addr(), &err))?;
-        Ok(Self::with_options(conn, options))
+        let Some((max_staleness, capacity)) = options.cache.take() else {
+            return Ok(Self::with_options(conn, options));
+        };
+        let tracking = options.client(url, true)?;
+        let mut store = Self::with_options(conn, options);
+        let cache = Arc::new(LocalCache::new(
+            max_staleness,
+            capacity,
+            store.prefix.clone(),
+        ));
+        tokio::spawn(cache::track(tracking, Arc::downgrade(&cache), timeout));
+        store.cache = Some(cache);
+        Ok(store)
     }
 
     /// The [`ConnectionManagerConfig`] this store recommends for an operation timeout of
@@ -1022,6 +1122,17 @@ fn decode(value: &[u8]) -> Result<Stored, StoreError> {
     codec::decode_bytes(value).map_err(StoreError::corrupt)
 }
 
+/// What a binding key's value (or its absence) means.
+fn to_lookup(value: Option<&[u8]>) -> Result<Lookup, StoreError> {
+    Ok(match value {
+        None => Lookup::Missing,
+        Some(value) => match decode(value)? {
+            Stored::Bound(owner) => Lookup::Bound(owner),
+            Stored::Ended => Lookup::Ended,
+        },
+    })
+}
+
 impl fmt::Debug for RedisStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RedisStore")
@@ -1112,6 +1223,11 @@ impl BindingStore for RedisStore {
                 // No slide, or a binding known to have more than half its slide left: a plain
                 // GET, no script.
                 _ => {
+                    let cache = self.cache.as_deref();
+                    if let Some(found) = cache.and_then(|cache| cache.get(key)) {
+                        return Ok(found);
+                    }
+                    let ticket = cache.and_then(|cache| cache.reserve(key));
                     let mut get = ::redis::cmd("GET");
                     get.arg(&redis_key);
                     let value: Option<Vec<u8>> = self
@@ -1125,16 +1241,14 @@ impl BindingStore for RedisStore {
                     if slide.is_some() && value.as_deref().is_none_or(|v| v == ended) {
                         self.fresh.forget(key);
                     }
-                    value
+                    let found = to_lookup(value.as_deref())?;
+                    if let (Some(cache), Some(ticket)) = (cache, ticket) {
+                        cache.fill(key, ticket, &found);
+                    }
+                    return Ok(found);
                 }
             };
-            Ok(match value {
-                None => Lookup::Missing,
-                Some(value) => match decode(&value)? {
-                    Stored::Bound(owner) => Lookup::Bound(owner),
-                    Stored::Ended => Lookup::Ended,
-                },
-            })
+            to_lookup(value.as_deref())
         }
         .boxed()
     }
@@ -1155,6 +1269,9 @@ impl BindingStore for RedisStore {
             .arg(ttl_ms(tombstone_ttl))
             .arg(&*self.owner_prefix);
         self.fresh.forget(key);
+        if let Some(cache) = &self.cache {
+            cache.forget(key);
+        }
         async move {
             self.run("end", |mut conn| {
                 let eval = &eval;
