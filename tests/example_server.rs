@@ -325,6 +325,20 @@ fn bad_arguments_exit_with_status_2_and_the_usage() {
         &["--listen"],
         &["--allow-anonymous=yes"],
         &["--without-binding", "--redis", "redis://127.0.0.1/"],
+        &["--redis-cache-ms", "500"],
+        &[
+            "--redis-cluster",
+            "redis://127.0.0.1:1/",
+            "--redis-cache-ms",
+            "500",
+        ],
+        &["--redis", "redis://127.0.0.1:1/", "--redis-cache-ms", "0"],
+        &[
+            "--redis",
+            "redis://127.0.0.1:1/",
+            "--redis-cache-ms",
+            "soon",
+        ],
     ] {
         let output = Command::new(example("mcp_server"))
             .args(args)

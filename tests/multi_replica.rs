@@ -704,6 +704,56 @@ async fn one_redis_round_trip_per_checked_request_and_per_bind(redis: Backend) {
     println!("initialize: {bind:?}; {N} requests on A: {on_a:?}; {N} requests on B: {on_b:?}");
 }
 
+/// Both replicas with the client-side cache (`RedisOptions::client_side_cache`, the example's
+/// `--redis-cache-ms`): A checks alice's requests without a round trip, and a thief on B still
+/// ends the session everywhere: A answers 404 once the invalidation has arrived.
+#[tokio::test]
+async fn with_client_side_caches_a_session_ended_on_b_is_refused_on_a() {
+    let Some(redis) = Backend::single() else {
+        return;
+    };
+    let cached = || RedisOptions::new().client_side_cache(Duration::from_secs(1));
+    let a = Replica::start_with(&redis, cached()).await;
+    let b = Replica::start_with(&redis, cached()).await;
+    let session = a.raw.open_session(Some(&token("alice"))).await;
+    // Until the tracking connection is on, lookups read Redis; then they stop.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        assert_eq!(a.whoami(&session, "alice").await, who("alice"));
+        redis.reset_stats();
+        for _ in 0..5 {
+            assert_eq!(a.whoami(&session, "alice").await, who("alice"));
+        }
+        if redis.command_calls().is_empty() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "A's cache never served");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    assert_mismatch(&b.raw.whoami(&session, Some(&token("mallory")), 2).await);
+    assert_eq!(redis.get(&redis.binding_key(&session)), TOMBSTONE);
+    let ended = Instant::now();
+    loop {
+        match a.whoami_status(&session, "alice").await {
+            StatusCode::NOT_FOUND => break,
+            StatusCode::OK => assert!(
+                ended.elapsed() < Duration::from_secs(1),
+                "A served the ended session past the cache's bound"
+            ),
+            other => panic!("{other}"),
+        }
+    }
+    println!(
+        "A refused the session {:?} after B ended it",
+        ended.elapsed()
+    );
+    assert_eq!(
+        b.whoami_status(&session, "mallory").await,
+        StatusCode::NOT_FOUND
+    );
+}
+
 /// The example binary with `--redis`: sessions created before a crash (SIGKILL) of the only
 /// server process work for their owners after it starts again on the same Redis (on another
 /// port), and are still refused to others.

@@ -1192,13 +1192,12 @@ impl BindingStore for RedisStore {
         key: SessionKey,
         slide: Option<Duration>,
     ) -> BoxFuture<'_, Result<Lookup, StoreError>> {
-        let redis_key = self.redis_key(key);
         async move {
             let value: Option<Vec<u8>> = match slide {
                 Some(slide) if !self.fresh.is_fresh(key, slide) => {
                     let mut invocation = SLIDE_SCRIPT.prepare_invoke();
                     invocation
-                        .key(&redis_key)
+                        .key(self.redis_key(key))
                         .arg(ttl_ms(slide))
                         .arg(codec::encode_ended())
                         .arg(&*self.owner_prefix);
@@ -1229,7 +1228,7 @@ impl BindingStore for RedisStore {
                     }
                     let ticket = cache.and_then(|cache| cache.reserve(key));
                     let mut get = ::redis::cmd("GET");
-                    get.arg(&redis_key);
+                    get.arg(self.redis_key(key));
                     let value: Option<Vec<u8>> = self
                         .run("lookup", |mut conn| {
                             let get = &get;
