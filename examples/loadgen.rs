@@ -11,7 +11,8 @@
 //!
 //! With `--redis URL`, the two servers both have the layer: one keeps its bindings in a
 //! `MemoryStore` (`memory`, the baseline), the other in the Redis at `URL` (`redis`, with
-//! `--redis URL`, so rmcp's session state is there too); the ratios are redis/memory. Use a
+//! `--redis URL`, so rmcp's session state is there too, and `MCP_KEY_SECRET` set, so its keys
+//! are keyed BLAKE3 rather than SHA-256); the ratios are redis/memory. Use a
 //! local `redis-server` that nothing else loads. `--instructions N --redis URL` counts the
 //! server instructions per request of the two. `--redis-cache-ms MS` gives the Redis server the
 //! same flag (the store's client-side cache).
@@ -52,6 +53,8 @@ use tokio::{
 };
 
 const SECRET: &str = "loadgen-secret-0123456789abcdef0123456789abcdef";
+/// `MCP_KEY_SECRET` of the servers.
+const KEY_SECRET: &str = "loadgen-key-secret-0123456789abcdef";
 const ISSUER: &str = "https://issuer.example";
 const AUDIENCE: &str = "mcp-session-binding-example";
 const PROTOCOL: &str = "2025-11-25";
@@ -229,6 +232,8 @@ async fn spawn_server(
     command
         .args(["--listen", "127.0.0.1:0"])
         .env("MCP_JWT_SECRET", SECRET)
+        // Keyed Redis keys (BLAKE3), as a deployment with a key secret has: only `--redis` reads it.
+        .env("MCP_KEY_SECRET", KEY_SECRET)
         .env_remove("MCP_JWT_ISSUERS")
         .env_remove("MCP_JWT_AUDIENCE")
         .env("RUST_LOG", "warn")
