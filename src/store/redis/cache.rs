@@ -24,7 +24,7 @@
 
 use std::{
     collections::HashMap,
-    sync::{Arc, Mutex, PoisonError, Weak},
+    sync::{Arc, PoisonError, RwLock, RwLockWriteGuard, Weak},
     time::Duration,
 };
 
@@ -45,7 +45,8 @@ pub(super) struct LocalCache {
     capacity: usize,
     /// The store's key prefix: invalidated keys outside it (or not a session key) are ignored.
     prefix: Arc<str>,
-    state: Mutex<State>,
+    /// Read-locked by the lookups it serves, write-locked by the rest.
+    state: RwLock<State>,
 }
 
 #[derive(Debug, Default)]
@@ -75,17 +76,17 @@ impl LocalCache {
             max_staleness,
             capacity,
             prefix,
-            state: Mutex::default(),
+            state: RwLock::default(),
         }
     }
 
-    fn state(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    fn state(&self) -> RwLockWriteGuard<'_, State> {
+        self.state.write().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// The cached answer for `key`, if there is one and the cache is confirmed recently enough.
     pub(super) fn get(&self, key: SessionKey) -> Option<Lookup> {
-        let state = self.state();
+        let state = self.state.read().unwrap_or_else(PoisonError::into_inner);
         let confirmed = state.confirmed?;
         if Instant::now() >= confirmed.checked_add(self.max_staleness)? {
             return None;
