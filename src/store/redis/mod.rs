@@ -175,6 +175,10 @@ static SLIDE_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(SLIDE_LUA))
 /// | [`lookup`](BindingStore::lookup) with slide | `EVALSHA` of a script: `GET`, `PTTL`; only when less than half the slide is left, `PEXPIRE` and the owner set's `ZADD` (new expiry) | 1 |
 /// | [`end`](BindingStore::end) | `EVAL` of a script (its text, so no script cache is needed): `GET`, `SET key tombstone PX ttl`, and `ZREM` from the owner set | 1 |
 ///
+/// With a [client-side cache](RedisOptions::client_side_cache), a [`lookup`](BindingStore::lookup)
+/// of a binding the cache holds costs no round trip (while more than half the slide is left),
+/// and every write under the prefix costs each caching replica one invalidation message.
+///
 /// So a busy session costs one read per request and one write per half slide, never a write
 /// per request; the per-owner limit costs no extra round trip, on binds or on checked requests.
 /// The first bind or sliding lookup after Redis lost its script cache (a restart,
