@@ -210,9 +210,14 @@ pub(super) async fn track(client: Client, cache: Weak<LocalCache>, timeout: Dura
         };
         let (prefix, interval) = (strong.prefix.clone(), strong.interval());
         drop(strong);
+        let began = Instant::now();
         match tracked(&client, &cache, &prefix, interval, timeout).await {
             Ok(()) => return,
             Err(err) => {
+                // A connection that lasted starts the pauses over.
+                if began.elapsed() > RETRY_MAX * 2 {
+                    retry = RETRY_MIN;
+                }
                 tracing::warn!(
                     target: "mcp_session_binding",
                     error = %err,
