@@ -280,7 +280,7 @@ where
                         mode,
                     };
                     let future = self.take_ready().call(Request::from_parts(parts, body));
-                    return ResponseFuture::inner(future, Some(Box::new(capture)));
+                    return ResponseFuture::inner(future, Some(capture.scan()));
                 }
             }
             // No session yet: forward, and bind the session the response may create.

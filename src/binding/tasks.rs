@@ -297,6 +297,26 @@ fn framing<B>(response: &Response<B>) -> Option<Framing> {
     }
 }
 
+impl<St> Capture<St> {
+    /// The scan of this capture's answer, with the capture as its recorder, boxed: on the
+    /// sessionless path it is the work after the answer, and becomes its body's state, so the
+    /// request costs one allocation.
+    pub(crate) fn scan(self) -> Box<TaskScan<Self>> {
+        Box::new(TaskScan {
+            mode: self.mode,
+            // Set from the answer's `Content-Type` before the body is read.
+            framing: Framing::Json,
+            cap: self.config.max_body_bytes,
+            buf: BytesMut::new(),
+            out: VecDeque::new(),
+            pending: None,
+            passthrough: false,
+            inner_done: false,
+            recorder: self,
+        })
+    }
+}
+
 impl<St, ResBody, E> AfterResponse<ResBody, E> for Capture<St>
 where
     St: BindingStore + Clone,
@@ -308,31 +328,42 @@ where
     }
 
     fn run(self: Box<Self>, response: Response<ResBody>) -> Then<ResBody, E> {
-        let framing = framing(&response).unwrap_or(Framing::Json);
+        if !AfterResponse::<ResBody, E>::applies_to(&*self, &response) {
+            return Then::Now(Ok(response.map(ResponseBody::inner)));
+        }
+        (*self).scan().run(response)
+    }
+}
+
+impl<St, ResBody, E> AfterResponse<ResBody, E> for TaskScan<Capture<St>>
+where
+    St: BindingStore + Clone,
+    ResBody: Send + 'static,
+    E: Send + 'static,
+{
+    fn applies_to(&self, response: &Response<ResBody>) -> bool {
+        AfterResponse::<ResBody, E>::applies_to(&self.recorder, response)
+    }
+
+    fn run(mut self: Box<Self>, response: Response<ResBody>) -> Then<ResBody, E> {
+        // One look at `Content-Type`: it decides both whether to scan and how.
+        let framing = match framing(&response) {
+            Some(framing) if response.status().is_success() => framing,
+            _ => return Then::Now(Ok(response.map(ResponseBody::inner))),
+        };
+        self.framing = framing;
         let (mut parts, body) = response.into_parts();
         // The answer may be rewritten (a task that could not be recorded): its length may change.
         parts.headers.remove(header::CONTENT_LENGTH);
-        let (mode, cap) = (self.mode, self.config.max_body_bytes);
-        let scan = TaskScan {
-            // The capture's own box, made the recorder: no allocation.
-            recorder: self,
-            mode,
-            framing,
-            cap,
-            buf: BytesMut::new(),
-            out: VecDeque::new(),
-            pending: None,
-            passthrough: false,
-            inner_done: false,
-        };
-        let body = ResponseBody::scanned(body, Box::new(scan));
+        // The same box, its recorder's type erased: no allocation.
+        let body = ResponseBody::scanned(body, self);
         Then::Now(Ok(Response::from_parts(parts, body)))
     }
 }
 
 /// Records and checks tasks for one caller, behind a trait object so the response body does not
 /// carry the store's type.
-trait TaskRecorder: Send + Sync {
+pub(crate) trait TaskRecorder: Send + Sync {
     /// Records that the caller created `task_id`. Whether it worked.
     fn record(&self, task_id: String, ttl_ms: Option<u64>) -> BoxFuture<'static, bool>;
     /// Whether the caller created `task_id`.
@@ -396,8 +427,10 @@ struct Pending {
 /// The state of a scanned answer body: the inner body's bytes pass through event by event
 /// (SSE) or whole (JSON, up to the body cap); an event that creates a task is held until the
 /// task is recorded.
-pub(crate) struct TaskScan {
-    recorder: Box<dyn TaskRecorder>,
+///
+/// `R` is the recorder: the [`Capture`] while the scan waits for the answer, erased to
+/// `dyn TaskRecorder` in the body (it is the last field, so a box of one coerces to the other).
+pub(crate) struct TaskScan<R: ?Sized = dyn TaskRecorder> {
     mode: Mode,
     framing: Framing,
     /// Most bytes held while looking for the end of an event (or of a JSON answer); past it the
@@ -408,9 +441,10 @@ pub(crate) struct TaskScan {
     pending: Option<Pending>,
     passthrough: bool,
     inner_done: bool,
+    recorder: R,
 }
 
-impl fmt::Debug for TaskScan {
+impl<R: ?Sized> fmt::Debug for TaskScan<R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TaskScan")
             .field("mode", &self.mode)
