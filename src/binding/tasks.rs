@@ -307,9 +307,7 @@ impl<St> Capture<St> {
             // Set from the answer's `Content-Type` before the body is read.
             framing: Framing::Json,
             cap: self.config.max_body_bytes,
-            buf: BytesMut::new(),
-            out: VecDeque::new(),
-            pending: None,
+            held: None,
             passthrough: false,
             inner_done: false,
             recorder: self,
@@ -436,12 +434,23 @@ pub(crate) struct TaskScan<R: ?Sized = dyn TaskRecorder> {
     /// Most bytes held while looking for the end of an event (or of a JSON answer); past it the
     /// rest passes unscanned (a task in it is never recorded, so no one can use it).
     cap: usize,
-    buf: BytesMut,
-    out: VecDeque<Frame<Bytes>>,
-    pending: Option<Pending>,
+    /// What the scan holds back; `None` until a frame cannot pass on as it came (most answers
+    /// never need it, and then drop nothing).
+    held: Option<Held>,
     passthrough: bool,
     inner_done: bool,
     recorder: R,
+}
+
+/// The bytes and events a [`TaskScan`] holds back.
+#[derive(Default)]
+struct Held {
+    /// The start of an event (or of a JSON answer) whose end has not come yet.
+    buf: BytesMut,
+    /// What goes out next, in order.
+    out: VecDeque<Frame<Bytes>>,
+    /// The event waiting for the store.
+    pending: Option<Pending>,
 }
 
 impl<R: ?Sized> fmt::Debug for TaskScan<R> {
@@ -449,7 +458,7 @@ impl<R: ?Sized> fmt::Debug for TaskScan<R> {
         f.debug_struct("TaskScan")
             .field("mode", &self.mode)
             .field("framing", &self.framing)
-            .field("buffered", &self.buf.len())
+            .field("buffered", &self.held.as_ref().map_or(0, |h| h.buf.len()))
             .field("passthrough", &self.passthrough)
             .finish_non_exhaustive()
     }
@@ -496,10 +505,15 @@ fn names_a_task(bytes: &[u8]) -> bool {
 }
 
 impl TaskScan {
+    /// What was held back, made when first needed.
+    fn held(&mut self) -> &mut Held {
+        self.held.get_or_insert_with(Held::default)
+    }
+
     /// The event as it goes out: SSE events as they came, JSON as the whole body.
     fn handle(&mut self, event: Bytes) {
         if !names_a_task(&event) {
-            self.out.push_back(Frame::data(event));
+            self.held().out.push_back(Frame::data(event));
             return;
         }
         let data = match self.framing {
@@ -507,10 +521,10 @@ impl TaskScan {
             Framing::Json => event.to_vec(),
         };
         let Ok(message) = serde_json::from_slice::<Scanned<'_>>(&data) else {
-            self.out.push_back(Frame::data(event));
+            self.held().out.push_back(Frame::data(event));
             return;
         };
-        match self.mode {
+        let pending = match self.mode {
             Mode::Create | Mode::LegacyCreate => {
                 let result = message.result.as_ref();
                 let (created, ttl_ms) = if self.mode == Mode::LegacyCreate {
@@ -531,7 +545,7 @@ impl TaskScan {
                     self.passthrough = true;
                 }
                 let (Some(task_id), Some(id)) = (created, message.id) else {
-                    self.out.push_back(Frame::data(event));
+                    self.held().out.push_back(Frame::data(event));
                     return;
                 };
                 let error = jsonrpc::error_for(
@@ -548,11 +562,11 @@ impl TaskScan {
                     }
                     Framing::Json => error,
                 };
-                self.pending = Some(Pending {
+                Pending {
                     future: self.recorder.record(task_id, ttl_ms),
                     event,
                     instead: Some(Bytes::from(instead)),
-                });
+                }
             }
             Mode::Listen => {
                 let about = message
@@ -561,18 +575,18 @@ impl TaskScan {
                     .filter(|m| m.starts_with("notifications/tasks"))
                     .and(message.params)
                     .and_then(|p| p.task_id);
-                match about {
-                    Some(task_id) => {
-                        self.pending = Some(Pending {
-                            future: self.recorder.owns(task_id),
-                            event,
-                            instead: None,
-                        });
-                    }
-                    None => self.out.push_back(Frame::data(event)),
+                let Some(task_id) = about else {
+                    self.held().out.push_back(Frame::data(event));
+                    return;
+                };
+                Pending {
+                    future: self.recorder.owns(task_id),
+                    event,
+                    instead: None,
                 }
             }
-        }
+        };
+        self.held().pending = Some(pending);
     }
 
     /// Whether `data`, a frame that arrived with nothing buffered, is complete events (SSE) or the
@@ -587,31 +601,42 @@ impl TaskScan {
 
     /// Handles every complete event in the buffer (or the whole JSON body once it ended).
     fn drain_events(&mut self) {
-        while self.pending.is_none() && !self.buf.is_empty() {
+        loop {
+            let Some(held) = &mut self.held else {
+                return; // nothing buffered
+            };
+            if held.pending.is_some() || held.buf.is_empty() {
+                return;
+            }
             if self.passthrough {
-                let rest = self.buf.split().freeze();
-                self.out.push_back(Frame::data(rest));
+                let rest = held.buf.split().freeze();
+                held.out.push_back(Frame::data(rest));
                 return;
             }
             let end = match self.framing {
-                Framing::Sse => sse::event_end(&self.buf),
+                Framing::Sse => sse::event_end(&held.buf),
                 Framing::Json => None,
             };
             match end {
                 Some(end) => {
-                    let event = self.buf.split_to(end).freeze();
+                    let event = held.buf.split_to(end).freeze();
                     self.handle(event);
                 }
                 None if self.inner_done => {
-                    let rest = self.buf.split().freeze();
+                    let rest = held.buf.split().freeze();
                     self.handle(rest);
                 }
-                None if self.buf.len() > self.cap => {
+                None if held.buf.len() > self.cap => {
                     self.passthrough = true;
                 }
                 None => return,
             }
         }
+    }
+
+    /// Whether nothing is held back: a frame can pass on as it came.
+    fn holds_nothing(&self) -> bool {
+        self.held.as_ref().is_none_or(|held| held.buf.is_empty())
     }
 
     /// Polls the scan over `body`.
@@ -624,25 +649,27 @@ impl TaskScan {
         B: Body<Data = Bytes>,
     {
         loop {
-            if let Some(frame) = self.out.pop_front() {
-                return Poll::Ready(Some(Ok(frame)));
-            }
-            if let Some(pending) = &mut self.pending {
-                let yes = std::task::ready!(pending.future.poll_unpin(cx));
-                let pending = self.pending.take().expect("pending event");
-                let send = if yes {
-                    Some(pending.event)
-                } else {
-                    pending.instead
-                };
-                if let Some(send) = send {
-                    self.out.push_back(Frame::data(send));
+            if let Some(held) = &mut self.held {
+                if let Some(frame) = held.out.pop_front() {
+                    return Poll::Ready(Some(Ok(frame)));
                 }
-                self.drain_events();
-                continue;
+                if let Some(pending) = &mut held.pending {
+                    let yes = std::task::ready!(pending.future.poll_unpin(cx));
+                    let pending = held.pending.take().expect("pending event");
+                    let send = if yes {
+                        Some(pending.event)
+                    } else {
+                        pending.instead
+                    };
+                    if let Some(send) = send {
+                        held.out.push_back(Frame::data(send));
+                    }
+                    self.drain_events();
+                    continue;
+                }
             }
             if self.inner_done {
-                if self.buf.is_empty() {
+                if self.holds_nothing() {
                     return Poll::Ready(None);
                 }
                 self.drain_events();
@@ -650,25 +677,26 @@ impl TaskScan {
             }
             match std::task::ready!(body.as_mut().poll_frame(cx)) {
                 Some(Ok(frame)) => match frame.into_data() {
-                    Ok(data) if self.passthrough && self.buf.is_empty() => {
+                    Ok(data) if self.passthrough && self.holds_nothing() => {
                         return Poll::Ready(Some(Ok(Frame::data(data))));
                     }
-                    Ok(data) if self.buf.is_empty() && self.whole_and_plain(&data, &body) => {
+                    Ok(data) if self.holds_nothing() && self.whole_and_plain(&data, &body) => {
                         // What `handle` would pass on unchanged, without copying it.
                         return Poll::Ready(Some(Ok(Frame::data(data))));
                     }
                     Ok(data) => {
-                        self.buf.extend_from_slice(&data);
+                        self.held().buf.extend_from_slice(&data);
                         self.drain_events();
                     }
                     Err(frame) => {
                         // Trailers: whatever is held goes first, unscanned.
                         self.passthrough = true;
-                        if !self.buf.is_empty() {
-                            let rest = self.buf.split().freeze();
-                            self.out.push_back(Frame::data(rest));
+                        let held = self.held();
+                        if !held.buf.is_empty() {
+                            let rest = held.buf.split().freeze();
+                            held.out.push_back(Frame::data(rest));
                         }
-                        self.out.push_back(frame);
+                        held.out.push_back(frame);
                     }
                 },
                 Some(Err(error)) => return Poll::Ready(Some(Err(error))),
@@ -681,7 +709,10 @@ impl TaskScan {
 
     /// Whether nothing more will come.
     pub(crate) fn is_end_stream(&self) -> bool {
-        self.inner_done && self.buf.is_empty() && self.out.is_empty() && self.pending.is_none()
+        self.inner_done
+            && self.held.as_ref().is_none_or(|held| {
+                held.buf.is_empty() && held.out.is_empty() && held.pending.is_none()
+            })
     }
 }
 
