@@ -389,6 +389,112 @@ async fn listen_streams_carry_only_the_callers_tasks() {
     assert_eq!(events[1]["method"], "notifications/tools/list_changed");
 }
 
+/// A scripted inner service whose `tools/call` answers arrive in many body frames, split inside
+/// the `taskId` key, inside the task id and (SSE) inside the blank line that ends the event; its
+/// `tasks/get` answers with the task named in `Mcp-Name`. The name of the tool (`json` or `sse`)
+/// picks the framing.
+fn split_answers() -> (Router, Arc<Mutex<Vec<support::Seen>>>) {
+    use axum::{body::Body, response::Response};
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let record = seen.clone();
+    let handler = move |request: axum::extract::Request| {
+        let record = record.clone();
+        async move {
+            record.lock().unwrap().push(support::Seen::of(&request));
+            let header = |name: &str| {
+                request
+                    .headers()
+                    .get(name)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default()
+                    .to_owned()
+            };
+            let (method, name) = (header("mcp-method"), header("mcp-name"));
+            let (content_type, chunks): (_, Vec<String>) = match (method.as_str(), name.as_str()) {
+                ("tools/call", "json") => (
+                    "application/json",
+                    [
+                        r#"{"jsonrpc":"2.0","id":1,"result":{"resultType":"task","task"#,
+                        r#"Id":"split-"#,
+                        r#"json","status":"working","ttlMs":60000}}"#,
+                    ]
+                    .map(String::from)
+                    .into(),
+                ),
+                ("tools/call", "sse") => (
+                    "text/event-stream",
+                    [
+                        // A whole event naming no task: passed on as it came.
+                        "data: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/progress\",\"params\":{\"progress\":1}}\n\n",
+                        "data: {\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{\"resultType\":\"task\",\"ta",
+                        "skId\":\"split-s",
+                        "se\",\"status\":\"working\"}}\n",
+                        "\n",
+                    ]
+                    .map(String::from)
+                    .into(),
+                ),
+                ("tasks/get", _) => (
+                    "application/json",
+                    vec![json!({"jsonrpc": "2.0", "id": 7, "result": {"taskId": name, "status": "working"}}).to_string()],
+                ),
+                _ => ("application/json", vec!["{}".to_owned()]),
+            };
+            let frames = chunks
+                .into_iter()
+                .map(|chunk| Ok::<_, std::convert::Infallible>(bytes::Bytes::from(chunk)));
+            Response::builder()
+                .header("content-type", content_type)
+                .body(Body::from_stream(futures::stream::iter(frames)))
+                .unwrap()
+        }
+    };
+    let app = Router::new().route("/mcp", axum::routing::post(handler));
+    (app, seen)
+}
+
+/// A task id that arrives split across body frames (JSON) or across the frames of one SSE event
+/// is still recorded for its creator, and the answer passes on byte for byte: the scan never
+/// lets a frame through unscanned because it holds only part of `taskId`.
+#[tokio::test]
+async fn a_task_split_across_frames_is_still_bound() {
+    let (inner, seen) = split_answers();
+    let app = inner
+        .layer(SessionBindingLayer::new())
+        .layer(axum::middleware::from_fn(support::auth));
+    let server = serve_router(app, seen).await;
+    let raw = Raw::new(&server);
+    for (tool, task_id) in [("json", "split-json"), ("sse", "split-sse")] {
+        let body = request(1, "tools/call", json!({"name": tool, "arguments": {}}));
+        let created = modern(&raw, Some(&alice()), "tools/call", Some(tool), &body).await;
+        assert_eq!(created.status, StatusCode::OK, "{created:?}");
+        assert!(
+            created.text.contains(&format!(r#""taskId":"{task_id}""#)),
+            "{tool}: the answer passes on whole: {created:?}"
+        );
+        if tool == "sse" {
+            assert!(
+                created.text.starts_with(
+                    "data: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/progress\""
+                )
+            );
+            assert!(created.text.ends_with("}}\n\n"), "{created:?}");
+        }
+        let mine = task_request(&raw, Some(&alice()), "tasks/get", task_id).await;
+        assert_eq!(
+            mine.json()["result"]["taskId"],
+            task_id,
+            "{tool}: the creator's task was not recorded: {mine:?}"
+        );
+        let refused = task_request(&raw, Some(&bob()), "tasks/get", task_id).await;
+        assert_eq!(
+            refused.json()["error"]["code"],
+            -32602,
+            "{tool}: {refused:?}"
+        );
+    }
+}
+
 // ---- requestState sealed to the principal ----
 
 use mcp_session_binding::state::{RequestStateLayer, StateKeys};

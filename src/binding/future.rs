@@ -21,7 +21,8 @@ type Answer<B, E> = Result<Response<ResponseBody<B>>, E>;
 pub(crate) trait AfterResponse<B, E>: Send {
     /// Whether the response needs this work (the rest passes through untouched).
     fn applies_to(&self, response: &Response<B>) -> bool;
-    /// Does the work; the response leaves the layer when it is done.
+    /// Does the work if the response needs it (see [`applies_to`](Self::applies_to)), else
+    /// passes the response through untouched; the response leaves the layer when it is done.
     fn run(self: Box<Self>, response: Response<B>) -> Then<B, E>;
 }
 
@@ -134,12 +135,13 @@ where
             match state.as_mut().project() {
                 StateProj::Inner { future, after } => {
                     let response = ready!(future.try_poll(cx))?;
+                    // `run` decides itself whether the response needs the work: one call.
                     match after.take() {
-                        Some(after) if after.applies_to(&response) => match after.run(response) {
+                        Some(after) => match after.run(response) {
                             Then::Now(answer) => return Poll::Ready(answer),
                             Then::Later(future) => state.set(State::Boxed { future }),
                         },
-                        _ => return Poll::Ready(Ok(response.map(ResponseBody::inner))),
+                        None => return Poll::Ready(Ok(response.map(ResponseBody::inner))),
                     }
                 }
                 StateProj::Boxed { future } => return future.as_mut().poll(cx),

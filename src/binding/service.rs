@@ -208,9 +208,23 @@ where
         } else {
             headers::is_sessionless(&parts.headers)
         };
+        // The method of a sessionless POST's `Mcp-Method` header, when it takes a task route.
+        let mut task_method = None;
         if sessionless {
-            parts.headers.remove(MCP_SESSION_ID);
-            parts.headers.remove(LAST_EVENT_ID);
+            if self.config.bind_tasks && parts.method == Method::POST {
+                // One pass over the headers instead of three lookups; most have neither header.
+                let seen = tasks::sessionless_headers(&parts.headers);
+                if seen.session_id {
+                    parts.headers.remove(MCP_SESSION_ID);
+                }
+                if seen.last_event_id {
+                    parts.headers.remove(LAST_EVENT_ID);
+                }
+                task_method = seen.method;
+            } else {
+                parts.headers.remove(MCP_SESSION_ID);
+                parts.headers.remove(LAST_EVENT_ID);
+            }
             if parts.method == Method::GET || parts.method == Method::DELETE {
                 drop(self.take_ready());
                 let answer = reject::plain(RejectionReason::SessionlessMethod, None);
@@ -253,9 +267,9 @@ where
         crate::identity::expose(&mut parts.extensions, caller.as_ref());
 
         let Some(key) = key else {
-            if sessionless && self.config.bind_tasks && parts.method == Method::POST {
-                let mode = match tasks::route(&parts.headers, self.config.max_task_id_len) {
-                    Some(Route::Check(task_id)) => {
+            if let Some(method) = task_method {
+                let mode = match method.route(&parts.headers, self.config.max_task_id_len) {
+                    Route::Check(task_id) => {
                         let task_id = task_id.map(str::to_owned);
                         let check = tasks::check(
                             self.take_ready(),
@@ -268,20 +282,18 @@ where
                         );
                         return ResponseFuture::boxed(check.boxed());
                     }
-                    Some(Route::Create) => Some(tasks::Mode::Create),
-                    Some(Route::Listen) => Some(tasks::Mode::Listen),
-                    None => None,
+                    Route::Create => tasks::Mode::Create,
+                    Route::Listen => tasks::Mode::Listen,
                 };
-                if let Some(mode) = mode {
-                    let capture = tasks::Capture {
-                        store: self.store.clone(),
-                        config: self.config.clone(),
-                        caller,
-                        mode,
-                    };
-                    let future = self.take_ready().call(Request::from_parts(parts, body));
-                    return ResponseFuture::inner(future, Some(Box::new(capture)));
-                }
+                let capture = tasks::Capture {
+                    store: self.store.clone(),
+                    config: self.config.clone(),
+                    caller,
+                    mode,
+                };
+                // Called at once: the service polled ready is used here, not cloned.
+                let future = self.inner.call(Request::from_parts(parts, body));
+                return ResponseFuture::inner(future, Some(capture.scan()));
             }
             // No session yet: forward, and bind the session the response may create.
             let mut inner = self.take_ready();

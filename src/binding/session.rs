@@ -185,6 +185,9 @@ where
     }
 
     fn run(self: Box<Self>, response: Response<ResBody>) -> Then<ResBody, S::Error> {
+        if !self.applies_to(&response) {
+            return Then::Now(Ok(response.map(ResponseBody::inner)));
+        }
         let After {
             inner,
             store,

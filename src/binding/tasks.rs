@@ -87,15 +87,75 @@ fn single<'a>(headers: &'a HeaderMap, name: &HeaderName) -> Option<&'a HeaderVal
 
 /// The route of a sessionless POST, from its headers only. `None`: nothing to do.
 pub(crate) fn route(headers: &HeaderMap, max_task_id_len: usize) -> Option<Route<'_>> {
-    let method = single(headers, &MCP_METHOD)?.as_bytes();
-    match method {
-        b"tools/call" => Some(Route::Create),
-        b"subscriptions/listen" => Some(Route::Listen),
-        b"tasks/get" | b"tasks/update" | b"tasks/cancel" => {
-            Some(Route::Check(task_name(headers, max_task_id_len)))
+    let method = Method::of(single(headers, &MCP_METHOD)?.as_bytes())?;
+    Some(method.route(headers, max_task_id_len))
+}
+
+/// The `Mcp-Method`s that take a route of their own.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Method {
+    ToolsCall,
+    Listen,
+    /// `tasks/get`, `tasks/update`, `tasks/cancel`.
+    Task,
+}
+
+impl Method {
+    fn of(method: &[u8]) -> Option<Self> {
+        match method {
+            b"tools/call" => Some(Self::ToolsCall),
+            b"subscriptions/listen" => Some(Self::Listen),
+            b"tasks/get" | b"tasks/update" | b"tasks/cancel" => Some(Self::Task),
+            _ => None,
         }
-        _ => None,
     }
+
+    /// The route of a request with this method and `headers`.
+    pub(crate) fn route(self, headers: &HeaderMap, max_task_id_len: usize) -> Route<'_> {
+        match self {
+            Self::ToolsCall => Route::Create,
+            Self::Listen => Route::Listen,
+            Self::Task => Route::Check(task_name(headers, max_task_id_len)),
+        }
+    }
+}
+
+/// What one pass over a sessionless POST's headers found.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct SessionlessHeaders {
+    /// `Mcp-Session-Id` is present (to remove).
+    pub(crate) session_id: bool,
+    /// `Last-Event-ID` is present (to remove).
+    pub(crate) last_event_id: bool,
+    /// The method of the single `Mcp-Method` header, when it takes a route ([`route`]'s).
+    pub(crate) method: Option<Method>,
+}
+
+/// Reads what the layer needs of a sessionless POST's headers in one pass over them, comparing
+/// names, instead of hashing three names to look each up: the same answers as `contains_key` and
+/// [`route`]. It costs a few instructions a header, a small share of what parsing and storing
+/// that header cost the server first.
+pub(crate) fn sessionless_headers(headers: &HeaderMap) -> SessionlessHeaders {
+    let mut seen = SessionlessHeaders::default();
+    let mut methods = 0_usize;
+    let mut method = None;
+    // One item per value: a repeated header is seen as often as it is repeated.
+    for (name, value) in headers {
+        // Names are lowercase in a `HeaderMap` (the constants' names; a test checks them).
+        match name.as_str() {
+            "mcp-method" => {
+                methods += 1;
+                method = Some(value);
+            }
+            "last-event-id" => seen.last_event_id = true,
+            "mcp-session-id" => seen.session_id = true,
+            _ => {}
+        }
+    }
+    if methods == 1 {
+        seen.method = method.and_then(|value| Method::of(value.as_bytes()));
+    }
+    seen
 }
 
 /// The task id a `tasks/*` request names in `Mcp-Name`.
@@ -297,6 +357,24 @@ fn framing<B>(response: &Response<B>) -> Option<Framing> {
     }
 }
 
+impl<St> Capture<St> {
+    /// The scan of this capture's answer, with the capture as its recorder, boxed: on the
+    /// sessionless path it is the work after the answer, and becomes its body's state, so the
+    /// request costs one allocation.
+    pub(crate) fn scan(self) -> Box<TaskScan<Self>> {
+        Box::new(TaskScan {
+            mode: self.mode,
+            // Set from the answer's `Content-Type` before the body is read.
+            framing: Framing::Json,
+            cap: self.config.max_body_bytes,
+            held: None,
+            passthrough: false,
+            inner_done: false,
+            recorder: self,
+        })
+    }
+}
+
 impl<St, ResBody, E> AfterResponse<ResBody, E> for Capture<St>
 where
     St: BindingStore + Clone,
@@ -308,31 +386,42 @@ where
     }
 
     fn run(self: Box<Self>, response: Response<ResBody>) -> Then<ResBody, E> {
-        let framing = framing(&response).unwrap_or(Framing::Json);
+        if !AfterResponse::<ResBody, E>::applies_to(&*self, &response) {
+            return Then::Now(Ok(response.map(ResponseBody::inner)));
+        }
+        (*self).scan().run(response)
+    }
+}
+
+impl<St, ResBody, E> AfterResponse<ResBody, E> for TaskScan<Capture<St>>
+where
+    St: BindingStore + Clone,
+    ResBody: Send + 'static,
+    E: Send + 'static,
+{
+    fn applies_to(&self, response: &Response<ResBody>) -> bool {
+        AfterResponse::<ResBody, E>::applies_to(&self.recorder, response)
+    }
+
+    fn run(mut self: Box<Self>, response: Response<ResBody>) -> Then<ResBody, E> {
+        // One look at `Content-Type`: it decides both whether to scan and how.
+        let framing = match framing(&response) {
+            Some(framing) if response.status().is_success() => framing,
+            _ => return Then::Now(Ok(response.map(ResponseBody::inner))),
+        };
+        self.framing = framing;
         let (mut parts, body) = response.into_parts();
         // The answer may be rewritten (a task that could not be recorded): its length may change.
         parts.headers.remove(header::CONTENT_LENGTH);
-        let (mode, cap) = (self.mode, self.config.max_body_bytes);
-        let scan = TaskScan {
-            // The capture's own box, made the recorder: no allocation.
-            recorder: self,
-            mode,
-            framing,
-            cap,
-            buf: BytesMut::new(),
-            out: VecDeque::new(),
-            pending: None,
-            passthrough: false,
-            inner_done: false,
-        };
-        let body = ResponseBody::scanned(body, Box::new(scan));
+        // The same box, its recorder's type erased: no allocation.
+        let body = ResponseBody::scanned(body, self);
         Then::Now(Ok(Response::from_parts(parts, body)))
     }
 }
 
 /// Records and checks tasks for one caller, behind a trait object so the response body does not
 /// carry the store's type.
-trait TaskRecorder: Send + Sync {
+pub(crate) trait TaskRecorder: Send + Sync {
     /// Records that the caller created `task_id`. Whether it worked.
     fn record(&self, task_id: String, ttl_ms: Option<u64>) -> BoxFuture<'static, bool>;
     /// Whether the caller created `task_id`.
@@ -396,26 +485,40 @@ struct Pending {
 /// The state of a scanned answer body: the inner body's bytes pass through event by event
 /// (SSE) or whole (JSON, up to the body cap); an event that creates a task is held until the
 /// task is recorded.
-pub(crate) struct TaskScan {
-    recorder: Box<dyn TaskRecorder>,
+///
+/// `R` is the recorder: the [`Capture`] while the scan waits for the answer, erased to
+/// `dyn TaskRecorder` in the body (it is the last field, so a box of one coerces to the other).
+pub(crate) struct TaskScan<R: ?Sized = dyn TaskRecorder> {
     mode: Mode,
     framing: Framing,
     /// Most bytes held while looking for the end of an event (or of a JSON answer); past it the
     /// rest passes unscanned (a task in it is never recorded, so no one can use it).
     cap: usize,
-    buf: BytesMut,
-    out: VecDeque<Frame<Bytes>>,
-    pending: Option<Pending>,
+    /// What the scan holds back; `None` until a frame cannot pass on as it came (most answers
+    /// never need it, and then drop nothing).
+    held: Option<Held>,
     passthrough: bool,
     inner_done: bool,
+    recorder: R,
 }
 
-impl fmt::Debug for TaskScan {
+/// The bytes and events a [`TaskScan`] holds back.
+#[derive(Default)]
+struct Held {
+    /// The start of an event (or of a JSON answer) whose end has not come yet.
+    buf: BytesMut,
+    /// What goes out next, in order.
+    out: VecDeque<Frame<Bytes>>,
+    /// The event waiting for the store.
+    pending: Option<Pending>,
+}
+
+impl<R: ?Sized> fmt::Debug for TaskScan<R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TaskScan")
             .field("mode", &self.mode)
             .field("framing", &self.framing)
-            .field("buffered", &self.buf.len())
+            .field("buffered", &self.held.as_ref().map_or(0, |h| h.buf.len()))
             .field("passthrough", &self.passthrough)
             .finish_non_exhaustive()
     }
@@ -462,10 +565,15 @@ fn names_a_task(bytes: &[u8]) -> bool {
 }
 
 impl TaskScan {
+    /// What was held back, made when first needed.
+    fn held(&mut self) -> &mut Held {
+        self.held.get_or_insert_with(Held::default)
+    }
+
     /// The event as it goes out: SSE events as they came, JSON as the whole body.
     fn handle(&mut self, event: Bytes) {
         if !names_a_task(&event) {
-            self.out.push_back(Frame::data(event));
+            self.held().out.push_back(Frame::data(event));
             return;
         }
         let data = match self.framing {
@@ -473,10 +581,10 @@ impl TaskScan {
             Framing::Json => event.to_vec(),
         };
         let Ok(message) = serde_json::from_slice::<Scanned<'_>>(&data) else {
-            self.out.push_back(Frame::data(event));
+            self.held().out.push_back(Frame::data(event));
             return;
         };
-        match self.mode {
+        let pending = match self.mode {
             Mode::Create | Mode::LegacyCreate => {
                 let result = message.result.as_ref();
                 let (created, ttl_ms) = if self.mode == Mode::LegacyCreate {
@@ -497,7 +605,7 @@ impl TaskScan {
                     self.passthrough = true;
                 }
                 let (Some(task_id), Some(id)) = (created, message.id) else {
-                    self.out.push_back(Frame::data(event));
+                    self.held().out.push_back(Frame::data(event));
                     return;
                 };
                 let error = jsonrpc::error_for(
@@ -514,11 +622,11 @@ impl TaskScan {
                     }
                     Framing::Json => error,
                 };
-                self.pending = Some(Pending {
+                Pending {
                     future: self.recorder.record(task_id, ttl_ms),
                     event,
                     instead: Some(Bytes::from(instead)),
-                });
+                }
             }
             Mode::Listen => {
                 let about = message
@@ -527,18 +635,18 @@ impl TaskScan {
                     .filter(|m| m.starts_with("notifications/tasks"))
                     .and(message.params)
                     .and_then(|p| p.task_id);
-                match about {
-                    Some(task_id) => {
-                        self.pending = Some(Pending {
-                            future: self.recorder.owns(task_id),
-                            event,
-                            instead: None,
-                        });
-                    }
-                    None => self.out.push_back(Frame::data(event)),
+                let Some(task_id) = about else {
+                    self.held().out.push_back(Frame::data(event));
+                    return;
+                };
+                Pending {
+                    future: self.recorder.owns(task_id),
+                    event,
+                    instead: None,
                 }
             }
-        }
+        };
+        self.held().pending = Some(pending);
     }
 
     /// Whether `data`, a frame that arrived with nothing buffered, is complete events (SSE) or the
@@ -553,31 +661,42 @@ impl TaskScan {
 
     /// Handles every complete event in the buffer (or the whole JSON body once it ended).
     fn drain_events(&mut self) {
-        while self.pending.is_none() && !self.buf.is_empty() {
+        loop {
+            let Some(held) = &mut self.held else {
+                return; // nothing buffered
+            };
+            if held.pending.is_some() || held.buf.is_empty() {
+                return;
+            }
             if self.passthrough {
-                let rest = self.buf.split().freeze();
-                self.out.push_back(Frame::data(rest));
+                let rest = held.buf.split().freeze();
+                held.out.push_back(Frame::data(rest));
                 return;
             }
             let end = match self.framing {
-                Framing::Sse => sse::event_end(&self.buf),
+                Framing::Sse => sse::event_end(&held.buf),
                 Framing::Json => None,
             };
             match end {
                 Some(end) => {
-                    let event = self.buf.split_to(end).freeze();
+                    let event = held.buf.split_to(end).freeze();
                     self.handle(event);
                 }
                 None if self.inner_done => {
-                    let rest = self.buf.split().freeze();
+                    let rest = held.buf.split().freeze();
                     self.handle(rest);
                 }
-                None if self.buf.len() > self.cap => {
+                None if held.buf.len() > self.cap => {
                     self.passthrough = true;
                 }
                 None => return,
             }
         }
+    }
+
+    /// Whether nothing is held back: a frame can pass on as it came.
+    fn holds_nothing(&self) -> bool {
+        self.held.as_ref().is_none_or(|held| held.buf.is_empty())
     }
 
     /// Polls the scan over `body`.
@@ -590,25 +709,27 @@ impl TaskScan {
         B: Body<Data = Bytes>,
     {
         loop {
-            if let Some(frame) = self.out.pop_front() {
-                return Poll::Ready(Some(Ok(frame)));
-            }
-            if let Some(pending) = &mut self.pending {
-                let yes = std::task::ready!(pending.future.poll_unpin(cx));
-                let pending = self.pending.take().expect("pending event");
-                let send = if yes {
-                    Some(pending.event)
-                } else {
-                    pending.instead
-                };
-                if let Some(send) = send {
-                    self.out.push_back(Frame::data(send));
+            if let Some(held) = &mut self.held {
+                if let Some(frame) = held.out.pop_front() {
+                    return Poll::Ready(Some(Ok(frame)));
                 }
-                self.drain_events();
-                continue;
+                if let Some(pending) = &mut held.pending {
+                    let yes = std::task::ready!(pending.future.poll_unpin(cx));
+                    let pending = held.pending.take().expect("pending event");
+                    let send = if yes {
+                        Some(pending.event)
+                    } else {
+                        pending.instead
+                    };
+                    if let Some(send) = send {
+                        held.out.push_back(Frame::data(send));
+                    }
+                    self.drain_events();
+                    continue;
+                }
             }
             if self.inner_done {
-                if self.buf.is_empty() {
+                if self.holds_nothing() {
                     return Poll::Ready(None);
                 }
                 self.drain_events();
@@ -616,25 +737,26 @@ impl TaskScan {
             }
             match std::task::ready!(body.as_mut().poll_frame(cx)) {
                 Some(Ok(frame)) => match frame.into_data() {
-                    Ok(data) if self.passthrough && self.buf.is_empty() => {
+                    Ok(data) if self.passthrough && self.holds_nothing() => {
                         return Poll::Ready(Some(Ok(Frame::data(data))));
                     }
-                    Ok(data) if self.buf.is_empty() && self.whole_and_plain(&data, &body) => {
+                    Ok(data) if self.holds_nothing() && self.whole_and_plain(&data, &body) => {
                         // What `handle` would pass on unchanged, without copying it.
                         return Poll::Ready(Some(Ok(Frame::data(data))));
                     }
                     Ok(data) => {
-                        self.buf.extend_from_slice(&data);
+                        self.held().buf.extend_from_slice(&data);
                         self.drain_events();
                     }
                     Err(frame) => {
                         // Trailers: whatever is held goes first, unscanned.
                         self.passthrough = true;
-                        if !self.buf.is_empty() {
-                            let rest = self.buf.split().freeze();
-                            self.out.push_back(Frame::data(rest));
+                        let held = self.held();
+                        if !held.buf.is_empty() {
+                            let rest = held.buf.split().freeze();
+                            held.out.push_back(Frame::data(rest));
                         }
-                        self.out.push_back(frame);
+                        held.out.push_back(frame);
                     }
                 },
                 Some(Err(error)) => return Poll::Ready(Some(Err(error))),
@@ -647,7 +769,10 @@ impl TaskScan {
 
     /// Whether nothing more will come.
     pub(crate) fn is_end_stream(&self) -> bool {
-        self.inner_done && self.buf.is_empty() && self.out.is_empty() && self.pending.is_none()
+        self.inner_done
+            && self.held.as_ref().is_none_or(|held| {
+                held.buf.is_empty() && held.out.is_empty() && held.pending.is_none()
+            })
     }
 }
 
@@ -704,6 +829,71 @@ mod tests {
                 "{name:?}"
             );
         }
+    }
+
+    #[test]
+    fn one_pass_over_the_headers_agrees_with_lookups() {
+        use crate::protocol::headers::{LAST_EVENT_ID, MCP_SESSION_ID};
+        // The names the pass compares are the constants' names.
+        assert_eq!(MCP_METHOD.as_str(), "mcp-method");
+        assert_eq!(LAST_EVENT_ID.as_str(), "last-event-id");
+        assert_eq!(MCP_SESSION_ID.as_str(), "mcp-session-id");
+        let cases: &[&[(&str, &str)]] = &[
+            &[],
+            &[("mcp-method", "tools/call")],
+            &[("Mcp-Method", "tools/call"), ("MCP-SESSION-ID", "s")],
+            &[("mcp-method", "tools/call"), ("mcp-method", "tools/call")],
+            &[("mcp-method", "tools/list"), ("last-event-id", "7")],
+            &[
+                ("mcp-method", "subscriptions/listen"),
+                ("content-length", "2"),
+            ],
+            &[
+                ("mcp-method", "tasks/get"),
+                ("mcp-name", "t"),
+                ("authorization", "x"),
+            ],
+            &[("mcp-method", "tasks/cancel")],
+            &[("mcp-method", "TOOLS/CALL"), ("mcp-session-id", "a")],
+            &[
+                ("mcp-session-id", "a"),
+                ("mcp-session-id", "b"),
+                ("last-event-id", "1"),
+            ],
+            &[
+                ("x-mcp-method", "tools/call"),
+                ("mcp-methods", "tools/call"),
+            ],
+        ];
+        for pairs in cases {
+            let map = headers(pairs);
+            let seen = sessionless_headers(&map);
+            assert_eq!(
+                seen.session_id,
+                map.contains_key(MCP_SESSION_ID),
+                "{pairs:?}"
+            );
+            assert_eq!(
+                seen.last_event_id,
+                map.contains_key(LAST_EVENT_ID),
+                "{pairs:?}"
+            );
+            assert_eq!(
+                seen.method.map(|m| m.route(&map, 8)),
+                route(&map, 8),
+                "{pairs:?}"
+            );
+        }
+        let seen = |pairs| sessionless_headers(&headers(pairs));
+        assert_eq!(
+            seen(&[("mcp-method", "tools/call")]).method,
+            Some(Method::ToolsCall)
+        );
+        assert_eq!(
+            seen(&[("mcp-method", "tools/call"), ("mcp-method", "tools/call")]).method,
+            None
+        );
+        assert!(seen(&[("mcp-session-id", "a"), ("mcp-session-id", "b")]).session_id);
     }
 
     #[test]
