@@ -724,7 +724,10 @@ async fn with_client_side_caches_a_session_ended_on_b_is_refused_on_a() {
         for _ in 0..5 {
             assert_eq!(a.whoami(&session, "alice").await, who("alice"));
         }
-        if redis.command_calls().is_empty() {
+        // The tracking connections' PINGs aside, nothing reached Redis.
+        let mut calls = redis.command_calls();
+        calls.remove("ping");
+        if calls.is_empty() {
             break;
         }
         assert!(Instant::now() < deadline, "A's cache never served");
