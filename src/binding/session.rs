@@ -122,7 +122,10 @@ where
 {
     detach(async move {
         let caller = caller.as_ref();
-        let key = store.key_derivation().session(headers::as_str(&session));
+        // The key the logs name: the one tombstoned (format 1 for a session found under it while
+        // migrating), else the store's key of the session id.
+        let key =
+            tombstone.unwrap_or_else(|| store.key_derivation().session(headers::as_str(&session)));
         if let Some(key) = tombstone
             && let Err(error) = store.end(key, config.tombstone_ttl).await
         {
