@@ -54,6 +54,9 @@ struct State {
     /// Every invalidation produced before this instant has been applied; `None` while there is no
     /// tracking connection (nothing is served or kept then).
     confirmed: Option<Instant>,
+    /// Which tracking connection `confirmed` is about: each one that turns tracking on takes the
+    /// next number, so that a late disconnection of an older one stops nothing.
+    connection: u64,
     entries: HashMap<SessionKey, Entry>,
     next_ticket: u64,
 }
@@ -134,8 +137,9 @@ impl LocalCache {
         self.state().entries.remove(&key);
     }
 
-    /// Applies one push message of the tracking connection.
-    fn apply(&self, push: &PushInfo) {
+    /// Applies one push message of tracking connection `connection` (0 before it turned
+    /// tracking on).
+    fn apply(&self, push: &PushInfo, connection: u64) {
         match push.kind {
             PushKind::Invalidate => match push.data.first() {
                 Some(Value::Array(keys)) => {
@@ -149,7 +153,13 @@ impl LocalCache {
                 // After FLUSHDB / FLUSHALL, Redis names no key: everything changed.
                 _ => self.state().entries.clear(),
             },
-            PushKind::Disconnection => self.stop(),
+            PushKind::Disconnection => {
+                let mut state = self.state();
+                if state.connection == connection {
+                    state.confirmed = None;
+                    state.entries.clear();
+                }
+            }
             _ => {}
         }
     }
@@ -172,10 +182,13 @@ impl LocalCache {
     }
 
     /// The tracking is on, as of a command sent at `sent`: start from nothing.
-    fn start(&self, sent: Instant) {
+    /// Returns the connection's number.
+    fn start(&self, sent: Instant) -> u64 {
         let mut state = self.state();
         state.entries.clear();
         state.confirmed = Some(sent);
+        state.connection += 1;
+        state.connection
     }
 
     /// A `PING` sent at `sent` was answered: every invalidation before it has been applied.
@@ -243,12 +256,15 @@ async fn tracked(
     timeout: Duration,
 ) -> Result<(), ::redis::RedisError> {
     let pushed = cache.clone();
+    // This connection's number, once it turned tracking on.
+    let number = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let numbered = number.clone();
     let config = AsyncConnectionConfig::new()
         .set_connection_timeout(Some(timeout))
         .set_response_timeout(Some(timeout))
         .set_push_sender(move |push: PushInfo| {
             let cache = pushed.upgrade().ok_or(SendError)?;
-            cache.apply(&push);
+            cache.apply(&push, numbered.load(std::sync::atomic::Ordering::Acquire));
             Ok::<(), SendError>(())
         });
     let mut conn = client
@@ -264,7 +280,7 @@ async fn tracked(
         .query_async(&mut conn)
         .await?;
     match cache.upgrade() {
-        Some(cache) => cache.start(sent),
+        Some(cache) => number.store(cache.start(sent), std::sync::atomic::Ordering::Release),
         None => return Ok(()),
     }
     tracing::debug!(target: "mcp_session_binding", "redis client-side cache: tracking on");
@@ -326,7 +342,7 @@ mod tests {
         cache.start(Instant::now());
         let key = SessionKey([0xab; 16]);
         let ticket = cache.reserve(key).unwrap();
-        cache.apply(&invalidate(&[&format!("p:{}", key.to_hex())]));
+        cache.apply(&invalidate(&[&format!("p:{}", key.to_hex())]), 1);
         cache.fill(key, ticket, &bound());
         assert_eq!(cache.get(key), None);
         // A later read's ticket, not an older one, fills the key.
@@ -356,18 +372,42 @@ mod tests {
             format!("p:{}", hex.to_uppercase().replace('C', "g")),
             "p:owner:abc".to_owned(),
         ] {
-            cache.apply(&invalidate(&[&other]));
+            cache.apply(&invalidate(&[&other]), 1);
             assert_eq!(cache.get(key), Some(bound()), "{other}");
         }
-        cache.apply(&invalidate(&["p:nothing", &format!("p:{hex}")]));
+        cache.apply(&invalidate(&["p:nothing", &format!("p:{hex}")]), 1);
         assert_eq!(cache.get(key), None);
         fill(&cache);
         // FLUSHDB: a null instead of keys.
-        cache.apply(&PushInfo {
-            kind: PushKind::Invalidate,
-            data: vec![Value::Nil],
-        });
+        cache.apply(
+            &PushInfo {
+                kind: PushKind::Invalidate,
+                data: vec![Value::Nil],
+            },
+            1,
+        );
         assert_eq!(cache.get(key), None);
+    }
+
+    #[test]
+    fn only_the_current_connections_disconnection_stops_the_cache() {
+        let cache = cache();
+        let key = SessionKey([3; 16]);
+        let disconnection = PushInfo {
+            kind: PushKind::Disconnection,
+            data: Vec::new(),
+        };
+        assert_eq!(cache.start(Instant::now()), 1);
+        assert_eq!(cache.start(Instant::now()), 2);
+        let ticket = cache.reserve(key).unwrap();
+        cache.fill(key, ticket, &bound());
+        // The first connection's reader ends late: nothing changes.
+        cache.apply(&disconnection, 1);
+        cache.apply(&disconnection, 0);
+        assert_eq!(cache.get(key), Some(bound()));
+        cache.apply(&disconnection, 2);
+        assert_eq!(cache.get(key), None);
+        assert!(cache.reserve(key).is_none());
     }
 
     #[test]
