@@ -599,7 +599,8 @@ impl RedisOptions {
     }
 
     /// With a [`client_side_cache`](Self::client_side_cache), how many bindings it keeps
-    /// (default 100,000, about 150 bytes each plus the identities; at least 1). Past it the
+    /// (default 100,000; at least 1). Each takes a 56-byte table entry (57 to about 130 bytes
+    /// with the table's spare room) plus its own copy of the owner's `iss` and `sub`. Past it the
     /// cache empties and fills again from the next lookups.
     ///
     /// ```
@@ -1094,6 +1095,62 @@ impl RedisStore {
     }
 }
 
+impl RedisStore {
+    /// A sliding lookup: the slide script, which also pushes the expiry out when less than half
+    /// of `slide` is left, and tells the expiry [`Fresh`] remembers.
+    async fn slide(&self, key: SessionKey, slide: Duration) -> Result<Lookup, StoreError> {
+        let mut invocation = SLIDE_SCRIPT.prepare_invoke();
+        invocation
+            .key(self.redis_key(key))
+            .arg(ttl_ms(slide))
+            .arg(codec::encode_ended())
+            .arg(&*self.owner_prefix);
+        let sent = tokio::time::Instant::now();
+        let reply: Option<(Vec<u8>, i64)> = self
+            .run("lookup", |mut conn| {
+                let invocation = &invocation;
+                async move { invocation.invoke_async(&mut conn).await }
+            })
+            .await?;
+        match &reply {
+            Some((value, left)) if *left >= 0 && value != codec::encode_ended().as_bytes() => {
+                let left = Duration::from_millis(left.unsigned_abs());
+                self.fresh.learn(key, sent, left);
+            }
+            _ => self.fresh.forget(key),
+        }
+        to_lookup(reply.as_ref().map(|(value, _)| value.as_slice()))
+    }
+
+    /// A lookup that writes nothing: from the client-side cache, else a `GET` (whose answer the
+    /// cache keeps). `sliding`: the key's expiry is remembered in [`Fresh`].
+    async fn read(&self, key: SessionKey, sliding: bool) -> Result<Lookup, StoreError> {
+        let cache = self.cache.as_deref();
+        if let Some(found) = cache.and_then(|cache| cache.get(key)) {
+            return Ok(found);
+        }
+        let reserved = cache.and_then(|cache| Some((cache, cache.reserve(key)?)));
+        let mut get = ::redis::cmd("GET");
+        get.arg(self.redis_key(key));
+        let value: Option<Vec<u8>> = self
+            .run("lookup", |mut conn| {
+                let get = &get;
+                async move { get.query_async(&mut conn).await }
+            })
+            .await?;
+        // Gone or ended: nothing to slide any more.
+        let ended = codec::encode_ended().as_bytes();
+        if sliding && value.as_deref().is_none_or(|v| v == ended) {
+            self.fresh.forget(key);
+        }
+        let found = to_lookup(value.as_deref())?;
+        if let Some((cache, ticket)) = reserved {
+            cache.fill(key, ticket, &found);
+        }
+        Ok(found)
+    }
+}
+
 /// A failure of the connection rather than of the command: worth one more try, which the
 /// [`ConnectionManager`] runs on a fresh connection.
 fn connection_failed(err: &RedisError) -> bool {
@@ -1197,61 +1254,12 @@ impl BindingStore for RedisStore {
         slide: Option<Duration>,
     ) -> BoxFuture<'_, Result<Lookup, StoreError>> {
         async move {
-            let value: Option<Vec<u8>> = match slide {
-                Some(slide) if !self.fresh.is_fresh(key, slide) => {
-                    let mut invocation = SLIDE_SCRIPT.prepare_invoke();
-                    invocation
-                        .key(self.redis_key(key))
-                        .arg(ttl_ms(slide))
-                        .arg(codec::encode_ended())
-                        .arg(&*self.owner_prefix);
-                    let sent = tokio::time::Instant::now();
-                    let reply: Option<(Vec<u8>, i64)> = self
-                        .run("lookup", |mut conn| {
-                            let invocation = &invocation;
-                            async move { invocation.invoke_async(&mut conn).await }
-                        })
-                        .await?;
-                    match &reply {
-                        Some((value, left))
-                            if *left >= 0 && value != codec::encode_ended().as_bytes() =>
-                        {
-                            let left = Duration::from_millis(left.unsigned_abs());
-                            self.fresh.learn(key, sent, left);
-                        }
-                        _ => self.fresh.forget(key),
-                    }
-                    reply.map(|(value, _)| value)
-                }
-                // No slide, or a binding known to have more than half its slide left: a plain
-                // GET, no script.
-                _ => {
-                    let cache = self.cache.as_deref();
-                    if let Some(found) = cache.and_then(|cache| cache.get(key)) {
-                        return Ok(found);
-                    }
-                    let ticket = cache.and_then(|cache| cache.reserve(key));
-                    let mut get = ::redis::cmd("GET");
-                    get.arg(self.redis_key(key));
-                    let value: Option<Vec<u8>> = self
-                        .run("lookup", |mut conn| {
-                            let get = &get;
-                            async move { get.query_async(&mut conn).await }
-                        })
-                        .await?;
-                    // Gone or ended: nothing to slide any more.
-                    let ended = codec::encode_ended().as_bytes();
-                    if slide.is_some() && value.as_deref().is_none_or(|v| v == ended) {
-                        self.fresh.forget(key);
-                    }
-                    let found = to_lookup(value.as_deref())?;
-                    if let (Some(cache), Some(ticket)) = (cache, ticket) {
-                        cache.fill(key, ticket, &found);
-                    }
-                    return Ok(found);
-                }
-            };
-            to_lookup(value.as_deref())
+            match slide {
+                Some(slide) if !self.fresh.is_fresh(key, slide) => self.slide(key, slide).await,
+                // No slide, or a binding known to have more than half its slide left: the cache,
+                // or a plain GET, no script.
+                _ => self.read(key, slide.is_some()).await,
+            }
         }
         .boxed()
     }
