@@ -383,6 +383,7 @@ async fn run(args: Args) -> Result<(), String> {
         required_scopes: args.required_scopes.clone(),
         jwks_refetch_interval: args.jwks_refresh_min,
         jwks_max_stale: args.jwks_max_stale,
+        stream_recheck: None,
     };
     let auth = jwt_stack::auth_layer(&config, &base_url)
         .map_err(|e| format!("invalid JWT settings: {e}"))?;

@@ -5,7 +5,7 @@
 //! cargo run --all-features --example mcp_server [-- --listen 127.0.0.1:8080] [--allow-anonymous]
 //!                                    [--without-binding] [--redis redis://127.0.0.1/]
 //!                                    [--redis-cluster redis://HOST:PORT]... [--redis-ca PATH]
-//!                                    [--redis-cache-ms MS]
+//!                                    [--redis-cache-ms MS] [--stream-recheck-ms MS]
 //!                                    [--issuer URL]... [--jwks-refresh-min SECS]
 //!                                    [--jwks-max-stale SECS] [--require-scope SCOPE]...
 //!                                    [--cors-origin ORIGIN]...
@@ -76,7 +76,7 @@ use tracing_subscriber::EnvFilter;
 const USAGE: &str = "\
 usage: mcp_server [--listen ADDR] [--allow-anonymous] [--without-binding] [--redis URL]
                   [--redis-cluster URL]... [--redis-ca PATH] [--redis-cache-ms MS]
-                  [--issuer URL]... [--jwks-refresh-min SECS] [--jwks-max-stale SECS]
+                  [--stream-recheck-ms MS] [--issuer URL]... [--jwks-refresh-min SECS] [--jwks-max-stale SECS]
                   [--require-scope SCOPE]... [--cors-origin ORIGIN]...
 
 options:
@@ -96,6 +96,9 @@ options:
                       caching, invalidated by Redis), so most requests cost no round trip;
                       a session ended on another replica is refused here within one
                       invalidation, and never more than MS milliseconds later
+  --stream-recheck-ms MS
+                      how often an open SSE stream checks its session again, and ends
+                      once the session was ended on any replica (default 5000; 0: never)
   --issuer URL        trust this OpenID provider through discovery (repeatable): its keys
                       come from URL/.well-known/openid-configuration and its jwks_uri;
                       https only, or http on a loopback host. Prints
@@ -139,6 +142,7 @@ struct Args {
     redis_cluster: Vec<String>,
     redis_ca: Option<String>,
     redis_cache: Option<Duration>,
+    stream_recheck: Option<Duration>,
     issuers: Vec<String>,
     jwks_refresh_min: Duration,
     jwks_max_stale: Duration,
@@ -156,6 +160,7 @@ impl Default for Args {
             redis_cluster: Vec::new(),
             redis_ca: None,
             redis_cache: None,
+            stream_recheck: None,
             issuers: Vec::new(),
             jwks_refresh_min: Duration::from_secs(30),
             jwks_max_stale: Duration::from_secs(3600),
@@ -200,6 +205,13 @@ impl Args {
                         format!("--redis-cache-ms {ms:?}: not a positive number of milliseconds")
                     })?;
                     parsed.redis_cache = Some(Duration::from_millis(ms));
+                }
+                "--stream-recheck-ms" => {
+                    let ms = value()?;
+                    let ms: u64 = ms.parse().map_err(|_| {
+                        format!("--stream-recheck-ms {ms:?}: not a number of milliseconds")
+                    })?;
+                    parsed.stream_recheck = Some(Duration::from_millis(ms));
                 }
                 "--issuer" => parsed.issuers.push(value()?),
                 "--jwks-refresh-min" => parsed.jwks_refresh_min = seconds(&flag, &value()?)?,
@@ -389,6 +401,7 @@ async fn run(args: Args) -> Result<(), String> {
         required_scopes: args.required_scopes.clone(),
         jwks_refetch_interval: args.jwks_refresh_min,
         jwks_max_stale: args.jwks_max_stale,
+        stream_recheck: args.stream_recheck,
     };
     let auth = jwt_stack::auth_layer(&config, &base_url).map_err(|e| {
         if discovery {

@@ -206,6 +206,8 @@ on_both!(
     one_redis_round_trip_per_checked_request_and_per_bind,
     a_server_process_restart_keeps_every_binding,
     a_key_secret_rollout_logs_nobody_out_and_still_refuses_thieves,
+    a_thief_on_b_ends_the_owners_open_stream_on_a,
+    an_owner_delete_on_b_ends_her_open_stream_on_a,
 );
 
 /// One replica, in this process.
@@ -223,17 +225,26 @@ impl Replica {
 
     /// A replica whose binding store has `options`.
     async fn start_with(redis: &Backend, options: RedisOptions) -> Self {
+        Self::start_rechecking(redis, options, None).await
+    }
+
+    /// A replica whose binding store has `options`, whose open streams check their session
+    /// every `stream_recheck` (the example's `--stream-recheck-ms`; `None`: the default).
+    async fn start_rechecking(
+        redis: &Backend,
+        options: RedisOptions,
+        stream_recheck: Option<Duration>,
+    ) -> Self {
         let bindings = redis.store_with(options).await;
         let sessions = RedisSessionStore::sharing(&bindings);
         let (mcp, seen) =
             support::recorded(demo_mcp::service_with_session_store(Arc::new(sessions)));
         let (listener, base_url) = support::listen().await;
-        let app = jwt_stack::router(
-            &StackConfig::new(SECRET, Arc::new(bindings)),
-            &base_url,
-            mcp,
-        )
-        .expect("the JWT stack");
+        let config = StackConfig {
+            stream_recheck,
+            ..StackConfig::new(SECRET, Arc::new(bindings))
+        };
+        let app = jwt_stack::router(&config, &base_url, mcp).expect("the JWT stack");
         let server = support::serve_on(listener, app, seen);
         Self {
             raw: Raw::at(server.url.clone()),
@@ -436,6 +447,106 @@ async fn a_thief_on_b_is_refused_and_the_session_ends_on_every_replica(redis: Ba
         StatusCode::NOT_FOUND
     );
     assert_eq!(a.forwarded(), before, "the 404 came from the binding layer");
+}
+
+/// How often the replicas of the stream tests check their open streams' sessions.
+const RECHECK: Duration = Duration::from_millis(200);
+/// How long an ended session's stream may take to end, at most: a correctness deadline (an
+/// interval, the store's answer, and room for a loaded machine), not a measure of speed.
+const STREAM_END_DEADLINE: Duration = Duration::from_secs(5);
+
+/// alice's GET stream on `replica`: a task that reads it and ends when the stream ends.
+async fn open_stream(replica: &Replica, session: &str, sub: &str) -> tokio::task::JoinHandle<()> {
+    use futures::StreamExt;
+    let response = replica
+        .raw
+        .request(reqwest::Method::GET, Some(session), Some(&token(sub)))
+        .header("accept", "text/event-stream")
+        .send()
+        .await
+        .expect("GET sent");
+    assert_eq!(response.status(), StatusCode::OK, "{response:?}");
+    let content_type = response.headers()[http::header::CONTENT_TYPE].as_bytes();
+    assert!(content_type.starts_with(b"text/event-stream"));
+    let mut stream = response.bytes_stream();
+    tokio::spawn(async move { while let Some(Ok(_)) = stream.next().await {} })
+}
+
+/// The stream stays open across several rechecks while its session is bound to its caller.
+async fn assert_stays_open(stream: &mut tokio::task::JoinHandle<()>) {
+    let open = tokio::time::timeout(RECHECK * 4, &mut *stream).await;
+    assert!(open.is_err(), "the owner's stream ended on its own");
+}
+
+/// The stream ends before [`STREAM_END_DEADLINE`].
+async fn assert_ends(stream: tokio::task::JoinHandle<()>, what: &str) {
+    tokio::time::timeout(RECHECK + STREAM_END_DEADLINE, stream)
+        .await
+        .unwrap_or_else(|_| panic!("{what}: the owner's stream on A is still open"))
+        .expect("the reading task");
+}
+
+/// mallory presents alice's session id on B while alice's GET stream is open on A: B refuses her
+/// and ends the session (a tombstone in Redis, rmcp's state deleted), and A, whose rmcp still
+/// holds the session in memory and would stream on, ends alice's stream at its next recheck.
+async fn a_thief_on_b_ends_the_owners_open_stream_on_a(redis: Backend) {
+    let a = Replica::start_rechecking(&redis, RedisOptions::new(), Some(RECHECK)).await;
+    let b = Replica::start_rechecking(&redis, RedisOptions::new(), Some(RECHECK)).await;
+    let session = a.raw.open_session(Some(&token("alice"))).await;
+    let mut stream = open_stream(&a, &session, "alice").await;
+    assert_stays_open(&mut stream).await;
+
+    assert_mismatch(&b.raw.whoami(&session, Some(&token("mallory")), 2).await);
+    assert_eq!(redis.get(&redis.binding_key(&session)), TOMBSTONE);
+    assert_ends(stream, "a thief on B ended the session").await;
+    assert_eq!(
+        a.whoami_status(&session, "alice").await,
+        StatusCode::NOT_FOUND
+    );
+}
+
+/// alice deletes her session on B while her GET stream is open on A: the stream ends.
+async fn an_owner_delete_on_b_ends_her_open_stream_on_a(redis: Backend) {
+    let a = Replica::start_rechecking(&redis, RedisOptions::new(), Some(RECHECK)).await;
+    let b = Replica::start(&redis).await;
+    let session = a.raw.open_session(Some(&token("alice"))).await;
+    let mut stream = open_stream(&a, &session, "alice").await;
+    assert_stays_open(&mut stream).await;
+
+    let answer = b.raw.delete(&session, Some(&token("alice"))).await;
+    assert!(answer.status.is_success(), "{answer:?}");
+    assert_ends(stream, "alice deleted the session on B").await;
+}
+
+/// With client-side caches on both replicas, A's rechecks are served from its cache (no round
+/// trip), and a thief on B still ends alice's stream on A: the invalidation reaches A's cache
+/// within its staleness bound, and the next recheck ends the stream.
+#[tokio::test]
+async fn with_client_side_caches_a_thief_on_b_ends_the_owners_stream_on_a() {
+    let Some(redis) = Backend::single() else {
+        return;
+    };
+    let cached = || RedisOptions::new().client_side_cache(Duration::from_secs(1));
+    let a = Replica::start_rechecking(&redis, cached(), Some(RECHECK)).await;
+    let b = Replica::start_rechecking(&redis, cached(), Some(RECHECK)).await;
+    let session = a.raw.open_session(Some(&token("alice"))).await;
+    let mut stream = open_stream(&a, &session, "alice").await;
+    // Once A's tracking connection is on, its rechecks stop reaching Redis.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        redis.reset_stats();
+        assert_stays_open(&mut stream).await;
+        let mut calls = redis.command_calls();
+        calls.remove("ping");
+        if calls.is_empty() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "A's rechecks never came from its cache: {calls:?}");
+    }
+
+    assert_mismatch(&b.raw.whoami(&session, Some(&token("mallory")), 2).await);
+    assert_eq!(redis.get(&redis.binding_key(&session)), TOMBSTONE);
+    assert_ends(stream, "a thief on B ended the session (cached)").await;
 }
 
 /// alice ends her session with a DELETE on B: A, where she opened it, answers 404 from then on.

@@ -89,6 +89,9 @@ pub struct StackConfig {
     pub jwks_refetch_interval: Duration,
     /// Discovery issuers: how long the last good keys serve when refreshes fail.
     pub jwks_max_stale: Duration,
+    /// How often an open SSE stream of a session checks its binding again
+    /// (`SessionBindingLayer::stream_recheck_interval`); `None`: the layer's default.
+    pub stream_recheck: Option<Duration>,
 }
 
 impl StackConfig {
@@ -103,6 +106,7 @@ impl StackConfig {
             required_scopes: Vec::new(),
             jwks_refetch_interval: Duration::from_secs(30),
             jwks_max_stale: Duration::from_secs(3600),
+            stream_recheck: None,
         }
     }
 
@@ -208,6 +212,9 @@ where
         Some(store) => {
             let mut binding = SessionBindingLayer::with_store(store.clone())
                 .allow_anonymous(config.allow_anonymous);
+            if let Some(interval) = config.stream_recheck {
+                binding = binding.stream_recheck_interval(interval);
+            }
             // The DELETE that ends a refused caller's session goes to this server's own origin,
             // the Host its clients use (and rmcp accepts): on several replicas, a replica that
             // has not created a session itself can still end one.

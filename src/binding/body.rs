@@ -1,4 +1,5 @@
-//! The response body: the inner service's body, untouched, or the layer's own answer.
+//! The response body: the inner service's body, untouched (or watched, for a session's SSE
+//! stream), or the layer's own answer.
 
 use std::{
     pin::Pin,
@@ -36,6 +37,7 @@ pin_project! {
         Inner { #[pin] body: B },
         Answer { body: Full<Bytes> },
         Scanned { #[pin] body: B, scan: Box<crate::binding::tasks::TaskScan> },
+        Watched { #[pin] body: B, watch: Pin<Box<crate::binding::stream::StreamWatch>> },
     }
 }
 
@@ -58,6 +60,14 @@ impl<B> ResponseBody<B> {
     pub(crate) fn scanned(body: B, scan: Box<crate::binding::tasks::TaskScan>) -> Self {
         Self {
             kind: Kind::Scanned { body, scan },
+        }
+    }
+
+    /// A stream of a bound session, ended early once its session is no longer bound to its
+    /// caller.
+    pub(crate) fn watched(body: B, watch: Pin<Box<crate::binding::stream::StreamWatch>>) -> Self {
+        Self {
+            kind: Kind::Watched { body, watch },
         }
     }
 
@@ -88,6 +98,13 @@ where
                 Poll::Pending => Poll::Pending,
             },
             KindProj::Scanned { body, scan } => scan.poll_frame(body, cx),
+            KindProj::Watched { body, watch } => {
+                // The watch first: a stream that always has a frame ready is checked too.
+                if watch.as_mut().poll_ended(cx).is_ready() {
+                    return Poll::Ready(None);
+                }
+                body.poll_frame(cx)
+            }
         }
     }
 
@@ -96,6 +113,7 @@ where
             Kind::Inner { body } => body.is_end_stream(),
             Kind::Answer { body } => body.is_end_stream(),
             Kind::Scanned { scan, .. } => scan.is_end_stream(),
+            Kind::Watched { body, watch } => watch.ended() || body.is_end_stream(),
         }
     }
 
@@ -103,8 +121,9 @@ where
         match &self.kind {
             Kind::Inner { body } => body.size_hint(),
             Kind::Answer { body } => body.size_hint(),
-            // A scanned answer may be rewritten: its length is not known in advance.
-            Kind::Scanned { .. } => SizeHint::default(),
+            // A scanned answer may be rewritten, a watched stream may end early: their length is
+            // not known in advance.
+            Kind::Scanned { .. } | Kind::Watched { .. } => SizeHint::default(),
         }
     }
 }

@@ -12,7 +12,7 @@ use http::Response;
 use http_body_util::Full;
 use pin_project_lite::pin_project;
 
-use crate::ResponseBody;
+use crate::{ResponseBody, binding::stream::Watch};
 
 type Answer<B, E> = Result<Response<ResponseBody<B>>, E>;
 
@@ -88,6 +88,8 @@ pin_project! {
             // inline it would make every response future, moved at each layer of the stack, a
             // few hundred bytes larger.
             after: Option<Box<dyn AfterResponse<B, F::Error>>>,
+            // A request of a bound session: its answer's body is watched if it is a stream.
+            watch: Option<Watch>,
         },
         Boxed {
             future: BoxFuture<'static, Answer<B, F::Error>>,
@@ -104,7 +106,23 @@ where
 {
     pub(crate) fn inner(future: F, after: Option<Box<dyn AfterResponse<B, F::Error>>>) -> Self {
         Self {
-            state: State::Inner { future, after },
+            state: State::Inner {
+                future,
+                after,
+                watch: None,
+            },
+        }
+    }
+
+    /// The inner call of a request of a bound session: an SSE answer is watched (see
+    /// [`Watch`]); no work after the response.
+    pub(crate) fn watched(future: F, watch: Option<Watch>) -> Self {
+        Self {
+            state: State::Inner {
+                future,
+                after: None,
+                watch,
+            },
         }
     }
 
@@ -133,7 +151,11 @@ where
         let mut state = self.project().state;
         loop {
             match state.as_mut().project() {
-                StateProj::Inner { future, after } => {
+                StateProj::Inner {
+                    future,
+                    after,
+                    watch,
+                } => {
                     let response = ready!(future.try_poll(cx))?;
                     // `run` decides itself whether the response needs the work: one call.
                     match after.take() {
@@ -141,7 +163,13 @@ where
                             Then::Now(answer) => return Poll::Ready(answer),
                             Then::Later(future) => state.set(State::Boxed { future }),
                         },
-                        None => return Poll::Ready(Ok(response.map(ResponseBody::inner))),
+                        None => {
+                            let response = match watch.take() {
+                                Some(watch) => watch.apply(response),
+                                None => response.map(ResponseBody::inner),
+                            };
+                            return Poll::Ready(Ok(response));
+                        }
                     }
                 }
                 StateProj::Boxed { future } => return future.as_mut().poll(cx),

@@ -165,6 +165,11 @@ pub(crate) struct Config {
     /// the inner service accepted, used for the `DELETE` that ends a session when no
     /// [`end_session_uri`](Self::end_session_uri) is configured.
     pub(crate) created_at: Arc<Mutex<Option<super::session::InnerHead>>>,
+    /// How often an open SSE stream of a session checks its binding again; zero: never.
+    pub(crate) stream_recheck_interval: Duration,
+    /// The rechecks of open streams, on the service's store; set when the layer makes its
+    /// service (`None` on the layer itself, and with rechecking off).
+    pub(crate) recheck: Option<Arc<super::stream::Recheck>>,
 }
 
 impl Config {
@@ -199,6 +204,8 @@ impl Default for Config {
             end_session_uri: None,
             end_request_hook: None,
             created_at: Arc::default(),
+            stream_recheck_interval: Duration::from_secs(5),
+            recheck: None,
         }
     }
 }
@@ -224,6 +231,7 @@ impl fmt::Debug for Config {
             .field("max_task_id_len", &self.max_task_id_len)
             .field("end_session_uri", &self.end_session_uri)
             .field("end_request_hook", &self.end_request_hook.is_some())
+            .field("stream_recheck_interval", &self.stream_recheck_interval)
             .finish_non_exhaustive()
     }
 }
@@ -685,9 +693,43 @@ impl<St, I> SessionBindingLayer<St, I> {
         self.config.end_request_hook = Some(Arc::new(hook));
         self
     }
+
+    /// How often an open SSE stream of a session checks the session's binding again (default
+    /// 5 s; at least 10 ms). `Duration::ZERO`: never.
+    ///
+    /// A request is checked when it arrives; an answer streamed as `text/event-stream` (a GET's
+    /// standalone stream, a long POST answer) then stays open. With this setting the layer looks
+    /// the session up again every interval while the stream is open, and ends the stream (a
+    /// clean end of the response body) once the session is ended, expired, unknown, or bound to
+    /// anyone other than the caller. So a session ended on another replica (a refused thief, the
+    /// owner's `DELETE` there) stops streaming here within the interval plus the time the store
+    /// takes to show the ending: with `RedisStore`, one round trip, or with its client-side
+    /// cache, at most the cache's `max_staleness`. A recheck is a lookup with the same sliding
+    /// expiry as a request's, so an open stream keeps its binding alive.
+    ///
+    /// When the store cannot answer (an error, or no answer within the interval), the stream
+    /// goes on and the next interval checks again: its caller was checked when it opened, and
+    /// every new request still fails closed (503). A stored value that does not parse ends it.
+    ///
+    /// Cost: nothing for answers that are not SSE; per open stream, one timer and one lookup
+    /// per interval (local with a `MemoryStore` or a warm client-side cache).
+    ///
+    /// ```
+    /// # #[cfg(feature = "memory")] {
+    /// use std::time::Duration;
+    /// use mcp_session_binding::SessionBindingLayer;
+    ///
+    /// let layer = SessionBindingLayer::new().stream_recheck_interval(Duration::from_secs(2));
+    /// # let _ = layer;
+    /// # }
+    /// ```
+    pub fn stream_recheck_interval(mut self, interval: Duration) -> Self {
+        self.config.stream_recheck_interval = interval;
+        self
+    }
 }
 
-impl<S, St: Clone, I: Clone> Layer<S> for SessionBindingLayer<St, I> {
+impl<S, St: BindingStore + Clone, I: Clone> Layer<S> for SessionBindingLayer<St, I> {
     type Service = SessionBinding<S, St, I>;
 
     fn layer(&self, inner: S) -> Self::Service {
@@ -695,7 +737,7 @@ impl<S, St: Clone, I: Clone> Layer<S> for SessionBindingLayer<St, I> {
             inner,
             self.store.clone(),
             self.identity.clone(),
-            Arc::new(self.config.clone()),
+            self.config.clone(),
         )
     }
 }

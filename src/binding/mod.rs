@@ -8,6 +8,8 @@
 //!   forwards or refuses;
 //! - `future`: [`ResponseFuture`], the inner call unboxed on the matching path;
 //! - `body`: [`ResponseBody`], the inner body or the layer's own answer;
+//! - `stream`: a session's SSE streams, checked again while they stream, so that a session
+//!   ended anywhere stops streaming;
 //! - `session`: binding the session a response creates, and ending a session (tombstone and the
 //!   inner `DELETE`, on a task the client cannot cancel);
 //! - `tasks`: tasks (revision 2026-07-28) bound to the principal that created them: recorded
@@ -21,6 +23,7 @@ pub(crate) mod layer;
 pub(crate) mod reject;
 mod service;
 pub(crate) mod session;
+pub(crate) mod stream;
 pub(crate) mod tasks;
 
 #[cfg(feature = "request-state")]

@@ -18,6 +18,7 @@ use crate::{
     binding::layer::{Config, MismatchAnswer},
     binding::reject::{self, RejectionReason},
     binding::session::{After, AfterKind, InnerHead, end_session},
+    binding::stream::{Recheck, Watch},
     binding::tasks::{self, Route},
     binding::trace,
     identity::{FromIdentityExtension, IdentityExtractor},
@@ -90,7 +91,7 @@ impl<S, St: BindingStore + Clone> SessionBinding<S, St> {
     /// # }
     /// ```
     pub fn new(inner: S, store: St) -> Self {
-        Self::from_parts(inner, store, FromIdentityExtension, Arc::default())
+        Self::from_parts(inner, store, FromIdentityExtension, Config::default())
     }
 
     /// A [`SessionBindingLayer`](crate::SessionBindingLayer) on `store`, with the defaults: the
@@ -109,16 +110,19 @@ impl<S, St: BindingStore + Clone> SessionBinding<S, St> {
     }
 }
 
-impl<S, St, I> SessionBinding<S, St, I> {
-    pub(crate) fn from_parts(inner: S, store: St, identity: I, config: Arc<Config>) -> Self {
+impl<S, St: BindingStore + Clone, I> SessionBinding<S, St, I> {
+    pub(crate) fn from_parts(inner: S, store: St, identity: I, mut config: Config) -> Self {
+        config.recheck = Recheck::new(store.clone(), &config);
         Self {
             inner,
             store,
             identity,
-            config,
+            config: Arc::new(config),
         }
     }
+}
 
+impl<S, St, I> SessionBinding<S, St, I> {
     /// The inner service.
     ///
     /// ```
@@ -318,20 +322,23 @@ where
             && owns(owner, caller.as_ref(), &self.config)
         {
             // The matching path, on a store that answers at once: the inner service polled
-            // ready is called here, nothing is cloned or boxed (a DELETE, rare, needs the
-            // `After` that tombstones the session).
-            let after = (parts.method == Method::DELETE).then(|| {
-                Box::new(After {
+            // ready is called here, nothing is boxed (a DELETE, rare, needs the `After` that
+            // tombstones the session; an SSE answer is watched).
+            if parts.method == Method::DELETE {
+                let after = Box::new(After {
                     inner: self.inner.clone(),
                     store: self.store.clone(),
                     config: self.config.clone(),
                     caller,
                     kind: AfterKind::EndOnSuccess(key),
                     request: PhantomData,
-                }) as _
-            });
+                });
+                let future = self.inner.call(Request::from_parts(parts, body));
+                return ResponseFuture::inner(future, Some(after));
+            }
+            let watch = watch(&self.config, key, caller);
             let future = self.inner.call(Request::from_parts(parts, body));
-            return ResponseFuture::inner(future, after);
+            return ResponseFuture::watched(future, watch);
         }
         let checked = Checked {
             ready: self.take_ready(),
@@ -386,6 +393,17 @@ impl<S: Clone, St, I> SessionBinding<S, St, I> {
     fn take_ready(&mut self) -> S {
         crate::ready::take_ready(&mut self.inner)
     }
+}
+
+/// What the answer to a request of a bound session needs to be watched if it is a stream;
+/// `None` with rechecking off.
+fn watch(config: &Config, key: SessionKey, caller: Option<Identity>) -> Option<Watch> {
+    let recheck = config.recheck.as_ref()?;
+    Some(Watch {
+        recheck: recheck.clone(),
+        key,
+        caller,
+    })
 }
 
 /// Whether `caller` may use a session owned by `owner`.
@@ -492,21 +510,21 @@ where
     }
 
     fn forward(self) -> ResponseFuture<S::Future, ResBody> {
-        let after = (self.parts.method == Method::DELETE).then(|| {
-            Box::new(After {
-                inner: self.ready.clone(),
+        let mut ready = self.ready;
+        let request = Request::from_parts(self.parts, self.body);
+        if request.method() == Method::DELETE {
+            let after = Box::new(After {
+                inner: ready.clone(),
                 store: self.store,
                 config: self.config,
                 caller: self.caller,
                 kind: AfterKind::EndOnSuccess(self.key),
                 request: PhantomData,
-            }) as _
-        });
-        let mut ready = self.ready;
-        ResponseFuture::inner(
-            ready.call(Request::from_parts(self.parts, self.body)),
-            after,
-        )
+            });
+            return ResponseFuture::inner(ready.call(request), Some(after));
+        }
+        let watch = watch(&self.config, self.key, self.caller);
+        ResponseFuture::watched(ready.call(request), watch)
     }
 
     /// A `DELETE` of a session the layer already ended answers 204, so client shutdown code
