@@ -97,7 +97,7 @@ options:
                       a session ended on another replica is refused here within one
                       invalidation, and never more than MS milliseconds later
   --stream-recheck-ms MS
-                      how often an open SSE stream checks its session again, and ends
+                      how often an open GET stream checks its session again, and ends
                       once the session was ended on any replica (default 5000; 0: never)
   --issuer URL        trust this OpenID provider through discovery (repeatable): its keys
                       come from URL/.well-known/openid-configuration and its jwks_uri;

@@ -541,7 +541,10 @@ async fn with_client_side_caches_a_thief_on_b_ends_the_owners_stream_on_a() {
         if calls.is_empty() {
             break;
         }
-        assert!(Instant::now() < deadline, "A's rechecks never came from its cache: {calls:?}");
+        assert!(
+            Instant::now() < deadline,
+            "A's rechecks never came from its cache: {calls:?}"
+        );
     }
 
     assert_mismatch(&b.raw.whoami(&session, Some(&token("mallory")), 2).await);

@@ -89,7 +89,7 @@ pub struct StackConfig {
     pub jwks_refetch_interval: Duration,
     /// Discovery issuers: how long the last good keys serve when refreshes fail.
     pub jwks_max_stale: Duration,
-    /// How often an open SSE stream of a session checks its binding again
+    /// How often an open GET stream of a session checks its binding again
     /// (`SessionBindingLayer::stream_recheck_interval`); `None`: the layer's default.
     pub stream_recheck: Option<Duration>,
 }

@@ -12,7 +12,7 @@ use http::Response;
 use http_body_util::Full;
 use pin_project_lite::pin_project;
 
-use crate::{ResponseBody, binding::stream::Watch};
+use crate::ResponseBody;
 
 type Answer<B, E> = Result<Response<ResponseBody<B>>, E>;
 
@@ -88,8 +88,6 @@ pin_project! {
             // inline it would make every response future, moved at each layer of the stack, a
             // few hundred bytes larger.
             after: Option<Box<dyn AfterResponse<B, F::Error>>>,
-            // A request of a bound session: its answer's body is watched if it is a stream.
-            watch: Option<Watch>,
         },
         Boxed {
             future: BoxFuture<'static, Answer<B, F::Error>>,
@@ -106,23 +104,7 @@ where
 {
     pub(crate) fn inner(future: F, after: Option<Box<dyn AfterResponse<B, F::Error>>>) -> Self {
         Self {
-            state: State::Inner {
-                future,
-                after,
-                watch: None,
-            },
-        }
-    }
-
-    /// The inner call of a request of a bound session: an SSE answer is watched (see
-    /// [`Watch`]); no work after the response.
-    pub(crate) fn watched(future: F, watch: Option<Watch>) -> Self {
-        Self {
-            state: State::Inner {
-                future,
-                after: None,
-                watch,
-            },
+            state: State::Inner { future, after },
         }
     }
 
@@ -151,11 +133,7 @@ where
         let mut state = self.project().state;
         loop {
             match state.as_mut().project() {
-                StateProj::Inner {
-                    future,
-                    after,
-                    watch,
-                } => {
+                StateProj::Inner { future, after } => {
                     let response = ready!(future.try_poll(cx))?;
                     // `run` decides itself whether the response needs the work: one call.
                     match after.take() {
@@ -163,13 +141,7 @@ where
                             Then::Now(answer) => return Poll::Ready(answer),
                             Then::Later(future) => state.set(State::Boxed { future }),
                         },
-                        None => {
-                            let response = match watch.take() {
-                                Some(watch) => watch.apply(response),
-                                None => response.map(ResponseBody::inner),
-                            };
-                            return Poll::Ready(Ok(response));
-                        }
+                        None => return Poll::Ready(Ok(response.map(ResponseBody::inner))),
                     }
                 }
                 StateProj::Boxed { future } => return future.as_mut().poll(cx),

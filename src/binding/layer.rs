@@ -165,11 +165,8 @@ pub(crate) struct Config {
     /// the inner service accepted, used for the `DELETE` that ends a session when no
     /// [`end_session_uri`](Self::end_session_uri) is configured.
     pub(crate) created_at: Arc<Mutex<Option<super::session::InnerHead>>>,
-    /// How often an open SSE stream of a session checks its binding again; zero: never.
+    /// How often an open GET stream of a session checks its binding again; zero: never.
     pub(crate) stream_recheck_interval: Duration,
-    /// The rechecks of open streams, on the service's store; set when the layer makes its
-    /// service (`None` on the layer itself, and with rechecking off).
-    pub(crate) recheck: Option<Arc<super::stream::Recheck>>,
 }
 
 impl Config {
@@ -205,7 +202,6 @@ impl Default for Config {
             end_request_hook: None,
             created_at: Arc::default(),
             stream_recheck_interval: Duration::from_secs(5),
-            recheck: None,
         }
     }
 }
@@ -694,12 +690,12 @@ impl<St, I> SessionBindingLayer<St, I> {
         self
     }
 
-    /// How often an open SSE stream of a session checks the session's binding again (default
+    /// How often an open GET stream of a session checks the session's binding again (default
     /// 5 s; at least 10 ms). `Duration::ZERO`: never.
     ///
-    /// A request is checked when it arrives; an answer streamed as `text/event-stream` (a GET's
-    /// standalone stream, a long POST answer) then stays open. With this setting the layer looks
-    /// the session up again every interval while the stream is open, and ends the stream (a
+    /// A request is checked when it arrives; a GET answered with `text/event-stream` (the
+    /// standalone stream, or a resumed one) then stays open. With this setting the layer looks
+    /// the session up again every interval while such a stream is open, and ends the stream (a
     /// clean end of the response body) once the session is ended, expired, unknown, or bound to
     /// anyone other than the caller. So a session ended on another replica (a refused thief, the
     /// owner's `DELETE` there) stops streaming here within the interval plus the time the store
@@ -709,9 +705,14 @@ impl<St, I> SessionBindingLayer<St, I> {
     ///
     /// When the store cannot answer (an error, or no answer within the interval), the stream
     /// goes on and the next interval checks again: its caller was checked when it opened, and
-    /// every new request still fails closed (503). A stored value that does not parse ends it.
+    /// every new request still fails closed (503). A store error that is not transient (a
+    /// stored value that does not parse) ends it.
     ///
-    /// Cost: nothing for answers that are not SSE; per open stream, one timer and one lookup
+    /// POST answers streamed as SSE are not rechecked: they end with their request's answer.
+    /// Watching them would cost every POST of a session (most MCP servers stream their
+    /// answers) a header lookup, an allocation and a timer.
+    ///
+    /// Cost: nothing for requests other than GET; per open stream, one timer and one lookup
     /// per interval (local with a `MemoryStore` or a warm client-side cache).
     ///
     /// ```
@@ -729,7 +730,7 @@ impl<St, I> SessionBindingLayer<St, I> {
     }
 }
 
-impl<S, St: BindingStore + Clone, I: Clone> Layer<S> for SessionBindingLayer<St, I> {
+impl<S, St: Clone, I: Clone> Layer<S> for SessionBindingLayer<St, I> {
     type Service = SessionBinding<S, St, I>;
 
     fn layer(&self, inner: S) -> Self::Service {
@@ -737,7 +738,7 @@ impl<S, St: BindingStore + Clone, I: Clone> Layer<S> for SessionBindingLayer<St,
             inner,
             self.store.clone(),
             self.identity.clone(),
-            self.config.clone(),
+            Arc::new(self.config.clone()),
         )
     }
 }

@@ -8,7 +8,7 @@
 //!   forwards or refuses;
 //! - `future`: [`ResponseFuture`], the inner call unboxed on the matching path;
 //! - `body`: [`ResponseBody`], the inner body or the layer's own answer;
-//! - `stream`: a session's SSE streams, checked again while they stream, so that a session
+//! - `stream`: a session's GET streams, checked again while they stream, so that a session
 //!   ended anywhere stops streaming;
 //! - `session`: binding the session a response creates, and ending a session (tombstone and the
 //!   inner `DELETE`, on a task the client cannot cancel);

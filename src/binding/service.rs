@@ -18,7 +18,7 @@ use crate::{
     binding::layer::{Config, MismatchAnswer},
     binding::reject::{self, RejectionReason},
     binding::session::{After, AfterKind, InnerHead, end_session},
-    binding::stream::{Recheck, Watch},
+    binding::stream,
     binding::tasks::{self, Route},
     binding::trace,
     identity::{FromIdentityExtension, IdentityExtractor},
@@ -91,7 +91,7 @@ impl<S, St: BindingStore + Clone> SessionBinding<S, St> {
     /// # }
     /// ```
     pub fn new(inner: S, store: St) -> Self {
-        Self::from_parts(inner, store, FromIdentityExtension, Config::default())
+        Self::from_parts(inner, store, FromIdentityExtension, Arc::default())
     }
 
     /// A [`SessionBindingLayer`](crate::SessionBindingLayer) on `store`, with the defaults: the
@@ -110,19 +110,16 @@ impl<S, St: BindingStore + Clone> SessionBinding<S, St> {
     }
 }
 
-impl<S, St: BindingStore + Clone, I> SessionBinding<S, St, I> {
-    pub(crate) fn from_parts(inner: S, store: St, identity: I, mut config: Config) -> Self {
-        config.recheck = Recheck::new(store.clone(), &config);
+impl<S, St, I> SessionBinding<S, St, I> {
+    pub(crate) fn from_parts(inner: S, store: St, identity: I, config: Arc<Config>) -> Self {
         Self {
             inner,
             store,
             identity,
-            config: Arc::new(config),
+            config,
         }
     }
-}
 
-impl<S, St, I> SessionBinding<S, St, I> {
     /// The inner service.
     ///
     /// ```
@@ -322,23 +319,24 @@ where
             && owns(owner, caller.as_ref(), &self.config)
         {
             // The matching path, on a store that answers at once: the inner service polled
-            // ready is called here, nothing is boxed (a DELETE, rare, needs the `After` that
-            // tombstones the session; an SSE answer is watched).
-            if parts.method == Method::DELETE {
-                let after = Box::new(After {
+            // ready is called here, nothing is cloned or boxed (a DELETE, rare, needs the
+            // `After` that tombstones the session; a GET, the watch over its stream).
+            let after = if parts.method == Method::DELETE {
+                Some(Box::new(After {
                     inner: self.inner.clone(),
                     store: self.store.clone(),
                     config: self.config.clone(),
                     caller,
                     kind: AfterKind::EndOnSuccess(key),
                     request: PhantomData,
-                });
-                let future = self.inner.call(Request::from_parts(parts, body));
-                return ResponseFuture::inner(future, Some(after));
-            }
-            let watch = watch(&self.config, key, caller);
+                }) as _)
+            } else if parts.method == Method::GET {
+                stream::watch(&self.store, &self.config, key, caller)
+            } else {
+                None
+            };
             let future = self.inner.call(Request::from_parts(parts, body));
-            return ResponseFuture::watched(future, watch);
+            return ResponseFuture::inner(future, after);
         }
         let checked = Checked {
             ready: self.take_ready(),
@@ -393,17 +391,6 @@ impl<S: Clone, St, I> SessionBinding<S, St, I> {
     fn take_ready(&mut self) -> S {
         crate::ready::take_ready(&mut self.inner)
     }
-}
-
-/// What the answer to a request of a bound session needs to be watched if it is a stream;
-/// `None` with rechecking off.
-fn watch(config: &Config, key: SessionKey, caller: Option<Identity>) -> Option<Watch> {
-    let recheck = config.recheck.as_ref()?;
-    Some(Watch {
-        recheck: recheck.clone(),
-        key,
-        caller,
-    })
 }
 
 /// Whether `caller` may use a session owned by `owner`.
@@ -510,21 +497,25 @@ where
     }
 
     fn forward(self) -> ResponseFuture<S::Future, ResBody> {
-        let mut ready = self.ready;
-        let request = Request::from_parts(self.parts, self.body);
-        if request.method() == Method::DELETE {
-            let after = Box::new(After {
-                inner: ready.clone(),
+        let after = if self.parts.method == Method::DELETE {
+            Some(Box::new(After {
+                inner: self.ready.clone(),
                 store: self.store,
                 config: self.config,
                 caller: self.caller,
                 kind: AfterKind::EndOnSuccess(self.key),
                 request: PhantomData,
-            });
-            return ResponseFuture::inner(ready.call(request), Some(after));
-        }
-        let watch = watch(&self.config, self.key, self.caller);
-        ResponseFuture::watched(ready.call(request), watch)
+            }) as _)
+        } else if self.parts.method == Method::GET {
+            stream::watch(&self.store, &self.config, self.key, self.caller)
+        } else {
+            None
+        };
+        let mut ready = self.ready;
+        ResponseFuture::inner(
+            ready.call(Request::from_parts(self.parts, self.body)),
+            after,
+        )
     }
 
     /// A `DELETE` of a session the layer already ended answers 204, so client shutdown code

@@ -1,19 +1,22 @@
 //! Open SSE streams of a session, checked again while they stream: a session ended anywhere (a
 //! tombstone written by another replica, an expired binding) stops streaming here too.
 //!
-//! The layer checks a session's binding once per request. A stream (a GET's standalone SSE
-//! stream, a long POST answer) outlives that check, so when a request of a bound session is
-//! answered with `text/event-stream`, its body is wrapped in a [`StreamWatch`]: every
+//! The layer checks a session's binding once per request. A GET's SSE stream (the standalone
+//! stream, or a resumed one) outlives that check, so when a GET of a bound session is answered
+//! with `text/event-stream`, its body is wrapped in a [`StreamWatch`]: every
 //! [`stream_recheck_interval`](crate::SessionBindingLayer::stream_recheck_interval) it looks the
 //! session up again and ends the body (a clean end of stream) unless the session is still bound
-//! to the caller. Nothing runs for answers that are not SSE, and a stream costs one timer and one
-//! lookup per interval.
+//! to the caller. Other requests pay nothing; a stream costs one timer and one lookup per
+//! interval.
+//!
+//! POST answers streamed as SSE are not watched: they end with their request's answer, and
+//! watching them would cost every POST of a session (rmcp streams nearly all of its answers) a
+//! header lookup, an allocation and a timer.
 
 use std::{
     fmt,
     future::Future,
     pin::Pin,
-    sync::Arc,
     task::{Context, Poll},
     time::Duration,
 };
@@ -25,6 +28,8 @@ use tokio::time::{Instant, Sleep};
 
 use crate::{
     Identity, ResponseBody,
+    binding::future::{AfterResponse, Then},
+    binding::layer::Config,
     store::{BindingStore, Lookup, Owner, SessionKey, StoreError},
 };
 
@@ -32,7 +37,7 @@ use crate::{
 const MIN_INTERVAL: Duration = Duration::from_millis(10);
 
 /// Looks a session up for a stream, whatever the store's type.
-pub(crate) trait Lookups: Send + Sync {
+trait Lookups: Send + Sync {
     fn lookup(
         &self,
         key: SessionKey,
@@ -51,51 +56,51 @@ impl<St: BindingStore + Clone> Lookups for St {
     }
 }
 
-/// What every watched stream of one layer shares: the store, and how to check.
-pub(crate) struct Recheck<L: ?Sized = dyn Lookups> {
+/// The work after a GET of a bound session: watch its answer if it is an SSE stream. `None`
+/// with rechecking off.
+pub(crate) fn watch<St, B, E>(
+    store: &St,
+    config: &Config,
+    key: SessionKey,
+    caller: Option<Identity>,
+) -> Option<Box<dyn AfterResponse<B, E>>>
+where
+    St: BindingStore + Clone,
+    B: Send + 'static,
+    E: Send + 'static,
+{
+    if config.stream_recheck_interval.is_zero() {
+        return None;
+    }
+    Some(Box::new(Watch {
+        interval: config.stream_recheck_interval.max(MIN_INTERVAL),
+        slide: config.sliding.then_some(config.binding_ttl),
+        allow_anonymous: config.allow_anonymous,
+        key,
+        caller,
+        store: Box::new(store.clone()),
+    }))
+}
+
+/// What a stream's rechecks need.
+struct Watch {
     interval: Duration,
     /// The slide of a request's lookup: an open stream keeps its binding alive, as requests do.
     slide: Option<Duration>,
     allow_anonymous: bool,
-    store: L,
+    key: SessionKey,
+    caller: Option<Identity>,
+    store: Box<dyn Lookups>,
 }
 
-impl<St: BindingStore + Clone> Recheck<St> {
-    /// `None` when rechecking is off (`interval` zero).
-    pub(crate) fn new(store: St, config: &super::layer::Config) -> Option<Arc<Recheck>> {
-        if config.stream_recheck_interval.is_zero() {
-            return None;
-        }
-        Some(Arc::new(Self {
-            interval: config.stream_recheck_interval.max(MIN_INTERVAL),
-            slide: config.sliding.then_some(config.binding_ttl),
-            allow_anonymous: config.allow_anonymous,
-            store,
-        }))
+impl<B: Send + 'static, E: Send + 'static> AfterResponse<B, E> for Watch {
+    fn applies_to(&self, response: &Response<B>) -> bool {
+        response.status().is_success() && is_event_stream(response.headers())
     }
-}
 
-impl fmt::Debug for Recheck {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Recheck")
-            .field("interval", &self.interval)
-            .finish_non_exhaustive()
-    }
-}
-
-/// A request of a bound session on its way to the inner service: what its answer needs to be
-/// watched, if it is a stream. Moved, never cloned, until then.
-pub(crate) struct Watch {
-    pub(crate) recheck: Arc<Recheck>,
-    pub(crate) key: SessionKey,
-    pub(crate) caller: Option<Identity>,
-}
-
-impl Watch {
-    /// The answer, its body watched when it is an SSE stream.
-    pub(crate) fn apply<B>(self, response: Response<B>) -> Response<ResponseBody<B>> {
-        if !is_event_stream(response.headers()) {
-            return response.map(ResponseBody::inner);
+    fn run(self: Box<Self>, response: Response<B>) -> Then<B, E> {
+        if !AfterResponse::<B, E>::applies_to(&*self, &response) {
+            return Then::Now(Ok(response.map(ResponseBody::inner)));
         }
         let (mut parts, body) = response.into_parts();
         // The body may end early: no length may be promised.
@@ -104,9 +109,12 @@ impl Watch {
             sleep: None,
             lookup: None,
             ended: false,
-            watch: self,
+            watch: *self,
         });
-        Response::from_parts(parts, ResponseBody::watched(body, watch))
+        Then::Now(Ok(Response::from_parts(
+            parts,
+            ResponseBody::watched(body, watch),
+        )))
     }
 }
 
@@ -156,29 +164,20 @@ impl StreamWatch {
         if *this.ended {
             return Poll::Ready(());
         }
-        let interval = this.watch.recheck.interval;
+        let interval = this.watch.interval;
         if this.sleep.is_none() {
             let first = Instant::now() + interval;
             this.sleep.set(Some(tokio::time::sleep_until(first)));
         }
         loop {
-            if let Some(lookup) = this.lookup {
-                if let Poll::Ready(found) = lookup.poll_unpin(cx) {
-                    *this.lookup = None;
-                    if let Verdict::End(why) = this.watch.verdict(found) {
-                        *this.ended = true;
-                        let caller = this.watch.caller.as_ref();
-                        let (iss, sub) = caller.map_or(("", ""), |id| (id.iss(), id.sub()));
-                        tracing::info!(
-                            reason = "stream_ended",
-                            iss,
-                            sub,
-                            session = %this.watch.key.short(),
-                            detail = why,
-                            "open stream ended: the session is no longer bound to its caller"
-                        );
-                        return Poll::Ready(());
-                    }
+            if let Some(lookup) = this.lookup
+                && let Poll::Ready(found) = lookup.poll_unpin(cx)
+            {
+                *this.lookup = None;
+                if let Verdict::End(why) = this.watch.verdict(found) {
+                    *this.ended = true;
+                    this.watch.ended(why);
+                    return Poll::Ready(());
                 }
             }
             let mut sleep = this.sleep.as_mut().as_pin_mut().expect("made above");
@@ -186,11 +185,12 @@ impl StreamWatch {
                 return Poll::Pending;
             }
             if this.lookup.take().is_some() {
-                this.watch.unavailable(&"no answer within stream_recheck_interval");
+                this.watch
+                    .unavailable(&"no answer within stream_recheck_interval");
             }
             sleep.reset(Instant::now() + interval);
-            let recheck = &this.watch.recheck;
-            *this.lookup = Some(recheck.store.lookup(this.watch.key, recheck.slide));
+            let watch = &this.watch;
+            *this.lookup = Some(watch.store.lookup(watch.key, watch.slide));
         }
     }
 
@@ -203,7 +203,7 @@ impl Watch {
     fn verdict(&self, found: Result<Lookup, StoreError>) -> Verdict {
         match found {
             Ok(Lookup::Bound(owner)) => {
-                let anonymous_ok = self.recheck.allow_anonymous || owner != Owner::Anonymous;
+                let anonymous_ok = self.allow_anonymous || owner != Owner::Anonymous;
                 if owner.admits(self.caller.as_ref()) && anonymous_ok {
                     Verdict::Keep
                 } else {
@@ -212,13 +212,30 @@ impl Watch {
             }
             Ok(Lookup::Ended) => Verdict::End("session ended"),
             Ok(Lookup::Missing) => Verdict::End("binding missing or expired"),
-            // Fail closed on a stored value that does not parse, as a request would.
-            Err(error) if !error.is_transient() => Verdict::End("stored binding does not parse"),
+            // Fail closed on an error that is not transient (a stored value that does not
+            // parse), as a request would.
+            Err(error) if !error.is_transient() => Verdict::End("store error, not transient"),
             Err(error) => {
                 self.unavailable(&error);
                 Verdict::Keep
             }
         }
+    }
+
+    /// Logs the end of the stream.
+    fn ended(&self, why: &'static str) {
+        let (iss, sub) = self
+            .caller
+            .as_ref()
+            .map_or(("", ""), |id| (id.iss(), id.sub()));
+        tracing::info!(
+            reason = "stream_ended",
+            iss,
+            sub,
+            session = %self.key.short(),
+            detail = why,
+            "open stream ended: the session is no longer bound to its caller"
+        );
     }
 
     /// The store could not answer: the stream goes on (its caller was checked when it opened),
