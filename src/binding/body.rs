@@ -1,5 +1,5 @@
-//! The response body: the inner service's body, untouched (or watched, for a session's SSE
-//! stream), or the layer's own answer.
+//! The response body: the inner service's body, untouched (or watched and tagged, for a
+//! session's SSE answer), or the layer's own answer.
 
 use std::{
     pin::Pin,
@@ -37,7 +37,7 @@ pin_project! {
         Inner { #[pin] body: B },
         Answer { body: Full<Bytes> },
         Scanned { #[pin] body: B, scan: Box<crate::binding::tasks::TaskScan> },
-        Watched { #[pin] body: B, watch: Pin<Box<crate::binding::stream::StreamWatch>> },
+        Session { #[pin] body: B, stream: Pin<Box<crate::binding::stream::SessionStream>> },
     }
 }
 
@@ -63,11 +63,14 @@ impl<B> ResponseBody<B> {
         }
     }
 
-    /// A stream of a bound session, ended early once its session is no longer bound to its
-    /// caller.
-    pub(crate) fn watched(body: B, watch: Pin<Box<crate::binding::stream::StreamWatch>>) -> Self {
+    /// An SSE answer of a bound session: watched (ended early once the session is no longer
+    /// bound to its caller), its event ids tagged, or both.
+    pub(crate) fn session(
+        body: B,
+        stream: Pin<Box<crate::binding::stream::SessionStream>>,
+    ) -> Self {
         Self {
-            kind: Kind::Watched { body, watch },
+            kind: Kind::Session { body, stream },
         }
     }
 
@@ -98,13 +101,7 @@ where
                 Poll::Pending => Poll::Pending,
             },
             KindProj::Scanned { body, scan } => scan.poll_frame(body, cx),
-            KindProj::Watched { body, watch } => {
-                // The watch first: a stream that always has a frame ready is checked too.
-                if watch.as_mut().poll_ended(cx).is_ready() {
-                    return Poll::Ready(None);
-                }
-                body.poll_frame(cx)
-            }
+            KindProj::Session { body, stream } => stream.as_mut().poll_frame(body, cx),
         }
     }
 
@@ -113,7 +110,7 @@ where
             Kind::Inner { body } => body.is_end_stream(),
             Kind::Answer { body } => body.is_end_stream(),
             Kind::Scanned { scan, .. } => scan.is_end_stream(),
-            Kind::Watched { body, watch } => watch.ended() || body.is_end_stream(),
+            Kind::Session { body, stream } => stream.is_end_stream(body),
         }
     }
 
@@ -121,9 +118,9 @@ where
         match &self.kind {
             Kind::Inner { body } => body.size_hint(),
             Kind::Answer { body } => body.size_hint(),
-            // A scanned answer may be rewritten, a watched stream may end early: their length is
-            // not known in advance.
-            Kind::Scanned { .. } | Kind::Watched { .. } => SizeHint::default(),
+            // A scanned or tagged answer may be rewritten, a watched stream may end early: their
+            // length is not known in advance.
+            Kind::Scanned { .. } | Kind::Session { .. } => SizeHint::default(),
         }
     }
 }

@@ -167,6 +167,9 @@ pub(crate) struct Config {
     pub(crate) created_at: Arc<Mutex<Option<super::session::InnerHead>>>,
     /// How often an open GET stream of a session checks its binding again; zero: never.
     pub(crate) stream_recheck_interval: Duration,
+    /// With [`SessionBindingLayer::bind_event_ids`]: the key that tags SSE event ids with their
+    /// session.
+    pub(crate) event_ids: Option<Arc<super::event_ids::EventIdKey>>,
 }
 
 impl Config {
@@ -202,6 +205,7 @@ impl Default for Config {
             end_request_hook: None,
             created_at: Arc::default(),
             stream_recheck_interval: Duration::from_secs(5),
+            event_ids: None,
         }
     }
 }
@@ -228,6 +232,7 @@ impl fmt::Debug for Config {
             .field("end_session_uri", &self.end_session_uri)
             .field("end_request_hook", &self.end_request_hook.is_some())
             .field("stream_recheck_interval", &self.stream_recheck_interval)
+            .field("event_ids", &self.event_ids.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -726,6 +731,39 @@ impl<St, I> SessionBindingLayer<St, I> {
     /// ```
     pub fn stream_recheck_interval(mut self, interval: Duration) -> Self {
         self.config.stream_recheck_interval = interval;
+        self
+    }
+
+    /// Binds SSE event ids to their session (off by default), so that a resumption
+    /// (`Last-Event-ID`) can only name events of its own session, whatever the event store
+    /// behind the inner server.
+    ///
+    /// Every `id` field of a session's SSE answers (GET streams and POST answers) leaves the
+    /// layer as `<id>~<tag>`, the tag a MAC of the session and the id under a key derived from
+    /// `secret`; lines are read as a client reads them (CRLF, LF or CR, a leading byte order
+    /// mark). A request of a session that carries `Last-Event-ID` is forwarded only if its tag
+    /// is that session's, with the tag stripped; otherwise it gets 400 (reason
+    /// `foreign_event_id`) and is not forwarded. A request without a session has its
+    /// `Last-Event-ID` removed. Empty ids, ids with a NUL and ids over 1024 bytes pass
+    /// untagged: a client cannot resume from them.
+    ///
+    /// Every replica that serves the same sessions needs the same `secret` (it may be the
+    /// store's key secret: the derivations are separate). A new secret makes the ids issued
+    /// before it unusable for resumption (400), nothing else. Off, the layer neither reads nor
+    /// changes event ids, and requests pay nothing for it; on, every SSE answer of a session is
+    /// scanned line by line, and a request of a session costs one more header lookup.
+    ///
+    /// ```
+    /// # #[cfg(feature = "memory")] {
+    /// use mcp_session_binding::{SessionBindingLayer, store::KeySecret};
+    ///
+    /// let secret = KeySecret::from_material(b"the deployment's secret, 32 bytes+").unwrap();
+    /// let layer = SessionBindingLayer::new().bind_event_ids(secret);
+    /// # let _ = layer;
+    /// # }
+    /// ```
+    pub fn bind_event_ids(mut self, secret: crate::store::KeySecret) -> Self {
+        self.config.event_ids = Some(Arc::new(super::event_ids::EventIdKey::new(secret)));
         self
     }
 }

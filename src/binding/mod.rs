@@ -8,6 +8,7 @@
 //!   forwards or refuses;
 //! - `future`: [`ResponseFuture`], the inner call unboxed on the matching path;
 //! - `body`: [`ResponseBody`], the inner body or the layer's own answer;
+//! - `event_ids`: SSE event ids tagged with their session, `Last-Event-ID` checked against it;
 //! - `stream`: a session's GET streams, checked again while they stream, so that a session
 //!   ended anywhere stops streaming;
 //! - `session`: binding the session a response creates, and ending a session (tombstone and the
@@ -18,6 +19,7 @@
 //! - `trace`: every log event, with its reason code.
 
 mod body;
+pub(crate) mod event_ids;
 pub(crate) mod future;
 pub(crate) mod layer;
 pub(crate) mod reject;

@@ -79,6 +79,10 @@ pub enum RejectionReason {
     /// A new task could not be recorded for its creator (store error, id already recorded): its
     /// id is withheld and the answer is a JSON-RPC error, so no one can use the task.
     TaskNotRecorded,
+    /// With [`bind_event_ids`](crate::SessionBindingLayer::bind_event_ids): a `Last-Event-ID`
+    /// that was not issued on the request's session (no tag, another session's, repeated): 400,
+    /// not forwarded.
+    ForeignEventId,
 }
 
 impl RejectionReason {
@@ -111,6 +115,7 @@ impl RejectionReason {
             Self::UnknownTask => "unknown_task",
             Self::InvalidTaskRequest => "invalid_task_request",
             Self::TaskNotRecorded => "task_not_recorded",
+            Self::ForeignEventId => "foreign_event_id",
         }
     }
 }
@@ -206,6 +211,11 @@ pub(crate) fn plain(reason: RejectionReason, detail: Option<&str>) -> Response<F
             StatusCode::SERVICE_UNAVAILABLE,
             code::SERVER_ERROR,
             "The task could not be recorded for its creator; retry",
+        ),
+        R::ForeignEventId => (
+            StatusCode::BAD_REQUEST,
+            code::INVALID_REQUEST,
+            "Bad Request: Last-Event-ID was not issued on this session",
         ),
         R::CredentialsWithoutIdentity => (
             StatusCode::INTERNAL_SERVER_ERROR,

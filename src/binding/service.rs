@@ -15,6 +15,7 @@ use tower::Service;
 
 use crate::{
     Identity, ResponseBody, ResponseFuture,
+    binding::event_ids,
     binding::layer::{Config, MismatchAnswer},
     binding::reject::{self, RejectionReason},
     binding::session::{After, AfterKind, InnerHead, end_session},
@@ -296,7 +297,11 @@ where
                 let future = self.inner.call(Request::from_parts(parts, body));
                 return ResponseFuture::inner(future, Some(capture.scan()));
             }
-            // No session yet: forward, and bind the session the response may create.
+            // No session yet: forward, and bind the session the response may create. With event
+            // ids bound, no event id is any use without a session.
+            if self.config.event_ids.is_some() {
+                parts.headers.remove(LAST_EVENT_ID);
+            }
             let mut inner = self.take_ready();
             let after = After {
                 inner: self.inner.clone(),
@@ -320,7 +325,14 @@ where
         {
             // The matching path, on a store that answers at once: the inner service polled
             // ready is called here, nothing is cloned or boxed (a DELETE, rare, needs the
-            // `After` that tombstones the session; a GET, the watch over its stream).
+            // `After` that tombstones the session; a GET, the watch over its stream; with event
+            // ids bound, an SSE answer is tagged).
+            if let Some(ids) = &self.config.event_ids
+                && let Err(why) = event_ids::open_last_event_id(&mut parts.headers, ids, key)
+            {
+                drop(self.take_ready());
+                return foreign_event_id(parts.version, body, caller.as_ref(), key, why);
+            }
             let after = if parts.method == Method::DELETE {
                 Some(Box::new(After {
                     inner: self.inner.clone(),
@@ -330,10 +342,8 @@ where
                     kind: AfterKind::EndOnSuccess(key),
                     request: PhantomData,
                 }) as _)
-            } else if parts.method == Method::GET {
-                stream::watch(&self.store, &self.config, key, caller)
             } else {
-                None
+                stream::after(&self.store, &self.config, &parts.method, key, caller)
             };
             let future = self.inner.call(Request::from_parts(parts, body));
             return ResponseFuture::inner(future, after);
@@ -384,6 +394,26 @@ where
         }
         .boxed(),
     )
+}
+
+/// The answer to a request of a session whose `Last-Event-ID` is not that session's.
+fn foreign_event_id<F, ReqBody, ResBody>(
+    version: Version,
+    body: ReqBody,
+    caller: Option<&Identity>,
+    key: SessionKey,
+    why: &str,
+) -> ResponseFuture<F, ResBody>
+where
+    F: TryFuture<Ok = Response<ResBody>>,
+    F::Error: Send + 'static,
+    ReqBody: Body + Send + 'static,
+    ReqBody::Data: Send,
+    ResBody: Send + 'static,
+{
+    let reason = RejectionReason::ForeignEventId;
+    trace::rejected(reason, caller, Some(key), Some(why));
+    early_answer(version, body, reject::plain(reason, None))
 }
 
 impl<S: Clone, St, I> SessionBinding<S, St, I> {
@@ -496,7 +526,13 @@ where
         )
     }
 
-    fn forward(self) -> ResponseFuture<S::Future, ResBody> {
+    fn forward(mut self) -> ResponseFuture<S::Future, ResBody> {
+        if let Some(ids) = &self.config.event_ids
+            && let Err(why) = event_ids::open_last_event_id(&mut self.parts.headers, ids, self.key)
+        {
+            let version = self.parts.version;
+            return foreign_event_id(version, self.body, self.caller.as_ref(), self.key, why);
+        }
         let after = if self.parts.method == Method::DELETE {
             Some(Box::new(After {
                 inner: self.ready.clone(),
@@ -506,10 +542,9 @@ where
                 kind: AfterKind::EndOnSuccess(self.key),
                 request: PhantomData,
             }) as _)
-        } else if self.parts.method == Method::GET {
-            stream::watch(&self.store, &self.config, self.key, self.caller)
         } else {
-            None
+            let method = &self.parts.method;
+            stream::after(&self.store, &self.config, method, self.key, self.caller)
         };
         let mut ready = self.ready;
         ResponseFuture::inner(

@@ -1,33 +1,41 @@
-//! Open SSE streams of a session, checked again while they stream: a session ended anywhere (a
-//! tombstone written by another replica, an expired binding) stops streaming here too.
+//! A session's SSE answers on their way out: GET streams checked again while they stream, so
+//! that a session ended anywhere (a tombstone written by another replica, an expired binding)
+//! stops streaming here too; and, with [`bind_event_ids`], every answer's `id` fields tagged
+//! with their session (see `event_ids`).
 //!
 //! The layer checks a session's binding once per request. A GET's SSE stream (the standalone
 //! stream, or a resumed one) outlives that check, so when a GET of a bound session is answered
-//! with `text/event-stream`, its body is wrapped in a [`StreamWatch`]: every
+//! with `text/event-stream`, its body is watched: every
 //! [`stream_recheck_interval`](crate::SessionBindingLayer::stream_recheck_interval) it looks the
 //! session up again and ends the body (a clean end of stream) unless the session is still bound
-//! to the caller. Other requests pay nothing; a stream costs one timer and one lookup per
+//! to the caller. Other requests pay nothing for it; a stream costs one timer and one lookup per
 //! interval.
 //!
 //! POST answers streamed as SSE are not watched: they end with their request's answer, and
 //! watching them would cost every POST of a session (rmcp streams nearly all of its answers) a
 //! header lookup, an allocation and a timer.
+//!
+//! [`bind_event_ids`]: crate::SessionBindingLayer::bind_event_ids
 
 use std::{
     fmt,
     future::Future,
     pin::Pin,
+    sync::Arc,
     task::{Context, Poll},
     time::Duration,
 };
 
+use bytes::Bytes;
 use futures::{FutureExt, future::BoxFuture};
-use http::{HeaderMap, Response, header};
+use http::{HeaderMap, Method, Response, header};
+use http_body::{Body, Frame};
 use pin_project_lite::pin_project;
 use tokio::time::{Instant, Sleep};
 
 use crate::{
     Identity, ResponseBody,
+    binding::event_ids::{EventIdKey, IdTagger},
     binding::future::{AfterResponse, Then},
     binding::layer::Config,
     store::{BindingStore, Lookup, Owner, SessionKey, StoreError},
@@ -56,11 +64,13 @@ impl<St: BindingStore + Clone> Lookups for St {
     }
 }
 
-/// The work after a GET of a bound session: watch its answer if it is an SSE stream. `None`
-/// with rechecking off.
-pub(crate) fn watch<St, B, E>(
+/// The work after a request of a bound session (not a `DELETE`): watch its answer if it is a
+/// GET's SSE stream, tag its event ids if it is any SSE stream and event ids are bound. `None`
+/// when there is nothing to do, as for every POST with event ids unbound.
+pub(crate) fn after<St, B, E>(
     store: &St,
     config: &Config,
+    method: &Method,
     key: SessionKey,
     caller: Option<Identity>,
 ) -> Option<Box<dyn AfterResponse<B, E>>>
@@ -69,17 +79,33 @@ where
     B: Send + 'static,
     E: Send + 'static,
 {
-    if config.stream_recheck_interval.is_zero() {
+    let watch = if method == Method::GET && !config.stream_recheck_interval.is_zero() {
+        Some(Watch {
+            interval: config.stream_recheck_interval.max(MIN_INTERVAL),
+            slide: config.sliding.then_some(config.binding_ttl),
+            allow_anonymous: config.allow_anonymous,
+            key,
+            caller,
+            store: Box::new(store.clone()),
+        })
+    } else {
+        None
+    };
+    if watch.is_none() && config.event_ids.is_none() {
         return None;
     }
-    Some(Box::new(Watch {
-        interval: config.stream_recheck_interval.max(MIN_INTERVAL),
-        slide: config.sliding.then_some(config.binding_ttl),
-        allow_anonymous: config.allow_anonymous,
+    Some(Box::new(SessionAfter {
+        watch,
+        ids: config.event_ids.clone(),
         key,
-        caller,
-        store: Box::new(store.clone()),
     }))
+}
+
+/// What a session's SSE answer needs.
+struct SessionAfter {
+    watch: Option<Watch>,
+    ids: Option<Arc<EventIdKey>>,
+    key: SessionKey,
 }
 
 /// What a stream's rechecks need.
@@ -93,7 +119,7 @@ struct Watch {
     store: Box<dyn Lookups>,
 }
 
-impl<B: Send + 'static, E: Send + 'static> AfterResponse<B, E> for Watch {
+impl<B: Send + 'static, E: Send + 'static> AfterResponse<B, E> for SessionAfter {
     fn applies_to(&self, response: &Response<B>) -> bool {
         response.status().is_success() && is_event_stream(response.headers())
     }
@@ -103,17 +129,22 @@ impl<B: Send + 'static, E: Send + 'static> AfterResponse<B, E> for Watch {
             return Then::Now(Ok(response.map(ResponseBody::inner)));
         }
         let (mut parts, body) = response.into_parts();
-        // The body may end early: no length may be promised.
+        // The body may end early or grow: no length may be promised.
         parts.headers.remove(header::CONTENT_LENGTH);
-        let watch = Box::pin(StreamWatch {
-            sleep: None,
-            lookup: None,
-            ended: false,
-            watch: *self,
+        let SessionAfter { watch, ids, key } = *self;
+        let stream = Box::pin(SessionStream {
+            watch: watch.map(|watch| StreamWatch {
+                sleep: None,
+                lookup: None,
+                ended: false,
+                watch,
+            }),
+            tagger: ids.map(|ids| IdTagger::new(ids, key)),
+            done: false,
         });
         Then::Now(Ok(Response::from_parts(
             parts,
-            ResponseBody::watched(body, watch),
+            ResponseBody::session(body, stream),
         )))
     }
 }
@@ -129,8 +160,83 @@ fn is_event_stream(headers: &HeaderMap) -> bool {
 }
 
 pin_project! {
+    /// A session's SSE answer on its way out: watched, tagged, or both.
+    pub(crate) struct SessionStream {
+        #[pin]
+        watch: Option<StreamWatch>,
+        tagger: Option<IdTagger>,
+        // The inner body ended (with a tagger: once its held bytes are out).
+        done: bool,
+    }
+}
+
+impl fmt::Debug for SessionStream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SessionStream")
+            .field("watch", &self.watch)
+            .field("tagger", &self.tagger)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SessionStream {
+    /// Polls the stream over the inner `body`.
+    pub(crate) fn poll_frame<B>(
+        self: Pin<&mut Self>,
+        mut body: Pin<&mut B>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>>
+    where
+        B: Body<Data = Bytes>,
+    {
+        let mut this = self.project();
+        loop {
+            // The watch first: a stream that always has a frame ready is checked too.
+            if let Some(watch) = this.watch.as_mut().as_pin_mut()
+                && watch.poll_ended(cx).is_ready()
+            {
+                return Poll::Ready(None);
+            }
+            if let Some(tagger) = this.tagger.as_mut()
+                && let Some(frame) = tagger.out.pop_front()
+            {
+                return Poll::Ready(Some(Ok(frame)));
+            }
+            if *this.done {
+                return Poll::Ready(None);
+            }
+            let Some(tagger) = this.tagger.as_mut() else {
+                return body.as_mut().poll_frame(cx);
+            };
+            match std::task::ready!(body.as_mut().poll_frame(cx)) {
+                Some(Ok(frame)) => match frame.into_data() {
+                    Ok(data) => tagger.push(data),
+                    Err(frame) => tagger.push_other(frame),
+                },
+                Some(Err(error)) => return Poll::Ready(Some(Err(error))),
+                None => {
+                    tagger.finish();
+                    *this.done = true;
+                }
+            }
+        }
+    }
+
+    /// Whether nothing more will come (`false` when unsure).
+    pub(crate) fn is_end_stream<B: Body>(&self, body: &B) -> bool {
+        if self.watch.as_ref().is_some_and(StreamWatch::ended) {
+            return true;
+        }
+        match &self.tagger {
+            Some(tagger) => self.done && tagger.out.is_empty(),
+            None => body.is_end_stream(),
+        }
+    }
+}
+
+pin_project! {
     /// The watch over one open stream: a timer, and the lookup in flight.
-    pub(crate) struct StreamWatch {
+    struct StreamWatch {
         // Made at the first poll, on the runtime that serves the body.
         #[pin]
         sleep: Option<Sleep>,
@@ -159,7 +265,7 @@ impl StreamWatch {
     /// Ready once the stream must end (and from then on); pending while it may go on. Starts a
     /// lookup every interval; a lookup still unanswered when the next one is due is dropped (a
     /// store that does not answer within an interval counts as unavailable).
-    pub(crate) fn poll_ended(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+    fn poll_ended(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let mut this = self.project();
         if *this.ended {
             return Poll::Ready(());
@@ -194,7 +300,7 @@ impl StreamWatch {
         }
     }
 
-    pub(crate) fn ended(&self) -> bool {
+    fn ended(&self) -> bool {
         self.ended
     }
 }
