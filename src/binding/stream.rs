@@ -66,8 +66,29 @@ impl<St: BindingStore + Clone> Lookups for St {
 
 /// The work after a request of a bound session (not a `DELETE`): watch its answer if it is a
 /// GET's SSE stream, tag its event ids if it is any SSE stream and event ids are bound. `None`
-/// when there is nothing to do, as for every POST with event ids unbound.
+/// when there is nothing to do, as for every POST with event ids unbound: that test is inlined
+/// into the matching path, the rest is not.
+#[inline]
 pub(crate) fn after<St, B, E>(
+    store: &St,
+    config: &Config,
+    method: &Method,
+    key: SessionKey,
+    caller: Option<Identity>,
+) -> Option<Box<dyn AfterResponse<B, E>>>
+where
+    St: BindingStore + Clone,
+    B: Send + 'static,
+    E: Send + 'static,
+{
+    if config.event_ids.is_none() && method != Method::GET {
+        return None;
+    }
+    session_after(store, config, method, key, caller)
+}
+
+#[inline(never)]
+fn session_after<St, B, E>(
     store: &St,
     config: &Config,
     method: &Method,
