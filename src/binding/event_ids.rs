@@ -67,14 +67,15 @@ impl EventIdKey {
         tag
     }
 
-    /// `id` with its tag: `<id>~<32 hex digits>`.
-    fn seal(&self, session: SessionKey, id: &[u8], out: &mut Vec<u8>) {
+    /// What follows `id` in its sealed form `<id>~<32 hex digits>`.
+    fn suffix(&self, session: SessionKey, id: &[u8]) -> [u8; TAG_HEX + 1] {
         const HEX: &[u8; 16] = b"0123456789abcdef";
-        out.push(SEPARATOR);
-        for byte in self.tag(session, id) {
-            out.push(HEX[usize::from(byte >> 4)]);
-            out.push(HEX[usize::from(byte & 15)]);
+        let mut suffix = [SEPARATOR; TAG_HEX + 1];
+        for (pair, byte) in suffix[1..].chunks_exact_mut(2).zip(self.tag(session, id)) {
+            pair[0] = HEX[usize::from(byte >> 4)];
+            pair[1] = HEX[usize::from(byte & 15)];
         }
+        suffix
     }
 
     /// The event id inside `sealed` when its tag is `session`'s, else `None`.
@@ -197,14 +198,13 @@ impl IdTagger {
     /// The `id` line held is complete: sends it with its value tagged (an empty value, which
     /// resets the client's last event id, and one with a NUL, which clients ignore, untagged).
     fn seal_line(&mut self) {
-        let mut held = std::mem::take(&mut self.held);
-        let raw = &held[3..];
+        let raw = &self.held[3..];
         let value = raw.strip_prefix(b" ").unwrap_or(raw);
         if !value.is_empty() && value.len() <= MAX_EVENT_ID_LEN && !value.contains(&0) {
-            let value = value.to_vec();
-            self.key.seal(self.session, &value, &mut held);
+            let suffix = self.key.suffix(self.session, value);
+            self.held.extend_from_slice(&suffix);
         }
-        self.emit(Bytes::from(held));
+        self.release();
     }
 
     /// Takes the next chunk of the stream.
@@ -213,11 +213,14 @@ impl IdTagger {
         // is held.
         let holding = matches!(self.line, Line::I | Line::Id | Line::Value);
         let mut run = (!holding).then_some(0);
-        for (i, &byte) in data.iter().enumerate() {
+        let mut i = 0;
+        while i < data.len() {
+            let byte = data[i];
             if let Some(seen) = self.bom {
                 if self.line == Line::Start && byte == BOM[seen] {
                     // Part of the byte order mark: passes, and the first line starts after it.
                     self.bom = (seen + 1 < BOM.len()).then_some(seen + 1);
+                    i += 1;
                     continue;
                 }
                 self.bom = None;
@@ -228,14 +231,48 @@ impl IdTagger {
             }
             let end_of_line = byte == b'\n' || byte == b'\r';
             match self.line {
+                Line::Other => {
+                    // Skip to the end of the line.
+                    match memchr::memchr2(b'\n', b'\r', &data[i..]) {
+                        Some(at) => {
+                            i += at + 1;
+                            self.line = Line::Start;
+                        }
+                        None => i = data.len(),
+                    }
+                    continue;
+                }
+                Line::Value => {
+                    let end = memchr::memchr2(b'\n', b'\r', &data[i..]).map(|at| i + at);
+                    let value = &data[i..end.unwrap_or(data.len())];
+                    // `id:`, a space, the value.
+                    if self.held.len() + value.len() > 4 + MAX_EVENT_ID_LEN {
+                        // Too long to hold: passes untagged, so it can never be resumed from.
+                        self.release();
+                        run = Some(i);
+                        self.line = Line::Other;
+                        continue;
+                    }
+                    self.held.extend_from_slice(value);
+                    let Some(end) = end else {
+                        break;
+                    };
+                    self.seal_line();
+                    // The line's end passes with what follows.
+                    run = Some(end);
+                    i = end + 1;
+                    self.line = Line::Start;
+                    continue;
+                }
                 Line::Start if byte == b'i' => {
                     if let Some(start) = run.take() {
                         self.emit(data.slice(start..i));
                     }
+                    self.held.reserve(64);
                     self.held.push(byte);
                     self.line = Line::I;
                 }
-                Line::Start | Line::Other => {
+                Line::Start => {
                     self.line = if end_of_line {
                         Line::Start
                     } else {
@@ -260,22 +297,8 @@ impl IdTagger {
                         Line::Other
                     };
                 }
-                Line::Value if end_of_line => {
-                    self.seal_line();
-                    run = Some(i);
-                    self.line = Line::Start;
-                }
-                Line::Value => {
-                    self.held.push(byte);
-                    // `id:`, a space, the value.
-                    if self.held.len() > 4 + MAX_EVENT_ID_LEN {
-                        // Too long to hold: passes untagged, so it can never be resumed from.
-                        self.release();
-                        run = Some(i + 1);
-                        self.line = Line::Other;
-                    }
-                }
             }
+            i += 1;
         }
         if let Some(start) = run {
             self.emit(data.slice(start..));
@@ -472,7 +495,7 @@ mod tests {
     fn last_event_id_is_opened_for_its_own_session_only() {
         let key = key();
         let mut sealed = b"17".to_vec();
-        key.seal(session(1), b"17", &mut sealed);
+        sealed.extend_from_slice(&key.suffix(session(1), b"17"));
         let headers = |value: &[u8]| {
             let mut headers = HeaderMap::new();
             headers.insert(LAST_EVENT_ID, HeaderValue::from_bytes(value).unwrap());
