@@ -24,7 +24,6 @@ pub(crate) mod session;
 pub(crate) mod tasks;
 
 #[cfg(feature = "request-state")]
-pub(crate) use tasks::MCP_METHOD;
 pub(crate) mod trace;
 
 pub use body::ResponseBody;

@@ -10,9 +10,12 @@
 use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
-use http::{HeaderValue, Response, Version, header};
+use http::{HeaderValue, Response, StatusCode, Version, header};
 use http_body::Body;
 use http_body_util::BodyExt;
+use http_body_util::Full;
+
+use super::jsonrpc;
 
 /// The most an early answer drains of a request body to keep the connection usable.
 pub(crate) const DRAIN_MAX_BYTES: usize = 64 * 1024;
@@ -89,6 +92,18 @@ pub(crate) enum ReadError {
     Unreadable,
     /// Not complete within the time limit.
     TimedOut,
+}
+
+impl ReadError {
+    /// The JSON-RPC answer to a body that could not be read: 413, 408 or 400.
+    pub(crate) fn answer(&self) -> Response<Full<Bytes>> {
+        let (status, message) = match self {
+            Self::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "Request body too large"),
+            Self::TimedOut => (StatusCode::REQUEST_TIMEOUT, "Request body not received in time"),
+            Self::Unreadable => (StatusCode::BAD_REQUEST, "Request body could not be read"),
+        };
+        jsonrpc::response(status, jsonrpc::error(jsonrpc::code::INVALID_REQUEST, message))
+    }
 }
 
 /// Reads a refused body: at most `cap` bytes (a declared `Content-Length` over it is refused

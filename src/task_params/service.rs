@@ -4,7 +4,7 @@
 use std::{
     borrow::Cow,
     fmt,
-    sync::Arc,
+    sync::{Arc, LazyLock},
     task::{Context, Poll},
     time::Duration,
 };
@@ -13,6 +13,7 @@ use bytes::{Buf, Bytes};
 use futures::future::FutureExt;
 use http::{Method, Request, Response};
 use http_body::Body;
+use memchr::memmem::Finder;
 use serde::{
     Deserialize,
     de::{IgnoredAny, SeqAccess, Visitor},
@@ -29,7 +30,7 @@ use crate::{
         tasks::{self, Capture, Mode, Route},
         trace,
     },
-    protocol::{headers, jsonrpc::code},
+    protocol::{headers, jsonrpc::code, scan},
     store::{BindingStore, Lookup, SessionKey, StoreErrorKind},
 };
 
@@ -228,7 +229,7 @@ where
         store,
         config: settings.config.clone(),
         caller,
-        mode: Mode::LegacyCreate,
+        mode: Mode::Create,
     });
     if AfterResponse::<RB, S::Error>::applies_to(&*capture, &response) {
         AfterResponse::<RB, S::Error>::run(capture, response)
@@ -311,7 +312,6 @@ struct Envelope<'a> {
 struct LegacyParams<'a> {
     #[serde(borrow)]
     task_id: Option<&'a RawValue>,
-    task: Option<IgnoredAny>,
 }
 
 #[derive(Deserialize)]
@@ -354,7 +354,10 @@ fn task_id(raw: &RawValue, max_len: usize, what: &str) -> Result<String, Plan> {
 /// The plan for a session-era message (legacy tasks on).
 fn legacy_message(message: &Envelope<'_>, max_id_len: usize) -> Plan {
     let method = message.method.as_deref().unwrap_or_default();
-    let task_method = matches!(method, "tasks/get" | "tasks/result" | "tasks/cancel");
+    let task_method = matches!(
+        method,
+        "tasks/get" | "tasks/result" | "tasks/cancel" | "tasks/update"
+    );
     if !task_method && method != "tools/call" && method != "tasks/list" {
         return Plan::Forward { capture: false };
     }
@@ -365,13 +368,13 @@ fn legacy_message(message: &Envelope<'_>, max_id_len: usize) -> Plan {
             message: Cow::Borrowed(TASK_LIST_REFUSED),
         };
     }
-    let params = object::<LegacyParams<'_>>(message.params);
     if !task_method {
-        // A `tools/call`: its answer may create a task when it asked for one. Params the layer
-        // cannot read create no task it could record: the answer passes unscanned.
-        let capture = matches!(params, Ok(Some(LegacyParams { task: Some(_), .. })));
-        return Plan::Forward { capture };
+        // A `tools/call`: its answer may create a task, whether or not it asked for one (the
+        // tasks extension lets a server answer with a task unasked, and rmcp does so in
+        // 2025-11-25 sessions too).
+        return Plan::Forward { capture: true };
     }
+    let params = object::<LegacyParams<'_>>(message.params);
     let raw = match params {
         Ok(Some(LegacyParams {
             task_id: Some(raw), ..
@@ -406,8 +409,17 @@ impl<'de> Visitor<'de> for BatchHasTasks {
     }
 }
 
+/// `tasks/`: the methods that name a task all start with it.
+static TASKS_METHOD: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"tasks/"));
+/// `tools/call`: the method that may create a task.
+static TOOLS_CALL: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"tools/call"));
+
 /// The plan for a session-era body (legacy tasks on).
 fn legacy_plan(bytes: &[u8], max_id_len: usize) -> Plan {
+    // A body that cannot hold either method in any spelling is neither: no parse.
+    if !scan::may_name(bytes, &TASKS_METHOD) && !scan::may_name(bytes, &TOOLS_CALL) {
+        return Plan::Forward { capture: false };
+    }
     let Ok(text) = std::str::from_utf8(bytes) else {
         return Plan::Unreadable;
     };
@@ -531,9 +543,23 @@ mod tests {
             ),
             Plan::Forward { capture: true }
         );
+        // Every `tools/call` answer may carry a task (the tasks extension needs no `params.task`).
         assert_eq!(
             legacy(r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"x"}}"#),
-            forward
+            Plan::Forward { capture: true }
+        );
+        // Every task method, in every spelling serde reads.
+        for body in [
+            r#"{"jsonrpc":"2.0","id":1,"method":"tasks/update","params":{"taskId":"t1","inputResponses":{}}}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"tasks/cancel","params":{"task\u0049d":"t1"}}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"tasks\u002fget","params":{"taskId":"t1"}}"#,
+            r#"{"jsonrpc":"2.0","id":1,"\u006dethod":"tasks/result","params":{"taskId":"t\u0031"}}"#,
+        ] {
+            assert_eq!(legacy(body), Plan::Check(vec!["t1".into()]), "{body}");
+        }
+        assert_eq!(
+            legacy(r#"{"jsonrpc":"2.0","id":1,"method":"tools\/call","params":{"name":"x"}}"#),
+            Plan::Forward { capture: true }
         );
         assert_eq!(
             legacy(r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#),
@@ -542,9 +568,9 @@ mod tests {
         // A repeated method or task id could make the server read another one.
         for body in [
             r#"{"jsonrpc":"2.0","id":1,"method":"ping","method":"tasks/get","params":{"taskId":"t"}}"#,
-            r#"not json"#,
-            r#""#,
-            r#"[1]"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"ping","\u006dethod":"tasks/get","params":{"taskId":"t"}}"#,
+            r#"not json, tasks/get"#,
+            r#"[1, "\n"]"#,
         ] {
             assert_eq!(legacy(body), Plan::Unreadable, "{body}");
         }
