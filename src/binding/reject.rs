@@ -53,7 +53,8 @@ pub enum RejectionReason {
     MissingIdentity,
     /// The request carries an identity that is unusable (a claim missing or not a string): 401.
     InvalidIdentity,
-    /// The inner service minted a session id that is already bound or ended: 500.
+    /// The inner service minted a session id that is already bound or ended: 500. A bound
+    /// one is left as it is (it is not the caller's to end).
     BindConflict,
     /// The inner service minted a session id that is not a valid header value: 500.
     InvalidMintedSessionId,
