@@ -509,7 +509,11 @@ async fn legacy_tasks_are_on_by_default() {
     let task_id = create_legacy_task(&raw, &alices, &alice(), "echo", "a").await;
     let answer = legacy_task_request(&raw, &bobs, &bob(), "tasks/get", &task_id).await;
     let refused = messages(&answer).pop().unwrap();
-    assert_eq!(refused["error"]["message"], format!("unknown task: {task_id}"), "{answer:?}");
+    assert_eq!(
+        refused["error"]["message"],
+        format!("unknown task: {task_id}"),
+        "{answer:?}"
+    );
 }
 
 /// Bad legacy task requests: each a clear answer, none forwarded; a batch without task requests
@@ -723,7 +727,11 @@ mod example_attacks {
         let session = answer.session_id();
         let note = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
         let answer = raw.post(Some(&session), Some(token), &note).await;
-        assert_eq!(answer.status, StatusCode::ACCEPTED, "initialized: {answer:?}");
+        assert_eq!(
+            answer.status,
+            StatusCode::ACCEPTED,
+            "initialized: {answer:?}"
+        );
         session
     }
 
@@ -737,7 +745,8 @@ mod example_attacks {
     fn task_request(method: &str, task_id: &str) -> Value {
         let mut params = json!({"taskId": task_id});
         if method == "tasks/update" {
-            params["inputResponses"] = json!({"confirm": {"action": "accept", "content": {"ok": true}}});
+            params["inputResponses"] =
+                json!({"confirm": {"action": "accept", "content": {"ok": true}}});
         }
         json!({"jsonrpc": "2.0", "id": 7, "method": method, "params": params})
     }
@@ -777,7 +786,11 @@ mod example_attacks {
         // Neither task was cancelled or fed, and alice's session reaches hers.
         for task_id in [&sessionless_task, &legacy_task] {
             let answer = raw
-                .post(Some(&alices), Some(alice), &task_request("tasks/get", task_id))
+                .post(
+                    Some(&alices),
+                    Some(alice),
+                    &task_request("tasks/get", task_id),
+                )
                 .await;
             let served = message(&answer);
             assert_eq!(served["result"]["taskId"], task_id.as_str(), "{served}");
@@ -805,8 +818,7 @@ mod example_attacks {
             let refused = message(answer);
             assert_eq!(refused["error"]["code"], -32602, "{what}: {refused}");
             assert_eq!(
-                refused["error"]["message"],
-                "Invalid or expired requestState",
+                refused["error"]["message"], "Invalid or expired requestState",
                 "{what}: {refused}"
             );
         };

@@ -54,7 +54,6 @@ use crate::{
     store::{BindOutcome, BindingStore, Lookup, Owner, StoreErrorKind},
 };
 
-
 /// What the layer does with a sessionless request, by its `Mcp-Method`.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Route<'a> {
@@ -688,6 +687,140 @@ mod tests {
             None
         );
         assert!(seen(&[("mcp-session-id", "a"), ("mcp-session-id", "b")]).session_id);
+    }
+
+    /// A recorder that records in memory and owns what it is told.
+    #[derive(Clone, Default)]
+    struct Recorded {
+        recorded: Arc<std::sync::Mutex<Vec<String>>>,
+        owned: &'static [&'static str],
+    }
+
+    impl TaskRecorder for Recorded {
+        fn record(&self, task_id: String, _: Option<u64>) -> BoxFuture<'static, bool> {
+            self.recorded.lock().unwrap().push(task_id);
+            futures::future::ready(true).boxed()
+        }
+        fn owns(&self, task_id: String) -> BoxFuture<'static, bool> {
+            futures::future::ready(self.owned.contains(&task_id.as_str())).boxed()
+        }
+    }
+
+    /// `text` with the characters at the positions set in `mask` written as `\uXXXX` (upper
+    /// or lower case hex, as `upper` says): every spelling of a key that serde reads.
+    fn escaped(text: &str, mask: u32, upper: bool) -> String {
+        text.chars()
+            .enumerate()
+            .map(|(i, c)| match (mask >> i) & 1 {
+                1 if upper => format!("\\u{:04X}", c as u32),
+                1 => format!("\\u{:04x}", c as u32),
+                _ => c.to_string(),
+            })
+            .collect()
+    }
+
+    /// `json` as the body of each framing: JSON, and an SSE event in each line ending, with
+    /// and without a leading BOM.
+    fn bodies(json: &str) -> Vec<(Framing, Vec<u8>)> {
+        let mut bodies = vec![(Framing::Json, json.as_bytes().to_vec())];
+        for end in ["\n", "\r\n", "\r"] {
+            for bom in ["", "\u{feff}"] {
+                // The BOM right before the data line: only stripped, the line is data.
+                let event = format!("{bom}data: {json}{end}id: 1{end}{end}");
+                bodies.push((Framing::Sse, event.into_bytes()));
+            }
+        }
+        bodies
+    }
+
+    /// Scans `body`, split at its middle, for `mode`; what came out and what was recorded.
+    fn scan(
+        mode: Mode,
+        framing: Framing,
+        body: &[u8],
+        owned: &'static [&'static str],
+    ) -> (Vec<u8>, Vec<String>) {
+        let recorder = Recorded {
+            owned,
+            ..Recorded::default()
+        };
+        let recorded = recorder.recorded.clone();
+        let inspector = TaskInspect {
+            mode,
+            done: false,
+            recorder,
+        };
+        let scan = Scan::new(framing, 1 << 16, inspector);
+        let (a, b) = body.split_at(body.len() / 2);
+        let out = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(crate::protocol::scan::run(scan, &[a, b]));
+        let ids = recorded.lock().unwrap().clone();
+        (out, ids)
+    }
+
+    #[test]
+    fn created_tasks_are_recorded_in_every_spelling_and_framing() {
+        for mask in 0..64 {
+            for upper in [false, true] {
+                let key = escaped("taskId", mask, upper);
+                for answer in [
+                    format!(
+                        r#"{{"jsonrpc":"2.0","id":1,"result":{{"resultType":"task","{key}":"t-1"}}}}"#
+                    ),
+                    format!(
+                        r#"{{"jsonrpc":"2.0","id":1,"result":{{"task":{{"{key}":"t-1","ttl":null}}}}}}"#
+                    ),
+                    format!(
+                        r#"{{"jsonrpc":"2.0","id":1,"result":{{"result\u0054ype":"t\u0061sk","{key}":"t\u002d1"}}}}"#
+                    ),
+                ] {
+                    for (framing, body) in bodies(&answer) {
+                        let (out, ids) = scan(Mode::Create, framing, &body, &[]);
+                        let text = String::from_utf8_lossy(&body);
+                        assert_eq!(ids, ["t-1"], "{text}");
+                        assert_eq!(out, body, "passed on as it came: {text}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn listen_streams_drop_other_callers_tasks_in_every_spelling_and_framing() {
+        for mask in 0..64 {
+            let key = escaped("taskId", mask, mask % 2 == 0);
+            for method in [
+                r"notifications/tasks/status",
+                r"notifications\/tasks\/status",
+                r"notific\u0061tions/tasks/status",
+            ] {
+                let about = |task: &str| {
+                    format!(
+                        r#"{{"jsonrpc":"2.0","method":"{method}","params":{{"{key}":"{task}","status":"completed"}}}}"#
+                    )
+                };
+                for (framing, body) in bodies(&about("alices")) {
+                    if framing == Framing::Json {
+                        continue; // a listen stream is SSE
+                    }
+                    let text = String::from_utf8_lossy(&body);
+                    let (out, _) = scan(Mode::Listen, framing, &body, &["bobs"]);
+                    assert!(out.is_empty(), "{text}");
+                    let (out, _) = scan(Mode::Listen, framing, &body, &["alices"]);
+                    assert_eq!(out, body, "{text}");
+                }
+            }
+        }
+        // An event that may be about a task but does not parse is dropped.
+        for event in [
+            &b"data: {\"method\":\"notifications/tasks/status\",\"params\":{\"taskId\":1}}\n\n"[..],
+            b"data: {\"method\":\"notifications/tasks/status\",\"params\":{\"task\\u0049d\":\"a\",\"taskId\":\"b\"}}\n\n",
+        ] {
+            let (out, _) = scan(Mode::Listen, Framing::Sse, event, &["a", "b"]);
+            assert!(out.is_empty(), "{}", String::from_utf8_lossy(event));
+        }
     }
 
     #[test]

@@ -99,10 +99,16 @@ impl ReadError {
     pub(crate) fn answer(&self) -> Response<Full<Bytes>> {
         let (status, message) = match self {
             Self::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "Request body too large"),
-            Self::TimedOut => (StatusCode::REQUEST_TIMEOUT, "Request body not received in time"),
+            Self::TimedOut => (
+                StatusCode::REQUEST_TIMEOUT,
+                "Request body not received in time",
+            ),
             Self::Unreadable => (StatusCode::BAD_REQUEST, "Request body could not be read"),
         };
-        jsonrpc::response(status, jsonrpc::error(jsonrpc::code::INVALID_REQUEST, message))
+        jsonrpc::response(
+            status,
+            jsonrpc::error(jsonrpc::code::INVALID_REQUEST, message),
+        )
     }
 }
 

@@ -346,10 +346,39 @@ impl<I: Inspect + ?Sized> Scan<I> {
     }
 }
 
+/// Runs `scan` over a body of `frames`; what comes out.
+#[cfg(test)]
+pub(crate) async fn run<I: Inspect>(scan: Scan<I>, frames: &[&[u8]]) -> Vec<u8> {
+    use http_body_util::{BodyExt, StreamBody};
+
+    pin_project_lite::pin_project! {
+        struct Scanned<B, I> { #[pin] body: B, scan: Scan<I> }
+    }
+
+    impl<B: Body<Data = Bytes>, I: Inspect> Body for Scanned<B, I> {
+        type Data = Bytes;
+        type Error = B::Error;
+        fn poll_frame(
+            self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+            let this = self.project();
+            this.scan.poll_frame(this.body, cx)
+        }
+    }
+
+    let frames: Vec<Result<Frame<Bytes>, std::convert::Infallible>> = frames
+        .iter()
+        .map(|f| Ok(Frame::data(Bytes::copy_from_slice(f))))
+        .collect();
+    let body = StreamBody::new(futures::stream::iter(frames));
+    let body = Scanned { body, scan };
+    body.collect().await.unwrap().to_bytes().to_vec()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use http_body_util::{BodyExt, StreamBody};
 
     /// Drops every event that names `secret`; records the messages it saw.
     struct DropSecret {
@@ -384,30 +413,8 @@ mod tests {
     }
 
     async fn scan(frames: &[&[u8]], cap: usize) -> Vec<u8> {
-        let frames: Vec<Result<Frame<Bytes>, std::convert::Infallible>> = frames
-            .iter()
-            .map(|f| Ok(Frame::data(Bytes::copy_from_slice(f))))
-            .collect();
-        let body = StreamBody::new(futures::stream::iter(frames));
         let scan = Scan::new(Framing::Sse, cap, DropSecret { seen: Vec::new() });
-        let body = ScanBody { body, scan };
-        body.collect().await.unwrap().to_bytes().to_vec()
-    }
-
-    pin_project_lite::pin_project! {
-        struct ScanBody<B> { #[pin] body: B, scan: Scan<DropSecret> }
-    }
-
-    impl<B: Body<Data = Bytes>> Body for ScanBody<B> {
-        type Data = Bytes;
-        type Error = B::Error;
-        fn poll_frame(
-            self: Pin<&mut Self>,
-            cx: &mut Context<'_>,
-        ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
-            let this = self.project();
-            this.scan.poll_frame(this.body, cx)
-        }
+        run(scan, frames).await
     }
 
     fn block_on<F: std::future::Future>(f: F) -> F::Output {
@@ -431,10 +438,7 @@ mod tests {
                     secret.to_vec()
                 } else {
                     // The multi-line event in this framing.
-                    secret
-                        .split(|b| *b == b'\n')
-                        .collect::<Vec<_>>()
-                        .join(end)
+                    secret.split(|b| *b == b'\n').collect::<Vec<_>>().join(end)
                 };
                 for bom in [&b""[..], sse::BOM] {
                     let stream = [bom, &event(&secret), &event(keep)].concat();

@@ -153,7 +153,13 @@ mod tests {
 
     #[test]
     fn whole_frames_end_with_a_blank_line() {
-        for whole in [&b"data: x\n\n"[..], b"data: x\r\r", b"data: x\r\n\r\n", b"a\n\r\n", b"a\r\n\n"] {
+        for whole in [
+            &b"data: x\n\n"[..],
+            b"data: x\r\r",
+            b"data: x\r\n\r\n",
+            b"a\n\r\n",
+            b"a\r\n\n",
+        ] {
             assert!(ends_an_event(whole), "{whole:?}");
             assert_eq!(event_end(whole), Some(whole.len()), "{whole:?}");
         }
@@ -175,6 +181,9 @@ mod tests {
             with_data(b"id: 3\ndata: {\ndata: }\n\n", b"{}"),
             b"id: 3\ndata: {}\n\n"
         );
-        assert_eq!(with_data(b"id: 3\rdata: {\r\r", b"{}"), b"id: 3\ndata: {}\n\n");
+        assert_eq!(
+            with_data(b"id: 3\rdata: {\r\r", b"{}"),
+            b"id: 3\ndata: {}\n\n"
+        );
     }
 }

@@ -287,7 +287,8 @@ where
         let config = self.config.clone();
         async move {
             let declared = early::declared_length(&parts.headers);
-            let read = early::read_bounded(body, declared, config.max_body_bytes, config.body_timeout);
+            let read =
+                early::read_bounded(body, declared, config.max_body_bytes, config.body_timeout);
             let bytes = match read.await {
                 Ok(bytes) => bytes,
                 Err(error) => {
