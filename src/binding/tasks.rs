@@ -18,8 +18,11 @@
 //! - **filters** `subscriptions/listen` streams: a `notifications/tasks` event about a task the
 //!   caller did not create is dropped.
 //!
-//! Which requests take these paths is decided from the `Mcp-Method` header alone: every other
-//! request passes as before, and no request body is read except to answer a refused one.
+//! Which sessionless requests take these paths is decided from the `Mcp-Method` header alone:
+//! every other request passes as before, and no request body is read except to answer a refused
+//! one. Answers are read by the shared scanner ([`scan`]): JSON after unescaping, SSE in every
+//! framing a client accepts. [`TaskParamsLayer`](crate::task_params::TaskParamsLayer) uses the
+//! same recording and checks for tasks reached from session-era sessions, by their bodies.
 //!
 //! Task records have an owner of their own kind (see [`task_owner`]), so tasks never count
 //! against the per-identity session limits.

@@ -458,6 +458,100 @@ mod tests {
         }
     }
 
+    /// Hands every event's data to a list, passing each on.
+    struct Collect(std::sync::Arc<std::sync::Mutex<Vec<Vec<u8>>>>);
+
+    impl Inspect for Collect {
+        fn concerns(&self, _: &[u8]) -> bool {
+            true
+        }
+        fn inspect(&mut self, json: &[u8]) -> Verdict {
+            self.0.lock().unwrap().push(json.to_vec());
+            Verdict::Pass
+        }
+        fn done(&self) -> bool {
+            false
+        }
+        fn ends_when_too_large(&self) -> bool {
+            true
+        }
+    }
+
+    /// Random streams of valid SSE lines, each ended by CRLF, LF or CR, cut into random frames:
+    /// the scan sees the events, with the data, that an SSE client (`sse-stream`, which rmcp's
+    /// client uses) sees, and passes every byte on as it came.
+    #[test]
+    fn events_split_as_an_sse_client_splits_them() {
+        use futures::StreamExt;
+        // (`sse-stream` refuses a line without a colon, and a repeated `id`, `event` or `retry`
+        // in one event: those come once, at the start of the stream, where no line end before
+        // them can join two events into one.)
+        let lines: [&[u8]; 5] = [
+            b"data: {\"a\":1}",
+            b"data:{\"b\":2}",
+            b"data:",
+            b"data:  x",
+            b": a comment",
+        ];
+
+        let ends: [&[u8]; 3] = [b"\n", b"\r\n", b"\r"];
+        let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut next = |n: usize| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed % n as u64) as usize
+        };
+        for _ in 0..300 {
+            let mut stream = Vec::new();
+            for first in [&b"id: 7"[..], b"event: message", b"retry: 5"] {
+                stream.extend_from_slice(first);
+                stream.extend_from_slice(ends[next(ends.len())]);
+            }
+            for _ in 0..next(12) + 1 {
+                for _ in 0..next(4) {
+                    stream.extend_from_slice(lines[next(lines.len())]);
+                    stream.extend_from_slice(ends[next(ends.len())]);
+                }
+                stream.extend_from_slice(ends[next(ends.len())]);
+            }
+            stream.extend_from_slice(b"\n\n");
+            let mut cuts: Vec<usize> = (0..next(6)).map(|_| next(stream.len())).collect();
+            cuts.sort_unstable();
+            cuts.dedup();
+            let mut frames: Vec<&[u8]> = Vec::new();
+            let mut from = 0;
+            for cut in cuts.into_iter().chain([stream.len()]) {
+                if cut > from {
+                    frames.push(&stream[from..cut]);
+                    from = cut;
+                }
+            }
+            let seen = std::sync::Arc::default();
+            let scan = Scan::new(Framing::Sse, 1 << 16, Collect(std::sync::Arc::clone(&seen)));
+            let out = block_on(run(scan, &frames));
+            assert_eq!(out, stream, "passed on as it came");
+            let ours: Vec<String> = seen
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|data: &&Vec<u8>| !data.is_empty())
+                .map(|data| String::from_utf8(data.clone()).unwrap())
+                .collect();
+            let chunks: Vec<Result<Bytes, std::convert::Infallible>> = frames
+                .iter()
+                .map(|f| Ok(Bytes::copy_from_slice(f)))
+                .collect();
+            let client: Vec<String> = block_on(
+                sse_stream::SseStream::from_byte_stream(futures::stream::iter(chunks))
+                    .map(|event| event.unwrap().data.unwrap_or_default())
+                    .filter(|data| futures::future::ready(!data.is_empty()))
+                    .collect(),
+            );
+            assert_eq!(ours, client, "{:?}", String::from_utf8_lossy(&stream));
+        }
+    }
+
     #[test]
     fn a_message_too_large_ends_a_stream_that_fails_closed() {
         let big = format!("data: {{\"pad\":\"{}\",\"secret\":1}}\n\n", "x".repeat(100));
