@@ -160,6 +160,17 @@ pub mod __private {
         }
     }
 
+    /// The answer scanner over an SSE body arriving as `frames`, passing every event: what it
+    /// passed on, and the data of each event it handed its inspector.
+    pub fn sse_scan(frames: &[&[u8]]) -> (Vec<u8>, Vec<Vec<u8>>) {
+        crate::protocol::scan::events_of(frames)
+    }
+
+    /// Whether the scanners' pre-filter lets JSON text `bytes` through to be parsed for `name`.
+    pub fn may_name(bytes: &[u8], name: &str) -> bool {
+        crate::protocol::scan::may_name(bytes, &memchr::memmem::Finder::new(name))
+    }
+
     /// Whether the layer treats the request as sessionless (`MCP-Protocol-Version`).
     pub fn is_sessionless(headers: &http::HeaderMap) -> bool {
         crate::protocol::headers::is_sessionless(headers)

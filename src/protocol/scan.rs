@@ -346,6 +346,48 @@ impl<I: Inspect + ?Sized> Scan<I> {
     }
 }
 
+/// The scan of an SSE body arriving as `frames`, passing every event: what went out, and the data
+/// of each event inspected (for the fuzz target; every frame is ready, so it polls without a
+/// runtime).
+pub(crate) fn events_of(frames: &[&[u8]]) -> (Vec<u8>, Vec<Vec<u8>>) {
+    /// Every event's data, each passed on.
+    struct Collect(Vec<Vec<u8>>);
+
+    impl Inspect for Collect {
+        fn concerns(&self, _: &[u8]) -> bool {
+            true
+        }
+        fn inspect(&mut self, json: &[u8]) -> Verdict {
+            self.0.push(json.to_vec());
+            Verdict::Pass
+        }
+        fn done(&self) -> bool {
+            false
+        }
+        fn ends_when_too_large(&self) -> bool {
+            true
+        }
+    }
+
+    let mut frames: VecDeque<Bytes> = frames.iter().map(|f| Bytes::copy_from_slice(f)).collect();
+    let mut body = http_body_util::StreamBody::new(futures::stream::poll_fn(move |_| {
+        Poll::Ready(
+            frames
+                .pop_front()
+                .map(|f| Ok::<_, std::convert::Infallible>(Frame::data(f))),
+        )
+    }));
+    let mut scan = Scan::new(Framing::Sse, usize::MAX, Collect(Vec::new()));
+    let mut cx = Context::from_waker(futures::task::noop_waker_ref());
+    let mut out = Vec::new();
+    while let Poll::Ready(Some(Ok(frame))) = scan.poll_frame(Pin::new(&mut body), &mut cx) {
+        if let Ok(data) = frame.into_data() {
+            out.extend_from_slice(&data);
+        }
+    }
+    (out, scan.inspector.0)
+}
+
 /// Runs `scan` over a body of `frames`; what comes out.
 #[cfg(test)]
 pub(crate) async fn run<I: Inspect>(scan: Scan<I>, frames: &[&[u8]]) -> Vec<u8> {
