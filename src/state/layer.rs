@@ -70,25 +70,29 @@ struct StateConfig {
 
 /// Seals MRTR `requestState` (revision 2026-07-28) to the caller, and opens it on the retry.
 ///
-/// On a sessionless `tools/call`, `prompts/get` or `resources/read` (decided from the
-/// `MCP-Protocol-Version` and `Mcp-Method` headers; every other request passes untouched):
+/// Which requests it reads: a sessionless `tools/call`, `prompts/get` or `resources/read`
+/// (decided from the `MCP-Protocol-Version` and `Mcp-Method` headers, which the server checks
+/// against the body), and **every** session-era POST, because rmcp hands a `requestState` to its
+/// handlers inside 2025-11-25 sessions too and no header names their method. Other requests pass
+/// untouched.
 ///
-/// - **answer:** an `input_required` result with a `requestState` (JSON, or the last event of an
-///   SSE stream; earlier events pass unchanged) gets the state replaced by an envelope sealed
-///   with XChaCha20-Poly1305 that binds the caller's `(iss, sub)` (or "anonymous"), the method,
-///   the target (`params.name` / `params.uri`), a SHA-256 digest of `params.arguments`, and an
+/// - **answer:** an `input_required` result with a `requestState` (JSON, or an event of an SSE
+///   stream; other events pass unchanged) gets the state replaced by an envelope sealed with
+///   XChaCha20-Poly1305 that binds the caller's `(iss, sub)` (or "anonymous"), the method, the
+///   target (`params.name` / `params.uri`), a SHA-256 digest of `params.arguments`, and an
 ///   expiry ([`ttl`](Self::ttl));
-/// - **retry:** a request with `params.requestState` has it opened and checked, and is forwarded
-///   with the server's original state. Anything else (not a string, over
-///   [`max_state_bytes`](Self::max_state_bytes), not an envelope of these keys, tampered,
-///   expired, another caller, method, target or arguments) gets JSON-RPC `-32602`
-///   [`INVALID_STATE_MESSAGE`] with the request's `id`, and nothing is forwarded.
+/// - **retry:** a request with `params.requestState`, in any JSON spelling of the key, has it
+///   opened and checked, and is forwarded with the server's original state. Anything else (not a
+///   string, over [`max_state_bytes`](Self::max_state_bytes), not an envelope of these keys,
+///   tampered, expired, another caller, method, target or arguments, a batch) gets JSON-RPC
+///   `-32602` [`INVALID_STATE_MESSAGE`] with the request's `id`, and nothing is forwarded. A body
+///   that may name `requestState` is forwarded as the layer re-serialized it (one spelling of each
+///   key); a body without a backslash and without the name is forwarded as it came, unparsed.
 ///
-/// The request body of those three methods is read (up to
-/// [`max_body_bytes`](Self::max_body_bytes)) and forwarded as a new body, so the request body
-/// type must be buildable from [`Bytes`] (axum's `Body` is). Put the layer inside the auth layer
-/// (it reads the [`Identity`] from the request extensions, like
-/// [`SessionBindingLayer`](crate::SessionBindingLayer)).
+/// The bodies it reads are read whole (up to [`max_body_bytes`](Self::max_body_bytes): over it,
+/// 413) and forwarded as a new body, so the request body type must be buildable from [`Bytes`]
+/// (axum's `Body` is). Put the layer inside the auth layer (it reads the [`Identity`] from the
+/// request extensions, like [`SessionBindingLayer`](crate::SessionBindingLayer)).
 ///
 /// ```
 /// use mcp_session_binding::state::{RequestStateLayer, StateKeys};
