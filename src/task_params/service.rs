@@ -12,7 +12,6 @@ use std::{
 use bytes::{Buf, Bytes};
 use futures::future::FutureExt;
 use http::{Method, Request, Response};
-use http_body::Body;
 use memchr::memmem::Finder;
 use serde::{
     Deserialize,
@@ -30,7 +29,12 @@ use crate::{
         tasks::{self, Capture, Mode, Route},
         trace,
     },
-    protocol::{headers, jsonrpc::code, scan},
+    protocol::{
+        early::{self, Taken},
+        headers,
+        jsonrpc::code,
+        scan,
+    },
     store::{BindingStore, Lookup, SessionKey, StoreErrorKind},
 };
 
@@ -91,7 +95,7 @@ where
     S::Future: Send + 'static,
     S::Error: Send + 'static,
     St: BindingStore + Clone,
-    B: Body + From<Bytes> + Send + 'static,
+    B: http_body::Body + From<Bytes> + Unpin + Send + 'static,
     B::Data: Buf + Send,
     B::Error: Into<BoxError>,
     RB: Send + 'static,
@@ -118,10 +122,46 @@ where
         let Some(read) = read else {
             return ResponseFuture::inner(self.inner.call(request), None);
         };
+        let (parts, mut body) = request.into_parts();
+        let config = &settings.config;
+        let body = match early::take_now(&mut body, config.max_body_bytes) {
+            // The common case, a small body there whole: decided at once, and a request to
+            // forward is forwarded to the service polled ready, unboxed.
+            Taken::Whole(Ok(bytes)) => {
+                let plan = match read {
+                    Read::Listen => listen_plan(&bytes, settings),
+                    Read::Legacy => legacy_plan(&bytes, config.max_task_id_len),
+                };
+                if let Plan::Forward { capture } = plan {
+                    let after = capture.then(|| {
+                        let capture = Capture {
+                            store: self.store.clone(),
+                            config: config.clone(),
+                            caller: parts.extensions.get::<Identity>().cloned(),
+                            mode: Mode::Create,
+                        };
+                        capture.scan() as Box<dyn AfterResponse<RB, S::Error>>
+                    });
+                    let request = Request::from_parts(parts, B::from(bytes));
+                    return ResponseFuture::inner(self.inner.call(request), after);
+                }
+                RequestBody::Read(Ok(bytes), plan)
+            }
+            Taken::Whole(Err(error)) => RequestBody::Read(Err(error), Plan::Unreadable),
+            Taken::Started(started) => RequestBody::Rest(body, started),
+        };
         let ready = crate::ready::take_ready(&mut self.inner);
         let (store, settings) = (self.store.clone(), self.settings.clone());
-        ResponseFuture::boxed(handle(ready, store, settings, read, request).boxed())
+        ResponseFuture::boxed(handle(ready, store, settings, read, parts, body).boxed())
     }
+}
+
+/// A request body, read or still to read.
+enum RequestBody<B> {
+    /// Read (or failed), and planned.
+    Read(Result<Bytes, early::ReadError>, Plan),
+    /// Its start; the rest is still to come.
+    Rest(B, bytes::BytesMut),
 }
 
 /// What to do with a request whose body was read.
@@ -156,31 +196,41 @@ async fn handle<S, St, B, RB>(
     store: St,
     settings: Arc<Settings>,
     read: Read,
-    request: Request<B>,
+    parts: http::request::Parts,
+    body: RequestBody<B>,
 ) -> Result<Response<ResponseBody<RB>>, S::Error>
 where
     S: Service<Request<B>, Response = Response<RB>> + Send,
     S::Future: Send,
     St: BindingStore + Clone,
-    B: Body + From<Bytes> + Send,
+    B: http_body::Body + From<Bytes> + Send,
     B::Data: Buf + Send,
     RB: Send + 'static,
     S::Error: Send + 'static,
 {
     let config = &settings.config;
-    let (parts, body) = request.into_parts();
     let caller = parts.extensions.get::<Identity>().cloned();
-    let bytes = match reject::read_refused(&parts, body, config).await {
+    let (read_body, plan) = match body {
+        RequestBody::Read(read_body, plan) => (read_body, Some(plan)),
+        RequestBody::Rest(body, started) => {
+            let declared = early::declared_length(&parts.headers);
+            let cap = config.max_body_bytes;
+            let timeout = config.refused_body_timeout;
+            (early::read_rest(body, started, declared, cap, timeout).await, None)
+        }
+    };
+    let bytes = match read_body {
         Ok(bytes) => bytes,
-        Err(answer) => {
+        Err(failed) => {
+            let answer = reject::body_not_read(&parts, failed);
             trace_answer(&answer, caller.as_ref(), None, "task request body not read");
             return Ok(answer.map(ResponseBody::answer));
         }
     };
-    let plan = match read {
+    let plan = plan.unwrap_or_else(|| match read {
         Read::Listen => listen_plan(&bytes, &settings),
         Read::Legacy => legacy_plan(&bytes, config.max_task_id_len),
-    };
+    });
     let capture = match plan {
         Plan::Forward { capture } => capture,
         Plan::Check(task_ids) => {
@@ -225,19 +275,15 @@ where
     if !capture {
         return Ok(response.map(ResponseBody::inner));
     }
-    let capture = Box::new(Capture {
+    let capture = Capture {
         store,
         config: settings.config.clone(),
         caller,
         mode: Mode::Create,
-    });
-    if AfterResponse::<RB, S::Error>::applies_to(&*capture, &response) {
-        AfterResponse::<RB, S::Error>::run(capture, response)
-            .finish()
-            .await
-    } else {
-        Ok(response.map(ResponseBody::inner))
-    }
+    };
+    AfterResponse::<RB, S::Error>::run(capture.scan(), response)
+        .finish()
+        .await
 }
 
 /// Logs an answer the layer made, with the reason it carries.
@@ -416,9 +462,13 @@ static TOOLS_CALL: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"to
 
 /// The plan for a session-era body (legacy tasks on).
 fn legacy_plan(bytes: &[u8], max_id_len: usize) -> Plan {
-    // A body that cannot hold either method in any spelling is neither: no parse.
-    if !scan::may_name(bytes, &TASKS_METHOD) && !scan::may_name(bytes, &TOOLS_CALL) {
-        return Plan::Forward { capture: false };
+    // Only task methods are checked: a body that cannot name one in any spelling is not parsed.
+    // Its answer is scanned for a task when it may be a `tools/call` (scanning an answer that
+    // creates none costs little; answers of other methods are not scanned).
+    if !scan::may_name(bytes, &TASKS_METHOD) {
+        return Plan::Forward {
+            capture: scan::may_name(bytes, &TOOLS_CALL),
+        };
     }
     let Ok(text) = std::str::from_utf8(bytes) else {
         return Plan::Unreadable;
