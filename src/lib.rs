@@ -166,9 +166,11 @@ pub mod __private {
         crate::protocol::scan::events_of(frames)
     }
 
-    /// Whether the scanners' pre-filter lets JSON text `bytes` through to be parsed for `name`.
-    pub fn may_name(bytes: &[u8], name: &str) -> bool {
-        crate::protocol::scan::may_name(bytes, &memchr::memmem::Finder::new(name))
+    /// Whether the scanners' pre-filter lets JSON text `bytes` through to be parsed for `name`
+    /// (searched for by its byte at `anchor`, as the scanners search for their names).
+    pub fn may_name(bytes: &[u8], name: &'static str, anchor: usize) -> bool {
+        let name = crate::protocol::scan::Name::new(name.as_bytes(), anchor);
+        crate::protocol::scan::may_name(bytes, &name)
     }
 
     /// Whether the layer treats the request as sessionless (`MCP-Protocol-Version`).

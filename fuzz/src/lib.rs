@@ -692,7 +692,7 @@ pub fn discovery(_data: &[u8]) {}
 /// Invariants: the scan passes on every byte as it came, in order, however the stream is cut
 /// into frames; the data of the events it hands its inspector are the data an SSE client
 /// dispatches (WHATWG event-stream rules, written out plainly in [`sse_reference`]); and when the
-/// stream, read as JSON, has a member or string `taskId` or `requestState` anywhere, the
+/// stream, read as JSON, has a member or string `taskId`, `requestState` or `tasks/` anywhere, the
 /// pre-filter lets it through to be parsed.
 pub fn scan(data: &[u8]) {
     let Some((&n, rest)) = data.split_first() else {
@@ -726,10 +726,10 @@ pub fn scan(data: &[u8]) {
     assert_eq!(seen, dispatched, "the scan read other events than a client");
 
     if let Ok(value) = serde_json::from_slice::<Value>(&stream[..stream.len() - 2]) {
-        for name in ["taskId", "requestState"] {
+        for (name, anchor) in [("taskId", 4), ("requestState", 7), ("tasks/", 5)] {
             if names(&value, name) {
                 assert!(
-                    __private::may_name(&stream, name),
+                    __private::may_name(&stream, name, anchor),
                     "the pre-filter skipped a body that names {name}"
                 );
             }

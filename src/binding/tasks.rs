@@ -489,8 +489,7 @@ struct ScannedParams {
 }
 
 /// `taskId`: every message that creates or is about a task carries it, in some spelling.
-static TASK_ID: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
-    std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"taskId"));
+const TASK_ID: scan::Name = scan::Name::new(b"taskId", 4);
 
 impl ScannedResult {
     /// The task this result creates, and its TTL in milliseconds.

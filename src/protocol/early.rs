@@ -208,7 +208,9 @@ where
                     return Err(ReadError::TooLarge);
                 }
                 // One allocation when the declared length is honest; never past the cap.
-                let hint = declared.map_or(len, |d| d as usize).max(collected.len() + len);
+                let hint = declared
+                    .map_or(len, |d| d as usize)
+                    .max(collected.len() + len);
                 collected.reserve(hint.min(cap).saturating_sub(collected.len()));
                 while data.has_remaining() {
                     let chunk = data.chunk();

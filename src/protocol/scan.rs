@@ -18,15 +18,62 @@ use bytes::{Bytes, BytesMut};
 use futures::future::{BoxFuture, FutureExt};
 use http::{HeaderMap, header};
 use http_body::{Body, Frame};
-use memchr::memmem::Finder;
 
 use super::sse;
 
-/// Whether JSON text `bytes` may hold `name` (a member name or a string) in some spelling. JSON
-/// can spell a character other than as itself only with a backslash escape, so a text with no
-/// backslash holds `name` only where its bytes appear as they are.
-pub(crate) fn may_name(bytes: &[u8], name: &Finder<'_>) -> bool {
-    memchr::memchr(b'\\', bytes).is_some() || name.find(bytes).is_some()
+/// A name the scanners look for in JSON text (a member name or a string), and the byte of it
+/// they search for: one that JSON-RPC messages seldom hold (a slash, a capital).
+#[derive(Debug)]
+pub(crate) struct Name {
+    text: &'static [u8],
+    anchor: usize,
+}
+
+impl Name {
+    /// `text`, searched for by its byte at `anchor`.
+    pub(crate) const fn new(text: &'static [u8], anchor: usize) -> Self {
+        assert!(anchor < text.len());
+        Self { text, anchor }
+    }
+
+    /// The byte searched for.
+    fn anchor(&self) -> u8 {
+        self.text[self.anchor]
+    }
+
+    /// Whether `bytes` hold the name where `bytes[at]` is its anchor.
+    fn is_at(&self, bytes: &[u8], at: usize) -> bool {
+        at >= self.anchor && bytes[at - self.anchor..].starts_with(self.text)
+    }
+}
+
+/// Whether JSON text `bytes` may hold `name` in some spelling. JSON can spell a character other
+/// than as itself only with a backslash escape, so a text with no backslash holds `name` only
+/// where its bytes appear as they are.
+pub(crate) fn may_name(bytes: &[u8], name: &Name) -> bool {
+    named(bytes, std::slice::from_ref(name)) != 0
+}
+
+/// Which of `names` (all with the same anchor byte, at most 32) JSON text `bytes` may hold in some
+/// spelling, as bits (bit `i` for `names[i]`), in one pass; every bit when it has a backslash.
+pub(crate) fn named(bytes: &[u8], names: &[Name]) -> u32 {
+    let Some(first) = names.first() else {
+        return 0;
+    };
+    debug_assert!(names.len() <= 32 && names.iter().all(|n| n.anchor() == first.anchor()));
+    let all = u32::MAX >> (32 - names.len());
+    let mut found = 0;
+    for at in memchr::memchr2_iter(b'\\', first.anchor(), bytes) {
+        if bytes[at] == b'\\' {
+            return all;
+        }
+        for (i, name) in names.iter().enumerate() {
+            if name.is_at(bytes, at) {
+                found |= 1 << i;
+            }
+        }
+    }
+    found
 }
 
 /// How an answer is framed, from its `Content-Type`.
@@ -427,8 +474,7 @@ mod tests {
         seen: Vec<String>,
     }
 
-    static SECRET: std::sync::LazyLock<Finder<'static>> =
-        std::sync::LazyLock::new(|| Finder::new(b"secret"));
+    const SECRET: Name = Name::new(b"secret", 0);
 
     impl Inspect for DropSecret {
         fn concerns(&self, raw: &[u8]) -> bool {
@@ -603,10 +649,21 @@ mod tests {
 
     #[test]
     fn may_name_sees_every_spelling() {
-        let f = Finder::new(b"taskId");
-        assert!(may_name(br#"{"taskId":1}"#, &f));
-        assert!(may_name(br#"{"task\u0049d":1}"#, &f));
-        assert!(may_name(br#"{"x":"\n"}"#, &f));
-        assert!(!may_name(br#"{"taskid":1}"#, &f));
+        let name = Name::new(b"taskId", 4);
+        assert!(may_name(br#"{"taskId":1}"#, &name));
+        assert!(may_name(br#"{"task\u0049d":1}"#, &name));
+        assert!(may_name(br#"{"x":"\n"}"#, &name));
+        assert!(!may_name(br#"{"taskid":1}"#, &name));
+        assert!(!may_name(br#"{"Id":1,"taskI":2}"#, &name));
+        assert!(!may_name(b"", &name));
+        let methods = [Name::new(b"tasks/", 5), Name::new(b"tools/call", 5)];
+        assert_eq!(named(br#"{"method":"tools/call"}"#, &methods), 0b10);
+        assert_eq!(
+            named(br#"{"method":"tasks/get","x":"tools/call"}"#, &methods),
+            0b11
+        );
+        assert_eq!(named(br#"{"method":"/tasks","x":"tools/"}"#, &methods), 0);
+        assert_eq!(named(br#"{"method":"tasks\/get"}"#, &methods), 0b11);
+        assert_eq!(named(br#"/"#, &methods), 0);
     }
 }

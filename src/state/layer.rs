@@ -3,7 +3,7 @@
 use std::{
     fmt,
     pin::Pin,
-    sync::{Arc, LazyLock},
+    sync::Arc,
     task::{Context, Poll},
     time::Duration,
 };
@@ -13,7 +13,6 @@ use futures::future::{BoxFuture, FutureExt};
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::Full;
-use memchr::memmem::Finder;
 use pin_project_lite::pin_project;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -342,13 +341,16 @@ where
 }
 
 /// `requestState`, in some spelling.
-static REQUEST_STATE: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"requestState"));
+const REQUEST_STATE: scan::Name = scan::Name::new(b"requestState", 7);
 
 /// Whether a request body may name one of the [`MRTR_METHODS`], in some spelling.
 fn may_name_an_mrtr_method(bytes: &[u8]) -> bool {
-    static METHODS: LazyLock<[Finder<'static>; 3]> =
-        LazyLock::new(|| MRTR_METHODS.map(Finder::new));
-    METHODS.iter().any(|method| scan::may_name(bytes, method))
+    const METHODS: [scan::Name; 3] = [
+        scan::Name::new(b"tools/call", 5),
+        scan::Name::new(b"prompts/get", 7),
+        scan::Name::new(b"resources/read", 9),
+    ];
+    scan::named(bytes, &METHODS) != 0
 }
 
 /// The JSON-RPC `-32602` refusal, with the request's `id` when it has a usable one.

@@ -4,7 +4,7 @@
 use std::{
     borrow::Cow,
     fmt,
-    sync::{Arc, LazyLock},
+    sync::Arc,
     task::{Context, Poll},
     time::Duration,
 };
@@ -12,7 +12,6 @@ use std::{
 use bytes::{Buf, Bytes};
 use futures::future::FutureExt;
 use http::{Method, Request, Response};
-use memchr::memmem::Finder;
 use serde::{
     Deserialize,
     de::{IgnoredAny, SeqAccess, Visitor},
@@ -216,7 +215,10 @@ where
             let declared = early::declared_length(&parts.headers);
             let cap = config.max_body_bytes;
             let timeout = config.refused_body_timeout;
-            (early::read_rest(body, started, declared, cap, timeout).await, None)
+            (
+                early::read_rest(body, started, declared, cap, timeout).await,
+                None,
+            )
         }
     };
     let bytes = match read_body {
@@ -455,19 +457,22 @@ impl<'de> Visitor<'de> for BatchHasTasks {
     }
 }
 
-/// `tasks/`: the methods that name a task all start with it.
-static TASKS_METHOD: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"tasks/"));
-/// `tools/call`: the method that may create a task.
-static TOOLS_CALL: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"tools/call"));
+/// `tasks/` (every method that names a task starts with it) and `tools/call` (the method that
+/// may create one).
+const METHODS: [scan::Name; 2] = [
+    scan::Name::new(b"tasks/", 5),
+    scan::Name::new(b"tools/call", 5),
+];
 
 /// The plan for a session-era body (legacy tasks on).
 fn legacy_plan(bytes: &[u8], max_id_len: usize) -> Plan {
     // Only task methods are checked: a body that cannot name one in any spelling is not parsed.
     // Its answer is scanned for a task when it may be a `tools/call` (scanning an answer that
     // creates none costs little; answers of other methods are not scanned).
-    if !scan::may_name(bytes, &TASKS_METHOD) {
+    let named = scan::named(bytes, &METHODS);
+    if named & 1 == 0 {
         return Plan::Forward {
-            capture: scan::may_name(bytes, &TOOLS_CALL),
+            capture: named & 2 != 0,
         };
     }
     let Ok(text) = std::str::from_utf8(bytes) else {
