@@ -32,6 +32,8 @@ const MAX_TTL_MS: u64 = 10 * 365 * 24 * 60 * 60 * 1000;
 
 /// The middle of an owner set's key: `<prefix>owner:<SHA-1 hex of the stored owner value>`.
 const OWNER_SET: &str = "owner:";
+/// The middle of the key of an owner's tombstone set: `<prefix>ended:<SHA-1 hex of the value>`.
+const ENDED_SET: &str = "ended:";
 
 /// Lua: the current Redis time in milliseconds, as `now`.
 macro_rules! lua_now {
@@ -40,17 +42,24 @@ macro_rules! lua_now {
     };
 }
 
-/// `bind`, in one round trip: insert-if-absent and the owner's limit, atomically.
+/// `bind`, in one round trip: insert-if-absent, the owner's limit, and the bound on its
+/// tombstones, atomically.
 ///
 /// `KEYS[1]` the key; `ARGV[1]` the owner's encoding, `ARGV[2]` the TTL in milliseconds,
-/// `ARGV[3]` the limit, `ARGV[4]` the owner-set prefix. Returns the value already at the key, an
-/// integer (milliseconds until the owner's oldest binding expires) when the owner is at its
-/// limit, or nil once bound.
+/// `ARGV[3]` the limit, `ARGV[4]` the owner-set prefix, `ARGV[5]` the tombstone-set prefix,
+/// `ARGV[6]` the tombstone encoding. Returns the value already at the key, an integer
+/// (milliseconds until the owner's oldest binding expires) when the owner is at its limit, or
+/// nil once bound.
 ///
 /// The owner set is a sorted set of the owner's session keys scored by expiry (Redis time, ms):
 /// members past their score are dropped first. At the limit, up to 64 of the oldest members are
 /// checked against their keys, so a binding removed behind the store's back (`DEL`, eviction)
 /// stops counting.
+///
+/// Before it binds, the owner's tombstone set (see [`END_LUA`]) is cut down to `limit` members,
+/// those closest to expiry first (at most 64 a bind), and each popped key that still holds a
+/// tombstone is deleted. Members whose tombstone expired have the lowest scores, so they go
+/// first and cost no live tombstone.
 const BIND_LUA: &str = concat!(
     r"
 local old = redis.call('GET', KEYS[1])
@@ -77,6 +86,16 @@ if redis.call('ZCARD', set) >= limit then
       wait = tonumber(oldest[2]) - now
     end
     return math.max(wait, 1)
+  end
+end
+local ended = ARGV[5] .. redis.sha1hex(ARGV[1])
+local excess = redis.call('ZCARD', ended) - limit
+if excess > 0 then
+  local popped = redis.call('ZPOPMIN', ended, math.min(excess, 64))
+  for i = 1, #popped, 2 do
+    if redis.pcall('GET', popped[i]) == ARGV[6] then
+      redis.call('DEL', popped[i])
+    end
   end
 end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ttl)
@@ -122,18 +141,40 @@ return {value, left}
 );
 
 /// `end`, in one round trip: the tombstone replaces whatever is there (a value of another type
-/// too), and a binding it replaces leaves its owner's set, freeing the slot.
+/// too) but a tombstone, which keeps its own expiry. A binding it replaces leaves its owner's
+/// set, freeing the slot, and its key joins the owner's tombstone set, which [`BIND_LUA`] keeps
+/// bounded.
 ///
 /// `KEYS[1]` the key, `ARGV[1]` the tombstone encoding, `ARGV[2]` its TTL in milliseconds,
-/// `ARGV[3]` the owner-set prefix.
-const END_LUA: &str = r"
+/// `ARGV[3]` the owner-set prefix, `ARGV[4]` the tombstone-set prefix.
+///
+/// The tombstone set is a sorted set of the keys of the owner's tombstones, scored by their
+/// expiry in microseconds of Redis time (so that ends a millisecond apart keep their order;
+/// formatted by hand, as Lua would round it to 14 digits). It expires with its last tombstone.
+const END_LUA: &str = concat!(
+    r"
 local old = redis.pcall('GET', KEYS[1])
+if old == ARGV[1] then
+  return 0
+end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-if type(old) == 'string' and old ~= ARGV[1] then
-  redis.call('ZREM', ARGV[3] .. redis.sha1hex(old), KEYS[1])
+if type(old) == 'string' then
+  local owner = redis.sha1hex(old)
+  redis.call('ZREM', ARGV[3] .. owner, KEYS[1])
+  local ended = ARGV[4] .. owner
+  local ttl = tonumber(ARGV[2])
+",
+    lua_now!(),
+    r"
+  local expires = (tonumber(time[1]) * 1000000 + tonumber(time[2])) + ttl * 1000
+  redis.call('ZADD', ended, string.format('%.0f', expires), KEYS[1])
+  if redis.call('PTTL', ended) < ttl then
+    redis.call('PEXPIRE', ended, ttl)
+  end
 end
 return 1
-";
+"
+);
 
 static BIND_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(BIND_LUA));
 static SLIDE_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(SLIDE_LUA));
@@ -269,6 +310,8 @@ pub struct RedisStore {
     prefix: Arc<str>,
     /// `prefix` + [`OWNER_SET`].
     owner_prefix: Arc<str>,
+    /// `prefix` + [`ENDED_SET`].
+    ended_prefix: Arc<str>,
     timeout: Duration,
     /// When this store last learnt each binding's expiry: see [`Fresh`].
     fresh: Arc<Fresh>,
@@ -835,6 +878,7 @@ impl RedisStore {
         Self {
             conn,
             owner_prefix: Arc::from(format!("{prefix}{OWNER_SET}")),
+            ended_prefix: Arc::from(format!("{prefix}{ENDED_SET}")),
             prefix: Arc::from(prefix),
             timeout: options.timeout,
             fresh: Arc::default(),
@@ -1218,7 +1262,9 @@ impl BindingStore for RedisStore {
             .arg(codec::encode_owner(owner))
             .arg(ttl_ms(ttl))
             .arg(limit)
-            .arg(&*self.owner_prefix);
+            .arg(&*self.owner_prefix)
+            .arg(&*self.ended_prefix)
+            .arg(codec::encode_ended());
         async move {
             let sent = tokio::time::Instant::now();
             let reply: Value = self
@@ -1278,7 +1324,8 @@ impl BindingStore for RedisStore {
             .arg(self.redis_key(key))
             .arg(codec::encode_ended())
             .arg(ttl_ms(tombstone_ttl))
-            .arg(&*self.owner_prefix);
+            .arg(&*self.owner_prefix)
+            .arg(&*self.ended_prefix);
         self.fresh.forget(key);
         if let Some(cache) = &self.cache {
             cache.forget(key);
