@@ -636,9 +636,10 @@ pub async fn anonymous_budget_is_separate<S: BindingStore>(store: &S) {
 }
 
 /// An owner's tombstones are bounded by its limit: many sessions bound and ended by one owner
-/// leave at most twice the limit of tombstones (the newest `limit` of them at least), every one
-/// of those sessions stays ended or unknown (never bound again by itself), and neither the
-/// owner's live bindings nor other owners' tombstones are touched.
+/// leave at most twice the limit of tombstones (when it ends `limit` sessions at once, after
+/// many), the newest `limit` of them at least; every one of those sessions stays ended or
+/// unknown (never bound again by itself), and neither the owner's live bindings nor other
+/// owners' tombstones are touched.
 ///
 /// ```
 /// # #[cfg(feature = "memory")] {
@@ -671,14 +672,27 @@ pub async fn tombstones_of_one_owner_are_bounded<S: BindingStore>(store: &S) {
         store.end(key, LONG).await.expect("end");
         ended.push(key);
     }
-    // Then every slot at once, and all of them ended.
-    let last: Vec<SessionKey> = (1..LIMIT).map(|_| fresh_key()).collect();
+    // Then every slot at once, and all of them ended: the most there can be.
+    let mut last: Vec<SessionKey> = (1..LIMIT).map(|_| fresh_key()).collect();
     for key in &last {
         assert_eq!(
             store.bind(*key, &alice, LONG, LIMIT).await.expect("bind"),
             BindOutcome::Created
         );
     }
+    assert_eq!(
+        store.lookup(held, None).await.expect("lookup"),
+        Lookup::Bound(alice.clone()),
+        "a live binding is never evicted"
+    );
+    for key in &ended[ended.len() - LIMIT..] {
+        assert_eq!(
+            store.lookup(*key, None).await.expect("lookup"),
+            Lookup::Ended,
+            "binds evict the oldest tombstones, and keep the newest `limit`"
+        );
+    }
+    last.push(held);
     for key in &last {
         store.end(*key, LONG).await.expect("end");
     }
@@ -704,14 +718,8 @@ pub async fn tombstones_of_one_owner_are_bounded<S: BindingStore>(store: &S) {
         );
     }
     assert_eq!(
-        store.lookup(held, None).await.expect("lookup"),
-        Lookup::Bound(alice.clone()),
-        "a live binding is never evicted"
-    );
-    assert_eq!(
         store.lookup(bobs, None).await.expect("lookup"),
         Lookup::Ended,
         "another owner's tombstones are its own"
     );
-    store.end(held, LONG).await.expect("end");
 }
