@@ -198,9 +198,16 @@ static SLIDE_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(SLIDE_LUA))
 /// SHA-1 (hex) of the owner's stored value, so every replica derives the same one. All anonymous
 /// sessions share one set (the anonymous budget). The set expires with its last binding.
 ///
+/// And one sorted set per owner of the keys of its tombstones (`ended:` instead of `owner:`),
+/// scored by their expiry in microseconds: a bind that creates a binding first cuts it down to
+/// the owner's limit, deleting the tombstones closest to expiry, so an owner never holds more
+/// than twice its limit of bindings and tombstones together (see [the store
+/// semantics](super#semantics-every-store-must-have)). It expires with its last tombstone.
+///
 /// ```text
 /// mcpsb:5e0f3b7c1a9d2e4f6a8b0c1d2e3f4a5b  ->  "mcpsb1:user:17:https://i.examplealice"  PX 3600000
 /// mcpsb:owner:<sha1 of that value>        ->  zset { "mcpsb:5e0f…4a5b": <expiry ms> }   PX 3600000
+/// mcpsb:ended:<sha1 of that value>        ->  zset { "mcpsb:…": <expiry µs> }  (its tombstones)
 /// ```
 ///
 /// A value that does not decode (written by another program or an older scheme) is
@@ -211,10 +218,10 @@ static SLIDE_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(SLIDE_LUA))
 ///
 /// | operation | Redis commands | round trips |
 /// | --- | --- | --- |
-/// | [`bind`](BindingStore::bind) | `EVALSHA` of a script: `GET key`; `TIME`, `ZREMRANGEBYSCORE` (expired members), `ZCARD`; then `SET key value PX ttl`, `ZADD`, `PTTL` and maybe `PEXPIRE` of the owner set. At the limit, `GET` of up to 64 of the owner's oldest keys instead of the writes | 1 |
+/// | [`bind`](BindingStore::bind) | `EVALSHA` of a script: `GET key`; `TIME`, `ZREMRANGEBYSCORE` (expired members), `ZCARD`; then `ZCARD` of the tombstone set, `SET key value PX ttl`, `ZADD`, `PTTL` and maybe `PEXPIRE` of the owner set. At the limit, `GET` of up to 64 of the owner's oldest keys instead of the writes; over the limit of tombstones, `ZPOPMIN`, and `GET` and `DEL` of up to 64 of them | 1 |
 /// | [`lookup`](BindingStore::lookup) without slide | `GET key` | 1 |
 /// | [`lookup`](BindingStore::lookup) with slide | `EVALSHA` of a script: `GET`, `PTTL`; only when less than half the slide is left, `PEXPIRE` and the owner set's `ZADD` (new expiry) | 1 |
-/// | [`end`](BindingStore::end) | `EVAL` of a script (its text, so no script cache is needed): `GET`, `SET key tombstone PX ttl`, and `ZREM` from the owner set | 1 |
+/// | [`end`](BindingStore::end) | `EVAL` of a script (its text, so no script cache is needed): `GET`, `SET key tombstone PX ttl`, `ZREM` from the owner set, `TIME`, `ZADD`, `PTTL` and maybe `PEXPIRE` of the tombstone set (only `GET` when already ended) | 1 |
 ///
 /// With a [client-side cache](RedisOptions::client_side_cache), a [`lookup`](BindingStore::lookup)
 /// of a binding the cache holds costs no round trip (while more than half the slide is left),
@@ -264,7 +271,10 @@ static SLIDE_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(SLIDE_LUA))
 /// (`MEMORY USAGE` reports 136 bytes for a 22-byte `iss` and a 5-byte `sub`). A live one also
 /// takes about 50 bytes in its owner's set while the owner has at most 128 (a listpack: 560
 /// bytes for 10 members), about 140 beyond (a skiplist, as for the shared anonymous set: 28 KB
-/// for 200 members).
+/// for 200 members). A tombstone takes 104 bytes, plus about 60 bytes in its owner's tombstone
+/// set (616 bytes for 10), about 145 past 128 of them (28.8 KB for 200); an owner keeps at most
+/// twice its limit of bindings and tombstones together, so with the default limit of 100 an
+/// identity costs Redis at most about 50 KB.
 ///
 /// # Failures
 ///
