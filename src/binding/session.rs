@@ -272,7 +272,10 @@ where
         }
     };
     let limit = config.session_limit(&owner);
-    let (tombstone, reason) = match store.bind(key, &owner, config.binding_ttl, limit).await {
+    let (tombstone, reason) = match store
+        .bind(key, &owner, config.binding_ttl_of(&owner), limit)
+        .await
+    {
         Ok(BindOutcome::Created) => {
             trace::bound(caller.as_ref(), key);
             if config.end_session_uri.is_none()
