@@ -631,7 +631,7 @@ mod tests {
                 .map(|f| Ok(Bytes::copy_from_slice(f)))
                 .collect();
             let client: Vec<String> = block_on(
-                sse_stream::SseStream::from_byte_stream(futures::stream::iter(chunks))
+                sse_stream::SseStream::from_bytes_stream(futures::stream::iter(chunks))
                     .map(|event| event.unwrap().data.unwrap_or_default())
                     .filter(|data| futures::future::ready(!data.is_empty()))
                     .collect(),
