@@ -374,14 +374,16 @@ async fn run(args: Args) -> Result<(), String> {
     // MRTR requestState sealed to the caller (revision 2026-07-28), inside the binding layer.
     #[cfg(feature = "request-state")]
     let mcp = tower::Layer::layer(&state_layer()?, mcp);
-    // Task ids in request bodies (`subscriptions/listen`) bound to their creator: inside the
-    // binding layer, on its store. Legacy 2025-11-25 tasks stay off: rmcp does not serve them.
+    // Task ids in request bodies (`subscriptions/listen`, and every task request of a
+    // 2025-11-25 session, where rmcp serves tasks too) bound to their creator: inside the
+    // binding layer, on its store. Without the binding layer (a baseline), it is off.
     let tasks_store: Arc<dyn BindingStore> = match &binding {
         Some(store) => store.clone(),
         None => Arc::new(MemoryStore::new()),
     };
     let task_params = mcp_session_binding::task_params::TaskParamsLayer::new(tasks_store)
-        .check_listen(binding.is_some());
+        .check_listen(binding.is_some())
+        .legacy_tasks(binding.is_some());
     let mcp = tower::Layer::layer(&task_params, mcp);
 
     let listener = tokio::net::TcpListener::bind(&args.listen)

@@ -160,6 +160,19 @@ pub mod __private {
         }
     }
 
+    /// The answer scanner over an SSE body arriving as `frames`, passing every event: what it
+    /// passed on, and the data of each event it handed its inspector.
+    pub fn sse_scan(frames: &[&[u8]]) -> (Vec<u8>, Vec<Vec<u8>>) {
+        crate::protocol::scan::events_of(frames)
+    }
+
+    /// Whether the scanners' pre-filter lets JSON text `bytes` through to be parsed for `name`
+    /// (searched for by its byte at `anchor`, as the scanners search for their names).
+    pub fn may_name(bytes: &[u8], name: &'static str, anchor: usize) -> bool {
+        let name = crate::protocol::scan::Name::new(name.as_bytes(), anchor);
+        crate::protocol::scan::may_name(bytes, &name)
+    }
+
     /// Whether the layer treats the request as sessionless (`MCP-Protocol-Version`).
     pub fn is_sessionless(headers: &http::HeaderMap) -> bool {
         crate::protocol::headers::is_sessionless(headers)
@@ -199,6 +212,7 @@ pub mod __private {
     }
 }
 
+pub use binding::DEFAULT_ANONYMOUS_BINDING_TTL;
 pub use binding::{
     DEFAULT_BINDING_TTL, DEFAULT_MAX_ANONYMOUS_SESSIONS, DEFAULT_MAX_ANSWER_BYTES,
     DEFAULT_MAX_BATCH_ANSWERS, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_SESSION_ID_LEN,

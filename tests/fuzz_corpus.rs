@@ -74,3 +74,8 @@ fn jwks_corpus() {
 fn discovery_corpus() {
     replay("discovery");
 }
+
+#[test]
+fn scan_corpus() {
+    replay("scan");
+}

@@ -44,7 +44,7 @@ async fn conformance_suite_passes_on_a_cluster() {
     conformance::run_all(&tagged).await;
 }
 
-/// A binding and its owner's set (what the bind and end scripts touch together) are on the
+/// A binding and its owner's sets (what the bind and end scripts touch together) are on the
 /// master of the store's tag, and a lookup from a store that was given only one seed node (not
 /// that master) finds them.
 #[tokio::test]
@@ -66,8 +66,10 @@ async fn every_key_of_the_store_is_on_the_master_of_its_tag() {
     store.end(keys[0], TTL).await.unwrap();
     let master = cluster.master_of("{t:}");
     let held = master.command(&["KEYS", "{t:}*"]);
-    assert_eq!(held.lines().count(), keys.len() + 1, "{held}");
+    // The bindings (one a tombstone), alice's owner set and her tombstone set.
+    assert_eq!(held.lines().count(), keys.len() + 2, "{held}");
     assert!(held.lines().any(|k| k.starts_with("{t:}owner:")), "{held}");
+    assert!(held.lines().any(|k| k.starts_with("{t:}ended:")), "{held}");
 
     let seed = cluster
         .nodes

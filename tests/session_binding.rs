@@ -3,10 +3,12 @@
 
 mod support;
 
+use std::sync::{Arc, Mutex};
+
 use http::{Method, StatusCode};
 use mcp_session_binding::{
-    MISMATCH_MESSAGE, MismatchAnswer, SessionBindingLayer,
-    store::{BindingStore, Lookup, MemoryStore},
+    Identity, MISMATCH_MESSAGE, MismatchAnswer, SessionBindingLayer,
+    store::{BindingStore, Lookup, MemoryStore, Owner},
 };
 use rmcp::model::{CallToolRequestParams, GetPromptRequestParams, ReadResourceRequestParams};
 use serde_json::json;
@@ -534,25 +536,47 @@ async fn corrupt_binding_fails_closed_and_ends_the_session() {
 }
 
 #[tokio::test]
-async fn a_minted_id_that_is_already_bound_is_500_and_never_overwritten() {
-    // The store already holds a binding for the id rmcp will mint next? Ids are random, so bind
-    // every id in advance instead: a store that reports every bind as taken.
-    let store = FaultStore::<MemoryStore>::default();
-    store.set(Fault::Taken);
-    let server = serve(SessionBindingLayer::with_store(store.clone())).await;
+async fn a_minted_id_of_someone_elses_session_is_500_and_ends_nothing() {
+    // A server underneath that hands bob the id of alice's live session (session fixation in
+    // the upstream): rmcp behind a rewrite of the minted `Mcp-Session-Id`.
+    let fixed: Arc<Mutex<Option<http::HeaderValue>>> = Arc::default();
+    let rewrite = fixed.clone();
+    let (mcp, seen) = support::recorded_mcp();
+    let mcp = tower::util::MapResponse::new(mcp, move |mut response: http::Response<_>| {
+        if let Some(id) = rewrite.lock().unwrap().clone()
+            && response.headers().contains_key("mcp-session-id")
+        {
+            response.headers_mut().insert("mcp-session-id", id);
+        }
+        response
+    });
+    let store = MemoryStore::new();
+    let app = axum::Router::new()
+        .nest_service("/mcp", mcp)
+        .layer(SessionBindingLayer::with_store(store.clone()))
+        .layer(axum::middleware::from_fn(support::auth));
+    let server = support::serve_router(app, seen).await;
     let raw = Raw::new(&server);
-    let answer = raw.post(None, Some(&alice(1)), &initialize_body()).await;
+    let session = raw.open_session(Some(&alice(1))).await;
+    *fixed.lock().unwrap() = Some(session.parse().unwrap());
+
+    let answer = raw.post(None, Some(&bob()), &initialize_body()).await;
     assert_eq!(answer.status, StatusCode::INTERNAL_SERVER_ERROR);
     assert!(answer.headers.get("mcp-session-id").is_none());
-    let seen = server.seen.lock().unwrap().clone();
-    let deleted = seen
-        .iter()
-        .find(|s| s.method == Method::DELETE)
-        .expect("inner DELETE");
-    let key = (store.key_derivation()).session(deleted.session.as_deref().unwrap());
-    assert_eq!(
-        store.inner.lookup(key, None).await.unwrap(),
-        Lookup::Ended,
-        "tombstoned"
+    assert!(
+        !server.forwarded_with(&session).contains(&Method::DELETE),
+        "alice's inner session was not ended"
     );
+    let key = store.key_derivation().session(&session);
+    assert_eq!(
+        store.lookup(key, None).await.unwrap(),
+        Lookup::Bound(Owner::User(Identity::new(ISS_A, "alice").unwrap())),
+        "alice's binding is left as it is"
+    );
+    // Alice goes on; bob still cannot use her session.
+    assert_eq!(
+        tool_text(&raw.whoami(&session, Some(&alice(2)), 2).await.json()),
+        format!("{ISS_A} alice")
+    );
+    assert_is_error_result(&raw.whoami(&session, Some(&bob()), 3).await, 3);
 }

@@ -284,11 +284,177 @@ async fn on_redis_the_limit_is_shared_by_every_replica() {
         if answer.status == StatusCode::OK {
             opened += 1;
         } else {
-            assert_too_many(&answer);
+            let retry_after = assert_too_many(&answer);
+            assert!(retry_after <= 600, "the anonymous TTL: {retry_after}");
         }
     }
     assert_eq!(opened, 3, "one anonymous budget for both replicas");
     let carol = token(ISS_B, "carol", 1);
     raw_b.open_session(Some(&carol)).await;
     raw_a.open_session(Some(&carol)).await;
+}
+
+/// Issue 19 item 8: one identity creating and deleting sessions over and over leaves a bounded
+/// number of tombstones (twice its limit at most: bindings and tombstones together), and every
+/// session it ended still answers 404.
+#[tokio::test]
+async fn create_and_delete_cycles_leave_a_bounded_number_of_tombstones() {
+    const LIMIT: usize = 5;
+    const CYCLES: usize = 1_500;
+    let store = MemoryStore::new();
+    let server = serve(
+        SessionBindingLayer::new()
+            .store(store.clone())
+            .max_sessions_per_identity(LIMIT),
+    )
+    .await;
+    let raw = Raw::new(&server);
+    let sessions = create_and_delete(&[&raw], CYCLES).await;
+    assert!(
+        store.len() <= 2 * LIMIT,
+        "{} entries after {CYCLES} create-and-DELETE cycles with a limit of {LIMIT}",
+        store.len()
+    );
+    assert_all_not_found(&[&raw], &sessions).await;
+    // The newest ended sessions keep their tombstones: a DELETE of one is 204, as before.
+    let last = sessions.last().unwrap();
+    assert_eq!(
+        raw.delete(last, Some(&alice())).await.status,
+        StatusCode::NO_CONTENT
+    );
+}
+
+/// `cycles` sessions alice opens and deletes, one after the other, on the replicas in turn.
+async fn create_and_delete(replicas: &[&Raw], cycles: usize) -> Vec<String> {
+    let mut sessions = Vec::with_capacity(cycles);
+    for cycle in 0..cycles {
+        let raw = replicas[cycle % replicas.len()];
+        let answer = initialize(raw, Some(&alice())).await;
+        assert_eq!(answer.status, StatusCode::OK, "cycle {cycle}: {answer:?}");
+        let session = answer.session_id();
+        let answer = raw.delete(&session, Some(&alice())).await;
+        assert!(answer.status.is_success(), "cycle {cycle}: {answer:?}");
+        sessions.push(session);
+    }
+    sessions
+}
+
+/// Every one of `sessions` answers 404 on every replica.
+async fn assert_all_not_found(replicas: &[&Raw], sessions: &[String]) {
+    for (i, session) in sessions.iter().enumerate() {
+        for raw in replicas {
+            let answer = raw.whoami(session, Some(&alice()), i as u64).await;
+            assert_eq!(
+                answer.status,
+                StatusCode::NOT_FOUND,
+                "session {i}: {answer:?}"
+            );
+        }
+    }
+}
+
+/// Item 8 on Redis, two replicas: counted in Redis, the tombstones stay within the bound too.
+#[tokio::test]
+async fn on_redis_create_and_delete_cycles_leave_a_bounded_number_of_tombstones() {
+    const LIMIT: usize = 5;
+    const CYCLES: usize = 1_500;
+    let Some(redis) = redis_server::RedisServer::start() else {
+        return;
+    };
+    let replica = || async {
+        let store = RedisStore::connect(&redis.url()).await.expect("redis");
+        serve(SessionBindingLayer::with_store(store).max_sessions_per_identity(LIMIT)).await
+    };
+    let (a, b) = (replica().await, replica().await);
+    let (raw_a, raw_b) = (Raw::new(&a), Raw::new(&b));
+    let sessions = create_and_delete(&[&raw_a, &raw_b], CYCLES).await;
+    let tombstones: usize = redis
+        .command(&[
+            "EVAL",
+            "local n = 0
+             for _, key in ipairs(redis.call('KEYS', ARGV[1])) do
+               if redis.call('TYPE', key).ok == 'string' and redis.call('GET', key) == ARGV[2] then
+                 n = n + 1
+               end
+             end
+             return n",
+            "0",
+            "mcpsb:*",
+            "mcpsb1:ended",
+        ])
+        .parse()
+        .unwrap();
+    assert!(
+        tombstones <= 2 * LIMIT,
+        "{tombstones} tombstones in Redis after {CYCLES} cycles with a limit of {LIMIT}"
+    );
+    let keys: usize = redis.command(&["DBSIZE"]).parse().unwrap();
+    assert!(
+        keys <= 2 * LIMIT + 2,
+        "{keys} keys: the tombstones, and alice's owner and tombstone sets"
+    );
+    assert_all_not_found(&[&raw_a, &raw_b], &sessions).await;
+}
+
+/// Item 10: a flood that spent the anonymous budget stops locking anonymous callers out once
+/// its bindings have been idle for the anonymous TTL, even when it used them (sliding keeps an
+/// anonymous binding for the anonymous TTL, not the binding TTL).
+#[tokio::test]
+async fn an_anonymous_flood_clears_after_the_anonymous_ttl() {
+    let ttl = Duration::from_secs(1);
+    let server = serve(
+        SessionBindingLayer::new()
+            .allow_anonymous(true)
+            .max_anonymous_sessions(3)
+            .anonymous_binding_ttl(ttl),
+    )
+    .await;
+    let raw = Raw::new(&server);
+    let mut flood = Vec::new();
+    for _ in 0..3 {
+        flood.push(raw.open_session(None).await);
+    }
+    let retry_after = assert_too_many(&initialize(&raw, None).await);
+    assert_eq!(retry_after, 1, "at most the anonymous TTL");
+    // Used once more with less than half the TTL left: slid by the anonymous TTL only.
+    tokio::time::sleep(ttl * 6 / 10).await;
+    for (i, session) in flood.iter().enumerate() {
+        let answer = raw.whoami(session, None, i as u64).await;
+        assert_eq!(tool_text(&answer.json()), "anonymous", "{answer:?}");
+    }
+    assert_too_many(&initialize(&raw, None).await);
+    // Then the flood stops.
+    tokio::time::sleep(ttl + Duration::from_millis(400)).await;
+    let newcomer = raw.open_session(None).await;
+    assert_eq!(
+        tool_text(&raw.whoami(&newcomer, None, 1).await.json()),
+        "anonymous"
+    );
+    for session in &flood {
+        assert_eq!(
+            raw.whoami(session, None, 1).await.status,
+            StatusCode::NOT_FOUND
+        );
+    }
+}
+
+/// Item 10, with the defaults: the 429 of a spent anonymous budget tells anonymous callers to
+/// come back within 15 minutes (the default anonymous TTL, 10), not a day later.
+#[tokio::test]
+async fn by_default_a_spent_anonymous_budget_clears_within_fifteen_minutes() {
+    let server = serve(
+        SessionBindingLayer::new()
+            .allow_anonymous(true)
+            .max_anonymous_sessions(2),
+    )
+    .await;
+    let raw = Raw::new(&server);
+    raw.open_session(None).await;
+    raw.open_session(None).await;
+    let retry_after = assert_too_many(&initialize(&raw, None).await);
+    assert!(retry_after <= 900, "Retry-After: {retry_after}");
+    assert!(
+        retry_after <= mcp_session_binding::DEFAULT_ANONYMOUS_BINDING_TTL.as_secs(),
+        "{retry_after}"
+    );
 }

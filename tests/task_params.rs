@@ -336,7 +336,9 @@ fn messages(answer: &Answer) -> Vec<Value> {
     answer
         .text
         .lines()
-        .filter_map(|line| line.strip_prefix("data: "))
+        .filter_map(|line| line.strip_prefix("data:"))
+        .map(str::trim)
+        .filter(|data| !data.is_empty())
         .map(|data| serde_json::from_str(data).unwrap())
         .collect()
 }
@@ -499,16 +501,17 @@ async fn legacy_task_list_is_refused() {
 /// Legacy tasks are opt-in: by default no session-era body is read, and a task request passes
 /// to the server unchecked.
 #[tokio::test]
-async fn legacy_tasks_are_off_by_default() {
+async fn legacy_tasks_are_on_by_default() {
     let server = serve_legacy(MemoryStore::new(), |layer| layer).await;
     let raw = Raw::new(&server);
     let alices = raw.open_session(Some(&alice())).await;
     let bobs = raw.open_session(Some(&bob())).await;
     let task_id = create_legacy_task(&raw, &alices, &alice(), "echo", "a").await;
     let answer = legacy_task_request(&raw, &bobs, &bob(), "tasks/get", &task_id).await;
+    let refused = messages(&answer).pop().unwrap();
     assert_eq!(
-        answer.json()["result"]["taskId"],
-        task_id.as_str(),
+        refused["error"]["message"],
+        format!("unknown task: {task_id}"),
         "{answer:?}"
     );
 }
@@ -586,8 +589,9 @@ async fn bad_legacy_requests_get_clear_errors() {
         json!({"jsonrpc": "2.0", "id": 1, "method": "tasks/get", "params": {"taskId": task_id}});
     let bodies = [
         (
+            // (A body that names no task method in any spelling passes: it cannot be one.)
             "not JSON",
-            b"{\"jsonrpc\": ".to_vec(),
+            b"{\"method\": \"tasks/get\", ".to_vec(),
             StatusCode::BAD_REQUEST,
             -32600,
         ),
@@ -671,4 +675,181 @@ async fn the_example_server_checks_listen() {
     assert!(!served.text.contains("unknown task"), "{served:?}");
     // rmcp 3.9 has no `subscriptions/listen`: its own answer says so.
     assert_eq!(served.json()["error"]["code"], -32601, "{served:?}");
+}
+
+/// The attacks of issue 19 against the example server (JWT, binding, task and state layers, rmcp
+/// 3.9 underneath), with the tokens it prints when it runs without `MCP_JWT_SECRET`.
+#[cfg(all(feature = "jwt", feature = "oidc"))]
+mod example_attacks {
+    use super::*;
+    use support::example_bin::{Spawned, example};
+
+    pub(super) struct Example {
+        _server: Spawned,
+        pub(super) raw: Raw,
+        pub(super) alice: String,
+        pub(super) bob: String,
+    }
+
+    pub(super) fn example_server() -> Example {
+        let server = Spawned::start(
+            std::process::Command::new(example("mcp_server"))
+                .args(["--listen", "127.0.0.1:0"])
+                .env_remove("MCP_JWT_SECRET")
+                .env_remove("MCP_JWT_ISSUERS")
+                .env_remove("MCP_JWT_AUDIENCE"),
+        );
+        let printed = |who: &str| {
+            server
+                .banner
+                .iter()
+                .find_map(|line| line.trim().strip_prefix(who))
+                .map(|token| token.trim().to_owned())
+                .unwrap_or_else(|| panic!("no {who} token in {:?}", server.banner))
+        };
+        let (alice, bob) = (printed("alice "), printed("bob "));
+        let raw = Raw::at(server.url.clone());
+        Example {
+            _server: server,
+            raw,
+            alice,
+            bob,
+        }
+    }
+
+    /// A 2025-11-25 session of `token` that declares the tasks extension.
+    pub(super) async fn legacy_session_with_tasks(raw: &Raw, token: &str) -> String {
+        let mut body = support::initialize_body();
+        body["params"]["capabilities"] =
+            json!({"extensions": {"io.modelcontextprotocol/tasks": {}}});
+        let answer = raw.post(None, Some(token), &body).await;
+        assert_eq!(answer.status, StatusCode::OK, "initialize: {answer:?}");
+        let session = answer.session_id();
+        let note = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
+        let answer = raw.post(Some(&session), Some(token), &note).await;
+        assert_eq!(
+            answer.status,
+            StatusCode::ACCEPTED,
+            "initialized: {answer:?}"
+        );
+        session
+    }
+
+    /// The one JSON-RPC message of an answer (JSON, or the last event of an SSE stream).
+    pub(super) fn message(answer: &Answer) -> Value {
+        messages(answer)
+            .pop()
+            .unwrap_or_else(|| panic!("no message in {answer:?}"))
+    }
+
+    fn task_request(method: &str, task_id: &str) -> Value {
+        let mut params = json!({"taskId": task_id});
+        if method == "tasks/update" {
+            params["inputResponses"] =
+                json!({"confirm": {"action": "accept", "content": {"ok": true}}});
+        }
+        json!({"jsonrpc": "2.0", "id": 7, "method": method, "params": params})
+    }
+
+    /// Issue 19, findings 1 and 2: bob's own 2025-11-25 session reaches none of alice's tasks
+    /// (`tasks/get`, `tasks/update`, `tasks/cancel`), whichever era created them; alice's own
+    /// session reaches hers.
+    #[tokio::test]
+    async fn a_legacy_session_reaches_no_one_elses_task() {
+        let Example {
+            raw, alice, bob, ..
+        } = &example_server();
+        // alice's task, created without a session; and one created in her legacy session.
+        let sessionless_task = create_task(raw, alice, "a", 60_000).await;
+        let alices = legacy_session_with_tasks(raw, alice).await;
+        let call = json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call",
+            "params": {"name": "slow_echo", "arguments": {"text": "b", "ms": 60_000}}});
+        let created = message(&raw.post(Some(&alices), Some(alice), &call).await);
+        assert_eq!(created["result"]["resultType"], "task", "{created}");
+        let legacy_task = created["result"]["taskId"].as_str().unwrap().to_owned();
+
+        let bobs = legacy_session_with_tasks(raw, bob).await;
+        for task_id in [&sessionless_task, &legacy_task] {
+            for method in ["tasks/get", "tasks/update", "tasks/cancel"] {
+                let answer = raw
+                    .post(Some(&bobs), Some(bob), &task_request(method, task_id))
+                    .await;
+                let refused = message(&answer);
+                assert_eq!(refused["error"]["code"], -32602, "{method}: {refused}");
+                assert_eq!(
+                    refused["error"]["message"],
+                    format!("unknown task: {task_id}"),
+                    "{method}: {refused}"
+                );
+            }
+        }
+        // Neither task was cancelled or fed, and alice's session reaches hers.
+        for task_id in [&sessionless_task, &legacy_task] {
+            let answer = raw
+                .post(
+                    Some(&alices),
+                    Some(alice),
+                    &task_request("tasks/get", task_id),
+                )
+                .await;
+            let served = message(&answer);
+            assert_eq!(served["result"]["taskId"], task_id.as_str(), "{served}");
+            assert_eq!(served["result"]["status"], "working", "{served}");
+        }
+    }
+
+    /// `tools/call` of `confirm_echo` with `state` under the key spelled `key`, and accepting
+    /// input responses, as raw JSON text.
+    pub(super) fn forged_retry(key: &str, state: &str, extra: &str) -> String {
+        format!(
+            r#"{{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{{"name":"confirm_echo","arguments":{{"text":"hi"}},"{key}":"{state}","inputResponses":{{"confirm":{{"action":"accept","content":{{"ok":true}}}}}}{extra}}}}}"#
+        )
+    }
+
+    /// Issue 19, findings 3 and 4: a forged `requestState` (the server's own plain state,
+    /// `confirm:hi`) never reaches the tool: not under an escaped key, and not from a 2025-11-25
+    /// session.
+    #[cfg(feature = "request-state")]
+    #[tokio::test]
+    async fn a_forged_request_state_is_refused_in_every_era_and_spelling() {
+        let Example { raw, bob, .. } = &example_server();
+        let keys = ["requestState", r"request\u0053tate", r"\u0072equestState"];
+        let assert_refused = |answer: &Answer, what: &str| {
+            let refused = message(answer);
+            assert_eq!(refused["error"]["code"], -32602, "{what}: {refused}");
+            assert_eq!(
+                refused["error"]["message"], "Invalid or expired requestState",
+                "{what}: {refused}"
+            );
+        };
+        for key in keys {
+            // Sessionless, with the `_meta` and headers revision 2026-07-28 asks for.
+            let meta = format!(r#","_meta":{}"#, support::modern::meta());
+            let body = forged_retry(key, "confirm:hi", &meta);
+            let answer = Raw::send(
+                raw.http
+                    .post(&raw.url)
+                    .header("accept", "application/json, text/event-stream")
+                    .header("content-type", "application/json")
+                    .header("mcp-protocol-version", support::modern::MODERN)
+                    .header("mcp-method", "tools/call")
+                    .header("mcp-name", "confirm_echo")
+                    .bearer_auth(bob)
+                    .body(body.clone()),
+            )
+            .await;
+            assert_refused(&answer, &format!("sessionless, {key}: {body}"));
+        }
+        let bobs = legacy_session_with_tasks(raw, bob).await;
+        for key in keys {
+            let answer = raw
+                .post_bytes(
+                    Some(&bobs),
+                    Some(bob),
+                    forged_retry(key, "confirm:hi", "").into_bytes(),
+                )
+                .await;
+            assert_refused(&answer, &format!("legacy session, {key}"));
+        }
+    }
 }

@@ -23,6 +23,7 @@ pub const TARGETS: &[&str] = &[
     "jwt",
     "jwks",
     "discovery",
+    "scan",
 ];
 
 /// Runs the check of `target` on `data` (for the corpus replay).
@@ -34,6 +35,7 @@ pub fn run(target: &str, data: &[u8]) {
         "jwt" => jwt(data),
         "jwks" => jwks(data),
         "discovery" => discovery(data),
+        "scan" => scan(data),
         other => panic!("unknown fuzz target {other}"),
     }
 }
@@ -681,3 +683,110 @@ pub fn jwks(_data: &[u8]) {}
 /// Without the `jwt` feature there is nothing to check.
 #[cfg(not(feature = "jwt"))]
 pub fn discovery(_data: &[u8]) {}
+
+/// The answer scanner's reading of SSE and its JSON pre-filter.
+///
+/// Input: one byte `n`, then `n % 4` cut positions (one byte each, taken modulo the length), then
+/// an SSE stream (to which `\n\n` is added, so its last event is complete).
+///
+/// Invariants: the scan passes on every byte as it came, in order, however the stream is cut
+/// into frames; the data of the events it hands its inspector are the data an SSE client
+/// dispatches (WHATWG event-stream rules, written out plainly in [`sse_reference`]); and when the
+/// stream, read as JSON, has a member or string `taskId`, `requestState` or `tasks/` anywhere, the
+/// pre-filter lets it through to be parsed.
+pub fn scan(data: &[u8]) {
+    let Some((&n, rest)) = data.split_first() else {
+        return;
+    };
+    let cuts = usize::from(n % 4).min(rest.len());
+    let (cuts, stream) = rest.split_at(cuts);
+    let mut stream = stream.to_vec();
+    stream.extend_from_slice(b"\n\n");
+    let mut at: Vec<usize> = cuts
+        .iter()
+        .map(|&c| usize::from(c) % stream.len())
+        .collect();
+    at.sort_unstable();
+    at.dedup();
+    let mut frames: Vec<&[u8]> = Vec::new();
+    let mut from = 0;
+    for cut in at.into_iter().chain([stream.len()]) {
+        if cut > from {
+            frames.push(&stream[from..cut]);
+            from = cut;
+        }
+    }
+    let (out, seen) = __private::sse_scan(&frames);
+    assert_eq!(out, stream, "the scan changed the stream");
+    let seen: Vec<Vec<u8>> = seen.into_iter().filter(|d| !d.is_empty()).collect();
+    let dispatched: Vec<Vec<u8>> = sse_reference(&stream)
+        .into_iter()
+        .filter(|d| !d.is_empty())
+        .collect();
+    assert_eq!(seen, dispatched, "the scan read other events than a client");
+
+    if let Ok(value) = serde_json::from_slice::<Value>(&stream[..stream.len() - 2]) {
+        for (name, anchor) in [("taskId", 4), ("requestState", 7), ("tasks/", 5)] {
+            if names(&value, name) {
+                assert!(
+                    __private::may_name(&stream, name, anchor),
+                    "the pre-filter skipped a body that names {name}"
+                );
+            }
+        }
+    }
+}
+
+/// Whether `value` has a member or a string `name`, at any depth.
+fn names(value: &Value, name: &str) -> bool {
+    match value {
+        Value::String(s) => s == name,
+        Value::Array(items) => items.iter().any(|v| names(v, name)),
+        Value::Object(map) => map.iter().any(|(k, v)| k == name || names(v, name)),
+        _ => false,
+    }
+}
+
+/// The data of the events an SSE client dispatches from `stream`, by the WHATWG rules, byte by
+/// byte: a leading BOM is skipped; a line ends at CR LF, LF or CR; an empty line dispatches the
+/// data buffer (when it is not empty, less its last LF); a `data` field (the text before the
+/// first colon, or the whole line) appends its value (less one leading space) and an LF.
+pub fn sse_reference(stream: &[u8]) -> Vec<Vec<u8>> {
+    let stream = stream.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(stream);
+    let mut events = Vec::new();
+    let mut data: Option<Vec<u8>> = None;
+    let mut line = Vec::new();
+    let mut i = 0;
+    while i < stream.len() {
+        let b = stream[i];
+        i += 1;
+        if b != b'\r' && b != b'\n' {
+            line.push(b);
+            continue;
+        }
+        if b == b'\r' && stream.get(i) == Some(&b'\n') {
+            i += 1;
+        }
+        if line.is_empty() {
+            if let Some(mut buffer) = data.take() {
+                buffer.pop();
+                events.push(buffer);
+            }
+            continue;
+        }
+        let (field, value) = match line.iter().position(|&c| c == b':') {
+            Some(colon) => {
+                let value = &line[colon + 1..];
+                (&line[..colon], value.strip_prefix(b" ").unwrap_or(value))
+            }
+            None => (&line[..], &[][..]),
+        };
+        if field == b"data" {
+            let buffer = data.get_or_insert_with(Vec::new);
+            buffer.extend_from_slice(value);
+            buffer.push(b'\n');
+        }
+        line.clear();
+    }
+    events
+}

@@ -22,6 +22,14 @@ use crate::{
 /// assert_eq!(DEFAULT_BINDING_TTL.as_secs(), 24 * 3600);
 /// ```
 pub const DEFAULT_BINDING_TTL: Duration = Duration::from_secs(24 * 3600);
+/// Anonymous bindings live for 10 minutes after their last use: see
+/// [`SessionBindingLayer::anonymous_binding_ttl`].
+///
+/// ```
+/// use mcp_session_binding::DEFAULT_ANONYMOUS_BINDING_TTL;
+/// assert_eq!(DEFAULT_ANONYMOUS_BINDING_TTL.as_secs(), 10 * 60);
+/// ```
+pub const DEFAULT_ANONYMOUS_BINDING_TTL: Duration = Duration::from_secs(10 * 60);
 /// Tombstones of ended sessions live for 24 hours.
 ///
 /// ```
@@ -142,6 +150,7 @@ pub(crate) type EndRequestHook = Arc<dyn Fn(&mut Parts) + Send + Sync>;
 #[derive(Clone)]
 pub(crate) struct Config {
     pub(crate) binding_ttl: Duration,
+    pub(crate) anonymous_binding_ttl: Duration,
     pub(crate) tombstone_ttl: Duration,
     pub(crate) sliding: bool,
     pub(crate) allow_anonymous: bool,
@@ -180,12 +189,34 @@ impl Config {
             crate::store::Owner::Anonymous => self.max_anonymous_sessions,
         }
     }
+
+    /// How long a binding of `owner` lives after its last use.
+    pub(crate) fn binding_ttl_of(&self, owner: &crate::store::Owner) -> Duration {
+        match owner {
+            crate::store::Owner::User(_) => self.binding_ttl,
+            crate::store::Owner::Anonymous => self.anonymous_binding_ttl,
+        }
+    }
+
+    /// The slide of a lookup by `caller`, when sliding: the TTL of the bindings `caller` can
+    /// own, so an anonymous caller never keeps a binding alive longer than the anonymous TTL.
+    /// (A binding the caller does not own is refused; the slide only ever extends.)
+    #[inline]
+    pub(crate) fn slide(&self, caller: Option<&crate::Identity>) -> Option<Duration> {
+        let ttl = if caller.is_some() {
+            self.binding_ttl
+        } else {
+            self.anonymous_binding_ttl
+        };
+        self.sliding.then_some(ttl)
+    }
 }
 
 impl Default for Config {
     fn default() -> Self {
         Self {
             binding_ttl: DEFAULT_BINDING_TTL,
+            anonymous_binding_ttl: DEFAULT_ANONYMOUS_BINDING_TTL,
             tombstone_ttl: DEFAULT_TOMBSTONE_TTL,
             sliding: true,
             allow_anonymous: false,
@@ -214,6 +245,7 @@ impl fmt::Debug for Config {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Config")
             .field("binding_ttl", &self.binding_ttl)
+            .field("anonymous_binding_ttl", &self.anonymous_binding_ttl)
             .field("tombstone_ttl", &self.tombstone_ttl)
             .field("sliding", &self.sliding)
             .field("allow_anonymous", &self.allow_anonymous)
@@ -425,7 +457,8 @@ impl<St, I> SessionBindingLayer<St, I> {
     }
 
     /// How long a binding lives (default 24 h), counted from the last refresh when sliding.
-    /// Make it at least as long as the MCP server keeps idle sessions.
+    /// Make it at least as long as the MCP server keeps idle sessions. Anonymous bindings have
+    /// their own, shorter TTL: [`anonymous_binding_ttl`](Self::anonymous_binding_ttl).
     ///
     /// ```
     /// # #[cfg(feature = "memory")] {
@@ -441,8 +474,51 @@ impl<St, I> SessionBindingLayer<St, I> {
         self
     }
 
+    /// How long an anonymous binding lives after its last use (default
+    /// [`DEFAULT_ANONYMOUS_BINDING_TTL`], 10 minutes), sliding like
+    /// [`binding_ttl`](Self::binding_ttl), which it replaces for anonymous sessions. Only
+    /// matters with [`allow_anonymous`](Self::allow_anonymous).
+    ///
+    /// It bounds how long an anonymous flood outlives itself: anonymous callers share one
+    /// [budget](Self::max_anonymous_sessions), and a flood that spent it locks every other
+    /// anonymous caller out (429) until its bindings expire, so at most this long after the
+    /// flood's last request; the 429's `Retry-After` is at most this too.
+    ///
+    /// **The trade-off.** An anonymous client idle for longer than this finds its session gone
+    /// (404) and must initialize again, as the MCP clients do on a 404. rmcp itself drops a
+    /// session idle for about 5 minutes (`keep_alive`), so the default costs rmcp clients
+    /// nothing; keep this above your server's idle timeout. A longer one keeps idle anonymous
+    /// sessions, and a flood's effect, for longer; a larger budget dilutes a flood instead.
+    ///
+    /// A request on an anonymous session by a caller with an identity is refused and, by
+    /// default, ends the session; with [`end_session_on_mismatch(false)`](Self::end_session_on_mismatch)
+    /// such a refused lookup may extend the anonymous binding up to the binding TTL.
+    ///
+    /// ```
+    /// # #[cfg(feature = "memory")] {
+    /// use std::time::Duration;
+    /// use mcp_session_binding::SessionBindingLayer;
+    ///
+    /// let layer = SessionBindingLayer::new()
+    ///     .allow_anonymous(true)
+    ///     .anonymous_binding_ttl(Duration::from_secs(5 * 60));
+    /// # let _ = layer;
+    /// # }
+    /// ```
+    pub fn anonymous_binding_ttl(mut self, ttl: Duration) -> Self {
+        self.config.anonymous_binding_ttl = ttl;
+        self
+    }
+
     /// How long the tombstone of an ended session lives (default 24 h). Until it expires, the id
     /// can never be bound again; after, it reads as unknown (still 404).
+    ///
+    /// Each identity keeps at most twice its [session limit](Self::max_sessions_per_identity)
+    /// of bindings and tombstones together (the anonymous owner, twice the
+    /// [anonymous budget](Self::max_anonymous_sessions)): creating a session evicts the
+    /// identity's oldest tombstones beyond the limit, whatever their TTL. An evicted tombstone
+    /// reads as unknown early, so its session still answers 404; see the
+    /// [store docs](crate::store#semantics-every-store-must-have).
     ///
     /// ```
     /// # #[cfg(feature = "memory")] {
@@ -562,8 +638,9 @@ impl<St, I> SessionBindingLayer<St, I> {
     /// Anonymous callers cannot be told apart, so they share one budget, separate from every
     /// identity's: an anonymous flood meets 429 (`too_many_sessions`) once the budget is spent,
     /// and authenticated users keep creating sessions. The flood can still lock out other
-    /// anonymous callers until its bindings expire; size this (and the binding TTL) for the
-    /// anonymous sessions you expect within one binding TTL. A
+    /// anonymous callers until its bindings expire, at most
+    /// [`anonymous_binding_ttl`](Self::anonymous_binding_ttl) (10 minutes) after its last
+    /// request; size this for the anonymous sessions you expect within that TTL. A
     /// [`MemoryStore`](crate::store::MemoryStore) with a capacity also keeps anonymous bindings
     /// to half of it, whatever this says.
     ///

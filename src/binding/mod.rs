@@ -29,11 +29,11 @@ pub(crate) mod stream;
 pub(crate) mod tasks;
 
 #[cfg(feature = "request-state")]
-pub(crate) use tasks::MCP_METHOD;
 pub(crate) mod trace;
 
 pub use body::ResponseBody;
 pub use future::ResponseFuture;
+pub use layer::DEFAULT_ANONYMOUS_BINDING_TTL;
 pub use layer::{
     DEFAULT_BINDING_TTL, DEFAULT_MAX_ANONYMOUS_SESSIONS, DEFAULT_MAX_ANSWER_BYTES,
     DEFAULT_MAX_BATCH_ANSWERS, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_SESSION_ID_LEN,

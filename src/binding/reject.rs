@@ -53,7 +53,8 @@ pub enum RejectionReason {
     MissingIdentity,
     /// The request carries an identity that is unusable (a claim missing or not a string): 401.
     InvalidIdentity,
-    /// The inner service minted a session id that is already bound or ended: 500.
+    /// The inner service minted a session id that is already bound or ended: 500. A bound
+    /// one is left as it is (it is not the caller's to end).
     BindConflict,
     /// The inner service minted a session id that is not a valid header value: 500.
     InvalidMintedSessionId,
@@ -346,16 +347,23 @@ where
         config.refused_body_timeout,
     )
     .await;
-    read.map_err(|failed| {
-        let failed = match failed {
-            early::ReadError::TooLarge => RejectionReason::BodyTooLarge,
-            early::ReadError::TimedOut => RejectionReason::BodyTimeout,
-            early::ReadError::Unreadable => RejectionReason::BodyUnreadable,
-        };
-        let mut answer = plain(failed, None);
-        early::close(parts.version, &mut answer);
-        answer
-    })
+    read.map_err(|failed| body_not_read(parts, failed))
+}
+
+/// The answer to a request whose body could not be read (413, 408 or 400, with its reason), with
+/// `Connection: close` on HTTP/1.1.
+pub(crate) fn body_not_read(
+    parts: &http::request::Parts,
+    failed: early::ReadError,
+) -> Response<Full<Bytes>> {
+    let reason = match failed {
+        early::ReadError::TooLarge => RejectionReason::BodyTooLarge,
+        early::ReadError::TimedOut => RejectionReason::BodyTimeout,
+        early::ReadError::Unreadable => RejectionReason::BodyUnreadable,
+    };
+    let mut answer = plain(reason, None);
+    early::close(parts.version, &mut answer);
+    answer
 }
 
 #[cfg(test)]

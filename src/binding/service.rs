@@ -318,7 +318,7 @@ where
             return ResponseFuture::inner(future, Some(Box::new(after)));
         };
 
-        let slide = self.config.sliding.then_some(self.config.binding_ttl);
+        let slide = self.config.slide(caller.as_ref());
         let found = self.store.lookup_now(key, slide);
         if let Some(Ok(Lookup::Bound(owner))) = &found
             && owns(owner, caller.as_ref(), &self.config)
@@ -516,7 +516,7 @@ where
     /// Looks the session up again, under `key`, and decides on what that finds.
     fn look_again(mut self, key: SessionKey) -> ResponseFuture<S::Future, ResBody> {
         self.key = key;
-        let slide = self.config.sliding.then_some(self.config.binding_ttl);
+        let slide = self.config.slide(self.caller.as_ref());
         ResponseFuture::boxed(
             async move {
                 let found = self.store.lookup(key, slide).await;

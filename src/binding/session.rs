@@ -272,7 +272,10 @@ where
         }
     };
     let limit = config.session_limit(&owner);
-    let (tombstone, reason) = match store.bind(key, &owner, config.binding_ttl, limit).await {
+    let (tombstone, reason) = match store
+        .bind(key, &owner, config.binding_ttl_of(&owner), limit)
+        .await
+    {
         Ok(BindOutcome::Created) => {
             trace::bound(caller.as_ref(), key);
             if config.end_session_uri.is_none()
@@ -289,14 +292,21 @@ where
             end_session(inner, store, None, config, head, session, caller).await;
             return reject::too_many_sessions(retry_after).map(ResponseBody::answer);
         }
-        Ok(BindOutcome::AlreadyBound(_) | BindOutcome::AlreadyEnded) => {
-            trace::rejected(
-                RejectionReason::BindConflict,
-                caller.as_ref(),
-                Some(key),
-                None,
-            );
-            (Some(key), RejectionReason::BindConflict)
+        Ok(BindOutcome::AlreadyBound(_)) => {
+            // The inner service handed out an id that is someone's live session (a fixation in
+            // the server underneath). That session is not the caller's to end: no tombstone, no
+            // `DELETE` (it would end the owner's inner session); the caller gets no id.
+            let what = "the inner service minted the id of a live session; it is left as it is";
+            let reason = RejectionReason::BindConflict;
+            trace::rejected(reason, caller.as_ref(), Some(key), Some(what));
+            return refuse(reason);
+        }
+        Ok(BindOutcome::AlreadyEnded) => {
+            // An ended id minted again: nobody's session. The inner one is ended; the tombstone
+            // stays as it is.
+            let reason = RejectionReason::BindConflict;
+            trace::rejected(reason, caller.as_ref(), Some(key), None);
+            (None, reason)
         }
         Err(error) if error.kind() == StoreErrorKind::Corrupt => {
             let what = "a new session id collides with a corrupt stored value";

@@ -18,26 +18,23 @@
 //! - **filters** `subscriptions/listen` streams: a `notifications/tasks` event about a task the
 //!   caller did not create is dropped.
 //!
-//! Which requests take these paths is decided from the `Mcp-Method` header alone: every other
-//! request passes as before, and no request body is read except to answer a refused one.
+//! Which sessionless requests take these paths is decided from the `Mcp-Method` header alone:
+//! every other request passes as before, and no request body is read except to answer a refused
+//! one. Answers are read by the shared scanner ([`scan`]): JSON after unescaping, SSE in every
+//! framing a client accepts. [`TaskParamsLayer`](crate::task_params::TaskParamsLayer) uses the
+//! same recording and checks for tasks reached from session-era sessions, by their bodies.
 //!
 //! Task records have an owner of their own kind (see [`task_owner`]), so tasks never count
 //! against the per-identity session limits.
 //!
 //! [`KeyDerivation::task`]: crate::store::KeyDerivation::task
 
-use std::{
-    collections::VecDeque,
-    fmt,
-    sync::Arc,
-    task::{Context, Poll},
-    time::Duration,
-};
+use std::{sync::Arc, time::Duration};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures::future::{BoxFuture, FutureExt};
 use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode, header};
-use http_body::{Body, Frame};
+use http_body::Body;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use tower::Service;
@@ -53,16 +50,12 @@ use crate::{
     protocol::{
         early,
         envelope::{self, Classified, Message},
+        headers::{MCP_METHOD, MCP_NAME},
         jsonrpc::{self, code},
-        sse,
+        scan::{self, Framing, Inspect, Scan, Verdict},
     },
     store::{BindOutcome, BindingStore, Lookup, Owner, StoreErrorKind},
 };
-
-/// `Mcp-Method`: the request's JSON-RPC method, mirrored in a header (revision 2026-07-28).
-pub(crate) const MCP_METHOD: HeaderName = HeaderName::from_static("mcp-method");
-/// `Mcp-Name`: `params.name`, `params.uri`, or for `tasks/*` the `params.taskId`.
-pub(crate) const MCP_NAME: HeaderName = HeaderName::from_static("mcp-name");
 
 /// What the layer does with a sessionless request, by its `Mcp-Method`.
 #[derive(Debug, PartialEq, Eq)]
@@ -317,17 +310,15 @@ pub(crate) fn answer_for(
 /// What a scanned answer is inspected for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Mode {
-    /// A `tools/call` answer: record the task it creates.
+    /// A `tools/call` answer, in any era: record the task it creates, whichever shape its result
+    /// has (`result.taskId` with `resultType: "task"`, the tasks extension's, which rmcp also
+    /// sends in 2025-11-25 sessions; or 2025-11-25's `result.task.taskId`).
     Create,
-    /// The answer to a session-era (2025-11-25) `tools/call` with `params.task`: record
-    /// `result.task.taskId` (`TaskParamsLayer` with legacy tasks).
-    LegacyCreate,
     /// A `subscriptions/listen` stream: drop notifications about other callers' tasks.
     Listen,
 }
 
-/// The work after a sessionless `tools/call` or `subscriptions/listen` answered: wrap its body
-/// in a [`TaskScan`].
+/// The work after a `tools/call` or `subscriptions/listen` answered: scan its body.
 pub(crate) struct Capture<St> {
     pub(crate) store: St,
     pub(crate) config: Arc<Config>,
@@ -335,43 +326,22 @@ pub(crate) struct Capture<St> {
     pub(crate) mode: Mode,
 }
 
-/// How a body is framed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Framing {
-    Json,
-    Sse,
-}
-
-fn framing<B>(response: &Response<B>) -> Option<Framing> {
-    let content_type = response.headers().get(header::CONTENT_TYPE)?.as_bytes();
-    let starts = |prefix: &[u8]| {
-        content_type.len() >= prefix.len()
-            && content_type[..prefix.len()].eq_ignore_ascii_case(prefix)
-    };
-    if starts(b"text/event-stream") {
-        Some(Framing::Sse)
-    } else if starts(b"application/json") {
-        Some(Framing::Json)
-    } else {
-        None
-    }
-}
-
 impl<St> Capture<St> {
     /// The scan of this capture's answer, with the capture as its recorder, boxed: on the
     /// sessionless path it is the work after the answer, and becomes its body's state, so the
     /// request costs one allocation.
-    pub(crate) fn scan(self) -> Box<TaskScan<Self>> {
-        Box::new(TaskScan {
-            mode: self.mode,
+    pub(crate) fn scan(self) -> Box<Scan<TaskInspect<Self>>> {
+        let cap = self.config.max_body_bytes;
+        Box::new(Scan::new(
             // Set from the answer's `Content-Type` before the body is read.
-            framing: Framing::Json,
-            cap: self.config.max_body_bytes,
-            held: None,
-            passthrough: false,
-            inner_done: false,
-            recorder: self,
-        })
+            Framing::Json,
+            cap,
+            TaskInspect {
+                mode: self.mode,
+                done: false,
+                recorder: self,
+            },
+        ))
     }
 }
 
@@ -382,7 +352,7 @@ where
     E: Send + 'static,
 {
     fn applies_to(&self, response: &Response<ResBody>) -> bool {
-        response.status().is_success() && framing(response).is_some()
+        response.status().is_success() && scan::framing(response.headers()).is_some()
     }
 
     fn run(self: Box<Self>, response: Response<ResBody>) -> Then<ResBody, E> {
@@ -393,27 +363,27 @@ where
     }
 }
 
-impl<St, ResBody, E> AfterResponse<ResBody, E> for TaskScan<Capture<St>>
+impl<St, ResBody, E> AfterResponse<ResBody, E> for Scan<TaskInspect<Capture<St>>>
 where
     St: BindingStore + Clone,
     ResBody: Send + 'static,
     E: Send + 'static,
 {
     fn applies_to(&self, response: &Response<ResBody>) -> bool {
-        AfterResponse::<ResBody, E>::applies_to(&self.recorder, response)
+        AfterResponse::<ResBody, E>::applies_to(&self.inspector().recorder, response)
     }
 
     fn run(mut self: Box<Self>, response: Response<ResBody>) -> Then<ResBody, E> {
         // One look at `Content-Type`: it decides both whether to scan and how.
-        let framing = match framing(&response) {
+        let framing = match scan::framing(response.headers()) {
             Some(framing) if response.status().is_success() => framing,
             _ => return Then::Now(Ok(response.map(ResponseBody::inner))),
         };
-        self.framing = framing;
+        self.set_framing(framing);
         let (mut parts, body) = response.into_parts();
         // The answer may be rewritten (a task that could not be recorded): its length may change.
         parts.headers.remove(header::CONTENT_LENGTH);
-        // The same box, its recorder's type erased: no allocation.
+        // The same box, its inspector's type erased: no allocation.
         let body = ResponseBody::scanned(body, self);
         Then::Now(Ok(Response::from_parts(parts, body)))
     }
@@ -473,57 +443,18 @@ impl<St: BindingStore + Clone> TaskRecorder for Capture<St> {
     }
 }
 
-/// An event waiting for the store.
-struct Pending {
-    future: BoxFuture<'static, bool>,
-    /// The event, passed on when the store says yes.
-    event: Bytes,
-    /// Passed on instead when the store says no (`None`: drop the event).
-    instead: Option<Bytes>,
-}
-
-/// The state of a scanned answer body: the inner body's bytes pass through event by event
-/// (SSE) or whole (JSON, up to the body cap); an event that creates a task is held until the
-/// task is recorded.
+/// What the task layers look for in an answer: a task created, or a notification about one.
 ///
 /// `R` is the recorder: the [`Capture`] while the scan waits for the answer, erased to
 /// `dyn TaskRecorder` in the body (it is the last field, so a box of one coerces to the other).
-pub(crate) struct TaskScan<R: ?Sized = dyn TaskRecorder> {
+pub(crate) struct TaskInspect<R: ?Sized> {
     mode: Mode,
-    framing: Framing,
-    /// Most bytes held while looking for the end of an event (or of a JSON answer); past it the
-    /// rest passes unscanned (a task in it is never recorded, so no one can use it).
-    cap: usize,
-    /// What the scan holds back; `None` until a frame cannot pass on as it came (most answers
-    /// never need it, and then drop nothing).
-    held: Option<Held>,
-    passthrough: bool,
-    inner_done: bool,
+    /// The answer was seen: nothing after it can create a task.
+    done: bool,
     recorder: R,
 }
 
-/// The bytes and events a [`TaskScan`] holds back.
-#[derive(Default)]
-struct Held {
-    /// The start of an event (or of a JSON answer) whose end has not come yet.
-    buf: BytesMut,
-    /// What goes out next, in order.
-    out: VecDeque<Frame<Bytes>>,
-    /// The event waiting for the store.
-    pending: Option<Pending>,
-}
-
-impl<R: ?Sized> fmt::Debug for TaskScan<R> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TaskScan")
-            .field("mode", &self.mode)
-            .field("framing", &self.framing)
-            .field("buffered", &self.held.as_ref().map_or(0, |h| h.buf.len()))
-            .field("passthrough", &self.passthrough)
-            .finish_non_exhaustive()
-    }
-}
-
+/// A message, as far as the task scan reads it (serde unescapes keys and strings).
 #[derive(Deserialize)]
 struct Scanned<'a> {
     #[serde(borrow)]
@@ -557,224 +488,88 @@ struct ScannedParams {
     task_id: Option<String>,
 }
 
-/// Whether `bytes` holds `taskId`, which every message that creates or is about a task carries.
-fn names_a_task(bytes: &[u8]) -> bool {
-    static TASK_ID: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
-        std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"taskId"));
-    TASK_ID.find(bytes).is_some()
+/// `taskId`: every message that creates or is about a task carries it, in some spelling.
+const TASK_ID: scan::Name = scan::Name::new(b"taskId", 4);
+
+impl ScannedResult {
+    /// The task this result creates, and its TTL in milliseconds.
+    fn created(&self) -> Option<(String, Option<u64>)> {
+        if self.result_type.as_deref() == Some("task")
+            && let Some(task_id) = &self.task_id
+        {
+            return Some((task_id.clone(), self.ttl_ms));
+        }
+        let task = self.task.as_ref()?;
+        Some((task.task_id.clone()?, task.ttl))
+    }
 }
 
-impl TaskScan {
-    /// What was held back, made when first needed.
-    fn held(&mut self) -> &mut Held {
-        self.held.get_or_insert_with(Held::default)
+impl<R: TaskRecorder + ?Sized> Inspect for TaskInspect<R> {
+    fn concerns(&self, raw: &[u8]) -> bool {
+        scan::may_name(raw, &TASK_ID)
     }
 
-    /// The event as it goes out: SSE events as they came, JSON as the whole body.
-    fn handle(&mut self, event: Bytes) {
-        if !names_a_task(&event) {
-            self.held().out.push_back(Frame::data(event));
-            return;
-        }
-        let data = match self.framing {
-            Framing::Sse => sse::data(&event),
-            Framing::Json => event.to_vec(),
-        };
-        let Ok(message) = serde_json::from_slice::<Scanned<'_>>(&data) else {
-            self.held().out.push_back(Frame::data(event));
-            return;
-        };
-        let pending = match self.mode {
-            Mode::Create | Mode::LegacyCreate => {
-                let result = message.result.as_ref();
-                let (created, ttl_ms) = if self.mode == Mode::LegacyCreate {
-                    let task = result.and_then(|r| r.task.as_ref());
-                    (
-                        task.and_then(|t| t.task_id.clone()),
-                        task.and_then(|t| t.ttl),
-                    )
-                } else {
-                    let task = result.filter(|r| r.result_type.as_deref() == Some("task"));
-                    (
-                        task.and_then(|r| r.task_id.clone()),
-                        task.and_then(|r| r.ttl_ms),
-                    )
+    fn inspect(&mut self, json: &[u8]) -> Verdict {
+        let message = serde_json::from_slice::<Scanned<'_>>(json);
+        match self.mode {
+            Mode::Create => {
+                // A message that may name a task but does not parse passes: it records nothing,
+                // so the task in it (if any) is nobody's and cannot be used.
+                let Ok(message) = message else {
+                    return Verdict::Pass;
                 };
                 if message.result.is_some() {
-                    // The answer: nothing after it can create a task.
-                    self.passthrough = true;
+                    self.done = true;
                 }
-                let (Some(task_id), Some(id)) = (created, message.id) else {
-                    self.held().out.push_back(Frame::data(event));
-                    return;
+                let created = message.result.as_ref().and_then(ScannedResult::created);
+                let (Some((task_id, ttl_ms)), Some(id)) = (created, message.id) else {
+                    return Verdict::Pass;
                 };
                 let error = jsonrpc::error_for(
                     id,
                     code::SERVER_ERROR,
                     "The task could not be recorded for its creator, so it cannot be used; retry",
                 );
-                let instead = match self.framing {
-                    Framing::Sse => {
-                        let mut framed = b"data: ".to_vec();
-                        framed.extend_from_slice(&error);
-                        framed.extend_from_slice(b"\n\n");
-                        framed
-                    }
-                    Framing::Json => error,
-                };
-                Pending {
-                    future: self.recorder.record(task_id, ttl_ms),
-                    event,
-                    instead: Some(Bytes::from(instead)),
+                Verdict::Wait {
+                    decision: self.recorder.record(task_id, ttl_ms),
+                    instead: Some(error),
                 }
             }
             Mode::Listen => {
-                let about = message
+                // Fail closed: a message that may be about a task and cannot be read is dropped.
+                let Ok(message) = message else {
+                    return Verdict::Drop;
+                };
+                let about_tasks = message
                     .method
                     .as_deref()
-                    .filter(|m| m.starts_with("notifications/tasks"))
-                    .and(message.params)
-                    .and_then(|p| p.task_id);
-                let Some(task_id) = about else {
-                    self.held().out.push_back(Frame::data(event));
-                    return;
-                };
-                Pending {
-                    future: self.recorder.owns(task_id),
-                    event,
-                    instead: None,
+                    .is_some_and(|m| m.starts_with("notifications/tasks"));
+                if !about_tasks {
+                    return Verdict::Pass;
                 }
-            }
-        };
-        self.held().pending = Some(pending);
-    }
-
-    /// Whether `data`, a frame that arrived with nothing buffered, is complete events (SSE) or the
-    /// whole body (JSON) and names no task: what [`handle`](Self::handle) passes on unchanged.
-    fn whole_and_plain<B: Body>(&self, data: &Bytes, body: &std::pin::Pin<&mut B>) -> bool {
-        let whole = match self.framing {
-            Framing::Sse => data.ends_with(b"\n\n") || data.ends_with(b"\r\n\r\n"),
-            Framing::Json => body.is_end_stream(),
-        };
-        whole && !names_a_task(data)
-    }
-
-    /// Handles every complete event in the buffer (or the whole JSON body once it ended).
-    fn drain_events(&mut self) {
-        loop {
-            let Some(held) = &mut self.held else {
-                return; // nothing buffered
-            };
-            if held.pending.is_some() || held.buf.is_empty() {
-                return;
-            }
-            if self.passthrough {
-                let rest = held.buf.split().freeze();
-                held.out.push_back(Frame::data(rest));
-                return;
-            }
-            let end = match self.framing {
-                Framing::Sse => sse::event_end(&held.buf),
-                Framing::Json => None,
-            };
-            match end {
-                Some(end) => {
-                    let event = held.buf.split_to(end).freeze();
-                    self.handle(event);
-                }
-                None if self.inner_done => {
-                    let rest = held.buf.split().freeze();
-                    self.handle(rest);
-                }
-                None if held.buf.len() > self.cap => {
-                    self.passthrough = true;
-                }
-                None => return,
-            }
-        }
-    }
-
-    /// Whether nothing is held back: a frame can pass on as it came.
-    fn holds_nothing(&self) -> bool {
-        self.held.as_ref().is_none_or(|held| held.buf.is_empty())
-    }
-
-    /// Polls the scan over `body`.
-    pub(crate) fn poll_frame<B>(
-        &mut self,
-        mut body: std::pin::Pin<&mut B>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>>
-    where
-        B: Body<Data = Bytes>,
-    {
-        loop {
-            if let Some(held) = &mut self.held {
-                if let Some(frame) = held.out.pop_front() {
-                    return Poll::Ready(Some(Ok(frame)));
-                }
-                if let Some(pending) = &mut held.pending {
-                    let yes = std::task::ready!(pending.future.poll_unpin(cx));
-                    let pending = held.pending.take().expect("pending event");
-                    let send = if yes {
-                        Some(pending.event)
-                    } else {
-                        pending.instead
-                    };
-                    if let Some(send) = send {
-                        held.out.push_back(Frame::data(send));
-                    }
-                    self.drain_events();
-                    continue;
-                }
-            }
-            if self.inner_done {
-                if self.holds_nothing() {
-                    return Poll::Ready(None);
-                }
-                self.drain_events();
-                continue;
-            }
-            match std::task::ready!(body.as_mut().poll_frame(cx)) {
-                Some(Ok(frame)) => match frame.into_data() {
-                    Ok(data) if self.passthrough && self.holds_nothing() => {
-                        return Poll::Ready(Some(Ok(Frame::data(data))));
-                    }
-                    Ok(data) if self.holds_nothing() && self.whole_and_plain(&data, &body) => {
-                        // What `handle` would pass on unchanged, without copying it.
-                        return Poll::Ready(Some(Ok(Frame::data(data))));
-                    }
-                    Ok(data) => {
-                        self.held().buf.extend_from_slice(&data);
-                        self.drain_events();
-                    }
-                    Err(frame) => {
-                        // Trailers: whatever is held goes first, unscanned.
-                        self.passthrough = true;
-                        let held = self.held();
-                        if !held.buf.is_empty() {
-                            let rest = held.buf.split().freeze();
-                            held.out.push_back(Frame::data(rest));
-                        }
-                        held.out.push_back(frame);
-                    }
-                },
-                Some(Err(error)) => return Poll::Ready(Some(Err(error))),
-                None => {
-                    self.inner_done = true;
+                match message.params.and_then(|p| p.task_id) {
+                    Some(task_id) => Verdict::Wait {
+                        decision: self.recorder.owns(task_id),
+                        instead: None,
+                    },
+                    None => Verdict::Drop,
                 }
             }
         }
     }
 
-    /// Whether nothing more will come.
-    pub(crate) fn is_end_stream(&self) -> bool {
-        self.inner_done
-            && self.held.as_ref().is_none_or(|held| {
-                held.buf.is_empty() && held.out.is_empty() && held.pending.is_none()
-            })
+    fn done(&self) -> bool {
+        self.done
+    }
+
+    fn ends_when_too_large(&self) -> bool {
+        // A listen stream's event that cannot be read may be about another caller's task.
+        self.mode == Mode::Listen
     }
 }
+
+/// The scan state of a task-scanned body.
+pub(crate) type TaskScan = Scan<dyn Inspect>;
 
 #[cfg(test)]
 mod tests {
@@ -894,6 +689,140 @@ mod tests {
             None
         );
         assert!(seen(&[("mcp-session-id", "a"), ("mcp-session-id", "b")]).session_id);
+    }
+
+    /// A recorder that records in memory and owns what it is told.
+    #[derive(Clone, Default)]
+    struct Recorded {
+        recorded: Arc<std::sync::Mutex<Vec<String>>>,
+        owned: &'static [&'static str],
+    }
+
+    impl TaskRecorder for Recorded {
+        fn record(&self, task_id: String, _: Option<u64>) -> BoxFuture<'static, bool> {
+            self.recorded.lock().unwrap().push(task_id);
+            futures::future::ready(true).boxed()
+        }
+        fn owns(&self, task_id: String) -> BoxFuture<'static, bool> {
+            futures::future::ready(self.owned.contains(&task_id.as_str())).boxed()
+        }
+    }
+
+    /// `text` with the characters at the positions set in `mask` written as `\uXXXX` (upper
+    /// or lower case hex, as `upper` says): every spelling of a key that serde reads.
+    fn escaped(text: &str, mask: u32, upper: bool) -> String {
+        text.chars()
+            .enumerate()
+            .map(|(i, c)| match (mask >> i) & 1 {
+                1 if upper => format!("\\u{:04X}", c as u32),
+                1 => format!("\\u{:04x}", c as u32),
+                _ => c.to_string(),
+            })
+            .collect()
+    }
+
+    /// `json` as the body of each framing: JSON, and an SSE event in each line ending, with
+    /// and without a leading BOM.
+    fn bodies(json: &str) -> Vec<(Framing, Vec<u8>)> {
+        let mut bodies = vec![(Framing::Json, json.as_bytes().to_vec())];
+        for end in ["\n", "\r\n", "\r"] {
+            for bom in ["", "\u{feff}"] {
+                // The BOM right before the data line: only stripped, the line is data.
+                let event = format!("{bom}data: {json}{end}id: 1{end}{end}");
+                bodies.push((Framing::Sse, event.into_bytes()));
+            }
+        }
+        bodies
+    }
+
+    /// Scans `body`, split at its middle, for `mode`; what came out and what was recorded.
+    fn scan(
+        mode: Mode,
+        framing: Framing,
+        body: &[u8],
+        owned: &'static [&'static str],
+    ) -> (Vec<u8>, Vec<String>) {
+        let recorder = Recorded {
+            owned,
+            ..Recorded::default()
+        };
+        let recorded = recorder.recorded.clone();
+        let inspector = TaskInspect {
+            mode,
+            done: false,
+            recorder,
+        };
+        let scan = Scan::new(framing, 1 << 16, inspector);
+        let (a, b) = body.split_at(body.len() / 2);
+        let out = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(crate::protocol::scan::run(scan, &[a, b]));
+        let ids = recorded.lock().unwrap().clone();
+        (out, ids)
+    }
+
+    #[test]
+    fn created_tasks_are_recorded_in_every_spelling_and_framing() {
+        for mask in 0..64 {
+            for upper in [false, true] {
+                let key = escaped("taskId", mask, upper);
+                for answer in [
+                    format!(
+                        r#"{{"jsonrpc":"2.0","id":1,"result":{{"resultType":"task","{key}":"t-1"}}}}"#
+                    ),
+                    format!(
+                        r#"{{"jsonrpc":"2.0","id":1,"result":{{"task":{{"{key}":"t-1","ttl":null}}}}}}"#
+                    ),
+                    format!(
+                        r#"{{"jsonrpc":"2.0","id":1,"result":{{"result\u0054ype":"t\u0061sk","{key}":"t\u002d1"}}}}"#
+                    ),
+                ] {
+                    for (framing, body) in bodies(&answer) {
+                        let (out, ids) = scan(Mode::Create, framing, &body, &[]);
+                        let text = String::from_utf8_lossy(&body);
+                        assert_eq!(ids, ["t-1"], "{text}");
+                        assert_eq!(out, body, "passed on as it came: {text}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn listen_streams_drop_other_callers_tasks_in_every_spelling_and_framing() {
+        for mask in 0..64 {
+            let key = escaped("taskId", mask, mask % 2 == 0);
+            for method in [
+                r"notifications/tasks/status",
+                r"notifications\/tasks\/status",
+                r"notific\u0061tions/tasks/status",
+            ] {
+                let about = |task: &str| {
+                    format!(
+                        r#"{{"jsonrpc":"2.0","method":"{method}","params":{{"{key}":"{task}","status":"completed"}}}}"#
+                    )
+                };
+                for (framing, body) in bodies(&about("alices")) {
+                    if framing == Framing::Json {
+                        continue; // a listen stream is SSE
+                    }
+                    let text = String::from_utf8_lossy(&body);
+                    let (out, _) = scan(Mode::Listen, framing, &body, &["bobs"]);
+                    assert!(out.is_empty(), "{text}");
+                    let (out, _) = scan(Mode::Listen, framing, &body, &["alices"]);
+                    assert_eq!(out, body, "{text}");
+                }
+            }
+        }
+        // An event that may be about a task but does not parse is dropped.
+        for event in [
+            &b"data: {\"method\":\"notifications/tasks/status\",\"params\":{\"taskId\":1}}\n\n"[..],
+            b"data: {\"method\":\"notifications/tasks/status\",\"params\":{\"task\\u0049d\":\"a\",\"taskId\":\"b\"}}\n\n",
+        ] {
+            let (out, _) = scan(Mode::Listen, Framing::Sse, event, &["a", "b"]);
+            assert!(out.is_empty(), "{}", String::from_utf8_lossy(event));
+        }
     }
 
     #[test]

@@ -10,9 +10,12 @@
 use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
-use http::{HeaderValue, Response, Version, header};
+use http::{HeaderValue, Response, StatusCode, Version, header};
 use http_body::Body;
 use http_body_util::BodyExt;
+use http_body_util::Full;
+
+use super::jsonrpc;
 
 /// The most an early answer drains of a request body to keep the connection usable.
 pub(crate) const DRAIN_MAX_BYTES: usize = 64 * 1024;
@@ -91,8 +94,72 @@ pub(crate) enum ReadError {
     TimedOut,
 }
 
-/// Reads a refused body: at most `cap` bytes (a declared `Content-Length` over it is refused
-/// before reading), within `timeout`. Holds at most `cap` bytes.
+impl ReadError {
+    /// The JSON-RPC answer to a body that could not be read: 413, 408 or 400.
+    pub(crate) fn answer(&self) -> Response<Full<Bytes>> {
+        let (status, message) = match self {
+            Self::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "Request body too large"),
+            Self::TimedOut => (
+                StatusCode::REQUEST_TIMEOUT,
+                "Request body not received in time",
+            ),
+            Self::Unreadable => (StatusCode::BAD_REQUEST, "Request body could not be read"),
+        };
+        jsonrpc::response(
+            status,
+            jsonrpc::error(jsonrpc::code::INVALID_REQUEST, message),
+        )
+    }
+}
+
+/// A body as far as it is there without waiting.
+pub(crate) enum Taken {
+    /// All of it (one data frame, then its end: what hyper hands on for a small request), or why
+    /// it cannot be read.
+    Whole(Result<Bytes, ReadError>),
+    /// Its start; the rest is still to come (see [`read_rest`]).
+    Started(BytesMut),
+}
+
+/// Takes what of `body` is there now, without waiting and without a timer: for `Bytes` data, a
+/// whole body is taken without a copy. At most `cap` bytes.
+pub(crate) fn take_now<B>(body: &mut B, cap: usize) -> Taken
+where
+    B: Body + Unpin,
+    B::Data: Buf,
+{
+    let mut started = BytesMut::new();
+    if body.is_end_stream() {
+        return Taken::Whole(Ok(Bytes::new()));
+    }
+    let waker = futures::task::noop_waker_ref();
+    let mut cx = std::task::Context::from_waker(waker);
+    // Polled with a no-op waker: if it is not ready, the read goes on later with the task's own.
+    match std::pin::Pin::new(&mut *body).poll_frame(&mut cx) {
+        std::task::Poll::Pending => Taken::Started(started),
+        std::task::Poll::Ready(None) => Taken::Whole(Ok(Bytes::new())),
+        std::task::Poll::Ready(Some(Err(_))) => Taken::Whole(Err(ReadError::Unreadable)),
+        std::task::Poll::Ready(Some(Ok(frame))) => {
+            let Ok(mut data) = frame.into_data() else {
+                return Taken::Started(started);
+            };
+            let len = data.remaining();
+            if len > cap {
+                return Taken::Whole(Err(ReadError::TooLarge));
+            }
+            let data = data.copy_to_bytes(len);
+            if body.is_end_stream() {
+                return Taken::Whole(Ok(data));
+            }
+            started.extend_from_slice(&data);
+            Taken::Started(started)
+        }
+    }
+}
+
+/// Reads a body: at most `cap` bytes (a declared `Content-Length` over it is refused before
+/// reading), within `timeout`. Holds at most `cap` bytes. A body that is there whole already is
+/// taken without a timer (see [`take_now`]).
 pub(crate) async fn read_bounded<B>(
     body: B,
     declared: Option<u64>,
@@ -106,9 +173,31 @@ where
     if declared.is_some_and(|len| len > cap as u64) {
         return Err(ReadError::TooLarge);
     }
+    let mut body = std::pin::pin!(body);
+    let started = match take_now(&mut body, cap) {
+        Taken::Whole(read) => return read,
+        Taken::Started(started) => started,
+    };
+    read_rest(body, started, declared, cap, timeout).await
+}
+
+/// Reads the rest of a body whose start is `started`, within the bounds of [`read_bounded`].
+pub(crate) async fn read_rest<B>(
+    body: B,
+    mut collected: BytesMut,
+    declared: Option<u64>,
+    cap: usize,
+    timeout: Duration,
+) -> Result<Bytes, ReadError>
+where
+    B: Body,
+    B::Data: Buf,
+{
+    if declared.is_some_and(|len| len > cap as u64) {
+        return Err(ReadError::TooLarge);
+    }
     let read = async {
         let mut body = std::pin::pin!(body);
-        let mut collected = BytesMut::new();
         while let Some(frame) = body.frame().await {
             let Ok(frame) = frame else {
                 return Err(ReadError::Unreadable);
@@ -118,11 +207,11 @@ where
                 if collected.len().saturating_add(len) > cap {
                     return Err(ReadError::TooLarge);
                 }
-                if collected.capacity() == 0 {
-                    // One allocation when the declared length is honest; never past the cap.
-                    let hint = declared.map_or(len, |d| d as usize).max(len).min(cap);
-                    collected.reserve(hint);
-                }
+                // One allocation when the declared length is honest; never past the cap.
+                let hint = declared
+                    .map_or(len, |d| d as usize)
+                    .max(collected.len() + len);
+                collected.reserve(hint.min(cap).saturating_sub(collected.len()));
                 while data.has_remaining() {
                     let chunk = data.chunk();
                     collected.extend_from_slice(chunk);

@@ -18,6 +18,11 @@ pub const MCP_SESSION_ID: HeaderName = HeaderName::from_static("mcp-session-id")
 /// ```
 pub const MCP_PROTOCOL_VERSION: HeaderName = HeaderName::from_static("mcp-protocol-version");
 
+/// `Mcp-Method`: the request's JSON-RPC method, mirrored in a header (revision 2026-07-28).
+pub(crate) const MCP_METHOD: HeaderName = HeaderName::from_static("mcp-method");
+/// `Mcp-Name`: `params.name`, `params.uri`, or for `tasks/*` the `params.taskId`.
+pub(crate) const MCP_NAME: HeaderName = HeaderName::from_static("mcp-name");
+
 /// `Last-Event-ID`: SSE resumption, which sessionless revisions removed.
 pub(crate) const LAST_EVENT_ID: HeaderName = HeaderName::from_static("last-event-id");
 

@@ -1,7 +1,6 @@
 //! [`RequestStateLayer`], the [`RequestState`] service it makes, and its response body.
 
 use std::{
-    collections::VecDeque,
     fmt,
     pin::Pin,
     sync::Arc,
@@ -9,7 +8,7 @@ use std::{
     time::Duration,
 };
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Buf, Bytes};
 use futures::future::{BoxFuture, FutureExt};
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body::{Body, Frame, SizeHint};
@@ -24,9 +23,10 @@ use crate::{
     Identity,
     identity::{FromIdentityExtension, IdentityExtractor},
     protocol::{
-        early, headers,
+        early,
+        headers::{self, MCP_METHOD},
         jsonrpc::{self, code},
-        sse,
+        scan::{self, Inspect, Scan, Verdict},
     },
 };
 
@@ -69,25 +69,29 @@ struct StateConfig {
 
 /// Seals MRTR `requestState` (revision 2026-07-28) to the caller, and opens it on the retry.
 ///
-/// On a sessionless `tools/call`, `prompts/get` or `resources/read` (decided from the
-/// `MCP-Protocol-Version` and `Mcp-Method` headers; every other request passes untouched):
+/// Which requests it reads: a sessionless `tools/call`, `prompts/get` or `resources/read`
+/// (decided from the `MCP-Protocol-Version` and `Mcp-Method` headers, which the server checks
+/// against the body), and **every** session-era POST, because rmcp hands a `requestState` to its
+/// handlers inside 2025-11-25 sessions too and no header names their method. Other requests pass
+/// untouched.
 ///
-/// - **answer:** an `input_required` result with a `requestState` (JSON, or the last event of an
-///   SSE stream; earlier events pass unchanged) gets the state replaced by an envelope sealed
-///   with XChaCha20-Poly1305 that binds the caller's `(iss, sub)` (or "anonymous"), the method,
-///   the target (`params.name` / `params.uri`), a SHA-256 digest of `params.arguments`, and an
+/// - **answer:** an `input_required` result with a `requestState` (JSON, or an event of an SSE
+///   stream; other events pass unchanged) gets the state replaced by an envelope sealed with
+///   XChaCha20-Poly1305 that binds the caller's `(iss, sub)` (or "anonymous"), the method, the
+///   target (`params.name` / `params.uri`), a SHA-256 digest of `params.arguments`, and an
 ///   expiry ([`ttl`](Self::ttl));
-/// - **retry:** a request with `params.requestState` has it opened and checked, and is forwarded
-///   with the server's original state. Anything else (not a string, over
-///   [`max_state_bytes`](Self::max_state_bytes), not an envelope of these keys, tampered,
-///   expired, another caller, method, target or arguments) gets JSON-RPC `-32602`
-///   [`INVALID_STATE_MESSAGE`] with the request's `id`, and nothing is forwarded.
+/// - **retry:** a request with `params.requestState`, in any JSON spelling of the key, has it
+///   opened and checked, and is forwarded with the server's original state. Anything else (not a
+///   string, over [`max_state_bytes`](Self::max_state_bytes), not an envelope of these keys,
+///   tampered, expired, another caller, method, target or arguments, a batch) gets JSON-RPC
+///   `-32602` [`INVALID_STATE_MESSAGE`] with the request's `id`, and nothing is forwarded. A body
+///   that may name `requestState` is forwarded as the layer re-serialized it (one spelling of each
+///   key); a body without a backslash and without the name is forwarded as it came, unparsed.
 ///
-/// The request body of those three methods is read (up to
-/// [`max_body_bytes`](Self::max_body_bytes)) and forwarded as a new body, so the request body
-/// type must be buildable from [`Bytes`] (axum's `Body` is). Put the layer inside the auth layer
-/// (it reads the [`Identity`] from the request extensions, like
-/// [`SessionBindingLayer`](crate::SessionBindingLayer)).
+/// The bodies it reads are read whole (up to [`max_body_bytes`](Self::max_body_bytes): over it,
+/// 413) and forwarded as a new body, so the request body type must be buildable from [`Bytes`]
+/// (axum's `Body` is). Put the layer inside the auth layer (it reads the [`Identity`] from the
+/// request extensions, like [`SessionBindingLayer`](crate::SessionBindingLayer)).
 ///
 /// ```
 /// use mcp_session_binding::state::{RequestStateLayer, StateKeys};
@@ -261,15 +265,23 @@ where
     fn call(&mut self, request: Request<B>) -> Self::Future {
         let mut ready = crate::ready::take_ready(&mut self.inner);
         let (mut parts, body) = request.into_parts();
-        // `requestState` is checked on requests whose header names 2026-07-28 or later; make
-        // sure the inner server cannot serve any other request that way.
-        let mrtr = parts.method == Method::POST
-            && headers::remove_session_era_version(&mut parts.headers)
-            && parts
-                .headers
-                .get(crate::binding::MCP_METHOD)
-                .is_some_and(|m| MRTR_METHODS.contains(&m.as_bytes()));
-        if !mrtr {
+        let read = parts.method == Method::POST && {
+            // rmcp serves a request the 2026-07-28 way when its `_meta` says so, whatever the
+            // header: without a sessionless header, it refuses such a request instead.
+            if headers::remove_session_era_version(&mut parts.headers) {
+                // Sessionless: the server refuses a body whose method differs from `Mcp-Method`,
+                // so only the methods that take a `requestState` are read.
+                parts
+                    .headers
+                    .get(MCP_METHOD)
+                    .is_some_and(|m| MRTR_METHODS.contains(&m.as_bytes()))
+            } else {
+                // Session era: no header names the method, and rmcp hands a `requestState` to
+                // the handler there too. Every body is read.
+                true
+            }
+        };
+        if !read {
             let future = ready.call(Request::from_parts(parts, body));
             return async move { Ok(future.await?.map(StateBody::inner)) }.boxed();
         }
@@ -277,35 +289,13 @@ where
         let caller = self.identity.extract(&parts).ok().flatten();
         let config = self.config.clone();
         async move {
-            let declared = parts
-                .headers
-                .get(header::CONTENT_LENGTH)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.parse::<u64>().ok());
-            let bytes = match early::read_bounded(
-                body,
-                declared,
-                config.max_body_bytes,
-                config.body_timeout,
-            )
-            .await
-            {
+            let declared = early::declared_length(&parts.headers);
+            let read =
+                early::read_bounded(body, declared, config.max_body_bytes, config.body_timeout);
+            let bytes = match read.await {
                 Ok(bytes) => bytes,
                 Err(error) => {
-                    let (status, message) = match error {
-                        early::ReadError::TooLarge => {
-                            (StatusCode::PAYLOAD_TOO_LARGE, "Request body too large")
-                        }
-                        early::ReadError::TimedOut => (
-                            StatusCode::REQUEST_TIMEOUT,
-                            "Request body not received in time",
-                        ),
-                        early::ReadError::Unreadable => {
-                            (StatusCode::BAD_REQUEST, "Request body could not be read")
-                        }
-                    };
-                    let mut answer =
-                        jsonrpc::response(status, jsonrpc::error(code::INVALID_REQUEST, message));
+                    let mut answer = error.answer();
                     early::close(parts.version, &mut answer);
                     return Ok(answer.map(StateBody::answer));
                 }
@@ -320,39 +310,47 @@ where
                 Ok(None) => bytes.clone(),
                 Err(id) => return Ok(refuse(id.as_ref()).map(StateBody::answer)),
             };
+            // Only the answers of the methods that may ask for input can carry a state to seal.
+            let seal = may_name_an_mrtr_method(&bytes);
             let response = ready
                 .call(Request::from_parts(parts, B::from(forward)))
                 .await?;
-            let Some(framing) = framing(&response) else {
+            let framing = scan::framing(response.headers())
+                .filter(|_| seal && response.status().is_success());
+            let Some(framing) = framing else {
                 return Ok(response.map(StateBody::inner));
             };
             let (mut parts, body) = response.into_parts();
             parts.headers.remove(header::CONTENT_LENGTH);
-            let scan = StateScan {
-                seal: Seal {
-                    request: bytes,
-                    caller,
-                    config: config.clone(),
-                },
-                framing,
-                cap: config.max_body_bytes,
-                buf: BytesMut::new(),
-                out: VecDeque::new(),
-                passthrough: false,
-                inner_done: false,
+            let seal = Seal {
+                request: bytes,
+                caller,
+                config: config.clone(),
+                done: false,
             };
+            let scan = Box::new(Scan::new(framing, config.max_body_bytes, seal));
             Ok(Response::from_parts(
                 parts,
                 StateBody {
-                    kind: Kind::Scan {
-                        body,
-                        scan: Box::new(scan),
-                    },
+                    kind: Kind::Scan { body, scan },
                 },
             ))
         }
         .boxed()
     }
+}
+
+/// `requestState`, in some spelling.
+const REQUEST_STATE: scan::Name = scan::Name::new(b"requestState", 7);
+
+/// Whether a request body may name one of the [`MRTR_METHODS`], in some spelling.
+fn may_name_an_mrtr_method(bytes: &[u8]) -> bool {
+    const METHODS: [scan::Name; 3] = [
+        scan::Name::new(b"tools/call", 5),
+        scan::Name::new(b"prompts/get", 7),
+        scan::Name::new(b"resources/read", 9),
+    ];
+    scan::named(bytes, &METHODS) != 0
 }
 
 /// The JSON-RPC `-32602` refusal, with the request's `id` when it has a usable one.
@@ -389,58 +387,65 @@ fn digest(params: &Value) -> String {
     })
 }
 
-/// Opens the `requestState` of a request body: `Ok(None)` when it has none, `Ok(Some(body))`
-/// with the server's own state put back, `Err(id)` when it must be refused (answered with the
+/// Opens the `requestState` of a request body: `Ok(None)` when it cannot have one,
+/// `Ok(Some(body))` to forward instead, `Err(id)` when it must be refused (answered with the
 /// request's `id`, when it has one).
+///
+/// A body that may name `requestState` in some spelling is parsed (keys and strings unescaped)
+/// and forwarded as this parse re-serialized it, with the server's own state put back: one
+/// spelling of each key, so the server cannot read a state this check did not see.
 fn open_request(
     bytes: &[u8],
     caller: Option<&Identity>,
     config: &StateConfig,
 ) -> Result<Option<Bytes>, Option<Value>> {
-    if memchr::memmem::find(bytes, b"requestState").is_none() {
+    if !scan::may_name(bytes, &REQUEST_STATE) {
         return Ok(None);
     }
-    // The body names a requestState somewhere: it must parse, or it is refused (a body rmcp
-    // would read differently from this parser is never forwarded with a state in it).
+    // The body may name a requestState: it must parse as one JSON-RPC message, or it is refused
+    // (a body the server would read differently from this parser is never forwarded).
     let Ok(mut message) = serde_json::from_slice::<Value>(bytes) else {
         return Err(None);
     };
-    let id = message.get("id").cloned();
-    let method = message
+    let Some(object) = message.as_object_mut() else {
+        // A batch (or not JSON-RPC): its states are not opened one by one.
+        return Err(None);
+    };
+    let id = object.get("id").cloned();
+    let method = object
         .get("method")
         .and_then(Value::as_str)
         .unwrap_or_default()
         .to_owned();
-    let Some(params) = message.get_mut("params").and_then(Value::as_object_mut) else {
-        return Ok(None);
-    };
-    let Some(state) = params.get("requestState") else {
-        return Ok(None);
-    };
-    let refused = || Err(id.clone());
-    let Some(state) = state.as_str() else {
-        return refused();
-    };
-    if state.len() > config.max_state_bytes {
-        return refused();
+    if let Some(params) = object.get_mut("params").and_then(Value::as_object_mut)
+        && let Some(state) = params.get("requestState")
+    {
+        let refused = || Err(id.clone());
+        let Some(state) = state.as_str() else {
+            return refused();
+        };
+        if state.len() > config.max_state_bytes {
+            return refused();
+        }
+        let Some(claims) = config.keys.open(state) else {
+            return refused();
+        };
+        let params_value = Value::Object(params.clone());
+        let principal = caller.map(|c| (c.iss().to_owned(), c.sub().to_owned()));
+        let valid = claims.exp >= now_secs()
+            && claims.p == principal
+            && claims.m == method
+            && claims.t == target(&method, &params_value)
+            && claims.a == digest(&params_value);
+        if !valid {
+            return refused();
+        }
+        params.insert("requestState".to_owned(), Value::String(claims.s));
     }
-    let Some(claims) = config.keys.open(state) else {
-        return refused();
-    };
-    let params_value = Value::Object(params.clone());
-    let principal = caller.map(|c| (c.iss().to_owned(), c.sub().to_owned()));
-    let valid = claims.exp >= now_secs()
-        && claims.p == principal
-        && claims.m == method
-        && claims.t == target(&method, &params_value)
-        && claims.a == digest(&params_value);
-    if !valid {
-        return refused();
-    }
-    params.insert("requestState".to_owned(), Value::String(claims.s));
-    Ok(Some(Bytes::from(
-        serde_json::to_vec(&message).unwrap_or_default(),
-    )))
+    // A `Value` always serializes.
+    serde_json::to_vec(&message)
+        .map(|body| Some(Bytes::from(body)))
+        .map_err(|_| None)
 }
 
 /// What sealing an answer's state needs: the request it answers, and the caller.
@@ -448,6 +453,8 @@ struct Seal {
     request: Bytes,
     caller: Option<Identity>,
     config: Arc<StateConfig>,
+    /// The state was sealed: the final answer went out.
+    done: bool,
 }
 
 impl Seal {
@@ -493,130 +500,28 @@ impl Seal {
     }
 }
 
-/// How an answer is framed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Framing {
-    Json,
-    Sse,
-}
-
-fn framing<B>(response: &Response<B>) -> Option<Framing> {
-    if !response.status().is_success() {
-        return None;
+impl Inspect for Seal {
+    fn concerns(&self, raw: &[u8]) -> bool {
+        scan::may_name(raw, &REQUEST_STATE)
     }
-    let content_type = response.headers().get(header::CONTENT_TYPE)?.as_bytes();
-    let starts = |prefix: &[u8]| {
-        content_type.len() >= prefix.len()
-            && content_type[..prefix.len()].eq_ignore_ascii_case(prefix)
-    };
-    if starts(b"text/event-stream") {
-        Some(Framing::Sse)
-    } else if starts(b"application/json") {
-        Some(Framing::Json)
-    } else {
-        None
-    }
-}
 
-/// The scan of an answer: events pass as they come; the one with an `input_required` state is
-/// rewritten.
-struct StateScan {
-    seal: Seal,
-    framing: Framing,
-    cap: usize,
-    buf: BytesMut,
-    out: VecDeque<Frame<Bytes>>,
-    passthrough: bool,
-    inner_done: bool,
-}
-
-impl StateScan {
-    fn handle(&mut self, event: Bytes) {
-        if memchr::memmem::find(&event, b"requestState").is_none() {
-            self.out.push_back(Frame::data(event));
-            return;
-        }
-        let rewritten = match self.framing {
-            Framing::Sse => self
-                .seal
-                .seal(&sse::data(&event))
-                .map(|json| sse::with_data(&event, &json)),
-            Framing::Json => self.seal.seal(&event),
-        };
-        match rewritten {
-            Some(rewritten) => {
-                // The final answer: nothing after it.
-                self.passthrough = true;
-                self.out.push_back(Frame::data(Bytes::from(rewritten)));
+    fn inspect(&mut self, json: &[u8]) -> Verdict {
+        match self.seal(json) {
+            Some(sealed) => {
+                self.done = true;
+                Verdict::Replace(sealed)
             }
-            None => self.out.push_back(Frame::data(event)),
+            None => Verdict::Pass,
         }
     }
 
-    fn drain(&mut self) {
-        while !self.buf.is_empty() {
-            if self.passthrough {
-                let rest = self.buf.split().freeze();
-                self.out.push_back(Frame::data(rest));
-                return;
-            }
-            let end = match self.framing {
-                Framing::Sse => sse::event_end(&self.buf),
-                Framing::Json => None,
-            };
-            match end {
-                Some(end) => {
-                    let event = self.buf.split_to(end).freeze();
-                    self.handle(event);
-                }
-                None if self.inner_done => {
-                    let rest = self.buf.split().freeze();
-                    self.handle(rest);
-                }
-                None if self.buf.len() > self.cap => self.passthrough = true,
-                None => return,
-            }
-        }
+    fn done(&self) -> bool {
+        self.done
     }
 
-    fn poll_frame<B: Body<Data = Bytes>>(
-        &mut self,
-        mut body: Pin<&mut B>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
-        loop {
-            if let Some(frame) = self.out.pop_front() {
-                return Poll::Ready(Some(Ok(frame)));
-            }
-            if self.inner_done {
-                if self.buf.is_empty() {
-                    return Poll::Ready(None);
-                }
-                self.drain();
-                continue;
-            }
-            match std::task::ready!(body.as_mut().poll_frame(cx)) {
-                Some(Ok(frame)) => match frame.into_data() {
-                    Ok(data) if self.passthrough && self.buf.is_empty() => {
-                        return Poll::Ready(Some(Ok(Frame::data(data))));
-                    }
-                    Ok(data) => {
-                        self.buf.extend_from_slice(&data);
-                        self.drain();
-                    }
-                    Err(frame) => {
-                        self.passthrough = true;
-                        if !self.buf.is_empty() {
-                            let rest = self.buf.split().freeze();
-                            self.out.push_back(Frame::data(rest));
-                        }
-                        self.out.push_back(frame);
-                    }
-                },
-                Some(Err(error)) => return Poll::Ready(Some(Err(error))),
-                None => self.inner_done = true,
-            }
-        }
+    fn ends_when_too_large(&self) -> bool {
+        // Unsealed, a state never opens: the retry is refused.
+        false
     }
 }
 
@@ -641,7 +546,7 @@ pin_project! {
     #[project = KindProj]
     enum Kind<B> {
         Inner { #[pin] body: B },
-        Scan { #[pin] body: B, scan: Box<StateScan> },
+        Scan { #[pin] body: B, scan: Box<Scan<Seal>> },
         Answer { body: Full<Bytes> },
     }
 }
@@ -698,9 +603,7 @@ impl<B: Body<Data = Bytes>> Body for StateBody<B> {
     fn is_end_stream(&self) -> bool {
         match &self.kind {
             Kind::Inner { body } => body.is_end_stream(),
-            Kind::Scan { scan, .. } => {
-                scan.inner_done && scan.buf.is_empty() && scan.out.is_empty()
-            }
+            Kind::Scan { scan, .. } => scan.is_end_stream(),
             Kind::Answer { body } => body.is_end_stream(),
         }
     }
@@ -746,6 +649,7 @@ mod tests {
             request: Bytes::from(request),
             caller: Some(alice.clone()),
             config: config.clone(),
+            done: false,
         };
         let answer = br#"{"jsonrpc":"2.0","id":1,"result":{"resultType":"input_required","requestState":"inner"}}"#;
         let sealed: Value = serde_json::from_slice(&seal.seal(answer).unwrap()).unwrap();
@@ -774,6 +678,27 @@ mod tests {
             assert!(open_request(&body, Some(&alice), &config).is_err());
         }
         assert!(open_request(b"{\"requestState\"", Some(&alice), &config).is_err());
+        // Every spelling of the key serde reads, and batches, are checked (or refused).
+        for forged in [
+            &br#"{"jsonrpc":"2.0","id":4,"method":"tools/call","params":{"name":"confirm_echo","request\u0053tate":"forged"}}"#[..],
+            br#"{"jsonrpc":"2.0","id":4,"method":"tools/call","params":{"name":"confirm_echo","\u0072equestState":"forged"}}"#,
+            br#"[{"jsonrpc":"2.0","id":4,"method":"tools/call","params":{"name":"confirm_echo","requestState":"forged"}}]"#,
+        ] {
+            assert!(
+                open_request(forged, Some(&alice), &config).is_err(),
+                "{}",
+                String::from_utf8_lossy(forged)
+            );
+        }
+        // A state opened from an escaped key is forwarded under one plain key.
+        let escaped = String::from_utf8(retry.clone())
+            .unwrap()
+            .replace("\"requestState\"", "\"request\\u0053tate\"");
+        let opened = open_request(escaped.as_bytes(), Some(&alice), &config)
+            .unwrap()
+            .unwrap();
+        let opened: Value = serde_json::from_slice(&opened).unwrap();
+        assert_eq!(opened["params"]["requestState"], "inner");
         assert!(
             open_request(&call_without_state(), Some(&alice), &config)
                 .unwrap()

@@ -53,6 +53,7 @@ pub async fn run_all<S: BindingStore>(store: &S) {
     expiry_frees_a_slot_and_sliding_keeps_it(store).await;
     concurrent_binds_never_exceed_the_limit(store).await;
     anonymous_budget_is_separate(store).await;
+    tombstones_of_one_owner_are_bounded(store).await;
     key_derivation_is_stable(store);
 }
 
@@ -632,4 +633,93 @@ pub async fn anonymous_budget_is_separate<S: BindingStore>(store: &S) {
         "ending an anonymous binding frees an anonymous slot"
     );
     store.end(second, LONG).await.expect("end");
+}
+
+/// An owner's tombstones are bounded by its limit: many sessions bound and ended by one owner
+/// leave at most twice the limit of tombstones (when it ends `limit` sessions at once, after
+/// many), the newest `limit` of them at least; every one of those sessions stays ended or
+/// unknown (never bound again by itself), and neither the owner's live bindings nor other
+/// owners' tombstones are touched.
+///
+/// ```
+/// # #[cfg(feature = "memory")] {
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// use mcp_session_binding::store::{MemoryStore, conformance};
+/// conformance::tombstones_of_one_owner_are_bounded(&MemoryStore::new()).await;
+/// # });
+/// # }
+/// ```
+pub async fn tombstones_of_one_owner_are_bounded<S: BindingStore>(store: &S) {
+    const LIMIT: usize = 3;
+    let (alice, bob) = (fresh_user(), fresh_user());
+    let bobs = fresh_key();
+    store.bind(bobs, &bob, LONG, LIMIT).await.expect("bind");
+    store.end(bobs, LONG).await.expect("end");
+    let held = fresh_key();
+    assert_eq!(
+        store.bind(held, &alice, LONG, LIMIT).await.expect("bind"),
+        BindOutcome::Created
+    );
+    let mut ended = Vec::new();
+    // One at a time, far past the limit: each bind is under it, as the ends free the slots.
+    for _ in 0..10 * LIMIT {
+        let key = fresh_key();
+        assert_eq!(
+            store.bind(key, &alice, LONG, LIMIT).await.expect("bind"),
+            BindOutcome::Created,
+            "ending frees the slot"
+        );
+        store.end(key, LONG).await.expect("end");
+        ended.push(key);
+    }
+    // Then every slot at once, and all of them ended: the most there can be.
+    let mut last: Vec<SessionKey> = (1..LIMIT).map(|_| fresh_key()).collect();
+    for key in &last {
+        assert_eq!(
+            store.bind(*key, &alice, LONG, LIMIT).await.expect("bind"),
+            BindOutcome::Created
+        );
+    }
+    assert_eq!(
+        store.lookup(held, None).await.expect("lookup"),
+        Lookup::Bound(alice.clone()),
+        "a live binding is never evicted"
+    );
+    for key in &ended[ended.len() - LIMIT..] {
+        assert_eq!(
+            store.lookup(*key, None).await.expect("lookup"),
+            Lookup::Ended,
+            "binds evict the oldest tombstones, and keep the newest `limit`"
+        );
+    }
+    last.push(held);
+    for key in &last {
+        store.end(*key, LONG).await.expect("end");
+    }
+    ended.extend(&last);
+    let mut tombstones = 0;
+    for key in &ended {
+        match store.lookup(*key, None).await.expect("lookup") {
+            Lookup::Ended => tombstones += 1,
+            Lookup::Missing => {}
+            found @ Lookup::Bound(_) => panic!("an ended session is bound: {found:?}"),
+        }
+    }
+    assert!(
+        tombstones <= 2 * LIMIT,
+        "{tombstones} tombstones of {} ended sessions: at most twice the limit of {LIMIT}",
+        ended.len()
+    );
+    for key in &ended[ended.len() - LIMIT..] {
+        assert_eq!(
+            store.lookup(*key, None).await.expect("lookup"),
+            Lookup::Ended,
+            "the newest `limit` tombstones are kept"
+        );
+    }
+    assert_eq!(
+        store.lookup(bobs, None).await.expect("lookup"),
+        Lookup::Ended,
+        "another owner's tombstones are its own"
+    );
 }

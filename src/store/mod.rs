@@ -17,7 +17,20 @@
 //!   [`Lookup::Missing`] (unknown or expired). With `slide` set, it keeps an active binding alive
 //!   for `slide` from now, but writes at most once per half TTL, never on every request.
 //! - [`end`](BindingStore::end) replaces whatever is there with a tombstone that lives for its own
-//!   TTL. It is idempotent.
+//!   TTL. It is idempotent: ending an ended session leaves its tombstone as it is.
+//! - **Tombstones are bounded per owner.** A tombstone that replaces a binding belongs to that
+//!   binding's owner. Before `bind` creates a binding for an owner, in the same atomic step, it
+//!   evicts that owner's oldest tombstones (those closest to expiry) beyond the `limit` newest
+//!   (a store may cap the work of one bind, but evicts at least one while there are more than
+//!   `limit`). Since only ending one of the owner's
+//!   bindings makes one of its tombstones, an owner holds at most `2 × limit` live bindings and
+//!   tombstones together, and always keeps the tombstones of its newest `limit` ended sessions.
+//!   An evicted tombstone reads as [`Lookup::Missing`]: its session still answers 404 on every
+//!   replica, and is never adopted by a caller (the layer never forwards a request on a missing
+//!   session). What it loses: a `DELETE` of it answers 404 instead of 204, and a bind of the same
+//!   id would now succeed, which only an inner server that mints an id it used before can
+//!   cause. A tombstone of a key that held no binding (an `end` racing the binding's expiry)
+//!   belongs to no owner; each one needs a binding that lived its whole TTL.
 //! - Expired bindings and tombstones are reclaimed by the store itself (no sweeper to run).
 //! - Errors keep their source and say, through [`StoreErrorKind`], whether they are transient
 //!   ([`StoreErrorKind::Unavailable`]: answer 503, retry) or not ([`StoreErrorKind::Corrupt`]:
@@ -451,6 +464,10 @@ pub trait BindingStore: Send + Sync + 'static {
     ///
     /// A key already bound or ended is reported as such whatever the count. `limit` 0 refuses
     /// every bind; `usize::MAX` means no limit.
+    ///
+    /// A bind that creates a binding first evicts the owner's oldest tombstones beyond `limit`,
+    /// in the same step (see [Tombstones are bounded per owner](self)); the tombstones of other
+    /// owners are never touched.
     fn bind<'a>(
         &'a self,
         key: SessionKey,
@@ -467,7 +484,9 @@ pub trait BindingStore: Send + Sync + 'static {
         slide: Option<Duration>,
     ) -> BoxFuture<'_, Result<Lookup, StoreError>>;
 
-    /// Ends the session: a tombstone for `tombstone_ttl` replaces the binding. Idempotent.
+    /// Ends the session: a tombstone for `tombstone_ttl` replaces the binding, and counts
+    /// towards its owner's tombstones, which [`bind`](Self::bind) keeps bounded (see the
+    /// [module docs](self)). Idempotent: a tombstone already there is left as it is.
     fn end(
         &self,
         key: SessionKey,

@@ -38,7 +38,7 @@ pub(super) struct Settings {
 }
 
 /// Binds the task ids that request bodies carry to the caller whose `tools/call` created them:
-/// `subscriptions/listen` (2026-07-28) and, opt-in, the legacy 2025-11-25 tasks. See the
+/// `subscriptions/listen` (2026-07-28) and the tasks of session-era (2025-11-25) sessions. See the
 /// [module docs](super).
 ///
 /// Put it *inside* [`SessionBindingLayer`](crate::SessionBindingLayer), on the **same store**
@@ -71,8 +71,8 @@ pub struct TaskParamsLayer<St> {
 }
 
 impl<St: BindingStore + Clone> TaskParamsLayer<St> {
-    /// A layer on `store` (the binding layer's): `subscriptions/listen` checked, legacy tasks
-    /// off, the binding layer's defaults for the caps and the task TTL.
+    /// A layer on `store` (the binding layer's): `subscriptions/listen` and session-era tasks
+    /// checked, the binding layer's defaults for the caps and the task TTL.
     ///
     /// ```
     /// # #[cfg(feature = "memory")] {
@@ -87,7 +87,7 @@ impl<St: BindingStore + Clone> TaskParamsLayer<St> {
             store,
             settings: Settings {
                 config: Arc::new(Config::default()),
-                legacy: false,
+                legacy: true,
                 listen: true,
                 max_listen_task_ids: DEFAULT_MAX_LISTEN_TASK_IDS,
             },
@@ -100,16 +100,18 @@ impl<St> TaskParamsLayer<St> {
         Arc::make_mut(&mut self.settings.config)
     }
 
-    /// Whether legacy (2025-11-25) tasks are bound to their creator (default `false`). On, the
-    /// body of every session-era POST is read and parsed: see
-    /// [the cost](super#legacy-tasks-cost-a-body-read-on-every-session-era-post).
+    /// Whether tasks reached from session-era (2025-11-25 and older) sessions are bound to their
+    /// creator (default `true`). rmcp serves the tasks extension inside such sessions too, so
+    /// turn it off only for a server that serves no tasks there. On, the body of every
+    /// session-era POST is read: see
+    /// [the cost](super#session-era-tasks-cost-a-body-read-on-every-session-era-post).
     ///
     /// ```
     /// # #[cfg(feature = "memory")] {
     /// use mcp_session_binding::{store::MemoryStore, task_params::TaskParamsLayer};
     ///
-    /// // A server that serves 2025-11-25 tasks (rmcp does not).
-    /// let layer = TaskParamsLayer::new(MemoryStore::new()).legacy_tasks(true);
+    /// // A server that serves tasks to sessionless (2026-07-28) requests only.
+    /// let layer = TaskParamsLayer::new(MemoryStore::new()).legacy_tasks(false);
     /// # let _ = layer;
     /// # }
     /// ```

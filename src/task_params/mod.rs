@@ -11,24 +11,29 @@
 //!   `id`, the binding layer's answer for an unknown task, and nothing is forwarded. Only the
 //!   bodies of requests whose `Mcp-Method` header is `subscriptions/listen` are read: other
 //!   requests pass untouched, at no cost.
-//! - **Legacy tasks** (revision 2025-11-25, experimental, off by default,
-//!   [`legacy_tasks`](TaskParamsLayer::legacy_tasks)): the answer to a `tools/call` whose
-//!   request had `params.task` carries `result.task.taskId` (JSON, or an event of an SSE
-//!   stream), recorded for the caller with the task's `ttl` before the answer leaves the layer;
-//!   `tasks/get`, `tasks/result` and `tasks/cancel` are checked by `params.taskId` (a task the
-//!   caller did not create, an unknown one and an expired record all get the same `-32602`
-//!   answer, nothing forwarded); `tasks/list` is refused (see below).
+//! - **Session-era tasks** (on by default, [`legacy_tasks`](TaskParamsLayer::legacy_tasks)):
+//!   rmcp serves the tasks extension inside 2025-11-25 sessions too, where no `Mcp-Method` or
+//!   `Mcp-Name` header is validated, so the body is what counts. The answer to every session-era
+//!   `tools/call` is scanned for the task it creates (`result.taskId` with
+//!   `resultType: "task"`, or 2025-11-25's `result.task.taskId`; JSON, or an event of an SSE
+//!   stream), recorded for the caller with the task's TTL before the answer leaves the layer;
+//!   `tasks/get`, `tasks/update`, `tasks/cancel` and 2025-11-25's `tasks/result` are checked by
+//!   `params.taskId` (a task the caller did not create, an unknown one and an expired record all
+//!   get the same `-32602` answer, nothing forwarded); `tasks/list` is refused (see below).
 //!
-//! # Legacy tasks cost a body read on every session-era POST
+//! Bodies are read as the server reads them: keys and strings after JSON unescaping (a body
+//! with a backslash anywhere is always parsed), SSE events framed by CRLF, LF or CR.
 //!
-//! Session-era requests have no `Mcp-Method` header, so with legacy tasks on, the layer reads and
-//! parses the body of **every** POST that does not name revision 2026-07-28 or later (up to
+//! # Session-era tasks cost a body read on every session-era POST
+//!
+//! Session-era requests have no `Mcp-Method` header, so the layer reads the body of **every**
+//! POST that does not name revision 2026-07-28 or later (up to
 //! [`max_body_bytes`](TaskParamsLayer::max_body_bytes), within
 //! [`body_timeout`](TaskParamsLayer::body_timeout)) and forwards it as a new body, so the
 //! request body type must be buildable from [`Bytes`](bytes::Bytes) (axum's `Body` is). A body
-//! the layer cannot read as JSON-RPC (not JSON, a repeated envelope or task key) gets 400 and is
-//! not forwarded. Turn it on only for a server that serves 2025-11-25 tasks: rmcp does not (it
-//! implements the 2026-07-28 tasks extension only).
+//! that names neither `tasks/` nor `tools/call` in any spelling is not parsed. A body the layer
+//! cannot read as JSON-RPC (not JSON, a repeated envelope or task key) gets 400 and is not
+//! forwarded. Turn it off only for a server that serves no tasks in sessions.
 //!
 //! # Why `tasks/list` is refused
 //!

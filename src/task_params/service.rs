@@ -12,7 +12,6 @@ use std::{
 use bytes::{Buf, Bytes};
 use futures::future::FutureExt;
 use http::{Method, Request, Response};
-use http_body::Body;
 use serde::{
     Deserialize,
     de::{IgnoredAny, SeqAccess, Visitor},
@@ -29,7 +28,12 @@ use crate::{
         tasks::{self, Capture, Mode, Route},
         trace,
     },
-    protocol::{headers, jsonrpc::code},
+    protocol::{
+        early::{self, Taken},
+        headers,
+        jsonrpc::code,
+        scan,
+    },
     store::{BindingStore, Lookup, SessionKey, StoreErrorKind},
 };
 
@@ -90,7 +94,7 @@ where
     S::Future: Send + 'static,
     S::Error: Send + 'static,
     St: BindingStore + Clone,
-    B: Body + From<Bytes> + Send + 'static,
+    B: http_body::Body + From<Bytes> + Unpin + Send + 'static,
     B::Data: Buf + Send,
     B::Error: Into<BoxError>,
     RB: Send + 'static,
@@ -117,10 +121,46 @@ where
         let Some(read) = read else {
             return ResponseFuture::inner(self.inner.call(request), None);
         };
+        let (parts, mut body) = request.into_parts();
+        let config = &settings.config;
+        let body = match early::take_now(&mut body, config.max_body_bytes) {
+            // The common case, a small body there whole: decided at once, and a request to
+            // forward is forwarded to the service polled ready, unboxed.
+            Taken::Whole(Ok(bytes)) => {
+                let plan = match read {
+                    Read::Listen => listen_plan(&bytes, settings),
+                    Read::Legacy => legacy_plan(&bytes, config.max_task_id_len),
+                };
+                if let Plan::Forward { capture } = plan {
+                    let after = capture.then(|| {
+                        let capture = Capture {
+                            store: self.store.clone(),
+                            config: config.clone(),
+                            caller: parts.extensions.get::<Identity>().cloned(),
+                            mode: Mode::Create,
+                        };
+                        capture.scan() as Box<dyn AfterResponse<RB, S::Error>>
+                    });
+                    let request = Request::from_parts(parts, B::from(bytes));
+                    return ResponseFuture::inner(self.inner.call(request), after);
+                }
+                RequestBody::Read(Ok(bytes), plan)
+            }
+            Taken::Whole(Err(error)) => RequestBody::Read(Err(error), Plan::Unreadable),
+            Taken::Started(started) => RequestBody::Rest(body, started),
+        };
         let ready = crate::ready::take_ready(&mut self.inner);
         let (store, settings) = (self.store.clone(), self.settings.clone());
-        ResponseFuture::boxed(handle(ready, store, settings, read, request).boxed())
+        ResponseFuture::boxed(handle(ready, store, settings, read, parts, body).boxed())
     }
+}
+
+/// A request body, read or still to read.
+enum RequestBody<B> {
+    /// Read (or failed), and planned.
+    Read(Result<Bytes, early::ReadError>, Plan),
+    /// Its start; the rest is still to come.
+    Rest(B, bytes::BytesMut),
 }
 
 /// What to do with a request whose body was read.
@@ -155,31 +195,44 @@ async fn handle<S, St, B, RB>(
     store: St,
     settings: Arc<Settings>,
     read: Read,
-    request: Request<B>,
+    parts: http::request::Parts,
+    body: RequestBody<B>,
 ) -> Result<Response<ResponseBody<RB>>, S::Error>
 where
     S: Service<Request<B>, Response = Response<RB>> + Send,
     S::Future: Send,
     St: BindingStore + Clone,
-    B: Body + From<Bytes> + Send,
+    B: http_body::Body + From<Bytes> + Send,
     B::Data: Buf + Send,
     RB: Send + 'static,
     S::Error: Send + 'static,
 {
     let config = &settings.config;
-    let (parts, body) = request.into_parts();
     let caller = parts.extensions.get::<Identity>().cloned();
-    let bytes = match reject::read_refused(&parts, body, config).await {
+    let (read_body, plan) = match body {
+        RequestBody::Read(read_body, plan) => (read_body, Some(plan)),
+        RequestBody::Rest(body, started) => {
+            let declared = early::declared_length(&parts.headers);
+            let cap = config.max_body_bytes;
+            let timeout = config.refused_body_timeout;
+            (
+                early::read_rest(body, started, declared, cap, timeout).await,
+                None,
+            )
+        }
+    };
+    let bytes = match read_body {
         Ok(bytes) => bytes,
-        Err(answer) => {
+        Err(failed) => {
+            let answer = reject::body_not_read(&parts, failed);
             trace_answer(&answer, caller.as_ref(), None, "task request body not read");
             return Ok(answer.map(ResponseBody::answer));
         }
     };
-    let plan = match read {
+    let plan = plan.unwrap_or_else(|| match read {
         Read::Listen => listen_plan(&bytes, &settings),
         Read::Legacy => legacy_plan(&bytes, config.max_task_id_len),
-    };
+    });
     let capture = match plan {
         Plan::Forward { capture } => capture,
         Plan::Check(task_ids) => {
@@ -224,19 +277,15 @@ where
     if !capture {
         return Ok(response.map(ResponseBody::inner));
     }
-    let capture = Box::new(Capture {
+    let capture = Capture {
         store,
         config: settings.config.clone(),
         caller,
-        mode: Mode::LegacyCreate,
-    });
-    if AfterResponse::<RB, S::Error>::applies_to(&*capture, &response) {
-        AfterResponse::<RB, S::Error>::run(capture, response)
-            .finish()
-            .await
-    } else {
-        Ok(response.map(ResponseBody::inner))
-    }
+        mode: Mode::Create,
+    };
+    AfterResponse::<RB, S::Error>::run(capture.scan(), response)
+        .finish()
+        .await
 }
 
 /// Logs an answer the layer made, with the reason it carries.
@@ -311,7 +360,6 @@ struct Envelope<'a> {
 struct LegacyParams<'a> {
     #[serde(borrow)]
     task_id: Option<&'a RawValue>,
-    task: Option<IgnoredAny>,
 }
 
 #[derive(Deserialize)]
@@ -354,7 +402,10 @@ fn task_id(raw: &RawValue, max_len: usize, what: &str) -> Result<String, Plan> {
 /// The plan for a session-era message (legacy tasks on).
 fn legacy_message(message: &Envelope<'_>, max_id_len: usize) -> Plan {
     let method = message.method.as_deref().unwrap_or_default();
-    let task_method = matches!(method, "tasks/get" | "tasks/result" | "tasks/cancel");
+    let task_method = matches!(
+        method,
+        "tasks/get" | "tasks/result" | "tasks/cancel" | "tasks/update"
+    );
     if !task_method && method != "tools/call" && method != "tasks/list" {
         return Plan::Forward { capture: false };
     }
@@ -365,13 +416,13 @@ fn legacy_message(message: &Envelope<'_>, max_id_len: usize) -> Plan {
             message: Cow::Borrowed(TASK_LIST_REFUSED),
         };
     }
-    let params = object::<LegacyParams<'_>>(message.params);
     if !task_method {
-        // A `tools/call`: its answer may create a task when it asked for one. Params the layer
-        // cannot read create no task it could record: the answer passes unscanned.
-        let capture = matches!(params, Ok(Some(LegacyParams { task: Some(_), .. })));
-        return Plan::Forward { capture };
+        // A `tools/call`: its answer may create a task, whether or not it asked for one (the
+        // tasks extension lets a server answer with a task unasked, and rmcp does so in
+        // 2025-11-25 sessions too).
+        return Plan::Forward { capture: true };
     }
+    let params = object::<LegacyParams<'_>>(message.params);
     let raw = match params {
         Ok(Some(LegacyParams {
             task_id: Some(raw), ..
@@ -406,8 +457,24 @@ impl<'de> Visitor<'de> for BatchHasTasks {
     }
 }
 
+/// `tasks/` (every method that names a task starts with it) and `tools/call` (the method that
+/// may create one).
+const METHODS: [scan::Name; 2] = [
+    scan::Name::new(b"tasks/", 5),
+    scan::Name::new(b"tools/call", 5),
+];
+
 /// The plan for a session-era body (legacy tasks on).
 fn legacy_plan(bytes: &[u8], max_id_len: usize) -> Plan {
+    // Only task methods are checked: a body that cannot name one in any spelling is not parsed.
+    // Its answer is scanned for a task when it may be a `tools/call` (scanning an answer that
+    // creates none costs little; answers of other methods are not scanned).
+    let named = scan::named(bytes, &METHODS);
+    if named & 1 == 0 {
+        return Plan::Forward {
+            capture: named & 2 != 0,
+        };
+    }
     let Ok(text) = std::str::from_utf8(bytes) else {
         return Plan::Unreadable;
     };
@@ -531,9 +598,23 @@ mod tests {
             ),
             Plan::Forward { capture: true }
         );
+        // Every `tools/call` answer may carry a task (the tasks extension needs no `params.task`).
         assert_eq!(
             legacy(r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"x"}}"#),
-            forward
+            Plan::Forward { capture: true }
+        );
+        // Every task method, in every spelling serde reads.
+        for body in [
+            r#"{"jsonrpc":"2.0","id":1,"method":"tasks/update","params":{"taskId":"t1","inputResponses":{}}}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"tasks/cancel","params":{"task\u0049d":"t1"}}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"tasks\u002fget","params":{"taskId":"t1"}}"#,
+            r#"{"jsonrpc":"2.0","id":1,"\u006dethod":"tasks/result","params":{"taskId":"t\u0031"}}"#,
+        ] {
+            assert_eq!(legacy(body), Plan::Check(vec!["t1".into()]), "{body}");
+        }
+        assert_eq!(
+            legacy(r#"{"jsonrpc":"2.0","id":1,"method":"tools\/call","params":{"name":"x"}}"#),
+            Plan::Forward { capture: true }
         );
         assert_eq!(
             legacy(r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#),
@@ -542,9 +623,9 @@ mod tests {
         // A repeated method or task id could make the server read another one.
         for body in [
             r#"{"jsonrpc":"2.0","id":1,"method":"ping","method":"tasks/get","params":{"taskId":"t"}}"#,
-            r#"not json"#,
-            r#""#,
-            r#"[1]"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"ping","\u006dethod":"tasks/get","params":{"taskId":"t"}}"#,
+            r#"not json, tasks/get"#,
+            r#"[1, "\n"]"#,
         ] {
             assert_eq!(legacy(body), Plan::Unreadable, "{body}");
         }

@@ -32,6 +32,8 @@ const MAX_TTL_MS: u64 = 10 * 365 * 24 * 60 * 60 * 1000;
 
 /// The middle of an owner set's key: `<prefix>owner:<SHA-1 hex of the stored owner value>`.
 const OWNER_SET: &str = "owner:";
+/// The middle of the key of an owner's tombstone set: `<prefix>ended:<SHA-1 hex of the value>`.
+const ENDED_SET: &str = "ended:";
 
 /// Lua: the current Redis time in milliseconds, as `now`.
 macro_rules! lua_now {
@@ -40,17 +42,24 @@ macro_rules! lua_now {
     };
 }
 
-/// `bind`, in one round trip: insert-if-absent and the owner's limit, atomically.
+/// `bind`, in one round trip: insert-if-absent, the owner's limit, and the bound on its
+/// tombstones, atomically.
 ///
 /// `KEYS[1]` the key; `ARGV[1]` the owner's encoding, `ARGV[2]` the TTL in milliseconds,
-/// `ARGV[3]` the limit, `ARGV[4]` the owner-set prefix. Returns the value already at the key, an
-/// integer (milliseconds until the owner's oldest binding expires) when the owner is at its
-/// limit, or nil once bound.
+/// `ARGV[3]` the limit, `ARGV[4]` the owner-set prefix, `ARGV[5]` the tombstone-set prefix,
+/// `ARGV[6]` the tombstone encoding. Returns the value already at the key, an integer
+/// (milliseconds until the owner's oldest binding expires) when the owner is at its limit, or
+/// nil once bound.
 ///
 /// The owner set is a sorted set of the owner's session keys scored by expiry (Redis time, ms):
 /// members past their score are dropped first. At the limit, up to 64 of the oldest members are
 /// checked against their keys, so a binding removed behind the store's back (`DEL`, eviction)
 /// stops counting.
+///
+/// Before it binds, the owner's tombstone set (see [`END_LUA`]) is cut down to `limit` members,
+/// those closest to expiry first (at most 64 a bind), and each popped key that still holds a
+/// tombstone is deleted. Members whose tombstone expired have the lowest scores, so they go
+/// first and cost no live tombstone.
 const BIND_LUA: &str = concat!(
     r"
 local old = redis.call('GET', KEYS[1])
@@ -77,6 +86,16 @@ if redis.call('ZCARD', set) >= limit then
       wait = tonumber(oldest[2]) - now
     end
     return math.max(wait, 1)
+  end
+end
+local ended = ARGV[5] .. redis.sha1hex(ARGV[1])
+local excess = redis.call('ZCARD', ended) - limit
+if excess > 0 then
+  local popped = redis.call('ZPOPMIN', ended, math.min(excess, 64))
+  for i = 1, #popped, 2 do
+    if redis.pcall('GET', popped[i]) == ARGV[6] then
+      redis.call('DEL', popped[i])
+    end
   end
 end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ttl)
@@ -122,18 +141,40 @@ return {value, left}
 );
 
 /// `end`, in one round trip: the tombstone replaces whatever is there (a value of another type
-/// too), and a binding it replaces leaves its owner's set, freeing the slot.
+/// too) but a tombstone, which keeps its own expiry. A binding it replaces leaves its owner's
+/// set, freeing the slot, and its key joins the owner's tombstone set, which [`BIND_LUA`] keeps
+/// bounded.
 ///
 /// `KEYS[1]` the key, `ARGV[1]` the tombstone encoding, `ARGV[2]` its TTL in milliseconds,
-/// `ARGV[3]` the owner-set prefix.
-const END_LUA: &str = r"
+/// `ARGV[3]` the owner-set prefix, `ARGV[4]` the tombstone-set prefix.
+///
+/// The tombstone set is a sorted set of the keys of the owner's tombstones, scored by their
+/// expiry in microseconds of Redis time (so that ends a millisecond apart keep their order;
+/// formatted by hand, as Lua would round it to 14 digits). It expires with its last tombstone.
+const END_LUA: &str = concat!(
+    r"
 local old = redis.pcall('GET', KEYS[1])
+if old == ARGV[1] then
+  return 0
+end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-if type(old) == 'string' and old ~= ARGV[1] then
-  redis.call('ZREM', ARGV[3] .. redis.sha1hex(old), KEYS[1])
+if type(old) == 'string' then
+  local owner = redis.sha1hex(old)
+  redis.call('ZREM', ARGV[3] .. owner, KEYS[1])
+  local ended = ARGV[4] .. owner
+  local ttl = tonumber(ARGV[2])
+",
+    lua_now!(),
+    r"
+  local expires = (tonumber(time[1]) * 1000000 + tonumber(time[2])) + ttl * 1000
+  redis.call('ZADD', ended, string.format('%.0f', expires), KEYS[1])
+  if redis.call('PTTL', ended) < ttl then
+    redis.call('PEXPIRE', ended, ttl)
+  end
 end
 return 1
-";
+"
+);
 
 static BIND_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(BIND_LUA));
 static SLIDE_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(SLIDE_LUA));
@@ -157,9 +198,16 @@ static SLIDE_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(SLIDE_LUA))
 /// SHA-1 (hex) of the owner's stored value, so every replica derives the same one. All anonymous
 /// sessions share one set (the anonymous budget). The set expires with its last binding.
 ///
+/// And one sorted set per owner of the keys of its tombstones (`ended:` instead of `owner:`),
+/// scored by their expiry in microseconds: a bind that creates a binding first cuts it down to
+/// the owner's limit, deleting the tombstones closest to expiry, so an owner never holds more
+/// than twice its limit of bindings and tombstones together (see [the store
+/// semantics](super#semantics-every-store-must-have)). It expires with its last tombstone.
+///
 /// ```text
 /// mcpsb:5e0f3b7c1a9d2e4f6a8b0c1d2e3f4a5b  ->  "mcpsb1:user:17:https://i.examplealice"  PX 3600000
 /// mcpsb:owner:<sha1 of that value>        ->  zset { "mcpsb:5e0f…4a5b": <expiry ms> }   PX 3600000
+/// mcpsb:ended:<sha1 of that value>        ->  zset { "mcpsb:…": <expiry µs> }  (its tombstones)
 /// ```
 ///
 /// A value that does not decode (written by another program or an older scheme) is
@@ -170,10 +218,10 @@ static SLIDE_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(SLIDE_LUA))
 ///
 /// | operation | Redis commands | round trips |
 /// | --- | --- | --- |
-/// | [`bind`](BindingStore::bind) | `EVALSHA` of a script: `GET key`; `TIME`, `ZREMRANGEBYSCORE` (expired members), `ZCARD`; then `SET key value PX ttl`, `ZADD`, `PTTL` and maybe `PEXPIRE` of the owner set. At the limit, `GET` of up to 64 of the owner's oldest keys instead of the writes | 1 |
+/// | [`bind`](BindingStore::bind) | `EVALSHA` of a script: `GET key`; `TIME`, `ZREMRANGEBYSCORE` (expired members), `ZCARD`; then `ZCARD` of the tombstone set, `SET key value PX ttl`, `ZADD`, `PTTL` and maybe `PEXPIRE` of the owner set. At the limit, `GET` of up to 64 of the owner's oldest keys instead of the writes; over the limit of tombstones, `ZPOPMIN`, and `GET` and `DEL` of up to 64 of them | 1 |
 /// | [`lookup`](BindingStore::lookup) without slide | `GET key` | 1 |
 /// | [`lookup`](BindingStore::lookup) with slide | `EVALSHA` of a script: `GET`, `PTTL`; only when less than half the slide is left, `PEXPIRE` and the owner set's `ZADD` (new expiry) | 1 |
-/// | [`end`](BindingStore::end) | `EVAL` of a script (its text, so no script cache is needed): `GET`, `SET key tombstone PX ttl`, and `ZREM` from the owner set | 1 |
+/// | [`end`](BindingStore::end) | `EVAL` of a script (its text, so no script cache is needed): `GET`, `SET key tombstone PX ttl`, `ZREM` from the owner set, `TIME`, `ZADD`, `PTTL` and maybe `PEXPIRE` of the tombstone set (only `GET` when already ended) | 1 |
 ///
 /// With a [client-side cache](RedisOptions::client_side_cache), a [`lookup`](BindingStore::lookup)
 /// of a binding the cache holds costs no round trip (while more than half the slide is left),
@@ -223,7 +271,10 @@ static SLIDE_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(SLIDE_LUA))
 /// (`MEMORY USAGE` reports 136 bytes for a 22-byte `iss` and a 5-byte `sub`). A live one also
 /// takes about 50 bytes in its owner's set while the owner has at most 128 (a listpack: 560
 /// bytes for 10 members), about 140 beyond (a skiplist, as for the shared anonymous set: 28 KB
-/// for 200 members).
+/// for 200 members). A tombstone takes 104 bytes, plus about 60 bytes in its owner's tombstone
+/// set (616 bytes for 10), about 145 past 128 of them (28.8 KB for 200); an owner keeps at most
+/// twice its limit of bindings and tombstones together, so with the default limit of 100 an
+/// identity costs Redis at most about 50 KB.
 ///
 /// # Failures
 ///
@@ -269,6 +320,8 @@ pub struct RedisStore {
     prefix: Arc<str>,
     /// `prefix` + [`OWNER_SET`].
     owner_prefix: Arc<str>,
+    /// `prefix` + [`ENDED_SET`].
+    ended_prefix: Arc<str>,
     timeout: Duration,
     /// When this store last learnt each binding's expiry: see [`Fresh`].
     fresh: Arc<Fresh>,
@@ -835,6 +888,7 @@ impl RedisStore {
         Self {
             conn,
             owner_prefix: Arc::from(format!("{prefix}{OWNER_SET}")),
+            ended_prefix: Arc::from(format!("{prefix}{ENDED_SET}")),
             prefix: Arc::from(prefix),
             timeout: options.timeout,
             fresh: Arc::default(),
@@ -1218,7 +1272,9 @@ impl BindingStore for RedisStore {
             .arg(codec::encode_owner(owner))
             .arg(ttl_ms(ttl))
             .arg(limit)
-            .arg(&*self.owner_prefix);
+            .arg(&*self.owner_prefix)
+            .arg(&*self.ended_prefix)
+            .arg(codec::encode_ended());
         async move {
             let sent = tokio::time::Instant::now();
             let reply: Value = self
@@ -1278,7 +1334,8 @@ impl BindingStore for RedisStore {
             .arg(self.redis_key(key))
             .arg(codec::encode_ended())
             .arg(ttl_ms(tombstone_ttl))
-            .arg(&*self.owner_prefix);
+            .arg(&*self.owner_prefix)
+            .arg(&*self.ended_prefix);
         self.fresh.forget(key);
         if let Some(cache) = &self.cache {
             cache.forget(key);
