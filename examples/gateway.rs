@@ -17,11 +17,18 @@
 //!
 //! - Bodies stream both ways as they come: a request body is sent upstream while it arrives,
 //!   and an SSE answer reaches the client event by event (nothing is buffered).
-//! - Hop-by-hop headers (`Connection` and those it names, `Keep-Alive`, `TE`, `Trailer`,
-//!   `Transfer-Encoding`, `Upgrade`, `Proxy-*`) are dropped both ways; `Host` is the
-//!   upstream's. The end-to-end headers, among them `Mcp-Session-Id`, `MCP-Protocol-Version`,
-//!   `Mcp-Method`, `Mcp-Name` and `Last-Event-ID`, pass. The caller's `Authorization` does not:
-//!   the token was issued for the gateway, and MCP forbids passing it on to another server.
+//! - Hop-by-hop headers (`Connection`, `Keep-Alive`, `TE`, `Trailer`, `Transfer-Encoding`,
+//!   `Upgrade`, `HTTP2-Settings`, `Proxy-*`) are dropped both ways; `Host` is the upstream's.
+//!   Every other header passes exactly as the layers saw it, among them `Mcp-Session-Id`,
+//!   `MCP-Protocol-Version`, `Mcp-Method`, `Mcp-Name` and `Last-Event-ID`. The caller's
+//!   `Authorization` does not: the token was issued for the gateway, and MCP forbids passing it
+//!   on to another server.
+//! - `Connection` may name only those hop-by-hop headers, or headers the message does not
+//!   have. A request whose `Connection` names any other header it carries (`Connection:
+//!   mcp-name`, say) is refused with 400 and a JSON-RPC error, and nothing is forwarded:
+//!   dropping that header would send the upstream another request than the one the layers
+//!   checked (another task in `Mcp-Name`, no `Mcp-Session-Id`). An upstream response that does
+//!   the same gets the client a 502.
 //! - When the upstream cannot be reached, fails, or sends no response head within
 //!   `--upstream-timeout` (30 s), the client gets 502 with a JSON-RPC error. Redirects are not
 //!   followed.
@@ -205,11 +212,13 @@ async fn binding_store(args: &Args) -> Result<Option<Arc<dyn BindingStore>>, Str
     }
 }
 
-/// Headers that belong to one connection, never forwarded (RFC 9110 §7.6.1).
-const NOT_FORWARDED: [HeaderName; 9] = [
+/// Headers that belong to one connection, never forwarded (RFC 9110 §7.6.1; `HTTP2-Settings`:
+/// RFC 9113 §3.1 of the h2c upgrade, which `Connection` names).
+const NOT_FORWARDED: [HeaderName; 10] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
+    HeaderName::from_static("http2-settings"),
     header::PROXY_AUTHENTICATE,
     header::PROXY_AUTHORIZATION,
     header::TE,
@@ -218,17 +227,28 @@ const NOT_FORWARDED: [HeaderName; 9] = [
     header::UPGRADE,
 ];
 
-/// `headers` without the hop-by-hop ones (and those `Connection` names).
-fn end_to_end(headers: &HeaderMap) -> HeaderMap {
-    let named: Vec<HeaderName> = headers
+/// The first header that `Connection` names and `headers` carry, other than the hop-by-hop
+/// ones always dropped: a message the gateway cannot forward as it is, because RFC 9110 §7.6.1
+/// would have it drop that header. `None`: dropping [`NOT_FORWARDED`] changes nothing else.
+///
+/// Only present headers count (`Connection: close` names none). Names are compared as header
+/// names (case-insensitive, whitespace around them ignored); a value that is not a token list
+/// names nothing the gateway would drop. Bounded by the size of the `Connection` values.
+fn named_end_to_end(headers: &HeaderMap) -> Option<HeaderName> {
+    headers
         .get_all(header::CONNECTION)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .filter_map(|name| HeaderName::try_from(name.trim()).ok())
-        .collect();
+        .find(|name| headers.contains_key(name) && !NOT_FORWARDED.contains(name))
+}
+
+/// `headers` without the hop-by-hop ones. The caller has checked [`named_end_to_end`]: the
+/// headers `Connection` names are then absent or among these.
+fn end_to_end(headers: &HeaderMap) -> HeaderMap {
     let mut kept = headers.clone();
-    for name in NOT_FORWARDED.iter().chain(&named) {
+    for name in &NOT_FORWARDED {
         kept.remove(name);
     }
     kept
@@ -269,6 +289,19 @@ impl Proxy {
         if let Some(query) = parts.uri.query() {
             url.set_query(Some(query));
         }
+        // The layers have decided on these headers: the upstream gets them all, or nothing.
+        if let Some(name) = named_end_to_end(&parts.headers) {
+            tracing::warn!(
+                reason = "connection_names_end_to_end",
+                header = %name,
+                "request refused: Connection names an end-to-end header"
+            );
+            let message = format!(
+                "Bad request: Connection names the {name} header, which the gateway forwards \
+                 unchanged or not at all"
+            );
+            return error(StatusCode::BAD_REQUEST, &message);
+        }
         let mut headers = end_to_end(&parts.headers);
         headers.remove(header::HOST);
         headers.remove(header::AUTHORIZATION);
@@ -294,6 +327,20 @@ impl Proxy {
         };
         let response: http::Response<reqwest::Body> = response.into();
         let (mut parts, body) = response.into_parts();
+        // The layers read the answer after this (the binding layer binds its Mcp-Session-Id):
+        // dropping an end-to-end header here would hand the client a session, or an answer,
+        // other than the one the upstream meant. Dropping `body` closes that connection.
+        if let Some(name) = named_end_to_end(&parts.headers) {
+            tracing::warn!(
+                reason = "upstream_connection_names_end_to_end",
+                header = %name,
+                "upstream answer refused: Connection names an end-to-end header"
+            );
+            return error(
+                StatusCode::BAD_GATEWAY,
+                "Bad gateway: the upstream's answer cannot be forwarded",
+            );
+        }
         parts.headers = end_to_end(&parts.headers);
         // Frame by frame: an SSE event reaches the client when the upstream sends it.
         Response::from_parts(parts, Body::new(body))

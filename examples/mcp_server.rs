@@ -125,8 +125,9 @@ environment:
                       one, and tokens printed
   MCP_JWT_ISSUERS     HS256 development mode: the one issuer the secret belongs to (default
                       https://issuer.example)
-  MCP_KEY_SECRET      with --redis: keys the bindings' Redis keys (at least 32 bytes, the
-                      same on every replica); unset: unkeyed SHA-256 keys
+  MCP_KEY_SECRET      with --redis: keys the Redis keys of the bindings and of rmcp's
+                      session state (at least 32 bytes, the same on every replica);
+                      unset: unkeyed SHA-256 keys
   MCP_STATE_KEYS      keys that seal MRTR requestState (feature `request-state`):
                       comma-separated base64, 32 bytes each, the first seals; unset: a
                       random key per process (replicas need the same keys)
@@ -317,19 +318,33 @@ type DemoService = rmcp::transport::streamable_http_server::StreamableHttpServic
 
 /// The MCP service; with `--redis`, rmcp keeps its session state in Redis too, so that another
 /// replica can restore a session it does not hold.
+/// With `MCP_KEY_SECRET`, rmcp's session state keys are keyed (BLAKE3, a subkey of the secret of
+/// their own); without, unkeyed SHA-256, as the bindings' keys are then.
 #[cfg(feature = "redis")]
-fn mcp_service(redis: Option<&Redis>) -> DemoService {
-    match redis {
-        Some(store) => demo_mcp::service_with_session_store(Arc::new(
-            rmcp_redis_sessions::RedisSessionStore::sharing(store),
-        )),
-        None => demo_mcp::service(),
+fn mcp_service(redis: Option<&Redis>) -> Result<DemoService, String> {
+    let Some(store) = redis else {
+        return Ok(demo_mcp::service());
+    };
+    let mut sessions = rmcp_redis_sessions::RedisSessionStore::sharing(store);
+    match key_secret::rmcp_sessions_key()? {
+        Some(key) => {
+            sessions = sessions.keyed(key);
+            tracing::info!(
+                "MCP session state keys in Redis are keyed with MCP_KEY_SECRET (BLAKE3 under a \
+                 subkey of their own; state under unkeyed keys is still read)"
+            );
+        }
+        None => tracing::info!(
+            "MCP_KEY_SECRET is not set: MCP session state keys in Redis are unkeyed SHA-256; \
+             set it (32 bytes or more, the same on every replica) for keyed keys"
+        ),
     }
+    Ok(demo_mcp::service_with_session_store(Arc::new(sessions)))
 }
 
 #[cfg(not(feature = "redis"))]
-fn mcp_service(_redis: Option<&Redis>) -> DemoService {
-    demo_mcp::service()
+fn mcp_service(_redis: Option<&Redis>) -> Result<DemoService, String> {
+    Ok(demo_mcp::service())
 }
 
 #[tokio::main]
@@ -370,7 +385,7 @@ async fn run(args: Args) -> Result<(), String> {
     } = jwt_stack::issuers_from_env(&args.issuers)?;
     let redis = redis(&args).await?;
     let binding = binding_store(&args, redis.as_ref()).await?;
-    let mcp = mcp_service(redis.as_ref());
+    let mcp = mcp_service(redis.as_ref())?;
     // MRTR requestState sealed to the caller (revision 2026-07-28), inside the binding layer.
     #[cfg(feature = "request-state")]
     let mcp = tower::Layer::layer(&state_layer()?, mcp);

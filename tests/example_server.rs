@@ -432,3 +432,63 @@ fn redis_flag_with_an_unreachable_redis_is_an_error() {
     assert!(stderr.contains("error: cannot use Redis"), "{stderr}");
     assert!(output.stdout.is_empty(), "never says it is listening");
 }
+
+/// With `MCP_KEY_SECRET`, rmcp's session state in Redis is keyed too: after a session is created
+/// on one replica and restored on another, no Redis key holds the unkeyed SHA-256 of its id
+/// (which a dump could be checked against guessed ids with), and the log says the keys are
+/// keyed. Ending the session removes its state.
+#[cfg(feature = "redis")]
+#[tokio::test]
+async fn key_secret_keys_the_rmcp_session_state_in_redis() {
+    use sha2::{Digest, Sha256};
+
+    let Some(redis) = redis_server::RedisServer::start() else {
+        return;
+    };
+    let redis_url = redis.url();
+    let replica = || {
+        mcp_server(
+            &["--redis", redis_url.as_str()],
+            &[
+                ("MCP_JWT_SECRET", SECRET),
+                ("MCP_KEY_SECRET", "example-server-key-secret-32-bytes!!"),
+            ],
+        )
+    };
+    let (a, b) = (replica(), replica());
+    let (raw_a, raw_b) = (Raw::at(a.url.clone()), Raw::at(b.url.clone()));
+    let session = raw_a.open_session(Some(&alice())).await;
+    // B never saw the session: it restores it from the keyed state.
+    assert_eq!(
+        whoami(&raw_b, &session, Some(&alice())).await,
+        format!("{ISSUER} alice")
+    );
+
+    let unkeyed: String = Sha256::digest(session.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let keys = redis.command(&["KEYS", "*"]);
+    let states: Vec<&str> = keys
+        .lines()
+        .filter(|key| key.starts_with("mcpsb-session:"))
+        .collect();
+    assert_eq!(states.len(), 1, "one session state: {keys}");
+    for key in keys.lines() {
+        assert!(
+            !key.contains(&unkeyed[..32]),
+            "{key} holds the unkeyed SHA-256 of the session id"
+        );
+    }
+    for replica in [&a, &b] {
+        let log = replica.stderr();
+        assert!(
+            log.contains("MCP session state keys in Redis are keyed with MCP_KEY_SECRET"),
+            "{log}"
+        );
+    }
+
+    let answer = raw_a.delete(&session, Some(&alice())).await;
+    assert!(answer.status.is_success(), "{answer:?}");
+    assert_eq!(redis.command(&["EXISTS", states[0]]), "0", "state deleted");
+}

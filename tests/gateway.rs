@@ -3,6 +3,8 @@
 //! Python SDK (`tests/support/python/upstream.py`), both started here as child processes.
 //! Through the gateway: the rmcp client flow, a token refresh, a thief refused with the session
 //! ended at the gateway and upstream, SSE event by event, unknown sessions, upstream failures.
+//! In front of the rmcp demo server (in this process, behind a recorder of what reaches it): a
+//! `Connection` header that names an end-to-end header is refused, and nothing is forwarded.
 
 mod support;
 
@@ -19,8 +21,9 @@ use jwt_stack::{DEFAULT_AUDIENCE, DEFAULT_ISSUER, TokenMinter};
 use rmcp::model::CallToolRequestParams;
 use serde_json::{Value, json};
 use support::{
-    PROTOCOL, Raw, RotatingClient,
+    Answer, PROTOCOL, Raw, RotatingClient, TestServer, demo_mcp,
     example_bin::{Spawned, example},
+    modern::{self, MODERN},
     python_upstream, tool_call, tool_text,
 };
 
@@ -460,4 +463,237 @@ async fn overhead() {
         full.as_secs_f64() / direct.as_secs_f64(),
         full.as_secs_f64() / bare.as_secs_f64(),
     );
+}
+
+/// The rmcp demo server (in this process) as the gateway's upstream, behind a recorder of every
+/// request that reaches it.
+async fn rmcp_upstream() -> TestServer {
+    let (mcp, seen) = support::recorded(demo_mcp::service());
+    support::serve_router(axum::Router::new().nest_service("/mcp", mcp), seen).await
+}
+
+/// A sessionless (2026-07-28) POST through `raw` with the standard headers, `Mcp-Name`, and
+/// `extra` headers.
+async fn modern_with(
+    raw: &Raw,
+    token: &str,
+    method: &str,
+    name: &str,
+    body: &Value,
+    extra: &[(&str, &str)],
+) -> Answer {
+    let mut builder = raw
+        .http
+        .post(&raw.url)
+        .header("accept", "application/json, text/event-stream")
+        .header("content-type", "application/json")
+        .header("mcp-protocol-version", MODERN)
+        .header("mcp-method", method)
+        .header("mcp-name", name)
+        .bearer_auth(token)
+        .body(body.to_string());
+    for (header, value) in extra {
+        builder = builder.header(*header, *value);
+    }
+    Raw::send(builder).await
+}
+
+/// Asserts a 400 with a JSON-RPC error body, as the gateway refuses a request it cannot forward.
+fn assert_refused(answer: &Answer, what: &str) {
+    assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{what}: {answer:?}");
+    let body = answer.json();
+    assert_eq!(body["jsonrpc"], json!("2.0"), "{what}: {body}");
+    assert!(body["error"]["code"].is_i64(), "{what}: {body}");
+    assert!(answer.headers.get("mcp-session-id").is_none(), "{what}");
+}
+
+/// Bob names his own task in `Mcp-Name` (what the binding layer checks) and alice's in the body
+/// (what the server serves), and asks the gateway to drop `Mcp-Name` with `Connection:
+/// mcp-name`. An upstream that compares the two only when the header is there would serve
+/// alice's task. The gateway refuses it, and nothing reaches the upstream. The same for the
+/// headers the layer routes the request by (`Mcp-Method`, `MCP-Protocol-Version`).
+#[tokio::test]
+async fn connection_naming_mcp_name_is_refused_and_nothing_reaches_the_upstream() {
+    let upstream = rmcp_upstream().await;
+    let gateway = gateway(&upstream.url, &[]);
+    let through = Raw::at(&gateway.url);
+    let (alice, bob) = (token("alice"), token("bob"));
+    let alices = modern::create_task(&through, &alice, "alice's secret", 10).await;
+    let bobs = modern::create_task(&through, &bob, "bob's", 10).await;
+    // The task ends within 10 ms: let it, so that a forwarded tasks/get would carry her result.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    let forwarded = upstream.forwarded_count();
+    for method in ["tasks/get", "tasks/cancel"] {
+        for connection in [
+            "mcp-name",
+            "Mcp-Name",
+            "keep-alive, mcp-name",
+            " MCP-NAME ",
+            "mcp-method",
+            "mcp-protocol-version",
+        ] {
+            let body = modern::request(9, method, json!({"taskId": alices}));
+            let answer = modern_with(
+                &through,
+                &bob,
+                method,
+                &bobs,
+                &body,
+                &[("connection", connection)],
+            )
+            .await;
+            assert_refused(&answer, &format!("{method}, Connection: {connection}"));
+            assert!(!answer.text.contains("alice's secret"), "{answer:?}");
+        }
+    }
+    assert_eq!(
+        upstream.forwarded_count(),
+        forwarded,
+        "a refused request reached the upstream"
+    );
+
+    // Without the Connection header the same headers pass the layer (bob's own task) and the
+    // request is forwarded: the refusal above is the gateway's.
+    let body = modern::request(10, "tasks/get", json!({"taskId": bobs}));
+    let answer = modern_with(&through, &bob, "tasks/get", &bobs, &body, &[]).await;
+    assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
+    assert_eq!(answer.json()["result"]["taskId"], json!(bobs), "{answer:?}");
+    assert_eq!(upstream.forwarded_count(), forwarded + 1);
+}
+
+/// `Connection: mcp-session-id` on a session the binding layer checked (bob's own) would have the
+/// upstream see a request without a session: an `initialize` there mints a session nobody is
+/// bound to. Refused, and nothing reaches the upstream.
+#[tokio::test]
+async fn connection_naming_mcp_session_id_is_refused_and_nothing_reaches_the_upstream() {
+    let upstream = rmcp_upstream().await;
+    let gateway = gateway(&upstream.url, &[]);
+    let through = Raw::at(&gateway.url);
+    let bob = token("bob");
+    let session = through.open_session(Some(&bob)).await;
+
+    let forwarded = upstream.forwarded_count();
+    for body in [
+        support::initialize_body(),
+        tool_call(3, "whoami", json!({})),
+    ] {
+        let answer = Raw::send(
+            through
+                .request(reqwest::Method::POST, Some(&session), Some(&bob))
+                .header("connection", "mcp-session-id")
+                .body(body.to_string()),
+        )
+        .await;
+        assert_refused(&answer, &format!("Connection: mcp-session-id, {body}"));
+    }
+    // Nor on the GET stream or DELETE.
+    for method in [reqwest::Method::GET, reqwest::Method::DELETE] {
+        let answer = Raw::send(
+            through
+                .request(method.clone(), Some(&session), Some(&bob))
+                .header("accept", "text/event-stream")
+                .header("connection", "mcp-session-id"),
+        )
+        .await;
+        assert_refused(&answer, &format!("{method}, Connection: mcp-session-id"));
+    }
+    assert_eq!(
+        upstream.forwarded_count(),
+        forwarded,
+        "a refused request reached the upstream"
+    );
+    // The session is still bob's, and still served.
+    let answer = through.whoami(&session, Some(&bob), 4).await;
+    assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
+}
+
+/// Every header the layers read or the upstream routes by, and any other header the request
+/// carries, named by `Connection`: refused, never forwarded. `Connection` naming only hop-by-hop
+/// headers, or headers the request does not have, is forwarded as before.
+#[tokio::test]
+async fn connection_naming_any_header_the_request_carries_is_refused() {
+    let upstream = rmcp_upstream().await;
+    let gateway = gateway(&upstream.url, &[]);
+    let through = Raw::at(&gateway.url);
+    let alice = token("alice");
+    let session = through.open_session(Some(&alice)).await;
+    let call = tool_call(5, "echo", json!({"text": "x"})).to_string();
+    let post = |connection: &str, extra: &[(&str, &str)]| {
+        let mut builder = through
+            .request(reqwest::Method::POST, Some(&session), Some(&alice))
+            .header("connection", connection)
+            .body(call.clone());
+        for (header, value) in extra {
+            builder = builder.header(*header, *value);
+        }
+        Raw::send(builder)
+    };
+
+    let forwarded = upstream.forwarded_count();
+    let refused: [(&str, &[(&str, &str)]); 12] = [
+        ("authorization", &[]),
+        ("host", &[]),
+        ("content-type", &[]),
+        ("content-length", &[]),
+        ("accept", &[]),
+        ("mcp-method", &[("mcp-method", "tools/call")]),
+        ("mcp-name", &[("mcp-name", "echo")]),
+        ("last-event-id", &[("last-event-id", "0")]),
+        ("dpop", &[("dpop", "proof")]),
+        ("Mcp-Param-Region", &[("mcp-param-region", "eu")]),
+        ("x-request-id", &[("x-request-id", "7")]),
+        ("keep-alive,\tcookie", &[("cookie", "a=b")]),
+    ];
+    for (connection, extra) in refused {
+        assert_refused(
+            &post(connection, extra).await,
+            &format!("Connection: {connection}"),
+        );
+    }
+    assert_eq!(
+        upstream.forwarded_count(),
+        forwarded,
+        "a refused request reached the upstream"
+    );
+
+    for (connection, extra) in [
+        ("close", &[][..]),
+        ("keep-alive", &[("keep-alive", "timeout=5")][..]),
+        ("te", &[("te", "trailers")][..]),
+        ("mcp-name", &[][..]),
+    ] {
+        let answer = post(connection, extra).await;
+        assert_eq!(
+            answer.status,
+            StatusCode::OK,
+            "Connection: {connection}: {answer:?}"
+        );
+        assert_eq!(tool_text(&answer.json()), "x");
+    }
+}
+
+/// An upstream answer whose `Connection` names `Mcp-Session-Id`: forwarding it without that
+/// header would hand the client a session-less answer to its `initialize`; the client gets 502,
+/// and no session id.
+#[tokio::test]
+async fn an_upstream_answer_whose_connection_names_mcp_session_id_gets_502() {
+    let (mcp, seen) = support::recorded(demo_mcp::service());
+    let marked = tower::util::MapResponse::new(mcp, |mut response: http::Response<_>| {
+        response.headers_mut().insert(
+            http::header::CONNECTION,
+            http::HeaderValue::from_static("mcp-session-id"),
+        );
+        response
+    });
+    let upstream =
+        support::serve_router(axum::Router::new().nest_service("/mcp", marked), seen).await;
+    let gateway = gateway(&upstream.url, &[]);
+    let answer = Raw::at(&gateway.url)
+        .post(None, Some(&token("alice")), &support::initialize_body())
+        .await;
+    assert_eq!(answer.status, StatusCode::BAD_GATEWAY, "{answer:?}");
+    assert!(answer.headers.get("mcp-session-id").is_none(), "{answer:?}");
+    assert!(answer.json()["error"]["code"].is_i64(), "{answer:?}");
+    assert_eq!(upstream.forwarded_count(), 1);
 }

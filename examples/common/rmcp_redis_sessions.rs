@@ -17,21 +17,31 @@
 //! # What Redis holds
 //!
 //! ```text
-//! mcpsb-session:<SessionKey hex>  ->  {"initialize_params":{"protocolVersion":…,"clientInfo":…}}  PX ttl
+//! mcpsb-session:<key hex>  ->  {"initialize_params":{"protocolVersion":…,"clientInfo":…}}  PX ttl
 //! ```
 //!
-//! The key is the prefix and the format-1 hash of the session id (SHA-256, what [`RedisStore`]
-//! uses for the binding without a key secret: `mcpsb:<SessionKey hex>`), so a dump of Redis hands
-//! out no session id either. It stays format 1 when the bindings are keyed with a secret: rmcp's
-//! ids are random UUIDs, which no guess can match to their hash, and a format of its own would
-//! need its own migration. The value is the JSON of
-//! [`SessionState`].
+//! The key is the prefix and 128 bits of a hash of the session id, so a dump of Redis hands out
+//! no session id:
+//!
+//! - **Keyed** ([`RedisSessionStore::keyed`]; the `mcp_server` example when `MCP_KEY_SECRET` is
+//!   set): BLAKE3 keyed with a subkey of the secret derived for this purpose alone
+//!   (`key_secret::rmcp_sessions_key`), as the bindings' format 2 does with subkeys of their
+//!   own. Without the secret, a key cannot be checked against a guessed session id.
+//! - **Unkeyed** otherwise: the format-1 hash (SHA-256, [`SessionKey::from_session_id`], what
+//!   [`RedisStore`] uses for the binding without a key secret: `mcpsb:<SessionKey hex>`). A
+//!   dump then holds keys that can be checked against guessed ids; rmcp's ids are random
+//!   UUIDs, but the keyed form does not rely on that.
+//!
+//! Switching to keyed keys: a keyed store that does not find a session's state under its keyed
+//! key also reads its unkeyed key ([`RedisSessionStore::reading_unkeyed`], on by default), so
+//! state written before the switch is still restored until it expires; it never writes an
+//! unkeyed key, and `delete` removes both. The value is the JSON of [`SessionState`].
 //!
 //! | rmcp calls | when | Redis command |
 //! | --- | --- | --- |
 //! | `store` | a session was created (after the `initialize` answer) | `SET key json PX ttl` |
-//! | `load` | a replica meets a session id it does not hold | `GET key` |
-//! | `delete` | a `DELETE` of the session reached rmcp (the client's, or the binding layer ending it) | `DEL key` |
+//! | `load` | a replica meets a session id it does not hold | `GET key` (keyed and not found, reading unkeyed: `GET` the unkeyed key) |
+//! | `delete` | a `DELETE` of the session reached rmcp (the client's, or the binding layer ending it) | `DEL key` (keyed, reading unkeyed: `DEL` the unkeyed key too) |
 //!
 //! rmcp does not tell the store about activity, so the state expires `ttl` after the session was
 //! created (default 24 h, the binding layer's default binding TTL). Past it, a replica that does
@@ -65,14 +75,21 @@ pub struct RedisSessionStore {
     prefix: Arc<str>,
     ttl: Duration,
     timeout: Duration,
+    /// The BLAKE3 key of the keyed keys; `None`: unkeyed (format-1) keys.
+    key: Option<[u8; 32]>,
+    /// Keyed: also read (and delete) the unkeyed key of a session not found under its keyed one.
+    reading_unkeyed: bool,
 }
 
 impl fmt::Debug for RedisSessionStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Shows whether keys are keyed, never the key.
         f.debug_struct("RedisSessionStore")
             .field("prefix", &self.prefix)
             .field("ttl", &self.ttl)
             .field("timeout", &self.timeout)
+            .field("keyed", &self.key.is_some())
+            .field("reading_unkeyed", &self.reading_unkeyed)
             .finish_non_exhaustive()
     }
 }
@@ -85,7 +102,27 @@ impl RedisSessionStore {
             prefix: Arc::from(DEFAULT_PREFIX),
             ttl: DEFAULT_TTL,
             timeout: DEFAULT_TIMEOUT,
+            key: None,
+            reading_unkeyed: false,
         }
+    }
+
+    /// Keys the Redis keys with BLAKE3 under `key` (32 bytes, the same on every replica; derive
+    /// it for this purpose alone, as `key_secret::rmcp_sessions_key` does), and reads unkeyed
+    /// keys of sessions not found under their keyed key ([`reading_unkeyed`](Self::reading_unkeyed)).
+    pub fn keyed(mut self, key: [u8; 32]) -> Self {
+        self.key = Some(key);
+        self.reading_unkeyed = true;
+        self
+    }
+
+    /// With [`keyed`](Self::keyed): whether a session not found under its keyed key is looked
+    /// for under its unkeyed key too (default `true`; the switch from unkeyed keys). Costs a
+    /// second `GET` for sessions not found only; turn it off once one TTL has passed since the
+    /// switch. Without effect on an unkeyed store.
+    pub fn reading_unkeyed(mut self, yes: bool) -> Self {
+        self.reading_unkeyed = yes;
+        self
     }
 
     /// A store on the connection of the bindings' `store` (one connection for both).
@@ -118,13 +155,52 @@ impl RedisSessionStore {
         self
     }
 
-    /// The Redis key of `session_id`'s state: the prefix, then [`SessionKey::to_hex`].
+    /// The Redis key of `session_id`'s state: the prefix, then the first 128 bits of the keyed
+    /// BLAKE3 hash in hex ([`keyed`](Self::keyed)), or else [`SessionKey::to_hex`] (unkeyed).
     pub fn redis_key(&self, session_id: &str) -> String {
+        match &self.key {
+            Some(key) => {
+                let hash = blake3::keyed_hash(key, session_id.as_bytes());
+                let hex = hash.to_hex();
+                format!("{}{}", self.prefix, &hex[..32])
+            }
+            None => self.unkeyed_key(session_id),
+        }
+    }
+
+    /// The unkeyed (format-1) Redis key of `session_id`'s state.
+    fn unkeyed_key(&self, session_id: &str) -> String {
         format!(
             "{}{}",
             self.prefix,
             SessionKey::from_session_id(session_id).to_hex()
         )
+    }
+
+    /// The unkeyed key to read too when `session_id` is not found under [`redis_key`]: keyed
+    /// and reading unkeyed keys only.
+    ///
+    /// [`redis_key`]: Self::redis_key
+    fn fallback_key(&self, session_id: &str) -> Option<String> {
+        (self.key.is_some() && self.reading_unkeyed).then(|| self.unkeyed_key(session_id))
+    }
+
+    /// `GET key`.
+    async fn get(&self, key: String) -> Result<Option<Vec<u8>>, SessionStoreError> {
+        self.run("load", |mut conn| {
+            let key = key.clone();
+            async move { conn.get(key).await }
+        })
+        .await
+    }
+
+    /// `DEL key`.
+    async fn del(&self, key: String) -> Result<(), SessionStoreError> {
+        self.run("delete", |mut conn| {
+            let key = key.clone();
+            async move { conn.del::<_, ()>(key).await }
+        })
+        .await
     }
 
     fn ttl_ms(&self) -> u64 {
@@ -156,13 +232,12 @@ impl RedisSessionStore {
         &self,
         session_id: &str,
     ) -> Result<Option<SessionState>, SessionStoreError> {
-        let key = self.redis_key(session_id);
-        let value: Option<Vec<u8>> = self
-            .run("load", |mut conn| {
-                let key = key.clone();
-                async move { conn.get(key).await }
-            })
-            .await?;
+        let mut value = self.get(self.redis_key(session_id)).await?;
+        if value.is_none()
+            && let Some(unkeyed) = self.fallback_key(session_id)
+        {
+            value = self.get(unkeyed).await?;
+        }
         match value {
             None => Ok(None),
             Some(json) => Ok(Some(serde_json::from_slice(&json).map_err(|err| {
@@ -193,12 +268,12 @@ impl RedisSessionStore {
     }
 
     async fn delete_state(&self, session_id: &str) -> Result<(), SessionStoreError> {
-        let key = self.redis_key(session_id);
-        self.run("delete", |mut conn| {
-            let key = key.clone();
-            async move { conn.del::<_, ()>(key).await }
-        })
-        .await
+        self.del(self.redis_key(session_id)).await?;
+        // One DEL each: on a Redis Cluster the two keys are in different slots.
+        if let Some(unkeyed) = self.fallback_key(session_id) {
+            self.del(unkeyed).await?;
+        }
+        Ok(())
     }
 }
 
