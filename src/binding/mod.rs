@@ -28,7 +28,6 @@ pub(crate) mod session;
 pub(crate) mod stream;
 pub(crate) mod tasks;
 
-#[cfg(feature = "request-state")]
 pub(crate) mod trace;
 
 pub use body::ResponseBody;

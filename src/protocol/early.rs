@@ -10,12 +10,9 @@
 use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
-use http::{HeaderValue, Response, StatusCode, Version, header};
+use http::{HeaderValue, Response, Version, header};
 use http_body::Body;
 use http_body_util::BodyExt;
-use http_body_util::Full;
-
-use super::jsonrpc;
 
 /// The most an early answer drains of a request body to keep the connection usable.
 pub(crate) const DRAIN_MAX_BYTES: usize = 64 * 1024;
@@ -94,9 +91,12 @@ pub(crate) enum ReadError {
     TimedOut,
 }
 
+#[cfg(feature = "request-state")]
 impl ReadError {
     /// The JSON-RPC answer to a body that could not be read: 413, 408 or 400.
-    pub(crate) fn answer(&self) -> Response<Full<Bytes>> {
+    pub(crate) fn answer(&self) -> Response<http_body_util::Full<Bytes>> {
+        use super::jsonrpc;
+        use http::StatusCode;
         let (status, message) = match self {
             Self::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "Request body too large"),
             Self::TimedOut => (

@@ -108,6 +108,7 @@ pub(crate) enum Verdict {
     /// Drop it (an SSE event; a JSON answer is never dropped).
     Drop,
     /// Pass this JSON instead (in an SSE event, with the event's other fields kept).
+    #[cfg_attr(not(feature = "request-state"), allow(dead_code))] // the state layer's
     Replace(Vec<u8>),
     /// Wait for `decision`: `true` passes the message, `false` passes `instead` (JSON, framed
     /// like the message) or nothing.
