@@ -650,28 +650,13 @@ fn assert_refused_with(answer: &Answer, what: &str, message: &str) {
 #[cfg(all(feature = "jwt", feature = "oidc"))]
 #[tokio::test]
 async fn the_example_server_checks_listen() {
-    use support::example_bin::{Spawned, example};
-    let server = Spawned::start(
-        std::process::Command::new(example("mcp_server"))
-            .args(["--listen", "127.0.0.1:0"])
-            .env_remove("MCP_JWT_SECRET")
-            .env_remove("MCP_JWT_ISSUERS")
-            .env_remove("MCP_JWT_AUDIENCE"),
-    );
-    let printed = |who: &str| {
-        server
-            .banner
-            .iter()
-            .find_map(|line| line.trim().strip_prefix(who))
-            .map(|token| token.trim().to_owned())
-            .unwrap_or_else(|| panic!("no {who} token in {:?}", server.banner))
-    };
-    let (alice, bob) = (printed("alice "), printed("bob "));
-    let raw = Raw::at(server.url.clone());
-    let task_id = create_task(&raw, &alice, "example", 10).await;
-    let refused = listen(&raw, Some(&bob), json!([task_id])).await;
+    let example_attacks::Example {
+        raw, alice, bob, ..
+    } = &example_attacks::example_server();
+    let task_id = create_task(raw, alice, "example", 10).await;
+    let refused = listen(raw, Some(bob), json!([task_id])).await;
     assert_refused(&refused, 5, &format!("unknown task: {task_id}"));
-    let served = listen(&raw, Some(&alice), json!([task_id])).await;
+    let served = listen(raw, Some(alice), json!([task_id])).await;
     assert!(!served.text.contains("unknown task"), "{served:?}");
     // rmcp 3.9 has no `subscriptions/listen`: its own answer says so.
     assert_eq!(served.json()["error"]["code"], -32601, "{served:?}");
@@ -684,6 +669,7 @@ mod example_attacks {
     use super::*;
     use support::example_bin::{Spawned, example};
 
+    /// The example server, with the tokens it printed.
     pub(super) struct Example {
         _server: Spawned,
         pub(super) raw: Raw,
@@ -691,6 +677,7 @@ mod example_attacks {
         pub(super) bob: String,
     }
 
+    /// Starts the example server without `MCP_JWT_*` settings, so it prints tokens.
     pub(super) fn example_server() -> Example {
         let server = Spawned::start(
             std::process::Command::new(example("mcp_server"))
