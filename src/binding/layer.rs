@@ -190,6 +190,15 @@ impl Config {
         }
     }
 
+    /// The settings the binding decision depends on.
+    pub(crate) fn policy(&self) -> crate::binding::decide::Policy {
+        crate::binding::decide::Policy {
+            allow_anonymous: self.allow_anonymous,
+            mismatch_answer: self.mismatch_answer,
+            end_on_mismatch: self.end_on_mismatch,
+        }
+    }
+
     /// How long a binding of `owner` lives after its last use.
     pub(crate) fn binding_ttl_of(&self, owner: &crate::store::Owner) -> Duration {
         match owner {

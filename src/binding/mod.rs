@@ -19,6 +19,7 @@
 //! - `trace`: every log event, with its reason code.
 
 mod body;
+pub(crate) mod decide;
 pub(crate) mod event_ids;
 pub(crate) mod future;
 pub(crate) mod layer;

@@ -15,8 +15,9 @@ use tower::Service;
 
 use crate::{
     Identity, ResponseBody, ResponseFuture,
+    binding::decide,
     binding::event_ids,
-    binding::layer::{Config, MismatchAnswer},
+    binding::layer::Config,
     binding::reject::{self, RejectionReason},
     binding::session::{After, AfterKind, InnerHead, end_session},
     binding::stream,
@@ -320,8 +321,15 @@ where
 
         let slide = self.config.slide(caller.as_ref());
         let found = self.store.lookup_now(key, slide);
-        if let Some(Ok(Lookup::Bound(owner))) = &found
-            && owns(owner, caller.as_ref(), &self.config)
+        if let Some(Ok(lookup)) = &found
+            && let decide::Session::Forward {
+                tombstone_on_success,
+            } = decide::session(
+                Ok(lookup),
+                caller.as_ref(),
+                decide::Kind::of(&parts.method),
+                &self.config.policy(),
+            )
         {
             // The matching path, on a store that answers at once: the inner service polled
             // ready is called here, nothing is cloned or boxed (a DELETE, rare, needs the
@@ -333,7 +341,7 @@ where
                 drop(self.take_ready());
                 return foreign_event_id(parts.version, body, caller.as_ref(), key, why);
             }
-            let after = if parts.method == Method::DELETE {
+            let after = if tombstone_on_success {
                 Some(Box::new(After {
                     inner: self.inner.clone(),
                     store: self.store.clone(),
@@ -423,11 +431,6 @@ impl<S: Clone, St, I> SessionBinding<S, St, I> {
     }
 }
 
-/// Whether `caller` may use a session owned by `owner`.
-fn owns(owner: &Owner, caller: Option<&Identity>, config: &Config) -> bool {
-    owner.admits(caller) && (config.allow_anonymous || *owner != Owner::Anonymous)
-}
-
 /// A request that names a session, waiting for the store's answer.
 struct Checked<S, St, ReqBody> {
     /// The service polled ready: the one to forward to, or to send the `DELETE` that ends the
@@ -439,12 +442,6 @@ struct Checked<S, St, ReqBody> {
     key: SessionKey,
     parts: Parts,
     body: ReqBody,
-}
-
-/// Why a caller is refused on a session.
-enum Refusal {
-    Mismatch { owner: Option<Identity> },
-    Corrupt,
 }
 
 impl<S, St, ReqBody, ResBody> Checked<S, St, ReqBody>
@@ -459,81 +456,68 @@ where
     ResBody: Send + 'static,
 {
     fn decide(self, found: Result<Lookup, StoreError>) -> ResponseFuture<S::Future, ResBody> {
-        let refusal = match found {
-            Ok(Lookup::Bound(owner)) if self.owns(&owner) => return self.forward(),
-            Ok(Lookup::Bound(Owner::User(owner))) => Refusal::Mismatch { owner: Some(owner) },
-            Ok(Lookup::Bound(Owner::Anonymous)) => Refusal::Mismatch { owner: None },
-            Ok(Lookup::Missing) => match self.format_1_key() {
-                Some(key) => return self.look_again(key),
-                None => return self.not_found(RejectionReason::UnknownSession),
-            },
-            Ok(Lookup::Ended) if self.deletes_idempotently() => return self.already_ended(),
-            Ok(Lookup::Ended) => return self.not_found(RejectionReason::EndedSession),
-            Err(error) if error.kind() == StoreErrorKind::Corrupt => {
-                let what = "stored binding does not parse; failing closed";
-                trace::failed(
-                    RejectionReason::CorruptBinding,
-                    self.caller.as_ref(),
-                    self.key,
-                    &error,
-                    what,
-                );
-                Refusal::Corrupt
+        let kind = decide::Kind::of(&self.parts.method);
+        let decision = decide::session(
+            found.as_ref().map_err(StoreError::kind),
+            self.caller.as_ref(),
+            kind,
+            &self.config.policy(),
+        );
+        let caller = self.caller.as_ref();
+        match (&decision, &found) {
+            (decide::Session::Refuse { .. }, Ok(Lookup::Bound(owner))) => {
+                let owner = match owner {
+                    Owner::User(owner) => Some(owner),
+                    Owner::Anonymous => None,
+                };
+                trace::mismatch(caller, owner, self.key);
             }
-            Err(error) => {
-                let what = "binding store failed; request not forwarded";
-                trace::failed(
-                    RejectionReason::StoreUnavailable,
-                    self.caller.as_ref(),
-                    self.key,
-                    &error,
-                    what,
-                );
-                let answer = reject::plain(RejectionReason::StoreUnavailable, None);
-                return early_answer(self.parts.version, self.body, answer);
+            (_, Err(error)) => {
+                let (reason, what) = if error.kind() == StoreErrorKind::Corrupt {
+                    let what = "stored binding does not parse; failing closed";
+                    (RejectionReason::CorruptBinding, what)
+                } else {
+                    let what = "binding store failed; request not forwarded";
+                    (RejectionReason::StoreUnavailable, what)
+                };
+                trace::failed(reason, caller, self.key, error, what);
             }
-        };
-        ResponseFuture::boxed(self.refuse(refusal).boxed())
-    }
-
-    fn owns(&self, owner: &Owner) -> bool {
-        owns(owner, self.caller.as_ref(), &self.config)
-    }
-
-    /// The session's format-1 key, when the store is migrating to format 2 and it has not been
-    /// looked up yet (see [`KeyDerivation::reading_format_1`]).
-    ///
-    /// [`KeyDerivation::reading_format_1`]: crate::store::KeyDerivation::reading_format_1
-    fn format_1_key(&self) -> Option<SessionKey> {
-        let session = self.parts.headers.get(MCP_SESSION_ID)?;
-        let key = self
-            .store
-            .key_derivation()
-            .format_1_session(headers::as_str(session))?;
-        (key != self.key).then_some(key)
-    }
-
-    /// Looks the session up again, under `key`, and decides on what that finds.
-    fn look_again(mut self, key: SessionKey) -> ResponseFuture<S::Future, ResBody> {
-        self.key = key;
-        let slide = self.config.slide(self.caller.as_ref());
-        ResponseFuture::boxed(
-            async move {
-                let found = self.store.lookup(key, slide).await;
-                self.decide(found).await
+            (decide::Session::AlreadyEnded, _) => {
+                let detail = "DELETE of an ended session: answered 204";
+                let reason = RejectionReason::EndedSession;
+                trace::rejected(reason, caller, Some(self.key), Some(detail));
             }
-            .boxed(),
-        )
+            (decide::Session::Answer(reason), _) => {
+                trace::rejected(*reason, caller, Some(self.key), None);
+            }
+            _ => {}
+        }
+        match decision {
+            decide::Session::Forward {
+                tombstone_on_success,
+            } => self.forward(tombstone_on_success),
+            decide::Session::AlreadyEnded => {
+                early_answer(self.parts.version, self.body, reject::already_ended())
+            }
+            decide::Session::Answer(reason) => {
+                early_answer(self.parts.version, self.body, reject::plain(reason, None))
+            }
+            decide::Session::Refuse {
+                reason,
+                answer,
+                end,
+            } => ResponseFuture::boxed(self.refuse(reason, answer, end).boxed()),
+        }
     }
 
-    fn forward(mut self) -> ResponseFuture<S::Future, ResBody> {
+    fn forward(mut self, tombstone_on_success: bool) -> ResponseFuture<S::Future, ResBody> {
         if let Some(ids) = &self.config.event_ids
             && let Err(why) = event_ids::open_last_event_id(&mut self.parts.headers, ids, self.key)
         {
             let version = self.parts.version;
             return foreign_event_id(version, self.body, self.caller.as_ref(), self.key, why);
         }
-        let after = if self.parts.method == Method::DELETE {
+        let after = if tombstone_on_success {
             Some(Box::new(After {
                 inner: self.ready.clone(),
                 store: self.store,
@@ -553,41 +537,18 @@ where
         )
     }
 
-    /// A `DELETE` of a session the layer already ended answers 204, so client shutdown code
-    /// (the TypeScript SDK's `terminateSession()` throws on 404) works after a refused hijack.
-    /// Whoever asks: a tombstone has no owner, and the session is over either way. Not with
-    /// [`MismatchAnswer::NotFound`]: there, 204 after a 404 would tell a thief that the id it
-    /// was refused on had been a live session.
-    fn deletes_idempotently(&self) -> bool {
-        self.parts.method == Method::DELETE && self.config.mismatch_answer == MismatchAnswer::Mcp
-    }
-
-    fn already_ended(self) -> ResponseFuture<S::Future, ResBody> {
-        let detail = "DELETE of an ended session: answered 204";
-        let reason = RejectionReason::EndedSession;
-        trace::rejected(reason, self.caller.as_ref(), Some(self.key), Some(detail));
-        early_answer(self.parts.version, self.body, reject::already_ended())
-    }
-
-    fn not_found(self, reason: RejectionReason) -> ResponseFuture<S::Future, ResBody> {
-        trace::rejected(reason, self.caller.as_ref(), Some(self.key), None);
-        early_answer(self.parts.version, self.body, reject::plain(reason, None))
-    }
-
     /// Answers a refused caller and ends the session (unless configured not to).
     ///
     /// The ending starts first, before the body is read, and is detached: it completes even if
     /// the caller resets the stream or closes the connection. The MCP answer waits for it, so a
     /// refused caller's answer means the session is over; the 404-style answer does not (it must
     /// look like an unknown session's).
-    async fn refuse(self, refusal: Refusal) -> Result<Response<ResponseBody<ResBody>>, S::Error> {
-        let reason = match refusal {
-            Refusal::Mismatch { owner } => {
-                trace::mismatch(self.caller.as_ref(), owner.as_ref(), self.key);
-                RejectionReason::IdentityMismatch
-            }
-            Refusal::Corrupt => RejectionReason::CorruptBinding,
-        };
+    async fn refuse(
+        self,
+        reason: RejectionReason,
+        answer: decide::Answer,
+        end: bool,
+    ) -> Result<Response<ResponseBody<ResBody>>, S::Error> {
         let Checked {
             ready,
             store,
@@ -599,7 +560,7 @@ where
         } = self;
         // Present: only requests with a valid session header get here.
         let session = parts.headers.get(MCP_SESSION_ID).cloned();
-        let ending = match (config.end_on_mismatch, session) {
+        let ending = match (end, session) {
             (true, Some(session)) => Some(end_session(
                 ready,
                 store,
@@ -612,17 +573,17 @@ where
             _ => None,
         };
         let version = parts.version;
-        let answer = match config.mismatch_answer {
-            MismatchAnswer::NotFound => {
+        let answer = match answer {
+            decide::Answer::NotFound => {
                 let answer = reject::plain(RejectionReason::UnknownSession, None);
                 return Ok(early::answer(version, body, answer)
                     .await
                     .map(ResponseBody::answer));
             }
-            MismatchAnswer::Mcp if parts.method == Method::POST => {
-                mcp_answer(&parts, body, &config, reason).await
+            decide::Answer::PerRequest => mcp_answer(&parts, body, &config, reason).await,
+            decide::Answer::Plain => {
+                early::answer(version, body, reject::plain(reason, None)).await
             }
-            MismatchAnswer::Mcp => early::answer(version, body, reject::plain(reason, None)).await,
         };
         if let Some(ending) = ending {
             ending.await;

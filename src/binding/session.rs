@@ -9,12 +9,13 @@ use tower::{Service, ServiceExt};
 
 use crate::{
     Identity, ResponseBody,
+    binding::decide,
     binding::future::{AfterResponse, Then},
     binding::layer::Config,
     binding::reject::{self, RejectionReason},
     binding::trace,
     protocol::headers::{self, MCP_SESSION_ID, SessionHeader},
-    store::{BindOutcome, BindingStore, Owner, SessionKey, StoreErrorKind},
+    store::{BindOutcome, BindingStore, SessionKey, StoreError, StoreErrorKind},
 };
 
 /// The head of the `DELETE` that ends a session. It holds only values the layer trusts, never
@@ -255,85 +256,62 @@ where
         }
     };
     let key = store.key_derivation().session(headers::as_str(&session));
-    let owner = match (&caller, config.allow_anonymous) {
-        (Some(identity), _) => Owner::User(identity.clone()),
-        // Credentials but no identity: the auth layer is misplaced (inside this layer) or does
-        // not insert the identity. Binding would make the session anonymous, open to anyone.
-        (None, _) if credentials => {
-            trace::misconfigured(key);
+    let owner = match decide::new_owner(caller.as_ref(), credentials, &config.policy()) {
+        Ok(owner) => owner,
+        Err(reason) => {
+            if reason == RejectionReason::CredentialsWithoutIdentity {
+                trace::misconfigured(key);
+            } else {
+                trace::rejected(reason, None, Some(key), None);
+            }
             end_session(inner, store, None, config, head, session, None).await;
-            return refuse(RejectionReason::CredentialsWithoutIdentity);
-        }
-        (None, true) => Owner::Anonymous,
-        (None, false) => {
-            trace::rejected(RejectionReason::MissingIdentity, None, Some(key), None);
-            end_session(inner, store, None, config, head, session, None).await;
-            return refuse(RejectionReason::MissingIdentity);
+            return refuse(reason);
         }
     };
     let limit = config.session_limit(&owner);
-    let (tombstone, reason) = match store
-        .bind(key, &owner, config.binding_ttl_of(&owner), limit)
-        .await
-    {
-        Ok(BindOutcome::Created) => {
-            trace::bound(caller.as_ref(), key);
-            if config.end_session_uri.is_none()
-                && let Ok(mut created_at) = config.created_at.lock()
-            {
-                *created_at = Some(head);
-            }
-            return response.map(ResponseBody::inner);
+    let ttl = config.binding_ttl_of(&owner);
+    let outcome = store.bind(key, &owner, ttl, limit).await;
+    let decision = decide::bound(outcome.as_ref().map_err(StoreError::kind));
+    let decide::Bound::Refuse {
+        reason,
+        end,
+        tombstone,
+        retry_after,
+    } = decision
+    else {
+        trace::bound(caller.as_ref(), key);
+        if config.end_session_uri.is_none()
+            && let Ok(mut created_at) = config.created_at.lock()
+        {
+            *created_at = Some(head);
         }
-        Ok(BindOutcome::LimitReached { retry_after }) => {
-            // Nothing was written: no tombstone; the inner session is ended and no id leaves.
-            let reason = RejectionReason::TooManySessions;
-            trace::rejected(reason, caller.as_ref(), Some(key), None);
-            end_session(inner, store, None, config, head, session, caller).await;
-            return reject::too_many_sessions(retry_after).map(ResponseBody::answer);
-        }
-        Ok(BindOutcome::AlreadyBound(_)) => {
-            // The inner service handed out an id that is someone's live session (a fixation in
-            // the server underneath). That session is not the caller's to end: no tombstone, no
-            // `DELETE` (it would end the owner's inner session); the caller gets no id.
-            let what = "the inner service minted the id of a live session; it is left as it is";
-            let reason = RejectionReason::BindConflict;
-            trace::rejected(reason, caller.as_ref(), Some(key), Some(what));
-            return refuse(reason);
-        }
-        Ok(BindOutcome::AlreadyEnded) => {
-            // An ended id minted again: nobody's session. The inner one is ended; the tombstone
-            // stays as it is.
-            let reason = RejectionReason::BindConflict;
-            trace::rejected(reason, caller.as_ref(), Some(key), None);
-            (None, reason)
-        }
+        return response.map(ResponseBody::inner);
+    };
+    match &outcome {
         Err(error) if error.kind() == StoreErrorKind::Corrupt => {
             let what = "a new session id collides with a corrupt stored value";
-            trace::failed(
-                RejectionReason::CorruptBinding,
-                caller.as_ref(),
-                key,
-                &error,
-                what,
-            );
-            (Some(key), RejectionReason::BindConflict)
+            let corrupt = RejectionReason::CorruptBinding;
+            trace::failed(corrupt, caller.as_ref(), key, error, what);
         }
         Err(error) => {
             let what = "could not bind a new session; ending it";
-            trace::failed(
-                RejectionReason::StoreUnavailable,
-                caller.as_ref(),
-                key,
-                &error,
-                what,
-            );
-            (None, RejectionReason::StoreUnavailable)
+            trace::failed(reason, caller.as_ref(), key, error, what);
         }
-    };
+        Ok(BindOutcome::AlreadyBound(_)) => {
+            let what = "the inner service minted the id of a live session; it is left as it is";
+            trace::rejected(reason, caller.as_ref(), Some(key), Some(what));
+        }
+        Ok(_) => trace::rejected(reason, caller.as_ref(), Some(key), None),
+    }
     // Never hand out a session that is not bound to its caller.
-    end_session(inner, store, tombstone, config, head, session, caller).await;
-    refuse(reason)
+    if end {
+        let tombstone = tombstone.then_some(key);
+        end_session(inner, store, tombstone, config, head, session, caller).await;
+    }
+    match retry_after {
+        Some(retry_after) => reject::too_many_sessions(retry_after).map(ResponseBody::answer),
+        None => refuse(reason),
+    }
 }
 
 fn refuse<B>(reason: RejectionReason) -> Response<ResponseBody<B>> {
