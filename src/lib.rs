@@ -73,35 +73,32 @@
 //! | an identity that is present but unusable (claim missing or not a string) | 401, nothing written |
 //! | `MCP-Protocol-Version` 2026-07-28 or later (sessionless) | POST forwarded without `Mcp-Session-Id` and `Last-Event-ID`; GET and DELETE → 405 with `Allow: POST`, not forwarded (the revision has no GET stream, no `DELETE`, no resumption) |
 //!
-//! # Refusals cost little, and cannot be cancelled
+//! # Refusals are bounded, and cannot be cancelled
 //!
-//! - **Bounded answers.** The answer to a refused request is at most
-//!   [`max_answer_bytes`](SessionBindingLayer::max_answer_bytes) (64 KiB), whatever the body. The
-//!   refused body is read up to [`max_body_bytes`](SessionBindingLayer::max_body_bytes) (4 MiB)
-//!   and classified element by element, stopping at the first element that is not a JSON-RPC
-//!   message or past [`max_batch_answers`](SessionBindingLayer::max_batch_answers) requests, so
-//!   a request holds at most its body and its answer.
-//! - **The session ends first.** On a mismatch the ending starts before the body is read, and
-//!   runs on its own task: a client that resets the stream, closes the connection, or never sends
-//!   the body cannot keep the session alive. The MCP answer is sent once the session is ended;
-//!   the 404-style answer ([`MismatchAnswer::NotFound`]) does not wait, so it looks like an
-//!   unknown session's.
-//! - **A trusted cleanup `DELETE`.** The `DELETE` sent to the inner service carries only the
-//!   session id, and the path and `Host` of [configuration](SessionBindingLayer::end_session_uri)
-//!   or of the last session created through the layer, never the refused caller's `Host`, query
-//!   or `MCP-Protocol-Version`. When the inner service does not accept it (anything but 2xx, 404,
-//!   405), the layer logs `end_failed` at `warn`; the tombstone holds all the same. An
-//!   [`end_request_hook`](SessionBindingLayer::end_request_hook) adds what an inner service
-//!   needs (credentials, say).
-//! - **Connections stay usable.** An answer made before the request body was read drains a
-//!   small body (64 KiB within 1 s) or, on HTTP/1.1, says `Connection: close`, so a pooled client
-//!   never sends its next request on a connection the server is about to close.
-//! - **Event ids.** rmcp's event stores key events by id alone. On a legacy session the layer
-//!   checks the session a `GET` with `Last-Event-ID` names, not which session the event id
-//!   belongs to; sessionless requests lose `Last-Event-ID` before they are forwarded.
+//! Every refusal is a response (the inner error type is unchanged) carrying its
+//! [`RejectionReason`] in the response extensions, and a `tracing` event with a stable reason
+//! code. Its answer is at most [`max_answer_bytes`](SessionBindingLayer::max_answer_bytes)
+//! (64 KiB) whatever the body; the refused body is read up to
+//! [`max_body_bytes`](SessionBindingLayer::max_body_bytes) (4 MiB) and within
+//! [`refused_body_timeout`](SessionBindingLayer::refused_body_timeout) (10 s). On a mismatch the
+//! session is ended before the body is read, on a task of its own that no client can cancel; the
+//! cleanup `DELETE` carries only the session id and the path and `Host` of
+//! [configuration](SessionBindingLayer::end_session_uri) or of the last session created through
+//! the layer (an [`end_request_hook`](SessionBindingLayer::end_request_hook) adds what an inner
+//! service needs). An answer made before the body was read drains a small body or says
+//! `Connection: close`. rmcp's event stores key events by id alone: to keep a resumption inside
+//! its session, see [`SessionBindingLayer::bind_event_ids`].
 //!
-//! Every answer the layer makes carries its [`RejectionReason`] in the response extensions, and a
-//! `tracing` event with a stable reason code.
+//! # Guides
+//!
+//! Guides sit in the `docs/` folder of the repository and of the published package, next to the
+//! README: `docs/behaviour.md` (every answer, bounds, logs, configuration),
+//! `docs/identity-providers.md` (custom auth layers, the JWT layer, OpenID providers),
+//! `docs/deployment.md` (replicas, Redis, Cluster, TLS, the key secret, sizing),
+//! `docs/sessionless.md` (MCP 2026-07-28: tasks and `requestState`), `docs/performance.md`
+//! (figures and how to measure them), `docs/browsers.md`, `docs/other-servers.md` (hyper, tonic,
+//! a gateway) and `docs/examples.md`. `SECURITY.md` says what the layer protects against and what
+//! it does not.
 //!
 //! # Features
 //!
