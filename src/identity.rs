@@ -33,16 +33,11 @@ use serde_json::{Map, Value};
 ///
 /// OIDC caps `sub` at 255 ASCII characters; the larger cap leaves room for long issuer URLs while
 /// still bounding what a binding store holds per session.
-///
-/// ```
-/// use mcp_session_binding::{Identity, identity::MAX_CLAIM_LEN};
-/// assert!(Identity::new("https://issuer.example", "a".repeat(MAX_CLAIM_LEN + 1)).is_err());
-/// ```
-pub const MAX_CLAIM_LEN: usize = 1024;
+pub(crate) const MAX_CLAIM_LEN: usize = 1024;
 
 /// A validated caller identity: the token issuer (`iss`) and subject (`sub`).
 ///
-/// Both halves are non-empty, at most [`MAX_CLAIM_LEN`] bytes and contain no NUL. Equality is
+/// Both halves are non-empty, at most 1024 bytes and contain no NUL. Equality is
 /// exact (case sensitive) and constant-time. Cloning is cheap (two reference counts).
 ///
 /// ```

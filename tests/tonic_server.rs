@@ -11,7 +11,7 @@ use axum::Router;
 use http::StatusCode;
 use jsonwebtoken::{Algorithm, EncodingKey, Header, encode, get_current_timestamp};
 use mcp_session_binding::{
-    MISMATCH_MESSAGE, SessionBindingLayer,
+    SessionBindingLayer,
     jwt::{JwtAuthLayer, JwtKey},
     store::MemoryStore,
 };
@@ -28,6 +28,9 @@ use tonic::{
 use tonic_health::pb::{
     HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
 };
+
+/// The binding layer's answer to a caller who is not the session's owner. (not exported)
+const MISMATCH_MESSAGE: &str = "Unauthorized: caller identity does not match session owner";
 
 const SECRET: &str = "tonic-server-test-secret-32-bytes-long";
 const ISSUER: &str = "https://issuer.example";

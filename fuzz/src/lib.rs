@@ -9,11 +9,20 @@
 use http::{HeaderMap, HeaderValue};
 use mcp_session_binding::{
     __private::{self, Message},
-    DEFAULT_MAX_BATCH_ANSWERS, DEFAULT_MAX_SESSION_ID_LEN, Identity, MCP_PROTOCOL_VERSION,
-    MCP_SESSION_ID,
+    Identity,
     store::{Owner, codec},
 };
 use serde_json::{Value, value::RawValue};
+
+/// The binding layer's default `max_batch_answers`. (not exported)
+const DEFAULT_MAX_BATCH_ANSWERS: usize = 64;
+/// The binding layer's default `max_session_id_len`. (not exported)
+const DEFAULT_MAX_SESSION_ID_LEN: usize = 1024;
+/// The MCP protocol version header. (not exported)
+const MCP_PROTOCOL_VERSION: http::HeaderName =
+    http::HeaderName::from_static("mcp-protocol-version");
+/// The MCP session header. (not exported)
+const MCP_SESSION_ID: http::HeaderName = http::HeaderName::from_static("mcp-session-id");
 
 /// The names of the targets, as in `fuzz/Cargo.toml` and `fuzz/corpus/`.
 pub const TARGETS: &[&str] = &[

@@ -16,105 +16,34 @@ use crate::{
 };
 
 /// Bindings live for 24 hours after the last refresh.
-///
-/// ```
-/// use mcp_session_binding::DEFAULT_BINDING_TTL;
-/// assert_eq!(DEFAULT_BINDING_TTL.as_secs(), 24 * 3600);
-/// ```
-pub const DEFAULT_BINDING_TTL: Duration = Duration::from_secs(24 * 3600);
+pub(crate) const DEFAULT_BINDING_TTL: Duration = Duration::from_secs(24 * 3600);
 /// Anonymous bindings live for 10 minutes after their last use: see
 /// [`SessionBindingLayer::anonymous_binding_ttl`].
-///
-/// ```
-/// use mcp_session_binding::DEFAULT_ANONYMOUS_BINDING_TTL;
-/// assert_eq!(DEFAULT_ANONYMOUS_BINDING_TTL.as_secs(), 10 * 60);
-/// ```
-pub const DEFAULT_ANONYMOUS_BINDING_TTL: Duration = Duration::from_secs(10 * 60);
+pub(crate) const DEFAULT_ANONYMOUS_BINDING_TTL: Duration = Duration::from_secs(10 * 60);
 /// Tombstones of ended sessions live for 24 hours.
-///
-/// ```
-/// use mcp_session_binding::DEFAULT_TOMBSTONE_TTL;
-/// assert_eq!(DEFAULT_TOMBSTONE_TTL.as_secs(), 24 * 3600);
-/// ```
-pub const DEFAULT_TOMBSTONE_TTL: Duration = Duration::from_secs(24 * 3600);
+pub(crate) const DEFAULT_TOMBSTONE_TTL: Duration = Duration::from_secs(24 * 3600);
 /// 4 MiB, rmcp's own request body cap.
-///
-/// ```
-/// use mcp_session_binding::DEFAULT_MAX_BODY_BYTES;
-/// assert_eq!(DEFAULT_MAX_BODY_BYTES, 4 << 20);
-/// ```
-pub const DEFAULT_MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
+pub(crate) const DEFAULT_MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
 /// Longest accepted `Mcp-Session-Id`, in bytes.
-///
-/// ```
-/// use mcp_session_binding::DEFAULT_MAX_SESSION_ID_LEN;
-/// assert_eq!(DEFAULT_MAX_SESSION_ID_LEN, 1024);
-/// ```
-pub const DEFAULT_MAX_SESSION_ID_LEN: usize = 1024;
+pub(crate) const DEFAULT_MAX_SESSION_ID_LEN: usize = 1024;
 /// Live sessions one identity may hold at once: see
 /// [`SessionBindingLayer::max_sessions_per_identity`].
-///
-/// ```
-/// # #[cfg(feature = "memory")] {
-/// use mcp_session_binding::{DEFAULT_MAX_SESSIONS_PER_IDENTITY, SessionBindingLayer};
-///
-/// // A deployment whose clients open many parallel sessions raises the default.
-/// let layer = SessionBindingLayer::new().max_sessions_per_identity(4 * DEFAULT_MAX_SESSIONS_PER_IDENTITY);
-/// # let _ = layer;
-/// # }
-/// ```
-pub const DEFAULT_MAX_SESSIONS_PER_IDENTITY: usize = 100;
+pub(crate) const DEFAULT_MAX_SESSIONS_PER_IDENTITY: usize = 100;
 /// Live anonymous sessions, all anonymous callers together: see
 /// [`SessionBindingLayer::max_anonymous_sessions`].
-///
-/// ```
-/// # #[cfg(feature = "memory")] {
-/// use mcp_session_binding::{DEFAULT_MAX_ANONYMOUS_SESSIONS, SessionBindingLayer};
-///
-/// let layer = SessionBindingLayer::new()
-///     .allow_anonymous(true)
-///     .max_anonymous_sessions(DEFAULT_MAX_ANONYMOUS_SESSIONS / 10);
-/// # let _ = layer;
-/// # }
-/// ```
-pub const DEFAULT_MAX_ANONYMOUS_SESSIONS: usize = 10_000;
+pub(crate) const DEFAULT_MAX_ANONYMOUS_SESSIONS: usize = 10_000;
 /// Largest answer the layer makes to a refused request, in bytes, whatever the request's body.
-///
-/// ```
-/// use mcp_session_binding::DEFAULT_MAX_ANSWER_BYTES;
-/// assert_eq!(DEFAULT_MAX_ANSWER_BYTES, 64 * 1024);
-/// ```
-pub const DEFAULT_MAX_ANSWER_BYTES: usize = 64 * 1024;
+pub(crate) const DEFAULT_MAX_ANSWER_BYTES: usize = 64 * 1024;
 /// Most answered entries in the answer to a refused JSON-RPC batch; a larger batch gets one
 /// error without `id`.
-///
-/// ```
-/// use mcp_session_binding::DEFAULT_MAX_BATCH_ANSWERS;
-/// assert_eq!(DEFAULT_MAX_BATCH_ANSWERS, 64);
-/// ```
-pub const DEFAULT_MAX_BATCH_ANSWERS: usize = 64;
+pub(crate) const DEFAULT_MAX_BATCH_ANSWERS: usize = 64;
 /// How long the layer waits for the body of a refused request before answering 408.
-///
-/// ```
-/// use mcp_session_binding::DEFAULT_REFUSED_BODY_TIMEOUT;
-/// assert_eq!(DEFAULT_REFUSED_BODY_TIMEOUT.as_secs(), 10);
-/// ```
-pub const DEFAULT_REFUSED_BODY_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const DEFAULT_REFUSED_BODY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Longest task id the layer accepts in `Mcp-Name` on `tasks/*` requests, in bytes.
-///
-/// ```
-/// use mcp_session_binding::DEFAULT_MAX_TASK_ID_LEN;
-/// assert_eq!(DEFAULT_MAX_TASK_ID_LEN, 256);
-/// ```
-pub const DEFAULT_MAX_TASK_ID_LEN: usize = 256;
+pub(crate) const DEFAULT_MAX_TASK_ID_LEN: usize = 256;
 /// Longest a task record lives without being checked: see [`SessionBindingLayer::task_ttl`].
-///
-/// ```
-/// use mcp_session_binding::DEFAULT_TASK_TTL;
-/// assert_eq!(DEFAULT_TASK_TTL.as_secs(), 24 * 3600);
-/// ```
-pub const DEFAULT_TASK_TTL: Duration = Duration::from_secs(24 * 3600);
+pub(crate) const DEFAULT_TASK_TTL: Duration = Duration::from_secs(24 * 3600);
 
 /// How a refused caller is answered.
 ///
@@ -426,7 +355,8 @@ impl<St, I> SessionBindingLayer<St, I> {
         self
     }
 
-    /// Cap on the body the mismatch path reads (default 4 MiB). Over it: 413.
+    /// Cap on the body the mismatch path reads (default 4 MiB, rmcp's own request body cap).
+    /// Over it: 413.
     ///
     /// ```
     /// # #[cfg(feature = "memory")] {
@@ -441,7 +371,8 @@ impl<St, I> SessionBindingLayer<St, I> {
         self
     }
 
-    /// Cap on the `Mcp-Session-Id` length (default 1024 bytes). Over it: 400.
+    /// Cap on the `Mcp-Session-Id` length (default 1024 bytes, far above the ids servers mint:
+    /// rmcp's are 36). Over it: 400.
     ///
     /// ```
     /// # #[cfg(feature = "memory")] {
@@ -474,8 +405,8 @@ impl<St, I> SessionBindingLayer<St, I> {
         self
     }
 
-    /// How long an anonymous binding lives after its last use (default
-    /// [`DEFAULT_ANONYMOUS_BINDING_TTL`], 10 minutes), sliding like
+    /// How long an anonymous binding lives after its last use (default 10 minutes, twice rmcp's
+    /// idle timeout), sliding like
     /// [`binding_ttl`](Self::binding_ttl), which it replaces for anonymous sessions. Only
     /// matters with [`allow_anonymous`](Self::allow_anonymous).
     ///
@@ -510,8 +441,9 @@ impl<St, I> SessionBindingLayer<St, I> {
         self
     }
 
-    /// How long the tombstone of an ended session lives (default 24 h). Until it expires, the id
-    /// can never be bound again; after, it reads as unknown (still 404).
+    /// How long the tombstone of an ended session lives (default 24 h, as long as a binding
+    /// lives by default, so a refused id stays dead at least as long as it could have lived).
+    /// Until it expires, the id can never be bound again; after, it reads as unknown (still 404).
     ///
     /// Each identity keeps at most twice its [session limit](Self::max_sessions_per_identity)
     /// of bindings and tombstones together (the anonymous owner, twice the
@@ -559,7 +491,7 @@ impl<St, I> SessionBindingLayer<St, I> {
         self
     }
 
-    /// The longest a task record lives (default [`DEFAULT_TASK_TTL`], 24 h): twice the task's
+    /// The longest a task record lives (default 24 h, the binding TTL's default): twice the task's
     /// own `ttlMs` plus a minute when that is shorter. Each check of the task slides it. Make it
     /// at least as long as the MCP server keeps tasks without a TTL: once the record expires,
     /// the task is refused to everyone.
@@ -578,8 +510,8 @@ impl<St, I> SessionBindingLayer<St, I> {
         self
     }
 
-    /// Cap on the task id in `Mcp-Name` (default [`DEFAULT_MAX_TASK_ID_LEN`], 256 bytes). Over
-    /// it: JSON-RPC `-32602`, not forwarded.
+    /// Cap on the task id in `Mcp-Name` (default 256 bytes, room for any id a server mints, a
+    /// UUID being 36). Over it: JSON-RPC `-32602`, not forwarded.
     ///
     /// ```
     /// # #[cfg(feature = "memory")] {
@@ -594,8 +526,8 @@ impl<St, I> SessionBindingLayer<St, I> {
         self
     }
 
-    /// How many live sessions one identity (`iss`, `sub`) may hold at once (default
-    /// [`DEFAULT_MAX_SESSIONS_PER_IDENTITY`], 100). `usize::MAX`: no limit.
+    /// How many live sessions one identity (`iss`, `sub`) may hold at once (default 100; see
+    /// *Sizing* below for why). `usize::MAX`: no limit.
     ///
     /// A session-creating request over it is answered 429 with `Retry-After` (when the
     /// identity's oldest binding expires) and a JSON-RPC error, reason `too_many_sessions`; the
@@ -632,7 +564,8 @@ impl<St, I> SessionBindingLayer<St, I> {
     }
 
     /// How many live anonymous sessions there may be at once, all anonymous callers together
-    /// (default [`DEFAULT_MAX_ANONYMOUS_SESSIONS`], 10,000). Only matters with
+    /// (default 10,000: a small server's anonymous traffic within one
+    /// [`anonymous_binding_ttl`](Self::anonymous_binding_ttl)). Only matters with
     /// [`allow_anonymous`](Self::allow_anonymous).
     ///
     /// Anonymous callers cannot be told apart, so they share one budget, separate from every
@@ -675,7 +608,8 @@ impl<St, I> SessionBindingLayer<St, I> {
         self
     }
 
-    /// Largest answer to a refused request (default 64 KiB), whatever its body. An answer that
+    /// Largest answer to a refused request (default 64 KiB: every answer to a batch of the
+    /// default 64 requests with ordinary ids fits), whatever its body. An answer that
     /// would be larger (a batch of many requests, a huge `id`) is replaced by one JSON-RPC error
     /// without `id`.
     ///
@@ -692,7 +626,8 @@ impl<St, I> SessionBindingLayer<St, I> {
         self
     }
 
-    /// Most requests answered one by one in a refused JSON-RPC batch (default 64). A batch with
+    /// Most requests answered one by one in a refused JSON-RPC batch (default 64, more than any
+    /// client batches; a larger batch is almost certainly not a client's). A batch with
     /// more requests, or with any element that is not a JSON-RPC message, gets one JSON-RPC error
     /// without `id`.
     ///
@@ -709,7 +644,9 @@ impl<St, I> SessionBindingLayer<St, I> {
         self
     }
 
-    /// How long the layer reads the body of a refused request (default 10 s). Past it the
+    /// How long the layer reads the body of a refused request (default 10 s, ample for the
+    /// default 4 MiB body on a slow link, short enough that a silent client cannot hold the
+    /// request open). Past it the
     /// caller gets 408 with a JSON-RPC error; the session is ended all the same (ending starts
     /// before the body is read).
     ///

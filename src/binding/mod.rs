@@ -32,12 +32,7 @@ pub(crate) mod trace;
 
 pub use body::ResponseBody;
 pub use future::ResponseFuture;
-pub use layer::DEFAULT_ANONYMOUS_BINDING_TTL;
-pub use layer::{
-    DEFAULT_BINDING_TTL, DEFAULT_MAX_ANONYMOUS_SESSIONS, DEFAULT_MAX_ANSWER_BYTES,
-    DEFAULT_MAX_BATCH_ANSWERS, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_SESSION_ID_LEN,
-    DEFAULT_MAX_SESSIONS_PER_IDENTITY, DEFAULT_MAX_TASK_ID_LEN, DEFAULT_REFUSED_BODY_TIMEOUT,
-    DEFAULT_TASK_TTL, DEFAULT_TOMBSTONE_TTL, MismatchAnswer, SessionBindingLayer,
-};
-pub use reject::{MISMATCH_MESSAGE, RejectionReason};
+pub(crate) use layer::{DEFAULT_MAX_BODY_BYTES, DEFAULT_REFUSED_BODY_TIMEOUT};
+pub use layer::{MismatchAnswer, SessionBindingLayer};
+pub use reject::RejectionReason;
 pub use service::SessionBinding;

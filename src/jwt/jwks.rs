@@ -1,8 +1,8 @@
 //! Parsing what an authorization server publishes: its discovery document and its JWK set.
 //!
 //! No I/O here, so the parsers can be fuzzed (`__private::parse_jwks`,
-//! `__private::parse_discovery`). Everything is bounded: documents over [`MAX_DOCUMENT_BYTES`],
-//! sets over [`MAX_JWKS_KEYS`] keys, duplicate `kid`s are refused as a whole, never truncated.
+//! `__private::parse_discovery`). Everything is bounded: documents over `MAX_DOCUMENT_BYTES`,
+//! sets over `MAX_JWKS_KEYS` keys, duplicate `kid`s are refused as a whole, never truncated.
 
 use std::fmt;
 
@@ -13,24 +13,9 @@ use serde_json::{Map, Value};
 use super::{JwtConfigError, JwtKey, JwtKeys};
 
 /// Largest discovery document or JWK set accepted, in bytes.
-///
-/// ```
-/// use mcp_session_binding::jwt::{JwtKeys, MAX_DOCUMENT_BYTES};
-///
-/// // A published key set is read up to this size; a static one given in code is not limited.
-/// assert_eq!(MAX_DOCUMENT_BYTES, 256 * 1024);
-/// # let _ = JwtKeys::new();
-/// ```
-pub const MAX_DOCUMENT_BYTES: usize = 256 * 1024;
+pub(crate) const MAX_DOCUMENT_BYTES: usize = 256 * 1024;
 /// Most keys accepted in one published JWK set.
-///
-/// ```
-/// use mcp_session_binding::jwt::MAX_JWKS_KEYS;
-///
-/// // A JWK set served at a `jwks_uri` with more keys than this is refused whole.
-/// assert_eq!(MAX_JWKS_KEYS, 100);
-/// ```
-pub const MAX_JWKS_KEYS: usize = 100;
+pub(crate) const MAX_JWKS_KEYS: usize = 100;
 /// Smallest RSA modulus accepted from a published JWK set, in bits.
 const MIN_RSA_BITS: usize = 2048;
 
@@ -49,7 +34,7 @@ const MIN_RSA_BITS: usize = 2048;
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum KeySourceError {
-    /// The answer is larger than [`MAX_DOCUMENT_BYTES`].
+    /// The answer is larger than 256 KiB.
     TooLarge,
     /// The answer is not JSON of the expected shape; says what is wrong.
     Malformed(String),
@@ -62,7 +47,7 @@ pub enum KeySourceError {
     },
     /// A URL that may not be fetched: not `https`, and not `http` to a loopback host.
     InsecureUrl(String),
-    /// The JWK set has more than [`MAX_JWKS_KEYS`] keys.
+    /// The JWK set has more than 100 keys.
     TooManyKeys(usize),
     /// Two usable keys of the JWK set share a `kid`.
     DuplicateKid(String),

@@ -253,41 +253,11 @@ pub struct JwtAuthLayerBuilder {
 }
 
 /// Default least time between two request-triggered key fetches of one issuer.
-///
-/// ```
-/// # #[cfg(feature = "oidc")] {
-/// use mcp_session_binding::jwt::{JwtAuthLayer, DEFAULT_JWKS_REFETCH_INTERVAL};
-///
-/// // Halve the default for an issuer that rotates keys often.
-/// let builder = JwtAuthLayer::builder().jwks_refetch_interval(DEFAULT_JWKS_REFETCH_INTERVAL / 2);
-/// # let _ = builder;
-/// # }
-/// ```
-pub const DEFAULT_JWKS_REFETCH_INTERVAL: Duration = Duration::from_secs(30);
+pub(crate) const DEFAULT_JWKS_REFETCH_INTERVAL: Duration = Duration::from_secs(30);
 /// Default time the last good keys of an issuer keep serving, counted from their fetch.
-///
-/// ```
-/// # #[cfg(feature = "oidc")] {
-/// use mcp_session_binding::jwt::{JwtAuthLayer, DEFAULT_JWKS_MAX_STALE};
-///
-/// // Halve the default for an issuer that rotates keys often.
-/// let builder = JwtAuthLayer::builder().jwks_max_stale(DEFAULT_JWKS_MAX_STALE / 2);
-/// # let _ = builder;
-/// # }
-/// ```
-pub const DEFAULT_JWKS_MAX_STALE: Duration = Duration::from_secs(3600);
+pub(crate) const DEFAULT_JWKS_MAX_STALE: Duration = Duration::from_secs(3600);
 /// Default bound of one discovery or JWK set request, body included.
-///
-/// ```
-/// # #[cfg(feature = "oidc")] {
-/// use mcp_session_binding::jwt::{JwtAuthLayer, DEFAULT_JWKS_FETCH_TIMEOUT};
-///
-/// // Halve the default for an issuer that rotates keys often.
-/// let builder = JwtAuthLayer::builder().jwks_fetch_timeout(DEFAULT_JWKS_FETCH_TIMEOUT / 2);
-/// # let _ = builder;
-/// # }
-/// ```
-pub const DEFAULT_JWKS_FETCH_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const DEFAULT_JWKS_FETCH_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl Default for JwtAuthLayerBuilder {
     fn default() -> Self {

@@ -134,12 +134,9 @@ pub use algorithm::{Algorithm, KeyFamily, UnknownAlgorithm};
 pub use body::JwtBody;
 pub use error::JwtConfigError;
 pub use future::ResponseFuture;
-pub use jwks::{IssuerKeysError, KeySourceError, MAX_DOCUMENT_BYTES, MAX_JWKS_KEYS};
+pub use jwks::{IssuerKeysError, KeySourceError};
 pub use keys::{JwtKey, JwtKeys};
-pub use layer::{
-    DEFAULT_JWKS_FETCH_TIMEOUT, DEFAULT_JWKS_MAX_STALE, DEFAULT_JWKS_REFETCH_INTERVAL,
-    JwtAuthLayer, JwtAuthLayerBuilder,
-};
+pub use layer::{JwtAuthLayer, JwtAuthLayerBuilder};
 pub use metadata::{MetadataService, ProtectedResourceMetadata};
 pub use reject::JwtRejection;
 pub use revocation::{RevocationCheck, RevocationError, RevocationFuture};

@@ -14,5 +14,3 @@ pub(crate) mod headers;
 pub(crate) mod jsonrpc;
 pub(crate) mod scan;
 pub(crate) mod sse;
-
-pub use headers::{FIRST_SESSIONLESS_REVISION, MCP_PROTOCOL_VERSION, MCP_SESSION_ID};

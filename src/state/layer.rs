@@ -33,27 +33,12 @@ use crate::{
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// How long a sealed `requestState` opens: 5 minutes.
-///
-/// ```
-/// use mcp_session_binding::state::DEFAULT_STATE_TTL;
-/// assert_eq!(DEFAULT_STATE_TTL.as_secs(), 300);
-/// ```
-pub const DEFAULT_STATE_TTL: Duration = Duration::from_secs(300);
+pub(crate) const DEFAULT_STATE_TTL: Duration = Duration::from_secs(300);
 /// Longest `requestState` a request may carry, in bytes: 64 KiB.
-///
-/// ```
-/// use mcp_session_binding::state::DEFAULT_MAX_STATE_BYTES;
-/// assert_eq!(DEFAULT_MAX_STATE_BYTES, 64 * 1024);
-/// ```
-pub const DEFAULT_MAX_STATE_BYTES: usize = 64 * 1024;
+pub(crate) const DEFAULT_MAX_STATE_BYTES: usize = 64 * 1024;
 
 /// The message of every refused `requestState` (the Python and TypeScript SDKs' wording).
-///
-/// ```
-/// use mcp_session_binding::state::INVALID_STATE_MESSAGE;
-/// assert_eq!(INVALID_STATE_MESSAGE, "Invalid or expired requestState");
-/// ```
-pub const INVALID_STATE_MESSAGE: &str = "Invalid or expired requestState";
+pub(crate) const INVALID_STATE_MESSAGE: &str = "Invalid or expired requestState";
 
 /// The methods whose results may be `input_required` (MRTR, revision 2026-07-28).
 const MRTR_METHODS: [&[u8]; 3] = [b"tools/call", b"prompts/get", b"resources/read"];
@@ -84,7 +69,8 @@ struct StateConfig {
 ///   opened and checked, and is forwarded with the server's original state. Anything else (not a
 ///   string, over [`max_state_bytes`](Self::max_state_bytes), not an envelope of these keys,
 ///   tampered, expired, another caller, method, target or arguments, a batch) gets JSON-RPC
-///   `-32602` [`INVALID_STATE_MESSAGE`] with the request's `id`, and nothing is forwarded. A body
+///   `-32602` `Invalid or expired requestState` (the Python and TypeScript SDKs' wording) with
+///   the request's `id`, and nothing is forwarded. A body
 ///   that may name `requestState` is forwarded as the layer re-serialized it (one spelling of each
 ///   key); a body without a backslash and without the name is forwarded as it came, unparsed.
 ///
@@ -131,8 +117,8 @@ impl RequestStateLayer {
                 keys,
                 ttl: DEFAULT_STATE_TTL,
                 max_state_bytes: DEFAULT_MAX_STATE_BYTES,
-                max_body_bytes: crate::DEFAULT_MAX_BODY_BYTES,
-                body_timeout: crate::DEFAULT_REFUSED_BODY_TIMEOUT,
+                max_body_bytes: crate::binding::DEFAULT_MAX_BODY_BYTES,
+                body_timeout: crate::binding::DEFAULT_REFUSED_BODY_TIMEOUT,
             },
             identity: FromIdentityExtension,
         }
@@ -140,7 +126,8 @@ impl RequestStateLayer {
 }
 
 impl<I> RequestStateLayer<I> {
-    /// How long a sealed state opens (default [`DEFAULT_STATE_TTL`], 5 minutes).
+    /// How long a sealed state opens (default 5 minutes: a user answering an elicitation takes
+    /// seconds to minutes, and a leaked state is useless sooner).
     ///
     /// ```
     /// use mcp_session_binding::state::{RequestStateLayer, StateKeys};
@@ -153,7 +140,8 @@ impl<I> RequestStateLayer<I> {
         self
     }
 
-    /// Longest `requestState` a request may carry (default [`DEFAULT_MAX_STATE_BYTES`]).
+    /// Longest `requestState` a request may carry (default 64 KiB, a roomy bound for state a
+    /// server hands out; longer ones are refused before any decryption).
     ///
     /// ```
     /// use mcp_session_binding::state::{RequestStateLayer, StateKeys};

@@ -18,7 +18,4 @@ mod keys;
 mod layer;
 
 pub use keys::{StateKeyError, StateKeys};
-pub use layer::{
-    DEFAULT_MAX_STATE_BYTES, DEFAULT_STATE_TTL, INVALID_STATE_MESSAGE, RequestState,
-    RequestStateLayer, StateBody,
-};
+pub use layer::{RequestState, RequestStateLayer, StateBody};

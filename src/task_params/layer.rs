@@ -9,21 +9,11 @@ use crate::{binding::layer::Config, store::BindingStore};
 
 /// Most task ids one `subscriptions/listen` may name in `params.notifications.taskIds`: 64.
 /// Each costs a store lookup; a request naming more gets JSON-RPC `-32602`.
-///
-/// ```
-/// use mcp_session_binding::task_params::DEFAULT_MAX_LISTEN_TASK_IDS;
-/// assert_eq!(DEFAULT_MAX_LISTEN_TASK_IDS, 64);
-/// ```
-pub const DEFAULT_MAX_LISTEN_TASK_IDS: usize = 64;
+pub(crate) const DEFAULT_MAX_LISTEN_TASK_IDS: usize = 64;
 
 /// The message of the answer to a legacy `tasks/list` (JSON-RPC `-32600`, with the request's
 /// `id`): see [the module docs](super#why-taskslist-is-refused).
-///
-/// ```
-/// use mcp_session_binding::task_params::TASK_LIST_REFUSED;
-/// assert!(TASK_LIST_REFUSED.contains("tasks/get"));
-/// ```
-pub const TASK_LIST_REFUSED: &str = "tasks/list is not available: tasks are bound to their \
+pub(crate) const TASK_LIST_REFUSED: &str = "tasks/list is not available: tasks are bound to their \
      creator and the list cannot be filtered; poll each of your tasks with tasks/get";
 
 /// The settings of the layer and its services, behind one `Arc`.
@@ -138,9 +128,8 @@ impl<St> TaskParamsLayer<St> {
         self
     }
 
-    /// Cap on the request bodies the layer reads (default
-    /// [`DEFAULT_MAX_BODY_BYTES`](crate::DEFAULT_MAX_BODY_BYTES), 4 MiB). Over it: 413, not
-    /// forwarded.
+    /// Cap on the request bodies the layer reads (default 4 MiB, rmcp's own request body cap).
+    /// Over it: 413, not forwarded.
     ///
     /// ```
     /// # #[cfg(feature = "memory")] {
@@ -155,8 +144,8 @@ impl<St> TaskParamsLayer<St> {
         self
     }
 
-    /// How long the layer waits for a body it reads (default
-    /// [`DEFAULT_REFUSED_BODY_TIMEOUT`](crate::DEFAULT_REFUSED_BODY_TIMEOUT), 10 s). Past it:
+    /// How long the layer waits for a body it reads (default 10 s, as the binding layer's
+    /// [`refused_body_timeout`](crate::SessionBindingLayer::refused_body_timeout)). Past it:
     /// 408, not forwarded.
     ///
     /// ```
@@ -172,8 +161,8 @@ impl<St> TaskParamsLayer<St> {
         self
     }
 
-    /// The longest a legacy task record lives (default
-    /// [`DEFAULT_TASK_TTL`](crate::DEFAULT_TASK_TTL), 24 h): twice the task's own `ttl` plus a
+    /// The longest a legacy task record lives (default 24 h, as the binding layer's
+    /// [`task_ttl`](crate::SessionBindingLayer::task_ttl)): twice the task's own `ttl` plus a
     /// minute when that is shorter; each check slides it. Use the binding layer's
     /// [`task_ttl`](crate::SessionBindingLayer::task_ttl).
     ///
@@ -190,8 +179,8 @@ impl<St> TaskParamsLayer<St> {
         self
     }
 
-    /// Cap on a task id in a body (default
-    /// [`DEFAULT_MAX_TASK_ID_LEN`](crate::DEFAULT_MAX_TASK_ID_LEN), 256 bytes). Over it:
+    /// Cap on a task id in a body (default 256 bytes, as the binding layer's
+    /// [`max_task_id_len`](crate::SessionBindingLayer::max_task_id_len)). Over it:
     /// JSON-RPC `-32602`, not forwarded. Use the binding layer's
     /// [`max_task_id_len`](crate::SessionBindingLayer::max_task_id_len).
     ///
@@ -208,8 +197,8 @@ impl<St> TaskParamsLayer<St> {
         self
     }
 
-    /// Most task ids one `subscriptions/listen` may name (default
-    /// [`DEFAULT_MAX_LISTEN_TASK_IDS`]). Over it: JSON-RPC `-32602`, not forwarded.
+    /// Most task ids one `subscriptions/listen` may name (default 64: each costs a store
+    /// lookup before the stream opens). Over it: JSON-RPC `-32602`, not forwarded.
     ///
     /// ```
     /// # #[cfg(feature = "memory")] {
