@@ -183,7 +183,7 @@ impl Provider {
     fn builder(&self) -> JwtAuthLayerBuilder {
         JwtAuthLayer::builder()
             .issuer_discovery(self.issuer.clone())
-            .audience(AUD)
+            .audiences([AUD])
             .jwks_fetch_timeout(Duration::from_millis(500))
     }
 }

@@ -179,8 +179,8 @@ async fn serve_with_tonic(app: Router) -> (String, tokio::task::JoinHandle<()>) 
 async fn grpc_gets_unavailable_when_the_revocation_check_fails() {
     let auth = JwtAuthLayer::builder()
         .issuer_keys(ISSUER, JwtKey::hmac(SECRET.as_bytes()).unwrap())
-        .algorithm(mcp_session_binding::jwt::Algorithm::HS256)
-        .audience(AUDIENCE)
+        .algorithms([mcp_session_binding::jwt::Algorithm::HS256])
+        .audiences([AUDIENCE])
         .revocation(|jti: String| async move {
             match jti.as_str() {
                 "t-revoked" => Ok(true),

@@ -396,7 +396,7 @@ mod jwt_impl {
                 )
                 .issuer_keys(ISSUERS[1], JwtKey::hmac(SECRET_B).unwrap())
                 .algorithms([Algorithm::HS256, Algorithm::RS256])
-                .audience(AUDIENCE)
+                .audiences([AUDIENCE])
                 .leeway(Duration::ZERO)
                 .build()
                 .expect("a valid layer")

@@ -18,7 +18,7 @@ use super::Algorithm;
 /// // The audience is required (RFC 8707): there is no "accept any audience" mode.
 /// let err = JwtAuthLayer::builder()
 ///     .issuer_keys("https://auth.example.com", JwtKey::hmac([7u8; 32]).unwrap())
-///     .algorithm(mcp_session_binding::jwt::Algorithm::HS256)
+///     .algorithms([mcp_session_binding::jwt::Algorithm::HS256])
 ///     .build()
 ///     .unwrap_err();
 /// assert!(matches!(err, JwtConfigError::NoAudience));

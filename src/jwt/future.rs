@@ -32,8 +32,8 @@ pin_project! {
     ///
     /// let layer = JwtAuthLayer::builder()
     ///     .issuer_keys("https://auth.example.com", JwtKey::hmac([7u8; 32]).unwrap())
-    ///     .algorithm(Algorithm::HS256)
-    ///     .audience("https://mcp.example.com/mcp")
+    ///     .algorithms([Algorithm::HS256])
+    ///     .audiences(["https://mcp.example.com/mcp"])
     ///     .build()
     ///     .unwrap();
     /// let mut service = layer.layer(tower::service_fn(|_: http::Request<String>| async {

@@ -28,7 +28,7 @@
 //! 6. `exp` is required and in the future, `nbf` (if present) in the past, both with a
 //!    configurable leeway; `aud` contains one of this server's audiences (required, RFC 8707).
 //! 7. `iss` and `sub` are strings that make a valid [`Identity`](crate::Identity).
-//! 8. Optionally, the required scopes ([`JwtAuthLayerBuilder::required_scope`]): all granted
+//! 8. Optionally, the required scopes ([`JwtAuthLayerBuilder::required_scopes`]): all granted
 //!    by `scope` or `scp`, or 403 `insufficient_scope`.
 //! 9. Optionally, a [`RevocationCheck`] by `jti`. A revoked token gets 401. A check that errors
 //!    or times out gets **503 with `Retry-After`**: the token is never admitted on a failed
@@ -56,9 +56,8 @@
 //! `invalid_request` with 400 for a request that is itself malformed. A client that sent two
 //! `Authorization` headers or `Bearer ` with nothing after it has a bug that re-authorizing
 //! would not fix. `resource_metadata` (RFC 9728 §5.1) is how MCP clients discover the
-//! authorization server: set it with [`JwtAuthLayerBuilder::resource_metadata`] or
-//! [`JwtAuthLayerBuilder::protected_resource`], and serve the document with
-//! [`ProtectedResourceMetadata`].
+//! authorization server: set it with [`JwtAuthLayerBuilder::protected_resource`], and serve
+//! the same [`ProtectedResourceMetadata`] document beside the endpoint.
 //!
 //! # Logging
 //!
@@ -99,7 +98,7 @@
 //!             r#"{"keys":[{"kty":"oct","kid":"k1","alg":"HS256","k":"MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY"}]}"#,
 //!         )?,
 //!     )
-//!     .algorithm(Algorithm::HS256)
+//!     .algorithms([Algorithm::HS256])
 //!     .protected_resource(&metadata) // audience and resource_metadata
 //!     .build()?;
 //!

@@ -32,8 +32,8 @@ use crate::{identity::IdentityError, ready::take_ready};
 /// let secret = b"0123456789abcdef0123456789abcdef";
 /// let layer = JwtAuthLayer::builder()
 ///     .issuer_keys("https://auth.example.com", JwtKey::hmac(secret)?)
-///     .algorithm(Algorithm::HS256)
-///     .audience("https://mcp.example.com/mcp")
+///     .algorithms([Algorithm::HS256])
+///     .audiences(["https://mcp.example.com/mcp"])
 ///     .build()?;
 /// let service = layer.layer(service_fn(|req: Request<String>| async move {
 ///     let identity = req.extensions().get::<Identity>().unwrap();
@@ -81,8 +81,8 @@ impl<S> JwtAuth<S> {
     ///
     /// let layer = JwtAuthLayer::builder()
     ///     .issuer_keys("https://auth.example.com", JwtKey::hmac([7u8; 32]).unwrap())
-    ///     .algorithm(Algorithm::HS256)
-    ///     .audience("https://mcp.example.com/mcp")
+    ///     .algorithms([Algorithm::HS256])
+    ///     .audiences(["https://mcp.example.com/mcp"])
     ///     .build()
     ///     .unwrap();
     /// let service = layer.layer(tower::service_fn(|_: http::Request<String>| async {
@@ -102,8 +102,8 @@ impl<S> JwtAuth<S> {
     ///
     /// let layer = JwtAuthLayer::builder()
     ///     .issuer_keys("https://auth.example.com", JwtKey::hmac([7u8; 32]).unwrap())
-    ///     .algorithm(Algorithm::HS256)
-    ///     .audience("https://mcp.example.com/mcp")
+    ///     .algorithms([Algorithm::HS256])
+    ///     .audiences(["https://mcp.example.com/mcp"])
     ///     .build()
     ///     .unwrap();
     /// let mut service = layer.layer(tower::service_fn(|_: http::Request<String>| async {
@@ -123,8 +123,8 @@ impl<S> JwtAuth<S> {
     ///
     /// let layer = JwtAuthLayer::builder()
     ///     .issuer_keys("https://auth.example.com", JwtKey::hmac([7u8; 32]).unwrap())
-    ///     .algorithm(Algorithm::HS256)
-    ///     .audience("https://mcp.example.com/mcp")
+    ///     .algorithms([Algorithm::HS256])
+    ///     .audiences(["https://mcp.example.com/mcp"])
     ///     .build()
     ///     .unwrap();
     /// let service = layer.layer(tower::service_fn(|_: http::Request<String>| async {
@@ -307,8 +307,8 @@ mod tests {
     fn builder() -> crate::jwt::JwtAuthLayerBuilder {
         JwtAuthLayer::builder()
             .issuer_keys("https://i.example", JwtKey::hmac(SECRET).unwrap())
-            .algorithm(Algorithm::HS256)
-            .audience("https://mcp.example/mcp")
+            .algorithms([Algorithm::HS256])
+            .audiences(["https://mcp.example/mcp"])
     }
 
     fn request(token: &str) -> Request<String> {
