@@ -119,6 +119,9 @@
 //!   (XChaCha20-Poly1305).
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+#[macro_use]
+mod macros;
+
 mod binding;
 pub mod identity;
 #[cfg(feature = "jwt")]

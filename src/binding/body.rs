@@ -13,7 +13,7 @@ use pin_project_lite::pin_project;
 
 pin_project! {
     /// Response body of [`SessionBinding`](crate::SessionBinding) and
-    /// [`OriginCheck`](crate::origin::OriginCheck): the inner body streamed as it is (SSE
+    /// [`Origin`](crate::origin::Origin): the inner body streamed as it is (SSE
     /// included), or a small JSON answer made by the layer.
     ///
     /// ```

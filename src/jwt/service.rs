@@ -73,68 +73,7 @@ impl<S> JwtAuth<S> {
         Self { inner, config }
     }
 
-    /// The inner service.
-    ///
-    /// ```
-    /// use mcp_session_binding::jwt::{Algorithm, JwtAuthLayer, JwtKey};
-    /// use tower::Layer;
-    ///
-    /// let layer = JwtAuthLayer::builder()
-    ///     .issuer_keys("https://auth.example.com", JwtKey::hmac([7u8; 32]).unwrap())
-    ///     .algorithms([Algorithm::HS256])
-    ///     .audiences(["https://mcp.example.com/mcp"])
-    ///     .build()
-    ///     .unwrap();
-    /// let service = layer.layer(tower::service_fn(|_: http::Request<String>| async {
-    ///     Ok::<_, std::convert::Infallible>(http::Response::new(String::new()))
-    /// }));
-    /// let _inner = service.get_ref();
-    /// ```
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
-
-    /// The inner service, mutably.
-    ///
-    /// ```
-    /// use mcp_session_binding::jwt::{Algorithm, JwtAuthLayer, JwtKey};
-    /// use tower::Layer;
-    ///
-    /// let layer = JwtAuthLayer::builder()
-    ///     .issuer_keys("https://auth.example.com", JwtKey::hmac([7u8; 32]).unwrap())
-    ///     .algorithms([Algorithm::HS256])
-    ///     .audiences(["https://mcp.example.com/mcp"])
-    ///     .build()
-    ///     .unwrap();
-    /// let mut service = layer.layer(tower::service_fn(|_: http::Request<String>| async {
-    ///     Ok::<_, std::convert::Infallible>(http::Response::new(String::new()))
-    /// }));
-    /// let _inner = service.get_mut();
-    /// ```
-    pub fn get_mut(&mut self) -> &mut S {
-        &mut self.inner
-    }
-
-    /// Unwraps the inner service.
-    ///
-    /// ```
-    /// use mcp_session_binding::jwt::{Algorithm, JwtAuthLayer, JwtKey};
-    /// use tower::Layer;
-    ///
-    /// let layer = JwtAuthLayer::builder()
-    ///     .issuer_keys("https://auth.example.com", JwtKey::hmac([7u8; 32]).unwrap())
-    ///     .algorithms([Algorithm::HS256])
-    ///     .audiences(["https://mcp.example.com/mcp"])
-    ///     .build()
-    ///     .unwrap();
-    /// let service = layer.layer(tower::service_fn(|_: http::Request<String>| async {
-    ///     Ok::<_, std::convert::Infallible>(http::Response::new(String::new()))
-    /// }));
-    /// let _inner = service.into_inner();
-    /// ```
-    pub fn into_inner(self) -> S {
-        self.inner
-    }
+    define_inner_service_accessors!();
 }
 
 impl<S: Clone> Clone for JwtAuth<S> {

@@ -71,7 +71,7 @@ mod service;
 use std::fmt;
 
 pub use layer::OriginLayer;
-pub use service::{OriginCheck, ResponseFuture};
+pub use service::{Origin, ResponseFuture};
 
 /// The longest `Origin` header value the layer reads; longer ones are malformed.
 pub(crate) const MAX_ORIGIN_LEN: usize = 2048;

@@ -222,6 +222,10 @@ pub struct RequestState<S, I = FromIdentityExtension> {
     config: Arc<StateConfig>,
 }
 
+impl<S, I> RequestState<S, I> {
+    define_inner_service_accessors!();
+}
+
 impl<S: fmt::Debug, I> fmt::Debug for RequestState<S, I> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RequestState")
