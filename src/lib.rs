@@ -216,7 +216,7 @@ pub mod __private {
 }
 
 pub use binding::{
-    MismatchAnswer, RejectionReason, ResponseBody, ResponseFuture, SessionBinding,
-    SessionBindingLayer,
+    MismatchAnswer, RejectionReason, ResponseFuture, SessionBinding, SessionBindingLayer,
 };
 pub use identity::{Identity, IdentityExtractor};
+pub use protocol::body::ResponseBody;

@@ -372,7 +372,7 @@ mod jwt_impl {
     use mcp_session_binding::{
         Identity,
         identity::{Claims, identity_from_claims},
-        jwt::{Algorithm, JwtAuthLayer, JwtKey},
+        jwt::{Algorithm, JwtAuthLayer, JwtKey, JwtRejection},
     };
     use serde_json::{Map, Value};
     use tower::{Layer, Service, service_fn};
@@ -477,7 +477,7 @@ mod jwt_impl {
         }));
         let response = ready(service.call(request)).unwrap_or_else(|e| match e {});
         let (parts, body) = response.into_parts();
-        let rejected = body.is_rejection();
+        let rejected = parts.extensions.get::<JwtRejection>().is_some();
         let body = read_body(body);
 
         if rejected {

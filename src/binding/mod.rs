@@ -7,7 +7,7 @@
 //! - `service`: [`SessionBinding`]: reads the session header and the caller, checks the binding,
 //!   forwards or refuses;
 //! - `future`: [`ResponseFuture`], the inner call unboxed on the matching path;
-//! - `body`: [`ResponseBody`], the inner body or the layer's own answer;
+//! - `body`: a session's SSE answer as a watched [`ResponseBody`](crate::ResponseBody);
 //! - `event_ids`: SSE event ids tagged with their session, `Last-Event-ID` checked against it;
 //! - `stream`: a session's GET streams, checked again while they stream, so that a session
 //!   ended anywhere stops streaming;
@@ -30,7 +30,6 @@ pub(crate) mod tasks;
 
 pub(crate) mod trace;
 
-pub use body::ResponseBody;
 pub use future::ResponseFuture;
 pub(crate) use layer::{DEFAULT_MAX_BODY_BYTES, DEFAULT_REFUSED_BODY_TIMEOUT};
 pub use layer::{MismatchAnswer, SessionBindingLayer};

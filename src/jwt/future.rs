@@ -13,10 +13,10 @@ use http_body::Body;
 use pin_project_lite::pin_project;
 use tower::Service;
 
-use crate::protocol::early;
+use crate::{ResponseBody, protocol::early};
 
 use super::{
-    JwtBody, JwtRejection, RevocationError, RevocationFuture,
+    JwtRejection, RevocationError, RevocationFuture,
     layer::Config,
     service::{Admission, admit},
     validate::Verified,
@@ -145,6 +145,11 @@ where
 }
 
 /// The state that answers `request` with `response`, its body not read.
+/// The body of a rejection the layer made.
+fn rejection_body<B>(bytes: bytes::Bytes) -> ResponseBody<B> {
+    ResponseBody::answer(http_body_util::Full::new(bytes))
+}
+
 fn rejection<S, ReqB>(response: Response<bytes::Bytes>, request: Request<ReqB>) -> State<S, ReqB>
 where
     S: Service<Request<ReqB>>,
@@ -170,7 +175,7 @@ where
     ReqB: Body + Send + 'static,
     ReqB::Data: Send,
 {
-    type Output = Result<Response<JwtBody<ResB>>, S::Error>;
+    type Output = Result<Response<ResponseBody<ResB>>, S::Error>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
@@ -180,15 +185,15 @@ where
                     let response = response
                         .take()
                         .expect("ResponseFuture polled after completion");
-                    return Poll::Ready(Ok(response.map(JwtBody::rejection)));
+                    return Poll::Ready(Ok(response.map(rejection_body)));
                 }
                 StateProj::Draining { future } => {
                     let response = ready!(future.as_mut().poll(cx));
-                    return Poll::Ready(Ok(response.map(JwtBody::rejection)));
+                    return Poll::Ready(Ok(response.map(rejection_body)));
                 }
                 StateProj::Inner { future } => {
                     let response = ready!(future.poll(cx))?;
-                    return Poll::Ready(Ok(response.map(JwtBody::new)));
+                    return Poll::Ready(Ok(response.map(ResponseBody::inner)));
                 }
                 StateProj::Verifying {
                     verifying,

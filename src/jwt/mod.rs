@@ -115,7 +115,6 @@
 //! ```
 
 mod algorithm;
-mod body;
 mod error;
 mod future;
 mod jwks;
@@ -130,7 +129,6 @@ mod service;
 mod validate;
 
 pub use algorithm::{Algorithm, KeyFamily, UnknownAlgorithm};
-pub use body::JwtBody;
 pub use error::JwtConfigError;
 pub use future::ResponseFuture;
 pub use jwks::{IssuerKeysError, KeySourceError};

@@ -100,7 +100,7 @@ where
     ReqB: http_body::Body + Send + 'static,
     ReqB::Data: Send,
 {
-    type Response = Response<super::JwtBody<ResB>>;
+    type Response = Response<crate::ResponseBody<ResB>>;
     type Error = S::Error;
     type Future = ResponseFuture<S, ReqB>;
 

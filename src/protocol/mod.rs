@@ -8,6 +8,7 @@
 //! - `early`: answers made before the request body was read (drain it, or close the HTTP/1.1
 //!   connection), and reading a refused body within bounds.
 
+pub(crate) mod body;
 pub(crate) mod early;
 pub(crate) mod envelope;
 pub(crate) mod headers;

@@ -1,26 +1,26 @@
-//! [`RequestStateLayer`], the [`RequestState`] service it makes, and its response body.
+//! [`RequestStateLayer`] and the [`RequestState`] service it makes.
 
 use std::{
     fmt,
-    pin::Pin,
     sync::Arc,
     task::{Context, Poll},
     time::Duration,
 };
 
 use bytes::{Buf, Bytes};
-use futures::future::{BoxFuture, FutureExt};
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
-use http_body::{Body, Frame, SizeHint};
+use http_body::Body;
 use http_body_util::Full;
-use pin_project_lite::pin_project;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use tower::{Layer, Service};
 
-use super::keys::{Claims, StateKeys, now_secs};
+use super::{
+    ResponseFuture,
+    keys::{Claims, StateKeys, now_secs},
+};
 use crate::{
-    Identity,
+    Identity, ResponseBody,
     identity::{FromIdentityExtension, IdentityExtractor},
     protocol::{
         early,
@@ -246,9 +246,9 @@ where
     B::Error: Into<BoxError>,
     RB: Send + 'static,
 {
-    type Response = Response<StateBody<RB>>;
+    type Response = Response<ResponseBody<RB>>;
     type Error = S::Error;
-    type Future = BoxFuture<'static, Result<Self::Response, S::Error>>;
+    type Future = ResponseFuture<RB, S::Error>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
@@ -275,12 +275,12 @@ where
         };
         if !read {
             let future = ready.call(Request::from_parts(parts, body));
-            return async move { Ok(future.await?.map(StateBody::inner)) }.boxed();
+            return ResponseFuture::new(async move { Ok(future.await?.map(ResponseBody::inner)) });
         }
         // An identity that is present but unusable counts as none: it opens only anonymous states.
         let caller = self.identity.extract(&parts).ok().flatten();
         let config = self.config.clone();
-        async move {
+        ResponseFuture::new(async move {
             let declared = early::declared_length(&parts.headers);
             let read =
                 early::read_bounded(body, declared, config.max_body_bytes, config.body_timeout);
@@ -289,7 +289,7 @@ where
                 Err(error) => {
                     let mut answer = error.answer();
                     early::close(parts.version, &mut answer);
-                    return Ok(answer.map(StateBody::answer));
+                    return Ok(answer.map(ResponseBody::answer));
                 }
             };
             let forward = match open_request(&bytes, caller.as_ref(), &config) {
@@ -300,7 +300,7 @@ where
                     rewritten
                 }
                 Ok(None) => bytes.clone(),
-                Err(id) => return Ok(refuse(id.as_ref()).map(StateBody::answer)),
+                Err(id) => return Ok(refuse(id.as_ref()).map(ResponseBody::answer)),
             };
             // Only the answers of the methods that may ask for input can carry a state to seal.
             let seal = may_name_an_mrtr_method(&bytes);
@@ -310,7 +310,7 @@ where
             let framing = scan::framing(response.headers())
                 .filter(|_| seal && response.status().is_success());
             let Some(framing) = framing else {
-                return Ok(response.map(StateBody::inner));
+                return Ok(response.map(ResponseBody::inner));
             };
             let (mut parts, body) = response.into_parts();
             parts.headers.remove(header::CONTENT_LENGTH);
@@ -323,12 +323,9 @@ where
             let scan = Box::new(Scan::new(framing, config.max_body_bytes, seal));
             Ok(Response::from_parts(
                 parts,
-                StateBody {
-                    kind: Kind::Scan { body, scan },
-                },
+                ResponseBody::scanned(body, scan),
             ))
-        }
-        .boxed()
+        })
     }
 }
 
@@ -514,98 +511,6 @@ impl Inspect for Seal {
     fn ends_when_too_large(&self) -> bool {
         // Unsealed, a state never opens: the retry is refused.
         false
-    }
-}
-
-pin_project! {
-    /// Response body of [`RequestState`]: the inner body, the inner body with its
-    /// `input_required` state sealed, or the layer's own answer.
-    ///
-    /// ```
-    /// use http_body::Body;
-    /// use mcp_session_binding::state::StateBody;
-    ///
-    /// let body = StateBody::inner(http_body_util::Empty::<bytes::Bytes>::new());
-    /// assert!(body.is_end_stream());
-    /// ```
-    pub struct StateBody<B> {
-        #[pin]
-        kind: Kind<B>,
-    }
-}
-
-pin_project! {
-    #[project = KindProj]
-    enum Kind<B> {
-        Inner { #[pin] body: B },
-        Scan { #[pin] body: B, scan: Box<Scan<Seal>> },
-        Answer { body: Full<Bytes> },
-    }
-}
-
-impl<B> fmt::Debug for StateBody<B> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("StateBody").finish_non_exhaustive()
-    }
-}
-
-impl<B> StateBody<B> {
-    /// Wraps an inner body, passed as it is.
-    ///
-    /// ```
-    /// use http_body::Body;
-    /// use mcp_session_binding::state::StateBody;
-    ///
-    /// let body = StateBody::inner(http_body_util::Full::new(bytes::Bytes::from_static(b"{}")));
-    /// assert_eq!(body.size_hint().exact(), Some(2));
-    /// ```
-    pub fn inner(body: B) -> Self {
-        Self {
-            kind: Kind::Inner { body },
-        }
-    }
-
-    fn answer(body: Full<Bytes>) -> Self {
-        Self {
-            kind: Kind::Answer { body },
-        }
-    }
-}
-
-impl<B: Body<Data = Bytes>> Body for StateBody<B> {
-    type Data = Bytes;
-    type Error = B::Error;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-        match self.project().kind.project() {
-            KindProj::Inner { body } => body.poll_frame(cx),
-            KindProj::Scan { body, scan } => scan.poll_frame(body, cx),
-            KindProj::Answer { body } => match Pin::new(body).poll_frame(cx) {
-                Poll::Ready(Some(Ok(frame))) => Poll::Ready(Some(Ok(frame))),
-                Poll::Ready(Some(Err(never))) => match never {},
-                Poll::Ready(None) => Poll::Ready(None),
-                Poll::Pending => Poll::Pending,
-            },
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        match &self.kind {
-            Kind::Inner { body } => body.is_end_stream(),
-            Kind::Scan { scan, .. } => scan.is_end_stream(),
-            Kind::Answer { body } => body.is_end_stream(),
-        }
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        match &self.kind {
-            Kind::Inner { body } => body.size_hint(),
-            Kind::Scan { .. } => SizeHint::default(),
-            Kind::Answer { body } => body.size_hint(),
-        }
     }
 }
 
