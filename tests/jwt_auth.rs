@@ -26,7 +26,6 @@ use mcp_session_binding::{
     identity::Claims,
     jwt::{
         Algorithm, JwtAuthLayer, JwtAuthLayerBuilder, JwtKey, JwtKeys, ProtectedResourceMetadata,
-        RevocationError,
     },
 };
 use serde_json::{Value, json};
@@ -70,7 +69,7 @@ async fn serve(layer: JwtAuthLayer) -> Server {
             ),
         )
         .layer(layer)
-        .route_service(&metadata.well_known_path(), metadata.into_service());
+        .route_service(&metadata.well_known_path(), metadata);
     let (listener, url) = support::listen().await;
     Server {
         url,
@@ -720,7 +719,7 @@ async fn failing_revocation_check_fails_closed_with_503() {
     let layer = hs256_builder()
         .revocation(move |_jti: String| {
             seen.fetch_add(1, Ordering::SeqCst);
-            async { Err::<bool, _>(RevocationError::new("deny list unreachable")) }
+            async { Err::<bool, _>(std::io::Error::other("deny list unreachable")) }
         })
         .retry_after(Duration::from_secs(3))
         .build()

@@ -228,8 +228,8 @@ where
     // Outer layer: runs first.
     let app = app.layer(auth);
     // Added after the layers, so outside them: the metadata is public.
-    app.route_service(METADATA_ROOT, metadata.clone().into_service())
-        .route_service(&metadata.well_known_path(), metadata.into_service())
+    app.route_service(METADATA_ROOT, metadata.clone())
+        .route_service(&metadata.well_known_path(), metadata)
 }
 
 /// Mints HS256 access tokens for the examples and tests: what an authorization server would

@@ -345,7 +345,7 @@ pub fn codec(data: &[u8]) {
 /// claims B is refused, and the other way round); an accepted signed token has, by an
 /// independent reading of its JSON, `alg` HS256, no `crit`, a string `kid` if any (`k1` for
 /// issuer A), a string `sub` equal to the identity handed on, an `aud` naming the audience, a
-/// numeric `exp` not in the past and no `nbf` in the future; `identity_from_claims` agrees with
+/// numeric `exp` not in the past and no `nbf` in the future; `Identity::try_from(&Claims)` agrees with
 /// the claims.
 #[cfg(feature = "jwt")]
 pub fn jwt(data: &[u8]) {
@@ -371,7 +371,7 @@ mod jwt_impl {
     use http_body::Body;
     use mcp_session_binding::{
         Identity,
-        identity::{Claims, identity_from_claims},
+        identity::Claims,
         jwt::{Algorithm, JwtAuthLayer, JwtKey, JwtRejection},
     };
     use serde_json::{Map, Value};
@@ -518,7 +518,7 @@ mod jwt_impl {
             && let Ok(Value::Object(map)) = serde_json::from_slice::<Value>(claims)
         {
             let string = |name: &str| map.get(name).and_then(Value::as_str);
-            match identity_from_claims(&Claims(map.clone())) {
+            match Identity::try_from(&Claims(map.clone())) {
                 Ok(identity) => {
                     assert_eq!(Some(identity.iss()), string("iss"));
                     assert_eq!(Some(identity.sub()), string("sub"));

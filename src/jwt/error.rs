@@ -73,6 +73,8 @@ pub enum JwtConfigError {
     InsecureIssuer(String),
     /// The HTTPS client for discovery could not be built (no usable trust store, ...).
     HttpClient(String),
+    /// Not the name of a supported signature algorithm ([`Algorithm`]'s `FromStr`).
+    UnknownAlgorithm(String),
 }
 
 impl fmt::Display for JwtConfigError {
@@ -121,6 +123,9 @@ impl fmt::Display for JwtConfigError {
                  on a loopback host"
             ),
             Self::HttpClient(why) => write!(f, "cannot build the HTTPS client: {why}"),
+            Self::UnknownAlgorithm(name) => {
+                write!(f, "{name:?} is not a supported JWS signature algorithm")
+            }
         }
     }
 }

@@ -16,8 +16,9 @@ use tower::Service;
 use crate::{ResponseBody, protocol::early};
 
 use super::{
-    JwtRejection, RevocationError, RevocationFuture,
+    JwtRejection,
     layer::Config,
+    revocation::RevocationFuture,
     service::{Admission, admit},
     validate::Verified,
 };
@@ -224,7 +225,9 @@ where
                 } => {
                     let verdict = match ready!(check.poll(cx)) {
                         Ok(verdict) => verdict,
-                        Err(_elapsed) => Err(RevocationError::timed_out(config.revocation_timeout)),
+                        Err(_elapsed) => {
+                            Err(format!("no answer within {:?}", config.revocation_timeout).into())
+                        }
                     };
                     let rejection = match verdict {
                         Ok(false) => None,

@@ -21,19 +21,8 @@ const MIN_RSA_BITS: usize = 2048;
 
 /// Why a published discovery document or JWK set was refused. The last good keys (if any) keep
 /// serving; the error is logged with the issuer.
-///
-/// ```
-/// use mcp_session_binding::jwt::KeySourceError;
-///
-/// let err = KeySourceError::WrongIssuer {
-///     expected: "https://a.example".into(),
-///     found: "https://b.example".into(),
-/// };
-/// assert!(err.to_string().contains("https://b.example"));
-/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum KeySourceError {
+pub(crate) enum KeySourceError {
     /// The answer is larger than 256 KiB.
     TooLarge,
     /// The answer is not JSON of the expected shape; says what is wrong.
@@ -82,20 +71,27 @@ impl fmt::Display for KeySourceError {
 
 impl std::error::Error for KeySourceError {}
 
-/// An issuer whose keys could not be fetched, and why ([`JwtAuthLayer::fetch_keys`](super::JwtAuthLayer)).
-///
-/// ```
-/// use mcp_session_binding::jwt::{IssuerKeysError, KeySourceError};
-///
-/// let err = IssuerKeysError { issuer: "https://a.example".into(), error: KeySourceError::NoUsableKey };
-/// assert!(err.to_string().starts_with("issuer \"https://a.example\""));
-/// ```
+/// An issuer whose keys could not be fetched or were refused, and why
+/// ([`JwtAuthLayer::fetch_keys`](super::JwtAuthLayer::fetch_keys)). The message names the issuer
+/// and the reason (an HTTP failure or timeout, a document over 256 KiB or malformed, a discovery
+/// `issuer` that differs, an insecure URL, a JWK set with over 100 keys, duplicate `kid`s or no
+/// usable key).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct IssuerKeysError {
-    /// The issuer.
-    pub issuer: String,
-    /// Why its keys could not be fetched.
-    pub error: KeySourceError,
+    issuer: String,
+    error: KeySourceError,
+}
+
+impl IssuerKeysError {
+    pub(crate) fn new(issuer: String, error: KeySourceError) -> Self {
+        Self { issuer, error }
+    }
+
+    /// The issuer whose keys are missing.
+    #[must_use]
+    pub fn issuer(&self) -> &str {
+        &self.issuer
+    }
 }
 
 impl fmt::Display for IssuerKeysError {

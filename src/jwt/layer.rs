@@ -145,10 +145,10 @@ impl JwtAuthLayer {
         remotes.sort_by(|a, b| a.issuer().cmp(b.issuer()));
         for remote in remotes {
             if let Some(error) = remote.last_error() {
-                return Err(super::IssuerKeysError {
-                    issuer: remote.issuer().to_owned(),
+                return Err(super::IssuerKeysError::new(
+                    remote.issuer().to_owned(),
                     error,
-                });
+                ));
             }
         }
         Ok(())

@@ -10,8 +10,9 @@ use http::{Request, Response};
 use tower::Service;
 
 use super::{
-    JwtRejection, ResponseFuture, RevocationFuture,
+    JwtRejection, ResponseFuture,
     layer::Config,
+    revocation::RevocationFuture,
     validate::{Verification, Verified, bearer_token},
 };
 use crate::{identity::IdentityError, ready::take_ready};
