@@ -61,8 +61,9 @@ pub(crate) const DEFAULT_TASK_TTL: Duration = Duration::from_secs(24 * 3600);
 pub enum MismatchAnswer {
     /// The MCP answer: `tools/call` gets HTTP 200 with an `isError` tool result, other requests a
     /// JSON-RPC error with their `id`, a batch one answer per request; GET, DELETE,
-    /// notifications, responses and unparseable bodies get 403. The refused body is read, up to
-    /// the body cap, to build it.
+    /// notifications, responses and unparseable bodies get 403. Each says
+    /// `Unauthorized: caller identity does not match session owner`. The refused body is read,
+    /// up to the body cap, to build it.
     #[default]
     Mcp,
     /// Exactly the answer for an unknown session (404), so a caller cannot tell that the id
@@ -228,13 +229,6 @@ pub struct SessionBindingLayer<St, I = FromIdentityExtension> {
 impl SessionBindingLayer<crate::store::MemoryStore> {
     /// A layer on a new [`MemoryStore`](crate::store::MemoryStore), reading this crate's
     /// [`Identity`](crate::Identity) from the request extensions, with the defaults.
-    ///
-    /// ```
-    /// use mcp_session_binding::SessionBindingLayer;
-    ///
-    /// let layer = SessionBindingLayer::new();
-    /// # let _ = layer;
-    /// ```
     pub fn new() -> Self {
         Self::with_store(crate::store::MemoryStore::new())
     }
@@ -273,15 +267,6 @@ impl<St: BindingStore + Clone> SessionBindingLayer<St> {
 
 impl<St, I> SessionBindingLayer<St, I> {
     /// Uses another binding store.
-    ///
-    /// ```
-    /// # #[cfg(feature = "memory")] {
-    /// use mcp_session_binding::{SessionBindingLayer, store::MemoryStore};
-    ///
-    /// let layer = SessionBindingLayer::new().store(MemoryStore::new());
-    /// # let _ = layer;
-    /// # }
-    /// ```
     pub fn store<St2: BindingStore + Clone>(self, store: St2) -> SessionBindingLayer<St2, I> {
         SessionBindingLayer {
             store,
@@ -291,15 +276,6 @@ impl<St, I> SessionBindingLayer<St, I> {
     }
 
     /// Reads the identity with another extractor.
-    ///
-    /// ```
-    /// # #[cfg(feature = "memory")] {
-    /// use mcp_session_binding::{SessionBindingLayer, identity::FromClaims};
-    ///
-    /// let layer = SessionBindingLayer::new().identity(FromClaims);
-    /// # let _ = layer;
-    /// # }
-    /// ```
     pub fn identity<I2: IdentityExtractor>(self, identity: I2) -> SessionBindingLayer<St, I2> {
         SessionBindingLayer {
             store: self.store,
@@ -309,15 +285,6 @@ impl<St, I> SessionBindingLayer<St, I> {
     }
 
     /// How a refused caller is answered (default [`MismatchAnswer::Mcp`]).
-    ///
-    /// ```
-    /// # #[cfg(feature = "memory")] {
-    /// use mcp_session_binding::{MismatchAnswer, SessionBindingLayer};
-    ///
-    /// let layer = SessionBindingLayer::new().mismatch_answer(MismatchAnswer::NotFound);
-    /// # let _ = layer;
-    /// # }
-    /// ```
     pub fn mismatch_answer(mut self, answer: MismatchAnswer) -> Self {
         self.config.mismatch_answer = answer;
         self
@@ -325,15 +292,6 @@ impl<St, I> SessionBindingLayer<St, I> {
 
     /// Whether a mismatch ends the session (default `true`): the attacker had the id, so the
     /// owner must re-initialize and get a fresh one.
-    ///
-    /// ```
-    /// # #[cfg(feature = "memory")] {
-    /// use mcp_session_binding::SessionBindingLayer;
-    ///
-    /// let layer = SessionBindingLayer::new().end_session_on_mismatch(false);
-    /// # let _ = layer;
-    /// # }
-    /// ```
     pub fn end_session_on_mismatch(mut self, end: bool) -> Self {
         self.config.end_on_mismatch = end;
         self
@@ -341,15 +299,6 @@ impl<St, I> SessionBindingLayer<St, I> {
 
     /// Whether a request without identity may create a session (default `false`: 401). An
     /// anonymous session is bound to a marker that only callers without identity match.
-    ///
-    /// ```
-    /// # #[cfg(feature = "memory")] {
-    /// use mcp_session_binding::SessionBindingLayer;
-    ///
-    /// let layer = SessionBindingLayer::new().allow_anonymous(true);
-    /// # let _ = layer;
-    /// # }
-    /// ```
     pub fn allow_anonymous(mut self, allow: bool) -> Self {
         self.config.allow_anonymous = allow;
         self
@@ -357,15 +306,6 @@ impl<St, I> SessionBindingLayer<St, I> {
 
     /// Cap on the body the mismatch path reads (default 4 MiB, rmcp's own request body cap).
     /// Over it: 413.
-    ///
-    /// ```
-    /// # #[cfg(feature = "memory")] {
-    /// use mcp_session_binding::SessionBindingLayer;
-    ///
-    /// let layer = SessionBindingLayer::new().max_body_bytes(1 << 20);
-    /// # let _ = layer;
-    /// # }
-    /// ```
     pub fn max_body_bytes(mut self, bytes: usize) -> Self {
         self.config.max_body_bytes = bytes;
         self
@@ -373,15 +313,6 @@ impl<St, I> SessionBindingLayer<St, I> {
 
     /// Cap on the `Mcp-Session-Id` length (default 1024 bytes, far above the ids servers mint:
     /// rmcp's are 36). Over it: 400.
-    ///
-    /// ```
-    /// # #[cfg(feature = "memory")] {
-    /// use mcp_session_binding::SessionBindingLayer;
-    ///
-    /// let layer = SessionBindingLayer::new().max_session_id_len(128);
-    /// # let _ = layer;
-    /// # }
-    /// ```
     pub fn max_session_id_len(mut self, bytes: usize) -> Self {
         self.config.max_session_id_len = bytes;
         self
@@ -390,16 +321,6 @@ impl<St, I> SessionBindingLayer<St, I> {
     /// How long a binding lives (default 24 h), counted from the last refresh when sliding.
     /// Make it at least as long as the MCP server keeps idle sessions. Anonymous bindings have
     /// their own, shorter TTL: [`anonymous_binding_ttl`](Self::anonymous_binding_ttl).
-    ///
-    /// ```
-    /// # #[cfg(feature = "memory")] {
-    /// use std::time::Duration;
-    /// use mcp_session_binding::SessionBindingLayer;
-    ///
-    /// let layer = SessionBindingLayer::new().binding_ttl(Duration::from_secs(8 * 3600));
-    /// # let _ = layer;
-    /// # }
-    /// ```
     pub fn binding_ttl(mut self, ttl: Duration) -> Self {
         self.config.binding_ttl = ttl;
         self
@@ -424,18 +345,6 @@ impl<St, I> SessionBindingLayer<St, I> {
     /// A request on an anonymous session by a caller with an identity is refused and, by
     /// default, ends the session; with [`end_session_on_mismatch(false)`](Self::end_session_on_mismatch)
     /// such a refused lookup may extend the anonymous binding up to the binding TTL.
-    ///
-    /// ```
-    /// # #[cfg(feature = "memory")] {
-    /// use std::time::Duration;
-    /// use mcp_session_binding::SessionBindingLayer;
-    ///
-    /// let layer = SessionBindingLayer::new()
-    ///     .allow_anonymous(true)
-    ///     .anonymous_binding_ttl(Duration::from_secs(5 * 60));
-    /// # let _ = layer;
-    /// # }
-    /// ```
     pub fn anonymous_binding_ttl(mut self, ttl: Duration) -> Self {
         self.config.anonymous_binding_ttl = ttl;
         self
@@ -451,16 +360,6 @@ impl<St, I> SessionBindingLayer<St, I> {
     /// identity's oldest tombstones beyond the limit, whatever their TTL. An evicted tombstone
     /// reads as unknown early, so its session still answers 404; see the
     /// [store docs](crate::store#semantics-every-store-must-have).
-    ///
-    /// ```
-    /// # #[cfg(feature = "memory")] {
-    /// use std::time::Duration;
-    /// use mcp_session_binding::SessionBindingLayer;
-    ///
-    /// let layer = SessionBindingLayer::new().tombstone_ttl(Duration::from_secs(3600));
-    /// # let _ = layer;
-    /// # }
-    /// ```
     pub fn tombstone_ttl(mut self, ttl: Duration) -> Self {
         self.config.tombstone_ttl = ttl;
         self
@@ -477,15 +376,6 @@ impl<St, I> SessionBindingLayer<St, I> {
     /// dropped from `subscriptions/listen` streams. Task records do not count against
     /// [`max_sessions_per_identity`](Self::max_sessions_per_identity). Off: sessionless requests
     /// pass untouched, and task ids are bearer tokens.
-    ///
-    /// ```
-    /// # #[cfg(feature = "memory")] {
-    /// use mcp_session_binding::SessionBindingLayer;
-    ///
-    /// let layer = SessionBindingLayer::new().bind_tasks(false);
-    /// # let _ = layer;
-    /// # }
-    /// ```
     pub fn bind_tasks(mut self, bind: bool) -> Self {
         self.config.bind_tasks = bind;
         self
@@ -495,16 +385,6 @@ impl<St, I> SessionBindingLayer<St, I> {
     /// own `ttlMs` plus a minute when that is shorter. Each check of the task slides it. Make it
     /// at least as long as the MCP server keeps tasks without a TTL: once the record expires,
     /// the task is refused to everyone.
-    ///
-    /// ```
-    /// # #[cfg(feature = "memory")] {
-    /// use std::time::Duration;
-    /// use mcp_session_binding::SessionBindingLayer;
-    ///
-    /// let layer = SessionBindingLayer::new().task_ttl(Duration::from_secs(3600));
-    /// # let _ = layer;
-    /// # }
-    /// ```
     pub fn task_ttl(mut self, ttl: Duration) -> Self {
         self.config.task_ttl = ttl;
         self
@@ -512,15 +392,6 @@ impl<St, I> SessionBindingLayer<St, I> {
 
     /// Cap on the task id in `Mcp-Name` (default 256 bytes, room for any id a server mints, a
     /// UUID being 36). Over it: JSON-RPC `-32602`, not forwarded.
-    ///
-    /// ```
-    /// # #[cfg(feature = "memory")] {
-    /// use mcp_session_binding::SessionBindingLayer;
-    ///
-    /// let layer = SessionBindingLayer::new().max_task_id_len(64);
-    /// # let _ = layer;
-    /// # }
-    /// ```
     pub fn max_task_id_len(mut self, bytes: usize) -> Self {
         self.config.max_task_id_len = bytes;
         self
@@ -546,18 +417,6 @@ impl<St, I> SessionBindingLayer<St, I> {
     /// over its idle timeout) makes the same limit far roomier; a client that deletes its
     /// sessions on exit never hits it. The default limit bounds what one identity can pin
     /// (bindings, and the inner sessions behind them) while staying clear of normal use.
-    ///
-    /// ```
-    /// # #[cfg(feature = "memory")] {
-    /// use std::time::Duration;
-    /// use mcp_session_binding::SessionBindingLayer;
-    ///
-    /// let layer = SessionBindingLayer::new()
-    ///     .binding_ttl(Duration::from_secs(2 * 3600)) // rmcp idles sessions out after ~5 min
-    ///     .max_sessions_per_identity(50);
-    /// # let _ = layer;
-    /// # }
-    /// ```
     pub fn max_sessions_per_identity(mut self, max: usize) -> Self {
         self.config.max_sessions_per_identity = max;
         self
@@ -576,17 +435,6 @@ impl<St, I> SessionBindingLayer<St, I> {
     /// request; size this for the anonymous sessions you expect within that TTL. A
     /// [`MemoryStore`](crate::store::MemoryStore) with a capacity also keeps anonymous bindings
     /// to half of it, whatever this says.
-    ///
-    /// ```
-    /// # #[cfg(feature = "memory")] {
-    /// use mcp_session_binding::SessionBindingLayer;
-    ///
-    /// let layer = SessionBindingLayer::new()
-    ///     .allow_anonymous(true)
-    ///     .max_anonymous_sessions(1_000);
-    /// # let _ = layer;
-    /// # }
-    /// ```
     pub fn max_anonymous_sessions(mut self, max: usize) -> Self {
         self.config.max_anonymous_sessions = max;
         self
@@ -594,15 +442,6 @@ impl<St, I> SessionBindingLayer<St, I> {
 
     /// Whether activity extends a binding (default `true`). The store refreshes at most once per
     /// half TTL, not on every request.
-    ///
-    /// ```
-    /// # #[cfg(feature = "memory")] {
-    /// use mcp_session_binding::SessionBindingLayer;
-    ///
-    /// let layer = SessionBindingLayer::new().sliding_expiry(false);
-    /// # let _ = layer;
-    /// # }
-    /// ```
     pub fn sliding_expiry(mut self, sliding: bool) -> Self {
         self.config.sliding = sliding;
         self
@@ -612,15 +451,6 @@ impl<St, I> SessionBindingLayer<St, I> {
     /// default 64 requests with ordinary ids fits), whatever its body. An answer that
     /// would be larger (a batch of many requests, a huge `id`) is replaced by one JSON-RPC error
     /// without `id`.
-    ///
-    /// ```
-    /// # #[cfg(feature = "memory")] {
-    /// use mcp_session_binding::SessionBindingLayer;
-    ///
-    /// let layer = SessionBindingLayer::new().max_answer_bytes(16 * 1024);
-    /// # let _ = layer;
-    /// # }
-    /// ```
     pub fn max_answer_bytes(mut self, bytes: usize) -> Self {
         self.config.max_answer_bytes = bytes;
         self
@@ -630,15 +460,6 @@ impl<St, I> SessionBindingLayer<St, I> {
     /// client batches; a larger batch is almost certainly not a client's). A batch with
     /// more requests, or with any element that is not a JSON-RPC message, gets one JSON-RPC error
     /// without `id`.
-    ///
-    /// ```
-    /// # #[cfg(feature = "memory")] {
-    /// use mcp_session_binding::SessionBindingLayer;
-    ///
-    /// let layer = SessionBindingLayer::new().max_batch_answers(16);
-    /// # let _ = layer;
-    /// # }
-    /// ```
     pub fn max_batch_answers(mut self, entries: usize) -> Self {
         self.config.max_batch_answers = entries;
         self
@@ -649,16 +470,6 @@ impl<St, I> SessionBindingLayer<St, I> {
     /// request open). Past it the
     /// caller gets 408 with a JSON-RPC error; the session is ended all the same (ending starts
     /// before the body is read).
-    ///
-    /// ```
-    /// # #[cfg(feature = "memory")] {
-    /// use std::time::Duration;
-    /// use mcp_session_binding::SessionBindingLayer;
-    ///
-    /// let layer = SessionBindingLayer::new().refused_body_timeout(Duration::from_secs(2));
-    /// # let _ = layer;
-    /// # }
-    /// ```
     pub fn refused_body_timeout(mut self, timeout: Duration) -> Self {
         self.config.refused_body_timeout = timeout;
         self
@@ -672,16 +483,6 @@ impl<St, I> SessionBindingLayer<St, I> {
     /// through this layer that created a session (values the inner service accepted); before any
     /// session was created through it, the path of the refused request without its query and no
     /// `Host`.
-    ///
-    /// ```
-    /// # #[cfg(feature = "memory")] {
-    /// use mcp_session_binding::SessionBindingLayer;
-    ///
-    /// let layer = SessionBindingLayer::new()
-    ///     .end_session_uri(http::Uri::from_static("http://localhost:8080/mcp"));
-    /// # let _ = layer;
-    /// # }
-    /// ```
     pub fn end_session_uri(mut self, uri: Uri) -> Self {
         self.config.end_session_uri = Some(uri);
         self
@@ -690,20 +491,6 @@ impl<St, I> SessionBindingLayer<St, I> {
     /// A hook that adjusts the `DELETE` the layer sends the inner service to end a session,
     /// for inner services that need more than the session id to accept it (an upstream that
     /// wants credentials, a routing header). It runs last, on the request head the layer built.
-    ///
-    /// ```
-    /// # #[cfg(feature = "memory")] {
-    /// use http::HeaderValue;
-    /// use mcp_session_binding::SessionBindingLayer;
-    ///
-    /// let layer = SessionBindingLayer::new().end_request_hook(|parts| {
-    ///     parts
-    ///         .headers
-    ///         .insert("x-internal-auth", HeaderValue::from_static("layer-secret"));
-    /// });
-    /// # let _ = layer;
-    /// # }
-    /// ```
     pub fn end_request_hook(mut self, hook: impl Fn(&mut Parts) + Send + Sync + 'static) -> Self {
         self.config.end_request_hook = Some(Arc::new(hook));
         self
@@ -733,16 +520,6 @@ impl<St, I> SessionBindingLayer<St, I> {
     ///
     /// Cost: nothing for requests other than GET; per open stream, one timer and one lookup
     /// per interval (local with a `MemoryStore` or a warm client-side cache).
-    ///
-    /// ```
-    /// # #[cfg(feature = "memory")] {
-    /// use std::time::Duration;
-    /// use mcp_session_binding::SessionBindingLayer;
-    ///
-    /// let layer = SessionBindingLayer::new().stream_recheck_interval(Duration::from_secs(2));
-    /// # let _ = layer;
-    /// # }
-    /// ```
     pub fn stream_recheck_interval(mut self, interval: Duration) -> Self {
         self.config.stream_recheck_interval = interval;
         self
@@ -766,16 +543,6 @@ impl<St, I> SessionBindingLayer<St, I> {
     /// before it unusable for resumption (400), nothing else. Off, the layer neither reads nor
     /// changes event ids, and requests pay nothing for it; on, every SSE answer of a session is
     /// scanned line by line, and a request of a session costs one more header lookup.
-    ///
-    /// ```
-    /// # #[cfg(feature = "memory")] {
-    /// use mcp_session_binding::{SessionBindingLayer, store::KeySecret};
-    ///
-    /// let secret = KeySecret::from_material(b"the deployment's secret, 32 bytes+").unwrap();
-    /// let layer = SessionBindingLayer::new().bind_event_ids(secret);
-    /// # let _ = layer;
-    /// # }
-    /// ```
     pub fn bind_event_ids(mut self, secret: crate::store::KeySecret) -> Self {
         self.config.event_ids = Some(Arc::new(super::event_ids::EventIdKey::new(secret)));
         self

@@ -104,13 +104,6 @@ struct StateConfigBuilder {
 
 impl RequestStateLayer {
     /// A layer sealing with the first key of `keys`, reading this crate's [`Identity`].
-    ///
-    /// ```
-    /// use mcp_session_binding::state::{RequestStateLayer, StateKeys};
-    ///
-    /// let layer = RequestStateLayer::new(StateKeys::random());
-    /// # let _ = layer;
-    /// ```
     pub fn new(keys: StateKeys) -> Self {
         Self {
             config: StateConfigBuilder {
@@ -128,13 +121,6 @@ impl RequestStateLayer {
 impl<I> RequestStateLayer<I> {
     /// How long a sealed state opens (default 5 minutes: a user answering an elicitation takes
     /// seconds to minutes, and a leaked state is useless sooner).
-    ///
-    /// ```
-    /// use mcp_session_binding::state::{RequestStateLayer, StateKeys};
-    ///
-    /// let layer = RequestStateLayer::new(StateKeys::random()).ttl(std::time::Duration::from_secs(60));
-    /// # let _ = layer;
-    /// ```
     pub fn ttl(mut self, ttl: Duration) -> Self {
         self.config.ttl = ttl;
         self
@@ -142,13 +128,6 @@ impl<I> RequestStateLayer<I> {
 
     /// Longest `requestState` a request may carry (default 64 KiB, a roomy bound for state a
     /// server hands out; longer ones are refused before any decryption).
-    ///
-    /// ```
-    /// use mcp_session_binding::state::{RequestStateLayer, StateKeys};
-    ///
-    /// let layer = RequestStateLayer::new(StateKeys::random()).max_state_bytes(4096);
-    /// # let _ = layer;
-    /// ```
     pub fn max_state_bytes(mut self, bytes: usize) -> Self {
         self.config.max_state_bytes = bytes;
         self
@@ -156,26 +135,12 @@ impl<I> RequestStateLayer<I> {
 
     /// Cap on the request bodies (and answer events) the layer reads (default 4 MiB). Over it:
     /// 413, not forwarded; an answer event over it passes unsealed (its state then never opens).
-    ///
-    /// ```
-    /// use mcp_session_binding::state::{RequestStateLayer, StateKeys};
-    ///
-    /// let layer = RequestStateLayer::new(StateKeys::random()).max_body_bytes(1 << 20);
-    /// # let _ = layer;
-    /// ```
     pub fn max_body_bytes(mut self, bytes: usize) -> Self {
         self.config.max_body_bytes = bytes;
         self
     }
 
     /// Reads the identity with another extractor.
-    ///
-    /// ```
-    /// use mcp_session_binding::{identity::FromClaims, state::{RequestStateLayer, StateKeys}};
-    ///
-    /// let layer = RequestStateLayer::new(StateKeys::random()).identity(FromClaims);
-    /// # let _ = layer;
-    /// ```
     pub fn identity<I2: IdentityExtractor>(self, identity: I2) -> RequestStateLayer<I2> {
         RequestStateLayer {
             config: self.config,
