@@ -31,7 +31,6 @@ pub(crate) mod tasks;
 pub(crate) mod trace;
 
 pub use future::ResponseFuture;
-pub(crate) use layer::{DEFAULT_MAX_BODY_BYTES, DEFAULT_REFUSED_BODY_TIMEOUT};
 pub use layer::{MismatchAnswer, SessionBindingLayer};
 pub use reject::RejectionReason;
 pub use service::SessionBinding;

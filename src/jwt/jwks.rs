@@ -43,6 +43,7 @@ pub(crate) enum KeySourceError {
     /// The JWK set has no key usable for signature verification.
     NoUsableKey,
     /// The HTTP request failed: connection, TLS, timeout or a non-2xx status.
+    #[cfg_attr(not(feature = "oidc"), allow(dead_code))]
     Fetch(String),
 }
 
@@ -76,12 +77,15 @@ impl std::error::Error for KeySourceError {}
 /// and the reason (an HTTP failure or timeout, a document over 256 KiB or malformed, a discovery
 /// `issuer` that differs, an insecure URL, a JWK set with over 100 keys, duplicate `kid`s or no
 /// usable key).
+#[cfg(feature = "oidc")]
+#[cfg_attr(docsrs, doc(cfg(feature = "oidc")))]
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct IssuerKeysError {
     issuer: String,
     error: KeySourceError,
 }
 
+#[cfg(feature = "oidc")]
 impl IssuerKeysError {
     pub(crate) fn new(issuer: String, error: KeySourceError) -> Self {
         Self { issuer, error }
@@ -94,12 +98,14 @@ impl IssuerKeysError {
     }
 }
 
+#[cfg(feature = "oidc")]
 impl fmt::Display for IssuerKeysError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "issuer {:?}: {}", self.issuer, self.error)
     }
 }
 
+#[cfg(feature = "oidc")]
 impl std::error::Error for IssuerKeysError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         Some(&self.error)

@@ -132,6 +132,7 @@ pub use algorithm::Algorithm;
 pub(crate) use algorithm::KeyFamily;
 pub use error::JwtConfigError;
 pub use future::ResponseFuture;
+#[cfg(feature = "oidc")]
 pub use jwks::IssuerKeysError;
 pub use keys::{JwtKey, JwtKeys};
 pub use layer::{JwtAuthLayer, JwtAuthLayerBuilder};

@@ -37,6 +37,11 @@ pub(crate) const DEFAULT_STATE_TTL: Duration = Duration::from_secs(300);
 /// Longest `requestState` a request may carry, in bytes: 64 KiB.
 pub(crate) const DEFAULT_MAX_STATE_BYTES: usize = 64 * 1024;
 
+/// Longest request body the layer reads: 4 MiB, rmcp's own request body cap.
+const DEFAULT_MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
+/// How long the layer waits for a body it reads before answering 408.
+const BODY_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// The message of every refused `requestState` (the Python and TypeScript SDKs' wording).
 pub(crate) const INVALID_STATE_MESSAGE: &str = "Invalid or expired requestState";
 
@@ -110,8 +115,8 @@ impl RequestStateLayer {
                 keys,
                 ttl: DEFAULT_STATE_TTL,
                 max_state_bytes: DEFAULT_MAX_STATE_BYTES,
-                max_body_bytes: crate::binding::DEFAULT_MAX_BODY_BYTES,
-                body_timeout: crate::binding::DEFAULT_REFUSED_BODY_TIMEOUT,
+                max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+                body_timeout: BODY_TIMEOUT,
             },
             identity: FromIdentityExtension,
         }
