@@ -325,7 +325,8 @@ impl JwtAuthLayerBuilder {
 
     /// Least time between two key fetches of one issuer triggered by requests (an unknown
     /// `kid`, stale keys); default 30 s. A token signed with a new key is accepted at most this
-    /// long after it is first presented. Feature `oidc`.
+    /// long after it is first presented, and tokens with made-up `kid`s cannot make the layer
+    /// fetch more often than this. Feature `oidc`.
     #[cfg(feature = "oidc")]
     #[cfg_attr(docsrs, doc(cfg(feature = "oidc")))]
     pub fn jwks_refetch_interval(mut self, interval: Duration) -> Self {
@@ -334,8 +335,10 @@ impl JwtAuthLayerBuilder {
     }
 
     /// How long an issuer's last good keys keep verifying tokens, counted from their last
-    /// successful fetch (default 1 h). Older keys are used only after a fetch succeeds; when it
-    /// fails, the issuer's tokens get 503 with `Retry-After`. Feature `oidc`.
+    /// successful fetch (default 1 h: a provider outage that short goes unnoticed, while a key
+    /// the provider withdrew stops verifying within the hour). Older keys are used only after a
+    /// fetch succeeds; when it fails, the issuer's tokens get 503 with `Retry-After`. Feature
+    /// `oidc`.
     #[cfg(feature = "oidc")]
     #[cfg_attr(docsrs, doc(cfg(feature = "oidc")))]
     pub fn jwks_max_stale(mut self, max_stale: Duration) -> Self {
@@ -343,8 +346,8 @@ impl JwtAuthLayerBuilder {
         self
     }
 
-    /// Bound of each discovery or JWK set request, connection and body included (default 10 s).
-    /// Feature `oidc`.
+    /// Bound of each discovery or JWK set request, connection and body included (default 10 s:
+    /// requests that wait for a fetch wait at most this long). Feature `oidc`.
     #[cfg(feature = "oidc")]
     #[cfg_attr(docsrs, doc(cfg(feature = "oidc")))]
     pub fn jwks_fetch_timeout(mut self, timeout: Duration) -> Self {
@@ -468,13 +471,15 @@ impl JwtAuthLayerBuilder {
         self
     }
 
-    /// How long the revocation check may take before the layer answers 503 (default 5 s).
+    /// How long the revocation check may take before the layer answers 503 (default 5 s: the
+    /// request waits for the check, so a stuck deny list must not hold it for long).
     pub fn revocation_timeout(mut self, timeout: Duration) -> Self {
         self.revocation_timeout = timeout;
         self
     }
 
-    /// `Retry-After` of the 503 sent when the revocation check fails, whole seconds (default 1).
+    /// `Retry-After` of the 503 sent when the revocation check fails, whole seconds (default 1:
+    /// a failed check is usually transient).
     pub fn retry_after(mut self, retry_after: Duration) -> Self {
         self.retry_after = retry_after;
         self
