@@ -29,11 +29,14 @@ use std::{process::ExitCode, sync::Arc, time::Duration};
 
 use http::StatusCode;
 use jwt_stack::{DEFAULT_AUDIENCE, DEFAULT_ISSUER, StackConfig, TokenMinter};
-use mcp_session_binding::{MISMATCH_MESSAGE, store::MemoryStore};
+use mcp_session_binding::store::MemoryStore;
 use rmcp::{RoleClient, model::CallToolRequestParams, service::RunningService};
 use rotating_client::RotatingClient;
 use serde_json::{Value, json};
 use tracing_subscriber::EnvFilter;
+
+/// The binding layer's answer to a caller who is not the session's owner. (not exported)
+const MISMATCH_MESSAGE: &str = "Unauthorized: caller identity does not match session owner";
 
 /// What a failed step says.
 type Step = Result<(), String>;

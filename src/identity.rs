@@ -7,13 +7,30 @@
 //!
 //! An auth layer *outside* [`SessionBindingLayer`](crate::SessionBindingLayer) validates the
 //! token and puts the identity in the request extensions; an [`IdentityExtractor`] reads it back.
-//! Three adapters are ready:
+//! Two adapters are ready:
 //!
 //! - [`FromIdentityExtension`] (the default) reads this crate's [`Identity`];
-//! - [`MapExtension`] reads any extension type and maps it with a closure;
 //! - [`FromClaims`] reads [`Claims`] (a JSON claims object) and takes the string `iss` and `sub`.
 //!
-//! A closure `Fn(&Parts) -> Result<Option<Identity>, IdentityError>` is an extractor too.
+//! A closure `Fn(&Parts) -> Result<Option<Identity>, IdentityError>` is an extractor too, for
+//! another auth layer's extension type:
+//!
+//! ```
+//! use http::request::Parts;
+//! use mcp_session_binding::{Identity, IdentityExtractor};
+//!
+//! #[derive(Clone)]
+//! struct User { tenant: String, id: String }
+//!
+//! let extractor = |parts: &Parts| {
+//!     let user = parts.extensions.get::<User>();
+//!     user.map(|u| Identity::new(u.tenant.as_str(), u.id.as_str())).transpose()
+//! };
+//! let mut req = http::Request::new(());
+//! req.extensions_mut().insert(User { tenant: "https://acme.example".into(), id: "42".into() });
+//! let (parts, ()) = req.into_parts();
+//! assert_eq!(extractor.extract(&parts).unwrap().unwrap().sub(), "42");
+//! ```
 //!
 //! # What handlers see
 //!
@@ -24,7 +41,7 @@
 //! found none (an anonymous session), the layer removes any `Identity` another layer left there:
 //! the handler sees none either.
 
-use std::{fmt, marker::PhantomData, sync::Arc};
+use std::{fmt, sync::Arc};
 
 use http::request::Parts;
 use serde_json::{Map, Value};
@@ -33,16 +50,11 @@ use serde_json::{Map, Value};
 ///
 /// OIDC caps `sub` at 255 ASCII characters; the larger cap leaves room for long issuer URLs while
 /// still bounding what a binding store holds per session.
-///
-/// ```
-/// use mcp_session_binding::{Identity, identity::MAX_CLAIM_LEN};
-/// assert!(Identity::new("https://issuer.example", "a".repeat(MAX_CLAIM_LEN + 1)).is_err());
-/// ```
-pub const MAX_CLAIM_LEN: usize = 1024;
+pub(crate) const MAX_CLAIM_LEN: usize = 1024;
 
 /// A validated caller identity: the token issuer (`iss`) and subject (`sub`).
 ///
-/// Both halves are non-empty, at most [`MAX_CLAIM_LEN`] bytes and contain no NUL. Equality is
+/// Both halves are non-empty, at most 1024 bytes and contain no NUL. Equality is
 /// exact (case sensitive) and constant-time. Cloning is cheap (two reference counts).
 ///
 /// ```
@@ -203,10 +215,10 @@ impl fmt::Display for Identity {
 /// The layer answers such a request with 401 before it writes anything.
 ///
 /// ```
-/// use mcp_session_binding::identity::{Claims, identity_from_claims};
+/// use mcp_session_binding::{Identity, identity::Claims};
 ///
 /// let claims = Claims::from_value(serde_json::json!({"iss": "https://i.example", "sub": 42})).unwrap();
-/// let err = identity_from_claims(&claims).unwrap_err();
+/// let err = Identity::try_from(&claims).unwrap_err();
 /// assert_eq!(err.to_string(), "claim `sub` is not a string");
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -311,80 +323,6 @@ impl IdentityExtractor for FromIdentityExtension {
     }
 }
 
-/// Reads an extension of any type `T` and maps it to an [`Identity`] with a closure.
-///
-/// Use it to plug in another crate's auth layer without glue code.
-///
-/// ```
-/// use mcp_session_binding::{Identity, IdentityExtractor, identity::MapExtension};
-///
-/// #[derive(Clone)]
-/// struct User { tenant: String, id: String }
-///
-/// let extractor = MapExtension::new(|u: &User| Identity::new(u.tenant.as_str(), u.id.as_str()));
-/// let mut req = http::Request::new(());
-/// req.extensions_mut().insert(User { tenant: "https://acme.example".into(), id: "42".into() });
-/// let (parts, ()) = req.into_parts();
-/// assert_eq!(extractor.extract(&parts).unwrap().unwrap().sub(), "42");
-/// ```
-pub struct MapExtension<T, F> {
-    map: F,
-    _extension: PhantomData<fn(&T)>,
-}
-
-impl<T, F> MapExtension<T, F>
-where
-    T: Send + Sync + 'static,
-    F: Fn(&T) -> Result<Identity, IdentityError> + Clone + Send + Sync + 'static,
-{
-    /// Maps extension `T` with `map`. A request without a `T` has no identity.
-    ///
-    /// ```
-    /// use mcp_session_binding::{Identity, SessionBindingLayer, identity::MapExtension};
-    ///
-    /// /// What an API-key auth layer puts in the request extensions.
-    /// #[derive(Clone)]
-    /// struct ApiKeyUser(String);
-    ///
-    /// let extractor = MapExtension::new(|user: &ApiKeyUser| Identity::new("urn:api-keys", user.0.clone()));
-    /// # #[cfg(feature = "memory")]
-    /// let layer = SessionBindingLayer::new().identity(extractor);
-    /// ```
-    pub fn new(map: F) -> Self {
-        Self {
-            map,
-            _extension: PhantomData,
-        }
-    }
-}
-
-impl<T, F: Clone> Clone for MapExtension<T, F> {
-    fn clone(&self) -> Self {
-        Self {
-            map: self.map.clone(),
-            _extension: PhantomData,
-        }
-    }
-}
-
-impl<T, F> fmt::Debug for MapExtension<T, F> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("MapExtension")
-            .field("extension", &std::any::type_name::<T>())
-            .finish_non_exhaustive()
-    }
-}
-
-impl<T, F> IdentityExtractor for MapExtension<T, F>
-where
-    T: Send + Sync + 'static,
-    F: Fn(&T) -> Result<Identity, IdentityError> + Clone + Send + Sync + 'static,
-{
-    fn extract(&self, parts: &Parts) -> Result<Option<Identity>, IdentityError> {
-        parts.extensions.get::<T>().map(&self.map).transpose()
-    }
-}
-
 /// A decoded claims object (the JWT payload), as an auth layer puts it in the request extensions.
 ///
 /// ```
@@ -428,27 +366,28 @@ impl Claims {
     }
 }
 
-/// Takes `iss` and `sub` from a claims object. Both must be strings.
-///
-/// # Errors
-///
-/// [`IdentityError`] when a claim is missing, not a string, or fails [`Identity::new`]'s checks.
+/// Takes `iss` and `sub` from a claims object. Both must be strings, and pass
+/// [`Identity::new`]'s checks; otherwise the [`IdentityError`] names the claim.
 ///
 /// ```
-/// use mcp_session_binding::identity::{Claims, identity_from_claims};
+/// use mcp_session_binding::{Identity, identity::Claims};
 ///
 /// let claims = Claims::from_value(serde_json::json!({"iss": "https://i.example", "sub": "alice"})).unwrap();
-/// assert_eq!(identity_from_claims(&claims).unwrap().sub(), "alice");
+/// assert_eq!(Identity::try_from(&claims).unwrap().sub(), "alice");
 /// let no_iss = Claims::from_value(serde_json::json!({"sub": "alice"})).unwrap();
-/// assert_eq!(identity_from_claims(&no_iss).unwrap_err().to_string(), "claim `iss` is missing");
+/// assert_eq!(Identity::try_from(&no_iss).unwrap_err().to_string(), "claim `iss` is missing");
 /// ```
-pub fn identity_from_claims(claims: &Claims) -> Result<Identity, IdentityError> {
-    let string_claim = |name: &'static str| match claims.get(name) {
-        None => Err(IdentityError::invalid(name, "is missing")),
-        Some(Value::String(s)) => Ok(s.as_str()),
-        Some(_) => Err(IdentityError::invalid(name, "is not a string")),
-    };
-    Identity::new(string_claim("iss")?, string_claim("sub")?)
+impl TryFrom<&Claims> for Identity {
+    type Error = IdentityError;
+
+    fn try_from(claims: &Claims) -> Result<Self, IdentityError> {
+        let string_claim = |name: &'static str| match claims.get(name) {
+            None => Err(IdentityError::invalid(name, "is missing")),
+            Some(Value::String(s)) => Ok(s.as_str()),
+            Some(_) => Err(IdentityError::invalid(name, "is not a string")),
+        };
+        Identity::new(string_claim("iss")?, string_claim("sub")?)
+    }
 }
 
 /// Reads [`Claims`] from the request extensions and takes the identity from them.
@@ -471,7 +410,7 @@ impl IdentityExtractor for FromClaims {
         parts
             .extensions
             .get::<Claims>()
-            .map(identity_from_claims)
+            .map(Identity::try_from)
             .transpose()
     }
 }
@@ -645,7 +584,7 @@ mod tests {
         for (value, message) in cases {
             let claims = Claims::from_value(value).unwrap();
             assert_eq!(
-                identity_from_claims(&claims).unwrap_err().to_string(),
+                Identity::try_from(&claims).unwrap_err().to_string(),
                 message
             );
             assert!(FromClaims.extract(&parts_with(claims)).is_err());
@@ -686,14 +625,7 @@ mod tests {
             FromIdentityExtension
                 .extract(&parts_with(alice.clone()))
                 .unwrap(),
-            Some(alice.clone())
-        );
-        let map = MapExtension::new(|s: &String| Identity::new("i", s.as_str()));
-        assert_eq!(
-            map.extract(&parts_with("alice".to_string())).unwrap(),
             Some(alice)
         );
-        assert!(map.extract(&parts_with(String::new())).is_err());
-        assert_eq!(map.extract(&empty).unwrap(), None);
     }
 }

@@ -116,6 +116,9 @@
 //!   (XChaCha20-Poly1305).
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+#[macro_use]
+mod macros;
+
 mod binding;
 pub mod identity;
 #[cfg(feature = "jwt")]
@@ -209,13 +212,8 @@ pub mod __private {
     }
 }
 
-pub use binding::DEFAULT_ANONYMOUS_BINDING_TTL;
 pub use binding::{
-    DEFAULT_BINDING_TTL, DEFAULT_MAX_ANONYMOUS_SESSIONS, DEFAULT_MAX_ANSWER_BYTES,
-    DEFAULT_MAX_BATCH_ANSWERS, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_SESSION_ID_LEN,
-    DEFAULT_MAX_SESSIONS_PER_IDENTITY, DEFAULT_MAX_TASK_ID_LEN, DEFAULT_REFUSED_BODY_TIMEOUT,
-    DEFAULT_TASK_TTL, DEFAULT_TOMBSTONE_TTL, MISMATCH_MESSAGE, MismatchAnswer, RejectionReason,
-    ResponseBody, ResponseFuture, SessionBinding, SessionBindingLayer,
+    MismatchAnswer, RejectionReason, ResponseFuture, SessionBinding, SessionBindingLayer,
 };
 pub use identity::{Identity, IdentityExtractor};
-pub use protocol::{FIRST_SESSIONLESS_REVISION, MCP_PROTOCOL_VERSION, MCP_SESSION_ID};
+pub use protocol::body::ResponseBody;

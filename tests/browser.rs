@@ -28,6 +28,11 @@ use support::{
     external, initialize_body, tool_call,
 };
 
+/// The binding layer's default `max_sessions_per_identity`. (not exported)
+const DEFAULT_MAX_SESSIONS_PER_IDENTITY: usize = 100;
+/// The binding layer's answer to a caller who is not the session's owner. (not exported)
+const MISMATCH_MESSAGE: &str = "Unauthorized: caller identity does not match session owner";
+
 const SECRET: &str = "browser-test-secret-0123456789abcdef";
 /// The origin of the page in the raw HTTP tests (nothing listens there; only the header counts).
 const PAGE_ORIGIN: &str = "http://127.0.0.1:9";
@@ -180,7 +185,7 @@ async fn every_answer_to_an_allowed_origin_carries_cors_headers() {
     // 429: over the per-identity session limit (100 live sessions).
     let carol = minter.token(DEFAULT_ISSUER, "carol");
     let mut refused = None;
-    for _ in 0..=mcp_session_binding::DEFAULT_MAX_SESSIONS_PER_IDENTITY {
+    for _ in 0..=DEFAULT_MAX_SESSIONS_PER_IDENTITY {
         let answer = page.post(None, Some(&carol), &initialize_body()).await;
         if answer.status != StatusCode::OK {
             refused = Some(answer);
@@ -537,7 +542,7 @@ async fn a_page_of_another_origin_uses_the_server_in_chromium() {
     assert_eq!(seen["thief"]["message"]["result"]["isError"], json!(true));
     assert_eq!(
         seen["thief"]["message"]["result"]["content"][0]["text"],
-        json!(mcp_session_binding::MISMATCH_MESSAGE)
+        json!(MISMATCH_MESSAGE)
     );
 
     // The owner's next call: 404, and the script read its body (re-initialize).

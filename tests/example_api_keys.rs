@@ -9,9 +9,11 @@ use std::process::Command;
 
 use example_bin::{Spawned, example};
 use http::StatusCode;
-use mcp_session_binding::MISMATCH_MESSAGE;
 use serde_json::json;
 use support::{Raw, initialize_body, tool_text};
+
+/// The binding layer's answer to a caller who is not the session's owner. (not exported)
+const MISMATCH_MESSAGE: &str = "Unauthorized: caller identity does not match session owner";
 
 #[tokio::test]
 async fn api_keys_example_binds_sessions_to_the_key_owner() {

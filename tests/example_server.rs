@@ -14,6 +14,9 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header, encode, get_current_timestamp
 use serde_json::{Value, json};
 use support::{Raw, initialize_body, tool_text};
 
+/// The binding layer's answer to a caller who is not the session's owner. (not exported)
+const MISMATCH_MESSAGE: &str = "Unauthorized: caller identity does not match session owner";
+
 const SECRET: &str = "example-server-test-secret-32-bytes+";
 const ISSUER: &str = "https://issuer.example";
 const AUDIENCE: &str = "mcp-session-binding-example";
@@ -65,11 +68,7 @@ fn assert_is_error_result(answer: &support::Answer) {
     assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
     let message = answer.json();
     assert_eq!(message["result"]["isError"], json!(true), "{message}");
-    assert_eq!(
-        tool_text(&message),
-        mcp_session_binding::MISMATCH_MESSAGE,
-        "{message}"
-    );
+    assert_eq!(tool_text(&message), MISMATCH_MESSAGE, "{message}");
 }
 
 async fn get_json(url: &str) -> Value {

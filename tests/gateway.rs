@@ -27,6 +27,9 @@ use support::{
     python_upstream, tool_call, tool_text,
 };
 
+/// The binding layer's answer to a caller who is not the session's owner. (not exported)
+const MISMATCH_MESSAGE: &str = "Unauthorized: caller identity does not match session owner";
+
 const SECRET: &str = "gateway-test-secret-0123456789abcdef";
 
 fn minter() -> TokenMinter {
@@ -147,7 +150,7 @@ async fn a_thief_is_refused_and_the_session_ends_at_the_gateway_and_upstream() {
     let message = answer.json();
     assert_eq!(message["id"], json!(8));
     assert_eq!(message["result"]["isError"], json!(true), "{message}");
-    assert_eq!(tool_text(&message), mcp_session_binding::MISMATCH_MESSAGE);
+    assert_eq!(tool_text(&message), MISMATCH_MESSAGE);
 
     // Ended at the gateway: 404 for the owner too.
     let answer = through

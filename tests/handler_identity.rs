@@ -14,7 +14,7 @@ use axum::{
 use http::StatusCode;
 use mcp_session_binding::{
     Identity, SessionBindingLayer,
-    identity::{Claims, FromClaims, IdentityError, MapExtension},
+    identity::{Claims, FromClaims, IdentityError},
     store::MemoryStore,
 };
 use serde_json::json;
@@ -97,7 +97,12 @@ async fn rmcp_tool_behind_from_claims_sees_the_bound_identity() {
 
 #[tokio::test]
 async fn rmcp_tool_sees_what_a_map_extension_produced_not_a_stale_identity() {
-    let map = MapExtension::new(|user: &User| Identity::new(ISS_A, user.id.as_str()));
+    // A closure mapping another auth layer's extension type.
+    let map = |parts: &http::request::Parts| {
+        let user = parts.extensions.get::<User>();
+        user.map(|user| Identity::new(ISS_A, user.id.as_str()))
+            .transpose()
+    };
     let server = serve(
         SessionBindingLayer::with_store(MemoryStore::new()).identity(map),
         Puts::UserAndStaleIdentity,

@@ -8,10 +8,13 @@ use http::{Request, StatusCode};
 use http_body_util::{BodyExt, combinators::BoxBody};
 use hyper::body::Incoming;
 use hyper_util::{rt::TokioIo, server::conn::auto, service::TowerToHyperService};
-use mcp_session_binding::{Identity, MISMATCH_MESSAGE, SessionBindingLayer};
+use mcp_session_binding::{Identity, SessionBindingLayer};
 use serde_json::json;
 use support::*;
 use tower::ServiceBuilder;
+
+/// The binding layer's answer to a caller who is not the session's owner. (not exported)
+const MISMATCH_MESSAGE: &str = "Unauthorized: caller identity does not match session owner";
 
 type Body = BoxBody<Bytes, hyper::Error>;
 

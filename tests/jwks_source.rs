@@ -28,7 +28,7 @@ use http::{Request, Response, StatusCode, header};
 use jsonwebtoken::{EncodingKey, encode, get_current_timestamp, jwk::Jwk};
 use mcp_session_binding::{
     Identity,
-    jwt::{Algorithm, JwtAuthLayer, JwtAuthLayerBuilder, JwtRejection, KeySourceError},
+    jwt::{Algorithm, JwtAuthLayer, JwtAuthLayerBuilder, JwtRejection},
 };
 use serde_json::{Value, json};
 use tower::{Layer, ServiceExt, service_fn};
@@ -183,7 +183,7 @@ impl Provider {
     fn builder(&self) -> JwtAuthLayerBuilder {
         JwtAuthLayer::builder()
             .issuer_discovery(self.issuer.clone())
-            .audience(AUD)
+            .audiences([AUD])
             .jwks_fetch_timeout(Duration::from_millis(500))
     }
 }
@@ -321,7 +321,8 @@ async fn hostile_documents_fail_closed() {
         })
         .collect();
     type Setup = Box<dyn Fn(&Provider)>;
-    type Case = (&'static str, Setup, fn(&KeySourceError) -> bool);
+    // Each case by what its error says (the reasons are not a public type).
+    type Case = (&'static str, Setup, fn(&str) -> bool);
     let cases: Vec<Case> = vec![
         (
             "wrong issuer",
@@ -330,19 +331,19 @@ async fn hostile_documents_fail_closed() {
                 doc["issuer"] = json!(format!("{}/", p.issuer));
                 p.set_openid(Some(Canned::json(&doc)));
             }),
-            |e| matches!(e, KeySourceError::WrongIssuer { .. }),
+            |e| e.contains("discovery document names issuer"),
         ),
         (
             "discovery not JSON",
             Box::new(|p: &Provider| p.set_openid(Some(Canned::raw(b"<html>".to_vec())))),
-            |e| matches!(e, KeySourceError::Malformed(_)),
+            |e| e.contains("malformed document"),
         ),
         (
             "no jwks_uri",
             Box::new(|p: &Provider| {
                 p.set_openid(Some(Canned::json(&json!({"issuer": p.issuer}))));
             }),
-            |e| matches!(e, KeySourceError::Malformed(_)),
+            |e| e.contains("malformed document"),
         ),
         (
             "jwks_uri over plain http to another host",
@@ -351,7 +352,7 @@ async fn hostile_documents_fail_closed() {
                 doc["jwks_uri"] = json!("http://keys.example.com/jwks");
                 p.set_openid(Some(Canned::json(&doc)));
             }),
-            |e| matches!(e, KeySourceError::InsecureUrl(_)),
+            |e| e.contains("refusing to fetch"),
         ),
         (
             "oversize discovery document",
@@ -360,12 +361,12 @@ async fn hostile_documents_fail_closed() {
                 doc["padding"] = json!("x".repeat(300 * 1024));
                 p.set_openid(Some(Canned::json(&doc)));
             }),
-            |e| matches!(e, KeySourceError::TooLarge),
+            |e| e.contains("answer larger than"),
         ),
         (
             "discovery answers 500",
             Box::new(|p: &Provider| p.set_openid(Some(Canned::status(500)))),
-            |e| matches!(e, KeySourceError::Fetch(_)),
+            |e| e.contains("fetch failed"),
         ),
         (
             "discovery redirects",
@@ -375,7 +376,7 @@ async fn hostile_documents_fail_closed() {
                     ..Canned::status(302)
                 }));
             }),
-            |e| matches!(e, KeySourceError::Fetch(_)),
+            |e| e.contains("fetch failed"),
         ),
         (
             "slow discovery",
@@ -385,22 +386,22 @@ async fn hostile_documents_fail_closed() {
                     ..Canned::json(&p.discovery())
                 }));
             }),
-            |e| matches!(e, KeySourceError::Fetch(m) if m.contains("within")),
+            |e| e.contains("fetch failed") && e.contains("within"),
         ),
         (
             "JWKS not JSON",
             Box::new(|p: &Provider| p.set_jwks(Some(Canned::raw(b"{\"keys\":".to_vec())))),
-            |e| matches!(e, KeySourceError::Malformed(_)),
+            |e| e.contains("malformed document"),
         ),
         (
             "oversize JWKS",
             Box::new(|p: &Provider| p.set_jwks(Some(Canned::raw(vec![b' '; 257 * 1024])))),
-            |e| matches!(e, KeySourceError::TooLarge),
+            |e| e.contains("answer larger than"),
         ),
         (
             "too many keys",
             Box::new(move |p: &Provider| p.publish(many.clone())),
-            |e| matches!(e, KeySourceError::TooManyKeys(101)),
+            |e| e.contains("JWK set has 101 keys"),
         ),
         (
             "duplicate kid",
@@ -408,19 +409,19 @@ async fn hostile_documents_fail_closed() {
                 let key = a.public.clone();
                 move |p: &Provider| p.publish(vec![key.clone(), key.clone()])
             }),
-            |e| matches!(e, KeySourceError::DuplicateKid(kid) if kid == "a"),
+            |e| e.contains(r#"two keys with kid "a""#),
         ),
         (
             "only an encryption key",
             Box::new(move |p: &Provider| p.publish(vec![enc.clone()])),
-            |e| matches!(e, KeySourceError::NoUsableKey),
+            |e| e.contains("no key usable for verification"),
         ),
         (
             "only a symmetric key",
             Box::new(|p: &Provider| {
                 p.publish(vec![json!({"kty": "oct", "kid": "a", "k": "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY"})]);
             }),
-            |e| matches!(e, KeySourceError::NoUsableKey),
+            |e| e.contains("no key usable for verification"),
         ),
         (
             "slow JWKS",
@@ -433,7 +434,7 @@ async fn hostile_documents_fail_closed() {
                     }));
                 }
             }),
-            |e| matches!(e, KeySourceError::Fetch(m) if m.contains("within")),
+            |e| e.contains("fetch failed") && e.contains("within"),
         ),
     ];
     for (name, setup, expected) in cases {
@@ -442,8 +443,8 @@ async fn hostile_documents_fail_closed() {
         setup(&provider);
         let layer = provider.builder().build().unwrap();
         let err = layer.fetch_keys().await.unwrap_err();
-        assert_eq!(err.issuer, provider.issuer, "{name}");
-        assert!(expected(&err.error), "{name}: {err}");
+        assert_eq!(err.issuer(), provider.issuer, "{name}");
+        assert!(expected(&err.to_string()), "{name}: {err}");
         let answer = send(&layer, &token_for(&provider.issuer, &a)).await;
         assert_eq!(answer.status, 503, "{name}");
         assert!(

@@ -26,7 +26,6 @@ use mcp_session_binding::{
     identity::Claims,
     jwt::{
         Algorithm, JwtAuthLayer, JwtAuthLayerBuilder, JwtKey, JwtKeys, ProtectedResourceMetadata,
-        RevocationError,
     },
 };
 use serde_json::{Value, json};
@@ -70,7 +69,7 @@ async fn serve(layer: JwtAuthLayer) -> Server {
             ),
         )
         .layer(layer)
-        .route_service(&metadata.well_known_path(), metadata.into_service());
+        .route_service(&metadata.well_known_path(), metadata);
     let (listener, url) = support::listen().await;
     Server {
         url,
@@ -146,9 +145,9 @@ impl Server {
 fn hs256_builder() -> JwtAuthLayerBuilder {
     JwtAuthLayer::builder()
         .issuer_keys(ISS, JwtKey::hmac(SECRET).unwrap())
-        .algorithm(Algorithm::HS256)
-        .audience(AUD)
-        .resource_metadata(METADATA_URL)
+        .algorithms([Algorithm::HS256])
+        .audiences([AUD])
+        .protected_resource(&ProtectedResourceMetadata::new(AUD, [ISS]))
 }
 
 async fn hs256_server() -> Server {
@@ -252,8 +251,8 @@ async fn rs256_and_es256_pem_keys_verify() {
             ],
         )
         .algorithms([Algorithm::RS256, Algorithm::ES256])
-        .audience(AUD)
-        .resource_metadata(METADATA_URL)
+        .audiences([AUD])
+        .protected_resource(&ProtectedResourceMetadata::new(AUD, [ISS]))
         .build()
         .unwrap();
     let server = serve(layer).await;
@@ -325,9 +324,9 @@ async fn jwk_set_with_two_keys_picks_the_key_by_kid() {
     let server = serve(
         JwtAuthLayer::builder()
             .issuer_keys(ISS, keys)
-            .algorithm(Algorithm::RS256)
-            .audience(AUD)
-            .resource_metadata(METADATA_URL)
+            .algorithms([Algorithm::RS256])
+            .audiences([AUD])
+            .protected_resource(&ProtectedResourceMetadata::new(AUD, [ISS]))
             .build()
             .unwrap(),
     )
@@ -549,8 +548,8 @@ async fn rsa_public_key_is_never_used_as_an_hmac_secret() {
             ],
         )
         .algorithms([Algorithm::RS256, Algorithm::HS256])
-        .audience(AUD)
-        .resource_metadata(METADATA_URL)
+        .audiences([AUD])
+        .protected_resource(&ProtectedResourceMetadata::new(AUD, [ISS]))
         .build()
         .unwrap();
     let server = serve(layer).await;
@@ -569,9 +568,9 @@ async fn rsa_public_key_is_never_used_as_an_hmac_secret() {
                 ISS,
                 JwtKey::rsa_pem(signing_keys().rsa_a.public.as_str()).unwrap(),
             )
-            .algorithm(Algorithm::RS256)
-            .audience(AUD)
-            .resource_metadata(METADATA_URL)
+            .algorithms([Algorithm::RS256])
+            .audiences([AUD])
+            .protected_resource(&ProtectedResourceMetadata::new(AUD, [ISS]))
             .build()
             .unwrap(),
     )
@@ -720,7 +719,7 @@ async fn failing_revocation_check_fails_closed_with_503() {
     let layer = hs256_builder()
         .revocation(move |_jti: String| {
             seen.fetch_add(1, Ordering::SeqCst);
-            async { Err::<bool, _>(RevocationError::new("deny list unreachable")) }
+            async { Err::<bool, _>(std::io::Error::other("deny list unreachable")) }
         })
         .retry_after(Duration::from_secs(3))
         .build()
@@ -801,7 +800,7 @@ async fn protected_resource_metadata_is_served_and_named_in_the_challenge() {
     assert_eq!(metadata.well_known_url(), METADATA_URL);
     let layer = JwtAuthLayer::builder()
         .issuer_keys(ISS, JwtKey::hmac(SECRET).unwrap())
-        .algorithm(Algorithm::HS256)
+        .algorithms([Algorithm::HS256])
         .protected_resource(&metadata)
         .challenge_scope("mcp:tools")
         .build()

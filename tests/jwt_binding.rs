@@ -11,12 +11,15 @@ use std::{collections::HashSet, sync::Arc};
 
 use http::StatusCode;
 use jwt_stack::{DEFAULT_AUDIENCE, StackConfig, TokenMinter, TrustedIssuer};
-use mcp_session_binding::{MISMATCH_MESSAGE, store::MemoryStore};
+use mcp_session_binding::store::MemoryStore;
 use rmcp::model::CallToolRequestParams;
 use serde_json::{Value, json};
 use support::{
     Answer, Raw, Recorded, RotatingClient, TestServer, demo_mcp, initialize_body, tool_text,
 };
+
+/// The binding layer's answer to a caller who is not the session's owner. (not exported)
+const MISMATCH_MESSAGE: &str = "Unauthorized: caller identity does not match session owner";
 
 /// Each issuer has its own HS256 secret: a key belongs to one issuer.
 const SECRET_1: &[u8] = b"jwt-binding-test-secret-of-32+-bytes";

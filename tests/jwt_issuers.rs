@@ -126,7 +126,7 @@ async fn a_key_of_one_issuer_never_verifies_a_token_claiming_another() {
                     .issuer_keys(ISS_A, a.verify.clone())
                     .issuer_keys(ISS_B, b.verify.clone())
                     .algorithms([a.alg, b.alg])
-                    .audience(AUD)
+                    .audiences([AUD])
                     .build()
                     .unwrap();
                 let case = format!("A {kind_a:?}, B {kind_b:?}, kids {with_kid}");
@@ -171,8 +171,8 @@ fn one_hmac_secret_cannot_serve_two_issuers() {
     let err = JwtAuthLayer::builder()
         .issuer_keys(ISS_A, JwtKey::hmac(secret).unwrap())
         .issuer_keys(ISS_B, JwtKey::hmac(secret).unwrap())
-        .algorithm(Algorithm::HS256)
-        .audience(AUD)
+        .algorithms([Algorithm::HS256])
+        .audiences([AUD])
         .build()
         .unwrap_err();
     assert!(err.to_string().contains("exactly one issuer"), "{err}");
@@ -184,8 +184,8 @@ async fn an_untrusted_issuer_gets_invalid_token() {
     let a = issuer_key(Kind::Hmac, 0, false);
     let layer = JwtAuthLayer::builder()
         .issuer_keys(ISS_A, a.verify.clone())
-        .algorithm(Algorithm::HS256)
-        .audience(AUD)
+        .algorithms([Algorithm::HS256])
+        .audiences([AUD])
         .build()
         .unwrap();
     let (status, _, rejection) = send(&layer, &token(&a, "https://evil.example")).await;

@@ -31,13 +31,16 @@ use example_bin::{Spawned, example};
 use http::StatusCode;
 use jwt_stack::{DEFAULT_AUDIENCE, DEFAULT_ISSUER, StackConfig, TokenMinter};
 use mcp_session_binding::{
-    Identity, MISMATCH_MESSAGE,
+    Identity,
     store::{BindOutcome, BindingStore, KeySecret, Owner, RedisOptions, RedisStore, SessionKey},
 };
 use redis_server::{RedisCluster, RedisServer};
 use rmcp_redis_sessions::RedisSessionStore;
 use serde_json::{Value, json};
 use support::{Answer, Raw, Seen, TestServer, demo_mcp, initialize_body, tool_call, tool_text};
+
+/// The binding layer's answer to a caller who is not the session's owner. (not exported)
+const MISMATCH_MESSAGE: &str = "Unauthorized: caller identity does not match session owner";
 
 /// The HS256 secret every replica shares.
 const SECRET: &str = "multi-replica-test-secret-32-bytes!!";

@@ -24,6 +24,9 @@ use oidc_provider::{OidcProvider, SigningKey, jwt_claims, jwt_header};
 use serde_json::{Value, json};
 use support::{Answer, Raw, initialize_body, tool_text};
 
+/// The binding layer's answer to a caller who is not the session's owner. (not exported)
+const MISMATCH_MESSAGE: &str = "Unauthorized: caller identity does not match session owner";
+
 /// The MCP resource the access tokens are for (RFC 8707): their `aud`.
 const RESOURCE: &str = "https://mcp.test/mcp";
 
@@ -257,11 +260,7 @@ async fn refreshed_tokens_keep_the_session_and_another_user_ends_it() {
     assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
     let message = answer.json();
     assert_eq!(message["result"]["isError"], json!(true), "{message}");
-    assert_eq!(
-        tool_text(&message),
-        mcp_session_binding::MISMATCH_MESSAGE,
-        "{message}"
-    );
+    assert_eq!(tool_text(&message), MISMATCH_MESSAGE, "{message}");
     let answer = raw.whoami(&session, Some(&tokens.access_token), 3).await;
     assert_eq!(
         answer.status,

@@ -7,9 +7,12 @@ mod support;
 
 use std::time::Duration;
 
-use mcp_session_binding::{DEFAULT_MAX_BODY_BYTES, SessionBindingLayer};
+use mcp_session_binding::SessionBindingLayer;
 use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// The binding layer's default `max_body_bytes` (4 MiB). (not exported)
+const DEFAULT_MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
 
 /// A `/proc/self/status` figure, in KiB.
 fn status_kib(field: &str) -> u64 {

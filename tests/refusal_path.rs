@@ -755,8 +755,8 @@ async fn the_jwt_layers_early_401_keeps_or_closes_the_connection() {
     use mcp_session_binding::jwt::{Algorithm, JwtAuthLayer, JwtKey};
     let auth = JwtAuthLayer::builder()
         .issuer_keys(ISS_A, JwtKey::hmac([7u8; 32]).unwrap())
-        .algorithm(Algorithm::HS256)
-        .audience("https://mcp.example/mcp")
+        .algorithms([Algorithm::HS256])
+        .audiences(["https://mcp.example/mcp"])
         .build()
         .unwrap();
     let app = Router::new()

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use http::{Method, StatusCode};
 use mcp_session_binding::{
-    Identity, MISMATCH_MESSAGE, MismatchAnswer, SessionBindingLayer,
+    Identity, MismatchAnswer, SessionBindingLayer,
     store::{BindingStore, Lookup, MemoryStore, Owner},
 };
 use rmcp::model::{CallToolRequestParams, GetPromptRequestParams, ReadResourceRequestParams};
@@ -16,6 +16,9 @@ use support::{
     fault_store::{Fault, FaultStore},
     *,
 };
+
+/// The binding layer's answer to a caller who is not the session's owner. (not exported)
+const MISMATCH_MESSAGE: &str = "Unauthorized: caller identity does not match session owner";
 
 fn alice(nonce: u32) -> String {
     token(ISS_A, "alice", nonce)

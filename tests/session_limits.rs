@@ -18,6 +18,9 @@ use mcp_session_binding::{
 use serde_json::json;
 use support::*;
 
+/// The binding layer's default `anonymous_binding_ttl`. (not exported)
+const DEFAULT_ANONYMOUS_BINDING_TTL: std::time::Duration = std::time::Duration::from_secs(10 * 60);
+
 fn alice() -> String {
     token(ISS_A, "alice", 1)
 }
@@ -454,7 +457,7 @@ async fn by_default_a_spent_anonymous_budget_clears_within_fifteen_minutes() {
     let retry_after = assert_too_many(&initialize(&raw, None).await);
     assert!(retry_after <= 900, "Retry-After: {retry_after}");
     assert!(
-        retry_after <= mcp_session_binding::DEFAULT_ANONYMOUS_BINDING_TTL.as_secs(),
+        retry_after <= DEFAULT_ANONYMOUS_BINDING_TTL.as_secs(),
         "{retry_after}"
     );
 }

@@ -21,7 +21,7 @@ use http::StatusCode;
 use mcp_session_binding::{
     SessionBindingLayer,
     store::{BindingStore, MemoryStore},
-    task_params::{TASK_LIST_REFUSED, TaskParamsLayer},
+    task_params::TaskParamsLayer,
 };
 use serde_json::{Value, json};
 use support::{
@@ -29,6 +29,9 @@ use support::{
     modern::{alice, bob, create_task, modern, request, without},
     serve_router,
 };
+
+/// The task layer's answer to `tasks/list`. (not exported)
+const TASK_LIST_REFUSED: &str = "tasks/list is not available: tasks are bound to their creator and the list cannot be filtered; poll each of your tasks with tasks/get";
 
 /// The demo rmcp server behind the test auth layer, `SessionBindingLayer` and `layer`, both on
 /// `store`.

@@ -11,7 +11,7 @@ use axum::Router;
 use http::StatusCode;
 use jsonwebtoken::{Algorithm, EncodingKey, Header, encode, get_current_timestamp};
 use mcp_session_binding::{
-    MISMATCH_MESSAGE, SessionBindingLayer,
+    SessionBindingLayer,
     jwt::{JwtAuthLayer, JwtKey},
     store::MemoryStore,
 };
@@ -28,6 +28,9 @@ use tonic::{
 use tonic_health::pb::{
     HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
 };
+
+/// The binding layer's answer to a caller who is not the session's owner. (not exported)
+const MISMATCH_MESSAGE: &str = "Unauthorized: caller identity does not match session owner";
 
 const SECRET: &str = "tonic-server-test-secret-32-bytes-long";
 const ISSUER: &str = "https://issuer.example";
@@ -176,8 +179,8 @@ async fn serve_with_tonic(app: Router) -> (String, tokio::task::JoinHandle<()>) 
 async fn grpc_gets_unavailable_when_the_revocation_check_fails() {
     let auth = JwtAuthLayer::builder()
         .issuer_keys(ISSUER, JwtKey::hmac(SECRET.as_bytes()).unwrap())
-        .algorithm(mcp_session_binding::jwt::Algorithm::HS256)
-        .audience(AUDIENCE)
+        .algorithms([mcp_session_binding::jwt::Algorithm::HS256])
+        .audiences([AUDIENCE])
         .revocation(|jti: String| async move {
             match jti.as_str() {
                 "t-revoked" => Ok(true),

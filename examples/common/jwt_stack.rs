@@ -148,7 +148,7 @@ pub fn auth_layer(config: &StackConfig, base_url: &str) -> Result<JwtAuthLayer, 
         };
     }
     if hs256 {
-        auth = auth.algorithm(Algorithm::HS256);
+        auth = auth.algorithms([Algorithm::HS256]);
     }
     if config
         .issuers
@@ -157,8 +157,8 @@ pub fn auth_layer(config: &StackConfig, base_url: &str) -> Result<JwtAuthLayer, 
     {
         auth = auth.algorithms(Algorithm::ASYMMETRIC);
     }
-    auth.audience(config.audience.clone())
-        .resource_metadata(metadata.well_known_url())
+    auth.audiences([config.audience.clone()])
+        .protected_resource(&metadata)
         .required_scopes(config.required_scopes.iter().cloned())
         .jwks_refetch_interval(config.jwks_refetch_interval)
         .jwks_max_stale(config.jwks_max_stale)
@@ -228,8 +228,8 @@ where
     // Outer layer: runs first.
     let app = app.layer(auth);
     // Added after the layers, so outside them: the metadata is public.
-    app.route_service(METADATA_ROOT, metadata.clone().into_service())
-        .route_service(&metadata.well_known_path(), metadata.into_service())
+    app.route_service(METADATA_ROOT, metadata.clone())
+        .route_service(&metadata.well_known_path(), metadata)
 }
 
 /// Mints HS256 access tokens for the examples and tests: what an authorization server would

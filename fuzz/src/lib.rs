@@ -9,11 +9,20 @@
 use http::{HeaderMap, HeaderValue};
 use mcp_session_binding::{
     __private::{self, Message},
-    DEFAULT_MAX_BATCH_ANSWERS, DEFAULT_MAX_SESSION_ID_LEN, Identity, MCP_PROTOCOL_VERSION,
-    MCP_SESSION_ID,
+    Identity,
     store::{Owner, codec},
 };
 use serde_json::{Value, value::RawValue};
+
+/// The binding layer's default `max_batch_answers`. (not exported)
+const DEFAULT_MAX_BATCH_ANSWERS: usize = 64;
+/// The binding layer's default `max_session_id_len`. (not exported)
+const DEFAULT_MAX_SESSION_ID_LEN: usize = 1024;
+/// The MCP protocol version header. (not exported)
+const MCP_PROTOCOL_VERSION: http::HeaderName =
+    http::HeaderName::from_static("mcp-protocol-version");
+/// The MCP session header. (not exported)
+const MCP_SESSION_ID: http::HeaderName = http::HeaderName::from_static("mcp-session-id");
 
 /// The names of the targets, as in `fuzz/Cargo.toml` and `fuzz/corpus/`.
 pub const TARGETS: &[&str] = &[
@@ -336,7 +345,7 @@ pub fn codec(data: &[u8]) {
 /// claims B is refused, and the other way round); an accepted signed token has, by an
 /// independent reading of its JSON, `alg` HS256, no `crit`, a string `kid` if any (`k1` for
 /// issuer A), a string `sub` equal to the identity handed on, an `aud` naming the audience, a
-/// numeric `exp` not in the past and no `nbf` in the future; `identity_from_claims` agrees with
+/// numeric `exp` not in the past and no `nbf` in the future; `Identity::try_from(&Claims)` agrees with
 /// the claims.
 #[cfg(feature = "jwt")]
 pub fn jwt(data: &[u8]) {
@@ -362,8 +371,8 @@ mod jwt_impl {
     use http_body::Body;
     use mcp_session_binding::{
         Identity,
-        identity::{Claims, identity_from_claims},
-        jwt::{Algorithm, JwtAuthLayer, JwtKey},
+        identity::Claims,
+        jwt::{Algorithm, JwtAuthLayer, JwtKey, JwtRejection},
     };
     use serde_json::{Map, Value};
     use tower::{Layer, Service, service_fn};
@@ -387,7 +396,7 @@ mod jwt_impl {
                 )
                 .issuer_keys(ISSUERS[1], JwtKey::hmac(SECRET_B).unwrap())
                 .algorithms([Algorithm::HS256, Algorithm::RS256])
-                .audience(AUDIENCE)
+                .audiences([AUDIENCE])
                 .leeway(Duration::ZERO)
                 .build()
                 .expect("a valid layer")
@@ -468,7 +477,7 @@ mod jwt_impl {
         }));
         let response = ready(service.call(request)).unwrap_or_else(|e| match e {});
         let (parts, body) = response.into_parts();
-        let rejected = body.is_rejection();
+        let rejected = parts.extensions.get::<JwtRejection>().is_some();
         let body = read_body(body);
 
         if rejected {
@@ -509,7 +518,7 @@ mod jwt_impl {
             && let Ok(Value::Object(map)) = serde_json::from_slice::<Value>(claims)
         {
             let string = |name: &str| map.get(name).and_then(Value::as_str);
-            match identity_from_claims(&Claims(map.clone())) {
+            match Identity::try_from(&Claims(map.clone())) {
                 Ok(identity) => {
                     assert_eq!(Some(identity.iss()), string("iss"));
                     assert_eq!(Some(identity.sub()), string("sub"));

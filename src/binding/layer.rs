@@ -16,105 +16,34 @@ use crate::{
 };
 
 /// Bindings live for 24 hours after the last refresh.
-///
-/// ```
-/// use mcp_session_binding::DEFAULT_BINDING_TTL;
-/// assert_eq!(DEFAULT_BINDING_TTL.as_secs(), 24 * 3600);
-/// ```
-pub const DEFAULT_BINDING_TTL: Duration = Duration::from_secs(24 * 3600);
+pub(crate) const DEFAULT_BINDING_TTL: Duration = Duration::from_secs(24 * 3600);
 /// Anonymous bindings live for 10 minutes after their last use: see
 /// [`SessionBindingLayer::anonymous_binding_ttl`].
-///
-/// ```
-/// use mcp_session_binding::DEFAULT_ANONYMOUS_BINDING_TTL;
-/// assert_eq!(DEFAULT_ANONYMOUS_BINDING_TTL.as_secs(), 10 * 60);
-/// ```
-pub const DEFAULT_ANONYMOUS_BINDING_TTL: Duration = Duration::from_secs(10 * 60);
+pub(crate) const DEFAULT_ANONYMOUS_BINDING_TTL: Duration = Duration::from_secs(10 * 60);
 /// Tombstones of ended sessions live for 24 hours.
-///
-/// ```
-/// use mcp_session_binding::DEFAULT_TOMBSTONE_TTL;
-/// assert_eq!(DEFAULT_TOMBSTONE_TTL.as_secs(), 24 * 3600);
-/// ```
-pub const DEFAULT_TOMBSTONE_TTL: Duration = Duration::from_secs(24 * 3600);
+pub(crate) const DEFAULT_TOMBSTONE_TTL: Duration = Duration::from_secs(24 * 3600);
 /// 4 MiB, rmcp's own request body cap.
-///
-/// ```
-/// use mcp_session_binding::DEFAULT_MAX_BODY_BYTES;
-/// assert_eq!(DEFAULT_MAX_BODY_BYTES, 4 << 20);
-/// ```
-pub const DEFAULT_MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
+pub(crate) const DEFAULT_MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
 /// Longest accepted `Mcp-Session-Id`, in bytes.
-///
-/// ```
-/// use mcp_session_binding::DEFAULT_MAX_SESSION_ID_LEN;
-/// assert_eq!(DEFAULT_MAX_SESSION_ID_LEN, 1024);
-/// ```
-pub const DEFAULT_MAX_SESSION_ID_LEN: usize = 1024;
+pub(crate) const DEFAULT_MAX_SESSION_ID_LEN: usize = 1024;
 /// Live sessions one identity may hold at once: see
 /// [`SessionBindingLayer::max_sessions_per_identity`].
-///
-/// ```
-/// # #[cfg(feature = "memory")] {
-/// use mcp_session_binding::{DEFAULT_MAX_SESSIONS_PER_IDENTITY, SessionBindingLayer};
-///
-/// // A deployment whose clients open many parallel sessions raises the default.
-/// let layer = SessionBindingLayer::new().max_sessions_per_identity(4 * DEFAULT_MAX_SESSIONS_PER_IDENTITY);
-/// # let _ = layer;
-/// # }
-/// ```
-pub const DEFAULT_MAX_SESSIONS_PER_IDENTITY: usize = 100;
+pub(crate) const DEFAULT_MAX_SESSIONS_PER_IDENTITY: usize = 100;
 /// Live anonymous sessions, all anonymous callers together: see
 /// [`SessionBindingLayer::max_anonymous_sessions`].
-///
-/// ```
-/// # #[cfg(feature = "memory")] {
-/// use mcp_session_binding::{DEFAULT_MAX_ANONYMOUS_SESSIONS, SessionBindingLayer};
-///
-/// let layer = SessionBindingLayer::new()
-///     .allow_anonymous(true)
-///     .max_anonymous_sessions(DEFAULT_MAX_ANONYMOUS_SESSIONS / 10);
-/// # let _ = layer;
-/// # }
-/// ```
-pub const DEFAULT_MAX_ANONYMOUS_SESSIONS: usize = 10_000;
+pub(crate) const DEFAULT_MAX_ANONYMOUS_SESSIONS: usize = 10_000;
 /// Largest answer the layer makes to a refused request, in bytes, whatever the request's body.
-///
-/// ```
-/// use mcp_session_binding::DEFAULT_MAX_ANSWER_BYTES;
-/// assert_eq!(DEFAULT_MAX_ANSWER_BYTES, 64 * 1024);
-/// ```
-pub const DEFAULT_MAX_ANSWER_BYTES: usize = 64 * 1024;
+pub(crate) const DEFAULT_MAX_ANSWER_BYTES: usize = 64 * 1024;
 /// Most answered entries in the answer to a refused JSON-RPC batch; a larger batch gets one
 /// error without `id`.
-///
-/// ```
-/// use mcp_session_binding::DEFAULT_MAX_BATCH_ANSWERS;
-/// assert_eq!(DEFAULT_MAX_BATCH_ANSWERS, 64);
-/// ```
-pub const DEFAULT_MAX_BATCH_ANSWERS: usize = 64;
+pub(crate) const DEFAULT_MAX_BATCH_ANSWERS: usize = 64;
 /// How long the layer waits for the body of a refused request before answering 408.
-///
-/// ```
-/// use mcp_session_binding::DEFAULT_REFUSED_BODY_TIMEOUT;
-/// assert_eq!(DEFAULT_REFUSED_BODY_TIMEOUT.as_secs(), 10);
-/// ```
-pub const DEFAULT_REFUSED_BODY_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const DEFAULT_REFUSED_BODY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Longest task id the layer accepts in `Mcp-Name` on `tasks/*` requests, in bytes.
-///
-/// ```
-/// use mcp_session_binding::DEFAULT_MAX_TASK_ID_LEN;
-/// assert_eq!(DEFAULT_MAX_TASK_ID_LEN, 256);
-/// ```
-pub const DEFAULT_MAX_TASK_ID_LEN: usize = 256;
+pub(crate) const DEFAULT_MAX_TASK_ID_LEN: usize = 256;
 /// Longest a task record lives without being checked: see [`SessionBindingLayer::task_ttl`].
-///
-/// ```
-/// use mcp_session_binding::DEFAULT_TASK_TTL;
-/// assert_eq!(DEFAULT_TASK_TTL.as_secs(), 24 * 3600);
-/// ```
-pub const DEFAULT_TASK_TTL: Duration = Duration::from_secs(24 * 3600);
+pub(crate) const DEFAULT_TASK_TTL: Duration = Duration::from_secs(24 * 3600);
 
 /// How a refused caller is answered.
 ///
@@ -132,8 +61,9 @@ pub const DEFAULT_TASK_TTL: Duration = Duration::from_secs(24 * 3600);
 pub enum MismatchAnswer {
     /// The MCP answer: `tools/call` gets HTTP 200 with an `isError` tool result, other requests a
     /// JSON-RPC error with their `id`, a batch one answer per request; GET, DELETE,
-    /// notifications, responses and unparseable bodies get 403. The refused body is read, up to
-    /// the body cap, to build it.
+    /// notifications, responses and unparseable bodies get 403. Each says
+    /// `Unauthorized: caller identity does not match session owner`. The refused body is read,
+    /// up to the body cap, to build it.
     #[default]
     Mcp,
     /// Exactly the answer for an unknown session (404), so a caller cannot tell that the id
@@ -308,13 +238,6 @@ pub struct SessionBindingLayer<St, I = FromIdentityExtension> {
 impl SessionBindingLayer<crate::store::MemoryStore> {
     /// A layer on a new [`MemoryStore`](crate::store::MemoryStore), reading this crate's
     /// [`Identity`](crate::Identity) from the request extensions, with the defaults.
-    ///
-    /// ```
-    /// use mcp_session_binding::SessionBindingLayer;
-    ///
-    /// let layer = SessionBindingLayer::new();
-    /// # let _ = layer;
-    /// ```
     pub fn new() -> Self {
         Self::with_store(crate::store::MemoryStore::new())
     }
@@ -353,15 +276,6 @@ impl<St: BindingStore + Clone> SessionBindingLayer<St> {
 
 impl<St, I> SessionBindingLayer<St, I> {
     /// Uses another binding store.
-    ///
-    /// ```
-    /// # #[cfg(feature = "memory")] {
-    /// use mcp_session_binding::{SessionBindingLayer, store::MemoryStore};
-    ///
-    /// let layer = SessionBindingLayer::new().store(MemoryStore::new());
-    /// # let _ = layer;
-    /// # }
-    /// ```
     pub fn store<St2: BindingStore + Clone>(self, store: St2) -> SessionBindingLayer<St2, I> {
         SessionBindingLayer {
             store,
@@ -371,15 +285,6 @@ impl<St, I> SessionBindingLayer<St, I> {
     }
 
     /// Reads the identity with another extractor.
-    ///
-    /// ```
-    /// # #[cfg(feature = "memory")] {
-    /// use mcp_session_binding::{SessionBindingLayer, identity::FromClaims};
-    ///
-    /// let layer = SessionBindingLayer::new().identity(FromClaims);
-    /// # let _ = layer;
-    /// # }
-    /// ```
     pub fn identity<I2: IdentityExtractor>(self, identity: I2) -> SessionBindingLayer<St, I2> {
         SessionBindingLayer {
             store: self.store,
@@ -389,15 +294,6 @@ impl<St, I> SessionBindingLayer<St, I> {
     }
 
     /// How a refused caller is answered (default [`MismatchAnswer::Mcp`]).
-    ///
-    /// ```
-    /// # #[cfg(feature = "memory")] {
-    /// use mcp_session_binding::{MismatchAnswer, SessionBindingLayer};
-    ///
-    /// let layer = SessionBindingLayer::new().mismatch_answer(MismatchAnswer::NotFound);
-    /// # let _ = layer;
-    /// # }
-    /// ```
     pub fn mismatch_answer(mut self, answer: MismatchAnswer) -> Self {
         self.config.mismatch_answer = answer;
         self
@@ -405,15 +301,6 @@ impl<St, I> SessionBindingLayer<St, I> {
 
     /// Whether a mismatch ends the session (default `true`): the attacker had the id, so the
     /// owner must re-initialize and get a fresh one.
-    ///
-    /// ```
-    /// # #[cfg(feature = "memory")] {
-    /// use mcp_session_binding::SessionBindingLayer;
-    ///
-    /// let layer = SessionBindingLayer::new().end_session_on_mismatch(false);
-    /// # let _ = layer;
-    /// # }
-    /// ```
     pub fn end_session_on_mismatch(mut self, end: bool) -> Self {
         self.config.end_on_mismatch = end;
         self
@@ -421,45 +308,20 @@ impl<St, I> SessionBindingLayer<St, I> {
 
     /// Whether a request without identity may create a session (default `false`: 401). An
     /// anonymous session is bound to a marker that only callers without identity match.
-    ///
-    /// ```
-    /// # #[cfg(feature = "memory")] {
-    /// use mcp_session_binding::SessionBindingLayer;
-    ///
-    /// let layer = SessionBindingLayer::new().allow_anonymous(true);
-    /// # let _ = layer;
-    /// # }
-    /// ```
     pub fn allow_anonymous(mut self, allow: bool) -> Self {
         self.config.allow_anonymous = allow;
         self
     }
 
-    /// Cap on the body the mismatch path reads (default 4 MiB). Over it: 413.
-    ///
-    /// ```
-    /// # #[cfg(feature = "memory")] {
-    /// use mcp_session_binding::SessionBindingLayer;
-    ///
-    /// let layer = SessionBindingLayer::new().max_body_bytes(1 << 20);
-    /// # let _ = layer;
-    /// # }
-    /// ```
+    /// Cap on the body the mismatch path reads (default 4 MiB, rmcp's own request body cap).
+    /// Over it: 413.
     pub fn max_body_bytes(mut self, bytes: usize) -> Self {
         self.config.max_body_bytes = bytes;
         self
     }
 
-    /// Cap on the `Mcp-Session-Id` length (default 1024 bytes). Over it: 400.
-    ///
-    /// ```
-    /// # #[cfg(feature = "memory")] {
-    /// use mcp_session_binding::SessionBindingLayer;
-    ///
-    /// let layer = SessionBindingLayer::new().max_session_id_len(128);
-    /// # let _ = layer;
-    /// # }
-    /// ```
+    /// Cap on the `Mcp-Session-Id` length (default 1024 bytes, far above the ids servers mint:
+    /// rmcp's are 36). Over it: 400.
     pub fn max_session_id_len(mut self, bytes: usize) -> Self {
         self.config.max_session_id_len = bytes;
         self
@@ -468,23 +330,13 @@ impl<St, I> SessionBindingLayer<St, I> {
     /// How long a binding lives (default 24 h), counted from the last refresh when sliding.
     /// Make it at least as long as the MCP server keeps idle sessions. Anonymous bindings have
     /// their own, shorter TTL: [`anonymous_binding_ttl`](Self::anonymous_binding_ttl).
-    ///
-    /// ```
-    /// # #[cfg(feature = "memory")] {
-    /// use std::time::Duration;
-    /// use mcp_session_binding::SessionBindingLayer;
-    ///
-    /// let layer = SessionBindingLayer::new().binding_ttl(Duration::from_secs(8 * 3600));
-    /// # let _ = layer;
-    /// # }
-    /// ```
     pub fn binding_ttl(mut self, ttl: Duration) -> Self {
         self.config.binding_ttl = ttl;
         self
     }
 
-    /// How long an anonymous binding lives after its last use (default
-    /// [`DEFAULT_ANONYMOUS_BINDING_TTL`], 10 minutes), sliding like
+    /// How long an anonymous binding lives after its last use (default 10 minutes, twice rmcp's
+    /// idle timeout), sliding like
     /// [`binding_ttl`](Self::binding_ttl), which it replaces for anonymous sessions. Only
     /// matters with [`allow_anonymous`](Self::allow_anonymous).
     ///
@@ -502,25 +354,14 @@ impl<St, I> SessionBindingLayer<St, I> {
     /// A request on an anonymous session by a caller with an identity is refused and, by
     /// default, ends the session; with [`end_session_on_mismatch(false)`](Self::end_session_on_mismatch)
     /// such a refused lookup may extend the anonymous binding up to the binding TTL.
-    ///
-    /// ```
-    /// # #[cfg(feature = "memory")] {
-    /// use std::time::Duration;
-    /// use mcp_session_binding::SessionBindingLayer;
-    ///
-    /// let layer = SessionBindingLayer::new()
-    ///     .allow_anonymous(true)
-    ///     .anonymous_binding_ttl(Duration::from_secs(5 * 60));
-    /// # let _ = layer;
-    /// # }
-    /// ```
     pub fn anonymous_binding_ttl(mut self, ttl: Duration) -> Self {
         self.config.anonymous_binding_ttl = ttl;
         self
     }
 
-    /// How long the tombstone of an ended session lives (default 24 h). Until it expires, the id
-    /// can never be bound again; after, it reads as unknown (still 404).
+    /// How long the tombstone of an ended session lives (default 24 h, as long as a binding
+    /// lives by default, so a refused id stays dead at least as long as it could have lived).
+    /// Until it expires, the id can never be bound again; after, it reads as unknown (still 404).
     ///
     /// Each identity keeps at most twice its [session limit](Self::max_sessions_per_identity)
     /// of bindings and tombstones together (the anonymous owner, twice the
@@ -528,16 +369,6 @@ impl<St, I> SessionBindingLayer<St, I> {
     /// identity's oldest tombstones beyond the limit, whatever their TTL. An evicted tombstone
     /// reads as unknown early, so its session still answers 404; see the
     /// [store docs](crate::store#semantics-every-store-must-have).
-    ///
-    /// ```
-    /// # #[cfg(feature = "memory")] {
-    /// use std::time::Duration;
-    /// use mcp_session_binding::SessionBindingLayer;
-    ///
-    /// let layer = SessionBindingLayer::new().tombstone_ttl(Duration::from_secs(3600));
-    /// # let _ = layer;
-    /// # }
-    /// ```
     pub fn tombstone_ttl(mut self, ttl: Duration) -> Self {
         self.config.tombstone_ttl = ttl;
         self
@@ -554,57 +385,29 @@ impl<St, I> SessionBindingLayer<St, I> {
     /// dropped from `subscriptions/listen` streams. Task records do not count against
     /// [`max_sessions_per_identity`](Self::max_sessions_per_identity). Off: sessionless requests
     /// pass untouched, and task ids are bearer tokens.
-    ///
-    /// ```
-    /// # #[cfg(feature = "memory")] {
-    /// use mcp_session_binding::SessionBindingLayer;
-    ///
-    /// let layer = SessionBindingLayer::new().bind_tasks(false);
-    /// # let _ = layer;
-    /// # }
-    /// ```
     pub fn bind_tasks(mut self, bind: bool) -> Self {
         self.config.bind_tasks = bind;
         self
     }
 
-    /// The longest a task record lives (default [`DEFAULT_TASK_TTL`], 24 h): twice the task's
+    /// The longest a task record lives (default 24 h, the binding TTL's default): twice the task's
     /// own `ttlMs` plus a minute when that is shorter. Each check of the task slides it. Make it
     /// at least as long as the MCP server keeps tasks without a TTL: once the record expires,
     /// the task is refused to everyone.
-    ///
-    /// ```
-    /// # #[cfg(feature = "memory")] {
-    /// use std::time::Duration;
-    /// use mcp_session_binding::SessionBindingLayer;
-    ///
-    /// let layer = SessionBindingLayer::new().task_ttl(Duration::from_secs(3600));
-    /// # let _ = layer;
-    /// # }
-    /// ```
     pub fn task_ttl(mut self, ttl: Duration) -> Self {
         self.config.task_ttl = ttl;
         self
     }
 
-    /// Cap on the task id in `Mcp-Name` (default [`DEFAULT_MAX_TASK_ID_LEN`], 256 bytes). Over
-    /// it: JSON-RPC `-32602`, not forwarded.
-    ///
-    /// ```
-    /// # #[cfg(feature = "memory")] {
-    /// use mcp_session_binding::SessionBindingLayer;
-    ///
-    /// let layer = SessionBindingLayer::new().max_task_id_len(64);
-    /// # let _ = layer;
-    /// # }
-    /// ```
+    /// Cap on the task id in `Mcp-Name` (default 256 bytes, room for any id a server mints, a
+    /// UUID being 36). Over it: JSON-RPC `-32602`, not forwarded.
     pub fn max_task_id_len(mut self, bytes: usize) -> Self {
         self.config.max_task_id_len = bytes;
         self
     }
 
-    /// How many live sessions one identity (`iss`, `sub`) may hold at once (default
-    /// [`DEFAULT_MAX_SESSIONS_PER_IDENTITY`], 100). `usize::MAX`: no limit.
+    /// How many live sessions one identity (`iss`, `sub`) may hold at once (default 100; see
+    /// *Sizing* below for why). `usize::MAX`: no limit.
     ///
     /// A session-creating request over it is answered 429 with `Retry-After` (when the
     /// identity's oldest binding expires) and a JSON-RPC error, reason `too_many_sessions`; the
@@ -623,25 +426,14 @@ impl<St, I> SessionBindingLayer<St, I> {
     /// over its idle timeout) makes the same limit far roomier; a client that deletes its
     /// sessions on exit never hits it. The default limit bounds what one identity can pin
     /// (bindings, and the inner sessions behind them) while staying clear of normal use.
-    ///
-    /// ```
-    /// # #[cfg(feature = "memory")] {
-    /// use std::time::Duration;
-    /// use mcp_session_binding::SessionBindingLayer;
-    ///
-    /// let layer = SessionBindingLayer::new()
-    ///     .binding_ttl(Duration::from_secs(2 * 3600)) // rmcp idles sessions out after ~5 min
-    ///     .max_sessions_per_identity(50);
-    /// # let _ = layer;
-    /// # }
-    /// ```
     pub fn max_sessions_per_identity(mut self, max: usize) -> Self {
         self.config.max_sessions_per_identity = max;
         self
     }
 
     /// How many live anonymous sessions there may be at once, all anonymous callers together
-    /// (default [`DEFAULT_MAX_ANONYMOUS_SESSIONS`], 10,000). Only matters with
+    /// (default 10,000: a small server's anonymous traffic within one
+    /// [`anonymous_binding_ttl`](Self::anonymous_binding_ttl)). Only matters with
     /// [`allow_anonymous`](Self::allow_anonymous).
     ///
     /// Anonymous callers cannot be told apart, so they share one budget, separate from every
@@ -652,17 +444,6 @@ impl<St, I> SessionBindingLayer<St, I> {
     /// request; size this for the anonymous sessions you expect within that TTL. A
     /// [`MemoryStore`](crate::store::MemoryStore) with a capacity also keeps anonymous bindings
     /// to half of it, whatever this says.
-    ///
-    /// ```
-    /// # #[cfg(feature = "memory")] {
-    /// use mcp_session_binding::SessionBindingLayer;
-    ///
-    /// let layer = SessionBindingLayer::new()
-    ///     .allow_anonymous(true)
-    ///     .max_anonymous_sessions(1_000);
-    /// # let _ = layer;
-    /// # }
-    /// ```
     pub fn max_anonymous_sessions(mut self, max: usize) -> Self {
         self.config.max_anonymous_sessions = max;
         self
@@ -670,67 +451,34 @@ impl<St, I> SessionBindingLayer<St, I> {
 
     /// Whether activity extends a binding (default `true`). The store refreshes at most once per
     /// half TTL, not on every request.
-    ///
-    /// ```
-    /// # #[cfg(feature = "memory")] {
-    /// use mcp_session_binding::SessionBindingLayer;
-    ///
-    /// let layer = SessionBindingLayer::new().sliding_expiry(false);
-    /// # let _ = layer;
-    /// # }
-    /// ```
     pub fn sliding_expiry(mut self, sliding: bool) -> Self {
         self.config.sliding = sliding;
         self
     }
 
-    /// Largest answer to a refused request (default 64 KiB), whatever its body. An answer that
+    /// Largest answer to a refused request (default 64 KiB: every answer to a batch of the
+    /// default 64 requests with ordinary ids fits), whatever its body. An answer that
     /// would be larger (a batch of many requests, a huge `id`) is replaced by one JSON-RPC error
     /// without `id`.
-    ///
-    /// ```
-    /// # #[cfg(feature = "memory")] {
-    /// use mcp_session_binding::SessionBindingLayer;
-    ///
-    /// let layer = SessionBindingLayer::new().max_answer_bytes(16 * 1024);
-    /// # let _ = layer;
-    /// # }
-    /// ```
     pub fn max_answer_bytes(mut self, bytes: usize) -> Self {
         self.config.max_answer_bytes = bytes;
         self
     }
 
-    /// Most requests answered one by one in a refused JSON-RPC batch (default 64). A batch with
+    /// Most requests answered one by one in a refused JSON-RPC batch (default 64, more than any
+    /// client batches; a larger batch is almost certainly not a client's). A batch with
     /// more requests, or with any element that is not a JSON-RPC message, gets one JSON-RPC error
     /// without `id`.
-    ///
-    /// ```
-    /// # #[cfg(feature = "memory")] {
-    /// use mcp_session_binding::SessionBindingLayer;
-    ///
-    /// let layer = SessionBindingLayer::new().max_batch_answers(16);
-    /// # let _ = layer;
-    /// # }
-    /// ```
     pub fn max_batch_answers(mut self, entries: usize) -> Self {
         self.config.max_batch_answers = entries;
         self
     }
 
-    /// How long the layer reads the body of a refused request (default 10 s). Past it the
+    /// How long the layer reads the body of a refused request (default 10 s, ample for the
+    /// default 4 MiB body on a slow link, short enough that a silent client cannot hold the
+    /// request open). Past it the
     /// caller gets 408 with a JSON-RPC error; the session is ended all the same (ending starts
     /// before the body is read).
-    ///
-    /// ```
-    /// # #[cfg(feature = "memory")] {
-    /// use std::time::Duration;
-    /// use mcp_session_binding::SessionBindingLayer;
-    ///
-    /// let layer = SessionBindingLayer::new().refused_body_timeout(Duration::from_secs(2));
-    /// # let _ = layer;
-    /// # }
-    /// ```
     pub fn refused_body_timeout(mut self, timeout: Duration) -> Self {
         self.config.refused_body_timeout = timeout;
         self
@@ -744,16 +492,6 @@ impl<St, I> SessionBindingLayer<St, I> {
     /// through this layer that created a session (values the inner service accepted); before any
     /// session was created through it, the path of the refused request without its query and no
     /// `Host`.
-    ///
-    /// ```
-    /// # #[cfg(feature = "memory")] {
-    /// use mcp_session_binding::SessionBindingLayer;
-    ///
-    /// let layer = SessionBindingLayer::new()
-    ///     .end_session_uri(http::Uri::from_static("http://localhost:8080/mcp"));
-    /// # let _ = layer;
-    /// # }
-    /// ```
     pub fn end_session_uri(mut self, uri: Uri) -> Self {
         self.config.end_session_uri = Some(uri);
         self
@@ -762,20 +500,6 @@ impl<St, I> SessionBindingLayer<St, I> {
     /// A hook that adjusts the `DELETE` the layer sends the inner service to end a session,
     /// for inner services that need more than the session id to accept it (an upstream that
     /// wants credentials, a routing header). It runs last, on the request head the layer built.
-    ///
-    /// ```
-    /// # #[cfg(feature = "memory")] {
-    /// use http::HeaderValue;
-    /// use mcp_session_binding::SessionBindingLayer;
-    ///
-    /// let layer = SessionBindingLayer::new().end_request_hook(|parts| {
-    ///     parts
-    ///         .headers
-    ///         .insert("x-internal-auth", HeaderValue::from_static("layer-secret"));
-    /// });
-    /// # let _ = layer;
-    /// # }
-    /// ```
     pub fn end_request_hook(mut self, hook: impl Fn(&mut Parts) + Send + Sync + 'static) -> Self {
         self.config.end_request_hook = Some(Arc::new(hook));
         self
@@ -805,16 +529,6 @@ impl<St, I> SessionBindingLayer<St, I> {
     ///
     /// Cost: nothing for requests other than GET; per open stream, one timer and one lookup
     /// per interval (local with a `MemoryStore` or a warm client-side cache).
-    ///
-    /// ```
-    /// # #[cfg(feature = "memory")] {
-    /// use std::time::Duration;
-    /// use mcp_session_binding::SessionBindingLayer;
-    ///
-    /// let layer = SessionBindingLayer::new().stream_recheck_interval(Duration::from_secs(2));
-    /// # let _ = layer;
-    /// # }
-    /// ```
     pub fn stream_recheck_interval(mut self, interval: Duration) -> Self {
         self.config.stream_recheck_interval = interval;
         self
@@ -838,16 +552,6 @@ impl<St, I> SessionBindingLayer<St, I> {
     /// before it unusable for resumption (400), nothing else. Off, the layer neither reads nor
     /// changes event ids, and requests pay nothing for it; on, every SSE answer of a session is
     /// scanned line by line, and a request of a session costs one more header lookup.
-    ///
-    /// ```
-    /// # #[cfg(feature = "memory")] {
-    /// use mcp_session_binding::{SessionBindingLayer, store::KeySecret};
-    ///
-    /// let secret = KeySecret::from_material(b"the deployment's secret, 32 bytes+").unwrap();
-    /// let layer = SessionBindingLayer::new().bind_event_ids(secret);
-    /// # let _ = layer;
-    /// # }
-    /// ```
     pub fn bind_event_ids(mut self, secret: crate::store::KeySecret) -> Self {
         self.config.event_ids = Some(Arc::new(super::event_ids::EventIdKey::new(secret)));
         self

@@ -7,7 +7,7 @@
 //! - `service`: [`SessionBinding`]: reads the session header and the caller, checks the binding,
 //!   forwards or refuses;
 //! - `future`: [`ResponseFuture`], the inner call unboxed on the matching path;
-//! - `body`: [`ResponseBody`], the inner body or the layer's own answer;
+//! - `body`: a session's SSE answer as a watched [`ResponseBody`](crate::ResponseBody);
 //! - `event_ids`: SSE event ids tagged with their session, `Last-Event-ID` checked against it;
 //! - `stream`: a session's GET streams, checked again while they stream, so that a session
 //!   ended anywhere stops streaming;
@@ -31,14 +31,7 @@ pub(crate) mod tasks;
 
 pub(crate) mod trace;
 
-pub use body::ResponseBody;
 pub use future::ResponseFuture;
-pub use layer::DEFAULT_ANONYMOUS_BINDING_TTL;
-pub use layer::{
-    DEFAULT_BINDING_TTL, DEFAULT_MAX_ANONYMOUS_SESSIONS, DEFAULT_MAX_ANSWER_BYTES,
-    DEFAULT_MAX_BATCH_ANSWERS, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_SESSION_ID_LEN,
-    DEFAULT_MAX_SESSIONS_PER_IDENTITY, DEFAULT_MAX_TASK_ID_LEN, DEFAULT_REFUSED_BODY_TIMEOUT,
-    DEFAULT_TASK_TTL, DEFAULT_TOMBSTONE_TTL, MismatchAnswer, SessionBindingLayer,
-};
-pub use reject::{MISMATCH_MESSAGE, RejectionReason};
+pub use layer::{MismatchAnswer, SessionBindingLayer};
+pub use reject::RejectionReason;
 pub use service::SessionBinding;

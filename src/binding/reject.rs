@@ -14,12 +14,8 @@ use crate::protocol::{
 };
 
 /// The text of every mismatch answer.
-///
-/// ```
-/// use mcp_session_binding::MISMATCH_MESSAGE;
-/// assert!(MISMATCH_MESSAGE.starts_with("Unauthorized"));
-/// ```
-pub const MISMATCH_MESSAGE: &str = "Unauthorized: caller identity does not match session owner";
+pub(crate) const MISMATCH_MESSAGE: &str =
+    "Unauthorized: caller identity does not match session owner";
 
 /// Why the layer answered a request itself. Put in the response extensions of every answer it
 /// makes, so outer layers (metrics, logging) can see it.

@@ -568,9 +568,6 @@ impl<R: TaskRecorder + ?Sized> Inspect for TaskInspect<R> {
     }
 }
 
-/// The scan state of a task-scanned body.
-pub(crate) type TaskScan = Scan<dyn Inspect>;
-
 #[cfg(test)]
 mod tests {
     use super::*;

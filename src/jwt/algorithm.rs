@@ -3,15 +3,16 @@
 
 use std::{fmt, str::FromStr};
 
+use super::JwtConfigError;
+
 /// A JWS signature algorithm (RFC 7518 §3, RFC 8037). `none` is not one of them, so it can
 /// never be allowed.
 ///
 /// ```
-/// use mcp_session_binding::jwt::{Algorithm, KeyFamily};
+/// use mcp_session_binding::jwt::Algorithm;
 ///
 /// let alg: Algorithm = "ES256".parse().unwrap();
 /// assert_eq!(alg, Algorithm::ES256);
-/// assert_eq!(alg.family(), KeyFamily::Ec);
 /// assert_eq!(alg.to_string(), "ES256");
 /// assert!("none".parse::<Algorithm>().is_err());
 /// ```
@@ -46,17 +47,8 @@ pub enum Algorithm {
 }
 
 /// The kind of key an [`Algorithm`] needs; a key verifies only algorithms of its own family.
-///
-/// ```
-/// use mcp_session_binding::jwt::{Algorithm, JwtKey, KeyFamily};
-///
-/// let key = JwtKey::hmac([7u8; 32]).unwrap();
-/// assert_eq!(key.family(), KeyFamily::Hmac);
-/// assert_eq!(Algorithm::PS256.family(), KeyFamily::Rsa);
-/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum KeyFamily {
+pub(crate) enum KeyFamily {
     /// A shared secret (`HS*`).
     Hmac,
     /// An RSA public key (`RS*`, `PS*`).
@@ -88,9 +80,8 @@ impl Algorithm {
     /// default allowlist when every issuer is trusted through discovery.
     ///
     /// ```
-    /// use mcp_session_binding::jwt::{Algorithm, KeyFamily};
-    /// assert!(Algorithm::ASYMMETRIC.iter().all(|alg| alg.family() != KeyFamily::Hmac));
-    /// assert_eq!(Algorithm::ASYMMETRIC.len(), 9);
+    /// use mcp_session_binding::jwt::Algorithm;
+    /// assert!(!Algorithm::ASYMMETRIC.contains(&Algorithm::HS256));
     /// ```
     pub const ASYMMETRIC: [Algorithm; 9] = [
         Self::RS256,
@@ -117,13 +108,7 @@ impl Algorithm {
     }
 
     /// The kind of key that verifies it.
-    ///
-    /// ```
-    /// use mcp_session_binding::jwt::{Algorithm, KeyFamily};
-    /// assert_eq!(Algorithm::HS512.family(), KeyFamily::Hmac);
-    /// ```
-    #[must_use]
-    pub fn family(self) -> KeyFamily {
+    pub(crate) fn family(self) -> KeyFamily {
         match self {
             Self::HS256 | Self::HS384 | Self::HS512 => KeyFamily::Hmac,
             Self::RS256 | Self::RS384 | Self::RS512 | Self::PS256 | Self::PS384 | Self::PS512 => {
@@ -181,32 +166,16 @@ impl fmt::Display for Algorithm {
     }
 }
 
-/// The `alg` name is not a supported signature algorithm (names are case-sensitive, as in
-/// RFC 7515).
-///
-/// ```
-/// use mcp_session_binding::jwt::{Algorithm, UnknownAlgorithm};
-/// assert_eq!("hs256".parse::<Algorithm>(), Err(UnknownAlgorithm));
-/// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct UnknownAlgorithm;
-
-impl fmt::Display for UnknownAlgorithm {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("not a supported JWS signature algorithm")
-    }
-}
-
-impl std::error::Error for UnknownAlgorithm {}
-
+/// Parses an `alg` name (case-sensitive, as in RFC 7515), for an allowlist read from
+/// configuration. An unknown name, `none` included, is [`JwtConfigError::UnknownAlgorithm`].
 impl FromStr for Algorithm {
-    type Err = UnknownAlgorithm;
+    type Err = JwtConfigError;
 
     fn from_str(name: &str) -> Result<Self, Self::Err> {
         ALL.iter()
             .find(|(_, n)| *n == name)
             .map(|(alg, _)| *alg)
-            .ok_or(UnknownAlgorithm)
+            .ok_or_else(|| JwtConfigError::UnknownAlgorithm(name.to_owned()))
     }
 }
 
@@ -218,7 +187,7 @@ mod tests {
     fn names_round_trip_and_match_the_jwt_library() {
         for (alg, name) in ALL {
             assert_eq!(alg.as_str(), name);
-            assert_eq!(name.parse::<Algorithm>(), Ok(alg));
+            assert_eq!(name.parse::<Algorithm>().unwrap(), alg);
             let theirs = alg.to_jsonwebtoken();
             assert_eq!(name.parse::<jsonwebtoken::Algorithm>().unwrap(), theirs);
             assert_eq!(KeyFamily::of(theirs.family()), alg.family());

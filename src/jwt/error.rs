@@ -18,7 +18,7 @@ use super::Algorithm;
 /// // The audience is required (RFC 8707): there is no "accept any audience" mode.
 /// let err = JwtAuthLayer::builder()
 ///     .issuer_keys("https://auth.example.com", JwtKey::hmac([7u8; 32]).unwrap())
-///     .algorithm(mcp_session_binding::jwt::Algorithm::HS256)
+///     .algorithms([mcp_session_binding::jwt::Algorithm::HS256])
 ///     .build()
 ///     .unwrap_err();
 /// assert!(matches!(err, JwtConfigError::NoAudience));
@@ -73,6 +73,8 @@ pub enum JwtConfigError {
     InsecureIssuer(String),
     /// The HTTPS client for discovery could not be built (no usable trust store, ...).
     HttpClient(String),
+    /// Not the name of a supported signature algorithm ([`Algorithm`]'s `FromStr`).
+    UnknownAlgorithm(String),
 }
 
 impl fmt::Display for JwtConfigError {
@@ -121,6 +123,9 @@ impl fmt::Display for JwtConfigError {
                  on a loopback host"
             ),
             Self::HttpClient(why) => write!(f, "cannot build the HTTPS client: {why}"),
+            Self::UnknownAlgorithm(name) => {
+                write!(f, "{name:?} is not a supported JWS signature algorithm")
+            }
         }
     }
 }

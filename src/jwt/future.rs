@@ -13,11 +13,12 @@ use http_body::Body;
 use pin_project_lite::pin_project;
 use tower::Service;
 
-use crate::protocol::early;
+use crate::{ResponseBody, protocol::early};
 
 use super::{
-    JwtBody, JwtRejection, RevocationError, RevocationFuture,
+    JwtRejection,
     layer::Config,
+    revocation::RevocationFuture,
     service::{Admission, admit},
     validate::Verified,
 };
@@ -32,8 +33,8 @@ pin_project! {
     ///
     /// let layer = JwtAuthLayer::builder()
     ///     .issuer_keys("https://auth.example.com", JwtKey::hmac([7u8; 32]).unwrap())
-    ///     .algorithm(Algorithm::HS256)
-    ///     .audience("https://mcp.example.com/mcp")
+    ///     .algorithms([Algorithm::HS256])
+    ///     .audiences(["https://mcp.example.com/mcp"])
     ///     .build()
     ///     .unwrap();
     /// let mut service = layer.layer(tower::service_fn(|_: http::Request<String>| async {
@@ -145,6 +146,11 @@ where
 }
 
 /// The state that answers `request` with `response`, its body not read.
+/// The body of a rejection the layer made.
+fn rejection_body<B>(bytes: bytes::Bytes) -> ResponseBody<B> {
+    ResponseBody::answer(http_body_util::Full::new(bytes))
+}
+
 fn rejection<S, ReqB>(response: Response<bytes::Bytes>, request: Request<ReqB>) -> State<S, ReqB>
 where
     S: Service<Request<ReqB>>,
@@ -170,7 +176,7 @@ where
     ReqB: Body + Send + 'static,
     ReqB::Data: Send,
 {
-    type Output = Result<Response<JwtBody<ResB>>, S::Error>;
+    type Output = Result<Response<ResponseBody<ResB>>, S::Error>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
@@ -180,15 +186,15 @@ where
                     let response = response
                         .take()
                         .expect("ResponseFuture polled after completion");
-                    return Poll::Ready(Ok(response.map(JwtBody::rejection)));
+                    return Poll::Ready(Ok(response.map(rejection_body)));
                 }
                 StateProj::Draining { future } => {
                     let response = ready!(future.as_mut().poll(cx));
-                    return Poll::Ready(Ok(response.map(JwtBody::rejection)));
+                    return Poll::Ready(Ok(response.map(rejection_body)));
                 }
                 StateProj::Inner { future } => {
                     let response = ready!(future.poll(cx))?;
-                    return Poll::Ready(Ok(response.map(JwtBody::new)));
+                    return Poll::Ready(Ok(response.map(ResponseBody::inner)));
                 }
                 StateProj::Verifying {
                     verifying,
@@ -219,7 +225,9 @@ where
                 } => {
                     let verdict = match ready!(check.poll(cx)) {
                         Ok(verdict) => verdict,
-                        Err(_elapsed) => Err(RevocationError::timed_out(config.revocation_timeout)),
+                        Err(_elapsed) => {
+                            Err(format!("no answer within {:?}", config.revocation_timeout).into())
+                        }
                     };
                     let rejection = match verdict {
                         Ok(false) => None,

@@ -1,8 +1,8 @@
 //! Parsing what an authorization server publishes: its discovery document and its JWK set.
 //!
 //! No I/O here, so the parsers can be fuzzed (`__private::parse_jwks`,
-//! `__private::parse_discovery`). Everything is bounded: documents over [`MAX_DOCUMENT_BYTES`],
-//! sets over [`MAX_JWKS_KEYS`] keys, duplicate `kid`s are refused as a whole, never truncated.
+//! `__private::parse_discovery`). Everything is bounded: documents over `MAX_DOCUMENT_BYTES`,
+//! sets over `MAX_JWKS_KEYS` keys, duplicate `kid`s are refused as a whole, never truncated.
 
 use std::fmt;
 
@@ -13,43 +13,17 @@ use serde_json::{Map, Value};
 use super::{JwtConfigError, JwtKey, JwtKeys};
 
 /// Largest discovery document or JWK set accepted, in bytes.
-///
-/// ```
-/// use mcp_session_binding::jwt::{JwtKeys, MAX_DOCUMENT_BYTES};
-///
-/// // A published key set is read up to this size; a static one given in code is not limited.
-/// assert_eq!(MAX_DOCUMENT_BYTES, 256 * 1024);
-/// # let _ = JwtKeys::new();
-/// ```
-pub const MAX_DOCUMENT_BYTES: usize = 256 * 1024;
+pub(crate) const MAX_DOCUMENT_BYTES: usize = 256 * 1024;
 /// Most keys accepted in one published JWK set.
-///
-/// ```
-/// use mcp_session_binding::jwt::MAX_JWKS_KEYS;
-///
-/// // A JWK set served at a `jwks_uri` with more keys than this is refused whole.
-/// assert_eq!(MAX_JWKS_KEYS, 100);
-/// ```
-pub const MAX_JWKS_KEYS: usize = 100;
+pub(crate) const MAX_JWKS_KEYS: usize = 100;
 /// Smallest RSA modulus accepted from a published JWK set, in bits.
 const MIN_RSA_BITS: usize = 2048;
 
 /// Why a published discovery document or JWK set was refused. The last good keys (if any) keep
 /// serving; the error is logged with the issuer.
-///
-/// ```
-/// use mcp_session_binding::jwt::KeySourceError;
-///
-/// let err = KeySourceError::WrongIssuer {
-///     expected: "https://a.example".into(),
-///     found: "https://b.example".into(),
-/// };
-/// assert!(err.to_string().contains("https://b.example"));
-/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum KeySourceError {
-    /// The answer is larger than [`MAX_DOCUMENT_BYTES`].
+pub(crate) enum KeySourceError {
+    /// The answer is larger than 256 KiB.
     TooLarge,
     /// The answer is not JSON of the expected shape; says what is wrong.
     Malformed(String),
@@ -62,13 +36,14 @@ pub enum KeySourceError {
     },
     /// A URL that may not be fetched: not `https`, and not `http` to a loopback host.
     InsecureUrl(String),
-    /// The JWK set has more than [`MAX_JWKS_KEYS`] keys.
+    /// The JWK set has more than 100 keys.
     TooManyKeys(usize),
     /// Two usable keys of the JWK set share a `kid`.
     DuplicateKid(String),
     /// The JWK set has no key usable for signature verification.
     NoUsableKey,
     /// The HTTP request failed: connection, TLS, timeout or a non-2xx status.
+    #[cfg_attr(not(feature = "oidc"), allow(dead_code))]
     Fetch(String),
 }
 
@@ -97,28 +72,40 @@ impl fmt::Display for KeySourceError {
 
 impl std::error::Error for KeySourceError {}
 
-/// An issuer whose keys could not be fetched, and why ([`JwtAuthLayer::fetch_keys`](super::JwtAuthLayer)).
-///
-/// ```
-/// use mcp_session_binding::jwt::{IssuerKeysError, KeySourceError};
-///
-/// let err = IssuerKeysError { issuer: "https://a.example".into(), error: KeySourceError::NoUsableKey };
-/// assert!(err.to_string().starts_with("issuer \"https://a.example\""));
-/// ```
+/// An issuer whose keys could not be fetched or were refused, and why
+/// ([`JwtAuthLayer::fetch_keys`](super::JwtAuthLayer::fetch_keys)). The message names the issuer
+/// and the reason (an HTTP failure or timeout, a document over 256 KiB or malformed, a discovery
+/// `issuer` that differs, an insecure URL, a JWK set with over 100 keys, duplicate `kid`s or no
+/// usable key).
+#[cfg(feature = "oidc")]
+#[cfg_attr(docsrs, doc(cfg(feature = "oidc")))]
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct IssuerKeysError {
-    /// The issuer.
-    pub issuer: String,
-    /// Why its keys could not be fetched.
-    pub error: KeySourceError,
+    issuer: String,
+    error: KeySourceError,
 }
 
+#[cfg(feature = "oidc")]
+impl IssuerKeysError {
+    pub(crate) fn new(issuer: String, error: KeySourceError) -> Self {
+        Self { issuer, error }
+    }
+
+    /// The issuer whose keys are missing.
+    #[must_use]
+    pub fn issuer(&self) -> &str {
+        &self.issuer
+    }
+}
+
+#[cfg(feature = "oidc")]
 impl fmt::Display for IssuerKeysError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "issuer {:?}: {}", self.issuer, self.error)
     }
 }
 
+#[cfg(feature = "oidc")]
 impl std::error::Error for IssuerKeysError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         Some(&self.error)

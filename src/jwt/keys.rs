@@ -20,11 +20,10 @@ const MIN_HMAC_SECRET_LEN: usize = 32;
 /// curve too (P-256 to `ES256`, P-384 to `ES384`).
 ///
 /// ```
-/// use mcp_session_binding::jwt::{Algorithm, JwtKey, KeyFamily};
+/// use mcp_session_binding::jwt::{Algorithm, JwtKey};
 ///
 /// let key = JwtKey::hmac(b"0123456789abcdef0123456789abcdef").unwrap().with_kid("2024-05");
 /// assert_eq!(key.kid(), Some("2024-05"));
-/// assert_eq!(key.family(), KeyFamily::Hmac);
 /// assert!(key.can_verify(Algorithm::HS512));
 /// assert!(!key.can_verify(Algorithm::RS256));
 /// assert!(!key.with_algorithm(Algorithm::HS256).can_verify(Algorithm::HS512));
@@ -66,7 +65,7 @@ impl JwtKey {
     /// [`JwtConfigError::InvalidKey`] when the PEM does not hold an RSA public key.
     ///
     /// ```
-    /// use mcp_session_binding::jwt::{Algorithm, JwtKey, KeyFamily};
+    /// use mcp_session_binding::jwt::{Algorithm, JwtKey};
     ///
     /// let pem = concat!(
     ///     "-----BEGIN PUBLIC KEY-----\n",
@@ -80,7 +79,6 @@ impl JwtKey {
     ///     "-----END PUBLIC KEY-----\n",
     /// );
     /// let key = JwtKey::rsa_pem(pem).unwrap();
-    /// assert_eq!(key.family(), KeyFamily::Rsa);
     /// assert!(key.can_verify(Algorithm::RS256) && key.can_verify(Algorithm::PS512));
     /// assert!(JwtKey::rsa_pem("not a key").is_err());
     /// ```
@@ -271,13 +269,7 @@ impl JwtKey {
     }
 
     /// The key's algorithm family.
-    ///
-    /// ```
-    /// use mcp_session_binding::jwt::{JwtKey, KeyFamily};
-    /// assert_eq!(JwtKey::hmac([7u8; 32]).unwrap().family(), KeyFamily::Hmac);
-    /// ```
-    #[must_use]
-    pub fn family(&self) -> KeyFamily {
+    pub(crate) fn family(&self) -> KeyFamily {
         KeyFamily::of(self.key.family())
     }
 

@@ -57,9 +57,8 @@ impl fmt::Debug for Config {
 ///
 /// let layer = JwtAuthLayer::builder()
 ///     .issuer_keys("https://auth.example.com", JwtKey::hmac(b"0123456789abcdef0123456789abcdef")?)
-///     .algorithm(Algorithm::HS256)
-///     .audience("https://mcp.example.com/mcp")
-///     .resource_metadata("https://mcp.example.com/.well-known/oauth-protected-resource/mcp")
+///     .algorithms([Algorithm::HS256])
+///     .audiences(["https://mcp.example.com/mcp"])
 ///     .leeway(Duration::from_secs(30))
 ///     .build()?;
 /// # let _ = layer;
@@ -72,18 +71,6 @@ pub struct JwtAuthLayer {
 
 impl JwtAuthLayer {
     /// Starts a builder. Issuers with their keys, algorithms and the audience are required.
-    ///
-    /// ```
-    /// use mcp_session_binding::jwt::{Algorithm, JwtAuthLayer, JwtKey};
-    ///
-    /// let layer = JwtAuthLayer::builder()
-    ///     .issuer_keys("https://auth.example.com", JwtKey::hmac([7u8; 32]).unwrap())
-    ///     .algorithm(Algorithm::HS256)
-    ///     .audience("https://mcp.example.com/mcp")
-    ///     .build()
-    ///     .unwrap();
-    /// # let _ = layer;
-    /// ```
     pub fn builder() -> JwtAuthLayerBuilder {
         JwtAuthLayerBuilder::default()
     }
@@ -97,8 +84,8 @@ impl JwtAuthLayer {
     ///
     /// let layer = JwtAuthLayer::builder()
     ///     .issuer_keys("https://a.example", JwtKey::hmac([1u8; 32])?.with_kid("k1"))
-    ///     .algorithm(Algorithm::HS256)
-    ///     .audience("mcp")
+    ///     .algorithms([Algorithm::HS256])
+    ///     .audiences(["mcp"])
     ///     .build()?;
     /// assert_eq!(
     ///     layer.key_ids(),
@@ -139,19 +126,6 @@ impl JwtAuthLayer {
     ///
     /// The first issuer whose discovery document or JWK set could not be fetched or was
     /// refused, with the reason. The other issuers' keys are loaded all the same.
-    ///
-    /// ```no_run
-    /// # async fn start() -> Result<(), Box<dyn std::error::Error>> {
-    /// use mcp_session_binding::jwt::JwtAuthLayer;
-    ///
-    /// let layer = JwtAuthLayer::builder()
-    ///     .issuer_discovery("https://auth.example.com")
-    ///     .audience("https://mcp.example.com/mcp")
-    ///     .build()?;
-    /// layer.fetch_keys().await?; // before the server accepts requests
-    /// # Ok(())
-    /// # }
-    /// ```
     #[cfg(feature = "oidc")]
     #[cfg_attr(docsrs, doc(cfg(feature = "oidc")))]
     pub async fn fetch_keys(&self) -> Result<(), super::IssuerKeysError> {
@@ -171,10 +145,10 @@ impl JwtAuthLayer {
         remotes.sort_by(|a, b| a.issuer().cmp(b.issuer()));
         for remote in remotes {
             if let Some(error) = remote.last_error() {
-                return Err(super::IssuerKeysError {
-                    issuer: remote.issuer().to_owned(),
+                return Err(super::IssuerKeysError::new(
+                    remote.issuer().to_owned(),
                     error,
-                });
+                ));
             }
         }
         Ok(())
@@ -223,7 +197,7 @@ impl fmt::Debug for JwtAuthLayer {
 ///     .issuer_keys("https://auth.example.com", JwtKey::ec_pem(ec_public_pem)?.with_kid("2024-05"))
 ///     .issuer_keys("https://auth2.example.com", JwtKey::hmac([7u8; 32])?)
 ///     .algorithms([Algorithm::ES256, Algorithm::HS256])
-///     .audience("https://mcp.example.com/mcp")
+///     .audiences(["https://mcp.example.com/mcp"])
 ///     .require_access_token_type(true)
 ///     .revocation(|jti: String| async move { Ok::<_, std::io::Error>(jti == "revoked") })
 ///     .build()?;
@@ -253,41 +227,11 @@ pub struct JwtAuthLayerBuilder {
 }
 
 /// Default least time between two request-triggered key fetches of one issuer.
-///
-/// ```
-/// # #[cfg(feature = "oidc")] {
-/// use mcp_session_binding::jwt::{JwtAuthLayer, DEFAULT_JWKS_REFETCH_INTERVAL};
-///
-/// // Halve the default for an issuer that rotates keys often.
-/// let builder = JwtAuthLayer::builder().jwks_refetch_interval(DEFAULT_JWKS_REFETCH_INTERVAL / 2);
-/// # let _ = builder;
-/// # }
-/// ```
-pub const DEFAULT_JWKS_REFETCH_INTERVAL: Duration = Duration::from_secs(30);
+pub(crate) const DEFAULT_JWKS_REFETCH_INTERVAL: Duration = Duration::from_secs(30);
 /// Default time the last good keys of an issuer keep serving, counted from their fetch.
-///
-/// ```
-/// # #[cfg(feature = "oidc")] {
-/// use mcp_session_binding::jwt::{JwtAuthLayer, DEFAULT_JWKS_MAX_STALE};
-///
-/// // Halve the default for an issuer that rotates keys often.
-/// let builder = JwtAuthLayer::builder().jwks_max_stale(DEFAULT_JWKS_MAX_STALE / 2);
-/// # let _ = builder;
-/// # }
-/// ```
-pub const DEFAULT_JWKS_MAX_STALE: Duration = Duration::from_secs(3600);
+pub(crate) const DEFAULT_JWKS_MAX_STALE: Duration = Duration::from_secs(3600);
 /// Default bound of one discovery or JWK set request, body included.
-///
-/// ```
-/// # #[cfg(feature = "oidc")] {
-/// use mcp_session_binding::jwt::{JwtAuthLayer, DEFAULT_JWKS_FETCH_TIMEOUT};
-///
-/// // Halve the default for an issuer that rotates keys often.
-/// let builder = JwtAuthLayer::builder().jwks_fetch_timeout(DEFAULT_JWKS_FETCH_TIMEOUT / 2);
-/// # let _ = builder;
-/// # }
-/// ```
-pub const DEFAULT_JWKS_FETCH_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const DEFAULT_JWKS_FETCH_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl Default for JwtAuthLayerBuilder {
     fn default() -> Self {
@@ -337,19 +281,6 @@ impl JwtAuthLayerBuilder {
     ///
     /// `keys` is a [`JwtKey`](super::JwtKey), a [`JwtKeys`] (a JWK set from [`JwtKeys::from_jwk_set_json`]) or
     /// a `Vec<JwtKey>`.
-    ///
-    /// ```
-    /// use mcp_session_binding::jwt::{Algorithm, JwtAuthLayer, JwtKey, JwtKeys};
-    ///
-    /// let layer = JwtAuthLayer::builder()
-    ///     .issuer_keys("https://a.example", JwtKey::hmac([1u8; 32])?)
-    ///     .issuer_keys("https://b.example", vec![JwtKey::hmac([2u8; 32])?.with_kid("b1")])
-    ///     .algorithm(Algorithm::HS256)
-    ///     .audience("https://mcp.example.com/mcp")
-    ///     .build()?;
-    /// # let _ = layer;
-    /// # Ok::<(), mcp_session_binding::jwt::JwtConfigError>(())
-    /// ```
     pub fn issuer_keys(mut self, issuer: impl Into<String>, keys: impl Into<JwtKeys>) -> Self {
         let issuer = issuer.into();
         let keys = keys.into();
@@ -385,17 +316,6 @@ impl JwtAuthLayerBuilder {
     /// Fetches run as tokio tasks: the service must run on a tokio runtime (axum and
     /// hyper-util servers do). Logs (`tracing`) name the issuer and its key ids when they are
     /// loaded or change, and every failed fetch with its reason.
-    ///
-    /// ```
-    /// use mcp_session_binding::jwt::JwtAuthLayer;
-    ///
-    /// let layer = JwtAuthLayer::builder()
-    ///     .issuer_discovery("https://tenant.eu.auth0.com/")
-    ///     .audience("https://mcp.example.com/mcp")
-    ///     .build()?;
-    /// # let _ = layer;
-    /// # Ok::<(), mcp_session_binding::jwt::JwtConfigError>(())
-    /// ```
     #[cfg(feature = "oidc")]
     #[cfg_attr(docsrs, doc(cfg(feature = "oidc")))]
     pub fn issuer_discovery(mut self, issuer: impl Into<String>) -> Self {
@@ -405,21 +325,8 @@ impl JwtAuthLayerBuilder {
 
     /// Least time between two key fetches of one issuer triggered by requests (an unknown
     /// `kid`, stale keys); default 30 s. A token signed with a new key is accepted at most this
-    /// long after it is first presented. Feature `oidc`.
-    ///
-    /// ```
-    /// use std::{sync::Arc, time::Duration};
-    /// use mcp_session_binding::jwt::{Algorithm, JwtAuthLayer, JwtKey, ProtectedResourceMetadata};
-    ///
-    /// let layer = JwtAuthLayer::builder()
-    ///     .issuer_keys("https://auth.example.com", JwtKey::hmac([7u8; 32]).unwrap())
-    ///     .algorithm(Algorithm::HS256)
-    ///     .audience("https://mcp.example.com/mcp")
-    ///     .jwks_refetch_interval(Duration::from_secs(60))
-    ///     .build()
-    ///     .unwrap();
-    /// # let _ = layer;
-    /// ```
+    /// long after it is first presented, and tokens with made-up `kid`s cannot make the layer
+    /// fetch more often than this. Feature `oidc`.
     #[cfg(feature = "oidc")]
     #[cfg_attr(docsrs, doc(cfg(feature = "oidc")))]
     pub fn jwks_refetch_interval(mut self, interval: Duration) -> Self {
@@ -428,22 +335,10 @@ impl JwtAuthLayerBuilder {
     }
 
     /// How long an issuer's last good keys keep verifying tokens, counted from their last
-    /// successful fetch (default 1 h). Older keys are used only after a fetch succeeds; when it
-    /// fails, the issuer's tokens get 503 with `Retry-After`. Feature `oidc`.
-    ///
-    /// ```
-    /// use std::{sync::Arc, time::Duration};
-    /// use mcp_session_binding::jwt::{Algorithm, JwtAuthLayer, JwtKey, ProtectedResourceMetadata};
-    ///
-    /// let layer = JwtAuthLayer::builder()
-    ///     .issuer_keys("https://auth.example.com", JwtKey::hmac([7u8; 32]).unwrap())
-    ///     .algorithm(Algorithm::HS256)
-    ///     .audience("https://mcp.example.com/mcp")
-    ///     .jwks_max_stale(Duration::from_secs(6 * 3600))
-    ///     .build()
-    ///     .unwrap();
-    /// # let _ = layer;
-    /// ```
+    /// successful fetch (default 1 h: a provider outage that short goes unnoticed, while a key
+    /// the provider withdrew stops verifying within the hour). Older keys are used only after a
+    /// fetch succeeds; when it fails, the issuer's tokens get 503 with `Retry-After`. Feature
+    /// `oidc`.
     #[cfg(feature = "oidc")]
     #[cfg_attr(docsrs, doc(cfg(feature = "oidc")))]
     pub fn jwks_max_stale(mut self, max_stale: Duration) -> Self {
@@ -451,22 +346,8 @@ impl JwtAuthLayerBuilder {
         self
     }
 
-    /// Bound of each discovery or JWK set request, connection and body included (default 10 s).
-    /// Feature `oidc`.
-    ///
-    /// ```
-    /// use std::{sync::Arc, time::Duration};
-    /// use mcp_session_binding::jwt::{Algorithm, JwtAuthLayer, JwtKey, ProtectedResourceMetadata};
-    ///
-    /// let layer = JwtAuthLayer::builder()
-    ///     .issuer_keys("https://auth.example.com", JwtKey::hmac([7u8; 32]).unwrap())
-    ///     .algorithm(Algorithm::HS256)
-    ///     .audience("https://mcp.example.com/mcp")
-    ///     .jwks_fetch_timeout(Duration::from_secs(5))
-    ///     .build()
-    ///     .unwrap();
-    /// # let _ = layer;
-    /// ```
+    /// Bound of each discovery or JWK set request, connection and body included (default 10 s:
+    /// requests that wait for a fetch wait at most this long). Feature `oidc`.
     #[cfg(feature = "oidc")]
     #[cfg_attr(docsrs, doc(cfg(feature = "oidc")))]
     pub fn jwks_fetch_timeout(mut self, timeout: Duration) -> Self {
@@ -474,47 +355,25 @@ impl JwtAuthLayerBuilder {
         self
     }
 
-    /// Allows a signature algorithm. `none` cannot be allowed.
+    /// Allows these signature algorithms; call it again to allow more. `none` cannot be allowed.
     ///
-    /// ```
-    /// use mcp_session_binding::jwt::{Algorithm, JwtAuthLayer, JwtKey};
-    ///
-    /// let layer = JwtAuthLayer::builder()
-    ///     .issuer_keys("https://auth.example.com", JwtKey::hmac([7u8; 32]).unwrap())
-    ///     .algorithm(Algorithm::HS256)
-    ///     .audience("https://mcp.example.com/mcp")
-    ///     .build();
-    /// assert!(layer.is_ok());
-    /// ```
-    pub fn algorithm(mut self, algorithm: Algorithm) -> Self {
-        if !self.algorithms.contains(&algorithm) {
-            self.algorithms.push(algorithm);
+    /// Required with static keys: each allowed algorithm needs a key that can verify it, or
+    /// [`build`](Self::build) fails (a typo would otherwise refuse every token). With discovery
+    /// only, the default is every asymmetric algorithm ([`Algorithm::ASYMMETRIC`]): an issuer's
+    /// published keys are asymmetric, and each token's `alg` must still match its key.
+    pub fn algorithms(mut self, algorithms: impl IntoIterator<Item = Algorithm>) -> Self {
+        for algorithm in algorithms {
+            if !self.algorithms.contains(&algorithm) {
+                self.algorithms.push(algorithm);
+            }
         }
         self
     }
 
-    /// Allows several signature algorithms.
-    ///
-    /// ```
-    /// use std::{sync::Arc, time::Duration};
-    /// use mcp_session_binding::jwt::{Algorithm, JwtAuthLayer, JwtKey, ProtectedResourceMetadata};
-    ///
-    /// let layer = JwtAuthLayer::builder()
-    ///     .issuer_keys("https://auth.example.com", JwtKey::hmac([7u8; 32]).unwrap())
-    ///     .algorithm(Algorithm::HS256)
-    ///     .audience("https://mcp.example.com/mcp")
-    ///     .algorithms([Algorithm::HS256, Algorithm::HS512])
-    ///     .build()
-    ///     .unwrap();
-    /// # let _ = layer;
-    /// ```
-    pub fn algorithms(self, algorithms: impl IntoIterator<Item = Algorithm>) -> Self {
-        algorithms.into_iter().fold(self, Self::algorithm)
-    }
-
-    /// Accepts an audience: the token's `aud` (a string or an array) must contain one of them
-    /// exactly. Use this server's canonical resource URI (RFC 8707; MCP: without a trailing
-    /// slash).
+    /// Accepts these audiences (required; call it again to accept more): the token's `aud` (a
+    /// string or an array) must contain one of them exactly. Use this server's canonical
+    /// resource URI (RFC 8707; MCP: without a trailing slash).
+    /// [`protected_resource`](Self::protected_resource) adds the document's `resource`.
     ///
     /// ```
     /// use mcp_session_binding::jwt::{Algorithm, JwtAuthLayer, JwtConfigError, JwtKey};
@@ -522,62 +381,39 @@ impl JwtAuthLayerBuilder {
     /// let builder = || {
     ///     JwtAuthLayer::builder()
     ///         .issuer_keys("https://auth.example.com", JwtKey::hmac([7u8; 32]).unwrap())
-    ///         .algorithm(Algorithm::HS256)
+    ///         .algorithms([Algorithm::HS256])
     /// };
     /// assert!(matches!(builder().build(), Err(JwtConfigError::NoAudience)));
-    /// assert!(builder().audience("https://mcp.example.com/mcp").build().is_ok());
+    /// assert!(builder().audiences(["https://mcp.example.com/mcp"]).build().is_ok());
     /// ```
-    pub fn audience(mut self, audience: impl Into<String>) -> Self {
-        self.audiences.push(audience.into());
-        self
-    }
-
-    /// Accepts several audiences.
-    ///
-    /// ```
-    /// use std::{sync::Arc, time::Duration};
-    /// use mcp_session_binding::jwt::{Algorithm, JwtAuthLayer, JwtKey, ProtectedResourceMetadata};
-    ///
-    /// let layer = JwtAuthLayer::builder()
-    ///     .issuer_keys("https://auth.example.com", JwtKey::hmac([7u8; 32]).unwrap())
-    ///     .algorithm(Algorithm::HS256)
-    ///     .audience("https://mcp.example.com/mcp")
-    ///     .audiences(["https://mcp.example.com/mcp", "https://mcp.example.com"])
-    ///     .build()
-    ///     .unwrap();
-    /// # let _ = layer;
-    /// ```
-    pub fn audiences<I>(self, audiences: I) -> Self
+    pub fn audiences<I>(mut self, audiences: I) -> Self
     where
         I: IntoIterator,
         I::Item: Into<String>,
     {
-        audiences.into_iter().fold(self, Self::audience)
+        self.audiences.extend(audiences.into_iter().map(Into::into));
+        self
     }
 
-    /// Takes the `resource_metadata` URL and the audience from a protected resource metadata
-    /// document: its [well-known URL](ProtectedResourceMetadata::well_known_url) and its
-    /// `resource`. Its `authorization_servers` (issuer identifiers, RFC 9728 §2) must each be
-    /// given keys with [`issuer_keys`](Self::issuer_keys) or
-    /// [`issuer_discovery`](Self::issuer_discovery); `build` fails otherwise.
+    /// Names this server's protected resource metadata document (RFC 9728), which MCP clients
+    /// read to find the authorization server. Without it, challenges carry no
+    /// `resource_metadata` and clients cannot discover where to get a token.
     ///
-    /// ```
-    /// use mcp_session_binding::jwt::{Algorithm, JwtAuthLayer, JwtKey, ProtectedResourceMetadata};
+    /// From the document, the layer takes:
     ///
-    /// let metadata = ProtectedResourceMetadata::new("https://mcp.example.com/mcp", ["https://auth.example.com"]);
-    /// let layer = JwtAuthLayer::builder()
-    ///     .issuer_keys("https://auth.example.com", JwtKey::hmac([7u8; 32]).unwrap())
-    ///     .algorithm(Algorithm::HS256)
-    ///     .protected_resource(&metadata) // the audience, and the metadata URL in the challenge
-    ///     .build()
-    ///     .unwrap();
-    /// # let _ = layer;
-    /// ```
+    /// - its [well-known URL](ProtectedResourceMetadata::well_known_url), sent as
+    ///   `resource_metadata` in every `WWW-Authenticate` challenge (RFC 9728 §5.1);
+    /// - its `resource`, accepted as an audience (see [`audiences`](Self::audiences));
+    /// - its `authorization_servers` (issuer identifiers, RFC 9728 §2), each of which must be
+    ///   given keys with [`issuer_keys`](Self::issuer_keys) or
+    ///   [`issuer_discovery`](Self::issuer_discovery), or [`build`](Self::build) fails.
+    ///
+    /// Serve the same document beside the MCP endpoint: it is a tower service.
     pub fn protected_resource(mut self, metadata: &ProtectedResourceMetadata) -> Self {
         self.resource_metadata = Some(metadata.well_known_url());
         self.listed_issuers
             .extend(metadata.authorization_servers().iter().cloned());
-        self.audience(metadata.resource())
+        self.audiences([metadata.resource()])
     }
 
     /// Lets a request **without** an `Authorization` header through with no identity (default
@@ -585,19 +421,6 @@ impl JwtAuthLayerBuilder {
     /// [`SessionBindingLayer::allow_anonymous`](crate::SessionBindingLayer::allow_anonymous): a
     /// token that is sent is still validated (401 when invalid), and a malformed header is still
     /// 400.
-    ///
-    /// ```
-    /// use mcp_session_binding::jwt::{Algorithm, JwtAuthLayer, JwtKey};
-    ///
-    /// let layer = JwtAuthLayer::builder()
-    ///     .issuer_keys("https://auth.example.com", JwtKey::hmac(b"0123456789abcdef0123456789abcdef").unwrap())
-    ///     .algorithm(Algorithm::HS256)
-    ///     .audience("https://mcp.example.com/mcp")
-    ///     .allow_missing_token(true)
-    ///     .build()
-    ///     .unwrap();
-    /// # let _ = layer;
-    /// ```
     pub fn allow_missing_token(mut self, allow: bool) -> Self {
         self.allow_missing_token = allow;
         self
@@ -605,20 +428,6 @@ impl JwtAuthLayerBuilder {
 
     /// Clock-skew leeway for `exp` and `nbf`, whole seconds (default 60 s). RFC 9068 advises "no
     /// more than a few minutes".
-    ///
-    /// ```
-    /// use std::{sync::Arc, time::Duration};
-    /// use mcp_session_binding::jwt::{Algorithm, JwtAuthLayer, JwtKey, ProtectedResourceMetadata};
-    ///
-    /// let layer = JwtAuthLayer::builder()
-    ///     .issuer_keys("https://auth.example.com", JwtKey::hmac([7u8; 32]).unwrap())
-    ///     .algorithm(Algorithm::HS256)
-    ///     .audience("https://mcp.example.com/mcp")
-    ///     .leeway(Duration::from_secs(30))
-    ///     .build()
-    ///     .unwrap();
-    /// # let _ = layer;
-    /// ```
     pub fn leeway(mut self, leeway: Duration) -> Self {
         self.leeway = leeway;
         self
@@ -627,71 +436,29 @@ impl JwtAuthLayerBuilder {
     /// Requires the header `typ` to be `at+jwt` or `application/at+jwt` (RFC 9068 §4), so that an
     /// ID token or another JWT from the same issuer is not accepted as an access token. Off by
     /// default, as not every authorization server sets it.
-    ///
-    /// ```
-    /// use std::{sync::Arc, time::Duration};
-    /// use mcp_session_binding::jwt::{Algorithm, JwtAuthLayer, JwtKey, ProtectedResourceMetadata};
-    ///
-    /// let layer = JwtAuthLayer::builder()
-    ///     .issuer_keys("https://auth.example.com", JwtKey::hmac([7u8; 32]).unwrap())
-    ///     .algorithm(Algorithm::HS256)
-    ///     .audience("https://mcp.example.com/mcp")
-    ///     .require_access_token_type(true) // `typ` must be `at+jwt` (RFC 9068)
-    ///     .build()
-    ///     .unwrap();
-    /// # let _ = layer;
-    /// ```
     pub fn require_access_token_type(mut self, require: bool) -> Self {
         self.require_access_token_type = require;
         self
     }
 
-    /// Requires a scope: a verified token must grant it in `scope` (space separated) or `scp`
-    /// (an array, or a space-separated string), or it gets **403** with
+    /// Requires these scopes (call it again to require more; all are needed): a verified token
+    /// must grant each in `scope` (space separated) or `scp` (an array, or a space-separated
+    /// string), or it gets **403** with
     /// `WWW-Authenticate: Bearer error="insufficient_scope", scope="<required scopes>", …`
-    /// (MCP step-up authorization). Call again to require several; all are needed.
-    ///
-    /// ```
-    /// use mcp_session_binding::jwt::{Algorithm, JwtAuthLayer, JwtKey};
-    ///
-    /// let layer = JwtAuthLayer::builder()
-    ///     .issuer_keys("https://auth.example.com", JwtKey::hmac([1u8; 32])?)
-    ///     .algorithm(Algorithm::HS256)
-    ///     .audience("https://mcp.example.com/mcp")
-    ///     .required_scope("mcp:tools")
-    ///     .build()?;
-    /// # let _ = layer;
-    /// # Ok::<(), mcp_session_binding::jwt::JwtConfigError>(())
-    /// ```
-    pub fn required_scope(mut self, scope: impl Into<String>) -> Self {
-        let scope = scope.into();
-        if !self.required_scopes.contains(&scope) {
-            self.required_scopes.push(scope);
-        }
-        self
-    }
-
-    /// Requires several scopes; see [`required_scope`](Self::required_scope).
-    ///
-    /// ```
-    /// use std::{sync::Arc, time::Duration};
-    /// use mcp_session_binding::jwt::{Algorithm, JwtAuthLayer, JwtKey, ProtectedResourceMetadata};
-    ///
-    /// let layer = JwtAuthLayer::builder()
-    ///     .issuer_keys("https://auth.example.com", JwtKey::hmac([7u8; 32]).unwrap())
-    ///     .algorithm(Algorithm::HS256)
-    ///     .audience("https://mcp.example.com/mcp")
-    ///     .required_scopes(["mcp:tools"])
-    ///     .build()
-    ///     .unwrap();
-    /// # let _ = layer;
-    /// ```
-    pub fn required_scopes<I>(self, scopes: I) -> Self
+    /// (MCP step-up authorization). None by default: the layer authenticates, and the MCP
+    /// server decides what each caller may do. A scope may not contain a space or a `"`.
+    pub fn required_scopes<I>(mut self, scopes: I) -> Self
     where
         I: IntoIterator,
         I::Item: Into<String>,
     {
-        scopes.into_iter().fold(self, Self::required_scope)
+        for scope in scopes {
+            let scope = scope.into();
+            if !self.required_scopes.contains(&scope) {
+                self.required_scopes.push(scope);
+            }
+        }
+        self
     }
 
     /// Checks every token's `jti` against a revocation check, which fails closed: see
@@ -699,125 +466,28 @@ impl JwtAuthLayerBuilder {
     ///
     /// The check's timeout uses the tokio timer: the service must run on a tokio runtime with
     /// time enabled (axum and hyper-util servers do).
-    ///
-    /// ```
-    /// use std::{sync::Arc, time::Duration};
-    /// use mcp_session_binding::jwt::{Algorithm, JwtAuthLayer, JwtKey, ProtectedResourceMetadata};
-    ///
-    /// let layer = JwtAuthLayer::builder()
-    ///     .issuer_keys("https://auth.example.com", JwtKey::hmac([7u8; 32]).unwrap())
-    ///     .algorithm(Algorithm::HS256)
-    ///     .audience("https://mcp.example.com/mcp")
-    ///     .revocation(|jti: String| async move { Ok::<_, std::convert::Infallible>(jti == "revoked") })
-    ///     .build()
-    ///     .unwrap();
-    /// # let _ = layer;
-    /// ```
     pub fn revocation(mut self, check: impl RevocationCheck) -> Self {
         self.revocation = Some(Arc::new(check));
         self
     }
 
-    /// Like [`revocation`](Self::revocation), with a check already behind an `Arc`.
-    ///
-    /// ```
-    /// use std::{sync::Arc, time::Duration};
-    /// use mcp_session_binding::jwt::{Algorithm, JwtAuthLayer, JwtKey, ProtectedResourceMetadata};
-    ///
-    /// let layer = JwtAuthLayer::builder()
-    ///     .issuer_keys("https://auth.example.com", JwtKey::hmac([7u8; 32]).unwrap())
-    ///     .algorithm(Algorithm::HS256)
-    ///     .audience("https://mcp.example.com/mcp")
-    ///     .revocation_shared(Arc::new(|jti: String| async move { Ok::<_, std::convert::Infallible>(jti == "revoked") }))
-    ///     .build()
-    ///     .unwrap();
-    /// # let _ = layer;
-    /// ```
-    pub fn revocation_shared(mut self, check: Arc<dyn RevocationCheck>) -> Self {
-        self.revocation = Some(check);
-        self
-    }
-
-    /// How long the revocation check may take before the layer answers 503 (default 5 s).
-    ///
-    /// ```
-    /// use std::{sync::Arc, time::Duration};
-    /// use mcp_session_binding::jwt::{Algorithm, JwtAuthLayer, JwtKey, ProtectedResourceMetadata};
-    ///
-    /// let layer = JwtAuthLayer::builder()
-    ///     .issuer_keys("https://auth.example.com", JwtKey::hmac([7u8; 32]).unwrap())
-    ///     .algorithm(Algorithm::HS256)
-    ///     .audience("https://mcp.example.com/mcp")
-    ///     .revocation(|_jti: String| async { Ok::<_, std::convert::Infallible>(false) })
-    ///     .revocation_timeout(Duration::from_millis(500))
-    ///     .build()
-    ///     .unwrap();
-    /// # let _ = layer;
-    /// ```
+    /// How long the revocation check may take before the layer answers 503 (default 5 s: the
+    /// request waits for the check, so a stuck deny list must not hold it for long).
     pub fn revocation_timeout(mut self, timeout: Duration) -> Self {
         self.revocation_timeout = timeout;
         self
     }
 
-    /// `Retry-After` of the 503 sent when the revocation check fails, whole seconds (default 1).
-    ///
-    /// ```
-    /// use std::{sync::Arc, time::Duration};
-    /// use mcp_session_binding::jwt::{Algorithm, JwtAuthLayer, JwtKey, ProtectedResourceMetadata};
-    ///
-    /// let layer = JwtAuthLayer::builder()
-    ///     .issuer_keys("https://auth.example.com", JwtKey::hmac([7u8; 32]).unwrap())
-    ///     .algorithm(Algorithm::HS256)
-    ///     .audience("https://mcp.example.com/mcp")
-    ///     .retry_after(Duration::from_secs(10))
-    ///     .build()
-    ///     .unwrap();
-    /// # let _ = layer;
-    /// ```
+    /// `Retry-After` of the 503 sent when the revocation check fails, whole seconds (default 1:
+    /// a failed check is usually transient).
     pub fn retry_after(mut self, retry_after: Duration) -> Self {
         self.retry_after = retry_after;
         self
     }
 
-    /// URL of this server's protected resource metadata, sent as `resource_metadata` in every
-    /// `WWW-Authenticate` challenge (RFC 9728 §5.1). MCP clients use it to find the
-    /// authorization server.
-    ///
-    /// ```
-    /// use std::{sync::Arc, time::Duration};
-    /// use mcp_session_binding::jwt::{Algorithm, JwtAuthLayer, JwtKey, ProtectedResourceMetadata};
-    ///
-    /// let layer = JwtAuthLayer::builder()
-    ///     .issuer_keys("https://auth.example.com", JwtKey::hmac([7u8; 32]).unwrap())
-    ///     .algorithm(Algorithm::HS256)
-    ///     .audience("https://mcp.example.com/mcp")
-    ///     .resource_metadata("https://mcp.example.com/.well-known/oauth-protected-resource/mcp")
-    ///     .build()
-    ///     .unwrap();
-    /// # let _ = layer;
-    /// ```
-    pub fn resource_metadata(mut self, url: impl Into<String>) -> Self {
-        self.resource_metadata = Some(url.into());
-        self
-    }
-
     /// Scopes to name in the challenge's `scope` parameter (space separated), which MCP
     /// (2025-11-25) says servers SHOULD send. Checks nothing; see
-    /// [`required_scope`](Self::required_scope) for that (whose scopes are named by default).
-    ///
-    /// ```
-    /// use std::{sync::Arc, time::Duration};
-    /// use mcp_session_binding::jwt::{Algorithm, JwtAuthLayer, JwtKey, ProtectedResourceMetadata};
-    ///
-    /// let layer = JwtAuthLayer::builder()
-    ///     .issuer_keys("https://auth.example.com", JwtKey::hmac([7u8; 32]).unwrap())
-    ///     .algorithm(Algorithm::HS256)
-    ///     .audience("https://mcp.example.com/mcp")
-    ///     .challenge_scope("mcp:tools")
-    ///     .build()
-    ///     .unwrap();
-    /// # let _ = layer;
-    /// ```
+    /// [`required_scopes`](Self::required_scopes) for that (whose scopes are named by default).
     pub fn challenge_scope(mut self, scope: impl Into<String>) -> Self {
         self.scope = Some(scope.into());
         self
@@ -837,11 +507,11 @@ impl JwtAuthLayerBuilder {
     /// let builder = || {
     ///     JwtAuthLayer::builder()
     ///         .issuer_keys("https://auth.example.com", JwtKey::hmac([7u8; 32]).unwrap())
-    ///         .audience("https://mcp.example.com/mcp")
+    ///         .audiences(["https://mcp.example.com/mcp"])
     /// };
     /// // No algorithm allowed: refused at start-up, not at the first request.
     /// assert!(matches!(builder().build(), Err(JwtConfigError::NoAlgorithms)));
-    /// assert!(builder().algorithm(Algorithm::HS256).build().is_ok());
+    /// assert!(builder().algorithms([Algorithm::HS256]).build().is_ok());
     /// ```
     pub fn build(self) -> Result<JwtAuthLayer, JwtConfigError> {
         if self.issuers.is_empty() {
@@ -1032,8 +702,8 @@ mod tests {
     fn base() -> JwtAuthLayerBuilder {
         JwtAuthLayer::builder()
             .issuer_keys("https://i.example", JwtKey::hmac([1u8; 32]).unwrap())
-            .algorithm(Algorithm::HS256)
-            .audience("https://mcp.example/mcp")
+            .algorithms([Algorithm::HS256])
+            .audiences(["https://mcp.example/mcp"])
     }
 
     #[test]
@@ -1044,7 +714,7 @@ mod tests {
             Err(JwtConfigError::NoIssuers)
         ));
         assert!(matches!(
-            base().algorithm(Algorithm::RS256).build(),
+            base().algorithms([Algorithm::RS256]).build(),
             Err(JwtConfigError::NoKeyForAlgorithm(Algorithm::RS256))
         ));
         assert!(matches!(
@@ -1060,13 +730,18 @@ mod tests {
             Err(JwtConfigError::NoKeys)
         ));
         assert!(matches!(
-            base().resource_metadata("https://x/\"").build(),
+            base()
+                .protected_resource(&ProtectedResourceMetadata::new(
+                    "https://x/\"",
+                    ["https://i.example"]
+                ))
+                .build(),
             Err(JwtConfigError::InvalidChallengeParameter(
                 "resource_metadata"
             ))
         ));
         assert!(matches!(
-            base().required_scope("a b").build(),
+            base().required_scopes(["a b"]).build(),
             Err(JwtConfigError::InvalidChallengeParameter("scope"))
         ));
     }
@@ -1099,7 +774,7 @@ mod tests {
         );
         let builder = || {
             JwtAuthLayer::builder()
-                .algorithm(Algorithm::HS256)
+                .algorithms([Algorithm::HS256])
                 .protected_resource(&metadata)
         };
         assert!(matches!(
@@ -1128,7 +803,7 @@ mod tests {
         let builder = |issuer: &str| {
             JwtAuthLayer::builder()
                 .issuer_discovery(issuer)
-                .audience("mcp")
+                .audiences(["mcp"])
                 .build()
         };
         assert!(builder("https://auth.example.com").is_ok());
@@ -1141,7 +816,7 @@ mod tests {
             JwtAuthLayer::builder()
                 .issuer_discovery("https://a.example")
                 .issuer_keys("https://a.example", JwtKey::hmac([1u8; 32]).unwrap())
-                .audience("mcp")
+                .audiences(["mcp"])
                 .build(),
             Err(JwtConfigError::ConflictingKeySources(_))
         ));

@@ -1,4 +1,4 @@
-//! The RFC 9728 protected resource metadata document, and a service that serves it.
+//! The RFC 9728 protected resource metadata document, which serves itself.
 
 use std::{
     convert::Infallible,
@@ -45,15 +45,25 @@ const WELL_KNOWN: &str = "/.well-known/oauth-protected-resource";
 /// );
 /// ```
 ///
-/// Serving it from axum, at the RFC 9728 path derived from the resource (add the root path
+/// The document is a tower service: `GET` and `HEAD` get it, anything else 405. Serve it from
+/// axum at the RFC 9728 path derived from the resource (add the root path
 /// `/.well-known/oauth-protected-resource` too if older clients need it):
 ///
 /// ```
 /// use mcp_session_binding::jwt::ProtectedResourceMetadata;
+/// use tower::ServiceExt;
 ///
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
 /// let metadata = ProtectedResourceMetadata::new("https://mcp.example.com/mcp", ["https://auth.example.com"]);
 /// let app: axum::Router = axum::Router::new()
-///     .route_service(&metadata.well_known_path(), metadata.clone().into_service());
+///     .route_service(&metadata.well_known_path(), metadata.clone());
+///
+/// let response = metadata.clone().oneshot(http::Request::new(())).await.unwrap();
+/// assert_eq!(response.status(), http::StatusCode::OK);
+/// let post = http::Request::post("/").body(()).unwrap();
+/// assert_eq!(metadata.oneshot(post).await.unwrap().status(), http::StatusCode::METHOD_NOT_ALLOWED);
+/// # let _ = app;
+/// # });
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct ProtectedResourceMetadata {
@@ -218,39 +228,6 @@ impl ProtectedResourceMetadata {
     pub fn to_json(&self) -> serde_json::Value {
         serde_json::to_value(self).unwrap_or_default()
     }
-
-    /// A `200 OK` response with the document (`application/json`).
-    ///
-    /// ```
-    /// use mcp_session_binding::jwt::ProtectedResourceMetadata;
-    ///
-    /// let metadata = ProtectedResourceMetadata::new("https://mcp.example.com/mcp", ["https://auth.example.com"]);
-    /// let response = metadata.response();
-    /// assert_eq!(response.status(), http::StatusCode::OK);
-    /// assert_eq!(response.headers()["content-type"], "application/json");
-    /// ```
-    #[must_use]
-    pub fn response(&self) -> Response<Full<Bytes>> {
-        json_response(Bytes::from(self.to_json().to_string()))
-    }
-
-    /// A tower service that answers `GET` and `HEAD` with the document and anything else with
-    /// 405. Mount it with axum's `route_service`.
-    ///
-    /// ```
-    /// use mcp_session_binding::jwt::ProtectedResourceMetadata;
-    ///
-    /// let metadata = ProtectedResourceMetadata::new("https://mcp.example.com/mcp", ["https://auth.example.com"]);
-    /// let app: axum::Router = axum::Router::new()
-    ///     .route_service(&metadata.well_known_path(), metadata.clone().into_service());
-    /// # let _ = app;
-    /// ```
-    #[must_use]
-    pub fn into_service(self) -> MetadataService {
-        MetadataService {
-            body: Bytes::from(self.to_json().to_string()),
-        }
-    }
 }
 
 /// Splits `scheme://authority/path?query` into (`scheme://authority`, `/path`).
@@ -281,28 +258,10 @@ fn json_response(body: Bytes) -> Response<Full<Bytes>> {
     response
 }
 
-/// Serves a [`ProtectedResourceMetadata`] document. Made by
-/// [`ProtectedResourceMetadata::into_service`].
-///
-/// ```
-/// use mcp_session_binding::jwt::ProtectedResourceMetadata;
-/// use tower::ServiceExt;
-///
-/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
-/// let service = ProtectedResourceMetadata::new("https://mcp.example.com/mcp", ["https://auth.example.com"])
-///     .into_service();
-/// let response = service.clone().oneshot(http::Request::new(())).await.unwrap();
-/// assert_eq!(response.status(), http::StatusCode::OK);
-/// let post = http::Request::post("/").body(()).unwrap();
-/// assert_eq!(service.oneshot(post).await.unwrap().status(), http::StatusCode::METHOD_NOT_ALLOWED);
-/// # });
-/// ```
-#[derive(Clone, Debug)]
-pub struct MetadataService {
-    body: Bytes,
-}
-
-impl<B> Service<Request<B>> for MetadataService {
+/// Serves the document: `GET` and `HEAD` get it (`200`, `application/json`), anything else
+/// `405` with `Allow: GET, HEAD`. Mount it with axum's `route_service` at
+/// [`well_known_path`](Self::well_known_path).
+impl<B> Service<Request<B>> for ProtectedResourceMetadata {
     type Response = Response<Full<Bytes>>;
     type Error = Infallible;
     type Future = Ready<Result<Self::Response, Infallible>>;
@@ -314,7 +273,7 @@ impl<B> Service<Request<B>> for MetadataService {
     fn call(&mut self, request: Request<B>) -> Self::Future {
         let method = request.method();
         if method == Method::GET || method == Method::HEAD {
-            return ready(Ok(json_response(self.body.clone())));
+            return ready(Ok(json_response(Bytes::from(self.to_json().to_string()))));
         }
         let mut response = Response::new(Full::new(Bytes::new()));
         *response.status_mut() = StatusCode::METHOD_NOT_ALLOWED;

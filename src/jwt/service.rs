@@ -10,8 +10,9 @@ use http::{Request, Response};
 use tower::Service;
 
 use super::{
-    JwtRejection, ResponseFuture, RevocationFuture,
+    JwtRejection, ResponseFuture,
     layer::Config,
+    revocation::RevocationFuture,
     validate::{Verification, Verified, bearer_token},
 };
 use crate::{identity::IdentityError, ready::take_ready};
@@ -32,8 +33,8 @@ use crate::{identity::IdentityError, ready::take_ready};
 /// let secret = b"0123456789abcdef0123456789abcdef";
 /// let layer = JwtAuthLayer::builder()
 ///     .issuer_keys("https://auth.example.com", JwtKey::hmac(secret)?)
-///     .algorithm(Algorithm::HS256)
-///     .audience("https://mcp.example.com/mcp")
+///     .algorithms([Algorithm::HS256])
+///     .audiences(["https://mcp.example.com/mcp"])
 ///     .build()?;
 /// let service = layer.layer(service_fn(|req: Request<String>| async move {
 ///     let identity = req.extensions().get::<Identity>().unwrap();
@@ -73,68 +74,7 @@ impl<S> JwtAuth<S> {
         Self { inner, config }
     }
 
-    /// The inner service.
-    ///
-    /// ```
-    /// use mcp_session_binding::jwt::{Algorithm, JwtAuthLayer, JwtKey};
-    /// use tower::Layer;
-    ///
-    /// let layer = JwtAuthLayer::builder()
-    ///     .issuer_keys("https://auth.example.com", JwtKey::hmac([7u8; 32]).unwrap())
-    ///     .algorithm(Algorithm::HS256)
-    ///     .audience("https://mcp.example.com/mcp")
-    ///     .build()
-    ///     .unwrap();
-    /// let service = layer.layer(tower::service_fn(|_: http::Request<String>| async {
-    ///     Ok::<_, std::convert::Infallible>(http::Response::new(String::new()))
-    /// }));
-    /// let _inner = service.get_ref();
-    /// ```
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
-
-    /// The inner service, mutably.
-    ///
-    /// ```
-    /// use mcp_session_binding::jwt::{Algorithm, JwtAuthLayer, JwtKey};
-    /// use tower::Layer;
-    ///
-    /// let layer = JwtAuthLayer::builder()
-    ///     .issuer_keys("https://auth.example.com", JwtKey::hmac([7u8; 32]).unwrap())
-    ///     .algorithm(Algorithm::HS256)
-    ///     .audience("https://mcp.example.com/mcp")
-    ///     .build()
-    ///     .unwrap();
-    /// let mut service = layer.layer(tower::service_fn(|_: http::Request<String>| async {
-    ///     Ok::<_, std::convert::Infallible>(http::Response::new(String::new()))
-    /// }));
-    /// let _inner = service.get_mut();
-    /// ```
-    pub fn get_mut(&mut self) -> &mut S {
-        &mut self.inner
-    }
-
-    /// Unwraps the inner service.
-    ///
-    /// ```
-    /// use mcp_session_binding::jwt::{Algorithm, JwtAuthLayer, JwtKey};
-    /// use tower::Layer;
-    ///
-    /// let layer = JwtAuthLayer::builder()
-    ///     .issuer_keys("https://auth.example.com", JwtKey::hmac([7u8; 32]).unwrap())
-    ///     .algorithm(Algorithm::HS256)
-    ///     .audience("https://mcp.example.com/mcp")
-    ///     .build()
-    ///     .unwrap();
-    /// let service = layer.layer(tower::service_fn(|_: http::Request<String>| async {
-    ///     Ok::<_, std::convert::Infallible>(http::Response::new(String::new()))
-    /// }));
-    /// let _inner = service.into_inner();
-    /// ```
-    pub fn into_inner(self) -> S {
-        self.inner
-    }
+    define_inner_service_accessors!();
 }
 
 impl<S: Clone> Clone for JwtAuth<S> {
@@ -161,7 +101,7 @@ where
     ReqB: http_body::Body + Send + 'static,
     ReqB::Data: Send,
 {
-    type Response = Response<super::JwtBody<ResB>>;
+    type Response = Response<crate::ResponseBody<ResB>>;
     type Error = S::Error;
     type Future = ResponseFuture<S, ReqB>;
 
@@ -307,8 +247,8 @@ mod tests {
     fn builder() -> crate::jwt::JwtAuthLayerBuilder {
         JwtAuthLayer::builder()
             .issuer_keys("https://i.example", JwtKey::hmac(SECRET).unwrap())
-            .algorithm(Algorithm::HS256)
-            .audience("https://mcp.example/mcp")
+            .algorithms([Algorithm::HS256])
+            .audiences(["https://mcp.example/mcp"])
     }
 
     fn request(token: &str) -> Request<String> {

@@ -10,7 +10,7 @@ use super::Algorithm;
 use serde_json::{Map, Value};
 
 use super::{JwtKey, JwtKeys, JwtRejection, layer::Config};
-use crate::identity::{Claims, Identity, IdentityError, identity_from_claims};
+use crate::identity::{Claims, Identity, IdentityError};
 
 /// Longest token accepted, in bytes. Real access tokens are a few KiB at most.
 const MAX_TOKEN_LEN: usize = 16 * 1024;
@@ -323,7 +323,7 @@ fn explain_unreadable(token: &str, key: &JwtKey, alg: Algorithm) -> JwtRejection
         return JwtRejection::Malformed;
     };
     // The claims `jsonwebtoken` parses are `iss`, `sub`, `aud`, `exp` and `nbf`.
-    if let Err(err) = identity_from_claims(&claims) {
+    if let Err(err) = Identity::try_from(&claims) {
         return JwtRejection::InvalidClaims(err);
     }
     for name in ["exp", "nbf"] {
@@ -339,7 +339,7 @@ fn explain_unreadable(token: &str, key: &JwtKey, alg: Algorithm) -> JwtRejection
 }
 
 fn verified(claims: Claims) -> Result<Verified, JwtRejection> {
-    let identity = identity_from_claims(&claims).map_err(JwtRejection::InvalidClaims)?;
+    let identity = Identity::try_from(&claims).map_err(JwtRejection::InvalidClaims)?;
     Ok(Verified { identity, claims })
 }
 

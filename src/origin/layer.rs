@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use tower::Layer;
 
-use super::{InvalidOrigin, OriginCheck, canonical};
+use super::{InvalidOrigin, Origin, canonical};
 
 /// Tower layer that answers 403 to a request whose `Origin` header is present and not allowed
 /// (the MCP transport's DNS-rebinding rule); requests without `Origin` pass. See the
@@ -114,9 +114,9 @@ impl OriginLayer {
 }
 
 impl<S> Layer<S> for OriginLayer {
-    type Service = OriginCheck<S>;
+    type Service = Origin<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        OriginCheck::new(inner, self.clone())
+        Origin::new(inner, self.clone())
     }
 }

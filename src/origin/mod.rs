@@ -71,16 +71,10 @@ mod service;
 use std::fmt;
 
 pub use layer::OriginLayer;
-pub use service::{OriginCheck, ResponseFuture};
+pub use service::{Origin, ResponseFuture};
 
 /// The longest `Origin` header value the layer reads; longer ones are malformed.
-///
-/// ```
-/// use mcp_session_binding::origin::MAX_ORIGIN_LEN;
-/// // An `Origin` longer than this is malformed: 403, whatever the allowed list.
-/// assert_eq!(MAX_ORIGIN_LEN, 2048);
-/// ```
-pub const MAX_ORIGIN_LEN: usize = 2048;
+pub(crate) const MAX_ORIGIN_LEN: usize = 2048;
 
 /// Why [`OriginLayer`] answered a request itself (always 403). Put in the response extensions
 /// of every answer it makes.

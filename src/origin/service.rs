@@ -1,4 +1,4 @@
-//! [`OriginCheck`], the service [`OriginLayer`] wraps around the inner one, and its
+//! [`Origin`], the service [`OriginLayer`] wraps around the inner one, and its
 //! [`ResponseFuture`].
 
 use std::{
@@ -31,7 +31,7 @@ use crate::{
 /// ```
 /// use http::{Request, Response, StatusCode};
 /// use http_body_util::BodyExt;
-/// use mcp_session_binding::origin::{OriginCheck, OriginLayer, OriginRejection};
+/// use mcp_session_binding::origin::{Origin, OriginLayer, OriginRejection};
 /// use tower::{ServiceExt, service_fn};
 ///
 /// # #[tokio::main(flavor = "current_thread")]
@@ -39,7 +39,7 @@ use crate::{
 /// let mcp = service_fn(|_req: Request<String>| async {
 ///     Ok::<_, std::convert::Infallible>(Response::new(http_body_util::Empty::<bytes::Bytes>::new()))
 /// });
-/// let service = OriginCheck::new(mcp, OriginLayer::new());
+/// let service = Origin::new(mcp, OriginLayer::new());
 ///
 /// let request = Request::builder()
 ///     .header("origin", "https://app.example")
@@ -56,61 +56,18 @@ use crate::{
 /// # }
 /// ```
 #[derive(Clone, Debug)]
-pub struct OriginCheck<S> {
+pub struct Origin<S> {
     inner: S,
     layer: OriginLayer,
 }
 
-impl<S> OriginCheck<S> {
+impl<S> Origin<S> {
     /// Wraps `inner`, allowing the origins `layer` allows.
-    ///
-    /// ```
-    /// use mcp_session_binding::origin::{OriginCheck, OriginLayer};
-    ///
-    /// let service = OriginCheck::new(tower::service_fn(|_: http::Request<String>| async {
-    ///     Ok::<_, std::convert::Infallible>(http::Response::new(String::new()))
-    /// }), OriginLayer::new());
-    /// # let _ = service;
-    /// ```
     pub fn new(inner: S, layer: OriginLayer) -> Self {
         Self { inner, layer }
     }
 
-    /// The inner service.
-    ///
-    /// ```
-    /// use mcp_session_binding::origin::{OriginCheck, OriginLayer};
-    ///
-    /// let service = OriginCheck::new(7, OriginLayer::new());
-    /// assert_eq!(*service.get_ref(), 7);
-    /// ```
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
-
-    /// The inner service, mutably.
-    ///
-    /// ```
-    /// use mcp_session_binding::origin::{OriginCheck, OriginLayer};
-    ///
-    /// let mut service = OriginCheck::new(7, OriginLayer::new());
-    /// *service.get_mut() = 8;
-    /// assert_eq!(service.into_inner(), 8);
-    /// ```
-    pub fn get_mut(&mut self) -> &mut S {
-        &mut self.inner
-    }
-
-    /// Unwraps the inner service.
-    ///
-    /// ```
-    /// use mcp_session_binding::origin::{OriginCheck, OriginLayer};
-    ///
-    /// assert_eq!(OriginCheck::new(7, OriginLayer::new()).into_inner(), 7);
-    /// ```
-    pub fn into_inner(self) -> S {
-        self.inner
-    }
+    define_inner_service_accessors!();
 
     /// Why a request with these headers is refused, if it is.
     fn refusal(&self, headers: &http::HeaderMap) -> Option<OriginRejection> {
@@ -143,7 +100,7 @@ fn answer(rejection: OriginRejection) -> Response<Full<Bytes>> {
     response
 }
 
-impl<S, ReqB, ResB> Service<Request<ReqB>> for OriginCheck<S>
+impl<S, ReqB, ResB> Service<Request<ReqB>> for Origin<S>
 where
     S: Service<Request<ReqB>, Response = Response<ResB>>,
     ReqB: Body + Send + 'static,
@@ -189,7 +146,7 @@ where
 }
 
 pin_project! {
-    /// Response future of [`OriginCheck`]: the inner service's future `F`, or the layer's 403.
+    /// Response future of [`Origin`]: the inner service's future `F`, or the layer's 403.
     ///
     /// ```
     /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
@@ -265,7 +222,7 @@ mod tests {
     use std::convert::Infallible;
     use tower::{Layer, ServiceExt, service_fn};
 
-    fn service() -> OriginCheck<
+    fn service() -> Origin<
         impl Service<
             Request<Full<Bytes>>,
             Response = Response<Full<Bytes>>,

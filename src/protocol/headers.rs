@@ -3,20 +3,10 @@
 use http::{HeaderMap, HeaderName, HeaderValue};
 
 /// The session header (`Mcp-Session-Id`; header names are case-insensitive).
-///
-/// ```
-/// use mcp_session_binding::MCP_SESSION_ID;
-/// assert_eq!(MCP_SESSION_ID, "mcp-session-id");
-/// ```
-pub const MCP_SESSION_ID: HeaderName = HeaderName::from_static("mcp-session-id");
+pub(crate) const MCP_SESSION_ID: HeaderName = HeaderName::from_static("mcp-session-id");
 
 /// The protocol version header (`MCP-Protocol-Version`).
-///
-/// ```
-/// use mcp_session_binding::MCP_PROTOCOL_VERSION;
-/// assert_eq!(MCP_PROTOCOL_VERSION, "mcp-protocol-version");
-/// ```
-pub const MCP_PROTOCOL_VERSION: HeaderName = HeaderName::from_static("mcp-protocol-version");
+pub(crate) const MCP_PROTOCOL_VERSION: HeaderName = HeaderName::from_static("mcp-protocol-version");
 
 /// `Mcp-Method`: the request's JSON-RPC method, mirrored in a header (revision 2026-07-28).
 pub(crate) const MCP_METHOD: HeaderName = HeaderName::from_static("mcp-method");
@@ -27,12 +17,7 @@ pub(crate) const MCP_NAME: HeaderName = HeaderName::from_static("mcp-name");
 pub(crate) const LAST_EVENT_ID: HeaderName = HeaderName::from_static("last-event-id");
 
 /// The first protocol revision without sessions (SEP-2567).
-///
-/// ```
-/// use mcp_session_binding::FIRST_SESSIONLESS_REVISION;
-/// assert_eq!(FIRST_SESSIONLESS_REVISION, "2026-07-28");
-/// ```
-pub const FIRST_SESSIONLESS_REVISION: &str = "2026-07-28";
+pub(crate) const FIRST_SESSIONLESS_REVISION: &str = "2026-07-28";
 
 /// What a request or response says about its session.
 #[derive(Debug, PartialEq, Eq)]

@@ -8,11 +8,10 @@
 //! - `early`: answers made before the request body was read (drain it, or close the HTTP/1.1
 //!   connection), and reading a refused body within bounds.
 
+pub(crate) mod body;
 pub(crate) mod early;
 pub(crate) mod envelope;
 pub(crate) mod headers;
 pub(crate) mod jsonrpc;
 pub(crate) mod scan;
 pub(crate) mod sse;
-
-pub use headers::{FIRST_SESSIONLESS_REVISION, MCP_PROTOCOL_VERSION, MCP_SESSION_ID};

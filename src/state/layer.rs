@@ -1,26 +1,26 @@
-//! [`RequestStateLayer`], the [`RequestState`] service it makes, and its response body.
+//! [`RequestStateLayer`] and the [`RequestState`] service it makes.
 
 use std::{
     fmt,
-    pin::Pin,
     sync::Arc,
     task::{Context, Poll},
     time::Duration,
 };
 
 use bytes::{Buf, Bytes};
-use futures::future::{BoxFuture, FutureExt};
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
-use http_body::{Body, Frame, SizeHint};
+use http_body::Body;
 use http_body_util::Full;
-use pin_project_lite::pin_project;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use tower::{Layer, Service};
 
-use super::keys::{Claims, StateKeys, now_secs};
+use super::{
+    ResponseFuture,
+    keys::{Claims, StateKeys, now_secs},
+};
 use crate::{
-    Identity,
+    Identity, ResponseBody,
     identity::{FromIdentityExtension, IdentityExtractor},
     protocol::{
         early,
@@ -33,27 +33,17 @@ use crate::{
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// How long a sealed `requestState` opens: 5 minutes.
-///
-/// ```
-/// use mcp_session_binding::state::DEFAULT_STATE_TTL;
-/// assert_eq!(DEFAULT_STATE_TTL.as_secs(), 300);
-/// ```
-pub const DEFAULT_STATE_TTL: Duration = Duration::from_secs(300);
+pub(crate) const DEFAULT_STATE_TTL: Duration = Duration::from_secs(300);
 /// Longest `requestState` a request may carry, in bytes: 64 KiB.
-///
-/// ```
-/// use mcp_session_binding::state::DEFAULT_MAX_STATE_BYTES;
-/// assert_eq!(DEFAULT_MAX_STATE_BYTES, 64 * 1024);
-/// ```
-pub const DEFAULT_MAX_STATE_BYTES: usize = 64 * 1024;
+pub(crate) const DEFAULT_MAX_STATE_BYTES: usize = 64 * 1024;
+
+/// Longest request body the layer reads: 4 MiB, rmcp's own request body cap.
+const DEFAULT_MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
+/// How long the layer waits for a body it reads before answering 408.
+const BODY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The message of every refused `requestState` (the Python and TypeScript SDKs' wording).
-///
-/// ```
-/// use mcp_session_binding::state::INVALID_STATE_MESSAGE;
-/// assert_eq!(INVALID_STATE_MESSAGE, "Invalid or expired requestState");
-/// ```
-pub const INVALID_STATE_MESSAGE: &str = "Invalid or expired requestState";
+pub(crate) const INVALID_STATE_MESSAGE: &str = "Invalid or expired requestState";
 
 /// The methods whose results may be `input_required` (MRTR, revision 2026-07-28).
 const MRTR_METHODS: [&[u8]; 3] = [b"tools/call", b"prompts/get", b"resources/read"];
@@ -84,7 +74,8 @@ struct StateConfig {
 ///   opened and checked, and is forwarded with the server's original state. Anything else (not a
 ///   string, over [`max_state_bytes`](Self::max_state_bytes), not an envelope of these keys,
 ///   tampered, expired, another caller, method, target or arguments, a batch) gets JSON-RPC
-///   `-32602` [`INVALID_STATE_MESSAGE`] with the request's `id`, and nothing is forwarded. A body
+///   `-32602` `Invalid or expired requestState` (the Python and TypeScript SDKs' wording) with
+///   the request's `id`, and nothing is forwarded. A body
 ///   that may name `requestState` is forwarded as the layer re-serialized it (one spelling of each
 ///   key); a body without a backslash and without the name is forwarded as it came, unparsed.
 ///
@@ -118,21 +109,14 @@ struct StateConfigBuilder {
 
 impl RequestStateLayer {
     /// A layer sealing with the first key of `keys`, reading this crate's [`Identity`].
-    ///
-    /// ```
-    /// use mcp_session_binding::state::{RequestStateLayer, StateKeys};
-    ///
-    /// let layer = RequestStateLayer::new(StateKeys::random());
-    /// # let _ = layer;
-    /// ```
     pub fn new(keys: StateKeys) -> Self {
         Self {
             config: StateConfigBuilder {
                 keys,
                 ttl: DEFAULT_STATE_TTL,
                 max_state_bytes: DEFAULT_MAX_STATE_BYTES,
-                max_body_bytes: crate::DEFAULT_MAX_BODY_BYTES,
-                body_timeout: crate::DEFAULT_REFUSED_BODY_TIMEOUT,
+                max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+                body_timeout: BODY_TIMEOUT,
             },
             identity: FromIdentityExtension,
         }
@@ -140,27 +124,15 @@ impl RequestStateLayer {
 }
 
 impl<I> RequestStateLayer<I> {
-    /// How long a sealed state opens (default [`DEFAULT_STATE_TTL`], 5 minutes).
-    ///
-    /// ```
-    /// use mcp_session_binding::state::{RequestStateLayer, StateKeys};
-    ///
-    /// let layer = RequestStateLayer::new(StateKeys::random()).ttl(std::time::Duration::from_secs(60));
-    /// # let _ = layer;
-    /// ```
+    /// How long a sealed state opens (default 5 minutes: a user answering an elicitation takes
+    /// seconds to minutes, and a leaked state is useless sooner).
     pub fn ttl(mut self, ttl: Duration) -> Self {
         self.config.ttl = ttl;
         self
     }
 
-    /// Longest `requestState` a request may carry (default [`DEFAULT_MAX_STATE_BYTES`]).
-    ///
-    /// ```
-    /// use mcp_session_binding::state::{RequestStateLayer, StateKeys};
-    ///
-    /// let layer = RequestStateLayer::new(StateKeys::random()).max_state_bytes(4096);
-    /// # let _ = layer;
-    /// ```
+    /// Longest `requestState` a request may carry (default 64 KiB, a roomy bound for state a
+    /// server hands out; longer ones are refused before any decryption).
     pub fn max_state_bytes(mut self, bytes: usize) -> Self {
         self.config.max_state_bytes = bytes;
         self
@@ -168,26 +140,12 @@ impl<I> RequestStateLayer<I> {
 
     /// Cap on the request bodies (and answer events) the layer reads (default 4 MiB). Over it:
     /// 413, not forwarded; an answer event over it passes unsealed (its state then never opens).
-    ///
-    /// ```
-    /// use mcp_session_binding::state::{RequestStateLayer, StateKeys};
-    ///
-    /// let layer = RequestStateLayer::new(StateKeys::random()).max_body_bytes(1 << 20);
-    /// # let _ = layer;
-    /// ```
     pub fn max_body_bytes(mut self, bytes: usize) -> Self {
         self.config.max_body_bytes = bytes;
         self
     }
 
     /// Reads the identity with another extractor.
-    ///
-    /// ```
-    /// use mcp_session_binding::{identity::FromClaims, state::{RequestStateLayer, StateKeys}};
-    ///
-    /// let layer = RequestStateLayer::new(StateKeys::random()).identity(FromClaims);
-    /// # let _ = layer;
-    /// ```
     pub fn identity<I2: IdentityExtractor>(self, identity: I2) -> RequestStateLayer<I2> {
         RequestStateLayer {
             config: self.config,
@@ -234,6 +192,10 @@ pub struct RequestState<S, I = FromIdentityExtension> {
     config: Arc<StateConfig>,
 }
 
+impl<S, I> RequestState<S, I> {
+    define_inner_service_accessors!();
+}
+
 impl<S: fmt::Debug, I> fmt::Debug for RequestState<S, I> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RequestState")
@@ -254,9 +216,9 @@ where
     B::Error: Into<BoxError>,
     RB: Send + 'static,
 {
-    type Response = Response<StateBody<RB>>;
+    type Response = Response<ResponseBody<RB>>;
     type Error = S::Error;
-    type Future = BoxFuture<'static, Result<Self::Response, S::Error>>;
+    type Future = ResponseFuture<RB, S::Error>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
@@ -283,12 +245,12 @@ where
         };
         if !read {
             let future = ready.call(Request::from_parts(parts, body));
-            return async move { Ok(future.await?.map(StateBody::inner)) }.boxed();
+            return ResponseFuture::new(async move { Ok(future.await?.map(ResponseBody::inner)) });
         }
         // An identity that is present but unusable counts as none: it opens only anonymous states.
         let caller = self.identity.extract(&parts).ok().flatten();
         let config = self.config.clone();
-        async move {
+        ResponseFuture::new(async move {
             let declared = early::declared_length(&parts.headers);
             let read =
                 early::read_bounded(body, declared, config.max_body_bytes, config.body_timeout);
@@ -297,7 +259,7 @@ where
                 Err(error) => {
                     let mut answer = error.answer();
                     early::close(parts.version, &mut answer);
-                    return Ok(answer.map(StateBody::answer));
+                    return Ok(answer.map(ResponseBody::answer));
                 }
             };
             let forward = match open_request(&bytes, caller.as_ref(), &config) {
@@ -308,7 +270,7 @@ where
                     rewritten
                 }
                 Ok(None) => bytes.clone(),
-                Err(id) => return Ok(refuse(id.as_ref()).map(StateBody::answer)),
+                Err(id) => return Ok(refuse(id.as_ref()).map(ResponseBody::answer)),
             };
             // Only the answers of the methods that may ask for input can carry a state to seal.
             let seal = may_name_an_mrtr_method(&bytes);
@@ -318,7 +280,7 @@ where
             let framing = scan::framing(response.headers())
                 .filter(|_| seal && response.status().is_success());
             let Some(framing) = framing else {
-                return Ok(response.map(StateBody::inner));
+                return Ok(response.map(ResponseBody::inner));
             };
             let (mut parts, body) = response.into_parts();
             parts.headers.remove(header::CONTENT_LENGTH);
@@ -331,12 +293,9 @@ where
             let scan = Box::new(Scan::new(framing, config.max_body_bytes, seal));
             Ok(Response::from_parts(
                 parts,
-                StateBody {
-                    kind: Kind::Scan { body, scan },
-                },
+                ResponseBody::scanned(body, scan),
             ))
-        }
-        .boxed()
+        })
     }
 }
 
@@ -522,98 +481,6 @@ impl Inspect for Seal {
     fn ends_when_too_large(&self) -> bool {
         // Unsealed, a state never opens: the retry is refused.
         false
-    }
-}
-
-pin_project! {
-    /// Response body of [`RequestState`]: the inner body, the inner body with its
-    /// `input_required` state sealed, or the layer's own answer.
-    ///
-    /// ```
-    /// use http_body::Body;
-    /// use mcp_session_binding::state::StateBody;
-    ///
-    /// let body = StateBody::inner(http_body_util::Empty::<bytes::Bytes>::new());
-    /// assert!(body.is_end_stream());
-    /// ```
-    pub struct StateBody<B> {
-        #[pin]
-        kind: Kind<B>,
-    }
-}
-
-pin_project! {
-    #[project = KindProj]
-    enum Kind<B> {
-        Inner { #[pin] body: B },
-        Scan { #[pin] body: B, scan: Box<Scan<Seal>> },
-        Answer { body: Full<Bytes> },
-    }
-}
-
-impl<B> fmt::Debug for StateBody<B> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("StateBody").finish_non_exhaustive()
-    }
-}
-
-impl<B> StateBody<B> {
-    /// Wraps an inner body, passed as it is.
-    ///
-    /// ```
-    /// use http_body::Body;
-    /// use mcp_session_binding::state::StateBody;
-    ///
-    /// let body = StateBody::inner(http_body_util::Full::new(bytes::Bytes::from_static(b"{}")));
-    /// assert_eq!(body.size_hint().exact(), Some(2));
-    /// ```
-    pub fn inner(body: B) -> Self {
-        Self {
-            kind: Kind::Inner { body },
-        }
-    }
-
-    fn answer(body: Full<Bytes>) -> Self {
-        Self {
-            kind: Kind::Answer { body },
-        }
-    }
-}
-
-impl<B: Body<Data = Bytes>> Body for StateBody<B> {
-    type Data = Bytes;
-    type Error = B::Error;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-        match self.project().kind.project() {
-            KindProj::Inner { body } => body.poll_frame(cx),
-            KindProj::Scan { body, scan } => scan.poll_frame(body, cx),
-            KindProj::Answer { body } => match Pin::new(body).poll_frame(cx) {
-                Poll::Ready(Some(Ok(frame))) => Poll::Ready(Some(Ok(frame))),
-                Poll::Ready(Some(Err(never))) => match never {},
-                Poll::Ready(None) => Poll::Ready(None),
-                Poll::Pending => Poll::Pending,
-            },
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        match &self.kind {
-            Kind::Inner { body } => body.is_end_stream(),
-            Kind::Scan { scan, .. } => scan.is_end_stream(),
-            Kind::Answer { body } => body.is_end_stream(),
-        }
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        match &self.kind {
-            Kind::Inner { body } => body.size_hint(),
-            Kind::Scan { .. } => SizeHint::default(),
-            Kind::Answer { body } => body.size_hint(),
-        }
     }
 }
 

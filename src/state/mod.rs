@@ -10,15 +10,15 @@
 //!
 //! - `keys`: [`StateKeys`], the key ring (the first key seals, every key opens), and the
 //!   envelope;
-//! - `layer`: [`RequestStateLayer`], the [`RequestState`] service and its [`StateBody`].
+//! - `layer`: [`RequestStateLayer`] and the [`RequestState`] service;
+//! - `future`: its [`ResponseFuture`].
 //!
 //! Keys: every replica must hold the same ring. See [`StateKeys`] for rotation.
 
+mod future;
 mod keys;
 mod layer;
 
+pub use future::ResponseFuture;
 pub use keys::{StateKeyError, StateKeys};
-pub use layer::{
-    DEFAULT_MAX_STATE_BYTES, DEFAULT_STATE_TTL, INVALID_STATE_MESSAGE, RequestState,
-    RequestStateLayer, StateBody,
-};
+pub use layer::{RequestState, RequestStateLayer};

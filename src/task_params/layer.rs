@@ -9,21 +9,11 @@ use crate::{binding::layer::Config, store::BindingStore};
 
 /// Most task ids one `subscriptions/listen` may name in `params.notifications.taskIds`: 64.
 /// Each costs a store lookup; a request naming more gets JSON-RPC `-32602`.
-///
-/// ```
-/// use mcp_session_binding::task_params::DEFAULT_MAX_LISTEN_TASK_IDS;
-/// assert_eq!(DEFAULT_MAX_LISTEN_TASK_IDS, 64);
-/// ```
-pub const DEFAULT_MAX_LISTEN_TASK_IDS: usize = 64;
+pub(crate) const DEFAULT_MAX_LISTEN_TASK_IDS: usize = 64;
 
 /// The message of the answer to a legacy `tasks/list` (JSON-RPC `-32600`, with the request's
 /// `id`): see [the module docs](super#why-taskslist-is-refused).
-///
-/// ```
-/// use mcp_session_binding::task_params::TASK_LIST_REFUSED;
-/// assert!(TASK_LIST_REFUSED.contains("tasks/get"));
-/// ```
-pub const TASK_LIST_REFUSED: &str = "tasks/list is not available: tasks are bound to their \
+pub(crate) const TASK_LIST_REFUSED: &str = "tasks/list is not available: tasks are bound to their \
      creator and the list cannot be filtered; poll each of your tasks with tasks/get";
 
 /// The settings of the layer and its services, behind one `Arc`.
@@ -73,15 +63,6 @@ pub struct TaskParamsLayer<St> {
 impl<St: BindingStore + Clone> TaskParamsLayer<St> {
     /// A layer on `store` (the binding layer's): `subscriptions/listen` and session-era tasks
     /// checked, the binding layer's defaults for the caps and the task TTL.
-    ///
-    /// ```
-    /// # #[cfg(feature = "memory")] {
-    /// use mcp_session_binding::{store::MemoryStore, task_params::TaskParamsLayer};
-    ///
-    /// let layer = TaskParamsLayer::new(MemoryStore::new());
-    /// # let _ = layer;
-    /// # }
-    /// ```
     pub fn new(store: St) -> Self {
         Self {
             store,
@@ -105,16 +86,6 @@ impl<St> TaskParamsLayer<St> {
     /// turn it off only for a server that serves no tasks there. On, the body of every
     /// session-era POST is read: see
     /// [the cost](super#session-era-tasks-cost-a-body-read-on-every-session-era-post).
-    ///
-    /// ```
-    /// # #[cfg(feature = "memory")] {
-    /// use mcp_session_binding::{store::MemoryStore, task_params::TaskParamsLayer};
-    ///
-    /// // A server that serves tasks to sessionless (2026-07-28) requests only.
-    /// let layer = TaskParamsLayer::new(MemoryStore::new()).legacy_tasks(false);
-    /// # let _ = layer;
-    /// # }
-    /// ```
     pub fn legacy_tasks(mut self, on: bool) -> Self {
         self.settings.legacy = on;
         self
@@ -124,101 +95,46 @@ impl<St> TaskParamsLayer<St> {
     /// `params.notifications.taskIds` (default `true`). The binding layer records the tasks:
     /// with its [`bind_tasks`](crate::SessionBindingLayer::bind_tasks) off, turn this off too,
     /// or every listen naming a task is refused.
-    ///
-    /// ```
-    /// # #[cfg(feature = "memory")] {
-    /// use mcp_session_binding::{store::MemoryStore, task_params::TaskParamsLayer};
-    ///
-    /// let layer = TaskParamsLayer::new(MemoryStore::new()).check_listen(false);
-    /// # let _ = layer;
-    /// # }
-    /// ```
     pub fn check_listen(mut self, on: bool) -> Self {
         self.settings.listen = on;
         self
     }
 
-    /// Cap on the request bodies the layer reads (default
-    /// [`DEFAULT_MAX_BODY_BYTES`](crate::DEFAULT_MAX_BODY_BYTES), 4 MiB). Over it: 413, not
-    /// forwarded.
-    ///
-    /// ```
-    /// # #[cfg(feature = "memory")] {
-    /// use mcp_session_binding::{store::MemoryStore, task_params::TaskParamsLayer};
-    ///
-    /// let layer = TaskParamsLayer::new(MemoryStore::new()).max_body_bytes(1 << 20);
-    /// # let _ = layer;
-    /// # }
-    /// ```
+    /// Cap on the request bodies the layer reads (default 4 MiB, rmcp's own request body cap).
+    /// Over it: 413, not forwarded.
     pub fn max_body_bytes(mut self, bytes: usize) -> Self {
         self.config().max_body_bytes = bytes;
         self
     }
 
-    /// How long the layer waits for a body it reads (default
-    /// [`DEFAULT_REFUSED_BODY_TIMEOUT`](crate::DEFAULT_REFUSED_BODY_TIMEOUT), 10 s). Past it:
+    /// How long the layer waits for a body it reads (default 10 s, as the binding layer's
+    /// [`refused_body_timeout`](crate::SessionBindingLayer::refused_body_timeout)). Past it:
     /// 408, not forwarded.
-    ///
-    /// ```
-    /// # #[cfg(feature = "memory")] {
-    /// use mcp_session_binding::{store::MemoryStore, task_params::TaskParamsLayer};
-    ///
-    /// let layer = TaskParamsLayer::new(MemoryStore::new()).body_timeout(std::time::Duration::from_secs(2));
-    /// # let _ = layer;
-    /// # }
-    /// ```
     pub fn body_timeout(mut self, timeout: Duration) -> Self {
         self.config().refused_body_timeout = timeout;
         self
     }
 
-    /// The longest a legacy task record lives (default
-    /// [`DEFAULT_TASK_TTL`](crate::DEFAULT_TASK_TTL), 24 h): twice the task's own `ttl` plus a
+    /// The longest a legacy task record lives (default 24 h, as the binding layer's
+    /// [`task_ttl`](crate::SessionBindingLayer::task_ttl)): twice the task's own `ttl` plus a
     /// minute when that is shorter; each check slides it. Use the binding layer's
     /// [`task_ttl`](crate::SessionBindingLayer::task_ttl).
-    ///
-    /// ```
-    /// # #[cfg(feature = "memory")] {
-    /// use mcp_session_binding::{store::MemoryStore, task_params::TaskParamsLayer};
-    ///
-    /// let layer = TaskParamsLayer::new(MemoryStore::new()).task_ttl(std::time::Duration::from_secs(3600));
-    /// # let _ = layer;
-    /// # }
-    /// ```
     pub fn task_ttl(mut self, ttl: Duration) -> Self {
         self.config().task_ttl = ttl;
         self
     }
 
-    /// Cap on a task id in a body (default
-    /// [`DEFAULT_MAX_TASK_ID_LEN`](crate::DEFAULT_MAX_TASK_ID_LEN), 256 bytes). Over it:
+    /// Cap on a task id in a body (default 256 bytes, as the binding layer's
+    /// [`max_task_id_len`](crate::SessionBindingLayer::max_task_id_len)). Over it:
     /// JSON-RPC `-32602`, not forwarded. Use the binding layer's
     /// [`max_task_id_len`](crate::SessionBindingLayer::max_task_id_len).
-    ///
-    /// ```
-    /// # #[cfg(feature = "memory")] {
-    /// use mcp_session_binding::{store::MemoryStore, task_params::TaskParamsLayer};
-    ///
-    /// let layer = TaskParamsLayer::new(MemoryStore::new()).max_task_id_len(64);
-    /// # let _ = layer;
-    /// # }
-    /// ```
     pub fn max_task_id_len(mut self, bytes: usize) -> Self {
         self.config().max_task_id_len = bytes;
         self
     }
 
-    /// Most task ids one `subscriptions/listen` may name (default
-    /// [`DEFAULT_MAX_LISTEN_TASK_IDS`]). Over it: JSON-RPC `-32602`, not forwarded.
-    ///
-    /// ```
-    /// # #[cfg(feature = "memory")] {
-    /// use mcp_session_binding::{store::MemoryStore, task_params::TaskParamsLayer};
-    ///
-    /// let layer = TaskParamsLayer::new(MemoryStore::new()).max_listen_task_ids(16);
-    /// # let _ = layer;
-    /// # }
-    /// ```
+    /// Most task ids one `subscriptions/listen` may name (default 64: each costs a store
+    /// lookup before the stream opens). Over it: JSON-RPC `-32602`, not forwarded.
     pub fn max_listen_task_ids(mut self, max: usize) -> Self {
         self.settings.max_listen_task_ids = max;
         self

@@ -40,7 +40,7 @@
 //! The 2025-11-25 `tasks/list` must return only the caller's tasks. The layer cannot know whose
 //! tasks the server lists; filtering the answer would need a store lookup per listed task, and
 //! pagination cursors would skip or repeat tasks. So it answers JSON-RPC `-32600` with the
-//! request's `id` ([`TASK_LIST_REFUSED`]) and forwards nothing; clients poll their own tasks with
+//! request's `id` (`tasks/list is not available: …`) and forwards nothing; clients poll their own tasks with
 //! `tasks/get`. A server behind the layer should not declare the `tasks.list` capability.
 //!
 //! # Batches
@@ -53,5 +53,5 @@
 mod layer;
 mod service;
 
-pub use layer::{DEFAULT_MAX_LISTEN_TASK_IDS, TASK_LIST_REFUSED, TaskParamsLayer};
+pub use layer::TaskParamsLayer;
 pub use service::TaskParams;
