@@ -463,10 +463,7 @@ where
             Ok(Lookup::Bound(owner)) if self.owns(&owner) => return self.forward(),
             Ok(Lookup::Bound(Owner::User(owner))) => Refusal::Mismatch { owner: Some(owner) },
             Ok(Lookup::Bound(Owner::Anonymous)) => Refusal::Mismatch { owner: None },
-            Ok(Lookup::Missing) => match self.format_1_key() {
-                Some(key) => return self.look_again(key),
-                None => return self.not_found(RejectionReason::UnknownSession),
-            },
+            Ok(Lookup::Missing) => return self.not_found(RejectionReason::UnknownSession),
             Ok(Lookup::Ended) if self.deletes_idempotently() => return self.already_ended(),
             Ok(Lookup::Ended) => return self.not_found(RejectionReason::EndedSession),
             Err(error) if error.kind() == StoreErrorKind::Corrupt => {
@@ -498,32 +495,6 @@ where
 
     fn owns(&self, owner: &Owner) -> bool {
         owns(owner, self.caller.as_ref(), &self.config)
-    }
-
-    /// The session's format-1 key, when the store is migrating to format 2 and it has not been
-    /// looked up yet (see [`KeyDerivation::reading_format_1`]).
-    ///
-    /// [`KeyDerivation::reading_format_1`]: crate::store::KeyDerivation::reading_format_1
-    fn format_1_key(&self) -> Option<SessionKey> {
-        let session = self.parts.headers.get(MCP_SESSION_ID)?;
-        let key = self
-            .store
-            .key_derivation()
-            .format_1_session(headers::as_str(session))?;
-        (key != self.key).then_some(key)
-    }
-
-    /// Looks the session up again, under `key`, and decides on what that finds.
-    fn look_again(mut self, key: SessionKey) -> ResponseFuture<S::Future, ResBody> {
-        self.key = key;
-        let slide = self.config.slide(self.caller.as_ref());
-        ResponseFuture::boxed(
-            async move {
-                let found = self.store.lookup(key, slide).await;
-                self.decide(found).await
-            }
-            .boxed(),
-        )
     }
 
     fn forward(mut self) -> ResponseFuture<S::Future, ResBody> {
