@@ -8,10 +8,10 @@
 
 use http::{HeaderMap, HeaderValue};
 use mcp_session_binding::{
-    __private::{self, Message},
+    __private::{self, Message, codec},
     DEFAULT_MAX_BATCH_ANSWERS, DEFAULT_MAX_SESSION_ID_LEN, Identity, MCP_PROTOCOL_VERSION,
     MCP_SESSION_ID,
-    store::{Owner, codec},
+    store::Owner,
 };
 use serde_json::{Value, value::RawValue};
 

@@ -25,7 +25,7 @@ const USER: &str = "mcpsb1:user:";
 
 /// A decoded stored value.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) enum Stored {
+pub enum Stored {
     /// A live binding.
     Bound(Owner),
     /// A tombstone.
@@ -34,7 +34,7 @@ pub(crate) enum Stored {
 
 /// Why a stored value does not decode.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) enum CodecError {
+pub enum CodecError {
     /// Not this encoding at all: another version, or a legacy value such as a token hash.
     UnknownFormat,
     /// This encoding's prefix, but not a value encoding could have produced.
@@ -56,7 +56,7 @@ impl std::error::Error for CodecError {}
 
 /// Encodes an owner.
 #[must_use]
-pub(crate) fn encode_owner(owner: &Owner) -> String {
+pub fn encode_owner(owner: &Owner) -> String {
     match owner {
         Owner::Anonymous => ANON.to_owned(),
         Owner::User(id) => {
@@ -68,7 +68,7 @@ pub(crate) fn encode_owner(owner: &Owner) -> String {
 
 /// The encoding of a tombstone.
 #[must_use]
-pub(crate) fn encode_ended() -> &'static str {
+pub fn encode_ended() -> &'static str {
     ENDED
 }
 
@@ -77,7 +77,7 @@ pub(crate) fn encode_ended() -> &'static str {
 /// # Errors
 ///
 /// [`CodecError`] for anything [`encode_owner`] or [`encode_ended`] could not have produced.
-pub(crate) fn decode(value: &str) -> Result<Stored, CodecError> {
+pub fn decode(value: &str) -> Result<Stored, CodecError> {
     if !value.starts_with(PREFIX) {
         return Err(CodecError::UnknownFormat);
     }
@@ -117,7 +117,7 @@ pub(crate) fn decode(value: &str) -> Result<Stored, CodecError> {
 /// # Errors
 ///
 /// As [`decode`], plus [`CodecError::Malformed`] for bytes that are not UTF-8.
-pub(crate) fn decode_bytes(value: &[u8]) -> Result<Stored, CodecError> {
+pub fn decode_bytes(value: &[u8]) -> Result<Stored, CodecError> {
     std::str::from_utf8(value)
         .map_err(|_| CodecError::Malformed("not UTF-8"))
         .and_then(decode)

@@ -138,9 +138,9 @@ impl KeyDerivation {
         })
     }
 
-    /// [`keyed`](Self::keyed) with a fixed secret that this crate publishes: what a shared store
-    /// without a [`KeySecret`] of its own uses. Its keys still hide the ids, but anyone can
-    /// match a key to a guessed id.
+    /// [`keyed`](Self::keyed) with a fixed secret that this crate publishes: what `RedisStore`
+    /// uses without a [`KeySecret`]. Its keys still hide the ids, but anyone can match a key to
+    /// a guessed id: give a shared store a secret of its own.
     #[must_use]
     pub fn public() -> Self {
         Self::keyed(KeySecret(blake3::derive_key(

@@ -79,8 +79,7 @@ use futures::future::BoxFuture;
 
 use crate::Identity;
 
-#[cfg(any(test, feature = "redis"))]
-mod codec;
+pub(crate) mod codec;
 #[cfg(any(test, feature = "conformance"))]
 #[cfg_attr(docsrs, doc(cfg(feature = "conformance")))]
 pub mod conformance;

@@ -406,7 +406,7 @@ impl Fresh {
 /// slot moves and failovers). Cheap to clone; clones share the connection.
 ///
 /// It is a [`redis::aio::ConnectionLike`](::redis::aio::ConnectionLike), so any `redis` command
-/// runs on it: an application can keep other data on a clone of the one it gives the store.
+/// runs on it ([`RedisStore::connection`]).
 ///
 /// ```no_run
 /// use mcp_session_binding::store::{RedisConnection, RedisStore};
@@ -1029,6 +1029,14 @@ impl RedisStore {
         out.push_str(&self.prefix);
         out.push_str(&key.to_hex());
         out
+    }
+
+    /// The store's connection: clones share it. Other data of the application (rmcp's session
+    /// state, say) can use it too, as the `mcp_server` example does, instead of opening one more
+    /// with the same URL, TLS roots and timeouts.
+    #[must_use]
+    pub fn connection(&self) -> RedisConnection {
+        self.conn.clone()
     }
 
     /// Runs `op` under the timeout, once more if the first attempt met a dead connection.
