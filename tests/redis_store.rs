@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 use mcp_session_binding::{
     Identity,
     store::{
-        BindOutcome, BindingStore, KeyDerivation, Lookup, Owner, RedisOptions, RedisStore,
-        SessionKey, StoreError, StoreErrorKind, conformance,
+        BindOutcome, BindingStore, KeyDerivation, KeySecret, Lookup, Owner, RedisOptions,
+        RedisStore, SessionKey, StoreError, StoreErrorKind, conformance,
     },
 };
 use redis_server::RedisServer;
@@ -479,6 +479,50 @@ async fn redis_never_holds_the_session_id() {
     assert_eq!(
         server.command(&["GET", &format!("app:{}", key.to_hex())]),
         "mcpsb1:user:22:https://issuer.examplealice"
+    );
+}
+
+/// A task record is a string of its own, `<prefix>task:<key hex>`, in no owner set (so it counts
+/// towards no limit), written in one `SET`; with a key secret, every key is keyed by it.
+#[tokio::test]
+async fn task_records_are_keys_of_their_own_in_no_owner_set() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let secret = KeySecret::from_material(&[5; 32]).unwrap();
+    let store = store_with(
+        &server,
+        RedisOptions::new().prefix("app:").key_secret(secret),
+    )
+    .await;
+    let task = store.key_derivation().task("task-1");
+    assert_ne!(
+        task,
+        KeyDerivation::public().task("task-1"),
+        "keyed by the secret"
+    );
+    server.reset_stats();
+    assert_eq!(
+        store.bind_task(task, &alice(), TTL).await.unwrap(),
+        BindOutcome::Created
+    );
+    assert_eq!(calls(&server), [("set".to_owned(), 1)]);
+    assert_eq!(
+        store.task_owner(task, Some(TTL)).await.unwrap(),
+        Some(alice())
+    );
+    let key = format!("app:task:{}", task.to_hex());
+    assert_eq!(server.command(&["KEYS", "*"]), key, "no owner set");
+    assert_eq!(
+        server.command(&["GET", &key]),
+        "mcpsb1:user:22:https://issuer.examplealice"
+    );
+    let left: u64 = server.command(&["PTTL", &key]).parse().unwrap();
+    assert!(left > 290_000 && left <= 300_000, "{left}");
+    server.command(&["SET", &key, "mcpsb1:ended"]);
+    assert_eq!(
+        store.task_owner(task, None).await.unwrap_err().kind(),
+        StoreErrorKind::Corrupt
     );
 }
 
