@@ -195,7 +195,7 @@ static SLIDE_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(SLIDE_LUA))
 ///
 /// One string per session. The key is the prefix plus [`SessionKey::to_hex`], a hash of the
 /// session id: a dump of Redis (or `KEYS *`, `MONITOR`, a replica, a backup) hands out no usable
-/// session id. The value is the versioned [`codec`] text, `mcpsb1:user:<n>:<iss><sub>`,
+/// session id. The value is versioned text, `mcpsb1:user:<n>:<iss><sub>`,
 /// `mcpsb1:anon`, or the tombstone `mcpsb1:ended`. Each key has an expiry; nothing is kept
 /// without one.
 ///
