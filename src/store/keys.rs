@@ -16,6 +16,8 @@
 use std::fmt;
 
 /// BLAKE3 `derive_key` contexts: the secret's two subkeys, and the secret from key material.
+/// They are part of the derivation (changing one changes every key), so they keep the name the
+/// keyed format had when it was the second of three.
 const SESSION_CONTEXT: &str = "mcp-session-binding 2026-12-01 session key format 2";
 const TASK_CONTEXT: &str = "mcp-session-binding 2026-12-01 task key format 2";
 const MATERIAL_CONTEXT: &str = "mcp-session-binding 2026-12-01 key secret from material";

@@ -1,4 +1,5 @@
-//! Where bindings live: the [`BindingStore`] trait, its value types, and the stores.
+//! Where bindings and task records live: the [`BindingStore`] trait, its value types, and the
+//! stores.
 //!
 //! # Semantics every store must have
 //!
