@@ -101,6 +101,23 @@ fn fresh_user() -> Owner {
     user(&format!("user-{}", fresh_id()))
 }
 
+/// Binds a fresh key to `owner`.
+async fn bind_fresh<S: BindingStore>(
+    store: &S,
+    owner: &Owner,
+    ttl: Duration,
+    limit: usize,
+) -> BindOutcome {
+    let key = fresh_key(store);
+    store.bind(key, owner, ttl, limit).await.expect("bind")
+}
+
+/// Records a fresh task of `owner`.
+async fn record_fresh<S: BindingStore>(store: &S, owner: &Owner, ttl: Duration) -> BindOutcome {
+    let key = fresh_task(store);
+    store.bind_task(key, owner, ttl).await.expect("bind_task")
+}
+
 fn is_limit(outcome: &BindOutcome) -> bool {
     matches!(outcome, BindOutcome::LimitReached { .. })
 }
@@ -351,21 +368,11 @@ async fn limit_counts_live_bindings_per_owner<S: BindingStore>(store: &S) {
         "another owner has its own count"
     );
     assert!(
-        is_limit(
-            &store
-                .bind(fresh_key(store), &alice, LONG, 0)
-                .await
-                .expect("bind")
-        ),
+        is_limit(&bind_fresh(store, &alice, LONG, 0).await),
         "limit 0 refuses"
     );
     assert!(
-        is_limit(
-            &store
-                .bind(fresh_key(store), &bob, LONG, 1)
-                .await
-                .expect("bind")
-        ),
+        is_limit(&bind_fresh(store, &bob, LONG, 1).await),
         "bob holds one"
     );
 }
@@ -377,12 +384,7 @@ async fn ending_a_binding_frees_its_slot<S: BindingStore>(store: &S) {
     let (a, b) = (fresh_key(store), fresh_key(store));
     store.bind(a, &alice, LONG, 2).await.expect("bind");
     store.bind(b, &alice, LONG, 2).await.expect("bind");
-    assert!(is_limit(
-        &store
-            .bind(fresh_key(store), &alice, LONG, 2)
-            .await
-            .expect("bind")
-    ));
+    assert!(is_limit(&bind_fresh(store, &alice, LONG, 2).await));
     store.end(a, LONG).await.expect("end");
     store.end(a, LONG).await.expect("a second end");
     let c = fresh_key(store);
@@ -392,38 +394,22 @@ async fn ending_a_binding_frees_its_slot<S: BindingStore>(store: &S) {
         "the ended binding's slot is free"
     );
     assert!(
-        is_limit(
-            &store
-                .bind(fresh_key(store), &alice, LONG, 2)
-                .await
-                .expect("bind")
-        ),
+        is_limit(&bind_fresh(store, &alice, LONG, 2).await),
         "and only that one"
     );
     // Ending a key that was never bound frees nothing.
     store.end(fresh_key(store), LONG).await.expect("end");
-    assert!(is_limit(
-        &store
-            .bind(fresh_key(store), &alice, LONG, 2)
-            .await
-            .expect("bind")
-    ));
+    assert!(is_limit(&bind_fresh(store, &alice, LONG, 2).await));
 }
 
 /// An expired binding frees its slot; a binding kept alive by sliding lookups keeps it, past its
 /// first TTL.
 async fn expiry_frees_a_slot_and_sliding_keeps_it<S: BindingStore>(store: &S) {
     let (alice, bob) = (fresh_user(), fresh_user());
-    store
-        .bind(fresh_key(store), &alice, SHORT, 1)
-        .await
-        .expect("bind");
+    bind_fresh(store, &alice, SHORT, 1).await;
     let active = fresh_key(store);
     store.bind(active, &bob, SHORT, 1).await.expect("bind");
-    let outcome = store
-        .bind(fresh_key(store), &alice, SHORT, 1)
-        .await
-        .expect("bind");
+    let outcome = bind_fresh(store, &alice, SHORT, 1).await;
     let BindOutcome::LimitReached { retry_after } = outcome else {
         panic!("alice holds her one binding: {outcome:?}");
     };
@@ -437,20 +423,12 @@ async fn expiry_frees_a_slot_and_sliding_keeps_it<S: BindingStore>(store: &S) {
         );
     }
     assert_eq!(
-        store
-            .bind(fresh_key(store), &alice, SHORT, 1)
-            .await
-            .expect("bind"),
+        bind_fresh(store, &alice, SHORT, 1).await,
         BindOutcome::Created,
         "an expired binding frees its slot"
     );
     assert!(
-        is_limit(
-            &store
-                .bind(fresh_key(store), &bob, SHORT, 1)
-                .await
-                .expect("bind")
-        ),
+        is_limit(&bind_fresh(store, &bob, SHORT, 1).await),
         "a binding kept alive by sliding still counts after its first TTL"
     );
 }
@@ -502,28 +480,17 @@ async fn anonymous_budget_is_separate<S: BindingStore>(store: &S) {
         BindOutcome::Created
     );
     assert!(
-        is_limit(
-            &store
-                .bind(fresh_key(store), &Owner::Anonymous, LONG, held + 1)
-                .await
-                .expect("bind")
-        ),
+        is_limit(&bind_fresh(store, &Owner::Anonymous, LONG, held + 1).await),
         "the anonymous budget is spent"
     );
     assert_eq!(
-        store
-            .bind(fresh_key(store), &fresh_user(), LONG, 1)
-            .await
-            .expect("bind"),
+        bind_fresh(store, &fresh_user(), LONG, 1).await,
         BindOutcome::Created,
         "a spent anonymous budget never locks out a user"
     );
     store.end(first, LONG).await.expect("end");
     assert_eq!(
-        store
-            .bind(fresh_key(store), &Owner::Anonymous, LONG, held + 1)
-            .await
-            .expect("bind"),
+        bind_fresh(store, &Owner::Anonymous, LONG, held + 1).await,
         BindOutcome::Created,
         "ending an anonymous binding frees an anonymous slot"
     );
@@ -680,38 +647,24 @@ async fn tasks_never_count_against_the_limit<S: BindingStore>(store: &S) {
     let alice = fresh_user();
     for _ in 0..5 {
         assert_eq!(
-            store
-                .bind_task(fresh_task(store), &alice, LONG)
-                .await
-                .expect("bind_task"),
+            record_fresh(store, &alice, LONG).await,
             BindOutcome::Created,
             "tasks have no limit"
         );
     }
     for _ in 0..2 {
         assert_eq!(
-            store
-                .bind(fresh_key(store), &alice, LONG, 2)
-                .await
-                .expect("bind"),
+            bind_fresh(store, &alice, LONG, 2).await,
             BindOutcome::Created,
             "tasks take no session slot"
         );
     }
     assert!(
-        is_limit(
-            &store
-                .bind(fresh_key(store), &alice, LONG, 2)
-                .await
-                .expect("bind")
-        ),
+        is_limit(&bind_fresh(store, &alice, LONG, 2).await),
         "the sessions alone reach the limit"
     );
     assert_eq!(
-        store
-            .bind_task(fresh_task(store), &alice, LONG)
-            .await
-            .expect("bind_task"),
+        record_fresh(store, &alice, LONG).await,
         BindOutcome::Created,
         "an owner at its session limit still records tasks"
     );
