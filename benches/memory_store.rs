@@ -6,7 +6,7 @@
 //!   10 sessions per user, no session limit. Each bind also runs one step of the store's
 //!   reclaimer (here it finds only live entries, so it passes over 4 of them).
 //!
-//! Keys are computed before timing: these figures are the store alone, not the SHA-256 of the
+//! Keys are computed before timing: these figures are the store alone, not the hash of the
 //! session id (which the layer adds once per request, see the `overhead` bench).
 //!
 //! ```text
@@ -25,7 +25,7 @@ use std::{
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use mcp_session_binding::{
     Identity,
-    store::{BindingStore, MemoryStore, Owner, SessionKey},
+    store::{BindingStore, KeyDerivation, MemoryStore, Owner, SessionKey},
 };
 
 const TTL: Duration = Duration::from_secs(3600);
@@ -41,7 +41,9 @@ fn session_id(i: usize) -> String {
 }
 
 fn key(i: usize) -> SessionKey {
-    SessionKey::from_session_id(&session_id(i))
+    static KEYS: std::sync::LazyLock<KeyDerivation> =
+        std::sync::LazyLock::new(KeyDerivation::local);
+    KEYS.session(&session_id(i))
 }
 
 fn users(n: usize) -> Vec<Owner> {

@@ -29,7 +29,7 @@ use http::StatusCode;
 use http_body_util::Full;
 use mcp_session_binding::{
     Identity, SessionBindingLayer,
-    store::{MemoryStore, SessionKey},
+    store::{KeyDerivation, MemoryStore},
 };
 use tower::Layer;
 
@@ -127,12 +127,18 @@ fn rmcp(c: &mut Criterion) {
     group.finish();
 }
 
-/// The largest single item of the matching path: SHA-256 of the session id (the store key).
+/// The largest single item of the matching path: the store key of the session id, keyed BLAKE3
+/// (`RedisStore`) or SipHash-2-4-128 (`MemoryStore`).
 fn session_key(c: &mut Criterion) {
     let mut group = c.benchmark_group("hot_path");
     group.sample_size(50);
-    group.bench_function("session_key_sha256", |b| {
-        b.iter(|| SessionKey::from_session_id(std::hint::black_box(common::SESSION)));
+    let keyed = KeyDerivation::public();
+    group.bench_function("session_key_keyed", |b| {
+        b.iter(|| keyed.session(std::hint::black_box(common::SESSION)));
+    });
+    let local = KeyDerivation::local();
+    group.bench_function("session_key_local", |b| {
+        b.iter(|| local.session(std::hint::black_box(common::SESSION)));
     });
     group.finish();
 }

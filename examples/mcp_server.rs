@@ -127,7 +127,7 @@ environment:
                       https://issuer.example)
   MCP_KEY_SECRET      with --redis: keys the Redis keys of the bindings and of rmcp's
                       session state (at least 32 bytes, the same on every replica);
-                      unset: unkeyed SHA-256 keys
+                      unset: keys under a public secret
   MCP_STATE_KEYS      keys that seal MRTR requestState (feature `request-state`):
                       comma-separated base64, 32 bytes each, the first seals; unset: a
                       random key per process (replicas need the same keys)
@@ -319,7 +319,7 @@ type DemoService = rmcp::transport::streamable_http_server::StreamableHttpServic
 /// The MCP service; with `--redis`, rmcp keeps its session state in Redis too, so that another
 /// replica can restore a session it does not hold.
 /// With `MCP_KEY_SECRET`, rmcp's session state keys are keyed (BLAKE3, a subkey of the secret of
-/// their own); without, unkeyed SHA-256, as the bindings' keys are then.
+/// their own); without, keyed with the public secret, as the bindings' keys are then.
 #[cfg(feature = "redis")]
 fn mcp_service(redis: Option<&Redis>) -> Result<DemoService, String> {
     let Some(store) = redis else {
@@ -331,11 +331,11 @@ fn mcp_service(redis: Option<&Redis>) -> Result<DemoService, String> {
             sessions = sessions.keyed(key);
             tracing::info!(
                 "MCP session state keys in Redis are keyed with MCP_KEY_SECRET (BLAKE3 under a \
-                 subkey of their own; state under unkeyed keys is still read)"
+                 subkey of their own)"
             );
         }
         None => tracing::info!(
-            "MCP_KEY_SECRET is not set: MCP session state keys in Redis are unkeyed SHA-256; \
+            "MCP_KEY_SECRET is not set: MCP session state keys in Redis are keyed with a public secret; \
              set it (32 bytes or more, the same on every replica) for keyed keys"
         ),
     }

@@ -27,7 +27,7 @@ use std::{alloc::System, time::Duration};
 use futures::FutureExt;
 use mcp_session_binding::{
     Identity,
-    store::{BindOutcome, BindingStore, MemoryStore, Owner, SessionKey},
+    store::{BindOutcome, BindingStore, MemoryStore, Owner},
 };
 use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
 
@@ -76,7 +76,7 @@ fn bytes_per_binding(sessions: usize, users: usize) -> f64 {
     for i in 0..sessions {
         let session_id = ids.session_id();
         debug_assert_eq!(session_id.len(), 36);
-        let key = SessionKey::from_session_id(&session_id);
+        let key = store.key_derivation().session(&session_id);
         let owner = Owner::User(Identity::new(ISS, sub(i % users)).expect("valid identity"));
         let outcome = store
             .bind(key, &owner, TTL, usize::MAX)

@@ -146,6 +146,13 @@ pub mod __private {
     pub use crate::jwt::fuzzing::{parse_discovery, parse_jwks};
     pub use crate::protocol::envelope::classify_len;
 
+    /// The stored-value codec of the stores, for its fuzz target.
+    pub mod codec {
+        pub use crate::store::codec::{
+            CodecError, Stored, decode, decode_bytes, encode_ended, encode_owner,
+        };
+    }
+
     /// The `Mcp-Session-Id` header as the layer reads it: `Ok(None)` when absent, `Ok(Some(id))`
     /// when accepted, `Err(why)` when malformed.
     pub fn session_header(

@@ -433,13 +433,13 @@ fn redis_flag_with_an_unreachable_redis_is_an_error() {
 }
 
 /// With `MCP_KEY_SECRET`, rmcp's session state in Redis is keyed too: after a session is created
-/// on one replica and restored on another, no Redis key holds the unkeyed SHA-256 of its id
+/// on one replica and restored on another, no Redis key holds its key under the public secret
 /// (which a dump could be checked against guessed ids with), and the log says the keys are
 /// keyed. Ending the session removes its state.
 #[cfg(feature = "redis")]
 #[tokio::test]
 async fn key_secret_keys_the_rmcp_session_state_in_redis() {
-    use sha2::{Digest, Sha256};
+    use mcp_session_binding::store::KeyDerivation;
 
     let Some(redis) = redis_server::RedisServer::start() else {
         return;
@@ -463,10 +463,7 @@ async fn key_secret_keys_the_rmcp_session_state_in_redis() {
         format!("{ISSUER} alice")
     );
 
-    let unkeyed: String = Sha256::digest(session.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let unkeyed = KeyDerivation::public().session(&session).to_hex();
     let keys = redis.command(&["KEYS", "*"]);
     let states: Vec<&str> = keys
         .lines()
@@ -475,8 +472,8 @@ async fn key_secret_keys_the_rmcp_session_state_in_redis() {
     assert_eq!(states.len(), 1, "one session state: {keys}");
     for key in keys.lines() {
         assert!(
-            !key.contains(&unkeyed[..32]),
-            "{key} holds the unkeyed SHA-256 of the session id"
+            !key.contains(&unkeyed),
+            "{key} holds the unkeyed key of the session id"
         );
     }
     for replica in [&a, &b] {

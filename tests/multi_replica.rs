@@ -32,7 +32,7 @@ use http::StatusCode;
 use jwt_stack::{DEFAULT_AUDIENCE, DEFAULT_ISSUER, StackConfig, TokenMinter};
 use mcp_session_binding::{
     Identity,
-    store::{BindOutcome, BindingStore, KeySecret, Owner, RedisOptions, RedisStore, SessionKey},
+    store::{BindOutcome, BindingStore, KeyDerivation, KeySecret, Owner, RedisOptions, RedisStore},
 };
 use redis_server::{RedisCluster, RedisServer};
 use rmcp_redis_sessions::RedisSessionStore;
@@ -62,7 +62,7 @@ fn state_key(session: &str) -> String {
     format!(
         "{}{}",
         rmcp_redis_sessions::DEFAULT_PREFIX,
-        SessionKey::from_session_id(session).to_hex()
+        KeyDerivation::public().session(session).to_hex()
     )
 }
 
@@ -131,14 +131,17 @@ impl Backend {
         }
     }
 
-    /// The Redis key of `session`'s binding in format 1 (no key secret): `mcpsb:<hex>`, on a
-    /// cluster `{mcpsb:}<hex>` (the store's hash tag).
+    /// The Redis key of `session`'s binding without a key secret: `mcpsb:<hex>`, on a cluster
+    /// `{mcpsb:}<hex>` (the store's hash tag).
     fn binding_key(&self, session: &str) -> String {
         let prefix = match self {
             Self::Single(_) => "mcpsb:",
             Self::Cluster(_) => "{mcpsb:}",
         };
-        format!("{prefix}{}", SessionKey::from_session_id(session).to_hex())
+        format!(
+            "{prefix}{}",
+            KeyDerivation::public().session(session).to_hex()
+        )
     }
 
     /// `GET key` (on the master of its slot), `""` for a missing key.
@@ -208,7 +211,7 @@ on_both!(
     a_stored_value_that_is_not_a_binding_fails_closed,
     one_redis_round_trip_per_checked_request_and_per_bind,
     a_server_process_restart_keeps_every_binding,
-    a_key_secret_rollout_logs_nobody_out_and_still_refuses_thieves,
+    replicas_with_different_key_secrets_share_no_session,
     a_thief_on_b_ends_the_owners_open_stream_on_a,
     an_owner_delete_on_b_ends_her_open_stream_on_a,
 );
@@ -310,46 +313,37 @@ fn counts(pairs: &[(&str, u64)]) -> BTreeMap<String, u64> {
         .collect()
 }
 
-/// The key secret rolled out to a deployment on format-1 keys (SHA-256): A has no secret yet, B
-/// has one (format 2, still reading format 1), C has one and no longer reads format 1.
-/// - alice's session from A keeps working on B (found under its format-1 key), and a thief on
-///   B is refused and ends it there: the tombstone lands on the format-1 key, so A refuses too;
-/// - a session opened on B is stored under its keyed key only;
-/// - once format-1 reads are off (C), a format-1 session is unknown: 404.
-async fn a_key_secret_rollout_logs_nobody_out_and_still_refuses_thieves(redis: Backend) {
+/// Replicas with a key secret and without one share no session: each finds only the sessions
+/// under its own keys (so setting or rotating a secret starts every session anew), a session
+/// opened with the secret is stored under its keyed key only, and a thief is refused there.
+async fn replicas_with_different_key_secrets_share_no_session(redis: Backend) {
     let secret = || KeySecret::from_material(b"rollout-test-secret-of-32-bytes!!").unwrap();
     let a = Replica::start(&redis).await;
     let b = Replica::start_with(&redis, RedisOptions::new().key_secret(secret())).await;
-    let c_options = RedisOptions::new()
-        .key_secret(secret())
-        .reading_format_1_keys(false);
-    let c = Replica::start_with(&redis, c_options).await;
 
     let old = a.raw.open_session(Some(&token("alice"))).await;
     assert_eq!(redis.get(&redis.binding_key(&old)), bound_to("alice"));
-    assert_eq!(b.whoami(&old, "alice").await, who("alice"));
-    assert_eq!(c.whoami_status(&old, "alice").await, StatusCode::NOT_FOUND);
-    assert_eq!(
-        b.whoami(&old, "alice").await,
-        who("alice"),
-        "C changed nothing"
-    );
-
-    let thief = b.raw.whoami(&old, Some(&token("mallory")), 3).await;
-    assert_mismatch(&thief);
-    assert_eq!(redis.get(&redis.binding_key(&old)), TOMBSTONE);
-    assert_eq!(a.whoami_status(&old, "alice").await, StatusCode::NOT_FOUND);
     assert_eq!(b.whoami_status(&old, "alice").await, StatusCode::NOT_FOUND);
+    assert_eq!(
+        a.whoami(&old, "alice").await,
+        who("alice"),
+        "B changed nothing"
+    );
 
     let new = b.raw.open_session(Some(&token("alice"))).await;
     let keyed = redis
         .store_with(RedisOptions::new().key_secret(secret()))
         .await;
-    let keyed_key = keyed.redis_key(keyed.key_derivation().session(&new));
+    let keyed_key = format!(
+        "{}{}",
+        keyed.prefix(),
+        keyed.key_derivation().session(&new).to_hex()
+    );
     assert_eq!(redis.get(&keyed_key), bound_to("alice"));
-    assert_eq!(redis.get(&redis.binding_key(&new)), "", "no format-1 key");
-    assert_eq!(c.whoami(&new, "alice").await, who("alice"));
-    assert_mismatch(&c.raw.whoami(&new, Some(&token("mallory")), 4).await);
+    assert_eq!(redis.get(&redis.binding_key(&new)), "", "no unkeyed key");
+    assert_eq!(a.whoami_status(&new, "alice").await, StatusCode::NOT_FOUND);
+    assert_eq!(b.whoami(&new, "alice").await, who("alice"));
+    assert_mismatch(&b.raw.whoami(&new, Some(&token("mallory")), 4).await);
     assert_eq!(redis.get(&keyed_key), TOMBSTONE);
 }
 
@@ -880,8 +874,7 @@ async fn with_client_side_caches_a_session_ended_on_b_is_refused_on_a() {
 /// port), and are still refused to others.
 async fn a_server_process_restart_keeps_every_binding(redis: Backend) {
     let redis_args = redis.server_args();
-    // The first process keys nothing; the second is given MCP_KEY_SECRET (format 2), and
-    // still finds the bindings the first wrote (format 1).
+    // Both are given the same MCP_KEY_SECRET: the second finds the bindings the first wrote.
     let server = |key_secret: Option<&str>| {
         let mut command = Command::new(example("mcp_server"));
         command
@@ -898,13 +891,14 @@ async fn a_server_process_restart_keeps_every_binding(redis: Backend) {
         Spawned::start(&mut command)
     };
 
-    let first = server(None);
+    let key_secret = "restart-test-key-secret-32-bytes!!";
+    let first = server(Some(key_secret));
     let raw = Raw::at(first.url.clone());
     let alice = raw.open_session(Some(&token("alice"))).await;
     let bob = raw.open_session(Some(&token("bob"))).await;
     drop(first);
 
-    let second = server(Some("restart-test-key-secret-32-bytes!!"));
+    let second = server(Some(key_secret));
     let raw = Raw::at(second.url.clone());
     let whoami = async |session: &str, sub: &str| {
         let answer = raw.whoami(session, Some(&token(sub)), 5).await;
@@ -921,7 +915,7 @@ async fn a_server_process_restart_keeps_every_binding(redis: Backend) {
     // A session of the second process has a keyed key only.
     let carol = raw.open_session(Some(&token("carol"))).await;
     assert_eq!(whoami(&carol, "carol").await, who("carol"));
-    assert_eq!(redis.get(&redis.binding_key(&carol)), "", "no format-1 key");
+    assert_eq!(redis.get(&redis.binding_key(&carol)), "", "no unkeyed key");
 }
 
 /// On a Redis Cluster, the master that holds the bindings is killed (SIGKILL) while two replicas
@@ -1018,7 +1012,7 @@ async fn race(url: &str, prefix: &str, owner: &Owner) -> Vec<BindOutcome> {
             .unwrap();
         let outcome = store
             .bind(
-                SessionKey::from_session_id(id),
+                store.key_derivation().session(id),
                 owner,
                 Duration::from_secs(60),
                 usize::MAX,
@@ -1101,7 +1095,7 @@ async fn concurrent_binds_across_processes_have_exactly_one_winner() {
     for ((id, ours), theirs) in race_ids(&prefix).iter().zip(&ours).zip(&theirs) {
         let stored = redis.get(&format!(
             "mcpsb:{}",
-            SessionKey::from_session_id(id).to_hex()
+            KeyDerivation::public().session(id).to_hex()
         ));
         match ours {
             BindOutcome::Created => {

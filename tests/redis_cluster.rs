@@ -11,11 +11,16 @@ use std::time::Duration;
 use mcp_session_binding::{
     Identity,
     store::{
-        BindOutcome, BindingStore, Lookup, Owner, RedisOptions, RedisStore, SessionKey,
-        StoreErrorKind, conformance,
+        BindOutcome, BindingStore, KeyDerivation, Lookup, Owner, RedisOptions, RedisStore,
+        SessionKey, StoreErrorKind, conformance,
     },
 };
 use support::redis_server::RedisCluster;
+
+/// The key of session id `id` under a store without a key secret.
+fn key_of(id: &str) -> SessionKey {
+    KeyDerivation::public().session(id)
+}
 
 const TTL: Duration = Duration::from_secs(300);
 
@@ -31,7 +36,6 @@ async fn conformance_suite_passes_on_a_cluster() {
         return;
     };
     let store = connect(&cluster, RedisOptions::new()).await;
-    assert!(store.connection().is_cluster());
     assert_eq!(
         store.prefix(),
         "{mcpsb:}",
@@ -54,9 +58,7 @@ async fn every_key_of_the_store_is_on_the_master_of_its_tag() {
     };
     let store = connect(&cluster, RedisOptions::new().prefix("t:")).await;
     let alice = Owner::User(Identity::new("https://issuer.example", "alice").unwrap());
-    let keys: Vec<SessionKey> = (0..20)
-        .map(|i| SessionKey::from_session_id(&format!("cluster-{i}")))
-        .collect();
+    let keys: Vec<SessionKey> = (0..20).map(|i| key_of(&format!("cluster-{i}"))).collect();
     for key in &keys {
         assert_eq!(
             store.bind(*key, &alice, TTL, 100).await.unwrap(),
@@ -85,14 +87,14 @@ async fn every_key_of_the_store_is_on_the_master_of_its_tag() {
     );
     assert_eq!(other.lookup(keys[0], None).await.unwrap(), Lookup::Ended);
     // The per-owner limit counts across both stores: 19 live, limit 20, one more fits.
-    let more = SessionKey::from_session_id("cluster-more");
+    let more = key_of("cluster-more");
     assert_eq!(
         other.bind(more, &alice, TTL, 20).await.unwrap(),
         BindOutcome::Created
     );
     assert!(matches!(
         store
-            .bind(SessionKey::from_session_id("cluster-over"), &alice, TTL, 20)
+            .bind(key_of("cluster-over"), &alice, TTL, 20)
             .await
             .unwrap(),
         BindOutcome::LimitReached { .. }

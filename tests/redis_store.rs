@@ -13,11 +13,21 @@ use std::time::{Duration, Instant};
 use mcp_session_binding::{
     Identity,
     store::{
-        BindOutcome, BindingStore, Lookup, Owner, RedisOptions, RedisStore, SessionKey, StoreError,
-        StoreErrorKind, conformance,
+        BindOutcome, BindingStore, KeyDerivation, KeySecret, Lookup, Owner, RedisOptions,
+        RedisStore, SessionKey, StoreError, StoreErrorKind, conformance,
     },
 };
 use redis_server::RedisServer;
+
+/// The key of session id `id` under a store without a key secret.
+fn key_of(id: &str) -> SessionKey {
+    KeyDerivation::public().session(id)
+}
+
+/// The Redis key that holds `key`'s binding in `store`.
+fn redis_key(store: &RedisStore, key: SessionKey) -> String {
+    format!("{}{}", store.prefix(), key.to_hex())
+}
 
 const TTL: Duration = Duration::from_secs(300);
 const NO_LIMIT: usize = usize::MAX;
@@ -76,13 +86,11 @@ async fn one_round_trip_per_bind_and_per_lookup() {
     };
     let store = store(&server).await;
     const N: u64 = 50;
-    let keys: Vec<SessionKey> = (0..N)
-        .map(|i| SessionKey::from_session_id(&format!("cost-{i}")))
-        .collect();
+    let keys: Vec<SessionKey> = (0..N).map(|i| key_of(&format!("cost-{i}"))).collect();
 
     // Load the bind script once (the first call on a fresh server is EVALSHA, NOSCRIPT,
     // SCRIPT LOAD, EVALSHA), then measure.
-    let warm = SessionKey::from_session_id("cost-warm");
+    let warm = key_of("cost-warm");
     store.bind(warm, &bob(), TTL, NO_LIMIT).await.unwrap();
     // N binds: one EVALSHA each (the limit is counted inside it, and the owner's tombstones:
     // a second ZCARD), nothing else.
@@ -167,7 +175,7 @@ async fn one_round_trip_per_bind_and_per_lookup() {
     // Less than half the slide left, on a store that did not make the binding: the first lookup
     // refreshes once (the key and its owner set), the next ones are GETs.
     let key = keys[1];
-    server.command(&["PEXPIRE", &store.redis_key(key), "100000"]);
+    server.command(&["PEXPIRE", &redis_key(&store, key), "100000"]);
     server.reset_stats();
     for _ in 0..N {
         assert_eq!(
@@ -192,7 +200,7 @@ async fn one_round_trip_per_bind_and_per_lookup() {
     assert_eq!(store.lookup(key, Some(TTL)).await.unwrap(), Lookup::Ended);
     assert_eq!(count(&calls(&server), "pexpire"), 0);
     let left: u64 = server
-        .command(&["PTTL", &store.redis_key(key)])
+        .command(&["PTTL", &redis_key(&store, key)])
         .parse()
         .unwrap();
     assert!(left <= 10_000);
@@ -230,7 +238,7 @@ async fn stopped_redis_is_unavailable_quickly_and_a_restart_is_picked_up() {
     };
     let timeout = Duration::from_millis(800);
     let store = store_with(&server, RedisOptions::new().timeout(timeout)).await;
-    let key = SessionKey::from_session_id("outage");
+    let key = key_of("outage");
     assert_eq!(
         store.bind(key, &alice(), TTL, NO_LIMIT).await.unwrap(),
         BindOutcome::Created
@@ -238,7 +246,7 @@ async fn stopped_redis_is_unavailable_quickly_and_a_restart_is_picked_up() {
 
     server.stop();
     for round in 0..3 {
-        let fresh = SessionKey::from_session_id(&format!("outage-{round}"));
+        let fresh = key_of(&format!("outage-{round}"));
         let started = Instant::now();
         let mut errors = Vec::new();
         for op in 0..4 {
@@ -271,7 +279,7 @@ async fn stopped_redis_is_unavailable_quickly_and_a_restart_is_picked_up() {
     server.restart();
     // The restarted server has no data (no persistence) and no script cache. The same store
     // value works again, from the first operation on.
-    let again = SessionKey::from_session_id("after-restart");
+    let again = key_of("after-restart");
     assert_eq!(
         store.bind(again, &bob(), TTL, NO_LIMIT).await.unwrap(),
         BindOutcome::Created
@@ -293,7 +301,7 @@ async fn hung_redis_is_unavailable_within_the_timeout() {
     };
     let timeout = Duration::from_millis(500);
     let store = store_with(&server, RedisOptions::new().timeout(timeout)).await;
-    let key = SessionKey::from_session_id("hung");
+    let key = key_of("hung");
     store.bind(key, &alice(), TTL, NO_LIMIT).await.unwrap();
     store.lookup(key, Some(TTL)).await.unwrap();
 
@@ -302,12 +310,7 @@ async fn hung_redis_is_unavailable_within_the_timeout() {
         let started = Instant::now();
         let err = match op {
             0 => store
-                .bind(
-                    SessionKey::from_session_id("hung-2"),
-                    &alice(),
-                    TTL,
-                    NO_LIMIT,
-                )
+                .bind(key_of("hung-2"), &alice(), TTL, NO_LIMIT)
                 .await
                 .unwrap_err(),
             1 => store.lookup(key, None).await.unwrap_err(),
@@ -330,7 +333,7 @@ async fn hung_redis_is_unavailable_within_the_timeout() {
         Lookup::Ended,
         "the queued end ran"
     );
-    let fresh = SessionKey::from_session_id("after-thaw");
+    let fresh = key_of("after-thaw");
     assert_eq!(
         store.bind(fresh, &bob(), TTL, NO_LIMIT).await.unwrap(),
         BindOutcome::Created
@@ -350,12 +353,9 @@ async fn first_operation_after_a_restart_succeeds() {
     };
     let store = store(&server).await;
     for op in 0..4 {
-        store
-            .lookup(SessionKey::from_session_id("warm"), None)
-            .await
-            .unwrap();
+        store.lookup(key_of("warm"), None).await.unwrap();
         server.restart();
-        let key = SessionKey::from_session_id(&format!("first-after-restart-{op}"));
+        let key = key_of(&format!("first-after-restart-{op}"));
         match op {
             0 => assert_eq!(
                 store.bind(key, &alice(), TTL, NO_LIMIT).await.unwrap(),
@@ -375,8 +375,8 @@ async fn values_that_are_not_bindings_are_corrupt() {
     };
     let store = store(&server).await;
 
-    let key = SessionKey::from_session_id("legacy");
-    server.command(&["SET", &store.redis_key(key), "sha256:abcd"]);
+    let key = key_of("legacy");
+    server.command(&["SET", &redis_key(&store, key), "sha256:abcd"]);
     for slide in [None, Some(TTL)] {
         let err = store.lookup(key, slide).await.unwrap_err();
         assert_eq!(err.kind(), StoreErrorKind::Corrupt, "{err}");
@@ -385,12 +385,12 @@ async fn values_that_are_not_bindings_are_corrupt() {
     let err = store.bind(key, &alice(), TTL, NO_LIMIT).await.unwrap_err();
     assert_eq!(err.kind(), StoreErrorKind::Corrupt, "{err}");
     assert_eq!(
-        server.command(&["GET", &store.redis_key(key)]),
+        server.command(&["GET", &redis_key(&store, key)]),
         "sha256:abcd",
         "bind never overwrites"
     );
     assert_eq!(
-        server.command(&["PTTL", &store.redis_key(key)]),
+        server.command(&["PTTL", &redis_key(&store, key)]),
         "-1",
         "a corrupt value is not extended"
     );
@@ -399,8 +399,8 @@ async fn values_that_are_not_bindings_are_corrupt() {
     assert_eq!(store.lookup(key, None).await.unwrap(), Lookup::Ended);
 
     // A key of another type.
-    let listed = SessionKey::from_session_id("a-list");
-    server.command(&["RPUSH", &store.redis_key(listed), "x"]);
+    let listed = key_of("a-list");
+    server.command(&["RPUSH", &redis_key(&store, listed), "x"]);
     for slide in [None, Some(TTL)] {
         assert_eq!(
             store.lookup(listed, slide).await.unwrap_err().kind(),
@@ -423,8 +423,8 @@ async fn values_that_are_not_bindings_are_corrupt() {
         "mcpsb0:anon",
         "mcpsb1:ended\n",
     ] {
-        let key = SessionKey::from_session_id(value);
-        server.command(&["SET", &store.redis_key(key), value]);
+        let key = key_of(value);
+        server.command(&["SET", &redis_key(&store, key), value]);
         assert_eq!(
             store.lookup(key, None).await.unwrap_err().kind(),
             StoreErrorKind::Corrupt,
@@ -440,10 +440,10 @@ async fn redis_never_holds_the_session_id() {
     };
     let store = store_with(&server, RedisOptions::new().prefix("app:")).await;
     let session_id = "secret-session-id";
-    let key = SessionKey::from_session_id(session_id);
+    let key = key_of(session_id);
     store.bind(key, &alice(), TTL, NO_LIMIT).await.unwrap();
     store.lookup(key, Some(TTL)).await.unwrap();
-    let other = SessionKey::from_session_id("secret-session-id-2");
+    let other = key_of("secret-session-id-2");
     store.end(other, TTL).await.unwrap();
 
     let keys = server.command(&["KEYS", "*"]);
@@ -482,6 +482,50 @@ async fn redis_never_holds_the_session_id() {
     );
 }
 
+/// A task record is a string of its own, `<prefix>task:<key hex>`, in no owner set (so it counts
+/// towards no limit), written in one `SET`; with a key secret, every key is keyed by it.
+#[tokio::test]
+async fn task_records_are_keys_of_their_own_in_no_owner_set() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let secret = KeySecret::from_material(&[5; 32]).unwrap();
+    let store = store_with(
+        &server,
+        RedisOptions::new().prefix("app:").key_secret(secret),
+    )
+    .await;
+    let task = store.key_derivation().task("task-1");
+    assert_ne!(
+        task,
+        KeyDerivation::public().task("task-1"),
+        "keyed by the secret"
+    );
+    server.reset_stats();
+    assert_eq!(
+        store.bind_task(task, &alice(), TTL).await.unwrap(),
+        BindOutcome::Created
+    );
+    assert_eq!(calls(&server), [("set".to_owned(), 1)]);
+    assert_eq!(
+        store.task_owner(task, Some(TTL)).await.unwrap(),
+        Some(alice())
+    );
+    let key = format!("app:task:{}", task.to_hex());
+    assert_eq!(server.command(&["KEYS", "*"]), key, "no owner set");
+    assert_eq!(
+        server.command(&["GET", &key]),
+        "mcpsb1:user:22:https://issuer.examplealice"
+    );
+    let left: u64 = server.command(&["PTTL", &key]).parse().unwrap();
+    assert!(left > 290_000 && left <= 300_000, "{left}");
+    server.command(&["SET", &key, "mcpsb1:ended"]);
+    assert_eq!(
+        store.task_owner(task, None).await.unwrap_err().kind(),
+        StoreErrorKind::Corrupt
+    );
+}
+
 #[tokio::test]
 async fn concurrent_binds_from_two_stores_have_one_winner() {
     let Some(server) = RedisServer::start() else {
@@ -489,7 +533,7 @@ async fn concurrent_binds_from_two_stores_have_one_winner() {
     };
     let (a, b) = (store(&server).await, store(&server).await);
     for run in 0..200 {
-        let key = SessionKey::from_session_id(&format!("race-{run}"));
+        let key = key_of(&format!("race-{run}"));
         let (alice_bind, bob_bind) = (alice(), bob());
         let (ra, rb) = tokio::join!(
             a.bind(key, &alice_bind, TTL, NO_LIMIT),
@@ -522,7 +566,7 @@ async fn concurrent_binds_from_two_stores_on_separate_threads() {
     let (a, b) = (store(&server).await, store(&server).await);
     let mut wins = [0u32; 2];
     for run in 0..200u32 {
-        let key = SessionKey::from_session_id(&format!("race-thread-{run}"));
+        let key = key_of(&format!("race-thread-{run}"));
         let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(2));
         let spawn = |store: RedisStore, owner: Owner| {
             let barrier = barrier.clone();
@@ -567,19 +611,19 @@ async fn ttls_are_kept_and_clamped() {
         return;
     };
     let store = store(&server).await;
-    let key = SessionKey::from_session_id("ttl");
+    let key = key_of("ttl");
     store
         .bind(key, &alice(), Duration::from_secs(42), NO_LIMIT)
         .await
         .unwrap();
     let left: u64 = server
-        .command(&["PTTL", &store.redis_key(key)])
+        .command(&["PTTL", &redis_key(&store, key)])
         .parse()
         .unwrap();
     assert!((41_000..=42_000).contains(&left), "{left}");
 
     // A zero TTL is not a Redis error (Redis rejects PX 0): it expires at once.
-    let zero = SessionKey::from_session_id("zero");
+    let zero = key_of("zero");
     assert_eq!(
         store
             .bind(zero, &alice(), Duration::ZERO, NO_LIMIT)
@@ -592,7 +636,7 @@ async fn ttls_are_kept_and_clamped() {
     assert_eq!(store.lookup(zero, None).await.unwrap(), Lookup::Missing);
 
     // A huge TTL is clamped instead of overflowing Redis's clock.
-    let huge = SessionKey::from_session_id("huge");
+    let huge = key_of("huge");
     assert_eq!(
         store
             .bind(huge, &alice(), Duration::MAX, NO_LIMIT)
@@ -629,7 +673,7 @@ async fn usable_behind_arc_dyn() {
         return;
     };
     let store: std::sync::Arc<dyn BindingStore> = std::sync::Arc::new(store(&server).await);
-    let key = SessionKey::from_session_id("dyn");
+    let key = key_of("dyn");
     assert_eq!(
         store
             .bind(key, &Owner::Anonymous, TTL, NO_LIMIT)
@@ -657,7 +701,7 @@ async fn knowing_the_expiry_never_hides_what_another_replica_wrote() {
     };
     let (a, b) = (store(&server).await, store(&server).await);
     for round in 0..20 {
-        let key = SessionKey::from_session_id(&format!("seen-at-once-{round}"));
+        let key = key_of(&format!("seen-at-once-{round}"));
         a.bind(key, &alice(), TTL, NO_LIMIT).await.unwrap();
         assert_eq!(
             a.lookup(key, Some(TTL)).await.unwrap(),
@@ -669,11 +713,11 @@ async fn knowing_the_expiry_never_hides_what_another_replica_wrote() {
                 assert_eq!(a.lookup(key, Some(TTL)).await.unwrap(), Lookup::Ended);
             }
             1 => {
-                server.command(&["DEL", &a.redis_key(key)]);
+                server.command(&["DEL", &redis_key(&a, key)]);
                 assert_eq!(a.lookup(key, Some(TTL)).await.unwrap(), Lookup::Missing);
             }
             _ => {
-                server.command(&["SET", &a.redis_key(key), "sha256:abcd"]);
+                server.command(&["SET", &redis_key(&a, key), "sha256:abcd"]);
                 assert_eq!(
                     a.lookup(key, Some(TTL)).await.unwrap_err().kind(),
                     StoreErrorKind::Corrupt
@@ -682,9 +726,9 @@ async fn knowing_the_expiry_never_hides_what_another_replica_wrote() {
         }
     }
     // A binding that Redis expired is gone for the store that knew it fresh, too.
-    let key = SessionKey::from_session_id("expired-behind");
+    let key = key_of("expired-behind");
     a.bind(key, &alice(), TTL, NO_LIMIT).await.unwrap();
-    server.command(&["PEXPIRE", &a.redis_key(key), "1"]);
+    server.command(&["PEXPIRE", &redis_key(&a, key), "1"]);
     tokio::time::sleep(Duration::from_millis(20)).await;
     assert_eq!(a.lookup(key, Some(TTL)).await.unwrap(), Lookup::Missing);
 }
@@ -701,7 +745,7 @@ async fn cached_store(server: &RedisServer, url: &str, max_staleness: Duration) 
     )
     .await
     .expect("connect to the test redis");
-    let probe = SessionKey::from_session_id(&format!("probe-{url}-{max_staleness:?}"));
+    let probe = key_of(&format!("probe-{url}-{max_staleness:?}"));
     store.bind(probe, &alice(), TTL, NO_LIMIT).await.unwrap();
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
@@ -758,7 +802,7 @@ async fn the_client_side_cache_saves_round_trips_and_hears_every_other_writer() 
     let b = store(&server).await;
 
     // Repeated checks of a binding cost one GET, sliding or not while the TTL is fresh.
-    let key = SessionKey::from_session_id("cached");
+    let key = key_of("cached");
     a.bind(key, &alice(), TTL, NO_LIMIT).await.unwrap();
     server.reset_stats();
     for _ in 0..50 {
@@ -776,11 +820,11 @@ async fn the_client_side_cache_saves_round_trips_and_hears_every_other_writer() 
     // DEL, another value, an expiry, a FLUSHDB.
     let mut windows = Vec::new();
     for round in 0..5 {
-        let key = SessionKey::from_session_id(&format!("changed-{round}"));
+        let key = key_of(&format!("changed-{round}"));
         a.bind(key, &alice(), TTL, NO_LIMIT).await.unwrap();
         a.lookup(key, None).await.unwrap();
         assert_eq!(a.lookup(key, None).await.unwrap(), Lookup::Bound(alice()));
-        let redis_key = a.redis_key(key);
+        let redis_key = redis_key(&a, key);
         match round {
             0 => b.end(key, TTL).await.unwrap(),
             1 => drop(server.command(&["DEL", &redis_key])),
@@ -799,7 +843,7 @@ async fn the_client_side_cache_saves_round_trips_and_hears_every_other_writer() 
     eprintln!("client-side cache: change seen after {windows:?} (end, DEL, SET, expiry, FLUSHDB)");
 
     // This store's own end never waits for an invalidation.
-    let key = SessionKey::from_session_id("ended-here");
+    let key = key_of("ended-here");
     a.bind(key, &alice(), TTL, NO_LIMIT).await.unwrap();
     a.lookup(key, None).await.unwrap();
     a.end(key, TTL).await.unwrap();
@@ -813,7 +857,7 @@ async fn a_killed_tracking_connection_empties_the_cache_until_tracking_is_back()
     };
     let a = cached_store(&server, &server.url(), Duration::from_secs(5)).await;
     let b = store(&server).await;
-    let key = SessionKey::from_session_id("kill-tracking");
+    let key = key_of("kill-tracking");
     a.bind(key, &alice(), TTL, NO_LIMIT).await.unwrap();
     a.lookup(key, None).await.unwrap();
 
@@ -826,7 +870,7 @@ async fn a_killed_tracking_connection_empties_the_cache_until_tracking_is_back()
     eprintln!("end seen {after:?} after the kill");
 
     // Tracking comes back on a new connection, and the cache serves again.
-    let fresh = SessionKey::from_session_id("after-kill");
+    let fresh = key_of("after-kill");
     a.bind(fresh, &bob(), TTL, NO_LIMIT).await.unwrap();
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
@@ -858,7 +902,7 @@ async fn a_hung_tracking_connection_stops_the_cache_within_max_staleness() {
     let url = format!("redis://{}/", proxy.addr());
     let a = cached_store(&server, &url, max_staleness).await;
     let b = store(&server).await;
-    let key = SessionKey::from_session_id("hung-tracking");
+    let key = key_of("hung-tracking");
     a.bind(key, &alice(), TTL, NO_LIMIT).await.unwrap();
     a.lookup(key, None).await.unwrap();
     assert_eq!(a.lookup(key, None).await.unwrap(), Lookup::Bound(alice()));

@@ -13,8 +13,8 @@ use std::{
 
 use http::StatusCode;
 use mcp_session_binding::store::{
-    BindOutcome, BindingStore, Lookup, Owner, RedisOptions, RedisStore, SessionKey, StoreErrorKind,
-    conformance,
+    BindOutcome, BindingStore, KeyDerivation, Lookup, Owner, RedisOptions, RedisStore, SessionKey,
+    StoreErrorKind, conformance,
 };
 use support::{
     Raw,
@@ -22,6 +22,11 @@ use support::{
     redis_server::RedisServer,
     tool_text,
 };
+
+/// The key of session id `id` under a store without a key secret.
+fn key_of(id: &str) -> SessionKey {
+    KeyDerivation::public().session(id)
+}
 
 const SECRET: &str = "redis-tls-test-secret-32-bytes-long!!";
 /// The bound on connecting in these tests.
@@ -43,7 +48,7 @@ async fn the_store_works_over_tls_with_the_harness_ca() {
         .await
         .expect("rediss:// with the CA");
     conformance::run_all(&store).await;
-    let key = SessionKey::from_session_id("over-tls");
+    let key = key_of("over-tls");
     assert_eq!(
         store
             .bind(key, &Owner::Anonymous, Duration::from_secs(60), 10)
@@ -153,10 +158,7 @@ async fn the_example_server_takes_rediss_and_a_ca_file() {
         .await
         .unwrap();
     assert!(matches!(
-        store
-            .lookup(SessionKey::from_session_id(&session), None)
-            .await
-            .unwrap(),
+        store.lookup(key_of(&session), None).await.unwrap(),
         Lookup::Bound(Owner::User(_))
     ));
     drop(running);

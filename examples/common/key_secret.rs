@@ -23,19 +23,20 @@ fn material() -> Result<Option<Vec<u8>>, String> {
 }
 
 /// Redis options with the key secret of `MCP_KEY_SECRET` (at least 32 bytes of text, the same on
-/// every replica). Unset: format-1 keys (unkeyed SHA-256), and the log says how to key them.
+/// every replica). Unset: keys under the crate's public secret, and the log says how to key
+/// them.
 pub fn redis_options() -> Result<RedisOptions, String> {
     let options = RedisOptions::new();
     match material()? {
         Some(material) => {
             let secret =
                 KeySecret::from_material(&material).map_err(|e| format!("MCP_KEY_SECRET: {e}"))?;
-            tracing::info!("binding keys in Redis are keyed with MCP_KEY_SECRET (format 2)");
+            tracing::info!("binding keys in Redis are keyed with MCP_KEY_SECRET");
             Ok(options.key_secret(secret))
         }
         None => {
             tracing::info!(
-                "MCP_KEY_SECRET is not set: binding keys in Redis are unkeyed SHA-256 (format 1); \
+                "MCP_KEY_SECRET is not set: binding keys in Redis are keyed with a public secret; \
                  set it (32 bytes or more, the same on every replica) for keyed keys"
             );
             Ok(options)

@@ -27,21 +27,19 @@
 //!   set): BLAKE3 keyed with a subkey of the secret derived for this purpose alone
 //!   (`key_secret::rmcp_sessions_key`), as the bindings' format 2 does with subkeys of their
 //!   own. Without the secret, a key cannot be checked against a guessed session id.
-//! - **Unkeyed** otherwise: the format-1 hash (SHA-256, [`SessionKey::from_session_id`], what
-//!   [`RedisStore`] uses for the binding without a key secret: `mcpsb:<SessionKey hex>`). A
-//!   dump then holds keys that can be checked against guessed ids; rmcp's ids are random
-//!   UUIDs, but the keyed form does not rely on that.
+//! - **Unkeyed** otherwise: the session key under the crate's public secret
+//!   ([`KeyDerivation::public`], what [`RedisStore`] uses for the binding without a key secret:
+//!   `mcpsb:<SessionKey hex>`). A dump then holds keys that can be checked against guessed ids;
+//!   rmcp's ids are random UUIDs, but the keyed form does not rely on that.
 //!
-//! Switching to keyed keys: a keyed store that does not find a session's state under its keyed
-//! key also reads its unkeyed key ([`RedisSessionStore::reading_unkeyed`], on by default), so
-//! state written before the switch is still restored until it expires; it never writes an
-//! unkeyed key, and `delete` removes both. The value is the JSON of [`SessionState`].
+//! Setting (or changing) the secret changes every key: state written before is not found, and
+//! those sessions start anew. The value is the JSON of [`SessionState`].
 //!
 //! | rmcp calls | when | Redis command |
 //! | --- | --- | --- |
 //! | `store` | a session was created (after the `initialize` answer) | `SET key json PX ttl` |
-//! | `load` | a replica meets a session id it does not hold | `GET key` (keyed and not found, reading unkeyed: `GET` the unkeyed key) |
-//! | `delete` | a `DELETE` of the session reached rmcp (the client's, or the binding layer ending it) | `DEL key` (keyed, reading unkeyed: `DEL` the unkeyed key too) |
+//! | `load` | a replica meets a session id it does not hold | `GET key` |
+//! | `delete` | a `DELETE` of the session reached rmcp (the client's, or the binding layer ending it) | `DEL key` |
 //!
 //! rmcp does not tell the store about activity, so the state expires `ttl` after the session was
 //! created (default 24 h, the binding layer's default binding TTL). Past it, a replica that does
@@ -55,7 +53,7 @@
 
 use std::{fmt, future::Future, io, pin::Pin, sync::Arc, time::Duration};
 
-use mcp_session_binding::store::{RedisConnection, RedisStore, SessionKey};
+use mcp_session_binding::store::{KeyDerivation, RedisConnection, RedisStore};
 use redis::AsyncCommands;
 use rmcp::transport::streamable_http_server::session::store::{
     SessionState, SessionStore, SessionStoreError,
@@ -75,10 +73,8 @@ pub struct RedisSessionStore {
     prefix: Arc<str>,
     ttl: Duration,
     timeout: Duration,
-    /// The BLAKE3 key of the keyed keys; `None`: unkeyed (format-1) keys.
+    /// The BLAKE3 key of the keyed keys; `None`: unkeyed keys.
     key: Option<[u8; 32]>,
-    /// Keyed: also read (and delete) the unkeyed key of a session not found under its keyed one.
-    reading_unkeyed: bool,
 }
 
 impl fmt::Debug for RedisSessionStore {
@@ -89,7 +85,6 @@ impl fmt::Debug for RedisSessionStore {
             .field("ttl", &self.ttl)
             .field("timeout", &self.timeout)
             .field("keyed", &self.key.is_some())
-            .field("reading_unkeyed", &self.reading_unkeyed)
             .finish_non_exhaustive()
     }
 }
@@ -103,25 +98,13 @@ impl RedisSessionStore {
             ttl: DEFAULT_TTL,
             timeout: DEFAULT_TIMEOUT,
             key: None,
-            reading_unkeyed: false,
         }
     }
 
     /// Keys the Redis keys with BLAKE3 under `key` (32 bytes, the same on every replica; derive
-    /// it for this purpose alone, as `key_secret::rmcp_sessions_key` does), and reads unkeyed
-    /// keys of sessions not found under their keyed key ([`reading_unkeyed`](Self::reading_unkeyed)).
+    /// it for this purpose alone, as `key_secret::rmcp_sessions_key` does).
     pub fn keyed(mut self, key: [u8; 32]) -> Self {
         self.key = Some(key);
-        self.reading_unkeyed = true;
-        self
-    }
-
-    /// With [`keyed`](Self::keyed): whether a session not found under its keyed key is looked
-    /// for under its unkeyed key too (default `true`; the switch from unkeyed keys). Costs a
-    /// second `GET` for sessions not found only; turn it off once one TTL has passed since the
-    /// switch. Without effect on an unkeyed store.
-    pub fn reading_unkeyed(mut self, yes: bool) -> Self {
-        self.reading_unkeyed = yes;
         self
     }
 
@@ -156,7 +139,7 @@ impl RedisSessionStore {
     }
 
     /// The Redis key of `session_id`'s state: the prefix, then the first 128 bits of the keyed
-    /// BLAKE3 hash in hex ([`keyed`](Self::keyed)), or else [`SessionKey::to_hex`] (unkeyed).
+    /// BLAKE3 hash in hex ([`keyed`](Self::keyed)), or else the unkeyed key.
     pub fn redis_key(&self, session_id: &str) -> String {
         match &self.key {
             Some(key) => {
@@ -168,21 +151,13 @@ impl RedisSessionStore {
         }
     }
 
-    /// The unkeyed (format-1) Redis key of `session_id`'s state.
+    /// The unkeyed Redis key of `session_id`'s state.
     fn unkeyed_key(&self, session_id: &str) -> String {
         format!(
             "{}{}",
             self.prefix,
-            SessionKey::from_session_id(session_id).to_hex()
+            KeyDerivation::public().session(session_id).to_hex()
         )
-    }
-
-    /// The unkeyed key to read too when `session_id` is not found under [`redis_key`]: keyed
-    /// and reading unkeyed keys only.
-    ///
-    /// [`redis_key`]: Self::redis_key
-    fn fallback_key(&self, session_id: &str) -> Option<String> {
-        (self.key.is_some() && self.reading_unkeyed).then(|| self.unkeyed_key(session_id))
     }
 
     /// `GET key`.
@@ -232,13 +207,7 @@ impl RedisSessionStore {
         &self,
         session_id: &str,
     ) -> Result<Option<SessionState>, SessionStoreError> {
-        let mut value = self.get(self.redis_key(session_id)).await?;
-        if value.is_none()
-            && let Some(unkeyed) = self.fallback_key(session_id)
-        {
-            value = self.get(unkeyed).await?;
-        }
-        match value {
+        match self.get(self.redis_key(session_id)).await? {
             None => Ok(None),
             Some(json) => Ok(Some(serde_json::from_slice(&json).map_err(|err| {
                 io::Error::new(
@@ -268,12 +237,7 @@ impl RedisSessionStore {
     }
 
     async fn delete_state(&self, session_id: &str) -> Result<(), SessionStoreError> {
-        self.del(self.redis_key(session_id)).await?;
-        // One DEL each: on a Redis Cluster the two keys are in different slots.
-        if let Some(unkeyed) = self.fallback_key(session_id) {
-            self.del(unkeyed).await?;
-        }
-        Ok(())
+        self.del(self.redis_key(session_id)).await
     }
 }
 

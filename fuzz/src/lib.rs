@@ -8,9 +8,9 @@
 
 use http::{HeaderMap, HeaderValue};
 use mcp_session_binding::{
-    __private::{self, Message},
+    __private::{self, Message, codec},
     Identity,
-    store::{Owner, codec},
+    store::Owner,
 };
 use serde_json::{Value, value::RawValue};
 

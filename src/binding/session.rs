@@ -123,8 +123,7 @@ where
 {
     detach(async move {
         let caller = caller.as_ref();
-        // The key the logs name: the one tombstoned (format 1 for a session found under it while
-        // migrating), else the store's key of the session id.
+        // The key the logs name: the one tombstoned, else the store's key of the session id.
         let key =
             tombstone.unwrap_or_else(|| store.key_derivation().session(headers::as_str(&session)));
         if let Some(key) = tombstone

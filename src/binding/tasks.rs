@@ -24,8 +24,8 @@
 //! framing a client accepts. [`TaskParamsLayer`](crate::task_params::TaskParamsLayer) uses the
 //! same recording and checks for tasks reached from session-era sessions, by their bodies.
 //!
-//! Task records have an owner of their own kind (see [`task_owner`]), so tasks never count
-//! against the per-identity session limits.
+//! Task records are a kind of record of their own in the store
+//! ([`BindingStore::bind_task`]), so tasks never count against the per-identity session limits.
 //!
 //! [`KeyDerivation::task`]: crate::store::KeyDerivation::task
 
@@ -54,7 +54,7 @@ use crate::{
         jsonrpc::{self, code},
         scan::{self, Framing, Inspect, Scan, Verdict},
     },
-    store::{BindOutcome, BindingStore, Lookup, Owner, StoreErrorKind},
+    store::{BindOutcome, BindingStore, Owner, StoreErrorKind},
 };
 
 /// What the layer does with a sessionless request, by its `Mcp-Method`.
@@ -174,23 +174,6 @@ fn task_name(headers: &HeaderMap, max_len: usize) -> Result<&str, &'static str> 
         .map_err(|_| "the Mcp-Name header is not text")
 }
 
-/// Issuer prefix of the owner a task record holds. Task owners are never session owners: the
-/// store counts live bindings per owner, and tasks must not take session slots.
-const TASK_OWNER_PREFIX: &str = "urn:mcp-session-binding:task-owner:";
-/// The owner of tasks created without an identity (only callers without one match it). It does
-/// not start with [`TASK_OWNER_PREFIX`], so no identity maps to it.
-const ANONYMOUS_TASK_OWNER: &str = "urn:mcp-session-binding:anonymous-task-owner";
-
-/// The owner recorded for a task `caller` creates: a one-to-one mapping of the caller to an
-/// owner no session ever has.
-pub(crate) fn task_owner(caller: Option<&Identity>) -> Option<Owner> {
-    let identity = match caller {
-        Some(id) => Identity::new(format!("{TASK_OWNER_PREFIX}{}", id.iss()), id.sub()),
-        None => Identity::new(ANONYMOUS_TASK_OWNER, "anonymous"),
-    };
-    identity.ok().map(Owner::User)
-}
-
 /// How long a task record lives: twice the task's `ttlMs` (rmcp keeps a finished task for one
 /// more TTL) plus a minute, at most the configured [task TTL](crate::SessionBindingLayer::task_ttl);
 /// the configured TTL when the task has none. Each check slides it.
@@ -230,9 +213,9 @@ where
         }
     };
     let key = store.key_derivation().task(&task_id);
-    let owner = task_owner(caller.as_ref());
-    match store.lookup(key, Some(config.task_ttl)).await {
-        Ok(Lookup::Bound(recorded)) if Some(&recorded) == owner.as_ref() => {
+    let owner = Owner::of(caller.as_ref());
+    match store.task_owner(key, Some(config.task_ttl)).await {
+        Ok(Some(recorded)) if recorded == owner => {
             let response = ready.call(Request::from_parts(parts, body)).await?;
             Ok(response.map(ResponseBody::inner))
         }
@@ -405,11 +388,8 @@ impl<St: BindingStore + Clone> TaskRecorder for Capture<St> {
         let caller = self.caller.clone();
         async move {
             let key = store.key_derivation().task(&task_id);
-            let Some(owner) = task_owner(caller.as_ref()) else {
-                return false;
-            };
-            // Tasks have no limit of their own: their owner is not a session owner.
-            match store.bind(key, &owner, ttl, usize::MAX).await {
+            let owner = Owner::of(caller.as_ref());
+            match store.bind_task(key, &owner, ttl).await {
                 Ok(BindOutcome::Created) => {
                     trace::task_recorded(caller.as_ref(), key);
                     true
@@ -434,10 +414,10 @@ impl<St: BindingStore + Clone> TaskRecorder for Capture<St> {
 
     fn owns(&self, task_id: String) -> BoxFuture<'static, bool> {
         let store = self.store.clone();
-        let owner = task_owner(self.caller.as_ref());
+        let owner = Owner::of(self.caller.as_ref());
         async move {
             let key = store.key_derivation().task(&task_id);
-            matches!(store.lookup(key, None).await, Ok(Lookup::Bound(recorded)) if Some(&recorded) == owner.as_ref())
+            matches!(store.task_owner(key, None).await, Ok(Some(recorded)) if recorded == owner)
         }
         .boxed()
     }
@@ -820,16 +800,5 @@ mod tests {
             let (out, _) = scan(Mode::Listen, Framing::Sse, event, &["a", "b"]);
             assert!(out.is_empty(), "{}", String::from_utf8_lossy(event));
         }
-    }
-
-    #[test]
-    fn task_owners_are_never_session_owners() {
-        let alice = Identity::new("https://i.example", "alice").unwrap();
-        let owner = task_owner(Some(&alice)).unwrap();
-        assert_ne!(owner, Owner::User(alice.clone()));
-        assert_ne!(Some(owner.clone()), task_owner(None));
-        assert_ne!(task_owner(None), Some(Owner::Anonymous));
-        let bob = Identity::new("https://i.example", "bob").unwrap();
-        assert_ne!(Some(owner), task_owner(Some(&bob)));
     }
 }

@@ -1,20 +1,5 @@
-//! A conformance suite for [`BindingStore`] implementations.
-//!
-//! Every check panics with a message naming the broken rule. Run them all from a test of your
-//! store:
-//!
-//! ```
-//! # #[cfg(feature = "memory")]
-//! #[tokio::test]
-//! async fn my_store_conforms() {
-//!     mcp_session_binding::store::conformance::run_all(&mcp_session_binding::store::MemoryStore::new()).await;
-//! }
-//! ```
-//!
-//! The checks use fresh random session ids and fresh users, so they can run against a store that
-//! holds other data (a shared Redis, say). [`anonymous_budget_is_separate`] counts the anonymous
-//! bindings already there; nothing else may bind or end anonymous sessions while it runs. They sleep for a few hundred milliseconds to observe expiry; the
-//! whole suite takes about three seconds.
+//! The conformance suite for [`BindingStore`] implementations (feature `conformance`): see
+//! [`run_all`].
 
 use std::{
     sync::atomic::{AtomicU64, Ordering},
@@ -30,15 +15,27 @@ const SHORT: Duration = Duration::from_millis(600);
 /// The limit the checks that are not about limits pass.
 const NO_LIMIT: usize = usize::MAX;
 
-/// Runs every check.
+/// Checks that `store` has the semantics every [`BindingStore`] must have (see the
+/// [store module](super)): insert-if-absent binds, tombstones, expiry and sliding expiry, the
+/// per-owner limit and its anonymous budget, the bound on tombstones, task records apart from
+/// bindings, and stable key derivation.
+///
+/// The checks use fresh random ids and fresh users, so they can run against a store that holds
+/// other data (a shared Redis, say); only the anonymous budget's check needs that nothing else
+/// binds or ends anonymous sessions while it runs. They sleep to observe expiry: the suite
+/// takes about five seconds.
+///
+/// # Panics
+///
+/// On the first rule the store breaks, with a message that names it.
 ///
 /// ```
-/// # #[cfg(feature = "memory")] {
-/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
-/// use mcp_session_binding::store::{MemoryStore, conformance};
-/// conformance::run_all(&MemoryStore::new()).await;
-/// # });
-/// # }
+/// # #[cfg(feature = "memory")]
+/// #[tokio::test]
+/// async fn my_store_conforms() {
+///     # let my_store = mcp_session_binding::store::MemoryStore::new();
+///     mcp_session_binding::store::conformance::run_all(&my_store).await;
+/// }
 /// ```
 pub async fn run_all<S: BindingStore>(store: &S) {
     bind_is_insert_if_absent(store).await;
@@ -54,23 +51,15 @@ pub async fn run_all<S: BindingStore>(store: &S) {
     concurrent_binds_never_exceed_the_limit(store).await;
     anonymous_budget_is_separate(store).await;
     tombstones_of_one_owner_are_bounded(store).await;
+    tasks_are_insert_if_absent_and_apart_from_sessions(store).await;
+    tasks_never_count_against_the_limit(store).await;
+    task_records_expire_and_slide(store).await;
     key_derivation_is_stable(store);
 }
 
 /// The store derives one key per id, the same on every call, and session and task ids apart:
 /// the layers derive a key when they bind and again on every check.
-///
-/// ```
-/// # #[cfg(feature = "memory")] {
-/// use mcp_session_binding::store::{MemoryStore, conformance};
-/// conformance::key_derivation_is_stable(&MemoryStore::new());
-/// # }
-/// ```
-///
-/// # Panics
-///
-/// If the store breaks the rule.
-pub fn key_derivation_is_stable<S: BindingStore>(store: &S) {
+fn key_derivation_is_stable<S: BindingStore>(store: &S) {
     let id = "3f2a9c1e-0b7d-4e8a-9c55-2d1f6b8e7a40";
     let keys = store.key_derivation();
     assert_eq!(keys.session(id), store.key_derivation().session(id));
@@ -83,20 +72,24 @@ pub fn key_derivation_is_stable<S: BindingStore>(store: &S) {
     );
 }
 
-/// A session key no other check or run uses.
-///
-/// ```
-/// use mcp_session_binding::store::conformance::fresh_key;
-/// assert_ne!(fresh_key(), fresh_key());
-/// ```
-#[must_use]
-pub fn fresh_key() -> SessionKey {
+/// An id no other check or run uses.
+fn fresh_id() -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos());
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    SessionKey::from_session_id(&format!("conformance-{nanos}-{n}-{}", std::process::id()))
+    format!("conformance-{nanos}-{n}-{}", std::process::id())
+}
+
+/// A session key no other check or run uses.
+fn fresh_key<S: BindingStore>(store: &S) -> SessionKey {
+    store.key_derivation().session(&fresh_id())
+}
+
+/// A task key no other check or run uses.
+fn fresh_task<S: BindingStore>(store: &S) -> SessionKey {
+    store.key_derivation().task(&fresh_id())
 }
 
 fn user(sub: &str) -> Owner {
@@ -105,7 +98,24 @@ fn user(sub: &str) -> Owner {
 
 /// A user no other check or run uses.
 fn fresh_user() -> Owner {
-    user(&format!("user-{}", fresh_key().to_hex()))
+    user(&format!("user-{}", fresh_id()))
+}
+
+/// Binds a fresh key to `owner`.
+async fn bind_fresh<S: BindingStore>(
+    store: &S,
+    owner: &Owner,
+    ttl: Duration,
+    limit: usize,
+) -> BindOutcome {
+    let key = fresh_key(store);
+    store.bind(key, owner, ttl, limit).await.expect("bind")
+}
+
+/// Records a fresh task of `owner`.
+async fn record_fresh<S: BindingStore>(store: &S, owner: &Owner, ttl: Duration) -> BindOutcome {
+    let key = fresh_task(store);
+    store.bind_task(key, owner, ttl).await.expect("bind_task")
 }
 
 fn is_limit(outcome: &BindOutcome) -> bool {
@@ -113,17 +123,8 @@ fn is_limit(outcome: &BindOutcome) -> bool {
 }
 
 /// `bind` creates once, then reports the existing owner and never overwrites it.
-///
-/// ```
-/// # #[cfg(feature = "memory")] {
-/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
-/// use mcp_session_binding::store::{MemoryStore, conformance};
-/// conformance::bind_is_insert_if_absent(&MemoryStore::new()).await;
-/// # });
-/// # }
-/// ```
-pub async fn bind_is_insert_if_absent<S: BindingStore>(store: &S) {
-    let key = fresh_key();
+async fn bind_is_insert_if_absent<S: BindingStore>(store: &S) {
+    let key = fresh_key(store);
     let (alice, bob) = (user("alice"), user("bob"));
     assert_eq!(
         store.lookup(key, None).await.expect("lookup"),
@@ -149,7 +150,7 @@ pub async fn bind_is_insert_if_absent<S: BindingStore>(store: &S) {
         Lookup::Bound(alice),
         "never overwritten"
     );
-    let other = fresh_key();
+    let other = fresh_key(store);
     assert_eq!(
         store.lookup(other, None).await.expect("lookup"),
         Lookup::Missing,
@@ -158,17 +159,8 @@ pub async fn bind_is_insert_if_absent<S: BindingStore>(store: &S) {
 }
 
 /// The anonymous marker round-trips and differs from every user; `iss` is part of the owner.
-///
-/// ```
-/// # #[cfg(feature = "memory")] {
-/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
-/// use mcp_session_binding::store::{MemoryStore, conformance};
-/// conformance::anonymous_and_users_are_distinct(&MemoryStore::new()).await;
-/// # });
-/// # }
-/// ```
-pub async fn anonymous_and_users_are_distinct<S: BindingStore>(store: &S) {
-    let anon = fresh_key();
+async fn anonymous_and_users_are_distinct<S: BindingStore>(store: &S) {
+    let anon = fresh_key(store);
     assert_eq!(
         store
             .bind(anon, &Owner::Anonymous, LONG, NO_LIMIT)
@@ -181,7 +173,7 @@ pub async fn anonymous_and_users_are_distinct<S: BindingStore>(store: &S) {
         Lookup::Bound(Owner::Anonymous)
     );
 
-    let key = fresh_key();
+    let key = fresh_key(store);
     let other_issuer = Owner::User(Identity::new("https://other.example", "alice").expect("valid"));
     store
         .bind(key, &other_issuer, LONG, NO_LIMIT)
@@ -197,17 +189,8 @@ pub async fn anonymous_and_users_are_distinct<S: BindingStore>(store: &S) {
 }
 
 /// `end` leaves a tombstone, is idempotent, and a tombstoned key cannot be bound again.
-///
-/// ```
-/// # #[cfg(feature = "memory")] {
-/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
-/// use mcp_session_binding::store::{MemoryStore, conformance};
-/// conformance::end_is_a_tombstone_and_idempotent(&MemoryStore::new()).await;
-/// # });
-/// # }
-/// ```
-pub async fn end_is_a_tombstone_and_idempotent<S: BindingStore>(store: &S) {
-    let key = fresh_key();
+async fn end_is_a_tombstone_and_idempotent<S: BindingStore>(store: &S) {
+    let key = fresh_key(store);
     store
         .bind(key, &user("alice"), LONG, NO_LIMIT)
         .await
@@ -236,7 +219,7 @@ pub async fn end_is_a_tombstone_and_idempotent<S: BindingStore>(store: &S) {
         "sliding does not revive"
     );
 
-    let never_bound = fresh_key();
+    let never_bound = fresh_key(store);
     store
         .end(never_bound, LONG)
         .await
@@ -248,17 +231,8 @@ pub async fn end_is_a_tombstone_and_idempotent<S: BindingStore>(store: &S) {
 }
 
 /// A binding is missing after its TTL, and the key can then be bound afresh.
-///
-/// ```
-/// # #[cfg(feature = "memory")] {
-/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
-/// use mcp_session_binding::store::{MemoryStore, conformance};
-/// conformance::bindings_expire(&MemoryStore::new()).await;
-/// # });
-/// # }
-/// ```
-pub async fn bindings_expire<S: BindingStore>(store: &S) {
-    let key = fresh_key();
+async fn bindings_expire<S: BindingStore>(store: &S) {
+    let key = fresh_key(store);
     store
         .bind(key, &user("alice"), SHORT, NO_LIMIT)
         .await
@@ -283,17 +257,8 @@ pub async fn bindings_expire<S: BindingStore>(store: &S) {
 }
 
 /// A tombstone is missing after its own TTL.
-///
-/// ```
-/// # #[cfg(feature = "memory")] {
-/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
-/// use mcp_session_binding::store::{MemoryStore, conformance};
-/// conformance::tombstones_expire(&MemoryStore::new()).await;
-/// # });
-/// # }
-/// ```
-pub async fn tombstones_expire<S: BindingStore>(store: &S) {
-    let key = fresh_key();
+async fn tombstones_expire<S: BindingStore>(store: &S) {
+    let key = fresh_key(store);
     store
         .bind(key, &user("alice"), LONG, NO_LIMIT)
         .await
@@ -312,17 +277,8 @@ pub async fn tombstones_expire<S: BindingStore>(store: &S) {
 }
 
 /// Lookups with `slide` keep a binding alive past its first TTL; without, it expires.
-///
-/// ```
-/// # #[cfg(feature = "memory")] {
-/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
-/// use mcp_session_binding::store::{MemoryStore, conformance};
-/// conformance::sliding_expiry_keeps_active_sessions(&MemoryStore::new()).await;
-/// # });
-/// # }
-/// ```
-pub async fn sliding_expiry_keeps_active_sessions<S: BindingStore>(store: &S) {
-    let (active, idle) = (fresh_key(), fresh_key());
+async fn sliding_expiry_keeps_active_sessions<S: BindingStore>(store: &S) {
+    let (active, idle) = (fresh_key(store), fresh_key(store));
     store
         .bind(active, &user("alice"), SHORT, NO_LIMIT)
         .await
@@ -348,18 +304,9 @@ pub async fn sliding_expiry_keeps_active_sessions<S: BindingStore>(store: &S) {
 }
 
 /// Many concurrent binds of one key: exactly one creates, all others see the winner.
-///
-/// ```
-/// # #[cfg(feature = "memory")] {
-/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
-/// use mcp_session_binding::store::{MemoryStore, conformance};
-/// conformance::concurrent_binds_have_one_winner(&MemoryStore::new()).await;
-/// # });
-/// # }
-/// ```
-pub async fn concurrent_binds_have_one_winner<S: BindingStore>(store: &S) {
+async fn concurrent_binds_have_one_winner<S: BindingStore>(store: &S) {
     for _ in 0..20 {
-        let key = fresh_key();
+        let key = fresh_key(store);
         let owners: Vec<Owner> = (0..16).map(|i| user(&format!("user-{i}"))).collect();
         let outcomes = futures::future::join_all(
             owners
@@ -386,18 +333,9 @@ pub async fn concurrent_binds_have_one_winner<S: BindingStore>(store: &S) {
 /// `bind` creates at most `limit` live bindings per owner; over it nothing is written and the
 /// outcome says how long until the oldest expires. Other owners are not affected, and a key that
 /// is already bound reports its owner whatever the count.
-///
-/// ```
-/// # #[cfg(feature = "memory")] {
-/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
-/// use mcp_session_binding::store::{MemoryStore, conformance};
-/// conformance::limit_counts_live_bindings_per_owner(&MemoryStore::new()).await;
-/// # });
-/// # }
-/// ```
-pub async fn limit_counts_live_bindings_per_owner<S: BindingStore>(store: &S) {
+async fn limit_counts_live_bindings_per_owner<S: BindingStore>(store: &S) {
     let (alice, bob) = (fresh_user(), fresh_user());
-    let keys: Vec<SessionKey> = (0..3).map(|_| fresh_key()).collect();
+    let keys: Vec<SessionKey> = (0..3).map(|_| fresh_key(store)).collect();
     for key in &keys {
         assert_eq!(
             store.bind(*key, &alice, LONG, 3).await.expect("bind"),
@@ -405,7 +343,7 @@ pub async fn limit_counts_live_bindings_per_owner<S: BindingStore>(store: &S) {
             "under the limit"
         );
     }
-    let over = fresh_key();
+    let over = fresh_key(store);
     let outcome = store.bind(over, &alice, LONG, 3).await.expect("bind");
     let BindOutcome::LimitReached { retry_after } = outcome else {
         panic!("a fourth live binding with limit 3 must be refused: {outcome:?}");
@@ -430,92 +368,48 @@ pub async fn limit_counts_live_bindings_per_owner<S: BindingStore>(store: &S) {
         "another owner has its own count"
     );
     assert!(
-        is_limit(
-            &store
-                .bind(fresh_key(), &alice, LONG, 0)
-                .await
-                .expect("bind")
-        ),
+        is_limit(&bind_fresh(store, &alice, LONG, 0).await),
         "limit 0 refuses"
     );
     assert!(
-        is_limit(&store.bind(fresh_key(), &bob, LONG, 1).await.expect("bind")),
+        is_limit(&bind_fresh(store, &bob, LONG, 1).await),
         "bob holds one"
     );
 }
 
 /// Ending a binding (the owner's `DELETE`, or a refusal) frees its slot at once; ending it twice
 /// frees nothing more.
-///
-/// ```
-/// # #[cfg(feature = "memory")] {
-/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
-/// use mcp_session_binding::store::{MemoryStore, conformance};
-/// conformance::ending_a_binding_frees_its_slot(&MemoryStore::new()).await;
-/// # });
-/// # }
-/// ```
-pub async fn ending_a_binding_frees_its_slot<S: BindingStore>(store: &S) {
+async fn ending_a_binding_frees_its_slot<S: BindingStore>(store: &S) {
     let alice = fresh_user();
-    let (a, b) = (fresh_key(), fresh_key());
+    let (a, b) = (fresh_key(store), fresh_key(store));
     store.bind(a, &alice, LONG, 2).await.expect("bind");
     store.bind(b, &alice, LONG, 2).await.expect("bind");
-    assert!(is_limit(
-        &store
-            .bind(fresh_key(), &alice, LONG, 2)
-            .await
-            .expect("bind")
-    ));
+    assert!(is_limit(&bind_fresh(store, &alice, LONG, 2).await));
     store.end(a, LONG).await.expect("end");
     store.end(a, LONG).await.expect("a second end");
-    let c = fresh_key();
+    let c = fresh_key(store);
     assert_eq!(
         store.bind(c, &alice, LONG, 2).await.expect("bind"),
         BindOutcome::Created,
         "the ended binding's slot is free"
     );
     assert!(
-        is_limit(
-            &store
-                .bind(fresh_key(), &alice, LONG, 2)
-                .await
-                .expect("bind")
-        ),
+        is_limit(&bind_fresh(store, &alice, LONG, 2).await),
         "and only that one"
     );
     // Ending a key that was never bound frees nothing.
-    store.end(fresh_key(), LONG).await.expect("end");
-    assert!(is_limit(
-        &store
-            .bind(fresh_key(), &alice, LONG, 2)
-            .await
-            .expect("bind")
-    ));
+    store.end(fresh_key(store), LONG).await.expect("end");
+    assert!(is_limit(&bind_fresh(store, &alice, LONG, 2).await));
 }
 
 /// An expired binding frees its slot; a binding kept alive by sliding lookups keeps it, past its
 /// first TTL.
-///
-/// ```
-/// # #[cfg(feature = "memory")] {
-/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
-/// use mcp_session_binding::store::{MemoryStore, conformance};
-/// conformance::expiry_frees_a_slot_and_sliding_keeps_it(&MemoryStore::new()).await;
-/// # });
-/// # }
-/// ```
-pub async fn expiry_frees_a_slot_and_sliding_keeps_it<S: BindingStore>(store: &S) {
+async fn expiry_frees_a_slot_and_sliding_keeps_it<S: BindingStore>(store: &S) {
     let (alice, bob) = (fresh_user(), fresh_user());
-    store
-        .bind(fresh_key(), &alice, SHORT, 1)
-        .await
-        .expect("bind");
-    let active = fresh_key();
+    bind_fresh(store, &alice, SHORT, 1).await;
+    let active = fresh_key(store);
     store.bind(active, &bob, SHORT, 1).await.expect("bind");
-    let outcome = store
-        .bind(fresh_key(), &alice, SHORT, 1)
-        .await
-        .expect("bind");
+    let outcome = bind_fresh(store, &alice, SHORT, 1).await;
     let BindOutcome::LimitReached { retry_after } = outcome else {
         panic!("alice holds her one binding: {outcome:?}");
     };
@@ -529,33 +423,21 @@ pub async fn expiry_frees_a_slot_and_sliding_keeps_it<S: BindingStore>(store: &S
         );
     }
     assert_eq!(
-        store
-            .bind(fresh_key(), &alice, SHORT, 1)
-            .await
-            .expect("bind"),
+        bind_fresh(store, &alice, SHORT, 1).await,
         BindOutcome::Created,
         "an expired binding frees its slot"
     );
     assert!(
-        is_limit(&store.bind(fresh_key(), &bob, SHORT, 1).await.expect("bind")),
+        is_limit(&bind_fresh(store, &bob, SHORT, 1).await),
         "a binding kept alive by sliding still counts after its first TTL"
     );
 }
 
 /// Many concurrent binds of one owner: exactly `limit` succeed.
-///
-/// ```
-/// # #[cfg(feature = "memory")] {
-/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
-/// use mcp_session_binding::store::{MemoryStore, conformance};
-/// conformance::concurrent_binds_never_exceed_the_limit(&MemoryStore::new()).await;
-/// # });
-/// # }
-/// ```
-pub async fn concurrent_binds_never_exceed_the_limit<S: BindingStore>(store: &S) {
+async fn concurrent_binds_never_exceed_the_limit<S: BindingStore>(store: &S) {
     for _ in 0..5 {
         let alice = fresh_user();
-        let keys: Vec<SessionKey> = (0..16).map(|_| fresh_key()).collect();
+        let keys: Vec<SessionKey> = (0..16).map(|_| fresh_key(store)).collect();
         let outcomes =
             futures::future::join_all(keys.iter().map(|key| store.bind(*key, &alice, LONG, 5)))
                 .await;
@@ -570,19 +452,10 @@ pub async fn concurrent_binds_never_exceed_the_limit<S: BindingStore>(store: &S)
 
 /// All anonymous sessions share one budget, separate from every user's: at the anonymous limit,
 /// users still bind; ending an anonymous binding frees an anonymous slot.
-///
-/// ```
-/// # #[cfg(feature = "memory")] {
-/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
-/// use mcp_session_binding::store::{MemoryStore, conformance};
-/// conformance::anonymous_budget_is_separate(&MemoryStore::new()).await;
-/// # });
-/// # }
-/// ```
-pub async fn anonymous_budget_is_separate<S: BindingStore>(store: &S) {
+async fn anonymous_budget_is_separate<S: BindingStore>(store: &S) {
     // How many live anonymous bindings the store already holds: the first limit that admits one
     // more is that count plus one.
-    let first = fresh_key();
+    let first = fresh_key(store);
     let mut held = None;
     for limit in 1..=1000 {
         match store
@@ -598,7 +471,7 @@ pub async fn anonymous_budget_is_separate<S: BindingStore>(store: &S) {
         }
     }
     let held = held.expect("the store holds fewer than 1000 live anonymous bindings");
-    let second = fresh_key();
+    let second = fresh_key(store);
     assert_eq!(
         store
             .bind(second, &Owner::Anonymous, LONG, held + 1)
@@ -607,28 +480,17 @@ pub async fn anonymous_budget_is_separate<S: BindingStore>(store: &S) {
         BindOutcome::Created
     );
     assert!(
-        is_limit(
-            &store
-                .bind(fresh_key(), &Owner::Anonymous, LONG, held + 1)
-                .await
-                .expect("bind")
-        ),
+        is_limit(&bind_fresh(store, &Owner::Anonymous, LONG, held + 1).await),
         "the anonymous budget is spent"
     );
     assert_eq!(
-        store
-            .bind(fresh_key(), &fresh_user(), LONG, 1)
-            .await
-            .expect("bind"),
+        bind_fresh(store, &fresh_user(), LONG, 1).await,
         BindOutcome::Created,
         "a spent anonymous budget never locks out a user"
     );
     store.end(first, LONG).await.expect("end");
     assert_eq!(
-        store
-            .bind(fresh_key(), &Owner::Anonymous, LONG, held + 1)
-            .await
-            .expect("bind"),
+        bind_fresh(store, &Owner::Anonymous, LONG, held + 1).await,
         BindOutcome::Created,
         "ending an anonymous binding frees an anonymous slot"
     );
@@ -640,22 +502,13 @@ pub async fn anonymous_budget_is_separate<S: BindingStore>(store: &S) {
 /// many), the newest `limit` of them at least; every one of those sessions stays ended or
 /// unknown (never bound again by itself), and neither the owner's live bindings nor other
 /// owners' tombstones are touched.
-///
-/// ```
-/// # #[cfg(feature = "memory")] {
-/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
-/// use mcp_session_binding::store::{MemoryStore, conformance};
-/// conformance::tombstones_of_one_owner_are_bounded(&MemoryStore::new()).await;
-/// # });
-/// # }
-/// ```
-pub async fn tombstones_of_one_owner_are_bounded<S: BindingStore>(store: &S) {
+async fn tombstones_of_one_owner_are_bounded<S: BindingStore>(store: &S) {
     const LIMIT: usize = 3;
     let (alice, bob) = (fresh_user(), fresh_user());
-    let bobs = fresh_key();
+    let bobs = fresh_key(store);
     store.bind(bobs, &bob, LONG, LIMIT).await.expect("bind");
     store.end(bobs, LONG).await.expect("end");
-    let held = fresh_key();
+    let held = fresh_key(store);
     assert_eq!(
         store.bind(held, &alice, LONG, LIMIT).await.expect("bind"),
         BindOutcome::Created
@@ -663,7 +516,7 @@ pub async fn tombstones_of_one_owner_are_bounded<S: BindingStore>(store: &S) {
     let mut ended = Vec::new();
     // One at a time, far past the limit: each bind is under it, as the ends free the slots.
     for _ in 0..10 * LIMIT {
-        let key = fresh_key();
+        let key = fresh_key(store);
         assert_eq!(
             store.bind(key, &alice, LONG, LIMIT).await.expect("bind"),
             BindOutcome::Created,
@@ -673,7 +526,7 @@ pub async fn tombstones_of_one_owner_are_bounded<S: BindingStore>(store: &S) {
         ended.push(key);
     }
     // Then every slot at once, and all of them ended: the most there can be.
-    let mut last: Vec<SessionKey> = (1..LIMIT).map(|_| fresh_key()).collect();
+    let mut last: Vec<SessionKey> = (1..LIMIT).map(|_| fresh_key(store)).collect();
     for key in &last {
         assert_eq!(
             store.bind(*key, &alice, LONG, LIMIT).await.expect("bind"),
@@ -721,5 +574,135 @@ pub async fn tombstones_of_one_owner_are_bounded<S: BindingStore>(store: &S) {
         store.lookup(bobs, None).await.expect("lookup"),
         Lookup::Ended,
         "another owner's tombstones are its own"
+    );
+}
+
+/// `bind_task` records once, then reports the recorded owner and never overwrites it; task
+/// records and session bindings never see each other.
+async fn tasks_are_insert_if_absent_and_apart_from_sessions<S: BindingStore>(store: &S) {
+    let (alice, bob) = (fresh_user(), fresh_user());
+    let task = fresh_task(store);
+    assert_eq!(
+        store.task_owner(task, None).await.expect("task_owner"),
+        None,
+        "a fresh task is unknown"
+    );
+    assert_eq!(
+        store
+            .bind_task(task, &alice, LONG)
+            .await
+            .expect("bind_task"),
+        BindOutcome::Created
+    );
+    assert_eq!(
+        store.bind_task(task, &bob, LONG).await.expect("bind_task"),
+        BindOutcome::AlreadyBound(alice.clone()),
+        "a second record of a task reports the first owner"
+    );
+    assert_eq!(
+        store
+            .bind_task(task, &alice, LONG)
+            .await
+            .expect("bind_task"),
+        BindOutcome::AlreadyBound(alice.clone()),
+        "a second record by the same owner is not a create"
+    );
+    assert_eq!(
+        store
+            .task_owner(task, Some(LONG))
+            .await
+            .expect("task_owner"),
+        Some(alice.clone()),
+        "never overwritten"
+    );
+    let anonymous = fresh_task(store);
+    store
+        .bind_task(anonymous, &Owner::Anonymous, LONG)
+        .await
+        .expect("bind_task");
+    assert_eq!(
+        store.task_owner(anonymous, None).await.expect("task_owner"),
+        Some(Owner::Anonymous)
+    );
+    assert_eq!(
+        store.lookup(task, None).await.expect("lookup"),
+        Lookup::Missing,
+        "a task record is not a session binding"
+    );
+    let session = fresh_key(store);
+    store
+        .bind(session, &alice, LONG, NO_LIMIT)
+        .await
+        .expect("bind");
+    assert_eq!(
+        store.task_owner(session, None).await.expect("task_owner"),
+        None,
+        "a session binding is not a task record"
+    );
+}
+
+/// Task records count towards no limit: an owner at its limit of sessions still records tasks,
+/// and an owner with many tasks still binds up to its limit of sessions.
+async fn tasks_never_count_against_the_limit<S: BindingStore>(store: &S) {
+    let alice = fresh_user();
+    for _ in 0..5 {
+        assert_eq!(
+            record_fresh(store, &alice, LONG).await,
+            BindOutcome::Created,
+            "tasks have no limit"
+        );
+    }
+    for _ in 0..2 {
+        assert_eq!(
+            bind_fresh(store, &alice, LONG, 2).await,
+            BindOutcome::Created,
+            "tasks take no session slot"
+        );
+    }
+    assert!(
+        is_limit(&bind_fresh(store, &alice, LONG, 2).await),
+        "the sessions alone reach the limit"
+    );
+    assert_eq!(
+        record_fresh(store, &alice, LONG).await,
+        BindOutcome::Created,
+        "an owner at its session limit still records tasks"
+    );
+}
+
+/// A task record is unknown after its TTL (and can then be recorded afresh); `task_owner` with
+/// `slide` keeps it alive past its first TTL.
+async fn task_records_expire_and_slide<S: BindingStore>(store: &S) {
+    let (alice, bob) = (fresh_user(), fresh_user());
+    let (active, idle) = (fresh_task(store), fresh_task(store));
+    store
+        .bind_task(active, &alice, SHORT)
+        .await
+        .expect("bind_task");
+    store
+        .bind_task(idle, &alice, SHORT)
+        .await
+        .expect("bind_task");
+    let step = SHORT / 4;
+    for _ in 0..12 {
+        tokio::time::sleep(step).await;
+        assert_eq!(
+            store
+                .task_owner(active, Some(SHORT))
+                .await
+                .expect("task_owner"),
+            Some(alice.clone()),
+            "a task checked with a slide stays recorded"
+        );
+    }
+    assert_eq!(
+        store.task_owner(idle, None).await.expect("task_owner"),
+        None,
+        "an expired task record"
+    );
+    assert_eq!(
+        store.bind_task(idle, &bob, LONG).await.expect("bind_task"),
+        BindOutcome::Created,
+        "an expired task record is replaced"
     );
 }

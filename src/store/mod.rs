@@ -1,8 +1,10 @@
-//! Where bindings live: the [`BindingStore`] trait, its value types, and the stores.
+//! Where bindings and task records live: the [`BindingStore`] trait, its value types, and the
+//! stores.
 //!
 //! # Semantics every store must have
 //!
-//! These are checked by [`conformance`], which every store runs.
+//! The conformance suite checks them (`store::conformance::run_all`, with the feature
+//! `conformance`); every store in this crate runs it.
 //!
 //! - [`bind`](BindingStore::bind) is an **atomic insert-if-absent** with a TTL. It never
 //!   overwrites: when the key is already bound (to anyone) or ended, it reports what it found.
@@ -12,7 +14,7 @@
 //!   owner, so the anonymous budget is one limit shared by every anonymous caller, and never
 //!   touches a user's budget. Ending a binding ([`end`](BindingStore::end)) or its expiry frees
 //!   its slot. A store must enforce the limit itself: the trait has no default that could skip
-//!   it, and [`conformance`] checks it.
+//!   it, and the conformance suite checks it. Task records never count.
 //! - [`lookup`](BindingStore::lookup) returns the [`Owner`], [`Lookup::Ended`], or
 //!   [`Lookup::Missing`] (unknown or expired). With `slide` set, it keeps an active binding alive
 //!   for `slide` from now, but writes at most once per half TTL, never on every request.
@@ -53,11 +55,21 @@
 //! [`max_sessions_per_identity`]: crate::SessionBindingLayer::max_sessions_per_identity
 //! [`max_anonymous_sessions`]: crate::SessionBindingLayer::max_anonymous_sessions
 //!
-//! Keys are [`SessionKey`]s, a hash of the session id, so a dump of the store hands out no usable
-//! session id. Each store says how its keys are derived ([`BindingStore::key_derivation`], the
-//! [`keys`] module): [`MemoryStore`] keys them with random keys of its own (format 3),
-//! `RedisStore` with the deployment's [`KeySecret`] when it has one, other stores with SHA-256
-//! (format 1).
+//! # Task records
+//!
+//! A store also holds task records (MCP tasks): who created each task, under a key of its own
+//! ([`KeyDerivation::task`]). They are a kind of record apart from session bindings:
+//! [`bind_task`](BindingStore::bind_task) is an insert-if-absent with a TTL that counts towards
+//! no limit and evicts nothing, [`task_owner`](BindingStore::task_owner) reads one back (and
+//! slides it as [`lookup`](BindingStore::lookup) slides a binding), and neither ever sees a
+//! session binding or tombstone.
+//!
+//! # Keys
+//!
+//! Keys are [`SessionKey`]s, a hash of the session or task id, so a dump of the store hands out
+//! no usable id. Each store says how its keys are derived ([`BindingStore::key_derivation`]):
+//! [`MemoryStore`] keys them with random keys of its own ([`KeyDerivation::local`]),
+//! `RedisStore` with the deployment's [`KeySecret`] ([`KeyDerivation::keyed`]).
 //!
 //! The trait returns boxed futures, so it works both as a generic parameter and behind
 //! `Arc<dyn BindingStore>`.
@@ -68,9 +80,11 @@ use futures::future::BoxFuture;
 
 use crate::Identity;
 
-pub mod codec;
+pub(crate) mod codec;
+#[cfg(any(test, feature = "conformance"))]
+#[cfg_attr(docsrs, doc(cfg(feature = "conformance")))]
 pub mod conformance;
-pub mod keys;
+mod keys;
 #[cfg(feature = "memory")]
 mod memory;
 #[cfg(feature = "redis")]
@@ -83,24 +97,13 @@ pub use self::redis::{RedisConnection, RedisOptions, RedisStore};
 #[cfg_attr(docsrs, doc(cfg(feature = "memory")))]
 pub use memory::MemoryStore;
 
-pub use keys::{KeyDerivation, KeySecret};
+pub use keys::{KeyDerivation, KeySecret, ShortSecret};
 
-/// The store key of a session (or task): 128 bits derived from its id by the store's
-/// [`KeyDerivation`]. [`from_session_id`](Self::from_session_id) and
-/// [`from_task_id`](Self::from_task_id) derive format 1 (SHA-256, unkeyed); see the [`keys`]
-/// module for format 2 (keyed BLAKE3).
+/// The store key of a session or a task: 128 bits derived from its id by the store's
+/// [`KeyDerivation`].
 ///
 /// The session id is a bearer secret; the key is not. Its [`Debug`](fmt::Debug) and
 /// [`short`](Self::short) forms are safe to log.
-///
-/// ```
-/// use mcp_session_binding::store::SessionKey;
-///
-/// let key = SessionKey::from_session_id("3f2a9c1e-0b7d-4e8a-9c55-2d1f6b8e7a40");
-/// assert_eq!(key.to_hex().len(), 32);
-/// assert_eq!(key, SessionKey::from_session_id("3f2a9c1e-0b7d-4e8a-9c55-2d1f6b8e7a40"));
-/// assert_ne!(key, SessionKey::from_session_id("another"));
-/// ```
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct SessionKey([u8; 16]);
 
@@ -112,56 +115,21 @@ impl std::hash::Hash for SessionKey {
 }
 
 impl SessionKey {
-    /// Derives the format-1 key of a session id: the first 128 bits of SHA-256 over it. The
-    /// layers derive keys with their store's [`BindingStore::key_derivation`] instead.
-    ///
-    /// ```
-    /// use mcp_session_binding::store::SessionKey;
-    ///
-    /// let key = SessionKey::from_session_id("0f1e2d3c-session");
-    /// assert_eq!(key, SessionKey::from_session_id("0f1e2d3c-session"));
-    /// assert_ne!(key, SessionKey::from_session_id("0f1e2d3c-session2"));
-    /// ```
-    #[must_use]
-    pub fn from_session_id(session_id: &str) -> Self {
-        keys::sha256(b"", session_id.as_bytes())
-    }
-
-    /// Derives the format-1 store key of a task id (MCP tasks): a key space of its own, separate from
-    /// session keys. The hash covers a fixed prefix that ends in a NUL byte, which no
-    /// `Mcp-Session-Id` (visible ASCII) can contain, so no session id and task id share a key.
-    ///
-    /// ```
-    /// use mcp_session_binding::store::SessionKey;
-    ///
-    /// let task = SessionKey::from_task_id("786512e2-9e0d-44bd-8f29-789f320fe840");
-    /// assert_ne!(task, SessionKey::from_session_id("786512e2-9e0d-44bd-8f29-789f320fe840"));
-    /// assert_eq!(task, SessionKey::from_task_id("786512e2-9e0d-44bd-8f29-789f320fe840"));
-    /// ```
-    #[must_use]
-    pub fn from_task_id(task_id: &str) -> Self {
-        keys::sha256_task(task_id)
+    /// The key of `session_id` under the public derivation: for the crate's own tests.
+    #[cfg(test)]
+    pub(crate) fn from_session_id(session_id: &str) -> Self {
+        static KEYS: std::sync::LazyLock<KeyDerivation> =
+            std::sync::LazyLock::new(KeyDerivation::public);
+        KEYS.session(session_id)
     }
 
     /// The raw key bytes.
-    ///
-    /// ```
-    /// use mcp_session_binding::store::SessionKey;
-    /// assert_eq!(SessionKey::from_session_id("s").as_bytes().len(), 16);
-    /// ```
     #[must_use]
     pub fn as_bytes(&self) -> &[u8; 16] {
         &self.0
     }
 
     /// The key as 32 lowercase hex digits (for text stores such as Redis).
-    ///
-    /// ```
-    /// use mcp_session_binding::store::SessionKey;
-    /// let hex = SessionKey::from_session_id("s").to_hex();
-    /// assert_eq!(hex.len(), 32);
-    /// assert!(hex.bytes().all(|b| b.is_ascii_hexdigit()));
-    /// ```
     #[must_use]
     pub fn to_hex(&self) -> String {
         use fmt::Write;
@@ -172,13 +140,6 @@ impl SessionKey {
     }
 
     /// The first 8 hex digits: enough to correlate log lines, nothing to replay.
-    ///
-    /// ```
-    /// use mcp_session_binding::store::SessionKey;
-    /// let key = SessionKey::from_session_id("s");
-    /// assert_eq!(key.short().len(), 8); // what log events carry
-    /// assert!(key.to_hex().starts_with(&key.short()));
-    /// ```
     #[must_use]
     pub fn short(&self) -> String {
         self.to_hex()[..8].to_owned()
@@ -254,10 +215,10 @@ impl Owner {
 /// # #[cfg(feature = "memory")] {
 /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
 /// use std::time::Duration;
-/// use mcp_session_binding::store::{BindingStore, Lookup, MemoryStore, Owner, SessionKey};
+/// use mcp_session_binding::store::{BindingStore, Lookup, MemoryStore, Owner};
 ///
 /// let store = MemoryStore::new();
-/// let key = SessionKey::from_session_id("session-1");
+/// let key = store.key_derivation().session("session-1");
 /// assert_eq!(store.lookup(key, None).await.unwrap(), Lookup::Missing);
 /// store.bind(key, &Owner::Anonymous, Duration::from_secs(60), 10).await.unwrap();
 /// assert_eq!(store.lookup(key, None).await.unwrap(), Lookup::Bound(Owner::Anonymous));
@@ -282,12 +243,12 @@ pub enum Lookup {
 /// # #[cfg(feature = "memory")] {
 /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
 /// use std::time::Duration;
-/// use mcp_session_binding::{Identity, store::{BindOutcome, BindingStore, MemoryStore, Owner, SessionKey}};
+/// use mcp_session_binding::{Identity, store::{BindOutcome, BindingStore, MemoryStore, Owner}};
 ///
 /// let store = MemoryStore::new();
 /// let alice = Owner::User(Identity::new("https://i.example", "alice").unwrap());
 /// let ttl = Duration::from_secs(60);
-/// let (first, second) = (SessionKey::from_session_id("s1"), SessionKey::from_session_id("s2"));
+/// let (first, second) = (store.key_derivation().session("s1"), store.key_derivation().session("s2"));
 /// assert_eq!(store.bind(first, &alice, ttl, 1).await.unwrap(), BindOutcome::Created);
 /// assert_eq!(store.bind(first, &Owner::Anonymous, ttl, 1).await.unwrap(), BindOutcome::AlreadyBound(alice.clone()));
 /// // A limit of one live session per owner.
@@ -434,7 +395,8 @@ impl std::error::Error for StoreError {
     }
 }
 
-/// Storage for session bindings. See the [module docs](self) for the semantics.
+/// Storage for session bindings and task records. See the [module docs](self) for the
+/// semantics.
 ///
 /// Implementations hold a cheap-to-clone handle (an `Arc` inside), like [`MemoryStore`].
 ///
@@ -445,15 +407,19 @@ impl std::error::Error for StoreError {
 ///
 /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
 /// let store: Arc<dyn BindingStore> = Arc::new(MemoryStore::new());
-/// let key = SessionKey::from_session_id("s-1");
+/// let key = store.key_derivation().session("s-1");
 /// let alice = Owner::User(Identity::new("https://i.example", "alice").unwrap());
 /// let ttl = Duration::from_secs(60);
 /// let limit = 100; // live bindings per owner
 /// assert_eq!(store.bind(key, &alice, ttl, limit).await.unwrap(), BindOutcome::Created);
 /// assert_eq!(store.bind(key, &Owner::Anonymous, ttl, limit).await.unwrap(), BindOutcome::AlreadyBound(alice.clone()));
-/// assert_eq!(store.lookup(key, None).await.unwrap(), Lookup::Bound(alice));
+/// assert_eq!(store.lookup(key, None).await.unwrap(), Lookup::Bound(alice.clone()));
 /// store.end(key, ttl).await.unwrap();
 /// assert_eq!(store.lookup(key, None).await.unwrap(), Lookup::Ended);
+/// // A task record: a key space, and a kind of record, of its own.
+/// let task = store.key_derivation().task("t-1");
+/// assert_eq!(store.bind_task(task, &alice, ttl).await.unwrap(), BindOutcome::Created);
+/// assert_eq!(store.task_owner(task, None).await.unwrap(), Some(alice));
 /// # });
 /// # }
 /// ```
@@ -493,6 +459,26 @@ pub trait BindingStore: Send + Sync + 'static {
         tombstone_ttl: Duration,
     ) -> BoxFuture<'_, Result<(), StoreError>>;
 
+    /// Records that `owner` created the task under `key` (a [`KeyDerivation::task`] key), for
+    /// `ttl`, if no live task record is there: [`BindOutcome::Created`], else
+    /// [`BindOutcome::AlreadyBound`] with the recorded owner, and nothing written. Atomic, as
+    /// [`bind`](Self::bind) is. A task record is not a session binding: it counts towards no
+    /// owner's limit, evicts no tombstone, and is never evicted to make room; it expires.
+    fn bind_task<'a>(
+        &'a self,
+        key: SessionKey,
+        owner: &'a Owner,
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<BindOutcome, StoreError>>;
+
+    /// Who created the task under `key`: `None` when no live record is there. With `slide`,
+    /// keeps the record alive for `slide` from now, writing at most once per half of `slide`.
+    fn task_owner(
+        &self,
+        key: SessionKey,
+        slide: Option<Duration>,
+    ) -> BoxFuture<'_, Result<Option<Owner>, StoreError>>;
+
     /// A synchronous [`lookup`](Self::lookup), for stores that can answer without waiting (such as
     /// [`MemoryStore`]). The layer uses it to serve a matching request without allocating.
     /// `None` (the default) means "ask [`lookup`](Self::lookup)".
@@ -505,20 +491,11 @@ pub trait BindingStore: Send + Sync + 'static {
         None
     }
 
-    /// How the layers derive this store's keys from session and task ids. The default is
-    /// format 1 ([`KeyDerivation::sha256`]), which every process derives alike; a store read by
-    /// one process only can key them with random keys ([`KeyDerivation::local`], as
-    /// [`MemoryStore`] does), a shared one with a deployment [`KeySecret`].
-    ///
-    /// ```
-    /// # #[cfg(feature = "memory")] {
-    /// use mcp_session_binding::store::{BindingStore, MemoryStore};
-    /// assert_eq!(MemoryStore::new().key_derivation().format(), 3);
-    /// # }
-    /// ```
-    fn key_derivation(&self) -> &KeyDerivation {
-        &keys::SHA256
-    }
+    /// How the layers derive this store's keys from session and task ids: the same on every
+    /// call, and on every process that shares the store. A store read by one process only can
+    /// use [`KeyDerivation::local`] (as [`MemoryStore`] does), a shared one
+    /// [`KeyDerivation::keyed`] with the deployment's [`KeySecret`].
+    fn key_derivation(&self) -> &KeyDerivation;
 }
 
 impl<T: BindingStore + ?Sized> BindingStore for Arc<T> {
@@ -546,6 +523,23 @@ impl<T: BindingStore + ?Sized> BindingStore for Arc<T> {
         tombstone_ttl: Duration,
     ) -> BoxFuture<'_, Result<(), StoreError>> {
         (**self).end(key, tombstone_ttl)
+    }
+
+    fn bind_task<'a>(
+        &'a self,
+        key: SessionKey,
+        owner: &'a Owner,
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<BindOutcome, StoreError>> {
+        (**self).bind_task(key, owner, ttl)
+    }
+
+    fn task_owner(
+        &self,
+        key: SessionKey,
+        slide: Option<Duration>,
+    ) -> BoxFuture<'_, Result<Option<Owner>, StoreError>> {
+        (**self).task_owner(key, slide)
     }
 
     fn lookup_now(

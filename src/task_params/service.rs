@@ -34,7 +34,7 @@ use crate::{
         jsonrpc::code,
         scan,
     },
-    store::{BindingStore, Lookup, SessionKey, StoreErrorKind},
+    store::{BindingStore, Owner, SessionKey, StoreErrorKind},
 };
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -315,11 +315,11 @@ async fn check<St: BindingStore>(
     task_ids: &[String],
     slide: Option<Duration>,
 ) -> Result<(), Refused> {
-    let owner = tasks::task_owner(caller);
+    let owner = Owner::of(caller);
     for task_id in task_ids {
         let key = store.key_derivation().task(task_id);
-        match store.lookup(key, slide).await {
-            Ok(Lookup::Bound(recorded)) if Some(&recorded) == owner.as_ref() => {}
+        match store.task_owner(key, slide).await {
+            Ok(Some(recorded)) if recorded == owner => {}
             Ok(_) => return Err(Refused::Task(task_id.clone())),
             Err(error) if error.kind() == StoreErrorKind::Corrupt => {
                 let reason = RejectionReason::CorruptBinding;

@@ -1,5 +1,6 @@
 //! One fault-injecting binding store for every test: it wraps a real store (a `MemoryStore` by
-//! default, or a `RedisStore`) and, as a test switches it, fails `bind` and `lookup` as an
+//! default, or a `RedisStore`) and, as a test switches it, fails `bind` and `lookup` (and their
+//! task-record twins `bind_task` and `task_owner`) as an
 //! unavailable or corrupt store would, reports every new id as already bound, or delays `end` (the
 //! tombstone write) as a remote store can. It never answers synchronously (`lookup_now`), so it
 //! also drives the layer's asynchronous path.
@@ -116,6 +117,32 @@ impl<St: BindingStore> BindingStore for FaultStore<St> {
             self.inner.end(key, ttl).await
         }
         .boxed()
+    }
+
+    fn bind_task<'a>(
+        &'a self,
+        key: SessionKey,
+        owner: &'a Owner,
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<BindOutcome, StoreError>> {
+        if self.fault() == Fault::Taken {
+            return futures::future::ready(Ok(BindOutcome::AlreadyBound(Owner::Anonymous))).boxed();
+        }
+        match self.error() {
+            Some(error) => futures::future::ready(Err(error)).boxed(),
+            None => self.inner.bind_task(key, owner, ttl),
+        }
+    }
+
+    fn task_owner(
+        &self,
+        key: SessionKey,
+        slide: Option<Duration>,
+    ) -> BoxFuture<'_, Result<Option<Owner>, StoreError>> {
+        match self.error() {
+            Some(error) => futures::future::ready(Err(error)).boxed(),
+            None => self.inner.task_owner(key, slide),
+        }
     }
 
     fn key_derivation(&self) -> &KeyDerivation {

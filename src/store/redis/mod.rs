@@ -34,6 +34,8 @@ const MAX_TTL_MS: u64 = 10 * 365 * 24 * 60 * 60 * 1000;
 const OWNER_SET: &str = "owner:";
 /// The middle of the key of an owner's tombstone set: `<prefix>ended:<SHA-1 hex of the value>`.
 const ENDED_SET: &str = "ended:";
+/// The middle of a task record's key: `<prefix>task:<key hex>`.
+const TASK_RECORD: &str = "task:";
 
 /// Lua: the current Redis time in milliseconds, as `now`.
 macro_rules! lua_now {
@@ -107,13 +109,15 @@ return false
 "
 );
 
-/// `lookup` with a slide, in one round trip: read the value and, only for a live binding (not a
-/// tombstone) with less than half the slide left, push its expiry out to the full slide, and its
-/// score in the owner set with it (so the owner's count keeps counting it).
+/// `lookup` and `task_owner` with a slide, in one round trip: read the value and, only for a
+/// live binding or task record (not a tombstone) with less than half the slide left, push its
+/// expiry out to the full slide; for a binding, its score in the owner set with it (so the
+/// owner's count keeps counting it).
 ///
 /// `KEYS[1]` the key, `ARGV[1]` the slide in milliseconds, `ARGV[2]` the tombstone encoding,
-/// `ARGV[3]` the owner-set prefix. Returns nil for a missing key, else `{value, ms left}` (`-1`
-/// for a key without expiry, written by hand, which is left alone).
+/// `ARGV[3]` the owner-set prefix (empty for a task record: it is in no owner set). Returns nil
+/// for a missing key, else `{value, ms left}` (`-1` for a key without expiry, written by hand,
+/// which is left alone).
 const SLIDE_LUA: &str = concat!(
     r"
 local value = redis.call('GET', KEYS[1])
@@ -126,13 +130,15 @@ if value ~= ARGV[2] then
   if left >= 0 and left * 2 < slide then
     redis.call('PEXPIRE', KEYS[1], slide)
     left = slide
-    local set = ARGV[3] .. redis.sha1hex(value)
+    if ARGV[3] ~= '' then
+      local set = ARGV[3] .. redis.sha1hex(value)
 ",
     lua_now!(),
     r"
-    redis.call('ZADD', set, now + slide, KEYS[1])
-    if redis.call('PTTL', set) < slide then
-      redis.call('PEXPIRE', set, slide)
+      redis.call('ZADD', set, now + slide, KEYS[1])
+      if redis.call('PTTL', set) < slide then
+        redis.call('PEXPIRE', set, slide)
+      end
     end
   end
 end
@@ -189,7 +195,7 @@ static SLIDE_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(SLIDE_LUA))
 ///
 /// One string per session. The key is the prefix plus [`SessionKey::to_hex`], a hash of the
 /// session id: a dump of Redis (or `KEYS *`, `MONITOR`, a replica, a backup) hands out no usable
-/// session id. The value is the versioned [`codec`] text, `mcpsb1:user:<n>:<iss><sub>`,
+/// session id. The value is versioned text, `mcpsb1:user:<n>:<iss><sub>`,
 /// `mcpsb1:anon`, or the tombstone `mcpsb1:ended`. Each key has an expiry; nothing is kept
 /// without one.
 ///
@@ -204,10 +210,15 @@ static SLIDE_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(SLIDE_LUA))
 /// than twice its limit of bindings and tombstones together (see [the store
 /// semantics](super#semantics-every-store-must-have)). It expires with its last tombstone.
 ///
+/// And one string per task record (MCP tasks), under the prefix, `task:` and the task's key:
+/// the owner's encoding, with an expiry. Task records are in no owner set, so they count towards
+/// no limit.
+///
 /// ```text
 /// mcpsb:5e0f3b7c1a9d2e4f6a8b0c1d2e3f4a5b  ->  "mcpsb1:user:17:https://i.examplealice"  PX 3600000
 /// mcpsb:owner:<sha1 of that value>        ->  zset { "mcpsb:5e0f…4a5b": <expiry ms> }   PX 3600000
 /// mcpsb:ended:<sha1 of that value>        ->  zset { "mcpsb:…": <expiry µs> }  (its tombstones)
+/// mcpsb:task:9a1c…                        ->  "mcpsb1:user:17:https://i.examplealice"  PX 120000
 /// ```
 ///
 /// A value that does not decode (written by another program or an older scheme) is
@@ -222,6 +233,8 @@ static SLIDE_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(SLIDE_LUA))
 /// | [`lookup`](BindingStore::lookup) without slide | `GET key` | 1 |
 /// | [`lookup`](BindingStore::lookup) with slide | `EVALSHA` of a script: `GET`, `PTTL`; only when less than half the slide is left, `PEXPIRE` and the owner set's `ZADD` (new expiry) | 1 |
 /// | [`end`](BindingStore::end) | `EVAL` of a script (its text, so no script cache is needed): `GET`, `SET key tombstone PX ttl`, `ZREM` from the owner set, `TIME`, `ZADD`, `PTTL` and maybe `PEXPIRE` of the tombstone set (only `GET` when already ended) | 1 |
+/// | [`bind_task`](BindingStore::bind_task) | `SET key value NX GET PX ttl` | 1 |
+/// | [`task_owner`](BindingStore::task_owner) | `GET key`; with a slide, as `lookup` with a slide (no owner set) | 1 |
 ///
 /// With a [client-side cache](RedisOptions::client_side_cache), a [`lookup`](BindingStore::lookup)
 /// of a binding the cache holds costs no round trip (while more than half the slide is left),
@@ -292,7 +305,7 @@ static SLIDE_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(SLIDE_LUA))
 ///
 /// A hung server (or a network that drops packets) makes each operation fail at the timeout, not
 /// later. [`connect`](Self::connect) also sets TCP keepalive and, on Linux, `TCP_USER_TIMEOUT`
-/// ([`tcp_settings`](Self::tcp_settings)), so a connection to a Redis that vanished without
+/// (twice the timeout, at least 1 s), so a connection to a Redis that vanished without
 /// closing it is dropped and replaced; with [`new`](Self::new), the manager's own settings
 /// apply.
 ///
@@ -322,6 +335,8 @@ pub struct RedisStore {
     owner_prefix: Arc<str>,
     /// `prefix` + [`ENDED_SET`].
     ended_prefix: Arc<str>,
+    /// `prefix` + [`TASK_RECORD`].
+    task_prefix: Arc<str>,
     timeout: Duration,
     /// When this store last learnt each binding's expiry: see [`Fresh`].
     fresh: Arc<Fresh>,
@@ -416,17 +431,7 @@ enum Conn {
 
 impl RedisConnection {
     /// Whether this is a connection to a Redis Cluster.
-    ///
-    /// ```no_run
-    /// # use mcp_session_binding::store::RedisStore;
-    /// # async fn run() -> Result<(), mcp_session_binding::store::StoreError> {
-    /// let store = RedisStore::connect("redis://127.0.0.1/").await?;
-    /// assert!(!store.connection().is_cluster());
-    /// # Ok(())
-    /// # }
-    /// ```
-    #[must_use]
-    pub fn is_cluster(&self) -> bool {
+    fn is_cluster(&self) -> bool {
         matches!(self.0, Conn::Cluster(_))
     }
 }
@@ -528,7 +533,7 @@ impl RedisOptions {
         Self {
             prefix: DEFAULT_PREFIX.to_owned(),
             timeout: DEFAULT_TIMEOUT,
-            keys: KeyDerivation::sha256(),
+            keys: KeyDerivation::public(),
             cache: None,
             #[cfg(feature = "redis-tls")]
             ca_pem: None,
@@ -563,21 +568,15 @@ impl RedisOptions {
         self
     }
 
-    /// Keys session and task keys with `secret` ([format 2](super::keys): keyed BLAKE3) instead
-    /// of unkeyed SHA-256 (format 1, the default): a dump of Redis then cannot be matched to
-    /// session ids even when they are guessable, and each request costs less CPU.
+    /// Keys session and task keys with `secret` (keyed BLAKE3, [`KeyDerivation::keyed`]) instead
+    /// of a fixed public secret (the default): a dump of Redis then cannot be matched to
+    /// session ids even when they are guessable.
     ///
     /// - **Every replica** that shares the store must use the same secret; a replica with
     ///   another (or none) finds none of the others' sessions and answers 404 on them.
-    /// - **Switching** a running deployment from format 1: lookups that find nothing under the
-    ///   format-2 key also look for the format-1 key, so sessions bound before the switch keep
-    ///   working until they expire ([`reading_format_1_keys`](Self::reading_format_1_keys),
-    ///   on by default with a secret). Replicas still on format 1 during a rolling upgrade do
-    ///   not find the sessions bound by upgraded ones: upgrade behind session affinity, or
-    ///   accept that those clients start a new session.
-    /// - **Rotating** the secret is the same move: new keys, and the old ones are not found
-    ///   (their sessions answer 404 and clients start new ones). Rotate when the secret may have
-    ///   leaked, not on a schedule: unlike a signing key, it protects no data in transit.
+    /// - **Setting or rotating** it changes every key: the sessions bound before are not found
+    ///   (they answer 404 and clients start new ones). Rotate when the secret may have leaked,
+    ///   not on a schedule: unlike a signing key, it protects no data in transit.
     ///
     /// ```
     /// use mcp_session_binding::store::{KeySecret, RedisOptions};
@@ -589,25 +588,7 @@ impl RedisOptions {
     /// # let _ = options;
     /// ```
     pub fn key_secret(mut self, secret: KeySecret) -> Self {
-        self.keys = KeyDerivation::keyed(secret).reading_format_1(true);
-        self
-    }
-
-    /// With a [`key_secret`](Self::key_secret), whether a session not found under its keyed key
-    /// is also looked for under its format-1 (SHA-256) key (default `true`): the migration from
-    /// format 1. It costs a second round trip for unknown session ids only; turn it off once
-    /// one binding TTL has passed since every replica has the secret.
-    ///
-    /// ```
-    /// use mcp_session_binding::store::{KeySecret, RedisOptions};
-    ///
-    /// let options = RedisOptions::new()
-    ///     .key_secret(KeySecret::from_material(&[9; 32]).unwrap())
-    ///     .reading_format_1_keys(false);
-    /// # let _ = options;
-    /// ```
-    pub fn reading_format_1_keys(mut self, yes: bool) -> Self {
-        self.keys = self.keys.reading_format_1(yes);
+        self.keys = KeyDerivation::keyed(secret);
         self
     }
 
@@ -827,9 +808,10 @@ fn connect_error(info: &ConnectionAddr, err: &RedisError) -> StoreError {
 impl RedisStore {
     /// A store on `conn`, with the default [`RedisOptions`].
     ///
-    /// Build the manager with [`manager_config`](Self::manager_config) (or timeouts and a bounded
-    /// number of retries of your own), so that a stopped server fails operations quickly instead
-    /// of queueing them behind a long reconnect.
+    /// Build the manager with connection and response timeouts and a bounded number of retries
+    /// (as [`connect`](Self::connect) does: the operation timeout, two retries 50–500 ms apart),
+    /// so that a stopped server fails operations quickly instead of queueing them behind a long
+    /// reconnect.
     ///
     /// ```no_run
     /// use std::time::Duration;
@@ -837,9 +819,11 @@ impl RedisStore {
     ///
     /// # async fn run() -> redis::RedisResult<()> {
     /// let client = redis::Client::open("redis://redis.internal:6379/0")?;
-    /// let conn = client
-    ///     .get_connection_manager_with_config(RedisStore::manager_config(Duration::from_secs(2)))
-    ///     .await?;
+    /// let config = redis::aio::ConnectionManagerConfig::new()
+    ///     .set_connection_timeout(Some(Duration::from_secs(2)))
+    ///     .set_response_timeout(Some(Duration::from_secs(2)))
+    ///     .set_number_of_retries(2);
+    /// let conn = client.get_connection_manager_with_config(config).await?;
     /// let store = RedisStore::new(conn);
     /// # let _ = store;
     /// # Ok(())
@@ -851,22 +835,6 @@ impl RedisStore {
     }
 
     /// A store on `conn`, with `options`.
-    ///
-    /// ```no_run
-    /// use std::time::Duration;
-    /// use mcp_session_binding::store::{RedisOptions, RedisStore};
-    ///
-    /// # async fn run() -> redis::RedisResult<()> {
-    /// let client = redis::Client::open("redis://redis.internal:6379/0")?;
-    /// let timeout = Duration::from_secs(1);
-    /// let conn = client
-    ///     .get_connection_manager_with_config(RedisStore::manager_config(timeout))
-    ///     .await?;
-    /// let store = RedisStore::with_options(conn, RedisOptions::new().timeout(timeout));
-    /// assert_eq!(store.timeout(), timeout);
-    /// # Ok(())
-    /// # }
-    /// ```
     ///
     /// On a cluster connection, a prefix without a hash tag is wrapped in braces (`"mcpsb:"`
     /// becomes `"{mcpsb:}"`), so that every key of the store, owner sets included, is on one
@@ -889,6 +857,7 @@ impl RedisStore {
             conn,
             owner_prefix: Arc::from(format!("{prefix}{OWNER_SET}")),
             ended_prefix: Arc::from(format!("{prefix}{ENDED_SET}")),
+            task_prefix: Arc::from(format!("{prefix}{TASK_RECORD}")),
             prefix: Arc::from(prefix),
             timeout: options.timeout,
             fresh: Arc::default(),
@@ -967,8 +936,8 @@ impl RedisStore {
 
     /// Connects to the Redis at `url` (`redis://[user:password@]host[:port][/db]`, or
     /// `rediss://…` for TLS with the feature `redis-tls`) with
-    /// [`manager_config`](Self::manager_config) and [`tcp_settings`](Self::tcp_settings) for the
-    /// options' timeout, and waits for the first connection, at most that timeout.
+    /// connection and response timeouts of the options' timeout, at most two reconnect retries,
+    /// TCP keepalive and (on Linux) `TCP_USER_TIMEOUT` (see [Failures](Self)), and waits for the first connection, at most that timeout.
     ///
     /// # Errors
     ///
@@ -1018,17 +987,7 @@ impl RedisStore {
     /// `timeout`: connection and response timeouts of `timeout`, and at most two reconnect
     /// retries 50–500 ms apart, so that a stopped server yields errors, not a hang, and a
     /// restarted one is found again by the next operation.
-    ///
-    /// ```
-    /// use std::time::Duration;
-    /// use mcp_session_binding::store::RedisStore;
-    ///
-    /// let config = RedisStore::manager_config(Duration::from_secs(1));
-    /// assert_eq!(config.response_timeout(), Some(Duration::from_secs(1)));
-    /// assert_eq!(config.number_of_retries(), 2);
-    /// ```
-    #[must_use]
-    pub fn manager_config(timeout: Duration) -> ConnectionManagerConfig {
+    fn manager_config(timeout: Duration) -> ConnectionManagerConfig {
         ConnectionManagerConfig::new()
             .set_connection_timeout(Some(timeout))
             .set_response_timeout(Some(timeout))
@@ -1042,19 +1001,7 @@ impl RedisStore {
     /// `timeout` (at least 1 s), so that a connection to a Redis that vanished without closing
     /// it (a host or pod gone, a dropped NAT entry) fails and is replaced, instead of timing
     /// every operation out until the kernel gives up on it many minutes later.
-    ///
-    /// ```
-    /// use std::time::Duration;
-    /// use mcp_session_binding::store::RedisStore;
-    /// use redis::IntoConnectionInfo;
-    ///
-    /// let info = "redis://127.0.0.1/".into_connection_info().unwrap();
-    /// let tcp = RedisStore::tcp_settings(info.tcp_settings().clone(), Duration::from_secs(2));
-    /// let client = redis::Client::open(info.set_tcp_settings(tcp)).unwrap();
-    /// # let _ = client;
-    /// ```
-    #[must_use]
-    pub fn tcp_settings(settings: TcpSettings, timeout: Duration) -> TcpSettings {
+    fn tcp_settings(settings: TcpSettings, timeout: Duration) -> TcpSettings {
         let keepalive = socket2::TcpKeepalive::new().with_time(Duration::from_secs(10));
         let settings = settings.set_keepalive(keepalive);
         #[cfg(any(target_os = "android", target_os = "fuchsia", target_os = "linux"))]
@@ -1065,47 +1012,19 @@ impl RedisStore {
     }
 
     /// The key prefix.
-    ///
-    /// ```
-    /// # async fn f(conn: redis::aio::ConnectionManager) {
-    /// use mcp_session_binding::store::{RedisOptions, RedisStore};
-    /// let store = RedisStore::with_options(conn, RedisOptions::new().prefix("{tenant-a}:mcpsb:"));
-    /// assert_eq!(store.prefix(), "{tenant-a}:mcpsb:");
-    /// # }
-    /// ```
     #[must_use]
     pub fn prefix(&self) -> &str {
         &self.prefix
     }
 
     /// The bound on one operation.
-    ///
-    /// ```
-    /// # async fn f(conn: redis::aio::ConnectionManager) {
-    /// use std::time::Duration;
-    /// use mcp_session_binding::store::{RedisOptions, RedisStore};
-    /// let store = RedisStore::with_options(conn, RedisOptions::new().timeout(Duration::from_millis(250)));
-    /// assert_eq!(store.timeout(), Duration::from_millis(250));
-    /// # }
-    /// ```
     #[must_use]
     pub fn timeout(&self) -> Duration {
         self.timeout
     }
 
     /// The Redis key that holds `key`'s binding: the prefix, then 32 hex digits.
-    ///
-    /// ```no_run
-    /// # use mcp_session_binding::store::{RedisStore, SessionKey};
-    /// # async fn run() -> Result<(), mcp_session_binding::store::StoreError> {
-    /// let store = RedisStore::connect("redis://127.0.0.1/").await?;
-    /// let key = SessionKey::from_session_id("3f2a9c1e-0b7d-4e8a-9c55-2d1f6b8e7a40");
-    /// assert_eq!(store.redis_key(key), format!("mcpsb:{}", key.to_hex()));
-    /// # Ok(())
-    /// # }
-    /// ```
-    #[must_use]
-    pub fn redis_key(&self, key: SessionKey) -> String {
+    fn redis_key(&self, key: SessionKey) -> String {
         let mut out = String::with_capacity(self.prefix.len() + 32);
         out.push_str(&self.prefix);
         out.push_str(&key.to_hex());
@@ -1113,17 +1032,8 @@ impl RedisStore {
     }
 
     /// The store's connection: clones share it. Other data of the application (rmcp's session
-    /// state, say) can use it too, as the `mcp_server` example does, instead of opening one more.
-    ///
-    /// ```no_run
-    /// # use mcp_session_binding::store::RedisStore;
-    /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
-    /// let store = RedisStore::connect("redis://127.0.0.1/").await?;
-    /// let mut conn = store.connection();
-    /// let _: () = redis::cmd("SET").arg("app:greeting").arg("hello").query_async(&mut conn).await?;
-    /// # Ok(())
-    /// # }
-    /// ```
+    /// state, say) can use it too, as the `mcp_server` example does, instead of opening one more
+    /// with the same URL, TLS roots and timeouts.
     #[must_use]
     pub fn connection(&self) -> RedisConnection {
         self.conn.clone()
@@ -1150,15 +1060,35 @@ impl RedisStore {
 }
 
 impl RedisStore {
+    /// The Redis key of a task record: the task prefix, then 32 hex digits.
+    fn task_key(&self, key: SessionKey) -> String {
+        format!("{}{}", self.task_prefix, key.to_hex())
+    }
+
     /// A sliding lookup: the slide script, which also pushes the expiry out when less than half
     /// of `slide` is left, and tells the expiry [`Fresh`] remembers.
     async fn slide(&self, key: SessionKey, slide: Duration) -> Result<Lookup, StoreError> {
+        let value = self
+            .slide_script(key, self.redis_key(key), &self.owner_prefix, slide)
+            .await?;
+        to_lookup(value.as_deref())
+    }
+
+    /// The slide script on `redis_key` (`owner_prefix` empty for a task record): the value
+    /// found. Learns the expiry of a live value, and forgets that of any other.
+    async fn slide_script(
+        &self,
+        key: SessionKey,
+        redis_key: String,
+        owner_prefix: &str,
+        slide: Duration,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
         let mut invocation = SLIDE_SCRIPT.prepare_invoke();
         invocation
-            .key(self.redis_key(key))
+            .key(redis_key)
             .arg(ttl_ms(slide))
             .arg(codec::encode_ended())
-            .arg(&*self.owner_prefix);
+            .arg(owner_prefix);
         let sent = tokio::time::Instant::now();
         let reply: Option<(Vec<u8>, i64)> = self
             .run("lookup", |mut conn| {
@@ -1173,7 +1103,18 @@ impl RedisStore {
             }
             _ => self.fresh.forget(key),
         }
-        to_lookup(reply.as_ref().map(|(value, _)| value.as_slice()))
+        Ok(reply.map(|(value, _)| value))
+    }
+
+    /// `GET redis_key`.
+    async fn get(&self, redis_key: String) -> Result<Option<Vec<u8>>, StoreError> {
+        let mut get = ::redis::cmd("GET");
+        get.arg(redis_key);
+        self.run("lookup", |mut conn| {
+            let get = &get;
+            async move { get.query_async(&mut conn).await }
+        })
+        .await
     }
 
     /// A lookup that writes nothing: from the client-side cache, else a `GET` (whose answer the
@@ -1184,14 +1125,7 @@ impl RedisStore {
             return Ok(found);
         }
         let reserved = cache.and_then(|cache| Some((cache, cache.reserve(key)?)));
-        let mut get = ::redis::cmd("GET");
-        get.arg(self.redis_key(key));
-        let value: Option<Vec<u8>> = self
-            .run("lookup", |mut conn| {
-                let get = &get;
-                async move { get.query_async(&mut conn).await }
-            })
-            .await?;
+        let value = self.get(self.redis_key(key)).await?;
         // Gone or ended: nothing to slide any more.
         let ended = codec::encode_ended().as_bytes();
         if sliding && value.as_deref().is_none_or(|v| v == ended) {
@@ -1202,6 +1136,32 @@ impl RedisStore {
             cache.fill(key, ticket, &found);
         }
         Ok(found)
+    }
+
+    /// The owner of the task record under `key`, slid by `slide` as [`lookup`] slides a binding
+    /// (through the script only when [`Fresh`] does not know it has more than half left). The
+    /// client-side cache holds no task records.
+    ///
+    /// [`lookup`]: BindingStore::lookup
+    async fn task(
+        &self,
+        key: SessionKey,
+        slide: Option<Duration>,
+    ) -> Result<Option<Owner>, StoreError> {
+        let value = match slide {
+            Some(slide) if !self.fresh.is_fresh(key, slide) => {
+                self.slide_script(key, self.task_key(key), "", slide)
+                    .await?
+            }
+            _ => self.get(self.task_key(key)).await?,
+        };
+        match value.as_deref().map(decode).transpose()? {
+            None => Ok(None),
+            Some(Stored::Bound(owner)) => Ok(Some(owner)),
+            Some(Stored::Ended) => Err(StoreError::corrupt(
+                "a tombstone where a task record belongs",
+            )),
+        }
     }
 }
 
@@ -1348,6 +1308,51 @@ impl BindingStore for RedisStore {
             .await
         }
         .boxed()
+    }
+
+    fn bind_task<'a>(
+        &'a self,
+        key: SessionKey,
+        owner: &'a Owner,
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<BindOutcome, StoreError>> {
+        // Insert-if-absent in one command (Redis 7.0: `NX` with `GET`), in no owner set.
+        let mut set = ::redis::cmd("SET");
+        set.arg(self.task_key(key))
+            .arg(codec::encode_owner(owner))
+            .arg("NX")
+            .arg("GET")
+            .arg("PX")
+            .arg(ttl_ms(ttl));
+        async move {
+            let sent = tokio::time::Instant::now();
+            let old: Option<Vec<u8>> = self
+                .run("record task", |mut conn| {
+                    let set = &set;
+                    async move { set.query_async(&mut conn).await }
+                })
+                .await?;
+            match old.as_deref().map(decode).transpose()? {
+                None => {
+                    self.fresh
+                        .learn(key, sent, Duration::from_millis(ttl_ms(ttl)));
+                    Ok(BindOutcome::Created)
+                }
+                Some(Stored::Bound(owner)) => Ok(BindOutcome::AlreadyBound(owner)),
+                Some(Stored::Ended) => Err(StoreError::corrupt(
+                    "a tombstone where a task record belongs",
+                )),
+            }
+        }
+        .boxed()
+    }
+
+    fn task_owner(
+        &self,
+        key: SessionKey,
+        slide: Option<Duration>,
+    ) -> BoxFuture<'_, Result<Option<Owner>, StoreError>> {
+        self.task(key, slide).boxed()
     }
 
     fn key_derivation(&self) -> &KeyDerivation {

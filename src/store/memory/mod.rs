@@ -1,23 +1,27 @@
-//! [`MemoryStore`]: bindings in this process, on `dashmap`.
+//! [`MemoryStore`]: bindings and task records in this process, on `dashmap`.
+//!
+//! The memory layout (packed slots, interned owners, the key hasher) is in [`slots`]; this
+//! module is the store's logic.
 
 use std::{
     collections::VecDeque,
     fmt,
-    hash::{BuildHasherDefault, Hasher},
     sync::{
         Arc, Mutex, MutexGuard,
-        atomic::{AtomicU64, AtomicUsize, Ordering},
+        atomic::{AtomicUsize, Ordering},
     },
     time::{Duration, Instant},
 };
 
-use dashmap::{DashMap, mapref::entry::Entry};
+use dashmap::mapref::entry::Entry;
 use futures::future::{self, BoxFuture, FutureExt};
 
+mod slots;
+
+use self::slots::{Kind, Map, OwnerEntry, OwnerKeys, Owners, Slot};
 use super::{
     BindOutcome, BindingStore, KeyDerivation, Lookup, Owner, SessionKey, StoreError, StoreErrorKind,
 };
-use crate::Identity;
 
 /// Entries the reclaimer examines per write (bind or end), at most.
 const RECLAIM_STEP: usize = 64;
@@ -31,43 +35,42 @@ const OWNER_SCAN: usize = 256;
 /// Keys of the owner's index every bind examines, to keep the index near the live count.
 const OWNER_TIDY: usize = 2;
 
-/// Bindings in this process's memory: the default store.
+/// Bindings and task records in this process's memory: the default store.
 ///
 /// - Built on `dashmap`'s entry API: a bind is one insert-if-absent under the shard lock, so two
 ///   concurrent binds of one id cannot both win.
-/// - **Reclaims expired entries by itself.** Every write (a bind or an end) also advances a
-///   reclaimer over the entries in the order they were written: it examines up to 64 of them,
-///   removes those that expired, and stops early after passing over 4 live ones. So no request
-///   pays more than that bounded step, no task or thread is needed (any runtime, or none), and
-///   expired bindings and tombstones stay a bounded fraction of the store while it is written
-///   to. The matching path (a lookup that finds the owner) does no reclaiming work. An expired
-///   entry also reads as missing at once, and is replaced by the next bind of its key.
+/// - **Reclaims expired entries by itself.** Every write (a bind, a task record or an end) also
+///   advances a reclaimer over the entries in the order they were written: it examines up to 64
+///   of them, removes those that expired, and stops early after passing over 4 live ones. So no
+///   request pays more than that bounded step, no task or thread is needed (any runtime, or
+///   none), and expired entries stay a bounded fraction of the store while it is written to. The
+///   matching path (a lookup that finds the owner) does no reclaiming work. An expired entry
+///   also reads as missing at once, and is replaced by the next bind of its key.
 ///   [`sweep`](Self::sweep) and [`spawn_sweeper`](Self::spawn_sweeper) remain for a store that
 ///   is no longer written to.
 /// - **Per-owner limit** (see [`BindingStore::bind`]): exact, since the binds of one owner are
 ///   serialized on that owner's lock. A bind at the limit first reclaims that owner's expired
 ///   bindings (up to 256 of its keys) and reports
 ///   [`LimitReached`](BindOutcome::LimitReached) only when the owner really holds `limit` live
-///   ones.
+///   ones. Task records never count.
 /// - **Tombstones per owner** (see [the store semantics](super#semantics-every-store-must-have)):
 ///   each owner lists the tombstones of its ended bindings, and a bind that creates a binding
 ///   for it first evicts its oldest beyond its limit (up to 256 a bind), under the owner's lock,
 ///   which the owner's ends take too. So one identity holds at most twice its limit of entries,
-///   bindings and tombstones together, however often it creates and deletes sessions. A
-///   tombstone keeps its owner's interned entry (and list) alive until it goes. Measured: about
-///   120–140 bytes a tombstone (with its share of the tables and of its user's entry, 10 per
-///   user), against 64–86 for one of no owner.
+///   bindings and tombstones together, however often it creates and deletes sessions. Measured:
+///   about 120–140 bytes a tombstone (with its share of the tables and of its user's entry, 10
+///   per user), against 64–86 for one of no owner.
 /// - Optional [capacity](Self::with_capacity): when full, a new bind first reclaims expired
 ///   entries, then evicts the oldest tombstones, and only then fails with
-///   [`StoreErrorKind::CapacityExceeded`] (the layer answers 503). A live binding is never
-///   evicted. Anonymous bindings may fill at most half of the capacity.
+///   [`StoreErrorKind::CapacityExceeded`] (the layer answers 503). A live binding or task
+///   record is never evicted. Anonymous bindings may fill at most half of the capacity.
 /// - Sessions of one user share one copy of the identity strings, and users of one issuer one
 ///   copy of the issuer.
 /// - Answers synchronously ([`BindingStore::lookup_now`]), so the layer's matching path does not
 ///   allocate.
-/// - Keys are [format 3](super::keys) (SipHash-2-4-128) with random keys drawn when the store
-///   is made: nothing outside this process ever reads them, and an id of little entropy cannot
-///   be matched to its key.
+/// - Keys are [local](KeyDerivation::local) (SipHash-2-4-128) with random keys drawn when the
+///   store is made: nothing outside this process ever reads them, and an id of little entropy
+///   cannot be matched to its key.
 ///
 /// One process only: with several replicas, use a shared store (the `redis` feature).
 ///
@@ -77,20 +80,20 @@ const OWNER_TIDY: usize = 2;
 ///
 /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
 /// let store = MemoryStore::with_capacity(100_000);
+/// let keys = store.key_derivation().clone();
 /// let alice = Owner::User(Identity::new("https://i.example", "alice").unwrap());
 /// let ttl = Duration::from_secs(60);
 /// // At most two live sessions for alice:
 /// for id in ["s-1", "s-2"] {
-///     let key = SessionKey::from_session_id(id);
-///     assert_eq!(store.bind(key, &alice, ttl, 2).await.unwrap(), BindOutcome::Created);
+///     assert_eq!(store.bind(keys.session(id), &alice, ttl, 2).await.unwrap(), BindOutcome::Created);
 /// }
-/// let third = SessionKey::from_session_id("s-3");
+/// let third = keys.session("s-3");
 /// assert!(matches!(
 ///     store.bind(third, &alice, ttl, 2).await.unwrap(),
 ///     BindOutcome::LimitReached { .. }
 /// ));
 /// // Ending one frees its slot.
-/// store.end(SessionKey::from_session_id("s-1"), ttl).await.unwrap();
+/// store.end(keys.session("s-1"), ttl).await.unwrap();
 /// assert_eq!(store.bind(third, &alice, ttl, 2).await.unwrap(), BindOutcome::Created);
 /// assert_eq!(store.lookup_now(third, None).unwrap().unwrap(), Lookup::Bound(alice));
 /// # });
@@ -101,210 +104,33 @@ pub struct MemoryStore {
 }
 
 struct Inner {
-    map: DashMap<SessionKey, Slot, BuildHasherDefault<KeyHasher>>,
-    /// Interned users: one entry (identity, live count, keys) per user with a binding, shared by
-    /// all of its sessions. A set (the map's key is the shared entry): 8 bytes a user in the
-    /// table.
-    users: DashMap<UserKey, ()>,
-    /// The one owner every anonymous session shares.
-    anonymous: Arc<OwnerEntry>,
-    /// Interned issuers: one copy of each issuer string, shared by all of its users.
-    issuers: DashMap<Arc<str>, ()>,
+    map: Map,
+    owners: Owners,
     len: AtomicUsize,
     capacity: Option<usize>,
     epoch: Instant,
     /// Every key of the map at least once, in the order written: the reclaimer's queue. Keys
     /// found live go to the back; keys found expired or gone leave it.
     written: Mutex<VecDeque<SessionKey>>,
-    /// Format 3, with random keys of this store's own.
+    /// Local keys of this store's own.
     keys: KeyDerivation,
     /// Milliseconds added to the clock, for tests of expiry.
     #[cfg(test)]
-    skew: AtomicU64,
+    skew: std::sync::atomic::AtomicU64,
 }
 
 impl Default for Inner {
     fn default() -> Self {
         Self {
-            map: DashMap::default(),
-            users: DashMap::new(),
-            anonymous: Arc::new(OwnerEntry::new(None)),
-            issuers: DashMap::new(),
+            map: Map::default(),
+            owners: Owners::default(),
             len: AtomicUsize::new(0),
             capacity: None,
             epoch: Instant::now(),
             written: Mutex::new(VecDeque::new()),
             keys: KeyDerivation::local(),
             #[cfg(test)]
-            skew: AtomicU64::new(0),
-        }
-    }
-}
-
-/// One owner: a user, or the anonymous owner.
-struct OwnerEntry {
-    /// The user; for the anonymous owner, empty strings (which no [`Identity::new`] accepts).
-    id: Identity,
-    anonymous: bool,
-    /// Bound slots of this owner that exist, expired ones included until reclaimed. Counted by
-    /// [`Slot`] itself (up when a bound slot is made, down when it is dropped), so every way a
-    /// binding leaves the map (end, expiry, sweep, replacement) frees its slot.
-    live: AtomicUsize,
-    /// The keys this owner bound and the tombstones of its ended sessions. Locked by the binds
-    /// and ends of this owner, which makes the limit check, the tombstone bound and the write
-    /// one step.
-    keys: Mutex<OwnerKeys>,
-}
-
-/// The keys of one owner, oldest first. Both lists may still name keys since ended, expired,
-/// evicted or reclaimed: they are dropped when examined.
-#[derive(Default)]
-struct OwnerKeys {
-    /// Keys this owner bound.
-    live: VecDeque<SessionKey>,
-    /// Keys whose binding of this owner an `end` turned into a tombstone, in the order ended.
-    ended: VecDeque<SessionKey>,
-}
-
-impl OwnerEntry {
-    fn new(id: Option<Identity>) -> Self {
-        Self {
-            anonymous: id.is_none(),
-            id: id.unwrap_or_else(|| Identity::from_shared(Arc::from(""), Arc::from(""))),
-            live: AtomicUsize::new(0),
-            keys: Mutex::new(OwnerKeys::default()),
-        }
-    }
-}
-
-/// An interned user, looked up by its identity.
-struct UserKey(Arc<OwnerEntry>);
-
-impl std::borrow::Borrow<Identity> for UserKey {
-    fn borrow(&self) -> &Identity {
-        &self.0.id
-    }
-}
-
-impl std::hash::Hash for UserKey {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        self.0.id.hash(state);
-    }
-}
-
-impl PartialEq for UserKey {
-    fn eq(&self, other: &Self) -> bool {
-        self.0.id == other.0.id
-    }
-}
-
-impl Eq for UserKey {}
-
-/// One map value: 16 bytes.
-struct Slot {
-    /// The owner of a binding, or of the binding a tombstone replaced (it stays in that owner's
-    /// [`OwnerKeys::ended`] list, and keeps the owner's entry, with that list, alive). `None`
-    /// for a tombstone of a key that held no binding when it was ended.
-    owner: Option<Arc<OwnerEntry>>,
-    /// Expiry in milliseconds since the store's epoch (below [`ENDED`]), with [`ENDED`] set for a
-    /// tombstone. The state never changes in place: a tombstone replaces the slot.
-    word: AtomicU64,
-}
-
-/// The bit of [`Slot::word`] that marks a tombstone; expiries are capped below it (2^63 ms is
-/// some 292 million years).
-const ENDED: u64 = 1 << 63;
-
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum State {
-    Bound,
-    Ended,
-}
-
-impl Slot {
-    /// A binding of `owner`: counts towards its limit until dropped.
-    fn bound(owner: Arc<OwnerEntry>, expires_at: u64) -> Self {
-        owner.live.fetch_add(1, Ordering::Relaxed);
-        Self {
-            owner: Some(owner),
-            word: AtomicU64::new(expires_at.min(ENDED - 1)),
-        }
-    }
-
-    /// A tombstone; `owner`: the owner of the binding it replaces, if any.
-    fn ended(owner: Option<Arc<OwnerEntry>>, expires_at: u64) -> Self {
-        Self {
-            owner,
-            word: AtomicU64::new(expires_at.min(ENDED - 1) | ENDED),
-        }
-    }
-
-    fn expires_at(&self) -> u64 {
-        self.word.load(Ordering::Relaxed) & !ENDED
-    }
-
-    fn state(&self) -> State {
-        if self.word.load(Ordering::Relaxed) & ENDED == 0 {
-            State::Bound
-        } else {
-            State::Ended
-        }
-    }
-
-    fn expired(&self, now: u64) -> bool {
-        self.expires_at() <= now
-    }
-
-    /// Whether this is a binding (not a tombstone) of `owner`.
-    fn is_bound_to(&self, owner: &Arc<OwnerEntry>) -> bool {
-        self.state() == State::Bound && self.is_of(owner)
-    }
-
-    /// Whether this slot is a binding of `owner`, or the tombstone of one.
-    fn is_of(&self, owner: &Arc<OwnerEntry>) -> bool {
-        self.owner.as_ref().is_some_and(|o| Arc::ptr_eq(o, owner))
-    }
-
-    fn owner(&self) -> Owner {
-        match self.owner.as_deref() {
-            Some(owner) if !owner.anonymous => Owner::User(owner.id.clone()),
-            _ => Owner::Anonymous,
-        }
-    }
-
-    fn lookup(&self) -> Lookup {
-        match self.state() {
-            State::Bound => Lookup::Bound(self.owner()),
-            State::Ended => Lookup::Ended,
-        }
-    }
-}
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        if let Some(owner) = &self.owner
-            && self.state() == State::Bound
-        {
-            owner.live.fetch_sub(1, Ordering::Relaxed);
-        }
-    }
-}
-
-/// The keys are already uniform hashes (SipHash, keyed BLAKE3 or SHA-256 of session ids), so the map uses
-/// eight of their bytes as the hash instead of hashing them again.
-#[derive(Default)]
-struct KeyHasher(u64);
-
-impl Hasher for KeyHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for chunk in bytes.chunks(8) {
-            let mut word = [0; 8];
-            word[..chunk.len()].copy_from_slice(chunk);
-            self.0 = self.0.rotate_left(5) ^ u64::from_le_bytes(word);
+            skew: std::sync::atomic::AtomicU64::new(0),
         }
     }
 }
@@ -326,11 +152,12 @@ impl MemoryStore {
         Self::default()
     }
 
-    /// Bounds the number of entries (bindings and tombstones).
+    /// Bounds the number of entries (bindings, tombstones and task records).
     ///
     /// When full, a new bind first reclaims expired entries, then evicts the oldest tombstones
     /// (at most 1,024 entries examined), and then fails with
-    /// [`StoreErrorKind::CapacityExceeded`] (503). A live binding is never evicted.
+    /// [`StoreErrorKind::CapacityExceeded`] (503). A live binding or task record is never
+    /// evicted.
     ///
     /// - Anonymous bindings may take at most half of `capacity`, whatever limit the layer asks
     ///   for, so anonymous callers can never fill the store and lock authenticated users out.
@@ -339,24 +166,6 @@ impl MemoryStore {
     ///   anew. That is the trade-off for never refusing a bind because of tombstones.
     /// - Only many identities, each within its own limit, can fill it with live bindings: size
     ///   it for your users times their per-identity limit, or accept 503s past that.
-    ///
-    /// ```
-    /// use std::time::Duration;
-    /// use mcp_session_binding::store::*;
-    ///
-    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
-    /// let store = MemoryStore::with_capacity(4);
-    /// let ttl = Duration::from_secs(60);
-    /// let mut created = 0;
-    /// for i in 0..10 {
-    ///     let key = SessionKey::from_session_id(&format!("anon-{i}"));
-    ///     if store.bind(key, &Owner::Anonymous, ttl, usize::MAX).await.unwrap() == BindOutcome::Created {
-    ///         created += 1;
-    ///     }
-    /// }
-    /// assert_eq!(created, 2, "anonymous sessions fill half the capacity at most");
-    /// # });
-    /// ```
     #[must_use]
     pub fn with_capacity(capacity: usize) -> Self {
         Self {
@@ -367,7 +176,8 @@ impl MemoryStore {
         }
     }
 
-    /// Number of entries, bindings and tombstones, expired ones included until reclaimed.
+    /// Number of entries (bindings, tombstones and task records), expired ones included until
+    /// reclaimed.
     #[must_use]
     pub fn len(&self) -> usize {
         self.inner.len.load(Ordering::Relaxed)
@@ -379,7 +189,7 @@ impl MemoryStore {
         self.len() == 0
     }
 
-    /// Removes every expired entry at once, and interned identities no session uses any more.
+    /// Removes every expired entry at once, and interned identities no entry uses any more.
     /// Returns how many entries it removed.
     ///
     /// Not needed for a store in use: writes reclaim expired entries as they go (see the type's
@@ -390,26 +200,13 @@ impl MemoryStore {
         self.inner.map.retain(|_, slot| !slot.expired(now));
         let removed = before.saturating_sub(self.inner.map.len());
         self.inner.len.fetch_sub(removed, Ordering::Relaxed);
-        self.inner
-            .users
-            .retain(|shared, ()| Arc::strong_count(&shared.0) > 1);
-        self.inner
-            .issuers
-            .retain(|shared, ()| Arc::strong_count(shared) > 1);
+        self.inner.owners.sweep();
         removed
     }
 
     /// Runs [`sweep`](Self::sweep) every `period` on the current tokio runtime, until the returned
     /// handle is aborted. Optional: writes reclaim expired entries by themselves; a sweeper only
     /// helps a store that stops being written to while it still holds many expired entries.
-    ///
-    /// ```
-    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
-    /// let store = mcp_session_binding::store::MemoryStore::new();
-    /// let sweeper = store.spawn_sweeper(std::time::Duration::from_secs(60));
-    /// sweeper.abort();
-    /// # });
-    /// ```
     #[must_use = "aborting or dropping the handle decides the sweeper's lifetime"]
     pub fn spawn_sweeper(&self, period: Duration) -> tokio::task::JoinHandle<()> {
         let store = Arc::downgrade(&self.inner);
@@ -424,34 +221,6 @@ impl MemoryStore {
         })
     }
 
-    /// The owner entry of `owner`, interned.
-    fn owner_entry(&self, owner: &Owner) -> Arc<OwnerEntry> {
-        let Owner::User(id) = owner else {
-            return Arc::clone(&self.inner.anonymous);
-        };
-        if let Some(user) = self.inner.users.get(id) {
-            return Arc::clone(&user.key().0);
-        }
-        let (iss, sub) = id.shared_parts();
-        let id = Identity::from_shared(self.intern_issuer(iss), sub.clone());
-        // A concurrent bind may have interned the same user since: the entry keeps the first.
-        let user = UserKey(Arc::new(OwnerEntry::new(Some(id))));
-        Arc::clone(&self.inner.users.entry(user).or_insert(()).key().0)
-    }
-
-    fn intern_issuer(&self, iss: &Arc<str>) -> Arc<str> {
-        if let Some(shared) = self.inner.issuers.get(&**iss) {
-            return Arc::clone(shared.key());
-        }
-        Arc::clone(
-            self.inner
-                .issuers
-                .entry(Arc::clone(iss))
-                .or_insert(())
-                .key(),
-        )
-    }
-
     /// The most live anonymous bindings this store accepts, whatever the layer asks for.
     fn anonymous_ceiling(&self) -> usize {
         self.inner.capacity.map_or(usize::MAX, |cap| cap / 2)
@@ -464,7 +233,7 @@ impl MemoryStore {
         ttl: Duration,
         limit: usize,
     ) -> Result<BindOutcome, StoreError> {
-        let entry = self.owner_entry(owner);
+        let entry = self.inner.owners.entry(owner);
         let limit = match owner {
             Owner::Anonymous => limit.min(self.anonymous_ceiling()),
             Owner::User(_) => limit,
@@ -474,12 +243,18 @@ impl MemoryStore {
             self.bind_locked(&entry, &mut keys, key, ttl, limit)?
         };
         drop(entry);
+        self.written(key, inserted);
+        Ok(outcome)
+    }
+
+    /// After a write of `key` (`inserted`: a new key in the map): queues a new key, and runs
+    /// one step of the reclaimer.
+    fn written(&self, key: SessionKey, inserted: bool) {
         let mut written = lock(&self.inner.written);
         if inserted {
             written.push_back(key);
         }
         self.reclaim(&mut written, self.inner.now(), RECLAIM_STEP, RECLAIM_LIVE);
-        Ok(outcome)
     }
 
     /// A bind, under the owner's lock: the count cannot grow meanwhile, since only binds of this
@@ -493,28 +268,44 @@ impl MemoryStore {
         limit: usize,
     ) -> Result<(BindOutcome, bool), StoreError> {
         let now = self.inner.now();
-        let expires_at = now.saturating_add(millis(ttl));
         self.scan_owner(entry, &mut keys.live, now, OWNER_TIDY);
         if let Some(found) = self.existing(key, now) {
             return Ok((found, false));
         }
-        if entry.live.load(Ordering::Relaxed) >= limit {
+        if entry.live() >= limit {
             let earliest = self.scan_owner(entry, &mut keys.live, now, OWNER_SCAN);
-            if entry.live.load(Ordering::Relaxed) >= limit {
+            if entry.live() >= limit {
                 let wait = earliest.map_or(ttl, |at| Duration::from_millis(at.saturating_sub(now)));
                 let retry_after = wait.max(Duration::from_millis(1));
                 return Ok((BindOutcome::LimitReached { retry_after }, false));
             }
         }
         self.evict_tombstones(entry, &mut keys.ended, limit);
+        let expires_at = now.saturating_add(millis(ttl));
+        let outcome = self.insert(key, now, || Slot::bound(Arc::clone(entry), expires_at))?;
+        if outcome.0 == BindOutcome::Created {
+            keys.live.push_back(key);
+        }
+        Ok(outcome)
+    }
+
+    /// Writes `slot()` at `key` unless a live entry is there: the insert-if-absent of binds and
+    /// task records. Makes room in a full store first. Returns the outcome, and whether a new
+    /// key entered the map.
+    fn insert(
+        &self,
+        key: SessionKey,
+        now: u64,
+        slot: impl FnOnce() -> Slot,
+    ) -> Result<(BindOutcome, bool), StoreError> {
         if self.is_full() {
             self.make_room();
         }
-        let outcome = match self.inner.map.entry(key) {
+        Ok(match self.inner.map.entry(key) {
             Entry::Occupied(mut occupied) => {
                 if occupied.get().expired(now) {
-                    // The old slot is dropped here, which frees its owner's slot.
-                    occupied.insert(Slot::bound(Arc::clone(entry), expires_at));
+                    // The old slot is dropped here, which frees its owner's place.
+                    occupied.insert(slot());
                     (BindOutcome::Created, false)
                 } else {
                     (found(occupied.get()), false)
@@ -529,14 +320,10 @@ impl MemoryStore {
                         format!("memory store holds its capacity of {taken} entries"),
                     ));
                 }
-                vacant.insert(Slot::bound(Arc::clone(entry), expires_at));
+                vacant.insert(slot());
                 (BindOutcome::Created, true)
             }
-        };
-        if outcome.0 == BindOutcome::Created {
-            keys.live.push_back(key);
-        }
-        Ok(outcome)
+        })
     }
 
     /// Before a bind adds a binding of `entry`, evicts the owner's oldest tombstones until its
@@ -557,9 +344,7 @@ impl MemoryStore {
         for _ in 0..excess {
             let Some(key) = ended.pop_front() else { break };
             // Only the owner's own tombstone: the key may have been reclaimed and reused since.
-            self.remove_if(key, |slot| {
-                slot.state() == State::Ended && slot.is_of(entry)
-            });
+            self.remove_if(key, |slot| slot.kind() == Kind::Ended && slot.is_of(entry));
         }
     }
 
@@ -598,55 +383,33 @@ impl MemoryStore {
         now: u64,
         owner: Option<&Arc<OwnerEntry>>,
     ) -> Option<(u64, bool)> {
-        let seen = self.inner.map.get(&key).map(|slot| {
+        let seen = |slot: &Slot| {
             (
-                slot.expired(now),
                 slot.expires_at(),
                 owner.is_some_and(|o| slot.is_bound_to(o)),
             )
-        })?;
-        match seen {
-            (false, expires_at, mine) => Some((expires_at, mine)),
-            (true, ..) => {
-                if self.remove_if(key, |slot| slot.expired(now)) {
-                    None
-                } else {
-                    // Replaced meanwhile by a live entry (or removed by someone else).
-                    let slot = self.inner.map.get(&key)?;
-                    Some((
-                        slot.expires_at(),
-                        owner.is_some_and(|o| slot.is_bound_to(o)),
-                    ))
-                }
-            }
+        };
+        let (expired, found) = {
+            let slot = self.inner.map.get(&key)?;
+            (slot.expired(now), seen(&slot))
+        };
+        if !expired || !self.remove_if(key, |slot| slot.expired(now)) {
+            return Some(found);
         }
+        // Removed; or replaced meanwhile by a live entry (or removed by someone else).
+        self.inner.map.get(&key).map(|slot| seen(&slot))
     }
 
     /// Removes the entry at `key` if `condition` holds; frees the interned user when that was
-    /// its last binding. Returns whether it removed one.
+    /// its last entry. Returns whether it removed one.
     fn remove_if(&self, key: SessionKey, condition: impl FnOnce(&Slot) -> bool) -> bool {
         match self.inner.map.remove_if(&key, |_, slot| condition(slot)) {
             Some((_, slot)) => {
                 self.inner.len.fetch_sub(1, Ordering::Relaxed);
-                self.released(slot);
+                self.inner.owners.release(slot);
                 true
             }
             None => false,
-        }
-    }
-
-    /// Drops a slot that left the map. When it held the last binding of a user, the user's
-    /// interned entry goes too (unless a bind holds it meanwhile).
-    fn released(&self, slot: Slot) {
-        let Some(owner) = slot.owner.clone() else {
-            return;
-        };
-        drop(slot);
-        if !owner.anonymous && Arc::strong_count(&owner) == 2 {
-            // Two: the table's and `owner`. A bind in flight holds a third.
-            self.inner
-                .users
-                .remove_if(&owner.id, |shared, ()| Arc::strong_count(&shared.0) == 2);
         }
     }
 
@@ -671,7 +434,8 @@ impl MemoryStore {
     }
 
     /// Makes room in a full store: reclaims expired entries, then evicts tombstones, oldest
-    /// written first, examining at most [`ROOM_STEP`] entries. Never evicts a live binding.
+    /// written first, examining at most [`ROOM_STEP`] entries. Never evicts a live binding or
+    /// task record.
     fn make_room(&self) {
         let now = self.inner.now();
         let mut queue = lock(&self.inner.written);
@@ -681,37 +445,64 @@ impl MemoryStore {
             }
             let Some(key) = queue.pop_front() else { break };
             if self.examine(key, now, None).is_some()
-                && !self.remove_if(key, |slot| slot.state() == State::Ended)
+                && !self.remove_if(key, |slot| slot.kind() == Kind::Ended)
             {
                 queue.push_back(key);
             }
         }
     }
 
-    fn lookup_sync(&self, key: SessionKey, slide: Option<Duration>) -> Lookup {
+    /// The live slot at `key`, slid by `slide`, read by `read`; reclaims an expired one.
+    fn read<T>(
+        &self,
+        key: SessionKey,
+        slide: Option<Duration>,
+        read: impl FnOnce(&Slot) -> T,
+    ) -> Option<T> {
         let now = self.inner.now();
-        let expired = match self.inner.map.get(&key) {
-            None => return Lookup::Missing,
+        match self.inner.map.get(&key) {
+            None => return None,
             Some(slot) if !slot.expired(now) => {
-                if let (Some(slide), State::Bound) = (slide, slot.state()) {
-                    let slide = millis(slide);
-                    let expires = slot.expires_at();
-                    // Refresh only once half the window has passed: at most two writes per TTL.
-                    // A bound slot's word is its expiry (no ENDED bit), so `fetch_max` on it is
-                    // a max on the expiry.
-                    if expires.saturating_sub(now) < slide / 2 {
-                        let refreshed = now.saturating_add(slide).min(ENDED - 1);
-                        slot.word.fetch_max(refreshed, Ordering::Relaxed);
-                    }
+                if let Some(slide) = slide {
+                    slot.slide(now, millis(slide));
                 }
-                return slot.lookup();
+                return Some(read(&slot));
             }
-            Some(_) => true,
-        };
-        if expired {
-            self.remove_if(key, |slot| slot.expired(now));
+            Some(_) => {}
         }
-        Lookup::Missing
+        self.remove_if(key, |slot| slot.expired(now));
+        None
+    }
+
+    fn lookup_sync(&self, key: SessionKey, slide: Option<Duration>) -> Lookup {
+        self.read(key, slide, |slot| match slot.kind() {
+            Kind::Bound => Lookup::Bound(slot.owner()),
+            Kind::Ended => Lookup::Ended,
+            // A task record at a session key (never, with derived keys) reads as missing.
+            Kind::Task => Lookup::Missing,
+        })
+        .unwrap_or(Lookup::Missing)
+    }
+
+    fn bind_task_now(
+        &self,
+        key: SessionKey,
+        owner: &Owner,
+        ttl: Duration,
+    ) -> Result<BindOutcome, StoreError> {
+        let entry = self.inner.owners.entry(owner);
+        let now = self.inner.now();
+        let expires_at = now.saturating_add(millis(ttl));
+        let (outcome, inserted) = self.insert(key, now, || Slot::task(entry, expires_at))?;
+        self.written(key, inserted);
+        Ok(outcome)
+    }
+
+    fn task_owner_now(&self, key: SessionKey, slide: Option<Duration>) -> Option<Owner> {
+        self.read(key, slide, |slot| {
+            (slot.kind() == Kind::Task).then(|| slot.owner())
+        })
+        .flatten()
     }
 
     /// Ends `key`: a live binding becomes a tombstone listed with its owner (under the owner's
@@ -723,27 +514,28 @@ impl MemoryStore {
         let expires_at = now.saturating_add(millis(tombstone_ttl));
         // Whose binding is it? Read first, then locked in the binds' order: owner, then map.
         let owner = match self.inner.map.get(&key) {
-            Some(slot) if !slot.expired(now) && slot.state() == State::Bound => slot.owner.clone(),
+            Some(slot) if !slot.expired(now) && slot.kind() == Kind::Bound => {
+                slot.owner_entry().cloned()
+            }
             _ => None,
         };
         let mut keys = owner.as_ref().map(|owner| lock(&owner.keys));
         let (replaced, added) = match self.inner.map.entry(key) {
             Entry::Occupied(mut occupied) => {
                 let slot = occupied.get();
-                if slot.expired(now) {
-                    (Some(occupied.insert(Slot::ended(None, expires_at))), false)
-                } else if slot.state() == State::Ended {
+                if !slot.expired(now) && slot.kind() == Kind::Ended {
                     // Already ended: idempotent, and the tombstone keeps its own expiry.
                     (None, false)
                 } else if let (Some(owner), Some(keys)) = (&owner, &mut keys)
+                    && !slot.expired(now)
                     && slot.is_bound_to(owner)
                 {
                     keys.ended.push_back(key);
                     let tombstone = Slot::ended(Some(Arc::clone(owner)), expires_at);
                     (Some(occupied.insert(tombstone)), false)
                 } else {
-                    // Bound to someone else than when read (it expired and was bound anew in
-                    // between): ended all the same, as a tombstone of no owner.
+                    // Expired, or bound to someone else than when read (it expired and was
+                    // bound anew in between): a tombstone of no owner.
                     (Some(occupied.insert(Slot::ended(None, expires_at))), false)
                 }
             }
@@ -754,15 +546,13 @@ impl MemoryStore {
         };
         drop(keys);
         if let Some(old) = replaced {
-            self.released(old);
+            self.inner.owners.release(old);
         }
-        let mut written = lock(&self.inner.written);
         if added {
             // A key already in the map is already in the queue.
             self.inner.len.fetch_add(1, Ordering::Relaxed);
-            written.push_back(key);
         }
-        self.reclaim(&mut written, now, RECLAIM_STEP, RECLAIM_LIVE);
+        self.written(key, added);
     }
 
     /// Milliseconds until the entry for `key` expires, for tests of sliding expiry.
@@ -776,11 +566,12 @@ impl MemoryStore {
     }
 }
 
-/// What a live slot means to a bind of its key.
+/// What a live slot means to a bind of its key. (A record of the other kind at the key, which
+/// derived keys never produce, is reported as its owner's: the key is taken.)
 fn found(slot: &Slot) -> BindOutcome {
-    match slot.state() {
-        State::Bound => BindOutcome::AlreadyBound(slot.owner()),
-        State::Ended => BindOutcome::AlreadyEnded,
+    match slot.kind() {
+        Kind::Bound | Kind::Task => BindOutcome::AlreadyBound(slot.owner()),
+        Kind::Ended => BindOutcome::AlreadyEnded,
     }
 }
 
@@ -831,6 +622,23 @@ impl BindingStore for MemoryStore {
         future::ready(Ok(())).boxed()
     }
 
+    fn bind_task<'a>(
+        &'a self,
+        key: SessionKey,
+        owner: &'a Owner,
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<BindOutcome, StoreError>> {
+        future::ready(self.bind_task_now(key, owner, ttl)).boxed()
+    }
+
+    fn task_owner(
+        &self,
+        key: SessionKey,
+        slide: Option<Duration>,
+    ) -> BoxFuture<'_, Result<Option<Owner>, StoreError>> {
+        future::ready(Ok(self.task_owner_now(key, slide))).boxed()
+    }
+
     fn lookup_now(
         &self,
         key: SessionKey,
@@ -847,6 +655,7 @@ impl BindingStore for MemoryStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Identity;
 
     const NO_LIMIT: usize = usize::MAX;
 
@@ -896,11 +705,6 @@ mod tests {
             }
             assert_eq!(store.len(), 1);
         }
-    }
-
-    #[test]
-    fn slot_stays_small() {
-        assert!(std::mem::size_of::<Slot>() <= 16);
     }
 
     #[test]
@@ -957,13 +761,7 @@ mod tests {
             before,
             "no write while more than half is left"
         );
-        store
-            .inner
-            .map
-            .get(&key)
-            .unwrap()
-            .word
-            .fetch_sub(60_000, Ordering::Relaxed);
+        advance(&store, Duration::from_secs(60));
         store.lookup_sync(key, Some(ttl));
         assert!(
             store.remaining(key).unwrap() > 90_000,
@@ -986,40 +784,11 @@ mod tests {
                 )
                 .unwrap();
         }
-        assert_eq!(store.inner.users.len(), 1);
-        let shared = store.inner.users.iter().next().unwrap().key().0.clone();
+        assert_eq!(store.inner.owners.users(), 1);
+        let shared = store.inner.owners.entry(&alice());
         // The table's, each of the ten slots', and this one.
         assert_eq!(Arc::strong_count(&shared), 12);
-        assert_eq!(shared.live.load(Ordering::Relaxed), 10);
-    }
-
-    #[test]
-    fn users_of_one_issuer_share_the_issuer_string() {
-        let store = MemoryStore::new();
-        let ttl = Duration::from_secs(60);
-        for (i, sub) in ["alice", "bob"].into_iter().enumerate() {
-            let fresh = Owner::User(Identity::new(String::from("https://i.example"), sub).unwrap());
-            store
-                .bind_now(
-                    SessionKey::from_session_id(&i.to_string()),
-                    &fresh,
-                    ttl,
-                    NO_LIMIT,
-                )
-                .unwrap();
-        }
-        assert_eq!(store.inner.users.len(), 2);
-        assert_eq!(store.inner.issuers.len(), 1);
-        let users: Vec<_> = store
-            .inner
-            .users
-            .iter()
-            .map(|u| u.key().0.id.clone())
-            .collect();
-        assert!(Arc::ptr_eq(
-            users[0].shared_parts().0,
-            users[1].shared_parts().0
-        ));
+        assert_eq!(shared.live(), 10);
     }
 
     #[test]
@@ -1060,8 +829,8 @@ mod tests {
         advance(&store, ttl * 2);
         assert_eq!(store.sweep(), 2);
         assert_eq!(store.len(), 1);
-        assert_eq!(store.inner.users.len(), 0);
-        assert_eq!(store.inner.issuers.len(), 0);
+        assert_eq!(store.inner.owners.users(), 0);
+        assert_eq!(store.inner.owners.issuers(), 0);
     }
 
     fn advance(store: &MemoryStore, by: Duration) {
@@ -1097,7 +866,7 @@ mod tests {
         }
         assert!(store.len() < 100, "still {} entries", store.len());
         assert_eq!(
-            store.inner.users.len(),
+            store.inner.owners.users(),
             0,
             "interned users are released too"
         );
@@ -1326,7 +1095,7 @@ mod tests {
         }
         assert_eq!(store.lookup_sync(key(1_000_000), None), Lookup::Ended);
         assert_eq!(store.lookup_sync(key(1_000_001), None), Lookup::Ended);
-        let entry = store.owner_entry(&alice());
+        let entry = store.inner.owners.entry(&alice());
         assert!(lock(&entry.keys).ended.len() <= 6);
         assert!(lock(&entry.keys).live.len() <= 1);
     }
@@ -1379,13 +1148,55 @@ mod tests {
         store.bind_now(key(1), &alice(), ttl, NO_LIMIT).unwrap();
         store.end_now(key(1), ttl);
         assert_eq!(
-            store.inner.users.len(),
+            store.inner.owners.users(),
             1,
             "the tombstone holds alice's entry"
         );
-        assert_eq!(store.owner_entry(&alice()).live.load(Ordering::Relaxed), 0);
+        assert_eq!(store.inner.owners.entry(&alice()).live(), 0);
         advance(&store, ttl * 2);
         assert_eq!(store.sweep(), 1);
-        assert_eq!(store.inner.users.len(), 0);
+        assert_eq!(store.inner.owners.users(), 0);
+    }
+
+    #[test]
+    fn task_records_take_no_session_slot_and_are_never_evicted() {
+        let store = MemoryStore::with_capacity(4);
+        let ttl = Duration::from_secs(60);
+        for i in 0..2 {
+            assert_eq!(
+                store.bind_task_now(key(100 + i), &alice(), ttl).unwrap(),
+                BindOutcome::Created
+            );
+        }
+        assert_eq!(store.inner.owners.entry(&alice()).live(), 0);
+        assert_eq!(
+            store.bind_now(key(0), &alice(), ttl, 1).unwrap(),
+            BindOutcome::Created
+        );
+        store.end_now(key(1), ttl);
+        assert_eq!(store.len(), 4);
+        // Full: a bind evicts the tombstone, never a task record.
+        assert_eq!(
+            store.bind_now(key(2), &user(1), ttl, 1).unwrap(),
+            BindOutcome::Created
+        );
+        assert_eq!(store.lookup_sync(key(1), None), Lookup::Missing);
+        for i in 0..2 {
+            assert_eq!(store.task_owner_now(key(100 + i), None), Some(alice()));
+        }
+        assert_eq!(
+            store
+                .bind_task_now(key(102), &alice(), ttl)
+                .unwrap_err()
+                .kind(),
+            StoreErrorKind::CapacityExceeded
+        );
+        // Expired, a record is reclaimed like any entry, and its key can be recorded anew.
+        advance(&store, ttl * 2);
+        assert_eq!(store.task_owner_now(key(100), Some(ttl)), None);
+        assert_eq!(
+            store.bind_task_now(key(100), &user(2), ttl).unwrap(),
+            BindOutcome::Created
+        );
     }
 }
