@@ -42,6 +42,7 @@ use tower::Service;
 use crate::{
     Identity, ResponseBody,
     binding::{
+        decide,
         future::{AfterResponse, Then},
         layer::Config,
         reject::{self, RejectionReason},
@@ -54,7 +55,7 @@ use crate::{
         jsonrpc::{self, code},
         scan::{self, Framing, Inspect, Scan, Verdict},
     },
-    store::{BindOutcome, BindingStore, Owner, StoreErrorKind},
+    store::{BindOutcome, BindingStore, Owner, SessionKey, StoreError, StoreErrorKind},
 };
 
 /// What the layer does with a sessionless request, by its `Mcp-Method`.
@@ -212,36 +213,45 @@ where
             return Ok(answer.map(ResponseBody::answer));
         }
     };
-    let key = store.key_derivation().task(&task_id);
-    let owner = Owner::of(caller.as_ref());
-    match store.task_owner(key, Some(config.task_ttl)).await {
-        Ok(Some(recorded)) if recorded == owner => {
+    let (key, decision) = ownership(&store, caller.as_ref(), &task_id, Some(config.task_ttl)).await;
+    match decision {
+        decide::Task::Forward => {
             let response = ready.call(Request::from_parts(parts, body)).await?;
             Ok(response.map(ResponseBody::inner))
         }
-        Ok(_) => {
-            let reason = RejectionReason::UnknownTask;
+        decide::Task::Unknown(reason) => {
             trace::rejected(reason, caller.as_ref(), Some(key), None);
             let message = format!("unknown task: {task_id}");
             let answer = refusal(&parts, body, &config, reason, &message).await;
             Ok(answer.map(ResponseBody::answer))
         }
-        Err(error) => {
-            let reason = if error.kind() == StoreErrorKind::Corrupt {
-                RejectionReason::CorruptBinding
-            } else {
-                RejectionReason::StoreUnavailable
-            };
-            trace::failed(reason, caller.as_ref(), key, &error, "task check failed");
-            if reason == RejectionReason::CorruptBinding {
-                let message = format!("unknown task: {task_id}");
-                let answer = refusal(&parts, body, &config, reason, &message).await;
-                return Ok(answer.map(ResponseBody::answer));
-            }
+        decide::Task::Unavailable => {
+            let reason = RejectionReason::StoreUnavailable;
             let answer = early::answer(parts.version, body, reject::plain(reason, None)).await;
             Ok(answer.map(ResponseBody::answer))
         }
     }
+}
+
+/// Whether `caller` may use the task `task_id` (its record read with `slide`), and the task's
+/// key: every task check asks here. Store failures are logged.
+pub(crate) async fn ownership<St: BindingStore>(
+    store: &St,
+    caller: Option<&Identity>,
+    task_id: &str,
+    slide: Option<Duration>,
+) -> (SessionKey, decide::Task) {
+    let key = store.key_derivation().task(task_id);
+    let found = store.task_owner(key, slide).await;
+    if let Err(error) = &found {
+        let reason = match error.kind() {
+            StoreErrorKind::Corrupt => RejectionReason::CorruptBinding,
+            _ => RejectionReason::StoreUnavailable,
+        };
+        trace::failed(reason, caller, key, error, "task check failed");
+    }
+    let found = found.as_ref().map(Option::as_ref).map_err(StoreError::kind);
+    (key, decide::task(found, caller))
 }
 
 /// A `-32602` answer with `message`, carrying the refused request's `id` (its body is read
@@ -389,35 +399,34 @@ impl<St: BindingStore + Clone> TaskRecorder for Capture<St> {
         async move {
             let key = store.key_derivation().task(&task_id);
             let owner = Owner::of(caller.as_ref());
-            match store.bind_task(key, &owner, ttl).await {
-                Ok(BindOutcome::Created) => {
-                    trace::task_recorded(caller.as_ref(), key);
-                    true
-                }
-                Ok(BindOutcome::AlreadyBound(existing)) if existing == owner => true,
+            let outcome = store.bind_task(key, &owner, ttl).await;
+            let recorded =
+                decide::task_recorded(outcome.as_ref().map_err(StoreError::kind), caller.as_ref());
+            match outcome {
+                Ok(BindOutcome::Created) => trace::task_recorded(caller.as_ref(), key),
+                Ok(_) if recorded => {}
                 Ok(_) => {
                     let reason = RejectionReason::TaskNotRecorded;
                     let what = "the task id is already recorded for someone else";
                     trace::rejected(reason, caller.as_ref(), Some(key), Some(what));
-                    false
                 }
                 Err(error) => {
                     let reason = RejectionReason::TaskNotRecorded;
                     let what = "could not record a new task; its id is withheld";
                     trace::failed(reason, caller.as_ref(), key, &error, what);
-                    false
                 }
             }
+            recorded
         }
         .boxed()
     }
 
     fn owns(&self, task_id: String) -> BoxFuture<'static, bool> {
         let store = self.store.clone();
-        let owner = Owner::of(self.caller.as_ref());
+        let caller = self.caller.clone();
         async move {
-            let key = store.key_derivation().task(&task_id);
-            matches!(store.task_owner(key, None).await, Ok(Some(recorded)) if recorded == owner)
+            let (_, decision) = ownership(&store, caller.as_ref(), &task_id, None).await;
+            decision == decide::Task::Forward
         }
         .boxed()
     }

@@ -23,6 +23,7 @@ use super::layer::{Settings, TASK_LIST_REFUSED};
 use crate::{
     Identity, ResponseBody, ResponseFuture,
     binding::{
+        decide,
         future::AfterResponse,
         reject::{self, RejectionReason},
         tasks::{self, Capture, Mode, Route},
@@ -34,7 +35,7 @@ use crate::{
         jsonrpc::code,
         scan,
     },
-    store::{BindingStore, Owner, SessionKey, StoreErrorKind},
+    store::{BindingStore, SessionKey},
 };
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -315,22 +316,11 @@ async fn check<St: BindingStore>(
     task_ids: &[String],
     slide: Option<Duration>,
 ) -> Result<(), Refused> {
-    let owner = Owner::of(caller);
     for task_id in task_ids {
-        let key = store.key_derivation().task(task_id);
-        match store.task_owner(key, slide).await {
-            Ok(Some(recorded)) if recorded == owner => {}
-            Ok(_) => return Err(Refused::Task(task_id.clone())),
-            Err(error) if error.kind() == StoreErrorKind::Corrupt => {
-                let reason = RejectionReason::CorruptBinding;
-                trace::failed(reason, caller, key, &error, "task check failed");
-                return Err(Refused::Task(task_id.clone()));
-            }
-            Err(error) => {
-                let reason = RejectionReason::StoreUnavailable;
-                trace::failed(reason, caller, key, &error, "task check failed");
-                return Err(Refused::Store);
-            }
+        match tasks::ownership(store, caller, task_id, slide).await.1 {
+            decide::Task::Forward => {}
+            decide::Task::Unknown(_) => return Err(Refused::Task(task_id.clone())),
+            decide::Task::Unavailable => return Err(Refused::Store),
         }
     }
     Ok(())
