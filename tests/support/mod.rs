@@ -7,8 +7,9 @@
 pub mod demo_mcp;
 pub mod example_bin;
 pub mod external;
+#[cfg(feature = "memory")]
 pub mod fault_store;
-#[cfg(feature = "jwt")]
+#[cfg(feature = "oidc")]
 #[path = "../../examples/common/jwt_stack.rs"]
 pub mod jwt_stack;
 pub mod keys;

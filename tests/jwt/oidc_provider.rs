@@ -4,7 +4,7 @@
 //! `refresh_token` grants. Without node or the installed package, each test prints a `SKIP:`
 //! line and passes, unless `CI` is set.
 
-mod support;
+use crate::support;
 
 use support::example_bin;
 use support::oidc_provider;

@@ -13,7 +13,7 @@
 //! What Redis holds, per session: the binding at `mcpsb:<SessionKey hex>` and rmcp's state at
 //! `mcpsb-session:<SessionKey hex>`.
 
-mod support;
+use crate::support;
 
 use support::example_bin;
 use support::jwt_stack;
@@ -1042,7 +1042,7 @@ async fn concurrent_binds_across_processes_have_exactly_one_winner() {
     let prefix = format!("race-{}", std::process::id());
     let child = Command::new(std::env::current_exe().unwrap())
         .args([
-            "bind_race_child",
+            "multi_replica::bind_race_child",
             "--exact",
             "--ignored",
             "--nocapture",

@@ -1,7 +1,7 @@
 //! The behaviour table, end to end: the demo rmcp server behind a test auth layer and
 //! `SessionBindingLayer`, on loopback, driven by the rmcp client and by raw HTTP.
 
-mod support;
+use crate::support;
 
 use std::sync::{Arc, Mutex};
 

@@ -2,7 +2,7 @@
 //! `Identity` from the HTTP request parts rmcp hands it) behind custom extractors, and axum
 //! handlers taking `Identity` / `Option<Identity>` as extractors (feature `axum`).
 
-mod support;
+use crate::support;
 
 use axum::{
     Router,

@@ -1,7 +1,7 @@
 //! The layer in a plain hyper server (no axum): hyper's `Incoming` body mapped to a `BoxBody`,
 //! a tower auth step, `SessionBindingLayer`, and the rmcp service.
 
-mod support;
+use crate::support;
 
 use bytes::Bytes;
 use http::{Request, StatusCode};

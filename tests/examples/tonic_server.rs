@@ -3,7 +3,7 @@
 //! driven by a tonic health client and the rmcp client; and tonic servers built here, for what
 //! the example cannot show (the 503 path of the JWT layer, the binding layer over gRPC routes).
 
-mod support;
+use crate::support;
 
 use std::process::Command;
 

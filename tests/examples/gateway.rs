@@ -6,7 +6,7 @@
 //! In front of the rmcp demo server (in this process, behind a recorder of what reaches it): a
 //! `Connection` header that names an end-to-end header is refused, and nothing is forwarded.
 
-mod support;
+use crate::support;
 
 use support::jwt_stack;
 
@@ -410,7 +410,7 @@ fn the_upstream_flag_is_required_and_checked() {
 /// upstream, through the gateway without the binding, and through the full gateway. Prints the
 /// median latencies and their ratios; asserts nothing about them (timing on a shared machine).
 ///
-/// `cargo test --release --all-features --test gateway -- --ignored --nocapture overhead`
+/// `cargo test --release --all-features --test examples -- --ignored --nocapture gateway::overhead`
 #[tokio::test]
 #[ignore = "a measurement: run it by hand"]
 async fn overhead() {

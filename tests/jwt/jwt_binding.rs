@@ -3,7 +3,7 @@
 //! real HS256 tokens: the seed scenario (a refreshed token keeps its session) and the refusals,
 //! driven by the rmcp client and by raw HTTP.
 
-mod support;
+use crate::support;
 
 use support::jwt_stack;
 

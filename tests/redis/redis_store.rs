@@ -4,7 +4,7 @@
 //! `REQUIRE_REDIS` is set.
 #![cfg(feature = "redis")]
 
-mod support;
+use crate::support;
 
 use support::redis_server;
 

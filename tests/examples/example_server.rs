@@ -2,7 +2,7 @@
 //! The `mcp_server` example as a user runs it: the built binary in a child process, driven over
 //! loopback with real HS256 tokens minted here. And `cargo run --example demo`, as written.
 
-mod support;
+use crate::support;
 
 use support::example_bin;
 

@@ -4,7 +4,7 @@
 //! --redis-ca PATH`. Skipped with a `SKIP:` line without `redis-server` or `openssl`, fatal
 //! under `CI`/`REQUIRE_REDIS`.
 
-mod support;
+use crate::support;
 
 use std::{
     process::{Command, Stdio},

@@ -4,7 +4,7 @@
 //! replicas on one Redis. The `subscriptions/listen` filter and JSON framing are also driven
 //! through a scripted inner service, since rmcp 3.9 does not stream task notifications.
 
-mod support;
+use crate::support;
 
 use std::{
     sync::{Arc, Mutex},

@@ -3,7 +3,7 @@
 //! seen over raw HTTP, then a real headless Chromium running a page of a second loopback origin
 //! that initializes, calls a tool, sees a thief refused and reads the 404 body.
 
-mod support;
+use crate::support;
 
 use support::jwt_stack;
 

@@ -1,7 +1,7 @@
 //! The `api_keys` example (the binding layer behind a hand-written API-key auth layer) as a user
 //! runs it: the built binary in a child process, driven over loopback.
 
-mod support;
+use crate::support;
 
 use support::example_bin;
 
