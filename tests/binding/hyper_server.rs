@@ -17,12 +17,7 @@ type Body = BoxBody<Bytes, hyper::Error>;
 
 /// The auth step: `Authorization: Bearer <sub>` becomes an identity of one issuer.
 fn authenticate(mut request: Request<Body>) -> Request<Body> {
-    let sub = request
-        .headers()
-        .get(http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::to_owned);
+    let sub = support::bearer(request.headers()).map(str::to_owned);
     if let Some(sub) = sub {
         let identity = Identity::new("https://hyper.example", sub).unwrap();
         request.extensions_mut().insert(identity);

@@ -27,11 +27,7 @@ fn bob() -> String {
 
 /// Asserts that `answer` is the mismatch `isError` tool result for request `id`.
 fn assert_is_error_result(answer: &Answer, id: u64) {
-    assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
-    let message = answer.json();
-    assert_eq!(message["id"], json!(id));
-    assert_eq!(message["result"]["isError"], json!(true), "{message}");
-    assert_eq!(tool_text(&message), MISMATCH_MESSAGE);
+    answer.assert_mismatch(Some(id));
 }
 
 /// Asserts the session is over: 404 for its owner, and the inner service was told (DELETE).

@@ -17,7 +17,7 @@ use mcp_session_binding::{SessionBindingLayer, store::BindingStore};
 use serde_json::{Value, json};
 use support::{
     Answer, Raw, TestServer,
-    modern::{MODERN, alice, bob, create_task, modern, request, without},
+    modern::{alice, bob, create_task, modern, modern_request, request, without},
     serve_router,
 };
 
@@ -208,18 +208,7 @@ async fn bad_task_requests_get_clear_errors() {
         },
     ];
     for case in cases {
-        let mut builder = raw
-            .http
-            .post(&raw.url)
-            .header("accept", "application/json, text/event-stream")
-            .header("content-type", "application/json")
-            .header("mcp-protocol-version", MODERN)
-            .header("mcp-method", "tasks/cancel")
-            .bearer_auth(bob())
-            .body(case.body.to_string());
-        for name in &case.name {
-            builder = builder.header("mcp-name", *name);
-        }
+        let builder = modern_request(&raw, Some(&bob()), "tasks/cancel", &case.name, &case.body);
         let answer = Raw::send(builder).await;
         assert_eq!(answer.status, case.status, "{}: {answer:?}", case.what);
         let message = answer.json();

@@ -38,13 +38,7 @@ fn minter() -> TokenMinter {
 
 /// `mcp_server` allowing pages of `origins`.
 fn server(origins: &[&str]) -> Spawned {
-    let mut command = Command::new(example("mcp_server"));
-    command
-        .args(["--listen", "127.0.0.1:0"])
-        .env("MCP_JWT_SECRET", SECRET)
-        .env_remove("MCP_JWT_ISSUERS")
-        .env_remove("MCP_JWT_AUDIENCE")
-        .env("RUST_LOG", "warn");
+    let mut command = support::example_bin::server_command("mcp_server", Some(SECRET));
     for origin in origins {
         command.args(["--cors-origin", origin]);
     }
@@ -258,14 +252,10 @@ async fn slow_body_and_store_outage_answers_carry_cors_headers() {
     let Some(mut redis) = support::redis_server::RedisServer::start() else {
         return;
     };
-    let mut command = Command::new(example("mcp_server"));
+    let mut command = support::example_bin::server_command("mcp_server", Some(SECRET));
     command
-        .args(["--listen", "127.0.0.1:0", "--cors-origin", PAGE_ORIGIN])
-        .args(["--redis", &redis.url()])
-        .env("MCP_JWT_SECRET", SECRET)
-        .env_remove("MCP_JWT_ISSUERS")
-        .env_remove("MCP_JWT_AUDIENCE")
-        .env("RUST_LOG", "warn");
+        .args(["--cors-origin", PAGE_ORIGIN])
+        .args(["--redis", &redis.url()]);
     let server = Spawned::start(&mut command);
     let page = raw_from(&server.url, PAGE_ORIGIN);
     let alice = minter().token(DEFAULT_ISSUER, "alice");

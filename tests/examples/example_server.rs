@@ -10,7 +10,6 @@ use std::process::Command;
 
 use example_bin::{Spawned, cargo, cargo_selection, example};
 use http::StatusCode;
-use jsonwebtoken::{Algorithm, EncodingKey, Header, encode, get_current_timestamp};
 use serde_json::{Value, json};
 use support::{Raw, initialize_body, tool_text};
 
@@ -20,19 +19,7 @@ const AUDIENCE: &str = "mcp-session-binding-example";
 
 /// An HS256 token for `(iss, sub)` and `aud`, valid 5 minutes, with a unique `jti`.
 fn token(secret: &str, iss: &str, sub: &str, aud: &str) -> String {
-    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let jti = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let claims = json!({
-        "iss": iss, "sub": sub, "aud": aud,
-        "iat": get_current_timestamp(), "exp": get_current_timestamp() + 300,
-        "jti": format!("t-{jti}"),
-    });
-    encode(
-        &Header::new(Algorithm::HS256),
-        &claims,
-        &EncodingKey::from_secret(secret.as_bytes()),
-    )
-    .unwrap()
+    support::keys::hs256_token(secret, iss, sub, aud)
 }
 
 fn alice() -> String {
@@ -41,14 +28,8 @@ fn alice() -> String {
 
 /// `mcp_server` with `args`, the JWT environment cleared, then `env` set.
 fn mcp_server(args: &[&str], env: &[(&str, &str)]) -> Spawned {
-    let mut command = Command::new(example("mcp_server"));
-    command
-        .args(["--listen", "127.0.0.1:0"])
-        .args(args)
-        .env_remove("MCP_JWT_SECRET")
-        .env_remove("MCP_JWT_ISSUERS")
-        .env_remove("MCP_JWT_AUDIENCE")
-        .env("RUST_LOG", "info");
+    let mut command = example_bin::server_command("mcp_server", None);
+    command.args(args).env("RUST_LOG", "info");
     for (name, value) in env {
         command.env(name, value);
     }
@@ -62,14 +43,7 @@ async fn whoami(raw: &Raw, session: &str, token: Option<&str>) -> String {
 }
 
 fn assert_is_error_result(answer: &support::Answer) {
-    assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
-    let message = answer.json();
-    assert_eq!(message["result"]["isError"], json!(true), "{message}");
-    assert_eq!(
-        tool_text(&message),
-        mcp_session_binding::MISMATCH_MESSAGE,
-        "{message}"
-    );
+    answer.assert_mismatch(None);
 }
 
 async fn get_json(url: &str) -> Value {

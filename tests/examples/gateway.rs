@@ -23,8 +23,7 @@ use serde_json::{Value, json};
 use support::{
     Answer, PROTOCOL, Raw, RotatingClient, TestServer, demo_mcp,
     example_bin::{Spawned, example},
-    modern::{self, MODERN},
-    python_upstream, tool_call, tool_text,
+    modern, python_upstream, tool_call, tool_text,
 };
 
 const SECRET: &str = "gateway-test-secret-0123456789abcdef";
@@ -39,14 +38,8 @@ fn token(sub: &str) -> String {
 
 /// The gateway in front of `upstream`, with `args`.
 fn gateway(upstream: &str, args: &[&str]) -> Spawned {
-    let mut command = Command::new(example("gateway"));
-    command
-        .args(["--listen", "127.0.0.1:0", "--upstream", upstream])
-        .args(args)
-        .env("MCP_JWT_SECRET", SECRET)
-        .env_remove("MCP_JWT_ISSUERS")
-        .env_remove("MCP_JWT_AUDIENCE")
-        .env("RUST_LOG", "warn");
+    let mut command = support::example_bin::server_command("gateway", Some(SECRET));
+    command.args(["--upstream", upstream]).args(args);
     Spawned::start(&mut command)
 }
 
@@ -482,16 +475,7 @@ async fn modern_with(
     body: &Value,
     extra: &[(&str, &str)],
 ) -> Answer {
-    let mut builder = raw
-        .http
-        .post(&raw.url)
-        .header("accept", "application/json, text/event-stream")
-        .header("content-type", "application/json")
-        .header("mcp-protocol-version", MODERN)
-        .header("mcp-method", method)
-        .header("mcp-name", name)
-        .bearer_auth(token)
-        .body(body.to_string());
+    let mut builder = modern::modern_request(raw, Some(token), method, &[name], body);
     for (header, value) in extra {
         builder = builder.header(*header, *value);
     }

@@ -62,11 +62,7 @@ fn alice() -> String {
 
 /// Asserts that `answer` is the mismatch `isError` tool result for request `id`.
 fn assert_is_error_result(answer: &Answer, id: u64) {
-    assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
-    let message = answer.json();
-    assert_eq!(message["id"], json!(id), "{message}");
-    assert_eq!(message["result"]["isError"], json!(true), "{message}");
-    assert_eq!(tool_text(&message), MISMATCH_MESSAGE);
+    answer.assert_mismatch(Some(id));
 }
 
 /// Asserts that the owner gets 404 for `session`: it was ended.

@@ -254,14 +254,7 @@ async fn refreshed_tokens_keep_the_session_and_another_user_ends_it() {
 
     let bob = provider.login("bob").await;
     let answer = raw.whoami(&session, Some(&bob.access_token), 2).await;
-    assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
-    let message = answer.json();
-    assert_eq!(message["result"]["isError"], json!(true), "{message}");
-    assert_eq!(
-        tool_text(&message),
-        mcp_session_binding::MISMATCH_MESSAGE,
-        "{message}"
-    );
+    answer.assert_mismatch(None);
     let answer = raw.whoami(&session, Some(&tokens.access_token), 3).await;
     assert_eq!(
         answer.status,

@@ -27,11 +27,11 @@ use std::{
     time::{Duration, Instant},
 };
 
-use example_bin::{Spawned, example};
+use example_bin::Spawned;
 use http::StatusCode;
 use jwt_stack::{DEFAULT_AUDIENCE, DEFAULT_ISSUER, StackConfig, TokenMinter};
 use mcp_session_binding::{
-    Identity, MISMATCH_MESSAGE,
+    Identity,
     store::{BindOutcome, BindingStore, KeySecret, Owner, RedisOptions, RedisStore, SessionKey},
 };
 use redis_server::{RedisCluster, RedisServer};
@@ -279,10 +279,7 @@ impl Replica {
 
 /// The binding layer's mismatch answer to a `tools/call`.
 fn assert_mismatch(answer: &Answer) {
-    assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
-    let message = answer.json();
-    assert_eq!(message["result"]["isError"], json!(true), "{message}");
-    assert_eq!(tool_text(&message), MISMATCH_MESSAGE, "{message}");
+    answer.assert_mismatch(None);
 }
 
 /// The binding layer's answer when its store is unreachable.
@@ -880,15 +877,8 @@ async fn a_server_process_restart_keeps_every_binding(redis: Backend) {
     // The first process keys nothing; the second is given MCP_KEY_SECRET (format 2), and
     // still finds the bindings the first wrote (format 1).
     let server = |key_secret: Option<&str>| {
-        let mut command = Command::new(example("mcp_server"));
-        command
-            .args(["--listen", "127.0.0.1:0"])
-            .args(&redis_args)
-            .env("MCP_JWT_SECRET", SECRET)
-            .env_remove("MCP_JWT_ISSUERS")
-            .env_remove("MCP_JWT_AUDIENCE")
-            .env_remove("MCP_KEY_SECRET")
-            .env("RUST_LOG", "warn");
+        let mut command = example_bin::server_command("mcp_server", Some(SECRET));
+        command.args(&redis_args).env_remove("MCP_KEY_SECRET");
         if let Some(secret) = key_secret {
             command.env("MCP_KEY_SECRET", secret);
         }
@@ -1155,15 +1145,10 @@ async fn a_task_created_on_a_is_bound_on_b_for_listen() {
     };
     let redis_args = redis.server_args();
     let server = || {
-        let mut command = Command::new(example("mcp_server"));
+        let mut command = example_bin::server_command("mcp_server", Some(SECRET));
         command
-            .args(["--listen", "127.0.0.1:0"])
             .args(&redis_args)
-            .env("MCP_JWT_SECRET", SECRET)
-            .env("MCP_KEY_SECRET", "listen-test-key-secret-of-32-bytes!")
-            .env_remove("MCP_JWT_ISSUERS")
-            .env_remove("MCP_JWT_AUDIENCE")
-            .env("RUST_LOG", "warn");
+            .env("MCP_KEY_SECRET", "listen-test-key-secret-of-32-bytes!");
         Spawned::start(&mut command)
     };
     let (a, b) = (server(), server());

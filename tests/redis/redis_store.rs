@@ -629,18 +629,8 @@ async fn usable_behind_arc_dyn() {
         return;
     };
     let store: std::sync::Arc<dyn BindingStore> = std::sync::Arc::new(store(&server).await);
+    support::assert_binds_anonymous(&*store, "dyn", TTL, NO_LIMIT).await;
     let key = SessionKey::from_session_id("dyn");
-    assert_eq!(
-        store
-            .bind(key, &Owner::Anonymous, TTL, NO_LIMIT)
-            .await
-            .unwrap(),
-        BindOutcome::Created
-    );
-    assert_eq!(
-        store.lookup(key, None).await.unwrap(),
-        Lookup::Bound(Owner::Anonymous)
-    );
     assert!(
         store.lookup_now(key, None).is_none(),
         "Redis answers asynchronously only"

@@ -13,15 +13,9 @@ use std::{
 
 use http::StatusCode;
 use mcp_session_binding::store::{
-    BindOutcome, BindingStore, Lookup, Owner, RedisOptions, RedisStore, SessionKey, StoreErrorKind,
-    conformance,
+    BindingStore, Lookup, Owner, RedisOptions, RedisStore, SessionKey, StoreErrorKind, conformance,
 };
-use support::{
-    Raw,
-    example_bin::{Spawned, example},
-    redis_server::RedisServer,
-    tool_text,
-};
+use support::{Raw, example_bin::Spawned, redis_server::RedisServer, tool_text};
 
 const SECRET: &str = "redis-tls-test-secret-32-bytes-long!!";
 /// The bound on connecting in these tests.
@@ -43,18 +37,7 @@ async fn the_store_works_over_tls_with_the_harness_ca() {
         .await
         .expect("rediss:// with the CA");
     conformance::run_all(&store).await;
-    let key = SessionKey::from_session_id("over-tls");
-    assert_eq!(
-        store
-            .bind(key, &Owner::Anonymous, Duration::from_secs(60), 10)
-            .await
-            .unwrap(),
-        BindOutcome::Created
-    );
-    assert_eq!(
-        store.lookup(key, None).await.unwrap(),
-        Lookup::Bound(Owner::Anonymous)
-    );
+    support::assert_binds_anonymous(&store, "over-tls", Duration::from_secs(60), 10).await;
 }
 
 /// Every way of getting TLS wrong fails at connect, within the timeout, with a message that
@@ -116,14 +99,8 @@ async fn wrong_tls_settings_fail_at_connect_with_a_clear_error() {
 }
 
 fn server_command(redis: &[&str]) -> Command {
-    let mut command = Command::new(example("mcp_server"));
-    command
-        .args(["--listen", "127.0.0.1:0"])
-        .args(redis)
-        .env("MCP_JWT_SECRET", SECRET)
-        .env_remove("MCP_JWT_ISSUERS")
-        .env_remove("MCP_JWT_AUDIENCE")
-        .env("RUST_LOG", "warn");
+    let mut command = support::example_bin::server_command("mcp_server", Some(SECRET));
+    command.args(redis);
     command
 }
 

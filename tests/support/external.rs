@@ -5,7 +5,13 @@
 //! Reached as `support::external`.
 #![allow(dead_code)]
 
-use std::{fs::OpenOptions, io::Write, path::PathBuf};
+use std::{
+    fs::OpenOptions,
+    io::{Read, Write},
+    path::PathBuf,
+    process::{Command, Stdio},
+    sync::{Arc, Mutex},
+};
 
 /// Skips the calling test for want of `what` (what is missing, and how to install it): panics
 /// when `CI` or one of `fatal` (variable names) is set, so a CI run never passes by skipping;
@@ -37,6 +43,36 @@ pub fn skip(what: &str, fatal: &[&str]) {
 /// Reports a missing program ([`skip`] with `CI` alone fatal).
 pub fn missing(what: &str, install: &str) {
     skip(&format!("{what} is missing ({install})"), &[]);
+}
+
+/// Runs `command` to its end with no stdin and returns its stdout; panics with what it printed
+/// when it cannot start or fails.
+pub fn run(command: &mut Command) -> Vec<u8> {
+    let output = command
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("{command:?} cannot start: {e}"));
+    assert!(
+        output.status.success(),
+        "{command:?} failed ({}): {}{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output.stdout
+}
+
+/// Appends what `stream` gives (a child's stdout or stderr) to `sink`, in a thread, until it
+/// ends.
+pub fn collect_into(mut stream: impl Read + Send + 'static, sink: Arc<Mutex<String>>) {
+    std::thread::spawn(move || {
+        let mut chunk = [0u8; 4096];
+        while let Ok(n @ 1..) = stream.read(&mut chunk) {
+            sink.lock()
+                .unwrap()
+                .push_str(&String::from_utf8_lossy(&chunk[..n]));
+        }
+    });
 }
 
 /// `name` on `PATH` or in the usual directories (`/usr/bin`, `/usr/local/bin`, `/usr/sbin`), or

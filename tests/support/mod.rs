@@ -67,12 +67,8 @@ fn identity_of(token: &str) -> Option<Identity> {
 /// The test auth layer (for `axum::middleware::from_fn`): a valid bearer token puts its Identity in the extensions; no
 /// Authorization header passes with no identity; anything else is 401.
 pub async fn auth(mut request: Request, next: Next) -> axum::response::Response {
-    if let Some(value) = request.headers().get(http::header::AUTHORIZATION) {
-        let identity = value
-            .to_str()
-            .ok()
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .and_then(identity_of);
+    if request.headers().contains_key(http::header::AUTHORIZATION) {
+        let identity = bearer(request.headers()).and_then(identity_of);
         match identity {
             Some(identity) => {
                 request.extensions_mut().insert(identity);
@@ -81,6 +77,38 @@ pub async fn auth(mut request: Request, next: Next) -> axum::response::Response 
         }
     }
     next.run(request).await
+}
+
+/// Binds the fresh session id `id` to the anonymous owner in `store` (`Created`, with `ttl` and
+/// `limit`), then looks it up (`Bound` to the anonymous owner).
+pub async fn assert_binds_anonymous(
+    store: &dyn BindingStore,
+    id: &str,
+    ttl: std::time::Duration,
+    limit: usize,
+) {
+    use mcp_session_binding::store::{BindOutcome, Lookup, Owner, SessionKey};
+    let key = SessionKey::from_session_id(id);
+    assert_eq!(
+        store
+            .bind(key, &Owner::Anonymous, ttl, limit)
+            .await
+            .unwrap(),
+        BindOutcome::Created
+    );
+    assert_eq!(
+        store.lookup(key, None).await.unwrap(),
+        Lookup::Bound(Owner::Anonymous)
+    );
+}
+
+/// The token of an `Authorization: Bearer <token>` header.
+pub fn bearer(headers: &http::HeaderMap) -> Option<&str> {
+    headers
+        .get(http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .strip_prefix("Bearer ")
 }
 
 /// What reached the MCP service: (HTTP method, session header).
@@ -244,6 +272,22 @@ impl Answer {
         }
         serde_json::from_str(&self.text)
             .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", self.text))
+    }
+
+    /// Asserts this is the binding layer's mismatch answer to a `tools/call`: 200, an `isError`
+    /// tool result whose text is `MISMATCH_MESSAGE`, for request `id` when given.
+    pub fn assert_mismatch(&self, id: Option<u64>) {
+        assert_eq!(self.status, StatusCode::OK, "{self:?}");
+        let message = self.json();
+        if let Some(id) = id {
+            assert_eq!(message["id"], json!(id), "{message}");
+        }
+        assert_eq!(message["result"]["isError"], json!(true), "{message}");
+        assert_eq!(
+            tool_text(&message),
+            mcp_session_binding::MISMATCH_MESSAGE,
+            "{message}"
+        );
     }
 
     pub fn session_id(&self) -> String {

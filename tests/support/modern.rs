@@ -39,6 +39,18 @@ pub async fn modern(
     name: Option<&str>,
     body: &Value,
 ) -> Answer {
+    Raw::send(modern_request(raw, token, method, name.as_slice(), body)).await
+}
+
+/// A sessionless POST with the standard headers, one `Mcp-Name` header for each of `names`,
+/// and the bearer token when given; more headers can be added before it is sent.
+pub fn modern_request(
+    raw: &Raw,
+    token: Option<&str>,
+    method: &str,
+    names: &[&str],
+    body: &Value,
+) -> reqwest::RequestBuilder {
     let mut builder = raw
         .http
         .post(&raw.url)
@@ -47,13 +59,13 @@ pub async fn modern(
         .header("mcp-protocol-version", MODERN)
         .header("mcp-method", method)
         .body(body.to_string());
-    if let Some(name) = name {
-        builder = builder.header("mcp-name", name);
+    for name in names {
+        builder = builder.header("mcp-name", *name);
     }
     if let Some(token) = token {
         builder = builder.bearer_auth(token);
     }
-    Raw::send(builder).await
+    builder
 }
 
 /// Starts `slow_echo` as a task for `token`; returns the task id.

@@ -24,7 +24,7 @@
 
 use std::{
     collections::BTreeMap,
-    io::{BufRead, BufReader, Read},
+    io::{BufRead, BufReader},
     path::{Path, PathBuf},
     process::{Child, ChildStdin, Command, Stdio},
     sync::{Arc, Mutex, mpsc},
@@ -158,17 +158,6 @@ fn find_node() -> Result<PathBuf, String> {
     Ok(node)
 }
 
-fn collect_into(mut stream: impl Read + Send + 'static, sink: Arc<Mutex<String>>) {
-    std::thread::spawn(move || {
-        let mut chunk = [0u8; 4096];
-        while let Ok(n @ 1..) = stream.read(&mut chunk) {
-            sink.lock()
-                .unwrap()
-                .push_str(&String::from_utf8_lossy(&chunk[..n]));
-        }
-    });
-}
-
 impl OidcProvider {
     /// Starts a provider on a free loopback port whose access tokens are for `resource` (an
     /// absolute URI: the `aud` of the tokens), signing with one fresh RS256 key.
@@ -243,18 +232,12 @@ impl OidcProvider {
 
     /// A fresh RS256 key, made by node (`provider.mjs keygen`).
     pub fn new_key(&self) -> SigningKey {
-        let output = Command::new(&self.node)
-            .arg(script_dir().join("provider.mjs"))
-            .args(["keygen", "RS256"])
-            .stdin(Stdio::null())
-            .output()
-            .expect("node runs");
-        assert!(
-            output.status.success(),
-            "keygen failed: {}",
-            String::from_utf8_lossy(&output.stderr)
+        let output = super::external::run(
+            Command::new(&self.node)
+                .arg(script_dir().join("provider.mjs"))
+                .args(["keygen", "RS256"]),
         );
-        signing_key(&serde_json::from_slice(&output.stdout).expect("keygen prints JSON"))
+        signing_key(&serde_json::from_slice(&output).expect("keygen prints JSON"))
     }
 
     /// Kills the provider and waits for it to exit; the port, issuer and keys are kept.
@@ -329,7 +312,7 @@ impl OidcProvider {
             .map_err(|e| format!("cannot start node: {e}"))?;
         let stdin = child.stdin.take().expect("piped stdin");
         let output = Arc::new(Mutex::new(String::new()));
-        collect_into(child.stderr.take().expect("piped stderr"), output.clone());
+        super::external::collect_into(child.stderr.take().expect("piped stderr"), output.clone());
         let stdout = child.stdout.take().expect("piped stdout");
         let (lines_tx, lines) = mpsc::channel();
         {
