@@ -363,6 +363,14 @@ fn the_demo_command_succeeds() {
 
 use support::redis_server;
 
+/// Two `mcp_server` replicas sharing `redis`, trusting tokens signed with `SECRET`, with `env`.
+#[cfg(feature = "redis")]
+fn redis_replicas(redis: &redis_server::RedisServer, env: &[(&str, &str)]) -> [Spawned; 2] {
+    let env = [&[("MCP_JWT_SECRET", SECRET)], env].concat();
+    let replica = || mcp_server(&["--redis", &redis.url()], &env);
+    [replica(), replica()]
+}
+
 /// Two replicas sharing one Redis: a stolen session id refused on one ends the session on both.
 #[cfg(feature = "redis")]
 #[tokio::test]
@@ -370,14 +378,7 @@ async fn redis_flag_shares_bindings_between_replicas() {
     let Some(redis) = redis_server::RedisServer::start() else {
         return;
     };
-    let redis_url = redis.url();
-    let replica = || {
-        mcp_server(
-            &["--redis", redis_url.as_str()],
-            &[("MCP_JWT_SECRET", SECRET)],
-        )
-    };
-    let (a, b) = (replica(), replica());
+    let [a, b] = redis_replicas(&redis, &[]);
     let (raw_a, raw_b) = (Raw::at(a.url.clone()), Raw::at(b.url.clone()));
 
     let session = raw_a.open_session(Some(&alice())).await;
@@ -419,17 +420,10 @@ async fn key_secret_keys_the_rmcp_session_state_in_redis() {
     let Some(redis) = redis_server::RedisServer::start() else {
         return;
     };
-    let redis_url = redis.url();
-    let replica = || {
-        mcp_server(
-            &["--redis", redis_url.as_str()],
-            &[
-                ("MCP_JWT_SECRET", SECRET),
-                ("MCP_KEY_SECRET", "example-server-key-secret-32-bytes!!"),
-            ],
-        )
-    };
-    let (a, b) = (replica(), replica());
+    let [a, b] = redis_replicas(
+        &redis,
+        &[("MCP_KEY_SECRET", "example-server-key-secret-32-bytes!!")],
+    );
     let (raw_a, raw_b) = (Raw::at(a.url.clone()), Raw::at(b.url.clone()));
     let session = raw_a.open_session(Some(&alice())).await;
     // B never saw the session: it restores it from the keyed state.

@@ -1139,7 +1139,7 @@ async fn bind_race_child() {
 /// layers and reaches rmcp on B, which has no `subscriptions/listen` (`-32601`).
 #[tokio::test]
 async fn a_task_created_on_a_is_bound_on_b_for_listen() {
-    use support::modern::{MODERN, create_task, request};
+    use support::modern::{create_task, request};
     let Some(redis) = Backend::single() else {
         return;
     };
@@ -1161,16 +1161,14 @@ async fn a_task_created_on_a_is_bound_on_b_for_listen() {
             "subscriptions/listen",
             json!({"notifications": {"taskIds": [task]}}),
         );
-        let builder = on_b
-            .http
-            .post(&on_b.url)
-            .header("accept", "application/json, text/event-stream")
-            .header("content-type", "application/json")
-            .header("mcp-protocol-version", MODERN)
-            .header("mcp-method", "subscriptions/listen")
-            .bearer_auth(token(sub))
-            .body(body.to_string());
-        Raw::send(builder).await
+        support::modern::modern(
+            &on_b,
+            Some(&token(sub)),
+            "subscriptions/listen",
+            None,
+            &body,
+        )
+        .await
     };
     let bobs = listen("bob").await;
     assert_eq!(bobs.status, StatusCode::OK, "{bobs:?}");

@@ -194,6 +194,33 @@ pub fn recorded<S>(
     (service, seen)
 }
 
+/// A scripted inner MCP service: `answer` serves every `POST /mcp`, behind a recorder of each.
+pub fn scripted<F, Fut>(answer: F) -> (Router, Recorded)
+where
+    F: Fn(Request) -> Fut + Clone + Send + Sync + 'static,
+    Fut: std::future::Future<Output = axum::response::Response> + Send + 'static,
+{
+    let seen = Recorded::default();
+    let record = seen.clone();
+    let handler = move |request: Request| {
+        record.lock().unwrap().push(Seen::of(&request));
+        answer(request)
+    };
+    (
+        Router::new().route("/mcp", axum::routing::post(handler)),
+        seen,
+    )
+}
+
+/// The value of header `name` as text, or empty when it is absent or not text.
+pub fn header_text(headers: &http::HeaderMap, name: &str) -> String {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned()
+}
+
 /// The demo MCP service behind a recorder of every request that reaches it.
 pub fn recorded_mcp() -> (RecordedMcp<impl Fn(Request) -> Request + Clone>, Recorded) {
     recorded(demo_mcp::service())

@@ -51,21 +51,32 @@ pub fn modern_request(
     names: &[&str],
     body: &Value,
 ) -> reqwest::RequestBuilder {
-    let mut builder = raw
+    let mut builder = post_json(raw, MODERN, token, body).header("mcp-method", method);
+    for name in names {
+        builder = builder.header("mcp-name", *name);
+    }
+    builder
+}
+
+/// A POST of `body` that accepts JSON and SSE and names `version` in `MCP-Protocol-Version`,
+/// with the bearer token when given.
+pub fn post_json(
+    raw: &Raw,
+    version: &str,
+    token: Option<&str>,
+    body: &Value,
+) -> reqwest::RequestBuilder {
+    let builder = raw
         .http
         .post(&raw.url)
         .header("accept", "application/json, text/event-stream")
         .header("content-type", "application/json")
-        .header("mcp-protocol-version", MODERN)
-        .header("mcp-method", method)
+        .header("mcp-protocol-version", version)
         .body(body.to_string());
-    for name in names {
-        builder = builder.header("mcp-name", *name);
+    match token {
+        Some(token) => builder.bearer_auth(token),
+        None => builder,
     }
-    if let Some(token) = token {
-        builder = builder.bearer_auth(token);
-    }
-    builder
 }
 
 /// Starts `slow_echo` as a task for `token`; returns the task id.
