@@ -48,15 +48,10 @@ pub fn cargo() -> Command {
 pub fn example(name: &str) -> PathBuf {
     static BUILT: OnceLock<()> = OnceLock::new();
     BUILT.get_or_init(|| {
-        let output = cargo()
-            .args(["build", "--quiet", "--examples"])
-            .args(cargo_selection())
-            .output()
-            .expect("cargo runs");
-        assert!(
-            output.status.success(),
-            "building the examples failed:\n{}",
-            String::from_utf8_lossy(&output.stderr)
+        super::external::run(
+            cargo()
+                .args(["build", "--quiet", "--examples"])
+                .args(cargo_selection()),
         );
     });
     // This test runs from <target>/<profile>/deps/; examples are in <target>/<profile>/examples/.
@@ -68,6 +63,23 @@ pub fn example(name: &str) -> PathBuf {
     profile_dir
         .join("examples")
         .join(format!("{name}{}", std::env::consts::EXE_SUFFIX))
+}
+
+/// The server example `name` on a free loopback port, logging at `warn`, trusting HS256 tokens
+/// signed with `jwt_secret` (none when `None`), and none of the other JWT settings of this
+/// process's environment (`MCP_JWT_ISSUERS`, `MCP_JWT_AUDIENCE`).
+pub fn server_command(name: &str, jwt_secret: Option<&str>) -> Command {
+    let mut command = Command::new(example(name));
+    command
+        .args(["--listen", "127.0.0.1:0"])
+        .env_remove("MCP_JWT_SECRET")
+        .env_remove("MCP_JWT_ISSUERS")
+        .env_remove("MCP_JWT_AUDIENCE")
+        .env("RUST_LOG", "warn");
+    if let Some(secret) = jwt_secret {
+        command.env("MCP_JWT_SECRET", secret);
+    }
+    command
 }
 
 /// A running example server, killed on drop.
@@ -148,16 +160,8 @@ impl Drop for Spawned {
 }
 
 /// Reads `stream` to the end in a thread, into the returned buffer.
-fn collect(mut stream: impl Read + Send + 'static) -> Arc<Mutex<String>> {
+fn collect(stream: impl Read + Send + 'static) -> Arc<Mutex<String>> {
     let buffer = Arc::new(Mutex::new(String::new()));
-    let sink = buffer.clone();
-    std::thread::spawn(move || {
-        let mut chunk = [0u8; 4096];
-        while let Ok(n @ 1..) = stream.read(&mut chunk) {
-            sink.lock()
-                .unwrap()
-                .push_str(&String::from_utf8_lossy(&chunk[..n]));
-        }
-    });
+    super::external::collect_into(stream, buffer.clone());
     buffer
 }

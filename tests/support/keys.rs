@@ -72,6 +72,26 @@ fn openssl(command: &mut Command, input: Option<&str>) -> String {
     String::from_utf8(output.stdout).expect("PEM is ASCII")
 }
 
+/// An HS256 token signed with `secret` for `(iss, sub)` and `aud`, valid 5 minutes, with a
+/// `jti` unique in this process.
+#[cfg(feature = "jwt")]
+pub fn hs256_token(secret: &str, iss: &str, sub: &str, aud: &str) -> String {
+    use jsonwebtoken::{Algorithm, EncodingKey, Header, encode, get_current_timestamp};
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let jti = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let now = get_current_timestamp();
+    let claims = serde_json::json!({
+        "iss": iss, "sub": sub, "aud": aud, "iat": now, "exp": now + 300,
+        "jti": format!("t-{jti}"),
+    });
+    encode(
+        &Header::new(Algorithm::HS256),
+        &claims,
+        &EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .unwrap()
+}
+
 /// A JWT header for `alg`, the crate's algorithm in the signing library's terms.
 #[cfg(feature = "jwt")]
 pub fn header(alg: mcp_session_binding::jwt::Algorithm) -> jsonwebtoken::Header {

@@ -27,6 +27,12 @@ impl Captured {
     /// Captures this thread's events until the guard drops. The server under test must run on
     /// the same thread (`#[tokio::test(flavor = "current_thread")]`).
     pub fn install(&self) -> tracing::subscriber::DefaultGuard {
+        // A second dispatcher, alive for the whole process, so that this subscriber is never the
+        // only one: with a single live dispatcher, tracing-core computes the interest of a
+        // callsite first reached on another thread (another test of this binary) from that
+        // thread's default alone, caches `never`, and this thread then misses the event.
+        static SECOND: std::sync::OnceLock<tracing::Dispatch> = std::sync::OnceLock::new();
+        SECOND.get_or_init(|| tracing::Dispatch::new(tracing::subscriber::NoSubscriber::default()));
         let writer = self.clone();
         let subscriber = tracing_subscriber::fmt()
             .with_writer(move || writer.clone())

@@ -7,8 +7,9 @@
 pub mod demo_mcp;
 pub mod example_bin;
 pub mod external;
+#[cfg(feature = "memory")]
 pub mod fault_store;
-#[cfg(feature = "jwt")]
+#[cfg(feature = "oidc")]
 #[path = "../../examples/common/jwt_stack.rs"]
 pub mod jwt_stack;
 pub mod keys;
@@ -29,6 +30,9 @@ pub mod tcp_proxy;
 #[allow(unused_imports)]
 pub use rotating_client::RotatingClient;
 
+
+/// The text of the binding layer's refusal of a caller who is not the session's owner.
+pub const MISMATCH_MESSAGE: &str = "Unauthorized: caller identity does not match session owner";
 use std::{
     net::SocketAddr,
     sync::{Arc, Mutex},
@@ -66,12 +70,8 @@ fn identity_of(token: &str) -> Option<Identity> {
 /// The test auth layer (for `axum::middleware::from_fn`): a valid bearer token puts its Identity in the extensions; no
 /// Authorization header passes with no identity; anything else is 401.
 pub async fn auth(mut request: Request, next: Next) -> axum::response::Response {
-    if let Some(value) = request.headers().get(http::header::AUTHORIZATION) {
-        let identity = value
-            .to_str()
-            .ok()
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .and_then(identity_of);
+    if request.headers().contains_key(http::header::AUTHORIZATION) {
+        let identity = bearer(request.headers()).and_then(identity_of);
         match identity {
             Some(identity) => {
                 request.extensions_mut().insert(identity);
@@ -80,6 +80,38 @@ pub async fn auth(mut request: Request, next: Next) -> axum::response::Response 
         }
     }
     next.run(request).await
+}
+
+/// Binds the fresh session id `id` to the anonymous owner in `store` (`Created`, with `ttl` and
+/// `limit`), then looks it up (`Bound` to the anonymous owner).
+pub async fn assert_binds_anonymous(
+    store: &dyn BindingStore,
+    id: &str,
+    ttl: std::time::Duration,
+    limit: usize,
+) {
+    use mcp_session_binding::store::{BindOutcome, Lookup, Owner};
+    let key = store.key_derivation().session(id);
+    assert_eq!(
+        store
+            .bind(key, &Owner::Anonymous, ttl, limit)
+            .await
+            .unwrap(),
+        BindOutcome::Created
+    );
+    assert_eq!(
+        store.lookup(key, None).await.unwrap(),
+        Lookup::Bound(Owner::Anonymous)
+    );
+}
+
+/// The token of an `Authorization: Bearer <token>` header.
+pub fn bearer(headers: &http::HeaderMap) -> Option<&str> {
+    headers
+        .get(http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .strip_prefix("Bearer ")
 }
 
 /// What reached the MCP service: (HTTP method, session header).
@@ -165,6 +197,33 @@ pub fn recorded<S>(
     (service, seen)
 }
 
+/// A scripted inner MCP service: `answer` serves every `POST /mcp`, behind a recorder of each.
+pub fn scripted<F, Fut>(answer: F) -> (Router, Recorded)
+where
+    F: Fn(Request) -> Fut + Clone + Send + Sync + 'static,
+    Fut: std::future::Future<Output = axum::response::Response> + Send + 'static,
+{
+    let seen = Recorded::default();
+    let record = seen.clone();
+    let handler = move |request: Request| {
+        record.lock().unwrap().push(Seen::of(&request));
+        answer(request)
+    };
+    (
+        Router::new().route("/mcp", axum::routing::post(handler)),
+        seen,
+    )
+}
+
+/// The value of header `name` as text, or empty when it is absent or not text.
+pub fn header_text(headers: &http::HeaderMap, name: &str) -> String {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned()
+}
+
 /// The demo MCP service behind a recorder of every request that reaches it.
 pub fn recorded_mcp() -> (RecordedMcp<impl Fn(Request) -> Request + Clone>, Recorded) {
     recorded(demo_mcp::service())
@@ -243,6 +302,22 @@ impl Answer {
         }
         serde_json::from_str(&self.text)
             .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", self.text))
+    }
+
+    /// Asserts this is the binding layer's mismatch answer to a `tools/call`: 200, an `isError`
+    /// tool result whose text is `MISMATCH_MESSAGE`, for request `id` when given.
+    pub fn assert_mismatch(&self, id: Option<u64>) {
+        assert_eq!(self.status, StatusCode::OK, "{self:?}");
+        let message = self.json();
+        if let Some(id) = id {
+            assert_eq!(message["id"], json!(id), "{message}");
+        }
+        assert_eq!(message["result"]["isError"], json!(true), "{message}");
+        assert_eq!(
+            tool_text(&message),
+            MISMATCH_MESSAGE,
+            "{message}"
+        );
     }
 
     pub fn session_id(&self) -> String {

@@ -39,21 +39,44 @@ pub async fn modern(
     name: Option<&str>,
     body: &Value,
 ) -> Answer {
-    let mut builder = raw
+    Raw::send(modern_request(raw, token, method, name.as_slice(), body)).await
+}
+
+/// A sessionless POST with the standard headers, one `Mcp-Name` header for each of `names`,
+/// and the bearer token when given; more headers can be added before it is sent.
+pub fn modern_request(
+    raw: &Raw,
+    token: Option<&str>,
+    method: &str,
+    names: &[&str],
+    body: &Value,
+) -> reqwest::RequestBuilder {
+    let mut builder = post_json(raw, MODERN, token, body).header("mcp-method", method);
+    for name in names {
+        builder = builder.header("mcp-name", *name);
+    }
+    builder
+}
+
+/// A POST of `body` that accepts JSON and SSE and names `version` in `MCP-Protocol-Version`,
+/// with the bearer token when given.
+pub fn post_json(
+    raw: &Raw,
+    version: &str,
+    token: Option<&str>,
+    body: &Value,
+) -> reqwest::RequestBuilder {
+    let builder = raw
         .http
         .post(&raw.url)
         .header("accept", "application/json, text/event-stream")
         .header("content-type", "application/json")
-        .header("mcp-protocol-version", MODERN)
-        .header("mcp-method", method)
+        .header("mcp-protocol-version", version)
         .body(body.to_string());
-    if let Some(name) = name {
-        builder = builder.header("mcp-name", name);
+    match token {
+        Some(token) => builder.bearer_auth(token),
+        None => builder,
     }
-    if let Some(token) = token {
-        builder = builder.bearer_auth(token);
-    }
-    Raw::send(builder).await
 }
 
 /// Starts `slow_echo` as a task for `token`; returns the task id.

@@ -24,15 +24,11 @@
 
 use std::{
     collections::BTreeMap,
-    io::{BufRead, BufReader, Read, Write},
+    io::{BufRead, BufReader},
     path::{Path, PathBuf},
     process::{Child, ChildStdin, Command, Stdio},
-    sync::{
-        Arc, Mutex,
-        atomic::{AtomicU32, Ordering},
-        mpsc,
-    },
-    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+    sync::{Arc, Mutex, mpsc},
+    time::{Duration, Instant},
 };
 
 use base64::Engine as _;
@@ -162,30 +158,6 @@ fn find_node() -> Result<PathBuf, String> {
     Ok(node)
 }
 
-fn unique_dir() -> PathBuf {
-    static COUNTER: AtomicU32 = AtomicU32::new(0);
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    std::env::temp_dir().join(format!(
-        "mcpsb-oidc-{}-{nanos}-{}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    ))
-}
-
-/// Reads `stream` to the end in a thread, appending to `sink`.
-fn collect_into(mut stream: impl Read + Send + 'static, sink: Arc<Mutex<String>>) {
-    std::thread::spawn(move || {
-        let mut chunk = [0u8; 4096];
-        while let Ok(n @ 1..) = stream.read(&mut chunk) {
-            sink.lock()
-                .unwrap()
-                .push_str(&String::from_utf8_lossy(&chunk[..n]));
-        }
-    });
-}
-
 impl OidcProvider {
     /// Starts a provider on a free loopback port whose access tokens are for `resource` (an
     /// absolute URI: the `aud` of the tokens), signing with one fresh RS256 key.
@@ -200,22 +172,11 @@ impl OidcProvider {
         let node = match find_node() {
             Ok(node) => node,
             Err(why) => {
-                if std::env::var_os("CI").is_some() {
-                    panic!(
-                        "the OpenID provider tests need node and oidc-provider, and CI is set: {why}"
-                    );
-                }
-                // Straight to the process's stderr: the test harness hides `eprintln!` output
-                // of passing tests.
-                let _ = writeln!(
-                    std::io::stderr(),
-                    "SKIP: OpenID provider tests skipped: {why} (set CI to make this fatal)"
-                );
+                super::external::skip(&format!("the OpenID provider: {why}"), &[]);
                 return None;
             }
         };
-        let dir = unique_dir();
-        std::fs::create_dir_all(&dir).expect("create the provider's directory");
+        let dir = super::external::unique_dir("mcpsb-oidc");
         let mut provider = Self {
             node,
             dir,
@@ -271,18 +232,12 @@ impl OidcProvider {
 
     /// A fresh RS256 key, made by node (`provider.mjs keygen`).
     pub fn new_key(&self) -> SigningKey {
-        let output = Command::new(&self.node)
-            .arg(script_dir().join("provider.mjs"))
-            .args(["keygen", "RS256"])
-            .stdin(Stdio::null())
-            .output()
-            .expect("node runs");
-        assert!(
-            output.status.success(),
-            "keygen failed: {}",
-            String::from_utf8_lossy(&output.stderr)
+        let output = super::external::run(
+            Command::new(&self.node)
+                .arg(script_dir().join("provider.mjs"))
+                .args(["keygen", "RS256"]),
         );
-        signing_key(&serde_json::from_slice(&output.stdout).expect("keygen prints JSON"))
+        signing_key(&serde_json::from_slice(&output).expect("keygen prints JSON"))
     }
 
     /// Kills the provider and waits for it to exit; the port, issuer and keys are kept.
@@ -357,7 +312,7 @@ impl OidcProvider {
             .map_err(|e| format!("cannot start node: {e}"))?;
         let stdin = child.stdin.take().expect("piped stdin");
         let output = Arc::new(Mutex::new(String::new()));
-        collect_into(child.stderr.take().expect("piped stderr"), output.clone());
+        super::external::collect_into(child.stderr.take().expect("piped stderr"), output.clone());
         let stdout = child.stdout.take().expect("piped stdout");
         let (lines_tx, lines) = mpsc::channel();
         {

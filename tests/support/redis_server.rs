@@ -20,9 +20,10 @@ use std::{
     net::{Shutdown, TcpListener, TcpStream},
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
-    sync::atomic::{AtomicU32, Ordering},
-    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+    time::{Duration, Instant},
 };
+
+use super::external;
 
 /// How long a fresh server may take to answer `PING`.
 const START_TIMEOUT: Duration = Duration::from_secs(10);
@@ -66,8 +67,8 @@ impl RedisServer {
     ///
     /// As [`start`](Self::start), and when `openssl` fails.
     pub(crate) fn start_tls() -> Option<Self> {
-        if !on_path("openssl") {
-            skip_or_panic("openssl not found (Debian: apt-get install -y openssl)")?;
+        if external::on_path("openssl").is_none() {
+            return skip("openssl not found (Debian: apt-get install -y openssl)");
         }
         Self::start_with(true, &[])
     }
@@ -79,22 +80,12 @@ impl RedisServer {
 
     fn start_with(tls: bool, extra: &[&str]) -> Option<Self> {
         let Some(binary) = find_binary() else {
-            if std::env::var_os("CI").is_some() || std::env::var_os("REQUIRE_REDIS").is_some() {
-                panic!(
-                    "redis-server not found, and CI or REQUIRE_REDIS is set: install it \
-                     (Debian: apt-get install -y redis-server) or set REDIS_SERVER to its path"
-                );
-            }
-            // Straight to the process's stderr: `eprintln!` would be captured by the test
-            // harness and hidden for a passing test.
-            let _ = writeln!(
-                std::io::stderr(),
-                "SKIP: redis-server not found; Redis tests skipped (set CI or REQUIRE_REDIS to make this fatal)"
+            return skip(
+                "redis-server not found (Debian: apt-get install -y redis-server, or set \
+                 REDIS_SERVER to its path)",
             );
-            return None;
         };
-        let dir = unique_dir();
-        std::fs::create_dir_all(&dir).expect("create the redis test directory");
+        let dir = external::unique_dir("mcpsb-redis");
         if tls {
             make_certificates(&dir);
         }
@@ -321,20 +312,9 @@ impl Drop for RedisServer {
 }
 
 /// `None` after a loud `SKIP:` line, or a panic under `CI` / `REQUIRE_REDIS`.
-fn skip_or_panic(what: &str) -> Option<()> {
-    if std::env::var_os("CI").is_some() || std::env::var_os("REQUIRE_REDIS").is_some() {
-        panic!("{what}, and CI or REQUIRE_REDIS is set");
-    }
-    let _ = writeln!(std::io::stderr(), "SKIP: {what}; test skipped");
+fn skip<T>(what: &str) -> Option<T> {
+    external::skip(what, &["REQUIRE_REDIS"]);
     None
-}
-
-/// Whether `name` is an executable on `PATH` (or in the usual directories).
-pub(crate) fn on_path(name: &str) -> bool {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain(["/usr/bin".into(), "/usr/local/bin".into()])
-        .any(|dir| dir.join(name).is_file())
 }
 
 /// A CA (`ca.pem`), a server certificate for `127.0.0.1` and `localhost` that it issued
@@ -342,17 +322,7 @@ pub(crate) fn on_path(name: &str) -> bool {
 /// valid one day.
 fn make_certificates(dir: &Path) {
     let openssl = |args: &[&str]| {
-        let output = Command::new("openssl")
-            .args(args)
-            .current_dir(dir)
-            .stdin(Stdio::null())
-            .output()
-            .expect("run openssl");
-        assert!(
-            output.status.success(),
-            "openssl {args:?}: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
+        external::run(Command::new("openssl").args(args).current_dir(dir));
     };
     let ec = [
         "-newkey",
@@ -424,32 +394,12 @@ fn find_binary() -> Option<PathBuf> {
         let path = PathBuf::from(path);
         return path.is_file().then_some(path);
     }
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .chain([
-            "/usr/bin".into(),
-            "/usr/local/bin".into(),
-            "/usr/sbin".into(),
-        ])
-        .map(|dir| dir.join("redis-server"))
-        .find(|candidate| candidate.is_file())
+    external::on_path("redis-server")
 }
 
 fn free_port() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
     listener.local_addr().expect("local address").port()
-}
-
-fn unique_dir() -> PathBuf {
-    static COUNTER: AtomicU32 = AtomicU32::new(0);
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    std::env::temp_dir().join(format!(
-        "mcpsb-redis-{}-{nanos}-{}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    ))
 }
 
 fn ping(port: u16) -> bool {
@@ -537,8 +487,8 @@ impl RedisCluster {
     ///
     /// When a node does not start or the cluster does not form in time.
     pub(crate) fn start() -> Option<Self> {
-        if !on_path("redis-cli") {
-            skip_or_panic("redis-cli not found (Debian: apt-get install -y redis-tools)")?;
+        if external::on_path("redis-cli").is_none() {
+            return skip("redis-cli not found (Debian: apt-get install -y redis-tools)");
         }
         let args = [
             "--cluster-enabled",
@@ -560,19 +510,11 @@ impl RedisCluster {
             .iter()
             .map(|node| format!("127.0.0.1:{}", node.port()))
             .collect();
-        let output = Command::new("redis-cli")
-            .arg("--cluster")
-            .arg("create")
-            .args(&addresses)
-            .args(["--cluster-replicas", "1", "--cluster-yes"])
-            .stdin(Stdio::null())
-            .output()
-            .expect("run redis-cli --cluster create");
-        assert!(
-            output.status.success(),
-            "redis-cli --cluster create: {}{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
+        external::run(
+            Command::new("redis-cli")
+                .args(["--cluster", "create"])
+                .args(&addresses)
+                .args(["--cluster-replicas", "1", "--cluster-yes"]),
         );
         let cluster = Self { nodes };
         cluster.wait_until("every node sees a healthy cluster", |cluster| {

@@ -1,5 +1,5 @@
 """An MCP server on Streamable HTTP written with the official Python SDK (MCPServer, the SDK's
-FastMCP), the upstream that tests/gateway.rs puts the gateway example in front of.
+FastMCP), the upstream that tests/examples/gateway.rs puts the gateway example in front of.
 
     python3 upstream.py [--port 0]
 

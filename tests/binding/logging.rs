@@ -1,7 +1,7 @@
 //! Log events: stable reason codes with `iss`, `sub` and a hashed session id; never a token, never
 //! the session id itself.
 
-mod support;
+use crate::support;
 
 use mcp_session_binding::{
     SessionBindingLayer,

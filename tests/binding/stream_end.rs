@@ -4,9 +4,9 @@
 //! layer and `SessionBindingLayer` on loopback; the session is ended in the store itself, as
 //! another replica's refusal does (the tombstone arrives, and this process's rmcp, which nobody
 //! told, would stream on). The end-to-end version on two replicas sharing Redis is in
-//! `multi_replica.rs`.
+//! `tests/redis/multi_replica.rs`.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

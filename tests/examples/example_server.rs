@@ -2,7 +2,7 @@
 //! The `mcp_server` example as a user runs it: the built binary in a child process, driven over
 //! loopback with real HS256 tokens minted here. And `cargo run --example demo`, as written.
 
-mod support;
+use crate::support;
 
 use support::example_bin;
 
@@ -10,12 +10,9 @@ use std::process::Command;
 
 use example_bin::{Spawned, cargo, cargo_selection, example};
 use http::StatusCode;
-use jsonwebtoken::{Algorithm, EncodingKey, Header, encode, get_current_timestamp};
 use serde_json::{Value, json};
 use support::{Raw, initialize_body, tool_text};
 
-/// The binding layer's answer to a caller who is not the session's owner. (not exported)
-const MISMATCH_MESSAGE: &str = "Unauthorized: caller identity does not match session owner";
 
 const SECRET: &str = "example-server-test-secret-32-bytes+";
 const ISSUER: &str = "https://issuer.example";
@@ -23,19 +20,7 @@ const AUDIENCE: &str = "mcp-session-binding-example";
 
 /// An HS256 token for `(iss, sub)` and `aud`, valid 5 minutes, with a unique `jti`.
 fn token(secret: &str, iss: &str, sub: &str, aud: &str) -> String {
-    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let jti = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let claims = json!({
-        "iss": iss, "sub": sub, "aud": aud,
-        "iat": get_current_timestamp(), "exp": get_current_timestamp() + 300,
-        "jti": format!("t-{jti}"),
-    });
-    encode(
-        &Header::new(Algorithm::HS256),
-        &claims,
-        &EncodingKey::from_secret(secret.as_bytes()),
-    )
-    .unwrap()
+    support::keys::hs256_token(secret, iss, sub, aud)
 }
 
 fn alice() -> String {
@@ -44,14 +29,8 @@ fn alice() -> String {
 
 /// `mcp_server` with `args`, the JWT environment cleared, then `env` set.
 fn mcp_server(args: &[&str], env: &[(&str, &str)]) -> Spawned {
-    let mut command = Command::new(example("mcp_server"));
-    command
-        .args(["--listen", "127.0.0.1:0"])
-        .args(args)
-        .env_remove("MCP_JWT_SECRET")
-        .env_remove("MCP_JWT_ISSUERS")
-        .env_remove("MCP_JWT_AUDIENCE")
-        .env("RUST_LOG", "info");
+    let mut command = example_bin::server_command("mcp_server", None);
+    command.args(args).env("RUST_LOG", "info");
     for (name, value) in env {
         command.env(name, value);
     }
@@ -65,10 +44,7 @@ async fn whoami(raw: &Raw, session: &str, token: Option<&str>) -> String {
 }
 
 fn assert_is_error_result(answer: &support::Answer) {
-    assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
-    let message = answer.json();
-    assert_eq!(message["result"]["isError"], json!(true), "{message}");
-    assert_eq!(tool_text(&message), MISMATCH_MESSAGE, "{message}");
+    answer.assert_mismatch(None);
 }
 
 async fn get_json(url: &str) -> Value {
@@ -388,6 +364,14 @@ fn the_demo_command_succeeds() {
 
 use support::redis_server;
 
+/// Two `mcp_server` replicas sharing `redis`, trusting tokens signed with `SECRET`, with `env`.
+#[cfg(feature = "redis")]
+fn redis_replicas(redis: &redis_server::RedisServer, env: &[(&str, &str)]) -> [Spawned; 2] {
+    let env = [&[("MCP_JWT_SECRET", SECRET)], env].concat();
+    let replica = || mcp_server(&["--redis", &redis.url()], &env);
+    [replica(), replica()]
+}
+
 /// Two replicas sharing one Redis: a stolen session id refused on one ends the session on both.
 #[cfg(feature = "redis")]
 #[tokio::test]
@@ -395,14 +379,7 @@ async fn redis_flag_shares_bindings_between_replicas() {
     let Some(redis) = redis_server::RedisServer::start() else {
         return;
     };
-    let redis_url = redis.url();
-    let replica = || {
-        mcp_server(
-            &["--redis", redis_url.as_str()],
-            &[("MCP_JWT_SECRET", SECRET)],
-        )
-    };
-    let (a, b) = (replica(), replica());
+    let [a, b] = redis_replicas(&redis, &[]);
     let (raw_a, raw_b) = (Raw::at(a.url.clone()), Raw::at(b.url.clone()));
 
     let session = raw_a.open_session(Some(&alice())).await;
@@ -444,17 +421,10 @@ async fn key_secret_keys_the_rmcp_session_state_in_redis() {
     let Some(redis) = redis_server::RedisServer::start() else {
         return;
     };
-    let redis_url = redis.url();
-    let replica = || {
-        mcp_server(
-            &["--redis", redis_url.as_str()],
-            &[
-                ("MCP_JWT_SECRET", SECRET),
-                ("MCP_KEY_SECRET", "example-server-key-secret-32-bytes!!"),
-            ],
-        )
-    };
-    let (a, b) = (replica(), replica());
+    let [a, b] = redis_replicas(
+        &redis,
+        &[("MCP_KEY_SECRET", "example-server-key-secret-32-bytes!!")],
+    );
     let (raw_a, raw_b) = (Raw::at(a.url.clone()), Raw::at(b.url.clone()));
     let session = raw_a.open_session(Some(&alice())).await;
     // B never saw the session: it restores it from the keyed state.

@@ -2,9 +2,9 @@
 //! `RedisStore` on a real Redis Cluster (3 masters, 3 replicas of `redis-server` on loopback,
 //! made by `redis-cli --cluster create`; tests/support/redis_server.rs). Skipped with a `SKIP:`
 //! line without `redis-server`/`redis-cli`, fatal under `CI`/`REQUIRE_REDIS`. The two-replica
-//! scenarios on a cluster, and its failover, are in tests/multi_replica.rs.
+//! scenarios on a cluster, and its failover, are in tests/redis/multi_replica.rs.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

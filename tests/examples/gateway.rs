@@ -6,7 +6,8 @@
 //! In front of the rmcp demo server (in this process, behind a recorder of what reaches it): a
 //! `Connection` header that names an end-to-end header is refused, and nothing is forwarded.
 
-mod support;
+use crate::support::MISMATCH_MESSAGE;
+use crate::support;
 
 use support::jwt_stack;
 
@@ -23,12 +24,9 @@ use serde_json::{Value, json};
 use support::{
     Answer, PROTOCOL, Raw, RotatingClient, TestServer, demo_mcp,
     example_bin::{Spawned, example},
-    modern::{self, MODERN},
-    python_upstream, tool_call, tool_text,
+    modern, python_upstream, tool_call, tool_text,
 };
 
-/// The binding layer's answer to a caller who is not the session's owner. (not exported)
-const MISMATCH_MESSAGE: &str = "Unauthorized: caller identity does not match session owner";
 
 const SECRET: &str = "gateway-test-secret-0123456789abcdef";
 
@@ -42,14 +40,8 @@ fn token(sub: &str) -> String {
 
 /// The gateway in front of `upstream`, with `args`.
 fn gateway(upstream: &str, args: &[&str]) -> Spawned {
-    let mut command = Command::new(example("gateway"));
-    command
-        .args(["--listen", "127.0.0.1:0", "--upstream", upstream])
-        .args(args)
-        .env("MCP_JWT_SECRET", SECRET)
-        .env_remove("MCP_JWT_ISSUERS")
-        .env_remove("MCP_JWT_AUDIENCE")
-        .env("RUST_LOG", "warn");
+    let mut command = support::example_bin::server_command("gateway", Some(SECRET));
+    command.args(["--upstream", upstream]).args(args);
     Spawned::start(&mut command)
 }
 
@@ -413,7 +405,7 @@ fn the_upstream_flag_is_required_and_checked() {
 /// upstream, through the gateway without the binding, and through the full gateway. Prints the
 /// median latencies and their ratios; asserts nothing about them (timing on a shared machine).
 ///
-/// `cargo test --release --all-features --test gateway -- --ignored --nocapture overhead`
+/// `cargo test --release --all-features --test examples -- --ignored --nocapture gateway::overhead`
 #[tokio::test]
 #[ignore = "a measurement: run it by hand"]
 async fn overhead() {
@@ -485,16 +477,7 @@ async fn modern_with(
     body: &Value,
     extra: &[(&str, &str)],
 ) -> Answer {
-    let mut builder = raw
-        .http
-        .post(&raw.url)
-        .header("accept", "application/json, text/event-stream")
-        .header("content-type", "application/json")
-        .header("mcp-protocol-version", MODERN)
-        .header("mcp-method", method)
-        .header("mcp-name", name)
-        .bearer_auth(token)
-        .body(body.to_string());
+    let mut builder = modern::modern_request(raw, Some(token), method, &[name], body);
     for (header, value) in extra {
         builder = builder.header(*header, *value);
     }

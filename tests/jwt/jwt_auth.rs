@@ -2,7 +2,7 @@
 //! `JwtAuthLayer` over real HTTP on loopback: an axum server whose handler echoes the `Identity`
 //! it sees, driven with reqwest, with real HS256/RS256/ES256 tokens.
 
-mod support;
+use crate::support;
 
 use support::keys::{header, signing_keys};
 

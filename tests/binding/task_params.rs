@@ -9,7 +9,7 @@
 //!   extension only, without `tasks/result` or `tasks/list`), so they are driven through a
 //!   scripted inner service that answers the 2025-11-25 wire shapes.
 
-mod support;
+use crate::support;
 
 use std::sync::{
     Arc, Mutex,

@@ -1,7 +1,8 @@
 //! The behaviour table, end to end: the demo rmcp server behind a test auth layer and
 //! `SessionBindingLayer`, on loopback, driven by the rmcp client and by raw HTTP.
 
-mod support;
+use crate::support::MISMATCH_MESSAGE;
+use crate::support;
 
 use std::sync::{Arc, Mutex};
 
@@ -17,8 +18,6 @@ use support::{
     *,
 };
 
-/// The binding layer's answer to a caller who is not the session's owner. (not exported)
-const MISMATCH_MESSAGE: &str = "Unauthorized: caller identity does not match session owner";
 
 fn alice(nonce: u32) -> String {
     token(ISS_A, "alice", nonce)
@@ -30,11 +29,7 @@ fn bob() -> String {
 
 /// Asserts that `answer` is the mismatch `isError` tool result for request `id`.
 fn assert_is_error_result(answer: &Answer, id: u64) {
-    assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
-    let message = answer.json();
-    assert_eq!(message["id"], json!(id));
-    assert_eq!(message["result"]["isError"], json!(true), "{message}");
-    assert_eq!(tool_text(&message), MISMATCH_MESSAGE);
+    answer.assert_mismatch(Some(id));
 }
 
 /// Asserts the session is over: 404 for its owner, and the inner service was told (DELETE).

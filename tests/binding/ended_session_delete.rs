@@ -2,7 +2,7 @@
 //! forwarding, so client shutdown code (the TypeScript SDK's `terminateSession()` throws on 404)
 //! keeps working after a refused hijack. Raw HTTP against the demo rmcp server.
 
-mod support;
+use crate::support;
 
 use http::{Method, StatusCode};
 use mcp_session_binding::{MismatchAnswer, RejectionReason, SessionBindingLayer};

@@ -4,9 +4,9 @@
 //! answers that keep HTTP/1.1 connections usable. Real rmcp servers over loopback TCP (HTTP/1.1
 //! and h2c); Redis cases against a real `redis-server`.
 
+use crate::support;
 #[cfg(feature = "redis")]
 use support::redis_server;
-mod support;
 
 use std::{
     future::Future,

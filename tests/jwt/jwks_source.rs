@@ -4,7 +4,7 @@
 //! hostile ones (wrong issuer, oversize, duplicate `kid`s, slow answers, ...). It counts the
 //! requests it gets. The end-to-end tests with a real OpenID provider are elsewhere.
 
-mod support;
+use crate::support;
 
 use support::{
     example_bin,

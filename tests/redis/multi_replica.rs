@@ -13,7 +13,7 @@
 //! What Redis holds, per session: the binding at `mcpsb:<SessionKey hex>` and rmcp's state at
 //! `mcpsb-session:<SessionKey hex>`.
 
-mod support;
+use crate::support;
 
 use support::example_bin;
 use support::jwt_stack;
@@ -27,7 +27,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use example_bin::{Spawned, example};
+use example_bin::Spawned;
 use http::StatusCode;
 use jwt_stack::{DEFAULT_AUDIENCE, DEFAULT_ISSUER, StackConfig, TokenMinter};
 use mcp_session_binding::{
@@ -39,8 +39,6 @@ use rmcp_redis_sessions::RedisSessionStore;
 use serde_json::{Value, json};
 use support::{Answer, Raw, Seen, TestServer, demo_mcp, initialize_body, tool_call, tool_text};
 
-/// The binding layer's answer to a caller who is not the session's owner. (not exported)
-const MISMATCH_MESSAGE: &str = "Unauthorized: caller identity does not match session owner";
 
 /// The HS256 secret every replica shares.
 const SECRET: &str = "multi-replica-test-secret-32-bytes!!";
@@ -285,10 +283,7 @@ impl Replica {
 
 /// The binding layer's mismatch answer to a `tools/call`.
 fn assert_mismatch(answer: &Answer) {
-    assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
-    let message = answer.json();
-    assert_eq!(message["result"]["isError"], json!(true), "{message}");
-    assert_eq!(tool_text(&message), MISMATCH_MESSAGE, "{message}");
+    answer.assert_mismatch(None);
 }
 
 /// The binding layer's answer when its store is unreachable.
@@ -876,15 +871,8 @@ async fn a_server_process_restart_keeps_every_binding(redis: Backend) {
     let redis_args = redis.server_args();
     // Both are given the same MCP_KEY_SECRET: the second finds the bindings the first wrote.
     let server = |key_secret: Option<&str>| {
-        let mut command = Command::new(example("mcp_server"));
-        command
-            .args(["--listen", "127.0.0.1:0"])
-            .args(&redis_args)
-            .env("MCP_JWT_SECRET", SECRET)
-            .env_remove("MCP_JWT_ISSUERS")
-            .env_remove("MCP_JWT_AUDIENCE")
-            .env_remove("MCP_KEY_SECRET")
-            .env("RUST_LOG", "warn");
+        let mut command = example_bin::server_command("mcp_server", Some(SECRET));
+        command.args(&redis_args).env_remove("MCP_KEY_SECRET");
         if let Some(secret) = key_secret {
             command.env("MCP_KEY_SECRET", secret);
         }
@@ -1039,7 +1027,7 @@ async fn concurrent_binds_across_processes_have_exactly_one_winner() {
     let prefix = format!("race-{}", std::process::id());
     let child = Command::new(std::env::current_exe().unwrap())
         .args([
-            "bind_race_child",
+            "multi_replica::bind_race_child",
             "--exact",
             "--ignored",
             "--nocapture",
@@ -1146,21 +1134,16 @@ async fn bind_race_child() {
 /// layers and reaches rmcp on B, which has no `subscriptions/listen` (`-32601`).
 #[tokio::test]
 async fn a_task_created_on_a_is_bound_on_b_for_listen() {
-    use support::modern::{MODERN, create_task, request};
+    use support::modern::{create_task, request};
     let Some(redis) = Backend::single() else {
         return;
     };
     let redis_args = redis.server_args();
     let server = || {
-        let mut command = Command::new(example("mcp_server"));
+        let mut command = example_bin::server_command("mcp_server", Some(SECRET));
         command
-            .args(["--listen", "127.0.0.1:0"])
             .args(&redis_args)
-            .env("MCP_JWT_SECRET", SECRET)
-            .env("MCP_KEY_SECRET", "listen-test-key-secret-of-32-bytes!")
-            .env_remove("MCP_JWT_ISSUERS")
-            .env_remove("MCP_JWT_AUDIENCE")
-            .env("RUST_LOG", "warn");
+            .env("MCP_KEY_SECRET", "listen-test-key-secret-of-32-bytes!");
         Spawned::start(&mut command)
     };
     let (a, b) = (server(), server());
@@ -1173,16 +1156,14 @@ async fn a_task_created_on_a_is_bound_on_b_for_listen() {
             "subscriptions/listen",
             json!({"notifications": {"taskIds": [task]}}),
         );
-        let builder = on_b
-            .http
-            .post(&on_b.url)
-            .header("accept", "application/json, text/event-stream")
-            .header("content-type", "application/json")
-            .header("mcp-protocol-version", MODERN)
-            .header("mcp-method", "subscriptions/listen")
-            .bearer_auth(token(sub))
-            .body(body.to_string());
-        Raw::send(builder).await
+        support::modern::modern(
+            &on_b,
+            Some(&token(sub)),
+            "subscriptions/listen",
+            None,
+            &body,
+        )
+        .await
     };
     let bobs = listen("bob").await;
     assert_eq!(bobs.status, StatusCode::OK, "{bobs:?}");

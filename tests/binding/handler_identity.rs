@@ -2,7 +2,7 @@
 //! `Identity` from the HTTP request parts rmcp hands it) behind custom extractors, and axum
 //! handlers taking `Identity` / `Option<Identity>` as extractors (feature `axum`).
 
-mod support;
+use crate::support;
 
 use axum::{
     Router,
@@ -39,12 +39,7 @@ struct User {
 /// A test auth layer (with `from_fn_with_state`): `Bearer <sub>` puts what `puts` says; no
 /// header puts nothing.
 async fn auth(State(puts): State<Puts>, mut request: Request, next: Next) -> Response {
-    let sub = request
-        .headers()
-        .get(http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::to_owned);
+    let sub = support::bearer(request.headers()).map(str::to_owned);
     if let Some(sub) = sub {
         let extensions = request.extensions_mut();
         match puts {

@@ -3,9 +3,8 @@
 //! driven by a tonic health client and the rmcp client; and tonic servers built here, for what
 //! the example cannot show (the 503 path of the JWT layer, the binding layer over gRPC routes).
 
-mod support;
-
-use std::process::Command;
+use crate::support::MISMATCH_MESSAGE;
+use crate::support;
 
 use axum::Router;
 use http::StatusCode;
@@ -17,9 +16,7 @@ use mcp_session_binding::{
 };
 use rmcp::model::CallToolRequestParams;
 use serde_json::json;
-use support::{
-    ISS_A, Raw, RotatingClient, example_bin::Spawned, example_bin::example, recorded_mcp, tool_text,
-};
+use support::{ISS_A, Raw, RotatingClient, example_bin::Spawned, recorded_mcp, tool_text};
 use tonic::{
     Code, Request, Status,
     service::Routes,
@@ -29,8 +26,6 @@ use tonic_health::pb::{
     HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
 };
 
-/// The binding layer's answer to a caller who is not the session's owner. (not exported)
-const MISMATCH_MESSAGE: &str = "Unauthorized: caller identity does not match session owner";
 
 const SECRET: &str = "tonic-server-test-secret-32-bytes-long";
 const ISSUER: &str = "https://issuer.example";
@@ -38,19 +33,7 @@ const AUDIENCE: &str = "mcp-session-binding-example";
 
 /// An HS256 token for `sub`, valid 5 minutes, with a unique `jti`.
 fn token_signed(secret: &str, sub: &str) -> String {
-    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let jti = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let now = get_current_timestamp();
-    let claims = json!({
-        "iss": ISSUER, "sub": sub, "aud": AUDIENCE, "iat": now, "exp": now + 300,
-        "jti": format!("t-{jti}"),
-    });
-    encode(
-        &Header::new(Algorithm::HS256),
-        &claims,
-        &EncodingKey::from_secret(secret.as_bytes()),
-    )
-    .unwrap()
+    support::keys::hs256_token(secret, ISSUER, sub, AUDIENCE)
 }
 
 fn token(sub: &str) -> String {
@@ -58,13 +41,8 @@ fn token(sub: &str) -> String {
 }
 
 fn tonic_server() -> Spawned {
-    let mut command = Command::new(example("tonic_server"));
-    command
-        .args(["--listen", "127.0.0.1:0"])
-        .env("MCP_JWT_SECRET", SECRET)
-        .env_remove("MCP_JWT_ISSUERS")
-        .env_remove("MCP_JWT_AUDIENCE")
-        .env("RUST_LOG", "info");
+    let mut command = support::example_bin::server_command("tonic_server", Some(SECRET));
+    command.env("RUST_LOG", "info");
     Spawned::start(&mut command)
 }
 

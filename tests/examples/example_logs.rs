@@ -17,7 +17,7 @@
 //! As a control, stderr must hold the layer's own events (`session bound` at `info`, the mismatch
 //! at `warn`), so an empty or unread stderr cannot pass.
 
-mod support;
+use crate::support;
 
 use support::example_bin;
 

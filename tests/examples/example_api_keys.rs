@@ -1,7 +1,8 @@
 //! The `api_keys` example (the binding layer behind a hand-written API-key auth layer) as a user
 //! runs it: the built binary in a child process, driven over loopback.
 
-mod support;
+use crate::support::MISMATCH_MESSAGE;
+use crate::support;
 
 use support::example_bin;
 
@@ -12,8 +13,6 @@ use http::StatusCode;
 use serde_json::json;
 use support::{Raw, initialize_body, tool_text};
 
-/// The binding layer's answer to a caller who is not the session's owner. (not exported)
-const MISMATCH_MESSAGE: &str = "Unauthorized: caller identity does not match session owner";
 
 #[tokio::test]
 async fn api_keys_example_binds_sessions_to_the_key_owner() {

@@ -1,7 +1,8 @@
 //! The layer in a plain hyper server (no axum): hyper's `Incoming` body mapped to a `BoxBody`,
 //! a tower auth step, `SessionBindingLayer`, and the rmcp service.
 
-mod support;
+use crate::support::MISMATCH_MESSAGE;
+use crate::support;
 
 use bytes::Bytes;
 use http::{Request, StatusCode};
@@ -13,19 +14,12 @@ use serde_json::json;
 use support::*;
 use tower::ServiceBuilder;
 
-/// The binding layer's answer to a caller who is not the session's owner. (not exported)
-const MISMATCH_MESSAGE: &str = "Unauthorized: caller identity does not match session owner";
 
 type Body = BoxBody<Bytes, hyper::Error>;
 
 /// The auth step: `Authorization: Bearer <sub>` becomes an identity of one issuer.
 fn authenticate(mut request: Request<Body>) -> Request<Body> {
-    let sub = request
-        .headers()
-        .get(http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::to_owned);
+    let sub = support::bearer(request.headers()).map(str::to_owned);
     if let Some(sub) = sub {
         let identity = Identity::new("https://hyper.example", sub).unwrap();
         request.extensions_mut().insert(identity);

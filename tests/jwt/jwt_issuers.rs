@@ -3,7 +3,7 @@
 //! issuer's key that claims the other issuer is refused with 401 `invalid_token`, for every
 //! pairing of RSA, EC and HMAC keys, with and without `kid`s.
 
-mod support;
+use crate::support;
 
 use support::keys::{header, signing_keys};
 

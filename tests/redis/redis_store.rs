@@ -4,7 +4,7 @@
 //! `REQUIRE_REDIS` is set.
 #![cfg(feature = "redis")]
 
-mod support;
+use crate::support;
 
 use support::redis_server;
 
@@ -673,18 +673,8 @@ async fn usable_behind_arc_dyn() {
         return;
     };
     let store: std::sync::Arc<dyn BindingStore> = std::sync::Arc::new(store(&server).await);
+    support::assert_binds_anonymous(&*store, "dyn", TTL, NO_LIMIT).await;
     let key = key_of("dyn");
-    assert_eq!(
-        store
-            .bind(key, &Owner::Anonymous, TTL, NO_LIMIT)
-            .await
-            .unwrap(),
-        BindOutcome::Created
-    );
-    assert_eq!(
-        store.lookup(key, None).await.unwrap(),
-        Lookup::Bound(Owner::Anonymous)
-    );
     assert!(
         store.lookup_now(key, None).is_none(),
         "Redis answers asynchronously only"

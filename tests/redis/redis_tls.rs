@@ -4,7 +4,7 @@
 //! --redis-ca PATH`. Skipped with a `SKIP:` line without `redis-server` or `openssl`, fatal
 //! under `CI`/`REQUIRE_REDIS`.
 
-mod support;
+use crate::support;
 
 use std::{
     process::{Command, Stdio},
@@ -13,15 +13,10 @@ use std::{
 
 use http::StatusCode;
 use mcp_session_binding::store::{
-    BindOutcome, BindingStore, KeyDerivation, Lookup, Owner, RedisOptions, RedisStore, SessionKey,
-    StoreErrorKind, conformance,
+    BindingStore, KeyDerivation, Lookup, Owner, RedisOptions, RedisStore, SessionKey, StoreErrorKind,
+    conformance,
 };
-use support::{
-    Raw,
-    example_bin::{Spawned, example},
-    redis_server::RedisServer,
-    tool_text,
-};
+use support::{Raw, example_bin::Spawned, redis_server::RedisServer, tool_text};
 
 /// The key of session id `id` under a store without a key secret.
 fn key_of(id: &str) -> SessionKey {
@@ -48,18 +43,7 @@ async fn the_store_works_over_tls_with_the_harness_ca() {
         .await
         .expect("rediss:// with the CA");
     conformance::run_all(&store).await;
-    let key = key_of("over-tls");
-    assert_eq!(
-        store
-            .bind(key, &Owner::Anonymous, Duration::from_secs(60), 10)
-            .await
-            .unwrap(),
-        BindOutcome::Created
-    );
-    assert_eq!(
-        store.lookup(key, None).await.unwrap(),
-        Lookup::Bound(Owner::Anonymous)
-    );
+    support::assert_binds_anonymous(&store, "over-tls", Duration::from_secs(60), 10).await;
 }
 
 /// Every way of getting TLS wrong fails at connect, within the timeout, with a message that
@@ -121,14 +105,8 @@ async fn wrong_tls_settings_fail_at_connect_with_a_clear_error() {
 }
 
 fn server_command(redis: &[&str]) -> Command {
-    let mut command = Command::new(example("mcp_server"));
-    command
-        .args(["--listen", "127.0.0.1:0"])
-        .args(redis)
-        .env("MCP_JWT_SECRET", SECRET)
-        .env_remove("MCP_JWT_ISSUERS")
-        .env_remove("MCP_JWT_AUDIENCE")
-        .env("RUST_LOG", "warn");
+    let mut command = support::example_bin::server_command("mcp_server", Some(SECRET));
+    command.args(redis);
     command
 }
 

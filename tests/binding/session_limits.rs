@@ -4,7 +4,7 @@
 //! loopback; with `MemoryStore`, and with `RedisStore` on a real `redis-server` shared by two
 //! replicas (skipped with a loud `SKIP:` line when it is not installed, fatal under `CI`).
 
-mod support;
+use crate::support;
 
 use support::redis_server;
 

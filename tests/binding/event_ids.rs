@@ -4,7 +4,7 @@
 //! layer and `SessionBindingLayer` on loopback. Without the option, bob resumes alice's stream
 //! on his own session; with it, he cannot, and alice still resumes hers.
 
-mod support;
+use crate::support;
 
 use std::{
     future::Future,

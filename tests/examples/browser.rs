@@ -3,7 +3,8 @@
 //! seen over raw HTTP, then a real headless Chromium running a page of a second loopback origin
 //! that initializes, calls a tool, sees a thief refused and reads the 404 body.
 
-mod support;
+use crate::support::MISMATCH_MESSAGE;
+use crate::support;
 
 use support::jwt_stack;
 
@@ -30,8 +31,6 @@ use support::{
 
 /// The binding layer's default `max_sessions_per_identity`. (not exported)
 const DEFAULT_MAX_SESSIONS_PER_IDENTITY: usize = 100;
-/// The binding layer's answer to a caller who is not the session's owner. (not exported)
-const MISMATCH_MESSAGE: &str = "Unauthorized: caller identity does not match session owner";
 
 const SECRET: &str = "browser-test-secret-0123456789abcdef";
 /// The origin of the page in the raw HTTP tests (nothing listens there; only the header counts).
@@ -43,13 +42,7 @@ fn minter() -> TokenMinter {
 
 /// `mcp_server` allowing pages of `origins`.
 fn server(origins: &[&str]) -> Spawned {
-    let mut command = Command::new(example("mcp_server"));
-    command
-        .args(["--listen", "127.0.0.1:0"])
-        .env("MCP_JWT_SECRET", SECRET)
-        .env_remove("MCP_JWT_ISSUERS")
-        .env_remove("MCP_JWT_AUDIENCE")
-        .env("RUST_LOG", "warn");
+    let mut command = support::example_bin::server_command("mcp_server", Some(SECRET));
     for origin in origins {
         command.args(["--cors-origin", origin]);
     }
@@ -263,14 +256,10 @@ async fn slow_body_and_store_outage_answers_carry_cors_headers() {
     let Some(mut redis) = support::redis_server::RedisServer::start() else {
         return;
     };
-    let mut command = Command::new(example("mcp_server"));
+    let mut command = support::example_bin::server_command("mcp_server", Some(SECRET));
     command
-        .args(["--listen", "127.0.0.1:0", "--cors-origin", PAGE_ORIGIN])
-        .args(["--redis", &redis.url()])
-        .env("MCP_JWT_SECRET", SECRET)
-        .env_remove("MCP_JWT_ISSUERS")
-        .env_remove("MCP_JWT_AUDIENCE")
-        .env("RUST_LOG", "warn");
+        .args(["--cors-origin", PAGE_ORIGIN])
+        .args(["--redis", &redis.url()]);
     let server = Spawned::start(&mut command);
     let page = raw_from(&server.url, PAGE_ORIGIN);
     let alice = minter().token(DEFAULT_ISSUER, "alice");

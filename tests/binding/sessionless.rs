@@ -4,7 +4,7 @@
 //! replicas on one Redis. The `subscriptions/listen` filter and JSON framing are also driven
 //! through a scripted inner service, since rmcp 3.9 does not stream task notifications.
 
-mod support;
+use crate::support;
 
 use std::{
     sync::{Arc, Mutex},
@@ -17,7 +17,7 @@ use mcp_session_binding::{SessionBindingLayer, store::BindingStore};
 use serde_json::{Value, json};
 use support::{
     Answer, Raw, TestServer,
-    modern::{MODERN, alice, bob, create_task, modern, request, without},
+    modern::{alice, bob, create_task, modern, modern_request, request, without},
     serve_router,
 };
 
@@ -208,18 +208,7 @@ async fn bad_task_requests_get_clear_errors() {
         },
     ];
     for case in cases {
-        let mut builder = raw
-            .http
-            .post(&raw.url)
-            .header("accept", "application/json, text/event-stream")
-            .header("content-type", "application/json")
-            .header("mcp-protocol-version", MODERN)
-            .header("mcp-method", "tasks/cancel")
-            .bearer_auth(bob())
-            .body(case.body.to_string());
-        for name in &case.name {
-            builder = builder.header("mcp-name", *name);
-        }
+        let builder = modern_request(&raw, Some(&bob()), "tasks/cancel", &case.name, &case.body);
         let answer = Raw::send(builder).await;
         assert_eq!(answer.status, case.status, "{}: {answer:?}", case.what);
         let message = answer.json();
@@ -279,67 +268,49 @@ async fn replicas_share_task_records() {
 /// `subscriptions/listen` stream with task notifications, which rmcp 3.9 does not send.
 fn scripted() -> (Router, Arc<Mutex<Vec<support::Seen>>>) {
     use axum::{body::Body, response::Response};
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let record = seen.clone();
-    let handler = move |request: axum::extract::Request| {
-        let record = record.clone();
-        async move {
-            record.lock().unwrap().push(support::Seen::of(&request));
-            let method = request
-                .headers()
-                .get("mcp-method")
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or_default()
-                .to_owned();
-            let name = request
-                .headers()
-                .get("mcp-name")
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or_default()
-                .to_owned();
-            let (content_type, body) = match method.as_str() {
-                "tools/call" => (
-                    "application/json",
-                    json!({"jsonrpc": "2.0", "id": 1, "result": {
+    support::scripted(|request: axum::extract::Request| async move {
+        let method = support::header_text(request.headers(), "mcp-method");
+        let name = support::header_text(request.headers(), "mcp-name");
+        let (content_type, body) = match method.as_str() {
+            "tools/call" => (
+                "application/json",
+                json!({"jsonrpc": "2.0", "id": 1, "result": {
                         "resultType": "task", "taskId": format!("task-of-{name}"),
                         "status": "working", "createdAt": "2026-11-30T00:00:00Z",
                         "lastUpdatedAt": "2026-11-30T00:00:00Z", "ttlMs": 60000}})
+                .to_string(),
+            ),
+            "tasks/get" => (
+                "application/json",
+                json!({"jsonrpc": "2.0", "id": 7, "result": {"taskId": name, "status": "working"}})
                     .to_string(),
-                ),
-                "tasks/get" => (
-                    "application/json",
-                    json!({"jsonrpc": "2.0", "id": 7, "result": {"taskId": name, "status": "working"}})
-                        .to_string(),
-                ),
-                "subscriptions/listen" => {
-                    let note = |task: &str| {
-                        format!(
-                            "data: {}\n\n",
-                            json!({"jsonrpc": "2.0", "method": "notifications/tasks",
+            ),
+            "subscriptions/listen" => {
+                let note = |task: &str| {
+                    format!(
+                        "data: {}\n\n",
+                        json!({"jsonrpc": "2.0", "method": "notifications/tasks",
                                    "params": {"taskId": task, "status": "working"}})
-                        )
-                    };
-                    let other = json!({"jsonrpc": "2.0", "method": "notifications/tools/list_changed"});
-                    (
-                        "text/event-stream",
-                        format!(
-                            "{}{}data: {other}\n\n{}",
-                            note("task-of-a"),
-                            note("task-of-b"),
-                            note("never-created")
-                        ),
                     )
-                }
-                _ => ("application/json", "{}".to_owned()),
-            };
-            Response::builder()
-                .header("content-type", content_type)
-                .body(Body::from(body))
-                .unwrap()
-        }
-    };
-    let app = Router::new().route("/mcp", axum::routing::post(handler));
-    (app, seen)
+                };
+                let other = json!({"jsonrpc": "2.0", "method": "notifications/tools/list_changed"});
+                (
+                    "text/event-stream",
+                    format!(
+                        "{}{}data: {other}\n\n{}",
+                        note("task-of-a"),
+                        note("task-of-b"),
+                        note("never-created")
+                    ),
+                )
+            }
+            _ => ("application/json", "{}".to_owned()),
+        };
+        Response::builder()
+            .header("content-type", content_type)
+            .body(Body::from(body))
+            .unwrap()
+    })
 }
 
 async fn serve_scripted() -> TestServer {
@@ -395,20 +366,9 @@ async fn listen_streams_carry_only_the_callers_tasks() {
 /// picks the framing.
 fn split_answers() -> (Router, Arc<Mutex<Vec<support::Seen>>>) {
     use axum::{body::Body, response::Response};
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let record = seen.clone();
-    let handler = move |request: axum::extract::Request| {
-        let record = record.clone();
+    support::scripted(|request: axum::extract::Request| {
         async move {
-            record.lock().unwrap().push(support::Seen::of(&request));
-            let header = |name: &str| {
-                request
-                    .headers()
-                    .get(name)
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or_default()
-                    .to_owned()
-            };
+            let header = |name: &str| support::header_text(request.headers(), name);
             let (method, name) = (header("mcp-method"), header("mcp-name"));
             let (content_type, chunks): (_, Vec<String>) = match (method.as_str(), name.as_str()) {
                 ("tools/call", "json") => (
@@ -448,9 +408,7 @@ fn split_answers() -> (Router, Arc<Mutex<Vec<support::Seen>>>) {
                 .body(Body::from_stream(futures::stream::iter(frames)))
                 .unwrap()
         }
-    };
-    let app = Router::new().route("/mcp", axum::routing::post(handler));
-    (app, seen)
+    })
 }
 
 /// A task id that arrives split across body frames (JSON) or across the frames of one SSE event
@@ -702,14 +660,7 @@ async fn a_legacy_header_does_not_get_around_the_task_check() {
                         }
                     }
                 });
-                let mut request = raw
-                    .http
-                    .post(&raw.url)
-                    .header("accept", "application/json, text/event-stream")
-                    .header("content-type", "application/json")
-                    .header("mcp-protocol-version", version)
-                    .bearer_auth(bob())
-                    .body(body.to_string());
+                let mut request = support::modern::post_json(&raw, version, Some(&bob()), &body);
                 if let Some(session) = session {
                     request = request.header("mcp-session-id", session);
                 }

@@ -3,7 +3,7 @@
 //! `tower_test`'s mock panics when a clone that was not polled ready is called, so each test
 //! fails if the layer ever forwards to the wrong clone.
 
-mod support;
+use crate::support;
 
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};

@@ -3,7 +3,8 @@
 //! real HS256 tokens: the seed scenario (a refreshed token keeps its session) and the refusals,
 //! driven by the rmcp client and by raw HTTP.
 
-mod support;
+use crate::support::MISMATCH_MESSAGE;
+use crate::support;
 
 use support::jwt_stack;
 
@@ -18,8 +19,6 @@ use support::{
     Answer, Raw, Recorded, RotatingClient, TestServer, demo_mcp, initialize_body, tool_text,
 };
 
-/// The binding layer's answer to a caller who is not the session's owner. (not exported)
-const MISMATCH_MESSAGE: &str = "Unauthorized: caller identity does not match session owner";
 
 /// Each issuer has its own HS256 secret: a key belongs to one issuer.
 const SECRET_1: &[u8] = b"jwt-binding-test-secret-of-32+-bytes";
@@ -65,11 +64,7 @@ fn alice() -> String {
 
 /// Asserts that `answer` is the mismatch `isError` tool result for request `id`.
 fn assert_is_error_result(answer: &Answer, id: u64) {
-    assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
-    let message = answer.json();
-    assert_eq!(message["id"], json!(id), "{message}");
-    assert_eq!(message["result"]["isError"], json!(true), "{message}");
-    assert_eq!(tool_text(&message), MISMATCH_MESSAGE);
+    answer.assert_mismatch(Some(id));
 }
 
 /// Asserts that the owner gets 404 for `session`: it was ended.

@@ -4,7 +4,7 @@
 //! `refresh_token` grants. Without node or the installed package, each test prints a `SKIP:`
 //! line and passes, unless `CI` is set.
 
-mod support;
+use crate::support;
 
 use support::example_bin;
 use support::oidc_provider;
@@ -24,8 +24,6 @@ use oidc_provider::{OidcProvider, SigningKey, jwt_claims, jwt_header};
 use serde_json::{Value, json};
 use support::{Answer, Raw, initialize_body, tool_text};
 
-/// The binding layer's answer to a caller who is not the session's owner. (not exported)
-const MISMATCH_MESSAGE: &str = "Unauthorized: caller identity does not match session owner";
 
 /// The MCP resource the access tokens are for (RFC 8707): their `aud`.
 const RESOURCE: &str = "https://mcp.test/mcp";
@@ -257,10 +255,7 @@ async fn refreshed_tokens_keep_the_session_and_another_user_ends_it() {
 
     let bob = provider.login("bob").await;
     let answer = raw.whoami(&session, Some(&bob.access_token), 2).await;
-    assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
-    let message = answer.json();
-    assert_eq!(message["result"]["isError"], json!(true), "{message}");
-    assert_eq!(tool_text(&message), MISMATCH_MESSAGE, "{message}");
+    answer.assert_mismatch(None);
     let answer = raw.whoami(&session, Some(&tokens.access_token), 3).await;
     assert_eq!(
         answer.status,
