@@ -19,6 +19,7 @@
 //! - `trace`: every log event, with its reason code.
 
 mod body;
+pub(crate) mod config;
 pub(crate) mod decide;
 pub(crate) mod event_ids;
 pub(crate) mod future;
@@ -31,7 +32,8 @@ pub(crate) mod tasks;
 
 pub(crate) mod trace;
 
+pub use config::MismatchAnswer;
 pub use future::ResponseFuture;
-pub use layer::{MismatchAnswer, SessionBindingLayer};
+pub use layer::SessionBindingLayer;
 pub use reject::RejectionReason;
 pub use service::SessionBinding;

@@ -6,7 +6,7 @@ use http_body_util::Full;
 
 use serde_json::value::RawValue;
 
-use crate::binding::layer::Config;
+use crate::binding::config::Config;
 use crate::protocol::early;
 use crate::protocol::{
     envelope::{Classified, Message},

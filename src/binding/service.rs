@@ -15,11 +15,12 @@ use tower::Service;
 
 use crate::{
     Identity, ResponseBody, ResponseFuture,
+    binding::config::Config,
+    binding::config::InnerHead,
     binding::decide,
     binding::event_ids,
-    binding::layer::Config,
     binding::reject::{self, RejectionReason},
-    binding::session::{After, AfterKind, InnerHead, end_session},
+    binding::session::{After, AfterKind, end_session},
     binding::stream,
     binding::tasks::{self, Route},
     binding::trace,
@@ -122,59 +123,7 @@ impl<S, St, I> SessionBinding<S, St, I> {
         }
     }
 
-    /// The inner service.
-    ///
-    /// ```
-    /// # #[cfg(feature = "memory")] {
-    /// use mcp_session_binding::{SessionBinding, store::MemoryStore};
-    ///
-    /// let mcp = tower::service_fn(|_: http::Request<String>| async {
-    ///     Ok::<_, std::convert::Infallible>(http::Response::new(String::new()))
-    /// });
-    /// let mut service = SessionBinding::new(mcp, MemoryStore::new());
-    /// let inner: &_ = service.get_ref();
-    /// # let _ = inner;
-    /// # }
-    /// ```
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
-
-    /// The inner service, mutably.
-    ///
-    /// ```
-    /// # #[cfg(feature = "memory")] {
-    /// use mcp_session_binding::{SessionBinding, store::MemoryStore};
-    ///
-    /// let mcp = tower::service_fn(|_: http::Request<String>| async {
-    ///     Ok::<_, std::convert::Infallible>(http::Response::new(String::new()))
-    /// });
-    /// let mut service = SessionBinding::new(mcp, MemoryStore::new());
-    /// let inner: &mut _ = service.get_mut();
-    /// # let _ = inner;
-    /// # }
-    /// ```
-    pub fn get_mut(&mut self) -> &mut S {
-        &mut self.inner
-    }
-
-    /// The inner service, consuming the layer's service.
-    ///
-    /// ```
-    /// # #[cfg(feature = "memory")] {
-    /// use mcp_session_binding::{SessionBinding, store::MemoryStore};
-    ///
-    /// let mcp = tower::service_fn(|_: http::Request<String>| async {
-    ///     Ok::<_, std::convert::Infallible>(http::Response::new(String::new()))
-    /// });
-    /// let mut service = SessionBinding::new(mcp, MemoryStore::new());
-    /// let inner = service.into_inner();
-    /// # let _ = inner;
-    /// # }
-    /// ```
-    pub fn into_inner(self) -> S {
-        self.inner
-    }
+    define_inner_service_accessors!();
 }
 
 impl<S, St, I, ReqBody, ResBody> Service<Request<ReqBody>> for SessionBinding<S, St, I>
@@ -339,7 +288,8 @@ where
                 && let Err(why) = event_ids::open_last_event_id(&mut parts.headers, ids, key)
             {
                 drop(self.take_ready());
-                return foreign_event_id(parts.version, body, caller.as_ref(), key, why);
+                let answer = foreign_event_id(caller.as_ref(), key, why);
+                return early_answer(parts.version, body, answer);
             }
             let after = if tombstone_on_success {
                 Some(Box::new(After {
@@ -405,23 +355,14 @@ where
 }
 
 /// The answer to a request of a session whose `Last-Event-ID` is not that session's.
-fn foreign_event_id<F, ReqBody, ResBody>(
-    version: Version,
-    body: ReqBody,
+fn foreign_event_id(
     caller: Option<&Identity>,
     key: SessionKey,
     why: &str,
-) -> ResponseFuture<F, ResBody>
-where
-    F: TryFuture<Ok = Response<ResBody>>,
-    F::Error: Send + 'static,
-    ReqBody: Body + Send + 'static,
-    ReqBody::Data: Send,
-    ResBody: Send + 'static,
-{
+) -> Response<Full<Bytes>> {
     let reason = RejectionReason::ForeignEventId;
     trace::rejected(reason, caller, Some(key), Some(why));
-    early_answer(version, body, reject::plain(reason, None))
+    reject::plain(reason, None)
 }
 
 impl<S: Clone, St, I> SessionBinding<S, St, I> {
@@ -515,7 +456,8 @@ where
             && let Err(why) = event_ids::open_last_event_id(&mut self.parts.headers, ids, self.key)
         {
             let version = self.parts.version;
-            return foreign_event_id(version, self.body, self.caller.as_ref(), self.key, why);
+            let answer = foreign_event_id(self.caller.as_ref(), self.key, why);
+            return early_answer(version, self.body, answer);
         }
         let after = if tombstone_on_success {
             Some(Box::new(After {

@@ -4,87 +4,19 @@
 use std::{future::Future, marker::PhantomData, sync::Arc};
 
 use futures::future::{BoxFuture, FutureExt};
-use http::{HeaderValue, Method, Request, Response, Uri, header::HOST, request::Parts};
+use http::{HeaderValue, Request, Response};
 use tower::{Service, ServiceExt};
 
 use crate::{
     Identity, ResponseBody,
+    binding::config::{Config, InnerHead},
     binding::decide,
     binding::future::{AfterResponse, Then},
-    binding::layer::Config,
     binding::reject::{self, RejectionReason},
     binding::trace,
     protocol::headers::{self, MCP_SESSION_ID, SessionHeader},
     store::{BindOutcome, BindingStore, SessionKey, StoreError, StoreErrorKind},
 };
-
-/// The head of the `DELETE` that ends a session. It holds only values the layer trusts, never
-/// the refused caller's `Host`, query or `MCP-Protocol-Version` (which the inner service could
-/// refuse, leaving the session alive).
-#[derive(Clone, Debug, Default)]
-pub(crate) struct InnerHead {
-    uri: Option<Uri>,
-    host: Option<HeaderValue>,
-}
-
-impl InnerHead {
-    /// The path (without query) and `Host` of a request whose response created a session: the
-    /// inner service accepted them.
-    pub(crate) fn of_creating(parts: &Parts) -> Self {
-        Self {
-            uri: path_only(&parts.uri),
-            host: parts.headers.get(HOST).cloned(),
-        }
-    }
-
-    /// The head for ending a session a caller was refused on: the configured
-    /// [`end_session_uri`](crate::SessionBindingLayer::end_session_uri), else the head of the last
-    /// session created through this layer, else the refused request's path without its query.
-    pub(crate) fn for_ending(config: &Config, refused: &Parts) -> Self {
-        if let Some(uri) = &config.end_session_uri {
-            return Self {
-                host: uri
-                    .authority()
-                    .and_then(|a| HeaderValue::from_str(a.as_str()).ok()),
-                uri: Some(uri.clone()),
-            };
-        }
-        let recorded = config
-            .created_at
-            .lock()
-            .map(|head| head.clone())
-            .unwrap_or_default();
-        recorded.unwrap_or_else(|| Self {
-            uri: path_only(&refused.uri),
-            host: None,
-        })
-    }
-
-    fn delete<B: Default>(&self, session: HeaderValue, config: &Config) -> Request<B> {
-        let mut request = Request::new(B::default());
-        *request.method_mut() = Method::DELETE;
-        if let Some(uri) = &self.uri {
-            *request.uri_mut() = uri.clone();
-        }
-        let headers = request.headers_mut();
-        headers.insert(MCP_SESSION_ID, session);
-        if let Some(host) = &self.host {
-            headers.insert(HOST, host.clone());
-        }
-        match &config.end_request_hook {
-            Some(hook) => {
-                let (mut parts, body) = request.into_parts();
-                hook(&mut parts);
-                Request::from_parts(parts, body)
-            }
-            None => request,
-        }
-    }
-}
-
-fn path_only(uri: &Uri) -> Option<Uri> {
-    uri.path().parse().ok()
-}
 
 /// Runs `work` to completion even if the returned future is dropped (the client went away, the
 /// connection was reset): on a tokio runtime it is spawned. Outside one it runs inline.

@@ -35,9 +35,9 @@ use tokio::time::{Instant, Sleep};
 
 use crate::{
     Identity, ResponseBody,
+    binding::config::Config,
     binding::event_ids::{EventIdKey, IdTagger},
     binding::future::{AfterResponse, Then},
-    binding::layer::Config,
     store::{BindingStore, Lookup, Owner, SessionKey, StoreError},
 };
 

@@ -42,9 +42,9 @@ use tower::Service;
 use crate::{
     Identity, ResponseBody,
     binding::{
+        config::Config,
         decide,
         future::{AfterResponse, Then},
-        layer::Config,
         reject::{self, RejectionReason},
         trace,
     },

@@ -4,28 +4,11 @@ use std::{sync::Arc, time::Duration};
 
 use tower::Layer;
 
-use super::service::TaskParams;
-use crate::{binding::layer::Config, store::BindingStore};
-
-/// Most task ids one `subscriptions/listen` may name in `params.notifications.taskIds`: 64.
-/// Each costs a store lookup; a request naming more gets JSON-RPC `-32602`.
-pub(crate) const DEFAULT_MAX_LISTEN_TASK_IDS: usize = 64;
-
-/// The message of the answer to a legacy `tasks/list` (JSON-RPC `-32600`, with the request's
-/// `id`): see [the module docs](super#why-taskslist-is-refused).
-pub(crate) const TASK_LIST_REFUSED: &str = "tasks/list is not available: tasks are bound to their \
-     creator and the list cannot be filtered; poll each of your tasks with tasks/get";
-
-/// The settings of the layer and its services, behind one `Arc`.
-#[derive(Clone, Debug)]
-pub(super) struct Settings {
-    /// Body cap, time limit, answer cap, task TTL and id cap: the binding layer's settings and
-    /// defaults, so both layers answer alike.
-    pub(super) config: Arc<Config>,
-    pub(super) legacy: bool,
-    pub(super) listen: bool,
-    pub(super) max_listen_task_ids: usize,
-}
+use super::{
+    config::{DEFAULT_MAX_LISTEN_TASK_IDS, Settings},
+    service::TaskParams,
+};
+use crate::{binding::config::Config, store::BindingStore};
 
 /// Binds the task ids that request bodies carry to the caller whose `tools/call` created them:
 /// `subscriptions/listen` (2026-07-28) and the tasks of session-era (2025-11-25) sessions. See the

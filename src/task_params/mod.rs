@@ -50,6 +50,7 @@
 //! `tools/call` with `params.task`) is refused whole: 400, JSON-RPC `-32600` without `id`. Other
 //! batches pass.
 
+mod config;
 mod layer;
 mod service;
 

@@ -19,7 +19,7 @@ use serde::{
 use serde_json::value::RawValue;
 use tower::Service;
 
-use super::layer::{Settings, TASK_LIST_REFUSED};
+use super::config::Settings;
 use crate::{
     Identity, ResponseBody, ResponseFuture,
     binding::{
@@ -37,6 +37,11 @@ use crate::{
     },
     store::{BindingStore, SessionKey},
 };
+
+/// The message of the answer to a legacy `tasks/list` (JSON-RPC `-32600`, with the request's
+/// `id`): see [the module docs](super#why-taskslist-is-refused).
+pub(crate) const TASK_LIST_REFUSED: &str = "tasks/list is not available: tasks are bound to their \
+     creator and the list cannot be filtered; poll each of your tasks with tasks/get";
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
