@@ -124,6 +124,25 @@ pub(crate) fn session(
     }
 }
 
+/// Whether an open stream of a session (a GET's SSE answer) may go on, when the session's
+/// binding is read again: while `caller` still owns the session. `Err` says why it ends. A store
+/// that does not answer keeps the stream (the next recheck tries again); any other store error
+/// ends it, failing closed as a request would.
+pub(crate) fn stream(
+    found: Result<&Lookup, StoreErrorKind>,
+    caller: Option<&Identity>,
+    policy: &Policy,
+) -> Result<(), &'static str> {
+    match found {
+        Ok(Lookup::Bound(owner)) if owns(owner, caller, policy) => Ok(()),
+        Ok(Lookup::Bound(_)) => Err("bound to someone else"),
+        Ok(Lookup::Ended) => Err("session ended"),
+        Ok(Lookup::Missing) => Err("binding missing or expired"),
+        Err(StoreErrorKind::Unavailable) => Ok(()),
+        Err(_) => Err("store error, not transient"),
+    }
+}
+
 /// Who a session created for `caller` is bound to, or why it is refused (and ended):
 /// `credentials` says whether the request carried an `Authorization` header.
 ///
@@ -349,6 +368,38 @@ mod tests {
             }
         }
         assert_eq!(cases, 7 * 4 * 3 * 8);
+    }
+
+    #[test]
+    fn open_streams_go_on_while_their_caller_owns_the_session() {
+        let [alice, ..] = callers();
+        let alice = alice.unwrap();
+        for stored in [
+            Stored::Alice,
+            Stored::Anonymous,
+            Stored::Missing,
+            Stored::Ended,
+            Stored::Corrupt,
+            Stored::Down,
+            Stored::Full,
+        ] {
+            for caller in callers() {
+                for policy in policies() {
+                    let expected = match stored {
+                        Stored::Alice if caller.as_ref() == Some(&alice) => Ok(()),
+                        Stored::Anonymous if caller.is_none() && policy.allow_anonymous => Ok(()),
+                        Stored::Alice | Stored::Anonymous => Err("bound to someone else"),
+                        Stored::Ended => Err("session ended"),
+                        Stored::Missing => Err("binding missing or expired"),
+                        Stored::Down => Ok(()),
+                        Stored::Corrupt | Stored::Full => Err("store error, not transient"),
+                    };
+                    let found = found(stored, &alice);
+                    let got = stream(found.as_ref().map_err(|k| *k), caller.as_ref(), &policy);
+                    assert_eq!(got, expected, "{stored:?} {caller:?} {policy:?}");
+                }
+            }
+        }
     }
 
     #[test]

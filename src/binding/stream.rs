@@ -36,9 +36,10 @@ use tokio::time::{Instant, Sleep};
 use crate::{
     Identity, ResponseBody,
     binding::config::Config,
+    binding::decide,
     binding::event_ids::{EventIdKey, IdTagger},
     binding::future::{AfterResponse, Then},
-    store::{BindingStore, Lookup, Owner, SessionKey, StoreError},
+    store::{BindingStore, Lookup, SessionKey, StoreError},
 };
 
 /// The shortest interval between two rechecks of a stream: shorter settings count as this.
@@ -104,7 +105,7 @@ where
         Some(Watch {
             interval: config.stream_recheck_interval.max(MIN_INTERVAL),
             slide: config.sliding.then_some(config.binding_ttl),
-            allow_anonymous: config.allow_anonymous,
+            policy: config.policy(),
             key,
             caller,
             store: Box::new(store.clone()),
@@ -134,7 +135,7 @@ struct Watch {
     interval: Duration,
     /// The slide of a request's lookup: an open stream keeps its binding alive, as requests do.
     slide: Option<Duration>,
-    allow_anonymous: bool,
+    policy: decide::Policy,
     key: SessionKey,
     caller: Option<Identity>,
     store: Box<dyn Lookups>,
@@ -328,24 +329,15 @@ impl StreamWatch {
 
 impl Watch {
     fn verdict(&self, found: Result<Lookup, StoreError>) -> Verdict {
-        match found {
-            Ok(Lookup::Bound(owner)) => {
-                let anonymous_ok = self.allow_anonymous || owner != Owner::Anonymous;
-                if owner.admits(self.caller.as_ref()) && anonymous_ok {
-                    Verdict::Keep
-                } else {
-                    Verdict::End("bound to someone else")
+        let kind = found.as_ref().map_err(StoreError::kind);
+        match decide::stream(kind, self.caller.as_ref(), &self.policy) {
+            Ok(()) => {
+                if let Err(error) = &found {
+                    self.unavailable(error);
                 }
-            }
-            Ok(Lookup::Ended) => Verdict::End("session ended"),
-            Ok(Lookup::Missing) => Verdict::End("binding missing or expired"),
-            // Fail closed on an error that is not transient (a stored value that does not
-            // parse), as a request would.
-            Err(error) if !error.is_transient() => Verdict::End("store error, not transient"),
-            Err(error) => {
-                self.unavailable(&error);
                 Verdict::Keep
             }
+            Err(why) => Verdict::End(why),
         }
     }
 
