@@ -1,6 +1,10 @@
 //! Shared harness for the integration tests: the demo rmcp server behind a test auth layer and
 //! `SessionBindingLayer`, on a loopback port; raw HTTP helpers; an rmcp client whose bearer token
 //! can be rotated mid-session.
+//!
+//! Each test binary declares it once (`tests/<area>/main.rs`: `#[path = "../support/mod.rs"] mod
+//! support;`, `tests/refusal_memory.rs`: `mod support;`); its modules reach it as
+//! `crate::support`.
 #![allow(dead_code)]
 
 #[path = "../../examples/common/demo_mcp.rs"]

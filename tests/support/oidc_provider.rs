@@ -2,8 +2,7 @@
 //! Certified), run by `tests/support/oidc/provider.mjs` under Node on 127.0.0.1. No mock.
 //!
 //! ```ignore
-//! mod support;
-//! use support::oidc_provider;
+//! use crate::support::oidc_provider;
 //!
 //! let Some(provider) = oidc_provider::OidcProvider::start(RESOURCE) else { return };
 //! let alice = provider.login("alice").await; // authorization code + PKCE, over HTTP

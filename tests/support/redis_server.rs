@@ -1,10 +1,9 @@
 //! A real `redis-server` for tests: no mock, no system service.
 //!
-//! Use it from any test file:
+//! Use it from any test module (`support` is declared once, in each binary's `main.rs`):
 //!
 //! ```ignore
-//! mod support;
-//! use support::redis_server;
+//! use crate::support::redis_server;
 //!
 //! let Some(server) = redis_server::RedisServer::start() else { return };
 //! let url = server.url();
