@@ -24,6 +24,7 @@ pub(crate) mod decide;
 pub(crate) mod event_ids;
 pub(crate) mod future;
 pub(crate) mod layer;
+mod refuse;
 pub(crate) mod reject;
 mod service;
 pub(crate) mod session;

@@ -6,11 +6,10 @@ use std::{
     task::{Context, Poll},
 };
 
-use bytes::{Buf, Bytes};
-use futures::{TryFuture, future::FutureExt};
-use http::{Method, Request, Response, Version, header::AUTHORIZATION, request::Parts};
+use bytes::Buf;
+use futures::future::FutureExt;
+use http::{Method, Request, Response, header::AUTHORIZATION, request::Parts};
 use http_body::Body;
-use http_body_util::Full;
 use tower::Service;
 
 use crate::{
@@ -19,16 +18,14 @@ use crate::{
     binding::config::InnerHead,
     binding::decide,
     binding::event_ids,
+    binding::refuse::{early_answer, foreign_event_id},
     binding::reject::{self, RejectionReason},
-    binding::session::{After, AfterKind, end_session},
+    binding::session::{After, AfterKind},
     binding::stream,
     binding::tasks::{self, Route},
     binding::trace,
     identity::{FromIdentityExtension, IdentityExtractor},
-    protocol::{
-        early, envelope,
-        headers::{self, LAST_EVENT_ID, MCP_SESSION_ID, SessionHeader},
-    },
+    protocol::headers::{self, LAST_EVENT_ID, MCP_SESSION_ID, SessionHeader},
     store::{BindingStore, Lookup, Owner, SessionKey, StoreError, StoreErrorKind},
 };
 
@@ -70,9 +67,9 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 #[derive(Clone, Debug)]
 pub struct SessionBinding<S, St, I = FromIdentityExtension> {
     inner: S,
-    store: St,
+    pub(super) store: St,
     identity: I,
-    config: Arc<Config>,
+    pub(super) config: Arc<Config>,
 }
 
 impl<S, St: BindingStore + Clone> SessionBinding<S, St> {
@@ -328,43 +325,6 @@ where
     }
 }
 
-/// An answer made before the request body was read: ready at once when there is no body to
-/// worry about, else after draining a small one (or with `Connection: close`).
-fn early_answer<F, ReqBody, ResBody>(
-    version: Version,
-    body: ReqBody,
-    answer: Response<Full<Bytes>>,
-) -> ResponseFuture<F, ResBody>
-where
-    F: TryFuture<Ok = Response<ResBody>>,
-    F::Error: Send + 'static,
-    ReqBody: Body + Send + 'static,
-    ReqBody::Data: Send,
-    ResBody: Send + 'static,
-{
-    if !early::needs_care(version, &body) {
-        return ResponseFuture::answer(answer);
-    }
-    ResponseFuture::boxed(
-        async move {
-            let answer = early::answer(version, body, answer).await;
-            Ok(answer.map(ResponseBody::answer))
-        }
-        .boxed(),
-    )
-}
-
-/// The answer to a request of a session whose `Last-Event-ID` is not that session's.
-fn foreign_event_id(
-    caller: Option<&Identity>,
-    key: SessionKey,
-    why: &str,
-) -> Response<Full<Bytes>> {
-    let reason = RejectionReason::ForeignEventId;
-    trace::rejected(reason, caller, Some(key), Some(why));
-    reject::plain(reason, None)
-}
-
 impl<S: Clone, St, I> SessionBinding<S, St, I> {
     /// Takes the service polled ready, leaving a clone for the next request.
     fn take_ready(&mut self) -> S {
@@ -373,16 +333,16 @@ impl<S: Clone, St, I> SessionBinding<S, St, I> {
 }
 
 /// A request that names a session, waiting for the store's answer.
-struct Checked<S, St, ReqBody> {
+pub(super) struct Checked<S, St, ReqBody> {
     /// The service polled ready: the one to forward to, or to send the `DELETE` that ends the
     /// session.
-    ready: S,
-    store: St,
-    config: Arc<Config>,
-    caller: Option<Identity>,
-    key: SessionKey,
-    parts: Parts,
-    body: ReqBody,
+    pub(super) ready: S,
+    pub(super) store: St,
+    pub(super) config: Arc<Config>,
+    pub(super) caller: Option<Identity>,
+    pub(super) key: SessionKey,
+    pub(super) parts: Parts,
+    pub(super) body: ReqBody,
 }
 
 impl<S, St, ReqBody, ResBody> Checked<S, St, ReqBody>
@@ -477,80 +437,5 @@ where
             ready.call(Request::from_parts(self.parts, self.body)),
             after,
         )
-    }
-
-    /// Answers a refused caller and ends the session (unless configured not to).
-    ///
-    /// The ending starts first, before the body is read, and is detached: it completes even if
-    /// the caller resets the stream or closes the connection. The MCP answer waits for it, so a
-    /// refused caller's answer means the session is over; the 404-style answer does not (it must
-    /// look like an unknown session's).
-    async fn refuse(
-        self,
-        reason: RejectionReason,
-        answer: decide::Answer,
-        end: bool,
-    ) -> Result<Response<ResponseBody<ResBody>>, S::Error> {
-        let Checked {
-            ready,
-            store,
-            config,
-            caller,
-            key,
-            parts,
-            body,
-        } = self;
-        // Present: only requests with a valid session header get here.
-        let session = parts.headers.get(MCP_SESSION_ID).cloned();
-        let ending = match (end, session) {
-            (true, Some(session)) => Some(end_session(
-                ready,
-                store,
-                Some(key),
-                config.clone(),
-                InnerHead::for_ending(&config, &parts),
-                session,
-                caller,
-            )),
-            _ => None,
-        };
-        let version = parts.version;
-        let answer = match answer {
-            decide::Answer::NotFound => {
-                let answer = reject::plain(RejectionReason::UnknownSession, None);
-                return Ok(early::answer(version, body, answer)
-                    .await
-                    .map(ResponseBody::answer));
-            }
-            decide::Answer::PerRequest => mcp_answer(&parts, body, &config, reason).await,
-            decide::Answer::Plain => {
-                early::answer(version, body, reject::plain(reason, None)).await
-            }
-        };
-        if let Some(ending) = ending {
-            ending.await;
-        }
-        Ok(answer.map(ResponseBody::answer))
-    }
-}
-
-/// Reads a refused POST body (up to the cap, within the time limit) and answers each request in
-/// it, within the answer bound.
-async fn mcp_answer<B>(
-    parts: &Parts,
-    body: B,
-    config: &Config,
-    reason: RejectionReason,
-) -> Response<Full<Bytes>>
-where
-    B: Body,
-    B::Data: Buf,
-{
-    match reject::read_refused(parts, body, config).await {
-        Ok(bytes) => {
-            let classified = envelope::classify(&bytes, config.max_batch_answers);
-            reject::mismatch(&classified, reason, config.max_answer_bytes)
-        }
-        Err(answer) => answer,
     }
 }

@@ -1,0 +1,146 @@
+//! Carrying out a refusal: the answer made before a body is read, and, for a caller refused on
+//! a session, ending the session and answering each request. What to refuse, and how, is
+//! [`decide`](super::decide)'s.
+
+use bytes::{Buf, Bytes};
+use futures::{TryFuture, future::FutureExt};
+use http::{Request, Response, Version, request::Parts};
+use http_body::Body;
+use http_body_util::Full;
+use tower::Service;
+
+use crate::{
+    Identity, ResponseBody, ResponseFuture,
+    binding::{
+        config::{Config, InnerHead},
+        decide,
+        reject::{self, RejectionReason},
+        service::Checked,
+        session::end_session,
+        trace,
+    },
+    protocol::{early, envelope, headers::MCP_SESSION_ID},
+    store::{BindingStore, SessionKey},
+};
+
+/// An answer made before the request body was read: ready at once when there is no body to
+/// worry about, else after draining a small one (or with `Connection: close`).
+pub(super) fn early_answer<F, ReqBody, ResBody>(
+    version: Version,
+    body: ReqBody,
+    answer: Response<Full<Bytes>>,
+) -> ResponseFuture<F, ResBody>
+where
+    F: TryFuture<Ok = Response<ResBody>>,
+    F::Error: Send + 'static,
+    ReqBody: Body + Send + 'static,
+    ReqBody::Data: Send,
+    ResBody: Send + 'static,
+{
+    if !early::needs_care(version, &body) {
+        return ResponseFuture::answer(answer);
+    }
+    ResponseFuture::boxed(
+        async move {
+            let answer = early::answer(version, body, answer).await;
+            Ok(answer.map(ResponseBody::answer))
+        }
+        .boxed(),
+    )
+}
+
+/// The answer to a request of a session whose `Last-Event-ID` is not that session's.
+pub(super) fn foreign_event_id(
+    caller: Option<&Identity>,
+    key: SessionKey,
+    why: &str,
+) -> Response<Full<Bytes>> {
+    let reason = RejectionReason::ForeignEventId;
+    trace::rejected(reason, caller, Some(key), Some(why));
+    reject::plain(reason, None)
+}
+
+impl<S, St, ReqBody, ResBody> Checked<S, St, ReqBody>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Send + 'static,
+    S::Future: Send,
+    St: BindingStore,
+    ReqBody: Body + Default + Send + 'static,
+    ReqBody::Data: Buf,
+    ResBody: Send + 'static,
+{
+    /// Answers a refused caller and ends the session (unless configured not to).
+    ///
+    /// The ending starts first, before the body is read, and is detached: it completes even if
+    /// the caller resets the stream or closes the connection. The MCP answer waits for it, so a
+    /// refused caller's answer means the session is over; the 404-style answer does not (it must
+    /// look like an unknown session's).
+    pub(super) async fn refuse(
+        self,
+        reason: RejectionReason,
+        answer: decide::Answer,
+        end: bool,
+    ) -> Result<Response<ResponseBody<ResBody>>, S::Error> {
+        let Checked {
+            ready,
+            store,
+            config,
+            caller,
+            key,
+            parts,
+            body,
+        } = self;
+        // Present: only requests with a valid session header get here.
+        let session = parts.headers.get(MCP_SESSION_ID).cloned();
+        let ending = match (end, session) {
+            (true, Some(session)) => Some(end_session(
+                ready,
+                store,
+                Some(key),
+                config.clone(),
+                InnerHead::for_ending(&config, &parts),
+                session,
+                caller,
+            )),
+            _ => None,
+        };
+        let version = parts.version;
+        let answer = match answer {
+            decide::Answer::NotFound => {
+                let answer = reject::plain(RejectionReason::UnknownSession, None);
+                return Ok(early::answer(version, body, answer)
+                    .await
+                    .map(ResponseBody::answer));
+            }
+            decide::Answer::PerRequest => mcp_answer(&parts, body, &config, reason).await,
+            decide::Answer::Plain => {
+                early::answer(version, body, reject::plain(reason, None)).await
+            }
+        };
+        if let Some(ending) = ending {
+            ending.await;
+        }
+        Ok(answer.map(ResponseBody::answer))
+    }
+}
+
+/// Reads a refused POST body (up to the cap, within the time limit) and answers each request in
+/// it, within the answer bound.
+async fn mcp_answer<B>(
+    parts: &Parts,
+    body: B,
+    config: &Config,
+    reason: RejectionReason,
+) -> Response<Full<Bytes>>
+where
+    B: Body,
+    B::Data: Buf,
+{
+    match reject::read_refused(parts, body, config).await {
+        Ok(bytes) => {
+            let classified = envelope::classify(&bytes, config.max_batch_answers);
+            reject::mismatch(&classified, reason, config.max_answer_bytes)
+        }
+        Err(answer) => answer,
+    }
+}
