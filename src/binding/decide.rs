@@ -295,6 +295,16 @@ mod tests {
         Full,
     }
 
+    const STORED: [Stored; 7] = [
+        Stored::Alice,
+        Stored::Anonymous,
+        Stored::Missing,
+        Stored::Ended,
+        Stored::Corrupt,
+        Stored::Down,
+        Stored::Full,
+    ];
+
     fn found(stored: Stored, alice: &Identity) -> Result<Lookup, StoreErrorKind> {
         match stored {
             Stored::Alice => Ok(Lookup::Bound(Owner::User(alice.clone()))),
@@ -312,15 +322,7 @@ mod tests {
         let [alice, ..] = callers();
         let alice = alice.unwrap();
         let mut cases = 0;
-        for stored in [
-            Stored::Alice,
-            Stored::Anonymous,
-            Stored::Missing,
-            Stored::Ended,
-            Stored::Corrupt,
-            Stored::Down,
-            Stored::Full,
-        ] {
+        for stored in STORED {
             for caller in callers() {
                 for kind in [Kind::Post, Kind::Delete, Kind::Other] {
                     for policy in policies() {
@@ -374,15 +376,7 @@ mod tests {
     fn open_streams_go_on_while_their_caller_owns_the_session() {
         let [alice, ..] = callers();
         let alice = alice.unwrap();
-        for stored in [
-            Stored::Alice,
-            Stored::Anonymous,
-            Stored::Missing,
-            Stored::Ended,
-            Stored::Corrupt,
-            Stored::Down,
-            Stored::Full,
-        ] {
+        for stored in STORED {
             for caller in callers() {
                 for policy in policies() {
                     let expected = match stored {

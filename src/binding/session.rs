@@ -18,6 +18,17 @@ use crate::{
     store::{BindOutcome, BindingStore, SessionKey, StoreError, StoreErrorKind},
 };
 
+/// The inner service as ending a session needs it: it takes the `DELETE`, from a task of its own.
+pub(crate) trait Inner<ReqBody, ResBody>:
+    Service<Request<ReqBody>, Response = Response<ResBody>, Future: Send> + Send + 'static
+{
+}
+
+impl<T, ReqBody, ResBody> Inner<ReqBody, ResBody> for T where
+    T: Service<Request<ReqBody>, Response = Response<ResBody>, Future: Send> + Send + 'static
+{
+}
+
 /// Runs `work` to completion even if the returned future is dropped (the client went away, the
 /// connection was reset): on a tokio runtime it is spawned. Outside one it runs inline.
 pub(crate) fn detach(work: impl Future<Output = ()> + Send + 'static) -> BoxFuture<'static, ()> {
@@ -47,8 +58,7 @@ pub(crate) fn end_session<S, St, ReqBody, ResBody>(
     caller: Option<Identity>,
 ) -> BoxFuture<'static, ()>
 where
-    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Send + 'static,
-    S::Future: Send,
+    S: Inner<ReqBody, ResBody>,
     St: BindingStore,
     ReqBody: Default + Send + 'static,
     ResBody: Send + 'static,
@@ -105,8 +115,7 @@ pub(crate) enum AfterKind {
 
 impl<S, St, ReqBody, ResBody> AfterResponse<ResBody, S::Error> for After<S, St, ReqBody>
 where
-    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Send + 'static,
-    S::Future: Send,
+    S: Inner<ReqBody, ResBody>,
     St: BindingStore + Clone,
     ReqBody: Default + Send + 'static,
     ResBody: Send + 'static,
@@ -171,8 +180,7 @@ async fn bind_new<S, St, ReqBody, ResBody>(
     response: Response<ResBody>,
 ) -> Response<ResponseBody<ResBody>>
 where
-    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Send + 'static,
-    S::Future: Send,
+    S: Inner<ReqBody, ResBody>,
     St: BindingStore + Clone,
     ReqBody: Default + Send + 'static,
     ResBody: Send + 'static,

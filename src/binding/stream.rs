@@ -85,23 +85,19 @@ where
     if config.event_ids.is_none() && method != Method::GET {
         return None;
     }
-    session_after(store, config, method, key, caller)
+    session_after(store, config, method == Method::GET, key, caller)
 }
 
+/// The rest of [`after`], out of line: `get` says whether the request is a GET.
 #[inline(never)]
-fn session_after<St, B, E>(
+fn session_after<St: BindingStore + Clone, B: Send + 'static, E: Send + 'static>(
     store: &St,
     config: &Config,
-    method: &Method,
+    get: bool,
     key: SessionKey,
     caller: Option<Identity>,
-) -> Option<Box<dyn AfterResponse<B, E>>>
-where
-    St: BindingStore + Clone,
-    B: Send + 'static,
-    E: Send + 'static,
-{
-    let watch = if method == Method::GET && !config.stream_recheck_interval.is_zero() {
+) -> Option<Box<dyn AfterResponse<B, E>>> {
+    let watch = if get && !config.stream_recheck_interval.is_zero() {
         Some(Watch {
             interval: config.stream_recheck_interval.max(MIN_INTERVAL),
             slide: config.sliding.then_some(config.binding_ttl),

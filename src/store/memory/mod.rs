@@ -969,31 +969,37 @@ mod tests {
     fn the_limit_holds_under_concurrent_binds() {
         for run in 0..50 {
             let store = MemoryStore::new();
-            let barrier = Arc::new(std::sync::Barrier::new(8));
-            let threads: Vec<_> = (0..8)
-                .map(|t| {
-                    let (store, barrier) = (store.clone(), barrier.clone());
-                    std::thread::spawn(move || {
-                        barrier.wait();
-                        (0..4)
-                            .filter(|i| {
-                                store
-                                    .bind_now(
-                                        key(run * 100 + t * 4 + i),
-                                        &alice(),
-                                        Duration::from_secs(60),
-                                        5,
-                                    )
-                                    .unwrap()
-                                    == BindOutcome::Created
-                            })
-                            .count()
+            let created: usize = on_eight_threads(&store, move |store, t| {
+                (0..4)
+                    .filter(|i| {
+                        let k = key(run * 100 + t * 4 + i);
+                        let ttl = Duration::from_secs(60);
+                        store.bind_now(k, &alice(), ttl, 5).unwrap() == BindOutcome::Created
                     })
-                })
-                .collect();
-            let created: usize = threads.into_iter().map(|t| t.join().unwrap()).sum();
+                    .count()
+            })
+            .into_iter()
+            .sum();
             assert_eq!(created, 5, "run {run}");
         }
+    }
+
+    /// Runs `work(store, t)` on threads `t` = 0..8 that start together; their results.
+    fn on_eight_threads<T: Send + 'static>(
+        store: &MemoryStore,
+        work: impl Fn(&MemoryStore, usize) -> T + Clone + Send + 'static,
+    ) -> Vec<T> {
+        let barrier = Arc::new(std::sync::Barrier::new(8));
+        let threads: Vec<_> = (0..8)
+            .map(|t| {
+                let (store, barrier, work) = (store.clone(), barrier.clone(), work.clone());
+                std::thread::spawn(move || {
+                    barrier.wait();
+                    work(&store, t)
+                })
+            })
+            .collect();
+        threads.into_iter().map(|t| t.join().unwrap()).collect()
     }
 
     #[test]
@@ -1104,26 +1110,15 @@ mod tests {
     fn binds_and_ends_of_one_owner_on_many_threads_keep_the_bound() {
         for run in 0..20 {
             let store = MemoryStore::new();
-            let barrier = Arc::new(std::sync::Barrier::new(8));
-            let threads: Vec<_> = (0..8)
-                .map(|t| {
-                    let (store, barrier) = (store.clone(), barrier.clone());
-                    std::thread::spawn(move || {
-                        barrier.wait();
-                        for i in 0..200 {
-                            let k = key(run * 10_000 + t * 1_000 + i);
-                            let ttl = Duration::from_secs(60);
-                            if store.bind_now(k, &alice(), ttl, 3).unwrap() == BindOutcome::Created
-                            {
-                                store.end_now(k, ttl);
-                            }
-                        }
-                    })
-                })
-                .collect();
-            for thread in threads {
-                thread.join().unwrap();
-            }
+            on_eight_threads(&store, move |store, t| {
+                for i in 0..200 {
+                    let k = key(run * 10_000 + t * 1_000 + i);
+                    let ttl = Duration::from_secs(60);
+                    if store.bind_now(k, &alice(), ttl, 3).unwrap() == BindOutcome::Created {
+                        store.end_now(k, ttl);
+                    }
+                }
+            });
             assert!(store.len() <= 2 * 3, "run {run}: {} entries", store.len());
         }
     }
