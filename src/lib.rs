@@ -112,7 +112,7 @@
 //!   (reqwest with rustls).
 //! - `axum`: [`Identity`] as an axum extractor (and `Option<Identity>`), with
 //!   `identity::MissingIdentity` (401) as its rejection; depends on `axum-core` only.
-//! - `request-state`: [`state::RequestStateLayer`], MRTR `requestState` sealed to the caller
+//! - `request-state`: `state::RequestStateLayer`, MRTR `requestState` sealed to the caller
 //!   (XChaCha20-Poly1305).
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
