@@ -94,7 +94,7 @@
 //! Guides sit in the `docs/` folder of the repository and of the published package, next to the
 //! README: `docs/behaviour.md` (every answer, bounds, logs, configuration),
 //! `docs/identity-providers.md` (custom auth layers, the JWT layer, OpenID providers),
-//! `docs/deployment.md` (replicas, Redis, Cluster, TLS, the key secret, sizing),
+//! `docs/deployment.md` (replicas, Redis, Cluster, TLS, the key secret, session limits, sizing),
 //! `docs/sessionless.md` (MCP 2026-07-28: tasks and `requestState`), `docs/performance.md`
 //! (figures and how to measure them), `docs/browsers.md`, `docs/other-servers.md` (hyper, tonic,
 //! a gateway) and `docs/examples.md`. `SECURITY.md` says what the layer protects against and what
@@ -112,7 +112,7 @@
 //!   (reqwest with rustls).
 //! - `axum`: [`Identity`] as an axum extractor (and `Option<Identity>`), with
 //!   `identity::MissingIdentity` (401) as its rejection; depends on `axum-core` only.
-//! - `request-state`: [`state::RequestStateLayer`], MRTR `requestState` sealed to the caller
+//! - `request-state`: `state::RequestStateLayer`, MRTR `requestState` sealed to the caller
 //!   (XChaCha20-Poly1305).
 #![cfg_attr(docsrs, feature(doc_cfg))]
 

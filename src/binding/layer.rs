@@ -210,8 +210,8 @@ impl<St, I> SessionBindingLayer<St, I> {
         self
     }
 
-    /// How many live sessions one identity (`iss`, `sub`) may hold at once (default 100; see
-    /// *Sizing* below for why). `usize::MAX`: no limit.
+    /// How many live sessions one identity (`iss`, `sub`) may hold at once (default 100).
+    /// `usize::MAX`: no limit.
     ///
     /// A session-creating request over it is answered 429 with `Retry-After` (when the
     /// identity's oldest binding expires) and a JSON-RPC error, reason `too_many_sessions`; the
@@ -220,16 +220,9 @@ impl<St, I> SessionBindingLayer<St, I> {
     /// binding expires. The store counts, in the same step as the bind (one round trip on
     /// Redis, shared by every replica); checking a request on a session costs nothing more.
     ///
-    /// **Sizing.** A binding outlives its inner session when the client just goes away: rmcp
-    /// drops an idle session after about 5 minutes, but the binding lives for
-    /// [`binding_ttl`](Self::binding_ttl) (24 h by default) after its last use, and counts until
-    /// then. A client that re-initializes after every idle spell leaves one such binding each
-    /// time. So the limit must cover the sessions an identity opens within one binding TTL:
-    /// 100 in 24 h allows a re-initialization about every 15 minutes around the clock, from all
-    /// of that user's clients together. With rmcp, a binding TTL of an hour or two (still well
-    /// over its idle timeout) makes the same limit far roomier; a client that deletes its
-    /// sessions on exit never hits it. The default limit bounds what one identity can pin
-    /// (bindings, and the inner sessions behind them) while staying clear of normal use.
+    /// A binding counts until it expires, [`binding_ttl`](Self::binding_ttl) after its last
+    /// use, even when its client just went away: size the limit for the sessions one identity
+    /// opens within one binding TTL (docs/deployment.md in the repository, "Session limits").
     pub fn max_sessions_per_identity(mut self, max: usize) -> Self {
         self.config.max_sessions_per_identity = max;
         self

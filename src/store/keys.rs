@@ -4,14 +4,15 @@
 //!
 //! - **Keyed** ([`KeyDerivation::keyed`]): BLAKE3 keyed with subkeys of a deployment
 //!   [`KeySecret`], the same on every replica. What a shared store persists: `RedisStore` with
-//!   [`RedisOptions::key_secret`](super::RedisOptions::key_secret), and without one, the same
-//!   derivation under a fixed public secret ([`KeyDerivation::public`]).
+//!   `RedisOptions::key_secret`, and without one, the same derivation under a fixed public
+//!   secret ([`KeyDerivation::public`]).
 //! - **Local** ([`KeyDerivation::local`]): SipHash-2-4-128 with random keys drawn by the
 //!   process; the keys never leave it. What [`MemoryStore`](super::MemoryStore) uses.
 //!
 //! Both hide the session id: a dump of the store hands out no usable id. Without the secret
 //! (or the process's keys), a key cannot even be matched to a guessed id; under the public
-//! secret it can, which is why a shared store wants a secret of its own.
+//! secret it can, which is why a shared store wants a secret of its own. Rolling a secret out
+//! and rotating it: docs/deployment.md in the repository.
 
 use std::fmt;
 

@@ -45,8 +45,8 @@
 //! ended, not expired. So a slot is freed by the owner's `DELETE` (the layer tombstones the
 //! session), by a refusal that ends the session, and by expiry. A binding kept alive by sliding
 //! expiry keeps its slot. Since a binding lives for the binding TTL after its last use, sessions
-//! a client abandoned (rmcp drops idle ones after about 5 minutes) keep counting until then:
-//! size the limit and the binding TTL together (see [`max_sessions_per_identity`]).
+//! a client abandoned keep counting until then: size the limit and the binding TTL together
+//! (docs/deployment.md in the repository).
 //!
 //! [`MemoryStore`] counts exactly, per process. `RedisStore` (feature `redis`) counts in Redis,
 //! in the bind's own script, so every replica shares the count; on Redis Cluster its keys need a
@@ -69,7 +69,8 @@
 //! Keys are [`SessionKey`]s, a hash of the session or task id, so a dump of the store hands out
 //! no usable id. Each store says how its keys are derived ([`BindingStore::key_derivation`]):
 //! [`MemoryStore`] keys them with random keys of its own ([`KeyDerivation::local`]),
-//! `RedisStore` with the deployment's [`KeySecret`] ([`KeyDerivation::keyed`]).
+//! `RedisStore` with the deployment's [`KeySecret`] ([`KeyDerivation::keyed`]), or without one
+//! with a secret this crate publishes ([`KeyDerivation::public`]).
 //!
 //! The trait returns boxed futures, so it works both as a generic parameter and behind
 //! `Arc<dyn BindingStore>`.

@@ -57,9 +57,7 @@ const OWNER_TIDY: usize = 2;
 ///   each owner lists the tombstones of its ended bindings, and a bind that creates a binding
 ///   for it first evicts its oldest beyond its limit (up to 256 a bind), under the owner's lock,
 ///   which the owner's ends take too. So one identity holds at most twice its limit of entries,
-///   bindings and tombstones together, however often it creates and deletes sessions. Measured:
-///   about 120–140 bytes a tombstone (with its share of the tables and of its user's entry, 10
-///   per user), against 64–86 for one of no owner.
+///   bindings and tombstones together, however often it creates and deletes sessions.
 /// - Optional [capacity](Self::with_capacity): when full, a new bind first reclaims expired
 ///   entries, then evicts the oldest tombstones, and only then fails with
 ///   [`StoreErrorKind::CapacityExceeded`] (the layer answers 503). A live binding or task

@@ -188,126 +188,31 @@ static SLIDE_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(SLIDE_LUA))
 /// Bindings in Redis: the store for several replicas behind a load balancer.
 ///
 /// Every replica that points at the same Redis (and [prefix](RedisOptions::prefix)) sees the same
-/// bindings and tombstones, so a session bound on one replica is checked on all of them, and a
-/// session ended on one answers 404 on all of them.
+/// bindings, tombstones and task records, so a session bound on one replica is checked on all
+/// of them, and a session ended on one answers 404 on all of them.
 ///
-/// # What Redis holds
+/// - **What it holds.** One string per session and one per task record, under the prefix and
+///   the [`SessionKey`] in hex (a keyed hash of the id: a dump of Redis hands out no usable
+///   id), and per owner two sorted sets: its live bindings, which the limit counts, and its
+///   tombstones, which a bind keeps to the limit. Every key has an expiry. A value that does not
+///   decode, or a key of another Redis type, is
+///   [`Corrupt`](super::StoreErrorKind::Corrupt): the layer fails closed on it.
+/// - **Cost.** Each operation is one round trip (a script where it must be atomic). A checked
+///   request is a plain `GET` while its binding has more than half its slide left, so a busy
+///   session costs one read per request and one write per half slide.
+/// - **Deployment.** Redis 7.0 or later (or Valkey 7.2+): one server or primary endpoint
+///   ([`connect`](Self::connect)), or a Redis Cluster
+///   ([`connect_cluster`](Self::connect_cluster)), where every key of a store shares one hash
+///   tag, so a store lives on one shard. Use the primary, with `maxmemory-policy noeviction`.
+/// - **Failures.** Every operation is bounded by the [timeout](RedisOptions::timeout). A
+///   timeout, a lost connection or a server error is
+///   [`Unavailable`](super::StoreErrorKind::Unavailable) (the layer answers 503 and keeps the
+///   session), and the connection comes back by itself. An operation that meets a dead
+///   connection runs once more on a fresh one; a retried bind never weakens insert-if-absent or
+///   the limit.
 ///
-/// One string per session. The key is the prefix plus [`SessionKey::to_hex`], a hash of the
-/// session id: a dump of Redis (or `KEYS *`, `MONITOR`, a replica, a backup) hands out no usable
-/// session id. The value is versioned text, `mcpsb1:user:<n>:<iss><sub>`,
-/// `mcpsb1:anon`, or the tombstone `mcpsb1:ended`. Each key has an expiry; nothing is kept
-/// without one.
-///
-/// And one sorted set per owner, for the per-owner limit: the keys of that owner's live
-/// bindings, scored by their expiry (Redis time, in ms). Its key is the prefix, `owner:`, and the
-/// SHA-1 (hex) of the owner's stored value, so every replica derives the same one. All anonymous
-/// sessions share one set (the anonymous budget). The set expires with its last binding.
-///
-/// And one sorted set per owner of the keys of its tombstones (`ended:` instead of `owner:`),
-/// scored by their expiry in microseconds: a bind that creates a binding first cuts it down to
-/// the owner's limit, deleting the tombstones closest to expiry, so an owner never holds more
-/// than twice its limit of bindings and tombstones together (see [the store
-/// semantics](super#semantics-every-store-must-have)). It expires with its last tombstone.
-///
-/// And one string per task record (MCP tasks), under the prefix, `task:` and the task's key:
-/// the owner's encoding, with an expiry. Task records are in no owner set, so they count towards
-/// no limit.
-///
-/// ```text
-/// mcpsb:5e0f3b7c1a9d2e4f6a8b0c1d2e3f4a5b  ->  "mcpsb1:user:17:https://i.examplealice"  PX 3600000
-/// mcpsb:owner:<sha1 of that value>        ->  zset { "mcpsb:5e0f…4a5b": <expiry ms> }   PX 3600000
-/// mcpsb:ended:<sha1 of that value>        ->  zset { "mcpsb:…": <expiry µs> }  (its tombstones)
-/// mcpsb:task:9a1c…                        ->  "mcpsb1:user:17:https://i.examplealice"  PX 120000
-/// ```
-///
-/// A value that does not decode (written by another program or an older scheme) is
-/// [`StoreErrorKind::Corrupt`](super::StoreErrorKind::Corrupt), as is a key of another Redis
-/// type (`WRONGTYPE`). The layer fails closed on it.
-///
-/// # Commands and cost
-///
-/// | operation | Redis commands | round trips |
-/// | --- | --- | --- |
-/// | [`bind`](BindingStore::bind) | `EVALSHA` of a script: `GET key`; `TIME`, `ZREMRANGEBYSCORE` (expired members), `ZCARD`; then `ZCARD` of the tombstone set, `SET key value PX ttl`, `ZADD`, `PTTL` and maybe `PEXPIRE` of the owner set. At the limit, `GET` of up to 64 of the owner's oldest keys instead of the writes; over the limit of tombstones, `ZPOPMIN`, and `GET` and `DEL` of up to 64 of them | 1 |
-/// | [`lookup`](BindingStore::lookup) without slide | `GET key` | 1 |
-/// | [`lookup`](BindingStore::lookup) with slide | `EVALSHA` of a script: `GET`, `PTTL`; only when less than half the slide is left, `PEXPIRE` and the owner set's `ZADD` (new expiry) | 1 |
-/// | [`end`](BindingStore::end) | `EVAL` of a script (its text, so no script cache is needed): `GET`, `SET key tombstone PX ttl`, `ZREM` from the owner set, `TIME`, `ZADD`, `PTTL` and maybe `PEXPIRE` of the tombstone set (only `GET` when already ended) | 1 |
-/// | [`bind_task`](BindingStore::bind_task) | `SET key value NX GET PX ttl` | 1 |
-/// | [`task_owner`](BindingStore::task_owner) | `GET key`; with a slide, as `lookup` with a slide (no owner set) | 1 |
-///
-/// With a [client-side cache](RedisOptions::client_side_cache), a [`lookup`](BindingStore::lookup)
-/// of a binding the cache holds costs no round trip (while more than half the slide is left),
-/// and every write under the prefix costs each caching replica one invalidation message.
-///
-/// So a busy session costs one read per request and one write per half slide, never a write
-/// per request; the per-owner limit costs no extra round trip, on binds or on checked requests.
-/// The first bind or sliding lookup after Redis lost its script cache (a restart,
-/// `SCRIPT FLUSH`) costs two more round trips (`NOSCRIPT`, then `SCRIPT LOAD`).
-///
-/// # Redis version and deployment
-///
-/// - **Redis 7.0 or later** (or a compatible server, such as Valkey 7.2+); tested on 7.0.
-/// - **One server** ([`connect`](Self::connect), [`connect_with`](Self::connect_with)): a
-///   standalone server, a primary behind Sentinel or a proxy, or a managed service's single
-///   (primary) endpoint. Use the primary: a replica answers writes with `READONLY`.
-/// - **Redis Cluster** ([`connect_cluster`](Self::connect_cluster)): the scripts touch the
-///   session key (declared in `KEYS`) *and* keys they derive (the owner set, and at the limit
-///   the owner's other session keys), which Cluster only allows within one slot. So every key
-///   of a store shares one hash tag: the prefix's own (`"app:{bindings}:"`), or the whole prefix
-///   made a tag (`"mcpsb:"` becomes `"{mcpsb:}"`). (A per-owner tag cannot work: a lookup knows
-///   only the session id.) The bindings of one store therefore live on one shard (a primary
-///   and its replicas): the cluster gives failover, and room for other data (rmcp's session
-///   state spreads over every slot), not more binding capacity than one primary. One primary
-///   holds about 3 million sessions per GiB (see the README's scale table); past that, run several stores with distinct tags
-///   (one per tenant or deployment), each on its own shard.
-/// - **TLS** (feature `redis-tls`): `rediss://` URLs, with the system's roots or
-///   [`RedisOptions::ca_pem`].
-/// - **Eviction**: run Redis with `maxmemory-policy noeviction` (the default). An evicted
-///   binding answers 404; an evicted owner set undercounts that owner until its bindings
-///   expire.
-/// - **Persistence and failover**: if Redis forgets a binding (restart without persistence,
-///   failover that lost the last writes: replication is asynchronous), that session answers
-///   404 and its client starts a new one. It is never handed to another caller. A lost
-///   tombstone is the same as an expired one: the ended session works again for its owner
-///   only, until the inner server forgets it. On a cluster, operations during a failover fail
-///   ([`Unavailable`](super::StoreErrorKind::Unavailable): 503) until a replica is promoted and
-///   the client has learnt the new slot map (seconds: about twice `cluster-node-timeout`).
-///
-/// # TTLs
-///
-/// The layer passes the TTLs; the store keeps them to the millisecond (at least 1 ms, at most
-/// ten years). Size the binding TTL (and the slide) to the inner server's idle session timeout:
-/// a binding that expires before its session turns that session into a 404. Size the tombstone
-/// TTL at least as long as the inner server could still accept the ended session id. Each
-/// session (live or tombstoned) costs Redis about 110 bytes plus its `iss` and `sub`
-/// (`MEMORY USAGE` reports 136 bytes for a 22-byte `iss` and a 5-byte `sub`). A live one also
-/// takes about 50 bytes in its owner's set while the owner has at most 128 (a listpack: 560
-/// bytes for 10 members), about 140 beyond (a skiplist, as for the shared anonymous set: 28 KB
-/// for 200 members). A tombstone takes 104 bytes, plus about 60 bytes in its owner's tombstone
-/// set (616 bytes for 10), about 145 past 128 of them (28.8 KB for 200); an owner keeps at most
-/// twice its limit of bindings and tombstones together, so with the default limit of 100 an
-/// identity costs Redis at most about 50 KB.
-///
-/// # Failures
-///
-/// Every operation is bounded by the [timeout](RedisOptions::timeout) (default 2 s). A timeout,
-/// a refused or dropped connection, or a server error (`OOM`, `LOADING`, `READONLY`,
-/// `CLUSTERDOWN`, …) is [`Unavailable`](super::StoreErrorKind::Unavailable): the layer answers
-/// 503 and keeps the session. The connection reconnects on its own, so after Redis comes back the same
-/// `RedisStore` works again, from the first operation on: an operation that meets a connection
-/// which turned out to be dead (refused, reset, broken pipe) runs once more, on the fresh
-/// connection, within the same timeout. `lookup` and `end` are idempotent. A `bind` retried
-/// after its first `SET NX` did reach Redis finds its own binding and reports
-/// [`AlreadyBound`](BindOutcome::AlreadyBound) instead of `Created`: the layer then refuses and
-/// ends that one session, as it would on the error, so the retry never weakens the
-/// insert-if-absent rule (nor the limit).
-///
-/// A hung server (or a network that drops packets) makes each operation fail at the timeout, not
-/// later. [`connect`](Self::connect) also sets TCP keepalive and, on Linux, `TCP_USER_TIMEOUT`
-/// (twice the timeout, at least 1 s), so a connection to a Redis that vanished without
-/// closing it is dropped and replaced; with [`new`](Self::new), the manager's own settings
-/// apply.
+/// The keys and values, the commands of each operation, memory per session, TTLs, Cluster,
+/// TLS, failover and keepalive are described in docs/deployment.md in the repository.
 ///
 /// # Example
 ///
@@ -542,7 +447,7 @@ impl RedisOptions {
 
     /// The prefix of every key (default `"mcpsb:"`). Replicas that share bindings must use the
     /// same prefix. On Redis Cluster, a hash tag such as `"{mcpsb}:"` keeps every key of the
-    /// store on one slot, as its scripts need (see [Redis version and deployment](RedisStore)).
+    /// store on one slot, as its scripts need (see [`RedisStore`]).
     ///
     /// ```
     /// let options = mcp_session_binding::store::RedisOptions::new().prefix("tenant-a:mcpsb:");
@@ -572,11 +477,10 @@ impl RedisOptions {
     /// of a fixed public secret (the default): a dump of Redis then cannot be matched to
     /// session ids even when they are guessable.
     ///
-    /// - **Every replica** that shares the store must use the same secret; a replica with
-    ///   another (or none) finds none of the others' sessions and answers 404 on them.
-    /// - **Setting or rotating** it changes every key: the sessions bound before are not found
-    ///   (they answer 404 and clients start new ones). Rotate when the secret may have leaked,
-    ///   not on a schedule: unlike a signing key, it protects no data in transit.
+    /// Every replica that shares the store must use the same secret: a replica with another one
+    /// (or none) finds none of the others' sessions and answers 404 on them. Setting or rotating
+    /// it changes every key, so the sessions bound before answer 404 and their clients start new
+    /// ones (rollout and rotation: docs/deployment.md in the repository).
     ///
     /// ```
     /// use mcp_session_binding::store::{KeySecret, RedisOptions};
@@ -593,31 +497,21 @@ impl RedisOptions {
     }
 
     /// Keeps bindings read from Redis in this process (server-assisted client-side caching), so
-    /// that a checked request usually costs no round trip: at most `capacity` bindings (see
-    /// [`client_side_cache_capacity`](Self::client_side_cache_capacity)), each served only while
-    /// Redis is known to tell this store when it changes.
+    /// that a checked request usually costs no round trip; at most
+    /// [`client_side_cache_capacity`](Self::client_side_cache_capacity) bindings.
     ///
-    /// - **How.** [`connect_with`](RedisStore::connect_with) opens one more connection (RESP3),
-    ///   on which Redis sends an invalidation for every key under the prefix that changes
-    ///   (`CLIENT TRACKING ON BCAST PREFIX`), whichever replica changed it. A lookup that finds
-    ///   the binding cached answers at once; one that does not reads it with `GET` and keeps it.
-    ///   Sliding expiry is unchanged: once less than half the slide is left, the lookup runs the
-    ///   slide script on Redis, cached or not.
-    /// - **The window.** A session ended (or a binding changed) on another replica stops being
-    ///   served from this cache when its invalidation arrives, about one loopback or LAN
-    ///   round trip after the write, and **never later than `max_staleness`** after it: the
-    ///   tracking connection `PING`s every quarter of `max_staleness` (at most every second), and
-    ///   cached bindings are served only within `max_staleness` of the last `PING` that came
-    ///   back, so a slow, hung or lost connection stops the cache instead of letting it go stale.
-    ///   On a lost connection the cache empties and lookups read Redis until tracking is back.
-    /// - **Who the window can help.** Only the owner of the session: a cached binding still
-    ///   names its owner, so any other caller is refused as without the cache. What a stale entry
-    ///   allows is the owner's use of a session that another replica ended moments before.
-    /// - **Where.** One Redis server (or a primary behind a single endpoint), through
-    ///   [`connect_with`](RedisStore::connect_with): [`connect_cluster`](RedisStore::connect_cluster)
-    ///   refuses the option, and [`with_options`](RedisStore::with_options) (a connection of
-    ///   your own, so no URL to open the tracking connection with) ignores it, with a warning.
-    ///   Redis 6.0 or later (RESP3).
+    /// A binding that another replica changes or ends stops being served from the cache when
+    /// Redis' invalidation arrives, and **never later than `max_staleness`** after the change:
+    /// cached bindings are served only within `max_staleness` of the last answered `PING` of
+    /// the tracking connection. A cached binding still names its owner, so what the window can
+    /// serve is the owner's own request on a session ended moments before. Sliding expiry is
+    /// unchanged.
+    ///
+    /// Needs [`connect_with`](RedisStore::connect_with) and Redis 6.0 or later (one more RESP3
+    /// connection, `CLIENT TRACKING ON BCAST PREFIX`):
+    /// [`connect_cluster`](RedisStore::connect_cluster) refuses the option, and
+    /// [`with_options`](RedisStore::with_options) ignores it with a warning. How it stays right,
+    /// and what it costs Redis: docs/deployment.md in the repository.
     ///
     /// ```
     /// use std::time::Duration;
@@ -633,9 +527,8 @@ impl RedisOptions {
     }
 
     /// With a [`client_side_cache`](Self::client_side_cache), how many bindings it keeps
-    /// (default 100,000; at least 1). Each takes a 56-byte table entry (57 to about 130 bytes
-    /// with the table's spare room) plus its own copy of the owner's `iss` and `sub`. Past it the
-    /// cache empties and fills again from the next lookups.
+    /// (default 100,000; at least 1). Past it the cache empties and fills again from the next
+    /// lookups. Memory per entry: docs/deployment.md in the repository.
     ///
     /// ```
     /// use std::time::Duration;
@@ -872,8 +765,8 @@ impl RedisStore {
     /// connection.
     ///
     /// Every key of the store shares one hash tag (see [`with_options`](Self::with_options)),
-    /// so the bindings live on one shard (one primary and its replicas): see
-    /// [Redis version and deployment](Self).
+    /// so the bindings live on one shard (one primary and its replicas), and several stores
+    /// with distinct tags spread over several (docs/deployment.md in the repository).
     ///
     /// # Errors
     ///
@@ -937,7 +830,9 @@ impl RedisStore {
     /// Connects to the Redis at `url` (`redis://[user:password@]host[:port][/db]`, or
     /// `rediss://…` for TLS with the feature `redis-tls`) with
     /// connection and response timeouts of the options' timeout, at most two reconnect retries,
-    /// TCP keepalive and (on Linux) `TCP_USER_TIMEOUT` (see [Failures](Self)), and waits for the first connection, at most that timeout.
+    /// TCP keepalive and (on Linux) `TCP_USER_TIMEOUT` of twice the timeout (at least 1 s), so
+    /// a connection to a Redis that vanished without closing it is replaced; and waits for the
+    /// first connection, at most that timeout.
     ///
     /// # Errors
     ///
