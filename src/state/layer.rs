@@ -8,7 +8,7 @@ use std::{
 };
 
 use bytes::{Buf, Bytes};
-use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use http::{HeaderValue, Method, Request, Response, header};
 use http_body::Body;
 use http_body_util::Full;
 use serde_json::Value;
@@ -23,9 +23,9 @@ use crate::{
     Identity, ResponseBody,
     identity::{FromIdentityExtension, IdentityExtractor},
     protocol::{
+        answer::{self, RejectionReason},
         early,
         headers::{self, MCP_METHOD},
-        jsonrpc::{self, code},
         scan::{self, Inspect, Scan, Verdict},
     },
 };
@@ -41,9 +41,6 @@ pub(crate) const DEFAULT_MAX_STATE_BYTES: usize = 64 * 1024;
 const DEFAULT_MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
 /// How long the layer waits for a body it reads before answering 408.
 const BODY_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// The message of every refused `requestState` (the Python and TypeScript SDKs' wording).
-pub(crate) const INVALID_STATE_MESSAGE: &str = "Invalid or expired requestState";
 
 /// The methods whose results may be `input_required` (MRTR, revision 2026-07-28).
 const MRTR_METHODS: [&[u8]; 3] = [b"tools/call", b"prompts/get", b"resources/read"];
@@ -251,14 +248,11 @@ where
         let caller = self.identity.extract(&parts).ok().flatten();
         let config = self.config.clone();
         ResponseFuture::new(async move {
-            let declared = early::declared_length(&parts.headers);
-            let read =
-                early::read_bounded(body, declared, config.max_body_bytes, config.body_timeout);
-            let bytes = match read.await {
+            let (cap, timeout) = (config.max_body_bytes, config.body_timeout);
+            let bytes = match early::read_bounded(body, &parts.headers, cap, timeout).await {
                 Ok(bytes) => bytes,
-                Err(error) => {
-                    let mut answer = error.answer();
-                    early::close(parts.version, &mut answer);
+                Err(failed) => {
+                    let answer = answer::body_not_read(parts.version, failed);
                     return Ok(answer.map(ResponseBody::answer));
                 }
             };
@@ -312,17 +306,19 @@ fn may_name_an_mrtr_method(bytes: &[u8]) -> bool {
     scan::named(bytes, &METHODS) != 0
 }
 
-/// The JSON-RPC `-32602` refusal, with the request's `id` when it has a usable one.
+/// The JSON-RPC `-32602` refusal of a `requestState`
+/// ([`RejectionReason::InvalidRequestState`]), with the request's `id` when it has a usable one,
+/// and the reason's code as `data.reason`.
 fn refuse(id: Option<&Value>) -> Response<Full<Bytes>> {
-    let data = serde_json::json!({"reason": "invalid_request_state"});
-    let message = match id.filter(|id| id.is_string() || id.is_number()) {
-        Some(id) => serde_json::json!({"jsonrpc": "2.0", "id": id, "error": {
-            "code": code::INVALID_PARAMS, "message": INVALID_STATE_MESSAGE, "data": data}}),
-        None => serde_json::json!({"jsonrpc": "2.0", "error": {
-            "code": code::INVALID_PARAMS, "message": INVALID_STATE_MESSAGE, "data": data}}),
-    };
-    let body = serde_json::to_vec(&message).unwrap_or_default();
-    jsonrpc::response(StatusCode::OK, body)
+    let reason = RejectionReason::InvalidRequestState;
+    let id = id
+        .filter(|id| id.is_string() || id.is_number())
+        .and_then(|id| serde_json::value::to_raw_value(id).ok());
+    reason
+        .refusal()
+        .id(id.as_deref())
+        .data_reason(reason.code())
+        .response(reason)
 }
 
 /// The target of an MRTR request: `params.uri` for `resources/read`, else `params.name`.
