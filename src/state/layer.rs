@@ -569,6 +569,33 @@ mod tests {
         );
     }
 
+    #[tokio::test]
+    async fn refusals_carry_their_reason_and_the_id_when_usable() {
+        use http_body_util::BodyExt;
+        for (id, expected) in [
+            (Some(serde_json::json!(7)), Some(serde_json::json!(7))),
+            (Some(serde_json::json!("a")), Some(serde_json::json!("a"))),
+            (Some(serde_json::json!(null)), None),
+            (Some(serde_json::json!({"x": 1})), None),
+            (None, None),
+        ] {
+            let response = refuse(id.as_ref());
+            assert_eq!(response.status(), http::StatusCode::OK);
+            assert_eq!(
+                response.extensions().get(),
+                Some(&RejectionReason::InvalidRequestState)
+            );
+            let body = response.into_body().collect().await.unwrap().to_bytes();
+            let body: Value = serde_json::from_slice(&body).unwrap();
+            assert_eq!(body.get("id"), expected.as_ref(), "{id:?}");
+            assert_eq!(
+                body["error"],
+                serde_json::json!({"code": -32602, "message": "Invalid or expired requestState",
+                    "data": {"reason": "invalid_request_state"}})
+            );
+        }
+    }
+
     fn call_without_state() -> Vec<u8> {
         br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo"}}"#.to_vec()
     }
