@@ -240,13 +240,13 @@ impl RejectionReason {
 /// The answer for `reason` when no request `id` is involved: its message, then `detail` when
 /// given; `Retry-After` on a 503 of the store, `Allow: POST` on a 405.
 pub(crate) fn plain(reason: RejectionReason, detail: Option<&str>) -> Response<Full<Bytes>> {
-    let (status, code, message) = reason.wire();
     let mut response = match detail {
         Some(detail) => {
+            let (status, code, message) = reason.wire();
             let message = format!("{message}: {detail}");
             Refusal::new(status, code, &message).response(reason)
         }
-        None => Refusal::new(status, code, message).response(reason),
+        None => reason.refusal().response(reason),
     };
     match reason {
         RejectionReason::StoreUnavailable => {

@@ -157,6 +157,7 @@ impl<'a> Refusal<'a> {
     }
 
     /// Says the refusal's reason code in the error's `data` member, as `{"reason": code}`.
+    #[cfg(any(test, feature = "request-state"))]
     pub(crate) fn data_reason(mut self, code: &'a str) -> Self {
         self.reason = Some(code);
         self
