@@ -274,8 +274,9 @@ impl Rejector {
         Self::with_required_scope(resource_metadata, scope, None, retry_after_secs)
     }
 
-    /// Like [`new`](Self::new); `required_scope` (space separated, quotable) is named in the
-    /// `insufficient_scope` challenge, and in the others when `scope` is `None`.
+    /// `resource_metadata` and `scope` must already satisfy [`is_quotable`]; `required_scope`
+    /// (space separated, quotable) is named in the `insufficient_scope` challenge, and in the
+    /// others when `scope` is `None`.
     pub(crate) fn with_required_scope(
         resource_metadata: Option<&str>,
         scope: Option<&str>,

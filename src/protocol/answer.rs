@@ -18,12 +18,6 @@ pub(crate) const MISMATCH_MESSAGE: &str =
 /// [`TaskParamsLayer`](crate::task_params::TaskParamsLayer) or `RequestStateLayer` (feature
 /// `request-state`) answered a request itself. Put in the response extensions of every answer
 /// they make, so outer layers (metrics, logging) can see it.
-///
-/// ```
-/// use mcp_session_binding::RejectionReason;
-///
-/// assert_eq!(RejectionReason::IdentityMismatch.code(), "mismatch");
-/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum RejectionReason {

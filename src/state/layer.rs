@@ -72,9 +72,13 @@ struct StateConfig {
 ///   string, over [`max_state_bytes`](Self::max_state_bytes), not an envelope of these keys,
 ///   tampered, expired, another caller, method, target or arguments, a batch) gets JSON-RPC
 ///   `-32602` `Invalid or expired requestState` (the Python and TypeScript SDKs' wording) with
-///   the request's `id`, and nothing is forwarded. A body
-///   that may name `requestState` is forwarded as the layer re-serialized it (one spelling of each
-///   key); a body without a backslash and without the name is forwarded as it came, unparsed.
+///   the request's `id`, and nothing is forwarded. A body that may name `requestState` is
+///   forwarded as the layer re-serialized it (one spelling of each key); a body without a
+///   backslash and without the name is forwarded as it came, unparsed.
+///
+/// Every answer the layer makes itself carries its [`RejectionReason`] in the response
+/// extensions: `InvalidRequestState` for a refused state, `BodyTooLarge`, `BodyTimeout` or
+/// `BodyUnreadable` for a body it could not read.
 ///
 /// The bodies it reads are read whole (up to [`max_body_bytes`](Self::max_body_bytes): over it,
 /// 413) and forwarded as a new body, so the request body type must be buildable from [`Bytes`]
