@@ -45,7 +45,8 @@ const BODY_TIMEOUT: Duration = Duration::from_secs(10);
 /// The methods whose results may be `input_required` (MRTR, revision 2026-07-28).
 const MRTR_METHODS: [&[u8]; 3] = [b"tools/call", b"prompts/get", b"resources/read"];
 
-#[derive(Debug)]
+/// What a [`RequestState`] service needs: set on the layer, shared by the services it makes.
+#[derive(Clone, Debug)]
 struct StateConfig {
     keys: StateKeys,
     ttl: Duration,
@@ -95,24 +96,15 @@ struct StateConfig {
 #[derive(Clone, Debug)]
 #[must_use]
 pub struct RequestStateLayer<I = FromIdentityExtension> {
-    config: StateConfigBuilder,
+    config: StateConfig,
     identity: I,
-}
-
-#[derive(Clone, Debug)]
-struct StateConfigBuilder {
-    keys: StateKeys,
-    ttl: Duration,
-    max_state_bytes: usize,
-    max_body_bytes: usize,
-    body_timeout: Duration,
 }
 
 impl RequestStateLayer {
     /// A layer sealing with the first key of `keys`, reading this crate's [`Identity`].
     pub fn new(keys: StateKeys) -> Self {
         Self {
-            config: StateConfigBuilder {
+            config: StateConfig {
                 keys,
                 ttl: DEFAULT_STATE_TTL,
                 max_state_bytes: DEFAULT_MAX_STATE_BYTES,
@@ -159,17 +151,10 @@ impl<S, I: Clone> Layer<S> for RequestStateLayer<I> {
     type Service = RequestState<S, I>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        let c = self.config.clone();
         RequestState {
             inner,
             identity: self.identity.clone(),
-            config: Arc::new(StateConfig {
-                keys: c.keys,
-                ttl: c.ttl,
-                max_state_bytes: c.max_state_bytes,
-                max_body_bytes: c.max_body_bytes,
-                body_timeout: c.body_timeout,
-            }),
+            config: Arc::new(self.config.clone()),
         }
     }
 }
