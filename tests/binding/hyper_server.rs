@@ -1,8 +1,8 @@
 //! The layer in a plain hyper server (no axum): hyper's `Incoming` body mapped to a `BoxBody`,
 //! a tower auth step, `SessionBindingLayer`, and the rmcp service.
 
-use crate::support;
 use crate::support::MISMATCH_MESSAGE;
+use crate::support;
 
 use bytes::Bytes;
 use http::{Request, StatusCode};
@@ -13,6 +13,7 @@ use mcp_session_binding::{Identity, SessionBindingLayer};
 use serde_json::json;
 use support::*;
 use tower::ServiceBuilder;
+
 
 type Body = BoxBody<Bytes, hyper::Error>;
 

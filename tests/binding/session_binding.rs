@@ -1,8 +1,8 @@
 //! The behaviour table, end to end: the demo rmcp server behind a test auth layer and
 //! `SessionBindingLayer`, on loopback, driven by the rmcp client and by raw HTTP.
 
-use crate::support;
 use crate::support::MISMATCH_MESSAGE;
+use crate::support;
 
 use std::sync::{Arc, Mutex};
 
@@ -17,6 +17,7 @@ use support::{
     fault_store::{Fault, FaultStore},
     *,
 };
+
 
 fn alice(nonce: u32) -> String {
     token(ISS_A, "alice", nonce)

@@ -3,8 +3,8 @@
 //! seen over raw HTTP, then a real headless Chromium running a page of a second loopback origin
 //! that initializes, calls a tool, sees a thief refused and reads the 404 body.
 
-use crate::support;
 use crate::support::MISMATCH_MESSAGE;
+use crate::support;
 
 use support::jwt_stack;
 

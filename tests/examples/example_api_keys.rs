@@ -1,8 +1,8 @@
 //! The `api_keys` example (the binding layer behind a hand-written API-key auth layer) as a user
 //! runs it: the built binary in a child process, driven over loopback.
 
-use crate::support;
 use crate::support::MISMATCH_MESSAGE;
+use crate::support;
 
 use support::example_bin;
 
@@ -12,6 +12,7 @@ use example_bin::{Spawned, example};
 use http::StatusCode;
 use serde_json::json;
 use support::{Raw, initialize_body, tool_text};
+
 
 #[tokio::test]
 async fn api_keys_example_binds_sessions_to_the_key_owner() {

@@ -13,6 +13,7 @@ use http::StatusCode;
 use serde_json::{Value, json};
 use support::{Raw, initialize_body, tool_text};
 
+
 const SECRET: &str = "example-server-test-secret-32-bytes+";
 const ISSUER: &str = "https://issuer.example";
 const AUDIENCE: &str = "mcp-session-binding-example";

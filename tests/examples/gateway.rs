@@ -6,8 +6,8 @@
 //! In front of the rmcp demo server (in this process, behind a recorder of what reaches it): a
 //! `Connection` header that names an end-to-end header is refused, and nothing is forwarded.
 
-use crate::support;
 use crate::support::MISMATCH_MESSAGE;
+use crate::support;
 
 use support::jwt_stack;
 
@@ -26,6 +26,7 @@ use support::{
     example_bin::{Spawned, example},
     modern, python_upstream, tool_call, tool_text,
 };
+
 
 const SECRET: &str = "gateway-test-secret-0123456789abcdef";
 

@@ -3,8 +3,8 @@
 //! driven by a tonic health client and the rmcp client; and tonic servers built here, for what
 //! the example cannot show (the 503 path of the JWT layer, the binding layer over gRPC routes).
 
-use crate::support;
 use crate::support::MISMATCH_MESSAGE;
+use crate::support;
 
 use axum::Router;
 use http::StatusCode;
@@ -25,6 +25,7 @@ use tonic::{
 use tonic_health::pb::{
     HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
 };
+
 
 const SECRET: &str = "tonic-server-test-secret-32-bytes-long";
 const ISSUER: &str = "https://issuer.example";

@@ -3,8 +3,8 @@
 //! real HS256 tokens: the seed scenario (a refreshed token keeps its session) and the refusals,
 //! driven by the rmcp client and by raw HTTP.
 
-use crate::support;
 use crate::support::MISMATCH_MESSAGE;
+use crate::support;
 
 use support::jwt_stack;
 
@@ -18,6 +18,7 @@ use serde_json::{Value, json};
 use support::{
     Answer, Raw, Recorded, RotatingClient, TestServer, demo_mcp, initialize_body, tool_text,
 };
+
 
 /// Each issuer has its own HS256 secret: a key belongs to one issuer.
 const SECRET_1: &[u8] = b"jwt-binding-test-secret-of-32+-bytes";

@@ -24,6 +24,7 @@ use oidc_provider::{OidcProvider, SigningKey, jwt_claims, jwt_header};
 use serde_json::{Value, json};
 use support::{Answer, Raw, initialize_body, tool_text};
 
+
 /// The MCP resource the access tokens are for (RFC 8707): their `aud`.
 const RESOURCE: &str = "https://mcp.test/mcp";
 

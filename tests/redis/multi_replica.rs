@@ -39,6 +39,7 @@ use rmcp_redis_sessions::RedisSessionStore;
 use serde_json::{Value, json};
 use support::{Answer, Raw, Seen, TestServer, demo_mcp, initialize_body, tool_call, tool_text};
 
+
 /// The HS256 secret every replica shares.
 const SECRET: &str = "multi-replica-test-secret-32-bytes!!";
 /// The bound on one binding-store operation in these tests (the default is 2 s).

@@ -13,8 +13,8 @@ use std::{
 
 use http::StatusCode;
 use mcp_session_binding::store::{
-    BindingStore, KeyDerivation, Lookup, Owner, RedisOptions, RedisStore, SessionKey,
-    StoreErrorKind, conformance,
+    BindingStore, KeyDerivation, Lookup, Owner, RedisOptions, RedisStore, SessionKey, StoreErrorKind,
+    conformance,
 };
 use support::{Raw, example_bin::Spawned, redis_server::RedisServer, tool_text};
 

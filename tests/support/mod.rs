@@ -30,6 +30,7 @@ pub mod tcp_proxy;
 #[allow(unused_imports)]
 pub use rotating_client::RotatingClient;
 
+
 /// The text of the binding layer's refusal of a caller who is not the session's owner.
 pub const MISMATCH_MESSAGE: &str = "Unauthorized: caller identity does not match session owner";
 use std::{
@@ -312,7 +313,11 @@ impl Answer {
             assert_eq!(message["id"], json!(id), "{message}");
         }
         assert_eq!(message["result"]["isError"], json!(true), "{message}");
-        assert_eq!(tool_text(&message), MISMATCH_MESSAGE, "{message}");
+        assert_eq!(
+            tool_text(&message),
+            MISMATCH_MESSAGE,
+            "{message}"
+        );
     }
 
     pub fn session_id(&self) -> String {
