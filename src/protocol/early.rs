@@ -8,7 +8,6 @@
 //! the stream instead and needs neither.
 
 use std::{
-    fmt,
     future::Future,
     pin::Pin,
     task::{Context, Poll},
@@ -120,18 +119,6 @@ impl Future for EarlyAnswer {
             ),
             EarlyState::Draining(future) => future.as_mut().poll(cx),
         }
-    }
-}
-
-impl fmt::Debug for EarlyAnswer {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let state = match self.state {
-            EarlyState::Ready(_) => "ready",
-            EarlyState::Draining(_) => "draining",
-        };
-        f.debug_struct("EarlyAnswer")
-            .field("state", &state)
-            .finish()
     }
 }
 
