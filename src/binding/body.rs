@@ -1,16 +1,13 @@
 //! A session's SSE answer as a watched [`ResponseBody`]: checked again while it streams, its
 //! event ids tagged.
 
-use std::{
-    pin::Pin,
-    task::{Context, Poll},
-};
+use std::{pin::Pin, task::Context};
 
 use bytes::Bytes;
-use http_body::{Body, Frame};
+use http_body::Body;
 
 use super::stream::SessionStream;
-use crate::protocol::body::{ResponseBody, Watch};
+use crate::protocol::body::{NextFrame, ResponseBody, Watch};
 
 impl<B> ResponseBody<B> {
     /// An SSE answer of a bound session: watched (ended early once the session is no longer
@@ -21,11 +18,7 @@ impl<B> ResponseBody<B> {
 }
 
 impl<B> Watch<B> for SessionStream {
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        body: Pin<&mut B>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>>
+    fn poll_frame(self: Pin<&mut Self>, body: Pin<&mut B>, cx: &mut Context<'_>) -> NextFrame<B>
     where
         B: Body<Data = Bytes>,
     {

@@ -13,13 +13,13 @@ use http_body::Body;
 use pin_project_lite::pin_project;
 use tower::Service;
 
-use crate::{ResponseBody, protocol::early};
+use crate::{ResponseBody, protocol::early::EarlyAnswer};
 
 use super::{
     JwtRejection,
-    layer::Config,
+    admit::{Admission, admit},
+    config::Config,
     revocation::RevocationFuture,
-    service::{Admission, admit},
     validate::Verified,
 };
 
@@ -59,13 +59,10 @@ pin_project! {
     where
         S: Service<Request<ReqB>>,
     {
-        Rejected {
-            response: Option<Response<bytes::Bytes>>,
-        },
         // A rejection made before the request body was read: drains a small body first, or
         // says `Connection: close` (HTTP/1.1).
-        Draining {
-            future: futures::future::BoxFuture<'static, Response<bytes::Bytes>>,
+        Rejected {
+            answer: EarlyAnswer,
         },
         Revocation {
             #[pin]
@@ -97,7 +94,7 @@ impl<S, ReqB> ResponseFuture<S, ReqB>
 where
     S: Service<Request<ReqB>>,
 {
-    pub(crate) fn rejected(response: Response<bytes::Bytes>, request: Request<ReqB>) -> Self
+    pub(crate) fn rejected(response: Rejection, request: Request<ReqB>) -> Self
     where
         ReqB: Body + Send + 'static,
         ReqB::Data: Send,
@@ -145,28 +142,18 @@ where
     }
 }
 
-/// The state that answers `request` with `response`, its body not read.
-/// The body of a rejection the layer made.
-fn rejection_body<B>(bytes: bytes::Bytes) -> ResponseBody<B> {
-    ResponseBody::answer(http_body_util::Full::new(bytes))
-}
+/// A rejection the layer made.
+type Rejection = Response<http_body_util::Full<bytes::Bytes>>;
 
-fn rejection<S, ReqB>(response: Response<bytes::Bytes>, request: Request<ReqB>) -> State<S, ReqB>
+/// The state that answers `request` with `response`, its body not read.
+fn rejection<S, ReqB>(response: Rejection, request: Request<ReqB>) -> State<S, ReqB>
 where
     S: Service<Request<ReqB>>,
     ReqB: Body + Send + 'static,
     ReqB::Data: Send,
 {
-    let version = request.version();
-    let body = request.into_body();
-    if early::needs_care(version, &body) {
-        State::Draining {
-            future: Box::pin(early::answer(version, body, response)),
-        }
-    } else {
-        State::Rejected {
-            response: Some(response),
-        }
+    State::Rejected {
+        answer: EarlyAnswer::new(request.version(), request.into_body(), response),
     }
 }
 
@@ -182,15 +169,9 @@ where
         let mut this = self.project();
         loop {
             match this.state.as_mut().project() {
-                StateProj::Rejected { response } => {
-                    let response = response
-                        .take()
-                        .expect("ResponseFuture polled after completion");
-                    return Poll::Ready(Ok(response.map(rejection_body)));
-                }
-                StateProj::Draining { future } => {
-                    let response = ready!(future.as_mut().poll(cx));
-                    return Poll::Ready(Ok(response.map(rejection_body)));
+                StateProj::Rejected { answer } => {
+                    let response = ready!(Pin::new(answer).poll(cx));
+                    return Poll::Ready(Ok(response.map(ResponseBody::answer)));
                 }
                 StateProj::Inner { future } => {
                     let response = ready!(future.poll(cx))?;
@@ -275,7 +256,6 @@ where
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let state = match &self.state {
             State::Rejected { .. } => "rejected",
-            State::Draining { .. } => "rejected_draining",
             State::Revocation { .. } => "revocation_check",
             State::Inner { .. } => "inner",
             State::Verifying { .. } => "fetching_keys",

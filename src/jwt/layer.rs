@@ -14,6 +14,7 @@ use tower::Layer;
 
 use super::{
     JwtAuth, JwtConfigError, JwtKeys, ProtectedResourceMetadata, RevocationCheck,
+    config::Config,
     reject::{Rejector, is_quotable},
     validate::{KeySource, Verifier},
 };
@@ -24,27 +25,6 @@ const DEFAULT_LEEWAY: Duration = Duration::from_secs(60);
 const DEFAULT_REVOCATION_TIMEOUT: Duration = Duration::from_secs(5);
 /// Default `Retry-After` of a 503.
 const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(1);
-
-/// Everything a [`JwtAuth`] service needs, shared by all its clones.
-pub(crate) struct Config {
-    pub(crate) verifier: Verifier,
-    pub(crate) rejector: Rejector,
-    pub(crate) revocation: Option<Arc<dyn RevocationCheck>>,
-    pub(crate) revocation_timeout: Duration,
-    pub(crate) allow_missing_token: bool,
-}
-
-impl fmt::Debug for Config {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Config")
-            .field("verifier", &self.verifier)
-            .field("rejector", &self.rejector)
-            .field("revocation", &self.revocation.is_some())
-            .field("revocation_timeout", &self.revocation_timeout)
-            .field("allow_missing_token", &self.allow_missing_token)
-            .finish()
-    }
-}
 
 /// Tower layer that authenticates every request with a JWT bearer access token.
 ///
@@ -644,12 +624,12 @@ impl JwtAuthLayerBuilder {
         );
 
         let config = Config {
-            verifier: Verifier {
+            verifier: Arc::new(Verifier {
                 issuers,
                 validations,
                 require_access_token_type: self.require_access_token_type,
                 required_scopes: self.required_scopes,
-            },
+            }),
             rejector: Rejector::with_required_scope(
                 self.resource_metadata.as_deref(),
                 self.scope.as_deref(),

@@ -114,7 +114,9 @@
 //! # }
 //! ```
 
+mod admit;
 mod algorithm;
+mod config;
 mod error;
 mod future;
 mod jwks;

@@ -4,8 +4,12 @@ use std::fmt;
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode, header};
+use http_body_util::Full;
 
-use crate::{identity::IdentityError, protocol::jsonrpc};
+use crate::{
+    identity::IdentityError,
+    protocol::jsonrpc::{Refusal, code},
+};
 
 /// Why [`JwtAuth`](super::JwtAuth) refused a request.
 ///
@@ -270,8 +274,9 @@ impl Rejector {
         Self::with_required_scope(resource_metadata, scope, None, retry_after_secs)
     }
 
-    /// Like [`new`](Self::new); `required_scope` (space separated, quotable) is named in the
-    /// `insufficient_scope` challenge, and in the others when `scope` is `None`.
+    /// `resource_metadata` and `scope` must already satisfy [`is_quotable`]; `required_scope`
+    /// (space separated, quotable) is named in the `insufficient_scope` challenge, and in the
+    /// others when `scope` is `None`.
     pub(crate) fn with_required_scope(
         resource_metadata: Option<&str>,
         scope: Option<&str>,
@@ -332,7 +337,7 @@ impl Rejector {
         &self,
         rejection: JwtRejection,
         request_headers: &HeaderMap,
-    ) -> Response<Bytes> {
+    ) -> Response<Full<Bytes>> {
         match grpc_content_type(request_headers) {
             Some(content_type) => self.grpc_response(rejection, content_type),
             None => self.response(rejection),
@@ -340,18 +345,13 @@ impl Rejector {
     }
 
     /// The response for `rejection`, with the reason in its extensions.
-    pub(crate) fn response(&self, rejection: JwtRejection) -> Response<Bytes> {
-        let status = rejection.status();
+    pub(crate) fn response(&self, rejection: JwtRejection) -> Response<Full<Bytes>> {
         let message = message(&rejection);
         // One code for "not authorized, or a dependency unavailable" in both layers; no `id`.
-        let body = jsonrpc::error(jsonrpc::code::SERVER_ERROR, &message);
-        let mut response = Response::new(Bytes::from(body));
-        *response.status_mut() = status;
-        response.headers_mut().insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        );
-        self.finish(rejection, response)
+        let refusal = Refusal::new(rejection.status(), code::SERVER_ERROR, &message);
+        let mut response = refusal.response(rejection.clone());
+        self.challenge_headers(&rejection, response.headers_mut());
+        response
     }
 
     /// The gRPC answer for `rejection`: a trailers-only response (HTTP 200, no body, the status
@@ -364,8 +364,8 @@ impl Rejector {
         &self,
         rejection: JwtRejection,
         content_type: &'static str,
-    ) -> Response<Bytes> {
-        let mut response = Response::new(Bytes::new());
+    ) -> Response<Full<Bytes>> {
+        let mut response = Response::new(Full::default());
         let headers = response.headers_mut();
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
         headers.insert(
@@ -376,29 +376,32 @@ impl Rejector {
         if let Ok(value) = HeaderValue::try_from(grpc_percent_encode(&message(&rejection))) {
             headers.insert(GRPC_MESSAGE, value);
         }
-        self.finish(rejection, response)
+        self.challenge_headers(&rejection, headers);
+        response.extensions_mut().insert(rejection);
+        response
     }
 
-    /// The headers every rejection carries, and the reason in the extensions.
-    fn finish(&self, rejection: JwtRejection, mut response: Response<Bytes>) -> Response<Bytes> {
+    /// The headers every rejection carries: `Cache-Control`, and `Retry-After` or the
+    /// `WWW-Authenticate` challenge.
+    fn challenge_headers(&self, rejection: &JwtRejection, headers: &mut HeaderMap) {
         let status = rejection.status();
-        let headers = response.headers_mut();
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-        if let JwtRejection::KeysUnavailable { retry_after } = rejection {
+        if let JwtRejection::KeysUnavailable { retry_after } = *rejection {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(retry_after.max(1)));
         } else if status == StatusCode::SERVICE_UNAVAILABLE {
             headers.insert(header::RETRY_AFTER, self.retry_after.clone());
         } else {
-            headers.insert(header::WWW_AUTHENTICATE, self.challenge(&rejection));
+            headers.insert(header::WWW_AUTHENTICATE, self.challenge(rejection));
         }
-        response.extensions_mut().insert(rejection);
-        response
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use futures::FutureExt;
+    use http_body::Body;
+    use http_body_util::BodyExt;
 
     fn www_authenticate(rejector: &Rejector, rejection: JwtRejection) -> String {
         let response = rejector.response(rejection);
@@ -436,8 +439,13 @@ mod tests {
         assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(response.headers()[header::RETRY_AFTER], "7");
         assert!(!response.headers().contains_key(header::WWW_AUTHENTICATE));
-        let body: serde_json::Value = serde_json::from_slice(response.body()).unwrap();
-        assert_eq!(body["error"]["code"], jsonrpc::code::SERVER_ERROR);
+        assert_eq!(
+            response.extensions().get(),
+            Some(&JwtRejection::RevocationUnavailable)
+        );
+        let body = response.into_body().collect().now_or_never().unwrap();
+        let body: serde_json::Value = serde_json::from_slice(&body.unwrap().to_bytes()).unwrap();
+        assert_eq!(body["error"]["code"], code::SERVER_ERROR);
         assert!(body.get("id").is_none());
     }
 
@@ -488,7 +496,7 @@ mod tests {
         ] {
             let response = rejector.response_to(rejection.clone(), &grpc);
             assert_eq!(response.status(), StatusCode::OK, "{rejection:?}");
-            assert!(response.body().is_empty(), "trailers-only: no body");
+            assert!(response.body().is_end_stream(), "trailers-only: no body");
             let headers = response.headers();
             assert_eq!(headers[header::CONTENT_TYPE], "application/grpc");
             assert_eq!(headers["grpc-status"], status, "{rejection:?}");

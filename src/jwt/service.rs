@@ -10,12 +10,12 @@ use http::{Request, Response};
 use tower::Service;
 
 use super::{
-    JwtRejection, ResponseFuture,
-    layer::Config,
-    revocation::RevocationFuture,
-    validate::{Verification, Verified, bearer_token},
+    ResponseFuture,
+    admit::{Admission, admit},
+    config::Config,
+    validate::{Verification, bearer_token},
 };
-use crate::{identity::IdentityError, ready::take_ready};
+use crate::ready::take_ready;
 
 /// Service that authenticates every request with a JWT bearer access token, then calls the
 /// inner service with [`Identity`](crate::Identity) and [`Claims`](crate::identity::Claims) in
@@ -119,7 +119,7 @@ where
         }
         let verified = match bearer_token(request.headers()) {
             Err(rejection) => Err(rejection),
-            Ok(token) => match config.verifier.start(token, config) {
+            Ok(token) => match config.verifier.start(token) {
                 Verification::Done(verified) => verified,
                 #[cfg(feature = "oidc")]
                 Verification::Pending(verifying) => {
@@ -147,73 +147,6 @@ where
     }
 }
 
-/// What happens to a request once its token is verified (or refused).
-pub(crate) enum Admission {
-    /// Refused: this response.
-    Rejected(Response<bytes::Bytes>),
-    /// Admitted: identity and claims are in the request extensions.
-    Forward,
-    /// Admitted if this revocation check says the token is not revoked.
-    Check(RevocationFuture),
-}
-
-/// The step after verification, shared by the immediate and the deferred (keys being fetched)
-/// paths: the `jti` rule, the identity in the extensions, the revocation check to run.
-pub(crate) fn admit<B>(
-    config: &Config,
-    verified: Result<Verified, JwtRejection>,
-    request: &mut Request<B>,
-) -> Admission {
-    let verified = verified.and_then(|verified| {
-        // With a revocation check, a token must name its `jti`: one without could never
-        // be revoked.
-        let jti = match &config.revocation {
-            None => None,
-            Some(_) => match verified.claims.get("jti") {
-                Some(serde_json::Value::String(jti)) => Some(jti.clone()),
-                Some(_) => return Err(invalid_jti("is not a string")),
-                None => return Err(invalid_jti("is missing")),
-            },
-        };
-        Ok((verified, jti))
-    });
-    let (verified, jti) = match verified {
-        Ok(ok) => ok,
-        Err(rejection) => {
-            if let JwtRejection::KeysUnavailable { .. } = rejection {
-                tracing::warn!(
-                    reason = rejection.code(),
-                    "bearer token refused: {rejection}"
-                );
-            } else {
-                tracing::debug!(reason = rejection.code(), "bearer token rejected");
-            }
-            let response = config.rejector.response_to(rejection, request.headers());
-            return Admission::Rejected(response);
-        }
-    };
-    tracing::trace!(
-        iss = verified.identity.iss(),
-        sub = verified.identity.sub(),
-        "bearer token verified"
-    );
-    let check = match (&config.revocation, jti) {
-        (Some(revocation), Some(jti)) => Some(revocation.is_revoked(&jti, &verified.claims)),
-        _ => None,
-    };
-    let extensions = request.extensions_mut();
-    extensions.insert(verified.identity);
-    extensions.insert(verified.claims);
-    match check {
-        None => Admission::Forward,
-        Some(check) => Admission::Check(check),
-    }
-}
-
-fn invalid_jti(problem: &'static str) -> JwtRejection {
-    JwtRejection::InvalidClaims(IdentityError::invalid("jti", problem))
-}
-
 #[cfg(test)]
 mod tests {
     use std::{convert::Infallible, time::Duration};
@@ -226,7 +159,7 @@ mod tests {
     use super::*;
     use crate::{
         Identity,
-        jwt::{Algorithm, JwtAuthLayer, JwtKey},
+        jwt::{Algorithm, JwtAuthLayer, JwtKey, JwtRejection},
     };
 
     const SECRET: &[u8; 32] = b"0123456789abcdef0123456789abcdef";

@@ -9,7 +9,7 @@ use jsonwebtoken::{Validation, errors::ErrorKind};
 use super::Algorithm;
 use serde_json::{Map, Value};
 
-use super::{JwtKey, JwtKeys, JwtRejection, layer::Config};
+use super::{JwtKey, JwtKeys, JwtRejection};
 use crate::identity::{Claims, Identity, IdentityError};
 
 /// Longest token accepted, in bytes. Real access tokens are a few KiB at most.
@@ -102,8 +102,7 @@ impl Verifier {
     /// Verifies the token: shape, `alg`, `typ`, the issuer's keys, signature, `exp`/`nbf`,
     /// `iss`, `aud`, string `iss`/`sub`, and the required scopes. When the issuer's keys must
     /// be fetched first (unknown `kid`, stale keys), the verdict comes later.
-    #[cfg_attr(not(feature = "oidc"), allow(unused_variables))]
-    pub(crate) fn start(&self, token: &str, config: &Arc<Config>) -> Verification {
+    pub(crate) fn start(self: &Arc<Self>, token: &str) -> Verification {
         let parsed = match self.parse(token) {
             Ok(parsed) => parsed,
             Err(rejection) => return Verification::Done(Err(rejection)),
@@ -114,17 +113,16 @@ impl Verifier {
         match source {
             KeySource::Static(keys) => Verification::Done(self.verify_with(token, &parsed, keys)),
             #[cfg(feature = "oidc")]
-            KeySource::Remote(remote) => self.start_remote(token, parsed, remote, config),
+            KeySource::Remote(remote) => self.start_remote(token, parsed, remote),
         }
     }
 
     #[cfg(feature = "oidc")]
     fn start_remote(
-        &self,
+        self: &Arc<Self>,
         token: &str,
         parsed: Parsed<'_>,
         remote: &Arc<super::remote::RemoteKeys>,
-        config: &Arc<Config>,
     ) -> Verification {
         use super::remote::Usable;
         let flight = match remote.usable() {
@@ -152,10 +150,9 @@ impl Verifier {
         };
         let token = token.to_owned();
         let remote = remote.clone();
-        let config = config.clone();
+        let verifier = self.clone();
         Verification::Pending(Box::pin(async move {
             flight.await;
-            let verifier = &config.verifier;
             let parsed = verifier.parse(&token)?;
             match remote.usable() {
                 Usable::Keys(keys) => verifier.verify_with(&token, &parsed, &keys),

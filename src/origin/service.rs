@@ -9,7 +9,6 @@ use std::{
 };
 
 use bytes::Bytes;
-use futures::future::BoxFuture;
 use http::{Request, Response, StatusCode, header};
 use http_body::Body;
 use http_body_util::Full;
@@ -20,8 +19,8 @@ use super::{OriginLayer, OriginRejection, canonical};
 use crate::{
     ResponseBody,
     protocol::{
-        early,
-        jsonrpc::{self, code},
+        early::EarlyAnswer,
+        jsonrpc::{Refusal, code},
     },
 };
 
@@ -92,12 +91,12 @@ impl<S> Origin<S> {
 
 /// The 403 answer to a refused request.
 fn answer(rejection: OriginRejection) -> Response<Full<Bytes>> {
-    let mut response = jsonrpc::response(
+    Refusal::new(
         StatusCode::FORBIDDEN,
-        jsonrpc::error(code::INVALID_REQUEST, rejection.message()),
-    );
-    response.extensions_mut().insert(rejection);
-    response
+        code::INVALID_REQUEST,
+        rejection.message(),
+    )
+    .response(rejection)
 }
 
 impl<S, ReqB, ResB> Service<Request<ReqB>> for Origin<S>
@@ -127,21 +126,12 @@ where
             origin = ?request.headers().get(header::ORIGIN),
             "request refused: {rejection}"
         );
-        let response = answer(rejection);
-        let version = request.version();
-        let body = request.into_body();
         // The body is not read: drain a small one, or close the HTTP/1.1 connection after the
         // answer.
-        let state = if early::needs_care(version, &body) {
-            State::Draining {
-                future: Box::pin(early::answer(version, body, response)),
-            }
-        } else {
-            State::Refused {
-                response: Some(response),
-            }
-        };
-        ResponseFuture { state }
+        let answer = EarlyAnswer::new(request.version(), request.into_body(), answer(rejection));
+        ResponseFuture {
+            state: State::Refused { answer },
+        }
     }
 }
 
@@ -171,8 +161,7 @@ pin_project! {
     #[project = StateProj]
     enum State<F> {
         Inner { #[pin] future: F },
-        Refused { response: Option<Response<Full<Bytes>>> },
-        Draining { future: BoxFuture<'static, Response<Full<Bytes>>> },
+        Refused { answer: EarlyAnswer },
     }
 }
 
@@ -188,14 +177,8 @@ where
                 let response = ready!(future.poll(cx))?;
                 Poll::Ready(Ok(response.map(ResponseBody::inner)))
             }
-            StateProj::Refused { response } => {
-                let response = response
-                    .take()
-                    .expect("ResponseFuture polled after completion");
-                Poll::Ready(Ok(response.map(ResponseBody::answer)))
-            }
-            StateProj::Draining { future } => {
-                let response = ready!(future.as_mut().poll(cx));
+            StateProj::Refused { answer } => {
+                let response = ready!(Pin::new(answer).poll(cx));
                 Poll::Ready(Ok(response.map(ResponseBody::answer)))
             }
         }
@@ -207,7 +190,6 @@ impl<F> fmt::Debug for ResponseFuture<F> {
         let state = match &self.state {
             State::Inner { .. } => "inner",
             State::Refused { .. } => "refused",
-            State::Draining { .. } => "refused_draining",
         };
         f.debug_struct("ResponseFuture")
             .field("state", &state)

@@ -37,15 +37,14 @@ pin_project! {
     }
 }
 
+/// What polling a body for its next frame gives.
+pub(crate) type NextFrame<B> = Poll<Option<Result<Frame<Bytes>, <B as Body>::Error>>>;
+
 /// Something other than a [`Scan`] that passes the inner body's frames on, and may end the body
 /// early: a session's watched and tagged SSE stream.
 pub(crate) trait Watch<B>: Send {
     /// The next frame to send, read from `body` as needed.
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        body: Pin<&mut B>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>>
+    fn poll_frame(self: Pin<&mut Self>, body: Pin<&mut B>, cx: &mut Context<'_>) -> NextFrame<B>
     where
         B: Body<Data = Bytes>;
 

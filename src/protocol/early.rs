@@ -7,12 +7,18 @@
 //! slower than that, says `Connection: close` so no client reuses the connection. HTTP/2 resets
 //! the stream instead and needs neither.
 
-use std::time::Duration;
+use std::{
+    future::Future,
+    pin::Pin,
+    task::{Context, Poll},
+    time::Duration,
+};
 
 use bytes::{Buf, Bytes, BytesMut};
-use http::{HeaderValue, Response, Version, header};
+use futures::future::BoxFuture;
+use http::{HeaderMap, HeaderValue, Response, Version, header};
 use http_body::Body;
-use http_body_util::BodyExt;
+use http_body_util::{BodyExt, Full};
 
 /// The most an early answer drains of a request body to keep the connection usable.
 pub(crate) const DRAIN_MAX_BYTES: usize = 64 * 1024;
@@ -60,7 +66,7 @@ pub(crate) fn close<B>(version: Version, response: &mut Response<B>) {
 }
 
 /// An answer made before the request body was read: drains a small body, or closes the
-/// connection after the answer.
+/// connection after the answer. [`EarlyAnswer`] is the same as a nameable future.
 pub(crate) async fn answer<B: Body, R>(
     version: Version,
     body: B,
@@ -72,8 +78,52 @@ pub(crate) async fn answer<B: Body, R>(
     response
 }
 
+/// A layer's own answer made before the request body was read, as a future of a nameable type
+/// for a layer's response future: ready at once when the body needs no care (HTTP/2, or a body
+/// already at its end), else [`answer`] (drain a small body, or `Connection: close`), boxed.
+#[must_use = "futures do nothing unless polled"]
+pub(crate) struct EarlyAnswer {
+    state: EarlyState,
+}
+
+enum EarlyState {
+    Ready(Option<Response<Full<Bytes>>>),
+    Draining(BoxFuture<'static, Response<Full<Bytes>>>),
+}
+
+impl EarlyAnswer {
+    /// Answers a request of `version` whose `body` was not read with `response`.
+    pub(crate) fn new<B>(version: Version, body: B, response: Response<Full<Bytes>>) -> Self
+    where
+        B: Body + Send + 'static,
+        B::Data: Send,
+    {
+        let state = if needs_care(version, &body) {
+            EarlyState::Draining(Box::pin(answer(version, body, response)))
+        } else {
+            EarlyState::Ready(Some(response))
+        };
+        Self { state }
+    }
+}
+
+impl Future for EarlyAnswer {
+    type Output = Response<Full<Bytes>>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match &mut self.state {
+            EarlyState::Ready(response) => Poll::Ready(
+                response
+                    .take()
+                    .expect("EarlyAnswer polled after completion"),
+            ),
+            EarlyState::Draining(future) => future.as_mut().poll(cx),
+        }
+    }
+}
+
 /// The `Content-Length` a request declares, if it declares one that parses.
-pub(crate) fn declared_length(headers: &http::HeaderMap) -> Option<u64> {
+pub(crate) fn declared_length(headers: &HeaderMap) -> Option<u64> {
     headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -89,27 +139,6 @@ pub(crate) enum ReadError {
     Unreadable,
     /// Not complete within the time limit.
     TimedOut,
-}
-
-#[cfg(feature = "request-state")]
-impl ReadError {
-    /// The JSON-RPC answer to a body that could not be read: 413, 408 or 400.
-    pub(crate) fn answer(&self) -> Response<http_body_util::Full<Bytes>> {
-        use super::jsonrpc;
-        use http::StatusCode;
-        let (status, message) = match self {
-            Self::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "Request body too large"),
-            Self::TimedOut => (
-                StatusCode::REQUEST_TIMEOUT,
-                "Request body not received in time",
-            ),
-            Self::Unreadable => (StatusCode::BAD_REQUEST, "Request body could not be read"),
-        };
-        jsonrpc::response(
-            status,
-            jsonrpc::error(jsonrpc::code::INVALID_REQUEST, message),
-        )
-    }
 }
 
 /// A body as far as it is there without waiting.
@@ -157,20 +186,22 @@ where
     }
 }
 
-/// Reads a body: at most `cap` bytes (a declared `Content-Length` over it is refused before
-/// reading), within `timeout`. Holds at most `cap` bytes. A body that is there whole already is
-/// taken without a timer (see [`take_now`]).
-pub(crate) async fn read_bounded<B>(
+/// Whether a declared length is over the cap.
+fn over(declared: Option<u64>, cap: usize) -> bool {
+    declared.is_some_and(|len| len > cap as u64)
+}
+
+/// Reads the body of a request with `headers`: at most `cap` bytes (a declared `Content-Length`
+/// over it is refused before reading), within `timeout`. Holds at most `cap` bytes. A body that
+/// is there whole already is taken without a timer (see [`take_now`]).
+pub(crate) async fn read_bounded<B: Body<Data: Buf>>(
     body: B,
-    declared: Option<u64>,
+    headers: &HeaderMap,
     cap: usize,
     timeout: Duration,
-) -> Result<Bytes, ReadError>
-where
-    B: Body,
-    B::Data: Buf,
-{
-    if declared.is_some_and(|len| len > cap as u64) {
+) -> Result<Bytes, ReadError> {
+    let declared = declared_length(headers);
+    if over(declared, cap) {
         return Err(ReadError::TooLarge);
     }
     let mut body = std::pin::pin!(body);
@@ -193,7 +224,7 @@ where
     B: Body,
     B::Data: Buf,
 {
-    if declared.is_some_and(|len| len > cap as u64) {
+    if over(declared, cap) {
         return Err(ReadError::TooLarge);
     }
     let read = async {
@@ -230,7 +261,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use http_body_util::{Full, StreamBody};
+    use http_body_util::StreamBody;
 
     #[tokio::test]
     async fn small_bodies_are_drained_and_keep_the_connection() {
@@ -262,19 +293,44 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn early_answers_wait_only_for_an_http1_body_still_to_come() {
+        let response = || Response::new(Full::new(Bytes::from_static(b"{}")));
+        let big = || Full::new(Bytes::from(vec![b'x'; DRAIN_MAX_BYTES + 1]));
+        for (version, body, waits) in [
+            (Version::HTTP_2, big(), false),
+            (Version::HTTP_11, Full::new(Bytes::new()), false),
+            (Version::HTTP_11, big(), true),
+        ] {
+            let answer = EarlyAnswer::new(version, body, response());
+            let waited = matches!(answer.state, EarlyState::Draining(_));
+            assert_eq!(waited, waits, "{version:?}");
+            let answer = answer.await;
+            assert_eq!(answer.headers().contains_key(header::CONNECTION), waits);
+        }
+    }
+
+    #[tokio::test]
     async fn bounded_reads_stop_at_the_cap_and_the_deadline() {
         let body = || Full::new(Bytes::from_static(b"0123456789"));
+        let declaring = |len: &str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(header::CONTENT_LENGTH, len.parse().unwrap());
+            headers
+        };
+        let none = HeaderMap::new();
         let timeout = Duration::from_secs(1);
         assert_eq!(
-            read_bounded(body(), Some(10), 10, timeout).await.unwrap(),
+            read_bounded(body(), &declaring("10"), 10, timeout)
+                .await
+                .unwrap(),
             "0123456789"
         );
         assert_eq!(
-            read_bounded(body(), None, 9, timeout).await,
+            read_bounded(body(), &none, 9, timeout).await,
             Err(ReadError::TooLarge)
         );
         assert_eq!(
-            read_bounded(body(), Some(11), 10, timeout).await,
+            read_bounded(body(), &declaring("11"), 10, timeout).await,
             Err(ReadError::TooLarge)
         );
         tokio::time::pause();
@@ -282,7 +338,7 @@ mod tests {
             Result<http_body::Frame<Bytes>, std::convert::Infallible>,
         >());
         assert_eq!(
-            read_bounded(stalled, None, 10, timeout).await,
+            read_bounded(stalled, &none, 10, timeout).await,
             Err(ReadError::TimedOut)
         );
     }

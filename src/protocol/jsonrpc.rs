@@ -40,6 +40,14 @@ pub(crate) mod code {
 struct ErrorObject<'a> {
     code: i32,
     message: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data: Option<ErrorData<'a>>,
+}
+
+/// An error's `data`: the reason code of the layer's refusal.
+#[derive(Serialize)]
+struct ErrorData<'a> {
+    reason: &'a str,
 }
 
 #[derive(Serialize)]
@@ -82,7 +90,11 @@ pub(crate) fn error(code: i32, message: &str) -> Vec<u8> {
     to_vec(&ErrorResponse {
         jsonrpc: "2.0",
         id: None,
-        error: ErrorObject { code, message },
+        error: ErrorObject {
+            code,
+            message,
+            data: None,
+        },
     })
 }
 
@@ -91,7 +103,11 @@ pub(crate) fn error_for(id: &RawValue, code: i32, message: &str) -> Vec<u8> {
     to_vec(&ErrorResponse {
         jsonrpc: "2.0",
         id: Some(id),
-        error: ErrorObject { code, message },
+        error: ErrorObject {
+            code,
+            message,
+            data: None,
+        },
     })
 }
 
@@ -105,6 +121,88 @@ pub(crate) fn tool_error_for(id: &RawValue, text: &str) -> Vec<u8> {
             is_error: true,
         },
     })
+}
+
+/// A JSON-RPC refusal: the answer a layer gives instead of forwarding. An error (`code`,
+/// `message`), or for a refused `tools/call` an `isError` result; it answers the request with
+/// [`id`](Self::id), or none (no `id` member). The response carries the layer's typed reason in
+/// its extensions, where outer layers (metrics, logging) read it.
+#[must_use]
+pub(crate) struct Refusal<'a> {
+    status: StatusCode,
+    code: i32,
+    message: &'a str,
+    id: Option<&'a RawValue>,
+    reason: Option<&'a str>,
+    tool_call: bool,
+}
+
+impl<'a> Refusal<'a> {
+    /// An error (`code`, `message`) answered with `status`, answering no request.
+    pub(crate) fn new(status: StatusCode, code: i32, message: &'a str) -> Self {
+        Self {
+            status,
+            code,
+            message,
+            id: None,
+            reason: None,
+            tool_call: false,
+        }
+    }
+
+    /// Answers the request with `id` (`None`: no `id` member).
+    pub(crate) fn id(mut self, id: Option<&'a RawValue>) -> Self {
+        self.id = id;
+        self
+    }
+
+    /// Says the refusal's reason code in the error's `data` member, as `{"reason": code}`.
+    #[cfg(any(test, feature = "request-state"))]
+    pub(crate) fn data_reason(mut self, code: &'a str) -> Self {
+        self.reason = Some(code);
+        self
+    }
+
+    /// Answers a `tools/call` (when `tool_call`): with an `id`, the answer is a result with
+    /// `isError: true` and the message as its one text item, rather than an error.
+    pub(crate) fn tool_call(mut self, tool_call: bool) -> Self {
+        self.tool_call = tool_call;
+        self
+    }
+
+    /// The JSON-RPC message alone (one entry of a batch answer).
+    pub(crate) fn body(&self) -> Vec<u8> {
+        match self.id {
+            Some(id) if self.tool_call => tool_error_for(id, self.message),
+            id => to_vec(&ErrorResponse {
+                jsonrpc: "2.0",
+                id,
+                error: ErrorObject {
+                    code: self.code,
+                    message: self.message,
+                    data: self.reason.map(|reason| ErrorData { reason }),
+                },
+            }),
+        }
+    }
+
+    /// The response, with `reason` in its extensions.
+    pub(crate) fn response<R>(self, reason: R) -> Response<Full<Bytes>>
+    where
+        R: Clone + Send + Sync + 'static,
+    {
+        answer(self.status, self.body(), reason)
+    }
+}
+
+/// A JSON answer a layer made: `body` with `status`, `reason` in the response extensions.
+pub(crate) fn answer<R>(status: StatusCode, body: Vec<u8>, reason: R) -> Response<Full<Bytes>>
+where
+    R: Clone + Send + Sync + 'static,
+{
+    let mut response = response(status, body);
+    response.extensions_mut().insert(reason);
+    response
 }
 
 /// A JSON answer with `status`.
@@ -147,5 +245,39 @@ mod tests {
             parse(&tool_error_for(id, "no")),
             json!({"jsonrpc": "2.0", "id": 7, "result": {"content": [{"type": "text", "text": "no"}], "isError": true}})
         );
+    }
+
+    #[test]
+    fn refusals_carry_their_reason_and_the_shape_asked_for() {
+        #[derive(Clone, Debug, PartialEq)]
+        struct Reason(u8);
+        let id: &RawValue = serde_json::from_str("7").unwrap();
+        let refusal = || Refusal::new(StatusCode::CONFLICT, code::INVALID_PARAMS, "no");
+        let cases = [
+            (
+                refusal(),
+                json!({"jsonrpc": "2.0", "error": {"code": -32602, "message": "no"}}),
+            ),
+            (
+                refusal().id(Some(id)).data_reason("r"),
+                json!({"jsonrpc": "2.0", "id": 7, "error": {"code": -32602, "message": "no", "data": {"reason": "r"}}}),
+            ),
+            (
+                refusal().id(Some(id)).tool_call(true),
+                json!({"jsonrpc": "2.0", "id": 7, "result": {"content": [{"type": "text", "text": "no"}], "isError": true}}),
+            ),
+            // Without an id, a refused `tools/call` gets the error: there is no result to answer.
+            (
+                refusal().tool_call(true),
+                json!({"jsonrpc": "2.0", "error": {"code": -32602, "message": "no"}}),
+            ),
+        ];
+        for (refusal, expected) in cases {
+            assert_eq!(parse(&refusal.body()), expected);
+            let response = refusal.response(Reason(3));
+            assert_eq!(response.status(), StatusCode::CONFLICT);
+            assert_eq!(response.headers()[header::CONTENT_TYPE], "application/json");
+            assert_eq!(response.extensions().get(), Some(&Reason(3)));
+        }
     }
 }

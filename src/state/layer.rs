@@ -8,7 +8,7 @@ use std::{
 };
 
 use bytes::{Buf, Bytes};
-use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use http::{HeaderValue, Method, Request, Response, header};
 use http_body::Body;
 use http_body_util::Full;
 use serde_json::Value;
@@ -23,9 +23,9 @@ use crate::{
     Identity, ResponseBody,
     identity::{FromIdentityExtension, IdentityExtractor},
     protocol::{
+        answer::{self, RejectionReason},
         early,
         headers::{self, MCP_METHOD},
-        jsonrpc::{self, code},
         scan::{self, Inspect, Scan, Verdict},
     },
 };
@@ -42,13 +42,11 @@ const DEFAULT_MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
 /// How long the layer waits for a body it reads before answering 408.
 const BODY_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The message of every refused `requestState` (the Python and TypeScript SDKs' wording).
-pub(crate) const INVALID_STATE_MESSAGE: &str = "Invalid or expired requestState";
-
 /// The methods whose results may be `input_required` (MRTR, revision 2026-07-28).
 const MRTR_METHODS: [&[u8]; 3] = [b"tools/call", b"prompts/get", b"resources/read"];
 
-#[derive(Debug)]
+/// What a [`RequestState`] service needs: set on the layer, shared by the services it makes.
+#[derive(Clone, Debug)]
 struct StateConfig {
     keys: StateKeys,
     ttl: Duration,
@@ -75,9 +73,13 @@ struct StateConfig {
 ///   string, over [`max_state_bytes`](Self::max_state_bytes), not an envelope of these keys,
 ///   tampered, expired, another caller, method, target or arguments, a batch) gets JSON-RPC
 ///   `-32602` `Invalid or expired requestState` (the Python and TypeScript SDKs' wording) with
-///   the request's `id`, and nothing is forwarded. A body
-///   that may name `requestState` is forwarded as the layer re-serialized it (one spelling of each
-///   key); a body without a backslash and without the name is forwarded as it came, unparsed.
+///   the request's `id`, and nothing is forwarded. A body that may name `requestState` is
+///   forwarded as the layer re-serialized it (one spelling of each key); a body without a
+///   backslash and without the name is forwarded as it came, unparsed.
+///
+/// Every answer the layer makes itself carries its [`RejectionReason`] in the response
+/// extensions: `InvalidRequestState` for a refused state, `BodyTooLarge`, `BodyTimeout` or
+/// `BodyUnreadable` for a body it could not read.
 ///
 /// The bodies it reads are read whole (up to [`max_body_bytes`](Self::max_body_bytes): over it,
 /// 413) and forwarded as a new body, so the request body type must be buildable from [`Bytes`]
@@ -94,24 +96,15 @@ struct StateConfig {
 #[derive(Clone, Debug)]
 #[must_use]
 pub struct RequestStateLayer<I = FromIdentityExtension> {
-    config: StateConfigBuilder,
+    config: StateConfig,
     identity: I,
-}
-
-#[derive(Clone, Debug)]
-struct StateConfigBuilder {
-    keys: StateKeys,
-    ttl: Duration,
-    max_state_bytes: usize,
-    max_body_bytes: usize,
-    body_timeout: Duration,
 }
 
 impl RequestStateLayer {
     /// A layer sealing with the first key of `keys`, reading this crate's [`Identity`].
     pub fn new(keys: StateKeys) -> Self {
         Self {
-            config: StateConfigBuilder {
+            config: StateConfig {
                 keys,
                 ttl: DEFAULT_STATE_TTL,
                 max_state_bytes: DEFAULT_MAX_STATE_BYTES,
@@ -158,17 +151,10 @@ impl<S, I: Clone> Layer<S> for RequestStateLayer<I> {
     type Service = RequestState<S, I>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        let c = self.config.clone();
         RequestState {
             inner,
             identity: self.identity.clone(),
-            config: Arc::new(StateConfig {
-                keys: c.keys,
-                ttl: c.ttl,
-                max_state_bytes: c.max_state_bytes,
-                max_body_bytes: c.max_body_bytes,
-                body_timeout: c.body_timeout,
-            }),
+            config: Arc::new(self.config.clone()),
         }
     }
 }
@@ -251,14 +237,11 @@ where
         let caller = self.identity.extract(&parts).ok().flatten();
         let config = self.config.clone();
         ResponseFuture::new(async move {
-            let declared = early::declared_length(&parts.headers);
-            let read =
-                early::read_bounded(body, declared, config.max_body_bytes, config.body_timeout);
-            let bytes = match read.await {
+            let (cap, timeout) = (config.max_body_bytes, config.body_timeout);
+            let bytes = match early::read_bounded(body, &parts.headers, cap, timeout).await {
                 Ok(bytes) => bytes,
-                Err(error) => {
-                    let mut answer = error.answer();
-                    early::close(parts.version, &mut answer);
+                Err(failed) => {
+                    let answer = answer::body_not_read(parts.version, failed);
                     return Ok(answer.map(ResponseBody::answer));
                 }
             };
@@ -312,17 +295,19 @@ fn may_name_an_mrtr_method(bytes: &[u8]) -> bool {
     scan::named(bytes, &METHODS) != 0
 }
 
-/// The JSON-RPC `-32602` refusal, with the request's `id` when it has a usable one.
+/// The JSON-RPC `-32602` refusal of a `requestState`
+/// ([`RejectionReason::InvalidRequestState`]), with the request's `id` when it has a usable one,
+/// and the reason's code as `data.reason`.
 fn refuse(id: Option<&Value>) -> Response<Full<Bytes>> {
-    let data = serde_json::json!({"reason": "invalid_request_state"});
-    let message = match id.filter(|id| id.is_string() || id.is_number()) {
-        Some(id) => serde_json::json!({"jsonrpc": "2.0", "id": id, "error": {
-            "code": code::INVALID_PARAMS, "message": INVALID_STATE_MESSAGE, "data": data}}),
-        None => serde_json::json!({"jsonrpc": "2.0", "error": {
-            "code": code::INVALID_PARAMS, "message": INVALID_STATE_MESSAGE, "data": data}}),
-    };
-    let body = serde_json::to_vec(&message).unwrap_or_default();
-    jsonrpc::response(StatusCode::OK, body)
+    let reason = RejectionReason::InvalidRequestState;
+    let id = id
+        .filter(|id| id.is_string() || id.is_number())
+        .and_then(|id| serde_json::value::to_raw_value(id).ok());
+    reason
+        .refusal()
+        .id(id.as_deref())
+        .data_reason(reason.code())
+        .response(reason)
 }
 
 /// The target of an MRTR request: `params.uri` for `resources/read`, else `params.name`.
@@ -571,6 +556,33 @@ mod tests {
                 .unwrap()
                 .is_none()
         );
+    }
+
+    #[tokio::test]
+    async fn refusals_carry_their_reason_and_the_id_when_usable() {
+        use http_body_util::BodyExt;
+        for (id, expected) in [
+            (Some(serde_json::json!(7)), Some(serde_json::json!(7))),
+            (Some(serde_json::json!("a")), Some(serde_json::json!("a"))),
+            (Some(serde_json::json!(null)), None),
+            (Some(serde_json::json!({"x": 1})), None),
+            (None, None),
+        ] {
+            let response = refuse(id.as_ref());
+            assert_eq!(response.status(), http::StatusCode::OK);
+            assert_eq!(
+                response.extensions().get(),
+                Some(&RejectionReason::InvalidRequestState)
+            );
+            let body = response.into_body().collect().await.unwrap().to_bytes();
+            let body: Value = serde_json::from_slice(&body).unwrap();
+            assert_eq!(body.get("id"), expected.as_ref(), "{id:?}");
+            assert_eq!(
+                body["error"],
+                serde_json::json!({"code": -32602, "message": "Invalid or expired requestState",
+                    "data": {"reason": "invalid_request_state"}})
+            );
+        }
     }
 
     fn call_without_state() -> Vec<u8> {
