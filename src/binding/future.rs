@@ -8,11 +8,12 @@ use std::{
 
 use bytes::Bytes;
 use futures::{TryFuture, future::BoxFuture};
-use http::Response;
+use http::{Response, Version};
+use http_body::Body;
 use http_body_util::Full;
 use pin_project_lite::pin_project;
 
-use crate::ResponseBody;
+use crate::{ResponseBody, protocol::early::EarlyAnswer};
 
 type Answer<B, E> = Result<Response<ResponseBody<B>>, E>;
 
@@ -92,8 +93,9 @@ pin_project! {
         Boxed {
             future: BoxFuture<'static, Answer<B, F::Error>>,
         },
-        Ready {
-            response: Option<Response<ResponseBody<B>>>,
+        // The layer's own answer, the request body not read: drained, or `Connection: close`.
+        Early {
+            answer: EarlyAnswer,
         },
     }
 }
@@ -114,10 +116,15 @@ where
         }
     }
 
-    pub(crate) fn answer(response: Response<Full<Bytes>>) -> Self {
+    /// The layer's `answer` to a request of `version` whose `body` was not read.
+    pub(crate) fn early<ReqB>(version: Version, body: ReqB, answer: Response<Full<Bytes>>) -> Self
+    where
+        ReqB: Body + Send + 'static,
+        ReqB::Data: Send,
+    {
         Self {
-            state: State::Ready {
-                response: Some(response.map(ResponseBody::answer)),
+            state: State::Early {
+                answer: EarlyAnswer::new(version, body, answer),
             },
         }
     }
@@ -145,10 +152,9 @@ where
                     }
                 }
                 StateProj::Boxed { future } => return future.as_mut().poll(cx),
-                StateProj::Ready { response } => {
-                    return Poll::Ready(Ok(response
-                        .take()
-                        .expect("ResponseFuture polled after completion")));
+                StateProj::Early { answer } => {
+                    let answer = ready!(Pin::new(answer).poll(cx));
+                    return Poll::Ready(Ok(answer.map(ResponseBody::answer)));
                 }
             }
         }

@@ -3,14 +3,13 @@
 //! [`decide`](super::decide)'s.
 
 use bytes::{Buf, Bytes};
-use futures::{TryFuture, future::FutureExt};
-use http::{Request, Response, Version, request::Parts};
+use http::{Request, Response, request::Parts};
 use http_body::Body;
 use http_body_util::Full;
 use tower::Service;
 
 use crate::{
-    Identity, ResponseBody, ResponseFuture,
+    Identity, ResponseBody,
     binding::{
         config::{Config, InnerHead},
         decide,
@@ -22,32 +21,6 @@ use crate::{
     protocol::{early, envelope, headers::MCP_SESSION_ID},
     store::{BindingStore, SessionKey},
 };
-
-/// An answer made before the request body was read: ready at once when there is no body to
-/// worry about, else after draining a small one (or with `Connection: close`).
-pub(super) fn early_answer<F, ReqBody, ResBody>(
-    version: Version,
-    body: ReqBody,
-    answer: Response<Full<Bytes>>,
-) -> ResponseFuture<F, ResBody>
-where
-    F: TryFuture<Ok = Response<ResBody>>,
-    F::Error: Send + 'static,
-    ReqBody: Body + Send + 'static,
-    ReqBody::Data: Send,
-    ResBody: Send + 'static,
-{
-    if !early::needs_care(version, &body) {
-        return ResponseFuture::answer(answer);
-    }
-    ResponseFuture::boxed(
-        async move {
-            let answer = early::answer(version, body, answer).await;
-            Ok(answer.map(ResponseBody::answer))
-        }
-        .boxed(),
-    )
-}
 
 /// The answer to a request of a session whose `Last-Event-ID` is not that session's.
 pub(super) fn foreign_event_id(

@@ -18,7 +18,7 @@ use crate::{
     binding::config::InnerHead,
     binding::decide,
     binding::event_ids,
-    binding::refuse::{early_answer, foreign_event_id},
+    binding::refuse::foreign_event_id,
     binding::reject::{self, RejectionReason},
     binding::session::{After, AfterKind},
     binding::stream,
@@ -177,7 +177,7 @@ where
             if parts.method == Method::GET || parts.method == Method::DELETE {
                 drop(self.take_ready());
                 let answer = reject::plain(RejectionReason::SessionlessMethod, None);
-                return early_answer(parts.version, body, answer);
+                return ResponseFuture::early(parts.version, body, answer);
             }
         }
         // The key is all the matching path needs of the header: no copy of the value is kept.
@@ -198,7 +198,7 @@ where
                 trace::rejected(reason, None, None, Some(why));
                 let answer = reject::plain(reason, Some(why));
                 drop(self.take_ready());
-                return early_answer(parts.version, body, answer);
+                return ResponseFuture::early(parts.version, body, answer);
             }
         };
         let caller = match self.identity.extract(&parts) {
@@ -209,7 +209,7 @@ where
                 trace::rejected(reason, None, key, Some(&detail));
                 let answer = reject::plain(reason, Some(&detail));
                 drop(self.take_ready());
-                return early_answer(parts.version, body, answer);
+                return ResponseFuture::early(parts.version, body, answer);
             }
         };
         // Handlers see the identity compared here, whichever extractor read it.
@@ -286,7 +286,7 @@ where
             {
                 drop(self.take_ready());
                 let answer = foreign_event_id(caller.as_ref(), key, why);
-                return early_answer(parts.version, body, answer);
+                return ResponseFuture::early(parts.version, body, answer);
             }
             let after = if tombstone_on_success {
                 Some(Box::new(After {
@@ -398,10 +398,10 @@ where
                 tombstone_on_success,
             } => self.forward(tombstone_on_success),
             decide::Session::AlreadyEnded => {
-                early_answer(self.parts.version, self.body, reject::already_ended())
+                ResponseFuture::early(self.parts.version, self.body, reject::already_ended())
             }
             decide::Session::Answer(reason) => {
-                early_answer(self.parts.version, self.body, reject::plain(reason, None))
+                ResponseFuture::early(self.parts.version, self.body, reject::plain(reason, None))
             }
             decide::Session::Refuse {
                 reason,
@@ -417,7 +417,7 @@ where
         {
             let version = self.parts.version;
             let answer = foreign_event_id(self.caller.as_ref(), self.key, why);
-            return early_answer(version, self.body, answer);
+            return ResponseFuture::early(version, self.body, answer);
         }
         let after = if tombstone_on_success {
             Some(Box::new(After {

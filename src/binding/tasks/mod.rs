@@ -49,7 +49,7 @@ use crate::{
         early,
         envelope::{self, Classified, Message},
         headers::{MCP_METHOD, MCP_NAME},
-        jsonrpc::{self, code},
+        jsonrpc::{Refusal, code},
     },
     store::{BindingStore, SessionKey, StoreError, StoreErrorKind},
 };
@@ -277,16 +277,13 @@ pub(crate) fn answer_for(
         }
         _ => None,
     };
-    let (status, body) = match id {
-        // The id came from the body, bounded by the body cap; the answer is bounded too.
-        Some(id) if id.get().len() + message.len() < config.max_answer_bytes => {
-            (StatusCode::OK, jsonrpc::error_for(id, code, message))
-        }
-        _ => (StatusCode::BAD_REQUEST, jsonrpc::error(code, message)),
+    // The id came from the body, bounded by the body cap; the answer is bounded too.
+    let id = id.filter(|id| id.get().len() + message.len() < config.max_answer_bytes);
+    let status = match id {
+        Some(_) => StatusCode::OK,
+        None => StatusCode::BAD_REQUEST,
     };
-    let mut answer = jsonrpc::response(status, body);
-    answer.extensions_mut().insert(reason);
-    answer
+    Refusal::new(status, code, message).id(id).response(reason)
 }
 
 #[cfg(test)]
