@@ -512,10 +512,16 @@ impl std::error::Error for MissingIdentity {}
 #[cfg(feature = "axum")]
 impl axum_core::response::IntoResponse for MissingIdentity {
     fn into_response(self) -> axum_core::response::Response {
-        use crate::protocol::jsonrpc;
-        let body = jsonrpc::error(jsonrpc::code::SERVER_ERROR, &self.to_string());
-        let mut response =
-            jsonrpc::response(http::StatusCode::UNAUTHORIZED, body).map(axum_core::body::Body::new);
+        use crate::{RejectionReason, protocol::jsonrpc};
+        let message = self.to_string();
+        let refusal = jsonrpc::Refusal::new(
+            http::StatusCode::UNAUTHORIZED,
+            jsonrpc::code::SERVER_ERROR,
+            &message,
+        );
+        let mut response = refusal
+            .response(RejectionReason::MissingIdentity)
+            .map(axum_core::body::Body::new);
         response.headers_mut().insert(
             http::header::WWW_AUTHENTICATE,
             http::HeaderValue::from_static("Bearer"),

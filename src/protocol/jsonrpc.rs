@@ -85,19 +85,6 @@ fn to_vec(value: &impl Serialize) -> Vec<u8> {
     serde_json::to_vec(value).unwrap_or_default()
 }
 
-/// An error without `id`.
-pub(crate) fn error(code: i32, message: &str) -> Vec<u8> {
-    to_vec(&ErrorResponse {
-        jsonrpc: "2.0",
-        id: None,
-        error: ErrorObject {
-            code,
-            message,
-            data: None,
-        },
-    })
-}
-
 /// An error answering the request with `id`.
 pub(crate) fn error_for(id: &RawValue, code: i32, message: &str) -> Vec<u8> {
     to_vec(&ErrorResponse {
@@ -228,7 +215,14 @@ mod tests {
     #[test]
     fn errors_without_id_have_no_id_member() {
         assert_eq!(
-            parse(&error(code::SESSION_NOT_FOUND, "Session \"x\" not found")),
+            parse(
+                &Refusal::new(
+                    StatusCode::NOT_FOUND,
+                    code::SESSION_NOT_FOUND,
+                    "Session \"x\" not found"
+                )
+                .body()
+            ),
             json!({"jsonrpc": "2.0", "error": {"code": -32001, "message": "Session \"x\" not found"}})
         );
     }
