@@ -121,6 +121,40 @@ mod tests {
     }
 
     #[test]
+    fn ids_of_exactly_the_limit_are_accepted_and_their_text_is_kept() {
+        let map = headers(&MCP_SESSION_ID, &[b"abcd"]);
+        let SessionHeader::Present(value) = session_header(&map, 4) else {
+            panic!("an id of max_len bytes is accepted");
+        };
+        assert_eq!(as_str(value), "abcd");
+        assert!(matches!(
+            session_header(&map, 3),
+            SessionHeader::Malformed("Mcp-Session-Id header is too long")
+        ));
+    }
+
+    #[test]
+    fn session_era_versions_are_removed_and_sessionless_ones_kept() {
+        let mut none = HeaderMap::new();
+        assert!(!remove_session_era_version(&mut none));
+        for (version, sessionless) in [
+            (&b"2025-11-25"[..], false),
+            (b"2025-03-26", false),
+            (b"not a date", false),
+            (b"2026-07-28", true),
+        ] {
+            let mut map = headers(&MCP_PROTOCOL_VERSION, &[version]);
+            assert_eq!(remove_session_era_version(&mut map), sessionless);
+            assert_eq!(map.contains_key(MCP_PROTOCOL_VERSION), sessionless);
+            assert_eq!(is_sessionless(&map), sessionless);
+        }
+        // Ambiguous (repeated) is the checked, session-era path: removed.
+        let mut twice = headers(&MCP_PROTOCOL_VERSION, &[b"2026-07-28", b"2026-07-28"]);
+        assert!(!remove_session_era_version(&mut twice));
+        assert!(!twice.contains_key(MCP_PROTOCOL_VERSION));
+    }
+
+    #[test]
     fn accepts_visible_ascii() {
         let map = headers(&MCP_SESSION_ID, &[b"3f2a9c1e-0b7d-4e8a-9c55-2d1f6b8e7a40"]);
         assert!(matches!(
