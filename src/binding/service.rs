@@ -14,8 +14,7 @@ use tower::Service;
 
 use crate::{
     Identity, ResponseBody, ResponseFuture,
-    binding::config::Config,
-    binding::config::InnerHead,
+    binding::config::{Config, InnerHead},
     binding::decide,
     binding::event_ids,
     binding::refuse::foreign_event_id,
@@ -67,9 +66,9 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 #[derive(Clone, Debug)]
 pub struct SessionBinding<S, St, I = FromIdentityExtension> {
     inner: S,
-    pub(super) store: St,
+    store: St,
     identity: I,
-    pub(super) config: Arc<Config>,
+    config: Arc<Config>,
 }
 
 impl<S, St: BindingStore + Clone> SessionBinding<S, St> {
