@@ -209,7 +209,10 @@ where
             Ok(response.map(ResponseBody::inner))
         }
         decide::Task::Unknown(reason) => {
-            trace::rejected(reason, caller.as_ref(), Some(key), None);
+            // A corrupt record was logged by `ownership` already.
+            if reason == RejectionReason::UnknownTask {
+                trace::rejected(reason, caller.as_ref(), Some(key), None);
+            }
             let message = format!("unknown task: {task_id}");
             let answer = refusal(&parts, body, &config, reason, &message).await;
             Ok(answer.map(ResponseBody::answer))
