@@ -284,7 +284,7 @@ where
             // ready is called here, nothing is cloned or boxed (a DELETE, rare, needs the
             // `After` that tombstones the session; a GET, the watch over its stream; with event
             // ids bound, an SSE answer is tagged).
-            if let Err(answer) = open_event_id(&self.config, &mut parts, caller.as_ref(), key) {
+            if let Some(answer) = open_event_id(&self.config, &mut parts, caller.as_ref(), key) {
                 drop(self.take_ready());
                 return ResponseFuture::early(parts.version, body, answer);
             }
@@ -382,7 +382,7 @@ where
 
     fn forward(mut self, tombstone_on_success: bool) -> ResponseFuture<S::Future, ResBody> {
         let caller = self.caller.as_ref();
-        if let Err(answer) = open_event_id(&self.config, &mut self.parts, caller, self.key) {
+        if let Some(answer) = open_event_id(&self.config, &mut self.parts, caller, self.key) {
             return ResponseFuture::early(self.parts.version, self.body, answer);
         }
         let (store, config, key) = (&self.store, &self.config, self.key);
@@ -401,18 +401,16 @@ where
 }
 
 /// With event ids bound, opens the request's `Last-Event-ID` for the inner service, or answers
-/// that it belongs to another session.
+/// the answer when it belongs to another session.
 fn open_event_id(
     config: &Config,
     parts: &mut Parts,
     caller: Option<&Identity>,
     key: SessionKey,
-) -> Result<(), Response<Full<Bytes>>> {
-    match &config.event_ids {
-        Some(ids) => event_ids::open_last_event_id(&mut parts.headers, ids, key)
-            .map_err(|why| foreign_event_id(caller, key, why)),
-        None => Ok(()),
-    }
+) -> Option<Response<Full<Bytes>>> {
+    let ids = config.event_ids.as_ref()?;
+    let why = event_ids::open_last_event_id(&mut parts.headers, ids, key).err()?;
+    Some(foreign_event_id(caller, key, why))
 }
 
 /// What runs after a request forwarded on its owner's session: the tombstone of a session its
