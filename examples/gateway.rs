@@ -29,6 +29,8 @@
 //!   dropping that header would send the upstream another request than the one the layers
 //!   checked (another task in `Mcp-Name`, no `Mcp-Session-Id`). An upstream response that does
 //!   the same gets the client a 502.
+//! - Connections to the upstream are HTTP/1.1, kept alive and pooled (no DNS lookup or TLS
+//!   handshake per request); an https upstream is checked against the platform's roots.
 //! - When the upstream cannot be reached, fails, or sends no response head within
 //!   `--upstream-timeout` (30 s), the client gets 502 with a JSON-RPC error. Redirects are not
 //!   followed.
@@ -273,6 +275,8 @@ struct Upstream {
     client: Client,
     /// The upstream endpoint, parsed once.
     upstream: Uri,
+    /// Its `Host` header (`host[:port]`, without a default port), made once.
+    host: HeaderValue,
     head_timeout: Duration,
 }
 
@@ -283,7 +287,7 @@ impl Upstream {
         http.set_nodelay(true);
         http.set_connect_timeout(Some(Duration::from_secs(5)));
         let tls = if upstream.scheme() == "https" {
-            // The platform's roots, as reqwest's rustls trusts them.
+            // The platform's roots (what reqwest with rustls trusts).
             <rustls::ClientConfig as rustls_platform_verifier::ConfigVerifierExt>::with_platform_verifier()
                 .map_err(|e| format!("cannot set up TLS: {e}"))?
         } else {
@@ -301,11 +305,19 @@ impl Upstream {
             .pool_idle_timeout(Duration::from_secs(60))
             .pool_timer(TokioTimer::new())
             .build(connector);
+        let host = match (upstream.host_str(), upstream.port()) {
+            (Some(host), Some(port)) => format!("{host}:{port}"),
+            (Some(host), None) => host.to_owned(),
+            (None, _) => return Err(format!("--upstream {upstream}: no host")),
+        };
+        let host =
+            HeaderValue::try_from(host).map_err(|e| format!("--upstream {upstream}: {e}"))?;
         let upstream =
             Uri::try_from(upstream.as_str()).map_err(|e| format!("--upstream {upstream}: {e}"))?;
         Ok(Self {
             client,
             upstream,
+            host,
             head_timeout,
         })
     }
@@ -346,8 +358,7 @@ impl Upstream {
             return error(StatusCode::BAD_REQUEST, &message);
         }
         drop_hop_by_hop(&mut parts.headers);
-        // The client sets the upstream's `Host`.
-        parts.headers.remove(header::HOST);
+        parts.headers.insert(header::HOST, self.host.clone());
         parts.headers.remove(header::AUTHORIZATION);
         parts.uri = url;
         parts.version = http::Version::HTTP_11;
@@ -356,7 +367,11 @@ impl Upstream {
         let response = match tokio::time::timeout(self.head_timeout, upstream).await {
             Ok(Ok(response)) => response,
             Ok(Err(err)) => {
-                tracing::warn!(reason = "upstream_error", error = %err, "upstream request failed");
+                tracing::warn!(
+                    reason = "upstream_error",
+                    error = causes(&err),
+                    "upstream request failed"
+                );
                 return error(StatusCode::BAD_GATEWAY, "Bad gateway: upstream unavailable");
             }
             Err(_) => {
@@ -402,6 +417,19 @@ impl tower::Service<Request> for Proxy {
         let upstream = Arc::clone(&self.0);
         Box::pin(async move { Ok(upstream.forward(request).await) })
     }
+}
+
+/// `err` and its sources, `: `-separated (the client's errors name only their kind: "client
+/// error (Connect)").
+fn causes(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 /// A JSON-RPC error without `id` (code -32000), with `status`.
