@@ -299,6 +299,7 @@ where
             } else {
                 stream::after(&self.store, &self.config, &parts.method, key, caller)
             };
+            crate::metrics::forwarded();
             let future = self.inner.call(Request::from_parts(parts, body));
             return ResponseFuture::inner(future, after);
         }
@@ -432,6 +433,7 @@ where
             stream::after(&self.store, &self.config, method, self.key, self.caller)
         };
         let mut ready = self.ready;
+        crate::metrics::forwarded();
         ResponseFuture::inner(
             ready.call(Request::from_parts(self.parts, self.body)),
             after,
