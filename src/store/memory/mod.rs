@@ -611,10 +611,8 @@ impl BindingStore for MemoryStore {
         key: SessionKey,
         slide: Option<Duration>,
     ) -> BoxFuture<'_, Result<Lookup, StoreError>> {
-        future::ready(Ok(crate::metrics::memory(MemoryOp::Lookup, || {
-            self.lookup_sync(key, slide)
-        })))
-        .boxed()
+        let found = crate::metrics::memory(MemoryOp::Lookup, || self.lookup_sync(key, slide));
+        future::ready(Ok(found)).boxed()
     }
 
     fn end(
@@ -634,13 +632,8 @@ impl BindingStore for MemoryStore {
     ) -> BoxFuture<'a, Result<BindOutcome, StoreError>> {
         let started = crate::metrics::started();
         let bound = self.bind_task_now(key, owner, ttl);
-        future::ready(crate::metrics::store_call(
-            "memory",
-            "bind_task",
-            started,
-            bound,
-        ))
-        .boxed()
+        let bound = crate::metrics::store_call("memory", "bind_task", started, bound);
+        future::ready(bound).boxed()
     }
 
     fn task_owner(
