@@ -19,6 +19,7 @@ pub mod jwt_stack;
 pub mod keys;
 pub mod logs;
 pub mod modern;
+pub mod prometheus;
 #[cfg(feature = "oidc")]
 pub mod oidc_provider;
 pub mod python_upstream;
