@@ -125,7 +125,7 @@ async fn prometheus_scrapes_every_decision_by_reason() {
         (auth("rejected", "expired"), 1.0),
         (auth("rejected", "bad_audience"), 1.0),
         (
-            r#"mcp_session_binding_origin_refusals_total{reason="not_allowed"}"#.to_owned(),
+            r#"mcp_session_binding_origin_refusals_total{reason="origin_not_allowed"}"#.to_owned(),
             1.0,
         ),
         (redis_calls("bind", "ok"), 2.0),
