@@ -368,3 +368,243 @@ pub(crate) fn cache_invalidated() {
     #[cfg(feature = "metrics")]
     counter!("mcp_session_binding_store_cache_invalidations_total").increment(1);
 }
+
+#[cfg(all(test, feature = "metrics", feature = "memory"))]
+mod tests {
+    use std::{
+        collections::BTreeMap,
+        sync::{Arc, Mutex, atomic::AtomicU64},
+    };
+
+    use ::metrics::{
+        Counter, Gauge, Histogram, HistogramFn, Key, KeyName, Metadata, Recorder, SharedString,
+        Unit,
+    };
+    use bytes::Bytes;
+    use http::{Request, Response, StatusCode};
+    use http_body_util::Full;
+    use tower::{Layer, ServiceExt};
+
+    use super::*;
+    use crate::{Identity, SessionBindingLayer, store::BindingStore};
+
+    /// Counts and histogram samples by `name{label=value,…}`, labels sorted.
+    #[derive(Default)]
+    struct Recorded {
+        counters: Mutex<BTreeMap<String, Arc<AtomicU64>>>,
+        histograms: Mutex<BTreeMap<String, Arc<Samples>>>,
+    }
+
+    #[derive(Default)]
+    struct Samples(Mutex<Vec<f64>>);
+
+    impl HistogramFn for Samples {
+        fn record(&self, value: f64) {
+            self.0.lock().unwrap().push(value);
+        }
+    }
+
+    fn render(key: &Key) -> String {
+        let mut labels: Vec<String> = key
+            .labels()
+            .map(|l| format!("{}={}", l.key(), l.value()))
+            .collect();
+        labels.sort();
+        format!("{}{{{}}}", key.name(), labels.join(","))
+    }
+
+    impl Recorder for Recorded {
+        fn describe_counter(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+        fn describe_gauge(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+        fn describe_histogram(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+        fn register_counter(&self, key: &Key, _: &Metadata<'_>) -> Counter {
+            let mut counters = self.counters.lock().unwrap();
+            Counter::from_arc(counters.entry(render(key)).or_default().clone())
+        }
+        fn register_gauge(&self, _: &Key, _: &Metadata<'_>) -> Gauge {
+            Gauge::noop()
+        }
+        fn register_histogram(&self, key: &Key, _: &Metadata<'_>) -> Histogram {
+            let mut histograms = self.histograms.lock().unwrap();
+            Histogram::from_arc(histograms.entry(render(key)).or_default().clone())
+        }
+    }
+
+    impl Recorded {
+        /// Every counter that moved, with its value.
+        fn counts(&self) -> BTreeMap<String, u64> {
+            self.counters
+                .lock()
+                .unwrap()
+                .iter()
+                .map(|(k, v)| (k.clone(), v.load(std::sync::atomic::Ordering::Relaxed)))
+                .filter(|(_, v)| *v > 0)
+                .collect()
+        }
+
+        fn samples(&self, key: &str) -> usize {
+            self.histograms
+                .lock()
+                .unwrap()
+                .get(key)
+                .map_or(0, |s| s.0.lock().unwrap().len())
+        }
+    }
+
+    fn decision(outcome: &str, reason: &str) -> String {
+        format!("mcp_session_binding_decisions_total{{outcome={outcome},reason={reason}}}")
+    }
+
+    #[test]
+    fn answers_are_counted_once_by_their_reason_code() {
+        use RejectionReason as R;
+        for reason in [
+            R::IdentityMismatch,
+            R::UnknownSession,
+            R::StoreUnavailable,
+            R::TooManySessions,
+            R::InvalidRequestState,
+        ] {
+            let recorded = Recorded::default();
+            ::metrics::with_local_recorder(&recorded, || {
+                let _ = crate::protocol::answer::plain(reason, None);
+            });
+            let expected = BTreeMap::from([(decision("refused", reason.code()), 1)]);
+            assert_eq!(recorded.counts(), expected, "{reason:?}");
+        }
+        // The Origin layer counts its refusals itself: its answers are not decisions.
+        let recorded = Recorded::default();
+        ::metrics::with_local_recorder(&recorded, || {
+            answered(&crate::origin::OriginRejection::NotAllowed);
+            answered(&7_u8);
+        });
+        assert_eq!(recorded.counts(), BTreeMap::new());
+    }
+
+    fn request(session: Option<&str>, sub: &str) -> Request<Full<Bytes>> {
+        let mut request = Request::post("/mcp");
+        if let Some(session) = session {
+            request = request.header("mcp-session-id", session);
+        }
+        let mut request = request.body(Full::default()).unwrap();
+        let identity = Identity::new("https://i.example", sub).unwrap();
+        request.extensions_mut().insert(identity);
+        request
+    }
+
+    #[test]
+    fn the_binding_layer_counts_one_decision_per_request() {
+        let recorded = Recorded::default();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let statuses = ::metrics::with_local_recorder(&recorded, || {
+            runtime.block_on(async {
+                // The inner service: a session created by a request without one.
+                let mcp = tower::service_fn(|request: Request<Full<Bytes>>| async move {
+                    let mut response = Response::new(Full::<Bytes>::default());
+                    if !request.headers().contains_key("mcp-session-id") {
+                        response
+                            .headers_mut()
+                            .insert("mcp-session-id", "s-1".parse().unwrap());
+                    }
+                    Ok::<_, std::convert::Infallible>(response)
+                });
+                let service = SessionBindingLayer::new().layer(mcp);
+                let mut statuses = Vec::new();
+                for (session, sub) in [
+                    (None, "alice"),
+                    (Some("s-1"), "alice"),
+                    (Some("s-1"), "alice"),
+                    (Some("unknown"), "alice"),
+                    (Some("s-1"), "bob"),
+                ] {
+                    let answer = service
+                        .clone()
+                        .oneshot(request(session, sub))
+                        .await
+                        .unwrap();
+                    statuses.push(answer.status());
+                }
+                // The session ends on a task of its own.
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                statuses
+            })
+        });
+        assert_eq!(
+            statuses,
+            [200, 200, 200, 404, 403].map(|s| StatusCode::from_u16(s).unwrap())
+        );
+        let expected = BTreeMap::from([
+            (decision("bound", "new_session"), 1),
+            (decision("forwarded", "owner"), 2),
+            (decision("refused", "mismatch"), 1),
+            (decision("refused", "unknown_session"), 1),
+            ("mcp_session_binding_sessions_bound_total{}".to_owned(), 1),
+            (
+                "mcp_session_binding_sessions_ended_total{reason=refused}".to_owned(),
+                1,
+            ),
+        ]);
+        assert_eq!(recorded.counts(), expected);
+    }
+
+    #[test]
+    fn store_calls_are_timed_and_errors_counted_by_kind() {
+        let recorded = Recorded::default();
+        ::metrics::with_local_recorder(&recorded, || {
+            let store = crate::store::MemoryStore::new();
+            let key = store.key_derivation().session("s");
+            for _ in 0..3 {
+                let _ = store.lookup_now(key, None);
+            }
+            let failed: Result<(), StoreError> = Err(StoreError::unavailable("down"));
+            let _ = store_call("redis", "record task", started(), failed);
+        });
+        let duration = "mcp_session_binding_store_operation_duration_seconds";
+        assert_eq!(
+            recorded.samples(&format!(
+                "{duration}{{operation=lookup,outcome=ok,store=memory}}"
+            )),
+            3
+        );
+        assert_eq!(
+            recorded.samples(&format!(
+                "{duration}{{operation=bind_task,outcome=error,store=redis}}"
+            )),
+            1
+        );
+        let expected = BTreeMap::from([(
+            "mcp_session_binding_store_errors_total{kind=unavailable,operation=bind_task,store=redis}"
+                .to_owned(),
+            1,
+        )]);
+        assert_eq!(recorded.counts(), expected);
+    }
+
+    #[cfg(feature = "jwt")]
+    #[test]
+    fn the_issuer_is_a_label_only_when_allowed() {
+        let recorded = Recorded::default();
+        let mut extensions = http::Extensions::new();
+        extensions.insert(Identity::new("https://i.example", "alice").unwrap());
+        ::metrics::with_local_recorder(&recorded, || {
+            auth_accepted(&extensions);
+            issuer_labels(true);
+            auth_accepted(&extensions);
+            issuer_labels(false);
+            auth_rejected(&crate::jwt::JwtRejection::Expired);
+        });
+        let auth = "mcp_session_binding_auth_results_total";
+        let expected = BTreeMap::from([
+            (format!("{auth}{{outcome=accepted,reason=valid}}"), 1),
+            (
+                format!("{auth}{{issuer=https://i.example,outcome=accepted,reason=valid}}"),
+                1,
+            ),
+            (format!("{auth}{{outcome=rejected,reason=expired}}"), 1),
+        ]);
+        assert_eq!(recorded.counts(), expected);
+    }
+}

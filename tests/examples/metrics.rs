@@ -64,16 +64,28 @@ async fn prometheus_scrapes_every_decision_by_reason() {
     let bobs = raw.open_session(Some(&bob)).await;
     // A thief: bob on alice's session. Refused, and the session is ended; alice then finds it
     // ended.
-    raw.whoami(&session, Some(&bob), 3).await.assert_mismatch(Some(3));
+    raw.whoami(&session, Some(&bob), 3)
+        .await
+        .assert_mismatch(Some(3));
     let answer = raw.whoami(&session, Some(&alice), 4).await;
     assert_eq!(answer.status, StatusCode::NOT_FOUND, "{answer:?}");
     // Bad tokens, each refused by the JWT layer for its reason.
     for (token, status) in [
         (None, 401),
         (Some("not-a-jwt".to_owned()), 401),
-        (Some(token_with("another-secret-0123456789abcdefghij", AUDIENCE, 300)), 401),
+        (
+            Some(token_with(
+                "another-secret-0123456789abcdefghij",
+                AUDIENCE,
+                300,
+            )),
+            401,
+        ),
         (Some(token_with(SECRET, AUDIENCE, -3600)), 401),
-        (Some(token_with(SECRET, "https://elsewhere.example", 300)), 401),
+        (
+            Some(token_with(SECRET, "https://elsewhere.example", 300)),
+            401,
+        ),
     ] {
         let answer = raw.whoami(&bobs, token.as_deref(), 5).await;
         assert_eq!(answer.status, status, "{answer:?}");
@@ -91,9 +103,7 @@ async fn prometheus_scrapes_every_decision_by_reason() {
     assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE, "{answer:?}");
 
     let decisions = |outcome: &str, reason: &str| {
-        format!(
-            r#"mcp_session_binding_decisions_total{{outcome="{outcome}",reason="{reason}"}}"#
-        )
+        format!(r#"mcp_session_binding_decisions_total{{outcome="{outcome}",reason="{reason}"}}"#)
     };
     let auth = |outcome: &str, reason: &str| {
         format!(

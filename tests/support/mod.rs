@@ -19,9 +19,9 @@ pub mod jwt_stack;
 pub mod keys;
 pub mod logs;
 pub mod modern;
-pub mod prometheus;
 #[cfg(feature = "oidc")]
 pub mod oidc_provider;
+pub mod prometheus;
 pub mod python_upstream;
 pub mod redis_server;
 #[cfg(feature = "redis")]
