@@ -13,9 +13,6 @@
 //! translation spells them. Labels come from small fixed sets (reason codes, outcomes, operation
 //! names); none names a subject, a session id or a token. The issuer is a label only after
 //! [`issuer_labels`]`(true)`.
-//!
-//! All recording goes through this module: one function per event, so each layer has one-line
-//! hooks.
 
 use std::any::Any;
 #[cfg(feature = "metrics")]
@@ -57,6 +54,9 @@ fn issuer(iss: &str) -> Option<String> {
         .load(Ordering::Relaxed)
         .then(|| iss.to_owned())
 }
+
+// All recording goes through the crate-private functions below, one per event, so that each
+// layer has one-line hooks.
 
 // ---- SessionBindingLayer (and the crate's other MCP-level layers) ----
 

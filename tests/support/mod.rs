@@ -22,6 +22,8 @@ pub mod modern;
 #[cfg(feature = "oidc")]
 pub mod oidc_provider;
 pub mod prometheus;
+#[cfg(feature = "metrics")]
+pub mod recorder;
 pub mod python_upstream;
 pub mod redis_server;
 #[cfg(feature = "redis")]
