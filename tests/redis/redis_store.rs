@@ -975,7 +975,10 @@ async fn client_side_cache_hits_misses_and_invalidations_are_counted() {
     // Until the tracking connection is on, lookups miss; then they hit.
     let deadline = Instant::now() + Duration::from_secs(5);
     while count("cache_lookups_total{result=hit}") == 0 {
-        assert_eq!(store.lookup(key, None).await.unwrap(), Lookup::Bound(alice()));
+        assert_eq!(
+            store.lookup(key, None).await.unwrap(),
+            Lookup::Bound(alice())
+        );
         assert!(Instant::now() < deadline, "the cache never served");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }

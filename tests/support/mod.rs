@@ -22,9 +22,9 @@ pub mod modern;
 #[cfg(feature = "oidc")]
 pub mod oidc_provider;
 pub mod prometheus;
+pub mod python_upstream;
 #[cfg(feature = "metrics")]
 pub mod recorder;
-pub mod python_upstream;
 pub mod redis_server;
 #[cfg(feature = "redis")]
 #[path = "../../examples/common/rmcp_redis_sessions.rs"]
