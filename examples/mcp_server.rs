@@ -9,6 +9,7 @@
 //!                                    [--issuer URL]... [--jwks-refresh-min SECS]
 //!                                    [--jwks-max-stale SECS] [--require-scope SCOPE]...
 //!                                    [--cors-origin ORIGIN]...
+//!                                    [--metrics-listen ADDR] [--metrics-issuers]
 //! ```
 //!
 //! Browser clients: `--cors-origin ORIGIN` (repeatable) lets pages of that origin call the
@@ -52,6 +53,10 @@
 //! `https://issuer.example`). Without `MCP_JWT_SECRET`, the server picks a random secret and
 //! prints tokens for `alice` and `bob` and a `curl` command that initializes a session.
 //!
+//! With `--metrics-listen ADDR` (feature `metrics`), the crate's metrics are served in the
+//! Prometheus text format at `http://ADDR/metrics` (`common/metrics_endpoint.rs`,
+//! `docs/metrics.md`), and the server prints `metrics on http://HOST:PORT/metrics` first.
+//!
 //! Once it listens, the server prints `listening on http://HOST:PORT/mcp` on stdout.
 
 #[path = "common/browser.rs"]
@@ -63,6 +68,9 @@ mod jwt_stack;
 #[cfg(feature = "redis")]
 #[path = "common/key_secret.rs"]
 mod key_secret;
+#[cfg(feature = "metrics")]
+#[path = "common/metrics_endpoint.rs"]
+mod metrics_endpoint;
 #[cfg(feature = "redis")]
 #[path = "common/rmcp_redis_sessions.rs"]
 mod rmcp_redis_sessions;
@@ -78,6 +86,7 @@ usage: mcp_server [--listen ADDR] [--allow-anonymous] [--without-binding] [--red
                   [--redis-cluster URL]... [--redis-ca PATH] [--redis-cache-ms MS]
                   [--stream-recheck-ms MS] [--issuer URL]... [--jwks-refresh-min SECS] [--jwks-max-stale SECS]
                   [--require-scope SCOPE]... [--cors-origin ORIGIN]...
+                  [--metrics-listen ADDR] [--metrics-issuers]
 
 options:
   --listen ADDR       address to listen on (default 127.0.0.1:8080; port 0 picks a free port)
@@ -117,6 +126,10 @@ options:
   --cors-origin ORIGIN
                       let browser pages of ORIGIN (scheme://host[:port]) call the server
                       (CORS; repeatable); requests with any other Origin get 403
+  --metrics-listen ADDR
+                      serve the layers' metrics in the Prometheus text format at
+                      http://ADDR/metrics (feature `metrics`; see docs/metrics.md)
+  --metrics-issuers   label accepted tokens and key refreshes with their issuer
   -h, --help          this text
 
 environment:
@@ -149,6 +162,8 @@ struct Args {
     jwks_max_stale: Duration,
     required_scopes: Vec<String>,
     cors_origins: Vec<String>,
+    metrics_listen: Option<String>,
+    metrics_issuers: bool,
 }
 
 impl Default for Args {
@@ -167,6 +182,8 @@ impl Default for Args {
             jwks_max_stale: Duration::from_secs(3600),
             required_scopes: Vec::new(),
             cors_origins: Vec::new(),
+            metrics_listen: None,
+            metrics_issuers: false,
         }
     }
 }
@@ -219,11 +236,15 @@ impl Args {
                 "--jwks-max-stale" => parsed.jwks_max_stale = seconds(&flag, &value()?)?,
                 "--require-scope" => parsed.required_scopes.push(value()?),
                 "--cors-origin" => parsed.cors_origins.push(value()?),
-                "--allow-anonymous" | "--without-binding" if inline.is_some() => {
+                "--metrics-listen" => parsed.metrics_listen = Some(value()?),
+                "--allow-anonymous" | "--without-binding" | "--metrics-issuers"
+                    if inline.is_some() =>
+                {
                     return Err(format!("{flag} takes no value"));
                 }
                 "--allow-anonymous" => parsed.allow_anonymous = true,
                 "--without-binding" => parsed.without_binding = true,
+                "--metrics-issuers" => parsed.metrics_issuers = true,
                 "-h" | "--help" => return Ok(None),
                 _ => return Err(format!("unknown argument {flag:?}")),
             }
@@ -377,6 +398,11 @@ async fn main() -> ExitCode {
 }
 
 async fn run(args: Args) -> Result<(), String> {
+    // First: the recorder is in place before any layer records.
+    let metrics = match &args.metrics_listen {
+        Some(addr) => Some(serve_metrics(addr, args.metrics_issuers).await?),
+        None => None,
+    };
     let discovery = !args.issuers.is_empty();
     let jwt_stack::Issuers {
         trusted,
@@ -465,6 +491,9 @@ async fn run(args: Args) -> Result<(), String> {
             writeln!(stdout, "issuer {issuer} keys {kids}").map_err(|e| e.to_string())?;
         }
     }
+    if let Some(addr) = metrics {
+        writeln!(stdout, "metrics on http://{addr}/metrics").map_err(|e| e.to_string())?;
+    }
     writeln!(stdout, "listening on {url}").map_err(|e| e.to_string())?;
     stdout.flush().map_err(|e| e.to_string())?;
     drop(stdout);
@@ -477,6 +506,17 @@ async fn run(args: Args) -> Result<(), String> {
     axum::serve(listener, app)
         .await
         .map_err(|e| format!("server stopped: {e}"))
+}
+
+/// `--metrics-listen`: the Prometheus endpoint; the address it listens on.
+#[cfg(feature = "metrics")]
+async fn serve_metrics(addr: &str, issuers: bool) -> Result<std::net::SocketAddr, String> {
+    metrics_endpoint::serve(addr, issuers).await
+}
+
+#[cfg(not(feature = "metrics"))]
+async fn serve_metrics(_addr: &str, _issuers: bool) -> Result<std::net::SocketAddr, String> {
+    Err("--metrics-listen needs the metrics feature".to_owned())
 }
 
 /// The `requestState` sealing layer: keys from `MCP_STATE_KEYS` (comma-separated base64, 32

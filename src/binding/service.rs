@@ -298,6 +298,7 @@ where
                 caller,
                 tombstone_on_success,
             );
+            crate::metrics::forwarded();
             return ResponseFuture::inner(self.inner.call(Request::from_parts(parts, body)), after);
         }
         let checked = Checked {
@@ -396,12 +397,13 @@ where
             tombstone_on_success,
         );
         let request = Request::from_parts(self.parts, self.body);
+        crate::metrics::forwarded();
         ResponseFuture::inner(self.ready.call(request), after)
     }
 }
 
-/// With event ids bound, opens the request's `Last-Event-ID` for the inner service, or answers
-/// the answer when it belongs to another session.
+/// With event ids bound, opens the request's `Last-Event-ID` for the inner service; the answer
+/// when it belongs to another session.
 fn open_event_id(
     config: &Config,
     parts: &mut Parts,

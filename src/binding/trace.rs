@@ -24,18 +24,21 @@ fn short(key: Option<SessionKey>) -> String {
 pub(crate) fn bound(caller: Option<&Identity>, key: SessionKey) {
     let (iss, sub) = halves(caller);
     tracing::info!(reason = "bound", iss, sub, session = %key.short(), "session bound");
+    crate::metrics::session_bound();
 }
 
 /// A task a `tools/call` created was recorded for its creator.
 pub(crate) fn task_recorded(caller: Option<&Identity>, key: SessionKey) {
     let (iss, sub) = halves(caller);
     tracing::info!(reason = "task_recorded", iss, sub, task = %key.short(), "task recorded");
+    crate::metrics::task_bound();
 }
 
 /// The owner deleted its session, and it was tombstoned.
 pub(crate) fn owner_ended(caller: Option<&Identity>, key: SessionKey) {
     let (iss, sub) = halves(caller);
     tracing::info!(reason = "ended", iss, sub, session = %key.short(), "session deleted by its owner");
+    crate::metrics::session_ended("owner");
 }
 
 /// The layer answered instead of forwarding. `key` is `None` when the request named no usable
@@ -92,6 +95,7 @@ pub(crate) fn failed(
 pub(crate) fn ended(caller: Option<&Identity>, key: SessionKey, inner_status: Option<u16>) {
     let (iss, sub) = halves(caller);
     tracing::info!(reason = "ended", iss, sub, session = %key.short(), inner_status, "session ended");
+    crate::metrics::session_ended("refused");
 }
 
 /// The inner service did not accept the `DELETE` that ends a session (`inner_status` is `None`
@@ -111,6 +115,7 @@ pub(crate) fn end_failed(caller: Option<&Identity>, key: SessionKey, inner_statu
         }
     };
     tracing::warn!(reason = "end_failed", iss, sub, session = %key.short(), inner_status, "{hint}");
+    crate::metrics::session_ended("refused");
 }
 
 /// A session-creating request carried credentials but no identity reached the layer.

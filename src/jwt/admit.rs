@@ -64,7 +64,10 @@ pub(crate) fn admit<B>(
     extensions.insert(verified.identity);
     extensions.insert(verified.claims);
     match check {
-        None => Admission::Forward,
+        None => {
+            crate::metrics::auth_accepted(extensions);
+            Admission::Forward
+        }
         Some(check) => Admission::Check(check),
     }
 }

@@ -237,6 +237,7 @@ where
                             let (mut service, request) = pending
                                 .take()
                                 .expect("ResponseFuture polled after completion");
+                            crate::metrics::auth_accepted(request.extensions());
                             State::Inner {
                                 future: service.call(request),
                             }

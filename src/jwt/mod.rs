@@ -136,6 +136,8 @@ pub use error::JwtConfigError;
 pub use future::ResponseFuture;
 #[cfg(feature = "oidc")]
 pub use jwks::IssuerKeysError;
+#[cfg(feature = "oidc")]
+pub(crate) use jwks::KeySourceError;
 pub use keys::{JwtKey, JwtKeys};
 pub use layer::{JwtAuthLayer, JwtAuthLayerBuilder};
 pub use metadata::ProtectedResourceMetadata;

@@ -338,6 +338,7 @@ impl Rejector {
         rejection: JwtRejection,
         request_headers: &HeaderMap,
     ) -> Response<Full<Bytes>> {
+        crate::metrics::auth_rejected(&rejection);
         match grpc_content_type(request_headers) {
             Some(content_type) => self.grpc_response(rejection, content_type),
             None => self.response(rejection),

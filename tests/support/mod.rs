@@ -21,7 +21,10 @@ pub mod logs;
 pub mod modern;
 #[cfg(feature = "oidc")]
 pub mod oidc_provider;
+pub mod prometheus;
 pub mod python_upstream;
+#[cfg(feature = "metrics")]
+pub mod recorder;
 pub mod redis_server;
 #[cfg(feature = "redis")]
 #[path = "../../examples/common/rmcp_redis_sessions.rs"]

@@ -83,6 +83,7 @@ where
     let (key, decision) = ownership(&store, caller.as_ref(), &task_id, Some(config.task_ttl)).await;
     match decision {
         decide::Task::Forward => {
+            crate::metrics::task_forwarded();
             let response = ready.call(Request::from_parts(parts, body)).await?;
             Ok(response.map(ResponseBody::inner))
         }
