@@ -117,6 +117,7 @@
 mod admit;
 mod algorithm;
 mod config;
+mod dpop;
 mod error;
 mod future;
 mod jwks;
@@ -132,6 +133,7 @@ mod validate;
 
 pub use algorithm::Algorithm;
 pub(crate) use algorithm::KeyFamily;
+pub use dpop::{DpopError, DpopPolicy};
 pub use error::JwtConfigError;
 pub use future::ResponseFuture;
 #[cfg(feature = "oidc")]
@@ -166,5 +168,19 @@ pub mod fuzzing {
         super::jwks::parse_discovery(bytes, expected_issuer)
             .map(|d| d.jwks_uri)
             .map_err(|e| e.to_string())
+    }
+
+    /// Checks a DPoP proof for `POST https://mcp.example/mcp` with `token` at `now`, any
+    /// asymmetric algorithm allowed; the key's thumbprint.
+    ///
+    /// # Errors
+    ///
+    /// Why the proof is refused.
+    pub fn check_dpop_proof(
+        proof: &[u8],
+        token: &str,
+        now: u64,
+    ) -> Result<String, super::DpopError> {
+        super::dpop::fuzz_check_proof(proof, token, now)
     }
 }
