@@ -395,3 +395,5 @@ pub(crate) fn fuzz_check_proof(proof: &[u8], token: &str, now: u64) -> Result<St
 
 #[cfg(test)]
 pub(crate) use proof::tests as proof_tests;
+#[cfg(test)]
+mod tests;

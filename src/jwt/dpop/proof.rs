@@ -300,13 +300,20 @@ pub(crate) fn normalize_url(url: &str) -> Option<String> {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use jsonwebtoken::{EncodingKey, Header};
+    use jsonwebtoken::EncodingKey;
 
     /// A P-256 key pair (PKCS#8 private key, and its public `jwk`).
     pub(crate) const EC_PRIVATE_PEM: &str = "-----BEGIN PRIVATE KEY-----
 MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgB1k2Oo+aLaOtA6+M
 1xjODYBjDwbgtmtCSMYxVEdf4/yhRANCAAQvq8szfmibEAgXVVpzWex0NYueqewz
 lvoyBpGWx5vZbKIpBRsS06+xXMCVRBfPyLFdWoXHQOYVGa0UJYJZCizC
+-----END PRIVATE KEY-----
+";
+    /// Another P-256 key.
+    const OTHER_EC_PEM: &str = "-----BEGIN PRIVATE KEY-----
+MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgzNriJeSR+2llzlyK
+Qbn5pMu5ij26sEqSxYbI/YycWguhRANCAAToOSNT9fXEgfCS1rJtzpPFwnMHSx88
+A0ZosWou8ZgeoEQPpUkApc45YdBCFu1DEy/3QdCm+Tlm5hQBAYSegXeQ
 -----END PRIVATE KEY-----
 ";
     pub(crate) fn ec_jwk() -> Value {
@@ -317,11 +324,11 @@ lvoyBpGWx5vZbKIpBRsS06+xXMCVRBfPyLFdWoXHQOYVGa0UJYJZCizC
         })
     }
     /// An Ed25519 key pair (PKCS#8 private key, and its public `jwk`).
-    const ED_PRIVATE_PEM: &str = "-----BEGIN PRIVATE KEY-----
+    pub(crate) const ED_PRIVATE_PEM: &str = "-----BEGIN PRIVATE KEY-----
 MC4CAQAwBQYDK2VwBCIEIMT58eMPWG8vy5BVUlITqtGddqrYVO/WtwPDAdXY1oOR
 -----END PRIVATE KEY-----
 ";
-    fn ed_jwk() -> Value {
+    pub(crate) fn ed_jwk() -> Value {
         serde_json::json!({
             "kty": "OKP", "crv": "Ed25519", "x": "XWquZju-cwt0NvFw4jnBVSSPxSX4xGIV5HAkkVyZIkY",
         })
@@ -335,13 +342,18 @@ MC4CAQAwBQYDK2VwBCIEIMT58eMPWG8vy5BVUlITqtGddqrYVO/WtwPDAdXY1oOR
 
     /// A proof signed with `key` over this header and these claims.
     pub(crate) fn sign(header: Value, claims: Value, key: &EncodingKey) -> String {
-        let header_b64 = URL_SAFE_NO_PAD.encode(header.to_string());
-        let claims_b64 = URL_SAFE_NO_PAD.encode(claims.to_string());
-        let message = format!("{header_b64}.{claims_b64}");
         let alg: jsonwebtoken::Algorithm = header["alg"]
             .as_str()
             .and_then(|a| a.parse().ok())
             .unwrap_or(jsonwebtoken::Algorithm::ES256);
+        sign_as(header, claims, key, alg)
+    }
+
+    /// A proof signed with `alg`, whatever the header says.
+    fn sign_as(header: Value, claims: Value, key: &EncodingKey, alg: jsonwebtoken::Algorithm) -> String {
+        let header_b64 = URL_SAFE_NO_PAD.encode(header.to_string());
+        let claims_b64 = URL_SAFE_NO_PAD.encode(claims.to_string());
+        let message = format!("{header_b64}.{claims_b64}");
         let signature = jsonwebtoken::crypto::sign(message.as_bytes(), key, alg).unwrap();
         format!("{message}.{signature}")
     }
@@ -435,7 +447,12 @@ MC4CAQAwBQYDK2VwBCIEIMT58eMPWG8vy5BVUlITqtGddqrYVO/WtwPDAdXY1oOR
             ),
             (
                 "alg not allowed",
-                sign(with(header(), "alg", "ES384".into()), claims(), &key),
+                sign_as(
+                    with(header(), "alg", "ES384".into()),
+                    claims(),
+                    &key,
+                    jsonwebtoken::Algorithm::ES256,
+                ),
                 DpopError::Algorithm,
             ),
             (
@@ -474,7 +491,7 @@ MC4CAQAwBQYDK2VwBCIEIMT58eMPWG8vy5BVUlITqtGddqrYVO/WtwPDAdXY1oOR
             ("signature of other claims", forged, DpopError::Signature),
             (
                 "signed by another key",
-                sign(header(), claims(), &EncodingKey::from_ed_pem(ED_PRIVATE_PEM.as_bytes()).unwrap()),
+                sign(header(), claims(), &EncodingKey::from_ec_pem(OTHER_EC_PEM.as_bytes()).unwrap()),
                 DpopError::Signature,
             ),
             (
