@@ -8,7 +8,7 @@
 //!                                    [--redis-cache-ms MS] [--stream-recheck-ms MS]
 //!                                    [--issuer URL]... [--jwks-refresh-min SECS]
 //!                                    [--jwks-max-stale SECS] [--require-scope SCOPE]...
-//!                                    [--cors-origin ORIGIN]...
+//!                                    [--cors-origin ORIGIN]... [--dpop off|allowed|required]
 //! ```
 //!
 //! Browser clients: `--cors-origin ORIGIN` (repeatable) lets pages of that origin call the
@@ -77,7 +77,7 @@ const USAGE: &str = "\
 usage: mcp_server [--listen ADDR] [--allow-anonymous] [--without-binding] [--redis URL]
                   [--redis-cluster URL]... [--redis-ca PATH] [--redis-cache-ms MS]
                   [--stream-recheck-ms MS] [--issuer URL]... [--jwks-refresh-min SECS] [--jwks-max-stale SECS]
-                  [--require-scope SCOPE]... [--cors-origin ORIGIN]...
+                  [--require-scope SCOPE]... [--cors-origin ORIGIN]... [--dpop POLICY]
 
 options:
   --listen ADDR       address to listen on (default 127.0.0.1:8080; port 0 picks a free port)
@@ -117,6 +117,11 @@ options:
   --cors-origin ORIGIN
                       let browser pages of ORIGIN (scheme://host[:port]) call the server
                       (CORS; repeatable); requests with any other Origin get 403
+  --dpop POLICY       DPoP (RFC 9449) for the trusted issuers: off (default: bearer tokens),
+                      allowed (DPoP-bound tokens need a proof, plain ones may be bearer)
+                      or required (every request needs a DPoP-bound token and a proof);
+                      with --redis, proofs are remembered in Redis, so a proof replayed on
+                      another replica is refused
   -h, --help          this text
 
 environment:
@@ -149,6 +154,7 @@ struct Args {
     jwks_max_stale: Duration,
     required_scopes: Vec<String>,
     cors_origins: Vec<String>,
+    dpop: mcp_session_binding::jwt::DpopPolicy,
 }
 
 impl Default for Args {
@@ -167,6 +173,7 @@ impl Default for Args {
             jwks_max_stale: Duration::from_secs(3600),
             required_scopes: Vec::new(),
             cors_origins: Vec::new(),
+            dpop: mcp_session_binding::jwt::DpopPolicy::Off,
         }
     }
 }
@@ -219,6 +226,9 @@ impl Args {
                 "--jwks-max-stale" => parsed.jwks_max_stale = seconds(&flag, &value()?)?,
                 "--require-scope" => parsed.required_scopes.push(value()?),
                 "--cors-origin" => parsed.cors_origins.push(value()?),
+                "--dpop" => {
+                    parsed.dpop = value()?.parse().map_err(|e| format!("--dpop: {e}"))?;
+                }
                 "--allow-anonymous" | "--without-binding" if inline.is_some() => {
                     return Err(format!("{flag} takes no value"));
                 }
@@ -419,6 +429,7 @@ async fn run(args: Args) -> Result<(), String> {
         jwks_refetch_interval: args.jwks_refresh_min,
         jwks_max_stale: args.jwks_max_stale,
         stream_recheck: args.stream_recheck,
+        dpop: dpop(&args, redis.as_ref()),
     };
     let auth = jwt_stack::auth_layer(&config, &base_url).map_err(|e| {
         if discovery {
@@ -477,6 +488,22 @@ async fn run(args: Args) -> Result<(), String> {
     axum::serve(listener, app)
         .await
         .map_err(|e| format!("server stopped: {e}"))
+}
+
+/// The DPoP settings of `--dpop`: with Redis, proofs are remembered there.
+fn dpop(args: &Args, redis: Option<&Redis>) -> Option<jwt_stack::StackDpop> {
+    use mcp_session_binding::jwt::DpopPolicy;
+    if args.dpop == DpopPolicy::Off {
+        return None;
+    }
+    let mut dpop = jwt_stack::StackDpop::new(args.dpop);
+    #[cfg(feature = "redis")]
+    if let Some(store) = redis.cloned() {
+        dpop.tune = Some(Arc::new(move |auth| auth.dpop_replay_redis(&store)));
+    }
+    #[cfg(not(feature = "redis"))]
+    let _ = redis;
+    Some(dpop)
 }
 
 /// The `requestState` sealing layer: keys from `MCP_STATE_KEYS` (comma-separated base64, 32

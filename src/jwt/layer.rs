@@ -607,7 +607,10 @@ impl JwtAuthLayerBuilder {
             .into_iter()
             .filter(|(_, policy)| *policy != DpopPolicy::Off)
             .collect();
-        if let Some(issuer) = policies.keys().find(|i| !issuers.iter().any(|(t, _)| t == *i)) {
+        if let Some(issuer) = policies
+            .keys()
+            .find(|i| !issuers.iter().any(|(t, _)| t == *i))
+        {
             return Err(JwtConfigError::IssuerWithoutKeys(issuer.clone()));
         }
         let required = |issuer: &str| policies.get(issuer) == Some(&DpopPolicy::Required);
@@ -652,9 +655,9 @@ impl JwtAuthLayerBuilder {
                 JwtConfigError::InvalidDpop("the external base URL is not an absolute http(s) URL"),
             )?),
         };
-        let replay = dpop.replay.unwrap_or_else(|| {
-            Arc::new(super::dpop::MemoryReplayCache::new(dpop.replay_capacity))
-        });
+        let replay = dpop
+            .replay
+            .unwrap_or_else(|| Arc::new(super::dpop::MemoryReplayCache::new(dpop.replay_capacity)));
         let config = super::dpop::Dpop {
             policies,
             algorithms: algorithms.clone(),

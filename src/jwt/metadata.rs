@@ -130,8 +130,12 @@ impl ProtectedResourceMetadata {
         algorithms: impl IntoIterator<Item = super::Algorithm>,
         required: bool,
     ) -> Self {
-        self.dpop_signing_alg_values_supported =
-            Some(algorithms.into_iter().map(super::Algorithm::as_str).collect());
+        self.dpop_signing_alg_values_supported = Some(
+            algorithms
+                .into_iter()
+                .map(super::Algorithm::as_str)
+                .collect(),
+        );
         self.dpop_bound_access_tokens_required = required;
         self
     }

@@ -377,8 +377,7 @@ impl Rejector {
             headers.insert(header::WWW_AUTHENTICATE, self.challenge(rejection));
             return;
         };
-        let dpop_error =
-            used_dpop || !*bearer || matches!(rejection, JwtRejection::Dpop(_));
+        let dpop_error = used_dpop || !*bearer || matches!(rejection, JwtRejection::Dpop(_));
         if *bearer {
             headers.append(
                 header::WWW_AUTHENTICATE,
@@ -451,7 +450,12 @@ impl Rejector {
 
     /// The headers every rejection carries: `Cache-Control`, and `Retry-After` or the
     /// `WWW-Authenticate` challenge.
-    fn challenge_headers(&self, rejection: &JwtRejection, headers: &mut HeaderMap, used_dpop: bool) {
+    fn challenge_headers(
+        &self,
+        rejection: &JwtRejection,
+        headers: &mut HeaderMap,
+        used_dpop: bool,
+    ) {
         let status = rejection.status();
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         if let JwtRejection::KeysUnavailable { retry_after } = *rejection {

@@ -237,7 +237,10 @@ pub(crate) enum Outcome {
     /// A valid proof, remembered: the key's thumbprint.
     Bound(Arc<str>),
     /// A valid proof, whose replay check answers later (Redis).
-    Pending(Arc<str>, futures::future::BoxFuture<'static, Result<bool, tower::BoxError>>),
+    Pending(
+        Arc<str>,
+        futures::future::BoxFuture<'static, Result<bool, tower::BoxError>>,
+    ),
 }
 
 impl Dpop {
@@ -302,7 +305,9 @@ impl Dpop {
         if proofs.next().is_some() {
             return refuse(DpopError::Multiple);
         }
-        let (url, any_scheme) = self.expected_url(request).ok_or(JwtRejection::Dpop(DpopError::Url))?;
+        let (url, any_scheme) = self
+            .expected_url(request)
+            .ok_or(JwtRejection::Dpop(DpopError::Url))?;
         let window = self.window.as_secs();
         let checked = proof::check_proof(
             proof.as_bytes(),

@@ -157,7 +157,10 @@ fn json_object(part: &str) -> Result<Map<String, Value>, DpopError> {
 }
 
 /// The verification key of a public `jwk` that fits `alg`, and its RFC 7638 thumbprint.
-fn public_key(jwk: &Map<String, Value>, alg: Algorithm) -> Result<(DecodingKey, String), DpopError> {
+fn public_key(
+    jwk: &Map<String, Value>,
+    alg: Algorithm,
+) -> Result<(DecodingKey, String), DpopError> {
     if PRIVATE_MEMBERS.iter().any(|m| jwk.contains_key(*m)) {
         return Err(DpopError::Key);
     }
@@ -183,7 +186,10 @@ fn public_key(jwk: &Map<String, Value>, alg: Algorithm) -> Result<(DecodingKey, 
                 return Err(DpopError::Key);
             }
             let key = DecodingKey::from_ec_components(x, y).map_err(|_| DpopError::Key)?;
-            (key, [("crv", crv), ("kty", "EC"), ("x", x), ("y", y)].to_vec())
+            (
+                key,
+                [("crv", crv), ("kty", "EC"), ("x", x), ("y", y)].to_vec(),
+            )
         }
         ("OKP", KeyFamily::Ed) => {
             let (crv, x) = (member("crv")?, member("x")?);
@@ -335,6 +341,8 @@ MC4CAQAwBQYDK2VwBCIEIMT58eMPWG8vy5BVUlITqtGddqrYVO/WtwPDAdXY1oOR
     }
 
     /// The RFC 7638 thumbprint of [`ec_jwk`].
+    /// The RFC 7638 thumbprint of [`ed_jwk`].
+    pub(crate) const ED_JKT: &str = "2qKahdPxl_btp4I4kEUEV0n_RRYrh9UvrR1fdpFtyeI";
     pub(crate) const EC_JKT: &str = "XHsdC_mUwqsMVu-cLpoyGa-mzksGjSoGj5JOEse829Y";
     pub(crate) const URL: &str = "https://mcp.example/mcp";
     pub(crate) const TOKEN: &str = "eyJhbGciOiJFUzI1NiJ9.e30.c2ln";
@@ -350,7 +358,12 @@ MC4CAQAwBQYDK2VwBCIEIMT58eMPWG8vy5BVUlITqtGddqrYVO/WtwPDAdXY1oOR
     }
 
     /// A proof signed with `alg`, whatever the header says.
-    fn sign_as(header: Value, claims: Value, key: &EncodingKey, alg: jsonwebtoken::Algorithm) -> String {
+    fn sign_as(
+        header: Value,
+        claims: Value,
+        key: &EncodingKey,
+        alg: jsonwebtoken::Algorithm,
+    ) -> String {
         let header_b64 = URL_SAFE_NO_PAD.encode(header.to_string());
         let claims_b64 = URL_SAFE_NO_PAD.encode(claims.to_string());
         let message = format!("{header_b64}.{claims_b64}");
@@ -468,7 +481,11 @@ MC4CAQAwBQYDK2VwBCIEIMT58eMPWG8vy5BVUlITqtGddqrYVO/WtwPDAdXY1oOR
             (
                 "symmetric jwk",
                 sign(
-                    with(header(), "jwk", serde_json::json!({"kty": "oct", "k": "AAAA"})),
+                    with(
+                        header(),
+                        "jwk",
+                        serde_json::json!({"kty": "oct", "k": "AAAA"}),
+                    ),
                     claims(),
                     &key,
                 ),
@@ -482,7 +499,11 @@ MC4CAQAwBQYDK2VwBCIEIMT58eMPWG8vy5BVUlITqtGddqrYVO/WtwPDAdXY1oOR
             (
                 "RSA jwk with ES256",
                 sign(
-                    with(header(), "jwk", serde_json::json!({"kty": "RSA", "n": "AQAB", "e": "AQAB"})),
+                    with(
+                        header(),
+                        "jwk",
+                        serde_json::json!({"kty": "RSA", "n": "AQAB", "e": "AQAB"}),
+                    ),
                     claims(),
                     &key,
                 ),
@@ -491,7 +512,11 @@ MC4CAQAwBQYDK2VwBCIEIMT58eMPWG8vy5BVUlITqtGddqrYVO/WtwPDAdXY1oOR
             ("signature of other claims", forged, DpopError::Signature),
             (
                 "signed by another key",
-                sign(header(), claims(), &EncodingKey::from_ec_pem(OTHER_EC_PEM.as_bytes()).unwrap()),
+                sign(
+                    header(),
+                    claims(),
+                    &EncodingKey::from_ec_pem(OTHER_EC_PEM.as_bytes()).unwrap(),
+                ),
                 DpopError::Signature,
             ),
             (
@@ -511,17 +536,29 @@ MC4CAQAwBQYDK2VwBCIEIMT58eMPWG8vy5BVUlITqtGddqrYVO/WtwPDAdXY1oOR
             ),
             (
                 "htu other path",
-                sign(header(), with(claims(), "htu", "https://mcp.example/other".into()), &key),
+                sign(
+                    header(),
+                    with(claims(), "htu", "https://mcp.example/other".into()),
+                    &key,
+                ),
                 DpopError::Url,
             ),
             (
                 "htu other host",
-                sign(header(), with(claims(), "htu", "https://evil.example/mcp".into()), &key),
+                sign(
+                    header(),
+                    with(claims(), "htu", "https://evil.example/mcp".into()),
+                    &key,
+                ),
                 DpopError::Url,
             ),
             (
                 "htu http",
-                sign(header(), with(claims(), "htu", "http://mcp.example/mcp".into()), &key),
+                sign(
+                    header(),
+                    with(claims(), "htu", "http://mcp.example/mcp".into()),
+                    &key,
+                ),
                 DpopError::Url,
             ),
             (
@@ -541,7 +578,11 @@ MC4CAQAwBQYDK2VwBCIEIMT58eMPWG8vy5BVUlITqtGddqrYVO/WtwPDAdXY1oOR
             ),
             (
                 "ath of another token",
-                sign(header(), with(claims(), "ath", token_hash("other").into()), &key),
+                sign(
+                    header(),
+                    with(claims(), "ath", token_hash("other").into()),
+                    &key,
+                ),
                 DpopError::TokenHash,
             ),
             (
@@ -569,7 +610,11 @@ MC4CAQAwBQYDK2VwBCIEIMT58eMPWG8vy5BVUlITqtGddqrYVO/WtwPDAdXY1oOR
             let proof = sign(header(), with(claims(), "htu", htu.into()), &key);
             assert!(check(&proof).is_ok(), "{htu}");
         }
-        let proof = sign(header(), with(claims(), "htu", "https://mcp.example/MCP".into()), &key);
+        let proof = sign(
+            header(),
+            with(claims(), "htu", "https://mcp.example/MCP".into()),
+            &key,
+        );
         assert_eq!(check(&proof), Err(DpopError::Url));
         // An unknown scheme accepts `https` for the `http` URL, and nothing else.
         let loose = Expected {
@@ -579,9 +624,16 @@ MC4CAQAwBQYDK2VwBCIEIMT58eMPWG8vy5BVUlITqtGddqrYVO/WtwPDAdXY1oOR
         };
         let proof = sign(header(), claims(), &key);
         assert!(check_proof(proof.as_bytes(), &loose).is_ok());
-        let proof = sign(header(), with(claims(), "htu", "https://mcp.example:8443/mcp".into()), &key);
+        let proof = sign(
+            header(),
+            with(claims(), "htu", "https://mcp.example:8443/mcp".into()),
+            &key,
+        );
         assert_eq!(check_proof(proof.as_bytes(), &loose), Err(DpopError::Url));
-        assert_eq!(normalize_url("https://a.example"), Some("https://a.example/".into()));
+        assert_eq!(
+            normalize_url("https://a.example"),
+            Some("https://a.example/".into())
+        );
         assert_eq!(normalize_url("ftp://a.example/"), None);
         assert_eq!(normalize_url("https://u@a.example/"), None);
         assert_eq!(normalize_url("https://a.example/%zz"), None);

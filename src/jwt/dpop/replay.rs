@@ -201,7 +201,10 @@ mod tests {
         let cache = MemoryReplayCache::new(1);
         assert_eq!(fresh(cache.remember([1; 16], Duration::ZERO)), Some(true));
         std::thread::sleep(Duration::from_millis(2));
-        assert_eq!(fresh(cache.remember([2; 16], Duration::from_secs(60))), Some(true));
+        assert_eq!(
+            fresh(cache.remember([2; 16], Duration::from_secs(60))),
+            Some(true)
+        );
         assert_eq!(cache.len(), 1);
     }
 }
