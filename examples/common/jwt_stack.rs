@@ -200,10 +200,9 @@ pub fn auth_layer(config: &StackConfig, base_url: &str) -> Result<JwtAuthLayer, 
         for trusted in &config.issuers {
             auth = auth.dpop(trusted.issuer.clone(), dpop.policy);
         }
-        // `htu` names this server as its clients reach it.
-        auth = auth
-            .dpop_algorithms(DPOP_ALGORITHMS)
-            .dpop_base_url(base_url);
+        // `htu` names the URL each request was sent to (its `Host`): replicas behind one load
+        // balancer that keeps `Host` see the same URL.
+        auth = auth.dpop_algorithms(DPOP_ALGORITHMS);
         if let Some(tune) = &dpop.tune {
             auth = tune(auth);
         }

@@ -45,6 +45,24 @@ pub fn bound_token(secret: &[u8], iss: &str, aud: &str) -> String {
 
 /// A fresh proof (random `jti`, `iat` now) for `method` `url` and `token`.
 pub fn proof(method: &str, url: &str, token: &str) -> String {
+    crafted(Crafted::Good, method, url, token)
+}
+
+/// What is wrong with a [`crafted`] proof: the attacks no client library would make.
+#[derive(Clone, Copy, Debug)]
+pub enum Crafted {
+    /// Nothing: a valid proof.
+    Good,
+    /// Signed with HMAC (`HS256`), the secret in a `jwk` of type `oct`.
+    Hmac,
+    /// `alg: none`, no signature.
+    None,
+    /// The `jwk` carries the private key (`d`).
+    PrivateJwk,
+}
+
+/// A proof for `method` `url` and `token`, wrong in the way `kind` says.
+pub fn crafted(kind: Crafted, method: &str, url: &str, token: &str) -> String {
     let mut jti = [0u8; 16];
     getrandom::fill(&mut jti).unwrap();
     let claims = json!({
@@ -52,15 +70,38 @@ pub fn proof(method: &str, url: &str, token: &str) -> String {
         "iat": get_current_timestamp(),
         "ath": URL_SAFE_NO_PAD.encode(Sha256::digest(token.as_bytes())),
     });
-    let header = json!({"typ": "dpop+jwt", "alg": "ES256", "jwk": jwk()});
+    let mut header = json!({"typ": "dpop+jwt", "alg": "ES256", "jwk": jwk()});
+    let secret = [7u8; 32];
+    match kind {
+        Crafted::Good => {}
+        Crafted::Hmac => {
+            header["alg"] = "HS256".into();
+            header["jwk"] = json!({"kty": "oct", "k": URL_SAFE_NO_PAD.encode(secret)});
+        }
+        Crafted::None => header["alg"] = "none".into(),
+        Crafted::PrivateJwk => {
+            header["jwk"]["d"] = "B1k2Oo-aLaOtA6-M1xjODYBjDwbgtmtCSMYxVEdf4_w".into();
+        }
+    }
     let message = format!(
         "{}.{}",
         URL_SAFE_NO_PAD.encode(header.to_string()),
         URL_SAFE_NO_PAD.encode(claims.to_string())
     );
-    let key = EncodingKey::from_ec_pem(EC_PRIVATE_PEM.as_bytes()).unwrap();
-    let signature =
-        jsonwebtoken::crypto::sign(message.as_bytes(), &key, jsonwebtoken::Algorithm::ES256)
-            .unwrap();
+    let signature = match kind {
+        Crafted::None => String::new(),
+        Crafted::Hmac => jsonwebtoken::crypto::sign(
+            message.as_bytes(),
+            &EncodingKey::from_secret(&secret),
+            jsonwebtoken::Algorithm::HS256,
+        )
+        .unwrap(),
+        Crafted::Good | Crafted::PrivateJwk => jsonwebtoken::crypto::sign(
+            message.as_bytes(),
+            &EncodingKey::from_ec_pem(EC_PRIVATE_PEM.as_bytes()).unwrap(),
+            jsonwebtoken::Algorithm::ES256,
+        )
+        .unwrap(),
+    };
     format!("{message}.{signature}")
 }

@@ -11,6 +11,7 @@
 pub mod demo_mcp;
 #[cfg(feature = "jwt")]
 pub mod dpop;
+pub mod dpop_client;
 pub mod example_bin;
 pub mod external;
 #[cfg(feature = "memory")]
