@@ -20,6 +20,7 @@ pub(crate) enum Remembered {
     /// The cache cannot take the key (the memory cache is full): refuse, never forget.
     Full,
     /// The answer comes from a store: `Ok(true)` fresh, `Ok(false)` replayed, `Err` unavailable.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     Later(BoxFuture<'static, Result<bool, BoxError>>),
 }
 
