@@ -103,12 +103,13 @@ fn run(dpop: bool, sent: usize) {
     if dpop {
         builder = builder.dpop(ISS, DpopPolicy::Required);
     }
-    let mut service = builder
-        .build()
-        .unwrap()
-        .layer(tower::service_fn(|_req: Request<Full<Bytes>>| async {
-            Ok::<_, Infallible>(Response::new(Full::new(Bytes::new())))
-        }));
+    let mut service =
+        builder
+            .build()
+            .unwrap()
+            .layer(tower::service_fn(|_req: Request<Full<Bytes>>| async {
+                Ok::<_, Infallible>(Response::new(Full::new(Bytes::new())))
+            }));
     let mut ok = 0;
     for proof in proofs.into_iter().take(sent) {
         let mut request = Request::post(URL);

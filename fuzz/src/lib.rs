@@ -816,7 +816,8 @@ pub fn dpop(data: &[u8]) {
     assert_eq!(text.split('.').count(), 3, "three parts");
     assert_eq!(jkt.len(), 43, "{jkt}");
     assert!(
-        jkt.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'),
+        jkt.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'),
         "{jkt}"
     );
 }

@@ -518,9 +518,13 @@ impl JwtAuthLayerBuilder {
     /// Sets DPoP (RFC 9449) for `issuer`'s tokens: [`DpopPolicy::Off`](super::DpopPolicy::Off)
     /// (the default: bearer tokens only), [`Allowed`](super::DpopPolicy::Allowed) (a token with
     /// `cnf.jkt` needs a proof, others may come as `Bearer`) or
-    /// [`Required`](super::DpopPolicy::Required) (every token needs a proof). See the
-    /// [`dpop` module docs](super::dpop) for what is checked. `issuer` must be trusted (given
-    /// keys or discovery), or [`build`](Self::build) fails.
+    /// [`Required`](super::DpopPolicy::Required) (every token needs a proof). For
+    /// `Authorization: DPoP`, after the token is verified, the one `DPoP` proof must have
+    /// `typ: dpop+jwt`, an allowed asymmetric `alg`, a public `jwk` whose signature verifies,
+    /// `htm` and `htu` of this request, `iat` within the window, `ath` of the token, the
+    /// token's `cnf.jkt` as its key's thumbprint, and a `jti` not seen within the window (each
+    /// failure is a [`DpopError`](super::DpopError); `docs/dpop.md` has the table). `issuer`
+    /// must be trusted (given keys or discovery), or [`build`](Self::build) fails.
     ///
     /// Refusals are 401 with `WWW-Authenticate: DPoP error="invalid_dpop_proof"` (or
     /// `invalid_token`), `algs="…"`, preceded by a `Bearer` challenge when some issuer accepts

@@ -33,6 +33,11 @@
 //! 9. Optionally, a [`RevocationCheck`] by `jti`. A revoked token gets 401. A check that errors
 //!    or times out gets **503 with `Retry-After`**: the token is never admitted on a failed
 //!    check (fail closed).
+//! 10. For an issuer with DPoP (RFC 9449, [`JwtAuthLayerBuilder::dpop`]): the `DPoP` proof of an
+//!     `Authorization: DPoP` request, bound to the token by `cnf.jkt`, never replayed; the
+//!     downgrades to `Bearer` are refused. The key's thumbprint is
+//!     [`Identity::jkt`](crate::Identity::jkt). Checked after the scopes, before the revocation
+//!     check. See `docs/dpop.md`.
 //!
 //! # Failures
 //!

@@ -33,7 +33,8 @@ use crate::{
 /// | --- | --- | --- |
 /// | [`Missing`](Self::Missing) | 401 | none |
 /// | [`MalformedHeader`](Self::MalformedHeader) | 400 | `invalid_request` |
-/// | [`RevocationUnavailable`](Self::RevocationUnavailable), [`KeysUnavailable`](Self::KeysUnavailable) | 503 (`Retry-After`) | none, no challenge |
+/// | [`RevocationUnavailable`](Self::RevocationUnavailable), [`KeysUnavailable`](Self::KeysUnavailable), [`DpopReplayUnavailable`](Self::DpopReplayUnavailable) | 503 (`Retry-After`) | none, no challenge |
+/// | [`Dpop`](Self::Dpop) | 401 | `invalid_dpop_proof`, or `invalid_token` when the token is at fault, in the `DPoP` challenge |
 /// | [`InsufficientScope`](Self::InsufficientScope) | 403 | `insufficient_scope`, with the required `scope` |
 /// | every other reason | 401 | `invalid_token` |
 ///

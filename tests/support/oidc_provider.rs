@@ -124,9 +124,12 @@ pub struct OidcProvider {
     token_proof: TokenProof,
 }
 
+/// Makes a DPoP proof for a URL.
+type MakeProof = Arc<dyn Fn(&str) -> String + Send + Sync>;
+
 /// Makes the DPoP proof of a token request, given the token endpoint's URL.
 #[derive(Clone, Default)]
-pub struct TokenProof(Arc<Mutex<Option<Arc<dyn Fn(&str) -> String + Send + Sync>>>>);
+pub struct TokenProof(Arc<Mutex<Option<MakeProof>>>);
 
 impl std::fmt::Debug for TokenProof {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
