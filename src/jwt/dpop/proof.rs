@@ -15,6 +15,10 @@ pub(crate) const MAX_PROOF_LEN: usize = 8 * 1024;
 const MAX_JTI_LEN: usize = 256;
 /// Least RSA modulus accepted, in bytes (2048 bits).
 const MIN_RSA_MODULUS_BYTES: usize = 256;
+/// Largest RSA modulus accepted, in bytes (4096 bits): a verification's cost grows with it.
+const MAX_RSA_MODULUS_BYTES: usize = 512;
+/// Largest RSA public exponent accepted, in bytes (65537 is 3).
+const MAX_RSA_EXPONENT_BYTES: usize = 4;
 /// JWK members that only a private key has (RFC 7518 §6.2.2, §6.3.2; RFC 8037 §2; `k` of `oct`).
 const PRIVATE_MEMBERS: [&str; 8] = ["d", "p", "q", "dp", "dq", "qi", "oth", "k"];
 
@@ -201,7 +205,10 @@ fn public_key(
         }
         ("RSA", KeyFamily::Rsa) => {
             let (e, n) = (member("e")?, member("n")?);
-            if decoded_len(n)? < MIN_RSA_MODULUS_BYTES {
+            let modulus = decoded_len(n)?;
+            if !(MIN_RSA_MODULUS_BYTES..=MAX_RSA_MODULUS_BYTES).contains(&modulus)
+                || decoded_len(e)? > MAX_RSA_EXPONENT_BYTES
+            {
                 return Err(DpopError::Key);
             }
             let key = DecodingKey::from_rsa_components(n, e).map_err(|_| DpopError::Key)?;
@@ -394,8 +401,14 @@ MC4CAQAwBQYDK2VwBCIEIMT58eMPWG8vy5BVUlITqtGddqrYVO/WtwPDAdXY1oOR
             token: TOKEN,
             now: NOW,
             window: 300,
-            algorithms: &[Algorithm::ES256, Algorithm::EdDSA],
+            algorithms: &[Algorithm::ES256, Algorithm::EdDSA, Algorithm::PS256],
         }
+    }
+
+    /// A PS256 header with this RSA `jwk` (the proof is signed with ES256: the key is refused
+    /// before the signature is checked).
+    fn rsa_header(n: &str, e: &str) -> Value {
+        serde_json::json!({"typ": "dpop+jwt", "alg": "PS256", "jwk": {"kty": "RSA", "n": n, "e": e}})
     }
 
     fn check(proof: &str) -> Result<Proof, DpopError> {
@@ -508,6 +521,39 @@ MC4CAQAwBQYDK2VwBCIEIMT58eMPWG8vy5BVUlITqtGddqrYVO/WtwPDAdXY1oOR
                     &key,
                 ),
                 DpopError::Algorithm,
+            ),
+            (
+                "RSA modulus under 2048 bits",
+                sign_as(
+                    rsa_header(&URL_SAFE_NO_PAD.encode([0xff; 255]), "AQAB"),
+                    claims(),
+                    &key,
+                    jsonwebtoken::Algorithm::ES256,
+                ),
+                DpopError::Key,
+            ),
+            (
+                "RSA modulus over 4096 bits",
+                sign_as(
+                    rsa_header(&URL_SAFE_NO_PAD.encode([0xff; 513]), "AQAB"),
+                    claims(),
+                    &key,
+                    jsonwebtoken::Algorithm::ES256,
+                ),
+                DpopError::Key,
+            ),
+            (
+                "RSA exponent over 32 bits",
+                sign_as(
+                    rsa_header(
+                        &URL_SAFE_NO_PAD.encode([0xff; 256]),
+                        &URL_SAFE_NO_PAD.encode([1; 5]),
+                    ),
+                    claims(),
+                    &key,
+                    jsonwebtoken::Algorithm::ES256,
+                ),
+                DpopError::Key,
             ),
             ("signature of other claims", forged, DpopError::Signature),
             (
