@@ -10,9 +10,12 @@ use http::{Request, Response, StatusCode, header};
 use mcp_session_binding::{
     Identity,
     jwt::{Algorithm, DpopError, DpopPolicy, JwtAuthLayer, JwtKey, JwtRejection},
-    store::RedisStore,
+    store::{RedisOptions, RedisStore},
 };
-use support::{dpop, redis_server::RedisServer};
+use support::{
+    dpop,
+    redis_server::{RedisCluster, RedisServer},
+};
 use tower::{Layer, ServiceExt, service_fn};
 
 const ISS: &str = "https://issuer.example";
@@ -21,13 +24,17 @@ const SECRET: &[u8] = b"dpop-replay-test-secret-of-32+-bytes";
 
 /// One replica's JWT layer, with its own connection to `server`.
 async fn replica(server: &RedisServer) -> JwtAuthLayer {
-    let store = RedisStore::connect(&server.url()).await.unwrap();
+    layer(&RedisStore::connect(&server.url()).await.unwrap())
+}
+
+/// A JWT layer requiring DPoP, its replay cache in `store`'s Redis.
+fn layer(store: &RedisStore) -> JwtAuthLayer {
     JwtAuthLayer::builder()
         .issuer_keys(ISS, JwtKey::hmac(SECRET).unwrap())
         .algorithms([Algorithm::HS256])
         .audiences([URL])
         .dpop(ISS, DpopPolicy::Required)
-        .dpop_replay_redis(&store)
+        .dpop_replay_redis(store)
         .build()
         .unwrap()
 }
@@ -129,4 +136,26 @@ async fn a_store_that_fails_fails_closed() {
         Some(JwtRejection::DpopReplayUnavailable)
     );
     assert_eq!(response.headers()[header::RETRY_AFTER], "1");
+}
+
+/// On a Redis Cluster too: two replicas, each with its own cluster connection.
+#[tokio::test]
+async fn replicas_share_the_replay_cache_on_a_cluster() {
+    let Some(cluster) = RedisCluster::start() else {
+        return;
+    };
+    let urls = cluster.urls();
+    let connect = || RedisStore::connect_cluster(&urls, RedisOptions::new());
+    let (a, b) = (
+        layer(&connect().await.unwrap()),
+        layer(&connect().await.unwrap()),
+    );
+    let token = dpop::bound_token(SECRET, ISS, URL);
+    let proof = dpop::proof("POST", URL, &token);
+    assert_eq!(send(&a, &token, &proof).await.status(), StatusCode::OK);
+    let replayed = send(&b, &token, &proof).await;
+    assert_eq!(
+        rejection(&replayed),
+        Some(JwtRejection::Dpop(DpopError::Replayed))
+    );
 }
