@@ -504,6 +504,7 @@ async fn run(args: Args) -> Result<(), String> {
         jwks_refetch_interval: args.jwks_refresh_min,
         jwks_max_stale: args.jwks_max_stale,
         stream_recheck: None,
+        dpop: None,
     };
     let auth = jwt_stack::auth_layer(&config, &base_url)
         .map_err(|e| format!("invalid JWT settings: {e}"))?;

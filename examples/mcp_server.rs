@@ -8,7 +8,7 @@
 //!                                    [--redis-cache-ms MS] [--stream-recheck-ms MS]
 //!                                    [--issuer URL]... [--jwks-refresh-min SECS]
 //!                                    [--jwks-max-stale SECS] [--require-scope SCOPE]...
-//!                                    [--cors-origin ORIGIN]...
+//!                                    [--cors-origin ORIGIN]... [--dpop off|allowed|required]
 //!                                    [--metrics-listen ADDR] [--metrics-issuers]
 //! ```
 //!
@@ -85,7 +85,7 @@ const USAGE: &str = "\
 usage: mcp_server [--listen ADDR] [--allow-anonymous] [--without-binding] [--redis URL]
                   [--redis-cluster URL]... [--redis-ca PATH] [--redis-cache-ms MS]
                   [--stream-recheck-ms MS] [--issuer URL]... [--jwks-refresh-min SECS] [--jwks-max-stale SECS]
-                  [--require-scope SCOPE]... [--cors-origin ORIGIN]...
+                  [--require-scope SCOPE]... [--cors-origin ORIGIN]... [--dpop POLICY]
                   [--metrics-listen ADDR] [--metrics-issuers]
 
 options:
@@ -130,6 +130,11 @@ options:
                       serve the layers' metrics in the Prometheus text format at
                       http://ADDR/metrics (feature `metrics`; see docs/metrics.md)
   --metrics-issuers   label accepted tokens and key refreshes with their issuer
+  --dpop POLICY       DPoP (RFC 9449) for the trusted issuers: off (default: bearer tokens),
+                      allowed (DPoP-bound tokens need a proof, plain ones may be bearer)
+                      or required (every request needs a DPoP-bound token and a proof);
+                      with --redis, proofs are remembered in Redis, so a proof replayed on
+                      another replica is refused
   -h, --help          this text
 
 environment:
@@ -164,6 +169,7 @@ struct Args {
     cors_origins: Vec<String>,
     metrics_listen: Option<String>,
     metrics_issuers: bool,
+    dpop: mcp_session_binding::jwt::DpopPolicy,
 }
 
 impl Default for Args {
@@ -184,6 +190,7 @@ impl Default for Args {
             cors_origins: Vec::new(),
             metrics_listen: None,
             metrics_issuers: false,
+            dpop: mcp_session_binding::jwt::DpopPolicy::Off,
         }
     }
 }
@@ -237,6 +244,9 @@ impl Args {
                 "--require-scope" => parsed.required_scopes.push(value()?),
                 "--cors-origin" => parsed.cors_origins.push(value()?),
                 "--metrics-listen" => parsed.metrics_listen = Some(value()?),
+                "--dpop" => {
+                    parsed.dpop = value()?.parse().map_err(|e| format!("--dpop: {e}"))?;
+                }
                 "--allow-anonymous" | "--without-binding" | "--metrics-issuers"
                     if inline.is_some() =>
                 {
@@ -445,6 +455,7 @@ async fn run(args: Args) -> Result<(), String> {
         jwks_refetch_interval: args.jwks_refresh_min,
         jwks_max_stale: args.jwks_max_stale,
         stream_recheck: args.stream_recheck,
+        dpop: dpop(&args, redis.as_ref()),
     };
     let auth = jwt_stack::auth_layer(&config, &base_url).map_err(|e| {
         if discovery {
@@ -517,6 +528,22 @@ async fn serve_metrics(addr: &str, issuers: bool) -> Result<std::net::SocketAddr
 #[cfg(not(feature = "metrics"))]
 async fn serve_metrics(_addr: &str, _issuers: bool) -> Result<std::net::SocketAddr, String> {
     Err("--metrics-listen needs the metrics feature".to_owned())
+}
+
+/// The DPoP settings of `--dpop`: with Redis, proofs are remembered there.
+fn dpop(args: &Args, redis: Option<&Redis>) -> Option<jwt_stack::StackDpop> {
+    use mcp_session_binding::jwt::DpopPolicy;
+    if args.dpop == DpopPolicy::Off {
+        return None;
+    }
+    let mut dpop = jwt_stack::StackDpop::new(args.dpop);
+    #[cfg(feature = "redis")]
+    if let Some(store) = redis.cloned() {
+        dpop.tune = Some(Arc::new(move |auth| auth.dpop_replay_redis(&store)));
+    }
+    #[cfg(not(feature = "redis"))]
+    let _ = redis;
+    Some(dpop)
 }
 
 /// The `requestState` sealing layer: keys from `MCP_STATE_KEYS` (comma-separated base64, 32

@@ -152,7 +152,7 @@ pub struct ReadmeDoctests;
 #[doc(hidden)]
 pub mod __private {
     #[cfg(feature = "jwt")]
-    pub use crate::jwt::fuzzing::{parse_discovery, parse_jwks};
+    pub use crate::jwt::fuzzing::{check_dpop_proof, parse_discovery, parse_jwks};
     pub use crate::protocol::envelope::classify_len;
 
     /// The stored-value codec of the stores, for its fuzz target.

@@ -217,6 +217,11 @@ where
         };
         // Handlers see the identity compared here, whichever extractor read it.
         crate::identity::expose(&mut parts.extensions, caller.as_ref());
+        // Bound to the DPoP key too, when configured: the owner is `(iss, sub, jkt)`.
+        let caller = match caller {
+            Some(caller) if self.config.bind_dpop_key => Some(caller.with_key_in_issuer()),
+            caller => caller,
+        };
 
         let Some(key) = key else {
             if let Some(method) = task_method {

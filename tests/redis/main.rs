@@ -4,6 +4,8 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+#[cfg(feature = "jwt")]
+mod dpop_replay;
 #[cfg(all(feature = "oidc", feature = "memory"))]
 mod multi_replica;
 mod redis_cluster;

@@ -9,6 +9,9 @@
 
 #[path = "../../examples/common/demo_mcp.rs"]
 pub mod demo_mcp;
+#[cfg(feature = "jwt")]
+pub mod dpop;
+pub mod dpop_client;
 pub mod example_bin;
 pub mod external;
 #[cfg(feature = "memory")]
