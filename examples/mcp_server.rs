@@ -15,7 +15,10 @@
 //! server (tower-http's `CorsLayer`, outermost: preflights need no token, every answer carries
 //! the CORS headers, `Mcp-Session-Id` is exposed). A request with any other `Origin` gets 403
 //! (`OriginLayer`, the MCP transport's DNS-rebinding rule); clients that send no `Origin` (SDKs,
-//! curl) are not affected. See `common/browser.rs`.
+//! curl) are not affected. See `common/browser.rs`. On a loopback address (the default), the
+//! server's own origins (`http://localhost:PORT`, `http://127.0.0.1:PORT`, `http://[::1]:PORT`)
+//! are allowed too, and a request whose `Host` is not one of those hosts gets 403, whatever its
+//! `Origin`: a rebound name such as `evil.example.com:PORT` is refused (`OriginLayer::loopback`).
 //!
 //! With `--issuer URL` (repeatable), the server trusts that OpenID provider through discovery:
 //! it fetches `URL/.well-known/openid-configuration` (or the RFC 8414 document), then the JWK
@@ -116,7 +119,9 @@ options:
                       403 insufficient_scope
   --cors-origin ORIGIN
                       let browser pages of ORIGIN (scheme://host[:port]) call the server
-                      (CORS; repeatable); requests with any other Origin get 403
+                      (CORS; repeatable); requests with any other Origin get 403.
+                      On a loopback address the server's own origins are allowed too,
+                      and any Host but localhost, 127.0.0.1 or [::1] with its port gets 403
   -h, --help          this text
 
 environment:
@@ -435,8 +440,8 @@ async fn run(args: Args) -> Result<(), String> {
     }
     let key_ids = auth.key_ids();
     let app = jwt_stack::router_with(&config, &base_url, mcp, auth);
-    let app =
-        browser::layers(app, &args.cors_origins).map_err(|e| format!("--cors-origin: {e}"))?;
+    let app = browser::layers_at(app, addr, &args.cors_origins)
+        .map_err(|e| format!("--cors-origin: {e}"))?;
     tracing::info!(
         issuers = ?config.issuer_names(),
         audience = %config.audience,
