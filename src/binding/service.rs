@@ -4,6 +4,7 @@ use std::{
     marker::PhantomData,
     sync::Arc,
     task::{Context, Poll},
+    time::SystemTime,
 };
 
 use bytes::Buf;
@@ -265,8 +266,15 @@ where
         };
 
         let slide = self.config.slide(caller.as_ref());
-        let found = self.store.lookup_now(key, slide);
-        if let Some(Ok(lookup)) = &found
+        let aged = self.config.max_session_age.is_some();
+        let found = if aged {
+            self.store.lookup_with_age_now(key, slide)
+        } else {
+            self.store
+                .lookup_now(key, slide)
+                .map(|found| found.map(|found| (found, None)))
+        };
+        if let Some(Ok((lookup, bound_at))) = &found
             && let decide::Session::Forward {
                 tombstone_on_success,
             } = decide::session(
@@ -274,6 +282,7 @@ where
                 caller.as_ref(),
                 decide::Kind::of(&parts.method),
                 &self.config.policy(),
+                self.config.too_old(*bound_at),
             )
         {
             // The matching path, on a store that answers at once: the inner service polled
@@ -315,7 +324,12 @@ where
             Some(found) => checked.decide(found),
             None => ResponseFuture::boxed(
                 async move {
-                    let found = checked.store.lookup(key, slide).await;
+                    let found = if aged {
+                        checked.store.lookup_with_age(key, slide).await
+                    } else {
+                        let found = checked.store.lookup(key, slide).await;
+                        found.map(|found| (found, None))
+                    };
                     checked.decide(found).await
                 }
                 .boxed(),
@@ -355,16 +369,35 @@ where
     ReqBody::Error: Into<BoxError>,
     ResBody: Send + 'static,
 {
-    fn decide(self, found: Result<Lookup, StoreError>) -> ResponseFuture<S::Future, ResBody> {
+    fn decide(
+        self,
+        found: Result<(Lookup, Option<SystemTime>), StoreError>,
+    ) -> ResponseFuture<S::Future, ResBody> {
         let kind = decide::Kind::of(&self.parts.method);
+        let too_old = found
+            .as_ref()
+            .is_ok_and(|(_, bound_at)| self.config.too_old(*bound_at));
+        let found = found.map(|(found, _)| found);
         let decision = decide::session(
             found.as_ref().map_err(StoreError::kind),
             self.caller.as_ref(),
             kind,
             &self.config.policy(),
+            too_old,
         );
         let caller = self.caller.as_ref();
         match (&decision, &found) {
+            (
+                decide::Session::Refuse {
+                    reason: RejectionReason::SessionMaxAge,
+                    ..
+                },
+                _,
+            ) => {
+                let detail = "session reached its maximum age: ended";
+                let reason = RejectionReason::SessionMaxAge;
+                trace::rejected(reason, caller, Some(self.key), Some(detail));
+            }
             (decide::Session::Refuse { .. }, Ok(Lookup::Bound(owner))) => {
                 let owner = match owner {
                     Owner::User(owner) => Some(owner),

@@ -23,7 +23,7 @@ use std::{
     pin::Pin,
     sync::Arc,
     task::{Context, Poll},
-    time::Duration,
+    time::{Duration, SystemTime},
 };
 
 use bytes::Bytes;
@@ -46,12 +46,14 @@ use crate::{
 const MIN_INTERVAL: Duration = Duration::from_millis(10);
 
 /// Looks a session up for a stream, whatever the store's type.
+/// `aged`: with the bind time ([`BindingStore::lookup_with_age`]).
 trait Lookups: Send + Sync {
     fn lookup(
         &self,
         key: SessionKey,
         slide: Option<Duration>,
-    ) -> BoxFuture<'static, Result<Lookup, StoreError>>;
+        aged: bool,
+    ) -> BoxFuture<'static, Result<(Lookup, Option<SystemTime>), StoreError>>;
 }
 
 impl<St: BindingStore + Clone> Lookups for St {
@@ -59,9 +61,17 @@ impl<St: BindingStore + Clone> Lookups for St {
         &self,
         key: SessionKey,
         slide: Option<Duration>,
-    ) -> BoxFuture<'static, Result<Lookup, StoreError>> {
+        aged: bool,
+    ) -> BoxFuture<'static, Result<(Lookup, Option<SystemTime>), StoreError>> {
         let store = self.clone();
-        async move { store.lookup(key, slide).await }.boxed()
+        async move {
+            if aged {
+                store.lookup_with_age(key, slide).await
+            } else {
+                store.lookup(key, slide).await.map(|found| (found, None))
+            }
+        }
+        .boxed()
     }
 }
 
@@ -258,7 +268,7 @@ pin_project! {
         // Made at the first poll, on the runtime that serves the body.
         #[pin]
         sleep: Option<Sleep>,
-        lookup: Option<BoxFuture<'static, Result<Lookup, StoreError>>>,
+        lookup: Option<BoxFuture<'static, Result<(Lookup, Option<SystemTime>), StoreError>>>,
         ended: bool,
         watch: Watch,
     }
@@ -314,7 +324,8 @@ impl StreamWatch {
             }
             sleep.reset(Instant::now() + interval);
             let watch = &this.watch;
-            *this.lookup = Some(watch.store.lookup(watch.key, watch.slide));
+            let aged = watch.policy.max_age.is_some();
+            *this.lookup = Some(watch.store.lookup(watch.key, watch.slide, aged));
         }
     }
 
@@ -324,9 +335,14 @@ impl StreamWatch {
 }
 
 impl Watch {
-    fn verdict(&self, found: Result<Lookup, StoreError>) -> Verdict {
+    fn verdict(&self, found: Result<(Lookup, Option<SystemTime>), StoreError>) -> Verdict {
+        let too_old = found.as_ref().is_ok_and(|(_, bound_at)| {
+            self.policy.max_age.is_some()
+                && decide::too_old(*bound_at, SystemTime::now(), &self.policy)
+        });
+        let found = found.map(|(found, _)| found);
         let kind = found.as_ref().map_err(StoreError::kind);
-        match decide::stream(kind, self.caller.as_ref(), &self.policy) {
+        match decide::stream(kind, self.caller.as_ref(), &self.policy, too_old) {
             Ok(()) => {
                 if let Err(error) = &found {
                     self.unavailable(error);

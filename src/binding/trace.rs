@@ -47,7 +47,9 @@ pub(crate) fn rejected(
     let session = short(key);
     let detail = detail.unwrap_or_default();
     match reason {
-        RejectionReason::UnknownSession | RejectionReason::EndedSession => {
+        RejectionReason::UnknownSession
+        | RejectionReason::EndedSession
+        | RejectionReason::SessionMaxAge => {
             tracing::info!(reason = code, iss, sub, session, detail, "request refused");
         }
         RejectionReason::InvalidMintedSessionId => {

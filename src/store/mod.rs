@@ -75,7 +75,11 @@
 //! The trait returns boxed futures, so it works both as a generic parameter and behind
 //! `Arc<dyn BindingStore>`.
 
-use std::{fmt, sync::Arc, time::Duration};
+use std::{
+    fmt,
+    sync::Arc,
+    time::{Duration, SystemTime},
+};
 
 use futures::future::BoxFuture;
 
@@ -451,6 +455,37 @@ pub trait BindingStore: Send + Sync + 'static {
         slide: Option<Duration>,
     ) -> BoxFuture<'_, Result<Lookup, StoreError>>;
 
+    /// [`lookup`](Self::lookup), with the time the binding was made (by its
+    /// [`bind`](Self::bind), on the store's clock) when the answer is [`Lookup::Bound`]: what
+    /// [`SessionBindingLayer::max_session_age`] reads. `None` for any other answer, and for a
+    /// binding whose time the store does not know (one written before it recorded times).
+    ///
+    /// The default answers `None` with every lookup: a store that does not override it cannot
+    /// end sessions at a maximum age, and the conformance suite
+    /// (`bindings_remember_when_they_were_made`) fails on it.
+    ///
+    /// [`SessionBindingLayer::max_session_age`]: crate::SessionBindingLayer::max_session_age
+    fn lookup_with_age(
+        &self,
+        key: SessionKey,
+        slide: Option<Duration>,
+    ) -> BoxFuture<'_, Result<(Lookup, Option<SystemTime>), StoreError>> {
+        let lookup = self.lookup(key, slide);
+        Box::pin(async move { lookup.await.map(|found| (found, None)) })
+    }
+
+    /// A synchronous [`lookup_with_age`](Self::lookup_with_age), as
+    /// [`lookup_now`](Self::lookup_now) is of [`lookup`](Self::lookup). `None` (the default)
+    /// means "ask [`lookup_with_age`](Self::lookup_with_age)".
+    fn lookup_with_age_now(
+        &self,
+        key: SessionKey,
+        slide: Option<Duration>,
+    ) -> Option<Result<(Lookup, Option<SystemTime>), StoreError>> {
+        let _ = (key, slide);
+        None
+    }
+
     /// Ends the session: a tombstone for `tombstone_ttl` replaces the binding, and counts
     /// towards its owner's tombstones, which [`bind`](Self::bind) keeps bounded (see the
     /// [module docs](self)). Idempotent: a tombstone already there is left as it is.
@@ -516,6 +551,22 @@ impl<T: BindingStore + ?Sized> BindingStore for Arc<T> {
         slide: Option<Duration>,
     ) -> BoxFuture<'_, Result<Lookup, StoreError>> {
         (**self).lookup(key, slide)
+    }
+
+    fn lookup_with_age(
+        &self,
+        key: SessionKey,
+        slide: Option<Duration>,
+    ) -> BoxFuture<'_, Result<(Lookup, Option<SystemTime>), StoreError>> {
+        (**self).lookup_with_age(key, slide)
+    }
+
+    fn lookup_with_age_now(
+        &self,
+        key: SessionKey,
+        slide: Option<Duration>,
+    ) -> Option<Result<(Lookup, Option<SystemTime>), StoreError>> {
+        (**self).lookup_with_age_now(key, slide)
     }
 
     fn end(

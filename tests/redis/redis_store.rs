@@ -476,10 +476,18 @@ async fn redis_never_holds_the_session_id() {
         assert!(!value.contains("secret"), "{value}");
         assert!(value.starts_with("mcpsb1:"), "{value}");
     }
-    assert_eq!(
-        server.command(&["GET", &format!("app:{}", key.to_hex())]),
-        "mcpsb1:user:22:https://issuer.examplealice"
-    );
+    let value = server.command(&["GET", &format!("app:{}", key.to_hex())]);
+    let (ms, owner) = value
+        .strip_prefix("mcpsb1:at:")
+        .and_then(|rest| rest.split_once(':'))
+        .unwrap_or_else(|| panic!("no bind time: {value}"));
+    let ms: u64 = ms.parse().unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    assert!(now.abs_diff(ms) < 60_000, "bound at {ms}, now {now}");
+    assert_eq!(owner, "mcpsb1:user:22:https://issuer.examplealice");
 }
 
 /// A task record is a string of its own, `<prefix>task:<key hex>`, in no owner set (so it counts

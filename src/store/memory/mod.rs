@@ -10,7 +10,7 @@ use std::{
         Arc, Mutex, MutexGuard,
         atomic::{AtomicUsize, Ordering},
     },
-    time::{Duration, Instant},
+    time::{Duration, Instant, SystemTime},
 };
 
 use dashmap::mapref::entry::Entry;
@@ -107,6 +107,8 @@ struct Inner {
     len: AtomicUsize,
     capacity: Option<usize>,
     epoch: Instant,
+    /// The wall-clock time of `epoch`, to tell when a binding was made.
+    epoch_time: SystemTime,
     /// Every key of the map at least once, in the order written: the reclaimer's queue. Keys
     /// found live go to the back; keys found expired or gone leave it.
     written: Mutex<VecDeque<SessionKey>>,
@@ -125,6 +127,7 @@ impl Default for Inner {
             len: AtomicUsize::new(0),
             capacity: None,
             epoch: Instant::now(),
+            epoch_time: SystemTime::now(),
             written: Mutex::new(VecDeque::new()),
             keys: KeyDerivation::local(),
             #[cfg(test)]
@@ -280,7 +283,8 @@ impl MemoryStore {
         }
         self.evict_tombstones(entry, &mut keys.ended, limit);
         let expires_at = now.saturating_add(millis(ttl));
-        let outcome = self.insert(key, now, || Slot::bound(Arc::clone(entry), expires_at))?;
+        let slot = || Slot::bound_at(Arc::clone(entry), expires_at, now);
+        let outcome = self.insert(key, now, slot)?;
         if outcome.0 == BindOutcome::Created {
             keys.live.push_back(key);
         }
@@ -473,13 +477,21 @@ impl MemoryStore {
     }
 
     fn lookup_sync(&self, key: SessionKey, slide: Option<Duration>) -> Lookup {
+        self.lookup_with_age_sync(key, slide).0
+    }
+
+    fn lookup_with_age_sync(
+        &self,
+        key: SessionKey,
+        slide: Option<Duration>,
+    ) -> (Lookup, Option<SystemTime>) {
         self.read(key, slide, |slot| match slot.kind() {
-            Kind::Bound => Lookup::Bound(slot.owner()),
-            Kind::Ended => Lookup::Ended,
+            Kind::Bound => (Lookup::Bound(slot.owner()), Some(self.inner.time_of(slot))),
+            Kind::Ended => (Lookup::Ended, None),
             // A task record at a session key (never, with derived keys) reads as missing.
-            Kind::Task => Lookup::Missing,
+            Kind::Task => (Lookup::Missing, None),
         })
-        .unwrap_or(Lookup::Missing)
+        .unwrap_or((Lookup::Missing, None))
     }
 
     fn bind_task_now(
@@ -574,6 +586,13 @@ fn found(slot: &Slot) -> BindOutcome {
 }
 
 impl Inner {
+    /// The wall-clock time a binding's slot was made.
+    fn time_of(&self, slot: &Slot) -> SystemTime {
+        // `now` starts at 1.
+        let since_epoch = Duration::from_millis(slot.made_at().saturating_sub(1));
+        self.epoch_time + since_epoch
+    }
+
     fn now(&self) -> u64 {
         // +1 so that a zero TTL is already expired.
         let now = millis(self.epoch.elapsed()) + 1;
@@ -643,6 +662,22 @@ impl BindingStore for MemoryStore {
         slide: Option<Duration>,
     ) -> Option<Result<Lookup, StoreError>> {
         Some(Ok(self.lookup_sync(key, slide)))
+    }
+
+    fn lookup_with_age(
+        &self,
+        key: SessionKey,
+        slide: Option<Duration>,
+    ) -> BoxFuture<'_, Result<(Lookup, Option<SystemTime>), StoreError>> {
+        future::ready(Ok(self.lookup_with_age_sync(key, slide))).boxed()
+    }
+
+    fn lookup_with_age_now(
+        &self,
+        key: SessionKey,
+        slide: Option<Duration>,
+    ) -> Option<Result<(Lookup, Option<SystemTime>), StoreError>> {
+        Some(Ok(self.lookup_with_age_sync(key, slide)))
     }
 
     fn key_derivation(&self) -> &KeyDerivation {

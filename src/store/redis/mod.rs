@@ -3,7 +3,7 @@
 use std::{
     fmt, io,
     sync::{Arc, LazyLock},
-    time::Duration,
+    time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
 use ::redis::{
@@ -37,6 +37,14 @@ const ENDED_SET: &str = "ended:";
 /// The middle of a task record's key: `<prefix>task:<key hex>`.
 const TASK_RECORD: &str = "task:";
 
+/// Lua: `owner_of(value)`, the owner encoding of a stored binding value, without the bind time
+/// the bind script writes before it (`mcpsb1:at:<ms>:`); any other value as it is.
+macro_rules! lua_owner_of {
+    () => {
+        "local function owner_of(v)\n  if type(v) ~= 'string' then return v end\n  return string.match(v, '^mcpsb1:at:%d+:(.*)$') or v\nend\n"
+    };
+}
+
 /// Lua: the current Redis time in milliseconds, as `now`.
 macro_rules! lua_now {
     () => {
@@ -63,6 +71,7 @@ macro_rules! lua_now {
 /// tombstone is deleted. Members whose tombstone expired have the lowest scores, so they go
 /// first and cost no live tombstone.
 const BIND_LUA: &str = concat!(
+    lua_owner_of!(),
     r"
 local old = redis.call('GET', KEYS[1])
 if old then
@@ -77,7 +86,7 @@ local set = ARGV[4] .. redis.sha1hex(ARGV[1])
 redis.call('ZREMRANGEBYSCORE', set, '-inf', now)
 if redis.call('ZCARD', set) >= limit then
   for _, member in ipairs(redis.call('ZRANGE', set, 0, 63)) do
-    if redis.pcall('GET', member) ~= ARGV[1] then
+    if owner_of(redis.pcall('GET', member)) ~= ARGV[1] then
       redis.call('ZREM', set, member)
     end
   end
@@ -100,7 +109,7 @@ if excess > 0 then
     end
   end
 end
-redis.call('SET', KEYS[1], ARGV[1], 'PX', ttl)
+redis.call('SET', KEYS[1], 'mcpsb1:at:' .. string.format('%.0f', now) .. ':' .. ARGV[1], 'PX', ttl)
 redis.call('ZADD', set, now + ttl, KEYS[1])
 if redis.call('PTTL', set) < ttl then
   redis.call('PEXPIRE', set, ttl)
@@ -119,6 +128,7 @@ return false
 /// for a missing key, else `{value, ms left}` (`-1` for a key without expiry, written by hand,
 /// which is left alone).
 const SLIDE_LUA: &str = concat!(
+    lua_owner_of!(),
     r"
 local value = redis.call('GET', KEYS[1])
 if not value then
@@ -131,7 +141,7 @@ if value ~= ARGV[2] then
     redis.call('PEXPIRE', KEYS[1], slide)
     left = slide
     if ARGV[3] ~= '' then
-      local set = ARGV[3] .. redis.sha1hex(value)
+      local set = ARGV[3] .. redis.sha1hex(owner_of(value))
 ",
     lua_now!(),
     r"
@@ -158,6 +168,7 @@ return {value, left}
 /// expiry in microseconds of Redis time (so that ends a millisecond apart keep their order;
 /// formatted by hand, as Lua would round it to 14 digits). It expires with its last tombstone.
 const END_LUA: &str = concat!(
+    lua_owner_of!(),
     r"
 local old = redis.pcall('GET', KEYS[1])
 if old == ARGV[1] then
@@ -165,7 +176,7 @@ if old == ARGV[1] then
 end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 if type(old) == 'string' then
-  local owner = redis.sha1hex(old)
+  local owner = redis.sha1hex(owner_of(old))
   redis.call('ZREM', ARGV[3] .. owner, KEYS[1])
   local ended = ARGV[4] .. owner
   local ttl = tonumber(ARGV[2])
@@ -962,11 +973,25 @@ impl RedisStore {
 
     /// A sliding lookup: the slide script, which also pushes the expiry out when less than half
     /// of `slide` is left, and tells the expiry [`Fresh`] remembers.
-    async fn slide(&self, key: SessionKey, slide: Duration) -> Result<Lookup, StoreError> {
+    async fn slide(&self, key: SessionKey, slide: Duration) -> Result<Aged, StoreError> {
         let value = self
             .slide_script(key, self.redis_key(key), &self.owner_prefix, slide)
             .await?;
         to_lookup(value.as_deref())
+    }
+
+    /// [`lookup`](BindingStore::lookup) with the bind time.
+    async fn lookup_aged(
+        &self,
+        key: SessionKey,
+        slide: Option<Duration>,
+    ) -> Result<Aged, StoreError> {
+        match slide {
+            Some(slide) if !self.fresh.is_fresh(key, slide) => self.slide(key, slide).await,
+            // No slide, or a binding known to have more than half its slide left: the cache,
+            // or a plain GET, no script.
+            _ => self.read(key, slide.is_some()).await,
+        }
     }
 
     /// The slide script on `redis_key` (`owner_prefix` empty for a task record): the value
@@ -1014,9 +1039,9 @@ impl RedisStore {
 
     /// A lookup that writes nothing: from the client-side cache, else a `GET` (whose answer the
     /// cache keeps). `sliding`: the key's expiry is remembered in [`Fresh`].
-    async fn read(&self, key: SessionKey, sliding: bool) -> Result<Lookup, StoreError> {
+    async fn read(&self, key: SessionKey, sliding: bool) -> Result<Aged, StoreError> {
         let cache = self.cache.as_deref();
-        if let Some(found) = cache.and_then(|cache| cache.get(key)) {
+        if let Some(found) = cache.and_then(|cache| cache.get_aged(key)) {
             return Ok(found);
         }
         let reserved = cache.and_then(|cache| Some((cache, cache.reserve(key)?)));
@@ -1028,7 +1053,7 @@ impl RedisStore {
         }
         let found = to_lookup(value.as_deref())?;
         if let Some((cache, ticket)) = reserved {
-            cache.fill(key, ticket, &found);
+            cache.fill_aged(key, ticket, &found.0, found.1);
         }
         Ok(found)
     }
@@ -1092,13 +1117,19 @@ fn decode(value: &[u8]) -> Result<Stored, StoreError> {
     codec::decode_bytes(value).map_err(StoreError::corrupt)
 }
 
+/// A lookup's answer, with the time a binding was made when its value says.
+type Aged = (Lookup, Option<SystemTime>);
+
 /// What a binding key's value (or its absence) means.
-fn to_lookup(value: Option<&[u8]>) -> Result<Lookup, StoreError> {
+fn to_lookup(value: Option<&[u8]>) -> Result<Aged, StoreError> {
     Ok(match value {
-        None => Lookup::Missing,
-        Some(value) => match decode(value)? {
-            Stored::Bound(owner) => Lookup::Bound(owner),
-            Stored::Ended => Lookup::Ended,
+        None => (Lookup::Missing, None),
+        Some(value) => match codec::decode_bytes_with_time(value).map_err(StoreError::corrupt)? {
+            (Stored::Bound(owner), at) => (
+                Lookup::Bound(owner),
+                at.map(|ms| UNIX_EPOCH + Duration::from_millis(ms)),
+            ),
+            (Stored::Ended, _) => (Lookup::Ended, None),
         },
     })
 }
@@ -1164,15 +1195,15 @@ impl BindingStore for RedisStore {
         key: SessionKey,
         slide: Option<Duration>,
     ) -> BoxFuture<'_, Result<Lookup, StoreError>> {
-        async move {
-            match slide {
-                Some(slide) if !self.fresh.is_fresh(key, slide) => self.slide(key, slide).await,
-                // No slide, or a binding known to have more than half its slide left: the cache,
-                // or a plain GET, no script.
-                _ => self.read(key, slide.is_some()).await,
-            }
-        }
-        .boxed()
+        async move { self.lookup_aged(key, slide).await.map(|(found, _)| found) }.boxed()
+    }
+
+    fn lookup_with_age(
+        &self,
+        key: SessionKey,
+        slide: Option<Duration>,
+    ) -> BoxFuture<'_, Result<(Lookup, Option<SystemTime>), StoreError>> {
+        self.lookup_aged(key, slide).boxed()
     }
 
     fn end(
