@@ -279,6 +279,23 @@ pub enum BindOutcome {
     },
 }
 
+/// What [`BindingStore::end_owner`] ended.
+///
+/// ```
+/// use mcp_session_binding::store::Revoked;
+///
+/// let revoked = Revoked::default();
+/// assert_eq!((revoked.sessions, revoked.tasks), (0, 0));
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Revoked {
+    /// Live session bindings turned into tombstones.
+    pub sessions: usize,
+    /// Live task records removed.
+    pub tasks: usize,
+}
+
 /// What kind of failure a [`StoreError`] is.
 ///
 /// ```
@@ -495,6 +512,33 @@ pub trait BindingStore: Send + Sync + 'static {
         tombstone_ttl: Duration,
     ) -> BoxFuture<'_, Result<(), StoreError>>;
 
+    /// Ends every live session of `owner` (each binding becomes a tombstone for
+    /// `tombstone_ttl`, as [`end`](Self::end) makes one, so the session answers 404 on every
+    /// replica and its slot is free) and removes every live task record of `owner` (its tasks
+    /// then answer as unknown). Other owners' sessions and tasks are not touched. For operators:
+    /// "log alice out everywhere".
+    ///
+    /// The work is bounded by what the owner holds (its live bindings, at most its session
+    /// limit, its tombstone-bounded keys and its live task records), never by the size of the
+    /// store. Sessions and tasks the owner creates while the call runs may survive it: call it
+    /// after the owner's tokens stop being accepted.
+    ///
+    /// The default answers an error ([`StoreErrorKind::Unavailable`]): a store that does not
+    /// override it cannot revoke, and the conformance suite
+    /// (`ending_one_owner_ends_all_its_sessions_and_tasks`) fails on it.
+    fn end_owner<'a>(
+        &'a self,
+        owner: &'a Owner,
+        tombstone_ttl: Duration,
+    ) -> BoxFuture<'a, Result<Revoked, StoreError>> {
+        let _ = (owner, tombstone_ttl);
+        Box::pin(async {
+            Err(StoreError::unavailable(
+                "this binding store cannot end an owner's sessions",
+            ))
+        })
+    }
+
     /// Records that `owner` created the task under `key` (a [`KeyDerivation::task`] key), for
     /// `ttl`, if no live task record is there: [`BindOutcome::Created`], else
     /// [`BindOutcome::AlreadyBound`] with the recorded owner, and nothing written. Atomic, as
@@ -575,6 +619,14 @@ impl<T: BindingStore + ?Sized> BindingStore for Arc<T> {
         tombstone_ttl: Duration,
     ) -> BoxFuture<'_, Result<(), StoreError>> {
         (**self).end(key, tombstone_ttl)
+    }
+
+    fn end_owner<'a>(
+        &'a self,
+        owner: &'a Owner,
+        tombstone_ttl: Duration,
+    ) -> BoxFuture<'a, Result<Revoked, StoreError>> {
+        (**self).end_owner(owner, tombstone_ttl)
     }
 
     fn bind_task<'a>(

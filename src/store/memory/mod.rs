@@ -20,7 +20,8 @@ mod slots;
 
 use self::slots::{Kind, Map, OwnerEntry, OwnerKeys, Owners, Slot};
 use super::{
-    BindOutcome, BindingStore, KeyDerivation, Lookup, Owner, SessionKey, StoreError, StoreErrorKind,
+    BindOutcome, BindingStore, KeyDerivation, Lookup, Owner, Revoked, SessionKey, StoreError,
+    StoreErrorKind,
 };
 
 /// Entries the reclaimer examines per write (bind or end), at most.
@@ -503,7 +504,14 @@ impl MemoryStore {
         let entry = self.inner.owners.entry(owner);
         let now = self.inner.now();
         let expires_at = now.saturating_add(millis(ttl));
-        let (outcome, inserted) = self.insert(key, now, || Slot::task(entry, expires_at))?;
+        let task_entry = Arc::clone(&entry);
+        let (outcome, inserted) = self.insert(key, now, || Slot::task(task_entry, expires_at))?;
+        if outcome == BindOutcome::Created {
+            let mut keys = lock(&entry.keys);
+            self.tidy_tasks(&entry, &mut keys.tasks, now);
+            keys.tasks.push_back(key);
+        }
+        drop(entry);
         self.written(key, inserted);
         Ok(outcome)
     }
@@ -513,6 +521,65 @@ impl MemoryStore {
             (slot.kind() == Kind::Task).then(|| slot.owner())
         })
         .flatten()
+    }
+
+    /// Examines up to [`OWNER_TIDY`] keys at the front of an owner's task list: keys of its live
+    /// task records go to the back, the others leave it (expired ones are reclaimed). So the
+    /// list stays within a few keys of the owner's live task records.
+    fn tidy_tasks(&self, entry: &Arc<OwnerEntry>, tasks: &mut VecDeque<SessionKey>, now: u64) {
+        for _ in 0..OWNER_TIDY.min(tasks.len()) {
+            let Some(key) = tasks.pop_front() else { break };
+            let live = self.examine(key, now, None).is_some()
+                && self.inner.map.get(&key).is_some_and(|slot| {
+                    slot.kind() == Kind::Task && slot.is_of(entry) && !slot.expired(now)
+                });
+            if live {
+                tasks.push_back(key);
+            }
+        }
+    }
+
+    /// Ends every live session of `owner` and removes its live task records.
+    fn end_owner_now(&self, owner: &Owner, tombstone_ttl: Duration) -> Revoked {
+        let Some(entry) = self.inner.owners.find(owner) else {
+            return Revoked::default();
+        };
+        let (live, tasks) = {
+            let mut keys = lock(&entry.keys);
+            (
+                std::mem::take(&mut keys.live),
+                std::mem::take(&mut keys.tasks),
+            )
+        };
+        let now = self.inner.now();
+        let expires_at = now.saturating_add(millis(tombstone_ttl));
+        let mut revoked = Revoked::default();
+        for key in live {
+            // Under the owner's lock, as `end_now`: its binds see the binding or the tombstone.
+            let mut keys = lock(&entry.keys);
+            let replaced = match self.inner.map.entry(key) {
+                Entry::Occupied(mut occupied)
+                    if !occupied.get().expired(now) && occupied.get().is_bound_to(&entry) =>
+                {
+                    keys.ended.push_back(key);
+                    let tombstone = Slot::ended(Some(Arc::clone(&entry)), expires_at);
+                    Some(occupied.insert(tombstone))
+                }
+                _ => None,
+            };
+            drop(keys);
+            if let Some(old) = replaced {
+                self.inner.owners.release(old);
+                revoked.sessions += 1;
+            }
+        }
+        for key in tasks {
+            let removed = self.remove_if(key, |slot| {
+                slot.kind() == Kind::Task && slot.is_of(&entry) && !slot.expired(now)
+            });
+            revoked.tasks += usize::from(removed);
+        }
+        revoked
     }
 
     /// Ends `key`: a live binding becomes a tombstone listed with its owner (under the owner's
@@ -670,6 +737,14 @@ impl BindingStore for MemoryStore {
         slide: Option<Duration>,
     ) -> BoxFuture<'_, Result<(Lookup, Option<SystemTime>), StoreError>> {
         future::ready(Ok(self.lookup_with_age_sync(key, slide))).boxed()
+    }
+
+    fn end_owner<'a>(
+        &'a self,
+        owner: &'a Owner,
+        tombstone_ttl: Duration,
+    ) -> BoxFuture<'a, Result<Revoked, StoreError>> {
+        future::ready(Ok(self.end_owner_now(owner, tombstone_ttl))).boxed()
     }
 
     fn lookup_with_age_now(

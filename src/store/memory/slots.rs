@@ -195,6 +195,8 @@ pub(super) struct OwnerKeys {
     pub(super) live: VecDeque<SessionKey>,
     /// Keys whose binding of this owner an `end` turned into a tombstone, in the order ended.
     pub(super) ended: VecDeque<SessionKey>,
+    /// Keys of this owner's task records, for `end_owner`.
+    pub(super) tasks: VecDeque<SessionKey>,
 }
 
 impl OwnerEntry {
@@ -270,6 +272,14 @@ impl Owners {
         // A concurrent bind may have interned the same user since: the table keeps the first.
         let user = UserKey(Arc::new(OwnerEntry::new(Some(id))));
         Arc::clone(&self.users.entry(user).or_insert(()).key().0)
+    }
+
+    /// The entry of `owner`, if it is interned (a user with no slot is not).
+    pub(super) fn find(&self, owner: &Owner) -> Option<Arc<OwnerEntry>> {
+        match owner {
+            Owner::Anonymous => Some(Arc::clone(&self.anonymous)),
+            Owner::User(id) => self.users.get(id).map(|user| Arc::clone(&user.key().0)),
+        }
     }
 
     fn issuer(&self, iss: &Arc<str>) -> Arc<str> {
