@@ -8,7 +8,8 @@
 //!                                    [--redis-cache-ms MS] [--stream-recheck-ms MS]
 //!                                    [--issuer URL]... [--jwks-refresh-min SECS]
 //!                                    [--jwks-max-stale SECS] [--require-scope SCOPE]...
-//!                                    [--cors-origin ORIGIN]...
+//!                                    [--cors-origin ORIGIN]... [--session-max-age SECONDS]
+//!                                    [--admin-scope SCOPE]
 //! ```
 //!
 //! Browser clients: `--cors-origin ORIGIN` (repeatable) lets pages of that origin call the
@@ -55,8 +56,16 @@
 //! `https://issuer.example`). Without `MCP_JWT_SECRET`, the server picks a random secret and
 //! prints tokens for `alice` and `bob` and a `curl` command that initializes a session.
 //!
+//! Session lifecycle: `--session-max-age SECONDS` ends every session at that age, however busy
+//! (`SessionBindingLayer::max_session_age`). `--admin-scope SCOPE` (off by default) serves
+//! `POST /admin/end-session` and `POST /admin/end-principal` for tokens granting SCOPE: an
+//! operator ends one session, or every session and task of one `(iss, sub)`, on every replica
+//! (`common/admin.rs`).
+//!
 //! Once it listens, the server prints `listening on http://HOST:PORT/mcp` on stdout.
 
+#[path = "common/admin.rs"]
+mod admin;
 #[path = "common/browser.rs"]
 mod browser;
 #[path = "common/demo_mcp.rs"]
@@ -81,6 +90,7 @@ usage: mcp_server [--listen ADDR] [--allow-anonymous] [--without-binding] [--red
                   [--redis-cluster URL]... [--redis-ca PATH] [--redis-cache-ms MS]
                   [--stream-recheck-ms MS] [--issuer URL]... [--jwks-refresh-min SECS] [--jwks-max-stale SECS]
                   [--require-scope SCOPE]... [--cors-origin ORIGIN]...
+                  [--session-max-age SECONDS] [--admin-scope SCOPE]
 
 options:
   --listen ADDR       address to listen on (default 127.0.0.1:8080; port 0 picks a free port)
@@ -122,6 +132,13 @@ options:
                       (CORS; repeatable); requests with any other Origin get 403.
                       On a loopback address the server's own origins are allowed too,
                       and any Host but localhost, 127.0.0.1 or [::1] with its port gets 403
+  --session-max-age SECONDS
+                      end every session at this age, however busy (404, the MCP
+                      session deleted); default: sessions live while they are used
+  --admin-scope SCOPE serve POST /admin/end-session {\"session\": ID} and
+                      POST /admin/end-principal {\"iss\": ISS, \"sub\": SUB} to tokens
+                      granting SCOPE: end one session, or every session and task of
+                      one principal, on every replica (default: no admin endpoint)
   -h, --help          this text
 
 environment:
@@ -154,6 +171,8 @@ struct Args {
     jwks_max_stale: Duration,
     required_scopes: Vec<String>,
     cors_origins: Vec<String>,
+    session_max_age: Option<Duration>,
+    admin_scope: Option<String>,
 }
 
 impl Default for Args {
@@ -172,6 +191,8 @@ impl Default for Args {
             jwks_max_stale: Duration::from_secs(3600),
             required_scopes: Vec::new(),
             cors_origins: Vec::new(),
+            session_max_age: None,
+            admin_scope: None,
         }
     }
 }
@@ -224,6 +245,14 @@ impl Args {
                 "--jwks-max-stale" => parsed.jwks_max_stale = seconds(&flag, &value()?)?,
                 "--require-scope" => parsed.required_scopes.push(value()?),
                 "--cors-origin" => parsed.cors_origins.push(value()?),
+                "--session-max-age" => {
+                    let max_age = seconds(&flag, &value()?)?;
+                    if max_age.is_zero() {
+                        return Err("--session-max-age must be at least 1 second".to_owned());
+                    }
+                    parsed.session_max_age = Some(max_age);
+                }
+                "--admin-scope" => parsed.admin_scope = Some(value()?),
                 "--allow-anonymous" | "--without-binding" if inline.is_some() => {
                     return Err(format!("{flag} takes no value"));
                 }
@@ -242,6 +271,14 @@ impl Args {
         }
         if parsed.redis_ca.is_some() && parsed.redis.is_none() && !cluster {
             return Err("--redis-ca needs --redis or --redis-cluster".to_owned());
+        }
+        if parsed.without_binding
+            && (parsed.session_max_age.is_some() || parsed.admin_scope.is_some())
+        {
+            return Err(
+                "--session-max-age and --admin-scope need the binding layer (not --without-binding)"
+                    .to_owned(),
+            );
         }
         if parsed.redis_cache.is_some() && parsed.redis.is_none() {
             return Err("--redis-cache-ms needs --redis (one Redis endpoint)".to_owned());
@@ -439,7 +476,28 @@ async fn run(args: Args) -> Result<(), String> {
             .map_err(|e| format!("cannot load the signing keys of {e}"))?;
     }
     let key_ids = auth.key_ids();
-    let app = jwt_stack::router_with(&config, &base_url, mcp, auth);
+    let mut binding_layer = None;
+    let app = jwt_stack::router_with_binding(&config, &base_url, mcp, auth, |mut binding| {
+        if let Some(max_age) = args.session_max_age {
+            binding = binding.max_session_age(max_age);
+        }
+        binding_layer = Some(binding.clone());
+        binding
+    });
+    let app = match (&args.admin_scope, binding_layer) {
+        (Some(scope), Some(binding)) => {
+            let admin_config = StackConfig {
+                required_scopes: vec![scope.clone()],
+                allow_anonymous: false,
+                ..config.clone()
+            };
+            let admin_auth = jwt_stack::auth_layer(&admin_config, &base_url)
+                .map_err(|e| format!("invalid JWT settings for --admin-scope: {e}"))?;
+            tracing::info!("admin endpoint on: POST /admin/end-session, /admin/end-principal");
+            app.merge(admin::router(binding, admin_auth))
+        }
+        _ => app,
+    };
     let app = browser::layers_at(app, addr, &args.cors_origins)
         .map_err(|e| format!("--cors-origin: {e}"))?;
     tracing::info!(

@@ -79,6 +79,11 @@ impl<St: BindingStore + Clone> SessionBindingLayer<St> {
 }
 
 impl<St, I> SessionBindingLayer<St, I> {
+    /// The store and the settings, for the operator calls of `revoke.rs`.
+    pub(crate) fn store_and_config(&self) -> (&St, &Config) {
+        (&self.store, &self.config)
+    }
+
     /// Uses another binding store.
     pub fn store<St2: BindingStore + Clone>(self, store: St2) -> SessionBindingLayer<St2, I> {
         SessionBindingLayer {

@@ -15,3 +15,5 @@ mod redis_store;
     feature = "memory"
 ))]
 mod redis_tls;
+#[cfg(feature = "memory")]
+mod revocation;
