@@ -186,13 +186,15 @@ where
         } else {
             headers::session_header(&parts.headers, self.config.max_session_id_len)
         };
+        // With a key secret rotated within its overlap, also the key under the secret before.
+        let mut previous = None;
         let key = match header {
             SessionHeader::Absent => None,
-            SessionHeader::Present(session) => Some(
-                self.store
-                    .key_derivation()
-                    .session_bytes(session.as_bytes()),
-            ),
+            SessionHeader::Present(session) => {
+                let keys = self.store.key_derivation();
+                previous = keys.previous_session_bytes(session.as_bytes());
+                Some(keys.session_bytes(session.as_bytes()))
+            }
             SessionHeader::Malformed(why) => {
                 let reason = RejectionReason::MalformedSessionId;
                 trace::rejected(reason, None, None, Some(why));
@@ -274,6 +276,11 @@ where
                 .lookup_now(key, slide)
                 .map(|found| found.map(|found| (found, None)))
         };
+        // Not found under the current key, during a rotation's overlap: ask again, under both.
+        let found = match found {
+            Some(Ok((Lookup::Missing, _))) if previous.is_some() => None,
+            found => found,
+        };
         if let Some(Ok((lookup, bound_at))) = &found
             && let decide::Session::Forward {
                 tombstone_on_success,
@@ -311,7 +318,7 @@ where
             let future = self.inner.call(Request::from_parts(parts, body));
             return ResponseFuture::inner(future, after);
         }
-        let checked = Checked {
+        let mut checked = Checked {
             ready: self.take_ready(),
             store: self.store.clone(),
             config: self.config.clone(),
@@ -324,12 +331,28 @@ where
             Some(found) => checked.decide(found),
             None => ResponseFuture::boxed(
                 async move {
-                    let found = if aged {
-                        checked.store.lookup_with_age(key, slide).await
-                    } else {
-                        let found = checked.store.lookup(key, slide).await;
-                        found.map(|found| (found, None))
+                    let store = checked.store.clone();
+                    let lookup = |key| {
+                        let store = store.clone();
+                        async move {
+                            if aged {
+                                store.lookup_with_age(key, slide).await
+                            } else {
+                                let found = store.lookup(key, slide).await;
+                                found.map(|found| (found, None))
+                            }
+                        }
                     };
+                    let mut found = lookup(key).await;
+                    // A session bound under the key secret before a rotation, during its
+                    // overlap: served, and ended, under its old key.
+                    if let (Ok((Lookup::Missing, _)), Some(old)) = (&found, previous) {
+                        let before = lookup(old).await;
+                        if !matches!(before, Ok((Lookup::Missing, _))) {
+                            checked.key = old;
+                            found = before;
+                        }
+                    }
                     checked.decide(found).await
                 }
                 .boxed(),

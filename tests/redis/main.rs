@@ -17,3 +17,5 @@ mod redis_store;
 mod redis_tls;
 #[cfg(feature = "memory")]
 mod revocation;
+#[cfg(feature = "memory")]
+mod rotation;

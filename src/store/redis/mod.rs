@@ -1002,6 +1002,28 @@ impl RedisStore {
         settings
     }
 
+    /// Rotates the key secret while the store runs ([`KeyDerivation::rotate`]): new bindings and
+    /// task records are keyed with `secret`, and for `overlap` the layers still find the ones
+    /// keyed with the secret before (a session bound before keeps working, under its old key,
+    /// until the overlap ends; then it answers 404 and its client starts a new one). Every
+    /// replica must rotate to the same secret; this store's clones rotate with it.
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    /// use std::time::Duration;
+    /// use mcp_session_binding::store::{KeySecret, RedisOptions, RedisStore};
+    ///
+    /// let old = KeySecret::from_material(b"old secret, 32 bytes or more.....")?;
+    /// let store = RedisStore::connect_with("redis://127.0.0.1/", RedisOptions::new().key_secret(old)).await?;
+    /// let new = KeySecret::from_material(b"new secret, 32 bytes or more.....")?;
+    /// store.rotate_key_secret(new, Duration::from_secs(24 * 3600));
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn rotate_key_secret(&self, secret: KeySecret, overlap: Duration) {
+        self.keys.rotate(secret, overlap);
+    }
+
     /// The key prefix.
     #[must_use]
     pub fn prefix(&self) -> &str {
