@@ -62,6 +62,12 @@
 //! operator ends one session, or every session and task of one `(iss, sub)`, on every replica
 //! (`common/admin.rs`).
 //!
+//! Rotation without restart: with `MCP_KEY_SECRET_FILE` and `MCP_STATE_KEYS_FILE` (files instead
+//! of the variables), `SIGHUP` reads both files again and rotates the keys while the server
+//! runs (`common/reload.rs`): the old key secret keeps finding sessions for `--key-overlap SECS`,
+//! the old state keys keep opening for the state TTL. rmcp's session state keys (the example's
+//! Redis session store) keep the secret read at start.
+//!
 //! Once it listens, the server prints `listening on http://HOST:PORT/mcp` on stdout.
 
 #[path = "common/admin.rs"]
@@ -75,6 +81,8 @@ mod jwt_stack;
 #[cfg(feature = "redis")]
 #[path = "common/key_secret.rs"]
 mod key_secret;
+#[path = "common/reload.rs"]
+mod reload;
 #[cfg(feature = "redis")]
 #[path = "common/rmcp_redis_sessions.rs"]
 mod rmcp_redis_sessions;
@@ -90,7 +98,7 @@ usage: mcp_server [--listen ADDR] [--allow-anonymous] [--without-binding] [--red
                   [--redis-cluster URL]... [--redis-ca PATH] [--redis-cache-ms MS]
                   [--stream-recheck-ms MS] [--issuer URL]... [--jwks-refresh-min SECS] [--jwks-max-stale SECS]
                   [--require-scope SCOPE]... [--cors-origin ORIGIN]...
-                  [--session-max-age SECONDS] [--admin-scope SCOPE]
+                  [--session-max-age SECONDS] [--admin-scope SCOPE] [--key-overlap SECS]
 
 options:
   --listen ADDR       address to listen on (default 127.0.0.1:8080; port 0 picks a free port)
@@ -139,6 +147,8 @@ options:
                       POST /admin/end-principal {\"iss\": ISS, \"sub\": SUB} to tokens
                       granting SCOPE: end one session, or every session and task of
                       one principal, on every replica (default: no admin endpoint)
+  --key-overlap SECS  after SIGHUP rotated the key secret (MCP_KEY_SECRET_FILE), how long
+                      the one before still finds sessions (default 86400, the binding TTL)
   -h, --help          this text
 
 environment:
@@ -150,6 +160,10 @@ environment:
   MCP_KEY_SECRET      with --redis: keys the Redis keys of the bindings and of rmcp's
                       session state (at least 32 bytes, the same on every replica);
                       unset: keys under a public secret
+  MCP_KEY_SECRET_FILE instead of MCP_KEY_SECRET: a file holding it; SIGHUP reads it
+                      again and rotates the secret (the old one works for --key-overlap)
+  MCP_STATE_KEYS_FILE instead of MCP_STATE_KEYS: a file holding them; SIGHUP reads it again
+                      and rotates the keys (the old ones open for the state TTL)
   MCP_STATE_KEYS      keys that seal MRTR requestState (feature `request-state`):
                       comma-separated base64, 32 bytes each, the first seals; unset: a
                       random key per process (replicas need the same keys)
@@ -173,6 +187,7 @@ struct Args {
     cors_origins: Vec<String>,
     session_max_age: Option<Duration>,
     admin_scope: Option<String>,
+    key_overlap: Duration,
 }
 
 impl Default for Args {
@@ -193,6 +208,7 @@ impl Default for Args {
             cors_origins: Vec::new(),
             session_max_age: None,
             admin_scope: None,
+            key_overlap: Duration::from_secs(24 * 3600),
         }
     }
 }
@@ -253,6 +269,7 @@ impl Args {
                     parsed.session_max_age = Some(max_age);
                 }
                 "--admin-scope" => parsed.admin_scope = Some(value()?),
+                "--key-overlap" => parsed.key_overlap = seconds(&flag, &value()?)?,
                 "--allow-anonymous" | "--without-binding" if inline.is_some() => {
                     return Err(format!("{flag} takes no value"));
                 }
@@ -426,11 +443,24 @@ async fn run(args: Args) -> Result<(), String> {
         dev_secret,
     } = jwt_stack::issuers_from_env(&args.issuers)?;
     let redis = redis(&args).await?;
+    #[allow(unused_mut)]
+    let mut reloadable = reload::Reloadable {
+        #[cfg(feature = "redis")]
+        store: redis.clone(),
+        #[cfg(feature = "request-state")]
+        state: None,
+        key_overlap: args.key_overlap,
+    };
     let binding = binding_store(&args, redis.as_ref()).await?;
     let mcp = mcp_service(redis.as_ref())?;
     // MRTR requestState sealed to the caller (revision 2026-07-28), inside the binding layer.
     #[cfg(feature = "request-state")]
-    let mcp = tower::Layer::layer(&state_layer()?, mcp);
+    let mcp = {
+        let state = state_layer()?;
+        reloadable.state = Some(state.clone());
+        tower::Layer::layer(&state, mcp)
+    };
+    reloadable.spawn_on_sighup()?;
     // Task ids in request bodies (`subscriptions/listen`, and every task request of a
     // 2025-11-25 session, where rmcp serves tasks too) bound to their creator: inside the
     // binding layer, on its store. Without the binding layer (a baseline), it is off.
@@ -547,11 +577,15 @@ async fn run(args: Args) -> Result<(), String> {
 #[cfg(feature = "request-state")]
 fn state_layer() -> Result<mcp_session_binding::state::RequestStateLayer, String> {
     use mcp_session_binding::state::{RequestStateLayer, StateKeys};
-    let keys = match std::env::var("MCP_STATE_KEYS") {
-        Ok(list) => {
+    let list = match reload::read_file_of("MCP_STATE_KEYS_FILE") {
+        Some(list) => Some(list?),
+        None => std::env::var("MCP_STATE_KEYS").ok(),
+    };
+    let keys = match list {
+        Some(list) => {
             StateKeys::from_base64_list(&list).map_err(|e| format!("MCP_STATE_KEYS: {e}"))?
         }
-        Err(_) => {
+        None => {
             tracing::warn!(
                 "MCP_STATE_KEYS is not set: requestState is sealed with a random key of this \
                  process; replicas need MCP_STATE_KEYS, with the same keys on each"

@@ -589,3 +589,86 @@ async fn session_max_age_ends_a_busy_session() {
         format!("{ISSUER} alice")
     );
 }
+
+/// `SIGHUP` rotates the key secret read from `MCP_KEY_SECRET_FILE` (and the state keys of
+/// `MCP_STATE_KEYS_FILE`) while the server runs: a session bound before keeps working for
+/// `--key-overlap`, new sessions are keyed with the new secret, and after the overlap the old
+/// session answers 404.
+#[cfg(feature = "redis")]
+#[tokio::test]
+async fn sighup_rotates_the_key_secret_with_an_overlap() {
+    use mcp_session_binding::store::{KeyDerivation, KeySecret};
+    let Some(redis) = redis_server::RedisServer::start() else {
+        return;
+    };
+    let dir = redis.dir().to_owned();
+    let (secret_file, state_file) = (dir.join("key-secret"), dir.join("state-keys"));
+    let (one, two) = (
+        "first key secret, at least 32 bytes long",
+        "second key secret, at least 32 bytes long",
+    );
+    std::fs::write(&secret_file, format!("{one}\n")).unwrap();
+    std::fs::write(&state_file, "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=").unwrap();
+    let server = mcp_server(
+        &["--redis", &redis.url(), "--key-overlap", "3"],
+        &[
+            ("MCP_JWT_SECRET", SECRET),
+            ("MCP_KEY_SECRET_FILE", secret_file.to_str().unwrap()),
+            ("MCP_STATE_KEYS_FILE", state_file.to_str().unwrap()),
+        ],
+    );
+    let raw = Raw::at(server.url.clone());
+    let binding = |secret: &str, session: &str| {
+        let keys = KeyDerivation::keyed(KeySecret::from_material(secret.as_bytes()).unwrap());
+        redis.command(&["GET", &format!("mcpsb:{}", keys.session(session).to_hex())])
+    };
+    let old = raw.open_session(Some(&alice())).await;
+    assert!(
+        !binding(one, &old).is_empty(),
+        "keyed with the file's secret"
+    );
+
+    std::fs::write(&secret_file, two).unwrap();
+    std::fs::write(&state_file, "AgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgI").unwrap();
+    let status = Command::new("kill")
+        .args(["-HUP", &server.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !server.stderr().contains("key secret rotated") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no rotation logged: {}",
+            server.stderr()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let rotated = std::time::Instant::now();
+    #[cfg(feature = "request-state")]
+    assert!(
+        server.stderr().contains("state keys rotated"),
+        "{}",
+        server.stderr()
+    );
+    assert!(!server.stderr().contains(one) && !server.stderr().contains(two));
+
+    // The overlap: the old session still works; a new one is keyed with the new secret.
+    assert_eq!(
+        whoami(&raw, &old, Some(&alice())).await,
+        format!("{ISSUER} alice")
+    );
+    let new = raw.open_session(Some(&alice())).await;
+    assert!(binding(one, &new).is_empty());
+    assert!(!binding(two, &new).is_empty(), "keyed with the new secret");
+
+    // After it: the old session is unknown, the new one works.
+    tokio::time::sleep(std::time::Duration::from_millis(3_200).saturating_sub(rotated.elapsed()))
+        .await;
+    let answer = raw.whoami(&old, Some(&alice()), 7).await;
+    assert_eq!(answer.status, StatusCode::NOT_FOUND, "{answer:?}");
+    assert_eq!(
+        whoami(&raw, &new, Some(&alice())).await,
+        format!("{ISSUER} alice")
+    );
+}
