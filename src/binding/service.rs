@@ -4,7 +4,6 @@ use std::{
     marker::PhantomData,
     sync::Arc,
     task::{Context, Poll},
-    time::SystemTime,
 };
 
 use bytes::Buf;
@@ -26,7 +25,7 @@ use crate::{
     binding::trace,
     identity::{FromIdentityExtension, IdentityExtractor},
     protocol::headers::{self, LAST_EVENT_ID, MCP_SESSION_ID, SessionHeader},
-    store::{BindingStore, Lookup, Owner, SessionKey, StoreError, StoreErrorKind},
+    store::{BindingStore, Lookup, Owner, SessionKey, StoreError, StoreErrorKind, aged},
 };
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -269,15 +268,8 @@ where
 
         let slide = self.config.slide(caller.as_ref());
         let aged = self.config.max_session_age.is_some();
-        let found = if aged {
-            self.store.lookup_with_age_now(key, slide)
-        } else {
-            self.store
-                .lookup_now(key, slide)
-                .map(|found| found.map(|found| (found, None)))
-        };
         // Not found under the current key, during a rotation's overlap: ask again, under both.
-        let found = match found {
+        let found = match aged::lookup_now(&self.store, key, slide, aged) {
             Some(Ok((Lookup::Missing, _))) if previous.is_some() => None,
             found => found,
         };
@@ -331,28 +323,11 @@ where
             Some(found) => checked.decide(found),
             None => ResponseFuture::boxed(
                 async move {
-                    let store = checked.store.clone();
-                    let lookup = |key| {
-                        let store = store.clone();
-                        async move {
-                            if aged {
-                                store.lookup_with_age(key, slide).await
-                            } else {
-                                let found = store.lookup(key, slide).await;
-                                found.map(|found| (found, None))
-                            }
-                        }
-                    };
-                    let mut found = lookup(key).await;
                     // A session bound under the key secret before a rotation, during its
-                    // overlap: served, and ended, under its old key.
-                    if let (Ok((Lookup::Missing, _)), Some(old)) = (&found, previous) {
-                        let before = lookup(old).await;
-                        if !matches!(before, Ok((Lookup::Missing, _))) {
-                            checked.key = old;
-                            found = before;
-                        }
-                    }
+                    // overlap, is served and ended under its old key.
+                    let store = &checked.store;
+                    let (key, found) = aged::lookup_either(store, key, previous, slide, aged).await;
+                    checked.key = key;
                     checked.decide(found).await
                 }
                 .boxed(),
@@ -392,10 +367,7 @@ where
     ReqBody::Error: Into<BoxError>,
     ResBody: Send + 'static,
 {
-    fn decide(
-        self,
-        found: Result<(Lookup, Option<SystemTime>), StoreError>,
-    ) -> ResponseFuture<S::Future, ResBody> {
+    fn decide(self, found: Result<aged::Aged, StoreError>) -> ResponseFuture<S::Future, ResBody> {
         let kind = decide::Kind::of(&self.parts.method);
         let too_old = found
             .as_ref()

@@ -39,21 +39,20 @@ use crate::{
     binding::decide,
     binding::event_ids::{EventIdKey, IdTagger},
     binding::future::{AfterResponse, Then},
-    store::{BindingStore, Lookup, SessionKey, StoreError},
+    store::{BindingStore, SessionKey, StoreError, aged},
 };
 
 /// The shortest interval between two rechecks of a stream: shorter settings count as this.
 const MIN_INTERVAL: Duration = Duration::from_millis(10);
 
-/// Looks a session up for a stream, whatever the store's type.
-/// `aged`: with the bind time ([`BindingStore::lookup_with_age`]).
+/// Looks a session up for a stream, whatever the store's type; `aged`: with the bind time.
 trait Lookups: Send + Sync {
     fn lookup(
         &self,
         key: SessionKey,
         slide: Option<Duration>,
         aged: bool,
-    ) -> BoxFuture<'static, Result<(Lookup, Option<SystemTime>), StoreError>>;
+    ) -> BoxFuture<'static, Result<aged::Aged, StoreError>>;
 }
 
 impl<St: BindingStore + Clone> Lookups for St {
@@ -62,16 +61,9 @@ impl<St: BindingStore + Clone> Lookups for St {
         key: SessionKey,
         slide: Option<Duration>,
         aged: bool,
-    ) -> BoxFuture<'static, Result<(Lookup, Option<SystemTime>), StoreError>> {
+    ) -> BoxFuture<'static, Result<aged::Aged, StoreError>> {
         let store = self.clone();
-        async move {
-            if aged {
-                store.lookup_with_age(key, slide).await
-            } else {
-                store.lookup(key, slide).await.map(|found| (found, None))
-            }
-        }
-        .boxed()
+        async move { aged::lookup(&store, key, slide, aged).await }.boxed()
     }
 }
 
@@ -268,7 +260,7 @@ pin_project! {
         // Made at the first poll, on the runtime that serves the body.
         #[pin]
         sleep: Option<Sleep>,
-        lookup: Option<BoxFuture<'static, Result<(Lookup, Option<SystemTime>), StoreError>>>,
+        lookup: Option<BoxFuture<'static, Result<aged::Aged, StoreError>>>,
         ended: bool,
         watch: Watch,
     }
@@ -335,7 +327,7 @@ impl StreamWatch {
 }
 
 impl Watch {
-    fn verdict(&self, found: Result<(Lookup, Option<SystemTime>), StoreError>) -> Verdict {
+    fn verdict(&self, found: Result<aged::Aged, StoreError>) -> Verdict {
         let too_old = found.as_ref().is_ok_and(|(_, bound_at)| {
             self.policy.max_age.is_some()
                 && decide::too_old(*bound_at, SystemTime::now(), &self.policy)

@@ -314,7 +314,14 @@ mod tests {
     async fn loopback_checks_host_and_origin() {
         use OriginRejection::{HostNotAllowed, NotAllowed};
         let pass = None;
-        let cases: [(&[&str], &str, Option<&str>, Option<OriginRejection>); 22] = [
+        /// (Host values, URI, Origin, refusal).
+        type Case<'a> = (
+            &'a [&'a str],
+            &'a str,
+            Option<&'a str>,
+            Option<OriginRejection>,
+        );
+        let cases: [Case<'_>; 22] = [
             // The server's own hosts, with or without its own origins.
             (&["127.0.0.1:8080"], "/mcp", None, pass),
             (&["localhost:8080"], "/mcp", None, pass),

@@ -85,6 +85,7 @@ use futures::future::BoxFuture;
 
 use crate::Identity;
 
+pub(crate) mod aged;
 pub(crate) mod codec;
 #[cfg(any(test, feature = "conformance"))]
 #[cfg_attr(docsrs, doc(cfg(feature = "conformance")))]
