@@ -79,8 +79,8 @@ pub fn encode_ended() -> &'static str {
 ///
 /// # Errors
 ///
-/// [`CodecError`] for anything [`encode_owner`], [`encode_bound_at`] or [`encode_ended`] could
-/// not have produced.
+/// [`CodecError`] for anything [`encode_owner`] or [`encode_ended`] could not have produced,
+/// with or without the bind time stores write before an owner (`mcpsb1:at:<ms>:`).
 pub fn decode(value: &str) -> Result<Stored, CodecError> {
     decode_with_time(value).map(|(stored, _)| stored)
 }
