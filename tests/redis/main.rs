@@ -17,3 +17,7 @@ mod redis_store;
     feature = "memory"
 ))]
 mod redis_tls;
+#[cfg(feature = "memory")]
+mod revocation;
+#[cfg(feature = "memory")]
+mod rotation;
