@@ -104,7 +104,7 @@ const USAGE: &str = "\
 usage: mcp_server [--listen ADDR] [--allow-anonymous] [--without-binding] [--redis URL]
                   [--redis-cluster URL]... [--redis-ca PATH] [--redis-cache-ms MS]
                   [--stream-recheck-ms MS] [--issuer URL]... [--jwks-refresh-min SECS] [--jwks-max-stale SECS]
-                  [--require-scope SCOPE]... [--cors-origin ORIGIN]... [--dpop POLICY]
+                  [--require-scope SCOPE]... [--cors-origin ORIGIN]... [--dpop POLICY] [--public-url URL]
                   [--metrics-listen ADDR] [--metrics-issuers]
                   [--session-max-age SECONDS] [--admin-scope SCOPE] [--key-overlap SECS]
 
@@ -157,6 +157,9 @@ options:
                       or required (every request needs a DPoP-bound token and a proof);
                       with --redis, proofs are remembered in Redis, so a proof replayed on
                       another replica is refused
+  --public-url URL    the URL clients reach this server at, behind a proxy or load balancer
+                      (scheme://host[:port][/prefix]): DPoP proofs name it (htu), and its
+                      origin is allowed instead of the loopback ones
   --session-max-age SECONDS
                       end every session at this age, however busy (404, the MCP
                       session deleted); default: sessions live while they are used
@@ -205,6 +208,7 @@ struct Args {
     metrics_listen: Option<String>,
     metrics_issuers: bool,
     dpop: mcp_session_binding::jwt::DpopPolicy,
+    public_url: Option<String>,
     session_max_age: Option<Duration>,
     admin_scope: Option<String>,
     key_overlap: Duration,
@@ -229,6 +233,7 @@ impl Default for Args {
             metrics_listen: None,
             metrics_issuers: false,
             dpop: mcp_session_binding::jwt::DpopPolicy::Off,
+            public_url: None,
             session_max_age: None,
             admin_scope: None,
             key_overlap: Duration::from_secs(24 * 3600),
@@ -288,6 +293,7 @@ impl Args {
                 "--dpop" => {
                     parsed.dpop = value()?.parse().map_err(|e| format!("--dpop: {e}"))?;
                 }
+                "--public-url" => parsed.public_url = Some(value()?),
                 "--session-max-age" => {
                     let max_age = seconds(&flag, &value()?)?;
                     if max_age.is_zero() {
@@ -410,9 +416,9 @@ type DemoService = rmcp::transport::streamable_http_server::StreamableHttpServic
 /// With `MCP_KEY_SECRET`, rmcp's session state keys are keyed (BLAKE3, a subkey of the secret of
 /// their own); without, keyed with the public secret, as the bindings' keys are then.
 #[cfg(feature = "redis")]
-fn mcp_service(redis: Option<&Redis>) -> Result<DemoService, String> {
+fn mcp_service(redis: Option<&Redis>, public_host: Option<String>) -> Result<DemoService, String> {
     let Some(store) = redis else {
-        return Ok(demo_mcp::service());
+        return Ok(demo_mcp::service_for(None, public_host));
     };
     let mut sessions = rmcp_redis_sessions::RedisSessionStore::sharing(store);
     match key_secret::rmcp_sessions_key()? {
@@ -428,12 +434,12 @@ fn mcp_service(redis: Option<&Redis>) -> Result<DemoService, String> {
              set it (32 bytes or more, the same on every replica) for keyed keys"
         ),
     }
-    Ok(demo_mcp::service_with_session_store(Arc::new(sessions)))
+    Ok(demo_mcp::service_for(Some(Arc::new(sessions)), public_host))
 }
 
 #[cfg(not(feature = "redis"))]
-fn mcp_service(_redis: Option<&Redis>) -> Result<DemoService, String> {
-    Ok(demo_mcp::service())
+fn mcp_service(_redis: Option<&Redis>, public_host: Option<String>) -> Result<DemoService, String> {
+    Ok(demo_mcp::service_for(None, public_host))
 }
 
 #[tokio::main]
@@ -487,7 +493,15 @@ async fn run(args: Args) -> Result<(), String> {
         key_overlap: args.key_overlap,
     };
     let binding = binding_store(&args, redis.as_ref()).await?;
-    let mcp = mcp_service(redis.as_ref())?;
+    let public_host = match &args.public_url {
+        Some(url) => Some(
+            origin_of(url)?
+                .split_once("://")
+                .map_or_else(String::new, |(_, host)| host.to_owned()),
+        ),
+        None => None,
+    };
+    let mcp = mcp_service(redis.as_ref(), public_host)?;
     // MRTR requestState sealed to the caller (revision 2026-07-28), inside the binding layer.
     #[cfg(feature = "request-state")]
     let mcp = {
@@ -564,8 +578,16 @@ async fn run(args: Args) -> Result<(), String> {
         }
         _ => app,
     };
-    let app = browser::layers_at(app, addr, &args.cors_origins)
-        .map_err(|e| format!("--cors-origin: {e}"))?;
+    let app = match &args.public_url {
+        // Behind a proxy: the Host is the proxy's, so the loopback Host check does not apply.
+        Some(url) => {
+            let mut origins = args.cors_origins.clone();
+            origins.push(origin_of(url)?);
+            browser::layers(app, &origins)
+        }
+        None => browser::layers_at(app, addr, &args.cors_origins),
+    }
+    .map_err(|e| format!("--cors-origin: {e}"))?;
     tracing::info!(
         issuers = ?config.issuer_names(),
         audience = %config.audience,
@@ -629,13 +651,34 @@ fn dpop(args: &Args, redis: Option<&Redis>) -> Option<jwt_stack::StackDpop> {
         return None;
     }
     let mut dpop = jwt_stack::StackDpop::new(args.dpop);
+    let public_url = args.public_url.clone();
     #[cfg(feature = "redis")]
-    if let Some(store) = redis.cloned() {
-        dpop.tune = Some(Arc::new(move |auth| auth.dpop_replay_redis(&store)));
-    }
+    let store = redis.cloned();
     #[cfg(not(feature = "redis"))]
     let _ = redis;
+    dpop.tune = Some(Arc::new(move |mut auth| {
+        if let Some(url) = &public_url {
+            auth = auth.dpop_base_url(url.clone());
+        }
+        #[cfg(feature = "redis")]
+        if let Some(store) = &store {
+            auth = auth.dpop_replay_redis(store);
+        }
+        auth
+    }));
     Some(dpop)
+}
+
+/// The origin (`scheme://host[:port]`) of `--public-url`.
+fn origin_of(url: &str) -> Result<String, String> {
+    let (scheme, rest) = url
+        .split_once("://")
+        .ok_or_else(|| format!("--public-url {url}: not scheme://host[:port][/path]"))?;
+    let authority = rest.split('/').next().unwrap_or_default();
+    if authority.is_empty() {
+        return Err(format!("--public-url {url}: no host"));
+    }
+    Ok(format!("{scheme}://{authority}"))
 }
 
 /// The `requestState` sealing layer: keys from `MCP_STATE_KEYS` (comma-separated base64, 32

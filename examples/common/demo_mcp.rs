@@ -267,13 +267,17 @@ pub fn service() -> StreamableHttpService<DemoMcp, LocalSessionManager> {
     service_with(config())
 }
 
-/// The same service, with each session's `initialize` parameters also kept in `sessions`, so
-/// that a replica that does not hold a session restores it (rmcp's cross-instance restore).
-pub fn service_with_session_store(
-    sessions: Arc<dyn SessionStore>,
+/// The same service, with each session's `initialize` parameters also kept in `sessions` (when
+/// given), so that a replica that does not hold a session restores it (rmcp's cross-instance
+/// restore), and `public_host` (`host[:port]`) allowed as `Host` besides the loopback names rmcp
+/// allows by default (a server behind a proxy).
+pub fn service_for(
+    sessions: Option<Arc<dyn SessionStore>>,
+    public_host: Option<String>,
 ) -> StreamableHttpService<DemoMcp, LocalSessionManager> {
     let mut config = config();
-    config.session_store = Some(sessions);
+    config.session_store = sessions;
+    config.allowed_hosts.extend(public_host);
     service_with(config)
 }
 

@@ -21,11 +21,15 @@ use support::{
 const RESOURCE: &str = "https://mcp.test/mcp";
 
 /// `mcp_server` trusting `provider`, DPoP required, bindings and proofs in `redis`.
+/// The URL clients reach both replicas at: a load balancer in front, which keeps the `Host`.
+const PUBLIC_URL: &str = "http://mcp.example:8080";
+
 fn replica(provider: &OidcProvider, redis: &RedisServer) -> Spawned {
     let mut command = Command::new(example("mcp_server"));
     command
         .args(["--listen", "127.0.0.1:0", "--issuer", provider.issuer()])
         .args(["--dpop", "required", "--redis", &redis.url()])
+        .args(["--public-url", PUBLIC_URL])
         .env_remove("MCP_JWT_SECRET")
         .env_remove("MCP_JWT_ISSUERS")
         .env("MCP_JWT_AUDIENCE", RESOURCE)
@@ -151,8 +155,8 @@ async fn dpop_with_a_real_provider_real_clients_and_two_replicas() {
         return;
     };
     let (a, b) = (replica(&provider, &redis), replica(&provider, &redis));
-    // The URL clients reach (replica A's); replica B sees the same `Host`.
-    let htu = a.url.clone();
+    // The URL clients reach; both replicas see its `Host`.
+    let htu = format!("{PUBLIC_URL}/mcp");
     let issuer = provider.issuer();
 
     // The metadata says DPoP is required, and with which algorithms.
