@@ -119,6 +119,8 @@ mod algorithm;
 mod config;
 mod error;
 mod future;
+#[cfg(feature = "oidc")]
+mod introspect;
 mod jwks;
 mod keys;
 mod layer;
@@ -134,6 +136,8 @@ pub use algorithm::Algorithm;
 pub(crate) use algorithm::KeyFamily;
 pub use error::JwtConfigError;
 pub use future::ResponseFuture;
+#[cfg(feature = "oidc")]
+pub use introspect::Introspection;
 #[cfg(feature = "oidc")]
 pub use jwks::IssuerKeysError;
 pub use keys::{JwtKey, JwtKeys};
@@ -166,5 +170,16 @@ pub mod fuzzing {
         super::jwks::parse_discovery(bytes, expected_issuer)
             .map(|d| d.jwks_uri)
             .map_err(|e| e.to_string())
+    }
+
+    /// Parses and judges an introspection answer (feature `oidc`); the subject, or the
+    /// rejection's code.
+    ///
+    /// # Errors
+    ///
+    /// The code of the rejection.
+    #[cfg(feature = "oidc")]
+    pub fn parse_introspection(bytes: &[u8]) -> Result<String, String> {
+        super::introspect::fuzz_answer(bytes)
     }
 }

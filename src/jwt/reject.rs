@@ -32,7 +32,7 @@ use crate::{
 /// | --- | --- | --- |
 /// | [`Missing`](Self::Missing) | 401 | none |
 /// | [`MalformedHeader`](Self::MalformedHeader) | 400 | `invalid_request` |
-/// | [`RevocationUnavailable`](Self::RevocationUnavailable), [`KeysUnavailable`](Self::KeysUnavailable) | 503 (`Retry-After`) | none, no challenge |
+/// | [`RevocationUnavailable`](Self::RevocationUnavailable), [`KeysUnavailable`](Self::KeysUnavailable), [`IntrospectionUnavailable`](Self::IntrospectionUnavailable) | 503 (`Retry-After`) | none, no challenge |
 /// | [`InsufficientScope`](Self::InsufficientScope) | 403 | `insufficient_scope`, with the required `scope` |
 /// | every other reason | 401 | `invalid_token` |
 ///
@@ -85,6 +85,13 @@ pub enum JwtRejection {
         /// Seconds until the next fetch may be tried, sent as `Retry-After`.
         retry_after: u64,
     },
+    /// The issuer's introspection endpoint says the token is not active, or answered something
+    /// that is not an RFC 7662 answer (feature `oidc`).
+    Inactive,
+    /// The introspection endpoint could not be asked: no answer in time, an error status, an
+    /// answer over 64 KiB, too many calls in flight (feature `oidc`). Fail closed: 503 with
+    /// `Retry-After`.
+    IntrospectionUnavailable,
 }
 
 impl JwtRejection {
@@ -101,9 +108,9 @@ impl JwtRejection {
     pub fn status(&self) -> StatusCode {
         match self {
             Self::MalformedHeader => StatusCode::BAD_REQUEST,
-            Self::RevocationUnavailable | Self::KeysUnavailable { .. } => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            Self::RevocationUnavailable
+            | Self::KeysUnavailable { .. }
+            | Self::IntrospectionUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::InsufficientScope => StatusCode::FORBIDDEN,
             _ => StatusCode::UNAUTHORIZED,
         }
@@ -119,7 +126,10 @@ impl JwtRejection {
     #[must_use]
     pub fn error_code(&self) -> Option<&'static str> {
         match self {
-            Self::Missing | Self::RevocationUnavailable | Self::KeysUnavailable { .. } => None,
+            Self::Missing
+            | Self::RevocationUnavailable
+            | Self::KeysUnavailable { .. }
+            | Self::IntrospectionUnavailable => None,
             Self::MalformedHeader => Some("invalid_request"),
             Self::InsufficientScope => Some("insufficient_scope"),
             _ => Some("invalid_token"),
@@ -151,6 +161,8 @@ impl JwtRejection {
             Self::RevocationUnavailable => "revocation_unavailable",
             Self::InsufficientScope => "insufficient_scope",
             Self::KeysUnavailable { .. } => "keys_unavailable",
+            Self::Inactive => "inactive",
+            Self::IntrospectionUnavailable => "introspection_unavailable",
         }
     }
 }
@@ -175,6 +187,10 @@ impl fmt::Display for JwtRejection {
             Self::InsufficientScope => "the access token lacks a required scope",
             Self::KeysUnavailable { .. } => {
                 "the issuer's signing keys are unavailable; retry later"
+            }
+            Self::Inactive => "the access token is not active",
+            Self::IntrospectionUnavailable => {
+                "the token introspection endpoint is unavailable; retry later"
             }
         })
     }
