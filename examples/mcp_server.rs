@@ -299,7 +299,7 @@ fn introspected(
         .iter()
         .map(|issuer| jwt_stack::TrustedIssuer {
             issuer: issuer.clone(),
-            keys: jwt_stack::IssuerKeys::Introspection(settings.clone()),
+            keys: jwt_stack::IssuerKeys::Introspection(Box::new(settings.clone())),
         })
         .collect())
 }

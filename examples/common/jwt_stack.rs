@@ -42,7 +42,7 @@ pub enum IssuerKeys {
     Discovery,
     /// RFC 7662 introspection: the issuer's introspection endpoint judges each token (opaque
     /// access tokens).
-    Introspection(mcp_session_binding::jwt::Introspection),
+    Introspection(Box<mcp_session_binding::jwt::Introspection>),
 }
 
 /// A trusted issuer: a token's `iss` must be one of them, and it is verified with that
@@ -149,7 +149,7 @@ pub fn auth_layer(config: &StackConfig, base_url: &str) -> Result<JwtAuthLayer, 
             }
             IssuerKeys::Discovery => auth.issuer_discovery(trusted.issuer.clone()),
             IssuerKeys::Introspection(settings) => {
-                auth.issuer_introspection(trusted.issuer.clone(), settings.clone())
+                auth.issuer_introspection(trusted.issuer.clone(), (**settings).clone())
             }
         };
     }
