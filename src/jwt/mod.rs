@@ -34,6 +34,11 @@
 //!    or times out gets **503 with `Retry-After`**: the token is never admitted on a failed
 //!    check (fail closed).
 //!
+//! With the feature `oidc`, an issuer can instead be trusted through RFC 7662 token
+//! introspection ([`JwtAuthLayerBuilder::issuer_introspection`], [`Introspection`]): its tokens
+//! (opaque or JWT) are judged by its introspection endpoint's answer, cached by a keyed hash
+//! of the token; steps 6 to 9 then apply to the answer's members.
+//!
 //! # Failures
 //!
 //! Every rejection is a response, never an error of the service; the inner service is not
@@ -50,7 +55,7 @@
 //! | malformed header (repeated, empty token, not RFC 6750 `b64token`) | 400 | `Bearer error="invalid_request", …` |
 //! | any invalid token (expired, bad signature, wrong audience, revoked, …) | 401 | `Bearer error="invalid_token", error_description="…", resource_metadata="…"` |
 //! | a required scope is missing | 403 | `Bearer error="insufficient_scope", error_description="…", scope="…", resource_metadata="…"` |
-//! | revocation check failed or timed out; issuer's keys unavailable beyond the staleness bound | 503, `Retry-After` | none |
+//! | revocation check failed or timed out; issuer's keys unavailable beyond the staleness bound; introspection endpoint failed, slow or oversized | 503, `Retry-After` | none |
 //!
 //! RFC 6750 §3.1 decides the split: `error=` only when a token was presented, and
 //! `invalid_request` with 400 for a request that is itself malformed. A client that sent two

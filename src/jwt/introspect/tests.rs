@@ -471,3 +471,36 @@ fn builder_rules() {
             .is_ok()
     );
 }
+
+/// The revocation check sees the answer's `jti`, as it sees a JWT's; a check that fails is 503.
+#[tokio::test]
+async fn the_revocation_check_applies_to_introspected_tokens() {
+    let (_ep, url) = start_endpoint().await;
+    let layer = |fail: bool| {
+        JwtAuthLayer::builder()
+            .issuer_introspection(&url, settings(&url))
+            .audiences([AUD])
+            .revocation(move |jti: String| async move {
+                if fail {
+                    Err("deny list down")
+                } else {
+                    Ok(jti == "j-alice")
+                }
+            })
+            .build()
+            .unwrap()
+    };
+    let svc = service(&layer(false), Arc::default());
+    assert_eq!(
+        send(svc.clone(), "alice-token").await.1,
+        Some(JwtRejection::Revoked)
+    );
+    // bob's answer has no `jti`: it could never be revoked, so it is refused.
+    assert_eq!(
+        send(svc, "bob-token").await.1.map(|r| r.code()),
+        Some("invalid_claims")
+    );
+    let (status, why, _) = send(service(&layer(true), Arc::default()), "alice-token").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(why, Some(JwtRejection::RevocationUnavailable));
+}
