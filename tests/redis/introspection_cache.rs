@@ -10,6 +10,7 @@ use std::{
         Arc,
         atomic::{AtomicUsize, Ordering},
     },
+    time::{Duration, Instant},
 };
 
 use http::{Request, Response, StatusCode};
@@ -51,18 +52,23 @@ async fn endpoint() -> (String, Arc<AtomicUsize>) {
     (issuer, calls)
 }
 
-/// A replica: the layer with the shared cache on `conn`, and the client secret `secret`.
-async fn replica_status(issuer: &str, conn: RedisConnection, secret: &str) -> StatusCode {
-    let layer = JwtAuthLayer::builder()
+/// A replica: the layer with the shared cache on `conn`, the client secret `secret`, and
+/// answers cached for `cache_max` at most.
+fn replica(issuer: &str, conn: RedisConnection, secret: &str, cache_max: Duration) -> JwtAuthLayer {
+    JwtAuthLayer::builder()
         .issuer_introspection(
             issuer,
             Introspection::new("rs", secret)
                 .endpoint(format!("{issuer}/introspect"))
+                .cache_max(cache_max)
                 .redis(conn),
         )
         .audiences([AUD])
         .build()
-        .unwrap();
+        .unwrap()
+}
+
+async fn status(layer: &JwtAuthLayer) -> StatusCode {
     let service = layer.layer(tower::service_fn(|_: Request<String>| async {
         Ok::<_, Infallible>(Response::new(String::new()))
     }));
@@ -71,6 +77,10 @@ async fn replica_status(issuer: &str, conn: RedisConnection, secret: &str) -> St
         .body(String::new())
         .unwrap();
     service.oneshot(request).await.unwrap().status()
+}
+
+async fn replica_status(issuer: &str, conn: RedisConnection, secret: &str) -> StatusCode {
+    status(&replica(issuer, conn, secret, Duration::from_secs(60))).await
 }
 
 /// Replica b finds replica a's answer (no second call); Redis holds neither the token nor the
@@ -117,6 +127,36 @@ async fn one_server() {
     };
     let store = RedisStore::connect(&server.url()).await.unwrap();
     shared_by_replicas(store.connection()).await;
+}
+
+/// A replica that reads a shared answer late serves it only until the deadline of the call
+/// that made it: the revocation delay stays `cache_max` across replicas.
+#[tokio::test]
+async fn a_shared_answer_keeps_its_first_deadline() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let store = RedisStore::connect(&server.url()).await.unwrap();
+    let (issuer, calls) = endpoint().await;
+    let max = Duration::from_secs(3);
+    let called = Instant::now();
+    assert_eq!(
+        status(&replica(&issuer, store.connection(), "s", max)).await,
+        StatusCode::OK
+    );
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let late = replica(&issuer, store.connection(), "s", max);
+    assert_eq!(status(&late).await, StatusCode::OK);
+    assert_eq!(calls.load(Ordering::SeqCst), 1, "read from Redis");
+    while calls.load(Ordering::SeqCst) == 1 {
+        assert!(
+            called.elapsed() <= max + Duration::from_millis(200),
+            "served {:?} after the call",
+            called.elapsed()
+        );
+        assert_eq!(status(&late).await, StatusCode::OK);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 #[tokio::test]

@@ -426,15 +426,10 @@ impl Introspector {
         let task = tokio::spawn(async move {
             let result = this.fetch(key, &token).await;
             drop(token);
-            if let Ok(answer) = &result {
-                let now = unix_now();
-                let until = answer::cache_until(
-                    answer,
-                    now,
-                    this.cache_max.as_secs(),
-                    this.negative_cache.as_secs(),
-                );
-                let ttl = Duration::from_secs(until.saturating_sub(now));
+            if let Ok((answer, until)) = &result {
+                // To the millisecond: never past the deadline, whole seconds since the epoch.
+                let ttl =
+                    Duration::from_millis(until.saturating_mul(1000).saturating_sub(unix_now_ms()));
                 this.cache
                     .put(key, answer.clone(), Instant::now() + ttl, Instant::now());
             }
@@ -442,7 +437,7 @@ impl Introspector {
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
                 .remove(&key);
-            result
+            result.map(|(answer, _)| answer)
         });
         async move {
             task.await
@@ -453,29 +448,31 @@ impl Introspector {
     }
 
     /// The shared cache (Redis), then the endpoint; an answer from the endpoint is put in the
-    /// shared cache.
-    async fn fetch(&self, key: TokenKey, token: &str) -> Result<Arc<Answer>, CallError> {
+    /// shared cache. The answer, and until when it may be served (seconds since the epoch): a
+    /// shared answer keeps the deadline of the call that made it, so a replica that reads it
+    /// late never serves it longer than `cache_max` after that call.
+    async fn fetch(&self, key: TokenKey, token: &str) -> Result<(Arc<Answer>, u64), CallError> {
         #[cfg(feature = "redis")]
         if let Some(shared) = &self.shared
-            && let Some(answer) = shared.get(&key).await
+            && let Some((answer, until)) = shared.get(&key, unix_now()).await
         {
-            return Ok(Arc::new(answer));
+            return Ok((Arc::new(answer), until));
         }
         let answer = Arc::new(self.call(token).await?);
+        let now = unix_now();
+        let until = answer::cache_until(
+            &answer,
+            now,
+            self.cache_max.as_secs(),
+            self.negative_cache.as_secs(),
+        );
         #[cfg(feature = "redis")]
         if let Some(shared) = &self.shared {
-            let now = unix_now();
-            let until = answer::cache_until(
-                &answer,
-                now,
-                self.cache_max.as_secs(),
-                self.negative_cache.as_secs(),
-            );
-            shared.put(&key, &answer, until.saturating_sub(now)).await;
+            shared.put(&key, &answer, until, now).await;
         }
         #[cfg(not(feature = "redis"))]
         let _ = key;
-        Ok(answer)
+        Ok((answer, until))
     }
 
     /// One call to the endpoint, within the concurrency bound.
@@ -515,6 +512,12 @@ fn random_key() -> [u8; 32] {
     let mut key = [0; 32];
     getrandom::fill(&mut key).expect("the operating system's random source failed");
     key
+}
+
+fn unix_now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 fn unix_now() -> u64 {

@@ -64,8 +64,9 @@ impl SharedCache {
         out
     }
 
-    /// The shared answer, if there is one that opens.
-    pub(crate) async fn get(&self, key: &TokenKey) -> Option<Answer> {
+    /// The shared answer and its deadline (seconds since the epoch), if there is one that
+    /// opens and is not past its deadline at `now`.
+    pub(crate) async fn get(&self, key: &TokenKey, now: u64) -> Option<(Answer, u64)> {
         let cipher = self.cipher.as_ref()?;
         let mut conn = self.conn.clone();
         let raw: Option<Vec<u8>> =
@@ -94,19 +95,29 @@ impl SharedCache {
                 },
             )
             .ok()?;
-        parse(&plain)
+        let (until, json) = plain.split_at_checked(8)?;
+        let until = u64::from_be_bytes(until.try_into().ok()?);
+        if until <= now {
+            return None;
+        }
+        Some((parse(json)?, until))
     }
 
-    /// Shares `answer` for `ttl_secs` (nothing when 0).
-    pub(crate) async fn put(&self, key: &TokenKey, answer: &Answer, ttl_secs: u64) {
+    /// Shares `answer` until `until` (seconds since the epoch; nothing when not after `now`).
+    /// The deadline is sealed with it: `until`, 8 bytes big-endian, then the answer's JSON.
+    pub(crate) async fn put(&self, key: &TokenKey, answer: &Answer, until: u64, now: u64) {
         let Some(cipher) = &self.cipher else { return };
+        let ttl_secs = until.saturating_sub(now);
         if ttl_secs == 0 {
             return;
         }
-        let plain = match answer {
-            Answer::Active(map) => serde_json::to_vec(map).unwrap_or_default(),
-            Answer::Inactive => br#"{"active":false}"#.to_vec(),
-        };
+        let mut plain = until.to_be_bytes().to_vec();
+        match answer {
+            Answer::Active(map) => {
+                plain.extend_from_slice(&serde_json::to_vec(map).unwrap_or_default());
+            }
+            Answer::Inactive => plain.extend_from_slice(br#"{"active":false}"#),
+        }
         let nonce = XChaCha20Poly1305::generate_nonce(&mut OsRng);
         let Ok(sealed) = cipher.encrypt(
             &nonce,
