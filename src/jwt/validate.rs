@@ -106,24 +106,33 @@ impl Verifier {
     /// `iss`, `aud`, string `iss`/`sub`, and the required scopes. When the issuer's keys must
     /// be fetched first (unknown `kid`, stale keys), the verdict comes later.
     pub(crate) fn start(self: &Arc<Self>, token: &str) -> Verification {
-        #[cfg(feature = "oidc")]
-        if let Some(introspection) = &self.introspection
-            && let Some(verification) = introspection.route(self, token)
-        {
-            return verification;
-        }
+        // A token that is not a JWT of an issuer with keys may be for introspection (feature
+        // `oidc`): JWTs verified here pay nothing for it.
         let parsed = match self.parse(token) {
             Ok(parsed) => parsed,
-            Err(rejection) => return Verification::Done(Err(rejection)),
+            Err(rejection) => return self.introspect_or(token, rejection),
         };
         let Some(source) = self.issuers.get(&parsed.iss) else {
-            return Verification::Done(Err(JwtRejection::UntrustedIssuer));
+            return self.introspect_or(token, JwtRejection::UntrustedIssuer);
         };
         match source {
             KeySource::Static(keys) => Verification::Done(self.verify_with(token, &parsed, keys)),
             #[cfg(feature = "oidc")]
             KeySource::Remote(remote) => self.start_remote(token, parsed, remote),
         }
+    }
+
+    /// The introspection of `token` when an introspected issuer takes it, else `rejection`.
+    fn introspect_or(self: &Arc<Self>, token: &str, rejection: JwtRejection) -> Verification {
+        #[cfg(feature = "oidc")]
+        if let Some(introspection) = &self.introspection
+            && let Some(verification) = introspection.route(self, token)
+        {
+            return verification;
+        }
+        #[cfg(not(feature = "oidc"))]
+        let _ = token;
+        Verification::Done(Err(rejection))
     }
 
     #[cfg(feature = "oidc")]

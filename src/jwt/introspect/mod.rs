@@ -315,8 +315,9 @@ impl Introspectors {
         })
     }
 
-    /// The verification of `token` when introspection decides it; `None` when it is a JWT for
-    /// local verification (its `iss` has keys, or is trusted by nobody).
+    /// The verification of `token` when introspection decides it; `None` when it is a JWT whose
+    /// `iss` is not an introspected issuer (then the local verdict stands). Called for the
+    /// tokens the local path does not take: not a JWT of an issuer with keys.
     pub(crate) fn route(
         self: &Arc<Self>,
         verifier: &Arc<Verifier>,
