@@ -287,3 +287,26 @@ async fn replicas_share_answers_through_redis() {
     }
     assert_eq!(provider.introspections().await, before + 1);
 }
+
+/// `--introspect` without the client credentials in the environment: exit 2, a clear error.
+#[test]
+fn introspect_needs_the_client_credentials() {
+    let output = Command::new(example("mcp_server"))
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--introspect",
+            "https://as.example",
+        ])
+        .env_remove("MCP_INTROSPECTION_CLIENT_ID")
+        .env_remove("MCP_INTROSPECTION_CLIENT_SECRET")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("--introspect needs MCP_INTROSPECTION_CLIENT_ID"),
+        "{stderr}"
+    );
+    assert!(output.stdout.is_empty());
+}
