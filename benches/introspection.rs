@@ -4,8 +4,13 @@
 //! introspection endpoint on loopback and the warming call cancel out), divided by the
 //! difference of their request counts. Prints a note and exits when valgrind is not installed.
 //!
+//! With `MCP_BENCH_REDIS=redis://HOST:PORT/` (feature `redis`), it also times requests per
+//! second with the answer in Redis and no memory cache in front (`cache_capacity(0)`: every
+//! request reads Redis) against the warm memory cache, 64 concurrent callers.
+//!
 //! ```text
 //! cargo bench --all-features --bench introspection
+//! MCP_BENCH_REDIS=redis://127.0.0.1:6390/ cargo bench --all-features --bench introspection
 //! ```
 
 use std::{convert::Infallible, process::Command, time::Duration};
@@ -118,6 +123,81 @@ fn count(kind: &str, requests: usize) -> Option<u64> {
     })
 }
 
+/// Requests per second through the layer, 64 concurrent callers (one token each, warmed) for
+/// `seconds`, memory cache (`redis` false) or Redis alone.
+#[cfg(feature = "redis")]
+fn rate(redis_url: &str, redis: bool, seconds: u64) -> f64 {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let redis_url = redis_url.to_owned();
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let issuer = format!("http://{}", listener.local_addr().unwrap());
+        let answer = serde_json::json!({
+            "active": true, "iss": issuer, "sub": "alice", "aud": AUD,
+            "exp": get_current_timestamp() + 600,
+        })
+        .to_string();
+        let app = axum::Router::new().route(
+            "/introspect",
+            axum::routing::post(move || std::future::ready(answer.clone())),
+        );
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let store = mcp_session_binding::store::RedisStore::connect(&redis_url)
+            .await
+            .expect("MCP_BENCH_REDIS answers");
+        let mut settings = Introspection::new("rs", "secret")
+            .endpoint(format!("{issuer}/introspect"))
+            .redis(store.connection());
+        if redis {
+            settings = settings.cache_capacity(0);
+        }
+        let layer = JwtAuthLayer::builder()
+            .issuer_introspection(&issuer, settings)
+            .audiences([AUD])
+            .build()
+            .unwrap();
+        let service = layer.layer(tower::service_fn(inner));
+        // One token per caller: each request reads its own answer (no shared flight).
+        let request = move |caller: usize| {
+            Request::builder()
+                .header(
+                    "authorization",
+                    format!("Bearer {OPAQUE}-{}-{caller}", u8::from(redis)),
+                )
+                .body(String::new())
+                .unwrap()
+        };
+        for caller in 0..64 {
+            let response = service.clone().oneshot(request(caller)).await.unwrap();
+            assert!(response.status().is_success());
+        }
+        let deadline = std::time::Instant::now() + Duration::from_secs(seconds);
+        let callers: Vec<_> = (0..64)
+            .map(|caller| {
+                let service = service.clone();
+                tokio::spawn(async move {
+                    let mut done = 0u64;
+                    while std::time::Instant::now() < deadline {
+                        let response = service.clone().oneshot(request(caller)).await.unwrap();
+                        assert!(response.status().is_success());
+                        done += 1;
+                    }
+                    done
+                })
+            })
+            .collect();
+        let mut total = 0;
+        for caller in callers {
+            total += caller.await.unwrap();
+        }
+        total as f64 / seconds as f64
+    })
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if let (Some(kind), Some(requests)) = (args.get(1), args.get(2))
@@ -133,6 +213,15 @@ fn main() {
         let per_request = (many as f64 - few as f64) / (MANY - FEW) as f64;
         println!(
             "instructions: {kind}: {per_request:.0} per request through JwtAuthLayer ({FEW} and {MANY} requests: {few}, {many})"
+        );
+    }
+    #[cfg(feature = "redis")]
+    if let Ok(url) = std::env::var("MCP_BENCH_REDIS") {
+        let memory = rate(&url, false, 3);
+        let redis = rate(&url, true, 3);
+        println!(
+            "requests/s, 64 callers: warm memory cache {memory:.0}, Redis only {redis:.0} (ratio {:.2})",
+            redis / memory
         );
     }
 }
