@@ -29,6 +29,8 @@
 //!   dropping that header would send the upstream another request than the one the layers
 //!   checked (another task in `Mcp-Name`, no `Mcp-Session-Id`). An upstream response that does
 //!   the same gets the client a 502.
+//! - Connections to the upstream are HTTP/1.1, kept alive and pooled (no DNS lookup or TLS
+//!   handshake per request); an https upstream is checked against the platform's roots.
 //! - When the upstream cannot be reached, fails, or sends no response head within
 //!   `--upstream-timeout` (30 s), the client gets 502 with a JSON-RPC error. Redirects are not
 //!   followed.
@@ -59,7 +61,8 @@ use std::{
 
 use axum::{body::Body, extract::Request, response::Response};
 use futures::future::BoxFuture;
-use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Uri, header};
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use jwt_stack::StackConfig;
 use mcp_session_binding::store::{BindingStore, MemoryStore};
 use tracing_subscriber::EnvFilter;
@@ -244,51 +247,103 @@ fn named_end_to_end(headers: &HeaderMap) -> Option<HeaderName> {
         .find(|name| headers.contains_key(name) && !NOT_FORWARDED.contains(name))
 }
 
-/// `headers` without the hop-by-hop ones. The caller has checked [`named_end_to_end`]: the
-/// headers `Connection` names are then absent or among these.
-fn end_to_end(headers: &HeaderMap) -> HeaderMap {
-    let mut kept = headers.clone();
-    for name in &NOT_FORWARDED {
-        kept.remove(name);
+/// Drops the hop-by-hop headers from `headers`. The caller has checked [`named_end_to_end`]:
+/// the headers `Connection` names are then absent or among these.
+fn drop_hop_by_hop(headers: &mut HeaderMap) {
+    // Most messages carry none: one pass over the names costs less than ten removals.
+    if headers.keys().any(|name| NOT_FORWARDED.contains(name)) {
+        for name in &NOT_FORWARDED {
+            headers.remove(name);
+        }
     }
-    kept
 }
 
+/// The client to the upstream: pooled keep-alive connections (no DNS lookup or TLS handshake
+/// per request), HTTP/1.1, no redirects followed, `TCP_NODELAY`.
+type Client = hyper_util::client::legacy::Client<
+    hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
+    Body,
+>;
+
 /// A reverse proxy to one MCP endpoint, as a tower service (what `SessionBindingLayer` wraps).
+/// Cloned on every request (axum clones the route's service stack): one reference count.
 #[derive(Clone)]
-struct Proxy {
-    client: reqwest::Client,
-    upstream: reqwest::Url,
+struct Proxy(Arc<Upstream>);
+
+/// The upstream endpoint and the client to it.
+struct Upstream {
+    client: Client,
+    /// The upstream endpoint, parsed once.
+    upstream: Uri,
+    /// Its `Host` header (`host[:port]`, without a default port), made once.
+    host: HeaderValue,
     head_timeout: Duration,
 }
 
-impl Proxy {
-    fn new(upstream: reqwest::Url, head_timeout: Duration) -> Result<Self, String> {
-        let client = reqwest::Client::builder()
-            .no_proxy()
-            .redirect(reqwest::redirect::Policy::none())
-            .connect_timeout(Duration::from_secs(5))
-            .tcp_nodelay(true)
+impl Upstream {
+    fn new(upstream: &reqwest::Url, head_timeout: Duration) -> Result<Self, String> {
+        let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
+        http.enforce_http(false);
+        http.set_nodelay(true);
+        http.set_connect_timeout(Some(Duration::from_secs(5)));
+        let tls = if upstream.scheme() == "https" {
+            // The platform's roots (what reqwest with rustls trusts).
+            <rustls::ClientConfig as rustls_platform_verifier::ConfigVerifierExt>::with_platform_verifier()
+                .map_err(|e| format!("cannot set up TLS: {e}"))?
+        } else {
+            // Never used (the upstream is plain HTTP): no system roots to load.
+            rustls::ClientConfig::builder()
+                .with_root_certificates(rustls::RootCertStore::empty())
+                .with_no_client_auth()
+        };
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(http);
+        let client = hyper_util::client::legacy::Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(60))
-            .build()
-            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+            .pool_timer(TokioTimer::new())
+            .build(connector);
+        let host = match (upstream.host_str(), upstream.port()) {
+            (Some(host), Some(port)) => format!("{host}:{port}"),
+            (Some(host), None) => host.to_owned(),
+            (None, _) => return Err(format!("--upstream {upstream}: no host")),
+        };
+        let host =
+            HeaderValue::try_from(host).map_err(|e| format!("--upstream {upstream}: {e}"))?;
+        let upstream =
+            Uri::try_from(upstream.as_str()).map_err(|e| format!("--upstream {upstream}: {e}"))?;
         Ok(Self {
             client,
             upstream,
+            host,
             head_timeout,
         })
     }
 
-    async fn forward(self, request: Request) -> Response {
-        let (parts, body) = request.into_parts();
+    /// The upstream endpoint with the query of `uri`.
+    fn target(&self, uri: &Uri) -> Result<Uri, http::Error> {
+        let Some(query) = uri.query() else {
+            return Ok(self.upstream.clone());
+        };
+        let path = self.upstream.path();
+        Uri::builder()
+            .scheme(self.upstream.scheme_str().unwrap_or("http"))
+            .authority(self.upstream.authority().map_or("", |a| a.as_str()))
+            .path_and_query(format!("{path}?{query}"))
+            .build()
+    }
+
+    async fn forward(&self, request: Request) -> Response {
+        let (mut parts, body) = request.into_parts();
         // Mounted at /mcp: only /mcp itself (and its query) maps to the upstream endpoint.
         if !matches!(parts.uri.path(), "" | "/") {
             return error(StatusCode::NOT_FOUND, "Not found");
         }
-        let mut url = self.upstream.clone();
-        if let Some(query) = parts.uri.query() {
-            url.set_query(Some(query));
-        }
+        let Ok(url) = self.target(&parts.uri) else {
+            return error(StatusCode::BAD_REQUEST, "Bad request: invalid query");
+        };
         // The layers have decided on these headers: the upstream gets them all, or nothing.
         if let Some(name) = named_end_to_end(&parts.headers) {
             tracing::warn!(
@@ -302,18 +357,21 @@ impl Proxy {
             );
             return error(StatusCode::BAD_REQUEST, &message);
         }
-        let mut headers = end_to_end(&parts.headers);
-        headers.remove(header::HOST);
-        headers.remove(header::AUTHORIZATION);
-        let mut upstream = self.client.request(parts.method, url).headers(headers);
-        if !http_body::Body::is_end_stream(&body) {
-            // Streamed as it arrives: nothing is buffered here.
-            upstream = upstream.body(reqwest::Body::wrap_stream(body.into_data_stream()));
-        }
-        let response = match tokio::time::timeout(self.head_timeout, upstream.send()).await {
+        drop_hop_by_hop(&mut parts.headers);
+        parts.headers.insert(header::HOST, self.host.clone());
+        parts.headers.remove(header::AUTHORIZATION);
+        parts.uri = url;
+        parts.version = http::Version::HTTP_11;
+        // The body streams as it arrives: nothing is buffered here.
+        let upstream = self.client.request(Request::from_parts(parts, body));
+        let response = match tokio::time::timeout(self.head_timeout, upstream).await {
             Ok(Ok(response)) => response,
             Ok(Err(err)) => {
-                tracing::warn!(reason = "upstream_error", error = %err, "upstream request failed");
+                tracing::warn!(
+                    reason = "upstream_error",
+                    error = causes(&err),
+                    "upstream request failed"
+                );
                 return error(StatusCode::BAD_GATEWAY, "Bad gateway: upstream unavailable");
             }
             Err(_) => {
@@ -325,7 +383,6 @@ impl Proxy {
                 return error(StatusCode::BAD_GATEWAY, "Bad gateway: upstream timed out");
             }
         };
-        let response: http::Response<reqwest::Body> = response.into();
         let (mut parts, body) = response.into_parts();
         // The layers read the answer after this (the binding layer binds its Mcp-Session-Id):
         // dropping an end-to-end header here would hand the client a session, or an answer,
@@ -341,7 +398,7 @@ impl Proxy {
                 "Bad gateway: the upstream's answer cannot be forwarded",
             );
         }
-        parts.headers = end_to_end(&parts.headers);
+        drop_hop_by_hop(&mut parts.headers);
         // Frame by frame: an SSE event reaches the client when the upstream sends it.
         Response::from_parts(parts, Body::new(body))
     }
@@ -357,9 +414,22 @@ impl tower::Service<Request> for Proxy {
     }
 
     fn call(&mut self, request: Request) -> Self::Future {
-        let proxy = self.clone();
-        Box::pin(async move { Ok(proxy.forward(request).await) })
+        let upstream = Arc::clone(&self.0);
+        Box::pin(async move { Ok(upstream.forward(request).await) })
     }
+}
+
+/// `err` and its sources, `: `-separated (the client's errors name only their kind: "client
+/// error (Connect)").
+fn causes(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 /// A JSON-RPC error without `id` (code -32000), with `status`.
@@ -411,7 +481,10 @@ async fn run(args: Args) -> Result<(), String> {
         dev_secret,
     } = jwt_stack::issuers_from_env(&args.issuers)?;
     let binding = binding_store(&args).await?;
-    let proxy = Proxy::new(args.upstream.clone(), args.upstream_timeout)?;
+    let proxy = Proxy(Arc::new(Upstream::new(
+        &args.upstream,
+        args.upstream_timeout,
+    )?));
 
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
@@ -431,6 +504,7 @@ async fn run(args: Args) -> Result<(), String> {
         jwks_refetch_interval: args.jwks_refresh_min,
         jwks_max_stale: args.jwks_max_stale,
         stream_recheck: None,
+        dpop: None,
     };
     let auth = jwt_stack::auth_layer(&config, &base_url)
         .map_err(|e| format!("invalid JWT settings: {e}"))?;

@@ -7,7 +7,11 @@
 //!                                 [--server PATH] [--server-cpu N]
 //! target/release/examples/loadgen --instructions 2000 [--rounds 5] [--server PATH]
 //! target/release/examples/loadgen --redis redis://127.0.0.1:6379/ [--redis-cache-ms MS] [--concurrency 16,64] …
+//! target/release/examples/loadgen --gateway [--instructions N] …
 //! ```
+//!
+//! With `--gateway`, it compares the `gateway` example in front of the example server with that
+//! server reached directly (see `common/loadgen_gateway.rs`).
 //!
 //! With `--redis URL`, the two servers both have the layer: one keeps its bindings in a
 //! `MemoryStore` (`memory`, the baseline), the other in the Redis at `URL` (`redis`, with
@@ -39,6 +43,9 @@
 //!
 //! Every answer is checked (HTTP 200 and the caller's own `sub` in the result): a failed request
 //! stops the run. Requests go to loopback only, and the run is bounded in time.
+
+#[path = "common/loadgen_gateway.rs"]
+mod gateway;
 
 use std::{
     process::Stdio,
@@ -83,6 +90,8 @@ struct Args {
     redis: Option<String>,
     /// `--redis-cache-ms`, passed on to the Redis server.
     redis_cache_ms: Option<u64>,
+    /// Compare the upstream reached directly with the `gateway` example in front of it.
+    gateway: bool,
 }
 
 impl Args {
@@ -97,6 +106,7 @@ impl Args {
             instructions: None,
             redis: None,
             redis_cache_ms: None,
+            gateway: false,
         };
         let mut argv = std::env::args().skip(1);
         while let Some(flag) = argv.next() {
@@ -116,6 +126,7 @@ impl Args {
                 "--instructions" => args.instructions = Some(value()?.parse()?),
                 "--redis" => args.redis = Some(value()?),
                 "--redis-cache-ms" => args.redis_cache_ms = Some(value()?.parse()?),
+                "--gateway" => args.gateway = true,
                 // `cargo bench`-style invocations pass this; nothing to do.
                 "--bench" => {}
                 other => return Err(format!("unknown argument {other}").into()),
@@ -153,12 +164,16 @@ struct Server {
     url: String,
     /// One established session per client: (bearer token, session id, sub).
     sessions: Vec<Arc<Session>>,
+    /// `--gateway`: the upstream behind this server, whose CPU time is read as well.
+    upstream_pid: Option<u32>,
 }
 
 struct Session {
     token: String,
     id: String,
     sub: String,
+    /// The request body sent on each call (`tools/call whoami` unless changed).
+    call: String,
 }
 
 fn token(sub: &str) -> String {
@@ -264,6 +279,7 @@ async fn spawn_server(
         pid,
         url,
         sessions: Vec::new(),
+        upstream_pid: None,
     })
 }
 
@@ -301,10 +317,16 @@ async fn open_session(client: &reqwest::Client, url: &str, sub: String) -> Resul
         return Err(format!("notifications/initialized: {}", response.status()).into());
     }
     response.bytes().await?;
-    Ok(Session { token, id, sub })
+    Ok(Session {
+        token,
+        id,
+        sub,
+        call: WHOAMI.to_owned(),
+    })
 }
 
-/// One `tools/call whoami`; checks the answer.
+/// One call (`tools/call whoami` unless the session says otherwise); checks that the answer
+/// names the session's `sub`.
 async fn whoami(client: &reqwest::Client, url: &str, session: &Session) -> Result<(), Error> {
     let response = client
         .post(url)
@@ -313,14 +335,14 @@ async fn whoami(client: &reqwest::Client, url: &str, session: &Session) -> Resul
         .header("accept", ACCEPT)
         .header("mcp-protocol-version", PROTOCOL)
         .header("mcp-session-id", &session.id)
-        .body(WHOAMI)
+        .body(session.call.clone())
         .send()
         .await?;
     let status = response.status();
     let body = response.bytes().await?;
     let text = String::from_utf8_lossy(&body);
     if status != reqwest::StatusCode::OK || !text.contains(session.sub.as_str()) {
-        return Err(format!("tools/call whoami: {status}: {text}").into());
+        return Err(format!("tools/call: {status}: {text}").into());
     }
     Ok(())
 }
@@ -344,6 +366,8 @@ struct Phase {
     elapsed: Duration,
     latencies_ns: Vec<u64>,
     server_cpu: Duration,
+    /// `--gateway`: the upstream's CPU time behind the gateway.
+    upstream_cpu: Duration,
 }
 
 async fn phase(
@@ -362,7 +386,7 @@ async fn phase(
         let session = Arc::clone(session);
         let client = client.clone();
         let url = server.url.clone();
-        let pid = server.pid;
+        let pids = (server.pid, server.upstream_pid);
         let cpu_before = cpu_before.clone();
         tasks.spawn(async move {
             let mut latencies = Vec::new();
@@ -373,7 +397,9 @@ async fn phase(
                 }
                 if sent >= measure_from {
                     cpu_before
-                        .get_or_init(|| async move { cpu_time(pid) })
+                        .get_or_init(
+                            || async move { (cpu_time(pids.0), pids.1.and_then(cpu_time)) },
+                        )
                         .await;
                 }
                 whoami(&client, &url, &session).await?;
@@ -391,12 +417,16 @@ async fn phase(
         result.latencies_ns.extend(joined??);
     }
     let cpu_after = cpu_time(server.pid);
+    let upstream_after = server.upstream_pid.and_then(cpu_time);
     result.requests = result.latencies_ns.len() as u64;
     result.elapsed = window;
-    if let (Some(Some(before)), Some(after)) = (cpu_before.get(), cpu_after) {
+    if let (Some((Some(before), _)), Some(after)) = (cpu_before.get(), cpu_after) {
         // The CPU reading closes after the last request of the window: the tail requests
         // (sent before the end, answered after it) add a little to both servers alike.
         result.server_cpu = after.saturating_sub(*before);
+    }
+    if let (Some((_, Some(before))), Some(after)) = (cpu_before.get(), upstream_after) {
+        result.upstream_cpu = after.saturating_sub(*before);
     }
     Ok(result)
 }
@@ -450,7 +480,9 @@ struct Totals {
     elapsed: Duration,
     latencies_ns: Vec<u64>,
     server_cpu: Duration,
+    upstream_cpu: Duration,
     per_round_rps: Vec<f64>,
+    per_round_p50: Vec<f64>,
     per_round_p99: Vec<f64>,
 }
 
@@ -458,12 +490,15 @@ impl Totals {
     fn add(&mut self, mut phase: Phase) {
         self.per_round_rps
             .push(phase.requests as f64 / phase.elapsed.as_secs_f64());
+        self.per_round_p50
+            .push(percentile_us(&mut phase.latencies_ns, 50.0));
         self.per_round_p99
             .push(percentile_us(&mut phase.latencies_ns, 99.0));
         self.requests += phase.requests;
         self.elapsed += phase.elapsed;
         self.latencies_ns.extend(phase.latencies_ns);
         self.server_cpu += phase.server_cpu;
+        self.upstream_cpu += phase.upstream_cpu;
     }
 
     fn rps(&self) -> f64 {
@@ -570,6 +605,9 @@ async fn main() -> Result<(), Error> {
         .pool_max_idle_per_host(max_clients * 2)
         .timeout(Duration::from_secs(120))
         .build()?;
+    if args.gateway {
+        return gateway::run(&args, &client).await;
+    }
     if let Some(requests) = args.instructions {
         return instructions(&args, &client, requests).await;
     }

@@ -8,8 +8,9 @@
 //!                                    [--redis-cache-ms MS] [--stream-recheck-ms MS]
 //!                                    [--issuer URL]... [--jwks-refresh-min SECS]
 //!                                    [--jwks-max-stale SECS] [--require-scope SCOPE]...
-//!                                    [--cors-origin ORIGIN]... [--introspect URL]...
-//!                                    [--introspect-cache-max SECS]
+//!                                    [--cors-origin ORIGIN]... [--dpop off|allowed|required]
+//!                                    [--metrics-listen ADDR] [--metrics-issuers]
+//!                                    [--introspect URL]... [--introspect-cache-max SECS]
 //! ```
 //!
 //! With `--introspect URL` (repeatable, and mixable with `--issuer`), the server trusts that
@@ -61,6 +62,10 @@
 //! `https://issuer.example`). Without `MCP_JWT_SECRET`, the server picks a random secret and
 //! prints tokens for `alice` and `bob` and a `curl` command that initializes a session.
 //!
+//! With `--metrics-listen ADDR` (feature `metrics`), the crate's metrics are served in the
+//! Prometheus text format at `http://ADDR/metrics` (`common/metrics_endpoint.rs`,
+//! `docs/metrics.md`), and the server prints `metrics on http://HOST:PORT/metrics` first.
+//!
 //! Once it listens, the server prints `listening on http://HOST:PORT/mcp` on stdout.
 
 #[path = "common/browser.rs"]
@@ -72,6 +77,9 @@ mod jwt_stack;
 #[cfg(feature = "redis")]
 #[path = "common/key_secret.rs"]
 mod key_secret;
+#[cfg(feature = "metrics")]
+#[path = "common/metrics_endpoint.rs"]
+mod metrics_endpoint;
 #[cfg(feature = "redis")]
 #[path = "common/rmcp_redis_sessions.rs"]
 mod rmcp_redis_sessions;
@@ -86,7 +94,8 @@ const USAGE: &str = "\
 usage: mcp_server [--listen ADDR] [--allow-anonymous] [--without-binding] [--redis URL]
                   [--redis-cluster URL]... [--redis-ca PATH] [--redis-cache-ms MS]
                   [--stream-recheck-ms MS] [--issuer URL]... [--jwks-refresh-min SECS] [--jwks-max-stale SECS]
-                  [--require-scope SCOPE]... [--cors-origin ORIGIN]...
+                  [--require-scope SCOPE]... [--cors-origin ORIGIN]... [--dpop POLICY]
+                  [--metrics-listen ADDR] [--metrics-issuers]
                   [--introspect URL]... [--introspect-cache-max SECS]
 
 options:
@@ -134,6 +143,15 @@ options:
   --cors-origin ORIGIN
                       let browser pages of ORIGIN (scheme://host[:port]) call the server
                       (CORS; repeatable); requests with any other Origin get 403
+  --metrics-listen ADDR
+                      serve the layers' metrics in the Prometheus text format at
+                      http://ADDR/metrics (feature `metrics`; see docs/metrics.md)
+  --metrics-issuers   label accepted tokens and key refreshes with their issuer
+  --dpop POLICY       DPoP (RFC 9449) for the trusted issuers: off (default: bearer tokens),
+                      allowed (DPoP-bound tokens need a proof, plain ones may be bearer)
+                      or required (every request needs a DPoP-bound token and a proof);
+                      with --redis, proofs are remembered in Redis, so a proof replayed on
+                      another replica is refused
   -h, --help          this text
 
 environment:
@@ -168,6 +186,9 @@ struct Args {
     jwks_max_stale: Duration,
     required_scopes: Vec<String>,
     cors_origins: Vec<String>,
+    metrics_listen: Option<String>,
+    metrics_issuers: bool,
+    dpop: mcp_session_binding::jwt::DpopPolicy,
 }
 
 impl Default for Args {
@@ -188,6 +209,9 @@ impl Default for Args {
             jwks_max_stale: Duration::from_secs(3600),
             required_scopes: Vec::new(),
             cors_origins: Vec::new(),
+            metrics_listen: None,
+            metrics_issuers: false,
+            dpop: mcp_session_binding::jwt::DpopPolicy::Off,
         }
     }
 }
@@ -244,11 +268,18 @@ impl Args {
                 "--jwks-max-stale" => parsed.jwks_max_stale = seconds(&flag, &value()?)?,
                 "--require-scope" => parsed.required_scopes.push(value()?),
                 "--cors-origin" => parsed.cors_origins.push(value()?),
-                "--allow-anonymous" | "--without-binding" if inline.is_some() => {
+                "--metrics-listen" => parsed.metrics_listen = Some(value()?),
+                "--dpop" => {
+                    parsed.dpop = value()?.parse().map_err(|e| format!("--dpop: {e}"))?;
+                }
+                "--allow-anonymous" | "--without-binding" | "--metrics-issuers"
+                    if inline.is_some() =>
+                {
                     return Err(format!("{flag} takes no value"));
                 }
                 "--allow-anonymous" => parsed.allow_anonymous = true,
                 "--without-binding" => parsed.without_binding = true,
+                "--metrics-issuers" => parsed.metrics_issuers = true,
                 "-h" | "--help" => return Ok(None),
                 _ => return Err(format!("unknown argument {flag:?}")),
             }
@@ -436,6 +467,11 @@ async fn main() -> ExitCode {
 }
 
 async fn run(args: Args) -> Result<(), String> {
+    // First: the recorder is in place before any layer records.
+    let metrics = match &args.metrics_listen {
+        Some(addr) => Some(serve_metrics(addr, args.metrics_issuers).await?),
+        None => None,
+    };
     let discovery = !args.issuers.is_empty();
     let jwt_stack::Issuers {
         mut trusted,
@@ -489,6 +525,7 @@ async fn run(args: Args) -> Result<(), String> {
         jwks_refetch_interval: args.jwks_refresh_min,
         jwks_max_stale: args.jwks_max_stale,
         stream_recheck: args.stream_recheck,
+        dpop: dpop(&args, redis.as_ref()),
     };
     let auth = jwt_stack::auth_layer(&config, &base_url).map_err(|e| {
         if discovery {
@@ -535,6 +572,9 @@ async fn run(args: Args) -> Result<(), String> {
             writeln!(stdout, "issuer {issuer} keys {kids}").map_err(|e| e.to_string())?;
         }
     }
+    if let Some(addr) = metrics {
+        writeln!(stdout, "metrics on http://{addr}/metrics").map_err(|e| e.to_string())?;
+    }
     writeln!(stdout, "listening on {url}").map_err(|e| e.to_string())?;
     stdout.flush().map_err(|e| e.to_string())?;
     drop(stdout);
@@ -547,6 +587,33 @@ async fn run(args: Args) -> Result<(), String> {
     axum::serve(listener, app)
         .await
         .map_err(|e| format!("server stopped: {e}"))
+}
+
+/// `--metrics-listen`: the Prometheus endpoint; the address it listens on.
+#[cfg(feature = "metrics")]
+async fn serve_metrics(addr: &str, issuers: bool) -> Result<std::net::SocketAddr, String> {
+    metrics_endpoint::serve(addr, issuers).await
+}
+
+#[cfg(not(feature = "metrics"))]
+async fn serve_metrics(_addr: &str, _issuers: bool) -> Result<std::net::SocketAddr, String> {
+    Err("--metrics-listen needs the metrics feature".to_owned())
+}
+
+/// The DPoP settings of `--dpop`: with Redis, proofs are remembered there.
+fn dpop(args: &Args, redis: Option<&Redis>) -> Option<jwt_stack::StackDpop> {
+    use mcp_session_binding::jwt::DpopPolicy;
+    if args.dpop == DpopPolicy::Off {
+        return None;
+    }
+    let mut dpop = jwt_stack::StackDpop::new(args.dpop);
+    #[cfg(feature = "redis")]
+    if let Some(store) = redis.cloned() {
+        dpop.tune = Some(Arc::new(move |auth| auth.dpop_replay_redis(&store)));
+    }
+    #[cfg(not(feature = "redis"))]
+    let _ = redis;
+    Some(dpop)
 }
 
 /// The `requestState` sealing layer: keys from `MCP_STATE_KEYS` (comma-separated base64, 32

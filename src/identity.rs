@@ -70,6 +70,8 @@ pub(crate) const MAX_CLAIM_LEN: usize = 1024;
 pub struct Identity {
     iss: Arc<str>,
     sub: Arc<str>,
+    /// The thumbprint of the DPoP key the token was bound to, when it came with a proof.
+    jkt: Option<Arc<str>>,
 }
 
 impl Identity {
@@ -92,7 +94,11 @@ impl Identity {
         let sub = sub.into();
         check_claim("iss", &iss)?;
         check_claim("sub", &sub)?;
-        Ok(Self { iss, sub })
+        Ok(Self {
+            iss,
+            sub,
+            jkt: None,
+        })
     }
 
     /// The issuer (`iss`).
@@ -130,7 +136,48 @@ impl Identity {
     /// Rebuilds an identity from shared strings already checked by [`Identity::new`].
     #[cfg_attr(not(feature = "memory"), allow(dead_code))]
     pub(crate) fn from_shared(iss: Arc<str>, sub: Arc<str>) -> Self {
-        Self { iss, sub }
+        Self {
+            iss,
+            sub,
+            jkt: None,
+        }
+    }
+
+    /// The RFC 7638 SHA-256 thumbprint (base64url) of the DPoP key the caller proved it holds
+    /// (RFC 9449), when the [`JwtAuthLayer`](crate::jwt::JwtAuthLayer) admitted the request with
+    /// a DPoP proof; `None` for a bearer token. Not part of equality: two identities with the
+    /// same `(iss, sub)` are equal whatever their keys (see
+    /// [`SessionBindingLayer::bind_to_dpop_key`](crate::SessionBindingLayer::bind_to_dpop_key)
+    /// to bind sessions to the key too).
+    ///
+    /// ```
+    /// let alice = mcp_session_binding::Identity::new("https://issuer.example", "alice").unwrap();
+    /// assert_eq!(alice.jkt(), None);
+    /// ```
+    #[must_use]
+    pub fn jkt(&self) -> Option<&str> {
+        self.jkt.as_deref()
+    }
+
+    /// The same identity, bound to the DPoP key with this thumbprint.
+    #[cfg_attr(not(feature = "jwt"), allow(dead_code))]
+    pub(crate) fn with_jkt(mut self, jkt: Arc<str>) -> Self {
+        self.jkt = Some(jkt);
+        self
+    }
+
+    /// The identity sessions are bound to when they are bound to the DPoP key too: the issuer
+    /// with `U+0001`, `dpop:` and the thumbprint appended (no trusted issuer URL contains
+    /// `U+0001`), so that `(iss, sub, jkt)` is one owner. Without a key, the identity itself.
+    pub(crate) fn with_key_in_issuer(&self) -> Self {
+        match &self.jkt {
+            None => self.clone(),
+            Some(jkt) => Self {
+                iss: format!("{}\u{1}dpop:{jkt}", self.iss).into(),
+                sub: self.sub.clone(),
+                jkt: Some(jkt.clone()),
+            },
+        }
     }
 
     /// Whether both halves are the very same strings as `other`'s (a clone of it): cheaper than

@@ -95,7 +95,8 @@
 //! README: `docs/behaviour.md` (every answer, bounds, logs, configuration),
 //! `docs/identity-providers.md` (custom auth layers, the JWT layer, OpenID providers),
 //! `docs/deployment.md` (replicas, Redis, Cluster, TLS, the key secret, session limits, sizing),
-//! `docs/sessionless.md` (MCP 2026-07-28: tasks and `requestState`), `docs/performance.md`
+//! `docs/sessionless.md` (MCP 2026-07-28: tasks and `requestState`), `docs/metrics.md` (every
+//! metric, its labels and cardinality, Prometheus), `docs/performance.md`
 //! (figures and how to measure them), `docs/browsers.md`, `docs/other-servers.md` (hyper, tonic,
 //! a gateway) and `docs/examples.md`. `SECURITY.md` says what the layer protects against and what
 //! it does not.
@@ -114,6 +115,9 @@
 //!   `identity::MissingIdentity` (401) as its rejection; depends on `axum-core` only.
 //! - `request-state`: `state::RequestStateLayer`, MRTR `requestState` sealed to the caller
 //!   (XChaCha20-Poly1305).
+//! - `metrics`: the layers' decisions by reason and the store calls, through the `metrics`
+//!   crate facade (`metrics` module, `docs/metrics.md`); nothing is recorded until a recorder
+//!   is installed.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 #[macro_use]
@@ -124,6 +128,11 @@ pub mod identity;
 #[cfg(feature = "jwt")]
 #[cfg_attr(docsrs, doc(cfg(feature = "jwt")))]
 pub mod jwt;
+#[cfg(feature = "metrics")]
+#[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+pub mod metrics;
+#[cfg(not(feature = "metrics"))]
+mod metrics;
 pub mod origin;
 mod protocol;
 mod ready;
@@ -145,7 +154,7 @@ pub mod __private {
     #[cfg(feature = "oidc")]
     pub use crate::jwt::fuzzing::parse_introspection;
     #[cfg(feature = "jwt")]
-    pub use crate::jwt::fuzzing::{parse_discovery, parse_jwks};
+    pub use crate::jwt::fuzzing::{check_dpop_proof, parse_discovery, parse_jwks};
     pub use crate::protocol::envelope::classify_len;
 
     /// The stored-value codec of the stores, for its fuzz target.

@@ -65,6 +65,23 @@ fn jwt_corpus() {
 
 #[test]
 #[cfg(feature = "jwt")]
+fn dpop_corpus() {
+    replay("dpop");
+    // The seeds made by npm `dpop` for the target's request (ES256, PS256, RS256) are accepted:
+    // the fuzzer starts from proofs that reach every check.
+    let accepted = corpus("dpop")
+        .iter()
+        .filter(|path| {
+            let data = std::fs::read(path).unwrap();
+            mcp_session_binding::__private::check_dpop_proof(&data, "fuzz-token", 1_700_000_000)
+                .is_ok()
+        })
+        .count();
+    assert!(accepted >= 3, "{accepted} accepted seeds");
+}
+
+#[test]
+#[cfg(feature = "jwt")]
 fn jwks_corpus() {
     replay("jwks");
 }

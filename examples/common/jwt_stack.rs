@@ -18,7 +18,10 @@ use axum::{Router, extract::Request};
 use jsonwebtoken::{EncodingKey, Header, encode};
 use mcp_session_binding::{
     SessionBindingLayer,
-    jwt::{Algorithm, JwtAuthLayer, JwtConfigError, JwtKey, ProtectedResourceMetadata},
+    jwt::{
+        Algorithm, DpopPolicy, JwtAuthLayer, JwtAuthLayerBuilder, JwtConfigError, JwtKey,
+        ProtectedResourceMetadata,
+    },
     store::BindingStore,
 };
 use serde_json::json;
@@ -95,7 +98,39 @@ pub struct StackConfig {
     /// How often an open GET stream of a session checks its binding again
     /// (`SessionBindingLayer::stream_recheck_interval`); `None`: the layer's default.
     pub stream_recheck: Option<Duration>,
+    /// DPoP (RFC 9449) for every trusted issuer; `None`: bearer tokens only.
+    pub dpop: Option<StackDpop>,
 }
+
+/// The DPoP settings of the stack.
+#[derive(Clone)]
+pub struct StackDpop {
+    /// The policy of every trusted issuer.
+    pub policy: DpopPolicy,
+    /// Sessions bound to `(iss, sub, jkt)` (`SessionBindingLayer::bind_to_dpop_key`).
+    pub bind_to_key: bool,
+    /// Adjusts the JWT layer's builder: the replay cache in Redis, a capacity.
+    pub tune: Option<Arc<dyn Fn(JwtAuthLayerBuilder) -> JwtAuthLayerBuilder + Send + Sync>>,
+}
+
+impl StackDpop {
+    /// `policy` for every issuer, sessions bound to `(iss, sub)`, the in-memory replay cache.
+    pub fn new(policy: DpopPolicy) -> Self {
+        Self {
+            policy,
+            bind_to_key: false,
+            tune: None,
+        }
+    }
+}
+
+/// The algorithms DPoP proofs may be signed with: in the layer and in the metadata document.
+pub const DPOP_ALGORITHMS: [Algorithm; 4] = [
+    Algorithm::ES256,
+    Algorithm::EdDSA,
+    Algorithm::RS256,
+    Algorithm::PS256,
+];
 
 impl StackConfig {
     /// The default issuer, signing HS256 with `secret`, and audience; bindings in `store`; no
@@ -110,6 +145,7 @@ impl StackConfig {
             jwks_refetch_interval: Duration::from_secs(30),
             jwks_max_stale: Duration::from_secs(3600),
             stream_recheck: None,
+            dpop: None,
         }
     }
 
@@ -127,6 +163,9 @@ pub fn metadata(config: &StackConfig, base_url: &str) -> ProtectedResourceMetada
             .resource_name("mcp-session-binding example");
     if !config.required_scopes.is_empty() {
         metadata = metadata.scopes_supported(config.required_scopes.clone());
+    }
+    if let Some(dpop) = config.dpop.as_ref().filter(|d| d.policy != DpopPolicy::Off) {
+        metadata = metadata.dpop(DPOP_ALGORITHMS, dpop.policy == DpopPolicy::Required);
     }
     metadata
 }
@@ -162,6 +201,17 @@ pub fn auth_layer(config: &StackConfig, base_url: &str) -> Result<JwtAuthLayer, 
         .any(|i| matches!(i.keys, IssuerKeys::Discovery))
     {
         auth = auth.algorithms(Algorithm::ASYMMETRIC);
+    }
+    if let Some(dpop) = &config.dpop {
+        for trusted in &config.issuers {
+            auth = auth.dpop(trusted.issuer.clone(), dpop.policy);
+        }
+        // `htu` names the URL each request was sent to (its `Host`): replicas behind one load
+        // balancer that keeps `Host` see the same URL.
+        auth = auth.dpop_algorithms(DPOP_ALGORITHMS);
+        if let Some(tune) = &dpop.tune {
+            auth = tune(auth);
+        }
     }
     auth.audiences([config.audience.clone()])
         .protected_resource(&metadata)
@@ -217,7 +267,8 @@ where
     let app = match &config.binding {
         Some(store) => {
             let mut binding = SessionBindingLayer::with_store(store.clone())
-                .allow_anonymous(config.allow_anonymous);
+                .allow_anonymous(config.allow_anonymous)
+                .bind_to_dpop_key(config.dpop.as_ref().is_some_and(|d| d.bind_to_key));
             if let Some(interval) = config.stream_recheck {
                 binding = binding.stream_recheck_interval(interval);
             }

@@ -34,6 +34,7 @@ pub const TARGETS: &[&str] = &[
     "discovery",
     "scan",
     "introspection",
+    "dpop",
 ];
 
 /// Runs the check of `target` on `data` (for the corpus replay).
@@ -47,6 +48,7 @@ pub fn run(target: &str, data: &[u8]) {
         "discovery" => discovery(data),
         "scan" => scan(data),
         "introspection" => introspection(data),
+        "dpop" => dpop(data),
         other => panic!("unknown fuzz target {other}"),
     }
 }
@@ -842,3 +844,27 @@ pub fn sse_reference(stream: &[u8]) -> Vec<Vec<u8>> {
     }
     events
 }
+
+/// A DPoP proof (`__private::check_dpop_proof`, RFC 9449): the input is the proof, checked for
+/// `POST https://mcp.example/mcp` with the token `fuzz-token` at a fixed time. Never panics; an
+/// accepted proof is at most 8 KiB, a compact JWS of three parts whose header says
+/// `typ: dpop+jwt`, and its thumbprint is 43 base64url characters (SHA-256).
+#[cfg(feature = "jwt")]
+pub fn dpop(data: &[u8]) {
+    let Ok(jkt) = __private::check_dpop_proof(data, "fuzz-token", 1_700_000_000) else {
+        return;
+    };
+    assert!(data.len() <= 8 * 1024, "{} bytes accepted", data.len());
+    let text = std::str::from_utf8(data).expect("an accepted proof is UTF-8");
+    assert_eq!(text.split('.').count(), 3, "three parts");
+    assert_eq!(jkt.len(), 43, "{jkt}");
+    assert!(
+        jkt.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'),
+        "{jkt}"
+    );
+}
+
+/// Without the `jwt` feature there is nothing to check.
+#[cfg(not(feature = "jwt"))]
+pub fn dpop(_data: &[u8]) {}

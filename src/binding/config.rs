@@ -105,6 +105,8 @@ pub(crate) struct Config {
     /// With [`SessionBindingLayer::bind_event_ids`]: the key that tags SSE event ids with their
     /// session.
     pub(crate) event_ids: Option<Arc<super::event_ids::EventIdKey>>,
+    /// Whether sessions and tasks are bound to `(iss, sub, jkt)` rather than `(iss, sub)`.
+    pub(crate) bind_dpop_key: bool,
 }
 
 impl Config {
@@ -172,6 +174,7 @@ impl Default for Config {
             created_at: Arc::default(),
             stream_recheck_interval: Duration::from_secs(5),
             event_ids: None,
+            bind_dpop_key: false,
         }
     }
 }
@@ -200,6 +203,7 @@ impl fmt::Debug for Config {
             .field("end_request_hook", &self.end_request_hook.is_some())
             .field("stream_recheck_interval", &self.stream_recheck_interval)
             .field("event_ids", &self.event_ids.is_some())
+            .field("bind_dpop_key", &self.bind_dpop_key)
             .finish_non_exhaustive()
     }
 }

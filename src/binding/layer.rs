@@ -194,6 +194,22 @@ impl<St, I> SessionBindingLayer<St, I> {
         self
     }
 
+    /// Binds sessions and tasks to `(iss, sub, jkt)`, the caller and the DPoP key its token is
+    /// bound to ([`Identity::jkt`](crate::Identity::jkt)), rather than to `(iss, sub)` (default
+    /// `false`).
+    ///
+    /// On, a second device of the same user, with its own key, gets its own sessions, and a
+    /// session cannot be used with a bearer token of the same user (no key) nor after the client
+    /// changes its key: it must start a new session. Off, a session follows the user across
+    /// keys and devices, as it does across token refreshes. Callers without a key (bearer
+    /// tokens) are bound to `(iss, sub)` either way; each key counts as its own owner for
+    /// [`max_sessions_per_identity`](Self::max_sessions_per_identity). See
+    /// `docs/behaviour.md`, "Binding to the DPoP key".
+    pub fn bind_to_dpop_key(mut self, bind: bool) -> Self {
+        self.config.bind_dpop_key = bind;
+        self
+    }
+
     /// The longest a task record lives (default 24 h, the binding TTL's default): twice the task's
     /// own `ttlMs` plus a minute when that is shorter. Each check of the task slides it. Make it
     /// at least as long as the MCP server keeps tasks without a TTL: once the record expires,

@@ -21,6 +21,7 @@
 mod body;
 pub(crate) mod config;
 pub(crate) mod decide;
+pub(crate) mod end;
 pub(crate) mod event_ids;
 pub(crate) mod future;
 pub(crate) mod layer;

@@ -3,9 +3,10 @@
 //! [`decide`](super::decide)'s.
 
 use bytes::{Buf, Bytes};
-use http::{Request, Response, request::Parts};
+use http::{Request, Response, StatusCode, request::Parts};
 use http_body::Body;
 use http_body_util::Full;
+use serde_json::value::RawValue;
 use tower::Service;
 
 use crate::{
@@ -13,12 +14,17 @@ use crate::{
     binding::{
         config::{Config, InnerHead},
         decide,
+        end::end_session,
         reject::{self, RejectionReason},
         service::Checked,
-        session::end_session,
         trace,
     },
-    protocol::{early, envelope, headers::MCP_SESSION_ID},
+    protocol::{
+        early,
+        envelope::{self, Classified, Message},
+        headers::MCP_SESSION_ID,
+        jsonrpc::{Refusal, code},
+    },
     store::{BindingStore, SessionKey},
 };
 
@@ -116,4 +122,47 @@ where
         }
         Err(answer) => answer,
     }
+}
+
+/// A `-32602` answer with `message`, carrying the refused request's `id` (its body is read
+/// within the layer's bounds). A body without a usable id gets 400 and no `id`.
+pub(crate) async fn refusal<B>(
+    parts: &http::request::Parts,
+    body: B,
+    config: &Config,
+    reason: RejectionReason,
+    message: &str,
+) -> Response<http_body_util::Full<Bytes>>
+where
+    B: Body,
+    B::Data: bytes::Buf,
+{
+    match reject::read_refused(parts, body, config).await {
+        Ok(bytes) => answer_for(&bytes, config, reason, code::INVALID_PARAMS, message),
+        Err(answer) => answer,
+    }
+}
+
+/// A JSON-RPC error (`code`, `message`) answering the request in `bytes` with its `id`; a body
+/// without a usable id (a batch, a notification, not JSON-RPC) gets 400 and no `id`.
+pub(crate) fn answer_for(
+    bytes: &[u8],
+    config: &Config,
+    reason: RejectionReason,
+    code: i32,
+    message: &str,
+) -> Response<http_body_util::Full<Bytes>> {
+    let id = match envelope::classify(bytes, 1) {
+        Classified::Single(Message::Request { id, .. }) => {
+            serde_json::from_str::<&RawValue>(id).ok()
+        }
+        _ => None,
+    };
+    // The id came from the body, bounded by the body cap; the answer is bounded too.
+    let id = id.filter(|id| id.get().len() + message.len() < config.max_answer_bytes);
+    let status = match id {
+        Some(_) => StatusCode::OK,
+        None => StatusCode::BAD_REQUEST,
+    };
+    Refusal::new(status, code, message).id(id).response(reason)
 }

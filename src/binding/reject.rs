@@ -21,6 +21,7 @@ use crate::protocol::{
 /// The answer to a `DELETE` of a session that was already ended: 204, no body; the reason
 /// ([`RejectionReason::EndedSession`]) in the extensions, like every answer the layer makes.
 pub(crate) fn already_ended() -> Response<Full<Bytes>> {
+    crate::metrics::refused(RejectionReason::EndedSession);
     let mut response = Response::new(Full::default());
     *response.status_mut() = StatusCode::NO_CONTENT;
     response

@@ -6,26 +6,30 @@ use std::{
     task::{Context, Poll},
 };
 
-use bytes::Buf;
+use bytes::{Buf, Bytes};
 use futures::future::FutureExt;
 use http::{Method, Request, Response, header::AUTHORIZATION, request::Parts};
 use http_body::Body;
+use http_body_util::Full;
 use tower::Service;
 
 use crate::{
     Identity, ResponseBody, ResponseFuture,
     binding::config::{Config, InnerHead},
     binding::decide,
+    binding::end::Inner,
     binding::event_ids,
+    binding::future::AfterResponse,
     binding::refuse::foreign_event_id,
     binding::reject::{self, RejectionReason},
     binding::session::{After, AfterKind},
     binding::stream,
-    binding::tasks::{self, Route},
+    binding::tasks,
     binding::trace,
     identity::{FromIdentityExtension, IdentityExtractor},
     protocol::headers::{self, LAST_EVENT_ID, MCP_SESSION_ID, SessionHeader},
-    store::{BindingStore, Lookup, Owner, SessionKey, StoreError, StoreErrorKind},
+    protocol::route::{self, Route},
+    store::{BindingStore, Lookup, SessionKey, StoreError},
 };
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -161,7 +165,7 @@ where
         if sessionless {
             if self.config.bind_tasks && parts.method == Method::POST {
                 // One pass over the headers instead of three lookups; most have neither header.
-                let seen = tasks::sessionless_headers(&parts.headers);
+                let seen = route::sessionless_headers(&parts.headers);
                 if seen.session_id {
                     parts.headers.remove(MCP_SESSION_ID);
                 }
@@ -213,6 +217,11 @@ where
         };
         // Handlers see the identity compared here, whichever extractor read it.
         crate::identity::expose(&mut parts.extensions, caller.as_ref());
+        // Bound to the DPoP key too, when configured: the owner is `(iss, sub, jkt)`.
+        let caller = match caller {
+            Some(caller) if self.config.bind_dpop_key => Some(caller.with_key_in_issuer()),
+            caller => caller,
+        };
 
         let Some(key) = key else {
             if let Some(method) = task_method {
@@ -280,27 +289,22 @@ where
             // ready is called here, nothing is cloned or boxed (a DELETE, rare, needs the
             // `After` that tombstones the session; a GET, the watch over its stream; with event
             // ids bound, an SSE answer is tagged).
-            if let Some(ids) = &self.config.event_ids
-                && let Err(why) = event_ids::open_last_event_id(&mut parts.headers, ids, key)
-            {
+            if let Some(answer) = open_event_id(&self.config, &mut parts, caller.as_ref(), key) {
                 drop(self.take_ready());
-                let answer = foreign_event_id(caller.as_ref(), key, why);
                 return ResponseFuture::early(parts.version, body, answer);
             }
-            let after = if tombstone_on_success {
-                Some(Box::new(After {
-                    inner: self.inner.clone(),
-                    store: self.store.clone(),
-                    config: self.config.clone(),
-                    caller,
-                    kind: AfterKind::EndOnSuccess(key),
-                    request: PhantomData,
-                }) as _)
-            } else {
-                stream::after(&self.store, &self.config, &parts.method, key, caller)
-            };
-            let future = self.inner.call(Request::from_parts(parts, body));
-            return ResponseFuture::inner(future, after);
+            let (store, config) = (&self.store, &self.config);
+            let after = after_forward(
+                &self.inner,
+                store,
+                config,
+                &parts,
+                key,
+                caller,
+                tombstone_on_success,
+            );
+            crate::metrics::forwarded();
+            return ResponseFuture::inner(self.inner.call(Request::from_parts(parts, body)), after);
         }
         let checked = Checked {
             ready: self.take_ready(),
@@ -363,35 +367,7 @@ where
             kind,
             &self.config.policy(),
         );
-        let caller = self.caller.as_ref();
-        match (&decision, &found) {
-            (decide::Session::Refuse { .. }, Ok(Lookup::Bound(owner))) => {
-                let owner = match owner {
-                    Owner::User(owner) => Some(owner),
-                    Owner::Anonymous => None,
-                };
-                trace::mismatch(caller, owner, self.key);
-            }
-            (_, Err(error)) => {
-                let (reason, what) = if error.kind() == StoreErrorKind::Corrupt {
-                    let what = "stored binding does not parse; failing closed";
-                    (RejectionReason::CorruptBinding, what)
-                } else {
-                    let what = "binding store failed; request not forwarded";
-                    (RejectionReason::StoreUnavailable, what)
-                };
-                trace::failed(reason, caller, self.key, error, what);
-            }
-            (decide::Session::AlreadyEnded, _) => {
-                let detail = "DELETE of an ended session: answered 204";
-                let reason = RejectionReason::EndedSession;
-                trace::rejected(reason, caller, Some(self.key), Some(detail));
-            }
-            (decide::Session::Answer(reason), _) => {
-                trace::rejected(*reason, caller, Some(self.key), None);
-            }
-            _ => {}
-        }
+        trace::decision(&decision, &found, self.caller.as_ref(), self.key);
         match decision {
             decide::Session::Forward {
                 tombstone_on_success,
@@ -411,30 +387,67 @@ where
     }
 
     fn forward(mut self, tombstone_on_success: bool) -> ResponseFuture<S::Future, ResBody> {
-        if let Some(ids) = &self.config.event_ids
-            && let Err(why) = event_ids::open_last_event_id(&mut self.parts.headers, ids, self.key)
-        {
-            let version = self.parts.version;
-            let answer = foreign_event_id(self.caller.as_ref(), self.key, why);
-            return ResponseFuture::early(version, self.body, answer);
+        let caller = self.caller.as_ref();
+        if let Some(answer) = open_event_id(&self.config, &mut self.parts, caller, self.key) {
+            return ResponseFuture::early(self.parts.version, self.body, answer);
         }
-        let after = if tombstone_on_success {
-            Some(Box::new(After {
-                inner: self.ready.clone(),
-                store: self.store,
-                config: self.config,
-                caller: self.caller,
-                kind: AfterKind::EndOnSuccess(self.key),
-                request: PhantomData,
-            }) as _)
-        } else {
-            let method = &self.parts.method;
-            stream::after(&self.store, &self.config, method, self.key, self.caller)
-        };
-        let mut ready = self.ready;
-        ResponseFuture::inner(
-            ready.call(Request::from_parts(self.parts, self.body)),
-            after,
-        )
+        let (store, config, key) = (&self.store, &self.config, self.key);
+        let after = after_forward(
+            &self.ready,
+            store,
+            config,
+            &self.parts,
+            key,
+            self.caller,
+            tombstone_on_success,
+        );
+        let request = Request::from_parts(self.parts, self.body);
+        crate::metrics::forwarded();
+        ResponseFuture::inner(self.ready.call(request), after)
     }
+}
+
+/// With event ids bound, opens the request's `Last-Event-ID` for the inner service; the answer
+/// when it belongs to another session.
+fn open_event_id(
+    config: &Config,
+    parts: &mut Parts,
+    caller: Option<&Identity>,
+    key: SessionKey,
+) -> Option<Response<Full<Bytes>>> {
+    let ids = config.event_ids.as_ref()?;
+    let why = event_ids::open_last_event_id(&mut parts.headers, ids, key).err()?;
+    Some(foreign_event_id(caller, key, why))
+}
+
+/// What runs after a request forwarded on its owner's session: the tombstone of a session its
+/// owner deleted (`tombstone_on_success`), else the watch over a GET stream and the tagging of
+/// event ids ([`stream::after`]).
+fn after_forward<S, St, ReqBody, ResBody>(
+    ready: &S,
+    store: &St,
+    config: &Arc<Config>,
+    parts: &Parts,
+    key: SessionKey,
+    caller: Option<Identity>,
+    tombstone_on_success: bool,
+) -> Option<Box<dyn AfterResponse<ResBody, S::Error>>>
+where
+    S: Inner<ReqBody, ResBody> + Clone,
+    S::Error: Send,
+    St: BindingStore + Clone,
+    ReqBody: Default + Send + 'static,
+    ResBody: Send + 'static,
+{
+    if !tombstone_on_success {
+        return stream::after(store, config, &parts.method, key, caller);
+    }
+    Some(Box::new(After {
+        inner: ready.clone(),
+        store: store.clone(),
+        config: config.clone(),
+        caller,
+        kind: AfterKind::EndOnSuccess(key),
+        request: PhantomData,
+    }))
 }

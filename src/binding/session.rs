@@ -1,99 +1,22 @@
-//! Work after the inner service answered (binding a new session, tombstoning on the owner's
-//! DELETE), and ending a session.
+//! Work after the inner service answered: binding a new session before its id leaves the layer,
+//! and tombstoning a session its owner deleted.
 
-use std::{future::Future, marker::PhantomData, sync::Arc};
+use std::{marker::PhantomData, sync::Arc};
 
-use futures::future::{BoxFuture, FutureExt};
-use http::{HeaderValue, Request, Response};
-use tower::{Service, ServiceExt};
+use futures::future::FutureExt;
+use http::Response;
 
 use crate::{
     Identity, ResponseBody,
     binding::config::{Config, InnerHead},
     binding::decide,
+    binding::end::{Inner, detach, end_session},
     binding::future::{AfterResponse, Then},
     binding::reject::{self, RejectionReason},
     binding::trace,
     protocol::headers::{self, MCP_SESSION_ID, SessionHeader},
-    store::{BindOutcome, BindingStore, SessionKey, StoreError, StoreErrorKind},
+    store::{BindingStore, SessionKey, StoreError},
 };
-
-/// The inner service as ending a session needs it: it takes the `DELETE`, from a task of its own.
-pub(crate) trait Inner<ReqBody, ResBody>:
-    Service<Request<ReqBody>, Response = Response<ResBody>, Future: Send> + Send + 'static
-{
-}
-
-impl<T, ReqBody, ResBody> Inner<ReqBody, ResBody> for T where
-    T: Service<Request<ReqBody>, Response = Response<ResBody>, Future: Send> + Send + 'static
-{
-}
-
-/// Runs `work` to completion even if the returned future is dropped (the client went away, the
-/// connection was reset): on a tokio runtime it is spawned. Outside one it runs inline.
-pub(crate) fn detach(work: impl Future<Output = ()> + Send + 'static) -> BoxFuture<'static, ()> {
-    match tokio::runtime::Handle::try_current() {
-        Ok(runtime) => {
-            let task = runtime.spawn(work);
-            async move {
-                let _ = task.await;
-            }
-            .boxed()
-        }
-        Err(_) => work.boxed(),
-    }
-}
-
-/// Ends a session: tombstones `key` (when given) so every replica answers 404, then sends a
-/// `DELETE` to the inner service so it frees the session. Failures are logged, not returned: the
-/// caller's answer does not depend on them. The work is [detached](detach): it completes even
-/// if the returned future is dropped.
-pub(crate) fn end_session<S, St, ReqBody, ResBody>(
-    inner: S,
-    store: St,
-    tombstone: Option<SessionKey>,
-    config: Arc<Config>,
-    head: InnerHead,
-    session: HeaderValue,
-    caller: Option<Identity>,
-) -> BoxFuture<'static, ()>
-where
-    S: Inner<ReqBody, ResBody>,
-    St: BindingStore,
-    ReqBody: Default + Send + 'static,
-    ResBody: Send + 'static,
-{
-    detach(async move {
-        let caller = caller.as_ref();
-        // The key the logs name: the one tombstoned, else the store's key of the session id.
-        let key =
-            tombstone.unwrap_or_else(|| store.key_derivation().session(headers::as_str(&session)));
-        if let Some(key) = tombstone
-            && let Err(error) = store.end(key, config.tombstone_ttl).await
-        {
-            trace::failed(
-                RejectionReason::StoreUnavailable,
-                caller,
-                key,
-                &error,
-                "could not tombstone an ended session",
-            );
-        }
-        let delete = head.delete(session, &config);
-        match inner.oneshot(delete).await {
-            Ok(response) => {
-                let status = response.status();
-                // 404: the inner service had already forgotten it; 405: it has no DELETE.
-                if status.is_success() || status == 404 || status == 405 {
-                    trace::ended(caller, key, Some(status.as_u16()));
-                } else {
-                    trace::end_failed(caller, key, Some(status.as_u16()));
-                }
-            }
-            Err(_) => trace::end_failed(caller, key, None),
-        }
-    })
-}
 
 /// Work to do once the inner service has answered.
 pub(crate) struct After<S, St, ReqBody> {
@@ -226,22 +149,7 @@ where
         }
         return response.map(ResponseBody::inner);
     };
-    match &outcome {
-        Err(error) if error.kind() == StoreErrorKind::Corrupt => {
-            let what = "a new session id collides with a corrupt stored value";
-            let corrupt = RejectionReason::CorruptBinding;
-            trace::failed(corrupt, caller.as_ref(), key, error, what);
-        }
-        Err(error) => {
-            let what = "could not bind a new session; ending it";
-            trace::failed(reason, caller.as_ref(), key, error, what);
-        }
-        Ok(BindOutcome::AlreadyBound(_)) => {
-            let what = "the inner service minted the id of a live session; it is left as it is";
-            trace::rejected(reason, caller.as_ref(), Some(key), Some(what));
-        }
-        Ok(_) => trace::rejected(reason, caller.as_ref(), Some(key), None),
-    }
+    trace::bind_refused(reason, caller.as_ref(), key, &outcome);
     // Never hand out a session that is not bound to its caller.
     if end {
         let tombstone = tombstone.then_some(key);

@@ -6,7 +6,11 @@
 //! (empty when the request named no usable session). The session id itself and tokens are never
 //! logged.
 
-use crate::{Identity, RejectionReason, store::SessionKey};
+use crate::{
+    Identity, RejectionReason,
+    binding::decide,
+    store::{BindOutcome, Lookup, Owner, SessionKey, StoreError, StoreErrorKind},
+};
 
 fn halves(caller: Option<&Identity>) -> (&str, &str) {
     caller.map_or(("", ""), |id| (id.iss(), id.sub()))
@@ -20,18 +24,21 @@ fn short(key: Option<SessionKey>) -> String {
 pub(crate) fn bound(caller: Option<&Identity>, key: SessionKey) {
     let (iss, sub) = halves(caller);
     tracing::info!(reason = "bound", iss, sub, session = %key.short(), "session bound");
+    crate::metrics::session_bound();
 }
 
 /// A task a `tools/call` created was recorded for its creator.
 pub(crate) fn task_recorded(caller: Option<&Identity>, key: SessionKey) {
     let (iss, sub) = halves(caller);
     tracing::info!(reason = "task_recorded", iss, sub, task = %key.short(), "task recorded");
+    crate::metrics::task_bound();
 }
 
 /// The owner deleted its session, and it was tombstoned.
 pub(crate) fn owner_ended(caller: Option<&Identity>, key: SessionKey) {
     let (iss, sub) = halves(caller);
     tracing::info!(reason = "ended", iss, sub, session = %key.short(), "session deleted by its owner");
+    crate::metrics::session_ended("owner");
 }
 
 /// The layer answered instead of forwarding. `key` is `None` when the request named no usable
@@ -88,6 +95,7 @@ pub(crate) fn failed(
 pub(crate) fn ended(caller: Option<&Identity>, key: SessionKey, inner_status: Option<u16>) {
     let (iss, sub) = halves(caller);
     tracing::info!(reason = "ended", iss, sub, session = %key.short(), inner_status, "session ended");
+    crate::metrics::session_ended("refused");
 }
 
 /// The inner service did not accept the `DELETE` that ends a session (`inner_status` is `None`
@@ -107,6 +115,7 @@ pub(crate) fn end_failed(caller: Option<&Identity>, key: SessionKey, inner_statu
         }
     };
     tracing::warn!(reason = "end_failed", iss, sub, session = %key.short(), inner_status, "{hint}");
+    crate::metrics::session_ended("refused");
 }
 
 /// A session-creating request carried credentials but no identity reached the layer.
@@ -121,4 +130,66 @@ pub(crate) fn misconfigured(key: SessionKey) {
          (added after it with axum's Router::layer, before it in a ServiceBuilder); refusing \
          instead of binding an anonymous session"
     );
+}
+
+/// Logs what [`decide::session`] answered a request on a session, with why.
+pub(crate) fn decision(
+    decision: &decide::Session,
+    found: &Result<Lookup, StoreError>,
+    caller: Option<&Identity>,
+    key: SessionKey,
+) {
+    match (decision, found) {
+        (decide::Session::Refuse { .. }, Ok(Lookup::Bound(owner))) => {
+            let owner = match owner {
+                Owner::User(owner) => Some(owner),
+                Owner::Anonymous => None,
+            };
+            mismatch(caller, owner, key);
+        }
+        (_, Err(error)) => {
+            let (reason, what) = if error.kind() == StoreErrorKind::Corrupt {
+                let what = "stored binding does not parse; failing closed";
+                (RejectionReason::CorruptBinding, what)
+            } else {
+                let what = "binding store failed; request not forwarded";
+                (RejectionReason::StoreUnavailable, what)
+            };
+            failed(reason, caller, key, error, what);
+        }
+        (decide::Session::AlreadyEnded, _) => {
+            let detail = "DELETE of an ended session: answered 204";
+            let reason = RejectionReason::EndedSession;
+            rejected(reason, caller, Some(key), Some(detail));
+        }
+        (decide::Session::Answer(reason), _) => {
+            rejected(*reason, caller, Some(key), None);
+        }
+        _ => {}
+    }
+}
+
+/// Logs why a new session was not kept ([`decide::bound`]'s `reason`), by the store's answer.
+pub(crate) fn bind_refused(
+    reason: RejectionReason,
+    caller: Option<&Identity>,
+    key: SessionKey,
+    outcome: &Result<BindOutcome, StoreError>,
+) {
+    match outcome {
+        Err(error) if error.kind() == StoreErrorKind::Corrupt => {
+            let what = "a new session id collides with a corrupt stored value";
+            let corrupt = RejectionReason::CorruptBinding;
+            failed(corrupt, caller, key, error, what);
+        }
+        Err(error) => {
+            let what = "could not bind a new session; ending it";
+            failed(reason, caller, key, error, what);
+        }
+        Ok(BindOutcome::AlreadyBound(_)) => {
+            let what = "the inner service minted the id of a live session; it is left as it is";
+            rejected(reason, caller, Some(key), Some(what));
+        }
+        Ok(_) => rejected(reason, caller, Some(key), None),
+    }
 }

@@ -3,7 +3,9 @@
 
 use http::{Request, Response};
 
-use super::{JwtRejection, config::Config, revocation::RevocationFuture, validate::Verified};
+use super::{
+    JwtRejection, config::Config, dpop::Outcome, revocation::RevocationFuture, validate::Verified,
+};
 use crate::identity::IdentityError;
 
 /// What happens to a request once its token is verified (or refused).
@@ -14,7 +16,13 @@ pub(crate) enum Admission {
     Forward,
     /// Admitted if this revocation check says the token is not revoked.
     Check(RevocationFuture),
+    /// Admitted if the DPoP replay store says the proof is fresh (`Ok(true)`), and then the
+    /// revocation check, if any, says the token is not revoked.
+    Replay(ReplayFuture, Option<RevocationFuture>),
 }
+
+/// The answer of a DPoP replay store: `Ok(true)` when the proof is fresh.
+pub(crate) type ReplayFuture = futures::future::BoxFuture<'static, Result<bool, tower::BoxError>>;
 
 /// The step after verification, shared by the immediate and the deferred (keys being fetched)
 /// paths: the `jti` rule, the identity in the extensions, the revocation check to run.
@@ -23,7 +31,22 @@ pub(crate) fn admit<B>(
     verified: Result<Verified, JwtRejection>,
     request: &mut Request<B>,
 ) -> Admission {
-    let verified = verified.and_then(|verified| {
+    let verified = verified.and_then(|mut verified| {
+        // DPoP (RFC 9449): the proof, the key binding, the downgrades, the replay cache last.
+        let replay = match &config.dpop {
+            None => None,
+            Some(dpop) => match dpop.check(request, &verified, super::dpop::now())? {
+                Outcome::Bearer => None,
+                Outcome::Bound(jkt) => {
+                    verified.identity = verified.identity.with_jkt(jkt);
+                    None
+                }
+                Outcome::Pending(jkt, replay) => {
+                    verified.identity = verified.identity.with_jkt(jkt);
+                    Some(replay)
+                }
+            },
+        };
         // With a revocation check, a token must name its `jti`: one without could never
         // be revoked.
         let jti = match &config.revocation {
@@ -34,9 +57,9 @@ pub(crate) fn admit<B>(
                 None => return Err(invalid_jti("is missing")),
             },
         };
-        Ok((verified, jti))
+        Ok((verified, jti, replay))
     });
-    let (verified, jti) = match verified {
+    let (verified, jti, replay) = match verified {
         Ok(ok) => ok,
         Err(rejection) => {
             if let JwtRejection::KeysUnavailable { .. } = rejection {
@@ -63,9 +86,13 @@ pub(crate) fn admit<B>(
     let extensions = request.extensions_mut();
     extensions.insert(verified.identity);
     extensions.insert(verified.claims);
-    match check {
-        None => Admission::Forward,
-        Some(check) => Admission::Check(check),
+    match (check, replay) {
+        (None, None) => {
+            crate::metrics::auth_accepted(extensions);
+            Admission::Forward
+        }
+        (Some(check), None) => Admission::Check(check),
+        (check, Some(replay)) => Admission::Replay(replay, check),
     }
 }
 

@@ -11,6 +11,8 @@ pub(crate) struct Config {
     pub(crate) revocation: Option<Arc<dyn RevocationCheck>>,
     pub(crate) revocation_timeout: Duration,
     pub(crate) allow_missing_token: bool,
+    /// DPoP, when some issuer's policy is not off.
+    pub(crate) dpop: Option<super::dpop::Dpop>,
 }
 
 impl fmt::Debug for Config {
@@ -21,6 +23,7 @@ impl fmt::Debug for Config {
             .field("revocation", &self.revocation.is_some())
             .field("revocation_timeout", &self.revocation_timeout)
             .field("allow_missing_token", &self.allow_missing_token)
+            .field("dpop", &self.dpop)
             .finish()
     }
 }

@@ -75,6 +75,13 @@ pub enum JwtConfigError {
     HttpClient(String),
     /// Not the name of a supported signature algorithm ([`Algorithm`]'s `FromStr`).
     UnknownAlgorithm(String),
+    /// Not `off`, `allowed` or `required` ([`DpopPolicy`](super::DpopPolicy)'s `FromStr`).
+    UnknownDpopPolicy(String),
+    /// A DPoP setting that cannot work: an HMAC algorithm allowed for proofs, no proof
+    /// algorithm, an external base URL that is not an absolute `http(s)` URL, or a
+    /// [`ProtectedResourceMetadata`](super::ProtectedResourceMetadata) whose DPoP algorithms
+    /// are not the layer's. Says which.
+    InvalidDpop(&'static str),
 }
 
 impl fmt::Display for JwtConfigError {
@@ -126,6 +133,10 @@ impl fmt::Display for JwtConfigError {
             Self::UnknownAlgorithm(name) => {
                 write!(f, "{name:?} is not a supported JWS signature algorithm")
             }
+            Self::UnknownDpopPolicy(name) => {
+                write!(f, "{name:?} is not a DPoP policy (off, allowed, required)")
+            }
+            Self::InvalidDpop(why) => write!(f, "invalid DPoP setting: {why}"),
         }
     }
 }

@@ -17,7 +17,7 @@ use crate::{ResponseBody, protocol::early::EarlyAnswer};
 
 use super::{
     JwtRejection,
-    admit::{Admission, admit},
+    admit::{Admission, ReplayFuture, admit},
     config::Config,
     revocation::RevocationFuture,
     validate::Verified,
@@ -81,6 +81,14 @@ pin_project! {
             pending: Option<(S, Request<ReqB>)>,
             config: Arc<Config>,
         },
+        // A DPoP proof's replay check in a store, then the revocation check if any.
+        Replay {
+            check: ReplayFuture,
+            revocation: Option<RevocationFuture>,
+            // The service instance `poll_ready` was called on, and the request to give it.
+            pending: Option<(S, Request<ReqB>)>,
+            config: Arc<Config>,
+        },
     }
 }
 
@@ -113,6 +121,23 @@ where
         Self {
             state: State::Revocation {
                 check: tokio::time::timeout(config.revocation_timeout, check),
+                pending: Some((ready_service, request)),
+                config,
+            },
+        }
+    }
+
+    pub(crate) fn replay(
+        check: ReplayFuture,
+        revocation: Option<RevocationFuture>,
+        ready_service: S,
+        request: Request<ReqB>,
+        config: Arc<Config>,
+    ) -> Self {
+        Self {
+            state: State::Replay {
+                check,
+                revocation,
                 pending: Some((ready_service, request)),
                 config,
             },
@@ -196,6 +221,56 @@ where
                             pending: Some((service, request)),
                             config: config.clone(),
                         },
+                        Admission::Replay(check, revocation) => State::Replay {
+                            check,
+                            revocation,
+                            pending: Some((service, request)),
+                            config: config.clone(),
+                        },
+                    };
+                    this.state.set(next);
+                }
+                StateProj::Replay {
+                    check,
+                    revocation,
+                    pending,
+                    config,
+                } => {
+                    let verdict = ready!(Pin::new(check).poll(cx));
+                    let (mut service, request) = pending
+                        .take()
+                        .expect("ResponseFuture polled after completion");
+                    let rejection = match verdict {
+                        Ok(true) => None,
+                        Ok(false) => Some(JwtRejection::Dpop(super::DpopError::Replayed)),
+                        Err(err) => {
+                            // Fail closed: a proof the store did not remember is not admitted.
+                            tracing::warn!(
+                                reason = "dpop_replay_unavailable",
+                                error = %err,
+                                "DPoP proof refused: the replay store failed"
+                            );
+                            Some(JwtRejection::DpopReplayUnavailable)
+                        }
+                    };
+                    let next = match (rejection, revocation.take()) {
+                        (Some(rejection), _) => {
+                            tracing::debug!(reason = rejection.code(), "bearer token rejected");
+                            let response =
+                                config.rejector.response_to(rejection, request.headers());
+                            self::rejection(response, request)
+                        }
+                        (None, Some(check)) => State::Revocation {
+                            check: tokio::time::timeout(config.revocation_timeout, check),
+                            pending: Some((service, request)),
+                            config: config.clone(),
+                        },
+                        (None, None) => {
+                            crate::metrics::auth_accepted(request.extensions());
+                            State::Inner {
+                                future: service.call(request),
+                            }
+                        }
                     };
                     this.state.set(next);
                 }
@@ -237,6 +312,7 @@ where
                             let (mut service, request) = pending
                                 .take()
                                 .expect("ResponseFuture polled after completion");
+                            crate::metrics::auth_accepted(request.extensions());
                             State::Inner {
                                 future: service.call(request),
                             }
@@ -259,6 +335,7 @@ where
             State::Revocation { .. } => "revocation_check",
             State::Inner { .. } => "inner",
             State::Verifying { .. } => "fetching_keys",
+            State::Replay { .. } => "dpop_replay_check",
         };
         f.debug_struct("ResponseFuture")
             .field("state", &state)

@@ -207,7 +207,44 @@ pub struct JwtAuthLayerBuilder {
     /// Issuers trusted through introspection, in the order given.
     #[cfg(feature = "oidc")]
     introspected: Vec<(String, super::Introspection)>,
+    dpop: DpopSettings,
 }
+
+/// The DPoP settings of the builder.
+#[derive(Debug)]
+struct DpopSettings {
+    policies: Vec<(String, super::DpopPolicy)>,
+    algorithms: Vec<Algorithm>,
+    window: Duration,
+    base_url: Option<String>,
+    replay_capacity: usize,
+    replay: Option<Arc<dyn super::dpop::ReplayCache>>,
+    /// What the protected resource metadata document says: its algorithms and `required`.
+    metadata: Option<(Vec<&'static str>, bool)>,
+}
+
+impl Default for DpopSettings {
+    fn default() -> Self {
+        Self {
+            policies: Vec::new(),
+            algorithms: Vec::new(),
+            window: Duration::from_secs(300),
+            base_url: None,
+            replay_capacity: 1_000_000,
+            replay: None,
+            metadata: None,
+        }
+    }
+}
+
+/// The DPoP proof algorithms allowed when none are set.
+const DEFAULT_DPOP_ALGORITHMS: [Algorithm; 5] = [
+    Algorithm::ES256,
+    Algorithm::ES384,
+    Algorithm::EdDSA,
+    Algorithm::RS256,
+    Algorithm::PS256,
+];
 
 /// Default least time between two request-triggered key fetches of one issuer.
 pub(crate) const DEFAULT_JWKS_REFETCH_INTERVAL: Duration = Duration::from_secs(30);
@@ -237,6 +274,7 @@ impl Default for JwtAuthLayerBuilder {
             jwks_fetch_timeout: DEFAULT_JWKS_FETCH_TIMEOUT,
             #[cfg(feature = "oidc")]
             introspected: Vec::new(),
+            dpop: DpopSettings::default(),
         }
     }
 }
@@ -255,6 +293,7 @@ impl fmt::Debug for JwtAuthLayerBuilder {
             .field("resource_metadata", &self.resource_metadata)
             .field("scope", &self.scope)
             .field("required_scopes", &self.required_scopes)
+            .field("dpop", &self.dpop)
             .finish_non_exhaustive()
     }
 }
@@ -425,6 +464,9 @@ impl JwtAuthLayerBuilder {
     /// Serve the same document beside the MCP endpoint: it is a tower service.
     pub fn protected_resource(mut self, metadata: &ProtectedResourceMetadata) -> Self {
         self.resource_metadata = Some(metadata.well_known_url());
+        self.dpop.metadata = metadata
+            .dpop_settings()
+            .map(|(algs, required)| (algs.to_vec(), required));
         self.listed_issuers
             .extend(metadata.authorization_servers().iter().cloned());
         self.audiences([metadata.resource()])
@@ -505,6 +547,163 @@ impl JwtAuthLayerBuilder {
     pub fn challenge_scope(mut self, scope: impl Into<String>) -> Self {
         self.scope = Some(scope.into());
         self
+    }
+
+    /// Sets DPoP (RFC 9449) for `issuer`'s tokens: [`DpopPolicy::Off`](super::DpopPolicy::Off)
+    /// (the default: bearer tokens only), [`Allowed`](super::DpopPolicy::Allowed) (a token with
+    /// `cnf.jkt` needs a proof, others may come as `Bearer`) or
+    /// [`Required`](super::DpopPolicy::Required) (every token needs a proof). For
+    /// `Authorization: DPoP`, after the token is verified, the one `DPoP` proof must have
+    /// `typ: dpop+jwt`, an allowed asymmetric `alg`, a public `jwk` whose signature verifies,
+    /// `htm` and `htu` of this request, `iat` within the window, `ath` of the token, the
+    /// token's `cnf.jkt` as its key's thumbprint, and a `jti` not seen within the window (each
+    /// failure is a [`DpopError`](super::DpopError); `docs/dpop.md` has the table). `issuer`
+    /// must be trusted (given keys or discovery), or [`build`](Self::build) fails.
+    ///
+    /// Refusals are 401 with `WWW-Authenticate: DPoP error="invalid_dpop_proof"` (or
+    /// `invalid_token`), `algs="…"`, preceded by a `Bearer` challenge when some issuer accepts
+    /// bearer tokens; a replay cache that cannot answer gets 503 with `Retry-After`.
+    ///
+    /// ```
+    /// use mcp_session_binding::jwt::{Algorithm, DpopPolicy, JwtAuthLayer, JwtKey};
+    ///
+    /// let layer = JwtAuthLayer::builder()
+    ///     .issuer_keys("https://auth.example.com", JwtKey::hmac([7u8; 32])?)
+    ///     .algorithms([Algorithm::HS256])
+    ///     .audiences(["https://mcp.example.com/mcp"])
+    ///     .dpop("https://auth.example.com", DpopPolicy::Required)
+    ///     .dpop_base_url("https://mcp.example.com")
+    ///     .build()?;
+    /// # let _ = layer;
+    /// # Ok::<(), mcp_session_binding::jwt::JwtConfigError>(())
+    /// ```
+    pub fn dpop(mut self, issuer: impl Into<String>, policy: super::DpopPolicy) -> Self {
+        let issuer = issuer.into();
+        self.dpop.policies.retain(|(i, _)| *i != issuer);
+        self.dpop.policies.push((issuer, policy));
+        self
+    }
+
+    /// The algorithms a DPoP proof may be signed with (call it again to allow more; asymmetric
+    /// only, `build` refuses HMAC). Default: ES256, ES384, EdDSA, RS256 and PS256. They are
+    /// sent in the challenge's `algs`, and a [`ProtectedResourceMetadata::dpop`] document must
+    /// list exactly them.
+    pub fn dpop_algorithms(mut self, algorithms: impl IntoIterator<Item = Algorithm>) -> Self {
+        for algorithm in algorithms {
+            if !self.dpop.algorithms.contains(&algorithm) {
+                self.dpop.algorithms.push(algorithm);
+            }
+        }
+        self
+    }
+
+    /// How far a proof's `iat` may be from now, either way (default 5 min); the replay cache
+    /// remembers each proof until its `iat` leaves the window. Whole seconds.
+    pub fn dpop_iat_window(mut self, window: Duration) -> Self {
+        self.dpop.window = window;
+        self
+    }
+
+    /// The external base URL of this server (`https://mcp.example.com`, or with a path prefix
+    /// that a proxy strips), which a proof's `htu` must start with, followed by the request
+    /// path. Without it (the default), `htu` must name the URL the request was sent to: its
+    /// scheme (either `http` or `https` when the request does not carry one, as HTTP/1.1
+    /// requests do not), its `Host` and its path. Set it behind a proxy or TLS terminator.
+    pub fn dpop_base_url(mut self, url: impl Into<String>) -> Self {
+        self.dpop.base_url = Some(url.into());
+        self
+    }
+
+    /// How many proofs the in-memory replay cache remembers at once (default 1,000,000, about
+    /// 70 MB at most; see `docs/performance.md`). When it is full, new proofs are refused with
+    /// 503 rather than older ones forgotten. Ignored with
+    /// [`dpop_replay_redis`](Self::dpop_replay_redis).
+    pub fn dpop_replay_capacity(mut self, capacity: usize) -> Self {
+        self.dpop.replay_capacity = capacity;
+        self
+    }
+
+    /// Remembers proofs in the Redis of `store` (feature `redis`), so that a proof accepted by
+    /// one replica is refused by every other: one `SET key 1 NX PX <ttl>` per accepted proof,
+    /// under the store's prefix and timeout (none for a refused proof). The keys expire with
+    /// the `iat` window. A failed or timed-out `SET` gets 503 with `Retry-After`.
+    #[cfg(feature = "redis")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+    pub fn dpop_replay_redis(mut self, store: &crate::store::RedisStore) -> Self {
+        self.dpop.replay = Some(Arc::new(super::dpop::RedisReplayCache::new(store)));
+        self
+    }
+
+    /// The DPoP half of the configuration, checked; `None` when no issuer uses DPoP.
+    fn build_dpop(
+        dpop: DpopSettings,
+        issuers: &[(String, Option<JwtKeys>)],
+    ) -> Result<Option<(super::dpop::Dpop, Vec<Algorithm>, bool)>, JwtConfigError> {
+        use super::DpopPolicy;
+        let policies: HashMap<String, DpopPolicy> = dpop
+            .policies
+            .into_iter()
+            .filter(|(_, policy)| *policy != DpopPolicy::Off)
+            .collect();
+        if let Some(issuer) = policies
+            .keys()
+            .find(|i| !issuers.iter().any(|(t, _)| t == *i))
+        {
+            return Err(JwtConfigError::IssuerWithoutKeys(issuer.clone()));
+        }
+        let required = |issuer: &str| policies.get(issuer) == Some(&DpopPolicy::Required);
+        let bearer = issuers.iter().any(|(issuer, _)| !required(issuer));
+        if policies.is_empty() {
+            if dpop.metadata.is_some() {
+                return Err(JwtConfigError::InvalidDpop(
+                    "the resource metadata lists DPoP algorithms but no issuer uses DPoP",
+                ));
+            }
+            return Ok(None);
+        }
+        let algorithms = if dpop.algorithms.is_empty() {
+            DEFAULT_DPOP_ALGORITHMS.to_vec()
+        } else {
+            dpop.algorithms
+        };
+        if algorithms
+            .iter()
+            .any(|alg| alg.family() == super::KeyFamily::Hmac)
+        {
+            return Err(JwtConfigError::InvalidDpop(
+                "HMAC cannot sign DPoP proofs (RFC 9449 §4.2)",
+            ));
+        }
+        if let Some((listed, metadata_required)) = &dpop.metadata {
+            let ours: Vec<&str> = algorithms.iter().map(|alg| alg.as_str()).collect();
+            if *listed != ours {
+                return Err(JwtConfigError::InvalidDpop(
+                    "the resource metadata's dpop_signing_alg_values_supported are not the layer's DPoP algorithms",
+                ));
+            }
+            if *metadata_required && bearer {
+                return Err(JwtConfigError::InvalidDpop(
+                    "the resource metadata says DPoP is required but an issuer accepts bearer tokens",
+                ));
+            }
+        }
+        let base_url = match dpop.base_url {
+            None => None,
+            Some(url) => Some(super::dpop::normalize_base_url(&url).ok_or(
+                JwtConfigError::InvalidDpop("the external base URL is not an absolute http(s) URL"),
+            )?),
+        };
+        let replay = dpop
+            .replay
+            .unwrap_or_else(|| Arc::new(super::dpop::MemoryReplayCache::new(dpop.replay_capacity)));
+        let config = super::dpop::Dpop {
+            policies,
+            algorithms: algorithms.clone(),
+            window: dpop.window,
+            base_url,
+            replay,
+        };
+        Ok(Some((config, algorithms, bearer)))
     }
 
     /// Builds the layer.
@@ -617,6 +816,7 @@ impl JwtAuthLayerBuilder {
         }
         let required_scope =
             (!self.required_scopes.is_empty()).then(|| self.required_scopes.join(" "));
+        let dpop = Self::build_dpop(self.dpop, &self.issuers)?;
 
         let issuer_set: HashSet<String> = self.issuers.iter().map(|(i, _)| i.clone()).collect();
         let audiences: HashSet<String> = self.audiences.into_iter().collect();
@@ -680,6 +880,16 @@ impl JwtAuthLayerBuilder {
             self.jwks_fetch_timeout,
         );
 
+        let mut rejector = Rejector::with_required_scope(
+            self.resource_metadata.as_deref(),
+            self.scope.as_deref(),
+            required_scope.as_deref(),
+            self.retry_after.as_secs(),
+        );
+        let dpop = dpop.map(|(dpop, algorithms, bearer)| {
+            rejector = rejector.clone().with_dpop(&algorithms, bearer);
+            dpop
+        });
         let config = Config {
             verifier: Arc::new(Verifier {
                 issuers,
@@ -689,15 +899,11 @@ impl JwtAuthLayerBuilder {
                 #[cfg(feature = "oidc")]
                 introspection,
             }),
-            rejector: Rejector::with_required_scope(
-                self.resource_metadata.as_deref(),
-                self.scope.as_deref(),
-                required_scope.as_deref(),
-                self.retry_after.as_secs(),
-            ),
+            rejector,
             revocation: self.revocation,
             revocation_timeout: self.revocation_timeout,
             allow_missing_token: self.allow_missing_token,
+            dpop,
         };
         Ok(JwtAuthLayer {
             config: Arc::new(config),

@@ -76,6 +76,10 @@ pub struct ProtectedResourceMetadata {
     resource_name: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     resource_documentation: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    dpop_signing_alg_values_supported: Option<Vec<&'static str>>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    dpop_bound_access_tokens_required: bool,
 }
 
 impl ProtectedResourceMetadata {
@@ -100,7 +104,47 @@ impl ProtectedResourceMetadata {
             bearer_methods_supported: ["header"],
             resource_name: None,
             resource_documentation: None,
+            dpop_signing_alg_values_supported: None,
+            dpop_bound_access_tokens_required: false,
         }
+    }
+
+    /// Says that this resource accepts DPoP proofs (RFC 9449 §5.1) signed with `algorithms`
+    /// (`dpop_signing_alg_values_supported`), and whether it requires DPoP-bound tokens
+    /// (`dpop_bound_access_tokens_required`, sent only when `true`). Give the layer the same
+    /// document with [`protected_resource`](super::JwtAuthLayerBuilder::protected_resource):
+    /// its build fails when the algorithms are not exactly the layer's DPoP algorithms, or
+    /// when `required` is set but some issuer does not require DPoP.
+    ///
+    /// ```
+    /// use mcp_session_binding::jwt::{Algorithm, ProtectedResourceMetadata};
+    ///
+    /// let metadata = ProtectedResourceMetadata::new("https://mcp.example.com/mcp", ["https://auth.example.com"])
+    ///     .dpop([Algorithm::ES256], true);
+    /// assert_eq!(metadata.to_json()["dpop_signing_alg_values_supported"][0], "ES256");
+    /// assert_eq!(metadata.to_json()["dpop_bound_access_tokens_required"], true);
+    /// ```
+    #[must_use]
+    pub fn dpop(
+        mut self,
+        algorithms: impl IntoIterator<Item = super::Algorithm>,
+        required: bool,
+    ) -> Self {
+        self.dpop_signing_alg_values_supported = Some(
+            algorithms
+                .into_iter()
+                .map(super::Algorithm::as_str)
+                .collect(),
+        );
+        self.dpop_bound_access_tokens_required = required;
+        self
+    }
+
+    /// The DPoP algorithms and `required` flag set with [`dpop`](Self::dpop).
+    pub(crate) fn dpop_settings(&self) -> Option<(&[&'static str], bool)> {
+        self.dpop_signing_alg_values_supported
+            .as_deref()
+            .map(|algs| (algs, self.dpop_bound_access_tokens_required))
     }
 
     /// Sets `scopes_supported`.

@@ -33,6 +33,11 @@
 //! 9. Optionally, a [`RevocationCheck`] by `jti`. A revoked token gets 401. A check that errors
 //!    or times out gets **503 with `Retry-After`**: the token is never admitted on a failed
 //!    check (fail closed).
+//! 10. For an issuer with DPoP (RFC 9449, [`JwtAuthLayerBuilder::dpop`]): the `DPoP` proof of an
+//!     `Authorization: DPoP` request, bound to the token by `cnf.jkt`, never replayed; the
+//!     downgrades to `Bearer` are refused. The key's thumbprint is
+//!     [`Identity::jkt`](crate::Identity::jkt). Checked after the scopes, before the revocation
+//!     check. See `docs/dpop.md`.
 //!
 //! With the feature `oidc`, an issuer can instead be trusted through RFC 7662 token
 //! introspection ([`JwtAuthLayerBuilder::issuer_introspection`], [`Introspection`]): its tokens
@@ -122,6 +127,7 @@
 mod admit;
 mod algorithm;
 mod config;
+mod dpop;
 mod error;
 mod future;
 #[cfg(feature = "oidc")]
@@ -139,12 +145,15 @@ mod validate;
 
 pub use algorithm::Algorithm;
 pub(crate) use algorithm::KeyFamily;
+pub use dpop::{DpopError, DpopPolicy};
 pub use error::JwtConfigError;
 pub use future::ResponseFuture;
 #[cfg(feature = "oidc")]
 pub use introspect::Introspection;
 #[cfg(feature = "oidc")]
 pub use jwks::IssuerKeysError;
+#[cfg(feature = "oidc")]
+pub(crate) use jwks::KeySourceError;
 pub use keys::{JwtKey, JwtKeys};
 pub use layer::{JwtAuthLayer, JwtAuthLayerBuilder};
 pub use metadata::ProtectedResourceMetadata;
@@ -186,5 +195,19 @@ pub mod fuzzing {
     #[cfg(feature = "oidc")]
     pub fn parse_introspection(bytes: &[u8]) -> Result<String, String> {
         super::introspect::fuzz_answer(bytes)
+    }
+
+    /// Checks a DPoP proof for `POST https://mcp.example/mcp` with `token` at `now`, any
+    /// asymmetric algorithm allowed; the key's thumbprint.
+    ///
+    /// # Errors
+    ///
+    /// Why the proof is refused.
+    pub fn check_dpop_proof(
+        proof: &[u8],
+        token: &str,
+        now: u64,
+    ) -> Result<String, super::DpopError> {
+        super::dpop::fuzz_check_proof(proof, token, now)
     }
 }

@@ -6,6 +6,7 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode, header};
 use http_body_util::Full;
 
+use super::DpopError;
 use crate::{
     identity::IdentityError,
     protocol::jsonrpc::{Refusal, code},
@@ -32,7 +33,8 @@ use crate::{
 /// | --- | --- | --- |
 /// | [`Missing`](Self::Missing) | 401 | none |
 /// | [`MalformedHeader`](Self::MalformedHeader) | 400 | `invalid_request` |
-/// | [`RevocationUnavailable`](Self::RevocationUnavailable), [`KeysUnavailable`](Self::KeysUnavailable), [`IntrospectionUnavailable`](Self::IntrospectionUnavailable) | 503 (`Retry-After`) | none, no challenge |
+/// | [`RevocationUnavailable`](Self::RevocationUnavailable), [`KeysUnavailable`](Self::KeysUnavailable), [`IntrospectionUnavailable`](Self::IntrospectionUnavailable), [`DpopReplayUnavailable`](Self::DpopReplayUnavailable) | 503 (`Retry-After`) | none, no challenge |
+/// | [`Dpop`](Self::Dpop) | 401 | `invalid_dpop_proof`, or `invalid_token` when the token is at fault, in the `DPoP` challenge |
 /// | [`InsufficientScope`](Self::InsufficientScope) | 403 | `insufficient_scope`, with the required `scope` |
 /// | every other reason | 401 | `invalid_token` |
 ///
@@ -92,6 +94,12 @@ pub enum JwtRejection {
     /// answer over 64 KiB, too many calls in flight (feature `oidc`). Fail closed: 503 with
     /// `Retry-After`.
     IntrospectionUnavailable,
+    /// A DPoP proof, or its absence, was refused (RFC 9449): see [`DpopError`]. The
+    /// [`code`](Self::code) is the `DpopError`'s.
+    Dpop(DpopError),
+    /// The DPoP replay cache could not take the proof (the memory cache is full, or the store
+    /// failed or timed out): fail closed, 503 with `Retry-After`.
+    DpopReplayUnavailable,
 }
 
 impl JwtRejection {
@@ -110,7 +118,8 @@ impl JwtRejection {
             Self::MalformedHeader => StatusCode::BAD_REQUEST,
             Self::RevocationUnavailable
             | Self::KeysUnavailable { .. }
-            | Self::IntrospectionUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            | Self::IntrospectionUnavailable
+            | Self::DpopReplayUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::InsufficientScope => StatusCode::FORBIDDEN,
             _ => StatusCode::UNAUTHORIZED,
         }
@@ -129,8 +138,10 @@ impl JwtRejection {
             Self::Missing
             | Self::RevocationUnavailable
             | Self::KeysUnavailable { .. }
-            | Self::IntrospectionUnavailable => None,
+            | Self::IntrospectionUnavailable
+            | Self::DpopReplayUnavailable => None,
             Self::MalformedHeader => Some("invalid_request"),
+            Self::Dpop(error) => Some(error.error_code()),
             Self::InsufficientScope => Some("insufficient_scope"),
             _ => Some("invalid_token"),
         }
@@ -163,6 +174,8 @@ impl JwtRejection {
             Self::KeysUnavailable { .. } => "keys_unavailable",
             Self::Inactive => "inactive",
             Self::IntrospectionUnavailable => "introspection_unavailable",
+            Self::Dpop(error) => error.code(),
+            Self::DpopReplayUnavailable => "dpop_replay_unavailable",
         }
     }
 }
@@ -192,6 +205,8 @@ impl fmt::Display for JwtRejection {
             Self::IntrospectionUnavailable => {
                 "the token introspection endpoint is unavailable; retry later"
             }
+            Self::Dpop(error) => return write!(f, "{error}"),
+            Self::DpopReplayUnavailable => "the DPoP replay check is unavailable; retry later",
         })
     }
 }
@@ -269,6 +284,9 @@ pub(crate) struct Rejector {
     /// `resource_metadata="…"`.
     scope_challenge_params: Vec<String>,
     retry_after: HeaderValue,
+    /// With DPoP on for some issuer: the `DPoP` challenge's `algs="…"`, and whether the `Bearer`
+    /// challenge is sent too (some issuer accepts bearer tokens).
+    dpop: Option<(String, bool)>,
 }
 
 /// Whether `value` fits in an RFC 7235 quoted-string without escaping.
@@ -318,12 +336,31 @@ impl Rejector {
             challenge_params,
             scope_challenge_params,
             retry_after: HeaderValue::from(retry_after_secs),
+            dpop: None,
         }
     }
 
+    /// Challenges with `DPoP algs="…"` (RFC 9449 §7.1), and with `Bearer` too when `bearer`.
+    pub(crate) fn with_dpop(mut self, algorithms: &[super::Algorithm], bearer: bool) -> Self {
+        let algs: Vec<&str> = algorithms.iter().map(|alg| alg.as_str()).collect();
+        self.dpop = Some((format!("algs=\"{}\"", algs.join(" ")), bearer));
+        self
+    }
+
     fn challenge(&self, rejection: &JwtRejection) -> HeaderValue {
-        let mut params = Vec::with_capacity(self.challenge_params.len() + 2);
-        if let Some(error) = rejection.error_code() {
+        self.challenge_of("Bearer", rejection, true, None)
+    }
+
+    /// One challenge of `scheme`: the error parameters when `with_error`, then the extra ones.
+    fn challenge_of(
+        &self,
+        scheme: &'static str,
+        rejection: &JwtRejection,
+        with_error: bool,
+        algs: Option<&str>,
+    ) -> HeaderValue {
+        let mut params = Vec::with_capacity(self.challenge_params.len() + 3);
+        if let Some(error) = rejection.error_code().filter(|_| with_error) {
             params.push(format!("error=\"{error}\""));
             let description: String = rejection
                 .to_string()
@@ -338,13 +375,35 @@ impl Rejector {
             &self.challenge_params
         };
         params.extend(extra.iter().cloned());
+        params.extend(algs.map(str::to_owned));
         let value = if params.is_empty() {
-            "Bearer".to_owned()
+            scheme.to_owned()
         } else {
-            format!("Bearer {}", params.join(", "))
+            format!("{scheme} {}", params.join(", "))
         };
         // Every part is visible ASCII (checked at build time, filtered above).
-        HeaderValue::try_from(value).unwrap_or_else(|_| HeaderValue::from_static("Bearer"))
+        HeaderValue::try_from(value).unwrap_or_else(|_| HeaderValue::from_static(scheme))
+    }
+
+    /// The `WWW-Authenticate` values of a rejection: `Bearer` alone without DPoP; with DPoP,
+    /// `Bearer` (when bearer tokens are accepted) and `DPoP algs="…"`, the error parameters on
+    /// the challenge of the scheme at fault (the request's, or `DPoP` for a DPoP reason).
+    fn challenges(&self, rejection: &JwtRejection, used_dpop: bool, headers: &mut HeaderMap) {
+        let Some((algs, bearer)) = &self.dpop else {
+            headers.insert(header::WWW_AUTHENTICATE, self.challenge(rejection));
+            return;
+        };
+        let dpop_error = used_dpop || !*bearer || matches!(rejection, JwtRejection::Dpop(_));
+        if *bearer {
+            headers.append(
+                header::WWW_AUTHENTICATE,
+                self.challenge_of("Bearer", rejection, !dpop_error, None),
+            );
+        }
+        headers.append(
+            header::WWW_AUTHENTICATE,
+            self.challenge_of("DPoP", rejection, dpop_error, Some(algs)),
+        );
     }
 
     /// The response for `rejection` of a request with `request_headers`: a gRPC status for a
@@ -354,19 +413,27 @@ impl Rejector {
         rejection: JwtRejection,
         request_headers: &HeaderMap,
     ) -> Response<Full<Bytes>> {
+        crate::metrics::auth_rejected(&rejection);
+        let used_dpop = super::dpop::uses_dpop_scheme(request_headers);
         match grpc_content_type(request_headers) {
-            Some(content_type) => self.grpc_response(rejection, content_type),
-            None => self.response(rejection),
+            Some(content_type) => self.grpc_response(rejection, content_type, used_dpop),
+            None => self.response_for(rejection, used_dpop),
         }
     }
 
     /// The response for `rejection`, with the reason in its extensions.
+    #[cfg(test)]
     pub(crate) fn response(&self, rejection: JwtRejection) -> Response<Full<Bytes>> {
+        self.response_for(rejection, false)
+    }
+
+    /// The response for `rejection` of a request that used the `DPoP` scheme or not.
+    fn response_for(&self, rejection: JwtRejection, used_dpop: bool) -> Response<Full<Bytes>> {
         let message = message(&rejection);
         // One code for "not authorized, or a dependency unavailable" in both layers; no `id`.
         let refusal = Refusal::new(rejection.status(), code::SERVER_ERROR, &message);
         let mut response = refusal.response(rejection.clone());
-        self.challenge_headers(&rejection, response.headers_mut());
+        self.challenge_headers(&rejection, response.headers_mut(), used_dpop);
         response
     }
 
@@ -380,6 +447,7 @@ impl Rejector {
         &self,
         rejection: JwtRejection,
         content_type: &'static str,
+        used_dpop: bool,
     ) -> Response<Full<Bytes>> {
         let mut response = Response::new(Full::default());
         let headers = response.headers_mut();
@@ -392,14 +460,19 @@ impl Rejector {
         if let Ok(value) = HeaderValue::try_from(grpc_percent_encode(&message(&rejection))) {
             headers.insert(GRPC_MESSAGE, value);
         }
-        self.challenge_headers(&rejection, headers);
+        self.challenge_headers(&rejection, headers, used_dpop);
         response.extensions_mut().insert(rejection);
         response
     }
 
     /// The headers every rejection carries: `Cache-Control`, and `Retry-After` or the
     /// `WWW-Authenticate` challenge.
-    fn challenge_headers(&self, rejection: &JwtRejection, headers: &mut HeaderMap) {
+    fn challenge_headers(
+        &self,
+        rejection: &JwtRejection,
+        headers: &mut HeaderMap,
+        used_dpop: bool,
+    ) {
         let status = rejection.status();
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         if let JwtRejection::KeysUnavailable { retry_after } = *rejection {
@@ -407,7 +480,7 @@ impl Rejector {
         } else if status == StatusCode::SERVICE_UNAVAILABLE {
             headers.insert(header::RETRY_AFTER, self.retry_after.clone());
         } else {
-            headers.insert(header::WWW_AUTHENTICATE, self.challenge(rejection));
+            self.challenges(rejection, used_dpop, headers);
         }
     }
 }

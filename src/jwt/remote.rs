@@ -259,6 +259,7 @@ impl RemoteKeys {
             Ok((keys, jwks_uri, max_age)) => {
                 let old: Vec<String> = state.keys.as_deref().map(kids).unwrap_or_default();
                 let new = kids(&keys);
+                crate::metrics::jwks_refreshed(&self.issuer, Ok(old != new));
                 if old != new {
                     let added: Vec<&String> = new.iter().filter(|k| !old.contains(k)).collect();
                     let removed: Vec<&String> = old.iter().filter(|k| !new.contains(k)).collect();
@@ -280,6 +281,7 @@ impl RemoteKeys {
                 state.last_error = None;
             }
             Err(err) => {
+                crate::metrics::jwks_refreshed(&self.issuer, Err(&err));
                 // Rediscover next time: the JWK set may have moved.
                 state.jwks_uri = None;
                 state.next_refresh = Some(Instant::now() + self.options.refetch_interval);
@@ -314,7 +316,7 @@ impl RemoteKeys {
             .clone();
         let jwks_uri = match known {
             Some(uri) => uri,
-            None => self.discover().await?.jwks_uri,
+            None => crate::metrics::discovered(&self.issuer, self.discover().await)?.jwks_uri,
         };
         let (status, headers, body) = self.get(&jwks_uri).await?;
         if !status.is_success() {

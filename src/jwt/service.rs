@@ -117,7 +117,11 @@ where
             tracing::trace!("no Authorization header; forwarded without identity");
             return ResponseFuture::inner(self.inner.call(request));
         }
-        let verified = match bearer_token(request.headers()) {
+        let token = match &config.dpop {
+            None => bearer_token(request.headers()),
+            Some(_) => super::dpop::Dpop::token(request.headers()).map(|(_, token)| token),
+        };
+        let verified = match token {
             Err(rejection) => Err(rejection),
             Ok(token) => match config.verifier.start(token) {
                 Verification::Done(verified) => verified,
@@ -142,6 +146,11 @@ where
                 // `poll_ready` made ready, and keep a fresh clone here (tower's contract).
                 let ready = take_ready(&mut self.inner);
                 ResponseFuture::revocation(check, ready, request, self.config.clone())
+            }
+            Admission::Replay(check, revocation) => {
+                // As for the revocation check: the ready instance goes to the future.
+                let ready = take_ready(&mut self.inner);
+                ResponseFuture::replay(check, revocation, ready, request, self.config.clone())
             }
         }
     }

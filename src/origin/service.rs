@@ -121,6 +121,7 @@ where
                 },
             };
         };
+        crate::metrics::origin_refused(rejection.code());
         tracing::debug!(
             reason = rejection.code(),
             origin = ?request.headers().get(header::ORIGIN),

@@ -187,6 +187,7 @@ pub(crate) fn answer<R>(status: StatusCode, body: Vec<u8>, reason: R) -> Respons
 where
     R: Clone + Send + Sync + 'static,
 {
+    crate::metrics::answered(&reason);
     let mut response = response(status, body);
     response.extensions_mut().insert(reason);
     response

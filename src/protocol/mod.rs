@@ -2,6 +2,7 @@
 //!
 //! - `headers`: `Mcp-Session-Id`, `MCP-Protocol-Version` and `Last-Event-ID`: names, and the
 //!   rules for reading them (session-id syntax, sessionless revisions);
+//! - `route`: which route a sessionless POST takes, by `Mcp-Method` and `Mcp-Name`;
 //! - `envelope`: reading the JSON-RPC envelope of a refused POST body;
 //! - `jsonrpc`: the JSON-RPC answers the layers make ([`Refusal`](jsonrpc::Refusal), with the
 //!   layer's typed reason in the response extensions), and their error codes;
@@ -17,5 +18,6 @@ pub(crate) mod early;
 pub(crate) mod envelope;
 pub(crate) mod headers;
 pub(crate) mod jsonrpc;
+pub(crate) mod route;
 pub(crate) mod scan;
 pub(crate) mod sse;

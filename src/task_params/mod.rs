@@ -52,6 +52,7 @@
 
 mod config;
 mod layer;
+mod read;
 mod service;
 
 pub use layer::TaskParamsLayer;

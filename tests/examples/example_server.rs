@@ -307,6 +307,7 @@ fn bad_arguments_exit_with_status_2_and_the_usage() {
             "500",
         ],
         &["--redis", "redis://127.0.0.1:1/", "--redis-cache-ms", "0"],
+        &["--dpop", "on"],
         &[
             "--redis",
             "redis://127.0.0.1:1/",

@@ -745,3 +745,33 @@ async fn the_example_trusts_an_issuer_by_url() {
         .await;
     assert_eq!(answer.status, StatusCode::FORBIDDEN, "{answer:?}");
 }
+
+/// Each fetch of an issuer's keys, and each discovery, is counted by outcome (feature
+/// `metrics`): a first fetch that loads the keys, a malformed JWK set, then the same keys again
+/// (after a failure the JWK set's URL is discovered again).
+#[cfg(feature = "metrics")]
+#[tokio::test]
+async fn key_refreshes_and_discoveries_are_counted_by_outcome() {
+    let recorded = support::recorder::Recorded::default();
+    let _recording = metrics::set_default_local_recorder(&recorded);
+    let provider = Provider::start().await;
+    let a = rsa(signing_keys().rsa_a.private.as_str(), "a");
+    provider.publish(vec![a.public.clone()]);
+    let layer = provider.builder().build().unwrap();
+    layer.fetch_keys().await.unwrap();
+    provider.set_jwks(Some(Canned::raw(b"not json".to_vec())));
+    assert!(layer.fetch_keys().await.is_err());
+    provider.publish(vec![a.public.clone()]);
+    layer.fetch_keys().await.unwrap();
+    let jwks = "mcp_session_binding_jwks_refreshes_total";
+    let expected = std::collections::BTreeMap::from([
+        (format!("{jwks}{{outcome=updated}}"), 1),
+        (format!("{jwks}{{outcome=malformed}}"), 1),
+        (format!("{jwks}{{outcome=unchanged}}"), 1),
+        (
+            "mcp_session_binding_oidc_discoveries_total{outcome=ok}".to_owned(),
+            2,
+        ),
+    ]);
+    assert_eq!(recorded.counts(), expected);
+}

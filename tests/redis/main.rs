@@ -4,6 +4,8 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+#[cfg(feature = "jwt")]
+mod dpop_replay;
 #[cfg(feature = "oidc")]
 mod introspection_cache;
 #[cfg(all(feature = "oidc", feature = "memory"))]

@@ -946,3 +946,51 @@ async fn the_client_side_cache_needs_one_endpoint() {
     .unwrap_err();
     assert!(err.to_string().contains("client-side cache"), "{err}");
 }
+
+/// The client-side cache's hits, misses and invalidations are counted (feature `metrics`): a
+/// binding read from Redis, then from the cache, then changed by another client.
+#[cfg(feature = "metrics")]
+#[tokio::test]
+async fn client_side_cache_hits_misses_and_invalidations_are_counted() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let recorded = support::recorder::Recorded::default();
+    let _recording = metrics::set_default_local_recorder(&recorded);
+    let options = RedisOptions::new().client_side_cache(Duration::from_secs(1));
+    let store = store_with(&server, options).await;
+    let key = store.key_derivation().session("cached");
+    let ttl = Duration::from_secs(60);
+    assert_eq!(
+        store.bind(key, &alice(), ttl, usize::MAX).await.unwrap(),
+        BindOutcome::Created
+    );
+    let count = |name: &str| {
+        recorded
+            .counts()
+            .get(&format!("mcp_session_binding_store_{name}"))
+            .copied()
+            .unwrap_or(0)
+    };
+    // Until the tracking connection is on, lookups miss; then they hit.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while count("cache_lookups_total{result=hit}") == 0 {
+        assert_eq!(
+            store.lookup(key, None).await.unwrap(),
+            Lookup::Bound(alice())
+        );
+        assert!(Instant::now() < deadline, "the cache never served");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(count("cache_lookups_total{result=miss}") >= 1);
+    // Another client changes the key: Redis invalidates it here (its own bind may have been
+    // invalidated already, had the tracking been on by then).
+    let before = count("cache_invalidations_total{}");
+    server.command(&["DEL", &redis_key(&store, key)]);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while count("cache_invalidations_total{}") == before {
+        assert!(Instant::now() < deadline, "no invalidation counted");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(store.lookup(key, None).await.unwrap(), Lookup::Missing);
+}

@@ -23,6 +23,7 @@ pub fn cargo_selection() -> Vec<String> {
         ("redis-tls", cfg!(feature = "redis-tls")),
         ("axum", cfg!(feature = "axum")),
         ("request-state", cfg!(feature = "request-state")),
+        ("metrics", cfg!(feature = "metrics")),
     ]
     .into_iter()
     .filter_map(|(name, on)| on.then_some(name))

@@ -9,6 +9,9 @@
 
 #[path = "../../examples/common/demo_mcp.rs"]
 pub mod demo_mcp;
+#[cfg(feature = "jwt")]
+pub mod dpop;
+pub mod dpop_client;
 pub mod example_bin;
 pub mod external;
 #[cfg(feature = "memory")]
@@ -21,7 +24,10 @@ pub mod logs;
 pub mod modern;
 #[cfg(feature = "oidc")]
 pub mod oidc_provider;
+pub mod prometheus;
 pub mod python_upstream;
+#[cfg(feature = "metrics")]
+pub mod recorder;
 pub mod redis_server;
 #[cfg(feature = "redis")]
 #[path = "../../examples/common/rmcp_redis_sessions.rs"]

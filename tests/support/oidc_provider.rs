@@ -123,6 +123,23 @@ pub struct OidcProvider {
     http: reqwest::Client,
     /// Opaque access tokens, with introspection and revocation (`provider.mjs --opaque`).
     opaque: bool,
+    /// `--dpop`: the provider's `dPoP` feature is on.
+    dpop: bool,
+    /// Makes the `DPoP` proof of each token request, when set.
+    token_proof: TokenProof,
+}
+
+/// Makes a DPoP proof for a URL.
+type MakeProof = Arc<dyn Fn(&str) -> String + Send + Sync>;
+
+/// Makes the DPoP proof of a token request, given the token endpoint's URL.
+#[derive(Clone, Default)]
+pub struct TokenProof(Arc<Mutex<Option<MakeProof>>>);
+
+impl std::fmt::Debug for TokenProof {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TokenProof")
+    }
 }
 
 #[derive(Debug)]
@@ -173,13 +190,29 @@ impl OidcProvider {
     ///
     /// When node or the package is missing and `CI` is set, or when the provider does not start.
     pub fn start(resource: &str) -> Option<Self> {
-        let mut provider = Self::unstarted(resource, false)?;
+        Self::start_with(resource, false)
+    }
+
+    /// [`start`](Self::start) with the provider's `dPoP` feature on: a token request with a
+    /// proof ([`use_dpop_proofs`](Self::use_dpop_proofs)) gets a DPoP-bound access token
+    /// (`cnf.jkt`).
+    pub fn start_with_dpop(resource: &str) -> Option<Self> {
+        Self::start_with(resource, true)
+    }
+
+    /// From now on, token requests (logins, refreshes) carry the proof `make(token_url)`.
+    pub fn use_dpop_proofs(&self, make: impl Fn(&str) -> String + Send + Sync + 'static) {
+        *self.token_proof.0.lock().unwrap() = Some(Arc::new(make));
+    }
+
+    fn start_with(resource: &str, dpop: bool) -> Option<Self> {
+        let mut provider = Self::unstarted(resource, dpop, false)?;
         provider.spawn(true).unwrap_or_else(|e| panic!("{e}"));
         Some(provider)
     }
 
     /// The handle of a provider not started yet.
-    fn unstarted(resource: &str, opaque: bool) -> Option<Self> {
+    fn unstarted(resource: &str, dpop: bool, opaque: bool) -> Option<Self> {
         let node = match find_node() {
             Ok(node) => node,
             Err(why) => {
@@ -204,6 +237,8 @@ impl OidcProvider {
                 .build()
                 .expect("an HTTP client"),
             opaque,
+            dpop,
+            token_proof: TokenProof::default(),
         };
         Some(provider)
     }
@@ -211,7 +246,7 @@ impl OidcProvider {
     /// [`start`](Self::start), but the access tokens for `resource` are opaque, and the
     /// provider introspects (for the client [`INTROSPECTION_CLIENT_ID`]) and revokes them.
     pub fn start_opaque(resource: &str) -> Option<Self> {
-        let mut provider = Self::unstarted(resource, true)?;
+        let mut provider = Self::unstarted(resource, false, true)?;
         provider.spawn(true).unwrap_or_else(|e| panic!("{e}"));
         Some(provider)
     }
@@ -323,6 +358,9 @@ impl OidcProvider {
         }
         if self.opaque {
             command.arg("--opaque");
+        }
+        if self.dpop {
+            command.arg("--dpop");
         }
         let mut child = command
             .args(["--resource", &self.resource])
@@ -559,9 +597,13 @@ impl OidcProvider {
     }
 
     async fn token(&self, form: &[(&str, &str)]) -> Result<Tokens, String> {
-        let response = self
-            .http
-            .post(self.url("/token"))
+        let url = self.url("/token");
+        let mut request = self.http.post(&url);
+        let make_proof = self.token_proof.0.lock().unwrap().clone();
+        if let Some(make_proof) = make_proof {
+            request = request.header("dpop", make_proof(&url));
+        }
+        let response = request
             .header(http::header::CONTENT_TYPE, FORM)
             .body(form_body(form))
             .send()

@@ -139,6 +139,9 @@ impl<St: BindingStore + Clone> TaskRecorder for Capture<St> {
             let outcome = store.bind_task(key, &owner, ttl).await;
             let recorded =
                 decide::task_recorded(outcome.as_ref().map_err(StoreError::kind), caller.as_ref());
+            if !recorded {
+                crate::metrics::refused(RejectionReason::TaskNotRecorded);
+            }
             match outcome {
                 Ok(BindOutcome::Created) => trace::task_recorded(caller.as_ref(), key),
                 Ok(_) if recorded => {}

@@ -22,6 +22,7 @@ use self::slots::{Kind, Map, OwnerEntry, OwnerKeys, Owners, Slot};
 use super::{
     BindOutcome, BindingStore, KeyDerivation, Lookup, Owner, SessionKey, StoreError, StoreErrorKind,
 };
+use crate::metrics::MemoryOp;
 
 /// Entries the reclaimer examines per write (bind or end), at most.
 const RECLAIM_STEP: usize = 64;
@@ -600,7 +601,9 @@ impl BindingStore for MemoryStore {
         ttl: Duration,
         limit: usize,
     ) -> BoxFuture<'a, Result<BindOutcome, StoreError>> {
-        future::ready(self.bind_now(key, owner, ttl, limit)).boxed()
+        let started = crate::metrics::started();
+        let bound = self.bind_now(key, owner, ttl, limit);
+        future::ready(crate::metrics::store_call("memory", "bind", started, bound)).boxed()
     }
 
     fn lookup(
@@ -608,7 +611,8 @@ impl BindingStore for MemoryStore {
         key: SessionKey,
         slide: Option<Duration>,
     ) -> BoxFuture<'_, Result<Lookup, StoreError>> {
-        future::ready(Ok(self.lookup_sync(key, slide))).boxed()
+        let found = crate::metrics::memory(MemoryOp::Lookup, || self.lookup_sync(key, slide));
+        future::ready(Ok(found)).boxed()
     }
 
     fn end(
@@ -616,7 +620,7 @@ impl BindingStore for MemoryStore {
         key: SessionKey,
         tombstone_ttl: Duration,
     ) -> BoxFuture<'_, Result<(), StoreError>> {
-        self.end_now(key, tombstone_ttl);
+        crate::metrics::memory(MemoryOp::End, || self.end_now(key, tombstone_ttl));
         future::ready(Ok(())).boxed()
     }
 
@@ -626,7 +630,10 @@ impl BindingStore for MemoryStore {
         owner: &'a Owner,
         ttl: Duration,
     ) -> BoxFuture<'a, Result<BindOutcome, StoreError>> {
-        future::ready(self.bind_task_now(key, owner, ttl)).boxed()
+        let started = crate::metrics::started();
+        let bound = self.bind_task_now(key, owner, ttl);
+        let bound = crate::metrics::store_call("memory", "bind_task", started, bound);
+        future::ready(bound).boxed()
     }
 
     fn task_owner(
@@ -634,7 +641,10 @@ impl BindingStore for MemoryStore {
         key: SessionKey,
         slide: Option<Duration>,
     ) -> BoxFuture<'_, Result<Option<Owner>, StoreError>> {
-        future::ready(Ok(self.task_owner_now(key, slide))).boxed()
+        future::ready(Ok(crate::metrics::memory(MemoryOp::TaskOwner, || {
+            self.task_owner_now(key, slide)
+        })))
+        .boxed()
     }
 
     fn lookup_now(
@@ -642,7 +652,9 @@ impl BindingStore for MemoryStore {
         key: SessionKey,
         slide: Option<Duration>,
     ) -> Option<Result<Lookup, StoreError>> {
-        Some(Ok(self.lookup_sync(key, slide)))
+        Some(Ok(crate::metrics::memory(MemoryOp::Lookup, || {
+            self.lookup_sync(key, slide)
+        })))
     }
 
     fn key_derivation(&self) -> &KeyDerivation {

@@ -89,6 +89,12 @@ impl LocalCache {
 
     /// The cached answer for `key`, if there is one and the cache is confirmed recently enough.
     pub(super) fn get(&self, key: SessionKey) -> Option<Lookup> {
+        let found = self.cached(key);
+        crate::metrics::cache_lookup(found.is_some());
+        found
+    }
+
+    fn cached(&self, key: SessionKey) -> Option<Lookup> {
         let state = self.state.read().unwrap_or_else(PoisonError::into_inner);
         let confirmed = state.confirmed?;
         if Instant::now() >= confirmed.checked_add(self.max_staleness)? {
@@ -140,6 +146,9 @@ impl LocalCache {
     /// Applies one push message of tracking connection `connection` (0 before it turned
     /// tracking on).
     fn apply(&self, push: &PushInfo, connection: u64) {
+        if matches!(push.kind, PushKind::Invalidate) {
+            crate::metrics::cache_invalidated();
+        }
         match push.kind {
             PushKind::Invalidate => match push.data.first() {
                 Some(Value::Array(keys)) => {

@@ -946,11 +946,13 @@ impl RedisStore {
                 done => done,
             }
         };
-        match tokio::time::timeout(self.timeout, attempts).await {
+        let started = crate::metrics::started();
+        let result = match tokio::time::timeout(self.timeout, attempts).await {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(err)) => Err(redis_error(err)),
             Err(_) => Err(timed_out(what, self.timeout)),
-        }
+        };
+        crate::metrics::store_call("redis", what, started, result)
     }
 }
 

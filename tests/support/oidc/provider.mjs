@@ -4,6 +4,7 @@
 //       prints one JSON line {"jwk": <private JWK with kid, alg, use>, "pem": <PKCS#8 PEM>}
 //   node provider.mjs serve --keys FILE --resource URI [--port N] [--new-key OUT]
 //                           [--client-id ID] [--redirect-uri URI] [--access-token-ttl SECS]
+//                           [--dpop]
 //       serves the provider on http://127.0.0.1:N (N = 0 picks a free port), signing with the
 //       private JWKS in FILE ({"keys": [...]}, the first key signs), and prints
 //       `issuer http://127.0.0.1:PORT` on stdout once it accepts connections. With --new-key,
@@ -24,6 +25,10 @@
 //   GET  /interaction/UID           -> {"uid": UID, "prompt": "login" | "consent"}
 //   POST /interaction/UID/login     form `login=alice` -> 303 back to the authorization endpoint
 //   POST /interaction/UID/confirm   -> 303 back to the authorization endpoint (grants all asked)
+//
+// With --dpop, the `dPoP` feature is on (RFC 9449): a token request with a `DPoP` proof gets
+// an access token bound to the proof's key (`cnf.jkt` in the JWT, `token_type` DPoP), and the
+// refresh token of the public client is bound to it too.
 //
 // The provider state (grants, codes, refresh tokens) is in memory: a restart forgets it.
 
@@ -81,6 +86,7 @@ async function serve(argv) {
       'redirect-uri': { type: 'string', default: 'http://127.0.0.1/callback' },
       'access-token-ttl': { type: 'string', default: '600' },
       opaque: { type: 'boolean', default: false },
+      dpop: { type: 'boolean', default: false },
     },
   });
   if (!values.keys || !values.resource) throw new Error('serve needs --keys FILE and --resource URI');
@@ -136,6 +142,7 @@ async function serve(argv) {
       devInteractions: { enabled: false },
       introspection: { enabled: values.opaque },
       revocation: { enabled: values.opaque },
+      dPoP: { enabled: values.dpop },
       resourceIndicators: {
         enabled: true,
         async defaultResource(_ctx, _client, oneOf) { return oneOf ?? resource; },
