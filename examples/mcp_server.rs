@@ -10,6 +10,7 @@
 //!                                    [--jwks-max-stale SECS] [--require-scope SCOPE]...
 //!                                    [--cors-origin ORIGIN]... [--dpop off|allowed|required]
 //!                                    [--metrics-listen ADDR] [--metrics-issuers]
+//!                                    [--session-max-age SECONDS] [--admin-scope SCOPE]
 //!                                    [--introspect URL]... [--introspect-cache-max SECS]
 //! ```
 //!
@@ -25,7 +26,10 @@
 //! server (tower-http's `CorsLayer`, outermost: preflights need no token, every answer carries
 //! the CORS headers, `Mcp-Session-Id` is exposed). A request with any other `Origin` gets 403
 //! (`OriginLayer`, the MCP transport's DNS-rebinding rule); clients that send no `Origin` (SDKs,
-//! curl) are not affected. See `common/browser.rs`.
+//! curl) are not affected. See `common/browser.rs`. On a loopback address (the default), the
+//! server's own origins (`http://localhost:PORT`, `http://127.0.0.1:PORT`, `http://[::1]:PORT`)
+//! are allowed too, and a request whose `Host` is not one of those hosts gets 403, whatever its
+//! `Origin`: a rebound name such as `evil.example.com:PORT` is refused (`OriginLayer::loopback`).
 //!
 //! With `--issuer URL` (repeatable), the server trusts that OpenID provider through discovery:
 //! it fetches `URL/.well-known/openid-configuration` (or the RFC 8414 document), then the JWK
@@ -65,9 +69,22 @@
 //! With `--metrics-listen ADDR` (feature `metrics`), the crate's metrics are served in the
 //! Prometheus text format at `http://ADDR/metrics` (`common/metrics_endpoint.rs`,
 //! `docs/metrics.md`), and the server prints `metrics on http://HOST:PORT/metrics` first.
+//! Session lifecycle: `--session-max-age SECONDS` ends every session at that age, however busy
+//! (`SessionBindingLayer::max_session_age`). `--admin-scope SCOPE` (off by default) serves
+//! `POST /admin/end-session` and `POST /admin/end-principal` for tokens granting SCOPE: an
+//! operator ends one session, or every session and task of one `(iss, sub)`, on every replica
+//! (`common/admin.rs`).
+//!
+//! Rotation without restart: with `MCP_KEY_SECRET_FILE` and `MCP_STATE_KEYS_FILE` (files instead
+//! of the variables), `SIGHUP` reads both files again and rotates the keys while the server
+//! runs (`common/reload.rs`): the old key secret keeps finding sessions for `--key-overlap SECS`,
+//! the old state keys keep opening for the state TTL. rmcp's session state keys (the example's
+//! Redis session store) keep the secret read at start.
 //!
 //! Once it listens, the server prints `listening on http://HOST:PORT/mcp` on stdout.
 
+#[path = "common/admin.rs"]
+mod admin;
 #[path = "common/browser.rs"]
 mod browser;
 #[path = "common/demo_mcp.rs"]
@@ -80,6 +97,8 @@ mod key_secret;
 #[cfg(feature = "metrics")]
 #[path = "common/metrics_endpoint.rs"]
 mod metrics_endpoint;
+#[path = "common/reload.rs"]
+mod reload;
 #[cfg(feature = "redis")]
 #[path = "common/rmcp_redis_sessions.rs"]
 mod rmcp_redis_sessions;
@@ -96,6 +115,7 @@ usage: mcp_server [--listen ADDR] [--allow-anonymous] [--without-binding] [--red
                   [--stream-recheck-ms MS] [--issuer URL]... [--jwks-refresh-min SECS] [--jwks-max-stale SECS]
                   [--require-scope SCOPE]... [--cors-origin ORIGIN]... [--dpop POLICY]
                   [--metrics-listen ADDR] [--metrics-issuers]
+                  [--session-max-age SECONDS] [--admin-scope SCOPE] [--key-overlap SECS]
                   [--introspect URL]... [--introspect-cache-max SECS]
 
 options:
@@ -142,7 +162,9 @@ options:
                       403 insufficient_scope
   --cors-origin ORIGIN
                       let browser pages of ORIGIN (scheme://host[:port]) call the server
-                      (CORS; repeatable); requests with any other Origin get 403
+                      (CORS; repeatable); requests with any other Origin get 403.
+                      On a loopback address the server's own origins are allowed too,
+                      and any Host but localhost, 127.0.0.1 or [::1] with its port gets 403
   --metrics-listen ADDR
                       serve the layers' metrics in the Prometheus text format at
                       http://ADDR/metrics (feature `metrics`; see docs/metrics.md)
@@ -152,6 +174,15 @@ options:
                       or required (every request needs a DPoP-bound token and a proof);
                       with --redis, proofs are remembered in Redis, so a proof replayed on
                       another replica is refused
+  --session-max-age SECONDS
+                      end every session at this age, however busy (404, the MCP
+                      session deleted); default: sessions live while they are used
+  --admin-scope SCOPE serve POST /admin/end-session {\"session\": ID} and
+                      POST /admin/end-principal {\"iss\": ISS, \"sub\": SUB} to tokens
+                      granting SCOPE: end one session, or every session and task of
+                      one principal, on every replica (default: no admin endpoint)
+  --key-overlap SECS  after SIGHUP rotated the key secret (MCP_KEY_SECRET_FILE), how long
+                      the one before still finds sessions (default 86400, the binding TTL)
   -h, --help          this text
 
 environment:
@@ -163,6 +194,10 @@ environment:
   MCP_KEY_SECRET      with --redis: keys the Redis keys of the bindings and of rmcp's
                       session state (at least 32 bytes, the same on every replica);
                       unset: keys under a public secret
+  MCP_KEY_SECRET_FILE instead of MCP_KEY_SECRET: a file holding it; SIGHUP reads it
+                      again and rotates the secret (the old one works for --key-overlap)
+  MCP_STATE_KEYS_FILE instead of MCP_STATE_KEYS: a file holding them; SIGHUP reads it again
+                      and rotates the keys (the old ones open for the state TTL)
   MCP_STATE_KEYS      keys that seal MRTR requestState (feature `request-state`):
                       comma-separated base64, 32 bytes each, the first seals; unset: a
                       random key per process (replicas need the same keys)
@@ -189,6 +224,9 @@ struct Args {
     metrics_listen: Option<String>,
     metrics_issuers: bool,
     dpop: mcp_session_binding::jwt::DpopPolicy,
+    session_max_age: Option<Duration>,
+    admin_scope: Option<String>,
+    key_overlap: Duration,
 }
 
 impl Default for Args {
@@ -212,6 +250,9 @@ impl Default for Args {
             metrics_listen: None,
             metrics_issuers: false,
             dpop: mcp_session_binding::jwt::DpopPolicy::Off,
+            session_max_age: None,
+            admin_scope: None,
+            key_overlap: Duration::from_secs(24 * 3600),
         }
     }
 }
@@ -272,6 +313,15 @@ impl Args {
                 "--dpop" => {
                     parsed.dpop = value()?.parse().map_err(|e| format!("--dpop: {e}"))?;
                 }
+                "--session-max-age" => {
+                    let max_age = seconds(&flag, &value()?)?;
+                    if max_age.is_zero() {
+                        return Err("--session-max-age must be at least 1 second".to_owned());
+                    }
+                    parsed.session_max_age = Some(max_age);
+                }
+                "--admin-scope" => parsed.admin_scope = Some(value()?),
+                "--key-overlap" => parsed.key_overlap = seconds(&flag, &value()?)?,
                 "--allow-anonymous" | "--without-binding" | "--metrics-issuers"
                     if inline.is_some() =>
                 {
@@ -293,6 +343,14 @@ impl Args {
         }
         if parsed.redis_ca.is_some() && parsed.redis.is_none() && !cluster {
             return Err("--redis-ca needs --redis or --redis-cluster".to_owned());
+        }
+        if parsed.without_binding
+            && (parsed.session_max_age.is_some() || parsed.admin_scope.is_some())
+        {
+            return Err(
+                "--session-max-age and --admin-scope need the binding layer (not --without-binding)"
+                    .to_owned(),
+            );
         }
         if parsed.redis_cache.is_some() && parsed.redis.is_none() {
             return Err("--redis-cache-ms needs --redis (one Redis endpoint)".to_owned());
@@ -490,11 +548,24 @@ async fn run(args: Args) -> Result<(), String> {
     };
     let redis = redis(&args).await?;
     trusted.extend(introspected(&args, redis.as_ref())?);
+    #[allow(unused_mut)]
+    let mut reloadable = reload::Reloadable {
+        #[cfg(feature = "redis")]
+        store: redis.clone(),
+        #[cfg(feature = "request-state")]
+        state: None,
+        key_overlap: args.key_overlap,
+    };
     let binding = binding_store(&args, redis.as_ref()).await?;
     let mcp = mcp_service(redis.as_ref())?;
     // MRTR requestState sealed to the caller (revision 2026-07-28), inside the binding layer.
     #[cfg(feature = "request-state")]
-    let mcp = tower::Layer::layer(&state_layer()?, mcp);
+    let mcp = {
+        let state = state_layer()?;
+        reloadable.state = Some(state.clone());
+        tower::Layer::layer(&state, mcp)
+    };
+    reloadable.spawn_on_sighup()?;
     // Task ids in request bodies (`subscriptions/listen`, and every task request of a
     // 2025-11-25 session, where rmcp serves tasks too) bound to their creator: inside the
     // binding layer, on its store. Without the binding layer (a baseline), it is off.
@@ -541,9 +612,30 @@ async fn run(args: Args) -> Result<(), String> {
             .map_err(|e| format!("cannot load the signing keys of {e}"))?;
     }
     let key_ids = auth.key_ids();
-    let app = jwt_stack::router_with(&config, &base_url, mcp, auth);
-    let app =
-        browser::layers(app, &args.cors_origins).map_err(|e| format!("--cors-origin: {e}"))?;
+    let mut binding_layer = None;
+    let app = jwt_stack::router_with_binding(&config, &base_url, mcp, auth, |mut binding| {
+        if let Some(max_age) = args.session_max_age {
+            binding = binding.max_session_age(max_age);
+        }
+        binding_layer = Some(binding.clone());
+        binding
+    });
+    let app = match (&args.admin_scope, binding_layer) {
+        (Some(scope), Some(binding)) => {
+            let admin_config = StackConfig {
+                required_scopes: vec![scope.clone()],
+                allow_anonymous: false,
+                ..config.clone()
+            };
+            let admin_auth = jwt_stack::auth_layer(&admin_config, &base_url)
+                .map_err(|e| format!("invalid JWT settings for --admin-scope: {e}"))?;
+            tracing::info!("admin endpoint on: POST /admin/end-session, /admin/end-principal");
+            app.merge(admin::router(binding, admin_auth))
+        }
+        _ => app,
+    };
+    let app = browser::layers_at(app, addr, &args.cors_origins)
+        .map_err(|e| format!("--cors-origin: {e}"))?;
     tracing::info!(
         issuers = ?config.issuer_names(),
         audience = %config.audience,
@@ -621,11 +713,15 @@ fn dpop(args: &Args, redis: Option<&Redis>) -> Option<jwt_stack::StackDpop> {
 #[cfg(feature = "request-state")]
 fn state_layer() -> Result<mcp_session_binding::state::RequestStateLayer, String> {
     use mcp_session_binding::state::{RequestStateLayer, StateKeys};
-    let keys = match std::env::var("MCP_STATE_KEYS") {
-        Ok(list) => {
+    let list = match reload::read_file_of("MCP_STATE_KEYS_FILE") {
+        Some(list) => Some(list?),
+        None => std::env::var("MCP_STATE_KEYS").ok(),
+    };
+    let keys = match list {
+        Some(list) => {
             StateKeys::from_base64_list(&list).map_err(|e| format!("MCP_STATE_KEYS: {e}"))?
         }
-        Err(_) => {
+        None => {
             tracing::warn!(
                 "MCP_STATE_KEYS is not set: requestState is sealed with a random key of this \
                  process; replicas need MCP_STATE_KEYS, with the same keys on each"

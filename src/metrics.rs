@@ -89,10 +89,16 @@ pub(crate) fn session_bound() {
 /// A session was ended: `"owner"` (its owner's `DELETE`) or `"refused"` (by the layer, after
 /// a refusal).
 pub(crate) fn session_ended(by: &'static str) {
+    sessions_ended(by, 1);
+}
+
+/// `count` sessions were ended at once: `"revoked"` (by the operator, `end_session` and
+/// `end_sessions_of`), or as [`session_ended`].
+pub(crate) fn sessions_ended(by: &'static str, count: u64) {
     #[cfg(feature = "metrics")]
-    counter!("mcp_session_binding_sessions_ended_total", "reason" => by).increment(1);
+    counter!("mcp_session_binding_sessions_ended_total", "reason" => by).increment(count);
     #[cfg(not(feature = "metrics"))]
-    let _ = by;
+    let _ = (by, count);
 }
 
 /// A task a `tools/call` created was recorded for its creator.

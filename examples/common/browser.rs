@@ -59,7 +59,34 @@ pub fn cors_layer(origins: &OriginLayer) -> CorsLayer {
 ///
 /// An origin that is not `scheme://host[:port]`.
 pub fn layers(app: Router, origins: &[String]) -> Result<Router, InvalidOrigin> {
-    let origins = OriginLayer::allowing(origins)?;
+    with_origins(app, OriginLayer::allowing(origins)?)
+}
+
+/// [`layers`] for a server listening on `addr`: on a loopback address, its own loopback origins
+/// (`localhost`, `127.0.0.1`, `[::1]` with its port) are allowed too, and a request whose `Host`
+/// is not one of them gets 403 (`OriginLayer::loopback`: DNS rebinding protection).
+///
+/// # Errors
+///
+/// An origin that is not `scheme://host[:port]`.
+pub fn layers_at(
+    app: Router,
+    addr: std::net::SocketAddr,
+    origins: &[String],
+) -> Result<Router, InvalidOrigin> {
+    let layer = if addr.ip().is_loopback() {
+        origins
+            .iter()
+            .try_fold(OriginLayer::loopback(addr.port()), |layer, origin| {
+                layer.allow(origin)
+            })?
+    } else {
+        OriginLayer::allowing(origins)?
+    };
+    with_origins(app, layer)
+}
+
+fn with_origins(app: Router, origins: OriginLayer) -> Result<Router, InvalidOrigin> {
     let cors = cors_layer(&origins);
     Ok(app.layer(origins).layer(cors))
 }

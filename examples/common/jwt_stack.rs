@@ -76,6 +76,9 @@ impl TrustedIssuer {
     }
 }
 
+/// The binding layer of the stack.
+pub type BindingLayer = SessionBindingLayer<Arc<dyn BindingStore>>;
+
 /// How the stack is put together.
 #[derive(Clone)]
 pub struct StackConfig {
@@ -260,6 +263,28 @@ where
     B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
     B::Error: Into<axum::BoxError>,
 {
+    router_with_binding(config, base_url, mcp, auth, |binding| binding)
+}
+
+/// [`router_with`], with `binding` finishing the binding layer's settings (when there is one).
+pub fn router_with_binding<S, B>(
+    config: &StackConfig,
+    base_url: &str,
+    mcp: S,
+    auth: JwtAuthLayer,
+    binding: impl FnOnce(BindingLayer) -> BindingLayer,
+) -> Router
+where
+    S: tower::Service<Request, Response = http::Response<B>, Error = Infallible>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    S::Future: Send + 'static,
+    B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+    B::Error: Into<axum::BoxError>,
+{
+    let finish = binding;
     let metadata = metadata(config, base_url);
     // The binding layer wraps the MCP service itself (cheaper than `Router::layer`, which boxes and
     // clones the route on every request); it runs after the auth layer and reads the Identity the
@@ -278,7 +303,7 @@ where
             if let Ok(origin) = http::Uri::try_from(base_url) {
                 binding = binding.end_session_uri(origin);
             }
-            Router::new().nest_service("/mcp", binding.layer(mcp))
+            Router::new().nest_service("/mcp", finish(binding).layer(mcp))
         }
         None => Router::new().nest_service("/mcp", mcp),
     };

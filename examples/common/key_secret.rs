@@ -11,8 +11,14 @@ use mcp_session_binding::store::{KeySecret, RedisOptions};
 const RMCP_SESSIONS_CONTEXT: &str =
     "mcp-session-binding examples 2026-12-05 rmcp session state key";
 
-/// `MCP_KEY_SECRET`'s bytes, or `None` when it is unset.
+/// `MCP_KEY_SECRET`'s bytes (or, with `MCP_KEY_SECRET_FILE`, the trimmed content of that
+/// file, which `SIGHUP` reads again), or `None` when neither is set.
 fn material() -> Result<Option<Vec<u8>>, String> {
+    if let Some(path) = std::env::var_os("MCP_KEY_SECRET_FILE") {
+        return std::fs::read_to_string(&path)
+            .map(|text| Some(text.trim().as_bytes().to_vec()))
+            .map_err(|e| format!("MCP_KEY_SECRET_FILE ({}): {e}", path.to_string_lossy()));
+    }
     match std::env::var("MCP_KEY_SECRET") {
         Ok(material) => Ok(Some(material.into_bytes())),
         Err(std::env::VarError::NotPresent) => Ok(None),

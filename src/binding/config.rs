@@ -102,6 +102,8 @@ pub(crate) struct Config {
     pub(crate) created_at: Arc<Mutex<Option<InnerHead>>>,
     /// How often an open GET stream of a session checks its binding again; zero: never.
     pub(crate) stream_recheck_interval: Duration,
+    /// With [`SessionBindingLayer::max_session_age`]: sessions end at this age.
+    pub(crate) max_session_age: Option<Duration>,
     /// With [`SessionBindingLayer::bind_event_ids`]: the key that tags SSE event ids with their
     /// session.
     pub(crate) event_ids: Option<Arc<super::event_ids::EventIdKey>>,
@@ -124,7 +126,20 @@ impl Config {
             allow_anonymous: self.allow_anonymous,
             mismatch_answer: self.mismatch_answer,
             end_on_mismatch: self.end_on_mismatch,
+            max_age: self.max_session_age,
         }
+    }
+
+    /// Whether a binding made at `bound_at` has reached the maximum age now (the clock is read
+    /// only with a maximum age set).
+    #[inline]
+    pub(crate) fn too_old(&self, bound_at: Option<std::time::SystemTime>) -> bool {
+        self.max_session_age.is_some()
+            && crate::binding::decide::too_old(
+                bound_at,
+                std::time::SystemTime::now(),
+                &self.policy(),
+            )
     }
 
     /// How long a binding of `owner` lives after its last use.
@@ -173,6 +188,7 @@ impl Default for Config {
             end_request_hook: None,
             created_at: Arc::default(),
             stream_recheck_interval: Duration::from_secs(5),
+            max_session_age: None,
             event_ids: None,
             bind_dpop_key: false,
         }
@@ -202,6 +218,7 @@ impl fmt::Debug for Config {
             .field("end_session_uri", &self.end_session_uri)
             .field("end_request_hook", &self.end_request_hook.is_some())
             .field("stream_recheck_interval", &self.stream_recheck_interval)
+            .field("max_session_age", &self.max_session_age)
             .field("event_ids", &self.event_ids.is_some())
             .field("bind_dpop_key", &self.bind_dpop_key)
             .finish_non_exhaustive()

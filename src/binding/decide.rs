@@ -7,7 +7,7 @@
 //! refuse it on a binding asks here. The table test below goes through every combination, and
 //! `cargo mutants` over this file finds no mutant it misses.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use crate::{
     Identity, MismatchAnswer, RejectionReason,
@@ -23,6 +23,20 @@ pub(crate) struct Policy {
     pub(crate) mismatch_answer: MismatchAnswer,
     /// A refused caller's session is ended.
     pub(crate) end_on_mismatch: bool,
+    /// Sessions end at this age, whatever their activity.
+    pub(crate) max_age: Option<Duration>,
+}
+
+/// Whether a session bound at `bound_at` has reached `policy`'s maximum age at `now`. A binding
+/// of unknown time (written before the store recorded times) never has; one bound in the future
+/// of `now` (clocks apart) has age zero.
+pub(crate) fn too_old(bound_at: Option<SystemTime>, now: SystemTime, policy: &Policy) -> bool {
+    match (bound_at, policy.max_age) {
+        (Some(bound_at), Some(max_age)) => {
+            now.duration_since(bound_at).is_ok_and(|age| age >= max_age)
+        }
+        _ => false,
+    }
 }
 
 /// The kind of a request that names a session.
@@ -84,14 +98,23 @@ pub(crate) fn owns(owner: &Owner, caller: Option<&Identity>, policy: &Policy) ->
 }
 
 /// The decision on a request of kind `kind` by `caller`, on a session the store found as
-/// `found`.
+/// `found`; `too_old`: a binding found has reached the maximum age ([`too_old`]), and is ended
+/// whoever asks, answered 404 as an ended session is.
 pub(crate) fn session(
     found: Result<&Lookup, StoreErrorKind>,
     caller: Option<&Identity>,
     kind: Kind,
     policy: &Policy,
+    too_old: bool,
 ) -> Session {
     let reason = match found {
+        Ok(Lookup::Bound(_)) if too_old => {
+            return Session::Refuse {
+                reason: RejectionReason::SessionMaxAge,
+                answer: Answer::Plain,
+                end: true,
+            };
+        }
         Ok(Lookup::Bound(owner)) if owns(owner, caller, policy) => {
             return Session::Forward {
                 tombstone_on_success: kind == Kind::Delete,
@@ -125,15 +148,17 @@ pub(crate) fn session(
 }
 
 /// Whether an open stream of a session (a GET's SSE answer) may go on, when the session's
-/// binding is read again: while `caller` still owns the session. `Err` says why it ends. A store
+/// binding is read again: while `caller` still owns the session and it is not `too_old`. `Err` says why it ends. A store
 /// that does not answer keeps the stream (the next recheck tries again); any other store error
 /// ends it, failing closed as a request would.
 pub(crate) fn stream(
     found: Result<&Lookup, StoreErrorKind>,
     caller: Option<&Identity>,
     policy: &Policy,
+    too_old: bool,
 ) -> Result<(), &'static str> {
     match found {
+        Ok(Lookup::Bound(_)) if too_old => Err("session past its maximum age"),
         Ok(Lookup::Bound(owner)) if owns(owner, caller, policy) => Ok(()),
         Ok(Lookup::Bound(_)) => Err("bound to someone else"),
         Ok(Lookup::Ended) => Err("session ended"),
@@ -276,6 +301,7 @@ mod tests {
                         allow_anonymous,
                         mismatch_answer,
                         end_on_mismatch,
+                        max_age: None,
                     });
                 }
             }
@@ -362,8 +388,27 @@ mod tests {
                             caller.as_ref(),
                             kind,
                             &policy,
+                            false,
                         );
                         assert_eq!(got, expected, "{stored:?} {caller:?} {kind:?} {policy:?}");
+                        // Past its maximum age, a binding is ended whoever asks, with a plain
+                        // 404; nothing else changes.
+                        let expected = match stored {
+                            Stored::Alice | Stored::Anonymous => Session::Refuse {
+                                reason: R::SessionMaxAge,
+                                answer: Answer::Plain,
+                                end: true,
+                            },
+                            _ => expected,
+                        };
+                        let got = session(
+                            found.as_ref().map_err(|k| *k),
+                            caller.as_ref(),
+                            kind,
+                            &policy,
+                            true,
+                        );
+                        assert_eq!(got, expected, "too old: {stored:?} {caller:?} {kind:?}");
                         cases += 1;
                     }
                 }
@@ -389,10 +434,54 @@ mod tests {
                         Stored::Corrupt | Stored::Full => Err("store error, not transient"),
                     };
                     let found = found(stored, &alice);
-                    let got = stream(found.as_ref().map_err(|k| *k), caller.as_ref(), &policy);
+                    let found = found.as_ref().map_err(|k| *k);
+                    let got = stream(found, caller.as_ref(), &policy, false);
                     assert_eq!(got, expected, "{stored:?} {caller:?} {policy:?}");
+                    let expected = match stored {
+                        Stored::Alice | Stored::Anonymous => Err("session past its maximum age"),
+                        _ => expected,
+                    };
+                    let got = stream(found, caller.as_ref(), &policy, true);
+                    assert_eq!(got, expected, "too old: {stored:?} {caller:?} {policy:?}");
                 }
             }
+        }
+    }
+
+    #[test]
+    fn a_session_is_too_old_from_its_maximum_age_on() {
+        let bound = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000);
+        let max = Duration::from_secs(60);
+        let policy = |max_age| Policy {
+            allow_anonymous: false,
+            mismatch_answer: MismatchAnswer::Mcp,
+            end_on_mismatch: true,
+            max_age,
+        };
+        let at = |secs: u64, millis: u64| {
+            SystemTime::UNIX_EPOCH + Duration::from_secs(secs) + Duration::from_millis(millis)
+        };
+        let table = [
+            // (bound at, now, max age, too old)
+            (Some(bound), at(1_059, 999), Some(max), false),
+            (Some(bound), at(1_060, 0), Some(max), true),
+            (Some(bound), at(1_060, 1), Some(max), true),
+            (Some(bound), at(5_000, 0), Some(max), true),
+            (Some(bound), at(1_000, 0), Some(Duration::ZERO), true),
+            // Bound in this clock's future: age zero.
+            (Some(bound), at(999, 0), Some(max), false),
+            (Some(bound), at(999, 0), Some(Duration::ZERO), false),
+            // No maximum age, or no bind time: never too old.
+            (Some(bound), at(5_000, 0), None, false),
+            (None, at(5_000, 0), Some(max), false),
+            (None, at(5_000, 0), None, false),
+        ];
+        for (bound_at, now, max_age, expected) in table {
+            assert_eq!(
+                too_old(bound_at, now, &policy(max_age)),
+                expected,
+                "{bound_at:?} {now:?} {max_age:?}"
+            );
         }
     }
 

@@ -79,6 +79,11 @@ impl<St: BindingStore + Clone> SessionBindingLayer<St> {
 }
 
 impl<St, I> SessionBindingLayer<St, I> {
+    /// The store and the settings, for the operator calls of `revoke.rs`.
+    pub(crate) fn store_and_config(&self) -> (&St, &Config) {
+        (&self.store, &self.config)
+    }
+
     /// Uses another binding store.
     pub fn store<St2: BindingStore + Clone>(self, store: St2) -> SessionBindingLayer<St2, I> {
         SessionBindingLayer {
@@ -344,6 +349,30 @@ impl<St, I> SessionBindingLayer<St, I> {
     /// per interval (local with a `MemoryStore` or a warm client-side cache).
     pub fn stream_recheck_interval(mut self, interval: Duration) -> Self {
         self.config.stream_recheck_interval = interval;
+        self
+    }
+
+    /// Ends every session at `max_age` after it was bound, whatever its activity (default: off,
+    /// sessions live while they are used, see [`binding_ttl`](Self::binding_ttl)).
+    ///
+    /// The first request on a session that reached its maximum age, whoever sends it, ends the
+    /// session as a refusal does: its binding is replaced by a tombstone, the inner session is
+    /// deleted, and the request is answered 404 `Session not found` (reason
+    /// [`RejectionReason::SessionMaxAge`](crate::RejectionReason::SessionMaxAge)), after the
+    /// ending. From then on it is an ended session on every replica. An open GET stream of it
+    /// ends at its next recheck ([`stream_recheck_interval`](Self::stream_recheck_interval)).
+    ///
+    /// The age is counted from the bind time the store keeps with the binding (its own clock:
+    /// Redis' `TIME` for `RedisStore`) against this process's clock, so replicas whose clocks
+    /// are apart by `d` end a session up to `d` early or late. A binding written before its
+    /// store recorded bind times (an older version) has no age and is not ended by this setting.
+    /// The store must report bind times
+    /// ([`BindingStore::lookup_with_age`](crate::store::BindingStore::lookup_with_age)), as
+    /// `MemoryStore` and `RedisStore` do.
+    ///
+    /// Cost: one clock read per request on a session.
+    pub fn max_session_age(mut self, max_age: Duration) -> Self {
+        self.config.max_session_age = Some(max_age);
         self
     }
 

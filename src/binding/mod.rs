@@ -27,6 +27,7 @@ pub(crate) mod future;
 pub(crate) mod layer;
 mod refuse;
 pub(crate) mod reject;
+mod revoke;
 mod service;
 pub(crate) mod session;
 pub(crate) mod stream;

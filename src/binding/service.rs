@@ -29,7 +29,7 @@ use crate::{
     identity::{FromIdentityExtension, IdentityExtractor},
     protocol::headers::{self, LAST_EVENT_ID, MCP_SESSION_ID, SessionHeader},
     protocol::route::{self, Route},
-    store::{BindingStore, Lookup, SessionKey, StoreError},
+    store::{BindingStore, Lookup, SessionKey, StoreError, aged},
 };
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -189,13 +189,15 @@ where
         } else {
             headers::session_header(&parts.headers, self.config.max_session_id_len)
         };
+        // With a key secret rotated within its overlap, also the key under the secret before.
+        let mut previous = None;
         let key = match header {
             SessionHeader::Absent => None,
-            SessionHeader::Present(session) => Some(
-                self.store
-                    .key_derivation()
-                    .session_bytes(session.as_bytes()),
-            ),
+            SessionHeader::Present(session) => {
+                let keys = self.store.key_derivation();
+                previous = keys.previous_session_bytes(session.as_bytes());
+                Some(keys.session_bytes(session.as_bytes()))
+            }
             SessionHeader::Malformed(why) => {
                 let reason = RejectionReason::MalformedSessionId;
                 trace::rejected(reason, None, None, Some(why));
@@ -274,8 +276,13 @@ where
         };
 
         let slide = self.config.slide(caller.as_ref());
-        let found = self.store.lookup_now(key, slide);
-        if let Some(Ok(lookup)) = &found
+        let aged = self.config.max_session_age.is_some();
+        // Not found under the current key, during a rotation's overlap: ask again, under both.
+        let found = match aged::lookup_now(&self.store, key, slide, aged) {
+            Some(Ok((Lookup::Missing, _))) if previous.is_some() => None,
+            found => found,
+        };
+        if let Some(Ok((lookup, bound_at))) = &found
             && let decide::Session::Forward {
                 tombstone_on_success,
             } = decide::session(
@@ -283,6 +290,7 @@ where
                 caller.as_ref(),
                 decide::Kind::of(&parts.method),
                 &self.config.policy(),
+                self.config.too_old(*bound_at),
             )
         {
             // The matching path, on a store that answers at once: the inner service polled
@@ -306,7 +314,7 @@ where
             crate::metrics::forwarded();
             return ResponseFuture::inner(self.inner.call(Request::from_parts(parts, body)), after);
         }
-        let checked = Checked {
+        let mut checked = Checked {
             ready: self.take_ready(),
             store: self.store.clone(),
             config: self.config.clone(),
@@ -319,7 +327,11 @@ where
             Some(found) => checked.decide(found),
             None => ResponseFuture::boxed(
                 async move {
-                    let found = checked.store.lookup(key, slide).await;
+                    // A session bound under the key secret before a rotation, during its
+                    // overlap, is served and ended under its old key.
+                    let store = &checked.store;
+                    let (key, found) = aged::lookup_either(store, key, previous, slide, aged).await;
+                    checked.key = key;
                     checked.decide(found).await
                 }
                 .boxed(),
@@ -359,13 +371,18 @@ where
     ReqBody::Error: Into<BoxError>,
     ResBody: Send + 'static,
 {
-    fn decide(self, found: Result<Lookup, StoreError>) -> ResponseFuture<S::Future, ResBody> {
+    fn decide(self, found: Result<aged::Aged, StoreError>) -> ResponseFuture<S::Future, ResBody> {
         let kind = decide::Kind::of(&self.parts.method);
+        let too_old = found
+            .as_ref()
+            .is_ok_and(|(_, bound_at)| self.config.too_old(*bound_at));
+        let found = found.map(|(found, _)| found);
         let decision = decide::session(
             found.as_ref().map_err(StoreError::kind),
             self.caller.as_ref(),
             kind,
             &self.config.policy(),
+            too_old,
         );
         trace::decision(&decision, &found, self.caller.as_ref(), self.key);
         match decision {

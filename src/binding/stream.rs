@@ -23,7 +23,7 @@ use std::{
     pin::Pin,
     sync::Arc,
     task::{Context, Poll},
-    time::Duration,
+    time::{Duration, SystemTime},
 };
 
 use bytes::Bytes;
@@ -39,19 +39,20 @@ use crate::{
     binding::decide,
     binding::event_ids::{EventIdKey, IdTagger},
     binding::future::{AfterResponse, Then},
-    store::{BindingStore, Lookup, SessionKey, StoreError},
+    store::{BindingStore, SessionKey, StoreError, aged},
 };
 
 /// The shortest interval between two rechecks of a stream: shorter settings count as this.
 const MIN_INTERVAL: Duration = Duration::from_millis(10);
 
-/// Looks a session up for a stream, whatever the store's type.
+/// Looks a session up for a stream, whatever the store's type; `aged`: with the bind time.
 trait Lookups: Send + Sync {
     fn lookup(
         &self,
         key: SessionKey,
         slide: Option<Duration>,
-    ) -> BoxFuture<'static, Result<Lookup, StoreError>>;
+        aged: bool,
+    ) -> BoxFuture<'static, Result<aged::Aged, StoreError>>;
 }
 
 impl<St: BindingStore + Clone> Lookups for St {
@@ -59,9 +60,10 @@ impl<St: BindingStore + Clone> Lookups for St {
         &self,
         key: SessionKey,
         slide: Option<Duration>,
-    ) -> BoxFuture<'static, Result<Lookup, StoreError>> {
+        aged: bool,
+    ) -> BoxFuture<'static, Result<aged::Aged, StoreError>> {
         let store = self.clone();
-        async move { store.lookup(key, slide).await }.boxed()
+        async move { aged::lookup(&store, key, slide, aged).await }.boxed()
     }
 }
 
@@ -258,7 +260,7 @@ pin_project! {
         // Made at the first poll, on the runtime that serves the body.
         #[pin]
         sleep: Option<Sleep>,
-        lookup: Option<BoxFuture<'static, Result<Lookup, StoreError>>>,
+        lookup: Option<BoxFuture<'static, Result<aged::Aged, StoreError>>>,
         ended: bool,
         watch: Watch,
     }
@@ -314,7 +316,8 @@ impl StreamWatch {
             }
             sleep.reset(Instant::now() + interval);
             let watch = &this.watch;
-            *this.lookup = Some(watch.store.lookup(watch.key, watch.slide));
+            let aged = watch.policy.max_age.is_some();
+            *this.lookup = Some(watch.store.lookup(watch.key, watch.slide, aged));
         }
     }
 
@@ -324,9 +327,14 @@ impl StreamWatch {
 }
 
 impl Watch {
-    fn verdict(&self, found: Result<Lookup, StoreError>) -> Verdict {
+    fn verdict(&self, found: Result<aged::Aged, StoreError>) -> Verdict {
+        let too_old = found.as_ref().is_ok_and(|(_, bound_at)| {
+            self.policy.max_age.is_some()
+                && decide::too_old(*bound_at, SystemTime::now(), &self.policy)
+        });
+        let found = found.map(|(found, _)| found);
         let kind = found.as_ref().map_err(StoreError::kind);
-        match decide::stream(kind, self.caller.as_ref(), &self.policy) {
+        match decide::stream(kind, self.caller.as_ref(), &self.policy, too_old) {
             Ok(()) => {
                 if let Err(error) = &found {
                     self.unavailable(error);

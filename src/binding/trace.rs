@@ -54,7 +54,9 @@ pub(crate) fn rejected(
     let session = short(key);
     let detail = detail.unwrap_or_default();
     match reason {
-        RejectionReason::UnknownSession | RejectionReason::EndedSession => {
+        RejectionReason::UnknownSession
+        | RejectionReason::EndedSession
+        | RejectionReason::SessionMaxAge => {
             tracing::info!(reason = code, iss, sub, session, detail, "request refused");
         }
         RejectionReason::InvalidMintedSessionId => {
@@ -140,6 +142,17 @@ pub(crate) fn decision(
     key: SessionKey,
 ) {
     match (decision, found) {
+        (
+            decide::Session::Refuse {
+                reason: RejectionReason::SessionMaxAge,
+                ..
+            },
+            _,
+        ) => {
+            let detail = "session reached its maximum age: ended";
+            let reason = RejectionReason::SessionMaxAge;
+            rejected(reason, caller, Some(key), Some(detail));
+        }
         (decide::Session::Refuse { .. }, Ok(Lookup::Bound(owner))) => {
             let owner = match owner {
                 Owner::User(owner) => Some(owner),

@@ -6,6 +6,9 @@ use tower::Layer;
 
 use super::{InvalidOrigin, Origin, canonical};
 
+/// The host names of [`OriginLayer::loopback`].
+const LOOPBACK_HOSTS: [&str; 3] = ["localhost", "127.0.0.1", "[::1]"];
+
 /// Tower layer that answers 403 to a request whose `Origin` header is present and not allowed
 /// (the MCP transport's DNS-rebinding rule); requests without `Origin` pass. See the
 /// [module docs](super).
@@ -25,6 +28,9 @@ use super::{InvalidOrigin, Origin, canonical};
 pub struct OriginLayer {
     /// Canonical forms (see `canonical`), sorted and without duplicates.
     allowed: Arc<[String]>,
+    /// The `Host` values a request may carry, as canonical `http://host[:port]` forms (sorted,
+    /// without duplicates); empty: `Host` is not checked.
+    hosts: Arc<[String]>,
 }
 
 impl OriginLayer {
@@ -38,6 +44,45 @@ impl OriginLayer {
     /// ```
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A layer for a server listening on a loopback address at `port`: it allows the origins
+    /// `http://localhost:PORT`, `http://127.0.0.1:PORT` and `http://[::1]:PORT` (the server's own
+    /// pages), and it also checks the `Host` header (or, without one, the request URI's
+    /// authority, as HTTP/2 carries it): a request whose host is not one of `localhost`,
+    /// `127.0.0.1` or `[::1]` with that port gets 403 ([`OriginRejection::HostNotAllowed`]),
+    /// and so does a request that names no host. That is what stops DNS rebinding of a local
+    /// server: a page of `http://evil.example.com:PORT` whose name was rebound to 127.0.0.1
+    /// sends `Host: evil.example.com:PORT`, with or without an `Origin`. It is what the MCP
+    /// conformance suite's `dns-rebinding-protection` scenario checks.
+    ///
+    /// More origins can be allowed with [`allow`](Self::allow); the `Host` check stays the
+    /// loopback one. A server reached through a proxy or under a DNS name wants
+    /// [`new`](Self::new) and [`allow`](Self::allow) instead.
+    ///
+    /// [`OriginRejection::HostNotAllowed`]: super::OriginRejection::HostNotAllowed
+    ///
+    /// ```
+    /// use mcp_session_binding::origin::OriginLayer;
+    ///
+    /// let layer = OriginLayer::loopback(8080);
+    /// assert!(layer.allows("http://localhost:8080"));
+    /// assert!(layer.allows("http://[::1]:8080"));
+    /// assert!(!layer.allows("http://127.0.0.1:8081"));
+    /// assert!(!layer.allows("http://evil.example.com:8080"));
+    /// ```
+    pub fn loopback(port: u16) -> Self {
+        let mut forms: Vec<String> = LOOPBACK_HOSTS
+            .iter()
+            .filter_map(|name| canonical(&format!("http://{name}:{port}")).ok())
+            .collect();
+        forms.sort();
+        forms.dedup();
+        let forms: Arc<[String]> = forms.into();
+        Self {
+            allowed: forms.clone(),
+            hosts: forms,
+        }
     }
 
     /// Also allows `origin`, written `scheme://host[:port]` as browsers send it (no path, not
@@ -67,6 +112,7 @@ impl OriginLayer {
         }
         Ok(Self {
             allowed: allowed.into(),
+            hosts: self.hosts,
         })
     }
 
@@ -110,6 +156,21 @@ impl OriginLayer {
 
     pub(crate) fn allowed(&self) -> &Arc<[String]> {
         &self.allowed
+    }
+
+    /// Whether a request naming `host` (a `Host` value, `host[:port]`) passes the `Host` check:
+    /// always when the layer checks no host.
+    pub(crate) fn allows_host(&self, host: Option<&str>) -> bool {
+        if self.hosts.is_empty() {
+            return true;
+        }
+        host.and_then(|host| canonical(&format!("http://{host}")).ok())
+            .is_some_and(|host| self.hosts.binary_search(&host).is_ok())
+    }
+
+    /// Whether the layer checks `Host`.
+    pub(crate) fn checks_host(&self) -> bool {
+        !self.hosts.is_empty()
     }
 }
 

@@ -17,9 +17,13 @@
 //! | not a `scheme://host[:port]` origin, or over 2048 bytes | 403 ([`OriginRejection::Malformed`]) |
 //! | repeated | 403 ([`OriginRejection::Repeated`]) |
 //!
+//! [`OriginLayer::loopback`] also checks the `Host` header, for a server on a loopback address:
+//! a host other than `localhost`, `127.0.0.1` or `[::1]` with the server's port, or none, gets
+//! 403 ([`OriginRejection::HostNotAllowed`]) whatever the `Origin`.
+//!
 //! Every answer it makes carries its [`OriginRejection`] in the response extensions, and a
 //! `tracing` event with a stable reason code (`origin_not_allowed`, `origin_malformed`,
-//! `origin_repeated`). The request body is not read: a small one is drained so that an HTTP/1.1
+//! `origin_repeated`, `host_not_allowed`). The request body is not read: a small one is drained so that an HTTP/1.1
 //! connection stays usable, a larger or slower one gets `Connection: close`.
 //!
 //! # Layer order
@@ -93,6 +97,9 @@ pub enum OriginRejection {
     Malformed,
     /// The request carries more than one `Origin` header.
     Repeated,
+    /// The layer checks `Host` ([`OriginLayer::loopback`]) and the request's host is not one it
+    /// allows, is repeated, or is missing.
+    HostNotAllowed,
 }
 
 impl OriginRejection {
@@ -108,6 +115,7 @@ impl OriginRejection {
             Self::NotAllowed => "origin_not_allowed",
             Self::Malformed => "origin_malformed",
             Self::Repeated => "origin_repeated",
+            Self::HostNotAllowed => "host_not_allowed",
         }
     }
 
@@ -117,6 +125,7 @@ impl OriginRejection {
             Self::NotAllowed => "Forbidden: Origin not allowed",
             Self::Malformed => "Forbidden: malformed Origin header",
             Self::Repeated => "Forbidden: repeated Origin header",
+            Self::HostNotAllowed => "Forbidden: Host not allowed",
         }
     }
 }

@@ -69,7 +69,15 @@ impl<S> Origin<S> {
     define_inner_service_accessors!();
 
     /// Why a request with these headers is refused, if it is.
-    fn refusal(&self, headers: &http::HeaderMap) -> Option<OriginRejection> {
+    fn refusal(&self, uri: &http::Uri, headers: &http::HeaderMap) -> Option<OriginRejection> {
+        self.origin_refusal(headers).or_else(|| {
+            (self.layer.checks_host() && !self.layer.allows_host(host(uri, headers)))
+                .then_some(OriginRejection::HostNotAllowed)
+        })
+    }
+
+    /// Why a request with these `Origin` headers is refused, if it is.
+    fn origin_refusal(&self, headers: &http::HeaderMap) -> Option<OriginRejection> {
         let mut values = headers.get_all(header::ORIGIN).iter();
         let value = values.next()?;
         if values.next().is_some() {
@@ -86,6 +94,17 @@ impl<S> Origin<S> {
             Ok(origin) if self.layer.allowed().binary_search(&origin).is_ok() => None,
             Ok(_) => Some(OriginRejection::NotAllowed),
         }
+    }
+}
+
+/// The host a request names: its one `Host` header, else (HTTP/2) its URI's authority. `None`
+/// for a repeated or non-ASCII `Host`, or none at all.
+fn host<'a>(uri: &'a http::Uri, headers: &'a http::HeaderMap) -> Option<&'a str> {
+    let mut values = headers.get_all(header::HOST).iter();
+    match (values.next(), values.next()) {
+        (Some(value), None) => value.to_str().ok(),
+        (Some(_), Some(_)) => None,
+        (None, _) => uri.authority().map(http::uri::Authority::as_str),
     }
 }
 
@@ -114,7 +133,7 @@ where
     }
 
     fn call(&mut self, request: Request<ReqB>) -> Self::Future {
-        let Some(rejection) = self.refusal(request.headers()) else {
+        let Some(rejection) = self.refusal(request.uri(), request.headers()) else {
             return ResponseFuture {
                 state: State::Inner {
                     future: self.inner.call(request),
@@ -289,6 +308,127 @@ mod tests {
             (status, rejection),
             (StatusCode::FORBIDDEN, Some(OriginRejection::Malformed))
         );
+    }
+
+    /// `OriginLayer::loopback(8080)`: each (Host values, URI, Origin) and what it gets.
+    #[tokio::test]
+    async fn loopback_checks_host_and_origin() {
+        use OriginRejection::{HostNotAllowed, NotAllowed};
+        let pass = None;
+        /// (Host values, URI, Origin, refusal).
+        type Case<'a> = (
+            &'a [&'a str],
+            &'a str,
+            Option<&'a str>,
+            Option<OriginRejection>,
+        );
+        let cases: [Case<'_>; 22] = [
+            // The server's own hosts, with or without its own origins.
+            (&["127.0.0.1:8080"], "/mcp", None, pass),
+            (&["localhost:8080"], "/mcp", None, pass),
+            (&["LOCALHOST:8080"], "/mcp", None, pass),
+            (&["[::1]:8080"], "/mcp", None, pass),
+            (
+                &["127.0.0.1:8080"],
+                "/mcp",
+                Some("http://127.0.0.1:8080"),
+                pass,
+            ),
+            (
+                &["localhost:8080"],
+                "/mcp",
+                Some("http://localhost:8080"),
+                pass,
+            ),
+            (&["[::1]:8080"], "/mcp", Some("http://[::1]:8080"), pass),
+            (
+                &["127.0.0.1:8080"],
+                "/mcp",
+                Some("http://localhost:8080"),
+                pass,
+            ),
+            // HTTP/2: no Host, the authority of the URI.
+            (&[], "http://127.0.0.1:8080/mcp", None, pass),
+            // A rebound name, with the right port, with or without its Origin.
+            (
+                &["evil.example.com:8080"],
+                "/mcp",
+                None,
+                Some(HostNotAllowed),
+            ),
+            (
+                &["evil.example.com:8080"],
+                "/mcp",
+                Some("http://evil.example.com:8080"),
+                Some(NotAllowed),
+            ),
+            (
+                &["127.0.0.1:8080"],
+                "/mcp",
+                Some("http://evil.example.com:8080"),
+                Some(NotAllowed),
+            ),
+            (
+                &[],
+                "http://evil.example.com:8080/mcp",
+                None,
+                Some(HostNotAllowed),
+            ),
+            // Another port, another scheme, no port, no host, a repeated or odd host.
+            (&["127.0.0.1:8081"], "/mcp", None, Some(HostNotAllowed)),
+            (&["127.0.0.1"], "/mcp", None, Some(HostNotAllowed)),
+            (
+                &["127.0.0.1:8080"],
+                "/mcp",
+                Some("https://127.0.0.1:8080"),
+                Some(NotAllowed),
+            ),
+            (
+                &["127.0.0.1:8080"],
+                "/mcp",
+                Some("http://127.0.0.1:8081"),
+                Some(NotAllowed),
+            ),
+            (&[], "/mcp", None, Some(HostNotAllowed)),
+            (
+                &["127.0.0.1:8080", "127.0.0.1:8080"],
+                "/mcp",
+                None,
+                Some(HostNotAllowed),
+            ),
+            (&["user@127.0.0.1:8080"], "/mcp", None, Some(HostNotAllowed)),
+            (&["127.0.0.2:8080"], "/mcp", None, Some(HostNotAllowed)),
+            (&["127.0.0.1:8080"], "/mcp", Some("null"), Some(NotAllowed)),
+        ];
+        for (hosts, uri, origin, expected) in cases {
+            let mut request = Request::builder().uri(uri);
+            for host in hosts {
+                request = request.header(header::HOST, *host);
+            }
+            if let Some(origin) = origin {
+                request = request.header(header::ORIGIN, origin);
+            }
+            let service =
+                OriginLayer::loopback(8080).layer(service_fn(|_req: Request<Full<Bytes>>| async {
+                    Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"inner"))))
+                }));
+            let response = service
+                .oneshot(request.body(Full::new(Bytes::new())).unwrap())
+                .await
+                .unwrap();
+            let what = format!("{hosts:?} {uri} {origin:?}");
+            let rejection = response.extensions().get::<OriginRejection>().copied();
+            assert_eq!(rejection, expected, "{what}");
+            let status = if expected.is_some() {
+                StatusCode::FORBIDDEN
+            } else {
+                StatusCode::OK
+            };
+            assert_eq!(response.status(), status, "{what}");
+        }
+        // Without `loopback`, Host is not checked.
+        let (status, _, _) = call(&[]).await;
+        assert_eq!(status, StatusCode::OK);
     }
 
     #[tokio::test]

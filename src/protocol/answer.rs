@@ -79,6 +79,10 @@ pub enum RejectionReason {
     /// JSON-RPC `-32602` `Invalid or expired requestState` with the request's `id`; not
     /// forwarded.
     InvalidRequestState,
+    /// With [`max_session_age`](crate::SessionBindingLayer::max_session_age): the session
+    /// reached its maximum age. It is ended (tombstone, inner session deleted) and answered 404
+    /// as an ended session is, whoever asks.
+    SessionMaxAge,
 }
 
 impl RejectionReason {
@@ -113,6 +117,7 @@ impl RejectionReason {
             Self::TaskNotRecorded => "task_not_recorded",
             Self::ForeignEventId => "foreign_event_id",
             Self::InvalidRequestState => "invalid_request_state",
+            Self::SessionMaxAge => "session_max_age",
         }
     }
 }
@@ -136,7 +141,7 @@ impl RejectionReason {
                 code::INVALID_REQUEST,
                 MISMATCH_MESSAGE,
             ),
-            R::UnknownSession | R::EndedSession => (
+            R::UnknownSession | R::EndedSession | R::SessionMaxAge => (
                 StatusCode::NOT_FOUND,
                 code::SESSION_NOT_FOUND,
                 "Session not found",

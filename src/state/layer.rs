@@ -18,6 +18,7 @@ use tower::{Layer, Service};
 use super::{
     ResponseFuture,
     keys::{Claims, StateKeys, now_secs},
+    ring::KeyRing,
 };
 use crate::{
     Identity, ResponseBody,
@@ -48,7 +49,8 @@ const MRTR_METHODS: [&[u8]; 3] = [b"tools/call", b"prompts/get", b"resources/rea
 /// What a [`RequestState`] service needs: set on the layer, shared by the services it makes.
 #[derive(Clone, Debug)]
 struct StateConfig {
-    keys: StateKeys,
+    /// Shared by the layer, its clones and every service they made: a rotation reaches all.
+    keys: Arc<KeyRing>,
     ttl: Duration,
     max_state_bytes: usize,
     max_body_bytes: usize,
@@ -105,7 +107,7 @@ impl RequestStateLayer {
     pub fn new(keys: StateKeys) -> Self {
         Self {
             config: StateConfig {
-                keys,
+                keys: Arc::new(KeyRing::new(keys)),
                 ttl: DEFAULT_STATE_TTL,
                 max_state_bytes: DEFAULT_MAX_STATE_BYTES,
                 max_body_bytes: DEFAULT_MAX_BODY_BYTES,
@@ -136,6 +138,26 @@ impl<I> RequestStateLayer<I> {
     pub fn max_body_bytes(mut self, bytes: usize) -> Self {
         self.config.max_body_bytes = bytes;
         self
+    }
+
+    /// Replaces the keys while the server runs, on this layer, its clones and every service
+    /// they made: `keys` seal from now on (their first key) and open; the keys before keep
+    /// opening for the state [`ttl`](Self::ttl), the longest a state they sealed can still be
+    /// valid, so no state in flight is refused. A second rotation within that time keeps every
+    /// earlier ring's overlap. Every replica must rotate to the same keys (the example reloads
+    /// `MCP_STATE_KEYS` on `SIGHUP`); until it has, a state sealed by a rotated replica does
+    /// not open on one that has not.
+    ///
+    /// ```
+    /// use mcp_session_binding::state::{RequestStateLayer, StateKeys};
+    ///
+    /// let layer = RequestStateLayer::new(StateKeys::new([1; 32]));
+    /// let serving = layer.clone(); // the one inside the running stack
+    /// layer.rotate_keys(StateKeys::new([2; 32]));
+    /// # let _ = serving;
+    /// ```
+    pub fn rotate_keys(&self, keys: StateKeys) {
+        self.config.keys.rotate(keys, self.config.ttl);
     }
 
     /// Reads the identity with another extractor.
@@ -475,7 +497,7 @@ mod tests {
 
     fn config() -> StateConfig {
         StateConfig {
-            keys: StateKeys::new([9; 32]),
+            keys: Arc::new(KeyRing::new(StateKeys::new([9; 32]))),
             ttl: DEFAULT_STATE_TTL,
             max_state_bytes: 1024,
             max_body_bytes: 1 << 20,

@@ -18,6 +18,7 @@
 mod future;
 mod keys;
 mod layer;
+mod ring;
 
 pub use future::ResponseFuture;
 pub use keys::{StateKeyError, StateKeys};

@@ -5,6 +5,8 @@
 //! mcpsb1:anon                          an anonymous owner
 //! mcpsb1:user:<n>:<iss><sub>           a user; <n> = byte length of iss, decimal, no leading zero
 //! mcpsb1:ended                         a tombstone
+//! mcpsb1:at:<ms>:<owner encoding>      a binding made at <ms> (milliseconds since the Unix
+//!                                      epoch, decimal, no leading zero): what stores write
 //! ```
 //!
 //! The length prefix makes every `(iss, sub)` pair encode to a different string: `iss` may contain
@@ -22,6 +24,7 @@ const PREFIX: &str = "mcpsb1:";
 const ANON: &str = "mcpsb1:anon";
 const ENDED: &str = "mcpsb1:ended";
 const USER: &str = "mcpsb1:user:";
+const AT: &str = "mcpsb1:at:";
 
 /// A decoded stored value.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -76,8 +79,14 @@ pub fn encode_ended() -> &'static str {
 ///
 /// # Errors
 ///
-/// [`CodecError`] for anything [`encode_owner`] or [`encode_ended`] could not have produced.
+/// [`CodecError`] for anything [`encode_owner`] or [`encode_ended`] could not have produced,
+/// with or without the bind time stores write before an owner (`mcpsb1:at:<ms>:`).
 pub fn decode(value: &str) -> Result<Stored, CodecError> {
+    decode_with_time(value).map(|(stored, _)| stored)
+}
+
+/// [`decode`] of a value without a bind time.
+fn decode_plain(value: &str) -> Result<Stored, CodecError> {
     if !value.starts_with(PREFIX) {
         return Err(CodecError::UnknownFormat);
     }
@@ -112,15 +121,62 @@ pub fn decode(value: &str) -> Result<Stored, CodecError> {
         .map_err(|_| CodecError::Malformed("invalid identity"))
 }
 
+/// The encoding of a binding of `owner` made at `bound_at_ms` (milliseconds since the Unix
+/// epoch). The Redis store writes it in its bind script, with Redis' clock.
+#[cfg(test)]
+#[must_use]
+pub fn encode_bound_at(owner: &Owner, bound_at_ms: u64) -> String {
+    format!("{AT}{bound_at_ms}:{}", encode_owner(owner))
+}
+
+/// Decodes a stored value, strictly, with the time its binding was made when the value says
+/// it (`None` for a value written without it, and for a tombstone).
+///
+/// # Errors
+///
+/// As [`decode`]; a time prefix on a tombstone, or a prefix that is not decimal milliseconds,
+/// is malformed.
+pub fn decode_with_time(value: &str) -> Result<(Stored, Option<u64>), CodecError> {
+    let Some(rest) = value.strip_prefix(AT) else {
+        return decode_plain(value).map(|stored| (stored, None));
+    };
+    let (ms, owner) = rest
+        .split_once(':')
+        .ok_or(CodecError::Malformed("missing bind time"))?;
+    if ms.is_empty()
+        || ms.len() > 19
+        || !ms.bytes().all(|b| b.is_ascii_digit())
+        || (ms.len() > 1 && ms.starts_with('0'))
+    {
+        return Err(CodecError::Malformed("bad bind time"));
+    }
+    let ms: u64 = ms
+        .parse()
+        .map_err(|_| CodecError::Malformed("bad bind time"))?;
+    match decode_plain(owner)? {
+        Stored::Bound(owner) => Ok((Stored::Bound(owner), Some(ms))),
+        Stored::Ended => Err(CodecError::Malformed("bind time on a tombstone")),
+    }
+}
+
+/// [`decode_with_time`] of raw bytes (not UTF-8 is corrupt too).
+///
+/// # Errors
+///
+/// As [`decode_with_time`], plus [`CodecError::Malformed`] for bytes that are not UTF-8.
+pub fn decode_bytes_with_time(value: &[u8]) -> Result<(Stored, Option<u64>), CodecError> {
+    std::str::from_utf8(value)
+        .map_err(|_| CodecError::Malformed("not UTF-8"))
+        .and_then(decode_with_time)
+}
+
 /// Decodes a stored value that may be raw bytes (not UTF-8 is corrupt too).
 ///
 /// # Errors
 ///
 /// As [`decode`], plus [`CodecError::Malformed`] for bytes that are not UTF-8.
 pub fn decode_bytes(value: &[u8]) -> Result<Stored, CodecError> {
-    std::str::from_utf8(value)
-        .map_err(|_| CodecError::Malformed("not UTF-8"))
-        .and_then(decode)
+    decode_bytes_with_time(value).map(|(stored, _)| stored)
 }
 
 #[cfg(test)]
@@ -210,5 +266,43 @@ mod tests {
             );
         }
         assert!(decode_bytes(b"mcpsb1:user:1:a\xff").is_err());
+    }
+
+    #[test]
+    fn bind_times_round_trip_and_are_strict() {
+        let alice = user("https://i.example", "alice");
+        let value = encode_bound_at(&alice, 1_733_450_000_123);
+        assert_eq!(
+            value,
+            "mcpsb1:at:1733450000123:mcpsb1:user:17:https://i.examplealice"
+        );
+        assert_eq!(
+            decode_with_time(&value),
+            Ok((Stored::Bound(alice.clone()), Some(1_733_450_000_123)))
+        );
+        assert_eq!(decode(&value), Ok(Stored::Bound(alice.clone())));
+        assert_eq!(
+            decode_with_time(&encode_bound_at(&Owner::Anonymous, 0)),
+            Ok((Stored::Bound(Owner::Anonymous), Some(0)))
+        );
+        assert_eq!(
+            decode_with_time(&encode_owner(&alice)),
+            Ok((Stored::Bound(alice), None))
+        );
+        assert_eq!(decode_with_time(encode_ended()), Ok((Stored::Ended, None)));
+        for value in [
+            "mcpsb1:at:",
+            "mcpsb1:at:1",
+            "mcpsb1:at::mcpsb1:anon",
+            "mcpsb1:at:01:mcpsb1:anon",
+            "mcpsb1:at:+1:mcpsb1:anon",
+            "mcpsb1:at:1x:mcpsb1:anon",
+            "mcpsb1:at:99999999999999999999:mcpsb1:anon",
+            "mcpsb1:at:1:mcpsb1:ended",
+            "mcpsb1:at:1:mcpsb1:at:1:mcpsb1:anon",
+            "mcpsb1:at:1:anon",
+        ] {
+            assert!(decode_with_time(value).is_err(), "{value:?}");
+        }
     }
 }

@@ -6,7 +6,7 @@ use std::{
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
-use super::{BindOutcome, BindingStore, Lookup, Owner, SessionKey};
+use super::{BindOutcome, BindingStore, Lookup, Owner, Revoked, SessionKey};
 use crate::Identity;
 
 const LONG: Duration = Duration::from_secs(300);
@@ -54,6 +54,8 @@ pub async fn run_all<S: BindingStore>(store: &S) {
     tasks_are_insert_if_absent_and_apart_from_sessions(store).await;
     tasks_never_count_against_the_limit(store).await;
     task_records_expire_and_slide(store).await;
+    bindings_remember_when_they_were_made(store).await;
+    ending_one_owner_ends_all_its_sessions_and_tasks(store).await;
     key_derivation_is_stable(store);
 }
 
@@ -704,5 +706,136 @@ async fn task_records_expire_and_slide<S: BindingStore>(store: &S) {
         store.bind_task(idle, &bob, LONG).await.expect("bind_task"),
         BindOutcome::Created,
         "an expired task record is replaced"
+    );
+}
+
+/// [`lookup_with_age`](BindingStore::lookup_with_age) reports when a binding was made, and a
+/// slide leaves that time as it is; a tombstone, a missing key and a task key report none.
+async fn bindings_remember_when_they_were_made<S: BindingStore>(store: &S) {
+    // The store's clock may be another machine's (Redis): a generous window.
+    const SKEW: Duration = Duration::from_secs(5);
+    let key = fresh_key(store);
+    let before = SystemTime::now();
+    store
+        .bind(key, &user("alice"), SHORT, NO_LIMIT)
+        .await
+        .expect("bind");
+    let after = SystemTime::now();
+    let (found, bound_at) = store.lookup_with_age(key, None).await.expect("lookup");
+    assert_eq!(found, Lookup::Bound(user("alice")));
+    let bound_at = bound_at.expect("a binding reports when it was made");
+    assert!(
+        bound_at + SKEW >= before && bound_at <= after + SKEW,
+        "bound at {bound_at:?}, between {before:?} and {after:?}"
+    );
+    // Slid past its first TTL, still the same bind time.
+    for _ in 0..3 {
+        tokio::time::sleep(SHORT / 3).await;
+        let (found, again) = store
+            .lookup_with_age(key, Some(SHORT))
+            .await
+            .expect("lookup");
+        assert_eq!(found, Lookup::Bound(user("alice")));
+        assert_eq!(again, Some(bound_at), "a slide keeps the bind time");
+    }
+    if let Some(now) = store.lookup_with_age_now(key, None) {
+        assert_eq!(
+            now.expect("lookup"),
+            (Lookup::Bound(user("alice")), Some(bound_at))
+        );
+    }
+    store.end(key, LONG).await.expect("end");
+    assert_eq!(
+        store.lookup_with_age(key, None).await.expect("lookup"),
+        (Lookup::Ended, None)
+    );
+    assert_eq!(
+        store
+            .lookup_with_age(fresh_key(store), None)
+            .await
+            .expect("lookup"),
+        (Lookup::Missing, None)
+    );
+}
+
+/// [`end_owner`](BindingStore::end_owner) ends every live session of one owner (each reads as
+/// [`Lookup::Ended`], and frees its slot) and removes every task record of it, and touches no
+/// other owner's; ending an owner with nothing is a no-op.
+async fn ending_one_owner_ends_all_its_sessions_and_tasks<S: BindingStore>(store: &S) {
+    let (alice, bob) = (fresh_user(), fresh_user());
+    let mut sessions = Vec::new();
+    let mut tasks = Vec::new();
+    for _ in 0..5 {
+        let key = fresh_key(store);
+        store.bind(key, &alice, LONG, 10).await.expect("bind");
+        sessions.push(key);
+        let task = fresh_task(store);
+        store
+            .bind_task(task, &alice, LONG)
+            .await
+            .expect("bind_task");
+        tasks.push(task);
+    }
+    // One of them already ended by its owner.
+    store.end(sessions[0], LONG).await.expect("end");
+    let (bobs, bobs_task) = (fresh_key(store), fresh_task(store));
+    store.bind(bobs, &bob, LONG, 10).await.expect("bind");
+    store
+        .bind_task(bobs_task, &bob, LONG)
+        .await
+        .expect("bind_task");
+    let anonymous = fresh_key(store);
+    store
+        .bind(anonymous, &Owner::Anonymous, LONG, NO_LIMIT)
+        .await
+        .expect("bind");
+
+    let ended = store.end_owner(&alice, LONG).await.expect("end_owner");
+    assert_eq!(
+        ended,
+        Revoked {
+            sessions: 4,
+            tasks: 5
+        },
+        "the live sessions and the tasks"
+    );
+    for key in &sessions {
+        assert_eq!(
+            store.lookup(*key, None).await.expect("lookup"),
+            Lookup::Ended
+        );
+    }
+    for task in &tasks {
+        assert_eq!(store.task_owner(*task, None).await.expect("task"), None);
+    }
+    assert_eq!(
+        store.lookup(bobs, None).await.expect("lookup"),
+        Lookup::Bound(bob.clone()),
+        "another owner keeps its sessions"
+    );
+    assert_eq!(
+        store.task_owner(bobs_task, None).await.expect("task"),
+        Some(bob.clone()),
+        "and its tasks"
+    );
+    assert_eq!(
+        store.lookup(anonymous, None).await.expect("lookup"),
+        Lookup::Bound(Owner::Anonymous)
+    );
+    // The slots are free again.
+    for _ in 0..10 {
+        assert_eq!(
+            bind_fresh(store, &alice, LONG, 10).await,
+            BindOutcome::Created,
+            "ended sessions free their slots"
+        );
+    }
+    assert_eq!(
+        store
+            .end_owner(&fresh_user(), LONG)
+            .await
+            .expect("end_owner"),
+        Revoked::default(),
+        "an owner with nothing"
     );
 }

@@ -14,7 +14,11 @@
 //! secret it can, which is why a shared store wants a secret of its own. Rolling a secret out
 //! and rotating it: docs/deployment.md in the repository.
 
-use std::fmt;
+use std::{
+    fmt,
+    sync::{Arc, PoisonError, RwLock},
+    time::{Duration, Instant},
+};
 
 /// BLAKE3 `derive_key` contexts: the secret's two subkeys, and the secret from key material.
 /// They are part of the derivation (changing one changes every key), so they keep the name the
@@ -127,7 +131,31 @@ enum Keys {
 /// assert_ne!(keys.session("s-1"), keys.task("s-1"));
 /// ```
 #[derive(Clone)]
-pub struct KeyDerivation(Keys);
+pub struct KeyDerivation(Derivation);
+
+/// A derivation's keys: fixed (local), or a keyed ring that [`KeyDerivation::rotate`] changes
+/// at run time, shared by every clone.
+#[derive(Clone)]
+enum Derivation {
+    Fixed(Keys),
+    Ring(Arc<RwLock<Ring>>),
+}
+
+/// The keys of a keyed derivation: the current ones, and the ones before the last rotation
+/// while their overlap lasts.
+struct Ring {
+    current: Keys,
+    previous: Option<(Keys, Instant)>,
+}
+
+impl Ring {
+    fn previous(&self) -> Option<&Keys> {
+        self.previous
+            .as_ref()
+            .filter(|(_, until)| Instant::now() < *until)
+            .map(|(keys, _)| keys)
+    }
+}
 
 impl KeyDerivation {
     /// BLAKE3 keyed with subkeys of `secret`, one for sessions and one for tasks: what a store
@@ -135,10 +163,79 @@ impl KeyDerivation {
     /// same keys.
     #[must_use]
     pub fn keyed(secret: KeySecret) -> Self {
-        Self(Keys::Keyed {
-            session: blake3::derive_key(SESSION_CONTEXT, &secret.0),
-            task: blake3::derive_key(TASK_CONTEXT, &secret.0),
-        })
+        Self(Derivation::Ring(Arc::new(RwLock::new(Ring {
+            current: Keys::of(&secret),
+            previous: None,
+        }))))
+    }
+
+    /// Rotates a keyed derivation to `secret`, at run time, on this derivation and every clone
+    /// of it (the store's): from now on keys are derived from `secret`, and for `overlap` the
+    /// keys under the secret before are still looked up (see
+    /// [`previous_session`](Self::previous_session)), so that sessions and tasks bound before
+    /// keep working for that long; after it, they are not found (404, as an unknown session).
+    /// Size `overlap` from how long a session may live: the binding TTL, or the
+    /// [maximum age](crate::SessionBindingLayer::max_session_age). A rotation during an overlap
+    /// ends the older one: only the secret just replaced stays looked up. Every replica must
+    /// rotate to the same secret (the example reloads it on `SIGHUP`); a replica not yet rotated
+    /// finds the sessions others bound under the new secret only once it rotates too.
+    ///
+    /// Returns `false`, and changes nothing, for a [`local`](Self::local) derivation (its keys
+    /// are random and never leave the process: there is nothing to rotate).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use mcp_session_binding::store::{KeyDerivation, KeySecret};
+    ///
+    /// let keys = KeyDerivation::keyed(KeySecret::from_material(&[1; 32]).unwrap());
+    /// let before = keys.session("s-1");
+    /// let shared = keys.clone();
+    /// assert!(keys.rotate(KeySecret::from_material(&[2; 32]).unwrap(), Duration::from_secs(60)));
+    /// assert_ne!(shared.session("s-1"), before);
+    /// assert_eq!(shared.previous_session("s-1"), Some(before));
+    /// assert!(!KeyDerivation::local().rotate(KeySecret::random(), Duration::from_secs(60)));
+    /// ```
+    pub fn rotate(&self, secret: KeySecret, overlap: Duration) -> bool {
+        let Derivation::Ring(ring) = &self.0 else {
+            return false;
+        };
+        let mut ring = ring.write().unwrap_or_else(PoisonError::into_inner);
+        // An overlap past what the clock can tell lasts a century.
+        let now = Instant::now();
+        let until = now
+            .checked_add(overlap)
+            .or_else(|| now.checked_add(Duration::from_secs(100 * 365 * 24 * 3600)));
+        let old = std::mem::replace(&mut ring.current, Keys::of(&secret));
+        ring.previous = until.map(|until| (old, until));
+        true
+    }
+
+    /// The store key of a session id under the secret before the last
+    /// [`rotate`](Self::rotate), while its overlap lasts: where the layers look a session up
+    /// when its current key finds nothing. `None` otherwise.
+    #[must_use]
+    pub fn previous_session(&self, session_id: &str) -> Option<SessionKey> {
+        self.previous_session_bytes(session_id.as_bytes())
+    }
+
+    /// [`previous_session`](Self::previous_session) of a header's bytes.
+    pub(crate) fn previous_session_bytes(&self, session_id: &[u8]) -> Option<SessionKey> {
+        let Derivation::Ring(ring) = &self.0 else {
+            return None;
+        };
+        let ring = ring.read().unwrap_or_else(PoisonError::into_inner);
+        ring.previous().map(|keys| keys.session(session_id))
+    }
+
+    /// The store key of a task id under the secret before the last [`rotate`](Self::rotate),
+    /// while its overlap lasts; `None` otherwise.
+    #[must_use]
+    pub fn previous_task(&self, task_id: &str) -> Option<SessionKey> {
+        let Derivation::Ring(ring) = &self.0 else {
+            return None;
+        };
+        let ring = ring.read().unwrap_or_else(PoisonError::into_inner);
+        ring.previous().map(|keys| keys.task(task_id.as_bytes()))
     }
 
     /// [`keyed`](Self::keyed) with a fixed secret that this crate publishes: what `RedisStore`
@@ -164,10 +261,10 @@ impl KeyDerivation {
         let mut random = [0; 32];
         getrandom::fill(&mut random).expect("the operating system's random source failed");
         let (session, task) = random.split_at(16);
-        Self(Keys::Local {
+        Self(Derivation::Fixed(Keys::Local {
             session: session.try_into().expect("16 bytes"),
             task: task.try_into().expect("16 bytes"),
-        })
+        }))
     }
 
     /// The store key of a session id.
@@ -179,8 +276,12 @@ impl KeyDerivation {
     /// [`session`](Self::session) of a header's bytes, known to be visible ASCII.
     pub(crate) fn session_bytes(&self, session_id: &[u8]) -> SessionKey {
         match &self.0 {
-            Keys::Keyed { session, .. } => keyed(session, session_id),
-            Keys::Local { session, .. } => local(session, session_id),
+            Derivation::Fixed(keys) => keys.session(session_id),
+            Derivation::Ring(ring) => ring
+                .read()
+                .unwrap_or_else(PoisonError::into_inner)
+                .current
+                .session(session_id),
         }
     }
 
@@ -188,8 +289,35 @@ impl KeyDerivation {
     #[must_use]
     pub fn task(&self, task_id: &str) -> SessionKey {
         match &self.0 {
-            Keys::Keyed { task, .. } => keyed(task, task_id.as_bytes()),
-            Keys::Local { task, .. } => local(task, task_id.as_bytes()),
+            Derivation::Fixed(keys) => keys.task(task_id.as_bytes()),
+            Derivation::Ring(ring) => ring
+                .read()
+                .unwrap_or_else(PoisonError::into_inner)
+                .current
+                .task(task_id.as_bytes()),
+        }
+    }
+}
+
+impl Keys {
+    fn of(secret: &KeySecret) -> Self {
+        Self::Keyed {
+            session: blake3::derive_key(SESSION_CONTEXT, &secret.0),
+            task: blake3::derive_key(TASK_CONTEXT, &secret.0),
+        }
+    }
+
+    fn session(&self, id: &[u8]) -> SessionKey {
+        match self {
+            Self::Keyed { session, .. } => keyed(session, id),
+            Self::Local { session, .. } => local(session, id),
+        }
+    }
+
+    fn task(&self, id: &[u8]) -> SessionKey {
+        match self {
+            Self::Keyed { task, .. } => keyed(task, id),
+            Self::Local { task, .. } => local(task, id),
         }
     }
 }
@@ -197,8 +325,8 @@ impl KeyDerivation {
 impl fmt::Debug for KeyDerivation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self.0 {
-            Keys::Keyed { .. } => "KeyDerivation::Keyed(..)",
-            Keys::Local { .. } => "KeyDerivation::Local(..)",
+            Derivation::Ring(_) => "KeyDerivation::Keyed(..)",
+            Derivation::Fixed(_) => "KeyDerivation::Local(..)",
         })
     }
 }
@@ -249,6 +377,40 @@ mod tests {
         assert_ne!(local.session("s"), local.task("s"));
         assert_ne!(local.session("s"), KeyDerivation::local().session("s"));
         assert_eq!(local.session("s"), local.session_bytes(b"s"));
+    }
+
+    #[test]
+    fn a_rotation_keeps_the_old_keys_for_its_overlap_only() {
+        let (one, two, three) = (
+            KeySecret::from_material(&[1; 32]).unwrap(),
+            KeySecret::from_material(&[2; 32]).unwrap(),
+            KeySecret::from_material(&[3; 32]).unwrap(),
+        );
+        let keys = KeyDerivation::keyed(one.clone());
+        let under = |secret: &KeySecret| KeyDerivation::keyed(secret.clone());
+        assert_eq!(keys.previous_session("s"), None);
+        assert!(keys.rotate(two.clone(), Duration::from_secs(60)));
+        assert_eq!(keys.session("s"), under(&two).session("s"));
+        assert_eq!(keys.task("t"), under(&two).task("t"));
+        assert_eq!(keys.previous_session("s"), Some(under(&one).session("s")));
+        assert_eq!(keys.previous_task("t"), Some(under(&one).task("t")));
+        // A second rotation: only the secret just replaced is looked up.
+        assert!(keys.rotate(three.clone(), Duration::from_secs(60)));
+        assert_eq!(keys.session("s"), under(&three).session("s"));
+        assert_eq!(keys.previous_session("s"), Some(under(&two).session("s")));
+        // No overlap: the old keys are gone at once.
+        assert!(keys.rotate(one.clone(), Duration::ZERO));
+        assert_eq!(keys.previous_session("s"), None);
+        assert_eq!(keys.previous_task("t"), None);
+        // An overlap too long for the clock: a century.
+        assert!(keys.rotate(two, Duration::MAX));
+        assert_eq!(keys.previous_session("s"), Some(under(&one).session("s")));
+        // Local keys do not rotate.
+        let local = KeyDerivation::local();
+        let before = local.session("s");
+        assert!(!local.rotate(three, Duration::from_secs(60)));
+        assert_eq!(local.session("s"), before);
+        assert_eq!(local.previous_session("s"), None);
     }
 
     #[test]

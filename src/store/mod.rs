@@ -75,12 +75,17 @@
 //! The trait returns boxed futures, so it works both as a generic parameter and behind
 //! `Arc<dyn BindingStore>`.
 
-use std::{fmt, sync::Arc, time::Duration};
+use std::{
+    fmt,
+    sync::Arc,
+    time::{Duration, SystemTime},
+};
 
 use futures::future::BoxFuture;
 
 use crate::Identity;
 
+pub(crate) mod aged;
 pub(crate) mod codec;
 #[cfg(any(test, feature = "conformance"))]
 #[cfg_attr(docsrs, doc(cfg(feature = "conformance")))]
@@ -275,6 +280,23 @@ pub enum BindOutcome {
     },
 }
 
+/// What [`BindingStore::end_owner`] ended.
+///
+/// ```
+/// use mcp_session_binding::store::Revoked;
+///
+/// let revoked = Revoked::default();
+/// assert_eq!((revoked.sessions, revoked.tasks), (0, 0));
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Revoked {
+    /// Live session bindings turned into tombstones.
+    pub sessions: usize,
+    /// Live task records removed.
+    pub tasks: usize,
+}
+
 /// What kind of failure a [`StoreError`] is.
 ///
 /// ```
@@ -451,6 +473,37 @@ pub trait BindingStore: Send + Sync + 'static {
         slide: Option<Duration>,
     ) -> BoxFuture<'_, Result<Lookup, StoreError>>;
 
+    /// [`lookup`](Self::lookup), with the time the binding was made (by its
+    /// [`bind`](Self::bind), on the store's clock) when the answer is [`Lookup::Bound`]: what
+    /// [`SessionBindingLayer::max_session_age`] reads. `None` for any other answer, and for a
+    /// binding whose time the store does not know (one written before it recorded times).
+    ///
+    /// The default answers `None` with every lookup: a store that does not override it cannot
+    /// end sessions at a maximum age, and the conformance suite
+    /// (`bindings_remember_when_they_were_made`) fails on it.
+    ///
+    /// [`SessionBindingLayer::max_session_age`]: crate::SessionBindingLayer::max_session_age
+    fn lookup_with_age(
+        &self,
+        key: SessionKey,
+        slide: Option<Duration>,
+    ) -> BoxFuture<'_, Result<(Lookup, Option<SystemTime>), StoreError>> {
+        let lookup = self.lookup(key, slide);
+        Box::pin(async move { lookup.await.map(|found| (found, None)) })
+    }
+
+    /// A synchronous [`lookup_with_age`](Self::lookup_with_age), as
+    /// [`lookup_now`](Self::lookup_now) is of [`lookup`](Self::lookup). `None` (the default)
+    /// means "ask [`lookup_with_age`](Self::lookup_with_age)".
+    fn lookup_with_age_now(
+        &self,
+        key: SessionKey,
+        slide: Option<Duration>,
+    ) -> Option<Result<(Lookup, Option<SystemTime>), StoreError>> {
+        let _ = (key, slide);
+        None
+    }
+
     /// Ends the session: a tombstone for `tombstone_ttl` replaces the binding, and counts
     /// towards its owner's tombstones, which [`bind`](Self::bind) keeps bounded (see the
     /// [module docs](self)). Idempotent: a tombstone already there is left as it is.
@@ -459,6 +512,33 @@ pub trait BindingStore: Send + Sync + 'static {
         key: SessionKey,
         tombstone_ttl: Duration,
     ) -> BoxFuture<'_, Result<(), StoreError>>;
+
+    /// Ends every live session of `owner` (each binding becomes a tombstone for
+    /// `tombstone_ttl`, as [`end`](Self::end) makes one, so the session answers 404 on every
+    /// replica and its slot is free) and removes every live task record of `owner` (its tasks
+    /// then answer as unknown). Other owners' sessions and tasks are not touched. For operators:
+    /// "log alice out everywhere".
+    ///
+    /// The work is bounded by what the owner holds (its live bindings, at most its session
+    /// limit, its tombstone-bounded keys and its live task records), never by the size of the
+    /// store. Sessions and tasks the owner creates while the call runs may survive it: call it
+    /// after the owner's tokens stop being accepted.
+    ///
+    /// The default answers an error ([`StoreErrorKind::Unavailable`]): a store that does not
+    /// override it cannot revoke, and the conformance suite
+    /// (`ending_one_owner_ends_all_its_sessions_and_tasks`) fails on it.
+    fn end_owner<'a>(
+        &'a self,
+        owner: &'a Owner,
+        tombstone_ttl: Duration,
+    ) -> BoxFuture<'a, Result<Revoked, StoreError>> {
+        let _ = (owner, tombstone_ttl);
+        Box::pin(async {
+            Err(StoreError::unavailable(
+                "this binding store cannot end an owner's sessions",
+            ))
+        })
+    }
 
     /// Records that `owner` created the task under `key` (a [`KeyDerivation::task`] key), for
     /// `ttl`, if no live task record is there: [`BindOutcome::Created`], else
@@ -518,12 +598,36 @@ impl<T: BindingStore + ?Sized> BindingStore for Arc<T> {
         (**self).lookup(key, slide)
     }
 
+    fn lookup_with_age(
+        &self,
+        key: SessionKey,
+        slide: Option<Duration>,
+    ) -> BoxFuture<'_, Result<(Lookup, Option<SystemTime>), StoreError>> {
+        (**self).lookup_with_age(key, slide)
+    }
+
+    fn lookup_with_age_now(
+        &self,
+        key: SessionKey,
+        slide: Option<Duration>,
+    ) -> Option<Result<(Lookup, Option<SystemTime>), StoreError>> {
+        (**self).lookup_with_age_now(key, slide)
+    }
+
     fn end(
         &self,
         key: SessionKey,
         tombstone_ttl: Duration,
     ) -> BoxFuture<'_, Result<(), StoreError>> {
         (**self).end(key, tombstone_ttl)
+    }
+
+    fn end_owner<'a>(
+        &'a self,
+        owner: &'a Owner,
+        tombstone_ttl: Duration,
+    ) -> BoxFuture<'a, Result<Revoked, StoreError>> {
+        (**self).end_owner(owner, tombstone_ttl)
     }
 
     fn bind_task<'a>(

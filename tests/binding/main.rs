@@ -13,6 +13,7 @@ mod event_ids;
 mod handler_identity;
 mod hyper_server;
 mod identity_errors;
+mod lifecycle;
 mod logging;
 mod poll_ready;
 mod refusal_path;

@@ -554,3 +554,72 @@ async fn a_page_of_another_origin_uses_the_server_in_chromium() {
         .await;
     assert_eq!(answer.status, StatusCode::NOT_FOUND, "{answer:?}");
 }
+
+/// The status of a raw `initialize` POST to `addr` with `Host: host` and, if given, `Origin`.
+async fn initialize_status(addr: &str, host: &str, origin: Option<&str>) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let body = initialize_body().to_string();
+    let origin = origin.map_or(String::new(), |origin| format!("Origin: {origin}\r\n"));
+    let request = format!(
+        "POST /mcp HTTP/1.1\r\nHost: {host}\r\n{origin}Content-Type: application/json\r\n\
+         Accept: application/json, text/event-stream\r\nConnection: close\r\n\
+         Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    tcp.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    let mut chunk = [0u8; 1024];
+    while !answer.windows(2).any(|w| w == b"\r\n") {
+        match tcp.read(&mut chunk).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => answer.extend_from_slice(&chunk[..n]),
+        }
+    }
+    let line = String::from_utf8_lossy(&answer);
+    line.split(' ')
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or_else(|| panic!("no status line: {line:?}"))
+}
+
+/// The MCP conformance suite's `dns-rebinding-protection` checks, against `mcp_server` on a
+/// loopback port (anonymous sessions allowed, as the scenario targets servers without auth): a
+/// foreign `Host`/`Origin` gets 4xx, the server's own loopback `Host`/`Origin` 2xx.
+#[tokio::test]
+async fn the_loopback_server_passes_the_dns_rebinding_checks() {
+    let mut command = support::example_bin::server_command("mcp_server", Some(SECRET));
+    command.arg("--allow-anonymous");
+    let server = Spawned::start(&mut command);
+    let addr = server
+        .base_url()
+        .strip_prefix("http://")
+        .unwrap()
+        .to_owned();
+    let port = addr.rsplit(':').next().unwrap();
+
+    for (host, origin) in [
+        ("evil.example.com".to_owned(), None),
+        (format!("evil.example.com:{port}"), None),
+        (
+            format!("evil.example.com:{port}"),
+            Some(format!("http://evil.example.com:{port}")),
+        ),
+        (
+            format!("127.0.0.1:{port}"),
+            Some(format!("http://evil.example.com:{port}")),
+        ),
+        (format!("127.0.0.1:{}", 1), None),
+    ] {
+        let status = initialize_status(&addr, &host, origin.as_deref()).await;
+        assert_eq!(status, 403, "Host {host}, Origin {origin:?}");
+    }
+    for name in ["127.0.0.1", "localhost", "[::1]"] {
+        let host = format!("{name}:{port}");
+        let origin = format!("http://{host}");
+        for origin in [None, Some(origin.as_str())] {
+            let status = initialize_status(&addr, &host, origin).await;
+            assert_eq!(status, 200, "Host {host}, Origin {origin:?}");
+        }
+    }
+}

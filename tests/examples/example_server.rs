@@ -458,3 +458,218 @@ async fn key_secret_keys_the_rmcp_session_state_in_redis() {
     assert!(answer.status.is_success(), "{answer:?}");
     assert_eq!(redis.command(&["EXISTS", states[0]]), "0", "state deleted");
 }
+
+/// An HS256 token of `sub` granting `scope`.
+fn token_with_scope(sub: &str, scope: &str) -> String {
+    use jsonwebtoken::{Algorithm, EncodingKey, Header, encode, get_current_timestamp};
+    let now = get_current_timestamp();
+    let claims = json!({
+        "iss": ISSUER, "sub": sub, "aud": AUDIENCE, "iat": now, "exp": now + 300,
+        "scope": scope,
+    });
+    encode(
+        &Header::new(Algorithm::HS256),
+        &claims,
+        &EncodingKey::from_secret(SECRET.as_bytes()),
+    )
+    .unwrap()
+}
+
+/// `POST url` with `token` and a JSON body: (status, JSON answer or null).
+async fn admin_post(url: &str, token: Option<&str>, body: &Value) -> (StatusCode, Value) {
+    let mut request = reqwest::Client::new().post(url).json(body);
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+/// `--admin-scope`: with a token granting the scope, an operator ends every session of alice's
+/// on both replicas sharing Redis (opened on either), and then one session of bob's by id;
+/// without the scope 403, without a token 401, a bad body 400. Without the flag there is no
+/// admin endpoint.
+#[cfg(feature = "redis")]
+#[tokio::test]
+async fn the_admin_endpoint_ends_sessions_on_every_replica() {
+    let Some(redis) = redis_server::RedisServer::start() else {
+        return;
+    };
+    let env = [("MCP_JWT_SECRET", SECRET)];
+    let replica = || {
+        mcp_server(
+            &["--redis", &redis.url(), "--admin-scope", "sessions:admin"],
+            &env,
+        )
+    };
+    let (a, b) = (replica(), replica());
+    let (raw_a, raw_b) = (Raw::at(a.url.clone()), Raw::at(b.url.clone()));
+    let bob = token(SECRET, ISSUER, "bob", AUDIENCE);
+    let alices = [
+        raw_a.open_session(Some(&alice())).await,
+        raw_b.open_session(Some(&alice())).await,
+    ];
+    let bobs = [
+        raw_a.open_session(Some(&bob)).await,
+        raw_b.open_session(Some(&bob)).await,
+    ];
+    let end_principal = format!("{}/admin/end-principal", a.base_url());
+    let alice_body = json!({"iss": ISSUER, "sub": "alice"});
+
+    // Refused: no token, a token without the scope (alice's own), a bad body.
+    let (status, _) = admin_post(&end_principal, None, &alice_body).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, _) = admin_post(&end_principal, Some(&alice()), &alice_body).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let admin = token_with_scope("operator", "sessions:admin");
+    let (status, _) = admin_post(&end_principal, Some(&admin), &json!({"sub": "alice"})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    for session in &alices {
+        assert_eq!(
+            whoami(&raw_a, session, Some(&alice())).await,
+            format!("{ISSUER} alice")
+        );
+    }
+
+    let (status, answer) = admin_post(&end_principal, Some(&admin), &alice_body).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer, json!({"sessions": 2, "tasks": 0}));
+    for raw in [&raw_a, &raw_b] {
+        for session in &alices {
+            let answer = raw.whoami(session, Some(&alice()), 5).await;
+            assert_eq!(answer.status, StatusCode::NOT_FOUND, "{answer:?}");
+        }
+        for session in &bobs {
+            assert_eq!(
+                whoami(raw, session, Some(&bob)).await,
+                format!("{ISSUER} bob")
+            );
+        }
+    }
+
+    // One session by id, on replica B's endpoint.
+    let end_session = format!("{}/admin/end-session", b.base_url());
+    let (status, answer) =
+        admin_post(&end_session, Some(&admin), &json!({"session": bobs[0]})).await;
+    assert_eq!((status, answer), (StatusCode::OK, json!({"ended": 1})));
+    let answer = raw_a.whoami(&bobs[0], Some(&bob), 6).await;
+    assert_eq!(answer.status, StatusCode::NOT_FOUND, "{answer:?}");
+    assert_eq!(
+        whoami(&raw_a, &bobs[1], Some(&bob)).await,
+        format!("{ISSUER} bob")
+    );
+
+    // Off by default.
+    let plain = mcp_server(&[], &env);
+    let (status, _) = admin_post(
+        &format!("{}/admin/end-principal", plain.base_url()),
+        Some(&admin),
+        &alice_body,
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+/// `--session-max-age 1`: a session in use answers 404 once it is a second old.
+#[tokio::test]
+async fn session_max_age_ends_a_busy_session() {
+    let server = mcp_server(&["--session-max-age", "1"], &[("MCP_JWT_SECRET", SECRET)]);
+    let raw = Raw::at(server.url.clone());
+    let session = raw.open_session(Some(&alice())).await;
+    assert_eq!(
+        whoami(&raw, &session, Some(&alice())).await,
+        format!("{ISSUER} alice")
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(1_100)).await;
+    let answer = raw.whoami(&session, Some(&alice()), 2).await;
+    assert_eq!(answer.status, StatusCode::NOT_FOUND, "{answer:?}");
+    let fresh = raw.open_session(Some(&alice())).await;
+    assert_eq!(
+        whoami(&raw, &fresh, Some(&alice())).await,
+        format!("{ISSUER} alice")
+    );
+}
+
+/// `SIGHUP` rotates the key secret read from `MCP_KEY_SECRET_FILE` (and the state keys of
+/// `MCP_STATE_KEYS_FILE`) while the server runs: a session bound before keeps working for
+/// `--key-overlap`, new sessions are keyed with the new secret, and after the overlap the old
+/// session answers 404.
+#[cfg(feature = "redis")]
+#[tokio::test]
+async fn sighup_rotates_the_key_secret_with_an_overlap() {
+    use mcp_session_binding::store::{KeyDerivation, KeySecret};
+    let Some(redis) = redis_server::RedisServer::start() else {
+        return;
+    };
+    let dir = redis.dir().to_owned();
+    let (secret_file, state_file) = (dir.join("key-secret"), dir.join("state-keys"));
+    let (one, two) = (
+        "first key secret, at least 32 bytes long",
+        "second key secret, at least 32 bytes long",
+    );
+    std::fs::write(&secret_file, format!("{one}\n")).unwrap();
+    std::fs::write(&state_file, "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=").unwrap();
+    let server = mcp_server(
+        &["--redis", &redis.url(), "--key-overlap", "3"],
+        &[
+            ("MCP_JWT_SECRET", SECRET),
+            ("MCP_KEY_SECRET_FILE", secret_file.to_str().unwrap()),
+            ("MCP_STATE_KEYS_FILE", state_file.to_str().unwrap()),
+        ],
+    );
+    let raw = Raw::at(server.url.clone());
+    let binding = |secret: &str, session: &str| {
+        let keys = KeyDerivation::keyed(KeySecret::from_material(secret.as_bytes()).unwrap());
+        redis.command(&["GET", &format!("mcpsb:{}", keys.session(session).to_hex())])
+    };
+    let old = raw.open_session(Some(&alice())).await;
+    assert!(
+        !binding(one, &old).is_empty(),
+        "keyed with the file's secret"
+    );
+
+    std::fs::write(&secret_file, two).unwrap();
+    std::fs::write(&state_file, "AgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgI").unwrap();
+    let status = Command::new("kill")
+        .args(["-HUP", &server.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !server.stderr().contains("key secret rotated") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no rotation logged: {}",
+            server.stderr()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let rotated = std::time::Instant::now();
+    #[cfg(feature = "request-state")]
+    assert!(
+        server.stderr().contains("state keys rotated"),
+        "{}",
+        server.stderr()
+    );
+    assert!(!server.stderr().contains(one) && !server.stderr().contains(two));
+
+    // The overlap: the old session still works; a new one is keyed with the new secret.
+    assert_eq!(
+        whoami(&raw, &old, Some(&alice())).await,
+        format!("{ISSUER} alice")
+    );
+    let new = raw.open_session(Some(&alice())).await;
+    assert!(binding(one, &new).is_empty());
+    assert!(!binding(two, &new).is_empty(), "keyed with the new secret");
+
+    // After it: the old session is unknown, the new one works.
+    tokio::time::sleep(std::time::Duration::from_millis(3_200).saturating_sub(rotated.elapsed()))
+        .await;
+    let answer = raw.whoami(&old, Some(&alice()), 7).await;
+    assert_eq!(answer.status, StatusCode::NOT_FOUND, "{answer:?}");
+    assert_eq!(
+        whoami(&raw, &new, Some(&alice())).await,
+        format!("{ISSUER} alice")
+    );
+}

@@ -19,3 +19,7 @@ mod redis_store;
     feature = "memory"
 ))]
 mod redis_tls;
+#[cfg(feature = "memory")]
+mod revocation;
+#[cfg(feature = "memory")]
+mod rotation;

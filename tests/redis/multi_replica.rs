@@ -70,6 +70,17 @@ fn bound_to(sub: &str) -> String {
 
 const TOMBSTONE: &str = "mcpsb1:ended";
 
+/// A stored binding without the bind time the store writes before the owner
+/// (`mcpsb1:at:<ms>:`); fails when there is none.
+fn without_time(value: &str) -> String {
+    let rest = value
+        .strip_prefix("mcpsb1:at:")
+        .unwrap_or_else(|| panic!("no bind time: {value}"));
+    let (ms, owner) = rest.split_once(':').unwrap();
+    assert!(ms.parse::<u64>().is_ok(), "{value}");
+    owner.to_owned()
+}
+
 /// Where the replicas keep their bindings and rmcp's sessions: one `redis-server`, or a Redis
 /// Cluster of 3 masters and 3 replicas. The scenarios that do not stop Redis run on both (see
 /// [`on_both`]).
@@ -316,7 +327,10 @@ async fn replicas_with_different_key_secrets_share_no_session(redis: Backend) {
     let b = Replica::start_with(&redis, RedisOptions::new().key_secret(secret())).await;
 
     let old = a.raw.open_session(Some(&token("alice"))).await;
-    assert_eq!(redis.get(&redis.binding_key(&old)), bound_to("alice"));
+    assert_eq!(
+        without_time(&redis.get(&redis.binding_key(&old))),
+        bound_to("alice")
+    );
     assert_eq!(b.whoami_status(&old, "alice").await, StatusCode::NOT_FOUND);
     assert_eq!(
         a.whoami(&old, "alice").await,
@@ -333,7 +347,7 @@ async fn replicas_with_different_key_secrets_share_no_session(redis: Backend) {
         keyed.prefix(),
         keyed.key_derivation().session(&new).to_hex()
     );
-    assert_eq!(redis.get(&keyed_key), bound_to("alice"));
+    assert_eq!(without_time(&redis.get(&keyed_key)), bound_to("alice"));
     assert_eq!(redis.get(&redis.binding_key(&new)), "", "no unkeyed key");
     assert_eq!(a.whoami_status(&new, "alice").await, StatusCode::NOT_FOUND);
     assert_eq!(b.whoami(&new, "alice").await, who("alice"));
@@ -349,7 +363,10 @@ async fn a_session_opened_on_a_serves_its_owner_on_b(redis: Backend) {
     let (a, b) = (Replica::start(&redis).await, Replica::start(&redis).await);
 
     let session = a.raw.open_session(Some(&token("alice"))).await;
-    assert_eq!(redis.get(&redis.binding_key(&session)), bound_to("alice"));
+    assert_eq!(
+        without_time(&redis.get(&redis.binding_key(&session))),
+        bound_to("alice")
+    );
     let state: Value = serde_json::from_str(&redis.get(&state_key(&session))).unwrap();
     assert_eq!(state["initialize_params"]["clientInfo"]["name"], "raw-test");
     assert!(b.forwarded_with(&session).is_empty(), "B has not seen it");
@@ -759,7 +776,10 @@ async fn one_redis_round_trip_per_checked_request_and_per_bind(redis: Backend) {
     assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
     let session = answer.session_id();
     let bind = redis.command_calls();
-    assert_eq!(redis.get(&redis.binding_key(&session)), bound_to("alice"));
+    assert_eq!(
+        without_time(&redis.get(&redis.binding_key(&session))),
+        bound_to("alice")
+    );
     assert!(!redis.get(&state_key(&session)).is_empty());
     // One round trip for the bind (the script, with the owner's count inside it), one write
     // for rmcp's state.
@@ -1088,13 +1108,13 @@ async fn concurrent_binds_across_processes_have_exactly_one_winner() {
             BindOutcome::Created => {
                 won += 1;
                 assert_eq!(theirs, &format!("{id} bound alice"), "{id}");
-                assert_eq!(stored, bound_to("alice"), "{id}");
+                assert_eq!(without_time(&stored), bound_to("alice"), "{id}");
             }
             BindOutcome::AlreadyBound(owner) => {
                 lost += 1;
                 assert_eq!(owner, &mallory, "{id}");
                 assert_eq!(theirs, &format!("{id} created"), "{id}");
-                assert_eq!(stored, bound_to("mallory"), "{id}");
+                assert_eq!(without_time(&stored), bound_to("mallory"), "{id}");
             }
             other => panic!("{id}: {other:?}"),
         }

@@ -476,14 +476,23 @@ async fn redis_never_holds_the_session_id() {
         assert!(!value.contains("secret"), "{value}");
         assert!(value.starts_with("mcpsb1:"), "{value}");
     }
-    assert_eq!(
-        server.command(&["GET", &format!("app:{}", key.to_hex())]),
-        "mcpsb1:user:22:https://issuer.examplealice"
-    );
+    let value = server.command(&["GET", &format!("app:{}", key.to_hex())]);
+    let (ms, owner) = value
+        .strip_prefix("mcpsb1:at:")
+        .and_then(|rest| rest.split_once(':'))
+        .unwrap_or_else(|| panic!("no bind time: {value}"));
+    let ms: u64 = ms.parse().unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    assert!(now.abs_diff(ms) < 60_000, "bound at {ms}, now {now}");
+    assert_eq!(owner, "mcpsb1:user:22:https://issuer.examplealice");
 }
 
 /// A task record is a string of its own, `<prefix>task:<key hex>`, in no owner set (so it counts
-/// towards no limit), written in one `SET`; with a key secret, every key is keyed by it.
+/// towards no limit), written in one script with its entry in the owner's task index
+/// (`<prefix>tasks:<sha1>`, for `end_owner`); with a key secret, every key is keyed by it.
 #[tokio::test]
 async fn task_records_are_keys_of_their_own_in_no_owner_set() {
     let Some(server) = RedisServer::start() else {
@@ -506,13 +515,34 @@ async fn task_records_are_keys_of_their_own_in_no_owner_set() {
         store.bind_task(task, &alice(), TTL).await.unwrap(),
         BindOutcome::Created
     );
-    assert_eq!(calls(&server), [("set".to_owned(), 1)]);
+    let calls = calls(&server);
+    assert_eq!(
+        (count(&calls, "set"), count(&calls, "zadd")),
+        (1, 1),
+        "one SET and its index entry: {calls:?}"
+    );
     assert_eq!(
         store.task_owner(task, Some(TTL)).await.unwrap(),
         Some(alice())
     );
     let key = format!("app:task:{}", task.to_hex());
-    assert_eq!(server.command(&["KEYS", "*"]), key, "no owner set");
+    let mut keys: Vec<String> = server
+        .command(&["KEYS", "*"])
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    keys.sort_unstable();
+    assert_eq!(keys.len(), 2, "{keys:?}");
+    assert_eq!(keys[0], key, "no owner set");
+    assert!(
+        keys[1].starts_with("app:tasks:"),
+        "the task index: {keys:?}"
+    );
+    assert_eq!(
+        server.command(&["ZRANGE", &keys[1], "0", "-1"]),
+        key,
+        "the index names the task"
+    );
     assert_eq!(
         server.command(&["GET", &key]),
         "mcpsb1:user:22:https://issuer.examplealice"

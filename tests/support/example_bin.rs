@@ -147,6 +147,11 @@ impl Spawned {
         self.url.strip_suffix("/mcp").expect("URL ends with /mcp")
     }
 
+    /// Its process id (to send it a signal).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// What it wrote to stderr so far.
     pub fn stderr(&self) -> String {
         self.stderr.lock().unwrap().clone()

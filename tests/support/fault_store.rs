@@ -108,6 +108,28 @@ impl<St: BindingStore> BindingStore for FaultStore<St> {
         }
     }
 
+    fn lookup_with_age(
+        &self,
+        key: SessionKey,
+        slide: Option<Duration>,
+    ) -> BoxFuture<'_, Result<(Lookup, Option<std::time::SystemTime>), StoreError>> {
+        match self.error() {
+            Some(error) => futures::future::ready(Err(error)).boxed(),
+            None => self.inner.lookup_with_age(key, slide),
+        }
+    }
+
+    fn end_owner<'a>(
+        &'a self,
+        owner: &'a Owner,
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<mcp_session_binding::store::Revoked, StoreError>> {
+        match self.error() {
+            Some(error) => futures::future::ready(Err(error)).boxed(),
+            None => self.inner.end_owner(owner, ttl),
+        }
+    }
+
     fn end(&self, key: SessionKey, ttl: Duration) -> BoxFuture<'_, Result<(), StoreError>> {
         let delay = Duration::from_millis(self.end_delay_ms.load(Ordering::SeqCst));
         async move {

@@ -112,8 +112,15 @@ pub(crate) async fn ownership<St: BindingStore>(
     task_id: &str,
     slide: Option<Duration>,
 ) -> (SessionKey, decide::Task) {
-    let key = store.key_derivation().task(task_id);
-    let found = store.task_owner(key, slide).await;
+    let mut key = store.key_derivation().task(task_id);
+    let mut found = store.task_owner(key, slide).await;
+    // A task recorded under the key secret before a rotation, during its overlap.
+    if let (Ok(None), Some(old)) = (&found, store.key_derivation().previous_task(task_id)) {
+        let before = store.task_owner(old, slide).await;
+        if !matches!(before, Ok(None)) {
+            (key, found) = (old, before);
+        }
+    }
     if let Err(error) = &found {
         let reason = match error.kind() {
             StoreErrorKind::Corrupt => RejectionReason::CorruptBinding,

@@ -10,7 +10,7 @@ use std::{
         Arc, Mutex, MutexGuard,
         atomic::{AtomicUsize, Ordering},
     },
-    time::{Duration, Instant},
+    time::{Duration, Instant, SystemTime},
 };
 
 use dashmap::mapref::entry::Entry;
@@ -20,7 +20,8 @@ mod slots;
 
 use self::slots::{Kind, Map, OwnerEntry, OwnerKeys, Owners, Slot};
 use super::{
-    BindOutcome, BindingStore, KeyDerivation, Lookup, Owner, SessionKey, StoreError, StoreErrorKind,
+    BindOutcome, BindingStore, KeyDerivation, Lookup, Owner, Revoked, SessionKey, StoreError,
+    StoreErrorKind,
 };
 use crate::metrics::MemoryOp;
 
@@ -108,6 +109,8 @@ struct Inner {
     len: AtomicUsize,
     capacity: Option<usize>,
     epoch: Instant,
+    /// The wall-clock time of `epoch`, to tell when a binding was made.
+    epoch_time: SystemTime,
     /// Every key of the map at least once, in the order written: the reclaimer's queue. Keys
     /// found live go to the back; keys found expired or gone leave it.
     written: Mutex<VecDeque<SessionKey>>,
@@ -126,6 +129,7 @@ impl Default for Inner {
             len: AtomicUsize::new(0),
             capacity: None,
             epoch: Instant::now(),
+            epoch_time: SystemTime::now(),
             written: Mutex::new(VecDeque::new()),
             keys: KeyDerivation::local(),
             #[cfg(test)]
@@ -281,7 +285,8 @@ impl MemoryStore {
         }
         self.evict_tombstones(entry, &mut keys.ended, limit);
         let expires_at = now.saturating_add(millis(ttl));
-        let outcome = self.insert(key, now, || Slot::bound(Arc::clone(entry), expires_at))?;
+        let slot = || Slot::bound_at(Arc::clone(entry), expires_at, now);
+        let outcome = self.insert(key, now, slot)?;
         if outcome.0 == BindOutcome::Created {
             keys.live.push_back(key);
         }
@@ -474,13 +479,21 @@ impl MemoryStore {
     }
 
     fn lookup_sync(&self, key: SessionKey, slide: Option<Duration>) -> Lookup {
+        self.lookup_with_age_sync(key, slide).0
+    }
+
+    fn lookup_with_age_sync(
+        &self,
+        key: SessionKey,
+        slide: Option<Duration>,
+    ) -> (Lookup, Option<SystemTime>) {
         self.read(key, slide, |slot| match slot.kind() {
-            Kind::Bound => Lookup::Bound(slot.owner()),
-            Kind::Ended => Lookup::Ended,
+            Kind::Bound => (Lookup::Bound(slot.owner()), Some(self.inner.time_of(slot))),
+            Kind::Ended => (Lookup::Ended, None),
             // A task record at a session key (never, with derived keys) reads as missing.
-            Kind::Task => Lookup::Missing,
+            Kind::Task => (Lookup::Missing, None),
         })
-        .unwrap_or(Lookup::Missing)
+        .unwrap_or((Lookup::Missing, None))
     }
 
     fn bind_task_now(
@@ -492,7 +505,14 @@ impl MemoryStore {
         let entry = self.inner.owners.entry(owner);
         let now = self.inner.now();
         let expires_at = now.saturating_add(millis(ttl));
-        let (outcome, inserted) = self.insert(key, now, || Slot::task(entry, expires_at))?;
+        let task_entry = Arc::clone(&entry);
+        let (outcome, inserted) = self.insert(key, now, || Slot::task(task_entry, expires_at))?;
+        if outcome == BindOutcome::Created {
+            let mut keys = lock(&entry.keys);
+            self.tidy_tasks(&entry, &mut keys.tasks, now);
+            keys.tasks.push_back(key);
+        }
+        drop(entry);
         self.written(key, inserted);
         Ok(outcome)
     }
@@ -502,6 +522,65 @@ impl MemoryStore {
             (slot.kind() == Kind::Task).then(|| slot.owner())
         })
         .flatten()
+    }
+
+    /// Examines up to [`OWNER_TIDY`] keys at the front of an owner's task list: keys of its live
+    /// task records go to the back, the others leave it (expired ones are reclaimed). So the
+    /// list stays within a few keys of the owner's live task records.
+    fn tidy_tasks(&self, entry: &Arc<OwnerEntry>, tasks: &mut VecDeque<SessionKey>, now: u64) {
+        for _ in 0..OWNER_TIDY.min(tasks.len()) {
+            let Some(key) = tasks.pop_front() else { break };
+            let live = self.examine(key, now, None).is_some()
+                && self.inner.map.get(&key).is_some_and(|slot| {
+                    slot.kind() == Kind::Task && slot.is_of(entry) && !slot.expired(now)
+                });
+            if live {
+                tasks.push_back(key);
+            }
+        }
+    }
+
+    /// Ends every live session of `owner` and removes its live task records.
+    fn end_owner_now(&self, owner: &Owner, tombstone_ttl: Duration) -> Revoked {
+        let Some(entry) = self.inner.owners.find(owner) else {
+            return Revoked::default();
+        };
+        let (live, tasks) = {
+            let mut keys = lock(&entry.keys);
+            (
+                std::mem::take(&mut keys.live),
+                std::mem::take(&mut keys.tasks),
+            )
+        };
+        let now = self.inner.now();
+        let expires_at = now.saturating_add(millis(tombstone_ttl));
+        let mut revoked = Revoked::default();
+        for key in live {
+            // Under the owner's lock, as `end_now`: its binds see the binding or the tombstone.
+            let mut keys = lock(&entry.keys);
+            let replaced = match self.inner.map.entry(key) {
+                Entry::Occupied(mut occupied)
+                    if !occupied.get().expired(now) && occupied.get().is_bound_to(&entry) =>
+                {
+                    keys.ended.push_back(key);
+                    let tombstone = Slot::ended(Some(Arc::clone(&entry)), expires_at);
+                    Some(occupied.insert(tombstone))
+                }
+                _ => None,
+            };
+            drop(keys);
+            if let Some(old) = replaced {
+                self.inner.owners.release(old);
+                revoked.sessions += 1;
+            }
+        }
+        for key in tasks {
+            let removed = self.remove_if(key, |slot| {
+                slot.kind() == Kind::Task && slot.is_of(&entry) && !slot.expired(now)
+            });
+            revoked.tasks += usize::from(removed);
+        }
+        revoked
     }
 
     /// Ends `key`: a live binding becomes a tombstone listed with its owner (under the owner's
@@ -575,6 +654,13 @@ fn found(slot: &Slot) -> BindOutcome {
 }
 
 impl Inner {
+    /// The wall-clock time a binding's slot was made.
+    fn time_of(&self, slot: &Slot) -> SystemTime {
+        // `now` starts at 1.
+        let since_epoch = Duration::from_millis(slot.made_at().saturating_sub(1));
+        self.epoch_time + since_epoch
+    }
+
     fn now(&self) -> u64 {
         // +1 so that a zero TTL is already expired.
         let now = millis(self.epoch.elapsed()) + 1;
@@ -655,6 +741,30 @@ impl BindingStore for MemoryStore {
         Some(Ok(crate::metrics::memory(MemoryOp::Lookup, || {
             self.lookup_sync(key, slide)
         })))
+    }
+
+    fn lookup_with_age(
+        &self,
+        key: SessionKey,
+        slide: Option<Duration>,
+    ) -> BoxFuture<'_, Result<(Lookup, Option<SystemTime>), StoreError>> {
+        future::ready(Ok(self.lookup_with_age_sync(key, slide))).boxed()
+    }
+
+    fn end_owner<'a>(
+        &'a self,
+        owner: &'a Owner,
+        tombstone_ttl: Duration,
+    ) -> BoxFuture<'a, Result<Revoked, StoreError>> {
+        future::ready(Ok(self.end_owner_now(owner, tombstone_ttl))).boxed()
+    }
+
+    fn lookup_with_age_now(
+        &self,
+        key: SessionKey,
+        slide: Option<Duration>,
+    ) -> Option<Result<(Lookup, Option<SystemTime>), StoreError>> {
+        Some(Ok(self.lookup_with_age_sync(key, slide)))
     }
 
     fn key_derivation(&self) -> &KeyDerivation {

@@ -1,8 +1,9 @@
 //! The memory layout of [`MemoryStore`](super::MemoryStore), behind a small interface so that the
 //! store's logic reads plainly:
 //!
-//! - [`Slot`]: one map value in 16 bytes, an owner pointer and one word that packs the expiry
-//!   with the record's [`Kind`];
+//! - [`Slot`]: one map value in 24 bytes, an owner pointer, one word that packs the expiry
+//!   with the record's [`Kind`], and the time a binding was made (for
+//!   `SessionBindingLayer::max_session_age`);
 //! - [`Owners`]: interned owners, so that sessions of one user share one copy of the identity,
 //!   and users of one issuer one copy of the issuer, with each owner's live count;
 //! - [`Map`]: the table, hashed by eight bytes of the key (already a uniform hash) instead of
@@ -52,7 +53,7 @@ const ENDED: u64 = 1 << 63;
 const TASK: u64 = 1 << 62;
 const EXPIRY: u64 = TASK - 1;
 
-/// One map value: 16 bytes.
+/// One map value: 24 bytes.
 pub(super) struct Slot {
     /// The owner of a binding or task, or of the binding a tombstone replaced (which keeps the
     /// owner's entry, with its list of tombstones, alive). `None` for a tombstone of a key that
@@ -61,16 +62,30 @@ pub(super) struct Slot {
     /// The expiry, with the kind's bit. The kind never changes in place: a new slot replaces
     /// the old one.
     word: AtomicU64,
+    /// When a binding was made, on the store's clock (0 for a tombstone or task record).
+    made_at: u64,
 }
 
 impl Slot {
     /// A binding of `owner`: counts towards its live bindings until dropped.
+    #[cfg(test)]
     pub(super) fn bound(owner: Arc<OwnerEntry>, expires_at: u64) -> Self {
+        Self::bound_at(owner, expires_at, 0)
+    }
+
+    /// A binding of `owner` made at `made_at` (the store's clock).
+    pub(super) fn bound_at(owner: Arc<OwnerEntry>, expires_at: u64, made_at: u64) -> Self {
         owner.live.fetch_add(1, Ordering::Relaxed);
         Self {
             owner: Some(owner),
             word: AtomicU64::new(expires_at.min(EXPIRY)),
+            made_at,
         }
+    }
+
+    /// When a binding was made, on the store's clock.
+    pub(super) fn made_at(&self) -> u64 {
+        self.made_at
     }
 
     /// A tombstone; `owner`: the owner of the binding it replaces, if any.
@@ -78,6 +93,7 @@ impl Slot {
         Self {
             owner,
             word: AtomicU64::new(expires_at.min(EXPIRY) | ENDED),
+            made_at: 0,
         }
     }
 
@@ -86,6 +102,7 @@ impl Slot {
         Self {
             owner: Some(owner),
             word: AtomicU64::new(expires_at.min(EXPIRY) | TASK),
+            made_at: 0,
         }
     }
 
@@ -178,6 +195,8 @@ pub(super) struct OwnerKeys {
     pub(super) live: VecDeque<SessionKey>,
     /// Keys whose binding of this owner an `end` turned into a tombstone, in the order ended.
     pub(super) ended: VecDeque<SessionKey>,
+    /// Keys of this owner's task records, for `end_owner`.
+    pub(super) tasks: VecDeque<SessionKey>,
 }
 
 impl OwnerEntry {
@@ -255,6 +274,14 @@ impl Owners {
         Arc::clone(&self.users.entry(user).or_insert(()).key().0)
     }
 
+    /// The entry of `owner`, if it is interned (a user with no slot is not).
+    pub(super) fn find(&self, owner: &Owner) -> Option<Arc<OwnerEntry>> {
+        match owner {
+            Owner::Anonymous => Some(Arc::clone(&self.anonymous)),
+            Owner::User(id) => self.users.get(id).map(|user| Arc::clone(&user.key().0)),
+        }
+    }
+
     fn issuer(&self, iss: &Arc<str>) -> Arc<str> {
         if let Some(shared) = self.issuers.get(&**iss) {
             return Arc::clone(shared.key());
@@ -327,8 +354,8 @@ mod tests {
     }
 
     #[test]
-    fn a_slot_takes_16_bytes() {
-        assert_eq!(std::mem::size_of::<Slot>(), 16);
+    fn a_slot_takes_24_bytes() {
+        assert_eq!(std::mem::size_of::<Slot>(), 24);
     }
 
     #[test]

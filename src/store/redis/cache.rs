@@ -25,7 +25,7 @@
 use std::{
     collections::HashMap,
     sync::{Arc, PoisonError, RwLock, RwLockWriteGuard, Weak},
-    time::Duration,
+    time::{Duration, SystemTime},
 };
 
 use ::redis::{AsyncConnectionConfig, Client, PushInfo, PushKind, Value, aio::SendError};
@@ -65,8 +65,8 @@ struct State {
 enum Entry {
     /// A read of the key is on its way; its answer is kept if this ticket is still here.
     Reading(u64),
-    /// What Redis held, as of the last invalidation applied.
-    Known(Lookup),
+    /// What Redis held, as of the last invalidation applied (with a binding's bind time).
+    Known(Lookup, Option<SystemTime>),
 }
 
 /// A read's claim to fill its key: see [`LocalCache::reserve`].
@@ -87,21 +87,33 @@ impl LocalCache {
         self.state.write().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// The cached answer for `key`, if there is one and the cache is confirmed recently enough.
+    /// [`get_aged`](Self::get_aged) without the bind time.
+    #[cfg(test)]
     pub(super) fn get(&self, key: SessionKey) -> Option<Lookup> {
+        self.get_aged(key).map(|(found, _)| found)
+    }
+
+    /// [`fill_aged`](Self::fill_aged) without a bind time.
+    #[cfg(test)]
+    pub(super) fn fill(&self, key: SessionKey, ticket: Ticket, found: &Lookup) {
+        self.fill_aged(key, ticket, found, None);
+    }
+
+    /// The cached answer for `key`, if there is one and the cache is confirmed recently enough.
+    pub(super) fn get_aged(&self, key: SessionKey) -> Option<(Lookup, Option<SystemTime>)> {
         let found = self.cached(key);
         crate::metrics::cache_lookup(found.is_some());
         found
     }
 
-    fn cached(&self, key: SessionKey) -> Option<Lookup> {
+    fn cached(&self, key: SessionKey) -> Option<(Lookup, Option<SystemTime>)> {
         let state = self.state.read().unwrap_or_else(PoisonError::into_inner);
         let confirmed = state.confirmed?;
         if Instant::now() >= confirmed.checked_add(self.max_staleness)? {
             return None;
         }
         match state.entries.get(&key)? {
-            Entry::Known(lookup) => Some(lookup.clone()),
+            Entry::Known(lookup, at) => Some((lookup.clone(), *at)),
             Entry::Reading(_) => None,
         }
     }
@@ -123,7 +135,13 @@ impl LocalCache {
 
     /// Keeps what the read of `ticket` found, if nothing changed the key since it was sent. Only
     /// bindings and tombstones are kept: a missing key stays a read.
-    pub(super) fn fill(&self, key: SessionKey, ticket: Ticket, found: &Lookup) {
+    pub(super) fn fill_aged(
+        &self,
+        key: SessionKey,
+        ticket: Ticket,
+        found: &Lookup,
+        at: Option<SystemTime>,
+    ) {
         let mut state = self.state();
         let Some(entry) = state.entries.get_mut(&key) else {
             return;
@@ -134,7 +152,7 @@ impl LocalCache {
         if matches!(found, Lookup::Missing) {
             state.entries.remove(&key);
         } else {
-            *entry = Entry::Known(found.clone());
+            *entry = Entry::Known(found.clone(), at);
         }
     }
 

@@ -3,7 +3,7 @@
 use std::{
     fmt, io,
     sync::{Arc, LazyLock},
-    time::Duration,
+    time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
 use ::redis::{
@@ -19,7 +19,8 @@ mod cache;
 
 use self::cache::LocalCache;
 use super::{
-    BindOutcome, BindingStore, KeyDerivation, KeySecret, Lookup, Owner, SessionKey, StoreError,
+    BindOutcome, BindingStore, KeyDerivation, KeySecret, Lookup, Owner, Revoked, SessionKey,
+    StoreError,
     codec::{self, Stored},
 };
 
@@ -36,6 +37,18 @@ const OWNER_SET: &str = "owner:";
 const ENDED_SET: &str = "ended:";
 /// The middle of a task record's key: `<prefix>task:<key hex>`.
 const TASK_RECORD: &str = "task:";
+/// The middle of the key of an owner's task index: `<prefix>tasks:<SHA-1 hex of the value>`.
+const TASK_SET: &str = "tasks:";
+/// How many keys one run of [`END_OWNER_LUA`] ends at most: Redis runs nothing else meanwhile.
+const END_OWNER_BATCH: usize = 512;
+
+/// Lua: `owner_of(value)`, the owner encoding of a stored binding value, without the bind time
+/// the bind script writes before it (`mcpsb1:at:<ms>:`); any other value as it is.
+macro_rules! lua_owner_of {
+    () => {
+        "local function owner_of(v)\n  if type(v) ~= 'string' then return v end\n  return string.match(v, '^mcpsb1:at:%d+:(.*)$') or v\nend\n"
+    };
+}
 
 /// Lua: the current Redis time in milliseconds, as `now`.
 macro_rules! lua_now {
@@ -63,6 +76,7 @@ macro_rules! lua_now {
 /// tombstone is deleted. Members whose tombstone expired have the lowest scores, so they go
 /// first and cost no live tombstone.
 const BIND_LUA: &str = concat!(
+    lua_owner_of!(),
     r"
 local old = redis.call('GET', KEYS[1])
 if old then
@@ -77,7 +91,7 @@ local set = ARGV[4] .. redis.sha1hex(ARGV[1])
 redis.call('ZREMRANGEBYSCORE', set, '-inf', now)
 if redis.call('ZCARD', set) >= limit then
   for _, member in ipairs(redis.call('ZRANGE', set, 0, 63)) do
-    if redis.pcall('GET', member) ~= ARGV[1] then
+    if owner_of(redis.pcall('GET', member)) ~= ARGV[1] then
       redis.call('ZREM', set, member)
     end
   end
@@ -100,7 +114,7 @@ if excess > 0 then
     end
   end
 end
-redis.call('SET', KEYS[1], ARGV[1], 'PX', ttl)
+redis.call('SET', KEYS[1], 'mcpsb1:at:' .. string.format('%.0f', now) .. ':' .. ARGV[1], 'PX', ttl)
 redis.call('ZADD', set, now + ttl, KEYS[1])
 if redis.call('PTTL', set) < ttl then
   redis.call('PEXPIRE', set, ttl)
@@ -119,6 +133,7 @@ return false
 /// for a missing key, else `{value, ms left}` (`-1` for a key without expiry, written by hand,
 /// which is left alone).
 const SLIDE_LUA: &str = concat!(
+    lua_owner_of!(),
     r"
 local value = redis.call('GET', KEYS[1])
 if not value then
@@ -131,7 +146,7 @@ if value ~= ARGV[2] then
     redis.call('PEXPIRE', KEYS[1], slide)
     left = slide
     if ARGV[3] ~= '' then
-      local set = ARGV[3] .. redis.sha1hex(value)
+      local set = ARGV[3] .. redis.sha1hex(owner_of(value))
 ",
     lua_now!(),
     r"
@@ -158,6 +173,7 @@ return {value, left}
 /// expiry in microseconds of Redis time (so that ends a millisecond apart keep their order;
 /// formatted by hand, as Lua would round it to 14 digits). It expires with its last tombstone.
 const END_LUA: &str = concat!(
+    lua_owner_of!(),
     r"
 local old = redis.pcall('GET', KEYS[1])
 if old == ARGV[1] then
@@ -165,7 +181,7 @@ if old == ARGV[1] then
 end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 if type(old) == 'string' then
-  local owner = redis.sha1hex(old)
+  local owner = redis.sha1hex(owner_of(old))
   redis.call('ZREM', ARGV[3] .. owner, KEYS[1])
   local ended = ARGV[4] .. owner
   local ttl = tonumber(ARGV[2])
@@ -182,7 +198,84 @@ return 1
 "
 );
 
+/// `bind_task`, in one round trip: insert-if-absent (`SET NX GET`), and, once recorded, the key
+/// joins its owner's task index, a sorted set scored by expiry (Redis time, ms) whose members
+/// past their score are dropped first, so it holds about the owner's live task records. The
+/// slide script keeps a slid record's score.
+///
+/// `KEYS[1]` the task key; `ARGV[1]` the owner's encoding, `ARGV[2]` the TTL in milliseconds,
+/// `ARGV[3]` the task-index prefix. Returns the value already there, or nil once recorded.
+const TASK_LUA: &str = concat!(
+    r"
+local old = redis.call('SET', KEYS[1], ARGV[1], 'NX', 'GET', 'PX', ARGV[2])
+if old then
+  return old
+end
+local ttl = tonumber(ARGV[2])
+local set = ARGV[3] .. redis.sha1hex(ARGV[1])
+",
+    lua_now!(),
+    r"
+redis.call('ZREMRANGEBYSCORE', set, '-inf', now)
+redis.call('ZADD', set, now + ttl, KEYS[1])
+if redis.call('PTTL', set) < ttl then
+  redis.call('PEXPIRE', set, ttl)
+end
+return false
+"
+);
+
+/// `end_owner`, one batch: up to `ARGV[6]` members of the owner's set (its live bindings) and,
+/// after them, of its task index, each taken out of its set. A member still bound to the owner
+/// becomes a tombstone for `ARGV[3]` ms and joins the owner's tombstone set (as [`END_LUA`]
+/// does); a task record still the owner's is deleted; anything else (expired, since bound to
+/// someone else) is left as it is.
+///
+/// `KEYS[1]` any key of the store's prefix (it only routes the script to the prefix's slot on
+/// a Cluster); `ARGV[1]` the owner's encoding, `ARGV[2]` the tombstone encoding, `ARGV[3]` the
+/// tombstone TTL (ms), `ARGV[4]` the batch size, `ARGV[5]` the owner-set prefix, `ARGV[6]` the
+/// task-index prefix, `ARGV[7]` the tombstone-set prefix. Returns `{sessions ended, tasks
+/// removed, members left}`.
+const END_OWNER_LUA: &str = concat!(
+    lua_owner_of!(),
+    r"
+local batch = tonumber(ARGV[4])
+local ttl = tonumber(ARGV[3])
+local hash = redis.sha1hex(ARGV[1])
+local owned, indexed, ended = ARGV[5] .. hash, ARGV[6] .. hash, ARGV[7] .. hash
+",
+    lua_now!(),
+    r"
+local expires = string.format('%.0f', (tonumber(time[1]) * 1000000 + tonumber(time[2])) + ttl * 1000)
+local sessions, tasks = 0, 0
+local members = redis.call('ZRANGE', owned, 0, batch - 1)
+for _, member in ipairs(members) do
+  if owner_of(redis.pcall('GET', member)) == ARGV[1] then
+    redis.call('SET', member, ARGV[2], 'PX', ttl)
+    redis.call('ZADD', ended, expires, member)
+    sessions = sessions + 1
+  end
+  redis.call('ZREM', owned, member)
+end
+if sessions > 0 and redis.call('PTTL', ended) < ttl then
+  redis.call('PEXPIRE', ended, ttl)
+end
+if #members < batch then
+  for _, member in ipairs(redis.call('ZRANGE', indexed, 0, batch - 1 - #members)) do
+    if redis.pcall('GET', member) == ARGV[1] then
+      redis.call('DEL', member)
+      tasks = tasks + 1
+    end
+    redis.call('ZREM', indexed, member)
+  end
+end
+return {sessions, tasks, redis.call('ZCARD', owned) + redis.call('ZCARD', indexed)}
+"
+);
+
 static BIND_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(BIND_LUA));
+static TASK_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(TASK_LUA));
+static END_OWNER_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(END_OWNER_LUA));
 static SLIDE_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(SLIDE_LUA));
 
 /// Bindings in Redis: the store for several replicas behind a load balancer.
@@ -242,6 +335,8 @@ pub struct RedisStore {
     ended_prefix: Arc<str>,
     /// `prefix` + [`TASK_RECORD`].
     task_prefix: Arc<str>,
+    /// `prefix` + [`TASK_SET`].
+    task_set_prefix: Arc<str>,
     timeout: Duration,
     /// When this store last learnt each binding's expiry: see [`Fresh`].
     fresh: Arc<Fresh>,
@@ -751,6 +846,7 @@ impl RedisStore {
             owner_prefix: Arc::from(format!("{prefix}{OWNER_SET}")),
             ended_prefix: Arc::from(format!("{prefix}{ENDED_SET}")),
             task_prefix: Arc::from(format!("{prefix}{TASK_RECORD}")),
+            task_set_prefix: Arc::from(format!("{prefix}{TASK_SET}")),
             prefix: Arc::from(prefix),
             timeout: options.timeout,
             fresh: Arc::default(),
@@ -906,6 +1002,28 @@ impl RedisStore {
         settings
     }
 
+    /// Rotates the key secret while the store runs ([`KeyDerivation::rotate`]): new bindings and
+    /// task records are keyed with `secret`, and for `overlap` the layers still find the ones
+    /// keyed with the secret before (a session bound before keeps working, under its old key,
+    /// until the overlap ends; then it answers 404 and its client starts a new one). Every
+    /// replica must rotate to the same secret; this store's clones rotate with it.
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    /// use std::time::Duration;
+    /// use mcp_session_binding::store::{KeySecret, RedisOptions, RedisStore};
+    ///
+    /// let old = KeySecret::from_material(b"old secret, 32 bytes or more.....")?;
+    /// let store = RedisStore::connect_with("redis://127.0.0.1/", RedisOptions::new().key_secret(old)).await?;
+    /// let new = KeySecret::from_material(b"new secret, 32 bytes or more.....")?;
+    /// store.rotate_key_secret(new, Duration::from_secs(24 * 3600));
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn rotate_key_secret(&self, secret: KeySecret, overlap: Duration) {
+        self.keys.rotate(secret, overlap);
+    }
+
     /// The key prefix.
     #[must_use]
     pub fn prefix(&self) -> &str {
@@ -957,6 +1075,44 @@ impl RedisStore {
 }
 
 impl RedisStore {
+    /// [`BindingStore::end_owner`]: [`END_OWNER_LUA`] in batches of [`END_OWNER_BATCH`] keys
+    /// until the owner's sets are empty, so that Redis is never busy with one owner for long.
+    /// The owner's sets hold its live bindings (at most its session limit) and live task
+    /// records, plus members a later run drops; a run that ends nothing and leaves members
+    /// behind (the owner binding as fast as it is ended) stops.
+    async fn end_owner_batches(
+        &self,
+        owner: &Owner,
+        tombstone_ttl: Duration,
+    ) -> Result<Revoked, StoreError> {
+        let mut invocation = END_OWNER_SCRIPT.prepare_invoke();
+        invocation
+            .key(&*self.owner_prefix)
+            .arg(codec::encode_owner(owner))
+            .arg(codec::encode_ended())
+            .arg(ttl_ms(tombstone_ttl))
+            .arg(END_OWNER_BATCH)
+            .arg(&*self.owner_prefix)
+            .arg(&*self.task_set_prefix)
+            .arg(&*self.ended_prefix);
+        let mut revoked = Revoked::default();
+        loop {
+            let (sessions, tasks, left): (usize, usize, usize) = self
+                .run("end owner", |mut conn| {
+                    let invocation = &invocation;
+                    async move { invocation.invoke_async(&mut conn).await }
+                })
+                .await?;
+            revoked.sessions += sessions;
+            revoked.tasks += tasks;
+            if left == 0 || sessions + tasks == 0 && left >= END_OWNER_BATCH {
+                break;
+            }
+        }
+        // A client-side cache hears of each tombstone through Redis' invalidations.
+        Ok(revoked)
+    }
+
     /// The Redis key of a task record: the task prefix, then 32 hex digits.
     fn task_key(&self, key: SessionKey) -> String {
         format!("{}{}", self.task_prefix, key.to_hex())
@@ -964,11 +1120,25 @@ impl RedisStore {
 
     /// A sliding lookup: the slide script, which also pushes the expiry out when less than half
     /// of `slide` is left, and tells the expiry [`Fresh`] remembers.
-    async fn slide(&self, key: SessionKey, slide: Duration) -> Result<Lookup, StoreError> {
+    async fn slide(&self, key: SessionKey, slide: Duration) -> Result<Aged, StoreError> {
         let value = self
             .slide_script(key, self.redis_key(key), &self.owner_prefix, slide)
             .await?;
         to_lookup(value.as_deref())
+    }
+
+    /// [`lookup`](BindingStore::lookup) with the bind time.
+    async fn lookup_aged(
+        &self,
+        key: SessionKey,
+        slide: Option<Duration>,
+    ) -> Result<Aged, StoreError> {
+        match slide {
+            Some(slide) if !self.fresh.is_fresh(key, slide) => self.slide(key, slide).await,
+            // No slide, or a binding known to have more than half its slide left: the cache,
+            // or a plain GET, no script.
+            _ => self.read(key, slide.is_some()).await,
+        }
     }
 
     /// The slide script on `redis_key` (`owner_prefix` empty for a task record): the value
@@ -1016,9 +1186,9 @@ impl RedisStore {
 
     /// A lookup that writes nothing: from the client-side cache, else a `GET` (whose answer the
     /// cache keeps). `sliding`: the key's expiry is remembered in [`Fresh`].
-    async fn read(&self, key: SessionKey, sliding: bool) -> Result<Lookup, StoreError> {
+    async fn read(&self, key: SessionKey, sliding: bool) -> Result<Aged, StoreError> {
         let cache = self.cache.as_deref();
-        if let Some(found) = cache.and_then(|cache| cache.get(key)) {
+        if let Some(found) = cache.and_then(|cache| cache.get_aged(key)) {
             return Ok(found);
         }
         let reserved = cache.and_then(|cache| Some((cache, cache.reserve(key)?)));
@@ -1030,7 +1200,7 @@ impl RedisStore {
         }
         let found = to_lookup(value.as_deref())?;
         if let Some((cache, ticket)) = reserved {
-            cache.fill(key, ticket, &found);
+            cache.fill_aged(key, ticket, &found.0, found.1);
         }
         Ok(found)
     }
@@ -1047,7 +1217,7 @@ impl RedisStore {
     ) -> Result<Option<Owner>, StoreError> {
         let value = match slide {
             Some(slide) if !self.fresh.is_fresh(key, slide) => {
-                self.slide_script(key, self.task_key(key), "", slide)
+                self.slide_script(key, self.task_key(key), &self.task_set_prefix, slide)
                     .await?
             }
             _ => self.get(self.task_key(key)).await?,
@@ -1094,13 +1264,19 @@ fn decode(value: &[u8]) -> Result<Stored, StoreError> {
     codec::decode_bytes(value).map_err(StoreError::corrupt)
 }
 
+/// A lookup's answer, with the time a binding was made when its value says.
+type Aged = (Lookup, Option<SystemTime>);
+
 /// What a binding key's value (or its absence) means.
-fn to_lookup(value: Option<&[u8]>) -> Result<Lookup, StoreError> {
+fn to_lookup(value: Option<&[u8]>) -> Result<Aged, StoreError> {
     Ok(match value {
-        None => Lookup::Missing,
-        Some(value) => match decode(value)? {
-            Stored::Bound(owner) => Lookup::Bound(owner),
-            Stored::Ended => Lookup::Ended,
+        None => (Lookup::Missing, None),
+        Some(value) => match codec::decode_bytes_with_time(value).map_err(StoreError::corrupt)? {
+            (Stored::Bound(owner), at) => (
+                Lookup::Bound(owner),
+                at.map(|ms| UNIX_EPOCH + Duration::from_millis(ms)),
+            ),
+            (Stored::Ended, _) => (Lookup::Ended, None),
         },
     })
 }
@@ -1166,15 +1342,23 @@ impl BindingStore for RedisStore {
         key: SessionKey,
         slide: Option<Duration>,
     ) -> BoxFuture<'_, Result<Lookup, StoreError>> {
-        async move {
-            match slide {
-                Some(slide) if !self.fresh.is_fresh(key, slide) => self.slide(key, slide).await,
-                // No slide, or a binding known to have more than half its slide left: the cache,
-                // or a plain GET, no script.
-                _ => self.read(key, slide.is_some()).await,
-            }
-        }
-        .boxed()
+        async move { self.lookup_aged(key, slide).await.map(|(found, _)| found) }.boxed()
+    }
+
+    fn lookup_with_age(
+        &self,
+        key: SessionKey,
+        slide: Option<Duration>,
+    ) -> BoxFuture<'_, Result<(Lookup, Option<SystemTime>), StoreError>> {
+        self.lookup_aged(key, slide).boxed()
+    }
+
+    fn end_owner<'a>(
+        &'a self,
+        owner: &'a Owner,
+        tombstone_ttl: Duration,
+    ) -> BoxFuture<'a, Result<Revoked, StoreError>> {
+        self.end_owner_batches(owner, tombstone_ttl).boxed()
     }
 
     fn end(
@@ -1213,20 +1397,19 @@ impl BindingStore for RedisStore {
         owner: &'a Owner,
         ttl: Duration,
     ) -> BoxFuture<'a, Result<BindOutcome, StoreError>> {
-        // Insert-if-absent in one command (Redis 7.0: `NX` with `GET`), in no owner set.
-        let mut set = ::redis::cmd("SET");
-        set.arg(self.task_key(key))
+        // Insert-if-absent (Redis 7.0: `NX` with `GET`), in the owner's task index.
+        let mut invocation = TASK_SCRIPT.prepare_invoke();
+        invocation
+            .key(self.task_key(key))
             .arg(codec::encode_owner(owner))
-            .arg("NX")
-            .arg("GET")
-            .arg("PX")
-            .arg(ttl_ms(ttl));
+            .arg(ttl_ms(ttl))
+            .arg(&*self.task_set_prefix);
         async move {
             let sent = tokio::time::Instant::now();
             let old: Option<Vec<u8>> = self
                 .run("record task", |mut conn| {
-                    let set = &set;
-                    async move { set.query_async(&mut conn).await }
+                    let invocation = &invocation;
+                    async move { invocation.invoke_async(&mut conn).await }
                 })
                 .await?;
             match old.as_deref().map(decode).transpose()? {
