@@ -11,7 +11,16 @@
 //!                                    [--cors-origin ORIGIN]... [--dpop off|allowed|required]
 //!                                    [--metrics-listen ADDR] [--metrics-issuers]
 //!                                    [--session-max-age SECONDS] [--admin-scope SCOPE]
+//!                                    [--introspect URL]... [--introspect-cache-max SECS]
 //! ```
+//!
+//! With `--introspect URL` (repeatable, and mixable with `--issuer`), the server trusts that
+//! authorization server through RFC 7662 token introspection: its access tokens may be opaque,
+//! and each is judged by the `introspection_endpoint` its discovery document names, with the
+//! client credentials `MCP_INTROSPECTION_CLIENT_ID` and `MCP_INTROSPECTION_CLIENT_SECRET`
+//! (HTTP Basic). Answers are cached for at most `--introspect-cache-max` seconds (default 60:
+//! the revocation delay accepted), in Redis too with `--redis`, so replicas share them. A
+//! token without `sub` (client credentials) gets the subject `client_id:<its client_id>`.
 //!
 //! Browser clients: `--cors-origin ORIGIN` (repeatable) lets pages of that origin call the
 //! server (tower-http's `CorsLayer`, outermost: preflights need no token, every answer carries
@@ -107,6 +116,7 @@ usage: mcp_server [--listen ADDR] [--allow-anonymous] [--without-binding] [--red
                   [--require-scope SCOPE]... [--cors-origin ORIGIN]... [--dpop POLICY] [--public-url URL]
                   [--metrics-listen ADDR] [--metrics-issuers]
                   [--session-max-age SECONDS] [--admin-scope SCOPE] [--key-overlap SECS]
+                  [--introspect URL]... [--introspect-cache-max SECS]
 
 options:
   --listen ADDR       address to listen on (default 127.0.0.1:8080; port 0 picks a free port)
@@ -128,6 +138,13 @@ options:
   --stream-recheck-ms MS
                       how often an open GET stream checks its session again, and ends
                       once the session was ended on any replica (default 5000; 0: never)
+  --introspect URL    trust this authorization server through token introspection (RFC
+                      7662; repeatable, mixable with --issuer): opaque access tokens, judged
+                      by its discovered introspection_endpoint with the client credentials
+                      MCP_INTROSPECTION_CLIENT_ID and MCP_INTROSPECTION_CLIENT_SECRET
+  --introspect-cache-max SECS
+                      how long an introspection answer is cached at most (default 60): the
+                      revocation delay accepted
   --issuer URL        trust this OpenID provider through discovery (repeatable): its keys
                       come from URL/.well-known/openid-configuration and its jwks_uri;
                       https only, or http on a loopback host. Prints
@@ -201,6 +218,8 @@ struct Args {
     redis_cache: Option<Duration>,
     stream_recheck: Option<Duration>,
     issuers: Vec<String>,
+    introspect: Vec<String>,
+    introspect_cache_max: Duration,
     jwks_refresh_min: Duration,
     jwks_max_stale: Duration,
     required_scopes: Vec<String>,
@@ -226,6 +245,8 @@ impl Default for Args {
             redis_cache: None,
             stream_recheck: None,
             issuers: Vec::new(),
+            introspect: Vec::new(),
+            introspect_cache_max: Duration::from_secs(60),
             jwks_refresh_min: Duration::from_secs(30),
             jwks_max_stale: Duration::from_secs(3600),
             required_scopes: Vec::new(),
@@ -285,6 +306,10 @@ impl Args {
                     parsed.stream_recheck = Some(Duration::from_millis(ms));
                 }
                 "--issuer" => parsed.issuers.push(value()?),
+                "--introspect" => parsed.introspect.push(value()?),
+                "--introspect-cache-max" => {
+                    parsed.introspect_cache_max = seconds(&flag, &value()?)?;
+                }
                 "--jwks-refresh-min" => parsed.jwks_refresh_min = seconds(&flag, &value()?)?,
                 "--jwks-max-stale" => parsed.jwks_max_stale = seconds(&flag, &value()?)?,
                 "--require-scope" => parsed.required_scopes.push(value()?),
@@ -338,6 +363,40 @@ impl Args {
         }
         Ok(Some(parsed))
     }
+}
+
+/// The issuers of `--introspect`, with the client credentials from the environment; with
+/// Redis, their answers are shared there.
+fn introspected(
+    args: &Args,
+    redis: Option<&Redis>,
+) -> Result<Vec<jwt_stack::TrustedIssuer>, String> {
+    if args.introspect.is_empty() {
+        return Ok(Vec::new());
+    }
+    let var = |name: &str| {
+        std::env::var(name).map_err(|_| format!("--introspect needs {name} in the environment"))
+    };
+    let id = var("MCP_INTROSPECTION_CLIENT_ID")?;
+    let secret = var("MCP_INTROSPECTION_CLIENT_SECRET")?;
+    #[allow(unused_mut)]
+    let mut settings = mcp_session_binding::jwt::Introspection::new(id, secret)
+        .cache_max(args.introspect_cache_max)
+        .subject_fallback("client_id");
+    #[cfg(feature = "redis")]
+    if let Some(redis) = redis {
+        settings = settings.redis(redis.connection());
+    }
+    #[cfg(not(feature = "redis"))]
+    let _ = redis;
+    Ok(args
+        .introspect
+        .iter()
+        .map(|issuer| jwt_stack::TrustedIssuer {
+            issuer: issuer.clone(),
+            keys: jwt_stack::IssuerKeys::Introspection(Box::new(settings.clone())),
+        })
+        .collect())
 }
 
 /// Where the bindings live, or `None` with `--without-binding`.
@@ -479,11 +538,22 @@ async fn run(args: Args) -> Result<(), String> {
     };
     let discovery = !args.issuers.is_empty();
     let jwt_stack::Issuers {
-        trusted,
+        mut trusted,
         audience,
         dev_secret,
-    } = jwt_stack::issuers_from_env(&args.issuers)?;
+    } = if !discovery && !args.introspect.is_empty() {
+        // Introspected issuers only: no HS256 development mode.
+        jwt_stack::Issuers {
+            trusted: Vec::new(),
+            audience: std::env::var("MCP_JWT_AUDIENCE")
+                .unwrap_or_else(|_| jwt_stack::DEFAULT_AUDIENCE.to_owned()),
+            dev_secret: None,
+        }
+    } else {
+        jwt_stack::issuers_from_env(&args.issuers)?
+    };
     let redis = redis(&args).await?;
+    trusted.extend(introspected(&args, redis.as_ref())?);
     #[allow(unused_mut)]
     let mut reloadable = reload::Reloadable {
         #[cfg(feature = "redis")]

@@ -96,3 +96,9 @@ fn discovery_corpus() {
 fn scan_corpus() {
     replay("scan");
 }
+
+#[test]
+#[cfg(feature = "oidc")]
+fn introspection_corpus() {
+    replay("introspection");
+}

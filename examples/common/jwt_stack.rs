@@ -43,6 +43,9 @@ pub enum IssuerKeys {
     Hs256(Vec<u8>),
     /// OpenID Connect discovery: the issuer's published JWK set, fetched and rotated.
     Discovery,
+    /// RFC 7662 introspection: the issuer's introspection endpoint judges each token (opaque
+    /// access tokens).
+    Introspection(Box<mcp_session_binding::jwt::Introspection>),
 }
 
 /// A trusted issuer: a token's `iss` must be one of them, and it is verified with that
@@ -187,6 +190,9 @@ pub fn auth_layer(config: &StackConfig, base_url: &str) -> Result<JwtAuthLayer, 
                 auth.issuer_keys(trusted.issuer.clone(), JwtKey::hmac(secret)?)
             }
             IssuerKeys::Discovery => auth.issuer_discovery(trusted.issuer.clone()),
+            IssuerKeys::Introspection(settings) => {
+                auth.issuer_introspection(trusted.issuer.clone(), (**settings).clone())
+            }
         };
     }
     if hs256 {

@@ -33,6 +33,7 @@ pub const TARGETS: &[&str] = &[
     "jwks",
     "discovery",
     "scan",
+    "introspection",
     "dpop",
 ];
 
@@ -46,6 +47,7 @@ pub fn run(target: &str, data: &[u8]) {
         "jwks" => jwks(data),
         "discovery" => discovery(data),
         "scan" => scan(data),
+        "introspection" => introspection(data),
         "dpop" => dpop(data),
         other => panic!("unknown fuzz target {other}"),
     }
@@ -694,6 +696,47 @@ pub fn jwks(_data: &[u8]) {}
 /// Without the `jwt` feature there is nothing to check.
 #[cfg(not(feature = "jwt"))]
 pub fn discovery(_data: &[u8]) {}
+
+/// An RFC 7662 introspection answer (`__private::parse_introspection`), judged for the issuer
+/// `https://as.example`, the audience `https://mcp.example/mcp`, the subject fallback
+/// `client_id`, at the time 1 000 000.
+///
+/// Invariants: never panics; an admitted answer is a JSON object of at most 64 KiB whose
+/// `active` is `true`, whose `iss` (if any) is the issuer, whose `aud` (or, without it,
+/// `resource`) names the audience, and whose subject is its non-empty `sub`, or
+/// `client_id:<client_id>` when `sub` is absent: never empty.
+#[cfg(feature = "oidc")]
+pub fn introspection(data: &[u8]) {
+    let Ok(sub) = __private::parse_introspection(data) else {
+        return;
+    };
+    assert!(data.len() <= 64 * 1024, "{} bytes admitted", data.len());
+    assert!(!sub.is_empty(), "an empty subject");
+    let map: serde_json::Map<String, Value> =
+        serde_json::from_slice(data).expect("an admitted answer is a JSON object");
+    assert_eq!(map.get("active"), Some(&Value::Bool(true)));
+    if let Some(iss) = map.get("iss") {
+        assert_eq!(iss.as_str(), Some("https://as.example"));
+    }
+    let audience = map.get("aud").or_else(|| map.get("resource"));
+    let names = |v: &Value| v.as_str() == Some("https://mcp.example/mcp");
+    assert!(
+        audience.is_some_and(|a| names(a) || a.as_array().is_some_and(|a| a.iter().any(names))),
+        "audience {audience:?}"
+    );
+    match map.get("sub") {
+        Some(Value::String(s)) => assert_eq!(s, &sub),
+        None => assert_eq!(
+            format!("client_id:{}", map["client_id"].as_str().unwrap()),
+            sub
+        ),
+        Some(other) => panic!("admitted with sub {other}"),
+    }
+}
+
+/// Without the `oidc` feature there is nothing to check.
+#[cfg(not(feature = "oidc"))]
+pub fn introspection(_data: &[u8]) {}
 
 /// The answer scanner's reading of SSE and its JSON pre-filter.
 ///

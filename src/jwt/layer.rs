@@ -204,6 +204,9 @@ pub struct JwtAuthLayerBuilder {
     jwks_refetch_interval: Duration,
     jwks_max_stale: Duration,
     jwks_fetch_timeout: Duration,
+    /// Issuers trusted through introspection, in the order given.
+    #[cfg(feature = "oidc")]
+    introspected: Vec<(String, super::Introspection)>,
     dpop: DpopSettings,
 }
 
@@ -269,6 +272,8 @@ impl Default for JwtAuthLayerBuilder {
             jwks_refetch_interval: DEFAULT_JWKS_REFETCH_INTERVAL,
             jwks_max_stale: DEFAULT_JWKS_MAX_STALE,
             jwks_fetch_timeout: DEFAULT_JWKS_FETCH_TIMEOUT,
+            #[cfg(feature = "oidc")]
+            introspected: Vec::new(),
             dpop: DpopSettings::default(),
         }
     }
@@ -309,6 +314,35 @@ impl JwtAuthLayerBuilder {
             Some((_, None)) => self.issuers.push((issuer, Some(keys))),
             None => self.issuers.push((issuer, Some(keys))),
         }
+        self
+    }
+
+    /// Trusts `issuer` through RFC 7662 token introspection (feature `oidc`): its tokens, opaque
+    /// or not, are judged by its introspection endpoint's answer rather than by a signature.
+    /// One server can trust issuers of both kinds; see [`Introspection`](super::Introspection)
+    /// for the endpoint, the credentials and the cache.
+    ///
+    /// An active answer must name this issuer in `iss` (or none), one of the
+    /// [audiences](Self::audiences) in `aud` (or, without `aud`, in the RFC 8707 `resource`),
+    /// hold its `exp` and `nbf` (with the [leeway](Self::leeway)), and a `sub` (or the
+    /// configured [fallback](super::Introspection::subject_fallback)); then the
+    /// [scopes](Self::required_scopes) and the [revocation check](Self::revocation) apply as
+    /// for JWTs, on the answer's members. An inactive or malformed answer gets 401
+    /// (`inactive`); an endpoint that fails, is slow or answers too much, 503 with
+    /// `Retry-After` (`introspection_unavailable`): a token is never admitted without an
+    /// answer.
+    ///
+    /// A token that is not a JWT goes to every introspected issuer in the order given until one
+    /// says it is active; a JWT goes only to the issuer its `iss` names. `issuer` must be
+    /// `https`, or `http` on a loopback host. Calls run as tokio tasks.
+    #[cfg(feature = "oidc")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "oidc")))]
+    pub fn issuer_introspection(
+        mut self,
+        issuer: impl Into<String>,
+        introspection: super::Introspection,
+    ) -> Self {
+        self.introspected.push((issuer.into(), introspection));
         self
     }
 
@@ -693,10 +727,22 @@ impl JwtAuthLayerBuilder {
     /// assert!(builder().algorithms([Algorithm::HS256]).build().is_ok());
     /// ```
     pub fn build(self) -> Result<JwtAuthLayer, JwtConfigError> {
-        if self.issuers.is_empty() {
+        #[cfg(feature = "oidc")]
+        let introspected: Vec<&str> = self.introspected.iter().map(|(i, _)| i.as_str()).collect();
+        #[cfg(not(feature = "oidc"))]
+        let introspected: Vec<&str> = Vec::new();
+        if self.issuers.is_empty() && introspected.is_empty() {
             return Err(JwtConfigError::NoIssuers);
         }
         let mut seen: HashSet<&str> = HashSet::new();
+        for issuer in &introspected {
+            if issuer.is_empty() {
+                return Err(JwtConfigError::EmptyValue("issuer"));
+            }
+            if !seen.insert(issuer) {
+                return Err(JwtConfigError::ConflictingKeySources((*issuer).to_owned()));
+            }
+        }
         for (issuer, keys) in &self.issuers {
             if issuer.is_empty() {
                 return Err(JwtConfigError::EmptyValue("issuer"));
@@ -724,7 +770,7 @@ impl JwtAuthLayerBuilder {
         let any_discovery = self.issuers.iter().any(|(_, keys)| keys.is_none());
         let mut algorithms = self.algorithms.clone();
         if algorithms.is_empty() {
-            if !any_discovery {
+            if !any_discovery && !self.issuers.is_empty() {
                 return Err(JwtConfigError::NoAlgorithms);
             }
             algorithms = Algorithm::ASYMMETRIC.to_vec();
@@ -732,6 +778,7 @@ impl JwtAuthLayerBuilder {
         // With only static keys, every allowed algorithm must have a key (a typo would
         // otherwise refuse every token); discovery keys are not known yet.
         if !any_discovery
+            && !self.issuers.is_empty()
             && let Some(&alg) = algorithms.iter().find(|&&alg| {
                 !self
                     .issuers
@@ -773,6 +820,16 @@ impl JwtAuthLayerBuilder {
 
         let issuer_set: HashSet<String> = self.issuers.iter().map(|(i, _)| i.clone()).collect();
         let audiences: HashSet<String> = self.audiences.into_iter().collect();
+        #[cfg(feature = "oidc")]
+        let introspection = if self.introspected.is_empty() {
+            None
+        } else {
+            Some(Arc::new(super::introspect::Introspectors::build(
+                self.introspected,
+                audiences.clone(),
+                self.leeway,
+            )?))
+        };
         let validations = algorithms
             .iter()
             .map(|&alg| {
@@ -839,6 +896,8 @@ impl JwtAuthLayerBuilder {
                 validations,
                 require_access_token_type: self.require_access_token_type,
                 required_scopes: self.required_scopes,
+                #[cfg(feature = "oidc")]
+                introspection,
             }),
             rejector,
             revocation: self.revocation,

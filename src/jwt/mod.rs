@@ -39,6 +39,11 @@
 //!     [`Identity::jkt`](crate::Identity::jkt). Checked after the scopes, before the revocation
 //!     check. See `docs/dpop.md`.
 //!
+//! With the feature `oidc`, an issuer can instead be trusted through RFC 7662 token
+//! introspection ([`JwtAuthLayerBuilder::issuer_introspection`], [`Introspection`]): its tokens
+//! (opaque or JWT) are judged by its introspection endpoint's answer, cached by a keyed hash
+//! of the token; steps 6 to 9 then apply to the answer's members.
+//!
 //! # Failures
 //!
 //! Every rejection is a response, never an error of the service; the inner service is not
@@ -55,7 +60,7 @@
 //! | malformed header (repeated, empty token, not RFC 6750 `b64token`) | 400 | `Bearer error="invalid_request", …` |
 //! | any invalid token (expired, bad signature, wrong audience, revoked, …) | 401 | `Bearer error="invalid_token", error_description="…", resource_metadata="…"` |
 //! | a required scope is missing | 403 | `Bearer error="insufficient_scope", error_description="…", scope="…", resource_metadata="…"` |
-//! | revocation check failed or timed out; issuer's keys unavailable beyond the staleness bound | 503, `Retry-After` | none |
+//! | revocation check failed or timed out; issuer's keys unavailable beyond the staleness bound; introspection endpoint failed, slow or oversized | 503, `Retry-After` | none |
 //!
 //! RFC 6750 §3.1 decides the split: `error=` only when a token was presented, and
 //! `invalid_request` with 400 for a request that is itself malformed. A client that sent two
@@ -125,6 +130,8 @@ mod config;
 mod dpop;
 mod error;
 mod future;
+#[cfg(feature = "oidc")]
+mod introspect;
 mod jwks;
 mod keys;
 mod layer;
@@ -141,6 +148,8 @@ pub(crate) use algorithm::KeyFamily;
 pub use dpop::{DpopError, DpopPolicy};
 pub use error::JwtConfigError;
 pub use future::ResponseFuture;
+#[cfg(feature = "oidc")]
+pub use introspect::Introspection;
 #[cfg(feature = "oidc")]
 pub use jwks::IssuerKeysError;
 #[cfg(feature = "oidc")]
@@ -175,6 +184,17 @@ pub mod fuzzing {
         super::jwks::parse_discovery(bytes, expected_issuer)
             .map(|d| d.jwks_uri)
             .map_err(|e| e.to_string())
+    }
+
+    /// Parses and judges an introspection answer (feature `oidc`); the subject, or the
+    /// rejection's code.
+    ///
+    /// # Errors
+    ///
+    /// The code of the rejection.
+    #[cfg(feature = "oidc")]
+    pub fn parse_introspection(bytes: &[u8]) -> Result<String, String> {
+        super::introspect::fuzz_answer(bytes)
     }
 
     /// Checks a DPoP proof for `POST https://mcp.example/mcp` with `token` at `now`, any

@@ -33,7 +33,7 @@ use crate::{
 /// | --- | --- | --- |
 /// | [`Missing`](Self::Missing) | 401 | none |
 /// | [`MalformedHeader`](Self::MalformedHeader) | 400 | `invalid_request` |
-/// | [`RevocationUnavailable`](Self::RevocationUnavailable), [`KeysUnavailable`](Self::KeysUnavailable), [`DpopReplayUnavailable`](Self::DpopReplayUnavailable) | 503 (`Retry-After`) | none, no challenge |
+/// | [`RevocationUnavailable`](Self::RevocationUnavailable), [`KeysUnavailable`](Self::KeysUnavailable), [`IntrospectionUnavailable`](Self::IntrospectionUnavailable), [`DpopReplayUnavailable`](Self::DpopReplayUnavailable) | 503 (`Retry-After`) | none, no challenge |
 /// | [`Dpop`](Self::Dpop) | 401 | `invalid_dpop_proof`, or `invalid_token` when the token is at fault, in the `DPoP` challenge |
 /// | [`InsufficientScope`](Self::InsufficientScope) | 403 | `insufficient_scope`, with the required `scope` |
 /// | every other reason | 401 | `invalid_token` |
@@ -87,6 +87,13 @@ pub enum JwtRejection {
         /// Seconds until the next fetch may be tried, sent as `Retry-After`.
         retry_after: u64,
     },
+    /// The issuer's introspection endpoint says the token is not active, or answered something
+    /// that is not an RFC 7662 answer (feature `oidc`).
+    Inactive,
+    /// The introspection endpoint could not be asked: no answer in time, an error status, an
+    /// answer over 64 KiB, too many calls in flight (feature `oidc`). Fail closed: 503 with
+    /// `Retry-After`.
+    IntrospectionUnavailable,
     /// A DPoP proof, or its absence, was refused (RFC 9449): see [`DpopError`]. The
     /// [`code`](Self::code) is the `DpopError`'s.
     Dpop(DpopError),
@@ -111,6 +118,7 @@ impl JwtRejection {
             Self::MalformedHeader => StatusCode::BAD_REQUEST,
             Self::RevocationUnavailable
             | Self::KeysUnavailable { .. }
+            | Self::IntrospectionUnavailable
             | Self::DpopReplayUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::InsufficientScope => StatusCode::FORBIDDEN,
             _ => StatusCode::UNAUTHORIZED,
@@ -130,6 +138,7 @@ impl JwtRejection {
             Self::Missing
             | Self::RevocationUnavailable
             | Self::KeysUnavailable { .. }
+            | Self::IntrospectionUnavailable
             | Self::DpopReplayUnavailable => None,
             Self::MalformedHeader => Some("invalid_request"),
             Self::Dpop(error) => Some(error.error_code()),
@@ -163,6 +172,8 @@ impl JwtRejection {
             Self::RevocationUnavailable => "revocation_unavailable",
             Self::InsufficientScope => "insufficient_scope",
             Self::KeysUnavailable { .. } => "keys_unavailable",
+            Self::Inactive => "inactive",
+            Self::IntrospectionUnavailable => "introspection_unavailable",
             Self::Dpop(error) => error.code(),
             Self::DpopReplayUnavailable => "dpop_replay_unavailable",
         }
@@ -189,6 +200,10 @@ impl fmt::Display for JwtRejection {
             Self::InsufficientScope => "the access token lacks a required scope",
             Self::KeysUnavailable { .. } => {
                 "the issuer's signing keys are unavailable; retry later"
+            }
+            Self::Inactive => "the access token is not active",
+            Self::IntrospectionUnavailable => {
+                "the token introspection endpoint is unavailable; retry later"
             }
             Self::Dpop(error) => return write!(f, "{error}"),
             Self::DpopReplayUnavailable => "the DPoP replay check is unavailable; retry later",

@@ -441,7 +441,7 @@ pub(crate) fn refresh_period(headers: &HeaderMap) -> Duration {
 }
 
 /// `https://host/path` → `https://host/.well-known/oauth-authorization-server/path`.
-fn rfc8414_url(issuer: &str) -> String {
+pub(crate) fn rfc8414_url(issuer: &str) -> String {
     let (scheme, rest) = issuer.split_once("://").unwrap_or(("https", issuer));
     let (authority, path) = match rest.find('/') {
         Some(i) => (&rest[..i], rest[i..].trim_end_matches('/')),

@@ -13,7 +13,7 @@ use super::{JwtKey, JwtKeys, JwtRejection};
 use crate::identity::{Claims, Identity, IdentityError};
 
 /// Longest token accepted, in bytes. Real access tokens are a few KiB at most.
-const MAX_TOKEN_LEN: usize = 16 * 1024;
+pub(crate) const MAX_TOKEN_LEN: usize = 16 * 1024;
 
 /// The token from the request's single `Authorization: Bearer` header (RFC 6750 §2.1).
 ///
@@ -74,6 +74,9 @@ pub(crate) struct Verifier {
     pub(crate) require_access_token_type: bool,
     /// Scopes the token must all grant (`scope` or `scp`); empty: no check.
     pub(crate) required_scopes: Vec<String>,
+    /// The issuers trusted through introspection (feature `oidc`).
+    #[cfg(feature = "oidc")]
+    pub(crate) introspection: Option<Arc<super::introspect::Introspectors>>,
 }
 
 /// A verified token.
@@ -103,18 +106,33 @@ impl Verifier {
     /// `iss`, `aud`, string `iss`/`sub`, and the required scopes. When the issuer's keys must
     /// be fetched first (unknown `kid`, stale keys), the verdict comes later.
     pub(crate) fn start(self: &Arc<Self>, token: &str) -> Verification {
+        // A token that is not a JWT of an issuer with keys may be for introspection (feature
+        // `oidc`): JWTs verified here pay nothing for it.
         let parsed = match self.parse(token) {
             Ok(parsed) => parsed,
-            Err(rejection) => return Verification::Done(Err(rejection)),
+            Err(rejection) => return self.introspect_or(token, rejection),
         };
         let Some(source) = self.issuers.get(&parsed.iss) else {
-            return Verification::Done(Err(JwtRejection::UntrustedIssuer));
+            return self.introspect_or(token, JwtRejection::UntrustedIssuer);
         };
         match source {
             KeySource::Static(keys) => Verification::Done(self.verify_with(token, &parsed, keys)),
             #[cfg(feature = "oidc")]
             KeySource::Remote(remote) => self.start_remote(token, parsed, remote),
         }
+    }
+
+    /// The introspection of `token` when an introspected issuer takes it, else `rejection`.
+    fn introspect_or(self: &Arc<Self>, token: &str, rejection: JwtRejection) -> Verification {
+        #[cfg(feature = "oidc")]
+        if let Some(introspection) = &self.introspection
+            && let Some(verification) = introspection.route(self, token)
+        {
+            return verification;
+        }
+        #[cfg(not(feature = "oidc"))]
+        let _ = token;
+        Verification::Done(Err(rejection))
     }
 
     #[cfg(feature = "oidc")]
@@ -269,7 +287,7 @@ impl Verifier {
 
     /// Every required scope is granted by `scope` (space separated, RFC 8693 §4.2 / RFC 9068)
     /// or `scp` (an array of strings, or a space-separated string).
-    fn check_scopes(&self, claims: &Claims) -> Result<(), JwtRejection> {
+    pub(crate) fn check_scopes(&self, claims: &Claims) -> Result<(), JwtRejection> {
         if self.required_scopes.is_empty() {
             return Ok(());
         }

@@ -8,6 +8,8 @@ mod support;
 #[cfg(all(feature = "oidc", feature = "redis", feature = "memory"))]
 mod dpop_e2e;
 #[cfg(all(feature = "oidc", feature = "redis", feature = "memory"))]
+mod introspection;
+#[cfg(all(feature = "oidc", feature = "redis", feature = "memory"))]
 mod jwks_source;
 mod jwt_auth;
 #[cfg(all(feature = "oidc", feature = "memory"))]

@@ -6,6 +6,8 @@ mod support;
 
 #[cfg(feature = "jwt")]
 mod dpop_replay;
+#[cfg(feature = "oidc")]
+mod introspection_cache;
 #[cfg(all(feature = "oidc", feature = "memory"))]
 mod multi_replica;
 mod redis_cluster;

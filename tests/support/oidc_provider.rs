@@ -37,6 +37,9 @@ use sha2::Digest as _;
 /// The public client's id and redirect URI (the script's defaults).
 pub const CLIENT_ID: &str = "mcp-test-client";
 pub const REDIRECT_URI: &str = "http://127.0.0.1/callback";
+/// The resource server's client at an `--opaque` provider, which introspects.
+pub const INTROSPECTION_CLIENT_ID: &str = "mcp-resource-server";
+pub const INTROSPECTION_CLIENT_SECRET: &str = "mcp-resource-server-secret";
 /// What the client asks for: an ID token, a refresh token, and the resource's scope.
 pub const SCOPE: &str = "openid offline_access mcp";
 
@@ -118,6 +121,8 @@ pub struct OidcProvider {
     keys: Vec<SigningKey>,
     process: Option<Process>,
     http: reqwest::Client,
+    /// Opaque access tokens, with introspection and revocation (`provider.mjs --opaque`).
+    opaque: bool,
     /// `--dpop`: the provider's `dPoP` feature is on.
     dpop: bool,
     /// Makes the `DPoP` proof of each token request, when set.
@@ -201,6 +206,13 @@ impl OidcProvider {
     }
 
     fn start_with(resource: &str, dpop: bool) -> Option<Self> {
+        let mut provider = Self::unstarted(resource, dpop, false)?;
+        provider.spawn(true).unwrap_or_else(|e| panic!("{e}"));
+        Some(provider)
+    }
+
+    /// The handle of a provider not started yet.
+    fn unstarted(resource: &str, dpop: bool, opaque: bool) -> Option<Self> {
         let node = match find_node() {
             Ok(node) => node,
             Err(why) => {
@@ -209,7 +221,7 @@ impl OidcProvider {
             }
         };
         let dir = super::external::unique_dir("mcpsb-oidc");
-        let mut provider = Self {
+        let provider = Self {
             node,
             dir,
             port: 0,
@@ -224,9 +236,17 @@ impl OidcProvider {
                 .timeout(HTTP_TIMEOUT)
                 .build()
                 .expect("an HTTP client"),
+            opaque,
             dpop,
             token_proof: TokenProof::default(),
         };
+        Some(provider)
+    }
+
+    /// [`start`](Self::start), but the access tokens for `resource` are opaque, and the
+    /// provider introspects (for the client [`INTROSPECTION_CLIENT_ID`]) and revokes them.
+    pub fn start_opaque(resource: &str) -> Option<Self> {
+        let mut provider = Self::unstarted(resource, false, true)?;
         provider.spawn(true).unwrap_or_else(|e| panic!("{e}"));
         Some(provider)
     }
@@ -335,6 +355,9 @@ impl OidcProvider {
             .arg(&keys_file);
         if new_key {
             command.arg("--new-key").arg(&new_key_file);
+        }
+        if self.opaque {
+            command.arg("--opaque");
         }
         if self.dpop {
             command.arg("--dpop");
@@ -539,6 +562,38 @@ impl OidcProvider {
             ("resource", &self.resource),
         ])
         .await
+    }
+
+    /// Revokes `token` at the revocation endpoint (RFC 7009), as the public client that holds it
+    /// (`--opaque` providers).
+    pub async fn revoke(&self, token: &str) {
+        let response = self
+            .http
+            .post(self.url("/token/revocation"))
+            .header(http::header::CONTENT_TYPE, FORM)
+            .body(form_body(&[
+                ("token", token),
+                ("token_type_hint", "access_token"),
+                ("client_id", CLIENT_ID),
+            ]))
+            .send()
+            .await
+            .expect("the revocation endpoint answers");
+        assert_eq!(response.status(), 200, "revocation: {response:?}");
+    }
+
+    /// The introspection requests the provider got so far (`--opaque` providers).
+    pub async fn introspections(&self) -> u64 {
+        let count: Value = self
+            .http
+            .get(self.url("/test/introspections"))
+            .send()
+            .await
+            .expect("the provider answers")
+            .json()
+            .await
+            .expect("JSON");
+        count["count"].as_u64().expect("a count")
     }
 
     async fn token(&self, form: &[(&str, &str)]) -> Result<Tokens, String> {

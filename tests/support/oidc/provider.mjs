@@ -10,6 +10,12 @@
 //       `issuer http://127.0.0.1:PORT` on stdout once it accepts connections. With --new-key,
 //       it first makes a fresh RS256 key (while node loads the provider), which signs, and
 //       writes it to OUT as keygen prints it.
+//   ... serve ... --opaque
+//       access tokens for the resource are opaque (not JWTs), and the provider has its
+//       `introspection` (POST /token/introspection) and `revocation` (POST /token/revocation)
+//       endpoints on, with one more client, the resource server (`mcp-resource-server`, secret
+//       `mcp-resource-server-secret`, client_secret_basic), which introspects. GET
+//       /test/introspections answers {"count": N}: the introspection requests so far.
 //
 // The provider has two accounts, alice and bob; one public client (authorization code + PKCE,
 // refresh tokens, rotated on every use); resource indicators (RFC 8707): access tokens for the
@@ -79,6 +85,7 @@ async function serve(argv) {
       'client-id': { type: 'string', default: 'mcp-test-client' },
       'redirect-uri': { type: 'string', default: 'http://127.0.0.1/callback' },
       'access-token-ttl': { type: 'string', default: '600' },
+      opaque: { type: 'boolean', default: false },
       dpop: { type: 'boolean', default: false },
     },
   });
@@ -104,8 +111,18 @@ async function serve(argv) {
   const issuer = `http://127.0.0.1:${server.address().port}`;
 
   const { default: Provider, errors } = await loading;
+  // --opaque: the resource server's client, which introspects.
+  const introspector = {
+    client_id: 'mcp-resource-server',
+    client_secret: 'mcp-resource-server-secret',
+    token_endpoint_auth_method: 'client_secret_basic',
+    grant_types: [],
+    response_types: [],
+    redirect_uris: [],
+  };
+  let introspections = 0;
   const provider = new Provider(issuer, {
-    clients: [{
+    clients: [...(values.opaque ? [introspector] : []), {
       client_id: values['client-id'],
       token_endpoint_auth_method: 'none',
       application_type: 'native',
@@ -123,6 +140,8 @@ async function serve(argv) {
     },
     features: {
       devInteractions: { enabled: false },
+      introspection: { enabled: values.opaque },
+      revocation: { enabled: values.opaque },
       dPoP: { enabled: values.dpop },
       resourceIndicators: {
         enabled: true,
@@ -134,8 +153,9 @@ async function serve(argv) {
             scope: SCOPE,
             audience: resource,
             accessTokenTTL,
-            accessTokenFormat: 'jwt',
-            jwt: { sign: { alg: signingAlg } },
+            ...(values.opaque
+              ? { accessTokenFormat: 'opaque' }
+              : { accessTokenFormat: 'jwt', jwt: { sign: { alg: signingAlg } } }),
           };
         },
       },
@@ -157,6 +177,11 @@ async function serve(argv) {
   const callback = provider.callback();
   server.on('request', async (req, res) => {
     const url = new URL(req.url, issuer);
+    if (values.opaque && url.pathname === '/token/introspection') introspections += 1;
+    if (values.opaque && url.pathname === '/test/introspections') {
+      sendJson(res, 200, { count: introspections });
+      return;
+    }
     const match = url.pathname.match(/^\/interaction\/([^/]+)(?:\/(login|confirm))?$/);
     if (!match) {
       callback(req, res);
