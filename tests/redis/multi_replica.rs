@@ -251,8 +251,7 @@ impl Replica {
     ) -> Self {
         let bindings = redis.store_with(options).await;
         let sessions = RedisSessionStore::sharing(&bindings);
-        let (mcp, seen) =
-            support::recorded(demo_mcp::service_with_session_store(Arc::new(sessions)));
+        let (mcp, seen) = support::recorded(demo_mcp::service_for(Some(Arc::new(sessions)), None));
         let (listener, base_url) = support::listen().await;
         let config = StackConfig {
             stream_recheck,
