@@ -11,6 +11,11 @@
 //! token (`ath`), one thumbprint and one cache insert. Prints a note and exits when valgrind is
 //! not installed.
 //!
+//! With `MCP_BENCH_REDIS=redis://127.0.0.1:PORT/` (a Redis nothing else loads), a fourth run
+//! remembers each proof in Redis instead (`dpop_replay_redis`: one `SET NX PX` per proof), less a
+//! setup run that connects and sends nothing: the client side of the round trip, in this process
+//! (the Redis server's own work is not counted).
+//!
 //! ```text
 //! cargo bench --all-features --bench dpop
 //! ```
@@ -27,6 +32,11 @@ use mcp_session_binding::jwt::{Algorithm, DpopPolicy, JwtAuthLayer};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 use tower::{Layer, Service, ServiceExt};
+
+#[cfg(feature = "redis")]
+type Redis = mcp_session_binding::store::RedisStore;
+#[cfg(not(feature = "redis"))]
+type Redis = ();
 
 const REQUESTS: usize = 1_000;
 const ISS: &str = "https://issuer.example";
@@ -86,8 +96,26 @@ fn proofs(token: &str) -> Vec<String> {
         .collect()
 }
 
-/// One run: `sent` requests (none: the setup alone), with DPoP or bearer tokens.
+/// One run: `sent` requests (none: the setup alone), with DPoP or bearer tokens; with `redis`,
+/// the replay cache is there.
 fn run(dpop: bool, sent: usize) {
+    run_with(dpop, sent, None);
+}
+
+#[cfg(feature = "redis")]
+fn run_redis(sent: usize) {
+    let url = std::env::var("MCP_BENCH_REDIS").expect("MCP_BENCH_REDIS");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let store = runtime
+        .block_on(mcp_session_binding::store::RedisStore::connect(&url))
+        .unwrap();
+    run_with(true, sent, Some((&runtime, store)));
+}
+
+fn run_with(dpop: bool, sent: usize, redis: Option<(&tokio::runtime::Runtime, Redis)>) {
     let token = token();
     let proofs = proofs(&token);
     let mut builder = JwtAuthLayer::builder()
@@ -102,6 +130,10 @@ fn run(dpop: bool, sent: usize) {
         .audiences([URL]);
     if dpop {
         builder = builder.dpop(ISS, DpopPolicy::Required);
+    }
+    #[cfg(feature = "redis")]
+    if let Some((_, store)) = &redis {
+        builder = builder.dpop_replay_redis(store);
     }
     let mut service =
         builder
@@ -121,15 +153,17 @@ fn run(dpop: bool, sent: usize) {
             request.header("authorization", format!("Bearer {token}"))
         };
         let request = request.body(Full::new(Bytes::new())).unwrap();
-        let response = service
+        let call = service
             .ready()
             .now_or_never()
             .unwrap()
             .unwrap()
-            .call(request)
-            .now_or_never()
-            .expect("answers without waiting")
-            .unwrap();
+            .call(request);
+        let response = match &redis {
+            Some((runtime, _)) => runtime.block_on(call),
+            None => call.now_or_never().expect("answers without waiting"),
+        }
+        .unwrap();
         ok += usize::from(response.status().is_success());
     }
     assert_eq!(ok, sent);
@@ -156,6 +190,10 @@ fn main() {
         Some("setup") => return run(false, 0),
         Some("bearer") => return run(false, REQUESTS),
         Some("dpop") => return run(true, REQUESTS),
+        #[cfg(feature = "redis")]
+        Some("redis-setup") => return run_redis(0),
+        #[cfg(feature = "redis")]
+        Some("redis") => return run_redis(REQUESTS),
         _ => {}
     }
     let (Some(setup), Some(bearer), Some(dpop)) = (count("setup"), count("bearer"), count("dpop"))
@@ -170,4 +208,13 @@ fn main() {
         per(dpop),
         per(dpop) - per(bearer)
     );
+    if std::env::var_os("MCP_BENCH_REDIS").is_some()
+        && let (Some(setup), Some(redis)) = (count("redis-setup"), count("redis"))
+    {
+        let redis = (redis as f64 - setup as f64) / REQUESTS as f64;
+        println!(
+            "dpop: with the replay cache in Redis, DPoP {redis:.0} per request (this process: one SET NX PX each), {:.0} more than in memory",
+            redis - per(dpop)
+        );
+    }
 }
