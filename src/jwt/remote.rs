@@ -360,23 +360,12 @@ impl RemoteKeys {
                 .send()
                 .await
                 .map_err(|e| self.fetch_error(url, &e))?;
-            if response
-                .content_length()
-                .is_some_and(|len| len > MAX_DOCUMENT_BYTES as u64)
-            {
-                return Err(KeySourceError::TooLarge);
-            }
-            let mut body = Vec::new();
-            while let Some(chunk) = response
-                .chunk()
+            let body = read_bounded(&mut response, MAX_DOCUMENT_BYTES)
                 .await
-                .map_err(|e| self.fetch_error(url, &e))?
-            {
-                if body.len() + chunk.len() > MAX_DOCUMENT_BYTES {
-                    return Err(KeySourceError::TooLarge);
-                }
-                body.extend_from_slice(&chunk);
-            }
+                .map_err(|failed| match failed {
+                    Some(err) => self.fetch_error(url, &err),
+                    None => KeySourceError::TooLarge,
+                })?;
             Ok((response.status(), response.headers().clone(), body))
         };
         tokio::time::timeout(self.options.fetch_timeout, exchange)
@@ -406,7 +395,30 @@ fn kids(keys: &JwtKeys) -> Vec<String> {
         .collect()
 }
 
-fn error_chain(err: &dyn std::error::Error) -> String {
+/// The body of `response`, at most `max` bytes: `Err(None)` when it is longer (by its
+/// `Content-Length`, or as it arrives), `Err(Some(_))` when reading failed.
+pub(crate) async fn read_bounded(
+    response: &mut reqwest::Response,
+    max: usize,
+) -> Result<Vec<u8>, Option<reqwest::Error>> {
+    if response
+        .content_length()
+        .is_some_and(|len| len > max as u64)
+    {
+        return Err(None);
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(Some)? {
+        if body.len() + chunk.len() > max {
+            return Err(None);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// An error and its sources, one after the other.
+pub(crate) fn error_chain(err: &dyn std::error::Error) -> String {
     let mut text = err.to_string();
     let mut source = err.source();
     while let Some(err) = source {

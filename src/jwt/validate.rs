@@ -20,6 +20,14 @@ pub(crate) const MAX_TOKEN_LEN: usize = 16 * 1024;
 /// The query string and the body are never read (MCP: "Access tokens MUST NOT be included in the
 /// URI query string").
 pub(crate) fn bearer_token(headers: &HeaderMap) -> Result<&str, JwtRejection> {
+    token_of(headers, "bearer")
+}
+
+/// The token from the request's single `Authorization` header of `scheme` (lowercase; compared
+/// case-insensitively): a repeated header, one that is not text, or a token that is not a
+/// `b64token` is malformed; no header, or another scheme, is [`JwtRejection::Missing`] (RFC 6750
+/// §3.1: no error code).
+pub(crate) fn token_of<'a>(headers: &'a HeaderMap, scheme: &str) -> Result<&'a str, JwtRejection> {
     let mut values = headers.get_all(header::AUTHORIZATION).iter();
     let Some(value) = values.next() else {
         return Err(JwtRejection::Missing);
@@ -31,9 +39,8 @@ pub(crate) fn bearer_token(headers: &HeaderMap) -> Result<&str, JwtRejection> {
         .to_str()
         .map_err(|_| JwtRejection::MalformedHeader)?
         .trim();
-    let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));
-    if !scheme.eq_ignore_ascii_case("bearer") {
-        // Another scheme: no bearer credentials at all (RFC 6750 §3.1: no error code).
+    let (named, rest) = value.split_once(' ').unwrap_or((value, ""));
+    if !named.eq_ignore_ascii_case(scheme) {
         return Err(JwtRejection::Missing);
     }
     let token = rest.trim_start_matches(' ');

@@ -249,20 +249,7 @@ impl Dpop {
     /// [`bearer_token`](super::validate::bearer_token) for the header and the token.
     pub(crate) fn token(headers: &HeaderMap) -> Result<(Scheme, &str), JwtRejection> {
         if uses_dpop_scheme(headers) {
-            let mut values = headers.get_all(header::AUTHORIZATION).iter();
-            let value = values.next().ok_or(JwtRejection::Missing)?;
-            if values.next().is_some() {
-                return Err(JwtRejection::MalformedHeader);
-            }
-            let value = value
-                .to_str()
-                .map_err(|_| JwtRejection::MalformedHeader)?
-                .trim();
-            let token = value[5..].trim_start_matches(' ');
-            if !super::validate::is_b64token(token) {
-                return Err(JwtRejection::MalformedHeader);
-            }
-            return Ok((Scheme::Dpop, token));
+            return super::validate::token_of(headers, "dpop").map(|token| (Scheme::Dpop, token));
         }
         super::validate::bearer_token(headers).map(|token| (Scheme::Bearer, token))
     }

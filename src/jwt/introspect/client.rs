@@ -8,7 +8,10 @@ use http::{StatusCode, header};
 use serde_json::Value;
 
 use super::answer::{Answer, MAX_ANSWER_BYTES, parse};
-use crate::jwt::jwks::{MAX_DOCUMENT_BYTES, is_fetchable_url};
+use crate::jwt::{
+    jwks::{MAX_DOCUMENT_BYTES, is_fetchable_url},
+    remote::error_chain as chain,
+};
 
 /// How the client authenticates to the introspection endpoint (RFC 6749 §2.3.1).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -193,24 +196,12 @@ pub(crate) fn parse_discovered_endpoint(body: &[u8], issuer: &str) -> Result<Str
 }
 
 async fn read_bounded(response: &mut reqwest::Response, max: usize) -> Result<Vec<u8>, CallError> {
-    if response
-        .content_length()
-        .is_some_and(|len| len > max as u64)
-    {
-        return Err(CallError::TooLarge);
-    }
-    let mut body = Vec::new();
-    while let Some(chunk) = response
-        .chunk()
+    crate::jwt::remote::read_bounded(response, max)
         .await
-        .map_err(|e| CallError::Failed(chain(&e)))?
-    {
-        if body.len() + chunk.len() > max {
-            return Err(CallError::TooLarge);
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body)
+        .map_err(|failed| match failed {
+            Some(err) => CallError::Failed(chain(&err)),
+            None => CallError::TooLarge,
+        })
 }
 
 /// `application/x-www-form-urlencoded` (WHATWG URL §5.2): alphanumerics and `*-._` kept, space
@@ -227,17 +218,6 @@ pub(crate) fn form_encode(value: &str) -> String {
         }
     }
     out
-}
-
-fn chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(err) = source {
-        text.push_str(": ");
-        text.push_str(&err.to_string());
-        source = err.source();
-    }
-    text
 }
 
 #[cfg(test)]
