@@ -4,7 +4,7 @@
 
 use crate::support;
 
-use http::{Method, StatusCode};
+use http::StatusCode;
 use mcp_session_binding::{MismatchAnswer, RejectionReason, SessionBindingLayer};
 use serde_json::json;
 use support::*;
@@ -15,14 +15,6 @@ fn alice(nonce: u32) -> String {
 
 fn bob() -> String {
     token(ISS_A, "bob", 1)
-}
-
-fn deletes_forwarded(server: &TestServer, session: &str) -> usize {
-    server
-        .forwarded_with(session)
-        .into_iter()
-        .filter(|m| *m == Method::DELETE)
-        .count()
 }
 
 #[tokio::test]
@@ -38,7 +30,7 @@ async fn delete_after_a_refused_hijack_is_204_for_everyone_and_not_forwarded() {
         json!(true),
         "{answer:?}"
     );
-    assert_eq!(deletes_forwarded(&server, &session), 1);
+    assert_eq!(server.deletes_forwarded(&session), 1);
 
     // The owner's shutdown: 204, twice; the thief and an anonymous caller get the same.
     for token in [Some(alice(2)), Some(alice(3)), Some(bob()), None] {
@@ -51,7 +43,7 @@ async fn delete_after_a_refused_hijack_is_204_for_everyone_and_not_forwarded() {
         assert_eq!(answer.text, "");
     }
     assert_eq!(
-        deletes_forwarded(&server, &session),
+        server.deletes_forwarded(&session),
         1,
         "no DELETE of an ended session is forwarded"
     );
@@ -76,7 +68,7 @@ async fn delete_after_the_owners_delete_is_204_again() {
     assert!(first.status.is_success(), "{first:?}");
     let again = raw.delete(&session, Some(&alice(3))).await;
     assert_eq!(again.status, StatusCode::NO_CONTENT, "{again:?}");
-    assert_eq!(deletes_forwarded(&server, &session), 1);
+    assert_eq!(server.deletes_forwarded(&session), 1);
 }
 
 #[tokio::test]

@@ -5,25 +5,14 @@ use crate::support;
 
 use std::time::Duration;
 
-use http::{Method, StatusCode};
+use http::StatusCode;
 use mcp_session_binding::{Identity, SessionBindingLayer, store::MemoryStore};
 use serde_json::json;
 use support::*;
 
-fn alice(nonce: u32) -> String {
-    token(ISS_A, "alice", nonce)
-}
-
-fn bob() -> String {
-    token(ISS_A, "bob", 1)
-}
-
-fn deletes_forwarded(server: &TestServer, session: &str) -> usize {
-    server
-        .forwarded_with(session)
-        .into_iter()
-        .filter(|m| *m == Method::DELETE)
-        .count()
+/// Tokens of `sub` at `ISS_A`.
+fn of(sub: &str, nonce: u32) -> String {
+    token(ISS_A, sub, nonce)
 }
 
 /// A session used all the time still ends at its maximum age: 404 to its owner, the inner
@@ -34,14 +23,14 @@ async fn a_busy_session_ends_at_its_maximum_age() {
     const MAX_AGE: Duration = Duration::from_millis(1_500);
     let server = serve(SessionBindingLayer::new().max_session_age(MAX_AGE)).await;
     let raw = Raw::new(&server);
-    let session = raw.open_session(Some(&alice(1))).await;
+    let session = raw.open_session(Some(&of("alice", 1))).await;
     let opened = std::time::Instant::now();
 
     // Busy: a request every 100 ms, each answered, until the maximum age.
     let mut id = 1;
     let answer = loop {
         id += 1;
-        let answer = raw.whoami(&session, Some(&alice(1)), id).await;
+        let answer = raw.whoami(&session, Some(&of("alice", 1)), id).await;
         if answer.status != StatusCode::OK {
             break answer;
         }
@@ -62,26 +51,26 @@ async fn a_busy_session_ends_at_its_maximum_age() {
         json!("Session not found")
     );
     assert_eq!(
-        deletes_forwarded(&server, &session),
+        server.deletes_forwarded(&session),
         1,
         "the inner session is deleted"
     );
     // An ended session now, for everyone.
-    let answer = raw.whoami(&session, Some(&alice(2)), 99).await;
+    let answer = raw.whoami(&session, Some(&of("alice", 2)), 99).await;
     assert_eq!(answer.status, StatusCode::NOT_FOUND, "{answer:?}");
     assert_eq!(
-        raw.delete(&session, Some(&alice(3))).await.status,
+        raw.delete(&session, Some(&of("alice", 3))).await.status,
         StatusCode::NO_CONTENT
     );
-    assert_eq!(deletes_forwarded(&server, &session), 1);
+    assert_eq!(server.deletes_forwarded(&session), 1);
 
     // Without a maximum age, the same session lives on.
     let server = serve(SessionBindingLayer::new()).await;
     let raw = Raw::new(&server);
-    let session = raw.open_session(Some(&alice(1))).await;
+    let session = raw.open_session(Some(&of("alice", 1))).await;
     tokio::time::sleep(MAX_AGE + Duration::from_millis(200)).await;
     assert_eq!(
-        raw.whoami(&session, Some(&alice(1)), 2).await.status,
+        raw.whoami(&session, Some(&of("alice", 1)), 2).await.status,
         StatusCode::OK
     );
 }
@@ -94,13 +83,13 @@ async fn the_operator_ends_one_session_or_all_of_a_principal() {
     let server = serve(layer.clone()).await;
     let raw = Raw::new(&server);
     let alices = [
-        raw.open_session(Some(&alice(1))).await,
-        raw.open_session(Some(&alice(2))).await,
-        raw.open_session(Some(&alice(3))).await,
+        raw.open_session(Some(&of("alice", 1))).await,
+        raw.open_session(Some(&of("alice", 2))).await,
+        raw.open_session(Some(&of("alice", 3))).await,
     ];
     let bobs = [
-        raw.open_session(Some(&bob())).await,
-        raw.open_session(Some(&bob())).await,
+        raw.open_session(Some(&of("bob", 1))).await,
+        raw.open_session(Some(&of("bob", 1))).await,
     ];
     let revoked = layer
         .end_sessions_of(&Identity::new(ISS_A, "alice").unwrap())
@@ -108,12 +97,12 @@ async fn the_operator_ends_one_session_or_all_of_a_principal() {
         .unwrap();
     assert_eq!((revoked.sessions, revoked.tasks), (3, 0));
     for session in &alices {
-        let answer = raw.whoami(session, Some(&alice(4)), 2).await;
+        let answer = raw.whoami(session, Some(&of("alice", 4)), 2).await;
         assert_eq!(answer.status, StatusCode::NOT_FOUND, "{answer:?}");
     }
     for session in &bobs {
         assert_eq!(
-            raw.whoami(session, Some(&bob()), 2).await.status,
+            raw.whoami(session, Some(&of("bob", 1)), 2).await.status,
             StatusCode::OK
         );
     }
@@ -124,19 +113,19 @@ async fn the_operator_ends_one_session_or_all_of_a_principal() {
         .unwrap();
     assert_eq!((other.sessions, other.tasks), (0, 0));
     // A new login of alice's works (her tokens are not refused by the binding layer).
-    let again = raw.open_session(Some(&alice(5))).await;
+    let again = raw.open_session(Some(&of("alice", 5))).await;
     assert_eq!(
-        raw.whoami(&again, Some(&alice(5)), 2).await.status,
+        raw.whoami(&again, Some(&of("alice", 5)), 2).await.status,
         StatusCode::OK
     );
 
     layer.end_session(&bobs[0]).await.unwrap();
     assert_eq!(
-        raw.whoami(&bobs[0], Some(&bob()), 3).await.status,
+        raw.whoami(&bobs[0], Some(&of("bob", 1)), 3).await.status,
         StatusCode::NOT_FOUND
     );
     assert_eq!(
-        raw.whoami(&bobs[1], Some(&bob()), 3).await.status,
+        raw.whoami(&bobs[1], Some(&of("bob", 1)), 3).await.status,
         StatusCode::OK
     );
 }

@@ -176,6 +176,16 @@ impl TestServer {
             .collect()
     }
 
+    /// How many `DELETE`s carrying `session` reached the inner service (the layer ends a
+    /// session with one).
+    pub fn deletes_forwarded(&self, session: &str) -> usize {
+        let deletes = self.forwarded_with(session);
+        deletes
+            .iter()
+            .filter(|m| **m == http::Method::DELETE)
+            .count()
+    }
+
     pub fn forwarded_count(&self) -> usize {
         self.seen.lock().unwrap().len()
     }
