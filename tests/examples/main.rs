@@ -15,12 +15,8 @@ mod example_logs;
 mod example_server;
 #[cfg(all(feature = "jwt", feature = "oidc", feature = "redis"))]
 mod gateway;
-#[cfg(all(
-    feature = "jwt",
-    feature = "oidc",
-    feature = "redis",
-    feature = "metrics"
-))]
+// `oidc` brings `jwt`.
+#[cfg(all(feature = "oidc", feature = "redis", feature = "metrics"))]
 mod metrics;
 #[cfg(feature = "jwt")]
 mod tonic_server;
