@@ -160,7 +160,8 @@ pub mod __private {
     /// The stored-value codec of the stores, for its fuzz target.
     pub mod codec {
         pub use crate::store::codec::{
-            CodecError, Stored, decode, decode_bytes, encode_ended, encode_owner,
+            CodecError, Stored, decode, decode_bytes, decode_bytes_with_time, encode_bound_at,
+            encode_ended, encode_owner,
         };
     }
 

@@ -292,20 +292,27 @@ fn check_message(text: &str, message: &Message<'_>) {
 /// Input: a stored value; also read as `iss`, `0xFF`, `sub` (lossy UTF-8).
 ///
 /// Invariants: decoding accepts exactly what encoding produces (a value that decodes re-encodes
-/// to the same bytes); `decode` and `decode_bytes` agree; `decode(encode(owner)) == owner` for
+/// to the same bytes, with its bind time when it has one); `decode` and `decode_bytes` agree; `decode(encode(owner)) == owner` for
 /// every identity [`Identity::new`] accepts.
 pub fn codec(data: &[u8]) {
-    match codec::decode_bytes(data) {
-        Ok(codec::Stored::Bound(owner)) => {
-            assert_eq!(
-                codec::encode_owner(&owner).as_bytes(),
-                data,
-                "not canonical"
-            );
+    match codec::decode_bytes_with_time(data) {
+        Ok((codec::Stored::Bound(owner), at)) => {
+            let encoded = match at {
+                Some(ms) => codec::encode_bound_at(&owner, ms),
+                None => codec::encode_owner(&owner),
+            };
+            assert_eq!(encoded.as_bytes(), data, "not canonical");
         }
-        Ok(codec::Stored::Ended) => assert_eq!(codec::encode_ended().as_bytes(), data),
+        Ok((codec::Stored::Ended, at)) => {
+            assert_eq!(at, None, "a bind time on a tombstone");
+            assert_eq!(codec::encode_ended().as_bytes(), data);
+        }
         Err(_) => {}
     }
+    assert_eq!(
+        codec::decode_bytes(data),
+        codec::decode_bytes_with_time(data).map(|(stored, _)| stored)
+    );
     if let Ok(text) = std::str::from_utf8(data) {
         assert_eq!(codec::decode(text), codec::decode_bytes(data));
     }

@@ -122,8 +122,8 @@ fn decode_plain(value: &str) -> Result<Stored, CodecError> {
 }
 
 /// The encoding of a binding of `owner` made at `bound_at_ms` (milliseconds since the Unix
-/// epoch). The Redis store writes it in its bind script, with Redis' clock.
-#[cfg(test)]
+/// epoch). The Redis store writes it in its bind script, with Redis' clock; this is for the tests
+/// and the fuzz target.
 #[must_use]
 pub fn encode_bound_at(owner: &Owner, bound_at_ms: u64) -> String {
     format!("{AT}{bound_at_ms}:{}", encode_owner(owner))
