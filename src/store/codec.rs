@@ -159,11 +159,11 @@ pub fn decode_with_time(value: &str) -> Result<(Stored, Option<u64>), CodecError
     }
 }
 
-/// [`decode_with_time`] of raw bytes (not UTF-8 is corrupt too).
+/// `decode_with_time` of raw bytes (not UTF-8 is corrupt too).
 ///
 /// # Errors
 ///
-/// As [`decode_with_time`], plus [`CodecError::Malformed`] for bytes that are not UTF-8.
+/// As `decode_with_time`, plus [`CodecError::Malformed`] for bytes that are not UTF-8.
 pub fn decode_bytes_with_time(value: &[u8]) -> Result<(Stored, Option<u64>), CodecError> {
     std::str::from_utf8(value)
         .map_err(|_| CodecError::Malformed("not UTF-8"))
