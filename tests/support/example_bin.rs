@@ -24,6 +24,7 @@ pub fn cargo_selection() -> Vec<String> {
         ("axum", cfg!(feature = "axum")),
         ("request-state", cfg!(feature = "request-state")),
         ("metrics", cfg!(feature = "metrics")),
+        ("conformance", cfg!(feature = "conformance")),
     ]
     .into_iter()
     .filter_map(|(name, on)| on.then_some(name))
