@@ -151,10 +151,10 @@ pub struct ReadmeDoctests;
 /// `tests/fuzz_corpus.rs`. May change or vanish in any release.
 #[doc(hidden)]
 pub mod __private {
-    #[cfg(feature = "oidc")]
-    pub use crate::jwt::fuzzing::parse_introspection;
     #[cfg(feature = "jwt")]
-    pub use crate::jwt::fuzzing::{check_dpop_proof, parse_discovery, parse_jwks};
+    pub use crate::jwt::fuzzing::{
+        check_dpop_proof, parse_discovery, parse_introspection, parse_jwks,
+    };
     pub use crate::protocol::envelope::classify_len;
 
     /// The stored-value codec of the stores, for its fuzz target.

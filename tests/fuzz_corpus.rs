@@ -98,7 +98,7 @@ fn scan_corpus() {
 }
 
 #[test]
-#[cfg(feature = "oidc")]
+#[cfg(feature = "jwt")]
 fn introspection_corpus() {
     replay("introspection");
 }

@@ -653,7 +653,7 @@ pub fn jwks(data: &[u8]) {
 ///
 /// Invariants: never panics; an accepted document is a JSON object of at most 256 KiB whose
 /// `issuer` equals the configured issuer exactly and whose `jwks_uri` is the URL returned; that
-/// URL is `https`, or `http` whose host, as the HTTP client's URL parser (reqwest's `Url`) reads
+/// URL is `https`, or `http` whose host, as the HTTP client's URL parser (`url`, which reqwest uses) reads
 /// it, is a loopback host without user info: the loopback exception cannot be steered to another
 /// host.
 #[cfg(feature = "jwt")]
@@ -678,7 +678,7 @@ pub fn discovery(data: &[u8]) {
         return;
     }
     assert!(lower.starts_with("http://"), "{jwks_uri}");
-    let Ok(url) = reqwest::Url::parse(&jwks_uri) else {
+    let Ok(url) = url::Url::parse(&jwks_uri) else {
         return; // the fetch fails before anything is sent
     };
     // `host_str`: a domain (lowercased), an IPv4 address, or an IPv6 address in brackets.
@@ -712,7 +712,7 @@ pub fn discovery(_data: &[u8]) {}
 /// `active` is `true`, whose `iss` (if any) is the issuer, whose `aud` (or, without it,
 /// `resource`) names the audience, and whose subject is its non-empty `sub`, or
 /// `client_id:<client_id>` when `sub` is absent: never empty.
-#[cfg(feature = "oidc")]
+#[cfg(feature = "jwt")]
 pub fn introspection(data: &[u8]) {
     let Ok(sub) = __private::parse_introspection(data) else {
         return;
@@ -741,8 +741,8 @@ pub fn introspection(data: &[u8]) {
     }
 }
 
-/// Without the `oidc` feature there is nothing to check.
-#[cfg(not(feature = "oidc"))]
+/// Without the `jwt` feature there is nothing to check.
+#[cfg(not(feature = "jwt"))]
 pub fn introspection(_data: &[u8]) {}
 
 /// The answer scanner's reading of SSE and its JSON pre-filter.

@@ -132,6 +132,7 @@ mod error;
 mod future;
 #[cfg(feature = "oidc")]
 mod introspect;
+mod introspected;
 mod jwks;
 mod keys;
 mod layer;
@@ -186,15 +187,13 @@ pub mod fuzzing {
             .map_err(|e| e.to_string())
     }
 
-    /// Parses and judges an introspection answer (feature `oidc`); the subject, or the
-    /// rejection's code.
+    /// Parses and judges an introspection answer; the subject, or the rejection's code.
     ///
     /// # Errors
     ///
     /// The code of the rejection.
-    #[cfg(feature = "oidc")]
     pub fn parse_introspection(bytes: &[u8]) -> Result<String, String> {
-        super::introspect::fuzz_answer(bytes)
+        super::introspected::fuzz_answer(bytes)
     }
 
     /// Checks a DPoP proof for `POST https://mcp.example/mcp` with `token` at `now`, any

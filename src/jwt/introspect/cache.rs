@@ -7,7 +7,7 @@ use std::{
     time::Instant,
 };
 
-use super::answer::Answer;
+use crate::jwt::introspected::Answer;
 
 /// A keyed BLAKE3 hash of a token: what the cache (and Redis) key on, never the token.
 pub(crate) type TokenKey = [u8; 32];

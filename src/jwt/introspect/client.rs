@@ -7,7 +7,7 @@ use base64::{Engine, engine::general_purpose::STANDARD};
 use http::{StatusCode, header};
 use serde_json::Value;
 
-use super::answer::{Answer, MAX_ANSWER_BYTES, parse};
+use crate::jwt::introspected::{Answer, MAX_ANSWER_BYTES, parse};
 use crate::jwt::{
     jwks::{MAX_DOCUMENT_BYTES, is_fetchable_url},
     remote::error_chain as chain,

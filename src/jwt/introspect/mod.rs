@@ -12,13 +12,13 @@
 //!   until one says it is active. Every introspected issuer may thus see opaque tokens meant
 //!   for another: trust only providers you would trust with each other's tokens, or give one.
 //!
-//! The answer decides ([`answer::decide`]); the scopes and the revocation check then work as
-//! for JWTs (the answer's members are the [`Claims`](crate::identity::Claims)).
+//! The answer decides ([`introspected::decide`](super::introspected::decide)); the scopes and the
+//! revocation check then work as for JWTs (the answer's members are the
+//! [`Claims`](crate::identity::Claims)).
 //!
 //! Answers are cached in memory, keyed by a keyed BLAKE3 hash of the token (never the token),
 //! with one call in flight per token whatever the number of requests waiting for it.
 
-pub(crate) mod answer;
 mod cache;
 mod client;
 #[cfg(feature = "redis")]
@@ -40,11 +40,11 @@ use futures::{
     future::{BoxFuture, Shared},
 };
 
+use super::introspected::{self, Answer, Expect};
 use super::{
     JwtConfigError, JwtRejection,
     validate::{Verification, Verified, Verifier},
 };
-use answer::{Answer, Expect};
 use cache::{MemoryCache, TokenKey};
 use client::{CallError, Client, ClientAuth};
 
@@ -375,7 +375,7 @@ impl Introspectors {
         })))
     }
 
-    /// The verdict on an active answer: [`answer::decide`], then the scopes as for a JWT.
+    /// The verdict on an active answer: [`introspected::decide`], then the scopes as for a JWT.
     fn judge(
         &self,
         verifier: &Verifier,
@@ -388,7 +388,7 @@ impl Introspectors {
             leeway: self.leeway,
             subject_fallback: target.subject_fallback.as_deref(),
         };
-        let verified = answer::decide(answer, &expect, unix_now())?;
+        let verified = introspected::decide(answer, &expect, unix_now())?;
         verifier.check_scopes(&verified.claims)?;
         Ok(verified)
     }
@@ -461,7 +461,7 @@ impl Introspector {
         }
         let answer = Arc::new(self.call(token).await?);
         let now = unix_now();
-        let until = answer::cache_until(
+        let until = introspected::cache_until(
             &answer,
             now,
             self.cache_max.as_secs(),
@@ -525,24 +525,6 @@ fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
-}
-
-/// Not API: the answer parser, for the fuzz target.
-pub(crate) fn fuzz_answer(bytes: &[u8]) -> Result<String, String> {
-    let audiences: HashSet<String> = ["https://mcp.example/mcp".to_owned()].into();
-    let expect = Expect {
-        issuer: "https://as.example",
-        audiences: &audiences,
-        leeway: 60,
-        subject_fallback: Some("client_id"),
-    };
-    let Some(answer) = answer::parse(bytes) else {
-        return Err("too large".to_owned());
-    };
-    let _ = answer::cache_until(&answer, 1_000_000, 60, 10);
-    answer::decide(&answer, &expect, 1_000_000)
-        .map(|verified| verified.identity.sub().to_owned())
-        .map_err(|rejection| rejection.code().to_owned())
 }
 
 #[cfg(test)]

@@ -11,11 +11,11 @@ use chacha20poly1305::{
 };
 use redis::AsyncCommands;
 
-use super::{
-    answer::{Answer, parse},
-    cache::TokenKey,
+use super::cache::TokenKey;
+use crate::{
+    jwt::introspected::{Answer, parse},
+    store::RedisConnection,
 };
-use crate::store::RedisConnection;
 
 const NONCE_LEN: usize = 24;
 /// Bound of one Redis operation.

@@ -1,11 +1,13 @@
 //! The introspection answer (RFC 7662 §2.2): [`parse`] reads it, [`decide`] judges it. No I/O,
-//! no clock of its own: both are plain functions, table-tested and fuzzed.
+//! no clock of its own: both are plain functions, table-tested and fuzzed. Built with `jwt`
+//! alone (the client that asks for answers needs `oidc`), so the fuzz target needs no HTTP
+//! client.
 
 use std::collections::HashSet;
 
 use serde_json::{Map, Value};
 
-use super::super::{JwtRejection, validate::Verified};
+use super::{JwtRejection, validate::Verified};
 use crate::identity::{Claims, Identity, IdentityError};
 
 /// Largest introspection answer read, in bytes; a longer one is a provider failure (503).
@@ -154,6 +156,24 @@ pub(crate) fn cache_until(answer: &Answer, now: u64, max: u64, negative: u64) ->
         }
         Answer::Inactive => now.saturating_add(negative),
     }
+}
+
+/// Not API: the answer parser, for the fuzz target.
+pub(crate) fn fuzz_answer(bytes: &[u8]) -> Result<String, String> {
+    let audiences: HashSet<String> = ["https://mcp.example/mcp".to_owned()].into();
+    let expect = Expect {
+        issuer: "https://as.example",
+        audiences: &audiences,
+        leeway: 60,
+        subject_fallback: Some("client_id"),
+    };
+    let Some(answer) = parse(bytes) else {
+        return Err("too large".to_owned());
+    };
+    let _ = cache_until(&answer, 1_000_000, 60, 10);
+    decide(&answer, &expect, 1_000_000)
+        .map(|verified| verified.identity.sub().to_owned())
+        .map_err(|rejection| rejection.code().to_owned())
 }
 
 #[cfg(test)]
