@@ -463,7 +463,17 @@ impl MemoryStore {
         slide: Option<Duration>,
         read: impl FnOnce(&Slot) -> T,
     ) -> Option<T> {
-        let now = self.inner.now();
+        self.read_at(self.inner.now(), key, slide, read)
+    }
+
+    /// [`read`](Self::read) at `now` (the store's clock).
+    fn read_at<T>(
+        &self,
+        now: u64,
+        key: SessionKey,
+        slide: Option<Duration>,
+        read: impl FnOnce(&Slot) -> T,
+    ) -> Option<T> {
         match self.inner.map.get(&key) {
             None => return None,
             Some(slot) if !slot.expired(now) => {
@@ -478,8 +488,26 @@ impl MemoryStore {
         None
     }
 
+    #[cfg(test)]
     fn lookup_sync(&self, key: SessionKey, slide: Option<Duration>) -> Lookup {
-        self.lookup_with_age_sync(key, slide).0
+        self.lookup_at(None, key, slide)
+    }
+
+    /// A lookup at `started` (when the caller read the clock already). Not
+    /// `lookup_with_age_sync(..).0`: the bind time is not worked out when not asked for.
+    fn lookup_at(
+        &self,
+        started: Option<Instant>,
+        key: SessionKey,
+        slide: Option<Duration>,
+    ) -> Lookup {
+        let now = started.map_or_else(|| self.inner.now(), |at| self.inner.at(at));
+        self.read_at(now, key, slide, |slot| match slot.kind() {
+            Kind::Bound => Lookup::Bound(slot.owner()),
+            Kind::Ended => Lookup::Ended,
+            Kind::Task => Lookup::Missing,
+        })
+        .unwrap_or(Lookup::Missing)
     }
 
     fn lookup_with_age_sync(
@@ -662,8 +690,13 @@ impl Inner {
     }
 
     fn now(&self) -> u64 {
+        self.at(Instant::now())
+    }
+
+    /// The store's clock at `instant`.
+    fn at(&self, instant: Instant) -> u64 {
         // +1 so that a zero TTL is already expired.
-        let now = millis(self.epoch.elapsed()) + 1;
+        let now = millis(instant.saturating_duration_since(self.epoch)) + 1;
         #[cfg(test)]
         let now = now + self.skew.load(Ordering::Relaxed);
         now
@@ -697,7 +730,9 @@ impl BindingStore for MemoryStore {
         key: SessionKey,
         slide: Option<Duration>,
     ) -> BoxFuture<'_, Result<Lookup, StoreError>> {
-        let found = crate::metrics::memory(MemoryOp::Lookup, || self.lookup_sync(key, slide));
+        let found = crate::metrics::memory(MemoryOp::Lookup, |started| {
+            self.lookup_at(started, key, slide)
+        });
         future::ready(Ok(found)).boxed()
     }
 
@@ -706,7 +741,7 @@ impl BindingStore for MemoryStore {
         key: SessionKey,
         tombstone_ttl: Duration,
     ) -> BoxFuture<'_, Result<(), StoreError>> {
-        crate::metrics::memory(MemoryOp::End, || self.end_now(key, tombstone_ttl));
+        crate::metrics::memory(MemoryOp::End, |_| self.end_now(key, tombstone_ttl));
         future::ready(Ok(())).boxed()
     }
 
@@ -727,7 +762,7 @@ impl BindingStore for MemoryStore {
         key: SessionKey,
         slide: Option<Duration>,
     ) -> BoxFuture<'_, Result<Option<Owner>, StoreError>> {
-        future::ready(Ok(crate::metrics::memory(MemoryOp::TaskOwner, || {
+        future::ready(Ok(crate::metrics::memory(MemoryOp::TaskOwner, |_| {
             self.task_owner_now(key, slide)
         })))
         .boxed()
@@ -738,8 +773,8 @@ impl BindingStore for MemoryStore {
         key: SessionKey,
         slide: Option<Duration>,
     ) -> Option<Result<Lookup, StoreError>> {
-        Some(Ok(crate::metrics::memory(MemoryOp::Lookup, || {
-            self.lookup_sync(key, slide)
+        Some(Ok(crate::metrics::memory(MemoryOp::Lookup, |started| {
+            self.lookup_at(started, key, slide)
         })))
     }
 
