@@ -152,8 +152,9 @@ pub(crate) struct Scan<I: ?Sized> {
     framing: Framing,
     /// Most bytes held while looking for the end of a message.
     cap: usize,
-    /// What is held back; `None` until a frame cannot pass on as it came.
-    held: Option<Held>,
+    /// What is held back; `None` until a frame cannot pass on as it came (boxed: most answers
+    /// never need it, and the scan is then small to make and move).
+    held: Option<Box<Held>>,
     /// Everything from here on passes unscanned.
     passthrough: bool,
     /// The stream was ended by the scan (a message too large for an inspector that fails
@@ -221,7 +222,7 @@ impl<I> Scan<I> {
 
 impl<I: Inspect + ?Sized> Scan<I> {
     fn held(&mut self) -> &mut Held {
-        self.held.get_or_insert_with(Held::default)
+        self.held.get_or_insert_with(Box::default)
     }
 
     /// The message as it goes out: SSE events as they came, JSON as the whole body.
