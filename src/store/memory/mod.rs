@@ -14,14 +14,14 @@ use std::{
 };
 
 use dashmap::mapref::entry::Entry;
-use futures::future::{self, BoxFuture, FutureExt};
+use futures::future::{self, FutureExt};
 
 mod slots;
 
 use self::slots::{Kind, Map, OwnerEntry, OwnerKeys, Owners, Slot};
 use super::{
-    BindOutcome, BindingStore, KeyDerivation, Lookup, Owner, Revoked, SessionKey, StoreError,
-    StoreErrorKind,
+    BindOutcome, BindingStore, KeyDerivation, Lookup, Owner, Record, Revoked, SessionKey,
+    StoreError, StoreErrorKind, StoreFuture,
 };
 use crate::metrics::MemoryOp;
 
@@ -85,16 +85,16 @@ const OWNER_TIDY: usize = 2;
 /// let ttl = Duration::from_secs(60);
 /// // At most two live sessions for alice:
 /// for id in ["s-1", "s-2"] {
-///     assert_eq!(store.bind(keys.session(id), &alice, ttl, 2).await.unwrap(), BindOutcome::Created);
+///     assert_eq!(store.bind(Record::new(keys.session(id), &alice, ttl), 2).await.unwrap(), BindOutcome::Created);
 /// }
 /// let third = keys.session("s-3");
 /// assert!(matches!(
-///     store.bind(third, &alice, ttl, 2).await.unwrap(),
+///     store.bind(Record::new(third, &alice, ttl), 2).await.unwrap(),
 ///     BindOutcome::LimitReached { .. }
 /// ));
 /// // Ending one frees its slot.
 /// store.end(keys.session("s-1"), ttl).await.unwrap();
-/// assert_eq!(store.bind(third, &alice, ttl, 2).await.unwrap(), BindOutcome::Created);
+/// assert_eq!(store.bind(Record::new(third, &alice, ttl), 2).await.unwrap(), BindOutcome::Created);
 /// assert_eq!(store.lookup_now(third, None).unwrap().unwrap(), Lookup::Bound(alice));
 /// # });
 /// ```
@@ -713,44 +713,27 @@ impl fmt::Debug for MemoryStore {
 }
 
 impl BindingStore for MemoryStore {
-    fn bind<'a>(
-        &'a self,
-        key: SessionKey,
-        owner: &'a Owner,
-        ttl: Duration,
-        limit: usize,
-    ) -> BoxFuture<'a, Result<BindOutcome, StoreError>> {
+    fn bind<'a>(&'a self, record: Record<'a>, limit: usize) -> StoreFuture<'a, BindOutcome> {
+        let Record { key, owner, ttl } = record;
         let started = crate::metrics::started();
         let bound = self.bind_now(key, owner, ttl, limit);
         future::ready(crate::metrics::store_call("memory", "bind", started, bound)).boxed()
     }
 
-    fn lookup(
-        &self,
-        key: SessionKey,
-        slide: Option<Duration>,
-    ) -> BoxFuture<'_, Result<Lookup, StoreError>> {
+    fn lookup(&self, key: SessionKey, slide: Option<Duration>) -> StoreFuture<'_, Lookup> {
         let found = crate::metrics::memory(MemoryOp::Lookup, |started| {
             self.lookup_at(started, key, slide)
         });
         future::ready(Ok(found)).boxed()
     }
 
-    fn end(
-        &self,
-        key: SessionKey,
-        tombstone_ttl: Duration,
-    ) -> BoxFuture<'_, Result<(), StoreError>> {
+    fn end(&self, key: SessionKey, tombstone_ttl: Duration) -> StoreFuture<'_, ()> {
         crate::metrics::memory(MemoryOp::End, |_| self.end_now(key, tombstone_ttl));
         future::ready(Ok(())).boxed()
     }
 
-    fn bind_task<'a>(
-        &'a self,
-        key: SessionKey,
-        owner: &'a Owner,
-        ttl: Duration,
-    ) -> BoxFuture<'a, Result<BindOutcome, StoreError>> {
+    fn bind_task<'a>(&'a self, record: Record<'a>) -> StoreFuture<'a, BindOutcome> {
+        let Record { key, owner, ttl } = record;
         let started = crate::metrics::started();
         let bound = self.bind_task_now(key, owner, ttl);
         let bound = crate::metrics::store_call("memory", "bind_task", started, bound);
@@ -761,7 +744,7 @@ impl BindingStore for MemoryStore {
         &self,
         key: SessionKey,
         slide: Option<Duration>,
-    ) -> BoxFuture<'_, Result<Option<Owner>, StoreError>> {
+    ) -> StoreFuture<'_, Option<Owner>> {
         future::ready(Ok(crate::metrics::memory(MemoryOp::TaskOwner, |_| {
             self.task_owner_now(key, slide)
         })))
@@ -782,7 +765,7 @@ impl BindingStore for MemoryStore {
         &self,
         key: SessionKey,
         slide: Option<Duration>,
-    ) -> BoxFuture<'_, Result<(Lookup, Option<SystemTime>), StoreError>> {
+    ) -> StoreFuture<'_, (Lookup, Option<SystemTime>)> {
         future::ready(Ok(self.lookup_with_age_sync(key, slide))).boxed()
     }
 
@@ -790,7 +773,7 @@ impl BindingStore for MemoryStore {
         &'a self,
         owner: &'a Owner,
         tombstone_ttl: Duration,
-    ) -> BoxFuture<'a, Result<Revoked, StoreError>> {
+    ) -> StoreFuture<'a, Revoked> {
         future::ready(Ok(self.end_owner_now(owner, tombstone_ttl))).boxed()
     }
 
