@@ -254,7 +254,7 @@ impl Owner {
 /// # #[cfg(feature = "memory")] {
 /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
 /// use std::time::Duration;
-/// use mcp_session_binding::store::{BindingStore, Lookup, MemoryStore, Owner};
+/// use mcp_session_binding::store::{BindingStore, Lookup, MemoryStore, Owner, Record};
 ///
 /// let store = MemoryStore::new();
 /// let key = store.key_derivation().session("session-1");
@@ -282,7 +282,7 @@ pub enum Lookup {
 /// # #[cfg(feature = "memory")] {
 /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
 /// use std::time::Duration;
-/// use mcp_session_binding::{Identity, store::{BindOutcome, BindingStore, MemoryStore, Owner}};
+/// use mcp_session_binding::{Identity, store::{BindOutcome, BindingStore, MemoryStore, Owner, Record}};
 ///
 /// let store = MemoryStore::new();
 /// let alice = Owner::User(Identity::new("https://i.example", "alice").unwrap());
