@@ -87,6 +87,73 @@ fn run_modern(layered: bool) {
     assert_eq!(ok, REQUESTS);
 }
 
+/// The answer of an rmcp server to a session-era `tools/call`: SSE, a priming event and the
+/// result, in two frames.
+async fn answer_sse(
+    request: Request<Full<Bytes>>,
+) -> Result<http::Response<SseBody>, std::convert::Infallible> {
+    let _ = answer(request).await?;
+    let frames: [&'static [u8]; 2] = [
+        b"data: \nid: 0/0\nretry: 3000\n\n",
+        b"data: {\"jsonrpc\":\"2.0\",\"id\":2,\"result\":{\"content\":[{\"type\":\"text\",\"text\":\"https://issuer.example user-0000\"}],\"isError\":false}}\nid: 1/0\n\n",
+    ];
+    let frames = frames.map(|f| Ok(http_body::Frame::data(Bytes::from_static(f))));
+    let mut response = http::Response::new(http_body_util::StreamBody::new(futures::stream::iter(
+        frames,
+    )));
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("text/event-stream"),
+    );
+    Ok(response)
+}
+
+type SseBody = http_body_util::StreamBody<
+    futures::stream::Iter<
+        std::array::IntoIter<Result<http_body::Frame<Bytes>, std::convert::Infallible>, 2>,
+    >,
+>;
+
+/// One session-era run as `loadgen --instructions` makes it: `REQUESTS` `tools/call whoami` on
+/// the caller's session, answered in SSE, each answer read to its end. Bare: the task layer with
+/// legacy tasks off (as the example server without the binding layer has it); layered: the
+/// binding layer and the task layer with legacy tasks on, which reads each body and scans each
+/// answer for a task. Both have the state layer inside (feature `request-state`), as the example
+/// server has.
+fn run_session_tasks(layered: bool) {
+    use mcp_session_binding::task_params::TaskParamsLayer;
+    let caller = owner();
+    let body = Bytes::from_static(
+        br#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"whoami","arguments":{}}}"#,
+    );
+    let requests: Vec<Request<Full<Bytes>>> = (0..REQUESTS).map(|_| post(&body, &caller)).collect();
+    let store = bound_store();
+    let tasks = TaskParamsLayer::new(store.clone()).legacy_tasks(layered);
+    // The example server's stack inside the binding layer: the task layer, the state layer.
+    #[cfg(feature = "request-state")]
+    let inner = tasks.layer(
+        mcp_session_binding::state::RequestStateLayer::new(
+            mcp_session_binding::state::StateKeys::random(),
+        )
+        .layer(tower::service_fn(answer_sse)),
+    );
+    #[cfg(not(feature = "request-state"))]
+    let inner = tasks.layer(tower::service_fn(answer_sse));
+    let mut ok = 0;
+    if layered {
+        let mut service = SessionBindingLayer::with_store(store).layer(inner);
+        for request in requests {
+            ok += usize::from(drain(call_now(&mut service, request)));
+        }
+    } else {
+        let mut service = inner;
+        for request in requests {
+            ok += usize::from(drain(call_now(&mut service, request)));
+        }
+    }
+    assert_eq!(ok, REQUESTS);
+}
+
 /// One run: `REQUESTS` calls, bare or behind the layer.
 fn run(layered: bool) {
     let caller = owner();
@@ -132,6 +199,8 @@ fn main() {
         Some("layer") => return run(true),
         Some("modern-bare") => return run_modern(false),
         Some("modern-layer") => return run_modern(true),
+        Some("tasks-bare") => return run_session_tasks(false),
+        Some("tasks-layer") => return run_session_tasks(true),
         _ => {}
     }
     let (Some(bare), Some(layer)) = (count("bare"), count("layer")) else {
@@ -142,6 +211,12 @@ fn main() {
     println!(
         "instructions: bare run {bare}, layer run {layer}: the layer adds {added:.0} instructions per request ({REQUESTS} requests, 1 KiB body, matching identity)"
     );
+    if let (Some(bare), Some(layer)) = (count("tasks-bare"), count("tasks-layer")) {
+        let added = (layer as f64 - bare as f64) / REQUESTS as f64;
+        println!(
+            "instructions: session-era tools/call with the task layer (legacy tasks), SSE answer: bare run {bare}, layer run {layer}: the layers add {added:.0} instructions per request"
+        );
+    }
     let (Some(bare), Some(layer)) = (count("modern-bare"), count("modern-layer")) else {
         return;
     };

@@ -25,7 +25,7 @@ use std::{
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use mcp_session_binding::{
     Identity,
-    store::{BindingStore, KeyDerivation, MemoryStore, Owner, SessionKey},
+    store::{BindingStore, KeyDerivation, MemoryStore, Owner, Record, SessionKey},
 };
 
 const TTL: Duration = Duration::from_secs(3600);
@@ -83,7 +83,7 @@ fn lookup(c: &mut Criterion) {
     let keys: Vec<SessionKey> = (0..SESSIONS).map(key).collect();
     for (i, key) in keys.iter().enumerate() {
         let owner = &owners[i / SESSIONS_PER_USER];
-        futures::executor::block_on(store.bind(*key, owner, TTL, usize::MAX)).unwrap();
+        futures::executor::block_on(store.bind(Record::new(*key, owner, TTL), usize::MAX)).unwrap();
     }
     let mut group = c.benchmark_group("memory_store/lookup");
     group.sample_size(30);
@@ -119,12 +119,9 @@ fn bind(c: &mut Criterion) {
                 let elapsed = on_threads(threads, iters, &|t, _| {
                     for i in t * per_thread..(t + 1) * per_thread {
                         let owner = &owners[(i / SESSIONS_PER_USER) % owners.len()];
-                        let bound = futures::executor::block_on(store.bind(
-                            keys[i],
-                            owner,
-                            TTL,
-                            usize::MAX,
-                        ));
+                        let bound = futures::executor::block_on(
+                            store.bind(Record::new(keys[i], owner, TTL), usize::MAX),
+                        );
                         black_box(bound.unwrap());
                     }
                 });

@@ -27,7 +27,7 @@ use std::{alloc::System, time::Duration};
 use futures::FutureExt;
 use mcp_session_binding::{
     Identity,
-    store::{BindOutcome, BindingStore, MemoryStore, Owner},
+    store::{BindOutcome, BindingStore, MemoryStore, Owner, Record},
 };
 use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
 
@@ -79,7 +79,7 @@ fn bytes_per_binding(sessions: usize, users: usize) -> f64 {
         let key = store.key_derivation().session(&session_id);
         let owner = Owner::User(Identity::new(ISS, sub(i % users)).expect("valid identity"));
         let outcome = store
-            .bind(key, &owner, TTL, usize::MAX)
+            .bind(Record::new(key, &owner, TTL), usize::MAX)
             .now_or_never()
             .expect("MemoryStore answers at once")
             .expect("unbounded store");

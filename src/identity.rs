@@ -188,10 +188,18 @@ impl Identity {
 }
 
 /// Makes the request extensions hold exactly the identity the binding layer compared: `caller`
-/// when there is one (unless the extensions already hold that very value, as with the default
-/// [`FromIdentityExtension`]: nothing is allocated then), and no [`Identity`] at all when the
-/// extractor found none, so a handler never sees an identity the binding did not use.
-pub(crate) fn expose(extensions: &mut http::Extensions, caller: Option<&Identity>) {
+/// when there is one (unless the extensions already hold that very value: nothing is allocated
+/// then), and no [`Identity`] at all when the extractor found none, so a handler never sees an
+/// identity the binding did not use. With the default [`FromIdentityExtension`], `caller` is
+/// what the extensions hold (or there is none): nothing to do, and nothing is looked up.
+pub(crate) fn expose<I: IdentityExtractor>(
+    extractor: &I,
+    extensions: &mut http::Extensions,
+    caller: Option<&Identity>,
+) {
+    if (extractor as &dyn std::any::Any).is::<FromIdentityExtension>() {
+        return;
+    }
     match caller {
         Some(caller) => {
             if !extensions
@@ -648,6 +656,9 @@ mod tests {
     fn expose_leaves_exactly_the_compared_identity() {
         let alice = Identity::new("i", "alice").unwrap();
         let bob = Identity::new("i", "bob").unwrap();
+        // An extractor of another extension (here: `FromClaims`).
+        let expose =
+            |extensions: &mut http::Extensions, caller| expose(&FromClaims, extensions, caller);
         // The same value (the default extractor's clone): kept as it is.
         let mut extensions = http::Extensions::new();
         extensions.insert(alice.clone());
@@ -666,6 +677,21 @@ mod tests {
         // Missing: inserted.
         expose(&mut extensions, Some(&alice));
         assert_eq!(extensions.get::<Identity>(), Some(&alice));
+        // The default extractor compared what the extensions hold: they are left as they are.
+        for present in [None, Some(alice.clone())] {
+            let mut extensions = http::Extensions::new();
+            if let Some(present) = &present {
+                extensions.insert(present.clone());
+            }
+            let parts = {
+                let mut request = http::Request::new(());
+                *request.extensions_mut() = extensions.clone();
+                request.into_parts().0
+            };
+            let caller = FromIdentityExtension.extract(&parts).unwrap();
+            super::expose(&FromIdentityExtension, &mut extensions, caller.as_ref());
+            assert_eq!(extensions.get::<Identity>(), present.as_ref());
+        }
     }
 
     #[test]

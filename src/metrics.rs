@@ -266,14 +266,15 @@ pub(crate) enum MemoryOp {
     TaskOwner,
 }
 
-/// Runs `call`, an operation of the memory store that cannot fail, and times it.
+/// Runs `call`, an operation of the memory store that cannot fail, and times it. `call` is given
+/// the time it started when it was read (so that the store need not read the clock again).
 #[cfg(feature = "memory")]
 #[inline]
-pub(crate) fn memory<T>(op: MemoryOp, call: impl FnOnce() -> T) -> T {
+pub(crate) fn memory<T>(op: MemoryOp, call: impl FnOnce(Option<Instant>) -> T) -> T {
     #[cfg(feature = "metrics")]
     {
         let started = Instant::now();
-        let answer = call();
+        let answer = call(Some(started));
         let seconds = started.elapsed().as_secs_f64();
         // Static keys: the lookup is on every checked request.
         macro_rules! duration {
@@ -297,7 +298,7 @@ pub(crate) fn memory<T>(op: MemoryOp, call: impl FnOnce() -> T) -> T {
     #[cfg(not(feature = "metrics"))]
     {
         let _ = op;
-        call()
+        call(None)
     }
 }
 

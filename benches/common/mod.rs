@@ -13,7 +13,7 @@ use http_body::Body;
 use http_body_util::{BodyExt, Full};
 use mcp_session_binding::{
     Identity,
-    store::{BindingStore, MemoryStore, Owner},
+    store::{BindingStore, MemoryStore, Owner, Record},
 };
 use tower::{Service, ServiceExt};
 
@@ -123,9 +123,11 @@ pub fn bound_store() -> MemoryStore {
     let store = MemoryStore::new();
     store
         .bind(
-            store.key_derivation().session(SESSION),
-            &Owner::User(owner()),
-            Duration::from_secs(3600),
+            Record::new(
+                store.key_derivation().session(SESSION),
+                &Owner::User(owner()),
+                Duration::from_secs(3600),
+            ),
             usize::MAX,
         )
         .now_or_never()

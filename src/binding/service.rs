@@ -218,7 +218,7 @@ where
             }
         };
         // Handlers see the identity compared here, whichever extractor read it.
-        crate::identity::expose(&mut parts.extensions, caller.as_ref());
+        crate::identity::expose(&self.identity, &mut parts.extensions, caller.as_ref());
         // Bound to the DPoP key too, when configured: the owner is `(iss, sub, jkt)`.
         let caller = match caller {
             Some(caller) if self.config.bind_dpop_key => Some(caller.with_key_in_issuer()),

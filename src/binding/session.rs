@@ -132,7 +132,9 @@ where
     };
     let limit = config.session_limit(&owner);
     let ttl = config.binding_ttl_of(&owner);
-    let outcome = store.bind(key, &owner, ttl, limit).await;
+    let outcome = store
+        .bind(crate::store::Record::new(key, &owner, ttl), limit)
+        .await;
     let decision = decide::bound(outcome.as_ref().map_err(StoreError::kind));
     let decide::Bound::Refuse {
         reason,

@@ -62,8 +62,13 @@ pub(crate) fn named(bytes: &[u8], names: &[Name]) -> u32 {
     };
     debug_assert!(names.len() <= 32 && names.iter().all(|n| n.anchor() == first.anchor()));
     let all = u32::MAX >> (32 - names.len());
+    let anchor = first.anchor();
     let mut found = 0;
-    for at in memchr::memchr2_iter(b'\\', first.anchor(), bytes) {
+    // One search call per hit rather than an iterator: most texts have none or one, and the
+    // iterator's set-up costs more than the search of a short text.
+    let mut from = 0;
+    while let Some(offset) = memchr::memchr2(b'\\', anchor, &bytes[from..]) {
+        let at = from + offset;
         if bytes[at] == b'\\' {
             return all;
         }
@@ -72,6 +77,7 @@ pub(crate) fn named(bytes: &[u8], names: &[Name]) -> u32 {
                 found |= 1 << i;
             }
         }
+        from = at + 1;
     }
     found
 }
@@ -92,7 +98,8 @@ pub(crate) fn framing(headers: &HeaderMap) -> Option<Framing> {
         content_type.len() >= prefix.len()
             && content_type[..prefix.len()].eq_ignore_ascii_case(prefix)
     };
-    if starts(b"text/event-stream") {
+    // The lower-case spelling every server sends first (a plain comparison), then any other.
+    if content_type.starts_with(b"text/event-stream") || starts(b"text/event-stream") {
         Some(Framing::Sse)
     } else if starts(b"application/json") {
         Some(Framing::Json)
@@ -145,8 +152,9 @@ pub(crate) struct Scan<I: ?Sized> {
     framing: Framing,
     /// Most bytes held while looking for the end of a message.
     cap: usize,
-    /// What is held back; `None` until a frame cannot pass on as it came.
-    held: Option<Held>,
+    /// What is held back; `None` until a frame cannot pass on as it came (boxed: most answers
+    /// never need it, and the scan is then small to make and move).
+    held: Option<Box<Held>>,
     /// Everything from here on passes unscanned.
     passthrough: bool,
     /// The stream was ended by the scan (a message too large for an inspector that fails
@@ -214,7 +222,7 @@ impl<I> Scan<I> {
 
 impl<I: Inspect + ?Sized> Scan<I> {
     fn held(&mut self) -> &mut Held {
-        self.held.get_or_insert_with(Held::default)
+        self.held.get_or_insert_with(Box::default)
     }
 
     /// The message as it goes out: SSE events as they came, JSON as the whole body.

@@ -6,7 +6,7 @@ use std::{
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
-use super::{BindOutcome, BindingStore, Lookup, Owner, Revoked, SessionKey};
+use super::{BindOutcome, BindingStore, Lookup, Owner, Record, Revoked, SessionKey};
 use crate::Identity;
 
 const LONG: Duration = Duration::from_secs(300);
@@ -111,13 +111,19 @@ async fn bind_fresh<S: BindingStore>(
     limit: usize,
 ) -> BindOutcome {
     let key = fresh_key(store);
-    store.bind(key, owner, ttl, limit).await.expect("bind")
+    store
+        .bind(Record::new(key, owner, ttl), limit)
+        .await
+        .expect("bind")
 }
 
 /// Records a fresh task of `owner`.
 async fn record_fresh<S: BindingStore>(store: &S, owner: &Owner, ttl: Duration) -> BindOutcome {
     let key = fresh_task(store);
-    store.bind_task(key, owner, ttl).await.expect("bind_task")
+    store
+        .bind_task(Record::new(key, owner, ttl))
+        .await
+        .expect("bind_task")
 }
 
 fn is_limit(outcome: &BindOutcome) -> bool {
@@ -134,16 +140,25 @@ async fn bind_is_insert_if_absent<S: BindingStore>(store: &S) {
         "a fresh key is missing"
     );
     assert_eq!(
-        store.bind(key, &alice, LONG, NO_LIMIT).await.expect("bind"),
+        store
+            .bind(Record::new(key, &alice, LONG), NO_LIMIT)
+            .await
+            .expect("bind"),
         BindOutcome::Created
     );
     assert_eq!(
-        store.bind(key, &bob, LONG, NO_LIMIT).await.expect("bind"),
+        store
+            .bind(Record::new(key, &bob, LONG), NO_LIMIT)
+            .await
+            .expect("bind"),
         BindOutcome::AlreadyBound(alice.clone()),
         "a second bind must report the first owner"
     );
     assert_eq!(
-        store.bind(key, &alice, LONG, NO_LIMIT).await.expect("bind"),
+        store
+            .bind(Record::new(key, &alice, LONG), NO_LIMIT)
+            .await
+            .expect("bind"),
         BindOutcome::AlreadyBound(alice.clone()),
         "a second bind by the same owner is not a create"
     );
@@ -165,7 +180,7 @@ async fn anonymous_and_users_are_distinct<S: BindingStore>(store: &S) {
     let anon = fresh_key(store);
     assert_eq!(
         store
-            .bind(anon, &Owner::Anonymous, LONG, NO_LIMIT)
+            .bind(Record::new(anon, &Owner::Anonymous, LONG), NO_LIMIT)
             .await
             .expect("bind"),
         BindOutcome::Created
@@ -178,7 +193,7 @@ async fn anonymous_and_users_are_distinct<S: BindingStore>(store: &S) {
     let key = fresh_key(store);
     let other_issuer = Owner::User(Identity::new("https://other.example", "alice").expect("valid"));
     store
-        .bind(key, &other_issuer, LONG, NO_LIMIT)
+        .bind(Record::new(key, &other_issuer, LONG), NO_LIMIT)
         .await
         .expect("bind");
     let found = store.lookup(key, None).await.expect("lookup");
@@ -194,7 +209,7 @@ async fn anonymous_and_users_are_distinct<S: BindingStore>(store: &S) {
 async fn end_is_a_tombstone_and_idempotent<S: BindingStore>(store: &S) {
     let key = fresh_key(store);
     store
-        .bind(key, &user("alice"), LONG, NO_LIMIT)
+        .bind(Record::new(key, &user("alice"), LONG), NO_LIMIT)
         .await
         .expect("bind");
     store.end(key, LONG).await.expect("end");
@@ -209,7 +224,7 @@ async fn end_is_a_tombstone_and_idempotent<S: BindingStore>(store: &S) {
     );
     assert_eq!(
         store
-            .bind(key, &user("mallory"), LONG, NO_LIMIT)
+            .bind(Record::new(key, &user("mallory"), LONG), NO_LIMIT)
             .await
             .expect("bind"),
         BindOutcome::AlreadyEnded,
@@ -236,7 +251,7 @@ async fn end_is_a_tombstone_and_idempotent<S: BindingStore>(store: &S) {
 async fn bindings_expire<S: BindingStore>(store: &S) {
     let key = fresh_key(store);
     store
-        .bind(key, &user("alice"), SHORT, NO_LIMIT)
+        .bind(Record::new(key, &user("alice"), SHORT), NO_LIMIT)
         .await
         .expect("bind");
     assert_eq!(
@@ -251,7 +266,7 @@ async fn bindings_expire<S: BindingStore>(store: &S) {
     );
     assert_eq!(
         store
-            .bind(key, &user("bob"), LONG, NO_LIMIT)
+            .bind(Record::new(key, &user("bob"), LONG), NO_LIMIT)
             .await
             .expect("bind"),
         BindOutcome::Created
@@ -262,7 +277,7 @@ async fn bindings_expire<S: BindingStore>(store: &S) {
 async fn tombstones_expire<S: BindingStore>(store: &S) {
     let key = fresh_key(store);
     store
-        .bind(key, &user("alice"), LONG, NO_LIMIT)
+        .bind(Record::new(key, &user("alice"), LONG), NO_LIMIT)
         .await
         .expect("bind");
     store.end(key, SHORT).await.expect("end");
@@ -282,11 +297,11 @@ async fn tombstones_expire<S: BindingStore>(store: &S) {
 async fn sliding_expiry_keeps_active_sessions<S: BindingStore>(store: &S) {
     let (active, idle) = (fresh_key(store), fresh_key(store));
     store
-        .bind(active, &user("alice"), SHORT, NO_LIMIT)
+        .bind(Record::new(active, &user("alice"), SHORT), NO_LIMIT)
         .await
         .expect("bind");
     store
-        .bind(idle, &user("alice"), SHORT, NO_LIMIT)
+        .bind(Record::new(idle, &user("alice"), SHORT), NO_LIMIT)
         .await
         .expect("bind");
     let step = SHORT / 4;
@@ -313,7 +328,7 @@ async fn concurrent_binds_have_one_winner<S: BindingStore>(store: &S) {
         let outcomes = futures::future::join_all(
             owners
                 .iter()
-                .map(|owner| store.bind(key, owner, LONG, NO_LIMIT)),
+                .map(|owner| store.bind(Record::new(key, owner, LONG), NO_LIMIT)),
         )
         .await;
         let outcomes: Vec<BindOutcome> = outcomes.into_iter().map(|r| r.expect("bind")).collect();
@@ -340,13 +355,19 @@ async fn limit_counts_live_bindings_per_owner<S: BindingStore>(store: &S) {
     let keys: Vec<SessionKey> = (0..3).map(|_| fresh_key(store)).collect();
     for key in &keys {
         assert_eq!(
-            store.bind(*key, &alice, LONG, 3).await.expect("bind"),
+            store
+                .bind(Record::new(*key, &alice, LONG), 3)
+                .await
+                .expect("bind"),
             BindOutcome::Created,
             "under the limit"
         );
     }
     let over = fresh_key(store);
-    let outcome = store.bind(over, &alice, LONG, 3).await.expect("bind");
+    let outcome = store
+        .bind(Record::new(over, &alice, LONG), 3)
+        .await
+        .expect("bind");
     let BindOutcome::LimitReached { retry_after } = outcome else {
         panic!("a fourth live binding with limit 3 must be refused: {outcome:?}");
     };
@@ -360,12 +381,18 @@ async fn limit_counts_live_bindings_per_owner<S: BindingStore>(store: &S) {
         "a refused bind writes nothing"
     );
     assert_eq!(
-        store.bind(keys[0], &alice, LONG, 3).await.expect("bind"),
+        store
+            .bind(Record::new(keys[0], &alice, LONG), 3)
+            .await
+            .expect("bind"),
         BindOutcome::AlreadyBound(alice.clone()),
         "an existing key is reported, not counted"
     );
     assert_eq!(
-        store.bind(over, &bob, LONG, 3).await.expect("bind"),
+        store
+            .bind(Record::new(over, &bob, LONG), 3)
+            .await
+            .expect("bind"),
         BindOutcome::Created,
         "another owner has its own count"
     );
@@ -384,14 +411,23 @@ async fn limit_counts_live_bindings_per_owner<S: BindingStore>(store: &S) {
 async fn ending_a_binding_frees_its_slot<S: BindingStore>(store: &S) {
     let alice = fresh_user();
     let (a, b) = (fresh_key(store), fresh_key(store));
-    store.bind(a, &alice, LONG, 2).await.expect("bind");
-    store.bind(b, &alice, LONG, 2).await.expect("bind");
+    store
+        .bind(Record::new(a, &alice, LONG), 2)
+        .await
+        .expect("bind");
+    store
+        .bind(Record::new(b, &alice, LONG), 2)
+        .await
+        .expect("bind");
     assert!(is_limit(&bind_fresh(store, &alice, LONG, 2).await));
     store.end(a, LONG).await.expect("end");
     store.end(a, LONG).await.expect("a second end");
     let c = fresh_key(store);
     assert_eq!(
-        store.bind(c, &alice, LONG, 2).await.expect("bind"),
+        store
+            .bind(Record::new(c, &alice, LONG), 2)
+            .await
+            .expect("bind"),
         BindOutcome::Created,
         "the ended binding's slot is free"
     );
@@ -410,7 +446,10 @@ async fn expiry_frees_a_slot_and_sliding_keeps_it<S: BindingStore>(store: &S) {
     let (alice, bob) = (fresh_user(), fresh_user());
     bind_fresh(store, &alice, SHORT, 1).await;
     let active = fresh_key(store);
-    store.bind(active, &bob, SHORT, 1).await.expect("bind");
+    store
+        .bind(Record::new(active, &bob, SHORT), 1)
+        .await
+        .expect("bind");
     let outcome = bind_fresh(store, &alice, SHORT, 1).await;
     let BindOutcome::LimitReached { retry_after } = outcome else {
         panic!("alice holds her one binding: {outcome:?}");
@@ -440,9 +479,11 @@ async fn concurrent_binds_never_exceed_the_limit<S: BindingStore>(store: &S) {
     for _ in 0..5 {
         let alice = fresh_user();
         let keys: Vec<SessionKey> = (0..16).map(|_| fresh_key(store)).collect();
-        let outcomes =
-            futures::future::join_all(keys.iter().map(|key| store.bind(*key, &alice, LONG, 5)))
-                .await;
+        let outcomes = futures::future::join_all(
+            keys.iter()
+                .map(|key| store.bind(Record::new(*key, &alice, LONG), 5)),
+        )
+        .await;
         let created = outcomes
             .into_iter()
             .map(|r| r.expect("bind"))
@@ -461,7 +502,7 @@ async fn anonymous_budget_is_separate<S: BindingStore>(store: &S) {
     let mut held = None;
     for limit in 1..=1000 {
         match store
-            .bind(first, &Owner::Anonymous, LONG, limit)
+            .bind(Record::new(first, &Owner::Anonymous, LONG), limit)
             .await
             .expect("bind")
         {
@@ -476,7 +517,7 @@ async fn anonymous_budget_is_separate<S: BindingStore>(store: &S) {
     let second = fresh_key(store);
     assert_eq!(
         store
-            .bind(second, &Owner::Anonymous, LONG, held + 1)
+            .bind(Record::new(second, &Owner::Anonymous, LONG), held + 1)
             .await
             .expect("bind"),
         BindOutcome::Created
@@ -508,11 +549,17 @@ async fn tombstones_of_one_owner_are_bounded<S: BindingStore>(store: &S) {
     const LIMIT: usize = 3;
     let (alice, bob) = (fresh_user(), fresh_user());
     let bobs = fresh_key(store);
-    store.bind(bobs, &bob, LONG, LIMIT).await.expect("bind");
+    store
+        .bind(Record::new(bobs, &bob, LONG), LIMIT)
+        .await
+        .expect("bind");
     store.end(bobs, LONG).await.expect("end");
     let held = fresh_key(store);
     assert_eq!(
-        store.bind(held, &alice, LONG, LIMIT).await.expect("bind"),
+        store
+            .bind(Record::new(held, &alice, LONG), LIMIT)
+            .await
+            .expect("bind"),
         BindOutcome::Created
     );
     let mut ended = Vec::new();
@@ -520,7 +567,10 @@ async fn tombstones_of_one_owner_are_bounded<S: BindingStore>(store: &S) {
     for _ in 0..10 * LIMIT {
         let key = fresh_key(store);
         assert_eq!(
-            store.bind(key, &alice, LONG, LIMIT).await.expect("bind"),
+            store
+                .bind(Record::new(key, &alice, LONG), LIMIT)
+                .await
+                .expect("bind"),
             BindOutcome::Created,
             "ending frees the slot"
         );
@@ -531,7 +581,10 @@ async fn tombstones_of_one_owner_are_bounded<S: BindingStore>(store: &S) {
     let mut last: Vec<SessionKey> = (1..LIMIT).map(|_| fresh_key(store)).collect();
     for key in &last {
         assert_eq!(
-            store.bind(*key, &alice, LONG, LIMIT).await.expect("bind"),
+            store
+                .bind(Record::new(*key, &alice, LONG), LIMIT)
+                .await
+                .expect("bind"),
             BindOutcome::Created
         );
     }
@@ -591,19 +644,22 @@ async fn tasks_are_insert_if_absent_and_apart_from_sessions<S: BindingStore>(sto
     );
     assert_eq!(
         store
-            .bind_task(task, &alice, LONG)
+            .bind_task(Record::new(task, &alice, LONG))
             .await
             .expect("bind_task"),
         BindOutcome::Created
     );
     assert_eq!(
-        store.bind_task(task, &bob, LONG).await.expect("bind_task"),
+        store
+            .bind_task(Record::new(task, &bob, LONG))
+            .await
+            .expect("bind_task"),
         BindOutcome::AlreadyBound(alice.clone()),
         "a second record of a task reports the first owner"
     );
     assert_eq!(
         store
-            .bind_task(task, &alice, LONG)
+            .bind_task(Record::new(task, &alice, LONG))
             .await
             .expect("bind_task"),
         BindOutcome::AlreadyBound(alice.clone()),
@@ -619,7 +675,7 @@ async fn tasks_are_insert_if_absent_and_apart_from_sessions<S: BindingStore>(sto
     );
     let anonymous = fresh_task(store);
     store
-        .bind_task(anonymous, &Owner::Anonymous, LONG)
+        .bind_task(Record::new(anonymous, &Owner::Anonymous, LONG))
         .await
         .expect("bind_task");
     assert_eq!(
@@ -633,7 +689,7 @@ async fn tasks_are_insert_if_absent_and_apart_from_sessions<S: BindingStore>(sto
     );
     let session = fresh_key(store);
     store
-        .bind(session, &alice, LONG, NO_LIMIT)
+        .bind(Record::new(session, &alice, LONG), NO_LIMIT)
         .await
         .expect("bind");
     assert_eq!(
@@ -678,11 +734,11 @@ async fn task_records_expire_and_slide<S: BindingStore>(store: &S) {
     let (alice, bob) = (fresh_user(), fresh_user());
     let (active, idle) = (fresh_task(store), fresh_task(store));
     store
-        .bind_task(active, &alice, SHORT)
+        .bind_task(Record::new(active, &alice, SHORT))
         .await
         .expect("bind_task");
     store
-        .bind_task(idle, &alice, SHORT)
+        .bind_task(Record::new(idle, &alice, SHORT))
         .await
         .expect("bind_task");
     let step = SHORT / 4;
@@ -703,7 +759,10 @@ async fn task_records_expire_and_slide<S: BindingStore>(store: &S) {
         "an expired task record"
     );
     assert_eq!(
-        store.bind_task(idle, &bob, LONG).await.expect("bind_task"),
+        store
+            .bind_task(Record::new(idle, &bob, LONG))
+            .await
+            .expect("bind_task"),
         BindOutcome::Created,
         "an expired task record is replaced"
     );
@@ -717,7 +776,7 @@ async fn bindings_remember_when_they_were_made<S: BindingStore>(store: &S) {
     let key = fresh_key(store);
     let before = SystemTime::now();
     store
-        .bind(key, &user("alice"), SHORT, NO_LIMIT)
+        .bind(Record::new(key, &user("alice"), SHORT), NO_LIMIT)
         .await
         .expect("bind");
     let after = SystemTime::now();
@@ -767,11 +826,14 @@ async fn ending_one_owner_ends_all_its_sessions_and_tasks<S: BindingStore>(store
     let mut tasks = Vec::new();
     for _ in 0..5 {
         let key = fresh_key(store);
-        store.bind(key, &alice, LONG, 10).await.expect("bind");
+        store
+            .bind(Record::new(key, &alice, LONG), 10)
+            .await
+            .expect("bind");
         sessions.push(key);
         let task = fresh_task(store);
         store
-            .bind_task(task, &alice, LONG)
+            .bind_task(Record::new(task, &alice, LONG))
             .await
             .expect("bind_task");
         tasks.push(task);
@@ -779,14 +841,17 @@ async fn ending_one_owner_ends_all_its_sessions_and_tasks<S: BindingStore>(store
     // One of them already ended by its owner.
     store.end(sessions[0], LONG).await.expect("end");
     let (bobs, bobs_task) = (fresh_key(store), fresh_task(store));
-    store.bind(bobs, &bob, LONG, 10).await.expect("bind");
     store
-        .bind_task(bobs_task, &bob, LONG)
+        .bind(Record::new(bobs, &bob, LONG), 10)
+        .await
+        .expect("bind");
+    store
+        .bind_task(Record::new(bobs_task, &bob, LONG))
         .await
         .expect("bind_task");
     let anonymous = fresh_key(store);
     store
-        .bind(anonymous, &Owner::Anonymous, LONG, NO_LIMIT)
+        .bind(Record::new(anonymous, &Owner::Anonymous, LONG), NO_LIMIT)
         .await
         .expect("bind");
 

@@ -6,7 +6,7 @@
 //!   [`KeySecret`], the same on every replica. What a shared store persists: `RedisStore` with
 //!   `RedisOptions::key_secret`, and without one, the same derivation under a fixed public
 //!   secret ([`KeyDerivation::public`]).
-//! - **Local** ([`KeyDerivation::local`]): SipHash-2-4-128 with random keys drawn by the
+//! - **Local** ([`KeyDerivation::local`]): SipHash-1-3-128 with random keys drawn by the
 //!   process; the keys never leave it. What [`MemoryStore`](super::MemoryStore) uses.
 //!
 //! Both hide the session id: a dump of the store hands out no usable id. Without the secret
@@ -249,9 +249,11 @@ impl KeyDerivation {
         )))
     }
 
-    /// SipHash-2-4-128 with random keys, one for sessions and one for tasks, for a store that
+    /// SipHash-1-3-128 with random keys, one for sessions and one for tasks, for a store that
     /// lives in this process only (what [`MemoryStore`](super::MemoryStore) uses): the keys
-    /// mean nothing to another process, or to this one after a restart.
+    /// mean nothing to another process, or to this one after a restart. (SipHash-1-3 is what
+    /// Rust's `HashMap` keys its table with against chosen collisions; no output of it ever
+    /// leaves the process, and the ids it hashes are random.)
     ///
     /// # Panics
     ///
@@ -339,9 +341,9 @@ fn keyed(key: &[u8; 32], id: &[u8]) -> SessionKey {
 }
 
 fn local(key: &[u8; 16], id: &[u8]) -> SessionKey {
-    use siphasher::sip128::{Hasher128, SipHasher24};
+    use siphasher::sip128::{Hasher128, SipHasher13};
     use std::hash::Hasher;
-    let mut hasher = SipHasher24::new_with_key(key);
+    let mut hasher = SipHasher13::new_with_key(key);
     hasher.write(id);
     SessionKey(hasher.finish128().as_bytes())
 }

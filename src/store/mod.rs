@@ -158,6 +158,39 @@ impl fmt::Debug for SessionKey {
     }
 }
 
+/// What [`BindingStore::bind`] and [`BindingStore::bind_task`] write: a key, its owner, and how
+/// long the record lives.
+///
+/// ```
+/// use std::time::Duration;
+/// use mcp_session_binding::store::{KeyDerivation, Owner, Record};
+///
+/// let keys = KeyDerivation::local();
+/// let record = Record::new(keys.session("s-1"), &Owner::Anonymous, Duration::from_secs(60));
+/// assert_eq!(record.ttl, Duration::from_secs(60));
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Record<'a> {
+    /// The key: a [`KeyDerivation::session`] key for a binding, a [`KeyDerivation::task`] key
+    /// for a task record.
+    pub key: SessionKey,
+    /// Who the session or task belongs to.
+    pub owner: &'a Owner,
+    /// How long the record lives, unless a lookup slides it.
+    pub ttl: Duration,
+}
+
+impl<'a> Record<'a> {
+    /// A record of `key` for `owner`, living for `ttl`.
+    #[must_use]
+    pub const fn new(key: SessionKey, owner: &'a Owner, ttl: Duration) -> Self {
+        Self { key, owner, ttl }
+    }
+}
+
+/// What the [`BindingStore`] methods return: a boxed future of the answer or a [`StoreError`].
+pub type StoreFuture<'a, T> = BoxFuture<'a, Result<T, StoreError>>;
+
 /// Who a session belongs to.
 ///
 /// ```
@@ -221,12 +254,12 @@ impl Owner {
 /// # #[cfg(feature = "memory")] {
 /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
 /// use std::time::Duration;
-/// use mcp_session_binding::store::{BindingStore, Lookup, MemoryStore, Owner};
+/// use mcp_session_binding::store::{BindingStore, Lookup, MemoryStore, Owner, Record};
 ///
 /// let store = MemoryStore::new();
 /// let key = store.key_derivation().session("session-1");
 /// assert_eq!(store.lookup(key, None).await.unwrap(), Lookup::Missing);
-/// store.bind(key, &Owner::Anonymous, Duration::from_secs(60), 10).await.unwrap();
+/// store.bind(Record::new(key, &Owner::Anonymous, Duration::from_secs(60)), 10).await.unwrap();
 /// assert_eq!(store.lookup(key, None).await.unwrap(), Lookup::Bound(Owner::Anonymous));
 /// store.end(key, Duration::from_secs(60)).await.unwrap();
 /// assert_eq!(store.lookup(key, None).await.unwrap(), Lookup::Ended);
@@ -249,16 +282,16 @@ pub enum Lookup {
 /// # #[cfg(feature = "memory")] {
 /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
 /// use std::time::Duration;
-/// use mcp_session_binding::{Identity, store::{BindOutcome, BindingStore, MemoryStore, Owner}};
+/// use mcp_session_binding::{Identity, store::{BindOutcome, BindingStore, MemoryStore, Owner, Record}};
 ///
 /// let store = MemoryStore::new();
 /// let alice = Owner::User(Identity::new("https://i.example", "alice").unwrap());
 /// let ttl = Duration::from_secs(60);
 /// let (first, second) = (store.key_derivation().session("s1"), store.key_derivation().session("s2"));
-/// assert_eq!(store.bind(first, &alice, ttl, 1).await.unwrap(), BindOutcome::Created);
-/// assert_eq!(store.bind(first, &Owner::Anonymous, ttl, 1).await.unwrap(), BindOutcome::AlreadyBound(alice.clone()));
+/// assert_eq!(store.bind(Record::new(first, &alice, ttl), 1).await.unwrap(), BindOutcome::Created);
+/// assert_eq!(store.bind(Record::new(first, &Owner::Anonymous, ttl), 1).await.unwrap(), BindOutcome::AlreadyBound(alice.clone()));
 /// // A limit of one live session per owner.
-/// assert!(matches!(store.bind(second, &alice, ttl, 1).await.unwrap(), BindOutcome::LimitReached { .. }));
+/// assert!(matches!(store.bind(Record::new(second, &alice, ttl), 1).await.unwrap(), BindOutcome::LimitReached { .. }));
 /// # });
 /// # }
 /// ```
@@ -434,21 +467,21 @@ impl std::error::Error for StoreError {
 /// let alice = Owner::User(Identity::new("https://i.example", "alice").unwrap());
 /// let ttl = Duration::from_secs(60);
 /// let limit = 100; // live bindings per owner
-/// assert_eq!(store.bind(key, &alice, ttl, limit).await.unwrap(), BindOutcome::Created);
-/// assert_eq!(store.bind(key, &Owner::Anonymous, ttl, limit).await.unwrap(), BindOutcome::AlreadyBound(alice.clone()));
+/// assert_eq!(store.bind(Record::new(key, &alice, ttl), limit).await.unwrap(), BindOutcome::Created);
+/// assert_eq!(store.bind(Record::new(key, &Owner::Anonymous, ttl), limit).await.unwrap(), BindOutcome::AlreadyBound(alice.clone()));
 /// assert_eq!(store.lookup(key, None).await.unwrap(), Lookup::Bound(alice.clone()));
 /// store.end(key, ttl).await.unwrap();
 /// assert_eq!(store.lookup(key, None).await.unwrap(), Lookup::Ended);
 /// // A task record: a key space, and a kind of record, of its own.
 /// let task = store.key_derivation().task("t-1");
-/// assert_eq!(store.bind_task(task, &alice, ttl).await.unwrap(), BindOutcome::Created);
+/// assert_eq!(store.bind_task(Record::new(task, &alice, ttl)).await.unwrap(), BindOutcome::Created);
 /// assert_eq!(store.task_owner(task, None).await.unwrap(), Some(alice));
 /// # });
 /// # }
 /// ```
 pub trait BindingStore: Send + Sync + 'static {
-    /// Binds `key` to `owner` for `ttl`, if the key is absent (or expired) and `owner` holds
-    /// fewer than `limit` live bindings. Atomic: the check of the key, the count and the write
+    /// Binds the record's `key` to its `owner` for its `ttl`, if the key is absent (or expired)
+    /// and the owner holds fewer than `limit` live bindings. Atomic: the check of the key, the count and the write
     /// are one step, so concurrent binds (from any replica) never exceed `limit`.
     ///
     /// A key already bound or ended is reported as such whatever the count. `limit` 0 refuses
@@ -457,21 +490,11 @@ pub trait BindingStore: Send + Sync + 'static {
     /// A bind that creates a binding first evicts the owner's oldest tombstones beyond `limit`,
     /// in the same step (see [Tombstones are bounded per owner](self)); the tombstones of other
     /// owners are never touched.
-    fn bind<'a>(
-        &'a self,
-        key: SessionKey,
-        owner: &'a Owner,
-        ttl: Duration,
-        limit: usize,
-    ) -> BoxFuture<'a, Result<BindOutcome, StoreError>>;
+    fn bind<'a>(&'a self, record: Record<'a>, limit: usize) -> StoreFuture<'a, BindOutcome>;
 
     /// Looks `key` up. With `slide`, keeps a live binding alive for `slide` from now, writing at
     /// most once per half of `slide`.
-    fn lookup(
-        &self,
-        key: SessionKey,
-        slide: Option<Duration>,
-    ) -> BoxFuture<'_, Result<Lookup, StoreError>>;
+    fn lookup(&self, key: SessionKey, slide: Option<Duration>) -> StoreFuture<'_, Lookup>;
 
     /// [`lookup`](Self::lookup), with the time the binding was made (by its
     /// [`bind`](Self::bind), on the store's clock) when the answer is [`Lookup::Bound`]: what
@@ -487,7 +510,7 @@ pub trait BindingStore: Send + Sync + 'static {
         &self,
         key: SessionKey,
         slide: Option<Duration>,
-    ) -> BoxFuture<'_, Result<(Lookup, Option<SystemTime>), StoreError>> {
+    ) -> StoreFuture<'_, (Lookup, Option<SystemTime>)> {
         let lookup = self.lookup(key, slide);
         Box::pin(async move { lookup.await.map(|found| (found, None)) })
     }
@@ -507,11 +530,7 @@ pub trait BindingStore: Send + Sync + 'static {
     /// Ends the session: a tombstone for `tombstone_ttl` replaces the binding, and counts
     /// towards its owner's tombstones, which [`bind`](Self::bind) keeps bounded (see the
     /// [module docs](self)). Idempotent: a tombstone already there is left as it is.
-    fn end(
-        &self,
-        key: SessionKey,
-        tombstone_ttl: Duration,
-    ) -> BoxFuture<'_, Result<(), StoreError>>;
+    fn end(&self, key: SessionKey, tombstone_ttl: Duration) -> StoreFuture<'_, ()>;
 
     /// Ends every live session of `owner` (each binding becomes a tombstone for
     /// `tombstone_ttl`, as [`end`](Self::end) makes one, so the session answers 404 on every
@@ -531,7 +550,7 @@ pub trait BindingStore: Send + Sync + 'static {
         &'a self,
         owner: &'a Owner,
         tombstone_ttl: Duration,
-    ) -> BoxFuture<'a, Result<Revoked, StoreError>> {
+    ) -> StoreFuture<'a, Revoked> {
         let _ = (owner, tombstone_ttl);
         Box::pin(async {
             Err(StoreError::unavailable(
@@ -540,17 +559,12 @@ pub trait BindingStore: Send + Sync + 'static {
         })
     }
 
-    /// Records that `owner` created the task under `key` (a [`KeyDerivation::task`] key), for
-    /// `ttl`, if no live task record is there: [`BindOutcome::Created`], else
+    /// Records that the record's `owner` created the task under its `key` (a
+    /// [`KeyDerivation::task`] key), for its `ttl`, if no live task record is there: [`BindOutcome::Created`], else
     /// [`BindOutcome::AlreadyBound`] with the recorded owner, and nothing written. Atomic, as
     /// [`bind`](Self::bind) is. A task record is not a session binding: it counts towards no
     /// owner's limit, evicts no tombstone, and is never evicted to make room; it expires.
-    fn bind_task<'a>(
-        &'a self,
-        key: SessionKey,
-        owner: &'a Owner,
-        ttl: Duration,
-    ) -> BoxFuture<'a, Result<BindOutcome, StoreError>>;
+    fn bind_task<'a>(&'a self, record: Record<'a>) -> StoreFuture<'a, BindOutcome>;
 
     /// Who created the task under `key`: `None` when no live record is there. With `slide`,
     /// keeps the record alive for `slide` from now, writing at most once per half of `slide`.
@@ -558,7 +572,7 @@ pub trait BindingStore: Send + Sync + 'static {
         &self,
         key: SessionKey,
         slide: Option<Duration>,
-    ) -> BoxFuture<'_, Result<Option<Owner>, StoreError>>;
+    ) -> StoreFuture<'_, Option<Owner>>;
 
     /// A synchronous [`lookup`](Self::lookup), for stores that can answer without waiting (such as
     /// [`MemoryStore`]). The layer uses it to serve a matching request without allocating.
@@ -580,21 +594,11 @@ pub trait BindingStore: Send + Sync + 'static {
 }
 
 impl<T: BindingStore + ?Sized> BindingStore for Arc<T> {
-    fn bind<'a>(
-        &'a self,
-        key: SessionKey,
-        owner: &'a Owner,
-        ttl: Duration,
-        limit: usize,
-    ) -> BoxFuture<'a, Result<BindOutcome, StoreError>> {
-        (**self).bind(key, owner, ttl, limit)
+    fn bind<'a>(&'a self, record: Record<'a>, limit: usize) -> StoreFuture<'a, BindOutcome> {
+        (**self).bind(record, limit)
     }
 
-    fn lookup(
-        &self,
-        key: SessionKey,
-        slide: Option<Duration>,
-    ) -> BoxFuture<'_, Result<Lookup, StoreError>> {
+    fn lookup(&self, key: SessionKey, slide: Option<Duration>) -> StoreFuture<'_, Lookup> {
         (**self).lookup(key, slide)
     }
 
@@ -602,7 +606,7 @@ impl<T: BindingStore + ?Sized> BindingStore for Arc<T> {
         &self,
         key: SessionKey,
         slide: Option<Duration>,
-    ) -> BoxFuture<'_, Result<(Lookup, Option<SystemTime>), StoreError>> {
+    ) -> StoreFuture<'_, (Lookup, Option<SystemTime>)> {
         (**self).lookup_with_age(key, slide)
     }
 
@@ -614,11 +618,7 @@ impl<T: BindingStore + ?Sized> BindingStore for Arc<T> {
         (**self).lookup_with_age_now(key, slide)
     }
 
-    fn end(
-        &self,
-        key: SessionKey,
-        tombstone_ttl: Duration,
-    ) -> BoxFuture<'_, Result<(), StoreError>> {
+    fn end(&self, key: SessionKey, tombstone_ttl: Duration) -> StoreFuture<'_, ()> {
         (**self).end(key, tombstone_ttl)
     }
 
@@ -626,24 +626,19 @@ impl<T: BindingStore + ?Sized> BindingStore for Arc<T> {
         &'a self,
         owner: &'a Owner,
         tombstone_ttl: Duration,
-    ) -> BoxFuture<'a, Result<Revoked, StoreError>> {
+    ) -> StoreFuture<'a, Revoked> {
         (**self).end_owner(owner, tombstone_ttl)
     }
 
-    fn bind_task<'a>(
-        &'a self,
-        key: SessionKey,
-        owner: &'a Owner,
-        ttl: Duration,
-    ) -> BoxFuture<'a, Result<BindOutcome, StoreError>> {
-        (**self).bind_task(key, owner, ttl)
+    fn bind_task<'a>(&'a self, record: Record<'a>) -> StoreFuture<'a, BindOutcome> {
+        (**self).bind_task(record)
     }
 
     fn task_owner(
         &self,
         key: SessionKey,
         slide: Option<Duration>,
-    ) -> BoxFuture<'_, Result<Option<Owner>, StoreError>> {
+    ) -> StoreFuture<'_, Option<Owner>> {
         (**self).task_owner(key, slide)
     }
 

@@ -21,7 +21,7 @@ use futures::StreamExt;
 use http::StatusCode;
 use mcp_session_binding::{
     SessionBindingLayer,
-    store::{BindingStore, Lookup, MemoryStore, Owner},
+    store::{BindingStore, Lookup, MemoryStore, Owner, Record},
 };
 use serde_json::{Value, json};
 use support::{fault_store::FaultStore, logs::Captured, *};
@@ -711,7 +711,10 @@ async fn ending_survives_a_dropped_response_future() {
     let owner = Owner::User(mcp_session_binding::Identity::new(ISS_A, "alice").unwrap());
     let key = store.key_derivation().session("s-1");
     store
-        .bind(key, &owner, Duration::from_secs(60), usize::MAX)
+        .bind(
+            Record::new(key, &owner, Duration::from_secs(60)),
+            usize::MAX,
+        )
         .await
         .unwrap();
     let deletes = Arc::new(Mutex::new(Vec::new()));

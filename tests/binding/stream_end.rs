@@ -14,7 +14,7 @@ use futures::StreamExt;
 use http::StatusCode;
 use mcp_session_binding::{
     Identity, SessionBindingLayer,
-    store::{BindOutcome, BindingStore, MemoryStore, Owner},
+    store::{BindOutcome, BindingStore, MemoryStore, Owner, Record},
 };
 use support::{
     fault_store::{Fault, FaultStore},
@@ -167,7 +167,9 @@ async fn a_session_bound_again_to_someone_else_ends_the_stream() {
     store.end(key, Duration::from_millis(1)).await.unwrap();
     tokio::time::sleep(Duration::from_millis(5)).await;
     let bob = Owner::User(Identity::new(ISS_A, "bob").unwrap());
-    let bound = store.bind(key, &bob, Duration::from_secs(60), 10).await;
+    let bound = store
+        .bind(Record::new(key, &bob, Duration::from_secs(60)), 10)
+        .await;
     assert_eq!(bound.unwrap(), BindOutcome::Created);
     assert_ends(stream, "the session is bob's now").await;
 }

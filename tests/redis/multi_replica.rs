@@ -32,7 +32,10 @@ use http::StatusCode;
 use jwt_stack::{DEFAULT_AUDIENCE, DEFAULT_ISSUER, StackConfig, TokenMinter};
 use mcp_session_binding::{
     Identity,
-    store::{BindOutcome, BindingStore, KeyDerivation, KeySecret, Owner, RedisOptions, RedisStore},
+    store::{
+        BindOutcome, BindingStore, KeyDerivation, KeySecret, Owner, Record, RedisOptions,
+        RedisStore,
+    },
 };
 use redis_server::{RedisCluster, RedisServer};
 use rmcp_redis_sessions::RedisSessionStore;
@@ -1018,9 +1021,11 @@ async fn race(url: &str, prefix: &str, owner: &Owner) -> Vec<BindOutcome> {
             .unwrap();
         let outcome = store
             .bind(
-                store.key_derivation().session(id),
-                owner,
-                Duration::from_secs(60),
+                Record::new(
+                    store.key_derivation().session(id),
+                    owner,
+                    Duration::from_secs(60),
+                ),
                 usize::MAX,
             )
             .await

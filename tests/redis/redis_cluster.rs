@@ -11,7 +11,7 @@ use std::time::Duration;
 use mcp_session_binding::{
     Identity,
     store::{
-        BindOutcome, BindingStore, KeyDerivation, Lookup, Owner, RedisOptions, RedisStore,
+        BindOutcome, BindingStore, KeyDerivation, Lookup, Owner, Record, RedisOptions, RedisStore,
         SessionKey, StoreErrorKind, conformance,
     },
 };
@@ -61,7 +61,10 @@ async fn every_key_of_the_store_is_on_the_master_of_its_tag() {
     let keys: Vec<SessionKey> = (0..20).map(|i| key_of(&format!("cluster-{i}"))).collect();
     for key in &keys {
         assert_eq!(
-            store.bind(*key, &alice, TTL, 100).await.unwrap(),
+            store
+                .bind(Record::new(*key, &alice, TTL), 100)
+                .await
+                .unwrap(),
             BindOutcome::Created
         );
     }
@@ -89,12 +92,15 @@ async fn every_key_of_the_store_is_on_the_master_of_its_tag() {
     // The per-owner limit counts across both stores: 19 live, limit 20, one more fits.
     let more = key_of("cluster-more");
     assert_eq!(
-        other.bind(more, &alice, TTL, 20).await.unwrap(),
+        other
+            .bind(Record::new(more, &alice, TTL), 20)
+            .await
+            .unwrap(),
         BindOutcome::Created
     );
     assert!(matches!(
         store
-            .bind(key_of("cluster-over"), &alice, TTL, 20)
+            .bind(Record::new(key_of("cluster-over"), &alice, TTL), 20)
             .await
             .unwrap(),
         BindOutcome::LimitReached { .. }

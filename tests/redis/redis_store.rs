@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use mcp_session_binding::{
     Identity,
     store::{
-        BindOutcome, BindingStore, KeyDerivation, KeySecret, Lookup, Owner, RedisOptions,
+        BindOutcome, BindingStore, KeyDerivation, KeySecret, Lookup, Owner, Record, RedisOptions,
         RedisStore, SessionKey, StoreError, StoreErrorKind, conformance,
     },
 };
@@ -91,13 +91,19 @@ async fn one_round_trip_per_bind_and_per_lookup() {
     // Load the bind script once (the first call on a fresh server is EVALSHA, NOSCRIPT,
     // SCRIPT LOAD, EVALSHA), then measure.
     let warm = key_of("cost-warm");
-    store.bind(warm, &bob(), TTL, NO_LIMIT).await.unwrap();
+    store
+        .bind(Record::new(warm, &bob(), TTL), NO_LIMIT)
+        .await
+        .unwrap();
     // N binds: one EVALSHA each (the limit is counted inside it, and the owner's tombstones:
     // a second ZCARD), nothing else.
     server.reset_stats();
     for key in &keys {
         assert_eq!(
-            store.bind(*key, &alice(), TTL, 100).await.unwrap(),
+            store
+                .bind(Record::new(*key, &alice(), TTL), 100)
+                .await
+                .unwrap(),
             BindOutcome::Created
         );
     }
@@ -240,7 +246,10 @@ async fn stopped_redis_is_unavailable_quickly_and_a_restart_is_picked_up() {
     let store = store_with(&server, RedisOptions::new().timeout(timeout)).await;
     let key = key_of("outage");
     assert_eq!(
-        store.bind(key, &alice(), TTL, NO_LIMIT).await.unwrap(),
+        store
+            .bind(Record::new(key, &alice(), TTL), NO_LIMIT)
+            .await
+            .unwrap(),
         BindOutcome::Created
     );
 
@@ -253,7 +262,7 @@ async fn stopped_redis_is_unavailable_quickly_and_a_restart_is_picked_up() {
             let op_started = Instant::now();
             let err = match op {
                 0 => store
-                    .bind(fresh, &alice(), TTL, NO_LIMIT)
+                    .bind(Record::new(fresh, &alice(), TTL), NO_LIMIT)
                     .await
                     .unwrap_err(),
                 1 => store.lookup(key, None).await.unwrap_err(),
@@ -281,7 +290,10 @@ async fn stopped_redis_is_unavailable_quickly_and_a_restart_is_picked_up() {
     // value works again, from the first operation on.
     let again = key_of("after-restart");
     assert_eq!(
-        store.bind(again, &bob(), TTL, NO_LIMIT).await.unwrap(),
+        store
+            .bind(Record::new(again, &bob(), TTL), NO_LIMIT)
+            .await
+            .unwrap(),
         BindOutcome::Created
     );
     assert_eq!(store.lookup(key, Some(TTL)).await.unwrap(), Lookup::Missing);
@@ -302,7 +314,10 @@ async fn hung_redis_is_unavailable_within_the_timeout() {
     let timeout = Duration::from_millis(500);
     let store = store_with(&server, RedisOptions::new().timeout(timeout)).await;
     let key = key_of("hung");
-    store.bind(key, &alice(), TTL, NO_LIMIT).await.unwrap();
+    store
+        .bind(Record::new(key, &alice(), TTL), NO_LIMIT)
+        .await
+        .unwrap();
     store.lookup(key, Some(TTL)).await.unwrap();
 
     server.pause();
@@ -310,7 +325,7 @@ async fn hung_redis_is_unavailable_within_the_timeout() {
         let started = Instant::now();
         let err = match op {
             0 => store
-                .bind(key_of("hung-2"), &alice(), TTL, NO_LIMIT)
+                .bind(Record::new(key_of("hung-2"), &alice(), TTL), NO_LIMIT)
                 .await
                 .unwrap_err(),
             1 => store.lookup(key, None).await.unwrap_err(),
@@ -335,7 +350,10 @@ async fn hung_redis_is_unavailable_within_the_timeout() {
     );
     let fresh = key_of("after-thaw");
     assert_eq!(
-        store.bind(fresh, &bob(), TTL, NO_LIMIT).await.unwrap(),
+        store
+            .bind(Record::new(fresh, &bob(), TTL), NO_LIMIT)
+            .await
+            .unwrap(),
         BindOutcome::Created
     );
     assert_eq!(
@@ -358,7 +376,10 @@ async fn first_operation_after_a_restart_succeeds() {
         let key = key_of(&format!("first-after-restart-{op}"));
         match op {
             0 => assert_eq!(
-                store.bind(key, &alice(), TTL, NO_LIMIT).await.unwrap(),
+                store
+                    .bind(Record::new(key, &alice(), TTL), NO_LIMIT)
+                    .await
+                    .unwrap(),
                 BindOutcome::Created
             ),
             1 => assert_eq!(store.lookup(key, None).await.unwrap(), Lookup::Missing),
@@ -382,7 +403,10 @@ async fn values_that_are_not_bindings_are_corrupt() {
         assert_eq!(err.kind(), StoreErrorKind::Corrupt, "{err}");
         assert!(!err.is_transient());
     }
-    let err = store.bind(key, &alice(), TTL, NO_LIMIT).await.unwrap_err();
+    let err = store
+        .bind(Record::new(key, &alice(), TTL), NO_LIMIT)
+        .await
+        .unwrap_err();
     assert_eq!(err.kind(), StoreErrorKind::Corrupt, "{err}");
     assert_eq!(
         server.command(&["GET", &redis_key(&store, key)]),
@@ -409,7 +433,7 @@ async fn values_that_are_not_bindings_are_corrupt() {
     }
     assert_eq!(
         store
-            .bind(listed, &alice(), TTL, NO_LIMIT)
+            .bind(Record::new(listed, &alice(), TTL), NO_LIMIT)
             .await
             .unwrap_err()
             .kind(),
@@ -441,7 +465,10 @@ async fn redis_never_holds_the_session_id() {
     let store = store_with(&server, RedisOptions::new().prefix("app:")).await;
     let session_id = "secret-session-id";
     let key = key_of(session_id);
-    store.bind(key, &alice(), TTL, NO_LIMIT).await.unwrap();
+    store
+        .bind(Record::new(key, &alice(), TTL), NO_LIMIT)
+        .await
+        .unwrap();
     store.lookup(key, Some(TTL)).await.unwrap();
     let other = key_of("secret-session-id-2");
     store.end(other, TTL).await.unwrap();
@@ -512,7 +539,10 @@ async fn task_records_are_keys_of_their_own_in_no_owner_set() {
     );
     server.reset_stats();
     assert_eq!(
-        store.bind_task(task, &alice(), TTL).await.unwrap(),
+        store
+            .bind_task(Record::new(task, &alice(), TTL))
+            .await
+            .unwrap(),
         BindOutcome::Created
     );
     let calls = calls(&server);
@@ -566,8 +596,8 @@ async fn concurrent_binds_from_two_stores_have_one_winner() {
         let key = key_of(&format!("race-{run}"));
         let (alice_bind, bob_bind) = (alice(), bob());
         let (ra, rb) = tokio::join!(
-            a.bind(key, &alice_bind, TTL, NO_LIMIT),
-            b.bind(key, &bob_bind, TTL, NO_LIMIT)
+            a.bind(Record::new(key, &alice_bind, TTL), NO_LIMIT),
+            b.bind(Record::new(key, &bob_bind, TTL), NO_LIMIT)
         );
         let (ra, rb) = (ra.unwrap(), rb.unwrap());
         match (&ra, &rb) {
@@ -602,7 +632,10 @@ async fn concurrent_binds_from_two_stores_on_separate_threads() {
             let barrier = barrier.clone();
             tokio::spawn(async move {
                 barrier.wait().await;
-                store.bind(key, &owner, TTL, NO_LIMIT).await.unwrap()
+                store
+                    .bind(Record::new(key, &owner, TTL), NO_LIMIT)
+                    .await
+                    .unwrap()
             })
         };
         // Alternate who is spawned first, so that each store wins some races.
@@ -643,7 +676,10 @@ async fn ttls_are_kept_and_clamped() {
     let store = store(&server).await;
     let key = key_of("ttl");
     store
-        .bind(key, &alice(), Duration::from_secs(42), NO_LIMIT)
+        .bind(
+            Record::new(key, &alice(), Duration::from_secs(42)),
+            NO_LIMIT,
+        )
         .await
         .unwrap();
     let left: u64 = server
@@ -656,7 +692,7 @@ async fn ttls_are_kept_and_clamped() {
     let zero = key_of("zero");
     assert_eq!(
         store
-            .bind(zero, &alice(), Duration::ZERO, NO_LIMIT)
+            .bind(Record::new(zero, &alice(), Duration::ZERO), NO_LIMIT)
             .await
             .unwrap(),
         BindOutcome::Created
@@ -669,7 +705,7 @@ async fn ttls_are_kept_and_clamped() {
     let huge = key_of("huge");
     assert_eq!(
         store
-            .bind(huge, &alice(), Duration::MAX, NO_LIMIT)
+            .bind(Record::new(huge, &alice(), Duration::MAX), NO_LIMIT)
             .await
             .unwrap(),
         BindOutcome::Created
@@ -722,7 +758,9 @@ async fn knowing_the_expiry_never_hides_what_another_replica_wrote() {
     let (a, b) = (store(&server).await, store(&server).await);
     for round in 0..20 {
         let key = key_of(&format!("seen-at-once-{round}"));
-        a.bind(key, &alice(), TTL, NO_LIMIT).await.unwrap();
+        a.bind(Record::new(key, &alice(), TTL), NO_LIMIT)
+            .await
+            .unwrap();
         assert_eq!(
             a.lookup(key, Some(TTL)).await.unwrap(),
             Lookup::Bound(alice())
@@ -747,7 +785,9 @@ async fn knowing_the_expiry_never_hides_what_another_replica_wrote() {
     }
     // A binding that Redis expired is gone for the store that knew it fresh, too.
     let key = key_of("expired-behind");
-    a.bind(key, &alice(), TTL, NO_LIMIT).await.unwrap();
+    a.bind(Record::new(key, &alice(), TTL), NO_LIMIT)
+        .await
+        .unwrap();
     server.command(&["PEXPIRE", &redis_key(&a, key), "1"]);
     tokio::time::sleep(Duration::from_millis(20)).await;
     assert_eq!(a.lookup(key, Some(TTL)).await.unwrap(), Lookup::Missing);
@@ -766,7 +806,10 @@ async fn cached_store(server: &RedisServer, url: &str, max_staleness: Duration) 
     .await
     .expect("connect to the test redis");
     let probe = key_of(&format!("probe-{url}-{max_staleness:?}"));
-    store.bind(probe, &alice(), TTL, NO_LIMIT).await.unwrap();
+    store
+        .bind(Record::new(probe, &alice(), TTL), NO_LIMIT)
+        .await
+        .unwrap();
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         store.lookup(probe, None).await.unwrap();
@@ -823,7 +866,9 @@ async fn the_client_side_cache_saves_round_trips_and_hears_every_other_writer() 
 
     // Repeated checks of a binding cost one GET, sliding or not while the TTL is fresh.
     let key = key_of("cached");
-    a.bind(key, &alice(), TTL, NO_LIMIT).await.unwrap();
+    a.bind(Record::new(key, &alice(), TTL), NO_LIMIT)
+        .await
+        .unwrap();
     server.reset_stats();
     for _ in 0..50 {
         assert_eq!(a.lookup(key, None).await.unwrap(), Lookup::Bound(alice()));
@@ -841,7 +886,9 @@ async fn the_client_side_cache_saves_round_trips_and_hears_every_other_writer() 
     let mut windows = Vec::new();
     for round in 0..5 {
         let key = key_of(&format!("changed-{round}"));
-        a.bind(key, &alice(), TTL, NO_LIMIT).await.unwrap();
+        a.bind(Record::new(key, &alice(), TTL), NO_LIMIT)
+            .await
+            .unwrap();
         a.lookup(key, None).await.unwrap();
         assert_eq!(a.lookup(key, None).await.unwrap(), Lookup::Bound(alice()));
         let redis_key = redis_key(&a, key);
@@ -864,7 +911,9 @@ async fn the_client_side_cache_saves_round_trips_and_hears_every_other_writer() 
 
     // This store's own end never waits for an invalidation.
     let key = key_of("ended-here");
-    a.bind(key, &alice(), TTL, NO_LIMIT).await.unwrap();
+    a.bind(Record::new(key, &alice(), TTL), NO_LIMIT)
+        .await
+        .unwrap();
     a.lookup(key, None).await.unwrap();
     a.end(key, TTL).await.unwrap();
     assert_eq!(a.lookup(key, None).await.unwrap(), Lookup::Ended);
@@ -878,7 +927,9 @@ async fn a_killed_tracking_connection_empties_the_cache_until_tracking_is_back()
     let a = cached_store(&server, &server.url(), Duration::from_secs(5)).await;
     let b = store(&server).await;
     let key = key_of("kill-tracking");
-    a.bind(key, &alice(), TTL, NO_LIMIT).await.unwrap();
+    a.bind(Record::new(key, &alice(), TTL), NO_LIMIT)
+        .await
+        .unwrap();
     a.lookup(key, None).await.unwrap();
 
     // Kill the tracking connection and end the session while it is gone.
@@ -891,7 +942,9 @@ async fn a_killed_tracking_connection_empties_the_cache_until_tracking_is_back()
 
     // Tracking comes back on a new connection, and the cache serves again.
     let fresh = key_of("after-kill");
-    a.bind(fresh, &bob(), TTL, NO_LIMIT).await.unwrap();
+    a.bind(Record::new(fresh, &bob(), TTL), NO_LIMIT)
+        .await
+        .unwrap();
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         a.lookup(fresh, None).await.unwrap();
@@ -923,7 +976,9 @@ async fn a_hung_tracking_connection_stops_the_cache_within_max_staleness() {
     let a = cached_store(&server, &url, max_staleness).await;
     let b = store(&server).await;
     let key = key_of("hung-tracking");
-    a.bind(key, &alice(), TTL, NO_LIMIT).await.unwrap();
+    a.bind(Record::new(key, &alice(), TTL), NO_LIMIT)
+        .await
+        .unwrap();
     a.lookup(key, None).await.unwrap();
     assert_eq!(a.lookup(key, None).await.unwrap(), Lookup::Bound(alice()));
 
@@ -992,7 +1047,10 @@ async fn client_side_cache_hits_misses_and_invalidations_are_counted() {
     let key = store.key_derivation().session("cached");
     let ttl = Duration::from_secs(60);
     assert_eq!(
-        store.bind(key, &alice(), ttl, usize::MAX).await.unwrap(),
+        store
+            .bind(Record::new(key, &alice(), ttl), usize::MAX)
+            .await
+            .unwrap(),
         BindOutcome::Created
     );
     let count = |name: &str| {

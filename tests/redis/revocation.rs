@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use futures::{StreamExt, stream};
 use mcp_session_binding::{
     Identity,
-    store::{BindingStore, Lookup, MemoryStore, Owner, RedisStore},
+    store::{BindingStore, Lookup, MemoryStore, Owner, Record, RedisStore},
 };
 use support::redis_server::RedisServer;
 
@@ -38,7 +38,7 @@ async fn revoke_ten_thousand<S: BindingStore>(store: &S, what: &str) -> Duration
             let alice = &alice;
             async move {
                 store
-                    .bind(*key, alice, TTL, usize::MAX)
+                    .bind(Record::new(*key, alice, TTL), usize::MAX)
                     .await
                     .expect("bind");
             }
@@ -46,13 +46,19 @@ async fn revoke_ten_thousand<S: BindingStore>(store: &S, what: &str) -> Duration
         .await;
     for i in 0..TASKS {
         let task = store.key_derivation().task(&format!("{what}-task-{i}"));
-        store.bind_task(task, &alice, TTL).await.expect("task");
+        store
+            .bind_task(Record::new(task, &alice, TTL))
+            .await
+            .expect("task");
     }
     let bobs: Vec<_> = (0..3)
         .map(|i| store.key_derivation().session(&format!("{what}-bob-{i}")))
         .collect();
     for key in &bobs {
-        store.bind(*key, &bob, TTL, 10).await.expect("bind");
+        store
+            .bind(Record::new(*key, &bob, TTL), 10)
+            .await
+            .expect("bind");
     }
     eprintln!(
         "{what}: bound {SESSIONS} sessions and {TASKS} tasks in {:?}",

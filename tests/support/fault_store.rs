@@ -13,9 +13,10 @@ use std::{
     time::Duration,
 };
 
-use futures::{FutureExt, future::BoxFuture};
+use futures::FutureExt;
 use mcp_session_binding::store::{
-    BindOutcome, BindingStore, KeyDerivation, Lookup, MemoryStore, Owner, SessionKey, StoreError,
+    BindOutcome, BindingStore, KeyDerivation, Lookup, MemoryStore, Owner, Record, SessionKey,
+    StoreError, StoreFuture,
 };
 
 /// What `bind` and `lookup` do.
@@ -81,27 +82,17 @@ impl<St> FaultStore<St> {
 }
 
 impl<St: BindingStore> BindingStore for FaultStore<St> {
-    fn bind<'a>(
-        &'a self,
-        key: SessionKey,
-        owner: &'a Owner,
-        ttl: Duration,
-        limit: usize,
-    ) -> BoxFuture<'a, Result<BindOutcome, StoreError>> {
+    fn bind<'a>(&'a self, record: Record<'a>, limit: usize) -> StoreFuture<'a, BindOutcome> {
         if self.fault() == Fault::Taken {
             return futures::future::ready(Ok(BindOutcome::AlreadyBound(Owner::Anonymous))).boxed();
         }
         match self.error() {
             Some(error) => futures::future::ready(Err(error)).boxed(),
-            None => self.inner.bind(key, owner, ttl, limit),
+            None => self.inner.bind(record, limit),
         }
     }
 
-    fn lookup(
-        &self,
-        key: SessionKey,
-        slide: Option<Duration>,
-    ) -> BoxFuture<'_, Result<Lookup, StoreError>> {
+    fn lookup(&self, key: SessionKey, slide: Option<Duration>) -> StoreFuture<'_, Lookup> {
         match self.error() {
             Some(error) => futures::future::ready(Err(error)).boxed(),
             None => self.inner.lookup(key, slide),
@@ -112,7 +103,7 @@ impl<St: BindingStore> BindingStore for FaultStore<St> {
         &self,
         key: SessionKey,
         slide: Option<Duration>,
-    ) -> BoxFuture<'_, Result<(Lookup, Option<std::time::SystemTime>), StoreError>> {
+    ) -> StoreFuture<'_, (Lookup, Option<std::time::SystemTime>)> {
         match self.error() {
             Some(error) => futures::future::ready(Err(error)).boxed(),
             None => self.inner.lookup_with_age(key, slide),
@@ -123,14 +114,14 @@ impl<St: BindingStore> BindingStore for FaultStore<St> {
         &'a self,
         owner: &'a Owner,
         ttl: Duration,
-    ) -> BoxFuture<'a, Result<mcp_session_binding::store::Revoked, StoreError>> {
+    ) -> StoreFuture<'a, mcp_session_binding::store::Revoked> {
         match self.error() {
             Some(error) => futures::future::ready(Err(error)).boxed(),
             None => self.inner.end_owner(owner, ttl),
         }
     }
 
-    fn end(&self, key: SessionKey, ttl: Duration) -> BoxFuture<'_, Result<(), StoreError>> {
+    fn end(&self, key: SessionKey, ttl: Duration) -> StoreFuture<'_, ()> {
         let delay = Duration::from_millis(self.end_delay_ms.load(Ordering::SeqCst));
         async move {
             if !delay.is_zero() {
@@ -141,18 +132,13 @@ impl<St: BindingStore> BindingStore for FaultStore<St> {
         .boxed()
     }
 
-    fn bind_task<'a>(
-        &'a self,
-        key: SessionKey,
-        owner: &'a Owner,
-        ttl: Duration,
-    ) -> BoxFuture<'a, Result<BindOutcome, StoreError>> {
+    fn bind_task<'a>(&'a self, record: Record<'a>) -> StoreFuture<'a, BindOutcome> {
         if self.fault() == Fault::Taken {
             return futures::future::ready(Ok(BindOutcome::AlreadyBound(Owner::Anonymous))).boxed();
         }
         match self.error() {
             Some(error) => futures::future::ready(Err(error)).boxed(),
-            None => self.inner.bind_task(key, owner, ttl),
+            None => self.inner.bind_task(record),
         }
     }
 
@@ -160,7 +146,7 @@ impl<St: BindingStore> BindingStore for FaultStore<St> {
         &self,
         key: SessionKey,
         slide: Option<Duration>,
-    ) -> BoxFuture<'_, Result<Option<Owner>, StoreError>> {
+    ) -> StoreFuture<'_, Option<Owner>> {
         match self.error() {
             Some(error) => futures::future::ready(Err(error)).boxed(),
             None => self.inner.task_owner(key, slide),

@@ -99,11 +99,11 @@ pub async fn assert_binds_anonymous(
     ttl: std::time::Duration,
     limit: usize,
 ) {
-    use mcp_session_binding::store::{BindOutcome, Lookup, Owner};
+    use mcp_session_binding::store::{BindOutcome, Lookup, Owner, Record};
     let key = store.key_derivation().session(id);
     assert_eq!(
         store
-            .bind(key, &Owner::Anonymous, ttl, limit)
+            .bind(Record::new(key, &Owner::Anonymous, ttl), limit)
             .await
             .unwrap(),
         BindOutcome::Created

@@ -23,7 +23,7 @@ use crate::{
         jsonrpc::{self, code},
         scan::{self, Framing, Inspect, Scan, Verdict},
     },
-    store::{BindOutcome, BindingStore, Owner, StoreError},
+    store::{BindOutcome, BindingStore, Owner, Record, StoreError},
 };
 
 /// How long a task record lives: twice the task's `ttlMs` (rmcp keeps a finished task for one
@@ -136,7 +136,7 @@ impl<St: BindingStore + Clone> TaskRecorder for Capture<St> {
         async move {
             let key = store.key_derivation().task(&task_id);
             let owner = Owner::of(caller.as_ref());
-            let outcome = store.bind_task(key, &owner, ttl).await;
+            let outcome = store.bind_task(Record::new(key, &owner, ttl)).await;
             let recorded =
                 decide::task_recorded(outcome.as_ref().map_err(StoreError::kind), caller.as_ref());
             if !recorded {

@@ -14,14 +14,14 @@ use std::{
 };
 
 use dashmap::mapref::entry::Entry;
-use futures::future::{self, BoxFuture, FutureExt};
+use futures::future::{self, FutureExt};
 
 mod slots;
 
 use self::slots::{Kind, Map, OwnerEntry, OwnerKeys, Owners, Slot};
 use super::{
-    BindOutcome, BindingStore, KeyDerivation, Lookup, Owner, Revoked, SessionKey, StoreError,
-    StoreErrorKind,
+    BindOutcome, BindingStore, KeyDerivation, Lookup, Owner, Record, Revoked, SessionKey,
+    StoreError, StoreErrorKind, StoreFuture,
 };
 use crate::metrics::MemoryOp;
 
@@ -85,16 +85,16 @@ const OWNER_TIDY: usize = 2;
 /// let ttl = Duration::from_secs(60);
 /// // At most two live sessions for alice:
 /// for id in ["s-1", "s-2"] {
-///     assert_eq!(store.bind(keys.session(id), &alice, ttl, 2).await.unwrap(), BindOutcome::Created);
+///     assert_eq!(store.bind(Record::new(keys.session(id), &alice, ttl), 2).await.unwrap(), BindOutcome::Created);
 /// }
 /// let third = keys.session("s-3");
 /// assert!(matches!(
-///     store.bind(third, &alice, ttl, 2).await.unwrap(),
+///     store.bind(Record::new(third, &alice, ttl), 2).await.unwrap(),
 ///     BindOutcome::LimitReached { .. }
 /// ));
 /// // Ending one frees its slot.
 /// store.end(keys.session("s-1"), ttl).await.unwrap();
-/// assert_eq!(store.bind(third, &alice, ttl, 2).await.unwrap(), BindOutcome::Created);
+/// assert_eq!(store.bind(Record::new(third, &alice, ttl), 2).await.unwrap(), BindOutcome::Created);
 /// assert_eq!(store.lookup_now(third, None).unwrap().unwrap(), Lookup::Bound(alice));
 /// # });
 /// ```
@@ -463,7 +463,17 @@ impl MemoryStore {
         slide: Option<Duration>,
         read: impl FnOnce(&Slot) -> T,
     ) -> Option<T> {
-        let now = self.inner.now();
+        self.read_at(self.inner.now(), key, slide, read)
+    }
+
+    /// [`read`](Self::read) at `now` (the store's clock).
+    fn read_at<T>(
+        &self,
+        now: u64,
+        key: SessionKey,
+        slide: Option<Duration>,
+        read: impl FnOnce(&Slot) -> T,
+    ) -> Option<T> {
         match self.inner.map.get(&key) {
             None => return None,
             Some(slot) if !slot.expired(now) => {
@@ -478,8 +488,26 @@ impl MemoryStore {
         None
     }
 
+    #[cfg(test)]
     fn lookup_sync(&self, key: SessionKey, slide: Option<Duration>) -> Lookup {
-        self.lookup_with_age_sync(key, slide).0
+        self.lookup_at(None, key, slide)
+    }
+
+    /// A lookup at `started` (when the caller read the clock already). Not
+    /// `lookup_with_age_sync(..).0`: the bind time is not worked out when not asked for.
+    fn lookup_at(
+        &self,
+        started: Option<Instant>,
+        key: SessionKey,
+        slide: Option<Duration>,
+    ) -> Lookup {
+        let now = started.map_or_else(|| self.inner.now(), |at| self.inner.at(at));
+        self.read_at(now, key, slide, |slot| match slot.kind() {
+            Kind::Bound => Lookup::Bound(slot.owner()),
+            Kind::Ended => Lookup::Ended,
+            Kind::Task => Lookup::Missing,
+        })
+        .unwrap_or(Lookup::Missing)
     }
 
     fn lookup_with_age_sync(
@@ -662,8 +690,13 @@ impl Inner {
     }
 
     fn now(&self) -> u64 {
+        self.at(Instant::now())
+    }
+
+    /// The store's clock at `instant`.
+    fn at(&self, instant: Instant) -> u64 {
         // +1 so that a zero TTL is already expired.
-        let now = millis(self.epoch.elapsed()) + 1;
+        let now = millis(instant.saturating_duration_since(self.epoch)) + 1;
         #[cfg(test)]
         let now = now + self.skew.load(Ordering::Relaxed);
         now
@@ -680,42 +713,27 @@ impl fmt::Debug for MemoryStore {
 }
 
 impl BindingStore for MemoryStore {
-    fn bind<'a>(
-        &'a self,
-        key: SessionKey,
-        owner: &'a Owner,
-        ttl: Duration,
-        limit: usize,
-    ) -> BoxFuture<'a, Result<BindOutcome, StoreError>> {
+    fn bind<'a>(&'a self, record: Record<'a>, limit: usize) -> StoreFuture<'a, BindOutcome> {
+        let Record { key, owner, ttl } = record;
         let started = crate::metrics::started();
         let bound = self.bind_now(key, owner, ttl, limit);
         future::ready(crate::metrics::store_call("memory", "bind", started, bound)).boxed()
     }
 
-    fn lookup(
-        &self,
-        key: SessionKey,
-        slide: Option<Duration>,
-    ) -> BoxFuture<'_, Result<Lookup, StoreError>> {
-        let found = crate::metrics::memory(MemoryOp::Lookup, || self.lookup_sync(key, slide));
+    fn lookup(&self, key: SessionKey, slide: Option<Duration>) -> StoreFuture<'_, Lookup> {
+        let found = crate::metrics::memory(MemoryOp::Lookup, |started| {
+            self.lookup_at(started, key, slide)
+        });
         future::ready(Ok(found)).boxed()
     }
 
-    fn end(
-        &self,
-        key: SessionKey,
-        tombstone_ttl: Duration,
-    ) -> BoxFuture<'_, Result<(), StoreError>> {
-        crate::metrics::memory(MemoryOp::End, || self.end_now(key, tombstone_ttl));
+    fn end(&self, key: SessionKey, tombstone_ttl: Duration) -> StoreFuture<'_, ()> {
+        crate::metrics::memory(MemoryOp::End, |_| self.end_now(key, tombstone_ttl));
         future::ready(Ok(())).boxed()
     }
 
-    fn bind_task<'a>(
-        &'a self,
-        key: SessionKey,
-        owner: &'a Owner,
-        ttl: Duration,
-    ) -> BoxFuture<'a, Result<BindOutcome, StoreError>> {
+    fn bind_task<'a>(&'a self, record: Record<'a>) -> StoreFuture<'a, BindOutcome> {
+        let Record { key, owner, ttl } = record;
         let started = crate::metrics::started();
         let bound = self.bind_task_now(key, owner, ttl);
         let bound = crate::metrics::store_call("memory", "bind_task", started, bound);
@@ -726,8 +744,8 @@ impl BindingStore for MemoryStore {
         &self,
         key: SessionKey,
         slide: Option<Duration>,
-    ) -> BoxFuture<'_, Result<Option<Owner>, StoreError>> {
-        future::ready(Ok(crate::metrics::memory(MemoryOp::TaskOwner, || {
+    ) -> StoreFuture<'_, Option<Owner>> {
+        future::ready(Ok(crate::metrics::memory(MemoryOp::TaskOwner, |_| {
             self.task_owner_now(key, slide)
         })))
         .boxed()
@@ -738,8 +756,8 @@ impl BindingStore for MemoryStore {
         key: SessionKey,
         slide: Option<Duration>,
     ) -> Option<Result<Lookup, StoreError>> {
-        Some(Ok(crate::metrics::memory(MemoryOp::Lookup, || {
-            self.lookup_sync(key, slide)
+        Some(Ok(crate::metrics::memory(MemoryOp::Lookup, |started| {
+            self.lookup_at(started, key, slide)
         })))
     }
 
@@ -747,7 +765,7 @@ impl BindingStore for MemoryStore {
         &self,
         key: SessionKey,
         slide: Option<Duration>,
-    ) -> BoxFuture<'_, Result<(Lookup, Option<SystemTime>), StoreError>> {
+    ) -> StoreFuture<'_, (Lookup, Option<SystemTime>)> {
         future::ready(Ok(self.lookup_with_age_sync(key, slide))).boxed()
     }
 
@@ -755,7 +773,7 @@ impl BindingStore for MemoryStore {
         &'a self,
         owner: &'a Owner,
         tombstone_ttl: Duration,
-    ) -> BoxFuture<'a, Result<Revoked, StoreError>> {
+    ) -> StoreFuture<'a, Revoked> {
         future::ready(Ok(self.end_owner_now(owner, tombstone_ttl))).boxed()
     }
 

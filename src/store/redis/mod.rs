@@ -13,14 +13,14 @@ use ::redis::{
     cluster_async::ClusterConnection,
     io::tcp::{TcpSettings, socket2},
 };
-use futures::future::{BoxFuture, FutureExt};
+use futures::future::FutureExt;
 
 mod cache;
 
 use self::cache::LocalCache;
 use super::{
-    BindOutcome, BindingStore, KeyDerivation, KeySecret, Lookup, Owner, Revoked, SessionKey,
-    StoreError,
+    BindOutcome, BindingStore, KeyDerivation, KeySecret, Lookup, Owner, Record, Revoked,
+    SessionKey, StoreError, StoreFuture,
     codec::{self, Stored},
 };
 
@@ -1292,13 +1292,8 @@ impl fmt::Debug for RedisStore {
 }
 
 impl BindingStore for RedisStore {
-    fn bind<'a>(
-        &'a self,
-        key: SessionKey,
-        owner: &'a Owner,
-        ttl: Duration,
-        limit: usize,
-    ) -> BoxFuture<'a, Result<BindOutcome, StoreError>> {
+    fn bind<'a>(&'a self, record: Record<'a>, limit: usize) -> StoreFuture<'a, BindOutcome> {
+        let Record { key, owner, ttl } = record;
         let mut invocation = BIND_SCRIPT.prepare_invoke();
         invocation
             .key(self.redis_key(key))
@@ -1337,11 +1332,7 @@ impl BindingStore for RedisStore {
         .boxed()
     }
 
-    fn lookup(
-        &self,
-        key: SessionKey,
-        slide: Option<Duration>,
-    ) -> BoxFuture<'_, Result<Lookup, StoreError>> {
+    fn lookup(&self, key: SessionKey, slide: Option<Duration>) -> StoreFuture<'_, Lookup> {
         async move { self.lookup_aged(key, slide).await.map(|(found, _)| found) }.boxed()
     }
 
@@ -1349,7 +1340,7 @@ impl BindingStore for RedisStore {
         &self,
         key: SessionKey,
         slide: Option<Duration>,
-    ) -> BoxFuture<'_, Result<(Lookup, Option<SystemTime>), StoreError>> {
+    ) -> StoreFuture<'_, (Lookup, Option<SystemTime>)> {
         self.lookup_aged(key, slide).boxed()
     }
 
@@ -1357,15 +1348,11 @@ impl BindingStore for RedisStore {
         &'a self,
         owner: &'a Owner,
         tombstone_ttl: Duration,
-    ) -> BoxFuture<'a, Result<Revoked, StoreError>> {
+    ) -> StoreFuture<'a, Revoked> {
         self.end_owner_batches(owner, tombstone_ttl).boxed()
     }
 
-    fn end(
-        &self,
-        key: SessionKey,
-        tombstone_ttl: Duration,
-    ) -> BoxFuture<'_, Result<(), StoreError>> {
+    fn end(&self, key: SessionKey, tombstone_ttl: Duration) -> StoreFuture<'_, ()> {
         // EVAL with the script's text, not EVALSHA: an end needs no script cache, so it is one
         // round trip even on a Redis that just restarted, and one that was sent runs even if its
         // caller stopped waiting.
@@ -1391,12 +1378,8 @@ impl BindingStore for RedisStore {
         .boxed()
     }
 
-    fn bind_task<'a>(
-        &'a self,
-        key: SessionKey,
-        owner: &'a Owner,
-        ttl: Duration,
-    ) -> BoxFuture<'a, Result<BindOutcome, StoreError>> {
+    fn bind_task<'a>(&'a self, record: Record<'a>) -> StoreFuture<'a, BindOutcome> {
+        let Record { key, owner, ttl } = record;
         // Insert-if-absent (Redis 7.0: `NX` with `GET`), in the owner's task index.
         let mut invocation = TASK_SCRIPT.prepare_invoke();
         invocation
@@ -1431,7 +1414,7 @@ impl BindingStore for RedisStore {
         &self,
         key: SessionKey,
         slide: Option<Duration>,
-    ) -> BoxFuture<'_, Result<Option<Owner>, StoreError>> {
+    ) -> StoreFuture<'_, Option<Owner>> {
         self.task(key, slide).boxed()
     }
 
