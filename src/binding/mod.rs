@@ -25,6 +25,7 @@ pub(crate) mod end;
 pub(crate) mod event_ids;
 pub(crate) mod future;
 pub(crate) mod layer;
+mod plumbing;
 mod refuse;
 pub(crate) mod reject;
 mod revoke;
@@ -37,6 +38,5 @@ pub(crate) mod trace;
 
 pub use config::MismatchAnswer;
 pub use future::ResponseFuture;
-pub use layer::SessionBindingLayer;
+pub use layer::{SessionBinding, SessionBindingLayer};
 pub use reject::RejectionReason;
-pub use service::SessionBinding;

@@ -15,8 +15,8 @@ use crate::{
         config::{Config, InnerHead},
         decide,
         end::end_session,
+        plumbing::Checked,
         reject::{self, RejectionReason},
-        service::Checked,
         trace,
     },
     protocol::{

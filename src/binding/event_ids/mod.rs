@@ -15,8 +15,6 @@
 //! [`SessionBindingLayer::bind_event_ids`]: crate::SessionBindingLayer::bind_event_ids
 //! [`KeySecret`]: crate::store::KeySecret
 
-use std::fmt;
-
 use http::{HeaderMap, HeaderValue};
 
 use crate::{
@@ -32,9 +30,6 @@ pub(crate) use tag::IdTagger;
 const SEPARATOR: u8 = b'~';
 /// Hex digits of a tag.
 const TAG_HEX: usize = 32;
-/// Longest event id value the tagger holds to tag, in bytes; a longer one passes untagged (and
-/// cannot be resumed from).
-pub(crate) const MAX_EVENT_ID_LEN: usize = 1024;
 
 /// The MAC key for event ids, derived from the deployment's secret.
 pub(crate) struct EventIdKey {
@@ -69,17 +64,6 @@ impl EventIdKey {
         tag
     }
 
-    /// What follows `id` in its sealed form `<id>~<32 hex digits>`.
-    fn suffix(&self, session: SessionKey, id: &[u8]) -> [u8; TAG_HEX + 1] {
-        const HEX: &[u8; 16] = b"0123456789abcdef";
-        let mut suffix = [SEPARATOR; TAG_HEX + 1];
-        for (pair, byte) in suffix[1..].chunks_exact_mut(2).zip(self.tag(session, id)) {
-            pair[0] = HEX[usize::from(byte >> 4)];
-            pair[1] = HEX[usize::from(byte & 15)];
-        }
-        suffix
-    }
-
     /// The event id inside `sealed` when its tag is `session`'s, else `None`.
     fn open<'a>(&self, session: SessionKey, sealed: &'a [u8]) -> Option<&'a [u8]> {
         let split = sealed.len().checked_sub(TAG_HEX + 1)?;
@@ -101,12 +85,6 @@ fn hex_digit(c: u8) -> Option<u8> {
         b'0'..=b'9' => Some(c - b'0'),
         b'a'..=b'f' => Some(c - b'a' + 10),
         _ => None,
-    }
-}
-
-impl fmt::Debug for EventIdKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("EventIdKey(..)")
     }
 }
 
@@ -133,25 +111,9 @@ pub(crate) fn open_last_event_id(
     Ok(())
 }
 
-/// Where the tagger is in the current line.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Line {
-    /// At the start of a line (after the byte order mark, at the stream's start).
-    Start,
-    /// Held `i`.
-    I,
-    /// Held `id`.
-    Id,
-    /// Held `id:` and the value so far.
-    Value,
-    /// In a line that is not an `id` field, or is passed untagged.
-    Other,
-}
-
-const BOM: &[u8; 3] = b"\xEF\xBB\xBF";
-
 #[cfg(test)]
 mod tests {
+    use super::tag::{BOM, MAX_EVENT_ID_LEN};
     use super::*;
     use bytes::Bytes;
     use std::sync::Arc;

@@ -10,6 +10,46 @@ use crate::store::SessionKey;
 
 use super::*;
 
+/// Longest event id value the tagger holds to tag, in bytes; a longer one passes untagged (and
+/// cannot be resumed from).
+pub(crate) const MAX_EVENT_ID_LEN: usize = 1024;
+
+/// Where the tagger is in the current line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Line {
+    /// At the start of a line (after the byte order mark, at the stream's start).
+    Start,
+    /// Held `i`.
+    I,
+    /// Held `id`.
+    Id,
+    /// Held `id:` and the value so far.
+    Value,
+    /// In a line that is not an `id` field, or is passed untagged.
+    Other,
+}
+
+pub(super) const BOM: &[u8; 3] = b"\xEF\xBB\xBF";
+
+impl EventIdKey {
+    /// What follows `id` in its sealed form `<id>~<32 hex digits>`.
+    pub(super) fn suffix(&self, session: SessionKey, id: &[u8]) -> [u8; TAG_HEX + 1] {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let mut suffix = [SEPARATOR; TAG_HEX + 1];
+        for (pair, byte) in suffix[1..].chunks_exact_mut(2).zip(self.tag(session, id)) {
+            pair[0] = HEX[usize::from(byte >> 4)];
+            pair[1] = HEX[usize::from(byte & 15)];
+        }
+        suffix
+    }
+}
+
+impl fmt::Debug for EventIdKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("EventIdKey(..)")
+    }
+}
+
 /// Tags the `id` fields of one SSE stream, as its chunks pass: everything else passes as it
 /// came (slices of the chunks, no copy); only `id` lines are held, up to
 /// [`MAX_EVENT_ID_LEN`].
