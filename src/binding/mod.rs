@@ -25,7 +25,7 @@ pub(crate) mod end;
 pub(crate) mod event_ids;
 pub(crate) mod future;
 pub(crate) mod layer;
-mod plumbing;
+pub(crate) mod plumbing;
 mod refuse;
 pub(crate) mod reject;
 mod revoke;

@@ -2,10 +2,7 @@
 //! task route), and the decision's answer carried out on it. The type and its constructors are
 //! in `layer`; what to answer is [`decide`]'s.
 
-use std::{
-    sync::Arc,
-    task::{Context, Poll},
-};
+use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use futures::future::FutureExt;
@@ -19,7 +16,7 @@ use crate::{
     binding::decide,
     binding::end::Inner,
     binding::event_ids,
-    binding::plumbing::{After, AfterKind, Checked, RequestBody},
+    binding::plumbing::{After, AfterKind, Checked, RequestBody, capture},
     binding::refuse::foreign_event_id,
     binding::reject::{self, RejectionReason},
     binding::stream,
@@ -28,7 +25,7 @@ use crate::{
     identity::IdentityExtractor,
     protocol::headers::{self, LAST_EVENT_ID, MCP_SESSION_ID, SessionHeader},
     protocol::route::{self, Route},
-    store::{BindingStore, Lookup, SessionKey, StoreError, StoreErrorKind, aged},
+    store::{BindingStore, SessionKey, StoreError, StoreErrorKind, aged},
 };
 
 /// The layer's answer to a request it does not forward, made before its body is read.
@@ -50,9 +47,8 @@ enum Path {
 
 impl<S, St, I, ReqBody, ResBody> Service<Request<ReqBody>> for SessionBinding<S, St, I>
 where
-    S: Service<Request<ReqBody>, Response = Response<ResBody>, Error: Send>
-        + Inner<ReqBody, ResBody>
-        + Clone,
+    S: Service<Request<ReqBody>, Response = Response<ResBody>, Error: Send>,
+    S: Inner<ReqBody, ResBody> + Clone,
     St: BindingStore + Clone,
     I: IdentityExtractor,
     ReqBody: RequestBody,
@@ -143,14 +139,12 @@ impl<S: Clone, St: BindingStore + Clone, I: IdentityExtractor> SessionBinding<S,
         if self.config.event_ids.is_some() {
             parts.headers.remove(LAST_EVENT_ID);
         }
-        let credentials = parts.headers.contains_key(AUTHORIZATION);
         let kind = AfterKind::BindNew {
             head: InnerHead::of_creating(&parts),
-            credentials,
+            credentials: parts.headers.contains_key(AUTHORIZATION),
         };
         let mut inner = self.take_ready();
-        let (store, config) = (self.store.clone(), self.config.clone());
-        let after = After::new(self.inner.clone(), store, config, caller, kind);
+        let after = After::new(self.carry(self.inner.clone()), caller, kind);
         let future = inner.call(Request::from_parts(parts, body));
         ResponseFuture::inner(future, Some(Box::new(after)))
     }
@@ -167,26 +161,19 @@ impl<S: Clone, St: BindingStore + Clone, I: IdentityExtractor> SessionBinding<S,
     where
         S: Inner<B, RB, Error: Send>,
     {
-        let (store, config) = (self.store.clone(), self.config.clone());
         let mode = match method.route(&parts.headers, self.config.max_task_id_len) {
             Route::Check(task_id) => {
                 let task_id = task_id.map(str::to_owned);
-                let ready = self.take_ready();
-                let check = tasks::check(ready, store, config, caller, task_id, parts, body);
+                let check = tasks::check(self.take(), caller, task_id, parts, body);
                 return ResponseFuture::boxed(check.boxed());
             }
             Route::Create => tasks::Mode::Create,
             Route::Listen => tasks::Mode::Listen,
         };
-        let capture = tasks::Capture {
-            store,
-            config,
-            caller,
-            mode,
-        };
+        let after = capture(self.store.clone(), self.config.clone(), caller, mode);
         // Called at once: the service polled ready is used here, not cloned.
         let future = self.inner.call(Request::from_parts(parts, body));
-        ResponseFuture::inner(future, Some(capture.scan()))
+        ResponseFuture::inner(future, Some(after))
     }
 
     /// A request naming a session: decided at once on a store that answers at once, else once
@@ -202,13 +189,7 @@ impl<S: Clone, St: BindingStore + Clone, I: IdentityExtractor> SessionBinding<S,
     where
         S: Inner<B, RB, Error: Send>,
     {
-        let slide = self.config.slide(caller.as_ref());
-        let aged = self.config.max_session_age.is_some();
-        // Not found under the current key, during a rotation's overlap: ask again, under both.
-        let found = match aged::lookup_now(&self.store, key, slide, aged) {
-            Some(Ok((Lookup::Missing, _))) if previous.is_some() => None,
-            found => found,
-        };
+        let found = self.lookup_now(key, previous, caller.as_ref());
         if let Some(Ok(found)) = &found
             && let decide::Session::Forward {
                 tombstone_on_success,
@@ -216,32 +197,15 @@ impl<S: Clone, St: BindingStore + Clone, I: IdentityExtractor> SessionBinding<S,
         {
             // The matching path: the inner service polled ready is called here, nothing is
             // cloned or boxed.
-            let (store, config, request) =
-                (&self.store, &self.config, Request::from_parts(parts, body));
-            return forward(
-                &mut self.inner,
-                store,
-                config,
-                request,
-                caller,
-                key,
-                tombstone_on_success,
-            );
+            let request = Request::from_parts(parts, body);
+            return self.forward(request, caller, key, tombstone_on_success);
         }
-        let mut checked = Checked {
-            ready: self.take_ready(),
-            store: self.store.clone(),
-            config: self.config.clone(),
-            caller,
-            key,
-            parts,
-            body,
-        };
+        let mut checked = self.checked(caller, key, parts, body);
         match found {
             Some(found) => checked.decide(found),
             None => ResponseFuture::boxed(
                 async move {
-                    let found = checked.lookup_either(previous, slide, aged).await;
+                    let found = checked.lookup_either(previous).await;
                     checked.decide(found).await
                 }
                 .boxed(),
@@ -279,28 +243,18 @@ impl<S: Clone, St: BindingStore + Clone, B: RequestBody> Checked<S, St, B> {
         S: Inner<B, RB, Error: Send>,
     {
         let (caller, method) = (self.caller.as_ref(), &self.parts.method);
-        let decision = decision(
-            &self.config,
-            found.as_ref().map_err(StoreError::kind),
-            caller,
-            method,
-        );
+        let found_kind = found.as_ref().map_err(StoreError::kind);
+        let decision = decision(&self.binding.config, found_kind, caller, method);
         trace::decision(&decision, &found, caller, self.key);
         let answer = match decision {
             decide::Session::Forward {
                 tombstone_on_success: tombstone,
             } => {
-                let (store, config) = (&self.store, &self.config);
-                let request = Request::from_parts(self.parts, self.body);
-                return forward(
-                    &mut self.ready,
-                    store,
-                    config,
-                    request,
-                    self.caller,
-                    self.key,
-                    tombstone,
+                let (binding, request) = (
+                    &mut self.binding,
+                    Request::from_parts(self.parts, self.body),
                 );
+                return binding.forward(request, self.caller, self.key, tombstone);
             }
             decide::Session::Refuse {
                 reason,
@@ -332,39 +286,35 @@ fn decision(
     )
 }
 
-/// Forwards a request on its owner's session to `ready`, the service polled ready, unless its
-/// `Last-Event-ID` (with event ids bound) is another session's. After the answer: the tombstone
-/// of a session its owner deleted (`tombstone_on_success`), else the watch over a GET stream
-/// and the tagging of event ids ([`stream::after`]).
-fn forward<S, St, B, RB>(
-    ready: &mut S,
-    store: &St,
-    config: &Arc<Config>,
-    mut request: Request<B>,
-    caller: Option<Identity>,
-    key: SessionKey,
-    tombstone_on_success: bool,
-) -> ResponseFuture<S::Future, RB>
-where
-    S: Inner<B, RB, Error: Send> + Clone,
-    St: BindingStore + Clone,
-    B: RequestBody,
-    RB: Send + 'static,
-{
-    if let Some(ids) = &config.event_ids
-        && let Err(why) = event_ids::open_last_event_id(request.headers_mut(), ids, key)
+impl<S: Clone, St: BindingStore + Clone, I> SessionBinding<S, St, I> {
+    /// Forwards a request on its owner's session to the inner service (polled ready), unless its
+    /// `Last-Event-ID` (with event ids bound) is another session's. After the answer: the tombstone
+    /// of a session its owner deleted (`tombstone_on_success`), else the watch over a GET stream
+    /// and the tagging of event ids ([`stream::after`]).
+    fn forward<B: RequestBody, RB: Send + 'static>(
+        &mut self,
+        mut request: Request<B>,
+        caller: Option<Identity>,
+        key: SessionKey,
+        tombstone_on_success: bool,
+    ) -> ResponseFuture<S::Future, RB>
+    where
+        S: Inner<B, RB, Error: Send>,
     {
-        let answer = foreign_event_id(caller.as_ref(), key, why);
-        drop(crate::ready::take_ready(ready));
-        return ResponseFuture::early(request.version(), request.into_body(), answer);
+        if let Some(ids) = &self.config.event_ids
+            && let Err(why) = event_ids::open_last_event_id(request.headers_mut(), ids, key)
+        {
+            let answer = foreign_event_id(caller.as_ref(), key, why);
+            drop(self.take_ready());
+            return ResponseFuture::early(request.version(), request.into_body(), answer);
+        }
+        let after = if tombstone_on_success {
+            let kind = AfterKind::EndOnSuccess(key);
+            Some(Box::new(After::new(self.carry(self.inner.clone()), caller, kind)) as Box<_>)
+        } else {
+            stream::after(&self.store, &self.config, request.method(), key, caller)
+        };
+        crate::metrics::forwarded();
+        ResponseFuture::inner(self.inner.call(request), after)
     }
-    let after = if tombstone_on_success {
-        let (store, config) = (store.clone(), config.clone());
-        let kind = AfterKind::EndOnSuccess(key);
-        Some(Box::new(After::new(ready.clone(), store, config, caller, kind)) as Box<_>)
-    } else {
-        stream::after(store, config, request.method(), key, caller)
-    };
-    crate::metrics::forwarded();
-    ResponseFuture::inner(ready.call(request), after)
 }

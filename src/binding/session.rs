@@ -51,7 +51,7 @@ where
             let what = "the inner service minted a session id that is not a valid Mcp-Session-Id";
             let reason = RejectionReason::InvalidMintedSessionId;
             trace::rejected(reason, caller.as_ref(), None, Some(what));
-            return refuse(reason);
+            return reject::plain(reason, None).map(ResponseBody::answer);
         }
     };
     let key = store.key_derivation().session(headers::as_str(&session));
@@ -60,7 +60,7 @@ where
         Err(reason) => {
             trace::new_session_refused(reason, key);
             end_session(inner, store, None, config, head, session, None).await;
-            return refuse(reason);
+            return reject::plain(reason, None).map(ResponseBody::answer);
         }
     };
     let limit = config.session_limit(&owner);
@@ -86,10 +86,6 @@ where
     }
     match retry_after {
         Some(retry_after) => reject::too_many_sessions(retry_after).map(ResponseBody::answer),
-        None => refuse(reason),
+        None => reject::plain(reason, None).map(ResponseBody::answer),
     }
-}
-
-fn refuse<B>(reason: RejectionReason) -> Response<ResponseBody<B>> {
-    reject::plain(reason, None).map(ResponseBody::answer)
 }

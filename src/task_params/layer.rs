@@ -161,6 +161,18 @@ impl<S, St> TaskParams<S, St> {
     }
 }
 
+impl<S: Clone, St: Clone> TaskParams<S, St> {
+    /// This service with the instance polled ready, for a future that calls it; a clone stays
+    /// for the next request.
+    pub(super) fn take(&mut self) -> Self {
+        Self {
+            inner: crate::ready::take_ready(&mut self.inner),
+            store: self.store.clone(),
+            settings: self.settings.clone(),
+        }
+    }
+}
+
 impl<S: fmt::Debug, St> fmt::Debug for TaskParams<S, St> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TaskParams")

@@ -2,10 +2,7 @@
 //! their bodies name. The type and its constructor are in `layer`, the reading of bodies in
 //! `body` and `read`.
 
-use std::{
-    sync::Arc,
-    task::{Context, Poll},
-};
+use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use futures::future::FutureExt;
@@ -21,11 +18,9 @@ use super::{
 use crate::{
     Identity, ResponseBody, ResponseFuture,
     binding::{
-        config::Config,
-        decide,
-        future::AfterResponse,
+        decide, plumbing,
         reject::{self, RejectionReason},
-        tasks::{self, Capture, Mode},
+        tasks::{self, Mode},
         trace,
     },
     protocol::{
@@ -57,10 +52,8 @@ impl Read {
 
 impl<S, St, B, RB> Service<Request<B>> for TaskParams<S, St>
 where
-    S: Service<Request<B>, Response = Response<RB>, Future: Send, Error: Send>
-        + Clone
-        + Send
-        + 'static,
+    S: Service<Request<B>, Response = Response<RB>, Future: Send, Error: Send>,
+    S: Clone + Send + 'static,
     St: BindingStore + Clone,
     B: TaskBody,
     RB: Send + 'static,
@@ -93,104 +86,85 @@ where
             // The common case, a small body there whole, to forward: forwarded to the service
             // polled ready, unboxed.
             RequestBody::Read(Ok(bytes), Plan::Forward { capture }) => {
-                let (store, config) = (&self.store, &settings.config);
-                forward(&mut self.inner, store, config, parts, bytes, capture)
+                self.forward(parts, bytes, capture)
             }
-            body => {
-                let ready = crate::ready::take_ready(&mut self.inner);
-                let (store, settings) = (self.store.clone(), self.settings.clone());
-                ResponseFuture::boxed(handle(ready, store, settings, read, parts, body).boxed())
-            }
+            body => ResponseFuture::boxed(self.take().handle(read, parts, body).boxed()),
         }
     }
 }
 
-/// Carries out the plan for a request whose body is read or still to read.
-async fn handle<S, St, B, RB>(
-    mut ready: S,
-    store: St,
-    settings: Arc<Settings>,
-    read: Read,
-    parts: Parts,
-    body: RequestBody<B>,
-) -> Result<Response<ResponseBody<RB>>, S::Error>
-where
-    S: Service<Request<B>, Response = Response<RB>, Error: Send + 'static>,
-    St: BindingStore + Clone,
-    B: TaskBody,
-    RB: Send + 'static,
-{
-    let config = &settings.config;
-    let caller = parts.extensions.get::<Identity>().cloned();
-    let caller = caller.as_ref();
-    let (bytes, plan) = match body.read(&parts, config, caller).await {
-        Ok(read) => read,
-        Err(answer) => return Ok(answer.map(ResponseBody::answer)),
-    };
-    let answer = match plan.unwrap_or_else(|| read.plan(&bytes, &settings)) {
-        Plan::Forward { capture } => {
-            return forward(&mut ready, &store, config, parts, bytes, capture).await;
-        }
-        Plan::Check(task_ids) => {
-            // A legacy check slides the record, as the binding layer's `tasks/*` check does.
-            let slide = (read == Read::Legacy).then_some(config.task_ttl);
-            match tasks::owns_all(&store, caller, &task_ids, slide).await {
-                Ok(()) => return forward(&mut ready, &store, config, parts, bytes, false).await,
-                Err((task_id, key, decide::Task::Unknown(_))) => {
-                    let reason = RejectionReason::UnknownTask;
-                    trace::rejected(reason, caller, Some(key), None);
-                    let message = format!("unknown task: {task_id}");
-                    tasks::answer_for(&bytes, config, reason, code::INVALID_PARAMS, &message)
+impl<S, St: BindingStore + Clone> TaskParams<S, St> {
+    /// Carries out the plan for a request whose body is read or still to read, on the service
+    /// polled ready.
+    async fn handle<B: TaskBody, RB: Send + 'static>(
+        mut self,
+        read: Read,
+        parts: Parts,
+        body: RequestBody<B>,
+    ) -> Result<Response<ResponseBody<RB>>, S::Error>
+    where
+        S: Service<Request<B>, Response = Response<RB>, Error: Send + 'static>,
+    {
+        let settings = self.settings.clone();
+        let config = &settings.config;
+        let caller = parts.extensions.get::<Identity>().cloned();
+        let caller = caller.as_ref();
+        let (bytes, plan) = match body.read(&parts, config, caller).await {
+            Ok(read) => read,
+            Err(answer) => return Ok(answer.map(ResponseBody::answer)),
+        };
+        let answer = match plan.unwrap_or_else(|| read.plan(&bytes, &settings)) {
+            Plan::Forward { capture } => return self.forward(parts, bytes, capture).await,
+            Plan::Check(task_ids) => {
+                // A legacy check slides the record, as the binding layer's `tasks/*` check does.
+                let slide = (read == Read::Legacy).then_some(config.task_ttl);
+                match tasks::owns_all(&self.store, caller, &task_ids, slide).await {
+                    Ok(()) => return self.forward(parts, bytes, false).await,
+                    Err((task_id, key, decide::Task::Unknown(_))) => {
+                        let reason = RejectionReason::UnknownTask;
+                        trace::rejected(reason, caller, Some(key), None);
+                        let message = format!("unknown task: {task_id}");
+                        tasks::answer_for(&bytes, config, reason, code::INVALID_PARAMS, &message)
+                    }
+                    Err(_) => reject::plain(RejectionReason::StoreUnavailable, None),
                 }
-                Err(_) => reject::plain(RejectionReason::StoreUnavailable, None),
             }
-        }
-        Plan::Refuse {
-            reason,
-            code,
-            message,
-        } => {
-            trace::rejected(reason, caller, None, Some(&message));
-            tasks::answer_for(&bytes, config, reason, code, &message)
-        }
-        Plan::Unreadable => {
-            let (reason, why) = (RejectionReason::BodyUnreadable, UNREADABLE);
-            trace::rejected(reason, caller, None, Some(why));
-            reject::plain(reason, Some(why))
-        }
-    };
-    Ok(answer.map(ResponseBody::answer))
+            Plan::Refuse {
+                reason,
+                code,
+                message,
+            } => {
+                trace::rejected(reason, caller, None, Some(&message));
+                tasks::answer_for(&bytes, config, reason, code, &message)
+            }
+            Plan::Unreadable => {
+                let (reason, why) = (RejectionReason::BodyUnreadable, UNREADABLE);
+                trace::rejected(reason, caller, None, Some(why));
+                reject::plain(reason, Some(why))
+            }
+        };
+        Ok(answer.map(ResponseBody::answer))
+    }
+
+    /// Forwards a request whose body was read to the inner service; with `capture`, its answer
+    /// is scanned for the task it creates, recorded for the caller.
+    fn forward<B: From<Bytes>, RB: Send + 'static>(
+        &mut self,
+        parts: Parts,
+        bytes: Bytes,
+        capture: bool,
+    ) -> ResponseFuture<S::Future, RB>
+    where
+        S: Service<Request<B>, Response = Response<RB>, Error: Send + 'static>,
+    {
+        let after = capture.then(|| {
+            let caller = parts.extensions.get::<Identity>().cloned();
+            let (store, config) = (self.store.clone(), self.settings.config.clone());
+            plumbing::capture(store, config, caller, Mode::Create)
+        });
+        let request = Request::from_parts(parts, B::from(bytes));
+        ResponseFuture::inner(self.inner.call(request), after)
+    }
 }
 
 const UNREADABLE: &str = "the body is not a JSON-RPC message the layer can read";
-
-/// Forwards a request whose body was read to `ready`; with `capture`, its answer is scanned for
-/// the task it creates, recorded for the caller.
-fn forward<S, St, B, RB>(
-    ready: &mut S,
-    store: &St,
-    config: &Arc<Config>,
-    parts: Parts,
-    bytes: Bytes,
-    capture: bool,
-) -> ResponseFuture<S::Future, RB>
-where
-    S: Service<Request<B>, Response = Response<RB>, Error: Send + 'static>,
-    St: BindingStore + Clone,
-    B: From<Bytes>,
-    RB: Send + 'static,
-{
-    let after = capture.then(|| {
-        let capture = Capture {
-            store: store.clone(),
-            config: config.clone(),
-            caller: parts.extensions.get::<Identity>().cloned(),
-            mode: Mode::Create,
-        };
-        capture.scan() as Box<dyn AfterResponse<RB, S::Error>>
-    });
-    ResponseFuture::inner(
-        ready.call(Request::from_parts(parts, B::from(bytes))),
-        after,
-    )
-}

@@ -64,27 +64,23 @@ impl EventIdKey {
         tag
     }
 
-    /// The event id inside `sealed` when its tag is `session`'s, else `None`.
+    /// What follows `id` in its sealed form `<id>~<32 hex digits>`.
+    fn suffix(&self, session: SessionKey, id: &[u8]) -> [u8; TAG_HEX + 1] {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let mut suffix = [SEPARATOR; TAG_HEX + 1];
+        for (pair, byte) in suffix[1..].chunks_exact_mut(2).zip(self.tag(session, id)) {
+            pair[0] = HEX[usize::from(byte >> 4)];
+            pair[1] = HEX[usize::from(byte & 15)];
+        }
+        suffix
+    }
+
+    /// The event id inside `sealed` when it ends with the suffix `session` gives it (in
+    /// constant time), else `None`.
     fn open<'a>(&self, session: SessionKey, sealed: &'a [u8]) -> Option<&'a [u8]> {
         let split = sealed.len().checked_sub(TAG_HEX + 1)?;
-        let (id, rest) = sealed.split_at(split);
-        let (separator, hex) = rest.split_first()?;
-        if *separator != SEPARATOR {
-            return None;
-        }
-        let mut tag = [0; 16];
-        for (byte, pair) in tag.iter_mut().zip(hex.chunks_exact(2)) {
-            *byte = (hex_digit(pair[0])? << 4) | hex_digit(pair[1])?;
-        }
-        constant_time_eq::constant_time_eq(&tag, &self.tag(session, id)).then_some(id)
-    }
-}
-
-fn hex_digit(c: u8) -> Option<u8> {
-    match c {
-        b'0'..=b'9' => Some(c - b'0'),
-        b'a'..=b'f' => Some(c - b'a' + 10),
-        _ => None,
+        let (id, suffix) = sealed.split_at(split);
+        constant_time_eq::constant_time_eq(suffix, &self.suffix(session, id)).then_some(id)
     }
 }
 

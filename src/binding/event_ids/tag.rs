@@ -31,19 +31,6 @@ enum Line {
 
 pub(super) const BOM: &[u8; 3] = b"\xEF\xBB\xBF";
 
-impl EventIdKey {
-    /// What follows `id` in its sealed form `<id>~<32 hex digits>`.
-    pub(super) fn suffix(&self, session: SessionKey, id: &[u8]) -> [u8; TAG_HEX + 1] {
-        const HEX: &[u8; 16] = b"0123456789abcdef";
-        let mut suffix = [SEPARATOR; TAG_HEX + 1];
-        for (pair, byte) in suffix[1..].chunks_exact_mut(2).zip(self.tag(session, id)) {
-            pair[0] = HEX[usize::from(byte >> 4)];
-            pair[1] = HEX[usize::from(byte & 15)];
-        }
-        suffix
-    }
-}
-
 impl fmt::Debug for EventIdKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("EventIdKey(..)")

@@ -29,7 +29,7 @@
 //!
 //! [`KeyDerivation::task`]: crate::store::KeyDerivation::task
 
-use std::{sync::Arc, time::Duration};
+use std::time::Duration;
 
 use http::{Request, Response};
 use http_body::Body;
@@ -38,8 +38,8 @@ use tower::Service;
 use crate::{
     Identity, ResponseBody,
     binding::{
-        config::Config,
         decide,
+        plumbing::Carried,
         reject::{self, RejectionReason},
         trace,
     },
@@ -56,11 +56,8 @@ pub(crate) use capture::{Capture, Mode};
 
 /// Checks a `tasks/get`, `tasks/update` or `tasks/cancel`: forwards it when the caller created
 /// the task, else answers without forwarding.
-#[allow(clippy::too_many_arguments)]
 pub(crate) async fn check<S, St, ReqBody, ResBody>(
-    mut ready: S,
-    store: St,
-    config: Arc<Config>,
+    mut binding: Carried<S, St>,
     caller: Option<Identity>,
     task_id: Result<String, &'static str>,
     parts: http::request::Parts,
@@ -69,20 +66,20 @@ pub(crate) async fn check<S, St, ReqBody, ResBody>(
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,
     St: BindingStore,
-    ReqBody: Body,
-    ReqBody::Data: bytes::Buf,
+    ReqBody: Body<Data: bytes::Buf>,
 {
+    let (store, config) = (&binding.store, &binding.config);
     let caller = caller.as_ref();
     let answer = match task_id {
         Err(why) => {
             let reason = RejectionReason::InvalidTaskRequest;
             trace::rejected(reason, caller, None, Some(why));
-            refusal(&parts, body, &config, reason, why).await
+            refusal(&parts, body, config, reason, why).await
         }
-        Ok(task_id) => match ownership(&store, caller, &task_id, Some(config.task_ttl)).await {
+        Ok(task_id) => match ownership(store, caller, &task_id, Some(config.task_ttl)).await {
             (_, decide::Task::Forward) => {
                 crate::metrics::task_forwarded();
-                let response = ready.call(Request::from_parts(parts, body)).await?;
+                let response = binding.inner.call(Request::from_parts(parts, body)).await?;
                 return Ok(response.map(ResponseBody::inner));
             }
             (key, decide::Task::Unknown(reason)) => {
@@ -91,7 +88,7 @@ where
                     trace::rejected(reason, caller, Some(key), None);
                 }
                 let message = format!("unknown task: {task_id}");
-                refusal(&parts, body, &config, reason, &message).await
+                refusal(&parts, body, config, reason, &message).await
             }
             (_, decide::Task::Unavailable) => {
                 let answer = reject::plain(RejectionReason::StoreUnavailable, None);
