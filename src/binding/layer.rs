@@ -1,4 +1,6 @@
-//! [`SessionBindingLayer`]: the builder of the binding service's settings.
+//! [`SessionBindingLayer`]: the builder of the binding service's settings, and the
+//! [`SessionBinding`] service it makes (its type and constructors; what it does with a request
+//! is `service`'s).
 
 use std::{sync::Arc, time::Duration};
 
@@ -413,7 +415,7 @@ impl<S, St: Clone, I: Clone> Layer<S> for SessionBindingLayer<St, I> {
 }
 
 /// Binds MCP sessions to the caller's identity and checks it on every request. Made by
-/// [`SessionBindingLayer`](crate::SessionBindingLayer).
+/// [`SessionBindingLayer`].
 ///
 /// Its responses carry [`ResponseBody`](crate::ResponseBody); the inner service's error type passes through unchanged
 /// (every refusal is a response). Requests keep their body type, which must implement `Default`
@@ -456,7 +458,7 @@ pub struct SessionBinding<S, St, I = FromIdentityExtension> {
 
 impl<S, St: BindingStore + Clone> SessionBinding<S, St> {
     /// Wraps `inner`, with bindings in `store`, reading this crate's [`Identity`](crate::Identity) from the request
-    /// extensions, with the default settings. [`SessionBindingLayer`](crate::SessionBindingLayer)
+    /// extensions, with the default settings. [`SessionBindingLayer`]
     /// configures the rest.
     ///
     /// ```
@@ -476,8 +478,8 @@ impl<S, St: BindingStore + Clone> SessionBinding<S, St> {
         Self::from_parts(inner, store, FromIdentityExtension, Arc::default())
     }
 
-    /// A [`SessionBindingLayer`](crate::SessionBindingLayer) on `store`, with the defaults: the
-    /// same as [`SessionBindingLayer::with_store`](crate::SessionBindingLayer::with_store).
+    /// A [`SessionBindingLayer`] on `store`, with the defaults: the
+    /// same as [`SessionBindingLayer::with_store`].
     ///
     /// ```
     /// # #[cfg(feature = "memory")] {
@@ -487,8 +489,8 @@ impl<S, St: BindingStore + Clone> SessionBinding<S, St> {
     /// # let _ = layer;
     /// # }
     /// ```
-    pub fn layer(store: St) -> crate::SessionBindingLayer<St> {
-        crate::SessionBindingLayer::with_store(store)
+    pub fn layer(store: St) -> SessionBindingLayer<St> {
+        SessionBindingLayer::with_store(store)
     }
 }
 

@@ -1,4 +1,4 @@
-//! What carries a request of [`SessionBinding`](crate::SessionBinding) from one step to the next:
+//! What carries a request of [`SessionBinding`] from one step to the next:
 //! the bounds of its request bodies, a request waiting for the store's answer, and the work
 //! after a response. None of it decides anything: `service` picks the path, `decide` the answer,
 //! `session` what happens to a new session.

@@ -130,7 +130,7 @@ impl<S, St: Clone> Layer<S> for TaskParamsLayer<St> {
     }
 }
 
-/// The service [`TaskParamsLayer`](super::TaskParamsLayer) makes.
+/// The service [`TaskParamsLayer`] makes.
 ///
 /// ```
 /// # #[cfg(feature = "memory")] {
