@@ -250,11 +250,9 @@ impl<S: Clone, St: BindingStore + Clone, B: RequestBody> Checked<S, St, B> {
             decide::Session::Forward {
                 tombstone_on_success: tombstone,
             } => {
-                let (binding, request) = (
-                    &mut self.binding,
-                    Request::from_parts(self.parts, self.body),
-                );
-                return binding.forward(request, self.caller, self.key, tombstone);
+                let request = Request::from_parts(self.parts, self.body);
+                let (caller, key) = (self.caller, self.key);
+                return self.binding.forward(request, caller, key, tombstone);
             }
             decide::Session::Refuse {
                 reason,
