@@ -267,6 +267,17 @@ impl InnerHead {
         })
     }
 
+    /// Records `self`, the head of a request whose response created a session, as the head of
+    /// the `DELETE`s that end sessions, unless an
+    /// [`end_session_uri`](crate::SessionBindingLayer::end_session_uri) is configured.
+    pub(crate) fn remember(self, config: &Config) {
+        if config.end_session_uri.is_none()
+            && let Ok(mut created_at) = config.created_at.lock()
+        {
+            *created_at = Some(self);
+        }
+    }
+
     pub(crate) fn delete<B: Default>(&self, session: HeaderValue, config: &Config) -> Request<B> {
         let mut request = Request::new(B::default());
         *request.method_mut() = Method::DELETE;

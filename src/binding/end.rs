@@ -92,3 +92,28 @@ where
         }
     })
 }
+
+/// Tombstones the session its owner deleted (the inner service agreed), so every replica answers
+/// 404 from now on. A failure is logged: the owner's answer does not depend on it. The work is
+/// [detached](detach).
+pub(crate) async fn tombstone_deleted<St: BindingStore + Send + 'static>(
+    store: St,
+    config: &Config,
+    caller: Option<Identity>,
+    key: SessionKey,
+) {
+    let ttl = config.tombstone_ttl;
+    detach(async move {
+        match store.end(key, ttl).await {
+            Ok(()) => trace::owner_ended(caller.as_ref(), key),
+            Err(error) => trace::failed(
+                RejectionReason::StoreUnavailable,
+                caller.as_ref(),
+                key,
+                &error,
+                "could not tombstone a session its owner deleted",
+            ),
+        }
+    })
+    .await;
+}

@@ -33,16 +33,6 @@ pub(crate) enum Then<B, E> {
     Later(BoxFuture<'static, Answer<B, E>>),
 }
 
-impl<B, E> Then<B, E> {
-    /// The answer, once the work is done.
-    pub(crate) async fn finish(self) -> Answer<B, E> {
-        match self {
-            Self::Now(answer) => answer,
-            Self::Later(work) => work.await,
-        }
-    }
-}
-
 pin_project! {
     /// Response future of [`SessionBinding`](crate::SessionBinding): `F` is the inner service's
     /// future, `B` its response body.

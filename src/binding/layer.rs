@@ -1,4 +1,6 @@
-//! [`SessionBindingLayer`]: the builder of the binding service's settings.
+//! [`SessionBindingLayer`]: the builder of the binding service's settings, and the
+//! [`SessionBinding`] service it makes (its type and constructors; what it does with a request
+//! is `service`'s).
 
 use std::{sync::Arc, time::Duration};
 
@@ -6,7 +8,6 @@ use http::{Uri, request::Parts};
 use tower::Layer;
 
 use crate::{
-    SessionBinding,
     binding::config::*,
     identity::{FromIdentityExtension, IdentityExtractor},
     store::BindingStore,
@@ -410,5 +411,105 @@ impl<S, St: Clone, I: Clone> Layer<S> for SessionBindingLayer<St, I> {
             self.identity.clone(),
             Arc::new(self.config.clone()),
         )
+    }
+}
+
+/// Binds MCP sessions to the caller's identity and checks it on every request. Made by
+/// [`SessionBindingLayer`].
+///
+/// Its responses carry [`ResponseBody`](crate::ResponseBody); the inner service's error type passes through unchanged
+/// (every refusal is a response). Requests keep their body type, which must implement `Default`
+/// so the layer can send the inner service the `DELETE` that ends a session (axum's `Body` does;
+/// for hyper's `Incoming`, map the body first, for example to
+/// `http_body_util::combinators::BoxBody`).
+///
+/// ```
+/// use std::convert::Infallible;
+/// use http::{Request, Response, StatusCode};
+/// use http_body_util::Full;
+/// use bytes::Bytes;
+/// use tower::{ServiceBuilder, ServiceExt};
+/// use mcp_session_binding::SessionBindingLayer;
+///
+/// # #[cfg(feature = "memory")] {
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// let mcp = tower::service_fn(|_req: Request<Full<Bytes>>| async {
+///     Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"{}"))))
+/// });
+/// let svc = ServiceBuilder::new().layer(SessionBindingLayer::new()).service(mcp);
+///
+/// // A session id nobody bound: 404, the MCP "session not found".
+/// let req = Request::post("/mcp")
+///     .header("mcp-session-id", "3f2a9c1e-0b7d-4e8a-9c55-2d1f6b8e7a40")
+///     .body(Full::default())
+///     .unwrap();
+/// let res = svc.oneshot(req).await.unwrap();
+/// assert_eq!(res.status(), StatusCode::NOT_FOUND);
+/// # });
+/// # }
+/// ```
+#[derive(Clone, Debug)]
+pub struct SessionBinding<S, St, I = FromIdentityExtension> {
+    pub(super) inner: S,
+    pub(super) store: St,
+    pub(super) identity: I,
+    pub(super) config: Arc<Config>,
+}
+
+impl<S, St: BindingStore + Clone> SessionBinding<S, St> {
+    /// Wraps `inner`, with bindings in `store`, reading this crate's [`Identity`](crate::Identity) from the request
+    /// extensions, with the default settings. [`SessionBindingLayer`]
+    /// configures the rest.
+    ///
+    /// ```
+    /// # #[cfg(feature = "memory")] {
+    /// use std::convert::Infallible;
+    /// use http::{Request, Response};
+    /// use mcp_session_binding::{SessionBinding, store::MemoryStore};
+    ///
+    /// let mcp = tower::service_fn(|_req: Request<String>| async {
+    ///     Ok::<_, Infallible>(Response::new(String::new()))
+    /// });
+    /// let service = SessionBinding::new(mcp, MemoryStore::new());
+    /// # let _ = service;
+    /// # }
+    /// ```
+    pub fn new(inner: S, store: St) -> Self {
+        Self::from_parts(inner, store, FromIdentityExtension, Arc::default())
+    }
+
+    /// A [`SessionBindingLayer`] on `store`, with the defaults: the
+    /// same as [`SessionBindingLayer::with_store`].
+    ///
+    /// ```
+    /// # #[cfg(feature = "memory")] {
+    /// use mcp_session_binding::{SessionBinding, store::MemoryStore};
+    ///
+    /// let layer = SessionBinding::<(), _>::layer(MemoryStore::new()).allow_anonymous(true);
+    /// # let _ = layer;
+    /// # }
+    /// ```
+    pub fn layer(store: St) -> SessionBindingLayer<St> {
+        SessionBindingLayer::with_store(store)
+    }
+}
+
+impl<S, St, I> SessionBinding<S, St, I> {
+    fn from_parts(inner: S, store: St, identity: I, config: Arc<Config>) -> Self {
+        Self {
+            inner,
+            store,
+            identity,
+            config,
+        }
+    }
+
+    define_inner_service_accessors!();
+}
+
+impl<S: Clone, St, I> SessionBinding<S, St, I> {
+    /// Takes the service polled ready, leaving a clone for the next request.
+    pub(super) fn take_ready(&mut self) -> S {
+        crate::ready::take_ready(&mut self.inner)
     }
 }

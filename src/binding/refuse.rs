@@ -15,8 +15,8 @@ use crate::{
         config::{Config, InnerHead},
         decide,
         end::end_session,
+        plumbing::Checked,
         reject::{self, RejectionReason},
-        service::Checked,
         trace,
     },
     protocol::{
@@ -61,14 +61,13 @@ where
         end: bool,
     ) -> Result<Response<ResponseBody<ResBody>>, S::Error> {
         let Checked {
-            ready,
-            store,
-            config,
+            binding,
             caller,
             key,
             parts,
             body,
         } = self;
+        let (ready, store, config) = (binding.inner, binding.store, binding.config);
         // Present: only requests with a valid session header get here.
         let session = parts.headers.get(MCP_SESSION_ID).cloned();
         let ending = match (end, session) {

@@ -134,10 +134,20 @@ pub(crate) fn misconfigured(key: SessionKey) {
     );
 }
 
+/// Logs why a new session was refused ([`decide::new_owner`]'s `reason`): credentials without
+/// an identity as the misconfiguration they are.
+pub(crate) fn new_session_refused(reason: RejectionReason, key: SessionKey) {
+    if reason == RejectionReason::CredentialsWithoutIdentity {
+        misconfigured(key);
+    } else {
+        rejected(reason, None, Some(key), None);
+    }
+}
+
 /// Logs what [`decide::session`] answered a request on a session, with why.
 pub(crate) fn decision(
     decision: &decide::Session,
-    found: &Result<Lookup, StoreError>,
+    found: &Result<crate::store::aged::Aged, StoreError>,
     caller: Option<&Identity>,
     key: SessionKey,
 ) {
@@ -153,7 +163,7 @@ pub(crate) fn decision(
             let reason = RejectionReason::SessionMaxAge;
             rejected(reason, caller, Some(key), Some(detail));
         }
-        (decide::Session::Refuse { .. }, Ok(Lookup::Bound(owner))) => {
+        (decide::Session::Refuse { .. }, Ok((Lookup::Bound(owner), _))) => {
             let owner = match owner {
                 Owner::User(owner) => Some(owner),
                 Owner::Anonymous => None,

@@ -1,13 +1,11 @@
-//! [`TaskParamsLayer`] and its settings.
+//! [`TaskParamsLayer`], its settings, and the [`TaskParams`] service it makes (its type and
+//! constructor; what it does with a request is `service`'s).
 
-use std::{sync::Arc, time::Duration};
+use std::{fmt, sync::Arc, time::Duration};
 
 use tower::Layer;
 
-use super::{
-    config::{DEFAULT_MAX_LISTEN_TASK_IDS, Settings},
-    service::TaskParams,
-};
+use super::config::{DEFAULT_MAX_LISTEN_TASK_IDS, Settings};
 use crate::{binding::config::Config, store::BindingStore};
 
 /// Binds the task ids that request bodies carry to the caller whose `tools/call` created them:
@@ -129,5 +127,57 @@ impl<S, St: Clone> Layer<S> for TaskParamsLayer<St> {
 
     fn layer(&self, inner: S) -> Self::Service {
         TaskParams::new(inner, self.store.clone(), Arc::new(self.settings.clone()))
+    }
+}
+
+/// The service [`TaskParamsLayer`] makes.
+///
+/// ```
+/// # #[cfg(feature = "memory")] {
+/// use mcp_session_binding::{store::MemoryStore, task_params::{TaskParams, TaskParamsLayer}};
+/// use tower::Layer;
+///
+/// let mcp = tower::service_fn(|_: http::Request<http_body_util::Full<bytes::Bytes>>| async {
+///     Ok::<_, std::convert::Infallible>(http::Response::new(http_body_util::Empty::<bytes::Bytes>::new()))
+/// });
+/// let service: TaskParams<_, MemoryStore> = TaskParamsLayer::new(MemoryStore::new()).layer(mcp);
+/// # let _ = service;
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct TaskParams<S, St> {
+    pub(super) inner: S,
+    pub(super) store: St,
+    pub(super) settings: Arc<Settings>,
+}
+
+impl<S, St> TaskParams<S, St> {
+    fn new(inner: S, store: St, settings: Arc<Settings>) -> Self {
+        Self {
+            inner,
+            store,
+            settings,
+        }
+    }
+}
+
+impl<S: Clone, St: Clone> TaskParams<S, St> {
+    /// This service with the instance polled ready, for a future that calls it; a clone stays
+    /// for the next request.
+    pub(super) fn take(&mut self) -> Self {
+        Self {
+            inner: crate::ready::take_ready(&mut self.inner),
+            store: self.store.clone(),
+            settings: self.settings.clone(),
+        }
+    }
+}
+
+impl<S: fmt::Debug, St> fmt::Debug for TaskParams<S, St> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TaskParams")
+            .field("inner", &self.inner)
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
     }
 }

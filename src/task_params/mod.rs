@@ -50,10 +50,10 @@
 //! `tools/call` with `params.task`) is refused whole: 400, JSON-RPC `-32600` without `id`. Other
 //! batches pass.
 
+mod body;
 mod config;
 mod layer;
 mod read;
 mod service;
 
-pub use layer::TaskParamsLayer;
-pub use service::TaskParams;
+pub use layer::{TaskParams, TaskParamsLayer};

@@ -1,81 +1,35 @@
-//! [`TaskParams`], the service [`TaskParamsLayer`](super::TaskParamsLayer) makes: which requests
-//! it reads, what it reads in them, and the checks.
+//! What [`TaskParams`] does with a request: which requests it reads, and the checks on what
+//! their bodies name. The type and its constructor are in `layer`, the reading of bodies in
+//! `body` and `read`.
 
-use std::{
-    fmt,
-    sync::Arc,
-    task::{Context, Poll},
-    time::Duration,
-};
+use std::task::{Context, Poll};
 
-use bytes::{Buf, Bytes};
+use bytes::Bytes;
 use futures::future::FutureExt;
-use http::{Method, Request, Response};
+use http::{Method, Request, Response, request::Parts};
 use tower::Service;
 
 use super::{
+    TaskParams,
+    body::{RequestBody, TaskBody},
     config::Settings,
     read::{Plan, legacy_plan, listen_plan},
 };
 use crate::{
     Identity, ResponseBody, ResponseFuture,
     binding::{
-        decide,
-        future::AfterResponse,
+        decide, plumbing,
         reject::{self, RejectionReason},
-        tasks::{self, Capture, Mode},
+        tasks::{self, Mode},
         trace,
     },
     protocol::{
-        early::{self, Taken},
         headers,
         jsonrpc::code,
         route::{self, Route},
     },
-    store::{BindingStore, SessionKey},
+    store::BindingStore,
 };
-
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
-
-/// The service [`TaskParamsLayer`](super::TaskParamsLayer) makes.
-///
-/// ```
-/// # #[cfg(feature = "memory")] {
-/// use mcp_session_binding::{store::MemoryStore, task_params::{TaskParams, TaskParamsLayer}};
-/// use tower::Layer;
-///
-/// let mcp = tower::service_fn(|_: http::Request<http_body_util::Full<bytes::Bytes>>| async {
-///     Ok::<_, std::convert::Infallible>(http::Response::new(http_body_util::Empty::<bytes::Bytes>::new()))
-/// });
-/// let service: TaskParams<_, MemoryStore> = TaskParamsLayer::new(MemoryStore::new()).layer(mcp);
-/// # let _ = service;
-/// # }
-/// ```
-#[derive(Clone)]
-pub struct TaskParams<S, St> {
-    inner: S,
-    store: St,
-    settings: Arc<Settings>,
-}
-
-impl<S, St> TaskParams<S, St> {
-    pub(super) fn new(inner: S, store: St, settings: Arc<Settings>) -> Self {
-        Self {
-            inner,
-            store,
-            settings,
-        }
-    }
-}
-
-impl<S: fmt::Debug, St> fmt::Debug for TaskParams<S, St> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TaskParams")
-            .field("inner", &self.inner)
-            .field("settings", &self.settings)
-            .finish_non_exhaustive()
-    }
-}
 
 /// Which body the layer reads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -86,15 +40,22 @@ enum Read {
     Legacy,
 }
 
+impl Read {
+    /// What to do with a request of this kind whose body is `bytes`.
+    fn plan(self, bytes: &[u8], settings: &Settings) -> Plan {
+        match self {
+            Read::Listen => listen_plan(bytes, settings),
+            Read::Legacy => legacy_plan(bytes, settings.config.max_task_id_len),
+        }
+    }
+}
+
 impl<S, St, B, RB> Service<Request<B>> for TaskParams<S, St>
 where
-    S: Service<Request<B>, Response = Response<RB>> + Clone + Send + 'static,
-    S::Future: Send + 'static,
-    S::Error: Send + 'static,
+    S: Service<Request<B>, Response = Response<RB>, Future: Send, Error: Send>,
+    S: Clone + Send + 'static,
     St: BindingStore + Clone,
-    B: http_body::Body + From<Bytes> + Unpin + Send + 'static,
-    B::Data: Buf + Send,
-    B::Error: Into<BoxError>,
+    B: TaskBody,
     RB: Send + 'static,
 {
     type Response = Response<ResponseBody<RB>>;
@@ -119,179 +80,91 @@ where
         let Some(read) = read else {
             return ResponseFuture::inner(self.inner.call(request), None);
         };
-        let (parts, mut body) = request.into_parts();
+        let (parts, body) = request.into_parts();
+        let cap = settings.config.max_body_bytes;
+        match RequestBody::take(body, cap, |bytes| read.plan(bytes, settings)) {
+            // The common case, a small body there whole, to forward: forwarded to the service
+            // polled ready, unboxed.
+            RequestBody::Read(Ok(bytes), Plan::Forward { capture }) => {
+                self.forward(parts, bytes, capture)
+            }
+            body => ResponseFuture::boxed(self.take().handle(read, parts, body).boxed()),
+        }
+    }
+}
+
+impl<S, St: BindingStore + Clone> TaskParams<S, St> {
+    /// Carries out the plan for a request whose body is read or still to read, on the service
+    /// polled ready.
+    async fn handle<B: TaskBody, RB: Send + 'static>(
+        mut self,
+        read: Read,
+        parts: Parts,
+        body: RequestBody<B>,
+    ) -> Result<Response<ResponseBody<RB>>, S::Error>
+    where
+        S: Service<Request<B>, Response = Response<RB>, Error: Send + 'static>,
+    {
+        let settings = self.settings.clone();
         let config = &settings.config;
-        let body = match early::take_now(&mut body, config.max_body_bytes) {
-            // The common case, a small body there whole: decided at once, and a request to
-            // forward is forwarded to the service polled ready, unboxed.
-            Taken::Whole(Ok(bytes)) => {
-                let plan = match read {
-                    Read::Listen => listen_plan(&bytes, settings),
-                    Read::Legacy => legacy_plan(&bytes, config.max_task_id_len),
-                };
-                if let Plan::Forward { capture } = plan {
-                    let after = capture.then(|| {
-                        let capture = Capture {
-                            store: self.store.clone(),
-                            config: config.clone(),
-                            caller: parts.extensions.get::<Identity>().cloned(),
-                            mode: Mode::Create,
-                        };
-                        capture.scan() as Box<dyn AfterResponse<RB, S::Error>>
-                    });
-                    let request = Request::from_parts(parts, B::from(bytes));
-                    return ResponseFuture::inner(self.inner.call(request), after);
-                }
-                RequestBody::Read(Ok(bytes), plan)
-            }
-            Taken::Whole(Err(error)) => RequestBody::Read(Err(error), Plan::Unreadable),
-            Taken::Started(started) => RequestBody::Rest(body, started),
+        let caller = parts.extensions.get::<Identity>().cloned();
+        let caller = caller.as_ref();
+        let (bytes, plan) = match body.read(&parts, config, caller).await {
+            Ok(read) => read,
+            Err(answer) => return Ok(answer.map(ResponseBody::answer)),
         };
-        let ready = crate::ready::take_ready(&mut self.inner);
-        let (store, settings) = (self.store.clone(), self.settings.clone());
-        ResponseFuture::boxed(handle(ready, store, settings, read, parts, body).boxed())
-    }
-}
-
-/// A request body, read or still to read.
-enum RequestBody<B> {
-    /// Read (or failed), and planned.
-    Read(Result<Bytes, early::ReadError>, Plan),
-    /// Its start; the rest is still to come.
-    Rest(B, bytes::BytesMut),
-}
-
-async fn handle<S, St, B, RB>(
-    mut ready: S,
-    store: St,
-    settings: Arc<Settings>,
-    read: Read,
-    parts: http::request::Parts,
-    body: RequestBody<B>,
-) -> Result<Response<ResponseBody<RB>>, S::Error>
-where
-    S: Service<Request<B>, Response = Response<RB>> + Send,
-    S::Future: Send,
-    St: BindingStore + Clone,
-    B: http_body::Body + From<Bytes> + Send,
-    B::Data: Buf + Send,
-    RB: Send + 'static,
-    S::Error: Send + 'static,
-{
-    let config = &settings.config;
-    let caller = parts.extensions.get::<Identity>().cloned();
-    let (read_body, plan) = match body {
-        RequestBody::Read(read_body, plan) => (read_body, Some(plan)),
-        RequestBody::Rest(body, started) => {
-            let declared = early::declared_length(&parts.headers);
-            let cap = config.max_body_bytes;
-            let timeout = config.refused_body_timeout;
-            (
-                early::read_rest(body, started, declared, cap, timeout).await,
-                None,
-            )
-        }
-    };
-    let bytes = match read_body {
-        Ok(bytes) => bytes,
-        Err(failed) => {
-            let answer = reject::body_not_read(&parts, failed);
-            trace_answer(&answer, caller.as_ref(), None, "task request body not read");
-            return Ok(answer.map(ResponseBody::answer));
-        }
-    };
-    let plan = plan.unwrap_or_else(|| match read {
-        Read::Listen => listen_plan(&bytes, &settings),
-        Read::Legacy => legacy_plan(&bytes, config.max_task_id_len),
-    });
-    let capture = match plan {
-        Plan::Forward { capture } => capture,
-        Plan::Check(task_ids) => {
-            // A legacy check slides the record, as the binding layer's `tasks/*` check does.
-            let slide = (read == Read::Legacy).then_some(config.task_ttl);
-            match check(&store, caller.as_ref(), &task_ids, slide).await {
-                Ok(()) => false,
-                Err(Refused::Task(task_id)) => {
-                    let reason = RejectionReason::UnknownTask;
-                    let key = store.key_derivation().task(&task_id);
-                    trace::rejected(reason, caller.as_ref(), Some(key), None);
-                    let message = format!("unknown task: {task_id}");
-                    let answer =
-                        tasks::answer_for(&bytes, config, reason, code::INVALID_PARAMS, &message);
-                    return Ok(answer.map(ResponseBody::answer));
-                }
-                Err(Refused::Store) => {
-                    let answer = reject::plain(RejectionReason::StoreUnavailable, None);
-                    return Ok(answer.map(ResponseBody::answer));
+        let answer = match plan.unwrap_or_else(|| read.plan(&bytes, &settings)) {
+            Plan::Forward { capture } => return self.forward(parts, bytes, capture).await,
+            Plan::Check(task_ids) => {
+                // A legacy check slides the record, as the binding layer's `tasks/*` check does.
+                let slide = (read == Read::Legacy).then_some(config.task_ttl);
+                match tasks::owns_all(&self.store, caller, &task_ids, slide).await {
+                    Ok(()) => return self.forward(parts, bytes, false).await,
+                    Err((task_id, key, decide::Task::Unknown(_))) => {
+                        let reason = RejectionReason::UnknownTask;
+                        trace::rejected(reason, caller, Some(key), None);
+                        let message = format!("unknown task: {task_id}");
+                        tasks::answer_for(&bytes, config, reason, code::INVALID_PARAMS, &message)
+                    }
+                    Err(_) => reject::plain(RejectionReason::StoreUnavailable, None),
                 }
             }
-        }
-        Plan::Refuse {
-            reason,
-            code,
-            message,
-        } => {
-            trace::rejected(reason, caller.as_ref(), None, Some(&message));
-            let answer = tasks::answer_for(&bytes, config, reason, code, &message);
-            return Ok(answer.map(ResponseBody::answer));
-        }
-        Plan::Unreadable => {
-            let why = "the body is not a JSON-RPC message the layer can read";
-            let answer = reject::plain(RejectionReason::BodyUnreadable, Some(why));
-            trace_answer(&answer, caller.as_ref(), None, why);
-            return Ok(answer.map(ResponseBody::answer));
-        }
-    };
-    let response = ready
-        .call(Request::from_parts(parts, B::from(bytes)))
-        .await?;
-    if !capture {
-        return Ok(response.map(ResponseBody::inner));
+            Plan::Refuse {
+                reason,
+                code,
+                message,
+            } => {
+                trace::rejected(reason, caller, None, Some(&message));
+                tasks::answer_for(&bytes, config, reason, code, &message)
+            }
+            Plan::Unreadable => {
+                let (reason, why) = (RejectionReason::BodyUnreadable, UNREADABLE);
+                trace::rejected(reason, caller, None, Some(why));
+                reject::plain(reason, Some(why))
+            }
+        };
+        Ok(answer.map(ResponseBody::answer))
     }
-    let capture = Capture {
-        store,
-        config: settings.config.clone(),
-        caller,
-        mode: Mode::Create,
-    };
-    AfterResponse::<RB, S::Error>::run(capture.scan(), response)
-        .finish()
-        .await
-}
 
-/// Logs an answer the layer made, with the reason it carries.
-fn trace_answer<T>(
-    answer: &Response<T>,
-    caller: Option<&Identity>,
-    key: Option<SessionKey>,
-    why: &str,
-) {
-    if let Some(reason) = answer.extensions().get::<RejectionReason>() {
-        trace::rejected(*reason, caller, key, Some(why));
+    /// Forwards a request whose body was read to the inner service; with `capture`, its answer
+    /// is scanned for the task it creates, recorded for the caller.
+    fn forward<B: From<Bytes>, RB: Send + 'static>(
+        &mut self,
+        parts: Parts,
+        bytes: Bytes,
+        capture: bool,
+    ) -> ResponseFuture<S::Future, RB>
+    where
+        S: Service<Request<B>, Response = Response<RB>, Error: Send + 'static>,
+    {
+        let after = capture.then(|| {
+            let caller = parts.extensions.get::<Identity>().cloned();
+            let (store, config) = (self.store.clone(), self.settings.config.clone());
+            plumbing::capture(store, config, caller, Mode::Create)
+        });
+        let request = Request::from_parts(parts, B::from(bytes));
+        ResponseFuture::inner(self.inner.call(request), after)
     }
 }
 
-/// Why a check refused.
-enum Refused {
-    /// This task is not the caller's (or unknown, expired, or its record corrupt).
-    Task(String),
-    /// The store failed.
-    Store,
-}
-
-/// Whether the caller created every task in `task_ids`.
-async fn check<St: BindingStore>(
-    store: &St,
-    caller: Option<&Identity>,
-    task_ids: &[String],
-    slide: Option<Duration>,
-) -> Result<(), Refused> {
-    for task_id in task_ids {
-        match tasks::ownership(store, caller, task_id, slide).await.1 {
-            decide::Task::Forward => {}
-            decide::Task::Unknown(_) => return Err(Refused::Task(task_id.clone())),
-            decide::Task::Unavailable => return Err(Refused::Store),
-        }
-    }
-    Ok(())
-}
+const UNREADABLE: &str = "the body is not a JSON-RPC message the layer can read";

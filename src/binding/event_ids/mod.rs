@@ -15,8 +15,6 @@
 //! [`SessionBindingLayer::bind_event_ids`]: crate::SessionBindingLayer::bind_event_ids
 //! [`KeySecret`]: crate::store::KeySecret
 
-use std::fmt;
-
 use http::{HeaderMap, HeaderValue};
 
 use crate::{
@@ -32,9 +30,6 @@ pub(crate) use tag::IdTagger;
 const SEPARATOR: u8 = b'~';
 /// Hex digits of a tag.
 const TAG_HEX: usize = 32;
-/// Longest event id value the tagger holds to tag, in bytes; a longer one passes untagged (and
-/// cannot be resumed from).
-pub(crate) const MAX_EVENT_ID_LEN: usize = 1024;
 
 /// The MAC key for event ids, derived from the deployment's secret.
 pub(crate) struct EventIdKey {
@@ -80,33 +75,12 @@ impl EventIdKey {
         suffix
     }
 
-    /// The event id inside `sealed` when its tag is `session`'s, else `None`.
+    /// The event id inside `sealed` when it ends with the suffix `session` gives it (in
+    /// constant time), else `None`.
     fn open<'a>(&self, session: SessionKey, sealed: &'a [u8]) -> Option<&'a [u8]> {
         let split = sealed.len().checked_sub(TAG_HEX + 1)?;
-        let (id, rest) = sealed.split_at(split);
-        let (separator, hex) = rest.split_first()?;
-        if *separator != SEPARATOR {
-            return None;
-        }
-        let mut tag = [0; 16];
-        for (byte, pair) in tag.iter_mut().zip(hex.chunks_exact(2)) {
-            *byte = (hex_digit(pair[0])? << 4) | hex_digit(pair[1])?;
-        }
-        constant_time_eq::constant_time_eq(&tag, &self.tag(session, id)).then_some(id)
-    }
-}
-
-fn hex_digit(c: u8) -> Option<u8> {
-    match c {
-        b'0'..=b'9' => Some(c - b'0'),
-        b'a'..=b'f' => Some(c - b'a' + 10),
-        _ => None,
-    }
-}
-
-impl fmt::Debug for EventIdKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("EventIdKey(..)")
+        let (id, suffix) = sealed.split_at(split);
+        constant_time_eq::constant_time_eq(suffix, &self.suffix(session, id)).then_some(id)
     }
 }
 
@@ -133,25 +107,9 @@ pub(crate) fn open_last_event_id(
     Ok(())
 }
 
-/// Where the tagger is in the current line.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Line {
-    /// At the start of a line (after the byte order mark, at the stream's start).
-    Start,
-    /// Held `i`.
-    I,
-    /// Held `id`.
-    Id,
-    /// Held `id:` and the value so far.
-    Value,
-    /// In a line that is not an `id` field, or is passed untagged.
-    Other,
-}
-
-const BOM: &[u8; 3] = b"\xEF\xBB\xBF";
-
 #[cfg(test)]
 mod tests {
+    use super::tag::{BOM, MAX_EVENT_ID_LEN};
     use super::*;
     use bytes::Bytes;
     use std::sync::Arc;

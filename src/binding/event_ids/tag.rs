@@ -10,6 +10,33 @@ use crate::store::SessionKey;
 
 use super::*;
 
+/// Longest event id value the tagger holds to tag, in bytes; a longer one passes untagged (and
+/// cannot be resumed from).
+pub(crate) const MAX_EVENT_ID_LEN: usize = 1024;
+
+/// Where the tagger is in the current line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Line {
+    /// At the start of a line (after the byte order mark, at the stream's start).
+    Start,
+    /// Held `i`.
+    I,
+    /// Held `id`.
+    Id,
+    /// Held `id:` and the value so far.
+    Value,
+    /// In a line that is not an `id` field, or is passed untagged.
+    Other,
+}
+
+pub(super) const BOM: &[u8; 3] = b"\xEF\xBB\xBF";
+
+impl fmt::Debug for EventIdKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("EventIdKey(..)")
+    }
+}
+
 /// Tags the `id` fields of one SSE stream, as its chunks pass: everything else passes as it
 /// came (slices of the chunks, no copy); only `id` lines are held, up to
 /// [`MAX_EVENT_ID_LEN`].

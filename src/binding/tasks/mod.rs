@@ -29,7 +29,7 @@
 //!
 //! [`KeyDerivation::task`]: crate::store::KeyDerivation::task
 
-use std::{sync::Arc, time::Duration};
+use std::time::Duration;
 
 use http::{Request, Response};
 use http_body::Body;
@@ -38,16 +38,17 @@ use tower::Service;
 use crate::{
     Identity, ResponseBody,
     binding::{
-        config::Config,
         decide,
+        plumbing::Carried,
         reject::{self, RejectionReason},
         trace,
     },
     protocol::early,
-    store::{BindingStore, SessionKey, StoreError, StoreErrorKind},
+    store::{BindingStore, SessionKey, StoreError},
 };
 
 mod capture;
+mod record;
 
 pub(crate) use crate::binding::refuse::answer_for;
 use crate::binding::refuse::refusal;
@@ -55,11 +56,8 @@ pub(crate) use capture::{Capture, Mode};
 
 /// Checks a `tasks/get`, `tasks/update` or `tasks/cancel`: forwards it when the caller created
 /// the task, else answers without forwarding.
-#[allow(clippy::too_many_arguments)]
 pub(crate) async fn check<S, St, ReqBody, ResBody>(
-    mut ready: S,
-    store: St,
-    config: Arc<Config>,
+    mut binding: Carried<S, St>,
     caller: Option<Identity>,
     task_id: Result<String, &'static str>,
     parts: http::request::Parts,
@@ -68,40 +66,54 @@ pub(crate) async fn check<S, St, ReqBody, ResBody>(
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,
     St: BindingStore,
-    ReqBody: Body,
-    ReqBody::Data: bytes::Buf,
+    ReqBody: Body<Data: bytes::Buf>,
 {
-    let task_id = match task_id {
-        Ok(task_id) => task_id,
+    let (store, config) = (&binding.store, &binding.config);
+    let caller = caller.as_ref();
+    let answer = match task_id {
         Err(why) => {
             let reason = RejectionReason::InvalidTaskRequest;
-            trace::rejected(reason, caller.as_ref(), None, Some(why));
-            let answer = refusal(&parts, body, &config, reason, why).await;
-            return Ok(answer.map(ResponseBody::answer));
+            trace::rejected(reason, caller, None, Some(why));
+            refusal(&parts, body, config, reason, why).await
         }
-    };
-    let (key, decision) = ownership(&store, caller.as_ref(), &task_id, Some(config.task_ttl)).await;
-    match decision {
-        decide::Task::Forward => {
-            crate::metrics::task_forwarded();
-            let response = ready.call(Request::from_parts(parts, body)).await?;
-            Ok(response.map(ResponseBody::inner))
-        }
-        decide::Task::Unknown(reason) => {
-            // A corrupt record was logged by `ownership` already.
-            if reason == RejectionReason::UnknownTask {
-                trace::rejected(reason, caller.as_ref(), Some(key), None);
+        Ok(task_id) => match ownership(store, caller, &task_id, Some(config.task_ttl)).await {
+            (_, decide::Task::Forward) => {
+                crate::metrics::task_forwarded();
+                let response = binding.inner.call(Request::from_parts(parts, body)).await?;
+                return Ok(response.map(ResponseBody::inner));
             }
-            let message = format!("unknown task: {task_id}");
-            let answer = refusal(&parts, body, &config, reason, &message).await;
-            Ok(answer.map(ResponseBody::answer))
-        }
-        decide::Task::Unavailable => {
-            let reason = RejectionReason::StoreUnavailable;
-            let answer = early::answer(parts.version, body, reject::plain(reason, None)).await;
-            Ok(answer.map(ResponseBody::answer))
+            (key, decide::Task::Unknown(reason)) => {
+                // A corrupt record was logged by `ownership` already.
+                if reason == RejectionReason::UnknownTask {
+                    trace::rejected(reason, caller, Some(key), None);
+                }
+                let message = format!("unknown task: {task_id}");
+                refusal(&parts, body, config, reason, &message).await
+            }
+            (_, decide::Task::Unavailable) => {
+                let answer = reject::plain(RejectionReason::StoreUnavailable, None);
+                early::answer(parts.version, body, answer).await
+            }
+        },
+    };
+    Ok(answer.map(ResponseBody::answer))
+}
+
+/// The first of `task_ids` that `caller` may not use, with its key and the decision on it;
+/// `Ok` when the caller created every one. Each record is read with `slide`.
+pub(crate) async fn owns_all<'a, St: BindingStore>(
+    store: &St,
+    caller: Option<&Identity>,
+    task_ids: &'a [String],
+    slide: Option<Duration>,
+) -> Result<(), (&'a str, SessionKey, decide::Task)> {
+    for task_id in task_ids {
+        match ownership(store, caller, task_id, slide).await {
+            (_, decide::Task::Forward) => {}
+            (key, decision) => return Err((task_id, key, decision)),
         }
     }
+    Ok(())
 }
 
 /// Whether `caller` may use the task `task_id` (its record read with `slide`), and the task's
@@ -112,22 +124,7 @@ pub(crate) async fn ownership<St: BindingStore>(
     task_id: &str,
     slide: Option<Duration>,
 ) -> (SessionKey, decide::Task) {
-    let mut key = store.key_derivation().task(task_id);
-    let mut found = store.task_owner(key, slide).await;
-    // A task recorded under the key secret before a rotation, during its overlap.
-    if let (Ok(None), Some(old)) = (&found, store.key_derivation().previous_task(task_id)) {
-        let before = store.task_owner(old, slide).await;
-        if !matches!(before, Ok(None)) {
-            (key, found) = (old, before);
-        }
-    }
-    if let Err(error) = &found {
-        let reason = match error.kind() {
-            StoreErrorKind::Corrupt => RejectionReason::CorruptBinding,
-            _ => RejectionReason::StoreUnavailable,
-        };
-        trace::failed(reason, caller, key, error, "task check failed");
-    }
+    let (key, found) = record::read(store, caller, task_id, slide).await;
     let found = found.as_ref().map(Option::as_ref).map_err(StoreError::kind);
     (key, decide::task(found, caller))
 }
