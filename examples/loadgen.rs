@@ -176,7 +176,12 @@ struct Session {
     call: String,
 }
 
+/// An access token for `sub`. Every token of a run has the same `iat` and `exp` (the run's
+/// start), so the two servers compared get byte-identical tokens for the same `sub`, and their
+/// JWT layers do the same work: minted when each session opens, they would differ in the
+/// seconds the first server's round took.
 fn token(sub: &str) -> String {
+    static START: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
     #[derive(serde::Serialize)]
     struct Claims<'a> {
         iss: &'a str,
@@ -185,10 +190,12 @@ fn token(sub: &str) -> String {
         iat: u64,
         exp: u64,
     }
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
+    let now = *START.get_or_init(|| {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+    });
     let claims = Claims {
         iss: ISSUER,
         sub,

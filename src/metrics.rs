@@ -273,9 +273,6 @@ pub(crate) enum MemoryOp {
 pub(crate) fn memory<T>(op: MemoryOp, call: impl FnOnce(Option<Instant>) -> T) -> T {
     #[cfg(feature = "metrics")]
     {
-        let started = Instant::now();
-        let answer = call(Some(started));
-        let seconds = started.elapsed().as_secs_f64();
         // Static keys: the lookup is on every checked request.
         macro_rules! duration {
             ($op:literal) => {
@@ -287,18 +284,33 @@ pub(crate) fn memory<T>(op: MemoryOp, call: impl FnOnce(Option<Instant>) -> T) -
                 )
             };
         }
-        match op {
+        // The handle first, so that the duration is the call's alone; it is read only when a
+        // recorder records it (no second clock read without one).
+        let histogram = match op {
             MemoryOp::Lookup => duration!("lookup"),
             MemoryOp::End => duration!("end"),
             MemoryOp::TaskOwner => duration!("task_owner"),
-        }
-        .record(seconds);
+        };
+        let started = Instant::now();
+        let answer = call(Some(started));
+        histogram.record(Since(started));
         answer
     }
     #[cfg(not(feature = "metrics"))]
     {
         let _ = op;
         call(None)
+    }
+}
+
+/// The seconds since an instant, read when a histogram records them.
+#[cfg(all(feature = "metrics", feature = "memory"))]
+struct Since(Instant);
+
+#[cfg(all(feature = "metrics", feature = "memory"))]
+impl ::metrics::IntoF64 for Since {
+    fn into_f64(self) -> f64 {
+        self.0.elapsed().as_secs_f64()
     }
 }
 
