@@ -175,8 +175,8 @@ options:
                       with --redis, proofs are remembered in Redis, so a proof replayed on
                       another replica is refused
   --public-url URL    the URL clients reach this server at, behind a proxy or load balancer
-                      (scheme://host[:port][/prefix]): DPoP proofs name it (htu), and its
-                      origin is allowed instead of the loopback ones
+                      (scheme://host[:port][/prefix]): DPoP proofs name it (htu), the
+                      metadata names it, and its origin is allowed instead of the loopback ones
   --session-max-age SECONDS
                       end every session at this age, however busy (404, the MCP
                       session deleted); default: sessions live while they are used
@@ -598,8 +598,13 @@ async fn run(args: Args) -> Result<(), String> {
     let addr = listener
         .local_addr()
         .map_err(|e| format!("no local address: {e}"))?;
-    let base_url = format!("http://{addr}");
-    let url = format!("{base_url}/mcp");
+    let url = format!("http://{addr}/mcp");
+    // The origin clients reach (behind a proxy, `--public-url`): the metadata names its `/mcp` as
+    // the resource, and the 401 challenges point to its metadata document.
+    let base_url = match &args.public_url {
+        Some(public) => public.trim_end_matches('/').to_owned(),
+        None => format!("http://{addr}"),
+    };
 
     let config = StackConfig {
         issuers: trusted,

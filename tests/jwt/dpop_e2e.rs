@@ -173,6 +173,8 @@ async fn dpop_with_a_real_provider_real_clients_and_two_replicas() {
         metadata["dpop_bound_access_tokens_required"], true,
         "{metadata}"
     );
+    // Behind the load balancer, the resource is the public URL, not the replica's own address.
+    assert_eq!(metadata["resource"], json!(htu), "{metadata}");
     assert_eq!(
         metadata["dpop_signing_alg_values_supported"],
         json!(["ES256", "EdDSA", "RS256", "PS256"])
