@@ -489,6 +489,22 @@ impl RedisCluster {
         if external::on_path("redis-cli").is_none() {
             return skip("redis-cli not found (Debian: apt-get install -y redis-tools)");
         }
+        // `redis-cli --cluster create` waits for the nodes to join with no bound of its own: a
+        // node that dies meanwhile (its port, or its bus port 10000 above, taken by another
+        // process) would hang the test. Bounded, and started again on fresh ports.
+        let mut failed = String::new();
+        for _ in 0..3 {
+            match Self::try_start()? {
+                Ok(cluster) => return Some(cluster),
+                Err(why) => failed = why,
+            }
+        }
+        panic!("the cluster did not form: {failed}");
+    }
+
+    /// One attempt of [`start`](Self::start): `Err` when `redis-cli --cluster create` fails or
+    /// does not finish within [`CLUSTER_TIMEOUT`] (the nodes are killed on drop).
+    fn try_start() -> Option<Result<Self, String>> {
         let args = [
             "--cluster-enabled",
             "yes",
@@ -509,12 +525,22 @@ impl RedisCluster {
             .iter()
             .map(|node| format!("127.0.0.1:{}", node.port()))
             .collect();
-        external::run(
-            Command::new("redis-cli")
-                .args(["--cluster", "create"])
-                .args(&addresses)
-                .args(["--cluster-replicas", "1", "--cluster-yes"]),
-        );
+        let created = Command::new("timeout")
+            .arg(CLUSTER_TIMEOUT.as_secs().to_string())
+            .args(["redis-cli", "--cluster", "create"])
+            .args(&addresses)
+            .args(["--cluster-replicas", "1", "--cluster-yes"])
+            .stdin(Stdio::null())
+            .output()
+            .expect("timeout and redis-cli start");
+        if !created.status.success() {
+            return Some(Err(format!(
+                "redis-cli --cluster create {}: {}{}",
+                created.status,
+                String::from_utf8_lossy(&created.stdout),
+                String::from_utf8_lossy(&created.stderr)
+            )));
+        }
         let cluster = Self { nodes };
         cluster.wait_until("every node sees a healthy cluster", |cluster| {
             cluster.nodes.iter().all(|node| {
@@ -529,7 +555,7 @@ impl RedisCluster {
                             .any(|line| line.trim() == "master_link_status:up"))
             })
         });
-        Some(cluster)
+        Some(Ok(cluster))
     }
 
     /// The seed URLs, one per node.
