@@ -548,17 +548,30 @@ async fn server_instructions(pid: u32, zero: bool) -> Result<u64, Error> {
 
 /// `--instructions N`: each server under callgrind, one session, N sequential `tools/call
 /// whoami` after a warm-up; instructions the server executed per request. `--rounds` rounds,
-/// the two servers alternating; the median ratio is the figure (the server's threads make each
-/// count move by a few hundred instructions per request).
+/// the servers alternating; the median ratio is the figure (the server's threads make each count
+/// move by a few hundred instructions per request).
+///
+/// Against the in-memory store, three servers: without either layer's work (`none`: no binding
+/// layer, the task layer checking nothing), the task layer's checks alone (`tasks`, the
+/// `--without-binding` baseline of the other modes), and the whole stack (`layer`). The ratios:
+/// `SessionBindingLayer` alone (`layer` / `tasks`), and both layers (`layer` / `none`).
 async fn instructions(args: &Args, client: &reqwest::Client, requests: usize) -> Result<(), Error> {
     println!(
         "server instructions per tools/call whoami (callgrind, {requests} sequential requests after 50 warm-up, {} rounds):",
         args.rounds
     );
-    let servers = args.servers();
-    let mut ratios = Vec::new();
+    let mut servers = args.servers().to_vec();
+    if args.redis.is_none() {
+        let none = ["--without-binding", "--without-task-checks"].map(str::to_owned);
+        servers.insert(0, ("none", none.to_vec()));
+        servers[1].0 = "tasks";
+    }
+    let last = servers.len() - 1;
+    // (numerator, denominator) server indexes of each ratio printed.
+    let pairs: Vec<(usize, usize)> = (0..last).rev().map(|base| (last, base)).collect();
+    let mut ratios = vec![Vec::new(); pairs.len()];
     for round in 1..=args.rounds.max(1) {
-        let mut per_request = [0.0; 2];
+        let mut per_request = vec![0.0; servers.len()];
         for (which, (name, extra)) in servers.iter().enumerate() {
             let mut server = spawn_server(name, args.server.as_deref(), None, true, extra).await?;
             let session = open_session(client, &server.url, "user-0000".to_owned()).await?;
@@ -580,27 +593,37 @@ async fn instructions(args: &Args, client: &reqwest::Client, requests: usize) ->
             per_request[which] = total as f64 / requests as f64;
             server.child.kill().await?;
         }
-        let ratio = per_request[1] / per_request[0];
-        println!(
-            "  round {round}: {} {:.0}, {} {:.0} instructions per request: {} adds {:.0} (ratio {ratio:.4})",
-            servers[0].0,
-            per_request[0],
-            servers[1].0,
-            per_request[1],
-            servers[1].0,
-            per_request[1] - per_request[0],
+        let counts: Vec<String> = servers
+            .iter()
+            .zip(&per_request)
+            .map(|((name, _), count)| format!("{name} {count:.0}"))
+            .collect();
+        let mut line = format!(
+            "  round {round}: {} instructions per request",
+            counts.join(", ")
         );
-        ratios.push(ratio);
+        for (i, &(top, base)) in pairs.iter().enumerate() {
+            let ratio = per_request[top] / per_request[base];
+            let added = per_request[top] - per_request[base];
+            line += &format!(
+                "; {} adds {added:.0} to {} (ratio {ratio:.4})",
+                servers[top].0, servers[base].0
+            );
+            ratios[i].push(ratio);
+        }
+        println!("{line}");
     }
-    ratios.sort_by(f64::total_cmp);
-    println!(
-        "  median ratio {} / {}: {:.4} (range {:.4}-{:.4})",
-        servers[1].0,
-        servers[0].0,
-        ratios[ratios.len() / 2],
-        ratios[0],
-        ratios[ratios.len() - 1]
-    );
+    for (mut ratios, &(top, base)) in ratios.into_iter().zip(&pairs) {
+        ratios.sort_by(f64::total_cmp);
+        println!(
+            "  median ratio {} / {}: {:.4} (range {:.4}-{:.4})",
+            servers[top].0,
+            servers[base].0,
+            ratios[ratios.len() / 2],
+            ratios[0],
+            ratios[ratios.len() - 1]
+        );
+    }
     Ok(())
 }
 

@@ -3,7 +3,8 @@
 //!
 //! ```text
 //! cargo run --all-features --example mcp_server [-- --listen 127.0.0.1:8080] [--allow-anonymous]
-//!                                    [--without-binding] [--redis redis://127.0.0.1/]
+//!                                    [--without-binding] [--without-task-checks]
+//!                                    [--redis redis://127.0.0.1/]
 //!                                    [--redis-cluster redis://HOST:PORT]... [--redis-ca PATH]
 //!                                    [--redis-cache-ms MS] [--stream-recheck-ms MS]
 //!                                    [--issuer URL]... [--jwks-refresh-min SECS]
@@ -110,7 +111,8 @@ use mcp_session_binding::store::{BindingStore, MemoryStore};
 use tracing_subscriber::EnvFilter;
 
 const USAGE: &str = "\
-usage: mcp_server [--listen ADDR] [--allow-anonymous] [--without-binding] [--redis URL]
+usage: mcp_server [--listen ADDR] [--allow-anonymous] [--without-binding] [--without-task-checks]
+                  [--redis URL]
                   [--redis-cluster URL]... [--redis-ca PATH] [--redis-cache-ms MS]
                   [--stream-recheck-ms MS] [--issuer URL]... [--jwks-refresh-min SECS] [--jwks-max-stale SECS]
                   [--require-scope SCOPE]... [--cors-origin ORIGIN]... [--dpop POLICY] [--public-url URL]
@@ -122,7 +124,11 @@ options:
   --listen ADDR       address to listen on (default 127.0.0.1:8080; port 0 picks a free port)
   --allow-anonymous   requests without a token may open anonymous sessions (a token that is
                       sent is still validated)
-  --without-binding   the same stack without SessionBindingLayer (a baseline for benchmarks)
+  --without-binding   the same stack without SessionBindingLayer (a baseline for benchmarks;
+                      the task layer keeps its checks, on a store of its own)
+  --without-task-checks
+                      the task layer checks nothing (with --without-binding: a baseline
+                      without either layer's work)
   --redis URL         keep the bindings and rmcp's session state in Redis
                       (redis://HOST:PORT[/DB]), so that replicas sharing it serve
                       every session; give them the same MCP_JWT_SECRET (feature `redis`);
@@ -212,6 +218,7 @@ struct Args {
     listen: String,
     allow_anonymous: bool,
     without_binding: bool,
+    without_task_checks: bool,
     redis: Option<String>,
     redis_cluster: Vec<String>,
     redis_ca: Option<String>,
@@ -239,6 +246,7 @@ impl Default for Args {
             listen: "127.0.0.1:8080".to_owned(),
             allow_anonymous: false,
             without_binding: false,
+            without_task_checks: false,
             redis: None,
             redis_cluster: Vec::new(),
             redis_ca: None,
@@ -328,13 +336,17 @@ impl Args {
                 }
                 "--admin-scope" => parsed.admin_scope = Some(value()?),
                 "--key-overlap" => parsed.key_overlap = seconds(&flag, &value()?)?,
-                "--allow-anonymous" | "--without-binding" | "--metrics-issuers"
+                "--allow-anonymous"
+                | "--without-binding"
+                | "--without-task-checks"
+                | "--metrics-issuers"
                     if inline.is_some() =>
                 {
                     return Err(format!("{flag} takes no value"));
                 }
                 "--allow-anonymous" => parsed.allow_anonymous = true,
                 "--without-binding" => parsed.without_binding = true,
+                "--without-task-checks" => parsed.without_task_checks = true,
                 "--metrics-issuers" => parsed.metrics_issuers = true,
                 "-h" | "--help" => return Ok(None),
                 _ => return Err(format!("unknown argument {flag:?}")),
@@ -582,14 +594,15 @@ async fn run(args: Args) -> Result<(), String> {
     reloadable.spawn_on_sighup()?;
     // Task ids in request bodies (`subscriptions/listen`, and every task request of a
     // 2025-11-25 session, where rmcp serves tasks too) bound to their creator: inside the
-    // binding layer, on its store. Without the binding layer (a baseline), it is off.
+    // binding layer, on its store; without it (a baseline), on a store of its own.
     let tasks_store: Arc<dyn BindingStore> = match &binding {
         Some(store) => store.clone(),
         None => Arc::new(MemoryStore::new()),
     };
+    let checks = !args.without_task_checks;
     let task_params = mcp_session_binding::task_params::TaskParamsLayer::new(tasks_store)
-        .check_listen(binding.is_some())
-        .legacy_tasks(binding.is_some());
+        .check_listen(checks)
+        .legacy_tasks(checks);
     let mcp = tower::Layer::layer(&task_params, mcp);
 
     let listener = tokio::net::TcpListener::bind(&args.listen)

@@ -179,7 +179,12 @@ pub mod __private {
         max_len: usize,
     ) -> Result<Option<&str>, &'static str> {
         use crate::protocol::headers::{SessionHeader, as_str, session_header};
-        match session_header(headers, max_len) {
+        // The one pass over the headers the layer makes, and the lookup: the same answer.
+        let (_, values) = crate::protocol::route::request_headers(headers);
+        let read = session_header(values.sessions.into_iter().flatten(), max_len);
+        let looked_up = session_header(headers.get_all("mcp-session-id").iter(), max_len);
+        assert_eq!(read, looked_up, "the one pass and the lookup disagree");
+        match read {
             SessionHeader::Absent => Ok(None),
             SessionHeader::Present(value) => Ok(Some(as_str(value))),
             SessionHeader::Malformed(why) => Err(why),

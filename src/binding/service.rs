@@ -23,8 +23,8 @@ use crate::{
     binding::tasks,
     binding::trace,
     identity::IdentityExtractor,
-    protocol::headers::{self, LAST_EVENT_ID, MCP_SESSION_ID, SessionHeader},
-    protocol::route::{self, Route},
+    protocol::headers::{LAST_EVENT_ID, MCP_PROTOCOL_VERSION, MCP_SESSION_ID, SessionHeader},
+    protocol::route::{self, Route, Sessionless},
     store::{BindingStore, SessionKey, StoreError, StoreErrorKind, aged},
 };
 
@@ -83,32 +83,30 @@ impl<S: Clone, St: BindingStore + Clone, I: IdentityExtractor> SessionBinding<S,
     /// The request's path and caller, from its headers; `Err`: the answer, at once.
     fn path(&self, parts: &mut Parts) -> Result<(Path, Option<Identity>), Early> {
         let tasks = self.config.bind_tasks && parts.method == Method::POST;
-        let sessionless = if tasks {
-            // Task ids are checked on requests whose header names 2026-07-28 or later; make
-            // sure the inner server cannot serve any other request that way.
-            headers::remove_session_era_version(&mut parts.headers)
-        } else {
-            headers::is_sessionless(&parts.headers)
-        };
-        let (path, key) = if sessionless {
-            (sessionless_path(parts, tasks)?, None)
-        } else {
-            // The key is all the named path needs of the header: no copy of the value is kept.
-            match headers::session_header(&parts.headers, self.config.max_session_id_len) {
-                SessionHeader::Absent => (Path::New, None),
-                SessionHeader::Present(session) => {
-                    let keys = self.store.key_derivation();
-                    let key = keys.session_bytes(session.as_bytes());
-                    let previous = keys.previous_session_bytes(session.as_bytes());
-                    (Path::Named { key, previous }, Some(key))
-                }
-                SessionHeader::Malformed(why) => {
-                    let reason = RejectionReason::MalformedSessionId;
-                    trace::rejected(reason, None, None, Some(why));
-                    return Err(Box::new(reject::plain(reason, Some(why))));
-                }
+        let (seen, values) = route::request_headers(&parts.headers);
+        let sessionless = values.sessionless();
+        // Task ids are checked on requests whose header names 2026-07-28 or later; make sure the
+        // inner server cannot serve any other request that way.
+        let remove_version = tasks && !sessionless && values.versions[0].is_some();
+        // The key is all the named path needs of the header: no copy of the value is kept.
+        let (path, key) = match values.session(self.config.max_session_id_len) {
+            _ if sessionless => (sessionless_path(parts, tasks, seen)?, None),
+            SessionHeader::Absent => (Path::New, None),
+            SessionHeader::Present(session) => {
+                let keys = self.store.key_derivation();
+                let key = keys.session_bytes(session.as_bytes());
+                let previous = keys.previous_session_bytes(session.as_bytes());
+                (Path::Named { key, previous }, Some(key))
+            }
+            SessionHeader::Malformed(why) => {
+                let reason = RejectionReason::MalformedSessionId;
+                trace::rejected(reason, None, None, Some(why));
+                return Err(Box::new(reject::plain(reason, Some(why))));
             }
         };
+        if remove_version {
+            parts.headers.remove(MCP_PROTOCOL_VERSION);
+        }
         let caller = self.identity.extract(parts).map_err(|error| {
             let detail = error.to_string();
             let reason = RejectionReason::InvalidIdentity;
@@ -218,9 +216,7 @@ impl<S: Clone, St: BindingStore + Clone, I: IdentityExtractor> SessionBinding<S,
 /// removed (so no inner server routes it into a session), and so is `Last-Event-ID` (no
 /// resumption: an event store keyed by event id alone would replay another caller's stream).
 /// It has no GET stream and no DELETE either. `tasks`: a POST with task routes.
-fn sessionless_path(parts: &mut Parts, tasks: bool) -> Result<Path, Early> {
-    // One pass over the headers instead of three lookups; most have neither header.
-    let seen = route::sessionless_headers(&parts.headers);
+fn sessionless_path(parts: &mut Parts, tasks: bool, seen: Sessionless) -> Result<Path, Early> {
     if seen.session_id {
         parts.headers.remove(MCP_SESSION_ID);
     }

@@ -45,7 +45,8 @@ where
     ReqBody: Default + Send + 'static,
     ResBody: Send + 'static,
 {
-    let session = match headers::session_header(response.headers(), config.max_session_id_len) {
+    let minted = response.headers().get_all(MCP_SESSION_ID).iter();
+    let session = match headers::session_header(minted, config.max_session_id_len) {
         SessionHeader::Present(session) => session.clone(),
         SessionHeader::Absent | SessionHeader::Malformed(_) => {
             let what = "the inner service minted a session id that is not a valid Mcp-Session-Id";

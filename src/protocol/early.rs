@@ -87,7 +87,9 @@ pub(crate) struct EarlyAnswer {
 }
 
 enum EarlyState {
-    Ready(Option<Response<Full<Bytes>>>),
+    /// Boxed: inline, it would make every response future of the crate, moved at each layer of
+    /// a stack, a response's size larger; the layer's own answers are the rare path.
+    Ready(Option<Box<Response<Full<Bytes>>>>),
     Draining(BoxFuture<'static, Response<Full<Bytes>>>),
 }
 
@@ -101,7 +103,7 @@ impl EarlyAnswer {
         let state = if needs_care(version, &body) {
             EarlyState::Draining(Box::pin(answer(version, body, response)))
         } else {
-            EarlyState::Ready(Some(response))
+            EarlyState::Ready(Some(Box::new(response)))
         };
         Self { state }
     }
@@ -113,7 +115,7 @@ impl Future for EarlyAnswer {
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match &mut self.state {
             EarlyState::Ready(response) => Poll::Ready(
-                response
+                *response
                     .take()
                     .expect("EarlyAnswer polled after completion"),
             ),

@@ -27,9 +27,12 @@ pub(crate) enum SessionHeader<'a> {
     Malformed(&'static str),
 }
 
-/// Reads the session header: one value, 1 to `max_len` bytes, each in 0x21–0x7E.
-pub(crate) fn session_header(headers: &HeaderMap, max_len: usize) -> SessionHeader<'_> {
-    let mut values = headers.get_all(MCP_SESSION_ID).iter();
+/// Reads the session header from its `values` (`get_all(MCP_SESSION_ID)`, or a pass over the
+/// headers that finds the first two): one value, 1 to `max_len` bytes, each in 0x21–0x7E.
+pub(crate) fn session_header<'a>(
+    mut values: impl Iterator<Item = &'a HeaderValue>,
+    max_len: usize,
+) -> SessionHeader<'a> {
     let Some(value) = values.next() else {
         return SessionHeader::Absent;
     };
@@ -94,7 +97,9 @@ pub(crate) fn is_sessionless(headers: &HeaderMap) -> bool {
 
 /// Whether these `MCP-Protocol-Version` values are one well-formed revision of 2026-07-28 or
 /// later.
-fn names_sessionless_revision<'a>(mut values: impl Iterator<Item = &'a HeaderValue>) -> bool {
+pub(crate) fn names_sessionless_revision<'a>(
+    mut values: impl Iterator<Item = &'a HeaderValue>,
+) -> bool {
     let (Some(value), None) = (values.next(), values.next()) else {
         return false;
     };
@@ -123,12 +128,13 @@ mod tests {
     #[test]
     fn ids_of_exactly_the_limit_are_accepted_and_their_text_is_kept() {
         let map = headers(&MCP_SESSION_ID, &[b"abcd"]);
-        let SessionHeader::Present(value) = session_header(&map, 4) else {
+        let SessionHeader::Present(value) = session_header(map.get_all(MCP_SESSION_ID).iter(), 4)
+        else {
             panic!("an id of max_len bytes is accepted");
         };
         assert_eq!(as_str(value), "abcd");
         assert!(matches!(
-            session_header(&map, 3),
+            session_header(map.get_all(MCP_SESSION_ID).iter(), 3),
             SessionHeader::Malformed("Mcp-Session-Id header is too long")
         ));
     }
@@ -158,12 +164,12 @@ mod tests {
     fn accepts_visible_ascii() {
         let map = headers(&MCP_SESSION_ID, &[b"3f2a9c1e-0b7d-4e8a-9c55-2d1f6b8e7a40"]);
         assert!(matches!(
-            session_header(&map, 1024),
+            session_header(map.get_all(MCP_SESSION_ID).iter(), 1024),
             SessionHeader::Present(_)
         ));
         let map = headers(&MCP_SESSION_ID, &[b"!~"]);
         assert!(matches!(
-            session_header(&map, 1024),
+            session_header(map.get_all(MCP_SESSION_ID).iter(), 1024),
             SessionHeader::Present(_)
         ));
     }
@@ -171,25 +177,28 @@ mod tests {
     #[test]
     fn rejects_malformed_values() {
         assert_eq!(
-            session_header(&HeaderMap::new(), 1024),
+            session_header(HeaderMap::new().get_all(MCP_SESSION_ID).iter(), 1024),
             SessionHeader::Absent
         );
         for bad in [&b""[..], b"a b", b"caf\xc3\xa9", b"tab\there"] {
             let map = headers(&MCP_SESSION_ID, &[bad]);
             assert!(
-                matches!(session_header(&map, 1024), SessionHeader::Malformed(_)),
+                matches!(
+                    session_header(map.get_all(MCP_SESSION_ID).iter(), 1024),
+                    SessionHeader::Malformed(_)
+                ),
                 "{bad:?}"
             );
         }
         let long = vec![b'a'; 1025];
         let map = headers(&MCP_SESSION_ID, &[&long]);
         assert!(matches!(
-            session_header(&map, 1024),
+            session_header(map.get_all(MCP_SESSION_ID).iter(), 1024),
             SessionHeader::Malformed(_)
         ));
         let map = headers(&MCP_SESSION_ID, &[b"same", b"same"]);
         assert_eq!(
-            session_header(&map, 1024),
+            session_header(map.get_all(MCP_SESSION_ID).iter(), 1024),
             SessionHeader::Malformed("Mcp-Session-Id header is repeated")
         );
     }

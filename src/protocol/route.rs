@@ -5,7 +5,7 @@
 
 use http::{HeaderMap, HeaderName, HeaderValue};
 
-use super::headers::{MCP_METHOD, MCP_NAME};
+use super::headers::{self, MCP_METHOD, MCP_NAME, SessionHeader};
 
 /// What the layer does with a sessionless request, by its `Mcp-Method`.
 #[derive(Debug, PartialEq, Eq)]
@@ -65,7 +65,7 @@ impl Method {
 
 /// What one pass over a sessionless POST's headers found.
 #[derive(Debug, Default, PartialEq, Eq)]
-pub(crate) struct SessionlessHeaders {
+pub(crate) struct Sessionless {
     /// `Mcp-Session-Id` is present (to remove).
     pub(crate) session_id: bool,
     /// `Last-Event-ID` is present (to remove).
@@ -74,31 +74,61 @@ pub(crate) struct SessionlessHeaders {
     pub(crate) method: Option<Method>,
 }
 
-/// Reads what the layer needs of a sessionless POST's headers in one pass over them, comparing
-/// names, instead of hashing three names to look each up: the same answers as `contains_key` and
+/// The first two values of the headers a session-era request is decided on (a second value
+/// makes a header repeated), as `get_all` would give them.
+#[derive(Debug, Default)]
+pub(crate) struct SessionValues<'a> {
+    /// `Mcp-Session-Id`.
+    pub(crate) sessions: [Option<&'a HeaderValue>; 2],
+    /// `MCP-Protocol-Version`.
+    pub(crate) versions: [Option<&'a HeaderValue>; 2],
+}
+
+impl<'a> SessionValues<'a> {
+    /// [`headers::session_header`] of these values.
+    pub(crate) fn session(&self, max_len: usize) -> SessionHeader<'a> {
+        headers::session_header(self.sessions.into_iter().flatten(), max_len)
+    }
+
+    /// [`headers::names_sessionless_revision`] of these values.
+    pub(crate) fn sessionless(&self) -> bool {
+        headers::names_sessionless_revision(self.versions.into_iter().flatten())
+    }
+}
+
+/// Reads what the layer needs of a request's headers in one pass over them, comparing names,
+/// instead of hashing each name to look it up: the same answers as `get_all`, `contains_key` and
 /// [`route`]. It costs a few instructions a header, a small share of what parsing and storing
 /// that header cost the server first.
-pub(crate) fn sessionless_headers(headers: &HeaderMap) -> SessionlessHeaders {
-    let mut seen = SessionlessHeaders::default();
+pub(crate) fn request_headers(headers: &HeaderMap) -> (Sessionless, SessionValues<'_>) {
+    let mut seen = Sessionless::default();
+    let mut values = SessionValues::default();
     let mut methods = 0_usize;
     let mut method = None;
     // One item per value: a repeated header is seen as often as it is repeated.
     for (name, value) in headers {
         // Names are lowercase in a `HeaderMap` (the constants' names; a test checks them).
-        match name.as_str() {
+        let first_two = match name.as_str() {
             "mcp-method" => {
                 methods += 1;
                 method = Some(value);
+                continue;
             }
-            "last-event-id" => seen.last_event_id = true,
-            "mcp-session-id" => seen.session_id = true,
-            _ => {}
-        }
+            "last-event-id" => {
+                seen.last_event_id = true;
+                continue;
+            }
+            "mcp-session-id" => &mut values.sessions,
+            "mcp-protocol-version" => &mut values.versions,
+            _ => continue,
+        };
+        first_two[usize::from(first_two[0].is_some())].get_or_insert(value);
     }
+    seen.session_id = values.sessions[0].is_some();
     if methods == 1 {
         seen.method = method.and_then(|value| Method::of(value.as_bytes()));
     }
-    seen
+    (seen, values)
 }
 
 /// The task id a `tasks/*` request names in `Mcp-Name`.
@@ -181,9 +211,10 @@ mod tests {
 
     #[test]
     fn one_pass_over_the_headers_agrees_with_lookups() {
-        use crate::protocol::headers::{LAST_EVENT_ID, MCP_SESSION_ID};
+        use crate::protocol::headers::{LAST_EVENT_ID, MCP_PROTOCOL_VERSION, MCP_SESSION_ID};
         // The names the pass compares are the constants' names.
         assert_eq!(MCP_METHOD.as_str(), "mcp-method");
+        assert_eq!(MCP_PROTOCOL_VERSION.as_str(), "mcp-protocol-version");
         assert_eq!(LAST_EVENT_ID.as_str(), "last-event-id");
         assert_eq!(MCP_SESSION_ID.as_str(), "mcp-session-id");
         let cases: &[&[(&str, &str)]] = &[
@@ -209,13 +240,37 @@ mod tests {
                 ("last-event-id", "1"),
             ],
             &[
+                ("mcp-protocol-version", "2025-11-25"),
+                ("host", "h"),
+                ("mcp-session-id", "a"),
+                ("mcp-protocol-version", "2026-07-28"),
+                ("mcp-session-id", "b"),
+                ("mcp-session-id", "c"),
+                ("mcp-protocol-versions", "x"),
+                ("content-length", "1"),
+            ],
+            &[
+                ("authorization", "x"),
+                ("mcp-protocol-version", "2026-07-28"),
+            ],
+            &[
                 ("x-mcp-method", "tools/call"),
                 ("mcp-methods", "tools/call"),
             ],
         ];
         for pairs in cases {
             let map = headers(pairs);
-            let seen = sessionless_headers(&map);
+            let (seen, values) = request_headers(&map);
+            let first_two = |name: HeaderName| {
+                let mut all = map.get_all(name).iter();
+                [all.next(), all.next()]
+            };
+            assert_eq!(values.sessions, first_two(MCP_SESSION_ID), "{pairs:?}");
+            assert_eq!(
+                values.versions,
+                first_two(MCP_PROTOCOL_VERSION),
+                "{pairs:?}"
+            );
             assert_eq!(
                 seen.session_id,
                 map.contains_key(MCP_SESSION_ID),
@@ -232,7 +287,7 @@ mod tests {
                 "{pairs:?}"
             );
         }
-        let seen = |pairs| sessionless_headers(&headers(pairs));
+        let seen = |pairs| request_headers(&headers(pairs)).0;
         assert_eq!(
             seen(&[("mcp-method", "tools/call")]).method,
             Some(Method::ToolsCall)
