@@ -114,13 +114,21 @@ type SseBody = http_body_util::StreamBody<
     >,
 >;
 
+/// What a session-era run puts in front of the inner service.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Stack {
+    /// The task layer checking nothing.
+    None,
+    /// The task layer's checks (legacy tasks on), without the binding layer.
+    Tasks,
+    /// The binding layer and the task layer's checks, on one store.
+    Both,
+}
+
 /// One session-era run as `loadgen --instructions` makes it: `REQUESTS` `tools/call whoami` on
-/// the caller's session, answered in SSE, each answer read to its end. Bare: the task layer with
-/// legacy tasks off (as the example server without the binding layer has it); layered: the
-/// binding layer and the task layer with legacy tasks on, which reads each body and scans each
-/// answer for a task. Both have the state layer inside (feature `request-state`), as the example
-/// server has.
-fn run_session_tasks(layered: bool) {
+/// the caller's session, answered in SSE, each answer read to its end, through `stack`. Each has
+/// the state layer inside (feature `request-state`), as the example server has.
+fn run_session_tasks(stack: Stack) {
     use mcp_session_binding::task_params::TaskParamsLayer;
     let caller = owner();
     let body = Bytes::from_static(
@@ -128,7 +136,7 @@ fn run_session_tasks(layered: bool) {
     );
     let requests: Vec<Request<Full<Bytes>>> = (0..REQUESTS).map(|_| post(&body, &caller)).collect();
     let store = bound_store();
-    let tasks = TaskParamsLayer::new(store.clone()).legacy_tasks(layered);
+    let tasks = TaskParamsLayer::new(store.clone()).legacy_tasks(stack != Stack::None);
     // The example server's stack inside the binding layer: the task layer, the state layer.
     #[cfg(feature = "request-state")]
     let inner = tasks.layer(
@@ -140,7 +148,7 @@ fn run_session_tasks(layered: bool) {
     #[cfg(not(feature = "request-state"))]
     let inner = tasks.layer(tower::service_fn(answer_sse));
     let mut ok = 0;
-    if layered {
+    if stack == Stack::Both {
         let mut service = SessionBindingLayer::with_store(store).layer(inner);
         for request in requests {
             ok += usize::from(drain(call_now(&mut service, request)));
@@ -199,8 +207,9 @@ fn main() {
         Some("layer") => return run(true),
         Some("modern-bare") => return run_modern(false),
         Some("modern-layer") => return run_modern(true),
-        Some("tasks-bare") => return run_session_tasks(false),
-        Some("tasks-layer") => return run_session_tasks(true),
+        Some("tasks-none") => return run_session_tasks(Stack::None),
+        Some("tasks-checks") => return run_session_tasks(Stack::Tasks),
+        Some("tasks-layer") => return run_session_tasks(Stack::Both),
         _ => {}
     }
     let (Some(bare), Some(layer)) = (count("bare"), count("layer")) else {
@@ -211,10 +220,17 @@ fn main() {
     println!(
         "instructions: bare run {bare}, layer run {layer}: the layer adds {added:.0} instructions per request ({REQUESTS} requests, 1 KiB body, matching identity)"
     );
-    if let (Some(bare), Some(layer)) = (count("tasks-bare"), count("tasks-layer")) {
-        let added = (layer as f64 - bare as f64) / REQUESTS as f64;
+    if let (Some(none), Some(checks), Some(both)) = (
+        count("tasks-none"),
+        count("tasks-checks"),
+        count("tasks-layer"),
+    ) {
+        let per = |a: u64, b: u64| (a as f64 - b as f64) / REQUESTS as f64;
         println!(
-            "instructions: session-era tools/call with the task layer (legacy tasks), SSE answer: bare run {bare}, layer run {layer}: the layers add {added:.0} instructions per request"
+            "instructions: session-era tools/call, SSE answer, state layer inside: the task layer's checks (legacy tasks) add {:.0} instructions per request, the binding layer {:.0} more: {:.0} together (runs: {none}, {checks}, {both})",
+            per(checks, none),
+            per(both, checks),
+            per(both, none),
         );
     }
     let (Some(bare), Some(layer)) = (count("modern-bare"), count("modern-layer")) else {

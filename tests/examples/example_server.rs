@@ -298,6 +298,7 @@ fn bad_arguments_exit_with_status_2_and_the_usage() {
         &["--bogus"][..],
         &["--listen"],
         &["--allow-anonymous=yes"],
+        &["--without-task-checks=yes"],
         &["--without-binding", "--redis", "redis://127.0.0.1/"],
         &["--redis-cache-ms", "500"],
         &[
