@@ -9,6 +9,8 @@ use std::{
 
 use http::{HeaderValue, Method, Request, Uri, header::HOST, request::Parts};
 
+#[cfg(doc)]
+use crate::SessionBindingLayer;
 use crate::protocol::headers::MCP_SESSION_ID;
 
 /// Bindings live for 24 hours after the last refresh.

@@ -20,9 +20,10 @@
 //!
 //! Which sessionless requests take these paths is decided from the `Mcp-Method` header alone:
 //! every other request passes as before, and no request body is read except to answer a refused
-//! one. Answers are read by the shared scanner ([`scan`]): JSON after unescaping, SSE in every
-//! framing a client accepts. [`TaskParamsLayer`](crate::task_params::TaskParamsLayer) uses the
-//! same recording and checks for tasks reached from session-era sessions, by their bodies.
+//! one. Answers are read by the shared scanner ([`scan`](crate::protocol::scan)): JSON after
+//! unescaping, SSE in every framing a client accepts.
+//! [`TaskParamsLayer`](crate::task_params::TaskParamsLayer) uses the same recording and checks
+//! for tasks reached from session-era sessions, by their bodies.
 //!
 //! Task records are a kind of record of their own in the store
 //! ([`BindingStore::bind_task`]), so tasks never count against the per-identity session limits.
