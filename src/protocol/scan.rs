@@ -93,7 +93,30 @@ pub(crate) enum Framing {
 
 /// The framing of a body with these headers, if it is one the layers read.
 pub(crate) fn framing(headers: &HeaderMap) -> Option<Framing> {
-    let content_type = headers.get(header::CONTENT_TYPE)?.as_bytes();
+    framing_of(headers.get(header::CONTENT_TYPE)?.as_bytes())
+}
+
+/// What a scan needs of an answer's headers, in one look: its framing (as [`framing`] reads it)
+/// and whether they declare a `Content-Length` (which a scan that may rewrite the answer removes).
+pub(crate) fn framing_and_length(headers: &HeaderMap) -> (Option<Framing>, bool) {
+    // Answers have a few headers: one walk through them costs less than two hashed lookups.
+    if headers.keys_len() > 8 {
+        return (framing(headers), headers.contains_key(header::CONTENT_LENGTH));
+    }
+    let (mut content_type, mut length) = (None, false);
+    for (name, value) in headers {
+        if *name == header::CONTENT_TYPE {
+            // The first value, as `HeaderMap::get` gives it.
+            content_type = content_type.or(Some(value));
+        } else if *name == header::CONTENT_LENGTH {
+            length = true;
+        }
+    }
+    (content_type.and_then(|v| framing_of(v.as_bytes())), length)
+}
+
+/// The framing a `Content-Type` value names, if it is one the layers read.
+fn framing_of(content_type: &[u8]) -> Option<Framing> {
     let starts = |prefix: &[u8]| {
         content_type.len() >= prefix.len()
             && content_type[..prefix.len()].eq_ignore_ascii_case(prefix)
