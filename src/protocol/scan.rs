@@ -51,11 +51,22 @@ impl Name {
 /// than as itself only with a backslash escape, so a text with no backslash holds `name` only
 /// where its bytes appear as they are.
 pub(crate) fn may_name(bytes: &[u8], name: &Name) -> bool {
-    named(bytes, std::slice::from_ref(name)) != 0
+    // `named` for one name, as its own loop: called for every SSE event an inspector sees.
+    let anchor = name.anchor();
+    let mut from = 0;
+    while let Some(offset) = memchr::memchr2(b'\\', anchor, &bytes[from..]) {
+        let at = from + offset;
+        if bytes[at] == b'\\' || name.is_at(bytes, at) {
+            return true;
+        }
+        from = at + 1;
+    }
+    false
 }
 
 /// Which of `names` (all with the same anchor byte, at most 32) JSON text `bytes` may hold in some
 /// spelling, as bits (bit `i` for `names[i]`), in one pass; every bit when it has a backslash.
+#[inline] // into callers with constant names: their comparisons need no call to `memcmp`
 pub(crate) fn named(bytes: &[u8], names: &[Name]) -> u32 {
     let Some(first) = names.first() else {
         return 0;
@@ -101,7 +112,10 @@ pub(crate) fn framing(headers: &HeaderMap) -> Option<Framing> {
 pub(crate) fn framing_and_length(headers: &HeaderMap) -> (Option<Framing>, bool) {
     // Answers have a few headers: one walk through them costs less than two hashed lookups.
     if headers.keys_len() > 8 {
-        return (framing(headers), headers.contains_key(header::CONTENT_LENGTH));
+        return (
+            framing(headers),
+            headers.contains_key(header::CONTENT_LENGTH),
+        );
     }
     let (mut content_type, mut length) = (None, false);
     for (name, value) in headers {
@@ -355,6 +369,59 @@ impl<I: Inspect + ?Sized> Scan<I> {
     where
         B: Body<Data = Bytes>,
     {
+        // The common case, nothing held back, kept apart from the loop of `poll_held` (larger to
+        // set up): a frame that passes on as it came goes out at once.
+        if self.held.is_none() && !self.closed && !self.inner_done {
+            match ready!(body.as_mut().poll_frame(cx)) {
+                Some(Ok(frame)) => match frame.into_data() {
+                    Ok(data) if self.passthrough => {
+                        return Poll::Ready(Some(Ok(Frame::data(data))));
+                    }
+                    Ok(data) if self.passes_whole(&data, &body) => {
+                        self.at_start = false;
+                        return Poll::Ready(Some(Ok(Frame::data(data))));
+                    }
+                    Ok(data) => self.hold_data(&data),
+                    Err(frame) => self.hold_trailers(frame),
+                },
+                Some(Err(error)) => return Poll::Ready(Some(Err(error))),
+                None => {
+                    // Nothing held: nothing more to send.
+                    self.inner_done = true;
+                    return Poll::Ready(None);
+                }
+            }
+        }
+        self.poll_held(body, cx)
+    }
+
+    /// A data frame that cannot pass on as it came: held, and every message it completes handled.
+    fn hold_data(&mut self, data: &Bytes) {
+        self.held().buf.extend_from_slice(data);
+        self.drain();
+    }
+
+    /// Trailers: whatever is held goes first, unscanned, and the rest passes unscanned.
+    fn hold_trailers(&mut self, frame: Frame<Bytes>) {
+        self.passthrough = true;
+        let held = self.held();
+        if !held.buf.is_empty() {
+            let rest = held.buf.split().freeze();
+            held.out.push_back(Frame::data(rest));
+        }
+        held.out.push_back(frame);
+    }
+
+    /// [`poll_frame`](Self::poll_frame) once something is held back (or the body ended).
+    #[inline(never)]
+    fn poll_held<B>(
+        &mut self,
+        mut body: Pin<&mut B>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>>
+    where
+        B: Body<Data = Bytes>,
+    {
         loop {
             if let Some(held) = &mut self.held {
                 if let Some(frame) = held.out.pop_front() {
@@ -395,20 +462,8 @@ impl<I: Inspect + ?Sized> Scan<I> {
                         self.at_start = false;
                         return Poll::Ready(Some(Ok(Frame::data(data))));
                     }
-                    Ok(data) => {
-                        self.held().buf.extend_from_slice(&data);
-                        self.drain();
-                    }
-                    Err(frame) => {
-                        // Trailers: whatever is held goes first, unscanned.
-                        self.passthrough = true;
-                        let held = self.held();
-                        if !held.buf.is_empty() {
-                            let rest = held.buf.split().freeze();
-                            held.out.push_back(Frame::data(rest));
-                        }
-                        held.out.push_back(frame);
-                    }
+                    Ok(data) => self.hold_data(&data),
+                    Err(frame) => self.hold_trailers(frame),
                 },
                 Some(Err(error)) => return Poll::Ready(Some(Err(error))),
                 None => self.inner_done = true,

@@ -38,12 +38,14 @@ pub(crate) fn ends_an_event(frame: &[u8]) -> bool {
 
 /// `bytes` less one line end (CRLF, LF or CR) at its end.
 fn strip_line_end(bytes: &[u8]) -> Option<&[u8]> {
-    if let Some(rest) = bytes.strip_suffix(b"\r\n") {
-        Some(rest)
-    } else if let Some(rest) = bytes.strip_suffix(b"\n") {
-        Some(rest)
-    } else {
-        bytes.strip_suffix(b"\r")
+    // Byte comparisons rather than `strip_suffix`, which calls `memcmp`.
+    match bytes.split_last()? {
+        (b'\n', rest) => match rest.split_last() {
+            Some((b'\r', before)) => Some(before),
+            _ => Some(rest),
+        },
+        (b'\r', rest) => Some(rest),
+        _ => None,
     }
 }
 
