@@ -50,6 +50,7 @@ impl Name {
 /// Whether JSON text `bytes` may hold `name` in some spelling. JSON can spell a character other
 /// than as itself only with a backslash escape, so a text with no backslash holds `name` only
 /// where its bytes appear as they are.
+#[inline] // into callers with a constant name
 pub(crate) fn may_name(bytes: &[u8], name: &Name) -> bool {
     // `named` for one name, as its own loop: called for every SSE event an inspector sees.
     let anchor = name.anchor();
