@@ -753,5 +753,61 @@ mod tests {
         assert_eq!(named(br#"{"method":"/tasks","x":"tools/"}"#, &methods), 0);
         assert_eq!(named(br#"{"method":"tasks\/get"}"#, &methods), 0b11);
         assert_eq!(named(br#"/"#, &methods), 0);
+        // `may_name` answers as `named` does for the one name, on every text of up to five
+        // bytes from the name's own bytes, a backslash and one other.
+        let alphabet = *b"taskId\\x";
+        let mut texts = vec![Vec::new()];
+        for len in 1..=5 {
+            for mut n in 0..alphabet.len().pow(len) {
+                let mut text = Vec::new();
+                for _ in 0..len {
+                    text.push(alphabet[n % alphabet.len()]);
+                    n /= alphabet.len();
+                }
+                texts.push(text);
+            }
+        }
+        texts.extend([
+            b"taskId".to_vec(),
+            b"xtaskIdx".to_vec(),
+            b"IdtaskI".to_vec(),
+        ]);
+        for text in texts {
+            let one = std::slice::from_ref(&name);
+            assert_eq!(may_name(&text, &name), named(&text, one) != 0, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn one_look_at_the_headers_reads_them_as_two_lookups_do() {
+        use http::{HeaderValue, header::HeaderName};
+        let (json, sse) = ("application/json", "Text/Event-Stream; charset=utf-8");
+        let cases: [&[(&str, &str)]; 7] = [
+            &[],
+            &[("content-type", json)],
+            &[("content-length", "12"), ("content-type", sse)],
+            &[("content-type", "text/plain"), ("content-type", json)],
+            &[("cache-control", "no-cache"), ("content-length", "1")],
+            &[("x-a", "1"), ("content-type", sse), ("content-type", json)],
+            &[("content-type", "text/html")],
+        ];
+        for case in cases {
+            for padding in [0, 8] {
+                let mut headers = HeaderMap::new();
+                for i in 0..padding {
+                    let name = HeaderName::try_from(format!("x-pad-{i}")).unwrap();
+                    headers.insert(name, HeaderValue::from_static("1"));
+                }
+                for (name, value) in case {
+                    let value = HeaderValue::from_static(value);
+                    headers.append(HeaderName::from_static(name), value);
+                }
+                let expected = (
+                    framing(&headers),
+                    headers.contains_key(header::CONTENT_LENGTH),
+                );
+                assert_eq!(framing_and_length(&headers), expected, "{headers:?}");
+            }
+        }
     }
 }

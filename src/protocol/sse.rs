@@ -168,6 +168,29 @@ mod tests {
         for part in [&b"data: x\n"[..], b"data: x\r\n", b"data: x", b"data: x\r"] {
             assert!(!ends_an_event(part), "{part:?}");
         }
+        // Every frame of up to four bytes from the line-end bytes and one other: as two
+        // `strip_suffix` in a row read it (CRLF, else LF, else CR).
+        fn strip(bytes: &[u8]) -> Option<&[u8]> {
+            bytes
+                .strip_suffix(b"\r\n")
+                .or_else(|| bytes.strip_suffix(b"\n"))
+                .or_else(|| bytes.strip_suffix(b"\r"))
+        }
+        let mut frames = vec![Vec::new()];
+        for len in 1..=4 {
+            for mut n in 0..3_u32.pow(len) {
+                let mut frame = Vec::new();
+                for _ in 0..len {
+                    frame.push([b'\r', b'\n', b'x'][(n % 3) as usize]);
+                    n /= 3;
+                }
+                frames.push(frame);
+            }
+        }
+        for frame in frames {
+            let expected = strip(&frame).and_then(strip).is_some();
+            assert_eq!(ends_an_event(&frame), expected, "{frame:?}");
+        }
     }
 
     #[test]
