@@ -85,9 +85,7 @@ where
         match RequestBody::take(body, cap, |bytes| read.plan(bytes, settings)) {
             // The common case, a small body there whole, to forward: forwarded to the service
             // polled ready, unboxed.
-            RequestBody::Read(Ok(bytes), Plan::Forward { capture }) => {
-                self.forward(parts, bytes, capture)
-            }
+            RequestBody::Forward(bytes, capture) => self.forward(parts, bytes, capture),
             body => ResponseFuture::boxed(self.take().handle(read, parts, body).boxed()),
         }
     }
