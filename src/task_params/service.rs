@@ -146,6 +146,7 @@ impl<S, St: BindingStore + Clone> TaskParams<S, St> {
 
     /// Forwards a request whose body was read to the inner service; with `capture`, its answer
     /// is scanned for the task it creates, recorded for the caller.
+    #[inline]
     fn forward<B: From<Bytes>, RB: Send + 'static>(
         &mut self,
         parts: Parts,
