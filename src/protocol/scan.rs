@@ -307,6 +307,7 @@ impl<I: Inspect + ?Sized> Scan<I> {
 
     /// Whether `data`, a frame that came with nothing held, can pass on as it came: whole messages
     /// that do not concern the inspector.
+    #[inline(always)]
     fn passes_whole<B: Body>(&self, data: &Bytes, body: &Pin<&mut B>) -> bool {
         let whole = match self.framing {
             Framing::Sse => sse::ends_an_event(data),
