@@ -39,6 +39,7 @@ pub(super) enum RequestBody<B> {
 impl<B: Body<Data: Buf> + Unpin> RequestBody<B> {
     /// What of `body` is there now, without waiting (up to `cap` bytes); planned by `plan` when
     /// it is there whole.
+    #[inline]
     pub(super) fn take(mut body: B, cap: usize, plan: impl FnOnce(&[u8]) -> Plan) -> Self {
         match early::take_now(&mut body, cap) {
             Taken::Whole(Ok(bytes)) => match plan(&bytes) {
