@@ -37,6 +37,7 @@ impl Name {
     }
 
     /// The byte searched for.
+    #[inline]
     fn anchor(&self) -> u8 {
         self.text[self.anchor]
     }
