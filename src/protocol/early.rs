@@ -154,6 +154,7 @@ pub(crate) enum Taken {
 
 /// Takes what of `body` is there now, without waiting and without a timer: for `Bytes` data, a
 /// whole body is taken without a copy. At most `cap` bytes.
+#[inline]
 pub(crate) fn take_now<B>(body: &mut B, cap: usize) -> Taken
 where
     B: Body + Unpin,

@@ -38,12 +38,14 @@ pub(crate) fn ends_an_event(frame: &[u8]) -> bool {
 
 /// `bytes` less one line end (CRLF, LF or CR) at its end.
 fn strip_line_end(bytes: &[u8]) -> Option<&[u8]> {
-    if let Some(rest) = bytes.strip_suffix(b"\r\n") {
-        Some(rest)
-    } else if let Some(rest) = bytes.strip_suffix(b"\n") {
-        Some(rest)
-    } else {
-        bytes.strip_suffix(b"\r")
+    // Byte comparisons rather than `strip_suffix`, which calls `memcmp`.
+    match bytes.split_last()? {
+        (b'\n', rest) => match rest.split_last() {
+            Some((b'\r', before)) => Some(before),
+            _ => Some(rest),
+        },
+        (b'\r', rest) => Some(rest),
+        _ => None,
     }
 }
 
@@ -165,6 +167,29 @@ mod tests {
         }
         for part in [&b"data: x\n"[..], b"data: x\r\n", b"data: x", b"data: x\r"] {
             assert!(!ends_an_event(part), "{part:?}");
+        }
+        // Every frame of up to four bytes from the line-end bytes and one other: as two
+        // `strip_suffix` in a row read it (CRLF, else LF, else CR).
+        fn strip(bytes: &[u8]) -> Option<&[u8]> {
+            bytes
+                .strip_suffix(b"\r\n")
+                .or_else(|| bytes.strip_suffix(b"\n"))
+                .or_else(|| bytes.strip_suffix(b"\r"))
+        }
+        let mut frames = vec![Vec::new()];
+        for len in 1..=4 {
+            for mut n in 0..3_u32.pow(len) {
+                let mut frame = Vec::new();
+                for _ in 0..len {
+                    frame.push([b'\r', b'\n', b'x'][(n % 3) as usize]);
+                    n /= 3;
+                }
+                frames.push(frame);
+            }
+        }
+        for frame in frames {
+            let expected = strip(&frame).and_then(strip).is_some();
+            assert_eq!(ends_an_event(&frame), expected, "{frame:?}");
         }
     }
 

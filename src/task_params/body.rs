@@ -27,6 +27,9 @@ impl<T> TaskBody for T where
 
 /// A request body, read or still to read.
 pub(super) enum RequestBody<B> {
+    /// Read, and planned to be forwarded (the common case: nothing else to hold or drop);
+    /// `true`: its answer is scanned for a task.
+    Forward(Bytes, bool),
     /// Read (or failed), and planned.
     Read(Result<Bytes, early::ReadError>, Plan),
     /// Its start; the rest is still to come.
@@ -36,12 +39,13 @@ pub(super) enum RequestBody<B> {
 impl<B: Body<Data: Buf> + Unpin> RequestBody<B> {
     /// What of `body` is there now, without waiting (up to `cap` bytes); planned by `plan` when
     /// it is there whole.
+    #[inline]
     pub(super) fn take(mut body: B, cap: usize, plan: impl FnOnce(&[u8]) -> Plan) -> Self {
         match early::take_now(&mut body, cap) {
-            Taken::Whole(Ok(bytes)) => {
-                let plan = plan(&bytes);
-                Self::Read(Ok(bytes), plan)
-            }
+            Taken::Whole(Ok(bytes)) => match plan(&bytes) {
+                Plan::Forward { capture } => Self::Forward(bytes, capture),
+                plan => Self::Read(Ok(bytes), plan),
+            },
             Taken::Whole(Err(error)) => Self::Read(Err(error), Plan::Unreadable),
             Taken::Started(started) => Self::Rest(body, started),
         }
@@ -55,6 +59,7 @@ impl<B: Body<Data: Buf> + Unpin> RequestBody<B> {
         caller: Option<&Identity>,
     ) -> Result<(Bytes, Option<Plan>), Response<Full<Bytes>>> {
         let (read, plan) = match self {
+            Self::Forward(bytes, capture) => (Ok(bytes), Some(Plan::Forward { capture })),
             Self::Read(read, plan) => (read, Some(plan)),
             Self::Rest(body, started) => {
                 let declared = early::declared_length(&parts.headers);

@@ -177,6 +177,7 @@ const METHODS: [scan::Name; 2] = [
 ];
 
 /// The plan for a session-era body (legacy tasks on).
+#[inline] // the pre-scan, into the service; the parse stays out of line
 pub(super) fn legacy_plan(bytes: &[u8], max_id_len: usize) -> Plan {
     // Only task methods are checked: a body that cannot name one in any spelling is not parsed.
     // Its answer is scanned for a task when it may be a `tools/call` (scanning an answer that
@@ -187,6 +188,12 @@ pub(super) fn legacy_plan(bytes: &[u8], max_id_len: usize) -> Plan {
             capture: named & 2 != 0,
         };
     }
+    legacy_parse(bytes, max_id_len)
+}
+
+/// The plan for a session-era body that may name a task method: parsed.
+#[inline(never)]
+fn legacy_parse(bytes: &[u8], max_id_len: usize) -> Plan {
     let Ok(text) = std::str::from_utf8(bytes) else {
         return Plan::Unreadable;
     };

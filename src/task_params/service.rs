@@ -85,9 +85,7 @@ where
         match RequestBody::take(body, cap, |bytes| read.plan(bytes, settings)) {
             // The common case, a small body there whole, to forward: forwarded to the service
             // polled ready, unboxed.
-            RequestBody::Read(Ok(bytes), Plan::Forward { capture }) => {
-                self.forward(parts, bytes, capture)
-            }
+            RequestBody::Forward(bytes, capture) => self.forward(parts, bytes, capture),
             body => ResponseFuture::boxed(self.take().handle(read, parts, body).boxed()),
         }
     }
@@ -148,6 +146,7 @@ impl<S, St: BindingStore + Clone> TaskParams<S, St> {
 
     /// Forwards a request whose body was read to the inner service; with `capture`, its answer
     /// is scanned for the task it creates, recorded for the caller.
+    #[inline]
     fn forward<B: From<Bytes>, RB: Send + 'static>(
         &mut self,
         parts: Parts,

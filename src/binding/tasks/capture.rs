@@ -103,19 +103,21 @@ where
         AfterResponse::<ResBody, E>::applies_to(&self.inspector().recorder, response)
     }
 
-    fn run(mut self: Box<Self>, response: Response<ResBody>) -> Then<ResBody, E> {
-        // One look at `Content-Type`: it decides both whether to scan and how.
-        let framing = match scan::framing(response.headers()) {
+    fn run(mut self: Box<Self>, mut response: Response<ResBody>) -> Then<ResBody, E> {
+        // One look at the headers: `Content-Type` decides both whether to scan and how.
+        let (framing, length) = scan::framing_and_length(response.headers());
+        let framing = match framing {
             Some(framing) if response.status().is_success() => framing,
             _ => return Then::Now(Ok(response.map(ResponseBody::inner))),
         };
         self.set_framing(framing);
-        let (mut parts, body) = response.into_parts();
-        // The answer may be rewritten (a task that could not be recorded): its length may change.
-        parts.headers.remove(header::CONTENT_LENGTH);
+        if length {
+            // The answer may be rewritten (a task that could not be recorded): its length may
+            // change.
+            response.headers_mut().remove(header::CONTENT_LENGTH);
+        }
         // The same box, its inspector's type erased: no allocation.
-        let body = ResponseBody::scanned(body, self);
-        Then::Now(Ok(Response::from_parts(parts, body)))
+        Then::Now(Ok(response.map(|body| ResponseBody::scanned(body, self))))
     }
 }
 
