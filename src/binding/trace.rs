@@ -66,6 +66,14 @@ pub(crate) fn rejected(
     }
 }
 
+/// A task refused as unknown for `reason`: logged, unless it is a corrupt record, which the
+/// reading of the record logged already.
+pub(crate) fn unknown_task(reason: RejectionReason, caller: Option<&Identity>, key: SessionKey) {
+    if reason == RejectionReason::UnknownTask {
+        rejected(reason, caller, Some(key), None);
+    }
+}
+
 /// A mismatch, with the owner the caller is not.
 pub(crate) fn mismatch(caller: Option<&Identity>, owner: Option<&Identity>, key: SessionKey) {
     let (iss, sub) = halves(caller);

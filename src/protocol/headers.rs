@@ -75,6 +75,7 @@ pub(crate) fn as_str(value: &HeaderValue) -> &str {
 ///
 /// Returns whether the request is sessionless ([`is_sessionless`]), from the same single look
 /// at the header.
+#[cfg_attr(not(feature = "request-state"), allow(dead_code))] // the state layer's
 pub(crate) fn remove_session_era_version(headers: &mut HeaderMap) -> bool {
     // Not the entry API: it reserves room for an insertion first, which can grow the map.
     let mut values = headers.get_all(MCP_PROTOCOL_VERSION).iter().peekable();

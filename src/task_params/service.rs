@@ -118,9 +118,8 @@ impl<S, St: BindingStore + Clone> TaskParams<S, St> {
                 let slide = (read == Read::Legacy).then_some(config.task_ttl);
                 match tasks::owns_all(&self.store, caller, &task_ids, slide).await {
                     Ok(()) => return self.forward(parts, bytes, false).await,
-                    Err((task_id, key, decide::Task::Unknown(_))) => {
-                        let reason = RejectionReason::UnknownTask;
-                        trace::rejected(reason, caller, Some(key), None);
+                    Err((task_id, key, decide::Task::Unknown(reason))) => {
+                        trace::unknown_task(reason, caller, key);
                         let message = format!("unknown task: {task_id}");
                         tasks::answer_for(&bytes, config, reason, code::INVALID_PARAMS, &message)
                     }

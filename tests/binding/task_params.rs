@@ -454,6 +454,53 @@ async fn redis_legacy_tasks_are_bound_to_their_creator() {
     legacy_tasks_are_bound_to_their_creator(store).await;
 }
 
+/// A task record that is not a record (a corrupt value in Redis, the only store that can hold
+/// one) is answered like an unknown task, with `CorruptBinding` as its reason, as the sessionless
+/// check answers it; nothing is forwarded.
+#[tokio::test]
+async fn corrupt_legacy_task_records_are_refused_as_corrupt() {
+    use bytes::Bytes;
+    use http_body_util::{BodyExt, Full};
+    use mcp_session_binding::{Identity, RejectionReason, store::RedisStore};
+    use tower::{Layer, ServiceExt};
+    let Some(redis) = support::redis_server::RedisServer::start() else {
+        return;
+    };
+    let store = RedisStore::connect(&redis.url()).await.unwrap();
+    let key = store.key_derivation().task("t-corrupt").to_hex();
+    redis.command(&[
+        "SET",
+        &format!("{}task:{key}", store.prefix()),
+        "not a record",
+    ]);
+    let layer = TaskParamsLayer::new(store).legacy_tasks(true);
+    let service = layer.layer(tower::service_fn(|_: http::Request<Full<Bytes>>| async {
+        panic!("a request naming a corrupt task record was forwarded");
+        #[allow(unreachable_code)]
+        Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(Bytes::new())))
+    }));
+    let body = json!({"jsonrpc": "2.0", "id": 7, "method": "tasks/get",
+        "params": {"taskId": "t-corrupt"}});
+    let mut request = http::Request::post("/mcp")
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(body.to_string())))
+        .unwrap();
+    let caller = Identity::new("https://issuer.example", "alice").unwrap();
+    request.extensions_mut().insert(caller);
+    let response = service.oneshot(request).await.unwrap();
+    assert_eq!(
+        response.extensions().get::<RejectionReason>(),
+        Some(&RejectionReason::CorruptBinding)
+    );
+    let answer: Value =
+        serde_json::from_slice(&response.into_body().collect().await.unwrap().to_bytes()).unwrap();
+    assert_eq!(answer["id"], 7, "{answer}");
+    assert_eq!(
+        answer["error"]["message"], "unknown task: t-corrupt",
+        "{answer}"
+    );
+}
+
 /// An expired task record is refused like an unknown task, to its creator too (the record lives
 /// at most `task_ttl`).
 #[tokio::test]

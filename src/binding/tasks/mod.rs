@@ -84,10 +84,7 @@ where
                 return Ok(response.map(ResponseBody::inner));
             }
             (key, decide::Task::Unknown(reason)) => {
-                // A corrupt record was logged by `ownership` already.
-                if reason == RejectionReason::UnknownTask {
-                    trace::rejected(reason, caller, Some(key), None);
-                }
+                trace::unknown_task(reason, caller, key);
                 let message = format!("unknown task: {task_id}");
                 refusal(&parts, body, config, reason, &message).await
             }
