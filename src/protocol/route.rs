@@ -2,6 +2,10 @@
 //! method (revision 2026-07-28 servers must reject a header that does not match the body), and
 //! `Mcp-Name` the task of a `tasks/*` request. One value of each is read; a repeated or malformed
 //! header takes no route, or a refused one.
+//!
+//! Also the one pass over a request's headers that finds them, and the values of
+//! `Mcp-Session-Id` and `MCP-Protocol-Version` that `headers` decides on, for requests of every
+//! era.
 
 use http::{HeaderMap, HeaderName, HeaderValue};
 
