@@ -25,7 +25,8 @@
 //! load generator one core and the server the other (`taskset`), which steadies the figures.
 //!
 //! It spawns `target/release/examples/mcp_server` (next to its own binary) twice, with
-//! `--without-binding` (bare) and without it (layer), both on `127.0.0.1:0`, with the same HS256
+//! `--without-binding` (bare: the task layer keeps its checks) and without it (layer), both on
+//! `127.0.0.1:0`, with the same HS256
 //! secret and `RUST_LOG=warn`. Each server gets one established session per client (initialize,
 //! then notifications/initialized; one user per client, tokens minted here with `iss`, `sub`,
 //! `aud`, `exp`). Then, for several rounds, and for each concurrency, it runs the bare and the
@@ -39,7 +40,9 @@
 //! Wall-clock figures on a shared 2-core machine move with whatever else runs. `--instructions N`
 //! measures what does not: it runs each server under valgrind's callgrind, sends N sequential
 //! `tools/call whoami` on one session (after 50 warm-up calls), and reads how many instructions the
-//! server executed (all threads, `callgrind_control`), per request, with and without the layer.
+//! server executed (all threads, `callgrind_control`), per request, on three servers: without
+//! either layer's work (`--without-binding --without-task-checks`), with the task layer's checks
+//! (`--without-binding`), and with both; it prints the binding layer's ratio and both layers'.
 //!
 //! Every answer is checked (HTTP 200 and the caller's own `sub` in the result): a failed request
 //! stops the run. Requests go to loopback only, and the run is bounded in time.

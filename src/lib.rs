@@ -178,11 +178,11 @@ pub mod __private {
         headers: &http::HeaderMap,
         max_len: usize,
     ) -> Result<Option<&str>, &'static str> {
-        use crate::protocol::headers::{SessionHeader, as_str, session_header};
+        use crate::protocol::headers::{MCP_SESSION_ID, SessionHeader, as_str, session_header};
         // The one pass over the headers the layer makes, and the lookup: the same answer.
         let (_, values) = crate::protocol::route::request_headers(headers);
         let read = session_header(values.sessions.into_iter().flatten(), max_len);
-        let looked_up = session_header(headers.get_all("mcp-session-id").iter(), max_len);
+        let looked_up = session_header(headers.get_all(MCP_SESSION_ID).iter(), max_len);
         assert_eq!(read, looked_up, "the one pass and the lookup disagree");
         match read {
             SessionHeader::Absent => Ok(None),
